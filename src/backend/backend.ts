@@ -1,0 +1,65 @@
+// The one interface every storage implements. A backend moves bytes and nothing else:
+// no crypto, no retries (see the wrappers), no JSON.
+
+export type FileType = 'config' | 'keys' | 'snapshots' | 'index' | 'data' | 'locks';
+
+export const FILE_TYPES: readonly FileType[] = ['config', 'keys', 'snapshots', 'index', 'data', 'locks'];
+
+/** A file in the repository. For `config` the name is ignored (there is one). */
+export interface FileHandle {
+  readonly type: FileType;
+  readonly name: string;
+}
+
+export interface FileInfo {
+  readonly name: string;
+  readonly size: number;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface LoadOptions extends CallOptions {
+  /** Byte offset to start reading at (default 0). */
+  offset?: number;
+  /** Number of bytes to read (default: to the end). A range past the end is an error. */
+  length?: number;
+}
+
+export interface Backend {
+  /** Where this backend points, for messages and logs. Never contains credentials. */
+  readonly location: string;
+  /** How many requests the backend should have in flight at once (restic: 5, local 2). */
+  readonly connections: number;
+
+  /** Prepares the storage for a new repository (folders, bucket). Idempotent. */
+  create(options?: CallOptions): Promise<void>;
+  /**
+   * Stores a whole file atomically: readers see either nothing or all bytes, never a part.
+   * Saving a name that exists replaces it (names are content hashes, so the bytes are equal).
+   */
+  save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void>;
+  /** Reads a file or a byte range of it. Throws NotFoundError when it does not exist. */
+  load(h: FileHandle, options?: LoadOptions): Promise<Uint8Array>;
+  /** Size of a file. Throws NotFoundError when it does not exist. */
+  stat(h: FileHandle, options?: CallOptions): Promise<FileInfo>;
+  /** Lists the files of one type (names and sizes), in no particular order. */
+  list(type: FileType, options?: CallOptions): AsyncIterable<FileInfo>;
+  /** Removes a file. Throws NotFoundError when it does not exist. */
+  remove(h: FileHandle, options?: CallOptions): Promise<void>;
+  /** Releases connections and handles. */
+  close(): Promise<void>;
+}
+
+/** The path of a file in restic's default layout (data packs sharded by two hex digits). */
+export function layoutPath(h: FileHandle): string {
+  if (h.type === 'config') return 'config';
+  if (h.type === 'data') return `data/${h.name.slice(0, 2)}/${h.name}`;
+  return `${h.type}/${h.name}`;
+}
+
+/** "type/name" for messages: which file an error is about. */
+export function describeFile(h: FileHandle): string {
+  return layoutPath(h);
+}
