@@ -1,0 +1,359 @@
+// A repository in a folder: a local disk, an NFS or SMB mount, a Kubernetes hostPath or PVC.
+// restic's default layout (config, keys/, snapshots/, index/, locks/, data/XX/<id>), written the
+// way restic's own local backend writes it: temp file, fsync, rename, fsync the folder, read-only.
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, opendir, rename, stat, chmod, unlink } from 'node:fs/promises';
+import type { FileHandle as OsFileHandle } from 'node:fs/promises';
+import type { Dir } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import {
+  AbortedError,
+  BackendError,
+  IntegrityError,
+  InvalidInputError,
+  NotFoundError,
+  StowageError,
+  throwIfAborted,
+} from '../errors.ts';
+
+export interface LocalBackendOptions {
+  /** Requests in flight at once (default 2, like restic's local backend). */
+  connections?: number;
+}
+
+/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
+const ID_NAME = /^[0-9a-f]{64}$/;
+
+/** Large files are written and read in pieces of this size so an abort takes effect in between. */
+const IO_CHUNK = 4 * 1024 * 1024;
+
+/** How many files of a folder are stat'ed at once while listing (hides NFS round trips). */
+const LIST_STAT_BATCH = 64;
+
+/** Temp files live next to their final name (so the rename stays on one filesystem). */
+const TEMP_PREFIX = '.tmp-';
+
+const DIR_MODE = 0o700;
+const TEMP_FILE_MODE = 0o600;
+const FINAL_FILE_MODE = 0o400;
+
+export class LocalBackend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  /** The absolute path of the repository folder. */
+  readonly root: string;
+
+  constructor(path: string, opts: LocalBackendOptions = {}) {
+    if (typeof path !== 'string' || path === '') throw new InvalidInputError('local backend path must be a non-empty string');
+    this.root = resolve(path);
+    this.location = this.root;
+    this.connections = checkConnections(opts.connections ?? 2, this.location);
+  }
+
+  async create(options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const folders = ['keys', 'snapshots', 'index', 'locks', 'tmp', 'data'];
+    for (let i = 0; i < 256; i++) folders.push(`data/${i.toString(16).padStart(2, '0')}`);
+    for (const folder of folders) {
+      throwIfAborted(options.signal);
+      try {
+        await mkdir(join(this.root, folder), { recursive: true, mode: DIR_MODE });
+      } catch (err) {
+        throw fsErrorToStowage(err, 'create', folder, this.location);
+      }
+    }
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const finalPath = this.pathOf(h);
+    const folder = dirname(finalPath);
+    const tempPath = join(folder, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+
+    let fh: OsFileHandle | undefined;
+    try {
+      fh = await openNew(tempPath, folder);
+      throwIfAborted(options.signal);
+      for (let pos = 0; pos < data.length; ) {
+        const { bytesWritten } = await fh.write(data, pos, Math.min(IO_CHUNK, data.length - pos), pos);
+        pos += bytesWritten;
+        throwIfAborted(options.signal);
+      }
+      await syncTolerant(fh);
+      await fh.close();
+      fh = undefined;
+      // The last point where an abort still leaves nothing behind.
+      throwIfAborted(options.signal);
+      await rename(tempPath, finalPath);
+    } catch (err) {
+      await fh?.close().catch(() => {});
+      await unlink(tempPath).catch(() => {});
+      throw fsErrorToStowage(err, 'save', file, this.location);
+    }
+
+    // The file is in place; what follows makes it durable and protects it, so it no longer aborts.
+    try {
+      await syncFolder(folder);
+    } catch (err) {
+      throw fsErrorToStowage(err, 'save', file, this.location);
+    }
+    // Best effort: some filesystems (SMB, some NFS exports) refuse mode changes.
+    await chmod(finalPath, FINAL_FILE_MODE).catch(() => {});
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    let fh: OsFileHandle | undefined;
+    try {
+      fh = await open(this.pathOf(h), 'r');
+      throwIfAborted(options.signal);
+      const { size } = await fh.stat();
+      const { offset, length } = resolveRange(options, size, file);
+      const out = new Uint8Array(length);
+      for (let done = 0; done < length; ) {
+        const { bytesRead } = await fh.read(out, done, Math.min(IO_CHUNK, length - done), offset + done);
+        // The file shrank after fstat; restic's files never change, so the stored copy is damaged.
+        if (bytesRead === 0) throw new IntegrityError(`unexpected end of file at byte ${offset + done} while reading`, { file });
+        done += bytesRead;
+        throwIfAborted(options.signal);
+      }
+      return out;
+    } catch (err) {
+      throw fsErrorToStowage(err, 'load', file, this.location);
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    try {
+      const st = await stat(this.pathOf(h));
+      if (!st.isFile()) throw new NotFoundError(file);
+      return { name: h.type === 'config' ? 'config' : h.name, size: st.size };
+    } catch (err) {
+      throw fsErrorToStowage(err, 'stat', file, this.location);
+    }
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkType(type);
+    if (type === 'config') {
+      try {
+        const st = await stat(join(this.root, 'config'));
+        if (st.isFile()) yield { name: 'config', size: st.size };
+      } catch (err) {
+        if (!isMissing(err)) throw fsErrorToStowage(err, 'list', 'config', this.location);
+      }
+      return;
+    }
+    if (type !== 'data') {
+      yield* this.listFolder(type, options.signal);
+      return;
+    }
+    // data/ holds one sub-folder per two-digit prefix; walk whatever sub-folders exist.
+    for (const shard of await this.readFolderNames('data', options.signal)) {
+      yield* this.listFolder(`data/${shard}`, options.signal);
+    }
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const path = this.pathOf(h);
+    try {
+      await unlink(path);
+    } catch (err) {
+      // Some filesystems refuse to delete read-only files; make it writable and try once more.
+      if (!hasCode(err, 'EACCES') && !hasCode(err, 'EPERM')) throw fsErrorToStowage(err, 'remove', file, this.location);
+      try {
+        await chmod(path, TEMP_FILE_MODE);
+        await unlink(path);
+      } catch (again) {
+        throw fsErrorToStowage(again, 'remove', file, this.location);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    // Nothing is held open between calls.
+  }
+
+  private pathOf(h: FileHandle): string {
+    return join(this.root, layoutPath(h));
+  }
+
+  /** The names of the sub-folders of a folder (a missing folder has none). */
+  private async readFolderNames(folder: string, signal: AbortSignal | undefined): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      const dir = await opendir(join(this.root, folder));
+      for await (const entry of dir) {
+        if (entry.isDirectory()) names.push(entry.name);
+        throwIfAborted(signal);
+      }
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw fsErrorToStowage(err, 'list', folder, this.location);
+    }
+    return names;
+  }
+
+  /** Lists the ID-named regular files of one folder with their sizes. */
+  private async *listFolder(folder: string, signal: AbortSignal | undefined): AsyncGenerator<FileInfo> {
+    let dir: Dir;
+    try {
+      dir = await opendir(join(this.root, folder));
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw fsErrorToStowage(err, 'list', folder, this.location);
+    }
+    const batch: string[] = [];
+    try {
+      // Breaking out of the for-await closes the directory handle.
+      for await (const entry of dir) {
+        throwIfAborted(signal);
+        if (!ID_NAME.test(entry.name) || entry.isDirectory()) continue;
+        batch.push(entry.name);
+        if (batch.length >= LIST_STAT_BATCH) yield* this.statBatch(folder, batch.splice(0), signal);
+      }
+      yield* this.statBatch(folder, batch.splice(0), signal);
+    } catch (err) {
+      throw fsErrorToStowage(err, 'list', folder, this.location);
+    }
+  }
+
+  private async *statBatch(folder: string, names: string[], signal: AbortSignal | undefined): AsyncGenerator<FileInfo> {
+    if (names.length === 0) return;
+    const infos = await Promise.all(
+      names.map(async (name): Promise<FileInfo | undefined> => {
+        try {
+          const st = await stat(join(this.root, folder, name));
+          return st.isFile() ? { name, size: st.size } : undefined;
+        } catch (err) {
+          // Removed between reading the folder and stat'ing it: it is simply gone.
+          if (isMissing(err)) return undefined;
+          throw err;
+        }
+      }),
+    );
+    throwIfAborted(signal);
+    for (const info of infos) if (info) yield info;
+  }
+}
+
+/**
+ * Rejects handles that are not a known file type or whose name could leave its folder.
+ * Any other name is accepted (the listing only reports 64-hex names).
+ */
+export function checkHandle(h: FileHandle): void {
+  if (h === null || typeof h !== 'object') throw new InvalidInputError('file handle must be an object with type and name');
+  checkType(h.type);
+  if (h.type === 'config') return;
+  const name: unknown = h.name;
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+    throw new InvalidInputError(`invalid file name for ${h.type}: ${JSON.stringify(name)?.slice(0, 80)}`);
+  }
+}
+
+function checkType(type: unknown): asserts type is FileType {
+  if (!FILE_TYPES.includes(type as FileType)) {
+    throw new InvalidInputError(`unknown file type ${JSON.stringify(type)?.slice(0, 40)} (expected one of ${FILE_TYPES.join(', ')})`);
+  }
+}
+
+export function checkConnections(n: number, location: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`connections for ${location} must be a positive integer, got ${n}`);
+  return n;
+}
+
+/** Resolves offset/length against the file size; a range that ends past the end is damage. */
+export function resolveRange(options: LoadOptions, size: number, file: string): { offset: number; length: number } {
+  const offset = options.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidInputError(`load ${file}: offset must be a non-negative integer, got ${offset}`);
+  if (options.length !== undefined && (!Number.isSafeInteger(options.length) || options.length < 0)) {
+    throw new InvalidInputError(`load ${file}: length must be a non-negative integer, got ${options.length}`);
+  }
+  const length = options.length ?? size - offset;
+  if (offset + length > size || length < 0) {
+    throw new IntegrityError(`range ${offset}+${options.length ?? 'end'} is past the end of the ${size}-byte file`, { file });
+  }
+  return { offset, length };
+}
+
+/** Creates the temp file exclusively, making its folder (e.g. a missing data/XX) on demand. */
+async function openNew(path: string, folder: string): Promise<OsFileHandle> {
+  try {
+    return await open(path, 'wx', TEMP_FILE_MODE);
+  } catch (err) {
+    if (!hasCode(err, 'ENOENT')) throw err;
+    await mkdir(folder, { recursive: true, mode: DIR_MODE });
+    return await open(path, 'wx', TEMP_FILE_MODE);
+  }
+}
+
+/** fsync, ignoring filesystems that do not implement it (SMB on macOS, some FUSE mounts). */
+async function syncTolerant(fh: OsFileHandle): Promise<void> {
+  try {
+    await fh.sync();
+  } catch (err) {
+    if (!hasCode(err, 'EINVAL') && !hasCode(err, 'ENOTSUP') && !hasCode(err, 'EOPNOTSUPP')) throw err;
+  }
+}
+
+/** Makes a rename durable by syncing the folder that holds the new name. */
+async function syncFolder(folder: string): Promise<void> {
+  let fh: OsFileHandle | undefined;
+  try {
+    fh = await open(folder, 'r');
+    await syncTolerant(fh);
+  } catch (err) {
+    // Windows and a few network filesystems cannot open or sync a folder; the rename stands.
+    if (!hasCode(err, 'EISDIR') && !hasCode(err, 'EPERM') && !hasCode(err, 'EACCES')) throw err;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+// Everything else (EACCES, EPERM, EROFS, ENOSPC, EISDIR, …) needs a person to fix it: permanent.
+const TRANSIENT_CODES = new Set(['EIO', 'EAGAIN', 'EMFILE', 'ENFILE', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ESTALE']);
+
+/**
+ * Turns an OS error into a StowageError naming the operation and file, e.g.
+ * "save data/ab/ab12…: ENOSPC: no space left on device, write". StowageErrors pass through.
+ * ENOENT/ENOTDIR mean "the file does not exist" except for save (the repository folder vanished).
+ */
+export function fsErrorToStowage(err: unknown, op: string, file: string, location?: string): StowageError {
+  if (err instanceof StowageError) return err;
+  const code = errorCode(err);
+  if (code === 'ABORT_ERR') return new AbortedError(undefined, { cause: err });
+  const detail = err instanceof Error ? err.message : String(err);
+  if ((code === 'ENOENT' || code === 'ENOTDIR') && op !== 'save' && op !== 'create') return new NotFoundError(file, { cause: err });
+  const where = location ? ` (in ${location})` : '';
+  const transient = code !== undefined && TRANSIENT_CODES.has(code);
+  return new BackendError(`${op} ${file}${where}: ${detail}`, { transient, cause: err });
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function hasCode(err: unknown, code: string): boolean {
+  return errorCode(err) === code;
+}
+
+function isMissing(err: unknown): boolean {
+  return hasCode(err, 'ENOENT') || hasCode(err, 'ENOTDIR');
+}

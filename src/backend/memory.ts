@@ -1,0 +1,89 @@
+// A repository held in a Map, for unit tests. It follows the same rules as the real backends
+// (names, ranges, NotFoundError, aborts) so code tested against it behaves the same on disk.
+
+import { describeFile, layoutPath } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { NotFoundError, throwIfAborted } from '../errors.ts';
+import { checkConnections, checkHandle, resolveRange } from './local.ts';
+
+export interface MemoryBackendOptions {
+  /** Requests in flight at once (default 8). */
+  connections?: number;
+}
+
+const ID_NAME = /^[0-9a-f]{64}$/;
+
+let instances = 0;
+
+export class MemoryBackend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  /** Stored bytes by layout path ("keys/<id>", "data/ab/<id>", "config"). */
+  private readonly files = new Map<string, Uint8Array>();
+
+  constructor(opts: MemoryBackendOptions = {}) {
+    this.location = `memory:${++instances}`;
+    this.connections = checkConnections(opts.connections ?? 8, this.location);
+  }
+
+  async create(options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    // A copy, so the caller reusing its buffer cannot change what is stored.
+    this.files.set(layoutPath(h), data.slice());
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    const stored = this.get(h);
+    const { offset, length } = resolveRange(options, stored.length, describeFile(h));
+    return stored.slice(offset, offset + length);
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    throwIfAborted(options.signal);
+    const stored = this.get(h);
+    return { name: h.type === 'config' ? 'config' : h.name, size: stored.length };
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle({ type, name: 'x' });
+    // Iterate over a snapshot so saves and removes during the listing do not disturb it.
+    for (const [path, bytes] of [...this.files]) {
+      throwIfAborted(options.signal);
+      const info = listedAs(type, path, bytes);
+      if (info) yield info;
+    }
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    this.get(h);
+    this.files.delete(layoutPath(h));
+  }
+
+  async close(): Promise<void> {
+    // The files stay: a test may close a repository and open it again on the same backend.
+  }
+
+  private get(h: FileHandle): Uint8Array {
+    checkHandle(h);
+    const stored = this.files.get(layoutPath(h));
+    if (!stored) throw new NotFoundError(describeFile(h));
+    return stored;
+  }
+}
+
+/** The listing entry for a stored path if it belongs to `type` and has an ID name. */
+function listedAs(type: FileType, path: string, bytes: Uint8Array): FileInfo | undefined {
+  if (type === 'config') return path === 'config' ? { name: 'config', size: bytes.length } : undefined;
+  const parts = path.split('/');
+  if (parts[0] !== type) return undefined;
+  const name = parts[parts.length - 1];
+  return ID_NAME.test(name) ? { name, size: bytes.length } : undefined;
+}

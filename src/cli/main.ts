@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// The `stowage` command: restic's flags, environment and exit codes, on the Stowage library.
+import { readFileSync } from 'node:fs';
+import { execSync } from 'node:child_process';
+import { StowageError, InvalidInputError, LockedError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
+import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
+import { COMMANDS, type CommandContext } from './commands.ts';
+
+export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
+
+export const GLOBAL_FLAGS: FlagSpec[] = [
+  { name: 'repo', short: 'r', kind: 'string', arg: 'REPOSITORY', help: 'repository to use (default: $RESTIC_REPOSITORY)' },
+  { name: 'repository-file', kind: 'string', arg: 'FILE', help: 'file to read the repository location from ($RESTIC_REPOSITORY_FILE)' },
+  { name: 'password-file', short: 'p', kind: 'string', arg: 'FILE', help: 'file to read the password from ($RESTIC_PASSWORD_FILE)' },
+  { name: 'password-command', kind: 'string', arg: 'CMD', help: 'command that prints the password ($RESTIC_PASSWORD_COMMAND)' },
+  { name: 'key-hint', kind: 'string', arg: 'KEY', help: 'key ID to try first ($RESTIC_KEY_HINT)' },
+  { name: 'json', kind: 'bool', help: 'print machine-readable JSON' },
+  { name: 'quiet', short: 'q', kind: 'bool', help: 'print only errors' },
+  { name: 'verbose', short: 'v', kind: 'bool', help: 'print more detail' },
+  { name: 'no-lock', kind: 'bool', help: 'do not lock the repository (read-only commands)' },
+  { name: 'retry-lock', kind: 'string', arg: 'DURATION', help: 'retry to lock the repository for this long (e.g. 5m)' },
+  { name: 'no-cache', kind: 'bool', help: 'accepted for restic compatibility (Stowage keeps no local cache)' },
+  { name: 'cache-dir', kind: 'string', arg: 'DIR', help: 'accepted for restic compatibility' },
+  { name: 'compression', kind: 'string', arg: 'MODE', help: 'compression mode: auto, off, fastest, better, max ($RESTIC_COMPRESSION)' },
+  { name: 'pack-size', kind: 'string', arg: 'MiB', help: 'target pack size in MiB ($RESTIC_PACK_SIZE)' },
+  { name: 'option', short: 'o', kind: 'list', arg: 'KEY=VALUE', help: 'backend option (repeatable)' },
+  { name: 'help', short: 'h', kind: 'bool', help: 'show help' },
+];
+
+function usage(): string {
+  const cmds = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(12)} ${c.summary}`).join('\n');
+  return `stowage — encrypted, deduplicated backups in restic's repository format\n\nUsage: stowage [flags] COMMAND [args]\n\nCommands:\n${cmds}\n\n` +
+    `Run "stowage COMMAND --help" for a command's flags.\n\n` + formatHelp('stowage [flags] COMMAND', 'Global flags:', GLOBAL_FLAGS).split('\n').slice(4).join('\n');
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // The command is the first argument that is not a flag (or a flag's value).
+  let cmdIndex = -1;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-')) {
+      cmdIndex = i;
+      break;
+    }
+    const spec = GLOBAL_FLAGS.find((f) => a === `--${f.name}` || a === `-${f.short}`);
+    if (spec && spec.kind !== 'bool') i++;
+  }
+  if (cmdIndex < 0) {
+    process.stdout.write(usage());
+    return argv.includes('--help') || argv.includes('-h') ? EXIT.ok : EXIT.error;
+  }
+  const name = argv[cmdIndex]!;
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`unknown command "${name}" for "stowage"\nRun 'stowage --help' for usage.\n`);
+    return EXIT.error;
+  }
+  const specs = [...GLOBAL_FLAGS, ...cmd.flags];
+  let flags: Flags;
+  try {
+    flags = new Flags(parseArgs([...argv.slice(0, cmdIndex), ...argv.slice(cmdIndex + 1)], specs));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\nRun 'stowage ${name} --help' for usage.\n`);
+    return EXIT.error;
+  }
+  if (flags.bool('help')) {
+    process.stdout.write(formatHelp(`stowage ${name} ${cmd.usage}`, cmd.summary, [...cmd.flags, ...GLOBAL_FLAGS]));
+    return EXIT.ok;
+  }
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new AbortedError('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const ctx: CommandContext = {
+    flags,
+    env,
+    signal: controller.signal,
+    json: flags.bool('json'),
+    quiet: flags.bool('quiet'),
+    verbose: flags.bool('verbose'),
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    repoLocation: () => repoLocation(flags, env),
+    password: () => password(flags, env),
+    retryLock: () => {
+      const d = flags.string('retry-lock');
+      return d ? parseDuration(d) : 0;
+    },
+  };
+  try {
+    return await cmd.run(ctx);
+  } catch (e) {
+    return reportError(e, ctx);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function reportError(e: unknown, ctx: CommandContext): number {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (e instanceof WrongPasswordError) {
+    ctx.err(`Fatal: ${msg}\n`);
+    return EXIT.wrongPassword;
+  }
+  if (e instanceof RepositoryNotFoundError) {
+    ctx.err(`Fatal: ${msg}; create one with "stowage init"\n`);
+    return EXIT.noRepository;
+  }
+  if (e instanceof LockedError) {
+    ctx.err(`Fatal: unable to create lock in backend: ${msg}\nthe "unlock" command can remove stale locks\n`);
+    return EXIT.locked;
+  }
+  if (e instanceof AbortedError) {
+    ctx.err(`Fatal: ${msg}\n`);
+    return EXIT.interrupted;
+  }
+  if (e instanceof StowageError) {
+    ctx.err(`Fatal: ${msg}\n`);
+    return EXIT.error;
+  }
+  ctx.err(`Fatal: ${msg}\n${ctx.verbose && e instanceof Error ? e.stack + '\n' : ''}`);
+  return EXIT.error;
+}
+
+function repoLocation(flags: Flags, env: NodeJS.ProcessEnv): string {
+  const r = flags.string('repo') ?? env.RESTIC_REPOSITORY;
+  if (r) return r;
+  const f = flags.string('repository-file') ?? env.RESTIC_REPOSITORY_FILE;
+  if (f) return readFileSync(f, 'utf8').trim();
+  throw new InvalidInputError('Please specify repository location (-r or --repository-file, or $RESTIC_REPOSITORY)');
+}
+
+function password(flags: Flags, env: NodeJS.ProcessEnv): string {
+  const file = flags.string('password-file') ?? env.RESTIC_PASSWORD_FILE;
+  if (file) return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  const cmd = flags.string('password-command') ?? env.RESTIC_PASSWORD_COMMAND;
+  if (cmd) return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).replace(/\r?\n$/, '');
+  if (env.RESTIC_PASSWORD !== undefined && env.RESTIC_PASSWORD !== '') return env.RESTIC_PASSWORD;
+  throw new InvalidInputError('Resolving password failed: no password given (set $RESTIC_PASSWORD, $RESTIC_PASSWORD_FILE or use --password-file)');
+}
+
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isMain || process.argv[1]?.endsWith('/stowage')) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

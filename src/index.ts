@@ -1,0 +1,27 @@
+// Stowage's public API: re-exports only.
+export * from './errors.ts';
+export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions } from './backend/backend.ts';
+export { FILE_TYPES } from './backend/backend.ts';
+export { LocalBackend } from './backend/local.ts';
+export { MemoryBackend } from './backend/memory.ts';
+export { openBackend, parseLocation } from './backend/location.ts';
+export type { BlobId, PackId, SnapshotId, IndexId, KeyId, BlobType } from './repository/id.ts';
+export { Repository, IndexedRepository, BlobWriter } from './repository/repository.ts';
+export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions } from './repository/repository.ts';
+export type { RepoConfig } from './repository/config.ts';
+export type { CompressionMode } from './repository/compression.ts';
+export type { ScryptParams } from './repository/keyfile.ts';
+export { Lock, withLock, listLocks, unlock, isStale } from './repository/lock.ts';
+export type { LockInfo, LockOptions } from './repository/lock.ts';
+export type { GoTime } from './repository/gotime.ts';
+export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate } from './repository/gotime.ts';
+export { backup } from './snapshot/archiver.ts';
+export type { BackupOptions, BackupResult, BackupProgress } from './snapshot/archiver.ts';
+export { restore } from './snapshot/restorer.ts';
+export type { RestoreOptions, RestoreResult, RestoreProgress } from './snapshot/restorer.ts';
+export { checkRepository } from './snapshot/check.ts';
+export type { CheckReport, CheckProblem, CheckOptions } from './snapshot/check.ts';
+export { listSnapshots, loadSnapshot, findParentSnapshot, groupSnapshots, latestPerGroup, walkTree, repositoryStats } from './snapshot/queries.ts';
+export type { SnapshotEntry, SnapshotFilter, RepositoryStats } from './snapshot/queries.ts';
+export type { Snapshot, SnapshotSummary } from './snapshot/snapshot.ts';
+export type { TreeNode, NodeType } from './snapshot/node.ts';

@@ -1,0 +1,203 @@
+// Locks (locks/<id>) as restic writes and honours them. Shared locks (backup, restore, check)
+// conflict only with exclusive ones; an exclusive lock (prune, forget, key removal) conflicts
+// with every lock. A running holder refreshes its lock every 5 minutes by writing a new file
+// and removing the old one; a lock older than 30 minutes, or from this host with a dead PID,
+// is stale.
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CallOptions } from '../backend/backend.ts';
+import { IntegrityError, LockedError, NotFoundError, StowageError, throwIfAborted, type LockHolder } from '../errors.ts';
+import { formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
+import type { Repository } from './repository.ts';
+
+export interface LockInfo extends LockHolder {
+  uid?: number;
+  gid?: number;
+}
+
+export interface LockOptions extends CallOptions {
+  exclusive: boolean;
+  /** Keep trying this long (ms) while another process holds a conflicting lock (restic --retry-lock). */
+  retryLock?: number;
+  /** Refresh interval (ms); restic: 5 minutes. */
+  refreshInterval?: number;
+  /** Time between writing our lock and looking for others (restic: 200 ms). */
+  settleTime?: number;
+}
+
+export const STALE_AFTER_MS = 30 * 60 * 1000;
+const REFRESH_MS = 5 * 60 * 1000;
+
+export function encodeLock(l: Omit<LockInfo, 'id'>): Uint8Array {
+  const parts = [
+    `"time":${JSON.stringify(l.time)}`,
+    `"exclusive":${l.exclusive}`,
+    `"hostname":${JSON.stringify(l.hostname)}`,
+    `"username":${JSON.stringify(l.username)}`,
+    `"pid":${l.pid}`,
+  ];
+  if (l.uid) parts.push(`"uid":${l.uid}`);
+  if (l.gid) parts.push(`"gid":${l.gid}`);
+  return Buffer.from(`{${parts.join(',')}}`);
+}
+
+export function decodeLock(json: Uint8Array, id: string): LockInfo {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(Buffer.from(json).toString('utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new IntegrityError('lock is not valid JSON', { file: `locks/${id}` }, { cause: e });
+  }
+  if (!o || typeof o !== 'object' || typeof o.time !== 'string') throw new IntegrityError('lock has no time', { file: `locks/${id}` });
+  parseGoTime(o.time);
+  return {
+    id,
+    time: o.time,
+    exclusive: o.exclusive === true,
+    hostname: typeof o.hostname === 'string' ? o.hostname : '',
+    username: typeof o.username === 'string' ? o.username : '',
+    pid: typeof o.pid === 'number' ? o.pid : 0,
+    uid: typeof o.uid === 'number' ? o.uid : undefined,
+    gid: typeof o.gid === 'number' ? o.gid : undefined,
+  };
+}
+
+/** restic's rule: older than 30 min, or from this host and its process is gone. */
+export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname()): boolean {
+  const t = goTimeToDate(parseGoTime(l.time)).getTime();
+  if (now - t > STALE_AFTER_MS) return true;
+  if (l.hostname !== hostname) return false;
+  try {
+    process.kill(l.pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+export async function listLocks(repo: Repository, options: CallOptions = {}): Promise<LockInfo[]> {
+  const out: LockInfo[] = [];
+  for await (const id of repo.listIds('locks', options)) {
+    try {
+      out.push(decodeLock(await repo.loadUnpacked('locks', id, options), id));
+    } catch (e) {
+      // A lock removed between list and load is simply gone.
+      if (e instanceof NotFoundError) continue;
+      throw e;
+    }
+  }
+  return out;
+}
+
+/** Removes stale locks (or every lock with `all`); returns the IDs removed. */
+export async function unlock(repo: Repository, options: CallOptions & { all?: boolean } = {}): Promise<string[]> {
+  const removed: string[] = [];
+  for (const l of await listLocks(repo, options)) {
+    if (options.all || isStale(l)) {
+      await repo.backend.remove({ type: 'locks', name: l.id }, options).catch((e) => {
+        if (!(e instanceof NotFoundError)) throw e;
+      });
+      removed.push(l.id);
+    }
+  }
+  return removed;
+}
+
+export class Lock {
+  readonly #repo: Repository;
+  readonly exclusive: boolean;
+  #id: string;
+  #timer: NodeJS.Timeout | undefined;
+  #released = false;
+  #refreshing: Promise<void> = Promise.resolve();
+
+  private constructor(repo: Repository, exclusive: boolean, id: string) {
+    this.#repo = repo;
+    this.exclusive = exclusive;
+    this.#id = id;
+  }
+
+  get id(): string {
+    return this.#id;
+  }
+
+  static async acquire(repo: Repository, options: LockOptions): Promise<Lock> {
+    const deadline = Date.now() + (options.retryLock ?? 0);
+    let delay = 1000;
+    for (;;) {
+      throwIfAborted(options.signal);
+      const id = await saveLock(repo, options.exclusive, options);
+      await sleep(options.settleTime ?? 200, undefined, { signal: options.signal }).catch(() => undefined);
+      const conflicts = (await listLocks(repo, options)).filter(
+        (l) => l.id !== id && (options.exclusive || l.exclusive),
+      );
+      if (conflicts.length === 0) {
+        const lock = new Lock(repo, options.exclusive, id);
+        lock.#startRefresh(options.refreshInterval ?? REFRESH_MS);
+        return lock;
+      }
+      await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
+      if (Date.now() >= deadline) throw new LockedError(conflicts);
+      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), undefined, { signal: options.signal }).catch(() => undefined);
+      delay = Math.min(delay * 2, 60_000);
+    }
+  }
+
+  #startRefresh(interval: number): void {
+    this.#timer = setInterval(() => {
+      this.#refreshing = this.refresh().catch(() => undefined);
+    }, interval);
+    this.#timer.unref();
+  }
+
+  /** Writes a fresh lock file, then removes the old one. */
+  async refresh(): Promise<void> {
+    if (this.#released) return;
+    const old = this.#id;
+    this.#id = await saveLock(this.#repo, this.exclusive, {});
+    await this.#repo.backend.remove({ type: 'locks', name: old }).catch(() => undefined);
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    clearInterval(this.#timer);
+    await this.#refreshing;
+    await this.#repo.backend.remove({ type: 'locks', name: this.#id }).catch((e) => {
+      if (!(e instanceof NotFoundError)) throw e;
+    });
+  }
+}
+
+async function saveLock(repo: Repository, exclusive: boolean, options: CallOptions): Promise<string> {
+  const info = {
+    time: formatGoTime(goTimeNow()),
+    exclusive,
+    hostname: os.hostname(),
+    username: safeUsername(),
+    pid: process.pid,
+    uid: process.getuid?.(),
+    gid: process.getgid?.(),
+  };
+  return repo.saveUnpacked('locks', encodeLock(info), options);
+}
+
+function safeUsername(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return '';
+  }
+}
+
+/** Runs fn while holding a lock; the lock is released on success, error and abort. */
+export async function withLock<T>(repo: Repository, options: LockOptions, fn: (lock: Lock) => Promise<T>): Promise<T> {
+  const lock = await Lock.acquire(repo, options);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+export { StowageError };

@@ -1,0 +1,167 @@
+// Pack files: sealed blobs back to back, then the sealed header, then the header's length.
+//   EncBlob_1 ‖ … ‖ EncBlob_n ‖ IV ‖ AES-CTR(header) ‖ MAC ‖ u32le(len(encrypted header))
+// Header entry: type byte, u32le stored length, [u32le plaintext length if compressed], 32-byte ID.
+import { createHash } from 'node:crypto';
+import { IntegrityError } from '../errors.ts';
+import { CRYPTO_OVERHEAD, open, seal, type CryptoKey } from './crypto.ts';
+import { bytesToId, type BlobId, type BlobType, type PackId } from './id.ts';
+
+export const PLAIN_ENTRY_SIZE = 1 + 4 + 32;
+export const COMPRESSED_ENTRY_SIZE = 1 + 4 + 4 + 32;
+/** restic's largest accepted header (16 MiB), including the 4-byte length field. */
+export const MAX_HEADER_SIZE = 16 * 1024 * 1024 + 4;
+/** restic eagerly reads this many bytes from the end of a pack; most headers fit. */
+export const EAGER_TAIL = 15 * COMPRESSED_ENTRY_SIZE + CRYPTO_OVERHEAD + 4;
+
+/** A blob's place in a pack, as both the pack header and the index files describe it. */
+export interface PackedBlob {
+  readonly type: BlobType;
+  readonly id: BlobId;
+  readonly offset: number;
+  /** Stored length, crypto overhead included. */
+  readonly length: number;
+  /** Plaintext length when the blob is compressed, else 0. */
+  readonly uncompressedLength: number;
+}
+
+export function entrySize(b: { uncompressedLength: number }): number {
+  return b.uncompressedLength ? COMPRESSED_ENTRY_SIZE : PLAIN_ENTRY_SIZE;
+}
+
+/** The exact file size a pack with these blobs has; `restic check` compares it with the file. */
+export function expectedPackSize(blobs: Iterable<{ length: number; uncompressedLength: number }>): number {
+  let size = 4 + CRYPTO_OVERHEAD;
+  for (const b of blobs) size += b.length + entrySize(b);
+  return size;
+}
+
+/** Collects sealed blobs of one type into a pack; `finish` seals the header and names the pack. */
+export class PackWriter {
+  readonly blobType: BlobType;
+  readonly #key: CryptoKey;
+  readonly #parts: Uint8Array[] = [];
+  readonly #blobs: PackedBlob[] = [];
+  #size = 0;
+  #headerSize = 0;
+
+  constructor(key: CryptoKey, blobType: BlobType) {
+    this.#key = key;
+    this.blobType = blobType;
+  }
+
+  /** Bytes the pack holds so far (blobs only). */
+  get size(): number {
+    return this.#size;
+  }
+  get count(): number {
+    return this.#blobs.length;
+  }
+  /** Size the file would have if finished now. */
+  get fileSize(): number {
+    return this.#size + this.#headerSize + CRYPTO_OVERHEAD + 4;
+  }
+
+  /** Adds a sealed blob. `uncompressedLength` is 0 for an uncompressed blob. */
+  add(id: BlobId, sealed: Uint8Array, uncompressedLength: number): void {
+    const blob: PackedBlob = { type: this.blobType, id, offset: this.#size, length: sealed.length, uncompressedLength };
+    this.#parts.push(sealed);
+    this.#blobs.push(blob);
+    this.#size += sealed.length;
+    this.#headerSize += entrySize(blob);
+  }
+
+  /** Whether another blob would push the header past restic's limit. */
+  get headerFull(): boolean {
+    return this.#headerSize + COMPRESSED_ENTRY_SIZE + CRYPTO_OVERHEAD + 4 > MAX_HEADER_SIZE;
+  }
+
+  finish(): { id: PackId; bytes: Uint8Array; blobs: PackedBlob[] } {
+    const header = encodePackHeader(this.#blobs);
+    const sealedHeader = seal(this.#key, header);
+    const total = this.#size + sealedHeader.length + 4;
+    const out = Buffer.allocUnsafe(total);
+    let o = 0;
+    for (const p of this.#parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    out.set(sealedHeader, o);
+    o += sealedHeader.length;
+    out.writeUInt32LE(sealedHeader.length, o);
+    this.#parts.length = 0;
+    const id = createHash('sha256').update(out).digest('hex') as PackId;
+    return { id, bytes: out, blobs: this.#blobs.slice() };
+  }
+}
+
+export function encodePackHeader(blobs: readonly PackedBlob[]): Uint8Array {
+  let size = 0;
+  for (const b of blobs) size += entrySize(b);
+  const h = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (const b of blobs) {
+    const compressed = b.uncompressedLength !== 0;
+    h[o++] = (b.type === 'data' ? 0 : 1) + (compressed ? 2 : 0);
+    h.writeUInt32LE(b.length, o);
+    o += 4;
+    if (compressed) {
+      h.writeUInt32LE(b.uncompressedLength, o);
+      o += 4;
+    }
+    h.write(b.id, o, 32, 'hex');
+    o += 32;
+  }
+  return h;
+}
+
+/** Parses a decrypted pack header; offsets are the running sum of lengths. */
+export function decodePackHeader(header: Uint8Array, file: string): PackedBlob[] {
+  const blobs: PackedBlob[] = [];
+  const view = Buffer.from(header.buffer, header.byteOffset, header.byteLength);
+  let o = 0;
+  let offset = 0;
+  while (o < view.length) {
+    const t = view[o]!;
+    if (t > 3) throw new IntegrityError(`pack header has unknown blob type ${t} at entry ${blobs.length}`, { file });
+    const compressed = t >= 2;
+    const size = compressed ? COMPRESSED_ENTRY_SIZE : PLAIN_ENTRY_SIZE;
+    if (o + size > view.length) throw new IntegrityError('pack header is truncated', { file });
+    const length = view.readUInt32LE(o + 1);
+    const uncompressedLength = compressed ? view.readUInt32LE(o + 5) : 0;
+    const id = bytesToId<BlobId>(view, o + size - 32);
+    if (length < CRYPTO_OVERHEAD) throw new IntegrityError(`pack header entry ${blobs.length} has length ${length}`, { file, blob: id });
+    blobs.push({ type: t % 2 === 0 ? 'data' : 'tree', id, offset, length, uncompressedLength });
+    offset += length;
+    o += size;
+  }
+  return blobs;
+}
+
+/**
+ * Reads the header from the end of a pack. `tail` holds the last bytes of the pack (at least the
+ * 4-byte length); `readMore(n)` fetches the last n bytes when the tail is too short.
+ */
+export async function readPackHeader(
+  key: CryptoKey,
+  packSize: number,
+  tail: Uint8Array,
+  readMore: (n: number) => Promise<Uint8Array>,
+  file: string,
+): Promise<PackedBlob[]> {
+  if (packSize < 4 + CRYPTO_OVERHEAD) throw new IntegrityError(`pack is too small (${packSize} bytes)`, { file });
+  if (tail.length < 4) throw new IntegrityError('pack is truncated', { file });
+  const hlen = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength).readUInt32LE(tail.length - 4);
+  if (hlen < CRYPTO_OVERHEAD || hlen > packSize - 4 || hlen + 4 > MAX_HEADER_SIZE) {
+    throw new IntegrityError(`pack header length ${hlen} is invalid for a pack of ${packSize} bytes`, { file });
+  }
+  let buf = tail;
+  if (buf.length < hlen + 4) buf = await readMore(hlen + 4);
+  const sealed = buf.subarray(buf.length - 4 - hlen, buf.length - 4);
+  const header = open(key, sealed, { file });
+  const blobs = decodePackHeader(header, file);
+  const end = blobs.length ? blobs[blobs.length - 1]!.offset + blobs[blobs.length - 1]!.length : 0;
+  if (end + hlen + 4 !== packSize) {
+    throw new IntegrityError(`pack size ${packSize} does not match its header (expected ${end + hlen + 4})`, { file });
+  }
+  return blobs;
+}

@@ -1,0 +1,449 @@
+// The repository: the only place that sees keys and plaintext. Typed by state:
+//   Repository         — opened (master key + config): keys, unpacked files (snapshots, locks)
+//   IndexedRepository  — index loaded: blobs can be read and written
+import os from 'node:os';
+import { createHash } from 'node:crypto';
+import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
+import { describeFile } from '../backend/backend.ts';
+import {
+  AbortedError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
+  RepositoryNotFoundError, StowageError, WrongPasswordError, throwIfAborted,
+} from '../errors.ts';
+import { initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
+import { createKeyFile, openKeyFile, parseKeyFile, DEFAULT_SCRYPT, type KeyFileJson, type ScryptParams } from './keyfile.ts';
+import { decodeConfig, encodeConfig, newConfig, type RepoConfig } from './config.ts';
+import { compress, decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
+import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
+import { MasterIndex, type BlobLocation } from './master-index.ts';
+import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.ts';
+import { PackWriter, type PackedBlob } from './pack.ts';
+import { mapLimit } from './concurrency.ts';
+
+export type UnpackedType = 'snapshots' | 'index' | 'locks';
+
+export interface InitOptions extends CallOptions {
+  password: string;
+  /** Repository format version: 2 (default, compression) or 1 (readable by restic ≥ 0.9). */
+  version?: 1 | 2;
+  /** scrypt parameters for the first key (default N=32768, r=8, p=1, as restic calibrates here). */
+  kdf?: ScryptParams;
+  username?: string;
+  hostname?: string;
+}
+
+export interface OpenOptions extends CallOptions {
+  password: string;
+  /** Key ID (or unique prefix) to try first. */
+  keyHint?: string;
+  /** At most this many keys are tried (restic: 20). */
+  maxKeys?: number;
+}
+
+export interface KeyInfo {
+  id: KeyId;
+  current: boolean;
+  username: string;
+  hostname: string;
+  created: string;
+}
+
+/** restic tries at most 20 keys before it gives up. */
+const MAX_KEYS = 20;
+
+export class Repository {
+  readonly backend: Backend;
+  readonly config: RepoConfig;
+  readonly keyId: KeyId;
+  readonly #key: CryptoKey;
+
+  private constructor(backend: Backend, config: RepoConfig, key: CryptoKey, keyId: KeyId) {
+    this.backend = backend;
+    this.config = config;
+    this.#key = key;
+    this.keyId = keyId;
+  }
+
+  get version(): 1 | 2 {
+    return this.config.version;
+  }
+
+  /** Creates a new repository: config + the first key. Fails if a config already exists. */
+  static async init(backend: Backend, options: InitOptions): Promise<Repository> {
+    await initCrypto();
+    const signal = options.signal;
+    requirePassword(options.password);
+    const exists = await backend.stat({ type: 'config', name: '' }, { signal }).then(() => true, (e) => {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    });
+    if (exists) throw new RepositoryExistsError(backend.location);
+    await backend.create({ signal });
+    const master = randomKey();
+    const config = newConfig(options.version ?? 2);
+    const kf = await createKeyFile(options.password, master, {
+      params: options.kdf ?? DEFAULT_SCRYPT,
+      username: options.username,
+      hostname: options.hostname,
+    });
+    // Key first, config last: a config without a readable key would be a dead repository.
+    await backend.save({ type: 'keys', name: kf.id }, kf.bytes, { signal });
+    await backend.save({ type: 'config', name: '' }, seal(master, encodeConfig(config)), { signal });
+    return new Repository(backend, config, master, kf.id);
+  }
+
+  /** Opens a repository with a password: finds the key as restic does, then loads the config. */
+  static async open(backend: Backend, options: OpenOptions): Promise<Repository> {
+    await initCrypto();
+    const signal = options.signal;
+    requirePassword(options.password);
+    let configBytes: Uint8Array;
+    try {
+      configBytes = await backend.load({ type: 'config', name: '' }, { signal });
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new RepositoryNotFoundError(backend.location, { cause: e });
+      throw e;
+    }
+    const names: string[] = [];
+    for await (const f of backend.list('keys', { signal })) names.push(f.name);
+    if (options.keyHint) {
+      const hinted = names.filter((n) => n.startsWith(options.keyHint!));
+      if (hinted.length === 1) names.unshift(...names.splice(names.indexOf(hinted[0]!), 1));
+    }
+    const max = options.maxKeys ?? MAX_KEYS;
+    let tried = 0;
+    for (const name of names) {
+      if (tried++ >= max) throw new WrongPasswordError(`wrong password or no key found (tried the maximum of ${max} keys)`);
+      throwIfAborted(signal);
+      const bytes = await backend.load({ type: 'keys', name }, { signal });
+      if (sha256hex(bytes) !== name) throw new IntegrityError('key file does not match its name (SHA-256)', { file: `keys/${name}` });
+      const kf = parseKeyFile(bytes, name);
+      const master = await openKeyFile(options.password, kf, name);
+      if (!master) continue;
+      let plain: Uint8Array;
+      try {
+        plain = open(master, configBytes, { file: 'config' });
+      } catch (e) {
+        throw new IntegrityError(`config or key keys/${name} is damaged`, { file: 'config' }, { cause: e });
+      }
+      return new Repository(backend, decodeConfig(plain, 'config'), master, name as KeyId);
+    }
+    throw new WrongPasswordError();
+  }
+
+  // ---- keys -------------------------------------------------------------------------------
+
+  async listKeys(options: CallOptions = {}): Promise<KeyInfo[]> {
+    const out: KeyInfo[] = [];
+    for await (const f of this.backend.list('keys', options)) {
+      const kf: KeyFileJson = parseKeyFile(await this.backend.load({ type: 'keys', name: f.name }, options), f.name);
+      out.push({ id: f.name as KeyId, current: f.name === this.keyId, username: kf.username, hostname: kf.hostname, created: kf.created });
+    }
+    return out.sort((a, b) => a.created.localeCompare(b.created));
+  }
+
+  /** Adds a key (a new password) for the same master key. */
+  async addKey(password: string, options: CallOptions & { kdf?: ScryptParams; username?: string; hostname?: string } = {}): Promise<KeyId> {
+    requirePassword(password);
+    const kf = await createKeyFile(password, this.#key, { params: options.kdf ?? DEFAULT_SCRYPT, username: options.username, hostname: options.hostname });
+    await this.backend.save({ type: 'keys', name: kf.id }, kf.bytes, options);
+    return kf.id;
+  }
+
+  async removeKey(id: string, options: CallOptions = {}): Promise<void> {
+    const full = await this.resolveId('keys', id, options);
+    if (full === this.keyId) throw new InvalidInputError('refusing to remove the key currently used to access the repository');
+    await this.backend.remove({ type: 'keys', name: full }, options);
+  }
+
+  /** Replaces the current key with one for a new password (add new, then remove old). */
+  async changePassword(password: string, options: CallOptions & { kdf?: ScryptParams } = {}): Promise<KeyId> {
+    const id = await this.addKey(password, options);
+    await this.backend.remove({ type: 'keys', name: this.keyId }, options);
+    (this as { keyId: KeyId }).keyId = id;
+    return id;
+  }
+
+  // ---- unpacked files (snapshots, index, locks) -----------------------------------------
+
+  /** Encrypts (and in v2 compresses) a JSON document and stores it under its hash. */
+  async saveUnpacked(type: UnpackedType, json: Uint8Array, options: CallOptions = {}): Promise<string> {
+    const sealed = seal(this.#key, encodeUnpacked(json, this.version));
+    const id = sha256hex(sealed);
+    await this.backend.save({ type, name: id }, sealed, options);
+    return id;
+  }
+
+  /** Loads, verifies (name = SHA-256 of the stored bytes, MAC) and decodes an unpacked file. */
+  async loadUnpacked(type: UnpackedType, id: string, options: CallOptions = {}): Promise<Uint8Array> {
+    const h: FileHandle = { type, name: id };
+    const file = describeFile(h);
+    const bytes = await this.backend.load(h, options);
+    if (sha256hex(bytes) !== id) throw new IntegrityError('file content does not match its name (SHA-256)', { file });
+    return decodeUnpacked(open(this.#key, bytes, { file }), this.version, { file });
+  }
+
+  /** IDs of all files of a type (64-hex names only). */
+  async *listIds(type: FileType, options: CallOptions = {}): AsyncIterable<string> {
+    for await (const f of this.backend.list(type, options)) if (isId(f.name)) yield f.name;
+  }
+
+  /** Expands a unique ID prefix of a file of `type` to the full ID. */
+  async resolveId(type: FileType, prefix: string, options: CallOptions = {}): Promise<string> {
+    if (isId(prefix)) return prefix;
+    if (!/^[0-9a-f]+$/.test(prefix)) throw new InvalidInputError(`invalid ID ${JSON.stringify(prefix)}`);
+    const hits: string[] = [];
+    for await (const id of this.listIds(type, options)) if (id.startsWith(prefix)) hits.push(id);
+    if (hits.length === 0) throw new NotFoundError(`${type}/${prefix}…`);
+    if (hits.length > 1) throw new InvalidInputError(`ID prefix ${prefix} is ambiguous: ${hits.map((h) => h.slice(0, 12)).join(', ')}`);
+    return hits[0]!;
+  }
+
+  // ---- crypto for the layers above --------------------------------------------------------
+
+  /** Seals bytes with the master key (used by workers' results and by pack headers). */
+  seal(plain: Uint8Array): Uint8Array {
+    return seal(this.#key, plain);
+  }
+  open(sealed: Uint8Array, where: { file?: string; blob?: string }): Uint8Array {
+    return open(this.#key, sealed, where);
+  }
+  /**
+   * The master key, for the worker threads that seal blobs. Only the repository and its own
+   * workers ever hold it; it is never logged or serialised elsewhere.
+   */
+  masterKeyForWorkers(): CryptoKey {
+    return this.#key;
+  }
+
+  // ---- index ------------------------------------------------------------------------------
+
+  /** Loads every index file into the master index; returns the repository in its indexed state. */
+  async loadIndex(options: CallOptions & { onProgress?: (done: number, total: number) => void } = {}): Promise<IndexedRepository> {
+    const index = new MasterIndex();
+    const ids: string[] = [];
+    for await (const id of this.listIds('index', options)) ids.push(id);
+    let done = 0;
+    const indexFiles = new Map<string, PackId[]>();
+    await mapLimit(ids, Math.max(2, this.backend.connections), async (id) => {
+      const content = decodeIndexFile(await this.loadUnpacked('index', id, options), `index/${id}`);
+      if (this.version === 1 && content.packs.some((p) => p.blobs.some((b) => b.uncompressedLength))) {
+        throw new IntegrityError('index uses compression, which repository version 1 does not support', { file: `index/${id}` });
+      }
+      for (const p of content.packs) index.addPack(p, false);
+      indexFiles.set(id, content.packs.map((p) => p.id));
+      options.onProgress?.(++done, ids.length);
+    });
+    index.compact();
+    return new IndexedRepository(this, index, indexFiles);
+  }
+}
+
+export interface BlobWriterOptions extends CallOptions {
+  compression?: CompressionMode;
+  /** Target pack size in bytes (restic: 16 MiB). */
+  packSize?: number;
+  /** Called after each pack is stored. */
+  onPack?: (packId: PackId, blobs: readonly PackedBlob[], size: number) => void;
+}
+
+export class IndexedRepository {
+  readonly repo: Repository;
+  readonly index: MasterIndex;
+  /** Index file ID → the packs it lists (as loaded). */
+  readonly indexFiles: Map<string, PackId[]>;
+
+  constructor(repo: Repository, index: MasterIndex, indexFiles: Map<string, PackId[]>) {
+    this.repo = repo;
+    this.index = index;
+    this.indexFiles = indexFiles;
+  }
+
+  get backend(): Backend {
+    return this.repo.backend;
+  }
+  get config(): RepoConfig {
+    return this.repo.config;
+  }
+
+  /**
+   * Reads a blob: loads its byte range, verifies the MAC, decompresses, and checks that the
+   * plaintext hashes to the ID. Tries every stored copy before failing.
+   */
+  async loadBlob(type: BlobType, id: BlobId, options: CallOptions = {}): Promise<Uint8Array> {
+    const locations = this.index.lookup(id, type);
+    if (locations.length === 0) throw new NotFoundError(`${type} blob ${id}`);
+    let last: unknown;
+    for (const loc of locations) {
+      try {
+        const sealed = await this.backend.load({ type: 'data', name: loc.packId }, { ...options, offset: loc.offset, length: loc.length });
+        return this.decodeBlob(loc, sealed);
+      } catch (e) {
+        if (e instanceof AbortedError) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  /** Verifies and decodes a sealed blob read from its pack. Never returns unverified bytes. */
+  decodeBlob(loc: BlobLocation, sealed: Uint8Array): Uint8Array {
+    const where = { file: `data/${loc.packId.slice(0, 2)}/${loc.packId}`, blob: loc.id };
+    if (sealed.length !== loc.length) throw new IntegrityError(`blob is truncated (${sealed.length} of ${loc.length} bytes)`, where);
+    let plain = this.repo.open(sealed, where);
+    if (loc.uncompressedLength) plain = decompress(plain, loc.uncompressedLength, where);
+    if (sha256hex(plain) !== loc.id) throw new IntegrityError('blob content does not match its ID (SHA-256)', where);
+    return plain;
+  }
+
+  /** A writer that packs new blobs, stores packs and then the index files that list them. */
+  blobWriter(options: BlobWriterOptions = {}): BlobWriter {
+    return new BlobWriter(this, options);
+  }
+}
+
+interface PendingUpload {
+  promise: Promise<void>;
+}
+
+/**
+ * Packs blobs (data and tree apart), uploads packs with at most `connections` in flight, and
+ * writes an index file once its packs are stored — so the index never names a missing pack.
+ */
+export class BlobWriter {
+  readonly #repo: IndexedRepository;
+  readonly #compression: CompressionMode;
+  readonly #packSize: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onPack: BlobWriterOptions['onPack'];
+  readonly #packers = new Map<BlobType, PackWriter>();
+  readonly #inRun = new Set<string>();
+  readonly #uploads = new Set<PendingUpload>();
+  #indexPacks: IndexPack[] = [];
+  #indexBlobs = 0;
+  #failure: unknown;
+  readonly stats = { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0, packs: 0, indexFiles: 0 };
+  readonly writtenIndexFiles: string[] = [];
+
+  constructor(repo: IndexedRepository, options: BlobWriterOptions) {
+    this.#repo = repo;
+    this.#compression = options.compression ?? 'auto';
+    this.#packSize = options.packSize ?? 16 * 1024 * 1024;
+    this.#signal = options.signal;
+    this.#onPack = options.onPack;
+  }
+
+  get compression(): CompressionMode {
+    return this.#compression;
+  }
+
+  /** Whether the blob is in the repository or already queued in this run. */
+  has(type: BlobType, id: BlobId): boolean {
+    return this.#inRun.has(id) || this.#repo.index.has(id, type);
+  }
+
+  /** Whether a blob of this type should be compressed under the repository version and mode. */
+  shouldCompress(type: BlobType, length: number): boolean {
+    if (this.#repo.config.version < 2 || length === 0) return false;
+    return type === 'tree' || this.#compression !== 'off';
+  }
+
+  /** Hashes, compresses and seals a blob here (trees, small data) and adds it unless known. */
+  async saveBlob(type: BlobType, plain: Uint8Array): Promise<{ id: BlobId; added: boolean }> {
+    const id = sha256hex(plain) as BlobId;
+    if (this.has(type, id)) return { id, added: false };
+    let payload = plain;
+    let ulen = 0;
+    if (this.shouldCompress(type, plain.length)) {
+      payload = compress(plain, this.#compression === 'off' ? 'auto' : this.#compression);
+      ulen = plain.length;
+    }
+    await this.addSealed(type, id, this.#repo.repo.seal(payload), ulen, plain.length);
+    return { id, added: true };
+  }
+
+  /**
+   * Adds a blob that is already compressed and sealed (by a worker). Returns false when the
+   * blob is known. Waits while too many packs are being uploaded (back-pressure).
+   */
+  async addSealed(type: BlobType, id: BlobId, sealed: Uint8Array, uncompressedLength: number, plainLength: number): Promise<boolean> {
+    if (this.#failure) throw this.#failure;
+    if (this.has(type, id)) return false;
+    this.#inRun.add(id);
+    let packer = this.#packers.get(type);
+    if (!packer) this.#packers.set(type, (packer = new PackWriter(this.#repo.repo.masterKeyForWorkers(), type)));
+    packer.add(id, sealed, uncompressedLength);
+    if (type === 'data') {
+      this.stats.dataBlobs++;
+      this.stats.dataAdded += plainLength;
+    } else this.stats.treeBlobs++;
+    this.stats.dataAddedPacked += sealed.length;
+    if (packer.size >= this.#packSize || packer.headerFull) {
+      this.#packers.delete(type);
+      await this.#upload(packer);
+    }
+    return true;
+  }
+
+  async #upload(packer: PackWriter): Promise<void> {
+    while (this.#uploads.size >= Math.max(1, this.#repo.backend.connections)) {
+      await Promise.race([...this.#uploads].map((u) => u.promise));
+    }
+    if (this.#failure) throw this.#failure;
+    const { id, bytes, blobs } = packer.finish();
+    const entry: PendingUpload = { promise: Promise.resolve() };
+    entry.promise = (async () => {
+      try {
+        await this.#repo.backend.save({ type: 'data', name: id }, bytes, { signal: this.#signal });
+        // Only now may the index mention these blobs.
+        this.#repo.index.addPack({ id, blobs });
+        this.#indexPacks.push({ id, blobs });
+        this.#indexBlobs += blobs.length;
+        this.stats.packs++;
+        this.#onPack?.(id, blobs, bytes.length);
+      } catch (e) {
+        this.#failure ??= e;
+      } finally {
+        this.#uploads.delete(entry);
+      }
+    })();
+    this.#uploads.add(entry);
+    if (this.#indexBlobs >= 50_000) await this.#writeIndex();
+  }
+
+  async #writeIndex(): Promise<void> {
+    if (this.#indexPacks.length === 0) return;
+    const packs = this.#indexPacks;
+    this.#indexPacks = [];
+    this.#indexBlobs = 0;
+    const id = await this.#repo.repo.saveUnpacked('index', encodeIndexFile(packs), { signal: this.#signal });
+    this.writtenIndexFiles.push(id);
+    this.#repo.indexFiles.set(id, packs.map((p) => p.id));
+    this.stats.indexFiles++;
+  }
+
+  /** Finishes open packs, waits for every upload, then writes the index for them. */
+  async flush(): Promise<void> {
+    for (const [type, packer] of this.#packers) {
+      this.#packers.delete(type);
+      if (packer.count > 0) await this.#upload(packer);
+    }
+    while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
+    if (this.#failure) throw this.#failure;
+    await this.#writeIndex();
+  }
+}
+
+function requirePassword(p: string): void {
+  if (typeof p !== 'string' || p.length === 0) throw new InvalidInputError('an empty password is not allowed');
+}
+
+export function sha256hex(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+export function defaultHostname(): string {
+  return os.hostname();
+}
+
+export type { AnyId, CompressionMode };
+export { StowageError };

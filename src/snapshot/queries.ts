@@ -1,0 +1,197 @@
+// Metadata queries: list and filter snapshots, find one by ID prefix or "latest", the parent
+// for a backup, and repository statistics (what Stash shows on a Repository).
+import type { CallOptions } from '../backend/backend.ts';
+import { InvalidInputError, NotFoundError } from '../errors.ts';
+import type { Repository, IndexedRepository } from '../repository/repository.ts';
+import type { BlobId, SnapshotId } from '../repository/id.ts';
+import { mapLimit } from '../repository/concurrency.ts';
+import { compareGoTime, formatGoTime } from '../repository/gotime.ts';
+import { decodeSnapshot, type Snapshot } from './snapshot.ts';
+import { decodeTree } from './tree.ts';
+import type { TreeNode } from './node.ts';
+
+export interface SnapshotEntry {
+  id: SnapshotId;
+  snapshot: Snapshot;
+}
+
+export interface SnapshotFilter {
+  hosts?: string[];
+  /** OR of AND-groups: [["a","b"],["c"]] = (a and b) or c. */
+  tags?: string[][];
+  /** Snapshots whose paths include all of these. */
+  paths?: string[];
+}
+
+/** Every snapshot, oldest first. */
+export async function listSnapshots(repo: Repository, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry[]> {
+  const ids: string[] = [];
+  for await (const id of repo.listIds('snapshots', options)) ids.push(id);
+  const all = await mapLimit(ids, 8, async (id) => ({
+    id: id as SnapshotId,
+    snapshot: decodeSnapshot(await repo.loadUnpacked('snapshots', id, options), id),
+  }));
+  return sortByTime(filterEntries(all, options));
+}
+
+export function sortByTime(list: SnapshotEntry[]): SnapshotEntry[] {
+  return list.sort((a, b) => compareGoTime(a.snapshot.time, b.snapshot.time) || (a.id < b.id ? -1 : 1));
+}
+
+export function filterEntries(list: SnapshotEntry[], f: SnapshotFilter): SnapshotEntry[] {
+  return list.filter(({ snapshot: s }) => {
+    if (f.hosts?.length && !f.hosts.includes(s.hostname ?? '')) return false;
+    if (f.paths?.length && !f.paths.every((p) => s.paths.includes(p))) return false;
+    if (f.tags?.length) {
+      const have = new Set(s.tags ?? []);
+      if (!f.tags.some((group) => group.every((t) => t === '' ? have.size === 0 : have.has(t)))) return false;
+    }
+    return true;
+  });
+}
+
+/** Loads a snapshot by full ID, unique prefix, or "latest" (with optional filters). */
+export async function loadSnapshot(repo: Repository, ref: string, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry> {
+  if (ref === 'latest') {
+    const list = await listSnapshots(repo, options);
+    const last = list[list.length - 1];
+    if (!last) throw new NotFoundError('snapshot "latest" (no snapshot matches)');
+    return last;
+  }
+  if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new InvalidInputError(`invalid snapshot ID ${JSON.stringify(ref)}`);
+  const id = await repo.resolveId('snapshots', ref, options);
+  return { id: id as SnapshotId, snapshot: decodeSnapshot(await repo.loadUnpacked('snapshots', id, options), id) };
+}
+
+/** restic's parent choice: the latest snapshot with the same hostname and the same set of paths. */
+export async function findParentSnapshot(repo: Repository, q: { hostname: string; paths: string[] }): Promise<SnapshotEntry | undefined> {
+  const want = [...q.paths].sort().join('\0');
+  const list = await listSnapshots(repo, { hosts: [q.hostname] });
+  return list.filter((e) => [...e.snapshot.paths].sort().join('\0') === want).pop();
+}
+
+/** Groups snapshots by host, paths and/or tags (restic's --group-by). */
+export function groupSnapshots(list: SnapshotEntry[], by: { host?: boolean; paths?: boolean; tags?: boolean }): Map<string, SnapshotEntry[]> {
+  const groups = new Map<string, SnapshotEntry[]>();
+  for (const e of list) {
+    const key = JSON.stringify({
+      hostname: by.host ? e.snapshot.hostname ?? '' : '',
+      paths: by.paths ? [...e.snapshot.paths].sort() : null,
+      tags: by.tags ? [...(e.snapshot.tags ?? [])].sort() : null,
+    });
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = []));
+    g.push(e);
+  }
+  return groups;
+}
+
+/** Keeps the n newest snapshots of each group (restic snapshots --latest n). */
+export function latestPerGroup(list: SnapshotEntry[], n: number, by = { host: true, paths: true }): SnapshotEntry[] {
+  const out: SnapshotEntry[] = [];
+  for (const g of groupSnapshots(list, by).values()) out.push(...sortByTime(g).slice(-n));
+  return sortByTime(out);
+}
+
+/** Walks a tree depth first, yielding each node with its path ("/a/b"). */
+export async function* walkTree(repo: IndexedRepository, treeId: BlobId, prefix = '', options: CallOptions = {}): AsyncGenerator<{ path: string; node: TreeNode }> {
+  const nodes = decodeTree(await repo.loadBlob('tree', treeId, options), treeId);
+  for (const node of nodes) {
+    const p = `${prefix}/${node.name}`;
+    yield { path: p, node };
+    if (node.type === 'dir' && node.subtree) yield* walkTree(repo, node.subtree, p, options);
+  }
+}
+
+export interface RepositoryStats {
+  snapshotCount: number;
+  /** Sum of file sizes over all snapshots, as restic `stats --mode restore-size`. */
+  totalRestoreSize: number;
+  totalFileCount: number;
+  /** Bytes stored in packs (restic `stats --mode raw-data`: blob lengths as stored). */
+  rawDataSize: number;
+  /** Uncompressed size of the blobs the snapshots use. */
+  uncompressedSize: number;
+  /** uncompressedSize / rawDataSize (1 = no compression gain). */
+  compressionRatio: number;
+  compressionSpaceSaving: number;
+  blobCount: number;
+  treeBlobCount: number;
+  dataBlobCount: number;
+  packCount: number;
+  firstBackup: string | null;
+  lastBackup: string | null;
+}
+
+/** Everything Stash shows about a repository, in one call. */
+export async function repositoryStats(repo: IndexedRepository, options: CallOptions = {}): Promise<RepositoryStats> {
+  const snaps = await listSnapshots(repo.repo, options);
+  let totalRestoreSize = 0;
+  let totalFileCount = 0;
+  const usedBlobs = new Set<string>();
+  const seenTrees = new Set<string>();
+  const visit = async (treeId: BlobId): Promise<{ size: number; files: number }> => {
+    let size = 0;
+    let files = 0;
+    const nodes = decodeTree(await repo.loadBlob('tree', treeId, options), treeId);
+    usedBlobs.add(treeId);
+    for (const n of nodes) {
+      if (n.type === 'file') {
+        size += Number(n.size ?? 0);
+        files++;
+        for (const c of n.content ?? []) usedBlobs.add(c);
+      } else if (n.type === 'dir' && n.subtree) {
+        const sub = await visitCached(n.subtree);
+        size += sub.size;
+        files += sub.files;
+      }
+      if (n.type !== 'dir') files += 0;
+    }
+    return { size, files };
+  };
+  const cache = new Map<string, { size: number; files: number }>();
+  const visitCached = async (id: BlobId) => {
+    let r = cache.get(id);
+    if (!r) {
+      seenTrees.add(id);
+      r = await visit(id);
+      cache.set(id, r);
+    }
+    return r;
+  };
+  for (const s of snaps) {
+    const r = await visitCached(s.snapshot.tree);
+    totalRestoreSize += r.size;
+    totalFileCount += r.files;
+  }
+  let rawDataSize = 0;
+  let uncompressedSize = 0;
+  let treeBlobCount = 0;
+  let dataBlobCount = 0;
+  const counted = new Set<string>();
+  for (const e of repo.index.entries()) {
+    if (counted.has(e.id)) continue;
+    counted.add(e.id);
+    if (e.type === 'tree') treeBlobCount++;
+    else dataBlobCount++;
+    if (!usedBlobs.has(e.id)) continue;
+    rawDataSize += e.length;
+    uncompressedSize += e.uncompressedLength || e.length - 32;
+  }
+  const times = snaps.map((s) => s.snapshot.time);
+  return {
+    snapshotCount: snaps.length,
+    totalRestoreSize,
+    totalFileCount,
+    rawDataSize,
+    uncompressedSize,
+    compressionRatio: rawDataSize ? uncompressedSize / rawDataSize : 1,
+    compressionSpaceSaving: uncompressedSize ? (1 - rawDataSize / uncompressedSize) * 100 : 0,
+    blobCount: treeBlobCount + dataBlobCount,
+    treeBlobCount,
+    dataBlobCount,
+    packCount: repo.index.packCount,
+    firstBackup: times.length ? formatGoTime(times[0]!) : null,
+    lastBackup: times.length ? formatGoTime(times[times.length - 1]!) : null,
+  };
+}
