@@ -208,7 +208,7 @@ export function goMarshalValue(value: unknown): string {
 // Reading JSON the way Go does
 
 /** A number literal of 16+ digits may not fit a double; only then is the slower reviver used. */
-const MAYBE_BIG_NUMBER = /[:[,]\s*\d{16,}/;
+const MAYBE_BIG_NUMBER = /(?:^|[:[,])\s*-?\d{16,}/;
 
 /**
  * Parses JSON bytes as Go's decoder sees them: invalid UTF-8 counts as U+FFFD (one per bad byte,
@@ -226,7 +226,7 @@ export function parseGoJson(input: Uint8Array | string): unknown {
   if (!MAYBE_BIG_NUMBER.test(text)) return JSON.parse(text);
   // The reviver's third argument carries the literal's source text (Node 21+).
   const reviver = (_key: string, value: unknown, context?: { source?: string }): unknown =>
-    typeof value === 'number' && !Number.isSafeInteger(value) && context?.source !== undefined && /^\d+$/.test(context.source)
+    typeof value === 'number' && !Number.isSafeInteger(value) && context?.source !== undefined && /^-?\d+$/.test(context.source)
       ? BigInt(context.source)
       : value;
   return JSON.parse(text, reviver as (this: unknown, key: string, value: unknown) => unknown);

@@ -109,19 +109,34 @@ function compareXattrs(name: string, xa: Map<string, string> | undefined, xb: Ma
 }
 
 // Paths that are hard links of each other in one tree must be exactly that in the other.
-// Groups are compared by their member paths, so inode numbers never leak into the result.
+// Groups are compared by their member paths, so inode numbers never leak into the result;
+// all mismatching groups that overlap are reported together as one line.
 function compareHardLinks(left: Map<string, Entry>, right: Map<string, Entry>, diffs: string[]): void {
   const groupsA = linkGroups(left, right);
   const groupsB = linkGroups(right, left);
-  const reported = new Set<string>();
+  const component = new Map<string, string>(); // union-find over the mismatching paths
+  const find = (k: string): string => {
+    let r = k;
+    while (component.get(r) !== r) r = component.get(r)!;
+    component.set(k, r);
+    return r;
+  };
   for (const [key, ga] of groupsA) {
     const gb = groupsB.get(key)!;
     if (ga.join('\0') === gb.join('\0')) continue;
-    const signature = `${ga.join('\0')}|${gb.join('\0')}`;
-    if (reported.has(signature)) continue;
-    reported.add(signature);
-    const names = (g: string[]): string => `[${g.map((k) => show(left.get(k)?.rel ?? right.get(k)!.rel)).join(', ')}]`;
-    diffs.push(`${show(left.get(key)!.rel)}: hard links ${names(ga)} != ${names(gb)}`);
+    for (const k of [...ga, ...gb]) if (!component.has(k)) component.set(k, k);
+    for (const k of [...ga, ...gb]) component.set(find(k), find(key));
+  }
+  const members = new Map<string, string[]>();
+  for (const k of component.keys()) members.set(find(k), [...(members.get(find(k)) ?? []), k]);
+
+  const name = (k: string): string => show(left.get(k)!.rel);
+  const describe = (groups: Map<string, string[]>, keys: string[]): string => {
+    const distinct = new Map(keys.map((k) => [groups.get(k)!.join('\0'), groups.get(k)!]));
+    return [...distinct.values()].sort().map((g) => `[${g.map(name).join(', ')}]`).join(' ');
+  };
+  for (const keys of [...members.values()].map((m) => m.sort()).sort()) {
+    diffs.push(`${name(keys[0])}: hard links in a ${describe(groupsA, keys)} != in b ${describe(groupsB, keys)}`);
   }
 }
 

@@ -62,7 +62,8 @@ export async function withTmpDir<T>(prefix: string, fn: (dir: string) => Promise
 /**
  * A fresh temporary directory, removed through node:test's `after` hook: called inside a
  * test it goes when that test ends; called in a `describe` body or at the top level of a
- * file it goes when that suite or file ends.
+ * file (top-level await) it goes when that suite or file ends. Do not call it inside a
+ * `before` hook: node:test runs an `after` registered there as soon as the hook returns.
  */
 export async function tmpDir(prefix = 'stowage-test'): Promise<string> {
   const dir = await makeTmp(prefix);
