@@ -384,10 +384,12 @@ class BackupRun {
       user: this.names.user(uid),
       group: this.names.group(gid),
       inode: st.ino,
+      // Stock restic writes device_id for every node (its hard-link-only mode is an opt-in
+      // feature flag), so trees deduplicate against restic's only if we do the same.
+      deviceId: st.dev,
       content: null,
     };
     if (type === 'file') {
-      if (st.nlink > 1n) node.deviceId = st.dev;
       node.size = Number(st.size);
       node.content = [];
     }
@@ -399,7 +401,8 @@ class BackupRun {
     if (type === 'dev' || type === 'chardev') node.device = st.rdev;
     if (this.helper.available && type !== 'socket') {
       const xattrs = await this.helper.listXattrs(full);
-      if (xattrs.length) node.extendedAttributes = xattrs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      // listxattr order, as restic records it
+      if (xattrs.length) node.extendedAttributes = xattrs;
     }
     return node;
   }

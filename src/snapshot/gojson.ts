@@ -107,9 +107,10 @@ export function compareGoStrings(a: string, b: string): number {
     const x = a.charCodeAt(i);
     const y = b.charCodeAt(i);
     if (x === y) continue;
-    // Below the surrogates UTF-8 preserves code-point order, and the equal prefix is whole
-    // characters, so the first differing code unit decides.
-    if (x < 0xd800 && y < 0xd800) return x < y ? -1 : 1;
+    // For characters of the BMP, UTF-8 preserves code-point order, and the equal prefix is whole
+    // characters, so the first differing code unit decides. Surrogates (characters above U+FFFF,
+    // raw bytes) need the bytes.
+    if ((x < 0xd800 || x > 0xdfff) && (y < 0xd800 || y > 0xdfff)) return x < y ? -1 : 1;
     return Buffer.compare(goStringToBytes(a), goStringToBytes(b));
   }
   return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
@@ -208,7 +209,8 @@ export function goMarshalValue(value: unknown): string {
 // Reading JSON the way Go does
 
 /** A number literal of 16+ digits may not fit a double; only then is the slower reviver used. */
-const MAYBE_BIG_NUMBER = /(?:^|[:[,])\s*-?\d{16,}/;
+const MAYBE_BIG_NUMBER = /[:[,]\s*-?\d{16}/;
+const MAYBE_BIG_TOP_LEVEL = /^\s*-?\d{16}/;
 
 /**
  * Parses JSON bytes as Go's decoder sees them: invalid UTF-8 counts as U+FFFD (one per bad byte,
@@ -223,7 +225,7 @@ export function parseGoJson(input: Uint8Array | string): unknown {
     const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     text = isUtf8(buf) ? buf.toString('utf8') : goStringFromBytes(buf).replace(/[\udc80-\udcff]/g, '\ufffd');
   }
-  if (!MAYBE_BIG_NUMBER.test(text)) return JSON.parse(text);
+  if (!MAYBE_BIG_NUMBER.test(text) && !MAYBE_BIG_TOP_LEVEL.test(text)) return JSON.parse(text);
   // The reviver's third argument carries the literal's source text (Node 21+).
   const reviver = (_key: string, value: unknown, context?: { source?: string }): unknown =>
     typeof value === 'number' && !Number.isSafeInteger(value) && context?.source !== undefined && /^-?\d+$/.test(context.source)

@@ -19,6 +19,7 @@ import { IntegrityError, InvalidInputError } from '../errors.ts';
 import { type GoTime, ZERO_GO_TIME, clampGoTimeYear, formatGoTime, parseGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
 import {
+  compareGoStrings,
   goCompactJson,
   goJsonString,
   goMarshalValue,
@@ -74,7 +75,10 @@ export interface TreeNode {
   user?: string;
   group?: string;
   inode?: Uint64;
-  /** st_dev. restic ≤ 0.15 stores it for every node, later versions only for files with links > 1. */
+  /**
+   * st_dev. restic stores it for every node; only with the alpha feature flag
+   * device-id-for-hardlinks (0.17+, off by default) does it keep it just for files with links > 1.
+   */
   deviceId?: Uint64;
   /** Files only. */
   size?: Uint64;
@@ -131,9 +135,11 @@ export function encodeNode(node: TreeNode, options?: NodeEncodingOptions): strin
 
   const mode = checkUint32(node.mode, 'mode', bad);
   if (mode !== 0) parts.push(`,"mode":${mode}`);
-  parts.push(`,"mtime":${encodeTime(node.mtime, 'mtime', bad)}`);
-  parts.push(`,"atime":${encodeTime(node.atime, 'atime', bad)}`);
-  parts.push(`,"ctime":${encodeTime(node.ctime, 'ctime', bad)}`);
+  // restic stores atime = mtime unless asked otherwise, and ctime often equals both: format once.
+  const mtime = encodeTime(node.mtime, 'mtime', bad);
+  const atime = sameTime(node.atime, node.mtime) ? mtime : encodeTime(node.atime, 'atime', bad);
+  const ctime = sameTime(node.ctime, node.mtime) ? mtime : encodeTime(node.ctime, 'ctime', bad);
+  parts.push(`,"mtime":${mtime},"atime":${atime},"ctime":${ctime}`);
   parts.push(`,"uid":${checkUint32(node.uid, 'uid', bad)},"gid":${checkUint32(node.gid, 'gid', bad)}`);
   if (node.user) parts.push(`,"user":${str(checkString(node.user, 'user', bad))}`);
   if (node.group) parts.push(`,"group":${str(checkString(node.group, 'group', bad))}`);
@@ -159,7 +165,7 @@ export function encodeNode(node: TreeNode, options?: NodeEncodingOptions): strin
   }
   if (node.genericAttributes !== undefined) {
     // Go writes map keys in byte order.
-    const keys = Object.keys(node.genericAttributes).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const keys = Object.keys(node.genericAttributes).sort(compareGoStrings);
     if (keys.length > 0) {
       const attrs = keys.map((k) => {
         const raw = node.genericAttributes![k];
@@ -215,6 +221,10 @@ function linkTargetOf(node: TreeNode, bad: Fail): string {
   return node.linktarget === undefined ? '' : checkString(node.linktarget, 'linktarget', bad);
 }
 
+function sameTime(a: GoTime, b: GoTime): boolean {
+  return a === b || (a?.epochNs === b?.epochNs && a?.offsetMinutes === b?.offsetMinutes);
+}
+
 function encodeTime(t: GoTime, field: string, bad: Fail): string {
   if (typeof t?.epochNs !== 'bigint') throw bad(field, 'must be a GoTime');
   return '"' + formatGoTime(clampGoTimeYear(t)) + '"';
@@ -250,13 +260,15 @@ export function decodeNode(obj: unknown, treeId: string): TreeNode {
   if (type == null) throw bad('type', 'is missing');
   if (!isNodeType(type)) throw bad('type', `${JSON.stringify(type).slice(0, 40)} is not a known node type`);
 
+  // GoTime values are immutable, so equal time strings (atime = mtime is usual) share one parse.
+  const mtime = readTime(o.mtime, 'mtime', bad);
   const node: TreeNode = {
     name,
     type,
     mode: readUint32(o.mode, 'mode', bad),
-    mtime: readTime(o.mtime, 'mtime', bad),
-    atime: readTime(o.atime, 'atime', bad),
-    ctime: readTime(o.ctime, 'ctime', bad),
+    mtime,
+    atime: o.atime === o.mtime ? mtime : readTime(o.atime, 'atime', bad),
+    ctime: o.ctime === o.mtime ? mtime : readTime(o.ctime, 'ctime', bad),
     uid: readUint32(o.uid, 'uid', bad),
     gid: readUint32(o.gid, 'gid', bad),
     content: readContent(o.content, bad),

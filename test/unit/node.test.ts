@@ -103,6 +103,16 @@ test('compareGoStrings orders by UTF-8 bytes, as Go compares strings', () => {
   assert.ok('\ue000' > '😀');
   assert.ok(compareGoStrings('a\udcff', 'a\u00ff') > 0); // byte FF after C3 BF
   assert.equal(compareGoStrings('same', 'same'), 0);
+
+  const alphabet = ['a', 'b', '\u007f', 'ä', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\uffff', '😀', '\u{10ffff}', '\udc80', '\udcff'];
+  let seed = 7;
+  const pick = () => alphabet[(seed = (seed * 1103515245 + 12345) >>> 0) % alphabet.length]!;
+  const words = Array.from({ length: 300 }, (_, i) => Array.from({ length: i % 4 }, pick).join(''));
+  const sign = (n: number) => Math.sign(n);
+  for (let i = 0; i + 1 < words.length; i++) {
+    const [x, y] = [words[i]!, words[i + 1]!];
+    assert.equal(sign(compareGoStrings(x, y)), sign(Buffer.compare(goStringToBytes(x), goStringToBytes(y))), JSON.stringify([x, y]));
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
