@@ -176,7 +176,7 @@ const WASM_OUT16 = 8192;
 const WASM_TABLES_SIZE = 10240;
 const WASM_DIGEST = 10240;
 const WASM_WINDOW = 10304;
-const WASM_SEGMENT = 64 * 1024;
+const WASM_SEGMENT = 64 * 1024 + 1;
 const WASM_PAGES = Math.ceil((WASM_WINDOW + WINDOW_SIZE + WASM_SEGMENT) / 65536);
 
 interface WasmEngine {

@@ -2,12 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Chunker, chunkAll, MAX_SIZE, MIN_SIZE } from '../../src/snapshot/chunker.ts';
+import type { ChunkerEngine } from '../../src/snapshot/chunker.ts';
 import { degree, isIrreducible, polyMod, randomPolynomial } from '../../src/snapshot/polynomial.ts';
 import type { Polynomial } from '../../src/snapshot/polynomial.ts';
 import { InvalidInputError, UnsupportedError } from '../../src/errors.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+const ENGINES: ChunkerEngine[] = ['wasm', 'js'];
 const TEST_POL = 0x3da3358b4dc173n;
 const DESIGN_POL = 0x25b468838dcb75n;
 
@@ -36,8 +38,8 @@ function xorshiftBytes(length: number, seed = 0x12345678): Uint8Array {
 }
 
 /** Feeds data to a chunker in buffers of the given sizes (cycled), as a file reader would. */
-function chunkInBuffers(pol: Polynomial, data: Uint8Array, sizes: number[]): Chunk[] {
-  const chunker = new Chunker(pol);
+function chunkInBuffers(pol: Polynomial, data: Uint8Array, sizes: number[], engine?: ChunkerEngine): Chunk[] {
+  const chunker = new Chunker(pol, { engine });
   const chunks: Chunk[] = [];
   let chunkStart = 0;
   let pos = 0;
@@ -169,28 +171,40 @@ const XORSHIFT_VECTORS: Array<[Polynomial, Array<[number, number, string, string
 ];
 
 for (const [pol, rows] of XORSHIFT_VECTORS) {
-  test(`xorshift32 vectors for polynomial ${pol.toString(16)} (restic/chunker)`, () => {
-    const chunks = chunkAll(pol, xorshift16MiB);
-    assert.deepEqual(
-      chunks.map((c) => [c.start, c.length, c.cut.toString(16).padStart(16, '0'), sha256(xorshift16MiB.subarray(c.start, c.start + c.length))]),
-      rows,
-    );
-  });
+  for (const engine of ENGINES) {
+    test(`xorshift32 vectors for polynomial ${pol.toString(16)} (restic/chunker), ${engine} engine`, () => {
+      const chunks = chunkAll(pol, xorshift16MiB, { engine });
+      assert.deepEqual(
+        chunks.map((c) => [c.start, c.length, c.cut.toString(16).padStart(16, '0'), sha256(xorshift16MiB.subarray(c.start, c.start + c.length))]),
+        rows,
+      );
+    });
+  }
 }
 
 test('zero input splits into chunks of exactly MinSize with cut 0', () => {
-  const chunks = chunkAll(TEST_POL, new Uint8Array(4 * MIN_SIZE));
-  assert.equal(chunks.length, 4);
-  for (const [i, c] of chunks.entries()) {
-    assert.equal(c.start, i * MIN_SIZE);
-    assert.equal(c.length, 524288);
-    assert.equal(c.cut, 0n);
+  for (const engine of ENGINES) {
+    const chunks = chunkAll(TEST_POL, new Uint8Array(4 * MIN_SIZE), { engine });
+    assert.equal(chunks.length, 4);
+    for (const [i, c] of chunks.entries()) {
+      assert.equal(c.start, i * MIN_SIZE);
+      assert.equal(c.length, 524288);
+      assert.equal(c.cut, 0n);
+    }
+    // zeros again, but in buffers that end exactly where a chunk ends
+    assertSameChunks(chunkInBuffers(TEST_POL, new Uint8Array(4 * MIN_SIZE), [MIN_SIZE - 64, 64], engine), chunks, engine);
   }
   assert.equal(sha256(new Uint8Array(MIN_SIZE)), '07854d2fef297a06ba81685e660c332de36d5d18d546927d30daad6d7fda1541');
 });
 
-test('boundaries do not depend on how the input is split into buffers', () => {
-  const whole = chunkAll(TEST_POL, xorshift16MiB);
+for (const engine of ENGINES) {
+  test(`boundaries do not depend on how the input is split into buffers, ${engine} engine`, () => {
+    boundariesIndependentOfBuffers(engine);
+  });
+}
+
+function boundariesIndependentOfBuffers(engine: ChunkerEngine): void {
+  const whole = chunkAll(TEST_POL, xorshift16MiB, { engine });
   const splits: Array<[string, number[]]> = [
     ['63', [63]],
     ['64', [64]],
@@ -201,12 +215,12 @@ test('boundaries do not depend on how the input is split into buffers', () => {
     ['a buffer larger than MaxSize', [9 * MiB]],
   ];
   for (const [name, sizes] of splits) {
-    assertSameChunks(chunkInBuffers(TEST_POL, xorshift16MiB, sizes), whole, `buffers of ${name}`);
+    assertSameChunks(chunkInBuffers(TEST_POL, xorshift16MiB, sizes, engine), whole, `buffers of ${name}`);
   }
   // one byte at a time, over a prefix that still holds two cuts and a remainder
   const prefix = xorshift16MiB.subarray(0, 4 * MiB);
-  assertSameChunks(chunkInBuffers(TEST_POL, prefix, [1]), chunkAll(TEST_POL, prefix), 'buffers of 1 byte');
-});
+  assertSameChunks(chunkInBuffers(TEST_POL, prefix, [1], engine), chunkAll(TEST_POL, prefix), 'buffers of 1 byte');
+}
 
 test('matches a literal bigint transcription of the algorithm on other polynomials', () => {
   const data = xorshiftBytes(5 * MiB, 0x9e3779b9);
@@ -217,13 +231,26 @@ test('matches a literal bigint transcription of the algorithm on other polynomia
     irreducibleOfDegree(39, 0xabcdef), // top digest byte straddles the two 32-bit halves
     irreducibleOfDegree(31, 0x5555),
     irreducibleOfDegree(20, 0x123), // the whole digest fits in the split mask
+    irreducibleOfDegree(19, 0x321), // the smallest degree of the wasm engine
   ];
   for (const pol of polynomials) {
     const expected = referenceChunks(pol, data);
     assert.ok(expected.length >= 2, `polynomial ${pol.toString(16)} should cut 5 MiB of random data`);
-    assertSameChunks(chunkAll(pol, data), expected, `polynomial ${pol.toString(16)}, whole`);
-    assertSameChunks(chunkInBuffers(pol, data, [65_537, 63, 1]), expected, `polynomial ${pol.toString(16)}, buffers`);
+    for (const engine of ENGINES) {
+      const what = `polynomial ${pol.toString(16)}, ${engine} engine`;
+      assertSameChunks(chunkAll(pol, data, { engine }), expected, `${what}, whole`);
+      assertSameChunks(chunkInBuffers(pol, data, [65_537, 63, 1], engine), expected, `${what}, buffers`);
+    }
   }
+});
+
+test('polynomials of degree below 19 fall back to the js engine', () => {
+  const pol = irreducibleOfDegree(15, 0x77);
+  const data = xorshiftBytes(3 * MiB, 0x1234);
+  assert.equal(new Chunker(pol).engine, 'js');
+  assert.throws(() => new Chunker(pol, { engine: 'wasm' }), UnsupportedError);
+  assertSameChunks(chunkAll(pol, data), referenceChunks(pol, data), 'degree 15');
+  assert.equal(new Chunker(TEST_POL).engine, 'wasm');
 });
 
 test('the end-of-input digest is restic running digest, also before and during warm-up', () => {
@@ -233,8 +260,10 @@ test('the end-of-input digest is restic running digest, also before and during w
   for (const length of [1, 1000, MIN_SIZE - 64, MIN_SIZE - 63, MIN_SIZE - 30, MIN_SIZE - 1, MIN_SIZE, MIN_SIZE + 100]) {
     const input = data.subarray(0, length);
     const expected = referenceChunks(TEST_POL, input);
-    assertSameChunks(chunkAll(TEST_POL, input), expected, `length ${length}`);
-    assertSameChunks(chunkInBuffers(TEST_POL, input, [MIN_SIZE - 40, 7]), expected, `length ${length}, buffers`);
+    for (const engine of ENGINES) {
+      assertSameChunks(chunkAll(TEST_POL, input, { engine }), expected, `length ${length}, ${engine}`);
+      assertSameChunks(chunkInBuffers(TEST_POL, input, [MIN_SIZE - 40, 7], engine), expected, `length ${length}, ${engine}, buffers`);
+    }
   }
   assert.equal(chunkAll(TEST_POL, new Uint8Array(1000))[0].cut, 1n);
   assert.deepEqual(chunkAll(TEST_POL, new Uint8Array(0)), []);
@@ -252,16 +281,24 @@ test('a chunk is cut at MaxSize when the mask never matches', () => {
     { start: MAX_SIZE, length: MAX_SIZE, cut: windowDigest },
     { start: 2 * MAX_SIZE, length: 12345, cut: 1n },
   ];
-  assertSameChunks(chunkAll(TEST_POL, data), expected, 'whole');
-  assertSameChunks(chunkInBuffers(TEST_POL, data, [MiB + 3, 61]), expected, 'buffers');
-  // a cut forced exactly at the end of a buffer
-  assertSameChunks(chunkInBuffers(TEST_POL, data, [MAX_SIZE]), expected, 'MaxSize buffers');
+  for (const engine of ENGINES) {
+    assertSameChunks(chunkAll(TEST_POL, data, { engine }), expected, `${engine}, whole`);
+    assertSameChunks(chunkInBuffers(TEST_POL, data, [MiB + 3, 61], engine), expected, `${engine}, buffers`);
+    // a cut forced exactly at the end of a buffer
+    assertSameChunks(chunkInBuffers(TEST_POL, data, [MAX_SIZE], engine), expected, `${engine}, MaxSize buffers`);
+  }
 });
 
-test('reset starts a new file, and chunkers of different polynomials can interleave', () => {
+for (const engine of ENGINES) {
+  test(`reset starts a new file, and chunkers of different polynomials can interleave, ${engine} engine`, () => {
+    resetAndInterleave(engine);
+  });
+}
+
+function resetAndInterleave(engine: ChunkerEngine): void {
   const data = xorshift16MiB.subarray(0, 6 * MiB);
-  const a = new Chunker(TEST_POL);
-  const b = new Chunker(DESIGN_POL);
+  const a = new Chunker(TEST_POL, { engine });
+  const b = new Chunker(DESIGN_POL, { engine });
   a.next(xorshiftBytes(MIN_SIZE + 1000, 42)); // leave a in the middle of a chunk
   a.reset();
   const cutsA: number[] = [];
@@ -283,12 +320,13 @@ test('reset starts a new file, and chunkers of different polynomials can interle
   assert.deepEqual(cutsA, ends(TEST_POL));
   assert.deepEqual(cutsB, ends(DESIGN_POL));
   assert.notDeepEqual(cutsA, cutsB);
-});
+}
 
 test('rejects unusable polynomials and offsets', () => {
   assert.throws(() => new Chunker(0n), UnsupportedError);
   assert.throws(() => new Chunker(0x1fn), UnsupportedError);
   assert.throws(() => new Chunker((1n << 60n) | 1n), UnsupportedError);
+  assert.throws(() => new Chunker(TEST_POL, { engine: 'asm' as ChunkerEngine }), InvalidInputError);
   const chunker = new Chunker(TEST_POL);
   const buf = new Uint8Array(10);
   assert.throws(() => chunker.next(buf, 11), InvalidInputError);
