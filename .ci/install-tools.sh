@@ -96,6 +96,14 @@ main() {
   fi
   timed "apt packages" install_apt_packages
   timed "restic $RESTIC_019_VERSION" install_restic_019
+  # Storage servers for the backend tests: one script each, sharing the helpers above.
+  local script
+  for script in "$(dirname "${BASH_SOURCE[0]}")"/servers/*.sh; do
+    [ -e "$script" ] || continue
+    # shellcheck source=/dev/null
+    source "$script"
+    timed "$(basename "$script" .sh)" "install_$(basename "$script" .sh | tr '-' '_')"
+  done
 }
 
 start=$(now_ms)
