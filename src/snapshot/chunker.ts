@@ -34,7 +34,7 @@ const SKIP_SIZE = MIN_SIZE - WINDOW_SIZE;
 /** Degrees the chunker can run: restic's chunker rejects above 53; below 9 the table index breaks. */
 const MIN_DEGREE = 9;
 const MAX_DEGREE = 53;
-/** The two-byte wasm step needs the top 16 digest bits at a shift ≥ 3 (index scaled by 8). */
+/** The wasm step finds its second table index at d >> (k − 19), so k must be at least 19. */
 const MIN_WASM_DEGREE = 19;
 
 export type ChunkerEngine = 'wasm' | 'js';
@@ -44,13 +44,9 @@ export type ChunkerEngine = 'wasm' | 'js';
 
 interface ChunkerTables {
   readonly degree: number;
-  /** out[b]: fingerprint of b followed by 63 zero bytes; XOR removes b from the window. */
-  readonly out: readonly bigint[];
-  /** mod[b]: (b·x^k mod pol) | b·x^k; one XOR reduces the shifted digest by its top byte b. */
-  readonly mod: readonly bigint[];
   /** x^(8j) mod pol for j = 0..63: restic's leftover initial 1 after j hashed bytes. */
   readonly warmup: readonly bigint[];
-  /** out and mod as int32 halves for the js engine. */
+  /** out and mod (see buildTables) as int32 halves for the js engine. */
   readonly outHi: Int32Array;
   readonly outLo: Int32Array;
   readonly modHi: Int32Array;
@@ -77,6 +73,9 @@ function buildTables(pol: Polynomial): ChunkerTables {
       `chunker polynomial ${pol.toString(16)} has degree ${k}; the chunker supports degrees ${MIN_DEGREE}..${MAX_DEGREE} (restic uses 53)`,
     );
   }
+  // out[b]: fingerprint of b followed by 63 zero bytes; XOR removes b from the window.
+  // mod[b]: (b·x^k mod pol) | b·x^k; one XOR reduces the shifted digest by its top byte b
+  // (the b·x^k part cancels the top byte itself).
   const out: bigint[] = [];
   const mod: bigint[] = [];
   for (let b = 0n; b < 256n; b++) {
@@ -93,8 +92,6 @@ function buildTables(pol: Polynomial): ChunkerTables {
     Int32Array.from(values, (v) => Number(high ? v >> 32n : v & 0xffffffffn) | 0);
   return {
     degree: k,
-    out,
-    mod,
     warmup,
     outHi: halves(out, true),
     outLo: halves(out, false),
@@ -146,16 +143,18 @@ const scanJs: Scan = (buf, j, stop, digest, t) => {
     jsTables = t;
   }
   const shift = t.degree - 8; // the top byte of the digest is digest >> shift
-  const highOnly = shift >= 32; // … and lies in the high half (degree ≥ 40, so restic's 53)
-  const hiShift = shift - 32;
-  const loShift = 32 - shift;
+  return shift >= 32 ? scanJsHigh(buf, j, stop, digest, shift - 32) : scanJsLow(buf, j, stop, digest, shift);
+};
+
+/** The js loop when the digest's top byte lies in the high half (degree ≥ 40, so restic's 53). */
+function scanJsHigh(buf: Uint8Array, j: number, stop: number, digest: Int32Array, hiShift: number): number {
   let hi = digest[0];
   let lo = digest[1];
   while (j < stop) {
     const o = buf[j - WINDOW_SIZE];
     hi ^= OUT_HI[o];
     lo ^= OUT_LO[o];
-    const idx = highOnly ? hi >>> hiShift : ((hi << loShift) | (lo >>> shift)) & 0xff;
+    const idx = hi >>> hiShift;
     hi = ((hi << 8) | (lo >>> 24)) ^ MOD_HI[idx];
     lo = ((lo << 8) | buf[j]) ^ MOD_LO[idx];
     j++;
@@ -164,7 +163,27 @@ const scanJs: Scan = (buf, j, stop, digest, t) => {
   digest[0] = hi;
   digest[1] = lo;
   return j;
-};
+}
+
+/** The js loop when the digest's top byte straddles the two halves (degree < 40). */
+function scanJsLow(buf: Uint8Array, j: number, stop: number, digest: Int32Array, shift: number): number {
+  const loShift = 32 - shift;
+  let hi = digest[0];
+  let lo = digest[1];
+  while (j < stop) {
+    const o = buf[j - WINDOW_SIZE];
+    hi ^= OUT_HI[o];
+    lo ^= OUT_LO[o];
+    const idx = ((hi << loShift) | (lo >>> shift)) & 0xff;
+    hi = ((hi << 8) | (lo >>> 24)) ^ MOD_HI[idx];
+    lo = ((lo << 8) | buf[j]) ^ MOD_LO[idx];
+    j++;
+    if ((lo & SPLIT_MASK) === 0) break;
+  }
+  digest[0] = hi;
+  digest[1] = lo;
+  return j;
+}
 
 // Wasm memory layout: five tables of 256 u64, the digest, then the 64 window bytes and a
 // segment of input copied in from the caller's buffer.
@@ -176,7 +195,7 @@ const WASM_OUT16 = 8192;
 const WASM_TABLES_SIZE = 10240;
 const WASM_DIGEST = 10240;
 const WASM_WINDOW = 10304;
-const WASM_SEGMENT = 64 * 1024 + 1;
+const WASM_SEGMENT = 64 * 1024;
 const WASM_PAGES = Math.ceil((WASM_WINDOW + WINDOW_SIZE + WASM_SEGMENT) / 65536);
 
 interface WasmEngine {
@@ -187,21 +206,27 @@ interface WasmEngine {
   tables: ChunkerTables | undefined;
 }
 
+/** The part of the WebAssembly JS API used here (the compile target's lib has no typings for it). */
+interface WebAssemblyApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: Record<string, unknown> };
+}
+
 let wasmEngine: WasmEngine | null | undefined; // null: WebAssembly is not available here
 
 function getWasmEngine(): WasmEngine | null {
   if (wasmEngine === undefined) {
-    try {
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(assembleScanModule()));
-      const memory = (instance.exports.memory as WebAssembly.Memory).buffer;
+    wasmEngine = null;
+    const api = (globalThis as { WebAssembly?: WebAssemblyApi }).WebAssembly; // absent under node --jitless
+    if (api !== undefined) {
+      const { exports } = new api.Instance(new api.Module(assembleScanModule()));
+      const memory = (exports.memory as { buffer: ArrayBuffer }).buffer;
       wasmEngine = {
         memory: new Uint8Array(memory),
         digest: new Int32Array(memory, WASM_DIGEST, 2),
-        scan: instance.exports.scan as WasmEngine['scan'],
+        scan: exports.scan as WasmEngine['scan'],
         tables: undefined,
       };
-    } catch {
-      wasmEngine = null; // e.g. node --jitless has no WebAssembly
     }
   }
   return wasmEngine;
@@ -288,48 +313,48 @@ function assembleScanModule(): Uint8Array {
   const isCut = (local: number): number[] => [...get(local), ...i64(SPLIT_MASK), i64And, i64Eqz];
   const advance = (n: number): number[] => [...get(q), ...i32(n), i32Add, ...set(q)];
 
+  // Branch depths: inside the pair loop, 0 = loop start, 1 = "pairs done", 2 = "exit".
   const body = [
-    ...vector([[2, I64], [2, I32]]),
+    ...vector([[2, I64], [2, I32]]), // locals d, d1: i64; a, o1: i32
     ...i32(0), ...loadU64(WASM_DIGEST), ...set(d),
     block, VOID, // exit
-    block, VOID, // pairs done
-    loop, VOID, // pairs
-    ...get(qEnd), ...get(q), i32Sub, ...i32(2), i32LtU, brIf, 1,
-    ...tableOffset(shiftA), ...set(a),
-    ...get(q), ...loadByte(0), ...i32(3), i32Shl, ...set(o1),
-    // d1
-    ...get(o1), ...loadU64(WASM_OUT8),
-    ...get(q), ...loadByte(64), i64ExtendI32U, i64Xor,
-    ...get(d), ...i64(8), i64Shl, i64Xor,
-    ...get(a), ...loadU64(WASM_MOD), i64Xor,
-    ...set(d1),
-    // d2
-    ...get(o1), ...loadU64(WASM_OUT16),
-    ...get(q), ...loadByte(1), ...i32(3), i32Shl, ...loadU64(WASM_OUT8), i64Xor,
-    ...get(q), ...loadByte(64), ...i32(8), i32Shl, ...get(q), ...loadByte(65), i32Or, i64ExtendI32U, i64Xor,
-    ...get(d), ...i64(16), i64Shl, i64Xor,
-    ...tableOffset(shiftC), ...loadU64(WASM_MOD),
-    ...get(a), ...loadU64(WASM_MOD16), i64Xor,
-    i64Xor,
-    ...set(d),
-    // a cut after the first byte of the two?
-    ...isCut(d1), if_, VOID,
-    ...get(d1), ...set(d), ...advance(1), br, 3,
+      block, VOID, // pairs done
+        loop, VOID, // one pair of bytes per turn
+          ...get(qEnd), ...get(q), i32Sub, ...i32(2), i32LtU, brIf, 1, // fewer than 2 left
+          ...tableOffset(shiftA), ...set(a),
+          ...get(q), ...loadByte(0), ...i32(3), i32Shl, ...set(o1),
+          // d1 = OUT8[o1] ⊕ b1 ⊕ (d << 8) ⊕ MOD[a]
+          ...get(o1), ...loadU64(WASM_OUT8),
+          ...get(q), ...loadByte(64), i64ExtendI32U, i64Xor,
+          ...get(d), ...i64(8), i64Shl, i64Xor,
+          ...get(a), ...loadU64(WASM_MOD), i64Xor,
+          ...set(d1),
+          // d = OUT16[o1] ⊕ OUT8[o2] ⊕ (b1 << 8 | b2) ⊕ (d << 16) ⊕ (MOD[c] ⊕ MOD16[a])
+          ...get(o1), ...loadU64(WASM_OUT16),
+          ...get(q), ...loadByte(1), ...i32(3), i32Shl, ...loadU64(WASM_OUT8), i64Xor,
+          ...get(q), ...loadByte(64), ...i32(8), i32Shl, ...get(q), ...loadByte(65), i32Or, i64ExtendI32U, i64Xor,
+          ...get(d), ...i64(16), i64Shl, i64Xor,
+          ...tableOffset(shiftC), ...loadU64(WASM_MOD),
+          ...get(a), ...loadU64(WASM_MOD16), i64Xor,
+          i64Xor,
+          ...set(d),
+          ...isCut(d1), if_, VOID, // cut after the first byte of the pair
+            ...get(d1), ...set(d), ...advance(1), br, 3, // (depth + 1 inside the if)
+          end,
+          ...advance(2),
+          ...isCut(d), brIf, 2,
+          br, 0,
+        end,
+      end,
+      // an odd last byte: d ^= OUT[o]; d = (d << 8 | b) ⊕ MOD[top byte]
+      ...get(q), ...get(qEnd), i32LtU, if_, VOID,
+        ...get(d), ...get(q), ...loadByte(0), ...i32(3), i32Shl, ...loadU64(WASM_OUT), i64Xor, ...set(d),
+        ...tableOffset(shiftA), ...loadU64(WASM_MOD),
+        ...get(d), ...i64(8), i64Shl, ...get(q), ...loadByte(64), i64ExtendI32U, i64Or, i64Xor,
+        ...set(d),
+        ...advance(1),
+      end,
     end,
-    ...advance(2),
-    ...isCut(d), brIf, 2,
-    br, 0,
-    end, // pairs
-    end, // pairs done
-    // an odd last byte
-    ...get(q), ...get(qEnd), i32LtU, if_, VOID,
-    ...get(d), ...get(q), ...loadByte(0), ...i32(3), i32Shl, ...loadU64(WASM_OUT), i64Xor, ...set(d),
-    ...tableOffset(shiftA), ...loadU64(WASM_MOD),
-    ...get(d), ...i64(8), i64Shl, ...get(q), ...loadByte(64), i64ExtendI32U, i64Or, i64Xor,
-    ...set(d),
-    ...advance(1),
-    end,
-    end, // exit
     ...i32(0), ...get(d), ...storeU64(WASM_DIGEST),
     ...get(q),
     end,
@@ -388,14 +413,14 @@ export class Chunker {
     this.polynomial = pol;
     this.#t = tablesFor(pol);
     const wasmUsable = this.#t.wasm !== undefined && getWasmEngine() !== null;
-    this.engine = options.engine ?? (wasmUsable ? 'wasm' : 'js');
-    if (this.engine === 'wasm' && !wasmUsable) {
-      throw new UnsupportedError(
-        `the wasm chunker is not available ${this.#t.wasm === undefined ? `for degree ${this.#t.degree}` : 'without WebAssembly'}`,
-      );
+    const engine = options.engine ?? (wasmUsable ? 'wasm' : 'js');
+    if (engine !== 'wasm' && engine !== 'js') throw new InvalidInputError(`unknown chunker engine ${String(engine)}`);
+    if (engine === 'wasm' && !wasmUsable) {
+      const why = this.#t.wasm === undefined ? `polynomials of degree ${this.#t.degree}` : 'this runtime (no WebAssembly)';
+      throw new UnsupportedError(`the wasm chunker engine is not available for ${why}`);
     }
-    if (this.engine !== 'wasm' && this.engine !== 'js') throw new InvalidInputError(`unknown chunker engine ${String(this.engine)}`);
-    this.#scan = this.engine === 'wasm' ? scanWasm : scanJs;
+    this.engine = engine;
+    this.#scan = engine === 'wasm' ? scanWasm : scanJs;
   }
 
   /** Start a new file (resets all state). */

@@ -219,7 +219,7 @@ function boundariesIndependentOfBuffers(engine: ChunkerEngine): void {
   }
   // one byte at a time, over a prefix that still holds two cuts and a remainder
   const prefix = xorshift16MiB.subarray(0, 4 * MiB);
-  assertSameChunks(chunkInBuffers(TEST_POL, prefix, [1], engine), chunkAll(TEST_POL, prefix), 'buffers of 1 byte');
+  assertSameChunks(chunkInBuffers(TEST_POL, prefix, [1], engine), chunkAll(TEST_POL, prefix, { engine }), 'buffers of 1 byte');
 }
 
 test('matches a literal bigint transcription of the algorithm on other polynomials', () => {
