@@ -6,7 +6,7 @@ import type { Repository, IndexedRepository } from '../repository/repository.ts'
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import { mapLimit } from '../repository/concurrency.ts';
 import { compareGoTime, formatGoTime } from '../repository/gotime.ts';
-import { decodeSnapshot, type Snapshot } from './snapshot.ts';
+import { decodeSnapshot, filterSnapshots, groupSnapshots, type Snapshot, type SnapshotFilter } from './snapshot.ts';
 import { decodeTree } from './tree.ts';
 import type { TreeNode } from './node.ts';
 
@@ -15,13 +15,7 @@ export interface SnapshotEntry {
   snapshot: Snapshot;
 }
 
-export interface SnapshotFilter {
-  hosts?: string[];
-  /** OR of AND-groups: [["a","b"],["c"]] = (a and b) or c. */
-  tags?: string[][];
-  /** Snapshots whose paths include all of these. */
-  paths?: string[];
-}
+export type { SnapshotFilter };
 
 /** Every snapshot, oldest first. */
 export async function listSnapshots(repo: Repository, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry[]> {
@@ -39,15 +33,7 @@ export function sortByTime(list: SnapshotEntry[]): SnapshotEntry[] {
 }
 
 export function filterEntries(list: SnapshotEntry[], f: SnapshotFilter): SnapshotEntry[] {
-  return list.filter(({ snapshot: s }) => {
-    if (f.hosts?.length && !f.hosts.includes(s.hostname ?? '')) return false;
-    if (f.paths?.length && !f.paths.every((p) => s.paths.includes(p))) return false;
-    if (f.tags?.length) {
-      const have = new Set(s.tags ?? []);
-      if (!f.tags.some((group) => group.every((t) => t === '' ? have.size === 0 : have.has(t)))) return false;
-    }
-    return true;
-  });
+  return filterSnapshots(list, f);
 }
 
 /** Loads a snapshot by full ID, unique prefix, or "latest" (with optional filters). */
@@ -70,26 +56,10 @@ export async function findParentSnapshot(repo: Repository, q: { hostname: string
   return list.filter((e) => [...e.snapshot.paths].sort().join('\0') === want).pop();
 }
 
-/** Groups snapshots by host, paths and/or tags (restic's --group-by). */
-export function groupSnapshots(list: SnapshotEntry[], by: { host?: boolean; paths?: boolean; tags?: boolean }): Map<string, SnapshotEntry[]> {
-  const groups = new Map<string, SnapshotEntry[]>();
-  for (const e of list) {
-    const key = JSON.stringify({
-      hostname: by.host ? e.snapshot.hostname ?? '' : '',
-      paths: by.paths ? [...e.snapshot.paths].sort() : null,
-      tags: by.tags ? [...(e.snapshot.tags ?? [])].sort() : null,
-    });
-    let g = groups.get(key);
-    if (!g) groups.set(key, (g = []));
-    g.push(e);
-  }
-  return groups;
-}
-
 /** Keeps the n newest snapshots of each group (restic snapshots --latest n). */
 export function latestPerGroup(list: SnapshotEntry[], n: number, by = { host: true, paths: true }): SnapshotEntry[] {
   const out: SnapshotEntry[] = [];
-  for (const g of groupSnapshots(list, by).values()) out.push(...sortByTime(g).slice(-n));
+  for (const g of groupSnapshots(list, by)) out.push(...sortByTime(g.snapshots).slice(-n));
   return sortByTime(out);
 }
 
@@ -145,7 +115,6 @@ export async function repositoryStats(repo: IndexedRepository, options: CallOpti
         size += sub.size;
         files += sub.files;
       }
-      if (n.type !== 'dir') files += 0;
     }
     return { size, files };
   };
