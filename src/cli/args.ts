@@ -23,32 +23,13 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): 
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short!, s]));
   const flags = new Map<string, string | boolean | string[]>();
   const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      positional.push(...argv.slice(i + 1));
-      break;
-    }
-    let spec: FlagSpec | undefined;
-    let inline: string | undefined;
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-      inline = eq >= 0 ? a.slice(eq + 1) : undefined;
-      spec = byLong.get(name);
-      if (!spec) throw new InvalidInputError(`unknown flag: --${name}`);
-    } else if (a.startsWith('-') && a.length > 1) {
-      const name = a.slice(1, 2);
-      spec = byShort.get(name);
-      if (!spec) throw new InvalidInputError(`unknown shorthand flag: '${name}' in ${a}`);
-      if (a.length > 2) inline = a.slice(2).replace(/^=/, '');
-    } else {
-      positional.push(a);
-      continue;
-    }
+  let i = 0;
+  // Sets a flag from its inline value (after '=' or a shorthand) or, for a flag that takes
+  // one, from the next argument.
+  const apply = (spec: FlagSpec, inline: string | undefined): void => {
     if (spec.kind === 'bool') {
-      flags.set(spec.name, inline === undefined ? true : inline !== 'false');
-      continue;
+      flags.set(spec.name, inline === undefined ? true : parseBool(inline, spec.name));
+      return;
     }
     const value = inline ?? argv[++i];
     if (value === undefined) throw new InvalidInputError(`flag needs an argument: --${spec.name}`);
@@ -57,8 +38,44 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): 
       const prev = (flags.get(spec.name) as string[] | undefined) ?? [];
       flags.set(spec.name, [...prev, value]);
     }
+  };
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+      const spec = byLong.get(name);
+      if (!spec) throw new InvalidInputError(`unknown flag: --${name}`);
+      apply(spec, eq >= 0 ? a.slice(eq + 1) : undefined);
+    } else if (a.startsWith('-') && a.length > 1) {
+      // Shorthands group as in pflag: -qv is -q -v. One that takes a value ends the group and
+      // takes the rest of it (-rrepo, -r=repo) or else the next argument.
+      for (let j = 1; j < a.length; j++) {
+        const name = a[j]!;
+        const spec = byShort.get(name);
+        if (!spec) throw new InvalidInputError(`unknown shorthand flag: '${name}' in ${a}`);
+        const rest = a.slice(j + 1);
+        if (spec.kind === 'bool' && !rest.startsWith('=')) {
+          flags.set(spec.name, true);
+          continue;
+        }
+        apply(spec, rest === '' ? undefined : rest.replace(/^=/, ''));
+        break;
+      }
+    } else positional.push(a);
   }
   return { flags, positional };
+}
+
+/** Go's strconv.ParseBool, which pflag uses for --flag=value. */
+function parseBool(s: string, name: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(s)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(s)) return false;
+  throw new InvalidInputError(`invalid boolean value ${JSON.stringify(s)} for --${name}`);
 }
 
 export class Flags {
@@ -83,8 +100,9 @@ export class Flags {
   int(name: string): number | undefined {
     const s = this.string(name);
     if (s === undefined) return undefined;
-    const n = Number(s);
-    if (!Number.isInteger(n)) throw new InvalidInputError(`--${name} takes a whole number, got ${JSON.stringify(s)}`);
+    // Go's Atoi: optional sign and decimal digits only (Number() would take '', '0x10', '1e3').
+    const n = /^[+-]?\d+$/.test(s) ? Number(s) : NaN;
+    if (!Number.isSafeInteger(n)) throw new InvalidInputError(`--${name} takes a whole number, got ${JSON.stringify(s)}`);
     return n;
   }
 }
@@ -97,14 +115,18 @@ export function formatHelp(usage: string, description: string, specs: readonly F
   return `Usage: ${usage}\n\n${description}\n\nFlags:\n${rows.join('\n')}\n`;
 }
 
-/** Parses restic durations like "1h30m", "10s", "2m" into milliseconds. */
+/**
+ * Parses Go durations as restic's flags take them ("1h30m", "10s", "1.5m", "300ms", "0") into
+ * milliseconds. Negative durations are refused: every duration here is a wait.
+ */
 export function parseDuration(s: string): number {
-  const re = /(\d+(?:\.\d+)?)(ms|h|m|s)/g;
+  if (s === '0') return 0;
+  const re = /(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|h|m|s)/g;
+  const unitMs: Record<string, number> = { ns: 1e-6, us: 1e-3, '\u00b5s': 1e-3, '\u03bcs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   let total = 0;
   let consumed = 0;
   for (const m of s.matchAll(re)) {
-    const v = Number(m[1]);
-    total += v * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[m[2] as 'ms' | 's' | 'm' | 'h'];
+    total += Number(m[1]) * unitMs[m[2]!]!;
     consumed += m[0].length;
   }
   if (consumed !== s.length || s.length === 0) throw new InvalidInputError(`invalid duration ${JSON.stringify(s)}`);

@@ -57,7 +57,25 @@ function filterFrom(f: Flags): SnapshotFilter {
 }
 
 async function backendFor(ctx: CommandContext): Promise<Backend> {
-  return openBackend(ctx.repoLocation());
+  const extended: Record<string, string> = {};
+  for (const o of ctx.flags.list('option')) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new InvalidInputError(`invalid option ${JSON.stringify(o)}: expected key=value`);
+    extended[o.slice(0, eq)] = o.slice(eq + 1);
+  }
+  const kib = (name: string) => {
+    const v = ctx.flags.int(name);
+    return v === undefined ? undefined : v * 1024;
+  };
+  const up = kib('limit-upload');
+  const down = kib('limit-download');
+  return openBackend(ctx.repoLocation(), {
+    env: ctx.env,
+    extended,
+    cacert: ctx.flags.list('cacert'),
+    insecureTls: ctx.flags.bool('insecure-tls'),
+    rateLimit: up || down ? { uploadBytesPerSecond: up, downloadBytesPerSecond: down } : undefined,
+  });
 }
 
 async function openRepo(ctx: CommandContext): Promise<Repository> {
@@ -187,10 +205,12 @@ export const COMMANDS: Record<string, Command> = {
         if (Number.isNaN(d.getTime())) throw new InvalidInputError(`invalid --time ${f.string('time')}`);
         time = goTimeFromDate(d);
       }
+      // Locked before the index is read, so no prune can remove what the index promises.
       return withRepo(ctx, 'shared', async (r) => {
         const repo = await r.loadIndex({ signal: ctx.signal });
         let lastLine = 0;
         const res = await backup(repo, {
+          lock: false,
           paths,
           stdin: stdin ? { stream: process.stdin, filename: f.string('stdin-filename') ?? 'stdin' } : undefined,
           hostname: f.string('host'),

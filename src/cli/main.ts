@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `stowage` command: restic's flags, environment and exit codes, on the Stowage library.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { execSync } from 'node:child_process';
 import { StowageError, InvalidInputError, LockedError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
@@ -23,7 +24,11 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'cache-dir', kind: 'string', arg: 'DIR', help: 'accepted for restic compatibility' },
   { name: 'compression', kind: 'string', arg: 'MODE', help: 'compression mode: auto, off, fastest, better, max ($RESTIC_COMPRESSION)' },
   { name: 'pack-size', kind: 'string', arg: 'MiB', help: 'target pack size in MiB ($RESTIC_PACK_SIZE)' },
-  { name: 'option', short: 'o', kind: 'list', arg: 'KEY=VALUE', help: 'backend option (repeatable)' },
+  { name: 'option', short: 'o', kind: 'list', arg: 'KEY=VALUE', help: 'backend option, e.g. s3.connections=10 (repeatable)' },
+  { name: 'cacert', kind: 'list', arg: 'FILE', help: 'PEM file of a CA to trust for TLS (repeatable)' },
+  { name: 'insecure-tls', kind: 'bool', help: 'skip TLS certificate verification (testing only)' },
+  { name: 'limit-upload', kind: 'string', arg: 'KiB/s', help: 'limit uploads to this rate' },
+  { name: 'limit-download', kind: 'string', arg: 'KiB/s', help: 'limit downloads to this rate' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show help' },
 ];
 
@@ -140,8 +145,14 @@ function password(flags: Flags, env: NodeJS.ProcessEnv): string {
   throw new InvalidInputError('Resolving password failed: no password given (set $RESTIC_PASSWORD, $RESTIC_PASSWORD_FILE or use --password-file)');
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (isMain || process.argv[1]?.endsWith('/stowage')) {
+function invokedDirectly(): boolean {
+  try {
+    return pathToFileURL(realpathSync(process.argv[1] ?? '')).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+if (invokedDirectly()) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

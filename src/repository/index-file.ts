@@ -30,7 +30,8 @@ const U32 = 0xffffffff;
 
 function u32(v: unknown, what: string, file: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > U32) {
-    throw new IntegrityError(`index field ${what} is not a valid uint32: ${String(v).slice(0, 40)}`, { file });
+    // JSON.stringify, not String(): String() throws on an object whose toString is not callable.
+    throw new IntegrityError(`index field ${what} is not a valid uint32: ${JSON.stringify(v)?.slice(0, 40)}`, { file });
   }
   return v;
 }

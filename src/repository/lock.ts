@@ -49,7 +49,11 @@ export function decodeLock(json: Uint8Array, id: string): LockInfo {
     throw new IntegrityError('lock is not valid JSON', { file: `locks/${id}` }, { cause: e });
   }
   if (!o || typeof o !== 'object' || typeof o.time !== 'string') throw new IntegrityError('lock has no time', { file: `locks/${id}` });
-  parseGoTime(o.time);
+  try {
+    parseGoTime(o.time);
+  } catch (e) {
+    throw new IntegrityError(`lock has an invalid time ${JSON.stringify(o.time).slice(0, 60)}`, { file: `locks/${id}` }, { cause: e });
+  }
   return {
     id,
     time: o.time,
@@ -67,6 +71,8 @@ export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname())
   const t = goTimeToDate(parseGoTime(l.time)).getTime();
   if (now - t > STALE_AFTER_MS) return true;
   if (l.hostname !== hostname) return false;
+  // No process has a PID outside 1..2^31-1 (and kill(0) would signal our own group).
+  if (!Number.isInteger(l.pid) || l.pid <= 0 || l.pid > 0x7fffffff) return true;
   try {
     process.kill(l.pid, 0);
     return false;
@@ -127,10 +133,15 @@ export class Lock {
     for (;;) {
       throwIfAborted(options.signal);
       const id = await saveLock(repo, options.exclusive, options);
-      await sleep(options.settleTime ?? 200, undefined, { signal: options.signal }).catch(() => undefined);
-      const conflicts = (await listLocks(repo, options)).filter(
-        (l) => l.id !== id && (options.exclusive || l.exclusive),
-      );
+      let conflicts: LockInfo[];
+      try {
+        await sleep(options.settleTime ?? 200, undefined, { signal: options.signal }).catch(() => undefined);
+        conflicts = (await listLocks(repo, options)).filter((l) => l.id !== id && (options.exclusive || l.exclusive));
+      } catch (e) {
+        // Aborted, or another lock is unreadable: do not leave our own lock behind.
+        await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
+        throw e;
+      }
       if (conflicts.length === 0) {
         const lock = new Lock(repo, options.exclusive, id);
         lock.#startRefresh(options.refreshInterval ?? REFRESH_MS);

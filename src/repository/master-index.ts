@@ -145,11 +145,48 @@ export class MasterIndex {
         }
       }
     }
-    this.#ids = ids; this.#pack = pack; this.#offset = offset; this.#length = length; this.#ulen = ulen;
-    this.#count = n;
+
+    // restic drops exact duplicates when it merges index files (the same pack listed by two
+    // of them); keeping them would list the pack's blobs twice in packs() and break check.
+    // Equal IDs are adjacent now, so a duplicate is within its run of equal IDs.
+    let w = 0;
+    for (let b = 0; b < 65536; b++) {
+      const lo = start[b]!;
+      const hi = start[b + 1]!;
+      start[b] = w;
+      for (let i = lo; i < hi; i++) {
+        let dup = false;
+        for (let k = w - 1; k >= start[b]! && compareAt(ids, k * 32, ids, i * 32) === 0; k--) {
+          if (pack[k] === pack[i] && offset[k] === offset[i] && length[k] === length[i] && ulen[k] === ulen[i]) {
+            dup = true;
+            break;
+          }
+        }
+        if (dup) continue;
+        if (w !== i) {
+          ids.copyWithin(w * 32, i * 32, i * 32 + 32);
+          pack[w] = pack[i]!; offset[w] = offset[i]!; length[w] = length[i]!; ulen[w] = ulen[i]!;
+        }
+        w++;
+      }
+    }
+    start[65536] = w;
+
+    this.#ids = w === n ? ids : ids.slice(0, w * 32);
+    this.#pack = w === n ? pack : pack.slice(0, w);
+    this.#offset = w === n ? offset : offset.slice(0, w);
+    this.#length = w === n ? length : length.slice(0, w);
+    this.#ulen = w === n ? ulen : ulen.slice(0, w);
+    this.#count = w;
     this.#bucket.set(start);
     this.#pCount = 0;
     this.#pending.clear();
+    // The staging arrays grew to hold everything that was pending; give that memory back.
+    this.#pIds = new Uint8Array(32 * 1024);
+    this.#pPack = new Uint32Array(1024);
+    this.#pOffset = new Uint32Array(1024);
+    this.#pLength = new Uint32Array(1024);
+    this.#pUlen = new Uint32Array(1024);
   }
 
   #range(key: Uint8Array): [number, number] {

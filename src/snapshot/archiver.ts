@@ -14,6 +14,7 @@ import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
 import { goTimeFromNs, goTimeNow, formatGoTime, type GoTime } from '../repository/gotime.ts';
 import { Semaphore } from '../repository/concurrency.ts';
+import { Lock } from '../repository/lock.ts';
 import { Chunker } from './chunker.ts';
 import { FilePool } from './file-pool.ts';
 import { SysHelper } from './syshelper.ts';
@@ -50,6 +51,12 @@ export interface BackupOptions {
   /** Worker threads for chunking and sealing (default: one per core). */
   threads?: number;
   signal?: AbortSignal;
+  /**
+   * Hold a shared lock for the backup (default true), as restic does. Pass false when the caller
+   * already holds one. `retryLock` (ms) keeps trying while an exclusive lock is held.
+   */
+  lock?: boolean;
+  retryLock?: number;
   onProgress?: (p: BackupProgress) => void;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
   onError?: (path: string, error: Error) => void;
@@ -74,6 +81,7 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
   throwIfAborted(signal);
   const start = goTimeNow();
   const compression = options.compression ?? 'auto';
+  const lock = options.lock === false ? undefined : await Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
   const writer = repo.blobWriter({ compression, signal });
   const helper = SysHelper.start();
   const run = new BackupRun(repo, writer, helper, options);
@@ -130,6 +138,7 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
   } finally {
     await run.close();
     helper.close();
+    await lock?.release();
   }
 }
 

@@ -3,8 +3,20 @@
 // number of components, and a pattern that does not start with `/` may match at any depth.
 // A pattern matches a directory and therefore everything below it.
 
+import path from 'node:path';
+import { InvalidInputError } from '../errors.ts';
+
+interface CompiledPattern {
+  /** A pattern written `!pattern`: takes back a match of the patterns before it. */
+  negated: boolean;
+  anchored: boolean;
+  /** The cleaned pattern's components ('**' included). */
+  parts: string[];
+  re: RegExp;
+}
+
 export class PathFilter {
-  readonly #patterns: RegExp[];
+  readonly #patterns: CompiledPattern[];
   readonly source: readonly string[];
 
   constructor(patterns: readonly string[]) {
@@ -16,44 +28,73 @@ export class PathFilter {
     return this.#patterns.length === 0;
   }
 
-  /** Whether the path (absolute or root-relative, with `/`) is matched by any pattern. */
+  /** Whether the path (absolute or root-relative, with `/`) is matched, negations applied in order. */
   matches(path: string): boolean {
     const p = path.startsWith('/') ? path : '/' + path;
-    return this.#patterns.some((r) => r.test(p));
+    let matched = false;
+    for (const pat of this.#patterns) {
+      if (pat.negated) {
+        if (matched && pat.re.test(p)) matched = false;
+      } else if (!matched && pat.re.test(p)) matched = true;
+    }
+    return matched;
   }
 
   /**
    * For includes: whether `dir` may contain a match (so the walk must descend into it).
-   * Conservative: true unless an anchored pattern rules the directory out.
+   * As restic's ChildMatch: a relative pattern may match below any folder; an anchored one only
+   * below folders that agree with its components up to its first `**`; a negated pattern that
+   * matches the folder itself rules out everything below.
    */
   mayContainMatch(dir: string): boolean {
-    const d = (dir.startsWith('/') ? dir : '/' + dir).replace(/\/$/, '');
-    return this.source.some((pat) => {
-      if (!pat.startsWith('/') || pat.includes('**')) return true;
-      const pc = pat.split('/').filter(Boolean);
-      const dc = d.split('/').filter(Boolean);
-      for (let i = 0; i < Math.min(pc.length, dc.length); i++) {
-        if (!compileComponent(pc[i]!).test(dc[i]!)) return false;
-      }
-      return true;
-    });
+    const d = (dir.startsWith('/') ? dir : '/' + dir).replace(/\/$/, '') || '/';
+    const dc = d.split('/').filter(Boolean);
+    let may = false;
+    for (const pat of this.#patterns) {
+      if (pat.negated) {
+        if (may && pat.re.test(d)) may = false;
+      } else if (!may && childMayMatch(pat, dc)) may = true;
+    }
+    return may;
   }
 }
 
-function compile(pattern: string): RegExp {
-  const anchored = pattern.startsWith('/');
-  const parts = pattern.split('/').filter((c) => c !== '');
+function childMayMatch(pat: CompiledPattern, dc: string[]): boolean {
+  if (!pat.anchored) return true;
+  const star = pat.parts.indexOf('**');
+  const upto = Math.min(dc.length, star >= 0 ? star : pat.parts.length);
+  for (let i = 0; i < upto; i++) {
+    if (!compileComponent(pat.parts[i]!).test(dc[i]!)) return false;
+  }
+  return true;
+}
+
+function compile(pattern: string): CompiledPattern {
+  const negated = pattern.startsWith('!');
+  // restic cleans the pattern like a path: "./b" is "b", "a/../b" is "b", "dir/" is "dir".
+  const cleaned = path.posix.normalize(negated ? pattern.slice(1) : pattern);
+  const anchored = cleaned.startsWith('/');
+  const parts = cleaned.split('/').filter((c) => c !== '');
   let re = anchored ? '^' : '^(?:/.*)?';
   for (const c of parts) {
     if (c === '**') re += '(?:/.*)?';
     else re += '/' + componentRegex(c);
   }
   // Matching a directory matches what is below it.
-  return new RegExp(re + '(?:/.*)?$', 's');
+  return { negated, anchored, parts, re: toRegExp(re + '(?:/.*)?$', pattern) };
+}
+
+/** 'u': `?` and classes match one character (a code point, as Go's rune), not a UTF-16 unit. */
+function toRegExp(source: string, pattern: string): RegExp {
+  try {
+    return new RegExp(source, 'su');
+  } catch (e) {
+    throw new InvalidInputError(`invalid pattern ${JSON.stringify(pattern)}: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 function compileComponent(c: string): RegExp {
-  return new RegExp('^' + componentRegex(c) + '$', 's');
+  return toRegExp('^' + componentRegex(c) + '$', c);
 }
 
 function componentRegex(c: string): string {
@@ -68,9 +109,11 @@ function componentRegex(c: string): string {
         out += '\\[';
         continue;
       }
-      let body = c.slice(i + 1, end);
-      if (body.startsWith('^') || body.startsWith('!')) body = '^' + body.slice(1);
-      out += '[' + body.replace(/\\/g, '\\\\') + ']';
+      // Go's classes: '^' negates; '!' is an ordinary character. A class matches within one
+      // component, so a negated one must not match '/'.
+      const body = c.slice(i + 1, end).replace(/\\/g, '\\\\');
+      if (body === '^') throw new InvalidInputError(`invalid pattern component ${JSON.stringify(c)}: empty character class`);
+      out += body.startsWith('^') ? '[^/' + body.slice(1) + ']' : '[' + body + ']';
       i = end;
     } else if (ch === '\\' && i + 1 < c.length) {
       out += escapeRe(c[++i]!);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { FILE_TYPES, describeFile } from '../../src/backend/backend.ts';
 import type { Backend, FileHandle, FileInfo, FileType } from '../../src/backend/backend.ts';
-import { AbortedError, IntegrityError, InvalidInputError, NotFoundError } from '../../src/errors.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError } from '../../src/errors.ts';
 
 export interface BackendUnderTest {
   backend: Backend;
@@ -63,7 +63,15 @@ function isAborted(err: unknown): boolean {
   return true;
 }
 
-export function backendConformance(name: string, make: () => Promise<BackendUnderTest>): void {
+export interface ConformanceOptions {
+  /**
+   * The server accepts only 64-hex file names (restic's rest-server): saving any other name must
+   * fail with a permanent BackendError instead of being stored.
+   */
+  idNamesOnly?: boolean;
+}
+
+export function backendConformance(name: string, make: () => Promise<BackendUnderTest>, conformance: ConformanceOptions = {}): void {
   /** A fresh backend for one test, created (unless asked not to) and cleaned up afterwards. */
   async function withBackend(fn: (b: Backend) => Promise<void>, opts: { create?: boolean } = {}): Promise<void> {
     const { backend, cleanup } = await make();
@@ -246,6 +254,13 @@ export function backendConformance(name: string, make: () => Promise<BackendUnde
         const junk = ['notanid', newId().toUpperCase(), newId().slice(1), `${newId()}0`, `${newId()}.tmp`, `zz${newId().slice(2)}`];
         for (const type of ['keys', 'data'] as const) {
           await b.save({ type, name: id }, randomData(5));
+          if (conformance.idNamesOnly) {
+            for (const name of junk) {
+              await assert.rejects(b.save({ type, name }, randomData(3)), (e: unknown) => e instanceof BackendError && !e.transient, name);
+            }
+            assert.deepEqual(await collect(b.list(type)), [{ name: id, size: 5 }], `list ${type}`);
+            continue;
+          }
           for (const name of junk) await b.save({ type, name }, randomData(3));
           assert.deepEqual(await collect(b.list(type)), [{ name: id, size: 5 }], `list ${type}`);
           // They are still ordinary files for save/load/stat/remove.

@@ -1,0 +1,511 @@
+// A repository in an Azure Blob Storage container (or azurite), in restic's layout under an
+// optional prefix: "<prefix>/config", "<prefix>/keys/<id>", "<prefix>/data/ab/<id>".
+// @azure/storage-blob is an optional peer dependency, loaded on first use.
+//
+// A block blob becomes visible only when its upload is committed (one Put Blob, or a
+// Put Block List after staged blocks), so every save is atomic for readers.
+
+import { createHash } from 'node:crypto';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
+import type * as AzureBlob from '@azure/storage-blob';
+import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import {
+  AbortedError,
+  BackendError,
+  IntegrityError,
+  InvalidInputError,
+  NotFoundError,
+  StowageError,
+  UnsupportedError,
+  throwIfAborted,
+} from '../errors.ts';
+
+/** The access tiers Azure offers for block blobs. */
+export type AzureAccessTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
+
+/** An Azure AD token source, e.g. `new DefaultAzureCredential()` from `@azure/identity`. */
+export interface AzureTokenCredential {
+  getToken(scopes: string | string[], options?: object): Promise<{ token: string; expiresOnTimestamp: number } | null>;
+}
+
+export interface AzureBackendOptions {
+  /** The container that holds the repository (created by `create()` when missing). */
+  container: string;
+  /** Folder inside the container ("" or omitted: the container root). Leading/trailing "/" are ignored. */
+  prefix?: string;
+  /**
+   * The storage account name. Needed with `accountKey`, `sasToken` or `credential` unless
+   * `endpoint` names the account's blob service itself.
+   */
+  accountName?: string;
+  /** The account's shared key (base64), as restic's AZURE_ACCOUNT_KEY. */
+  accountKey?: string;
+  /** A shared access signature (with or without the leading "?"), as restic's AZURE_ACCOUNT_SAS. */
+  sasToken?: string;
+  /** A full connection string ("DefaultEndpointsProtocol=…;AccountName=…;AccountKey=…;…"); replaces the fields above. */
+  connectionString?: string;
+  /** An Azure AD credential (e.g. from @azure/identity), instead of a key or SAS. */
+  credential?: AzureTokenCredential;
+  /**
+   * The blob service URL, e.g. "http://127.0.0.1:10000/devstoreaccount1" for azurite or a
+   * private endpoint. Default: https://<accountName>.blob.<endpointSuffix>.
+   */
+  endpoint?: string;
+  /** DNS suffix of the cloud (default "core.windows.net"; e.g. "core.chinacloudapi.cn"), as restic's AZURE_ENDPOINT_SUFFIX. */
+  endpointSuffix?: string;
+  /** PEM certificate(s) to trust for an https endpoint with a private CA (e.g. Azure Stack, a TLS proxy). */
+  caCert?: string;
+  /** Accept any server certificate over https. Only for tests and trusted networks. */
+  insecureTls?: boolean;
+  /**
+   * Access tier for new blobs, as restic's `-o azure.access-tier`. Hot, Cool and Cold apply to
+   * every file; Archive only to data packs, because every other file must stay readable at once.
+   * Default: the account's default tier.
+   */
+  accessTier?: AzureAccessTier;
+  /** Requests in flight at once (default 5, like restic). */
+  connections?: number;
+}
+
+type AzureModule = typeof AzureBlob;
+
+/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
+const ID_NAME = /^[0-9a-f]{64}$/;
+
+/** Blobs per list request. Azure allows up to 5000; smaller pages keep memory flat. */
+const LIST_PAGE_SIZE = 1000;
+
+/** Up to this size a file goes up in one Put Blob; above it, staged blocks and one commit. */
+const SINGLE_PUT_MAX = 256 * 1024 * 1024;
+
+const ACCESS_TIERS: readonly AzureAccessTier[] = ['Hot', 'Cool', 'Cold', 'Archive'];
+
+let azureModule: Promise<AzureModule> | undefined;
+
+/** Loads @azure/storage-blob once, on first use, so `import 'stowage'` does not pay for it. */
+function loadAzure(): Promise<AzureModule> {
+  azureModule ??= import('@azure/storage-blob').catch((err: unknown) => {
+    azureModule = undefined;
+    throw new UnsupportedError(
+      `the Azure backend needs the optional package @azure/storage-blob (npm install @azure/storage-blob): ${(err as Error)?.message ?? String(err)}`,
+    );
+  });
+  return azureModule;
+}
+
+export class AzureBackend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  readonly container: string;
+  /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
+  readonly prefix: string;
+  private readonly opts: AzureBackendOptions;
+  /** Strings that must never appear in a message (key, SAS, connection string parts). */
+  private readonly secrets: string[];
+  private client: Promise<AzureBlob.ContainerClient> | undefined;
+
+  constructor(opts: AzureBackendOptions) {
+    if (opts === null || typeof opts !== 'object') throw new InvalidInputError('Azure backend options must be an object');
+    this.container = checkContainerName(opts.container);
+    this.prefix = normalisePrefix(opts.prefix);
+    if (opts.accessTier !== undefined && !ACCESS_TIERS.includes(opts.accessTier)) {
+      throw new InvalidInputError(`Azure access tier must be one of ${ACCESS_TIERS.join(', ')}, got ${JSON.stringify(opts.accessTier)}`);
+    }
+    const ways = [opts.connectionString, opts.accountKey, opts.sasToken, opts.credential].filter((v) => v !== undefined && v !== '');
+    if (ways.length === 0) {
+      throw new InvalidInputError('Azure backend needs credentials: connectionString, accountName + accountKey, sasToken, or credential');
+    }
+    if (ways.length > 1) throw new InvalidInputError('Azure backend takes only one of connectionString, accountKey, sasToken and credential');
+    if (opts.connectionString === undefined && !opts.endpoint && !opts.accountName) {
+      throw new InvalidInputError('Azure backend needs accountName (or an endpoint) unless a connectionString is given');
+    }
+    if (opts.accountKey !== undefined && !opts.accountName) throw new InvalidInputError('Azure backend: accountKey needs accountName');
+    this.opts = { ...opts };
+    this.secrets = secretParts(opts);
+    const where = this.serviceUrlForDisplay();
+    this.location = `azure:${this.container}:/${this.prefix}${where ? ` (${where})` : ''}`;
+    this.connections = checkConnections(opts.connections ?? 5, this.location);
+  }
+
+  async create(options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const container = await this.containerClient();
+    try {
+      await container.getProperties({ abortSignal: options.signal });
+      return;
+    } catch (err) {
+      const status = statusOf(err);
+      // A SAS scoped to the container may not read its properties (403 Authorization…): the
+      // container exists then, or later calls fail with a clear error (restic does the same).
+      // A bad key or signature (403 AuthenticationFailed) is reported here.
+      if (status === 403 && errorCodeOf(err) !== 'AuthenticationFailed') return;
+      if (status !== 404) throw this.toStowage(err, 'create', `container ${this.container}`, options.signal);
+    }
+    try {
+      await container.create({ abortSignal: options.signal });
+    } catch (err) {
+      // Someone else created it in between.
+      if (statusOf(err) === 409) return;
+      throw this.toStowage(err, 'create', `container ${this.container}`, options.signal);
+    }
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const blob = (await this.containerClient()).getBlockBlobClient(this.keyOf(h));
+    throwIfAborted(options.signal);
+    const tier = this.tierFor(h);
+    const blobHTTPHeaders = { blobContentType: 'application/octet-stream' };
+    try {
+      if (data.length <= SINGLE_PUT_MAX) {
+        // One Put Blob; the service checks the MD5 against the bytes it received.
+        // The SDK passes transactionalContentMD5 through (as Content-MD5) but its typings omit it.
+        const uploadOptions: AzureBlob.BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {
+          abortSignal: options.signal,
+          tier,
+          blobHTTPHeaders,
+          transactionalContentMD5: createHash('md5').update(data).digest(),
+        };
+        await blob.upload(data, data.length, uploadOptions);
+      } else {
+        await blob.uploadData(data, { abortSignal: options.signal, tier, blobHTTPHeaders, maxSingleShotSize: SINGLE_PUT_MAX });
+      }
+    } catch (err) {
+      throw this.toStowage(err, 'save', file, options.signal);
+    }
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const blob = (await this.containerClient()).getBlobClient(this.keyOf(h));
+    let offset = options.offset ?? 0;
+    let length = options.length;
+    if (length === 0 || (length === undefined && offset > 0)) {
+      // An empty range cannot be asked for, and an open range at the very end is a 416:
+      // the size decides whether the range is valid (and whether the file exists).
+      const { size } = await this.stat(h, options);
+      ({ offset, length } = resolveRange(options, size, file));
+      if (length === 0) return new Uint8Array(0);
+    } else {
+      // Only checks the numbers: the real end is found by the ranged read below.
+      resolveRange(options, Number.POSITIVE_INFINITY, file);
+    }
+    try {
+      const res = await blob.download(offset, length, { abortSignal: options.signal, maxRetryRequests: 0 });
+      const expected = length ?? res.contentLength;
+      if (expected === undefined) throw new IntegrityError('the service sent no content length', { file });
+      // A range that runs past the end comes back shorter (206 with fewer bytes).
+      if (length !== undefined && res.contentLength !== undefined && res.contentLength < length) {
+        throw pastEnd(offset, length, res.contentLength, file);
+      }
+      const body = res.readableStreamBody as Readable | undefined;
+      if (!body) throw new IntegrityError('the service sent no body', { file });
+      const bytes = await readExactly(body, expected, offset, file, options.signal);
+      // A whole blob comes with the MD5 stored at upload (when the uploader sent one): check it.
+      if (length === undefined && res.contentMD5 !== undefined && !Buffer.from(res.contentMD5).equals(createHash('md5').update(bytes).digest())) {
+        throw new IntegrityError('the downloaded bytes do not match the stored MD5', { file });
+      }
+      return bytes;
+    } catch (err) {
+      throw this.toStowage(err, 'load', file, options.signal);
+    }
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const blob = (await this.containerClient()).getBlobClient(this.keyOf(h));
+    try {
+      const props = await blob.getProperties({ abortSignal: options.signal });
+      if (props.contentLength === undefined) throw new IntegrityError('the service sent no content length', { file });
+      return { name: h.type === 'config' ? 'config' : h.name, size: props.contentLength };
+    } catch (err) {
+      throw this.toStowage(err, 'stat', file, options.signal);
+    }
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkType(type);
+    if (type === 'config') {
+      try {
+        yield await this.stat({ type, name: 'config' }, options);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+      return;
+    }
+    const container = await this.containerClient();
+    const folder = this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    const pages = container.listBlobsFlat({ prefix: folder, abortSignal: options.signal }).byPage({ maxPageSize: LIST_PAGE_SIZE });
+    while (true) {
+      let page: IteratorResult<AzureBlob.ContainerListBlobFlatSegmentResponse>;
+      try {
+        page = await pages.next();
+      } catch (err) {
+        // No container yet: no repository files either.
+        if (statusOf(err) === 404) return;
+        throw this.toStowage(err, 'list', folder || '/', options.signal);
+      }
+      if (page.done) return;
+      throwIfAborted(options.signal);
+      for (const item of page.value.segment.blobItems) {
+        const name = item.name.slice(item.name.lastIndexOf('/') + 1);
+        // Only files exactly where restic's layout puts them (data/ab/ab…, not data/ab…).
+        if (!ID_NAME.test(name) || item.name !== this.keyOf({ type, name })) continue;
+        yield { name, size: item.properties.contentLength ?? 0 };
+      }
+    }
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const blob = (await this.containerClient()).getBlobClient(this.keyOf(h));
+    try {
+      await blob.delete({ abortSignal: options.signal });
+    } catch (err) {
+      throw this.toStowage(err, 'remove', file, options.signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    // The SDK's keep-alive sockets close on their own when idle.
+  }
+
+  /** The blob name of a file: the prefix joined with restic's layout path. */
+  private keyOf(h: FileHandle): string {
+    return this.prefix ? `${this.prefix}/${layoutPath(h)}` : layoutPath(h);
+  }
+
+  private tierFor(h: FileHandle): AzureBlob.BlockBlobTier | undefined {
+    const tier = this.opts.accessTier;
+    if (tier === undefined || (tier === 'Archive' && h.type !== 'data')) return undefined;
+    return tier as AzureBlob.BlockBlobTier;
+  }
+
+  private containerClient(): Promise<AzureBlob.ContainerClient> {
+    this.client ??= this.makeContainerClient().catch((err: unknown) => {
+      this.client = undefined;
+      throw err;
+    });
+    return this.client;
+  }
+
+  private async makeContainerClient(): Promise<AzureBlob.ContainerClient> {
+    const az = await loadAzure();
+    const o = this.opts;
+    // No retries here: the retry wrapper above the backend decides, with its own backoff.
+    // `agent` is passed on to the HTTP pipeline, though the storage typings do not list it.
+    const pipelineOptions: AzureBlob.StoragePipelineOptions & { agent?: HttpsAgent } = { retryOptions: { maxTries: 1 } };
+    if (o.caCert !== undefined || o.insecureTls) {
+      pipelineOptions.agent = new HttpsAgent({ keepAlive: true, ca: o.caCert, rejectUnauthorized: !o.insecureTls });
+    }
+    let service: AzureBlob.BlobServiceClient;
+    try {
+      if (o.connectionString !== undefined) {
+        service = az.BlobServiceClient.fromConnectionString(o.connectionString, pipelineOptions);
+      } else if (o.accountKey !== undefined) {
+        const key = new az.StorageSharedKeyCredential(o.accountName!, o.accountKey);
+        service = new az.BlobServiceClient(this.serviceUrl(), key, pipelineOptions);
+      } else if (o.sasToken !== undefined) {
+        const sas = o.sasToken.replace(/^\?/, '');
+        service = new az.BlobServiceClient(`${this.serviceUrl()}?${sas}`, new az.AnonymousCredential(), pipelineOptions);
+      } else {
+        service = new az.BlobServiceClient(this.serviceUrl(), o.credential as never, pipelineOptions);
+      }
+    } catch (err) {
+      // E.g. a malformed connection string or a key that is not base64; the text may quote it.
+      throw new InvalidInputError(`Azure backend ${this.location}: invalid credentials or endpoint: ${this.redact(errorMessage(err))}`);
+    }
+    return service.getContainerClient(this.container);
+  }
+
+  /** The blob service URL without credentials. */
+  private serviceUrl(): string {
+    const o = this.opts;
+    if (o.endpoint) return o.endpoint.replace(/\/+$/, '');
+    return `https://${o.accountName}.blob.${o.endpointSuffix || 'core.windows.net'}`;
+  }
+
+  /** The service URL as shown in `location`: no query string (a SAS), no user info. */
+  private serviceUrlForDisplay(): string {
+    const o = this.opts;
+    if (o.connectionString !== undefined) {
+      const fields = parseConnectionString(o.connectionString);
+      const blobEndpoint = fields.get('blobendpoint');
+      if (blobEndpoint) return stripUrlSecrets(blobEndpoint).replace(/\/+$/, '');
+      const account = fields.get('accountname');
+      if (!account) return '';
+      const protocol = fields.get('defaultendpointsprotocol') || 'https';
+      return `${protocol}://${account}.blob.${fields.get('endpointsuffix') || 'core.windows.net'}`;
+    }
+    return stripUrlSecrets(this.serviceUrl());
+  }
+
+  private redact(text: string): string {
+    let out = text;
+    for (const secret of this.secrets) out = out.split(secret).join('***');
+    return out.replace(/([?&](?:sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid)=)[^&\s"']*/gi, '$1***');
+  }
+
+  /**
+   * Turns an SDK error into a StowageError naming the operation and file: 404 → NotFoundError,
+   * 416 → IntegrityError, 408/429/5xx and network failures → transient BackendError.
+   */
+  private toStowage(err: unknown, op: string, file: string, signal: AbortSignal | undefined): StowageError {
+    if (err instanceof StowageError) return err;
+    if (signal?.aborted || (err as Error)?.name === 'AbortError') return new AbortedError();
+    const status = statusOf(err);
+    const code = errorCodeOf(err);
+    if (status === 404 && op !== 'save' && op !== 'create' && op !== 'list') return new NotFoundError(file);
+    if (status === 416) return new IntegrityError('the requested range is past the end of the file', { file });
+    // Answers to HEAD requests have no body, so no text: the status and error code say it all.
+    const detail = this.redact(firstLine(errorMessage(err))) || 'no details from the service';
+    const label = [status, code].filter((v) => v !== undefined).join(' ');
+    const message = `${op} ${file} (in ${this.location}): ${label ? `${label}: ` : ''}${detail}`;
+    const cause = Object.assign(new Error(message), { code, statusCode: status });
+    return new BackendError(message, { transient: isTransient(status, code, detail), status, cause });
+  }
+}
+
+/** Reads a response body of exactly `expected` bytes; fewer means the stored file is damaged. */
+async function readExactly(body: Readable, expected: number, offset: number, file: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  const out = new Uint8Array(expected);
+  let done = 0;
+  const onAbort = (): void => {
+    body.destroy(new AbortedError());
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (done + chunk.length > expected) throw new IntegrityError(`the service sent more than the ${expected} bytes asked for`, { file });
+      out.set(chunk, done);
+      done += chunk.length;
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  throwIfAborted(signal);
+  if (done < expected) throw new IntegrityError(`unexpected end of file at byte ${offset + done} while reading`, { file });
+  return out;
+}
+
+function pastEnd(offset: number, length: number, got: number, file: string): IntegrityError {
+  return new IntegrityError(`range ${offset}+${length} is past the end of the file (only ${got} bytes there)`, { file });
+}
+
+function checkType(type: unknown): asserts type is FileType {
+  if (!FILE_TYPES.includes(type as FileType)) {
+    throw new InvalidInputError(`unknown file type ${JSON.stringify(type)?.slice(0, 40)} (expected one of ${FILE_TYPES.join(', ')})`);
+  }
+}
+
+/** Azure container names: 3–63 lowercase letters, digits and single dashes, starting with a letter or digit. */
+function checkContainerName(name: unknown): string {
+  if (typeof name !== 'string' || !/^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/.test(name)) {
+    throw new InvalidInputError(`Azure container name ${JSON.stringify(name)?.slice(0, 80)} is not valid (3-63 lowercase letters, digits and dashes)`);
+  }
+  return name;
+}
+
+/** "/a//b/" → "a/b"; "." and ".." are refused so a prefix cannot climb out of the container. */
+function normalisePrefix(prefix: unknown): string {
+  if (prefix === undefined || prefix === null) return '';
+  if (typeof prefix !== 'string') throw new InvalidInputError('Azure prefix must be a string');
+  const parts = prefix.split('/').filter((p) => p !== '');
+  if (parts.some((p) => p === '.' || p === '..' || p.includes('\0') || p.includes('\\'))) {
+    throw new InvalidInputError(`Azure prefix ${JSON.stringify(prefix).slice(0, 120)} must not contain ".", ".." or backslashes`);
+  }
+  return parts.join('/');
+}
+
+function parseConnectionString(cs: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const part of cs.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) fields.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim());
+  }
+  return fields;
+}
+
+/** Every credential string of the options, so they can be cut out of SDK messages. */
+function secretParts(opts: AzureBackendOptions): string[] {
+  const out: string[] = [];
+  const add = (s: string | undefined): void => {
+    if (s && s.length >= 4) out.push(s);
+  };
+  add(opts.accountKey);
+  add(opts.sasToken?.replace(/^\?/, ''));
+  if (opts.connectionString !== undefined) {
+    const fields = parseConnectionString(opts.connectionString);
+    add(fields.get('accountkey'));
+    add(fields.get('sharedaccesssignature'));
+  }
+  // Longest first, so a secret containing another is replaced whole.
+  return out.sort((a, b) => b.length - a.length);
+}
+
+function stripUrlSecrets(url: string): string {
+  try {
+    const u = new URL(url);
+    u.search = '';
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/+$/, '');
+  } catch {
+    return url.replace(/[?#].*$/, '');
+  }
+}
+
+/** The service's error code ("BlobNotFound", "AuthorizationFailure", …) or the SDK's ("REQUEST_SEND_ERROR"). */
+function errorCodeOf(err: unknown): string | undefined {
+  const e = err as { code?: unknown; response?: { headers?: { get?(name: string): string | undefined } } } | null;
+  if (typeof e?.code === 'string' && e.code !== '') return e.code;
+  const header = e?.response?.headers?.get?.('x-ms-error-code');
+  return typeof header === 'string' && header !== '' ? header : undefined;
+}
+
+function statusOf(err: unknown): number | undefined {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' && status > 0 ? status : undefined;
+}
+
+/** Network failures that a later attempt may not meet (the request got no answer). */
+const TRANSIENT_NETWORK_CODES = new Set([
+  'REQUEST_SEND_ERROR',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_SOCKET',
+]);
+
+function isTransient(status: number | undefined, code: unknown, message: string): boolean {
+  if (status !== undefined) return status === 408 || status === 429 || status >= 500;
+  // A certificate the client does not trust stays untrusted however often it is tried.
+  if (/certificate|self[- ]signed|CERT_|SSL|TLS/i.test(message)) return false;
+  return typeof code === 'string' && TRANSIENT_NETWORK_CODES.has(code);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function firstLine(text: string): string {
+  const line = text.split('\n', 1)[0].trim();
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}

@@ -1,0 +1,529 @@
+// A repository in a Backblaze B2 bucket through B2's native API, with the backblaze-b2 package
+// (an optional peer dependency, loaded on first use). File names follow restic's b2 backend,
+// "<prefix>/<restic layout path>", so restic (b2:<bucket>:<prefix>) and Stowage share repositories.
+//
+// B2 keeps every uploaded version of a name; remove() deletes all of them, as restic does.
+// Tokens expire (after at most 24 h): a call refused with expired_auth_token or bad_auth_token
+// re-authorizes once and is repeated. Upload URLs are pooled, one upload at a time each, and
+// replaced when B2 refuses one (401, or 503 "too busy"), as B2's upload protocol asks.
+
+import { createHash } from 'node:crypto';
+import { describeFile, layoutPath } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
+import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import { normalizePrefix } from './swift.ts';
+
+export interface B2BackendOptions {
+  /** The bucket, by name (restic: b2:<bucket>:<prefix>). create() makes it (private) if missing. */
+  bucket: string;
+  /** Folder inside the bucket ("" or absent: the bucket's root). Leading and trailing slashes are ignored. */
+  prefix?: string;
+  /** Application key ID, or the account ID for the master key (restic/Stash: B2_ACCOUNT_ID). */
+  applicationKeyId: string;
+  /** The application key (B2_ACCOUNT_KEY). Never shown in messages. */
+  applicationKey: string;
+  /** Requests in flight at once (default 5, like restic's b2 backend). */
+  connections?: number;
+  /**
+   * The b2_authorize_account URL (default: Backblaze's). Every later call goes to the apiUrl and
+   * downloadUrl that authorization returns. Meant for test servers.
+   */
+  authorizeUrl?: string;
+  /** Milliseconds one request may take before it fails as transient (default 10 minutes). */
+  timeoutMs?: number;
+}
+
+/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
+const ID_NAME = /^[0-9a-f]{64}$/;
+
+/** Names per listing call: B2 bills listings per 1000 names. */
+const LIST_PAGE = 1000;
+
+/** Versions fetched per b2_list_file_versions call while removing a name. */
+const VERSION_PAGE = 100;
+
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+
+/** The largest file one b2_upload_file takes; larger ones need the large-file API. */
+const MAX_SIMPLE_UPLOAD = 5_000_000_000;
+
+const ERROR_MESSAGE_CHARS = 200;
+
+/** The part of the backblaze-b2 client this backend uses (the package ships no types). */
+interface B2Client {
+  authorizationToken: string | null;
+  authorize(args?: { axiosOverride?: Record<string, unknown>; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  getBucket(args: { bucketName: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  createBucket(args: { bucketName: string; bucketType: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  getUploadUrl(args: { bucketId: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  uploadFile(args: { uploadUrl: string; uploadAuthToken: string; fileName: string; data: Buffer; hash: string; mime: string; contentLength: number; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  listFileNames(args: { bucketId: string; startFileName?: string; maxFileCount: number; prefix: string; delimiter?: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  listFileVersions(args: { bucketId: string; startFileName?: string; startFileId?: string; maxFileCount: number; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  deleteFileVersion(args: { fileId: string; fileName: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  downloadFileByName(args: { bucketName: string; fileName: string; responseType: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+}
+
+interface AxiosResponse {
+  status: number;
+  headers: Record<string, unknown>;
+  data: unknown;
+}
+
+type B2Constructor = new (options: Record<string, unknown>) => B2Client;
+
+interface B2File {
+  fileId: string;
+  fileName: string;
+  action: string;
+  contentLength: number;
+}
+
+interface UploadTarget {
+  uploadUrl: string;
+  authorizationToken: string;
+}
+
+interface Authorized {
+  client: B2Client;
+  bucketId: string | undefined;
+  /** Counts authorizations, so a 401 only re-authorizes when nobody else did meanwhile. */
+  generation: number;
+}
+
+let sdk: Promise<B2Constructor> | undefined;
+
+/** Loads backblaze-b2 once, on first use (it is an optional peer dependency). */
+function loadSdk(): Promise<B2Constructor> {
+  // A computed specifier: the package has no type declarations, and it must stay optional.
+  const specifier = 'backblaze-b2';
+  sdk ??= import(specifier).then(
+    (mod: { default?: unknown }) => (mod.default ?? mod) as B2Constructor,
+    (err: unknown) => {
+      sdk = undefined;
+      throw new UnsupportedError(`the B2 backend needs the backblaze-b2 package (npm install backblaze-b2): ${(err as Error)?.message ?? err}`);
+    },
+  );
+  return sdk;
+}
+
+export class B2Backend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly #opts: B2BackendOptions;
+  readonly #timeoutMs: number;
+  #auth: Promise<Authorized> | undefined;
+  #generation = 0;
+  /** Idle upload URLs; each takes one upload at a time. */
+  #uploadTargets: UploadTarget[] = [];
+
+  constructor(opts: B2BackendOptions) {
+    if (opts === null || typeof opts !== 'object') throw new InvalidInputError('b2 backend options must be an object');
+    const bucket = opts.bucket;
+    if (typeof bucket !== 'string' || !/^[A-Za-z0-9-]{6,63}$/.test(bucket)) {
+      throw new InvalidInputError(`b2 bucket must be 6 to 63 letters, digits or "-", got ${JSON.stringify(bucket)?.slice(0, 80)}`);
+    }
+    this.bucket = bucket;
+    this.prefix = normalizePrefix(opts.prefix ?? '', 'b2 prefix');
+    this.location = `b2:${bucket}:${this.prefix}`;
+    this.connections = checkConnections(opts.connections ?? 5, this.location);
+    if (typeof opts.applicationKeyId !== 'string' || opts.applicationKeyId === '') throw new InvalidInputError(`b2 backend ${this.location} needs applicationKeyId`);
+    if (typeof opts.applicationKey !== 'string' || opts.applicationKey === '') throw new InvalidInputError(`b2 backend ${this.location} needs applicationKey`);
+    if (opts.authorizeUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(opts.authorizeUrl)) {
+      throw new InvalidInputError(`b2 authorizeUrl must be an http(s) URL`);
+    }
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new InvalidInputError(`timeoutMs for ${this.location} must be a positive integer, got ${timeoutMs}`);
+    this.#timeoutMs = timeoutMs;
+    this.#opts = { ...opts };
+  }
+
+  async create(options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const auth = await this.#authorized(options.signal, 'create', this.bucket);
+    if (auth.bucketId) return;
+    try {
+      await this.#call('create bucket', this.bucket, options.signal, (c, axios) => c.createBucket({ bucketName: this.bucket, bucketType: 'allPrivate', axios }));
+    } catch (err) {
+      // Created by someone else in the meantime is fine; taken by another account is not.
+      if (!(err instanceof BackendError && err.message.includes('duplicate_bucket_name'))) throw err;
+    }
+    const id = await this.#lookUpBucket(auth.client, options.signal);
+    if (!id) throw new BackendError(`create ${this.location}: bucket name ${this.bucket} is taken by another account`, { transient: false });
+    auth.bucketId = id;
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    if (data.length > MAX_SIMPLE_UPLOAD) throw new UnsupportedError(`save ${file}: ${data.length} bytes is more than one B2 upload takes (large files are not supported)`);
+    const bucketId = await this.#bucketId(options.signal, 'save', file, true);
+    const sha1 = createHash('sha1').update(data).digest('hex');
+    // A view, not a copy (the SDK deep-merges its arguments and would copy a Uint8Array's whole buffer).
+    const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    for (let attempt = 0; ; attempt++) {
+      const target = this.#uploadTargets.pop() ?? (await this.#newUploadTarget(bucketId, options.signal, file));
+      try {
+        const { client } = await this.#authorized(options.signal, 'save', file);
+        await this.#sdkCall(
+          (c, axios) =>
+            c.uploadFile({ uploadUrl: target.uploadUrl, uploadAuthToken: target.authorizationToken, fileName: this.#fileName(h), data: body, hash: sha1, mime: 'application/octet-stream', contentLength: body.length, axios }),
+          options.signal,
+          client,
+        );
+        this.#uploadTargets.push(target);
+        return;
+      } catch (err) {
+        const failure = this.#toError(err, 'save', file, options.signal);
+        // The upload URL is spent: B2 wants a new one after a 401 or a "too busy" 503.
+        const replaceUrl = failure instanceof BackendError && (failure.status === 401 || failure.status === 503 || failure.status === 408);
+        if (replaceUrl && attempt === 0) continue;
+        throw failure;
+      }
+    }
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const offset = options.offset ?? 0;
+    resolveRange(options, Number.MAX_SAFE_INTEGER, file);
+    if (options.length === 0) {
+      const { size } = await this.stat(h, options);
+      resolveRange(options, size, file);
+      return new Uint8Array(0);
+    }
+    const whole = offset === 0 && options.length === undefined;
+    const headers: Record<string, string> = {};
+    if (!whole) headers.Range = options.length === undefined ? `bytes=${offset}-` : `bytes=${offset}-${offset + options.length - 1}`;
+
+    let res: AxiosResponse;
+    try {
+      res = await this.#call('load', file, options.signal, (c, axios) =>
+        c.downloadFileByName({ bucketName: this.bucket, fileName: this.#fileName(h), responseType: 'arraybuffer', axios: { ...axios, headers } }),
+      );
+    } catch (err) {
+      if (err instanceof BackendError && err.status === 404) throw new NotFoundError(file);
+      if (err instanceof BackendError && err.status === 416) {
+        // Past the end; reading zero bytes at the very end is allowed.
+        const { size } = await this.stat(h, options);
+        const { length } = resolveRange(options, size, file);
+        if (length === 0) return new Uint8Array(0);
+        throw err;
+      }
+      throw err;
+    }
+    const body = toBytes(res.data);
+    if (res.status === 206) {
+      const range = parseContentRange(header(res, 'content-range'));
+      if (!range) throw new BackendError(`load ${file} (in ${this.location}): partial response without a valid Content-Range`, { transient: true, status: 206 });
+      const { length } = resolveRange(options, range.total, file);
+      if (range.start !== offset || body.length !== length) {
+        throw new IntegrityError(`short read: got ${body.length} bytes at offset ${range.start}, expected ${length} at ${offset}`, { file });
+      }
+      return body;
+    }
+    // 200: the whole file (B2 also answers a range covering the whole file this way).
+    const sha1 = header(res, 'x-bz-content-sha1');
+    if (sha1 && /^[0-9a-f]{40}$/.test(sha1)) {
+      const actual = createHash('sha1').update(body).digest('hex');
+      if (actual !== sha1) throw new IntegrityError(`downloaded bytes do not match the stored SHA-1 (${actual}, expected ${sha1})`, { file });
+    }
+    const declared = Number(header(res, 'content-length') ?? body.length);
+    if (declared !== body.length) throw new IntegrityError(`short read: got ${body.length} of ${declared} bytes`, { file });
+    const { offset: start, length } = resolveRange(options, body.length, file);
+    return whole ? body : body.slice(start, start + length);
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const bucketId = await this.#bucketId(options.signal, 'stat', file, false);
+    if (!bucketId) throw new NotFoundError(file);
+    const name = this.#fileName(h);
+    const res = await this.#call('stat', file, options.signal, (c, axios) => c.listFileNames({ bucketId, startFileName: name, maxFileCount: 1, prefix: name, axios }));
+    const first = listedFiles(res, `stat ${file}`)[0];
+    if (!first || first.fileName !== name) throw new NotFoundError(file);
+    return { name: h.type === 'config' ? 'config' : h.name, size: first.contentLength };
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle({ type, name: 'x' });
+    if (type === 'config') {
+      try {
+        yield await this.stat({ type, name: '' }, options);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+      return;
+    }
+    const bucketId = await this.#bucketId(options.signal, 'list', type, false);
+    if (!bucketId) return;
+    const prefix = this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    let start: string | undefined;
+    for (;;) {
+      const res = await this.#call('list', type, options.signal, (c, axios) => c.listFileNames({ bucketId, startFileName: start, maxFileCount: LIST_PAGE, prefix, axios }));
+      for (const f of listedFiles(res, `list ${type}`)) {
+        if (f.action !== 'upload') continue;
+        const name = f.fileName.slice(f.fileName.lastIndexOf('/') + 1);
+        if (ID_NAME.test(name)) yield { name, size: f.contentLength };
+      }
+      const next = (res.data as { nextFileName?: unknown } | null)?.nextFileName;
+      if (typeof next !== 'string' || next === '') return;
+      start = next;
+      throwIfAborted(options.signal);
+    }
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const bucketId = await this.#bucketId(options.signal, 'remove', file, false);
+    if (!bucketId) throw new NotFoundError(file);
+    const name = this.#fileName(h);
+    // Every version (uploads and hide markers) goes: B2 would otherwise bring back an older one.
+    const versions: B2File[] = [];
+    let startFileName: string | undefined = name;
+    let startFileId: string | undefined;
+    for (;;) {
+      const res = await this.#call('remove', file, options.signal, (c, axios) => c.listFileVersions({ bucketId, startFileName, startFileId, maxFileCount: VERSION_PAGE, axios }));
+      const page = listedFiles(res, `remove ${file}`);
+      const mine = page.filter((f) => f.fileName === name);
+      versions.push(...mine);
+      const data = res.data as { nextFileName?: unknown; nextFileId?: unknown } | null;
+      // Versions of one name come together; once another name shows up, all of ours were listed.
+      if (mine.length < page.length || typeof data?.nextFileName !== 'string' || data.nextFileName !== name) break;
+      startFileName = data.nextFileName;
+      startFileId = typeof data.nextFileId === 'string' ? data.nextFileId : undefined;
+    }
+    if (versions.length === 0) throw new NotFoundError(file);
+    const existed = versions[0]!.action === 'upload';
+    for (const v of versions) {
+      try {
+        await this.#call('remove', file, options.signal, (c, axios) => c.deleteFileVersion({ fileId: v.fileId, fileName: v.fileName, axios }));
+      } catch (err) {
+        // Deleted by a concurrent remove: the goal is reached all the same.
+        if (!(err instanceof BackendError && err.message.includes('file_not_present'))) throw err;
+      }
+    }
+    if (!existed) throw new NotFoundError(file);
+  }
+
+  async close(): Promise<void> {
+    this.#uploadTargets = [];
+    this.#auth = undefined;
+  }
+
+  #fileName(h: FileHandle): string {
+    return this.prefix ? `${this.prefix}/${layoutPath(h)}` : layoutPath(h);
+  }
+
+  // ---- authorization and calls ------------------------------------------------------------
+
+  /** The authorized client, authorizing (and looking up the bucket) on first use. */
+  async #authorized(signal: AbortSignal | undefined, op: string, file: string): Promise<Authorized> {
+    if (!this.#auth) {
+      const pending = this.#authorize();
+      this.#auth = pending;
+      pending.catch(() => {
+        if (this.#auth === pending) this.#auth = undefined;
+      });
+    }
+    return await raceAbort(this.#auth, signal, `${op} ${file}`);
+  }
+
+  async #authorize(): Promise<Authorized> {
+    const B2 = await loadSdk();
+    const client = new B2({
+      applicationKeyId: this.#opts.applicationKeyId,
+      applicationKey: this.#opts.applicationKey,
+      // No hidden retries: Stowage's retry wrapper decides.
+      retry: { retries: 0 },
+      axios: { timeout: this.#timeoutMs, maxContentLength: Infinity, maxBodyLength: Infinity },
+    });
+    const generation = ++this.#generation;
+    try {
+      await client.authorize(this.#opts.authorizeUrl ? { axiosOverride: { url: this.#opts.authorizeUrl } } : undefined);
+    } catch (err) {
+      const failure = this.#toError(err, 'authorize', this.location, undefined);
+      if (failure instanceof BackendError && failure.status === 401) {
+        throw new BackendError(`authorization failed for ${this.location}: ${failure.message.replace(/^.*?HTTP 401 /, '')}`, { transient: false, status: 401 });
+      }
+      throw failure;
+    }
+    const bucketId = await this.#lookUpBucket(client, undefined);
+    return { client, bucketId, generation };
+  }
+
+  async #lookUpBucket(client: B2Client, signal: AbortSignal | undefined): Promise<string | undefined> {
+    let res: AxiosResponse;
+    try {
+      res = await this.#sdkCall(() => client.getBucket({ bucketName: this.bucket, axios: this.#axios(signal) }), signal, client);
+    } catch (err) {
+      throw this.#toError(err, 'find bucket', this.bucket, signal);
+    }
+    const buckets = (res.data as { buckets?: Array<{ bucketName?: unknown; bucketId?: unknown }> } | null)?.buckets;
+    const found = Array.isArray(buckets) ? buckets.find((b) => b.bucketName === this.bucket) : undefined;
+    return typeof found?.bucketId === 'string' ? found.bucketId : undefined;
+  }
+
+  /** The bucket's ID; undefined (or, with `required`, an error) when the bucket does not exist. */
+  async #bucketId(signal: AbortSignal | undefined, op: string, file: string, required: true): Promise<string>;
+  async #bucketId(signal: AbortSignal | undefined, op: string, file: string, required: false): Promise<string | undefined>;
+  async #bucketId(signal: AbortSignal | undefined, op: string, file: string, required: boolean): Promise<string | undefined> {
+    const auth = await this.#authorized(signal, op, file);
+    // A bucket made after the first look (by create() elsewhere) is found on the next call.
+    auth.bucketId ??= await this.#lookUpBucket(auth.client, signal);
+    if (!auth.bucketId && required) throw new BackendError(`${op} ${file}: bucket ${this.bucket} does not exist (create the repository first)`, { transient: false, status: 404 });
+    return auth.bucketId;
+  }
+
+  async #newUploadTarget(bucketId: string, signal: AbortSignal | undefined, file: string): Promise<UploadTarget> {
+    const res = await this.#call('save', file, signal, (c, axios) => c.getUploadUrl({ bucketId, axios }));
+    const data = res.data as { uploadUrl?: unknown; authorizationToken?: unknown } | null;
+    if (typeof data?.uploadUrl !== 'string' || typeof data.authorizationToken !== 'string') {
+      throw new BackendError(`save ${file} (in ${this.location}): b2_get_upload_url answered without an upload URL`, { transient: true });
+    }
+    return { uploadUrl: data.uploadUrl, authorizationToken: data.authorizationToken };
+  }
+
+  /**
+   * Runs one SDK call with the account token; when B2 says the token expired (or is no longer
+   * valid), authorizes again once and repeats the call. Errors come back as StowageErrors.
+   */
+  async #call(op: string, file: string, signal: AbortSignal | undefined, fn: (client: B2Client, axios: Record<string, unknown>) => Promise<AxiosResponse>): Promise<AxiosResponse> {
+    for (let attempt = 0; ; attempt++) {
+      const auth = await this.#authorized(signal, op, file);
+      try {
+        return await this.#sdkCall((c, axios) => fn(c, axios), signal, auth.client);
+      } catch (err) {
+        const code = b2ErrorCode(err);
+        if (attempt === 0 && (code === 'expired_auth_token' || code === 'bad_auth_token')) {
+          // Only the first caller to see the stale token starts a new authorization.
+          if (this.#auth && (await this.#auth.catch(() => undefined))?.generation === auth.generation) this.#auth = undefined;
+          continue;
+        }
+        throw this.#toError(err, op, file, signal);
+      }
+    }
+  }
+
+  async #sdkCall(fn: (client: B2Client, axios: Record<string, unknown>) => Promise<AxiosResponse>, signal: AbortSignal | undefined, client: B2Client): Promise<AxiosResponse> {
+    throwIfAborted(signal);
+    return await fn(client, this.#axios(signal));
+  }
+
+  #axios(signal: AbortSignal | undefined): Record<string, unknown> {
+    return signal ? { signal } : {};
+  }
+
+  /** Turns an SDK (axios) error into a StowageError without secrets; the raw error (with headers) is not kept. */
+  #toError(err: unknown, op: string, file: string, signal: AbortSignal | undefined): StowageError {
+    if (err instanceof StowageError) return err;
+    if (signal?.aborted) return new AbortedError();
+    const e = err as { code?: unknown; message?: unknown; response?: { status?: unknown; data?: unknown } } | null;
+    const where = `${op} ${file} (in ${this.location})`;
+    const status = typeof e?.response?.status === 'number' ? e.response.status : undefined;
+    if (status === undefined) {
+      const code = typeof e?.code === 'string' ? e.code : undefined;
+      const detail = code === 'ECONNABORTED' || code === 'ETIMEDOUT' ? `no answer within ${this.#timeoutMs / 1000} s` : (code ?? String(e?.message ?? err));
+      return new BackendError(`${where}: ${detail}`, { transient: true, cause: code ? new Error(code) : undefined });
+    }
+    const b2 = parseB2Error(e?.response?.data);
+    const detail = b2 ? `${b2.code}: ${b2.message}` : '';
+    const transient = status >= 500 || status === 429 || status === 408;
+    return new BackendError(`${where}: HTTP ${status}${detail ? ` ${detail}` : ''}`.slice(0, where.length + ERROR_MESSAGE_CHARS), { transient, status });
+  }
+}
+
+/** B2_ACCOUNT_ID and B2_ACCOUNT_KEY, the names restic and Stash use. */
+export function b2OptionsFromEnv(env: Record<string, string | undefined> = process.env): Pick<B2BackendOptions, 'applicationKeyId' | 'applicationKey'> | Record<string, never> {
+  const id = env.B2_ACCOUNT_ID;
+  const key = env.B2_ACCOUNT_KEY;
+  if (!id || !key) return {};
+  return { applicationKeyId: id, applicationKey: key };
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new AbortedError(`${what}: operation aborted`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function parseB2Error(data: unknown): { code: string; message: string } | undefined {
+  let value = data;
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+    const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    try {
+      value = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  } else if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return undefined;
+    }
+  }
+  const v = value as { code?: unknown; message?: unknown } | null;
+  if (typeof v?.code !== 'string') return undefined;
+  return { code: v.code, message: typeof v.message === 'string' ? v.message.slice(0, ERROR_MESSAGE_CHARS) : '' };
+}
+
+function b2ErrorCode(err: unknown): string | undefined {
+  const response = (err as { response?: { status?: unknown; data?: unknown } } | null)?.response;
+  if (response?.status !== 401) return undefined;
+  return parseB2Error(response.data)?.code;
+}
+
+function listedFiles(res: AxiosResponse, what: string): B2File[] {
+  const files = (res.data as { files?: unknown } | null)?.files;
+  if (!Array.isArray(files)) throw new BackendError(`${what}: the listing has no files array`, { transient: true });
+  return files.map((f: Record<string, unknown>) => {
+    const size = Number(f.contentLength);
+    if (typeof f.fileName !== 'string' || !Number.isSafeInteger(size) || size < 0) throw new BackendError(`${what}: malformed listing entry`, { transient: false });
+    return { fileId: String(f.fileId), fileName: f.fileName, action: String(f.action), contentLength: size };
+  });
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data === undefined || data === null || data === '') return new Uint8Array(0);
+  throw new BackendError('download answered with an unexpected body type', { transient: true });
+}
+
+function header(res: AxiosResponse, name: string): string | undefined {
+  const h = res.headers as Record<string, unknown> & { get?: (n: string) => unknown };
+  const v = typeof h.get === 'function' ? h.get(name) : h[name];
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+}
+
+function parseContentRange(value: string | undefined): { start: number; end: number; total: number } | undefined {
+  const m = value ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(value.trim()) : null;
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) };
+}

@@ -1,0 +1,174 @@
+// Reports every backend call to a hook, for logs and metrics: what was done to which file, how
+// many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
+
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { BackendError, StowageError } from '../errors.ts';
+
+export type ObservedOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
+
+/** A failure as an event carries it: a summary, never the error object with its cause chain. */
+export interface ObservedError {
+  /** Class name, e.g. "BackendError", "NotFoundError", "TypeError". */
+  name: string;
+  /** StowageError code ("BACKEND", "NOT_FOUND", …) or an OS/network code ("ECONNRESET"). */
+  code?: string;
+  message: string;
+  /** For BackendError: whether the failure may pass. */
+  transient?: boolean;
+  /** For BackendError: the HTTP status, when there was one. */
+  status?: number;
+}
+
+export interface BackendEvent {
+  op: ObservedOp;
+  /** The file type (absent for create). */
+  type?: FileType;
+  /** The file name (an ID); absent for config, create and list. */
+  name?: string;
+  /** save: bytes sent; load: bytes received; stat: the file size. */
+  bytes?: number;
+  /** load: the offset asked for, when not 0. */
+  offset?: number;
+  /** list: the entries seen. */
+  count?: number;
+  /** Time spent in the wrapped backend (for list: in fetching entries, not in the caller's loop). */
+  durationMs: number;
+  error?: ObservedError;
+}
+
+export type BackendObserver = (event: BackendEvent) => void;
+
+/**
+ * Calls `observer` once per call on the wrapped backend, when the call ends. An observer that
+ * throws is ignored: logging must never fail a backup.
+ */
+export class ObservedBackend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  readonly #inner: Backend;
+  readonly #observer: BackendObserver;
+
+  constructor(inner: Backend, observer: BackendObserver) {
+    this.#inner = inner;
+    this.#observer = observer;
+    this.location = inner.location;
+    this.connections = inner.connections;
+  }
+
+  /** The wrapped backend. */
+  get inner(): Backend {
+    return this.#inner;
+  }
+
+  create(options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'create' }, () => this.#inner.create(options), () => ({}));
+  }
+
+  save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'save', ...fileOf(h), bytes: data.length }, () => this.#inner.save(h, data, options), () => ({}));
+  }
+
+  load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    const base: Partial<BackendEvent> = { op: 'load', ...fileOf(h) };
+    if (options.offset) base.offset = options.offset;
+    return this.#observe(base, () => this.#inner.load(h, options), (data) => ({ bytes: data.length }));
+  }
+
+  stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    return this.#observe({ op: 'stat', ...fileOf(h) }, () => this.#inner.stat(h, options), (info) => ({ bytes: info.size }));
+  }
+
+  remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'remove', ...fileOf(h) }, () => this.#inner.remove(h, options), () => ({}));
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    const iterator = this.#inner.list(type, options)[Symbol.asyncIterator]();
+    let count = 0;
+    let durationMs = 0;
+    let error: ObservedError | undefined;
+    let ended = false;
+    try {
+      for (;;) {
+        const started = performance.now();
+        let step: IteratorResult<FileInfo>;
+        try {
+          step = await iterator.next();
+        } catch (err) {
+          ended = true;
+          error = summarizeError(err);
+          throw err;
+        } finally {
+          durationMs += performance.now() - started;
+        }
+        if (step.done) {
+          ended = true;
+          return;
+        }
+        count++;
+        yield step.value;
+      }
+    } finally {
+      if (!ended) await iterator.return?.();
+      this.#emit({ op: 'list', type, count, durationMs, ...(error ? { error } : {}) });
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+
+  async #observe<T>(base: Partial<BackendEvent>, call: () => Promise<T>, after: (result: T) => Partial<BackendEvent>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await call();
+      this.#emit({ ...base, ...after(result), durationMs: performance.now() - started } as BackendEvent);
+      return result;
+    } catch (err) {
+      // A failed save sent nothing we can vouch for; a failed load received nothing usable.
+      const { bytes: _bytes, ...rest } = base;
+      this.#emit({ ...rest, durationMs: performance.now() - started, error: summarizeError(err) } as BackendEvent);
+      throw err;
+    }
+  }
+
+  #emit(event: BackendEvent): void {
+    try {
+      this.#observer(event);
+    } catch {
+      // Deliberately ignored; see the class comment.
+    }
+  }
+}
+
+function fileOf(h: FileHandle): { type: FileType; name?: string } {
+  return h.type === 'config' ? { type: 'config' } : { type: h.type, name: h.name };
+}
+
+/** The parts of an error that are safe to log, with anything that looks like a credential masked. */
+export function summarizeError(err: unknown): ObservedError {
+  if (err instanceof StowageError) {
+    const out: ObservedError = { name: err.name, code: err.code, message: redactSecrets(err.message) };
+    if (err instanceof BackendError) {
+      out.transient = err.transient;
+      if (err.status !== undefined) out.status = err.status;
+    }
+    return out;
+  }
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { name: err.name, ...(typeof code === 'string' ? { code } : {}), message: redactSecrets(err.message) };
+  }
+  return { name: typeof err, message: redactSecrets(String(err)) };
+}
+
+/**
+ * Masks what commonly leaks into third-party error messages: a password in a URL
+ * ("https://user:***@host"), signed-URL and SAS query parameters, and Authorization headers.
+ */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(/(\/\/[^/@:\s]*):[^/@\s]*@/g, '$1:***@')
+    .replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|sig|Signature|token|access_token)=)[^&\s"']*/gi, '$1***')
+    .replace(/(authorization["']?\s*[:=]\s*["']?)[^"'\s,}]+(\s+[^"'\s,}]+)?/gi, '$1***');
+}

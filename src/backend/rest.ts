@@ -1,0 +1,393 @@
+// A repository behind restic's REST protocol: restic's rest-server, `rclone serve restic`, or
+// anything else that speaks it. The URL layout is the protocol's own, flat for every type:
+//   POST /?create=true   create the repository        GET    /<type>/        list (v1 names, v2 names + sizes)
+//   HEAD|GET|POST|DELETE /config, /<type>/<name>       GET with Range reads part of a file
+// Requests go through node:http(s) with a keep-alive agent, which also carries a private CA.
+
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import { describeFile } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
+import { checkConnections, checkHandle, resolveRange } from './local.ts';
+
+export interface RestBackendOptions {
+  /** User name for HTTP basic auth; overrides one written in the URL. */
+  username?: string;
+  /** Password for HTTP basic auth; overrides one written in the URL. Never shown in `location`. */
+  password?: string;
+  /** PEM certificate(s) of a private CA that signed the server's TLS certificate (restic --cacert). */
+  caCert?: string | Uint8Array;
+  /** Accept any TLS certificate (self-signed, wrong host name). For tests only. */
+  insecureTls?: boolean;
+  /** Requests in flight at once (default 5, like restic). */
+  connections?: number;
+  /** A request fails (transiently) when its connection is idle this long, in ms (default 120 000). */
+  timeoutMs?: number;
+  /**
+   * Listing protocol to ask for: 2 (default) gets names and sizes in one response and falls
+   * back to v1 when the server answers with v1; 1 gets names only and asks each size with HEAD.
+   */
+  apiVersion?: 1 | 2;
+}
+
+const ID_NAME = /^[0-9a-f]{64}$/;
+const DEFAULT_TIMEOUT_MS = 120_000;
+const MEDIA_V1 = 'application/vnd.x.restic.rest.v1';
+const MEDIA_V2 = 'application/vnd.x.restic.rest.v2';
+
+const TRANSIENT_NETWORK_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND',
+  'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN',
+]);
+
+interface HttpResult {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+interface RequestSpec {
+  method: 'GET' | 'HEAD' | 'POST' | 'DELETE';
+  /** Path below the repository URL, e.g. "config", "keys/<id>", "data/" or "?create=true". */
+  path: string;
+  op: string;
+  file: string;
+  signal: AbortSignal | undefined;
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+}
+
+export class RestBackend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  readonly #base: URL;
+  readonly #authorization: string | undefined;
+  readonly #password: string | undefined;
+  readonly #agent: http.Agent;
+  readonly #timeoutMs: number;
+  readonly #apiVersion: 1 | 2;
+
+  /** `url` is the repository URL as restic takes it after "rest:", e.g. "https://user:pw@host:8000/repo/". */
+  constructor(url: string, opts: RestBackendOptions = {}) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch (err) {
+      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(String(url)))}`, { cause: err });
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(url))}`);
+    }
+    if (parsed.search || parsed.hash) throw new InvalidInputError(`REST backend URL must not have a query or fragment: ${redactUrl(url)}`);
+    const username = opts.username ?? decodeURIComponent(parsed.username);
+    const password = opts.password ?? decodeURIComponent(parsed.password);
+    parsed.username = '';
+    parsed.password = '';
+    if (!parsed.pathname.endsWith('/')) parsed.pathname += '/';
+    this.#base = parsed;
+    this.#password = password || undefined;
+    this.#authorization = username || password ? `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}` : undefined;
+    const shown = new URL(parsed.href);
+    if (username) shown.username = encodeURIComponent(username);
+    this.location = `rest:${shown.href}`;
+    this.connections = checkConnections(opts.connections ?? 5, this.location);
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isSafeInteger(this.#timeoutMs) || this.#timeoutMs < 1) {
+      throw new InvalidInputError(`timeoutMs for ${this.location} must be a positive integer, got ${opts.timeoutMs}`);
+    }
+    this.#apiVersion = opts.apiVersion ?? 2;
+    if (this.#apiVersion !== 1 && this.#apiVersion !== 2) throw new InvalidInputError(`apiVersion for ${this.location} must be 1 or 2`);
+    const agentOptions = { keepAlive: true, maxSockets: this.connections };
+    const ca = opts.caCert === undefined ? undefined : typeof opts.caCert === 'string' ? opts.caCert : Buffer.from(opts.caCert);
+    this.#agent =
+      parsed.protocol === 'https:'
+        ? new https.Agent({ ...agentOptions, ca, rejectUnauthorized: opts.insecureTls !== true })
+        : new http.Agent(agentOptions);
+  }
+
+  async create(options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const res = await this.request({ method: 'POST', path: '?create=true', op: 'create', file: 'repository', signal: options.signal, body: new Uint8Array(0) });
+    if (!ok(res.status)) throw this.statusError(res, 'create', 'repository');
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    if (!(data instanceof Uint8Array)) throw new InvalidInputError(`save ${describeFile(h)}: data must be a Uint8Array`);
+    const file = describeFile(h);
+    const post = (): Promise<HttpResult> =>
+      this.request({
+        method: 'POST',
+        path: this.pathOf(h),
+        op: 'save',
+        file,
+        signal: options.signal,
+        headers: { 'Content-Type': 'application/octet-stream' },
+        body: data,
+      });
+    const res = await post();
+    if (ok(res.status)) return;
+    // rest-server answers 403 when the file exists (it never overwrites). Names are content
+    // hashes, so an existing file with the same bytes is this save already done (e.g. a retry
+    // after a lost response); other bytes are replaced, where the server allows deleting.
+    if (res.status !== 403) throw this.statusError(res, 'save', file);
+    let existing: Uint8Array;
+    try {
+      existing = await this.load(h, options);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw this.statusError(res, 'save', file);
+      throw err;
+    }
+    if (Buffer.from(existing).equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return;
+    const removed = await this.request({ method: 'DELETE', path: this.pathOf(h), op: 'save', file, signal: options.signal });
+    if (!ok(removed.status)) {
+      throw this.statusError(removed, 'save', file, 'the file exists with other content and the server refuses to replace it (append-only?)');
+    }
+    const again = await post();
+    if (!ok(again.status)) throw this.statusError(again, 'save', file);
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    checkRangeOptions(options, file);
+    // An empty range cannot be asked for with a Range header; the size decides if it is valid.
+    if (options.length === 0) {
+      const { size } = await this.stat(h, options);
+      resolveRange(options, size, file);
+      return new Uint8Array(0);
+    }
+    const offset = options.offset ?? 0;
+    const range =
+      options.length !== undefined
+        ? `bytes=${offset}-${offset + options.length - 1}`
+        : offset > 0
+          ? `bytes=${offset}-`
+          : undefined;
+    const res = await this.request({
+      method: 'GET',
+      path: this.pathOf(h),
+      op: 'load',
+      file,
+      signal: options.signal,
+      headers: range ? { Range: range } : undefined,
+    });
+    if (res.status === 404) throw new NotFoundError(file);
+    if (res.status === 416) return this.emptyRangeAtEnd(h, options);
+    if (res.status !== 200 && res.status !== 206) throw this.statusError(res, 'load', file);
+    const body = new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength);
+    const declared = contentLength(res.headers);
+    if (declared !== undefined && declared !== body.length) {
+      throw new IntegrityError(`short read: got ${body.length} of ${declared} bytes`, { file });
+    }
+    // No Range asked, or a server that ignored it: the whole file came; cut the range out.
+    if (res.status === 200) {
+      if (range === undefined) return body;
+      const whole = resolveRange(options, body.length, file);
+      return body.slice(whole.offset, whole.offset + whole.length);
+    }
+    const total = totalFromContentRange(res.headers['content-range']);
+    if (total === undefined) {
+      throw new BackendError(`load ${file} (in ${this.location}): the server sent no file size in Content-Range for a ranged read`, { transient: false, status: 206 });
+    }
+    const resolved = resolveRange(options, total, file);
+    if (body.length !== resolved.length) {
+      throw new IntegrityError(`short read: got ${body.length} of ${resolved.length} bytes at offset ${offset}`, { file });
+    }
+    return body;
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const res = await this.request({ method: 'HEAD', path: this.pathOf(h), op: 'stat', file, signal: options.signal });
+    if (res.status === 404) throw new NotFoundError(file);
+    if (!ok(res.status)) throw this.statusError(res, 'stat', file);
+    const size = contentLength(res.headers);
+    if (size === undefined) throw new BackendError(`stat ${file} (in ${this.location}): the server sent no Content-Length`, { transient: false, status: res.status });
+    return { name: h.type === 'config' ? 'config' : h.name, size };
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkHandle({ type, name: 'x' });
+    if (type === 'config') {
+      try {
+        yield await this.stat({ type: 'config', name: '' }, options);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+      return;
+    }
+    const res = await this.request({
+      method: 'GET',
+      path: `${type}/`,
+      op: 'list',
+      file: type,
+      signal: options.signal,
+      headers: { Accept: this.#apiVersion === 2 ? MEDIA_V2 : MEDIA_V1 },
+    });
+    // No folder (a repository not created yet) lists nothing, as restic does.
+    if (res.status === 404) return;
+    if (!ok(res.status)) throw this.statusError(res, 'list', type);
+    const entries = this.parseListing(res, type);
+    if (entries.every((e) => e.size !== undefined)) {
+      for (const e of entries) if (ID_NAME.test(e.name)) yield { name: e.name, size: e.size! };
+      return;
+    }
+    // v1 names only: ask the sizes, `connections` at a time. A file removed meanwhile is skipped.
+    const names = entries.map((e) => e.name).filter((n) => ID_NAME.test(n));
+    for (let i = 0; i < names.length; i += this.connections) {
+      const batch = await Promise.all(
+        names.slice(i, i + this.connections).map((name) =>
+          this.stat({ type, name }, options).catch((err: unknown) => {
+            if (err instanceof NotFoundError) return undefined;
+            throw err;
+          }),
+        ),
+      );
+      for (const info of batch) if (info) yield info;
+    }
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    // rest-server deletes missing files silently; ask first so a missing file is reported.
+    await this.stat(h, options);
+    const file = describeFile(h);
+    const res = await this.request({ method: 'DELETE', path: this.pathOf(h), op: 'remove', file, signal: options.signal });
+    if (res.status === 404) throw new NotFoundError(file);
+    if (!ok(res.status)) throw this.statusError(res, 'remove', file);
+  }
+
+  async close(): Promise<void> {
+    this.#agent.destroy();
+  }
+
+  private pathOf(h: FileHandle): string {
+    return h.type === 'config' ? 'config' : `${h.type}/${encodeURIComponent(h.name)}`;
+  }
+
+  /** One HTTP exchange; the whole response body is read. Network failures become StowageErrors. */
+  private request(spec: RequestSpec): Promise<HttpResult> {
+    const url = new URL(spec.path, this.#base);
+    const headers: Record<string, string> = { Accept: MEDIA_V2, ...spec.headers };
+    if (this.#authorization) headers.Authorization = this.#authorization;
+    if (spec.body) headers['Content-Length'] = String(spec.body.byteLength);
+    const lib = url.protocol === 'https:' ? https : http;
+    return new Promise<HttpResult>((resolve, reject) => {
+      const fail = (err: unknown): void => reject(this.networkError(err, spec));
+      const req = lib.request(url, { method: spec.method, headers, agent: this.#agent, signal: spec.signal }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', fail);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        // A body cut short by the server: 'end' never comes (once settled, this is a no-op).
+        res.on('close', () => {
+          if (!res.complete) fail(Object.assign(new Error('the connection closed before the response was complete'), { code: 'ECONNRESET' }));
+        });
+      });
+      req.on('error', fail);
+      req.setTimeout(this.#timeoutMs, () => {
+        req.destroy(Object.assign(new Error(`no response for ${this.#timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+      });
+      req.end(spec.body ?? undefined);
+    });
+  }
+
+  private networkError(err: unknown, spec: RequestSpec): StowageError {
+    if (err instanceof StowageError) return err;
+    if (spec.signal?.aborted || (err as { name?: unknown } | null)?.name === 'AbortError') return new AbortedError(undefined, { cause: err });
+    const code = (err as { code?: unknown } | null)?.code;
+    const transient = typeof code === 'string' && TRANSIENT_NETWORK_CODES.has(code);
+    const detail = this.redact(err instanceof Error ? err.message : String(err));
+    return new BackendError(`${spec.op} ${spec.file} (in ${this.location}): ${typeof code === 'string' ? `${code}: ` : ''}${detail}`, { transient, cause: err });
+  }
+
+  /** An HTTP error status as a BackendError: 5xx, 429 and 408 are worth retrying, the rest is not. */
+  private statusError(res: HttpResult, op: string, file: string, explanation?: string): BackendError {
+    const s = res.status;
+    // 507 (disk full) is 5xx but will not go away by retrying; restic treats it as permanent too.
+    const transient = (s >= 500 && s !== 507 && s !== 501) || s === 429 || s === 408;
+    const text = http.STATUS_CODES[s] ?? 'unknown status';
+    const why =
+      explanation ??
+      (s === 401 ? 'wrong or missing user name or password'
+        : s === 404 && op === 'save' ? 'the server has no such path (rest-server accepts only 64-hex file names)'
+          : s === 403 && op === 'remove' ? 'the server refuses to delete (append-only mode?)'
+            : undefined);
+    const body = res.body.toString('utf8').trim().slice(0, 200);
+    const extra = [why, body && body !== text ? `server says: ${this.redact(body)}` : undefined].filter(Boolean).join('; ');
+    return new BackendError(`${op} ${file} (in ${this.location}): HTTP ${s} ${text}${extra ? `: ${extra}` : ''}`, { transient, status: s });
+  }
+
+  /** The entries of a v1 (names) or v2 (names and sizes) listing. */
+  private parseListing(res: HttpResult, type: FileType): Array<{ name: string; size?: number }> {
+    const bad = (why: string): BackendError =>
+      new BackendError(`list ${type} (in ${this.location}): malformed listing from the server: ${why}`, { transient: false, status: res.status });
+    let json: unknown;
+    try {
+      json = JSON.parse(res.body.toString('utf8'));
+    } catch {
+      throw bad('not JSON');
+    }
+    if (!Array.isArray(json)) throw bad('not a JSON array');
+    const v2 = String(res.headers['content-type'] ?? '').startsWith(MEDIA_V2);
+    return json.map((e: unknown) => {
+      if (v2) {
+        const { name, size } = (e ?? {}) as { name?: unknown; size?: unknown };
+        if (typeof name !== 'string' || !Number.isSafeInteger(size) || (size as number) < 0) throw bad('an entry is not {name, size}');
+        return { name, size: size as number };
+      }
+      if (typeof e !== 'string') throw bad('an entry is not a name');
+      return { name: e };
+    });
+  }
+
+  /** After a 416: the range is valid only if it is empty and starts at the end of the file. */
+  private async emptyRangeAtEnd(h: FileHandle, options: LoadOptions): Promise<Uint8Array> {
+    const file = describeFile(h);
+    const { size } = await this.stat(h, options);
+    const { length } = resolveRange(options, size, file);
+    if (length === 0) return new Uint8Array(0);
+    throw new IntegrityError(`the server refused the range ${options.offset ?? 0}+${length} of the ${size}-byte file`, { file });
+  }
+
+  private redact(message: string): string {
+    return this.#password ? message.split(this.#password).join('***') : message;
+  }
+}
+
+function ok(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+function contentLength(headers: IncomingHttpHeaders): number | undefined {
+  const value = headers['content-length'];
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** The file size from "bytes 0-99/1234"; undefined when absent or unknown ("*"). */
+function totalFromContentRange(value: string | undefined): number | undefined {
+  const m = value === undefined ? null : /\/(\d+)\s*$/.exec(value);
+  return m ? Number(m[1]) : undefined;
+}
+
+function checkRangeOptions(options: LoadOptions, file: string): void {
+  const { offset, length } = options;
+  if (offset !== undefined && (!Number.isSafeInteger(offset) || offset < 0)) {
+    throw new InvalidInputError(`load ${file}: offset must be a non-negative integer, got ${offset}`);
+  }
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
+    throw new InvalidInputError(`load ${file}: length must be a non-negative integer, got ${length}`);
+  }
+}
+
+function redactUrl(s: string): string {
+  return s.replace(/(\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+}
