@@ -338,7 +338,8 @@ export class BlobWriter {
 
   /** Whether the blob is in the repository or already queued in this run. */
   has(type: BlobType, id: BlobId): boolean {
-    return this.#inRun.has(id) || this.#repo.index.has(id, type);
+    // Keyed by type too: a data blob may have the same bytes (and ID) as a tree blob.
+    return this.#inRun.has(`${type}:${id}`) || this.#repo.index.has(id, type);
   }
 
   /** Whether a blob of this type should be compressed under the repository version and mode. */
@@ -368,7 +369,7 @@ export class BlobWriter {
   async addSealed(type: BlobType, id: BlobId, sealed: Uint8Array, uncompressedLength: number, plainLength: number): Promise<boolean> {
     if (this.#failure) throw this.#failure;
     if (this.has(type, id)) return false;
-    this.#inRun.add(id);
+    this.#inRun.add(`${type}:${id}`);
     let packer = this.#packers.get(type);
     if (!packer) this.#packers.set(type, (packer = new PackWriter(this.#repo.repo.masterKeyForWorkers(), type)));
     packer.add(id, sealed, uncompressedLength);
@@ -428,8 +429,9 @@ export class BlobWriter {
       if (packer.count > 0) await this.#upload(packer);
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
-    if (this.#failure) throw this.#failure;
+    // Index what did land even when an upload failed, so those packs are not left unreferenced.
     await this.#writeIndex();
+    if (this.#failure) throw this.#failure;
   }
 }
 

@@ -83,7 +83,8 @@ class RestoreRun {
   /** Everything created, in creation order (parents before children). */
   readonly created: Pending[] = [];
   readonly result: RestoreResult = { filesRestored: 0, dirsRestored: 0, bytesRestored: 0, warnings: [] };
-  readonly hardlinks = new Map<string, Buffer>();
+  /** (device, inode) of a hard-linked file → its first name, once that file is written. */
+  readonly hardlinks = new Map<string, Promise<Buffer>>();
 
   constructor(repo: IndexedRepository, options: RestoreOptions) {
     this.repo = repo;
@@ -120,9 +121,9 @@ class RestoreRun {
     for (let i = this.created.length - 1; i >= 0; i--) await this.applyMetadata(this.created[i]!);
   }
 
-  selected(rel: string, isDir: boolean): 'yes' | 'no' | 'descend' {
+  selected(rel: string, isDir: boolean, insideIncluded: boolean): 'yes' | 'no' | 'descend' {
     if (!this.exclude.empty && this.exclude.matches(rel)) return 'no';
-    if (this.include.empty || this.include.matches(rel)) return 'yes';
+    if (insideIncluded || this.include.empty || this.include.matches(rel)) return 'yes';
     return isDir && this.include.mayContainMatch(rel) ? 'descend' : 'no';
   }
 
@@ -134,7 +135,7 @@ class RestoreRun {
       const nameBytes = Buffer.from(goStringToBytes(node.name));
       checkNodeName(nameBytes, treeId);
       const childRel = `${rel}/${node.name}`;
-      const sel = forced ? 'yes' : this.selected(childRel, node.type === 'dir');
+      const sel = this.selected(childRel, node.type === 'dir', forced);
       if (sel === 'no') continue;
       const p = Buffer.concat([dir, Buffer.from('/'), nameBytes]);
       if (node.type === 'dir') {
@@ -179,17 +180,37 @@ class RestoreRun {
   async writeFile(f: Pending): Promise<void> {
     const { node } = f;
     const links = Number(node.links ?? 1);
+    let written!: (p: Buffer) => void;
+    let failed!: (e: unknown) => void;
     if (links > 1 && node.inode !== undefined) {
       const key = `${node.deviceId ?? 0}:${node.inode}`;
       const first = this.hardlinks.get(key);
       if (first) {
+        // Link only once the first name exists (files are written concurrently).
+        const target = await first;
         await this.removeExisting(f.path);
-        await link(first, f.path);
+        await link(target, f.path);
         this.result.filesRestored++;
         return;
       }
-      this.hardlinks.set(key, f.path);
+      const p = new Promise<Buffer>((res, rej) => {
+        written = res;
+        failed = rej;
+      });
+      p.catch(() => undefined);
+      this.hardlinks.set(key, p);
     }
+    try {
+      await this.writeContent(f);
+      written?.(f.path);
+    } catch (e) {
+      failed?.(e);
+      throw e;
+    }
+  }
+
+  async writeContent(f: Pending): Promise<void> {
+    const { node } = f;
     await this.removeExisting(f.path);
     // O_NOFOLLOW | O_EXCL: never write through a link that appeared in the target.
     const fh = await open(f.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);

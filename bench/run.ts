@@ -1,0 +1,353 @@
+// `npm run bench`: Stowage's CLI against restic on the same corpora in the same run.
+//
+//   npm run bench                       full corpora (1 GiB big, 20 000 small files), 2 runs
+//   npm run bench -- --quick            small corpora, 1 run, a minute or two
+//   npm run bench -- --runs 3 --no-big-auto --no-restic014 --keep
+//
+// Every step runs once per tool before the next step starts, and the order of the tools rotates
+// from run to run, so load from elsewhere on the machine falls on both alike. Each tool pays its
+// own key derivation (its own scrypt parameters) on every command; that is part of the figures.
+// The table goes to stdout as markdown; progress goes to stderr; everything, raw samples
+// included, goes to bench/results/latest.json (latest-quick.json with --quick).
+import { spawnSync } from 'node:child_process';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, loadavg, totalmem } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ensureCorpus, FULL_BIG, FULL_SMALL, QUICK_BIG, QUICK_SMALL, type Corpus } from './corpus.ts';
+import { ensureGnuTime, measure } from './lib/measure.ts';
+import { buildFigures, markdownTable, type Sample, type StepName, type ToolId } from './lib/report.ts';
+
+const MiB = 1024 * 1024;
+const benchDir = fileURLToPath(new URL('.', import.meta.url));
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const RESTIC_019 = '/var/cache/stowage/bin/restic';
+const RESTIC_014 = '/usr/bin/restic';
+const PASSWORD = 'stowage-bench';
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    'big-auto': { type: 'boolean', default: true },
+    restic014: { type: 'boolean', default: true },
+    keep: { type: 'boolean', default: false },
+    cli: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+  allowNegative: true,
+});
+
+if (opts.help) {
+  process.stdout.write(
+    'Usage: npm run bench -- [--quick] [--runs N] [--no-big-auto] [--no-restic014] [--keep] [--cli PATH]\n' +
+      '  --quick          2 × 64 MiB big corpus, 2 000 small files, 1 run\n' +
+      '  --runs N         repeat every measurement N times and report the median (default 2, quick 1)\n' +
+      '  --no-big-auto    skip the first backup of the big corpus with compression auto\n' +
+      '  --no-restic014   skip the restic 0.14 column (measured in run 1 only, when /usr/bin/restic exists)\n' +
+      '  --keep           keep the repositories under $STOWAGE_BENCH_DIR/work after the run\n' +
+      '  --cli PATH       measure another build: PATH is its dist/cli/main.js (default: this checkout\'s)\n',
+  );
+  process.exit(0);
+}
+
+const quick = opts.quick;
+// The build under test: <package root>/dist/cli/main.js.
+const stowageCli = resolve(opts.cli ?? join(repoRoot, 'dist', 'cli', 'main.js'));
+const stowageDist = dirname(dirname(stowageCli));
+const stowageRoot = dirname(stowageDist);
+const runs = opts.runs !== undefined ? Number(opts.runs) : quick ? 1 : 2;
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number ≥ 1, got ${JSON.stringify(opts.runs)}`);
+const withRestic014 = opts.restic014 && existsSync(RESTIC_014);
+const root = process.env.STOWAGE_BENCH_DIR || '/tmp/stowage-bench';
+const work = join(root, quick ? 'work-quick' : 'work');
+const logs = join(work, 'logs');
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+interface Tool {
+  id: ToolId;
+  label: string;
+  command: string;
+  prefix: string[];
+  version: string;
+}
+
+interface Scenario {
+  id: string;
+  corpus: Corpus;
+  compression: 'off' | 'auto';
+  steps: StepName[];
+}
+
+function firstLine(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return (r.stdout || r.stderr || '').split('\n')[0]!.trim();
+}
+
+function stowageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(stowageRoot, 'package.json'), 'utf8')) as { version: string };
+  const git = existsSync(join(stowageRoot, '.git'));
+  const commit = git ? firstLine('git', ['-C', stowageRoot, 'rev-parse', '--short', 'HEAD']) : '';
+  const dirty = git ? spawnSync('git', ['-C', stowageRoot, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).stdout?.trim() : '';
+  const built = statSync(stowageCli).mtime.toISOString().slice(0, 19).replace('T', ' ');
+  return `stowage ${pkg.version} (${commit || stowageRoot}${dirty ? ', uncommitted changes' : ''}; dist built ${built} UTC) on node ${process.versions.node}`;
+}
+
+/**
+ * Copies the built CLI out of the checkout, so that a rebuild by someone else during a long run
+ * does not change what is measured. Packages still resolve through a node_modules link.
+ */
+function snapshotCli(): string {
+  if (!existsSync(stowageCli)) throw new Error(`${stowageCli} is missing; run "npm run build" first (npm run bench does)`);
+  const dir = join(work, 'stowage');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  cpSync(stowageDist, join(dir, 'dist'), { recursive: true });
+  copyFileSync(join(stowageRoot, 'package.json'), join(dir, 'package.json'));
+  const modules = existsSync(join(stowageRoot, 'node_modules')) ? join(stowageRoot, 'node_modules') : join(repoRoot, 'node_modules');
+  symlinkSync(modules, join(dir, 'node_modules'));
+  return join(dir, relative(stowageRoot, stowageCli));
+}
+
+function tools(): Tool[] {
+  if (!existsSync(RESTIC_019)) throw new Error(`restic 0.19.1 is expected at ${RESTIC_019}`);
+  const list: Tool[] = [
+    { id: 'stowage', label: 'Stowage', command: process.execPath, prefix: [snapshotCli()], version: stowageVersion() },
+    { id: 'restic', label: 'restic 0.19.1', command: RESTIC_019, prefix: [], version: firstLine(RESTIC_019, ['version']) },
+  ];
+  if (withRestic014) list.push({ id: 'restic014', label: 'restic 0.14', command: RESTIC_014, prefix: [], version: firstLine(RESTIC_014, ['version']) });
+  return list;
+}
+
+/** The environment every child gets: no inherited RESTIC_* settings, a per-repository cache. */
+function childEnv(repo: string, cache: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RESTIC_') && k !== 'NODE_OPTIONS') env[k] = v;
+  return { ...env, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, RESTIC_CACHE_DIR: cache };
+}
+
+function argsFor(step: StepName, s: Scenario, restoreTarget: string): string[] {
+  switch (step) {
+    case 'init':
+      return ['init'];
+    case 'backup':
+    case 'rebackup':
+      return ['backup', s.corpus.path, '--compression', s.compression];
+    case 'restore':
+      return ['restore', 'latest', '--target', restoreTarget];
+    case 'check':
+      return ['check', '--read-data'];
+    case 'snapshots':
+      return ['snapshots'];
+  }
+}
+
+/** Regular files and their bytes under dir. */
+function treeSize(dir: string): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) {
+      files++;
+      bytes += statSync(join(e.parentPath, e.name)).size;
+    }
+  }
+  return { files, bytes };
+}
+
+/** Reads every corpus file once so that the first tool measured does not pay for a cold cache. */
+function warmPageCache(c: Corpus): void {
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  for (const e of readdirSync(c.path, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const fd = openSync(join(e.parentPath, e.name), 'r');
+    try {
+      while (readSync(fd, buf, 0, buf.length, null) > 0);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** restic and Stowage both print "Files: N new, N changed, N unmodified" after a backup. */
+function backupCounts(logText: string): { added: number; changed: number; unmodified: number } | undefined {
+  const m = /Files:\s+(\d+) new,\s+(\d+) changed,\s+(\d+) unmodified/.exec(logText);
+  return m ? { added: Number(m[1]), changed: Number(m[2]), unmodified: Number(m[3]) } : undefined;
+}
+
+/** The scrypt parameters of the repository's (single) key, as the tool that created it chose them. */
+function kdfParams(repo: string): string {
+  try {
+    const [name] = readdirSync(join(repo, 'keys'));
+    const k = JSON.parse(readFileSync(join(repo, 'keys', name!), 'utf8')) as { N: number; r: number; p: number };
+    return `scrypt N=${k.N} r=${k.r} p=${k.p}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function sync(): void {
+  // Write back what the last command left dirty, so the next one does not pay for it.
+  spawnSync('sync');
+}
+
+async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, samples: Sample[]): Promise<Sample> {
+  const repo = join(work, `repo-${s.id}-${tool.id}`);
+  const cache = join(work, `cache-${s.id}-${tool.id}`);
+  const target = join(work, `restore-${tool.id}`);
+  const logFile = join(logs, `run${run}-${s.id}-${step}-${tool.id}.log`);
+  rmSync(logFile, { force: true });
+  if (step === 'init') {
+    rmSync(repo, { recursive: true, force: true });
+    rmSync(cache, { recursive: true, force: true });
+  }
+  if (step === 'restore') rmSync(target, { recursive: true, force: true });
+  sync();
+
+  const sample: Sample = { run, scenario: s.id, step, tool: tool.id, bytes: s.corpus.bytes, logFile };
+  // Without a repository or a first snapshot, the later steps have nothing to work on.
+  const earlier = samples.find((x) => x.run === run && x.scenario === s.id && x.tool === tool.id && x.error && (x.step === 'init' || x.step === 'backup'));
+  if (earlier) {
+    sample.error = `skipped: ${earlier.step} failed`;
+    return sample;
+  }
+  try {
+    const usage = await measure(tool.command, [...tool.prefix, ...argsFor(step, s, target)], {
+      env: childEnv(repo, cache),
+      logFile,
+      timeFile: join(work, 'time.out'),
+      cwd: work,
+    });
+    sample.usage = usage;
+    sample.mibPerSecond = s.corpus.bytes / MiB / usage.wallSeconds;
+    const out = readFileSync(logFile, 'utf8');
+    if (usage.exitCode !== 0) sample.error = `exit ${usage.exitCode}: ${out.trim().split('\n').slice(-3).join(' / ')}`;
+    else if (step === 'backup' || step === 'rebackup') {
+      const c = backupCounts(out);
+      if (!c) sample.warning = 'no "Files: … new, … changed" line in the output';
+      else if (step === 'backup' && c.added !== s.corpus.files) sample.error = `backed up ${c.added} new files, expected ${s.corpus.files}`;
+      else if (step === 'rebackup' && c.added + c.changed > 0) sample.warning = `re-backup saw ${c.added} new and ${c.changed} changed files`;
+    } else if (step === 'restore') {
+      const got = treeSize(target);
+      if (got.files !== s.corpus.files || got.bytes !== s.corpus.bytes) {
+        sample.error = `restored ${got.files} files / ${got.bytes} bytes, expected ${s.corpus.files} / ${s.corpus.bytes}`;
+      }
+    }
+  } catch (e) {
+    sample.error = (e as Error).message;
+  } finally {
+    if (step === 'restore') rmSync(target, { recursive: true, force: true });
+  }
+  const u = sample.usage;
+  log(
+    `  run ${run} ${s.id.padEnd(10)} ${step.padEnd(9)} ${tool.id.padEnd(9)} ` +
+      (u ? `${u.wallSeconds.toFixed(2).padStart(7)} s ${sample.mibPerSecond!.toFixed(0).padStart(5)} MiB/s  cpu ${u.cpuSeconds.toFixed(2).padStart(6)} s  rss ${u.peakRssMiB.toFixed(0).padStart(4)} MiB` : '') +
+      (sample.error ? `  ERROR ${sample.error}` : '') +
+      (sample.warning ? `  warning: ${sample.warning}` : ''),
+  );
+  return sample;
+}
+
+async function main(): Promise<void> {
+  ensureGnuTime(log);
+  mkdirSync(logs, { recursive: true });
+  const toolList = tools();
+  for (const t of toolList) log(`${t.label}: ${t.version}`);
+
+  const corpusRoot = join(root, 'corpus');
+  const big = ensureCorpus(corpusRoot, quick ? QUICK_BIG : FULL_BIG, log);
+  const small = ensureCorpus(corpusRoot, quick ? QUICK_SMALL : FULL_SMALL, log);
+  log('warming the page cache …');
+  warmPageCache(big);
+  warmPageCache(small);
+
+  const scenarios: Scenario[] = [
+    { id: 'big-off', corpus: big, compression: 'off', steps: ['init', 'backup', 'rebackup', 'restore', 'check', 'snapshots'] },
+    { id: 'small-auto', corpus: small, compression: 'auto', steps: ['init', 'backup', 'rebackup', 'restore'] },
+  ];
+  if (opts['big-auto']) scenarios.push({ id: 'big-auto', corpus: big, compression: 'auto', steps: ['init', 'backup'] });
+
+  // The floor under every Stowage RSS figure: a bare Node process, and the CLI with its modules loaded.
+  const baseline = {
+    nodeRssMiB: (await measure(process.execPath, ['-e', ''], { env: process.env, logFile: join(logs, 'baseline.log'), timeFile: join(work, 'time.out') })).peakRssMiB,
+    stowageHelpRssMiB: (await measure(process.execPath, [...toolList[0]!.prefix, '--help'], { env: process.env, logFile: join(logs, 'baseline.log'), timeFile: join(work, 'time.out') })).peakRssMiB,
+  };
+
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  const samples: Sample[] = [];
+  const kdf: Partial<Record<ToolId, string>> = {};
+  for (let run = 1; run <= runs; run++) {
+    // Rotate who goes first, so neither tool always runs right after the other's writes.
+    // restic 0.14 is a reference only; one run of it is enough and keeps the bench short.
+    const inRun = toolList.filter((t) => t.id !== 'restic014' || run === 1);
+    const order = inRun.map((_, i) => inRun[(i + run - 1) % inRun.length]!);
+    for (const s of scenarios) {
+      for (const step of s.steps) {
+        for (const tool of order) {
+          samples.push(await runStep(run, step, s, tool, samples));
+          if (step === 'init') kdf[tool.id] ??= kdfParams(join(work, `repo-${s.id}-${tool.id}`));
+        }
+      }
+      if (!opts.keep) for (const tool of order) rmSync(join(work, `repo-${s.id}-${tool.id}`), { recursive: true, force: true });
+      if (!opts.keep) for (const tool of order) rmSync(join(work, `cache-${s.id}-${tool.id}`), { recursive: true, force: true });
+    }
+  }
+  const finishedAt = new Date();
+
+  const figures = buildFigures(samples, toolList.map((t) => t.id));
+  const failures = samples.filter((s) => s.error);
+  const warnings = samples.filter((s) => s.warning);
+  const cpu = cpus();
+  const machine = {
+    host: hostname(),
+    cpu: `${cpu.length} × ${cpu[0]?.model ?? 'unknown'}`,
+    memoryGiB: Math.round(totalmem() / 1024 ** 3),
+    loadAverageBefore: loadBefore.map((v) => Number(v.toFixed(2))),
+    loadAverageAfter: loadavg().map((v) => Number(v.toFixed(2))),
+  };
+
+  const md: string[] = [];
+  md.push(`## Stowage vs restic${quick ? ' (quick)' : ''} — ${startedAt.toISOString()}`);
+  md.push('');
+  md.push(`- machine: ${machine.cpu}, ${machine.memoryGiB} GiB; load average ${machine.loadAverageBefore.join(' ')} before, ${machine.loadAverageAfter.join(' ')} after; ${((finishedAt.getTime() - startedAt.getTime()) / 60000).toFixed(1)} min`);
+  for (const t of toolList) md.push(`- ${t.label}: ${t.version}; key derivation ${kdf[t.id] ?? 'unknown'}`);
+  md.push(`- RSS floor: bare node ${baseline.nodeRssMiB.toFixed(0)} MiB; \`stowage --help\` ${baseline.stowageHelpRssMiB.toFixed(0)} MiB`);
+  md.push(`- big corpus: ${big.files} files, ${(big.bytes / MiB).toFixed(0)} MiB (AES-CTR keystream); small corpus: ${small.files} files in ${small.dirs} dirs, ${(small.bytes / MiB).toFixed(0)} MiB (half text, half random)`);
+  md.push(`- ${runs} run(s), median reported${withRestic014 && runs > 1 ? ' (restic 0.14: run 1 only)' : ''}; warm page cache; local repositories under ${work}; MiB/s = source bytes / wall; ratio = Stowage / restic 0.19.1 for that row`);
+  md.push('');
+  md.push(markdownTable(figures, withRestic014));
+  if (failures.length) {
+    md.push('');
+    md.push('Failures (not counted in the medians):');
+    for (const f of failures) md.push(`- run ${f.run} ${f.scenario} ${f.step} ${f.tool}: ${f.error} (log: ${f.logFile})`);
+  }
+  if (warnings.length) {
+    md.push('');
+    md.push('Warnings:');
+    for (const w of warnings) md.push(`- run ${w.run} ${w.scenario} ${w.step} ${w.tool}: ${w.warning}`);
+  }
+  process.stdout.write(md.join('\n') + '\n');
+
+  const resultsDir = join(benchDir, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const out = join(resultsDir, quick ? 'latest-quick.json' : 'latest.json');
+  const json = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    quick,
+    runs,
+    machine,
+    baseline,
+    tools: toolList.map((t) => ({ id: t.id, label: t.label, version: t.version, keyDerivation: kdf[t.id] })),
+    corpora: [big, small],
+    figures: figures.map((f) => ({ ...f.def, tools: f.tools, rows: f.rows })),
+    samples,
+  };
+  writeFileSync(out, JSON.stringify(json, null, 2) + '\n');
+  log(`results written to ${out}`);
+  if (failures.length) process.exitCode = 1;
+}
+
+await main();

@@ -1,0 +1,274 @@
+// Restore: include/exclude selection, what a hostile tree or a hostile target folder can and
+// cannot make the restorer do, overwriting, and damaged data.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IntegrityError } from '../../src/errors.ts';
+import { MemoryBackend } from '../../src/backend/memory.ts';
+import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
+import { goTimeNow } from '../../src/repository/gotime.ts';
+import type { BlobId } from '../../src/repository/id.ts';
+import { GO_MODE_DIR } from '../../src/snapshot/mode.ts';
+import type { TreeNode } from '../../src/snapshot/node.ts';
+import { encodeTree } from '../../src/snapshot/tree.ts';
+import { encodeSnapshot } from '../../src/snapshot/snapshot.ts';
+import { loadSnapshot } from '../../src/snapshot/queries.ts';
+import { backup } from '../../src/snapshot/archiver.ts';
+import { checkNodeName, restore } from '../../src/snapshot/restorer.ts';
+import { compareTrees } from '../helpers/compare-trees.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const KDF = { N: 1024, r: 8, p: 1 };
+
+async function newRepo(): Promise<IndexedRepository> {
+  const repo = await Repository.init(new MemoryBackend(), { password: 'pw', kdf: KDF });
+  return repo.loadIndex();
+}
+
+/** Every path below `dir`, relative, sorted; folders end with '/'. */
+async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    for (const name of await readdir(join(dir, rel))) {
+      const r = rel ? `${rel}/${name}` : name;
+      if ((await lstat(join(dir, r))).isDirectory()) {
+        out.push(`${r}/`);
+        await walk(r);
+      } else out.push(r);
+    }
+  };
+  await walk('');
+  return out.sort();
+}
+
+// ---- selection -------------------------------------------------------------------------------
+
+/** src/{a/{x.txt,y.bin}, b/z.txt, c.txt, d/e/f.txt}, backed up; returns the snapshot tree. */
+async function selectionFixture() {
+  const base = await tmpDir('stowage-select');
+  const src = join(base, 'src');
+  await mkdir(join(src, 'a'), { recursive: true });
+  await mkdir(join(src, 'b'));
+  await mkdir(join(src, 'd/e'), { recursive: true });
+  await writeFile(join(src, 'a/x.txt'), 'x');
+  await writeFile(join(src, 'a/y.bin'), randomBytes(5000));
+  await writeFile(join(src, 'b/z.txt'), 'z');
+  await writeFile(join(src, 'c.txt'), 'c');
+  await writeFile(join(src, 'd/e/f.txt'), 'f');
+  const repo = await newRepo();
+  const r = await backup(repo, { paths: [src] });
+  return { base, src, repo, tree: r.snapshot.tree };
+}
+
+/** Restores `tree` into base/name with the filters; lists the result below the source path. */
+async function restoreWith(f: Awaited<ReturnType<typeof selectionFixture>>, name: string, include?: string[], exclude?: string[]) {
+  const target = join(f.base, name);
+  const r = await restore(f.repo, f.tree, { target, include, exclude });
+  const all = await listTree(target);
+  // Paths in the snapshot are the absolute source paths; `under` strips that prefix.
+  const srcRel = f.src.slice(1);
+  const under = all.filter((p) => p.startsWith(`${srcRel}/`) && p !== `${srcRel}/`).map((p) => p.slice(srcRel.length + 1));
+  return { r, all, under, srcRel };
+}
+
+test('include picks what is restored; folders without a match are not created', async () => {
+  const f = await selectionFixture();
+  const all = await restoreWith(f, 'everything');
+  assert.deepEqual(all.under, ['a/', 'a/x.txt', 'a/y.bin', 'b/', 'b/z.txt', 'c.txt', 'd/', 'd/e/', 'd/e/f.txt']);
+  assert.equal(all.r.filesRestored, 5);
+  assert.equal(all.r.bytesRestored, 5004);
+
+  const onlyA = await restoreWith(f, 'only-a', [`${f.src}/a`]);
+  assert.deepEqual(onlyA.under, ['a/', 'a/x.txt', 'a/y.bin']);
+  assert.equal(onlyA.r.filesRestored, 2);
+  // The folders leading to the match are there, nothing beside them.
+  const a = `${onlyA.srcRel}/a/`;
+  assert.ok(onlyA.all.every((p) => a.startsWith(p) || p.startsWith(a)), onlyA.all.join(' '));
+
+  assert.deepEqual((await restoreWith(f, 'txt', ['*.txt'])).under, ['a/', 'a/x.txt', 'b/', 'b/z.txt', 'c.txt', 'd/', 'd/e/', 'd/e/f.txt']);
+  assert.deepEqual((await restoreWith(f, 'deep', ['f.txt'])).under, ['d/', 'd/e/', 'd/e/f.txt']);
+  assert.deepEqual((await restoreWith(f, 'nothing', ['no-such-name'])).all, []);
+  assert.deepEqual((await restoreWith(f, 'negated', ['*.txt', '!c.txt'])).under, ['a/', 'a/x.txt', 'b/', 'b/z.txt', 'd/', 'd/e/', 'd/e/f.txt']);
+  // Excluding a folder the walk still has to look into for includes.
+  assert.deepEqual((await restoreWith(f, 'both', ['*.txt'], ['b'])).under, ['a/', 'a/x.txt', 'c.txt', 'd/', 'd/e/', 'd/e/f.txt']);
+  // An exclude at the top level of the snapshot.
+  assert.deepEqual((await restoreWith(f, 'top', undefined, [`/${f.src.split('/')[1]}`])).all, []);
+});
+
+// RestoreRun.walk passes `forced` to the children of every selected folder, and a forced walk
+// skips the exclude check: without includes every top-level folder is selected, so excludes
+// only ever apply to the entries at the snapshot root.
+test('exclude leaves matching entries out at any depth', async () => {
+  const f = await selectionFixture();
+  assert.deepEqual((await restoreWith(f, 'no-txt', undefined, ['*.txt'])).under, ['a/', 'a/y.bin', 'b/', 'd/', 'd/e/']);
+  assert.deepEqual((await restoreWith(f, 'no-d', undefined, [`${f.src}/d`])).under, ['a/', 'a/x.txt', 'a/y.bin', 'b/', 'b/z.txt', 'c.txt']);
+  assert.deepEqual((await restoreWith(f, 'inc-exc', [`${f.src}/a`], ['*.bin'])).under, ['a/', 'a/x.txt']);
+});
+
+test('restoring again over a restored tree puts back changed and removed files', async () => {
+  const { base, src, repo, tree } = await selectionFixture();
+  const target = join(base, 'again');
+  await restore(repo, tree, { target });
+  const out = join(target, src);
+  await writeFile(join(out, 'c.txt'), 'changed');
+  await writeFile(join(out, 'a/extra'), 'not in the snapshot');
+  await rm(join(out, 'd'), { recursive: true });
+  const progress: number[] = [];
+  await restore(repo, tree, { target, onProgress: (p) => progress.push(p.filesDone) });
+  assert.deepEqual(progress, [1, 2, 3, 4, 5]);
+  assert.deepEqual(await compareTrees(src, out, { exclude: (rel) => rel === 'a/extra', ignoreDirMtimes: true }), []);
+  assert.equal(await readFile(join(out, 'a/extra'), 'utf8'), 'not in the snapshot', 'restore does not delete extra files');
+});
+
+test('links planted in the target are replaced, never written through', async () => {
+  const { base, src, repo, tree } = await selectionFixture();
+  const outside = join(base, 'outside');
+  await mkdir(outside);
+  await writeFile(join(outside, 'victim'), 'keep me');
+  const target = join(base, 'planted');
+  const out = join(target, src);
+  await mkdir(out, { recursive: true });
+  await symlink(outside, join(out, 'a')); // a folder in the snapshot
+  await symlink(join(outside, 'victim'), join(out, 'c.txt')); // a file in the snapshot
+  await restore(repo, tree, { target });
+  assert.deepEqual(await readdir(outside), ['victim']);
+  assert.equal(await readFile(join(outside, 'victim'), 'utf8'), 'keep me');
+  assert.ok((await lstat(join(out, 'a'))).isDirectory());
+  assert.ok((await lstat(join(out, 'c.txt'))).isFile());
+  assert.deepEqual(await compareTrees(src, out, { ignoreDirMtimes: true }), []);
+});
+
+// ---- hostile trees ---------------------------------------------------------------------------
+
+function fileNode(name: string, content: BlobId[], size: number): TreeNode {
+  const t = goTimeNow();
+  return { name, type: 'file', mode: 0o644, mtime: t, atime: t, ctime: t, uid: 0, gid: 0, size, content };
+}
+
+function dirNode(name: string, subtree: BlobId): TreeNode {
+  const t = goTimeNow();
+  return { name, type: 'dir', mode: (GO_MODE_DIR | 0o755) >>> 0, mtime: t, atime: t, ctime: t, uid: 0, gid: 0, subtree, content: null };
+}
+
+/** Tree bytes with one node whose name is `name` (which encodeTree itself would refuse). */
+function treeWithName(node: TreeNode, name: string): Uint8Array {
+  const placeholder = 'PLACEHOLDER-NAME';
+  const json = Buffer.from(encodeTree([{ ...node, name: placeholder }])).toString();
+  return Buffer.from(json.replace(`"name":"${placeholder}"`, `"name":${JSON.stringify(name)}`));
+}
+
+test('checkNodeName refuses names that leave their folder', () => {
+  for (const bad of ['', '.', '..', 'a/b', '/', '../x', 'x\0y']) {
+    assert.throws(() => checkNodeName(Buffer.from(bad), 'ab'.repeat(32)), IntegrityError, JSON.stringify(bad));
+  }
+  for (const ok of ['...', '.hidden', 'a\\b', ' ', 'ü']) checkNodeName(Buffer.from(ok), 'ab'.repeat(32));
+});
+
+test('a hostile tree is refused with IntegrityError and nothing is written outside the target', async () => {
+  const hostileNames = ['..', '.', '', 'a/b', '../escaped', '../../escaped', 'x\u0000y'];
+  for (const where of ['root', 'below'] as const) {
+    for (const name of hostileNames) {
+      const base = await tmpDir('stowage-hostile');
+      const repo = await newRepo();
+      const w = repo.blobWriter();
+      const payload = Buffer.from('payload that must stay inside the target');
+      const { id: dataId } = await w.saveBlob('data', payload);
+      // A file, and a folder holding a file, both under the hostile name.
+      const { id: inner } = await w.saveBlob('tree', encodeTree([fileNode('escaped', [dataId], payload.length)]));
+      const trees: BlobId[] = [];
+      for (const node of [fileNode('x', [dataId], payload.length), dirNode('x', inner)]) {
+        let { id } = await w.saveBlob('tree', treeWithName(node, name));
+        // Below: the hostile tree sits one folder down, under a harmless name.
+        if (where === 'below') id = (await w.saveBlob('tree', encodeTree([dirNode('ok', id)]))).id;
+        trees.push(id);
+      }
+      await w.flush();
+      for (const tree of trees) {
+        const t = goTimeNow();
+        const snapshotId = await repo.repo.saveUnpacked('snapshots', encodeSnapshot({ time: t, tree, paths: ['/x'], hostname: 'h' }));
+        const { snapshot } = await loadSnapshot(repo.repo, snapshotId);
+        const target = join(base, 'inner', 'target');
+        await assert.rejects(restore(repo, snapshot.tree, { target }), (e: unknown) => {
+          assert.ok(e instanceof IntegrityError, `${JSON.stringify(name)} (${where}): ${String(e)}`);
+          return true;
+        });
+        // Only the target exists, and in it at most the harmless folder.
+        assert.deepEqual(await listTree(base), ['inner/', 'inner/target/', ...(where === 'below' ? ['inner/target/ok/'] : [])], JSON.stringify(name));
+      }
+    }
+  }
+});
+
+test('a tree with duplicate or unsorted names is refused', async () => {
+  const base = await tmpDir('stowage-unsorted');
+  const repo = await newRepo();
+  const w = repo.blobWriter();
+  const { id: dataId } = await w.saveBlob('data', Buffer.from('d'));
+  const a = Buffer.from(encodeTree([fileNode('a', [dataId], 1)])).toString();
+  const b = Buffer.from(encodeTree([fileNode('b', [dataId], 1)])).toString();
+  const node = (s: string) => s.slice('{"nodes":['.length, s.length - ']}\n'.length);
+  for (const pair of [[b, a], [a, a]]) {
+    const { id } = await w.saveBlob('tree', Buffer.from(`{"nodes":[${node(pair[0]!)},${node(pair[1]!)}]}\n`));
+    await w.flush();
+    await assert.rejects(restore(repo, id, { target: join(base, 't') }), IntegrityError);
+  }
+  assert.deepEqual(await listTree(base), ['t/']);
+});
+
+test('damaged file data is an IntegrityError naming the blob; no unverified byte is written', async () => {
+  const base = await tmpDir('stowage-damaged');
+  const src = join(base, 'src');
+  await mkdir(src);
+  const content = randomBytes(10_000);
+  await writeFile(join(src, 'file'), content);
+  const backend = new MemoryBackend();
+  const repo = await (await Repository.init(backend, { password: 'pw', kdf: KDF })).loadIndex();
+  const r = await backup(repo, { paths: [src] });
+  const [dataBlob] = [...repo.index.entries()].filter((e) => e.type === 'data');
+  const pack = Buffer.from(await backend.load({ type: 'data', name: dataBlob!.packId }));
+  pack[dataBlob!.offset + 100]! ^= 1;
+  await backend.save({ type: 'data', name: dataBlob!.packId }, pack);
+  const target = join(base, 'restore');
+  await assert.rejects(restore(repo, r.snapshot.tree, { target }), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.equal(e.blob, dataBlob!.id);
+    return true;
+  });
+  const restored = await readFile(join(target, src, 'file')).catch(() => Buffer.alloc(0));
+  assert.equal(restored.length, 0, 'the damaged blob was not written');
+});
+
+test('symlinks are restored as links with their exact target', async () => {
+  const base = await tmpDir('stowage-symlinks');
+  const src = join(base, 'src');
+  await mkdir(src);
+  await symlink('../../../../etc/passwd', join(src, 'up'));
+  await symlink('/nonexistent/abs', join(src, 'abs'));
+  const repo = await newRepo();
+  const r = await backup(repo, { paths: [src] });
+  const target = join(base, 'restore');
+  await restore(repo, r.snapshot.tree, { target });
+  assert.equal(await readlink(join(target, src, 'up')), '../../../../etc/passwd');
+  assert.equal(await readlink(join(target, src, 'abs')), '/nonexistent/abs');
+});
+
+// Files are restored several at a time; the second name of a hard link is linked to the first
+// as soon as the first is *registered*, which can be before the first file exists.
+test('hard links restore with the default concurrency', async () => {
+  const base = await tmpDir('stowage-hardlinks');
+  const src = join(base, 'src');
+  await mkdir(src);
+  for (let i = 0; i < 40; i++) {
+    await writeFile(join(src, `f${i}`), `content ${i}`);
+    await link(join(src, `f${i}`), join(src, `f${i}-link`));
+  }
+  const repo = await newRepo();
+  const r = await backup(repo, { paths: [src] });
+  for (let k = 0; k < 5; k++) {
+    const target = join(base, `restore-${k}`);
+    await restore(repo, r.snapshot.tree, { target });
+    assert.deepEqual(await compareTrees(src, join(target, src)), []);
+  }
+});
