@@ -5,7 +5,8 @@ import { pathToFileURL } from 'node:url';
 import { execSync } from 'node:child_process';
 import { StowageError, InvalidInputError, LockedError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
-import { COMMANDS, type CommandContext } from './commands.ts';
+import { COMMANDS } from './commands/index.ts';
+import type { CommandContext } from './context.ts';
 
 export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
 

@@ -1,0 +1,94 @@
+import { InvalidInputError } from '../../errors.ts';
+import { formatGoTime } from '../../repository/gotime.ts';
+import { backup } from '../../snapshot/archiver.ts';
+import type { Command } from '../context.ts';
+import { withRepo, compressionFrom, formatBytes } from '../context.ts';
+
+export const backupCommand: Command = {
+  summary: 'Create a new snapshot of files and folders',
+  usage: '[flags] PATH...',
+  flags: [
+    { name: 'host', short: 'H', kind: 'string', arg: 'HOST', help: 'hostname to record (default: this host)' },
+    { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'tags for the new snapshot (repeatable)' },
+    { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'exclude a pattern (repeatable)' },
+    { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file' },
+    { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
+    { name: 'force', short: 'f', kind: 'bool', help: 'read every file, ignore the parent snapshot' },
+    { name: 'stdin', kind: 'bool', help: 'read the backup content from standard input' },
+    { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin (default "stdin")' },
+    { name: 'time', kind: 'string', arg: 'TIME', help: 'snapshot time instead of now ("2006-01-02 15:04:05")' },
+    { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the paths to back up from a file (one per line)' },
+  ],
+  async run(ctx) {
+    const f = ctx.flags;
+    const excludes = [...f.list('exclude')];
+    for (const file of f.list('exclude-file')) {
+      const { readFileSync } = await import('node:fs');
+      excludes.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+    }
+    const paths = [...f.positional];
+    for (const file of f.list('files-from')) {
+      const { readFileSync } = await import('node:fs');
+      paths.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+    }
+    const stdin = f.bool('stdin');
+    if (!stdin && paths.length === 0) throw new InvalidInputError('nothing to backup, please specify target files/dirs');
+    if (stdin && paths.length) throw new InvalidInputError('--stdin was specified and files/dirs were listed as arguments');
+    let time: import('../../repository/gotime.ts').GoTime | undefined;
+    if (f.string('time')) {
+      const { goTimeFromDate } = await import('../../repository/gotime.ts');
+      const d = new Date(f.string('time')!.replace(' ', 'T'));
+      if (Number.isNaN(d.getTime())) throw new InvalidInputError(`invalid --time ${f.string('time')}`);
+      time = goTimeFromDate(d);
+    }
+    // Locked before the index is read, so no prune can remove what the index promises.
+    return withRepo(ctx, 'shared', async (r) => {
+      const repo = await r.loadIndex({ signal: ctx.signal });
+      let lastLine = 0;
+      const res = await backup(repo, {
+        lock: false,
+        paths,
+        stdin: stdin ? { stream: process.stdin, filename: f.string('stdin-filename') ?? 'stdin' } : undefined,
+        hostname: f.string('host'),
+        tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
+        excludes,
+        parent: f.bool('force') ? null : f.string('parent'),
+        compression: compressionFrom(ctx),
+        time,
+        signal: ctx.signal,
+        onError: (p, e) => ctx.err(`error: ${e.message}\n`),
+        onProgress: (p) => {
+          if (!ctx.json || ctx.quiet) return;
+          const now = Date.now();
+          if (now - lastLine < 1000) return;
+          lastLine = now;
+          ctx.out(JSON.stringify({ message_type: 'status', files_done: p.filesDone, bytes_done: p.bytesDone, current_files: p.currentFile ? [p.currentFile] : [] }) + '\n');
+        },
+      });
+      const s = res.summary;
+      if (ctx.json) {
+        ctx.out(JSON.stringify({
+          message_type: 'summary',
+          files_new: s.filesNew, files_changed: s.filesChanged, files_unmodified: s.filesUnmodified,
+          dirs_new: s.dirsNew, dirs_changed: s.dirsChanged, dirs_unmodified: s.dirsUnmodified,
+          data_blobs: s.dataBlobs, tree_blobs: s.treeBlobs, data_added: s.dataAdded, data_added_packed: s.dataAddedPacked,
+          total_files_processed: s.totalFilesProcessed, total_bytes_processed: s.totalBytesProcessed,
+          total_duration: Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9,
+          backup_start: formatGoTime(s.backupStart), backup_end: formatGoTime(s.backupEnd),
+          snapshot_id: res.snapshotId,
+        }) + '\n');
+      } else if (!ctx.quiet) {
+        ctx.out(`\nFiles:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified\n` +
+          `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified\n` +
+          `Added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
+          `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${(Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9).toFixed(2)}s\n` +
+          `snapshot ${res.snapshotId.slice(0, 8)} saved\n`);
+      }
+      if (res.errors.length) {
+        ctx.err(`Warning: at least one source file could not be read\n`);
+        return 3;
+      }
+      return 0;
+    });
+  },
+};

@@ -1,0 +1,27 @@
+// The command registry: one file per command, each exporting a Command.
+import type { Command } from '../context.ts';
+import { initCommand } from './init.ts';
+import { backupCommand } from './backup.ts';
+import { snapshotsCommand } from './snapshots.ts';
+import { lsCommand } from './ls.ts';
+import { restoreCommand } from './restore.ts';
+import { dumpCommand } from './dump.ts';
+import { catCommand } from './cat.ts';
+import { statsCommand } from './stats.ts';
+import { checkCommand } from './check.ts';
+import { keyCommand } from './key.ts';
+import { unlockCommand } from './unlock.ts';
+
+export const COMMANDS: Record<string, Command> = {
+  init: initCommand,
+  backup: backupCommand,
+  snapshots: snapshotsCommand,
+  ls: lsCommand,
+  restore: restoreCommand,
+  dump: dumpCommand,
+  cat: catCommand,
+  stats: statsCommand,
+  check: checkCommand,
+  key: keyCommand,
+  unlock: unlockCommand,
+};

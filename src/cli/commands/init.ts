@@ -1,0 +1,27 @@
+import { InvalidInputError } from '../../errors.ts';
+import { Repository } from '../../repository/repository.ts';
+import type { Command } from '../context.ts';
+import { backendFor } from '../context.ts';
+
+export const initCommand: Command = {
+  summary: 'Initialize a new repository',
+  usage: '[flags]',
+  flags: [{ name: 'repository-version', kind: 'string', arg: '1|2|latest|stable', help: 'repository format version (default 2)' }],
+  async run(ctx) {
+    const v = ctx.flags.string('repository-version') ?? 'stable';
+    const version = v === '1' ? 1 : v === '2' || v === 'latest' || v === 'stable' ? 2 : undefined;
+    if (!version) throw new InvalidInputError(`unsupported repository version ${JSON.stringify(v)} (use 1 or 2)`);
+    const backend = await backendFor(ctx);
+    try {
+      const repo = await Repository.init(backend, { password: ctx.password(), version, signal: ctx.signal });
+      if (ctx.json) ctx.out(JSON.stringify({ message_type: 'initialized', id: repo.config.id, repository: backend.location }) + '\n');
+      else if (!ctx.quiet) {
+        ctx.out(`created restic repository ${repo.config.id.slice(0, 10)} at ${backend.location}\n\n` +
+          'Please note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost.\n');
+      }
+    } finally {
+      await backend.close();
+    }
+    return 0;
+  },
+};

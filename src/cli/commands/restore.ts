@@ -1,0 +1,40 @@
+import { InvalidInputError } from '../../errors.ts';
+import { restore } from '../../snapshot/restorer.ts';
+import { loadSnapshot } from '../../snapshot/queries.ts';
+import type { Command } from '../context.ts';
+import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
+
+export const restoreCommand: Command = {
+  summary: 'Extract a snapshot into a folder',
+  usage: '[flags] SNAPSHOT[:SUBFOLDER]',
+  flags: [
+    ...FILTER_FLAGS,
+    { name: 'target', short: 't', kind: 'string', arg: 'DIR', help: 'folder to restore into (required)' },
+    { name: 'include', short: 'i', kind: 'list', arg: 'PATTERN', help: 'restore only matching paths (repeatable)' },
+    { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'do not restore matching paths (repeatable)' },
+  ],
+  async run(ctx) {
+    const refArg = ctx.flags.positional[0];
+    if (!refArg) throw new InvalidInputError('no snapshot ID specified, specify snapshot ID or use special ID "latest"');
+    const target = ctx.flags.string('target');
+    if (!target) throw new InvalidInputError('please specify a directory to restore to (--target)');
+    const [ref, sub] = splitSnapshotRef(refArg);
+    return withRepo(ctx, 'shared', async (r) => {
+      const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags));
+      const repo = await r.loadIndex({ signal: ctx.signal });
+      const tree = sub ? await findSubtree(repo, snap.snapshot.tree, sub) : snap.snapshot.tree;
+      if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
+      const res = await restore(repo, tree, {
+        target,
+        include: ctx.flags.list('include'),
+        exclude: ctx.flags.list('exclude'),
+        signal: ctx.signal,
+        onWarning: (p, m) => ctx.err(`ignoring error for ${p}: ${m}\n`),
+      });
+      if (ctx.json) {
+        ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
+      } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})\n`);
+      return 0;
+    });
+  },
+};

@@ -1,0 +1,148 @@
+// What every command shares: the context, opening and locking the repository, output helpers.
+import type { Flags, FlagSpec } from './args.ts';
+import { InvalidInputError, NotFoundError } from '../errors.ts';
+import { openBackend } from '../backend/location.ts';
+import type { Backend } from '../backend/backend.ts';
+import { Repository, type IndexedRepository } from '../repository/repository.ts';
+import { withLock } from '../repository/lock.ts';
+import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
+import { formatGoTime } from '../repository/gotime.ts';
+import type { BlobId } from '../repository/id.ts';
+import type { SnapshotEntry, SnapshotFilter } from '../snapshot/queries.ts';
+import { encodeSnapshot } from '../snapshot/snapshot.ts';
+import { decodeTree } from '../snapshot/tree.ts';
+import type { TreeNode } from '../snapshot/node.ts';
+import { formatGoFileMode } from '../snapshot/mode.ts';
+
+export interface CommandContext {
+  flags: Flags;
+  env: NodeJS.ProcessEnv;
+  signal: AbortSignal;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+  out(s: string): void;
+  err(s: string): void;
+  repoLocation(): string;
+  password(): string;
+  retryLock(): number;
+}
+
+export interface Command {
+  summary: string;
+  usage: string;
+  flags: FlagSpec[];
+  run(ctx: CommandContext): Promise<number>;
+}
+
+export const FILTER_FLAGS: FlagSpec[] = [
+  { name: 'host', short: 'H', kind: 'list', arg: 'HOST', help: 'only snapshots of this host (repeatable)' },
+  { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'only snapshots with these tags (comma = and; repeat = or)' },
+  { name: 'path', kind: 'list', arg: 'PATH', help: 'only snapshots that include this path (repeatable)' },
+];
+
+export function filterFrom(f: Flags): SnapshotFilter {
+  return {
+    hosts: f.list('host'),
+    tags: f.list('tag').map((t) => t.split(',').filter((x) => x !== '')),
+    paths: f.list('path'),
+  };
+}
+
+export async function backendFor(ctx: CommandContext): Promise<Backend> {
+  const extended: Record<string, string> = {};
+  for (const o of ctx.flags.list('option')) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new InvalidInputError(`invalid option ${JSON.stringify(o)}: expected key=value`);
+    extended[o.slice(0, eq)] = o.slice(eq + 1);
+  }
+  const kib = (name: string) => {
+    const v = ctx.flags.int(name);
+    return v === undefined ? undefined : v * 1024;
+  };
+  const up = kib('limit-upload');
+  const down = kib('limit-download');
+  return openBackend(ctx.repoLocation(), {
+    env: ctx.env,
+    extended,
+    cacert: ctx.flags.list('cacert'),
+    insecureTls: ctx.flags.bool('insecure-tls'),
+    rateLimit: up || down ? { uploadBytesPerSecond: up, downloadBytesPerSecond: down } : undefined,
+  });
+}
+
+export async function openRepo(ctx: CommandContext): Promise<Repository> {
+  const backend = await backendFor(ctx);
+  return Repository.open(backend, { password: ctx.password(), keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT, signal: ctx.signal });
+}
+
+/** Runs fn with the repository opened and locked (unless --no-lock for read-only commands). */
+export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>): Promise<T> {
+  const repo = await openRepo(ctx);
+  try {
+    if (lock === 'none' || ctx.flags.bool('no-lock')) return await fn(repo);
+    return await withLock(repo, { exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, () => fn(repo));
+  } finally {
+    await repo.backend.close();
+  }
+}
+
+export function compressionFrom(ctx: CommandContext): CompressionMode {
+  return parseCompressionMode(ctx.flags.string('compression') ?? ctx.env.RESTIC_COMPRESSION ?? 'auto');
+}
+
+export function packSizeFrom(ctx: CommandContext): number | undefined {
+  const s = ctx.flags.string('pack-size') ?? ctx.env.RESTIC_PACK_SIZE;
+  if (!s) return undefined;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 4 || n > 128) throw new InvalidInputError(`pack size ${s} MiB is outside 4..128`);
+  return n * 1024 * 1024;
+}
+
+export function snapshotJson(e: SnapshotEntry): Record<string, unknown> {
+  const o = JSON.parse(Buffer.from(encodeSnapshot(e.snapshot)).toString('utf8')) as Record<string, unknown>;
+  return { ...o, id: e.id, short_id: e.id.slice(0, 8) };
+}
+
+export function formatTime(t: string): string {
+  const d = new Date(t);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(3)} ${units[i]}`;
+}
+
+/** "ID[:subfolder]" as restic's restore and dump accept. */
+export function splitSnapshotRef(ref: string): [string, string] {
+  const i = ref.indexOf(':');
+  return i < 0 ? [ref, ''] : [ref.slice(0, i), ref.slice(i + 1)];
+}
+
+export async function findSubtree(repo: IndexedRepository, root: BlobId, sub: string): Promise<BlobId> {
+  let tree = root;
+  for (const part of sub.split('/').filter(Boolean)) {
+    const node = decodeTree(await repo.loadBlob('tree', tree), tree).find((n) => n.name === part);
+    if (!node || node.type !== 'dir' || !node.subtree) throw new NotFoundError(`path ${sub} in snapshot`);
+    tree = node.subtree;
+  }
+  return tree;
+}
+
+
+export function nodeJson(path: string, n: TreeNode): Record<string, unknown> {
+  return {
+    name: n.name, type: n.type, path, uid: n.uid, gid: n.gid, size: n.size ?? 0, mode: n.mode,
+    permissions: formatGoFileMode(n.mode), mtime: formatGoTime(n.mtime), atime: formatGoTime(n.atime), ctime: formatGoTime(n.ctime),
+    inode: n.inode === undefined ? undefined : Number(n.inode), struct_type: 'node', message_type: 'node',
+  };
+}
+
