@@ -39,14 +39,17 @@ export function expectedPackSize(blobs: Iterable<{ length: number; uncompressedL
 export class PackWriter {
   readonly blobType: BlobType;
   readonly #key: CryptoKey;
-  readonly #parts: Uint8Array[] = [];
+  // Blobs are copied into one growing buffer as they arrive, so a finished pack needs no second
+  // copy and the senders' buffers can be freed at once. Untouched capacity costs no memory.
+  #buf: Buffer;
   readonly #blobs: PackedBlob[] = [];
   #size = 0;
   #headerSize = 0;
 
-  constructor(key: CryptoKey, blobType: BlobType) {
+  constructor(key: CryptoKey, blobType: BlobType, expectedSize = 1 << 20) {
     this.#key = key;
     this.blobType = blobType;
+    this.#buf = Buffer.allocUnsafeSlow(expectedSize);
   }
 
   /** Bytes the pack holds so far (blobs only). */
@@ -64,10 +67,19 @@ export class PackWriter {
   /** Adds a sealed blob. `uncompressedLength` is 0 for an uncompressed blob. */
   add(id: BlobId, sealed: Uint8Array, uncompressedLength: number): void {
     const blob: PackedBlob = { type: this.blobType, id, offset: this.#size, length: sealed.length, uncompressedLength };
-    this.#parts.push(sealed);
+    this.#reserve(sealed.length);
+    this.#buf.set(sealed, this.#size);
     this.#blobs.push(blob);
     this.#size += sealed.length;
     this.#headerSize += entrySize(blob);
+  }
+
+  #reserve(extra: number): void {
+    const need = this.#size + extra;
+    if (need <= this.#buf.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(need, this.#buf.length * 2));
+    grown.set(this.#buf.subarray(0, this.#size));
+    this.#buf = grown;
   }
 
   /** Whether another blob would push the header past restic's limit. */
@@ -75,22 +87,28 @@ export class PackWriter {
     return this.#headerSize + COMPRESSED_ENTRY_SIZE + CRYPTO_OVERHEAD + 4 > MAX_HEADER_SIZE;
   }
 
+  /** Seals the header and returns the whole pack file and its ID (SHA-256 of the file). */
   finish(): { id: PackId; bytes: Uint8Array; blobs: PackedBlob[] } {
-    const header = encodePackHeader(this.#blobs);
-    const sealedHeader = seal(this.#key, header);
-    const total = this.#size + sealedHeader.length + 4;
-    const out = Buffer.allocUnsafe(total);
-    let o = 0;
-    for (const p of this.#parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    out.set(sealedHeader, o);
-    o += sealedHeader.length;
-    out.writeUInt32LE(sealedHeader.length, o);
-    this.#parts.length = 0;
-    const id = createHash('sha256').update(out).digest('hex') as PackId;
-    return { id, bytes: out, blobs: this.#blobs.slice() };
+    const bytes = this.#seal();
+    const id = createHash('sha256').update(bytes).digest('hex') as PackId;
+    return { id, bytes, blobs: this.#blobs.slice() };
+  }
+
+  /** As finish(), but hashes the pack on libuv's thread pool, off the calling thread. */
+  async finishAsync(): Promise<{ id: PackId; bytes: Uint8Array; blobs: PackedBlob[] }> {
+    const bytes = this.#seal();
+    const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes);
+    return { id: Buffer.from(digest).toString('hex') as PackId, bytes, blobs: this.#blobs.slice() };
+  }
+
+  #seal(): Buffer {
+    const sealedHeader = seal(this.#key, encodePackHeader(this.#blobs));
+    this.#reserve(sealedHeader.length + 4);
+    this.#buf.set(sealedHeader, this.#size);
+    this.#buf.writeUInt32LE(sealedHeader.length, this.#size + sealedHeader.length);
+    const bytes = this.#buf.subarray(0, this.#size + sealedHeader.length + 4);
+    this.#buf = Buffer.alloc(0);
+    return bytes;
   }
 }
 

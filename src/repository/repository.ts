@@ -371,7 +371,10 @@ export class BlobWriter {
     if (this.has(type, id)) return false;
     this.#inRun.add(`${type}:${id}`);
     let packer = this.#packers.get(type);
-    if (!packer) this.#packers.set(type, (packer = new PackWriter(this.#repo.repo.masterKeyForWorkers(), type)));
+    if (!packer) {
+      packer = new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, type === 'data' ? this.#packSize + (1 << 20) : 1 << 20);
+      this.#packers.set(type, packer);
+    }
     packer.add(id, sealed, uncompressedLength);
     if (type === 'data') {
       this.stats.dataBlobs++;
@@ -390,7 +393,7 @@ export class BlobWriter {
       await Promise.race([...this.#uploads].map((u) => u.promise));
     }
     if (this.#failure) throw this.#failure;
-    const { id, bytes, blobs } = packer.finish();
+    const { id, bytes, blobs } = await packer.finishAsync();
     const entry: PendingUpload = { promise: Promise.resolve() };
     entry.promise = (async () => {
       try {
