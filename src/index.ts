@@ -26,3 +26,6 @@ export { groupSnapshots, filterSnapshots, latestSnapshot, findSnapshotByPrefix }
 export type { SnapshotEntry, SnapshotFilter, RepositoryStats } from './snapshot/queries.ts';
 export type { Snapshot, SnapshotSummary } from './snapshot/snapshot.ts';
 export type { TreeNode, NodeType } from './snapshot/node.ts';
+export type { OpenBackendOptions, BackendOverrides, ParsedLocation, LocationKind } from './backend/location.ts';
+export { backendFromStash, decodeSecretData, stashKind } from './backend/stash.ts';
+export type { StashBackendSpec, StashSecretData, StashRepository, StashKind, StashOpenOptions } from './backend/stash.ts';

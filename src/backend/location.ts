@@ -206,8 +206,14 @@ function parseRest(rest: string, bad: (why: string) => InvalidInputError): RestL
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad(`only http and https are supported (expected ${SCHEMES.rest})`);
   if (url.search || url.hash) throw bad('a REST location must not have a query or fragment');
-  const username = decodeURIComponent(url.username);
-  const password = decodeURIComponent(url.password);
+  let username: string;
+  let password: string;
+  try {
+    username = decodeURIComponent(url.username);
+    password = decodeURIComponent(url.password);
+  } catch (err) {
+    throw Object.assign(bad('the user name or password is not valid percent-encoding'), { cause: err });
+  }
   url.username = '';
   url.password = '';
   // restic adds the slash too: the repository is a folder on the server.

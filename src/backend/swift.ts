@@ -297,8 +297,7 @@ export class SwiftBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    // fetch keeps no per-backend connections; the token is simply forgotten.
-    this.#session = undefined;
+    // fetch keeps no per-backend connections, and a token is only a string: nothing to release.
   }
 
   #objectName(h: FileHandle): string {
