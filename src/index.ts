@@ -4,7 +4,28 @@ export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions 
 export { FILE_TYPES } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';
 export { MemoryBackend } from './backend/memory.ts';
-export { openBackend, parseLocation } from './backend/location.ts';
+export { openBackend, openLocation, parseLocation, redactLocation } from './backend/location.ts';
+// Cloud backends: each loads its SDK (an optional peer dependency) only when first used.
+export { S3Backend } from './backend/s3.ts';
+export type { S3BackendOptions } from './backend/s3.ts';
+export { GCSBackend } from './backend/gcs.ts';
+export type { GCSBackendOptions } from './backend/gcs.ts';
+export { AzureBackend } from './backend/azure.ts';
+export type { AzureBackendOptions } from './backend/azure.ts';
+export { SwiftBackend, swiftOptionsFromEnv } from './backend/swift.ts';
+export type { SwiftBackendOptions } from './backend/swift.ts';
+export { B2Backend, b2OptionsFromEnv } from './backend/b2.ts';
+export type { B2BackendOptions } from './backend/b2.ts';
+export { RestBackend } from './backend/rest.ts';
+export type { RestBackendOptions } from './backend/rest.ts';
+// Wrappers around any backend.
+export { RetryBackend, wrapBackend, isRetryableError } from './backend/retry.ts';
+export type { RetryOptions, WrapOptions } from './backend/retry.ts';
+export { LimitedBackend } from './backend/limits.ts';
+export type { LimitOptions, RateLimitOptions } from './backend/limits.ts';
+export { ObservedBackend } from './backend/observe.ts';
+export { FaultyBackend } from './backend/faulty.ts';
+export type { FaultyBackendOptions } from './backend/faulty.ts';
 export type { BlobId, PackId, SnapshotId, IndexId, KeyId, BlobType } from './repository/id.ts';
 export { Repository, IndexedRepository, BlobWriter } from './repository/repository.ts';
 export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions } from './repository/repository.ts';
