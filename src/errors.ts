@@ -154,3 +154,14 @@ function abortMessage(signal: AbortSignal): string {
   if (r instanceof Error && r.name !== 'AbortError') return `operation aborted: ${r.message}`;
   return 'operation aborted';
 }
+
+/**
+ * A value read from JSON, for an error message: strings quoted, objects and arrays only named,
+ * at most `max` characters. Never throws, unlike JSON.stringify (bigint, values nested deeper
+ * than the stack) and String (objects whose toString is not callable).
+ */
+export function shownValue(v: unknown, max = 80): string {
+  if (typeof v === 'string') return JSON.stringify(v).slice(0, max);
+  if (v !== null && typeof v === 'object') return Array.isArray(v) ? 'an array' : 'an object';
+  return String(v).slice(0, max);
+}

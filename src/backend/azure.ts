@@ -102,10 +102,10 @@ export class AzureBackend implements Backend {
   readonly container: string;
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
-  private readonly opts: AzureBackendOptions;
+  readonly #opts: AzureBackendOptions;
   /** Strings that must never appear in a message (key, SAS, connection string parts). */
-  private readonly secrets: string[];
-  private client: Promise<AzureBlob.ContainerClient> | undefined;
+  readonly #secrets: string[];
+  #client: Promise<AzureBlob.ContainerClient> | undefined;
 
   constructor(opts: AzureBackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('Azure backend options must be an object');
@@ -123,8 +123,8 @@ export class AzureBackend implements Backend {
       throw new InvalidInputError('Azure backend needs accountName (or an endpoint) unless a connectionString is given');
     }
     if (opts.accountKey !== undefined && !opts.accountName) throw new InvalidInputError('Azure backend: accountKey needs accountName');
-    this.opts = { ...opts };
-    this.secrets = secretParts(opts);
+    this.#opts = { ...opts };
+    this.#secrets = secretParts(opts);
     const where = this.serviceUrlForDisplay();
     this.location = `azure:${this.container}:/${this.prefix}${where ? ` (${where})` : ''}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
@@ -288,22 +288,22 @@ export class AzureBackend implements Backend {
   }
 
   private tierFor(h: FileHandle): AzureBlob.BlockBlobTier | undefined {
-    const tier = this.opts.accessTier;
+    const tier = this.#opts.accessTier;
     if (tier === undefined || (tier === 'Archive' && h.type !== 'data')) return undefined;
     return tier as AzureBlob.BlockBlobTier;
   }
 
   private containerClient(): Promise<AzureBlob.ContainerClient> {
-    this.client ??= this.makeContainerClient().catch((err: unknown) => {
-      this.client = undefined;
+    this.#client ??= this.makeContainerClient().catch((err: unknown) => {
+      this.#client = undefined;
       throw err;
     });
-    return this.client;
+    return this.#client;
   }
 
   private async makeContainerClient(): Promise<AzureBlob.ContainerClient> {
     const az = await loadAzure();
-    const o = this.opts;
+    const o = this.#opts;
     // No retries here: the retry wrapper above the backend decides, with its own backoff.
     // `agent` is passed on to the HTTP pipeline, though the storage typings do not list it.
     const pipelineOptions: AzureBlob.StoragePipelineOptions & { agent?: HttpsAgent } = { retryOptions: { maxTries: 1 } };
@@ -332,14 +332,14 @@ export class AzureBackend implements Backend {
 
   /** The blob service URL without credentials. */
   private serviceUrl(): string {
-    const o = this.opts;
+    const o = this.#opts;
     if (o.endpoint) return o.endpoint.replace(/\/+$/, '');
     return `https://${o.accountName}.blob.${o.endpointSuffix || 'core.windows.net'}`;
   }
 
   /** The service URL as shown in `location`: no query string (a SAS), no user info. */
   private serviceUrlForDisplay(): string {
-    const o = this.opts;
+    const o = this.#opts;
     if (o.connectionString !== undefined) {
       const fields = parseConnectionString(o.connectionString);
       const blobEndpoint = fields.get('blobendpoint');
@@ -354,7 +354,7 @@ export class AzureBackend implements Backend {
 
   private redact(text: string): string {
     let out = text;
-    for (const secret of this.secrets) out = out.split(secret).join('***');
+    for (const secret of this.#secrets) out = out.split(secret).join('***');
     return out.replace(/([?&](?:sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid)=)[^&\s"']*/gi, '$1***');
   }
 

@@ -87,9 +87,9 @@ export class GCSBackend implements Backend {
   readonly bucket: string;
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
-  private readonly opts: GCSBackendOptions;
-  private readonly secrets: string[];
-  private client: Promise<Gcs.Bucket> | undefined;
+  readonly #opts: GCSBackendOptions;
+  readonly #secrets: string[];
+  #client: Promise<Gcs.Bucket> | undefined;
 
   constructor(opts: GCSBackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('GCS backend options must be an object');
@@ -101,8 +101,8 @@ export class GCSBackend implements Backend {
     if (opts.apiEndpoint !== undefined && !/^https?:\/\/[^/?#]+\/?$/.test(opts.apiEndpoint)) {
       throw new InvalidInputError(`GCS apiEndpoint must be an http(s) origin such as http://127.0.0.1:4443, got ${JSON.stringify(stripUrlSecrets(opts.apiEndpoint))}`);
     }
-    this.opts = { ...opts };
-    this.secrets = secretParts(opts.credentials);
+    this.#opts = { ...opts };
+    this.#secrets = secretParts(opts.credentials);
     const where = opts.apiEndpoint ? ` (${stripUrlSecrets(opts.apiEndpoint)})` : '';
     this.location = `gs:${this.bucket}:/${this.prefix}${where}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
@@ -123,7 +123,7 @@ export class GCSBackend implements Backend {
     if (exists) return;
     throwIfAborted(options.signal);
     try {
-      await bucket.storage.createBucket(this.bucket, { location: this.opts.region ?? 'US' });
+      await bucket.storage.createBucket(this.bucket, { location: this.#opts.region ?? 'US' });
     } catch (err) {
       // Created by someone else in between.
       if (statusOf(err) === 409) return;
@@ -251,16 +251,16 @@ export class GCSBackend implements Backend {
   }
 
   private bucketClient(): Promise<Gcs.Bucket> {
-    this.client ??= this.makeBucketClient().catch((err: unknown) => {
-      this.client = undefined;
+    this.#client ??= this.makeBucketClient().catch((err: unknown) => {
+      this.#client = undefined;
       throw err;
     });
-    return this.client;
+    return this.#client;
   }
 
   private async makeBucketClient(): Promise<Gcs.Bucket> {
     const gcs = await loadGcs();
-    const o = this.opts;
+    const o = this.#opts;
     let credentials: GCSServiceAccountKey | undefined;
     if (typeof o.credentials === 'string') {
       credentials = parseKey(o.credentials, 'credentials');
@@ -288,7 +288,7 @@ export class GCSBackend implements Backend {
 
   private redact(text: string): string {
     let out = text;
-    for (const secret of this.secrets) out = out.split(secret).join('***');
+    for (const secret of this.#secrets) out = out.split(secret).join('***');
     return out.replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g, '***');
   }
 

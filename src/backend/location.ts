@@ -169,8 +169,9 @@ function parseS3(rest: string, bad: (why: string) => InvalidInputError): S3Locat
     let url: URL;
     try {
       url = new URL(rest);
-    } catch (err) {
-      throw Object.assign(bad('the endpoint is not a valid URL'), { cause: err });
+    } catch {
+      // Not as the cause: Node's URL error carries the whole input, credentials included.
+      throw bad('the endpoint is not a valid URL');
     }
     if (url.username || url.password) throw bad('an S3 location must not contain credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
     if (url.search || url.hash) throw bad('an S3 location must not have a query or fragment');
@@ -201,8 +202,9 @@ function parseRest(rest: string, bad: (why: string) => InvalidInputError): RestL
   let url: URL;
   try {
     url = new URL(rest);
-  } catch (err) {
-    throw Object.assign(bad(`not a valid URL (expected ${SCHEMES.rest})`), { cause: err });
+  } catch {
+    // Not as the cause: Node's URL error carries the whole input, the password included.
+    throw bad(`not a valid URL (expected ${SCHEMES.rest})`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad(`only http and https are supported (expected ${SCHEMES.rest})`);
   if (url.search || url.hash) throw bad('a REST location must not have a query or fragment');
@@ -250,9 +252,13 @@ function checkB2Bucket(bucket: string, bad: (why: string) => InvalidInputError):
   if (!/^[a-zA-Z0-9-]+$/.test(bucket)) throw bad('B2 bucket names contain only letters, digits and "-"');
 }
 
-/** Hides a password written into a location URL ("rest:https://user:secret@host/" → "user:***"). */
+/**
+ * Hides a password written into a location URL ("rest:https://user:secret@host/" → "user:***")
+ * and the query of one (a pasted signed URL carries a signature or token there).
+ */
 export function redactLocation(location: string): string {
-  return location.replace(/(\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+  // Up to the last '@' before the path: a password may hold a raw '@' ("user:p@ss@host").
+  return location.replace(/(\/\/[^/:]*?):[^/]*@/, '$1:***@').replace(/(:\/\/[^?#]*)[?#].*$/s, '$1?***');
 }
 
 // ---- extended options (restic's -o) -------------------------------------------------------------

@@ -168,7 +168,7 @@ export function summarizeError(err: unknown): ObservedError {
  */
 export function redactSecrets(text: string): string {
   return text
-    .replace(/(\/\/[^/@:\s]*):[^/@\s]*@/g, '$1:***@')
+    .replace(/(\/\/[^/:\s]*?):[^/\s]*@/g, '$1:***@')
     .replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|sig|Signature|token|access_token)=)[^&\s"']*/gi, '$1***')
     .replace(/(authorization["']?\s*[:=]\s*["']?)[^"'\s,}]+(\s+[^"'\s,}]+)?/gi, '$1***');
 }

@@ -74,15 +74,22 @@ export class RestBackend implements Backend {
     let parsed: URL;
     try {
       parsed = new URL(url);
-    } catch (err) {
-      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(String(url)))}`, { cause: err });
+    } catch {
+      // Not as the cause: Node's URL error carries the whole input, the password included.
+      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(String(url)))}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
       throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(url))}`);
     }
     if (parsed.search || parsed.hash) throw new InvalidInputError(`REST backend URL must not have a query or fragment: ${redactUrl(url)}`);
-    const username = opts.username ?? decodeURIComponent(parsed.username);
-    const password = opts.password ?? decodeURIComponent(parsed.password);
+    let username: string;
+    let password: string;
+    try {
+      username = opts.username ?? decodeURIComponent(parsed.username);
+      password = opts.password ?? decodeURIComponent(parsed.password);
+    } catch (err) {
+      throw new InvalidInputError(`REST backend URL ${redactUrl(url)}: the user name or password is not valid percent-encoding`, { cause: err });
+    }
     parsed.username = '';
     parsed.password = '';
     if (!parsed.pathname.endsWith('/')) parsed.pathname += '/';
@@ -320,8 +327,9 @@ export class RestBackend implements Backend {
         : s === 404 && op === 'save' ? 'the server has no such path (rest-server accepts only 64-hex file names)'
           : s === 403 && op === 'remove' ? 'the server refuses to delete (append-only mode?)'
             : undefined);
-    const body = res.body.toString('utf8').trim().slice(0, 200);
-    const extra = [why, body && body !== text ? `server says: ${this.redact(body)}` : undefined].filter(Boolean).join('; ');
+    // Masked before it is shortened, or a cut-off secret would slip through.
+    const body = this.redact(res.body.toString('utf8')).trim().slice(0, 200);
+    const extra = [why, body && body !== text ? `server says: ${body}` : undefined].filter(Boolean).join('; ');
     return new BackendError(`${op} ${file} (in ${this.location}): HTTP ${s} ${text}${extra ? `: ${extra}` : ''}`, { transient, status: s });
   }
 
@@ -357,8 +365,11 @@ export class RestBackend implements Backend {
     throw new IntegrityError(`the server refused the range ${options.offset ?? 0}+${length} of the ${size}-byte file`, { file });
   }
 
+  /** Masks the password and the HTTP Basic token that encodes it (a server may echo headers back). */
   private redact(message: string): string {
-    return this.#password ? message.split(this.#password).join('***') : message;
+    let out = message;
+    for (const secret of [this.#password, this.#authorization?.slice('Basic '.length)]) if (secret) out = out.split(secret).join('***');
+    return out;
   }
 }
 
@@ -389,5 +400,6 @@ function checkRangeOptions(options: LoadOptions, file: string): void {
 }
 
 function redactUrl(s: string): string {
-  return s.replace(/(\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+  // Up to the last '@' before the path: a password may hold a raw '@'.
+  return s.replace(/(\/\/[^/:]*?):[^/]*@/, '$1:***@');
 }

@@ -480,8 +480,9 @@ function parseEndpoint(endpoint: unknown): URL {
   let url: URL;
   try {
     url = new URL(String(endpoint));
-  } catch (err) {
-    throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrl(String(endpoint)))}`, { cause: err });
+  } catch {
+    // Not as the cause: Node's URL error carries the whole input, credentials included.
+    throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrl(String(endpoint)))}`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrl(String(endpoint)))}`);
@@ -493,7 +494,8 @@ function parseEndpoint(endpoint: unknown): URL {
 }
 
 function redactUrl(s: string): string {
-  return s.replace(/(\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+  // Up to the last '@' before the path: a password may hold a raw '@'.
+  return s.replace(/(\/\/[^/:]*?):[^/]*@/, '$1:***@');
 }
 
 function checkCredentials(c: S3Credentials): void {

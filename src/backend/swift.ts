@@ -360,7 +360,8 @@ export class SwiftBackend implements Backend {
 
   async #httpError(op: string, file: string, res: Response): Promise<BackendError> {
     const text = await res.text().catch(() => '');
-    const detail = summarizeBody(text);
+    // Masked before it is shortened, or a cut-off secret would slip through.
+    const detail = summarizeBody(this.#redact(text));
     const transient = res.status >= 500 || res.status === 429 || res.status === 408;
     return new BackendError(`${op} ${file} (in ${this.location}): HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${detail ? `: ${detail}` : ''}`, { transient, status: res.status });
   }
@@ -487,10 +488,19 @@ export class SwiftBackend implements Backend {
   }
 
   async #authError(res: Response, url: string): Promise<BackendError> {
-    const detail = summarizeBody(await res.text().catch(() => ''));
+    const detail = summarizeBody(this.#redact(await res.text().catch(() => '')));
     const transient = res.status >= 500 || res.status === 429 || res.status === 408;
     const what = res.status === 401 || res.status === 403 ? 'authentication failed' : 'authentication service error';
     return new BackendError(`${what} at ${redactUrl(url)} for ${this.location}: HTTP ${res.status}${detail ? `: ${detail}` : ''}`, { transient, status: res.status });
+  }
+
+  /** Server text with our own secrets masked: a server or proxy may echo the request's headers back. */
+  #redact(text: string): string {
+    let out = text;
+    for (const secret of [this.#opts.password, this.#opts.applicationCredentialSecret, this.#opts.authToken, this.#session?.value?.token]) {
+      if (secret) out = out.split(secret).join('***');
+    }
+    return out;
   }
 }
 
@@ -624,7 +634,8 @@ function noEndpointError(url: string, region: string | undefined, wanted: string
 
 /** Removes user:password@ from a URL for messages. */
 function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+  // Up to the last '@' before the path: a password may hold a raw '@'.
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
 }
 
 function trimSlash(url: string): string {

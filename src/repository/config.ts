@@ -1,6 +1,6 @@
 // The repository config (file "config"): format version, repository ID and the chunker
 // polynomial. Stored sealed with the master key and never compressed, not even in v2.
-import { IntegrityError, InvalidInputError, UnsupportedError } from '../errors.ts';
+import { IntegrityError, InvalidInputError, UnsupportedError, shownValue } from '../errors.ts';
 import { formatPolynomial, isIrreducible, parsePolynomial, randomPolynomial } from '../snapshot/polynomial.ts';
 import { isId, randomId } from './id.ts';
 
@@ -38,14 +38,14 @@ export function decodeConfig(plain: Uint8Array, file = 'config'): RepoConfig {
   // A missing version reads as 0 in Go and is refused like any other unknown version.
   const version = o.version ?? 0;
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 0) {
-    throw new IntegrityError(`config version ${JSON.stringify(version)?.slice(0, 40)} is not an unsigned integer`, { file });
+    throw new IntegrityError(`config version ${shownValue(version, 40)} is not an unsigned integer`, { file });
   }
   if (version !== 1 && version !== 2) {
     throw new UnsupportedError(`unsupported repository version ${version} in ${file} (supported: 1, 2)`);
   }
 
   if (!isId(o.id)) {
-    throw new IntegrityError(`config id ${JSON.stringify(o.id)?.slice(0, 80)} is not 64 lowercase hex characters`, { file });
+    throw new IntegrityError(`config id ${shownValue(o.id)} is not 64 lowercase hex characters`, { file });
   }
 
   if (typeof o.chunker_polynomial !== 'string') {
@@ -64,8 +64,14 @@ export function decodeConfig(plain: Uint8Array, file = 'config'): RepoConfig {
   return { version, id: o.id, chunkerPolynomial };
 }
 
-/** A fresh config: random ID and a random irreducible polynomial, as restic init makes. */
-export function newConfig(version: 1 | 2 = 2): RepoConfig {
+/**
+ * A fresh config: random ID and a random irreducible polynomial, as restic init makes; or the
+ * given polynomial (restic init --copy-chunker-params), which must be irreducible.
+ */
+export function newConfig(version: 1 | 2 = 2, chunkerPolynomial?: bigint): RepoConfig {
   if (version !== 1 && version !== 2) throw new InvalidInputError(`repository version must be 1 or 2, got ${String(version)}`);
-  return { version, id: randomId(), chunkerPolynomial: randomPolynomial() };
+  if (chunkerPolynomial !== undefined && (typeof chunkerPolynomial !== 'bigint' || chunkerPolynomial < 2n || !isIrreducible(chunkerPolynomial))) {
+    throw new InvalidInputError(`chunker polynomial ${String(chunkerPolynomial)} is not an irreducible polynomial`);
+  }
+  return { version, id: randomId(), chunkerPolynomial: chunkerPolynomial ?? randomPolynomial() };
 }

@@ -2,7 +2,7 @@
 // everywhere else they are branded lowercase-hex strings, the form restic uses in JSON and
 // file names, so a BlobId cannot be passed where a PackId is expected.
 import { createHash, randomBytes } from 'node:crypto';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError, shownValue } from '../errors.ts';
 
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
@@ -26,7 +26,7 @@ export function isId(s: unknown): s is string {
 
 /** Validates a 64-hex string (as found in JSON) and brands it. */
 export function parseId<T extends AnyId>(s: unknown, what = 'ID'): T {
-  if (!isId(s)) throw new InvalidInputError(`invalid ${what}: ${JSON.stringify(s)?.slice(0, 80)}`);
+  if (!isId(s)) throw new InvalidInputError(`invalid ${what}: ${shownValue(s)}`);
   return s as T;
 }
 

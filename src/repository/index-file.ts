@@ -1,6 +1,6 @@
 // Index files (index/<id>): which blobs live in which pack, at which offset.
 // Plaintext JSON as restic writes it (json.Encoder: compact with a trailing newline).
-import { IntegrityError } from '../errors.ts';
+import { IntegrityError, shownValue } from '../errors.ts';
 import { CRYPTO_OVERHEAD } from './crypto.ts';
 import { isId, type BlobId, type IndexId, type PackId } from './id.ts';
 import type { PackedBlob } from './pack.ts';
@@ -30,8 +30,7 @@ const U32 = 0xffffffff;
 
 function u32(v: unknown, what: string, file: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > U32) {
-    // JSON.stringify, not String(): String() throws on an object whose toString is not callable.
-    throw new IntegrityError(`index field ${what} is not a valid uint32: ${JSON.stringify(v)?.slice(0, 40)}`, { file });
+    throw new IntegrityError(`index field ${what} is not a valid uint32: ${shownValue(v, 40)}`, { file });
   }
   return v;
 }
@@ -58,7 +57,7 @@ export function decodeIndexFile(json: Uint8Array, file: string): IndexFileConten
   for (const p of packsJson as unknown[]) {
     if (!p || typeof p !== 'object') throw new IntegrityError('index pack entry is not an object', { file });
     const { id, blobs } = p as Record<string, unknown>;
-    if (!isId(id)) throw new IntegrityError(`index has an invalid pack ID ${JSON.stringify(id)?.slice(0, 80)}`, { file });
+    if (!isId(id)) throw new IntegrityError(`index has an invalid pack ID ${shownValue(id)}`, { file });
     if (!Array.isArray(blobs)) throw new IntegrityError(`index pack ${id} has no blob list`, { file });
     const out: PackedBlob[] = [];
     for (const b of blobs as unknown[]) {
@@ -66,7 +65,7 @@ export function decodeIndexFile(json: Uint8Array, file: string): IndexFileConten
       const r = b as Record<string, unknown>;
       if (!isId(r.id)) throw new IntegrityError(`index pack ${id} has an invalid blob ID`, { file });
       if (r.type !== 'data' && r.type !== 'tree') {
-        throw new IntegrityError(`index blob ${r.id} has invalid type ${JSON.stringify(r.type)?.slice(0, 20)}`, { file, blob: r.id });
+        throw new IntegrityError(`index blob ${r.id} has invalid type ${shownValue(r.type, 20)}`, { file, blob: r.id });
       }
       const length = u32(r.length, 'length', file);
       if (length < CRYPTO_OVERHEAD) throw new IntegrityError(`index blob has length ${length}`, { file, blob: r.id });

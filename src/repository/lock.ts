@@ -95,18 +95,20 @@ export async function listLocks(repo: Repository, options: CallOptions = {}): Pr
   return out;
 }
 
-/** Removes stale locks (or every lock with `all`); returns the IDs removed. */
+/**
+ * Removes stale locks (or every lock with `all`); returns the IDs removed. With `all` the lock
+ * files are not read, as in restic's unlock --remove-all: it is the way to clear a damaged one.
+ */
 export async function unlock(repo: Repository, options: CallOptions & { all?: boolean } = {}): Promise<string[]> {
-  const removed: string[] = [];
-  for (const l of await listLocks(repo, options)) {
-    if (options.all || isStale(l)) {
-      await repo.backend.remove({ type: 'locks', name: l.id }, options).catch((e) => {
-        if (!(e instanceof NotFoundError)) throw e;
-      });
-      removed.push(l.id);
-    }
+  const ids: string[] = [];
+  if (options.all) for await (const id of repo.listIds('locks', options)) ids.push(id);
+  else for (const l of await listLocks(repo, options)) if (isStale(l)) ids.push(l.id);
+  for (const id of ids) {
+    await repo.backend.remove({ type: 'locks', name: id }, options).catch((e) => {
+      if (!(e instanceof NotFoundError)) throw e;
+    });
   }
-  return removed;
+  return ids;
 }
 
 export class Lock {

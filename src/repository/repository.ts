@@ -29,6 +29,8 @@ export interface InitOptions extends CallOptions {
   kdf?: ScryptParams;
   username?: string;
   hostname?: string;
+  /** Use this chunker polynomial instead of a random one (restic init --copy-chunker-params). */
+  chunkerPolynomial?: bigint;
 }
 
 export interface OpenOptions extends CallOptions {
@@ -79,7 +81,7 @@ export class Repository {
     if (exists) throw new RepositoryExistsError(backend.location);
     await backend.create({ signal });
     const master = randomKey();
-    const config = newConfig(options.version ?? 2);
+    const config = newConfig(options.version ?? 2, options.chunkerPolynomial);
     const kf = await createKeyFile(options.password, master, {
       params: options.kdf ?? DEFAULT_SCRYPT,
       username: options.username,

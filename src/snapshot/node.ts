@@ -15,7 +15,7 @@
 // - The uint64 fields (inode, deviceId, size, links, device) accept number or bigint. decodeNode
 //   gives a number up to 2^53 − 1 and a bigint above (overlayfs, for one, puts a layer number in
 //   the top bits of inode numbers), so no digit is lost.
-import { IntegrityError, InvalidInputError } from '../errors.ts';
+import { IntegrityError, InvalidInputError, shownValue } from '../errors.ts';
 import { type GoTime, ZERO_GO_TIME, clampGoTimeYear, formatGoTime, parseGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
 import {
@@ -258,7 +258,7 @@ export function decodeNode(obj: unknown, treeId: string): TreeNode {
   }
   const type = o.type;
   if (type == null) throw bad('type', 'is missing');
-  if (!isNodeType(type)) throw bad('type', `${JSON.stringify(type).slice(0, 40)} is not a known node type`);
+  if (!isNodeType(type)) throw bad('type', `${shownValue(type, 40)} is not a known node type`);
 
   // GoTime values are immutable, so equal time strings (atime = mtime is usual) share one parse.
   const mtime = readTime(o.mtime, 'mtime', bad);
@@ -343,7 +343,7 @@ function readTime(v: unknown, field: string, bad: Fail): GoTime {
 }
 
 function readId(v: unknown, field: string, bad: Fail): BlobId {
-  if (typeof v !== 'string' || !HEX_ID.test(v)) throw bad(field, `${JSON.stringify(v)?.slice(0, 80)} is not a 64-hex ID`);
+  if (typeof v !== 'string' || !HEX_ID.test(v)) throw bad(field, `${shownValue(v, 80)} is not a 64-hex ID`);
   return v.toLowerCase() as BlobId;
 }
 
@@ -380,6 +380,15 @@ function readGenericAttributes(v: unknown, bad: Fail): Record<string, string> | 
   const entries = Object.entries(v as Record<string, unknown>);
   if (entries.length === 0) return undefined;
   const out: Record<string, string> = {};
-  for (const [k, raw] of entries) setOwn(out, goWellFormed(k), goMarshalValue(goWellFormedDeep(raw)));
+  for (const [k, raw] of entries) {
+    try {
+      setOwn(out, goWellFormed(k), goMarshalValue(goWellFormedDeep(raw)));
+    } catch (err) {
+      // Both walks recurse: a value nested thousands deep overflows the stack (Go's decoder
+      // refuses nesting beyond 10000 levels too).
+      if (err instanceof RangeError) throw bad(`generic attribute ${shownValue(k, 40)}`, 'is nested too deeply');
+      throw err;
+    }
+  }
   return out;
 }

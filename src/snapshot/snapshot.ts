@@ -1,7 +1,7 @@
 // Snapshot files (snapshots/<id>): the JSON restic's json.Marshal writes (field order and
 // omitempty as restic 0.17+, no trailing newline), a validating reader, and the pure queries
 // behind `latest`, --host/--tag/--path filters, --group-by and ID prefixes.
-import { IntegrityError, InvalidInputError, NotFoundError } from '../errors.ts';
+import { IntegrityError, InvalidInputError, NotFoundError, shownValue } from '../errors.ts';
 import { type GoTime, ZERO_GO_TIME, compareGoTime, formatGoTime, parseGoTime } from '../repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import { compareGoStrings, goJsonString, goWellFormed, parseGoJson } from './gojson.ts';
@@ -200,7 +200,7 @@ function readTime(v: unknown, field: string, bad: Fail): GoTime {
 }
 
 function readId(v: unknown, field: string, bad: Fail): string {
-  if (typeof v !== 'string' || !HEX_ID.test(v)) throw bad(field, `${JSON.stringify(v)?.slice(0, 80)} is not a 64-hex ID`);
+  if (typeof v !== 'string' || !HEX_ID.test(v)) throw bad(field, `${shownValue(v)} is not a 64-hex ID`);
   return v.toLowerCase();
 }
 

@@ -3,6 +3,7 @@ import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/archiver.ts';
 import type { Command } from '../context.ts';
 import { withRepo, compressionFrom, formatBytes } from '../context.ts';
+import { ProgressReporter, scanTotals } from '../progress.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -43,28 +44,40 @@ export const backupCommand: Command = {
     }
     // Locked before the index is read, so no prune can remove what the index promises.
     return withRepo(ctx, 'shared', async (r) => {
-      const repo = await r.loadIndex({ signal: ctx.signal });
-      let lastLine = 0;
-      const res = await backup(repo, {
-        lock: false,
-        paths,
-        stdin: stdin ? { stream: process.stdin, filename: f.string('stdin-filename') ?? 'stdin' } : undefined,
-        hostname: f.string('host'),
-        tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
-        excludes,
-        parent: f.bool('force') ? null : f.string('parent'),
-        compression: compressionFrom(ctx),
-        time,
-        signal: ctx.signal,
-        onError: (p, e) => ctx.err(`error: ${e.message}\n`),
-        onProgress: (p) => {
-          if (!ctx.json || ctx.quiet) return;
-          const now = Date.now();
-          if (now - lastLine < 1000) return;
-          lastLine = now;
-          ctx.out(JSON.stringify({ message_type: 'status', files_done: p.filesDone, bytes_done: p.bytesDone, current_files: p.currentFile ? [p.currentFile] : [] }) + '\n');
-        },
-      });
+      const progress = new ProgressReporter({ operation: 'backup', json: ctx.json, quiet: ctx.quiet, jsonOut: ctx.out });
+      // Totals for the percentage and ETA: counted beside the backup (while the index loads, too).
+      const scanDone = new AbortController();
+      if (progress.enabled && !stdin) {
+        scanTotals(paths, { excludes, signal: AbortSignal.any([ctx.signal, scanDone.signal]) }).then(
+          (totals) => progress.setTotals(totals),
+          () => {}, // an estimate only: without it there is no percentage
+        );
+      }
+      let res: Awaited<ReturnType<typeof backup>>;
+      try {
+        const repo = await r.loadIndex({ signal: ctx.signal });
+        res = await backup(repo, {
+          lock: false,
+          paths,
+          stdin: stdin ? { stream: process.stdin, filename: f.string('stdin-filename') ?? 'stdin' } : undefined,
+          hostname: f.string('host'),
+          tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
+          excludes,
+          parent: f.bool('force') ? null : f.string('parent'),
+          compression: compressionFrom(ctx),
+          time,
+          signal: ctx.signal,
+          onError: (p, e) => {
+            progress.addError();
+            progress.clear();
+            ctx.err(`error: ${e.message}\n`);
+          },
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        scanDone.abort();
+        progress.finish();
+      }
       const s = res.summary;
       if (ctx.json) {
         ctx.out(JSON.stringify({

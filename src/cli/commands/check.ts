@@ -1,27 +1,102 @@
-import { checkRepository } from '../../snapshot/check.ts';
-import type { Command } from '../context.ts';
-import { withRepo } from '../context.ts';
+// `check`: restic's checks and output. Like restic 0.19 it holds an exclusive lock (a backup
+// running alongside would show up as unindexed packs and missing blobs); --no-lock skips it.
+// With --json, errors go to stderr as {"message_type":"error",…} lines and the summary to stdout
+// in restic's shape; each error line also carries the problem's code, file, blob and snapshots.
+import { checkRepository, parseReadDataSubset } from '../../snapshot/check.ts';
+import { InvalidInputError } from '../../errors.ts';
+import type { Repository } from '../../repository/repository.ts';
+import { listSnapshots, loadSnapshot } from '../../snapshot/queries.ts';
+import { findSnapshotByPrefix } from '../../snapshot/snapshot.ts';
+import type { Command, CommandContext } from '../context.ts';
+import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 
 export const checkCommand: Command = {
   summary: 'Check the repository for errors',
-  usage: '[flags]',
-  flags: [{ name: 'read-data', kind: 'bool', help: 'read and verify all data blobs' }],
+  usage: '[flags] [snapshotID ...]',
+  flags: [
+    { name: 'read-data', kind: 'bool', help: 'read and verify all data packs' },
+    { name: 'read-data-subset', kind: 'string', arg: 'SUBSET', help: "read a subset of the data packs: 'n/t' (group n of t), 'x%' (random share) or a size like 500M" },
+    { name: 'with-cache', kind: 'bool', help: 'accepted for restic compatibility (Stowage keeps no cache)' },
+    { name: 'check-unused', kind: 'bool', help: 'deprecated in restic and ignored' },
+    ...FILTER_FLAGS,
+  ],
   async run(ctx) {
-    return withRepo(ctx, 'shared', async (repo) => {
+    const readData = ctx.flags.bool('read-data');
+    const subsetFlag = ctx.flags.string('read-data-subset');
+    if (readData && subsetFlag !== undefined) throw new InvalidInputError('check flags --read-data and --read-data-subset cannot be used together');
+    // Validate before opening the repository, as restic does.
+    const subset = subsetFlag === undefined ? undefined : parseReadDataSubset(subsetFlag);
+    const text = !ctx.json;
+    return withRepo(ctx, 'exclusive', async (repo) => {
+      const snapshotIds = await selectSnapshots(ctx, repo);
       const report = await checkRepository(repo, {
-        readData: ctx.flags.bool('read-data'),
+        readData,
+        readDataSubset: subset,
+        snapshotIds,
         signal: ctx.signal,
         onMessage: (m) => {
-          if (!ctx.quiet && !ctx.json) ctx.out(m + '\n');
+          if (text && !ctx.quiet) ctx.out(m + '\n');
         },
       });
-      if (ctx.json) ctx.out(JSON.stringify(report) + '\n');
-      else {
-        for (const e of report.errors) ctx.err(`error: ${e.message}\n`);
-        for (const h of report.hints) if (!ctx.quiet) ctx.out(`hint: ${h}\n`);
-        ctx.out(report.errors.length ? `Fatal: repository contains errors\n` : 'no errors were found\n');
+      if (ctx.json) {
+        for (const e of report.errors) ctx.err(JSON.stringify({ message_type: 'error', ...e }) + '\n');
+        ctx.out(JSON.stringify({
+          message_type: 'summary',
+          num_errors: report.errors.length,
+          broken_packs: report.brokenPacks.length ? report.brokenPacks : null,
+          suggest_repair_index: report.suggestRepairIndex,
+          suggest_prune: report.suggestPrune,
+        }) + '\n');
+        return report.ok ? 0 : 1;
       }
-      return report.errors.length ? 1 : 0;
+      for (const h of report.hints) {
+        if (h.code === 'PACK_UNREFERENCED' ? ctx.verbose : !ctx.quiet) ctx.out(h.message + '\n');
+      }
+      const unreferenced = report.hints.filter((h) => h.code === 'PACK_UNREFERENCED').length;
+      if (report.hints.some((h) => h.code === 'PACK_DUPLICATE') && !ctx.quiet) {
+        ctx.out("Duplicate packs are non-critical, you can run `stowage repair index' to correct this.\n");
+      }
+      if (report.hints.some((h) => h.code === 'PACK_MIXED') && !ctx.quiet) {
+        ctx.out('Mixed packs with tree and data blobs are non-critical, you can run `stowage prune` to correct this.\n');
+      }
+      if (unreferenced > 0 && report.ok && !ctx.quiet) {
+        ctx.out(`${unreferenced} additional files were found in the repo, which likely contain duplicate data.\nThis is non-critical, you can run \`stowage prune\` to correct this.\n`);
+      }
+      for (const e of report.errors) {
+        ctx.err(`${e.message}\n`);
+        if (e.snapshots?.length) ctx.err(`  affects snapshots: ${e.snapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);
+        if (e.files?.length && ctx.verbose) ctx.err(`  affects files: ${e.files.join(', ')}${e.moreFiles ? ` and ${e.moreFiles} more` : ''}\n`);
+      }
+      if (report.errors.some((e) => e.code === 'INDEX_UNREADABLE')) {
+        ctx.err("\nThe repository index is damaged and must be repaired. You must run `stowage repair index' to correct this.\n\n");
+      } else if (report.brokenPacks.length > 0) {
+        ctx.err(`\nThe repository contains damaged pack files: ${report.brokenPacks.join(' ')}\n`);
+      }
+      if (report.damagedSnapshots.length > 0) {
+        ctx.err(`Snapshots with damaged data: ${report.damagedSnapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);
+      }
+      if (!report.ok) {
+        ctx.err('Fatal: repository contains errors\n');
+        return 1;
+      }
+      return 0;
     });
   },
 };
+
+/** Snapshot IDs from the arguments ("latest" and prefixes) or the filter flags; undefined = all. */
+async function selectSnapshots(ctx: CommandContext, repo: Repository): Promise<string[] | undefined> {
+  const args = ctx.flags.positional;
+  const filter = filterFrom(ctx.flags);
+  const filtered = Boolean(filter.hosts?.length || filter.tags?.length || filter.paths?.length);
+  if (args.length === 0 && !filtered) return undefined;
+  if (args.length === 0) return (await listSnapshots(repo, { ...filter, signal: ctx.signal })).map((e) => e.id);
+  const all: string[] = [];
+  for await (const id of repo.listIds('snapshots', { signal: ctx.signal })) all.push(id);
+  const out = new Set<string>();
+  for (const a of args) {
+    if (a === 'latest') out.add((await loadSnapshot(repo, 'latest', { ...filter, signal: ctx.signal })).id);
+    else out.add(findSnapshotByPrefix(all, a));
+  }
+  return [...out];
+}

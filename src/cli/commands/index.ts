@@ -9,11 +9,22 @@ import { dumpCommand } from './dump.ts';
 import { catCommand } from './cat.ts';
 import { statsCommand } from './stats.ts';
 import { checkCommand } from './check.ts';
+import { repairCommand } from './repair.ts';
 import { keyCommand } from './key.ts';
 import { unlockCommand } from './unlock.ts';
+import { pruneCommand } from './prune.ts';
+import { forgetCommand } from './forget.ts';
+import { copyCommand } from './copy.ts';
+import { tagCommand } from './tag.ts';
+import { diffCommand } from './diff.ts';
+import { findCommand } from './find.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
+  copy: copyCommand,
+  tag: tagCommand,
+  diff: diffCommand,
+  find: findCommand,
   backup: backupCommand,
   snapshots: snapshotsCommand,
   ls: lsCommand,
@@ -22,6 +33,9 @@ export const COMMANDS: Record<string, Command> = {
   cat: catCommand,
   stats: statsCommand,
   check: checkCommand,
+  repair: repairCommand,
   key: keyCommand,
   unlock: unlockCommand,
+  prune: pruneCommand,
+  forget: forgetCommand,
 };

@@ -3,6 +3,7 @@ import { restore } from '../../snapshot/restorer.ts';
 import { loadSnapshot } from '../../snapshot/queries.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
+import { ProgressReporter, treeTotals } from '../progress.ts';
 
 export const restoreCommand: Command = {
   summary: 'Extract a snapshot into a folder',
@@ -24,13 +25,34 @@ export const restoreCommand: Command = {
       const repo = await r.loadIndex({ signal: ctx.signal });
       const tree = sub ? await findSubtree(repo, snap.snapshot.tree, sub) : snap.snapshot.tree;
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
-      const res = await restore(repo, tree, {
-        target,
-        include: ctx.flags.list('include'),
-        exclude: ctx.flags.list('exclude'),
-        signal: ctx.signal,
-        onWarning: (p, m) => ctx.err(`ignoring error for ${p}: ${m}\n`),
-      });
+      const include = ctx.flags.list('include');
+      const exclude = ctx.flags.list('exclude');
+      const progress = new ProgressReporter({ operation: 'restore', json: ctx.json, quiet: ctx.quiet, jsonOut: ctx.out });
+      // Totals from the snapshot's trees, counted beside the restore.
+      const countDone = new AbortController();
+      if (progress.enabled) {
+        treeTotals(repo, tree, { include, exclude, signal: AbortSignal.any([ctx.signal, countDone.signal]) }).then(
+          (totals) => progress.setTotals(totals),
+          () => {}, // an estimate only: the restore reports real problems itself
+        );
+      }
+      let res: Awaited<ReturnType<typeof restore>>;
+      try {
+        res = await restore(repo, tree, {
+          target,
+          include,
+          exclude,
+          signal: ctx.signal,
+          onWarning: (p, m) => {
+            progress.clear();
+            ctx.err(`ignoring error for ${p}: ${m}\n`);
+          },
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        countDone.abort();
+        progress.finish();
+      }
       if (ctx.json) {
         ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
       } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})\n`);

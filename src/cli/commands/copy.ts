@@ -1,0 +1,179 @@
+// `copy`: copies snapshots from the repository given by --from-repo (the source) into the one
+// given by -r / $RESTIC_REPOSITORY (the destination), with restic's flags and text output.
+// Like restic it prints nothing with --json. Also home of the --from-* options that `init
+// --copy-chunker-params` shares.
+import { readFileSync } from 'node:fs';
+import { execSync } from 'node:child_process';
+import { InvalidInputError } from '../../errors.ts';
+import { Repository } from '../../repository/repository.ts';
+import { Lock } from '../../repository/lock.ts';
+import { formatGoTime, type GoTime } from '../../repository/gotime.ts';
+import { copy, type CopyEvent } from '../../snapshot/copy.ts';
+import type { SnapshotEntry } from '../../snapshot/queries.ts';
+import type { FlagSpec } from '../args.ts';
+import type { Command, CommandContext } from '../context.ts';
+import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
+
+export const FROM_REPO_FLAGS: FlagSpec[] = [
+  { name: 'from-repo', kind: 'string', arg: 'REPOSITORY', help: 'source repository (default: $RESTIC_FROM_REPOSITORY)' },
+  { name: 'from-repository-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository location from ($RESTIC_FROM_REPOSITORY_FILE)' },
+  { name: 'from-password-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository password from ($RESTIC_FROM_PASSWORD_FILE)' },
+  { name: 'from-password-command', kind: 'string', arg: 'CMD', help: 'command that prints the source repository password ($RESTIC_FROM_PASSWORD_COMMAND)' },
+  { name: 'from-key-hint', kind: 'string', arg: 'KEY', help: 'key ID to try first for the source repository ($RESTIC_FROM_KEY_HINT)' },
+];
+
+/** Whether any --from-* option (or its environment variable) names a source repository. */
+export function hasFromRepo(ctx: CommandContext): boolean {
+  return Boolean(ctx.flags.string('from-repo') || ctx.flags.string('from-repository-file') || ctx.env.RESTIC_FROM_REPOSITORY || ctx.env.RESTIC_FROM_REPOSITORY_FILE);
+}
+
+/** Opens the repository the --from-* options describe (restic's SecondaryRepoOptions). */
+export async function openFromRepo(ctx: CommandContext): Promise<Repository> {
+  const f = ctx.flags;
+  const env = ctx.env;
+  const repo = f.string('from-repo') ?? env.RESTIC_FROM_REPOSITORY ?? '';
+  const repoFile = f.string('from-repository-file') ?? env.RESTIC_FROM_REPOSITORY_FILE ?? '';
+  if (repo === '' && repoFile === '') {
+    throw new InvalidInputError('Please specify a source repository location (--from-repo or --from-repository-file)');
+  }
+  if (repo !== '' && repoFile !== '') {
+    throw new InvalidInputError('Options --from-repo and --from-repository-file are mutually exclusive, please specify only one');
+  }
+  const location = repo !== '' ? repo : readFileSync(repoFile, 'utf8').trim();
+  const passwordFile = f.string('from-password-file') ?? env.RESTIC_FROM_PASSWORD_FILE ?? '';
+  const passwordCommand = f.string('from-password-command') ?? env.RESTIC_FROM_PASSWORD_COMMAND ?? '';
+  if (passwordFile !== '' && passwordCommand !== '') throw new InvalidInputError('Password file and command are mutually exclusive options');
+  let password: string;
+  if (passwordCommand !== '') {
+    password = execSync(passwordCommand, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).replace(/\r?\n$/, '');
+  } else if (passwordFile !== '') {
+    password = readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
+  } else if (env.RESTIC_FROM_PASSWORD) {
+    password = env.RESTIC_FROM_PASSWORD;
+  } else {
+    throw new InvalidInputError('Resolving password failed: no password for the source repository (use --from-password-file, --from-password-command or $RESTIC_FROM_PASSWORD)');
+  }
+  const backend = await backendFor({ ...ctx, repoLocation: () => location });
+  try {
+    return await Repository.open(backend, { password, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal });
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
+}
+
+export const copyCommand: Command = {
+  summary: 'Copy snapshots from one repository to another',
+  usage: '[flags] [snapshotID ...]',
+  flags: [
+    ...FROM_REPO_FLAGS,
+    ...FILTER_FLAGS,
+    { name: 'no-rechunk', kind: 'bool', help: "keep the source's chunks even when the chunker polynomials differ (as restic does)" },
+  ],
+  async run(ctx) {
+    const src = await openFromRepo(ctx);
+    try {
+      // Locks are taken before the indexes are read, so no prune can remove what they list.
+      const srcLock = ctx.flags.bool('no-lock') ? undefined : await Lock.acquire(src, { exclusive: false, retryLock: ctx.retryLock(), signal: ctx.signal });
+      try {
+        return await withRepo(ctx, 'none', async (dstRepo) => {
+          const dstLock = await Lock.acquire(dstRepo, { exclusive: false, retryLock: ctx.retryLock(), signal: ctx.signal });
+          try {
+            const srcIndexed = await src.loadIndex({ signal: ctx.signal });
+            const dstIndexed = await dstRepo.loadIndex({ signal: ctx.signal });
+            const printer = new CopyPrinter(ctx);
+            const res = await copy(srcIndexed, dstIndexed, {
+              lock: false,
+              snapshots: ctx.flags.positional,
+              filter: filterFrom(ctx.flags),
+              rechunk: ctx.flags.bool('no-rechunk') ? false : undefined,
+              compression: compressionFrom(ctx),
+              packSize: packSizeFrom(ctx),
+              signal: ctx.signal,
+              onEvent: (e) => printer.event(e),
+            });
+            for (const { ref, error } of res.ignored) ctx.err(`Ignoring ${JSON.stringify(ref)}: ${error.message}\n`);
+            return 0;
+          } finally {
+            await dstLock.release();
+          }
+        });
+      } finally {
+        await srcLock?.release();
+      }
+    } finally {
+      await src.backend.close();
+    }
+  },
+};
+
+/** restic's copy output: P lines unless --quiet, V lines with --verbose, nothing with --json. */
+class CopyPrinter {
+  readonly #ctx: CommandContext;
+  #started = 0;
+  #startTime = Date.now();
+
+  constructor(ctx: CommandContext) {
+    this.#ctx = ctx;
+  }
+
+  #p(s: string): void {
+    if (!this.#ctx.json && !this.#ctx.quiet) this.#ctx.out(s + '\n');
+  }
+  #v(s: string): void {
+    if (!this.#ctx.json && !this.#ctx.quiet && this.#ctx.verbose) this.#ctx.out(s + '\n');
+  }
+
+  event(e: CopyEvent): void {
+    switch (e.type) {
+      case 'skipped':
+        this.#v(`\n${snapshotString(e.source)}`);
+        this.#v(`skipping source snapshot ${e.source.id.slice(0, 8)}, was already copied to snapshot ${e.existing.slice(0, 8)}`);
+        break;
+      case 'started':
+        this.#p(`\n${snapshotString(e.source)}`);
+        this.#p('  copy started, this may take a while...');
+        this.#started++;
+        this.#startTime = Date.now();
+        break;
+      case 'planned': {
+        this.#v(`  copy ${e.blobs} blobs with disk size ${formatBytes(e.storedBytes)} in ${e.packs} packfiles`);
+        const elapsed = formatSeconds(Math.floor((Date.now() - this.#startTime) / 1000));
+        this.#p(e.packs > 0 ? `[${elapsed}] 100.00%  ${e.packs} / ${e.packs} packs copied` : `[${elapsed}]          0 packs copied`);
+        break;
+      }
+      case 'saved':
+        // A batch of several snapshots gets a blank line before its "saved" lines.
+        if (this.#started > 1) this.#p('');
+        this.#started = 0;
+        this.#p(`snapshot ${e.newId.slice(0, 8)} saved, copied from source snapshot ${e.source.id.slice(0, 8)}`);
+        break;
+    }
+  }
+}
+
+function formatSeconds(sec: number): string {
+  const h = Math.floor(sec / 3600);
+  const m = Math.floor((sec % 3600) / 60);
+  const s = sec % 60;
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}` : `${m}:${String(s).padStart(2, '0')}`;
+}
+
+/** restic's Snapshot.String(): "snapshot 1a2b3c4d of [/a /b] at <Go time> by user@host". */
+export function snapshotString(e: SnapshotEntry): string {
+  const s = e.snapshot;
+  return `snapshot ${e.id.slice(0, 8)} of [${s.paths.join(' ')}] at ${goTimeString(s.time)} by ${s.username ?? ''}@${s.hostname ?? ''}`;
+}
+
+/**
+ * Go's time.Time.String() for a time read from JSON: "2006-01-02 15:04:05.999999999 -0700 MST".
+ * A zero offset prints as UTC; other offsets repeat the offset where Go would print a zone name
+ * it does not know.
+ */
+export function goTimeString(t: GoTime): string {
+  const rfc = formatGoTime(t); // 2006-01-02T15:04:05.999999999Z07:00
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:\d{2})$/.exec(rfc);
+  if (!m) return rfc;
+  const zone = m[3] === 'Z' ? '+0000 UTC' : `${m[3]!.replace(':', '')} ${m[3]!.replace(':', '')}`;
+  return `${m[1]} ${m[2]} ${zone}`;
+}

@@ -1,0 +1,122 @@
+import { InvalidInputError } from '../../errors.ts';
+import { executePrune, planPrune, type PruneMessageLevel, type PruneStats } from '../../snapshot/prune.ts';
+import type { Command, CommandContext } from '../context.ts';
+import { compressionFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
+
+export const pruneCommand: Command = {
+  summary: 'Remove unneeded data from the repository',
+  usage: '[flags]',
+  flags: [
+    { name: 'max-unused', kind: 'string', arg: 'LIMIT', help: "tolerate this much unused data: bytes with suffix k/K, m/M, g/G, t/T, a value in %, or 'unlimited' (default 5%)" },
+    { name: 'max-repack-size', kind: 'string', arg: 'SIZE', help: 'stop after repacking this much data in total (suffixes k/K, m/M, g/G, t/T)' },
+    { name: 'repack-cacheable-only', kind: 'bool', help: 'only repack packs which are cacheable (tree packs)' },
+    { name: 'repack-small', kind: 'bool', help: 'repack pack files below 80% of the pack size (restic 0.14-0.16; see --repack-smaller-than)' },
+    { name: 'repack-smaller-than', kind: 'string', arg: 'SIZE', help: 'repack pack files below this size (suffixes k/K, m/M)' },
+    { name: 'repack-uncompressed', kind: 'bool', help: 'repack all uncompressed data' },
+    { name: 'dry-run', short: 'n', kind: 'bool', help: 'do not modify the repository, just print what would be done' },
+  ],
+  async run(ctx) {
+    const dryRun = ctx.flags.bool('dry-run');
+    if (ctx.flags.bool('no-lock') && !dryRun) throw new InvalidInputError('--no-lock is only applicable in combination with --dry-run for prune command');
+    const compression = compressionFrom(ctx);
+    const repackUncompressed = ctx.flags.bool('repack-uncompressed');
+    if (repackUncompressed && compression === 'off') throw new InvalidInputError('disabled compression and `--repack-uncompressed` are mutually exclusive');
+    const packSize = packSizeFrom(ctx);
+    const onMessage = (m: string, level: PruneMessageLevel) => {
+      if (level === 'warning') ctx.err(m + '\n');
+      else if (!ctx.json && !ctx.quiet && (level === 'info' || ctx.verbose)) ctx.out(m + '\n');
+    };
+    // The lock is taken before the index is loaded, so the plan sees everything that exists.
+    return withRepo(ctx, 'exclusive', async (repo) => {
+      onMessage('loading indexes...', 'info');
+      const indexed = await repo.loadIndex({ signal: ctx.signal });
+      const plan = await planPrune(indexed, {
+        maxUnused: ctx.flags.string('max-unused') ?? '5%',
+        maxRepackSize: ctx.flags.string('max-repack-size'),
+        repackCacheableOnly: ctx.flags.bool('repack-cacheable-only'),
+        repackSmall: ctx.flags.bool('repack-small'),
+        repackSmallerThan: ctx.flags.string('repack-smaller-than'),
+        repackUncompressed,
+        packSize,
+        signal: ctx.signal,
+        onMessage,
+      });
+      if (dryRun) onMessage('\nWould have made the following changes:', 'info');
+      if (ctx.json) ctx.out(JSON.stringify(resticSummary(plan.stats)) + '\n');
+      else if (!ctx.quiet) printStats(ctx, plan.stats);
+      if (dryRun) {
+        const list = (ids: readonly string[]) => ids.map((id) => id.slice(0, 8)).join(' ');
+        onMessage('Repeated prune dry-runs can report slightly different amounts of data to keep or repack. This is expected behavior.\n', 'verbose');
+        if (plan.removeUnreferenced.length) onMessage(`Would have removed the following unreferenced packs:\n{${list(plan.removeUnreferenced)}}\n`, 'verbose');
+        onMessage(`Would have repacked and removed the following packs:\n{${list(plan.repack)}}\n`, 'verbose');
+        onMessage(`Would have removed the following no longer used packs:\n{${list(plan.remove)}}\n`, 'verbose');
+        return 0;
+      }
+      // Files that could not be deleted were reported as warnings; like restic, they do not fail
+      // the prune (the next one deletes them).
+      await executePrune(indexed, plan, { lock: false, compression, packSize, signal: ctx.signal, onMessage });
+      return 0;
+    });
+  },
+};
+
+/** restic's JSON summary of a prune (restic ≥ 0.19's PruneStats), field for field. */
+export function resticSummary(s: PruneStats): Record<string, unknown> {
+  return {
+    message_type: 'summary',
+    blobs: {
+      used: s.blobs.used, duplicate: s.blobs.duplicate, unused: s.blobs.unused, total: s.blobs.total, repack: s.blobs.repack,
+      repack_remove: s.blobs.repackRemove, remove: s.blobs.remove, remove_total: s.blobs.removeTotal, remaining: s.blobs.remaining,
+    },
+    bytes: {
+      used: s.bytes.used, duplicate: s.bytes.duplicate, unused: s.bytes.unused, unreferenced: s.bytes.unreferenced,
+      uncompressed: s.bytes.uncompressed, total: s.bytes.total, repack: s.bytes.repack, repack_remove: s.bytes.repackRemove,
+      remove: s.bytes.remove, remove_total: s.bytes.removeTotal, remaining: s.bytes.remaining, remaining_unused: s.bytes.remainingUnused,
+    },
+    packfiles: {
+      used: s.packs.used, unused: s.packs.unused, partly_used: s.packs.partlyUsed, unreferenced: s.packs.unreferenced, total: s.packs.total,
+      keep: s.packs.keep, repack: s.packs.repack, remove: s.packs.remove, remove_total: s.packs.removeTotal,
+    },
+  };
+}
+
+/** Go's "%3.2f%%" of numerator/denominator, capped at 100; empty when the denominator is 0. */
+function percent(n: number, d: number): string {
+  if (d === 0) return '';
+  return `${Math.min(100, (100 * n) / d).toFixed(2)}%`;
+}
+
+/**
+ * The statistics as restic prints them (the first and last blocks only with --verbose). Each
+ * entry is one message of restic's printer, which ends every message with one newline.
+ */
+function printStats(ctx: CommandContext, s: PruneStats): void {
+  const lines: string[] = [];
+  const v = (l: string) => {
+    if (ctx.verbose) lines.push(l);
+  };
+  const p = (l: string) => lines.push(l);
+  const n = (x: number) => String(x).padStart(10);
+  v(`\nused:         ${n(s.blobs.used)} blobs / ${formatBytes(s.bytes.used)}`);
+  if (s.blobs.duplicate > 0) v(`duplicates:   ${n(s.blobs.duplicate)} blobs / ${formatBytes(s.bytes.duplicate)}`);
+  v(`unused:       ${n(s.blobs.unused)} blobs / ${formatBytes(s.bytes.unused)}`);
+  if (s.bytes.unreferenced > 0) v(`unreferenced:                    ${formatBytes(s.bytes.unreferenced)}`);
+  v(`total:        ${n(s.blobs.total)} blobs / ${formatBytes(s.bytes.total)}`);
+  v(`unused size: ${percent(s.bytes.duplicate + s.bytes.unused, s.bytes.total)} of total size`);
+  p(`\nto repack:    ${n(s.blobs.repack)} blobs / ${formatBytes(s.bytes.repack)}`);
+  p(`this removes: ${n(s.blobs.repackRemove)} blobs / ${formatBytes(s.bytes.repackRemove)}`);
+  p(`to delete:    ${n(s.blobs.remove)} blobs / ${formatBytes(s.bytes.remove + s.bytes.unreferenced)}`);
+  p(`total prune:  ${n(s.blobs.removeTotal)} blobs / ${formatBytes(s.bytes.removeTotal)}`);
+  if (s.bytes.uncompressed > 0) p(`not yet compressed:              ${formatBytes(s.bytes.uncompressed)}`);
+  p(`remaining:    ${n(s.blobs.remaining)} blobs / ${formatBytes(s.bytes.remaining)}`);
+  p(`unused size after prune: ${formatBytes(s.bytes.remainingUnused)} (${percent(s.bytes.remainingUnused, s.bytes.remaining)} of remaining size)`);
+  p('');
+  v(`totally used packs: ${n(s.packs.used)}`);
+  v(`partly used packs:  ${n(s.packs.partlyUsed)}`);
+  v(`unused packs:       ${n(s.packs.unused)}\n`);
+  v(`to keep:      ${n(s.packs.keep)} packs`);
+  v(`to repack:    ${n(s.packs.repack)} packs`);
+  v(`to delete:    ${n(s.packs.remove)} packs`);
+  if (s.packs.unreferenced > 0) v(`to delete:    ${n(s.packs.unreferenced)} unreferenced packs\n`);
+  ctx.out(lines.join('\n') + '\n');
+}

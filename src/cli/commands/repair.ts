@@ -1,0 +1,60 @@
+// `repair index` and `repair snapshots`, as restic's (both under an exclusive lock; a dry run of
+// repair snapshots takes none). restic has no JSON output for them; with --json the result
+// object is printed.
+import { InvalidInputError } from '../../errors.ts';
+import { repairIndex, repairSnapshots } from '../../snapshot/repair.ts';
+import { loadSnapshot } from '../../snapshot/queries.ts';
+import type { Command } from '../context.ts';
+import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
+
+export const repairCommand: Command = {
+  summary: 'Repair the repository: rebuild the index, or rewrite damaged snapshots',
+  usage: 'index [--read-all-packs] | snapshots [--dry-run] [--forget] [snapshotID ...]',
+  flags: [
+    { name: 'read-all-packs', kind: 'bool', help: 'index: read every pack instead of trusting index entries that match' },
+    { name: 'dry-run', short: 'n', kind: 'bool', help: 'snapshots: only print what would be done' },
+    { name: 'forget', kind: 'bool', help: 'snapshots: remove the original snapshots after saving the repaired ones' },
+    ...FILTER_FLAGS,
+  ],
+  async run(ctx) {
+    const [sub, ...args] = ctx.flags.positional;
+    const say = (m: string) => {
+      if (!ctx.json && !ctx.quiet) ctx.out(m + '\n');
+    };
+    switch (sub) {
+      case 'index':
+        if (args.length > 0) throw new InvalidInputError('repair index takes no arguments');
+        return withRepo(ctx, 'exclusive', async (repo) => {
+          const result = await repairIndex(repo, { readAllPacks: ctx.flags.bool('read-all-packs'), lock: false, signal: ctx.signal, onMessage: say });
+          if (ctx.json) ctx.out(JSON.stringify(result) + '\n');
+          else say('done');
+          return 0;
+        });
+      case 'snapshots': {
+        const dryRun = ctx.flags.bool('dry-run');
+        return withRepo(ctx, dryRun ? 'none' : 'exclusive', async (repo) => {
+          const filter = filterFrom(ctx.flags);
+          let snapshotIds: string[] | undefined;
+          if (args.length > 0) {
+            snapshotIds = [];
+            for (const a of args) snapshotIds.push(a === 'latest' ? (await loadSnapshot(repo, 'latest', { ...filter, signal: ctx.signal })).id : a);
+          }
+          const result = await repairSnapshots(repo, {
+            snapshotIds,
+            filter: snapshotIds ? undefined : filter,
+            dryRun,
+            forget: ctx.flags.bool('forget'),
+            lock: false,
+            signal: ctx.signal,
+            onMessage: say,
+          });
+          if (ctx.json) ctx.out(JSON.stringify(result) + '\n');
+          for (const u of result.unreadable) ctx.err(`snapshot ${u.id} could not be read: ${u.message}\n`);
+          return 0;
+        });
+      }
+      default:
+        throw new InvalidInputError('repair needs a subcommand: index or snapshots');
+    }
+  },
+};

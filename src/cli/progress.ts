@@ -1,0 +1,409 @@
+// Progress output for the long commands (backup, restore), shaped like restic's:
+//   - on a terminal (stderr is a TTY): one status line, redrawn at most 4 times a second and
+//     cleared at the end, so the summary that follows stands alone;
+//   - with --json: {"message_type":"status",…} lines on stdout with restic's field names, at
+//     most once a second;
+//   - with --quiet, or when stderr is a pipe or a file: nothing.
+// Totals (for the percentage and the ETA) come from a scan that runs beside the work, as
+// restic's scanner does: lstat over the backup targets, or the snapshot's trees for a restore.
+import { lstat, readdir } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { throwIfAborted } from '../errors.ts';
+import type { BlobId } from '../repository/id.ts';
+import type { IndexedRepository } from '../repository/repository.ts';
+import { PathFilter } from '../snapshot/filter.ts';
+import { decodeTree } from '../snapshot/tree.ts';
+
+/** Where the status line is drawn: process.stderr, or a stand-in in tests. */
+export interface StatusStream {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+  /** Terminal width; the line is cut to fit (default 80 when unknown). */
+  columns?: number;
+}
+
+export interface ProgressTotals {
+  files: number;
+  dirs: number;
+  bytes: number;
+}
+
+/** What the library's onProgress callbacks report (BackupProgress and RestoreProgress both fit). */
+export interface ProgressCounters {
+  filesDone: number;
+  bytesDone: number;
+  dirsDone?: number;
+  currentFile?: string;
+}
+
+export type ProgressOperation = 'backup' | 'restore';
+export type ProgressMode = 'off' | 'line' | 'json';
+
+export interface ProgressReporterOptions {
+  operation: ProgressOperation;
+  json?: boolean;
+  quiet?: boolean;
+  /** The terminal for the status line (default process.stderr); used only when it is a TTY. */
+  terminal?: StatusStream;
+  /** Receives each JSON status line, newline included (default: written to process.stdout). */
+  jsonOut?: (line: string) => void;
+  /** Milliseconds on a monotonic clock (default performance.now). */
+  now?: () => number;
+  /** Redraw on a timer too, so the clock moves while one big file is in work (default true). */
+  timer?: boolean;
+}
+
+/** A status line is redrawn at most this often. */
+export const LINE_INTERVAL_MS = 250;
+/** JSON status lines are printed at most this often. */
+export const JSON_INTERVAL_MS = 1000;
+/** The rate is measured over this much recent time, so a burst of unchanged files fades out. */
+const RATE_WINDOW_MS = 10_000;
+/** Below this rate (bytes/s) an ETA would be a wild guess; restic shows none either. */
+const MIN_RATE_FOR_ETA = 1024;
+
+const CLEAR_LINE = '\r\x1b[K';
+/** Files of one folder lstat'ed at once by the scanner. */
+const STAT_BATCH = 32;
+
+export class ProgressReporter {
+  readonly mode: ProgressMode;
+  readonly operation: ProgressOperation;
+  readonly #terminal: StatusStream;
+  readonly #jsonOut: (line: string) => void;
+  readonly #now: () => number;
+  readonly #start: number;
+  readonly #interval: number;
+  #counters: ProgressCounters = { filesDone: 0, bytesDone: 0 };
+  #totals: ProgressTotals | undefined;
+  #errors = 0;
+  #lastDraw = -Infinity;
+  /** Whether a status line is on the terminal now (and must be cleared before other output). */
+  #drawn = false;
+  #finished = false;
+  /** (time, bytesDone) at past draws, for the rate over the recent window. */
+  readonly #samples: Array<{ t: number; bytes: number }> = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: ProgressReporterOptions) {
+    this.operation = options.operation;
+    this.#terminal = options.terminal ?? process.stderr;
+    this.#jsonOut = options.jsonOut ?? ((line) => process.stdout.write(line));
+    this.#now = options.now ?? (() => performance.now());
+    this.#start = this.#now();
+    this.mode = options.quiet ? 'off' : options.json ? 'json' : this.#terminal.isTTY ? 'line' : 'off';
+    this.#interval = this.mode === 'json' ? JSON_INTERVAL_MS : LINE_INTERVAL_MS;
+    if (this.mode !== 'off' && options.timer !== false) {
+      // Ticks finer than the interval, so a redraw is never much later than due.
+      this.#timer = setInterval(() => this.tick(), this.#interval / 4);
+      this.#timer.unref();
+    }
+  }
+
+  /** Whether anything is shown at all (a caller can skip the totals scan when not). */
+  get enabled(): boolean {
+    return this.mode !== 'off';
+  }
+
+  update(counters: ProgressCounters): void {
+    if (this.mode === 'off' || this.#finished) return;
+    this.#counters = { ...counters };
+    this.tick();
+  }
+
+  /** The totals, once known; from then on the percentage and the ETA are shown. */
+  setTotals(totals: ProgressTotals): void {
+    this.#totals = { ...totals };
+  }
+
+  /** Counts an unreadable file (shown as restic's error count). */
+  addError(): void {
+    this.#errors++;
+  }
+
+  /** Draws (or prints) the status if the interval since the last one has passed. */
+  tick(): void {
+    if (this.mode === 'off' || this.#finished) return;
+    const t = this.#now();
+    if (t - this.#lastDraw < this.#interval) return;
+    this.#lastDraw = t;
+    this.#samples.push({ t, bytes: this.#counters.bytesDone });
+    while (this.#samples.length > 2 && t - this.#samples[1]!.t >= RATE_WINDOW_MS) this.#samples.shift();
+    if (this.mode === 'json') this.#jsonOut(JSON.stringify(this.statusJson(t)) + '\n');
+    else {
+      this.#terminal.write('\r' + fitLine(this.statusText(t), this.#counters.currentFile, this.#terminal.columns) + '\x1b[K');
+      this.#drawn = true;
+    }
+  }
+
+  /** Takes the status line off the terminal so other output can be written; the next tick redraws it. */
+  clear(): void {
+    if (!this.#drawn) return;
+    this.#terminal.write(CLEAR_LINE);
+    this.#drawn = false;
+    this.#lastDraw = -Infinity;
+  }
+
+  /** Stops the timer and clears the line. Call it in a finally: it is idempotent. */
+  finish(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.clear();
+    this.#finished = true;
+  }
+
+  /** restic's JSON status for the operation (zero fields left out, as restic's omitempty does). */
+  statusJson(t = this.#now()): Record<string, unknown> {
+    const c = this.#counters;
+    const total = this.#totals;
+    const elapsed = Math.floor((t - this.#start) / 1000);
+    const percent = total && total.bytes > 0 ? Math.min(1, c.bytesDone / total.bytes) : 0;
+    const out: Record<string, unknown> = { message_type: 'status' };
+    const put = (key: string, value: number | string[] | undefined): void => {
+      if (value === undefined || value === 0 || (Array.isArray(value) && value.length === 0)) return;
+      out[key] = value;
+    };
+    put('seconds_elapsed', elapsed);
+    if (this.operation === 'backup') {
+      put('seconds_remaining', this.etaSeconds(t));
+      out.percent_done = percent;
+      put('total_files', total?.files);
+      put('files_done', c.filesDone);
+      put('total_bytes', total?.bytes);
+      put('bytes_done', c.bytesDone);
+      put('error_count', this.#errors);
+      put('current_files', c.currentFile ? [c.currentFile] : undefined);
+    } else {
+      out.percent_done = percent;
+      put('total_files', total?.files);
+      put('files_restored', c.filesDone);
+      put('total_bytes', total?.bytes);
+      put('bytes_restored', c.bytesDone);
+    }
+    return out;
+  }
+
+  /** The terminal line without the current file, which fitLine adds as far as it fits. */
+  statusText(t = this.#now()): string {
+    const c = this.#counters;
+    const total = this.#totals;
+    const parts: string[] = [`[${formatDuration((t - this.#start) / 1000)}]`];
+    if (total) {
+      const pct = total.bytes > 0 ? Math.min(100, (c.bytesDone / total.bytes) * 100) : 100;
+      parts.push(`${pct.toFixed(2)}%`, `${c.filesDone}/${total.files} files`, `${shortBytes(c.bytesDone)}/${shortBytes(total.bytes)}`);
+    } else {
+      parts.push(`${c.filesDone} files`, shortBytes(c.bytesDone));
+    }
+    if (this.#errors > 0) parts.push(`${this.#errors} errors`);
+    const rate = this.rate(t);
+    if (rate > 0) parts.push(`${shortBytes(rate)}/s`);
+    const eta = this.etaSeconds(t);
+    if (eta !== undefined) parts.push(`ETA ${formatDuration(eta)}`);
+    return parts.join('  ');
+  }
+
+  /** Bytes per second over the recent window (over the whole run until the window has two draws). */
+  rate(t = this.#now()): number {
+    const first = this.#samples[0];
+    const last = { t, bytes: this.#counters.bytesDone };
+    if (first && last.t - first.t >= 1000) return ((last.bytes - first.bytes) * 1000) / (last.t - first.t);
+    const elapsed = t - this.#start;
+    return elapsed >= 1000 ? (this.#counters.bytesDone * 1000) / elapsed : 0;
+  }
+
+  /** Seconds left, when the totals are known and the rate is meaningful. */
+  etaSeconds(t = this.#now()): number | undefined {
+    const total = this.#totals;
+    if (!total || this.#counters.bytesDone >= total.bytes) return undefined;
+    const rate = this.rate(t);
+    if (rate < MIN_RATE_FOR_ETA) return undefined;
+    return Math.ceil((total.bytes - this.#counters.bytesDone) / rate);
+  }
+}
+
+/** restic's ui.FormatDuration: m:ss, or h:mm:ss from an hour on. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** A byte count in three significant digits or so ("812 B", "4.48 MiB", "195 GiB"), to keep the line short. */
+export function shortBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  if (i === 0) return `${Math.round(v)} B`;
+  return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
+}
+
+/**
+ * The status text and the current file, cut to the terminal width minus one column (writing
+ * into the last column wraps on some terminals). The file loses its beginning first ("…/name"),
+ * then the text its end.
+ */
+export function fitLine(text: string, currentFile: string | undefined, columns: number | undefined): string {
+  const width = Math.max(20, (columns && columns > 0 ? columns : 80) - 1);
+  const head = [...text];
+  if (head.length >= width) return head.slice(0, width - 1).join('') + '…';
+  if (!currentFile) return text;
+  const room = width - head.length - 2;
+  const file = [...currentFile];
+  if (file.length <= room) return `${text}  ${currentFile}`;
+  if (room < 8) return text;
+  return `${text}  …${file.slice(file.length - room + 1).join('')}`;
+}
+
+// ---- totals ----------------------------------------------------------------------------------
+
+export interface ScanOptions {
+  /** Exclude patterns, matched as backup matches them (restic's --exclude). */
+  excludes?: readonly string[];
+  signal?: AbortSignal;
+  /** Folders read at once (default 8). */
+  concurrency?: number;
+}
+
+/**
+ * Counts the regular files, folders and file bytes below the backup targets with lstat, as
+ * restic's scanner does, so the status can show a percentage and an ETA. Unreadable entries are
+ * skipped (the backup reports them). Paths are handled as bytes, so odd names are counted too.
+ */
+export async function scanTotals(paths: readonly string[], options: ScanOptions = {}): Promise<ProgressTotals> {
+  const filter = new PathFilter(options.excludes ?? []);
+  const excluded = (p: Buffer): boolean => !filter.empty && filter.matches(p.toString('utf8'));
+  const totals: ProgressTotals = { files: 0, dirs: 0, bytes: 0 };
+  const dirs: Buffer[] = [];
+  for (const target of paths) {
+    const p = Buffer.from(target);
+    if (excluded(p)) continue;
+    const st = await lstat(p).catch(() => undefined);
+    if (st?.isDirectory()) {
+      totals.dirs++;
+      dirs.push(p);
+    } else if (st?.isFile()) {
+      totals.files++;
+      totals.bytes += st.size;
+    }
+  }
+  const scanDir = async (dir: Buffer): Promise<void> => {
+    throwIfAborted(options.signal);
+    let entries: Dirent<Buffer>[];
+    try {
+      entries = await readdir(dir, { encoding: 'buffer', withFileTypes: true });
+    } catch {
+      return;
+    }
+    const toStat: Buffer[] = [];
+    for (const e of entries) {
+      const p = Buffer.concat([dir, Buffer.from('/'), e.name]);
+      if (excluded(p)) continue;
+      if (e.isDirectory()) {
+        totals.dirs++;
+        dirs.push(p);
+      } else if (e.isFile() || !(e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isBlockDevice() || e.isCharacterDevice())) {
+        // Files for their size, and entries some filesystems list without a type.
+        toStat.push(p);
+      }
+    }
+    for (let i = 0; i < toStat.length; i += STAT_BATCH) {
+      throwIfAborted(options.signal);
+      const stats = await Promise.all(toStat.slice(i, i + STAT_BATCH).map((p) => lstat(p).catch(() => undefined)));
+      stats.forEach((st, j) => {
+        if (st?.isFile()) {
+          totals.files++;
+          totals.bytes += st.size;
+        } else if (st?.isDirectory()) {
+          totals.dirs++;
+          dirs.push(toStat[i + j]!);
+        }
+      });
+    }
+  };
+  await drain(dirs, options.concurrency ?? 8, scanDir);
+  return totals;
+}
+
+export interface TreeTotalsOptions {
+  /** restore's --include and --exclude, applied as restore applies them. */
+  include?: readonly string[];
+  exclude?: readonly string[];
+  signal?: AbortSignal;
+  /** Trees loaded at once (default 8). */
+  concurrency?: number;
+}
+
+/**
+ * Counts what a restore of `treeId` will write: files (every name, hard links included),
+ * folders, and file bytes (a hard-linked file once, as restore writes it once).
+ */
+export async function treeTotals(repo: IndexedRepository, treeId: BlobId, options: TreeTotalsOptions = {}): Promise<ProgressTotals> {
+  const include = new PathFilter(options.include ?? []);
+  const exclude = new PathFilter(options.exclude ?? []);
+  const totals: ProgressTotals = { files: 0, dirs: 0, bytes: 0 };
+  const linked = new Set<string>();
+  interface Pending {
+    tree: BlobId;
+    rel: string;
+    inside: boolean;
+  }
+  const queue: Pending[] = [{ tree: treeId, rel: '', inside: false }];
+  await drain(queue, options.concurrency ?? 8, async ({ tree, rel, inside }) => {
+    throwIfAborted(options.signal);
+    const nodes = decodeTree(await repo.loadBlob('tree', tree, { signal: options.signal }), tree);
+    for (const node of nodes) {
+      const childRel = `${rel}/${node.name}`;
+      if (!exclude.empty && exclude.matches(childRel)) continue;
+      const selected = inside || include.empty || include.matches(childRel);
+      if (node.type === 'dir') {
+        if (!node.subtree) continue;
+        if (!selected && !include.mayContainMatch(childRel)) continue;
+        if (selected) totals.dirs++;
+        queue.push({ tree: node.subtree, rel: childRel, inside: selected });
+      } else if (node.type === 'file' && selected) {
+        totals.files++;
+        if (Number(node.links ?? 1) > 1 && node.inode !== undefined) {
+          const key = `${node.deviceId ?? 0}:${node.inode}`;
+          if (linked.has(key)) continue;
+          linked.add(key);
+        }
+        totals.bytes += Number(node.size ?? 0);
+      }
+    }
+  });
+  return totals;
+}
+
+/** Runs `work` on every item of `queue`, which the work may grow, with at most `limit` at once. */
+async function drain<T>(queue: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let failure: unknown;
+  let running = 0;
+  await new Promise<void>((resolve) => {
+    const pump = (): void => {
+      while (failure === undefined && running < limit && queue.length > 0) {
+        const item = queue.pop()!;
+        running++;
+        work(item).then(
+          () => {
+            running--;
+            pump();
+          },
+          (e: unknown) => {
+            running--;
+            failure ??= e;
+            pump();
+          },
+        );
+      }
+      if (running === 0 && (queue.length === 0 || failure !== undefined)) resolve();
+    };
+    pump();
+  });
+  if (failure !== undefined) throw failure;
+}

@@ -1,0 +1,999 @@
+// Prune: remove data no snapshot needs any more, as restic's prune does.
+//
+// planPrune only reads. It finds every blob the snapshots reach, classifies every pack (used,
+// unused, partly used, unreferenced, duplicates, mixed) and decides what to delete and what to
+// repack with restic's rules (--max-unused, --max-repack-size, --repack-cacheable-only, small
+// packs, uncompressed trees).
+//
+// executePrune changes the repository in the one order that never loses a referenced blob,
+// wherever it is killed:
+//   1. delete packs no index names (nothing can refer to them)
+//   2. copy the still-used blobs of the repack packs into new packs, then index those
+//   3. write new index files for the index files that name a pack about to go
+//   4. delete those old index files
+//   5. delete the packs that are now unused or repacked
+// A crash before 3 leaves extra packs or duplicate blobs; a crash after 3 leaves packs that no
+// index names. Both are harmless, and the next prune cleans them up.
+import type { CallOptions } from '../backend/backend.ts';
+import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../errors.ts';
+import { IndexedRepository } from '../repository/repository.ts';
+import type { BlobWriter } from '../repository/repository.ts';
+import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
+import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../repository/index-file.ts';
+import { entrySize } from '../repository/pack.ts';
+import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
+import { isId, type BlobId, type BlobType, type PackId } from '../repository/id.ts';
+import type { CompressionMode } from '../repository/compression.ts';
+import { mapLimit } from '../repository/concurrency.ts';
+import { Lock } from '../repository/lock.ts';
+import { decodeSnapshot } from './snapshot.ts';
+import { decodeTree } from './tree.ts';
+
+/** restic's smallest pack size; the small-pack threshold never goes below 80 % of it. */
+const MIN_PACK_SIZE = 4 * 1024 * 1024;
+const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+/** restic starts a new index file at this many blobs. */
+const INDEX_MAX_BLOBS = 50_000;
+/** Fewer small packs than this are kept as they are (not worth the trouble, and no endless repacking). */
+const MIN_SMALL_PACKS_TO_REPACK = 10;
+/** A read from a pack covers kept blobs with gaps below this, up to READ_MAX bytes. */
+const READ_GAP = 1024 * 1024;
+const READ_MAX = 8 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// A compact set of blob handles (type + ID)
+
+/**
+ * A set of blob handles with one byte of value each, in two typed arrays (open addressing):
+ * about 70 bytes per blob instead of a JS string and Set entry. Blob IDs are SHA-256 hashes,
+ * so their first bytes are a good hash already.
+ */
+export class BlobHandleSet {
+  #keys: Uint8Array;
+  #state: Uint8Array; // 0 empty, 1 data, 2 tree
+  #value: Uint8Array;
+  #mask: number;
+  #size = 0;
+  readonly #scratch = Buffer.alloc(32);
+
+  constructor(expected = 0) {
+    let cap = 1024;
+    while (cap < expected * 2) cap *= 2;
+    this.#keys = new Uint8Array(cap * 32);
+    this.#state = new Uint8Array(cap);
+    this.#value = new Uint8Array(cap);
+    this.#mask = cap - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Adds the handle (value 0) unless present; returns whether it was new. */
+  add(type: BlobType, id: string): boolean {
+    if (this.#find(type, id) >= 0) return false;
+    if ((this.#size + 1) * 10 > this.#state.length * 7) this.#grow();
+    this.#insert(type === 'data' ? 1 : 2, this.#scratchFor(id), 0);
+    return true;
+  }
+
+  has(type: BlobType, id: string): boolean {
+    return this.#find(type, id) >= 0;
+  }
+
+  /** The handle's value, or undefined when the handle is not in the set. */
+  get(type: BlobType, id: string): number | undefined {
+    const i = this.#find(type, id);
+    return i < 0 ? undefined : this.#value[i]!;
+  }
+
+  /** Sets the value of a handle that is in the set; returns false when it is not. */
+  set(type: BlobType, id: string, value: number): boolean {
+    const i = this.#find(type, id);
+    if (i < 0) return false;
+    this.#value[i] = value;
+    return true;
+  }
+
+  /** Every handle with its value. */
+  *entries(): IterableIterator<{ type: BlobType; id: BlobId; value: number }> {
+    for (let i = 0; i < this.#state.length; i++) {
+      const s = this.#state[i]!;
+      if (s === 0) continue;
+      yield { type: s === 1 ? 'data' : 'tree', id: Buffer.from(this.#keys.buffer, i * 32, 32).toString('hex') as BlobId, value: this.#value[i]! };
+    }
+  }
+
+  /** How many handles have this value. */
+  countValue(value: number): number {
+    let n = 0;
+    for (let i = 0; i < this.#state.length; i++) if (this.#state[i] !== 0 && this.#value[i] === value) n++;
+    return n;
+  }
+
+  /** Bytes held by the arrays. */
+  memoryBytes(): number {
+    return this.#keys.byteLength + this.#state.byteLength + this.#value.byteLength;
+  }
+
+  toJSON(): { blobs: number } {
+    return { blobs: this.#size };
+  }
+
+  #scratchFor(id: string): Buffer {
+    if (this.#scratch.write(id, 0, 32, 'hex') !== 32) throw new InvalidInputError(`invalid blob ID ${JSON.stringify(id).slice(0, 80)}`);
+    return this.#scratch;
+  }
+
+  #find(type: BlobType, id: string): number {
+    const key = this.#scratchFor(id);
+    const t = type === 'data' ? 1 : 2;
+    const keys = this.#keys;
+    for (let i = key.readUInt32LE(0) & this.#mask; ; i = (i + 1) & this.#mask) {
+      const s = this.#state[i]!;
+      if (s === 0) return -1;
+      if (s === t && sameKey(keys, i * 32, key)) return i;
+    }
+  }
+
+  #insert(t: number, key: Uint8Array, value: number): void {
+    let i = (key[0]! | (key[1]! << 8) | (key[2]! << 16) | (key[3]! << 24)) >>> 0 & this.#mask;
+    while (this.#state[i] !== 0) i = (i + 1) & this.#mask;
+    this.#state[i] = t;
+    this.#keys.set(key.subarray(0, 32), i * 32);
+    this.#value[i] = value;
+    this.#size++;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const state = this.#state;
+    const value = this.#value;
+    const cap = state.length * 2;
+    this.#keys = new Uint8Array(cap * 32);
+    this.#state = new Uint8Array(cap);
+    this.#value = new Uint8Array(cap);
+    this.#mask = cap - 1;
+    this.#size = 0;
+    for (let i = 0; i < state.length; i++) {
+      if (state[i] !== 0) this.#insert(state[i]!, keys.subarray(i * 32, i * 32 + 32), value[i]!);
+    }
+  }
+}
+
+function sameKey(keys: Uint8Array, at: number, key: Uint8Array): boolean {
+  for (let k = 0; k < 32; k++) if (keys[at + k] !== key[k]) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options and results
+
+export type PrunePhase = 'snapshots' | 'trees' | 'packs' | 'unreferenced' | 'repack' | 'index' | 'delete-index' | 'delete-packs';
+
+export interface PruneProgress {
+  phase: PrunePhase;
+  done: number;
+  total?: number;
+}
+
+/** Messages as restic prints them: 'info' always, 'verbose' with -v, 'warning' on stderr. */
+export type PruneMessageLevel = 'info' | 'verbose' | 'warning';
+
+export interface PrunePlanOptions extends CallOptions {
+  /**
+   * Unused space to tolerate after the prune (restic --max-unused): a percentage of the used
+   * size ("5%", the default), an absolute size ("10M", bytes as a number), or "unlimited".
+   */
+  maxUnused?: string | number;
+  /** Stop after repacking this much (restic --max-repack-size): bytes, or a size such as "1G". */
+  maxRepackSize?: string | number;
+  /** Repack only packs that hold trees; data packs are kept (restic --repack-cacheable-only). */
+  repackCacheableOnly?: boolean;
+  /** restic 0.14–0.16 --repack-small: packs below 80 % of the pack size count as small. */
+  repackSmall?: boolean;
+  /** Packs below this size count as small (restic --repack-smaller-than): bytes or "4M". */
+  repackSmallerThan?: string | number;
+  /** Repack every pack with uncompressed blobs (restic --repack-uncompressed; repository v2). */
+  repackUncompressed?: boolean;
+  /** The repository's target pack size (default 16 MiB, as restic). */
+  packSize?: number;
+  /** Snapshots to plan as if already removed (a `forget --dry-run --prune`; restic does the same). */
+  ignoreSnapshots?: Iterable<string>;
+  onProgress?: (p: PruneProgress) => void;
+  onMessage?: (message: string, level: PruneMessageLevel) => void;
+}
+
+export interface PruneExecuteOptions extends CallOptions {
+  /** Compression for blobs that are repacked uncompressed in a v2 repository (default auto). */
+  compression?: CompressionMode;
+  packSize?: number;
+  /** Take an exclusive lock for the prune (default true); pass false when the caller holds one. */
+  lock?: boolean;
+  /** Keep trying this long (ms) while another process holds a lock (restic --retry-lock). */
+  retryLock?: number;
+  onProgress?: (p: PruneProgress) => void;
+  onMessage?: (message: string, level: PruneMessageLevel) => void;
+}
+
+export interface PruneOptions extends PrunePlanOptions, PruneExecuteOptions {
+  /** Plan and report only; change nothing (restic --dry-run). */
+  dryRun?: boolean;
+}
+
+/** restic's prune statistics (its JSON "summary", in camelCase). Sizes are stored bytes. */
+export interface PruneStats {
+  blobs: {
+    used: number; duplicate: number; unused: number; total: number;
+    repack: number; repackRemove: number; remove: number; removeTotal: number; remaining: number;
+  };
+  bytes: {
+    used: number; duplicate: number; unused: number; unreferenced: number; uncompressed: number; total: number;
+    repack: number; repackRemove: number; remove: number; removeTotal: number; remaining: number; remainingUnused: number;
+  };
+  packs: {
+    used: number; unused: number; partlyUsed: number; unreferenced: number; total: number;
+    keep: number; repack: number; remove: number; removeTotal: number;
+  };
+}
+
+export interface PrunePlan {
+  stats: PruneStats;
+  /** The snapshots whose data is kept; the plan holds only while these are all the snapshots. */
+  snapshots: string[];
+  /** The index files the plan was made from. */
+  indexFiles: string[];
+  /** Packs that no index names: deleted first. */
+  removeUnreferenced: PackId[];
+  /** Packs whose used blobs are copied into new packs before they are deleted. */
+  repack: PackId[];
+  /** Packs with no used blob: deleted. */
+  remove: PackId[];
+  /** Packs the index names that do not exist and hold no used blob: dropped from the index. */
+  forgetMissing: PackId[];
+  /** The blobs to copy out of the repack packs (value 1 = still to copy). */
+  keepBlobs: BlobHandleSet;
+  /** Packs below this size count as small. */
+  targetPackSize: number;
+}
+
+export interface PruneResult {
+  dryRun: boolean;
+  stats: PruneStats;
+  plan: PrunePlan;
+  /** New packs written by repacking. */
+  packsWritten: number;
+  /** Index files written (for the new packs, and the rewritten ones). */
+  indexFilesWritten: string[];
+  indexFilesRemoved: string[];
+  packsRemoved: number;
+  /**
+   * Files that could not be deleted. Harmless (restic ignores them too): packs no index names
+   * are deleted by the next prune.
+   */
+  failedRemovals: Array<{ file: string; message: string }>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Option parsing (restic's rules)
+
+/** restic's size syntax: a whole number with an optional b/k/m/g/t suffix (powers of 1024). */
+export function parseSize(s: string | number, what: string): number {
+  if (typeof s === 'number') {
+    if (!Number.isSafeInteger(s) || s < 0) throw new InvalidInputError(`invalid size ${s} for ${what}`);
+    return s;
+  }
+  const m = /^([+-]?\d+)([bBkKmMgGtT]?)$/.exec(s);
+  if (!m) throw new InvalidInputError(`invalid size ${JSON.stringify(s)} for ${what}`);
+  const unit = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase()]!;
+  const n = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidInputError(`size ${JSON.stringify(s)} for ${what} is out of range`);
+  return n;
+}
+
+/** --max-unused: returns the unused bytes tolerated after the prune, given the used bytes. */
+export function parseMaxUnused(v: string | number | undefined): (used: number) => number {
+  if (typeof v === 'number') {
+    const n = parseSize(v, '--max-unused');
+    return () => n;
+  }
+  const s = (v ?? '5%').trim();
+  if (s === '') throw new InvalidInputError(`invalid value for --max-unused: ${JSON.stringify(v)}`);
+  if (s === 'unlimited') return () => Infinity;
+  if (s.endsWith('%')) {
+    const t = s.slice(0, -1);
+    const p = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t) ? Number(t) : NaN;
+    if (Number.isNaN(p)) throw new InvalidInputError(`invalid percentage ${JSON.stringify(v)} passed for --max-unused`);
+    if (p < 0) throw new InvalidInputError('percentage for --max-unused must be positive');
+    if (p >= 100) throw new InvalidInputError('percentage for --max-unused must be below 100%');
+    return (used) => Math.floor((p / (100 - p)) * used);
+  }
+  const n = parseSize(s, '--max-unused');
+  return () => n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Used blobs
+
+/** Every blob the given snapshots reach: their trees and the data blobs of their files. */
+export async function findUsedBlobs(
+  indexed: IndexedRepository,
+  roots: readonly BlobId[],
+  options: CallOptions & { onProgress?: (p: PruneProgress) => void } = {},
+): Promise<BlobHandleSet> {
+  const used = new BlobHandleSet(indexed.index.size);
+  const pending: BlobId[] = [];
+  for (const r of roots) if (used.add('tree', r)) pending.push(r);
+  const limit = Math.max(2, indexed.backend.connections);
+  let active = 0;
+  let done = 0;
+  await new Promise<void>((resolve, reject) => {
+    let failed = false;
+    const pump = (): void => {
+      if (failed) return;
+      while (active < limit && pending.length > 0) {
+        const id = pending.pop()!;
+        active++;
+        visit(id).then(
+          () => {
+            active--;
+            options.onProgress?.({ phase: 'trees', done: ++done });
+            pump();
+          },
+          (e: unknown) => {
+            failed = true;
+            reject(e);
+          },
+        );
+      }
+      if (active === 0 && pending.length === 0) resolve();
+    };
+    const visit = async (id: BlobId): Promise<void> => {
+      throwIfAborted(options.signal);
+      // Lenient: a tree restic accepted must keep its blobs even if Stowage would not restore it.
+      const nodes = decodeTree(await indexed.loadBlob('tree', id, options), id, { lenient: true });
+      for (const n of nodes) {
+        if (n.type === 'file') {
+          for (const c of n.content ?? []) used.add('data', c);
+        } else if (n.type === 'dir' && n.subtree) {
+          if (used.add('tree', n.subtree)) pending.push(n.subtree);
+        }
+      }
+    };
+    pump();
+  });
+  return used;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+type PackKind = 'data' | 'tree' | 'mixed';
+
+interface PackInfo {
+  usedBlobs: number;
+  unusedBlobs: number;
+  duplicateBlobs: number;
+  /** Used blob bytes plus the header (the header goes with the pack's used part). */
+  usedSize: number;
+  unusedSize: number;
+  kind: PackKind | undefined;
+  uncompressed: boolean;
+}
+
+function emptyStats(): PruneStats {
+  return {
+    blobs: { used: 0, duplicate: 0, unused: 0, total: 0, repack: 0, repackRemove: 0, remove: 0, removeTotal: 0, remaining: 0 },
+    bytes: {
+      used: 0, duplicate: 0, unused: 0, unreferenced: 0, uncompressed: 0, total: 0,
+      repack: 0, repackRemove: 0, remove: 0, removeTotal: 0, remaining: 0, remainingUnused: 0,
+    },
+    packs: { used: 0, unused: 0, partlyUsed: 0, unreferenced: 0, total: 0, keep: 0, repack: 0, remove: 0, removeTotal: 0 },
+  };
+}
+
+/** Decides what a prune would do. Reads only; the caller holds the lock that makes it valid. */
+export async function planPrune(indexed: IndexedRepository, options: PrunePlanOptions = {}): Promise<PrunePlan> {
+  const { signal } = options;
+  const say = options.onMessage ?? (() => undefined);
+  const repo = indexed.repo;
+  const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
+  const maxUnusedAfter = parseMaxUnused(options.maxUnused);
+  const maxRepack = options.maxRepackSize === undefined || options.maxRepackSize === '' ? Infinity : parseSize(options.maxRepackSize, '--max-repack-size');
+  let smallPackBytes = 0;
+  if (options.repackSmallerThan !== undefined && options.repackSmallerThan !== '') {
+    smallPackBytes = parseSize(options.repackSmallerThan, '--repack-smaller-than');
+    if (smallPackBytes <= 0) throw new InvalidInputError('--repack-smaller-than must be larger than zero');
+  } else if (options.repackSmall) smallPackBytes = Math.floor(packSize / 5) * 4;
+  if (smallPackBytes > packSize) throw new InvalidInputError('--repack-smaller-than exceeds the repository pack size');
+  if (options.repackUncompressed && repo.version < 2) throw new InvalidInputError('compression requires at least repository format version 2');
+
+  // Snapshots → the blobs they use.
+  say('loading all snapshots...', 'info');
+  const snapshots: string[] = [];
+  const ignored = new Set(options.ignoreSnapshots ?? []);
+  for await (const id of repo.listIds('snapshots', { signal })) if (!ignored.has(id)) snapshots.push(id);
+  const roots = await mapLimit(snapshots, 8, async (id, i) => {
+    const tree = decodeSnapshot(await repo.loadUnpacked('snapshots', id, { signal }), id).tree;
+    options.onProgress?.({ phase: 'snapshots', done: i + 1, total: snapshots.length });
+    return tree;
+  });
+  say(`finding data that is still in use for ${snapshots.length} snapshots`, 'info');
+  const used = await findUsedBlobs(indexed, roots, { signal, onProgress: options.onProgress });
+  throwIfAborted(signal);
+
+  say('searching used packs...', 'info');
+  const stats = emptyStats();
+  const packs = packInfoFromIndex(indexed.index, used, stats);
+
+  say('collecting packs for deletion and repacking', 'info');
+  const decision = await decidePackActions(indexed, packs, stats, {
+    maxUnusedAfter, maxRepack, smallPackBytes, repackCacheableOnly: options.repackCacheableOnly === true,
+    repackUncompressed: options.repackUncompressed === true, say, signal, onProgress: options.onProgress,
+  });
+
+  // The blobs to copy while repacking: used blobs that no pack we keep holds already.
+  const dropped = new Set<string>([...decision.repack, ...decision.remove, ...decision.forgetMissing]);
+  if (decision.repack.length > 0) {
+    for (const e of indexed.index.entries()) if (!dropped.has(e.packId)) used.set(e.type, e.id, 0);
+  }
+  const keepBlobs = decision.repack.length > 0 ? used : new BlobHandleSet();
+
+  const s = stats;
+  s.blobs.total = s.blobs.used + s.blobs.unused + s.blobs.duplicate;
+  s.blobs.removeTotal = s.blobs.remove + s.blobs.repackRemove;
+  s.blobs.remaining = s.blobs.total - s.blobs.removeTotal;
+  s.bytes.total = s.bytes.used + s.bytes.duplicate + s.bytes.unused + s.bytes.unreferenced;
+  s.bytes.removeTotal = s.bytes.remove + s.bytes.repackRemove + s.bytes.unreferenced;
+  s.bytes.remaining = s.bytes.total - s.bytes.removeTotal;
+  s.bytes.remainingUnused = s.bytes.duplicate + s.bytes.unused - s.bytes.remove - s.bytes.repackRemove;
+  s.packs.total = s.packs.used + s.packs.partlyUsed + s.packs.unused + s.packs.unreferenced;
+  s.packs.removeTotal = s.packs.unreferenced + s.packs.remove;
+
+  return {
+    stats,
+    snapshots: snapshots.sort(),
+    indexFiles: [...indexed.indexFiles.keys()].sort(),
+    removeUnreferenced: decision.removeUnreferenced,
+    repack: decision.repack,
+    remove: decision.remove,
+    forgetMissing: decision.forgetMissing,
+    keepBlobs,
+    targetPackSize: decision.targetPackSize,
+  };
+}
+
+/**
+ * Counts used, unused and duplicate blobs per pack. Afterwards every used handle in `used` has
+ * value 1, and each pack's counts say how much of it is needed: of a blob stored more than once,
+ * one copy is counted as used (preferring packs that hold other used blobs or only duplicates,
+ * such as the packs an interrupted prune wrote), the others as unused.
+ */
+function packInfoFromIndex(index: MasterIndex, used: BlobHandleSet, stats: PruneStats): Map<PackId, PackInfo> {
+  // How many copies of each used blob the index holds (saturating at 255).
+  for (const e of index.entries()) {
+    const n = used.get(e.type, e.id);
+    if (n !== undefined && n < 255) used.set(e.type, e.id, n + 1);
+  }
+  const missing: string[] = [];
+  for (const e of used.entries()) if (e.value === 0) missing.push(`${e.type} blob ${e.id}`);
+  if (missing.length > 0) {
+    throw new IntegrityError(
+      `${missing.length} blob(s) used by snapshots are not in the index (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}); ` +
+        'will not prune, to prevent further data loss',
+      { blob: missing[0]!.split(' ').pop() },
+    );
+  }
+
+  const packs = new Map<PackId, PackInfo>();
+  let hasDuplicates = false;
+  for (const e of index.entries()) {
+    let p = packs.get(e.packId);
+    if (!p) {
+      p = { usedBlobs: 0, unusedBlobs: 0, duplicateBlobs: 0, usedSize: 4 + CRYPTO_OVERHEAD, unusedSize: 0, kind: undefined, uncompressed: false };
+      packs.set(e.packId, p);
+    }
+    p.usedSize += entrySize(e);
+    p.kind = p.kind === undefined ? e.type : p.kind === e.type ? p.kind : 'mixed';
+    const copies = used.get(e.type, e.id) ?? 0;
+    if (copies >= 2) {
+      hasDuplicates = true;
+      p.unusedSize += e.length;
+      p.unusedBlobs++;
+      p.duplicateBlobs++;
+      stats.bytes.duplicate += e.length;
+      stats.blobs.duplicate++;
+    } else if (copies === 1) {
+      p.usedSize += e.length;
+      p.usedBlobs++;
+      stats.bytes.used += e.length;
+      stats.blobs.used++;
+    } else {
+      p.unusedSize += e.length;
+      p.unusedBlobs++;
+      stats.bytes.unused += e.length;
+      stats.blobs.unused++;
+    }
+    if (!e.uncompressedLength) p.uncompressed = true;
+  }
+
+  if (hasDuplicates) {
+    // Pick one copy of each duplicate as used. Value 0 now marks "one copy left to consider":
+    // that last copy is taken whatever its pack.
+    for (const e of index.entries()) {
+      const count = used.get(e.type, e.id);
+      if (count === undefined || count === 1) continue;
+      const p = packs.get(e.packId)!;
+      if (p.usedBlobs > 0 || p.duplicateBlobs === p.unusedBlobs || count === 0) {
+        p.usedSize += e.length;
+        p.usedBlobs++;
+        p.unusedSize -= e.length;
+        p.unusedBlobs--;
+        stats.bytes.used += e.length;
+        stats.blobs.used++;
+        stats.bytes.duplicate -= e.length;
+        stats.blobs.duplicate--;
+        used.set(e.type, e.id, 1);
+      } else {
+        used.set(e.type, e.id, count - 1 === 1 ? 0 : count - 1);
+      }
+    }
+  }
+  return packs;
+}
+
+interface Decision {
+  removeUnreferenced: PackId[];
+  repack: PackId[];
+  remove: PackId[];
+  forgetMissing: PackId[];
+  targetPackSize: number;
+}
+
+interface DecideOptions extends CallOptions {
+  maxUnusedAfter: (used: number) => number;
+  maxRepack: number;
+  smallPackBytes: number;
+  repackCacheableOnly: boolean;
+  repackUncompressed: boolean;
+  say: (m: string, level: PruneMessageLevel) => void;
+  onProgress?: (p: PruneProgress) => void;
+}
+
+/** 80 % of the larger of 4 MiB and the 3rd-percentile pack size, unless set explicitly. */
+function targetPackSizeOf(packs: Map<PackId, PackInfo>, smallPackBytes: number): number {
+  if (smallPackBytes > 0) return smallPackBytes;
+  if (packs.size === 0) return 0;
+  const sizes = [...packs.values()].map((p) => p.usedSize + p.unusedSize).sort((a, b) => a - b);
+  const p3 = sizes[Math.floor((packs.size * 3) / 100)]!;
+  return Math.floor((Math.max(MIN_PACK_SIZE, p3) * 4) / 5);
+}
+
+interface Candidate {
+  id: PackId;
+  info: PackInfo;
+  mustCompress: boolean;
+}
+
+async function decidePackActions(indexed: IndexedRepository, packs: Map<PackId, PackInfo>, stats: PruneStats, o: DecideOptions): Promise<Decision> {
+  const removeUnreferenced: PackId[] = [];
+  const remove: PackId[] = [];
+  const repack: PackId[] = [];
+  const candidates: Candidate[] = [];
+  const smallCandidates: Candidate[] = [];
+  const v2 = indexed.config.version >= 2;
+  const target = targetPackSizeOf(packs, o.smallPackBytes);
+  const unseen = new Map(packs);
+  let done = 0;
+
+  for await (const f of indexed.backend.list('data', { signal: o.signal })) {
+    if (!isId(f.name)) continue;
+    const id = f.name as PackId;
+    const p = unseen.get(id);
+    if (!p) {
+      o.say(`will remove pack ${id.slice(0, 8)} as it is unused and not indexed`, 'verbose');
+      removeUnreferenced.push(id);
+      stats.bytes.unreferenced += f.size;
+      continue;
+    }
+    unseen.delete(id);
+    if (p.usedSize + p.unusedSize !== f.size && p.usedBlobs !== 0) {
+      // A needed pack that does not match the index: stop before anything is changed.
+      throw new IntegrityError(
+        `pack ${id}: calculated size ${p.usedSize + p.unusedSize} does not match real size ${f.size}; run "restic repair index"`,
+        { file: packFile(id) },
+      );
+    }
+    if (p.usedBlobs === 0) stats.packs.unused++;
+    else if (p.unusedBlobs === 0) stats.packs.used++;
+    else stats.packs.partlyUsed++;
+    if (p.uncompressed) stats.bytes.uncompressed += p.usedSize + p.unusedSize;
+    // In a v2 repository uncompressed trees are always repacked (compressed), data on request.
+    const mustCompress = v2 && p.uncompressed && (p.kind === 'tree' || o.repackUncompressed);
+
+    if (p.usedBlobs === 0) {
+      remove.push(id);
+      stats.blobs.remove += p.unusedBlobs;
+      stats.bytes.remove += p.unusedSize;
+    } else if (o.repackCacheableOnly && p.kind === 'data') {
+      stats.packs.keep++;
+    } else if (p.unusedBlobs === 0 && p.kind !== 'mixed' && !mustCompress) {
+      if (f.size >= target) stats.packs.keep++;
+      else smallCandidates.push({ id, info: p, mustCompress });
+    } else {
+      candidates.push({ id, info: p, mustCompress });
+    }
+    o.onProgress?.({ phase: 'packs', done: ++done, total: packs.size });
+  }
+
+  // What is left is in the index but not in the repository.
+  const forgetMissing: PackId[] = [];
+  const neededMissing: PackId[] = [];
+  for (const [id, p] of unseen) {
+    if (p.usedBlobs === 0) {
+      forgetMissing.push(id);
+      stats.blobs.remove += p.unusedBlobs;
+      stats.bytes.remove += p.unusedSize;
+    } else neededMissing.push(id);
+  }
+  if (neededMissing.length > 0) {
+    throw new IntegrityError(
+      `the index references ${neededMissing.length} needed pack file(s) which are missing from the repository: ${neededMissing.join(', ')}`,
+      { file: packFile(neededMissing[0]!) },
+    );
+  }
+  if (forgetMissing.length > 0) {
+    o.say('Missing but unneeded pack files are referenced in the index, will be repaired', 'warning');
+    for (const id of forgetMissing) o.say(`will forget missing pack file ${id}`, 'warning');
+  }
+
+  if (smallCandidates.length < MIN_SMALL_PACKS_TO_REPACK) stats.packs.keep += smallCandidates.length;
+  else candidates.push(...smallCandidates);
+
+  // Tree and mixed packs first, then packs below the target size, then by unused/total, highest first.
+  const total = (p: PackInfo) => p.usedSize + p.unusedSize;
+  candidates.sort((a, b) => {
+    const pa = a.info;
+    const pb = b.info;
+    if (pa.kind !== 'data' && pb.kind === 'data') return -1;
+    if (pb.kind !== 'data' && pa.kind === 'data') return 1;
+    if (total(pa) < target && total(pb) >= target) return -1;
+    if (total(pb) < target && total(pa) >= target) return 1;
+    return pb.unusedSize * pa.usedSize - pa.unusedSize * pb.usedSize;
+  });
+
+  const maxUnused = o.maxUnusedAfter(stats.bytes.used);
+  for (const c of candidates) {
+    const p = c.info;
+    const remainingUnused = stats.bytes.duplicate + stats.bytes.unused - stats.bytes.remove - stats.bytes.repackRemove;
+    const reachedUnusedLimit = remainingUnused < maxUnused;
+    const reachedRepackSize = stats.bytes.repack + total(p) >= o.maxRepack;
+    const largeEnough = total(p) >= target;
+    if (reachedRepackSize) {
+      stats.packs.keep++;
+    } else if (p.kind !== 'data' || c.mustCompress) {
+      // Tree, mixed and must-compress packs are limited by the repack size only.
+      repackPack(c);
+    } else if (reachedUnusedLimit && largeEnough) {
+      stats.packs.keep++;
+    } else {
+      repackPack(c);
+    }
+  }
+
+  function repackPack(c: Candidate): void {
+    const p = c.info;
+    repack.push(c.id);
+    stats.blobs.repack += p.unusedBlobs + p.usedBlobs;
+    stats.bytes.repack += total(p);
+    stats.blobs.repackRemove += p.unusedBlobs;
+    stats.bytes.repackRemove += p.unusedSize;
+    if (p.uncompressed) stats.bytes.uncompressed -= total(p);
+  }
+
+  stats.packs.unreferenced = removeUnreferenced.length;
+  stats.packs.repack = repack.length;
+  stats.packs.remove = remove.length;
+  if (!v2) stats.bytes.uncompressed = 0;
+  return { removeUnreferenced, repack, remove, forgetMissing, targetPackSize: target };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution
+
+/**
+ * Carries out a plan. With `lock` (the default) it takes an exclusive lock and first verifies
+ * that the snapshots and index files are still the ones the plan was made from.
+ * Afterwards `indexed.index` is out of date: load the index again before further use.
+ */
+export async function executePrune(indexed: IndexedRepository, plan: PrunePlan, options: PruneExecuteOptions = {}): Promise<PruneResult> {
+  const { signal } = options;
+  const lock = options.lock === false ? undefined : await Lock.acquire(indexed.repo, { exclusive: true, retryLock: options.retryLock, signal });
+  try {
+    if (lock) await assertPlanCurrent(indexed, plan, signal);
+    return await execute(indexed, plan, options);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function assertPlanCurrent(indexed: IndexedRepository, plan: PrunePlan, signal: AbortSignal | undefined): Promise<void> {
+  const snapshots: string[] = [];
+  for await (const id of indexed.repo.listIds('snapshots', { signal })) snapshots.push(id);
+  const indexFiles: string[] = [];
+  for await (const id of indexed.repo.listIds('index', { signal })) indexFiles.push(id);
+  const same = (a: string[], b: readonly string[]) => a.length === b.length && a.sort().every((x, i) => x === b[i]);
+  if (!same(snapshots, plan.snapshots) || !same(indexFiles, plan.indexFiles)) {
+    throw new InvalidInputError('the repository changed since the prune plan was made (snapshots or index files differ); plan again');
+  }
+}
+
+async function execute(indexed: IndexedRepository, plan: PrunePlan, options: PruneExecuteOptions): Promise<PruneResult> {
+  const { signal } = options;
+  const say = options.onMessage ?? (() => undefined);
+  const backend = indexed.backend;
+  const connections = Math.max(1, backend.connections);
+  const result: PruneResult = {
+    dryRun: false, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [],
+  };
+  const removeFiles = async (type: 'data' | 'index', ids: readonly string[], phase: PrunePhase): Promise<string[]> => {
+    const removed: string[] = [];
+    let done = 0;
+    await mapLimit(ids, connections, async (id) => {
+      throwIfAborted(signal);
+      try {
+        await backend.remove({ type, name: id }, { signal });
+        removed.push(id);
+      } catch (e) {
+        if (e instanceof AbortedError) throw e;
+        if (e instanceof NotFoundError) removed.push(id);
+        else {
+          const file = type === 'data' ? packFile(id) : `index/${id}`;
+          say(`unable to remove ${file} from the repository`, 'warning');
+          result.failedRemovals.push({ file, message: (e as Error).message });
+        }
+      }
+      options.onProgress?.({ phase, done: ++done, total: ids.length });
+    });
+    return removed;
+  };
+
+  // 1. Packs no index names: nothing refers to them.
+  if (plan.removeUnreferenced.length > 0) {
+    say('deleting unreferenced packs', 'info');
+    result.packsRemoved += (await removeFiles('data', plan.removeUnreferenced, 'unreferenced')).length;
+  }
+  throwIfAborted(signal);
+
+  // 2. Copy what is still used out of the repack packs; their index is written after them.
+  if (plan.repack.length > 0) {
+    say('repacking packs', 'info');
+    const written = await repackPacks(indexed, plan, options);
+    result.packsWritten = written.packs;
+    for (const [id, packs] of written.indexFiles) {
+      result.indexFilesWritten.push(id);
+      indexed.indexFiles.set(id, packs);
+    }
+  }
+  throwIfAborted(signal);
+
+  // 3 and 4. Index files that name a pack about to go are replaced, then deleted.
+  const dropped = new Set<string>([...plan.removeUnreferenced, ...plan.repack, ...plan.remove, ...plan.forgetMissing]);
+  const obsoleteIndexes = [...indexed.indexFiles].filter(([, packs]) => packs.some((p) => dropped.has(p))).map(([id]) => id);
+  if (obsoleteIndexes.length > 0) {
+    say('rebuilding index', 'info');
+    result.indexFilesWritten.push(...(await rewriteIndexFiles(indexed, obsoleteIndexes, dropped, options)));
+    throwIfAborted(signal);
+    say('deleting obsolete index files', 'info');
+    result.indexFilesRemoved = await removeFiles('index', obsoleteIndexes, 'delete-index');
+    for (const id of result.indexFilesRemoved) indexed.indexFiles.delete(id);
+  }
+  throwIfAborted(signal);
+
+  // 5. The unused and repacked packs, now named by no index.
+  const obsoletePacks = [...plan.remove, ...plan.repack];
+  if (obsoletePacks.length > 0) {
+    say(`removing ${obsoletePacks.length} old packs`, 'info');
+    result.packsRemoved += (await removeFiles('data', obsoletePacks, 'delete-packs')).length;
+  }
+  say('done', 'info');
+  return result;
+}
+
+/** Repacks: reads the blobs to keep (in ranges, never whole packs at once), verifies, re-packs. */
+async function repackPacks(indexed: IndexedRepository, plan: PrunePlan, options: PruneExecuteOptions): Promise<{ packs: number; indexFiles: Map<string, PackId[]> }> {
+  const { signal } = options;
+  const keep = plan.keepBlobs;
+  const repackSet = new Set<string>(plan.repack);
+
+  // Which blobs to read from which pack.
+  const perPack = new Map<PackId, BlobLocation[]>();
+  for (const e of indexed.index.entries()) {
+    if (!repackSet.has(e.packId) || keep.get(e.type, e.id) !== 1) continue;
+    let l = perPack.get(e.packId);
+    if (!l) perPack.set(e.packId, (l = []));
+    l.push(e);
+  }
+
+  // The writer gets an empty index: the blobs are in the index already (in the packs that go),
+  // and must be stored again.
+  const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map());
+  const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal });
+  const packIds = [...perPack.keys()];
+  let done = 0;
+  // One connection stays free for the uploads, as in restic.
+  await mapLimit(packIds, Math.max(1, indexed.backend.connections - 1), async (packId) => {
+    const blobs = perPack.get(packId)!.sort((a, b) => a.offset - b.offset);
+    perPack.delete(packId);
+    for (const range of readRanges(blobs)) {
+      throwIfAborted(signal);
+      const start = range[0]!.offset;
+      const end = range[range.length - 1]!.offset + range[range.length - 1]!.length;
+      let bytes: Uint8Array | undefined;
+      let readError: unknown;
+      try {
+        bytes = await indexed.backend.load({ type: 'data', name: packId }, { signal, offset: start, length: end - start });
+      } catch (e) {
+        if (e instanceof AbortedError) throw e;
+        // Each blob of the range is then looked for in its other copies.
+        readError = e;
+      }
+      for (const loc of range) {
+        // Another pack may hold a copy too; whoever gets there first copies it.
+        if (keep.get(loc.type, loc.id) !== 1) continue;
+        keep.set(loc.type, loc.id, 0);
+        let sealed = bytes?.subarray(loc.offset - start, loc.offset - start + loc.length);
+        let plain: Uint8Array;
+        try {
+          if (!sealed) throw readError;
+          plain = indexed.decodeBlob(loc, sealed);
+        } catch (e) {
+          const other = await intactCopy(indexed, loc, signal);
+          if (!other) {
+            // A failed read (network, permissions) is reported as it is; damage as damage.
+            if (!(e instanceof IntegrityError)) throw e;
+            throw new IntegrityError(
+              `blob ${loc.id} cannot be repacked: ${(e as Error).message}; no intact copy exists. Nothing was deleted yet; run "restic check --read-data" and "restic repair packs"`,
+              { file: packFile(packId), blob: loc.id },
+              { cause: e },
+            );
+          }
+          ({ sealed, plain } = other);
+        }
+        await copyBlob(writer, loc, sealed, plain);
+      }
+    }
+    options.onProgress?.({ phase: 'repack', done: ++done, total: packIds.length });
+  });
+  await writer.flush();
+  const left = keep.countValue(1);
+  if (left > 0) throw new IntegrityError(`internal error: ${left} blob(s) were not repacked; nothing was deleted`);
+  return { packs: writer.stats.packs, indexFiles: new Map(target.indexFiles) };
+}
+
+/** Consecutive kept blobs of one pack, grouped so one read covers them without reading much else. */
+function* readRanges(blobs: readonly BlobLocation[]): Iterable<BlobLocation[]> {
+  let cur: BlobLocation[] = [];
+  for (const b of blobs) {
+    const first = cur[0];
+    const last = cur[cur.length - 1];
+    if (first && last && (b.offset - (last.offset + last.length) > READ_GAP || b.offset + b.length - first.offset > READ_MAX)) {
+      yield cur;
+      cur = [];
+    }
+    cur.push(b);
+  }
+  if (cur.length > 0) yield cur;
+}
+
+/** A verified copy of a blob from another pack, for when the one being repacked is damaged. */
+async function intactCopy(indexed: IndexedRepository, loc: BlobLocation, signal: AbortSignal | undefined): Promise<{ sealed: Uint8Array; plain: Uint8Array } | undefined> {
+  for (const other of indexed.index.lookup(loc.id, loc.type)) {
+    if (other.packId === loc.packId && other.offset === loc.offset) continue;
+    try {
+      const sealed = await indexed.backend.load({ type: 'data', name: other.packId }, { signal, offset: other.offset, length: other.length });
+      return { sealed, plain: indexed.decodeBlob(other, sealed) };
+    } catch (e) {
+      if (e instanceof AbortedError) throw e;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Copies a verified blob. Its sealed bytes are reused as they are (same repository, same key),
+ * except an uncompressed blob that the repository would compress now (v2: trees always, data
+ * unless compression is off): that one is compressed, as restic does when it repacks.
+ */
+async function copyBlob(writer: BlobWriter, loc: BlobLocation, sealed: Uint8Array, plain: Uint8Array): Promise<void> {
+  if (loc.uncompressedLength === 0 && writer.shouldCompress(loc.type, plain.length)) {
+    await writer.saveBlob(loc.type, plain);
+    return;
+  }
+  // A copy, so the pack being built does not pin the whole range that was read.
+  await writer.addSealed(loc.type, loc.id, sealed.slice(), loc.uncompressedLength, plain.length);
+}
+
+/**
+ * Writes the packs of the given index files, minus the dropped ones, into new index files
+ * (at most 50 000 blobs each). Reads one old index file at a time.
+ */
+async function rewriteIndexFiles(indexed: IndexedRepository, obsolete: readonly string[], dropped: ReadonlySet<string>, options: PruneExecuteOptions): Promise<string[]> {
+  const { signal } = options;
+  const repo = indexed.repo;
+  const written: string[] = [];
+  // A pack listed twice with the same blobs is written once.
+  const seen = new Set<string>();
+  let batch: IndexPack[] = [];
+  let batchBlobs = 0;
+  const save = async () => {
+    if (batch.length === 0) return;
+    const id = await repo.saveUnpacked('index', encodeIndexFile(batch), { signal });
+    written.push(id);
+    indexed.indexFiles.set(id, batch.map((p) => p.id));
+    batch = [];
+    batchBlobs = 0;
+  };
+  let done = 0;
+  for (const indexId of obsolete) {
+    throwIfAborted(signal);
+    const content = decodeIndexFile(await repo.loadUnpacked('index', indexId, { signal }), `index/${indexId}`);
+    for (const p of content.packs) {
+      if (dropped.has(p.id)) continue;
+      const key = `${p.id}:${p.blobs.map((b) => `${b.type[0]}${b.id}@${b.offset}+${b.length}/${b.uncompressedLength}`).join(',')}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      batch.push(p);
+      batchBlobs += p.blobs.length;
+      if (batchBlobs >= INDEX_MAX_BLOBS) await save();
+    }
+    options.onProgress?.({ phase: 'index', done: ++done, total: obsolete.length });
+  }
+  await save();
+  return written;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan + execute
+
+/**
+ * Plans and (unless `dryRun`) executes a prune under one exclusive lock (unless `lock: false`).
+ * When the index changed between loading `indexed` and taking the lock (a backup finished), it is
+ * loaded again. Afterwards `indexed.index` is out of date: load the index again before further use.
+ */
+export async function prune(indexed: IndexedRepository, options: PruneOptions = {}): Promise<PruneResult> {
+  const { signal } = options;
+  if (options.repackUncompressed && options.compression === 'off') {
+    throw new InvalidInputError('disabled compression and --repack-uncompressed are mutually exclusive');
+  }
+  const lock = options.lock === false ? undefined : await Lock.acquire(indexed.repo, { exclusive: true, retryLock: options.retryLock, signal });
+  try {
+    let current = indexed;
+    if (lock && !(await indexUnchanged(indexed, signal))) {
+      options.onMessage?.('loading indexes...', 'info');
+      current = await indexed.repo.loadIndex({ signal });
+    }
+    const plan = await planPrune(current, options);
+    if (options.dryRun) {
+      return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
+    }
+    return await execute(current, plan, options);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function indexUnchanged(indexed: IndexedRepository, signal: AbortSignal | undefined): Promise<boolean> {
+  let n = 0;
+  for await (const id of indexed.repo.listIds('index', { signal })) {
+    if (!indexed.indexFiles.has(id)) return false;
+    n++;
+  }
+  return n === indexed.indexFiles.size;
+}
+
+function packFile(id: string): string {
+  return `data/${id.slice(0, 2)}/${id}`;
+}
+
+export type { BlobId };
