@@ -77,3 +77,22 @@ export type { ReadDataSubset, CheckProblemCode, CheckProgress, CheckPhase } from
 export type { Uint64, ExtendedAttribute } from './snapshot/node.ts';
 export type { SnapshotGroup, SnapshotGroupBy, SnapshotGroupKey, SnapshotLike } from './snapshot/snapshot.ts';
 export type { IndexPack } from './repository/index-file.ts';
+// Lifecycle: retention, prune, repair, copy, tags, diff, find.
+export { forget } from './snapshot/forget.ts';
+export type { ForgetOptions, ForgetResult, ForgetFailure, ForgetPruneOptions } from './snapshot/forget.ts';
+export { planRetention, parseRetentionDuration, stashRetentionPolicy, describeRetentionPolicy, EmptyRetentionPolicyError, RemoveAllRefusedError } from './snapshot/retention.ts';
+export type { RetentionPolicy, RetentionDuration, ForgetPlan, RetentionGroup, KeptSnapshot, PlannedSnapshot, PlanRetentionOptions } from './snapshot/retention.ts';
+export { prune, planPrune, executePrune, findUsedBlobs, parseMaxUnused } from './snapshot/prune.ts';
+export type { PruneOptions, PrunePlanOptions, PruneExecuteOptions, PrunePlan, PruneResult, PruneStats, PruneProgress } from './snapshot/prune.ts';
+export { parseReadDataSubset } from './snapshot/check.ts';
+export type { CheckProblemCode, CheckProgress, ReadDataSubset } from './snapshot/check.ts';
+export { repairIndex, repairSnapshots } from './snapshot/repair.ts';
+export type { RepairIndexOptions, RepairIndexResult, RepairSnapshotsOptions, RepairSnapshotsResult, RepairedSnapshot } from './snapshot/repair.ts';
+export { copy, planCopy, executeCopy } from './snapshot/copy.ts';
+export type { CopyOptions, CopyPlan, CopyResult, CopyProgress } from './snapshot/copy.ts';
+export { tag } from './snapshot/tag.ts';
+export type { TagOptions, TagResult } from './snapshot/tag.ts';
+export { diffSnapshots } from './snapshot/diff.ts';
+export type { DiffOptions, DiffResult, DiffChange } from './snapshot/diff.ts';
+export { findByPattern, findIds } from './snapshot/find.ts';
+export type { FindPatternOptions, FindHit, FindIdsOptions, FoundObject } from './snapshot/find.ts';
