@@ -136,12 +136,14 @@ export class ProgressReporter {
     }
   }
 
-  /** Takes the status line off the terminal so other output can be written; the next tick redraws it. */
+  /**
+   * Takes the status line off the terminal so other output can be written; the next draw, when
+   * due, puts it back (so a stream of warnings does not make it redraw more often).
+   */
   clear(): void {
     if (!this.#drawn) return;
     this.#terminal.write(CLEAR_LINE);
     this.#drawn = false;
-    this.#lastDraw = -Infinity;
   }
 
   /** Stops the timer and clears the line. Call it in a finally: it is idempotent. */

@@ -1,0 +1,266 @@
+// What `npm publish` would ship, checked the way a user meets it: the file list, publint,
+// arethetypeswrong, and the packed tarball installed into a fresh folder, where importing
+// `stowage` must load no cloud SDK and be quick, the `stowage` bin must run, and a strict
+// TypeScript consumer must compile against the shipped declarations without skipLibCheck.
+// Last, TypeDoc must build the API reference without broken links. Needs `npm run build`
+// (npm test does it).
+//
+// Stowage is ESM only, so arethetypeswrong runs with `--profile esm-only`: it leaves out the
+// node10 and node16-from-CJS resolutions, where a `require('stowage')` can only get the ESM
+// module through a dynamic import (CJSResolvesToESM). Those are the expected shape of an
+// ESM-only package, not a mistake in its types.
+
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const PKG = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
+  name: string;
+  bin: Record<string, string>;
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+};
+const CLOUD_SDKS = /(@aws-sdk|@smithy|@google-cloud|google-auth-library|gaxios|@azure|backblaze-b2)\//;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command with the pinned Node first on PATH (tools start with `#!/usr/bin/env node`,
+ * and the system Node may be older) and the project's tools after it.
+ */
+function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<Run> {
+  const PATH = [path.dirname(process.execPath), path.join(ROOT, 'node_modules/.bin'), process.env.PATH ?? ''].join(path.delimiter);
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, PATH, NO_COLOR: '1', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 180_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function describeRun(r: Run): string {
+  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
+
+describe('the published package', () => {
+  before(() => {
+    assert.ok(existsSync(path.join(ROOT, 'dist/index.js')), 'run `npm run build` first');
+  });
+
+  it('ships only dist/, README.md, LICENSE, CHANGELOG.md and package.json', async (t) => {
+    const r = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
+    assert.equal(r.code, 0, describeRun(r));
+    const [pack] = JSON.parse(r.stdout) as Array<{ files: Array<{ path: string }>; size: number; unpackedSize: number; entryCount: number }>;
+    const files = pack!.files.map((f) => f.path);
+    const allowed = (f: string) => f.startsWith('dist/') || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
+    assert.deepEqual(files.filter((f) => !allowed(f)), [], 'files outside the allowed set');
+    assert.deepEqual(files.filter((f) => /^(src|test|bench|examples|docs|\.ci)\//.test(f) || /\.test\.(js|ts)$/.test(f)), []);
+    for (const required of ['README.md', 'LICENSE', 'package.json', 'dist/index.js', 'dist/index.d.ts', PKG.bin.stowage!]) {
+      assert.ok(files.includes(required), `${required} is not in the package`);
+    }
+    if (!files.includes('CHANGELOG.md')) t.diagnostic('CHANGELOG.md is not shipped (add it to "files" in package.json)');
+    t.diagnostic(`${pack!.entryCount} files, ${(pack!.size / 1024).toFixed(0)} KiB packed, ${(pack!.unpackedSize / 1024).toFixed(0)} KiB unpacked`);
+  });
+
+  it('passes publint with warnings treated as errors', async () => {
+    const r = await run('publint', ['--strict']);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.match(r.stdout, /All good!/, describeRun(r));
+  });
+
+  it('has correct types for its ESM entry (arethetypeswrong, esm-only profile)', async () => {
+    const r = await run('attw', ['--pack', '.', '--profile', 'esm-only', '--format', 'json']);
+    assert.equal(r.code, 0, describeRun(r));
+    const report = JSON.parse(r.stdout) as {
+      analysis: {
+        problems: Array<{ kind: string; resolutionKind?: string; entrypoint?: string }>;
+        entrypoints: Record<string, { hasTypes: boolean; resolutions: Record<string, { resolution?: { fileName: string } }> }>;
+      };
+    };
+    const ignoredByProfile = new Set(['node10', 'node16-cjs']);
+    assert.deepEqual(report.analysis.problems.filter((p) => !ignoredByProfile.has(p.resolutionKind ?? '')), []);
+    const root = report.analysis.entrypoints['.']!;
+    assert.ok(root.hasTypes);
+    for (const kind of ['node16-esm', 'bundler']) {
+      assert.match(root.resolutions[kind]?.resolution?.fileName ?? '', /\/node_modules\/stowage\/dist\/index\.d\.ts$/, kind);
+    }
+  });
+});
+
+// Made here, not in a hook: tmpDir removes it when this file's tests end.
+const app = await tmpDir('stowage-consumer');
+
+describe('the packed tarball, installed into a fresh folder', () => {
+  before(async () => {
+    const packed = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', app]);
+    assert.equal(packed.code, 0, describeRun(packed));
+    const [{ filename }] = JSON.parse(packed.stdout) as Array<{ filename: string }>;
+    const installed = path.join(app, 'node_modules', PKG.name);
+    await mkdir(installed, { recursive: true });
+    const untar = await run('tar', ['-xzf', path.join(app, filename), '-C', installed, '--strip-components=1']);
+    assert.equal(untar.code, 0, describeRun(untar));
+    // Only the runtime dependencies (and Node's types for the compile checks), never the optional
+    // cloud SDKs: a user who needs no cloud backend installs none of them.
+    for (const dep of [...Object.keys(PKG.dependencies ?? {}), '@types/node']) {
+      await mkdir(path.dirname(path.join(app, 'node_modules', dep)), { recursive: true });
+      await symlink(path.join(ROOT, 'node_modules', dep), path.join(app, 'node_modules', dep), 'dir');
+    }
+    await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+  });
+
+  it('imports without loading any cloud SDK, in well under a second', async (t) => {
+    // Every module resolved during the import, through a resolve hook (ESM has no module cache
+    // to inspect afterwards; the hook sees import and require alike).
+    await writeFile(
+      path.join(app, 'probe.mjs'),
+      `import { registerHooks } from 'node:module';
+const urls = new Set();
+registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); urls.add(r.url); return r; } });
+const t0 = performance.now();
+const api = await import('stowage');
+const importMs = performance.now() - t0;
+// Making a cloud backend must not load its SDK either: that happens on its first request.
+await api.openBackend('s3:http://127.0.0.1:9/bucket', { raw: true, env: {} });
+await api.openBackend('gs:bucket:/', { raw: true, env: {} });
+console.log(JSON.stringify({ importMs, urls: [...urls], exports: Object.keys(api) }));
+`,
+    );
+    const started = performance.now();
+    const r = await run(process.execPath, ['probe.mjs'], { cwd: app });
+    const processMs = performance.now() - started;
+    assert.equal(r.code, 0, describeRun(r));
+    const probe = JSON.parse(r.stdout) as { importMs: number; urls: string[]; exports: string[] };
+    t.diagnostic(`import('stowage') took ${probe.importMs.toFixed(0)} ms (the whole process ${processMs.toFixed(0)} ms), ${probe.urls.length} modules`);
+    const entry = probe.urls.find((u) => u.endsWith('/dist/index.js'));
+    assert.ok(entry?.startsWith(`file://${app}/node_modules/stowage/`), `stowage resolved to ${entry}, not the installed tarball`);
+    assert.deepEqual(probe.urls.filter((u) => CLOUD_SDKS.test(u)), [], 'cloud SDK modules were loaded');
+    assert.ok(probe.importMs < 1000, `import took ${probe.importMs} ms`);
+    for (const name of ['Repository', 'LocalBackend', 'S3Backend', 'backup', 'restore', 'checkRepository', 'openBackend', 'StowageError']) {
+      assert.ok(probe.exports.includes(name), `stowage exports no ${name}`);
+    }
+  });
+
+  it('names the package to install when a cloud backend is used without its SDK', async () => {
+    await writeFile(
+      path.join(app, 'no-sdk.mjs'),
+      `import { openBackend } from 'stowage';
+const backend = await openBackend('s3:http://127.0.0.1:9/bucket', { raw: true, env: {} });
+try { await backend.stat({ type: 'config', name: '' }); console.log('no error'); }
+catch (e) { console.log(JSON.stringify({ name: e.constructor.name, code: e.code, message: e.message })); }
+`,
+    );
+    const r = await run(process.execPath, ['no-sdk.mjs'], { cwd: app });
+    assert.equal(r.code, 0, describeRun(r));
+    const err = JSON.parse(r.stdout) as { name: string; code: string; message: string };
+    assert.equal(err.name, 'UnsupportedError', r.stdout);
+    assert.match(err.message, /npm install @aws-sdk\/client-s3/);
+  });
+
+  it('runs the stowage bin', async () => {
+    const bin = path.join(app, 'node_modules', PKG.name, PKG.bin.stowage!);
+    assert.match(await readFile(bin, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    const r = await run(process.execPath, [bin, '--help'], { cwd: app });
+    assert.equal(r.code, 0, describeRun(r));
+    assert.match(r.stdout, /Usage: stowage \[flags\] COMMAND/);
+  });
+
+  for (const resolution of ['nodenext', 'bundler'] as const) {
+    it(`compiles a strict consumer against the declarations (moduleResolution ${resolution}, skipLibCheck false)`, async () => {
+      const dir = path.join(app, `ts-${resolution}`);
+      await mkdir(dir);
+      await writeFile(path.join(dir, 'consumer.ts'), CONSUMER);
+      await writeFile(
+        path.join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'ES2022',
+            module: resolution === 'nodenext' ? 'NodeNext' : 'ESNext',
+            moduleResolution: resolution === 'nodenext' ? 'NodeNext' : 'Bundler',
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            noUncheckedIndexedAccess: true,
+            skipLibCheck: false,
+            noEmit: true,
+            types: ['node'],
+          },
+          files: ['consumer.ts'],
+        }),
+      );
+      const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
+      const r = await run(process.execPath, [tsc, '-p', dir, '--pretty', 'false'], { cwd: dir });
+      assert.equal(r.code, 0, describeRun(r));
+      // The declarations in use are the shipped ones.
+      const list = await run(process.execPath, [tsc, '-p', dir, '--listFilesOnly'], { cwd: dir });
+      assert.ok(list.stdout.split('\n').some((f) => f.endsWith(`/node_modules/${PKG.name}/dist/index.d.ts`)), list.stdout);
+    });
+  }
+});
+
+/** A user's program: typical calls, and mistakes the types must catch (so they are not `any`). */
+const CONSUMER = `import {
+  LocalBackend, Repository, backup, restore, listSnapshots, checkRepository, openBackend, S3Backend,
+  StowageError, IntegrityError,
+  type Backend, type BackupOptions, type BackupProgress, type SnapshotEntry, type CheckReport, type S3BackendOptions,
+} from 'stowage';
+
+export async function nightly(dir: string): Promise<string> {
+  const backend: Backend = new LocalBackend(dir);
+  const repo = await Repository.open(backend, { password: 'secret' });
+  const indexed = await repo.loadIndex();
+  const options: BackupOptions = { paths: ['/etc'], tags: ['nightly'], onProgress: (p: BackupProgress) => void p.bytesDone };
+  const { snapshotId, summary } = await backup(indexed, options);
+  const files: number = summary.filesNew + summary.filesChanged;
+  const list: SnapshotEntry[] = await listSnapshots(repo);
+  const latest = list.at(-1);
+  if (latest) await restore(indexed, latest.snapshot.tree, { target: '/tmp/restore' });
+  const report: CheckReport = await checkRepository(repo);
+  if (!report.ok) throw new IntegrityError('check failed', { file: report.errors[0]?.file ?? 'unknown' });
+  const s3: S3BackendOptions = { bucket: 'b', endpoint: 'http://127.0.0.1:9000' };
+  await new S3Backend(s3).close();
+  await (await openBackend('rest:http://127.0.0.1:8000/repo/')).close();
+  return \`\${snapshotId} \${files}\`;
+}
+
+export function describeError(e: unknown): string {
+  return e instanceof StowageError ? e.code : 'unknown';
+}
+
+// @ts-expect-error paths is a list
+export const wrongPaths: BackupOptions = { paths: '/etc' };
+// @ts-expect-error restore needs a target
+export const noTarget = (r: Parameters<typeof restore>[0], t: Parameters<typeof restore>[1]) => restore(r, t, {});
+`;
+
+describe('the API reference', () => {
+  it('builds with TypeDoc without broken links', { timeout: 300_000 }, async (t) => {
+    const out = await tmpDir('stowage-typedoc');
+    const r = await run(process.execPath, [path.join(ROOT, 'node_modules/typedoc/bin/typedoc'), '--out', out, '--logLevel', 'Warn'], { timeoutMs: 300_000 });
+    assert.equal(r.code, 0, describeRun(r));
+    const warnings = (r.stdout + r.stderr).split('\n').filter((l) => /\[warning\]|\[error\]/.test(l));
+    // A public signature that mentions a type index.ts does not export is worth knowing about
+    // (users cannot name it), but it is not a broken page; every other warning is.
+    const unexported = warnings.filter((l) => /is referenced by .* but not included in the documentation/.test(l));
+    for (const w of unexported) t.diagnostic(w.replace(/\x1b\[[0-9;]*m/g, ''));
+    const others = warnings.filter((l) => !unexported.includes(l) && !/Found \d+ errors and \d+ warnings/.test(l));
+    assert.deepEqual(others, [], describeRun(r));
+    assert.ok(existsSync(path.join(out, 'index.html')));
+    const classes = await readdir(path.join(out, 'classes'));
+    assert.ok(classes.includes('Repository.html'), classes.join(' '));
+  });
+});
