@@ -25,7 +25,7 @@ export const snapshotsCommand: Command = {
       const rows = list.map((e) => [e.id.slice(0, 8), formatTime(formatGoTime(e.snapshot.time)), e.snapshot.hostname ?? '', (e.snapshot.tags ?? []).join(','), e.snapshot.paths.join('\n' + ' '.repeat(60))]);
       ctx.out(`ID        Time                 Host        Tags        Paths\n${'-'.repeat(72)}\n`);
       for (const r of rows) ctx.out(`${r[0]!.padEnd(10)}${r[1]!.padEnd(21)}${r[2]!.padEnd(12)}${r[3]!.padEnd(12)}${r[4]}\n`);
-      ctx.out(`${'-'.repeat(72)}\n${list.length} snapshots\n`);
+      ctx.out(`${'-'.repeat(72)}\n${list.length} snapshot${list.length === 1 ? '' : 's'}\n`);
       return 0;
     });
   },
