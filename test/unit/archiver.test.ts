@@ -198,13 +198,14 @@ test('a second backup with a parent reads no unchanged file; a changed file is r
 test('stdin is stored as one file at the snapshot root', async () => {
   const base = await tmpDir('stowage-stdin');
   const repo = await newRepo();
-  const parts = [Buffer.from('header\n'), randomBytes(2 * 1024 * 1024), Buffer.from('x'.repeat(70_000)), Buffer.from('end')];
+  const parts = [Buffer.from('header\n'), randomBytes(9 * 1024 * 1024), Buffer.from('x'.repeat(70_000)), Buffer.from('end')];
   const r = await backup(repo, { stdin: { stream: Readable.from(parts), filename: 'db.dump' } });
   assert.deepEqual(r.snapshot.paths, ['/db.dump']);
   assert.equal(r.summary.filesNew, 1);
   assert.equal(r.summary.totalBytesProcessed, Buffer.concat(parts).length);
   const nodes = decodeTree(await repo.loadBlob('tree', r.snapshot.tree), r.snapshot.tree);
   assert.deepEqual(nodes.map((n) => [n.name, n.type, Number(n.size)]), [['db.dump', 'file', Buffer.concat(parts).length]]);
+  // More than the chunker's 8 MiB maximum, so at least two chunks whatever the (random) polynomial.
   assert.ok(nodes[0]!.content!.length >= 2, 'chunked');
   await restore(repo, r.snapshot.tree, { target: base });
   assert.deepEqual(await readFile(join(base, 'db.dump')), Buffer.concat(parts));
