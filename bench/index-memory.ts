@@ -1,14 +1,27 @@
-// Master index memory and speed: loads N synthetic index entries (random IDs, ~16 blobs per
-// pack) the way loadIndex does (addPack in bulk, then one compact), then measures bytes per
-// blob (the index's own figure and the process's heap/RSS growth), the load time, and the time
-// for 1M lookups of stored blobs and 1M of absent ones.
+// Master index memory and speed, in two modes.
+//
+// Synthetic (default): loads N synthetic index entries (random IDs, ~16 blobs per pack, half of
+// them compressed) the way loadIndex does (addPack in bulk, then one compact), then measures bytes
+// per blob (the index's own figure and the process's heap/external/RSS growth), the load time, and
+// the time for 1M lookups of stored blobs and 1M of absent ones.
+//
+// --repo: the real path. Writes index files of 50 000 blobs each into a v2 repository on a
+// MemoryBackend, then times Repository.loadIndex over them and, in a second pass over the same
+// files, each of its steps on its own: load + verify + decrypt + decompress, JSON.parse, the rest
+// of decodeIndexFile, addPack, compact.
+//
 // Targets (perf issue): at most 40 bytes per blob, 5M entries loaded in under 2 s.
+// Times are wall clock and, in parentheses, this process's CPU time (user + system): on a busy
+// machine the CPU time is the steadier figure.
 // Run: cd /work/main && npx node --expose-gc bench/index-memory.ts [entries] [blobsPerPack]
+//      cd /work/main && npx node --expose-gc bench/index-memory.ts --repo [entries]
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { MasterIndex } from '../src/repository/master-index.ts';
-import type { IndexPack } from '../src/repository/index-file.ts';
+import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../src/repository/index-file.ts';
+import { Repository } from '../src/repository/repository.ts';
+import { MemoryBackend } from '../src/backend/memory.ts';
 import type { BlobId, PackId } from '../src/repository/id.ts';
 import type { PackedBlob } from '../src/repository/pack.ts';
 
@@ -19,10 +32,14 @@ if (typeof globalThis.gc !== 'function') {
 }
 const gc = globalThis.gc as () => void;
 
-const ENTRIES = Number(process.argv[2] ?? 5_000_000);
-const PER_PACK = Number(process.argv[3] ?? 16);
+const args = process.argv.slice(2);
+const REPO_MODE = args[0] === '--repo';
+if (REPO_MODE) args.shift();
+const ENTRIES = Number(args[0] ?? 5_000_000);
+const PER_PACK = Number(args[1] ?? 16);
 const LOOKUPS = 1_000_000;
 const BATCH_PACKS = 10_000;
+const FILE_BLOBS = 50_000;
 
 /** Up to `packs` packs with random IDs, holding at most `remaining` blobs in all. */
 function makeBatch(packs: number, remaining: number): { batch: IndexPack[]; blobs: number } {
@@ -31,12 +48,14 @@ function makeBatch(packs: number, remaining: number): { batch: IndexPack[]; blob
   for (let p = 0; p < packs && blobs < remaining; p++) {
     // ~16 per pack: 12..20, so packs differ like real ones.
     const n = Math.min(remaining - blobs, PER_PACK - 4 + Math.floor(Math.random() * 9));
-    const ids = randomBytes(32 * n).toString('hex');
+    const ids = randomBytes(32 * n);
     const list: PackedBlob[] = [];
     let offset = 0;
     for (let i = 0; i < n; i++) {
       const length = 32 + Math.floor(Math.random() * 4_000_000);
-      list.push({ type: i === 0 ? 'tree' : 'data', id: ids.slice(i * 64, i * 64 + 64) as BlobId, offset, length, uncompressedLength: i % 2 ? length + 100 : 0 });
+      // One flat string per ID, like JSON.parse makes (not slices of one long string).
+      const id = ids.toString('hex', i * 32, i * 32 + 32) as BlobId;
+      list.push({ type: i === 0 ? 'tree' : 'data', id, offset, length, uncompressedLength: i % 2 ? length + 100 : 0 });
       offset += length;
     }
     batch.push({ id: randomBytes(32).toString('hex') as PackId, blobs: list });
@@ -55,73 +74,181 @@ function mem() {
 
 const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
 
-// The lookup sample lives in one Buffer allocated before the baseline, so it is not counted.
-const SAMPLE_EVERY = Math.max(1, Math.floor(ENTRIES / LOOKUPS));
-const sample = Buffer.alloc(32 * Math.ceil(ENTRIES / SAMPLE_EVERY));
-let sampled = 0;
-
-const before = mem();
-const peakRss0 = process.resourceUsage().maxRSS * 1024;
-const index = new MasterIndex();
-let added = 0;
-let addMs = 0;
-let genMs = 0;
-let seen = 0;
-while (added < ENTRIES) {
-  const g0 = performance.now();
-  const { batch, blobs } = makeBatch(BATCH_PACKS, ENTRIES - added);
-  genMs += performance.now() - g0;
-  const t0 = performance.now();
-  for (const p of batch) index.addPack(p, false);
-  addMs += performance.now() - t0;
-  for (const p of batch) {
-    for (const b of p.blobs) {
-      if (seen++ % SAMPLE_EVERY === 0 && sampled * 32 < sample.length) sample.write(b.id, 32 * sampled++, 'hex');
-    }
-  }
-  added += blobs;
+/** Wall and CPU time of what runs between start() and the returned function's call, in ms. */
+function clock(): () => { wall: number; cpu: number } {
+  const w0 = performance.now();
+  const c0 = process.cpuUsage();
+  return () => {
+    const c = process.cpuUsage(c0);
+    return { wall: performance.now() - w0, cpu: (c.user + c.system) / 1000 };
+  };
 }
-const c0 = performance.now();
-index.compact();
-const compactMs = performance.now() - c0;
-const after = mem();
-const peakRss = process.resourceUsage().maxRSS * 1024;
+type Time = { wall: number; cpu: number };
+const add = (a: Time, b: Time): Time => ({ wall: a.wall + b.wall, cpu: a.cpu + b.cpu });
+const ZERO: Time = { wall: 0, cpu: 0 };
+const secs = (t: Time) => `${(t.wall / 1000).toFixed(2)} s (cpu ${(t.cpu / 1000).toFixed(2)} s)`;
 
-const count = index.size;
-const hits: BlobId[] = [];
-for (let i = 0; i < LOOKUPS; i++) hits.push(sample.toString('hex', 32 * (i % sampled), 32 * (i % sampled) + 32) as BlobId);
-const misses: BlobId[] = [];
-for (let i = 0; i < LOOKUPS; i++) misses.push(randomBytes(32).toString('hex') as BlobId);
+function print(title: string, rows: Array<[string, string]>): void {
+  const w = Math.max(...rows.map(([k]) => k.length));
+  console.log(title);
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
+}
 
-let found = 0;
-const l0 = performance.now();
-for (const id of hits) found += index.lookup(id).length;
-const hitMs = performance.now() - l0;
-let absent = 0;
-const m0 = performance.now();
-for (const id of misses) absent += index.lookup(id).length;
-const missMs = performance.now() - m0;
-const h0 = performance.now();
-let has = 0;
-for (const id of hits) if (index.has(id, 'data') || index.has(id, 'tree')) has++;
-const hasMs = performance.now() - h0;
-if (found < LOOKUPS || has < LOOKUPS || absent !== 0) throw new Error(`lookup mismatch: ${found} found, ${has} has, ${absent} absent found`);
+/** Times 1M lookups of stored IDs (from `sample`) and 1M of random ones; checks every answer. */
+function timeLookups(index: MasterIndex, sample: Buffer, sampled: number): Array<[string, string]> {
+  const hits: BlobId[] = [];
+  for (let i = 0; i < LOOKUPS; i++) hits.push(sample.toString('hex', 32 * (i % sampled), 32 * (i % sampled) + 32) as BlobId);
+  const misses: BlobId[] = [];
+  for (let i = 0; i < LOOKUPS; i++) misses.push(randomBytes(32).toString('hex') as BlobId);
 
-const rows: Array<[string, string]> = [
-  ['entries', `${count.toLocaleString('en')} in ${index.packCount.toLocaleString('en')} packs`],
-  ['index memoryBytes() / blob', `${(index.memoryBytes() / count).toFixed(1)} B (${mib(index.memoryBytes())})`],
-  ['JS heap growth / blob', `${((after.heap - before.heap) / count).toFixed(1)} B`],
-  ['external (typed arrays) growth / blob', `${((after.external - before.external) / count).toFixed(1)} B`],
-  ['RSS growth / blob (after GC)', `${((after.rss - before.rss) / count).toFixed(1)} B (${mib(after.rss - before.rss)})`],
-  ['peak RSS growth while loading', mib(peakRss - peakRss0)],
-  ['load: addPack (bulk)', `${(addMs / 1000).toFixed(2)} s`],
-  ['load: compact', `${(compactMs / 1000).toFixed(2)} s`],
-  ['load total', `${((addMs + compactMs) / 1000).toFixed(2)} s (target < 2 s for 5M)`],
-  ['(generating the synthetic packs)', `${(genMs / 1000).toFixed(2)} s, not counted`],
-  [`${LOOKUPS.toLocaleString('en')} lookups, hits`, `${(hitMs / 1000).toFixed(2)} s (${((hitMs * 1e6) / LOOKUPS).toFixed(0)} ns each)`],
-  [`${LOOKUPS.toLocaleString('en')} lookups, misses`, `${(missMs / 1000).toFixed(2)} s (${((missMs * 1e6) / LOOKUPS).toFixed(0)} ns each)`],
-  [`${LOOKUPS.toLocaleString('en')} has(id, type), hits`, `${(hasMs / 1000).toFixed(2)} s`],
-];
-const w = Math.max(...rows.map(([k]) => k.length));
-console.log(`master index, ${ENTRIES.toLocaleString('en')} synthetic entries, ~${PER_PACK} blobs per pack (Node ${process.version})`);
-for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
+  let found = 0;
+  let t = clock();
+  for (const id of hits) found += index.lookup(id).length;
+  const hitTime = t();
+  let absent = 0;
+  t = clock();
+  for (const id of misses) absent += index.lookup(id).length;
+  const missTime = t();
+  let has = 0;
+  t = clock();
+  for (const id of hits) if (index.has(id, 'data') || index.has(id, 'tree')) has++;
+  const hasTime = t();
+  if (found < LOOKUPS || has < LOOKUPS || absent !== 0) throw new Error(`lookup mismatch: ${found} found, ${has} has, ${absent} absent found`);
+  const each = (x: Time) => `${secs(x)}, ${((x.wall * 1e6) / LOOKUPS).toFixed(0)} ns each`;
+  return [
+    [`${LOOKUPS.toLocaleString('en')} lookups, hits`, each(hitTime)],
+    [`${LOOKUPS.toLocaleString('en')} lookups, misses`, each(missTime)],
+    [`${LOOKUPS.toLocaleString('en')} has(id, type), hits`, each(hasTime)],
+  ];
+}
+
+async function synthetic(): Promise<void> {
+  // The lookup sample lives in one Buffer allocated before the baseline, so it is not counted.
+  const SAMPLE_EVERY = Math.max(1, Math.floor(ENTRIES / LOOKUPS));
+  const sample = Buffer.alloc(32 * Math.ceil(ENTRIES / SAMPLE_EVERY));
+  let sampled = 0;
+
+  const before = mem();
+  const peakRss0 = process.resourceUsage().maxRSS * 1024;
+  const index = new MasterIndex();
+  let added = 0;
+  let addTime = ZERO;
+  let genMs = 0;
+  let seen = 0;
+  while (added < ENTRIES) {
+    const g0 = performance.now();
+    const { batch, blobs } = makeBatch(BATCH_PACKS, ENTRIES - added);
+    genMs += performance.now() - g0;
+    const t = clock();
+    for (const p of batch) index.addPack(p, false);
+    addTime = add(addTime, t());
+    for (const p of batch) {
+      for (const b of p.blobs) {
+        if (seen++ % SAMPLE_EVERY === 0 && sampled * 32 < sample.length) sample.write(b.id, 32 * sampled++, 'hex');
+      }
+    }
+    added += blobs;
+  }
+  const t = clock();
+  index.compact();
+  const compactTime = t();
+  const after = mem();
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+
+  const count = index.size;
+  print(`master index, ${ENTRIES.toLocaleString('en')} synthetic entries, ~${PER_PACK} blobs per pack (Node ${process.version})`, [
+    ['entries', `${count.toLocaleString('en')} in ${index.packCount.toLocaleString('en')} packs`],
+    ['index memoryBytes() / blob', `${(index.memoryBytes() / count).toFixed(1)} B (${mib(index.memoryBytes())}; target ≤ 40)`],
+    ['JS heap growth / blob', `${((after.heap - before.heap) / count).toFixed(1)} B`],
+    ['external (typed arrays) growth / blob', `${((after.external - before.external) / count).toFixed(1)} B`],
+    ['RSS growth / blob (after GC)', `${((after.rss - before.rss) / count).toFixed(1)} B (${mib(after.rss - before.rss)})`],
+    ['peak RSS growth while loading', mib(peakRss - peakRss0)],
+    ['load: addPack (bulk)', secs(addTime)],
+    ['load: compact', secs(compactTime)],
+    ['load total', `${secs(add(addTime, compactTime))} (target < 2 s for 5M)`],
+    ['(generating the synthetic packs)', `${(genMs / 1000).toFixed(2)} s, not counted`],
+    ...timeLookups(index, sample, sampled),
+  ]);
+}
+
+async function realPath(): Promise<void> {
+  const backend = new MemoryBackend();
+  const repo = await Repository.init(backend, { password: 'bench', kdf: { N: 1024, r: 8, p: 1 } });
+  const SAMPLE_EVERY = Math.max(1, Math.floor(ENTRIES / LOOKUPS));
+  const sample = Buffer.alloc(32 * Math.ceil(ENTRIES / SAMPLE_EVERY));
+  let sampled = 0;
+  let seen = 0;
+  let written = 0;
+  let files = 0;
+  let jsonBytes = 0;
+  let storedBytes = 0;
+  process.stderr.write('writing index files');
+  while (written < ENTRIES) {
+    const { batch, blobs } = makeBatch(Math.ceil(FILE_BLOBS / (PER_PACK - 1)), Math.min(FILE_BLOBS, ENTRIES - written));
+    for (const p of batch) {
+      for (const b of p.blobs) if (seen++ % SAMPLE_EVERY === 0 && sampled * 32 < sample.length) sample.write(b.id, 32 * sampled++, 'hex');
+    }
+    const json = encodeIndexFile(batch);
+    jsonBytes += json.length;
+    const id = await repo.saveUnpacked('index', json);
+    storedBytes += (await backend.stat({ type: 'index', name: id })).size;
+    written += blobs;
+    if (++files % 10 === 0) process.stderr.write('.');
+  }
+  process.stderr.write('\n');
+
+  // 1. Repository.loadIndex as it is used.
+  const before = mem();
+  let t = clock();
+  const indexed = await repo.loadIndex();
+  const loadTime = t();
+  const after = mem();
+  const count = indexed.index.size;
+  const lookups = timeLookups(indexed.index, sample, sampled);
+  const indexBytes = indexed.index.memoryBytes();
+
+  // 2. The same files again, one step at a time.
+  const ids: string[] = [];
+  for await (const id of repo.listIds('index')) ids.push(id);
+  let readTime = ZERO;
+  let parseTime = ZERO;
+  let decodeTime = ZERO;
+  let addTime = ZERO;
+  const index = new MasterIndex();
+  for (const id of ids) {
+    t = clock();
+    const json = await repo.loadUnpacked('index', id);
+    readTime = add(readTime, t());
+    t = clock();
+    JSON.parse(Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8'));
+    parseTime = add(parseTime, t());
+    t = clock();
+    const content = decodeIndexFile(json, `index/${id}`);
+    decodeTime = add(decodeTime, t());
+    t = clock();
+    for (const p of content.packs) index.addPack(p, false);
+    addTime = add(addTime, t());
+  }
+  t = clock();
+  index.compact();
+  const compactTime = t();
+  const validate: Time = { wall: decodeTime.wall - parseTime.wall, cpu: decodeTime.cpu - parseTime.cpu };
+
+  const title = `Repository.loadIndex, ${files} index files of ≤ ${FILE_BLOBS.toLocaleString('en')} blobs, ` +
+    `${count.toLocaleString('en')} entries (Node ${process.version})`;
+  const growth = (after.heap + after.external - before.heap - before.external) / count;
+  print(title, [
+    ['index files: JSON / stored (zstd + crypto)', `${mib(jsonBytes)} / ${mib(storedBytes)}`],
+    ['loadIndex total', secs(loadTime)],
+    ['heap + external growth / blob', `${growth.toFixed(1)} B (the index: ${(indexBytes / count).toFixed(1)} B; the rest is mostly indexFiles' pack-ID strings)`],
+    ['step by step:', ''],
+    ['  load, SHA-256, decrypt, decompress', secs(readTime)],
+    ['  JSON.parse', secs(parseTime)],
+    ['  decodeIndexFile without its JSON.parse', secs(validate)],
+    ['  MasterIndex.addPack', secs(addTime)],
+    ['  MasterIndex.compact', secs(compactTime)],
+    ...lookups,
+  ]);
+}
+
+await (REPO_MODE ? realPath() : synthetic());

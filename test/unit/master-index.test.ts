@@ -1,11 +1,13 @@
 // The master index: bulk loading and compaction, lookups (hits, misses, several copies, type
-// filter), blobs a backup adds before the next compact, iteration, and a randomized
-// comparison with a plain Map.
+// filter), blobs a backup adds before the next compact, iteration, exact locations at the edges
+// of its compact encoding (huge lengths, odd offsets, long packs), invalid input, the memory
+// budget, and a randomized comparison with a plain Map.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { MasterIndex, type BlobLocation } from '../../src/repository/master-index.ts';
+import { InvalidInputError } from '../../src/errors.ts';
 import type { IndexPack } from '../../src/repository/index-file.ts';
 import type { BlobId, BlobType, PackId } from '../../src/repository/id.ts';
 import type { PackedBlob } from '../../src/repository/pack.ts';
@@ -175,13 +177,192 @@ test('many packs and blobs: the growth of every internal array keeps all entries
   assert.equal(idx.size, 48_000);
   assert.equal(idx.packCount, 3000);
   for (const p of packs) for (const b of p.blobs) assert.deepEqual(idx.lookup(b.id), [loc(p, b)]);
-  assert.ok(idx.memoryBytes() >= 48_000 * (32 + 16), 'at least the ID and four u32 per blob');
+  assert.ok(idx.memoryBytes() >= 48_000 * 30, 'at least the 30 bytes of each ID that the bucket table does not stand for');
+});
+
+/** A deterministic xorshift generator, so the tests below always see the same data. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+test('memory: at most 40 bytes per blob for a large index, pack IDs and bucket table included', () => {
+  // The benchmark's mix: ~16 blobs per pack, lengths up to 4 MB, every other blob compressed.
+  const random = rng(7);
+  const idx = new MasterIndex();
+  const sample: Array<{ p: IndexPack; b: PackedBlob }> = [];
+  let total = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const n = 12 + Math.floor(random() * 9);
+    const blobs: PackedBlob[] = [];
+    let offset = 0;
+    for (let k = 0; k < n; k++) {
+      const length = 32 + Math.floor(random() * 4_000_000);
+      blobs.push({ type: k === 0 ? 'tree' : 'data', id: hid<BlobId>(`mem ${i}/${k}`), offset, length, uncompressedLength: k % 2 ? length + 100 : 0 });
+      offset += length;
+    }
+    const p: IndexPack = { id: hid<PackId>(`mem pack ${i}`), blobs };
+    idx.addPack(p, false);
+    total += n;
+    if (i % 97 === 0) sample.push({ p, b: blobs[i % n]! });
+  }
+  idx.compact();
+  assert.equal(idx.size, total);
+  const perBlob = idx.memoryBytes() / total;
+  assert.ok(perBlob <= 40, `${perBlob.toFixed(2)} bytes per blob`);
+  assert.ok(perBlob >= 30, `${perBlob.toFixed(2)} bytes per blob cannot hold the IDs`);
+  for (const { p, b } of sample) assert.deepEqual(idx.lookup(b.id), [loc(p, b)]);
+});
+
+test('exact lengths and uncompressed lengths of any size, outliers among small ones', () => {
+  const idx = new MasterIndex();
+  const packs: IndexPack[] = [];
+  // Mostly small blobs, so the packed columns are narrow and the big values overflow them.
+  for (let i = 0; i < 200; i++) packs.push(makePack(`small ${i}`, 5));
+  const U32 = 0xffffffff;
+  const odd: Array<[number, number]> = [
+    // [length, uncompressedLength]
+    [0xffffff, 0], [0x1000000, 0x1000000], [0x1000000, 0x1000001], [2 ** 31, 2 ** 31 - 1],
+    [U32 - 5, 0], [U32 - 5, U32], [40, U32], [U32 - 10, 1], [33, 33], [100, 99], [1000, 64 * 1024 * 1024],
+  ];
+  // One per pack, each at offset 0, so offsets stay within u32.
+  odd.forEach(([length, ulen], i) => {
+    const blob: PackedBlob = { type: i % 2 ? 'tree' : 'data', id: hid<BlobId>(`odd blob ${i}`), offset: 0, length, uncompressedLength: ulen };
+    packs.push({ id: hid<PackId>(`odd ${i}`), blobs: [blob] });
+  });
+  for (const p of packs) idx.addPack(p, false);
+  idx.compact();
+  for (const p of packs) for (const b of p.blobs) assert.deepEqual(idx.lookup(b.id), [loc(p, b)]);
+  assert.deepEqual(sorted(idx.entries()), sorted(packs.flatMap((p) => p.blobs.map((b) => loc(p, b)))));
+});
+
+test('exact offsets: gaps, packs not starting at 0, offsets near 2^32, long packs', () => {
+  const idx = new MasterIndex();
+  const packs: IndexPack[] = [];
+  // 300 back-to-back blobs: offsets are summed from checkpoints inside the pack.
+  packs.push(makePack('long', 300));
+  // Gaps and overlaps (an index may say anything; it must come back as it was).
+  const gappy: PackedBlob[] = [];
+  for (let i = 0, offset = 1000; i < 150; i++) {
+    const length = 100 + i;
+    gappy.push({ type: 'data', id: hid<BlobId>(`gap ${i}`), offset, length, uncompressedLength: 0 });
+    offset += length + (i % 7 === 0 ? 13 : 0) - (i % 11 === 5 ? 50 : 0);
+  }
+  packs.push({ id: hid<PackId>('gappy'), blobs: gappy });
+  // The end of a 4 GiB pack.
+  packs.push({
+    id: hid<PackId>('high'),
+    blobs: [
+      { type: 'data', id: hid<BlobId>('high 0'), offset: 0xffffff00, length: 0x80, uncompressedLength: 0 },
+      { type: 'tree', id: hid<BlobId>('high 1'), offset: 0xffffff80, length: 0x7f, uncompressedLength: 0x1000 },
+    ],
+  });
+  for (const p of packs) idx.addPack(p, false);
+  idx.compact();
+  for (const p of packs) for (const b of p.blobs) assert.deepEqual(idx.lookup(b.id), [loc(p, b)], b.id);
+  const grouped = idx.packs();
+  for (const p of packs) assert.deepEqual(grouped.get(p.id), [...p.blobs].sort((a, b) => a.offset - b.offset));
+});
+
+test('IDs that share long prefixes, and an ID stored many times, are all found', () => {
+  const idx = new MasterIndex();
+  const withPrefix = (prefix: string, i: number) => (prefix + hid<string>(`prefix ${prefix} ${i}`).slice(prefix.length)) as BlobId;
+  // 300 share three bytes (a long run for the sort), 100 share two (a full bucket), 20 share
+  // three bytes with a different neighbour (a short run).
+  const ids = [
+    ...Array.from({ length: 300 }, (_, i) => withPrefix('abcdef', i)),
+    ...Array.from({ length: 100 }, (_, i) => withPrefix('abcd', i)),
+    ...Array.from({ length: 20 }, (_, i) => withPrefix('abce01', i)),
+  ];
+  const packs: IndexPack[] = [];
+  for (let i = 0; i < ids.length; i += 10) packs.push(makePack(`prefix pack ${i}`, 10, ids.slice(i, i + 10)));
+  // One blob in 100 packs: a run of 100 equal IDs.
+  const common = withPrefix('abcdef', 1000);
+  for (let i = 0; i < 100; i++) packs.push(makePack(`common ${i}`, 1, [common]));
+  for (const p of packs) idx.addPack(p, false);
+  idx.compact();
+  for (const p of packs.slice(0, 42)) for (const b of p.blobs) assert.deepEqual(idx.lookup(b.id), [loc(p, b)], b.id);
+  assert.deepEqual(sorted(idx.lookup(common)), sorted(packs.slice(42).map((p) => loc(p, p.blobs[0]!))));
+  // Near misses inside the run.
+  for (const id of ids.slice(0, 50)) assert.equal(idx.has((id.slice(0, 63) + (id[63] === '0' ? '1' : '0')) as BlobId), false);
+});
+
+test('pack numbers stay put across compacts; packs added since the last compact are found', () => {
+  const idx = new MasterIndex();
+  const first = Array.from({ length: 50 }, (_, i) => makePack(`n${i}`, 1 + (i % 3)));
+  for (const p of first) idx.addPack(p, false);
+  idx.compact();
+  const names = Array.from({ length: idx.packCount }, (_, n) => idx.packIdOf(n));
+  assert.deepEqual(names, first.map((p) => p.id));
+  const later = Array.from({ length: 10 }, (_, i) => makePack(`later${i}`, 2));
+  for (const p of later) idx.addPack(p);
+  // An empty pack is known, but lists nothing.
+  const empty: IndexPack = { id: hid<PackId>('empty pack'), blobs: [] };
+  idx.addPack(empty, false);
+  for (const p of [...first, ...later, empty]) assert.equal(idx.hasPack(p.id), true, p.id);
+  assert.equal(idx.hasPack(hid<PackId>('never added')), false);
+  assert.equal(idx.packCount, 61);
+  idx.compact();
+  assert.deepEqual(Array.from({ length: 61 }, (_, n) => idx.packIdOf(n)), [...first, ...later, empty].map((p) => p.id));
+  for (const p of [...first, ...later, empty]) assert.equal(idx.hasPack(p.id), true, p.id);
+  assert.equal(idx.packs().has(empty.id), false);
+  assert.throws(() => idx.packIdOf(61), InvalidInputError);
+
+  // Pack IDs that share their first four bytes land on the same hash slot: found by probing,
+  // before and after a compact, and a missing one with the same start is not found.
+  const alike = (i: number) => `deadbeef${hid<string>(`alike ${i}`).slice(8)}` as PackId;
+  for (let i = 0; i < 20; i++) idx.addPack({ id: alike(i), blobs: [] }, i % 2 === 0);
+  for (let i = 0; i < 20; i++) assert.equal(idx.packIdOf(61 + i), alike(i));
+  for (let i = 0; i < 20; i++) assert.equal(idx.hasPack(alike(i)), true);
+  assert.equal(idx.hasPack(alike(20)), false);
+  idx.compact();
+  for (let i = 0; i < 20; i++) assert.equal(idx.hasPack(alike(i)), true);
+  assert.equal(idx.hasPack(alike(20)), false);
+  assert.equal(idx.packCount, 81);
+});
+
+test('invalid input is refused with InvalidInputError, naming the blob or pack, and adds nothing', () => {
+  const idx = new MasterIndex();
+  const good = makePack('good', 3);
+  idx.addPack(good, false);
+  const blob = (over: Partial<PackedBlob>): IndexPack => ({ id: hid<PackId>('bad pack'), blobs: [good.blobs[0]!, { ...good.blobs[1]!, ...over }] });
+  const bad: Array<[IndexPack, RegExp]> = [
+    [blob({ id: 'abc' as BlobId }), /"abc"/],
+    [blob({ id: `${'0'.repeat(62)}zz` as BlobId }), /zz/],
+    [blob({ offset: -1 }), /offset/],
+    [blob({ length: 1.5 }), /length/],
+    [blob({ uncompressedLength: 2 ** 32 }), /length/],
+    [blob({ type: 'blob' as BlobType }), /type/],
+    [{ id: 'not a pack' as PackId, blobs: [] }, /not a pack/],
+  ];
+  for (const [p, message] of bad) {
+    assert.throws(() => idx.addPack(p, false), (e: unknown) => e instanceof InvalidInputError && message.test(e.message));
+    assert.equal(idx.size, 3);
+    assert.equal(idx.packCount, 1);
+    assert.equal(idx.hasPack(p.id), false);
+  }
+  idx.compact();
+  assert.equal(idx.size, 3);
+  for (const b of good.blobs) assert.deepEqual(idx.lookup(b.id), [loc(good, b)]);
+  // Lookups of strings that are no ID find nothing rather than throw.
+  for (const s of ['', 'abc', 'z'.repeat(64), good.blobs[0]!.id.slice(0, 63)]) {
+    assert.deepEqual(idx.lookup(s as BlobId), []);
+    assert.equal(idx.has(s as BlobId), false);
+    assert.equal(idx.hasPack(s as PackId), false);
+  }
 });
 
 // ---- randomized comparison with a plain model -------------------------------------------
 
 type Op =
-  | { kind: 'add'; pack: number; blobs: Array<{ id: number; type: BlobType; length: number; ulen: number }>; lookupNow: boolean }
+  | { kind: 'add'; pack: number; blobs: Array<{ id: number; type: BlobType; length: number; ulen: number; gap: number }>; lookupNow: boolean }
   | { kind: 'readd'; which: number; lookupNow: boolean }
   | { kind: 'compact' };
 
@@ -200,8 +381,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     blobs: fc.array(fc.record({
       id: fc.nat({ max: BLOB_IDS.length - 1 }),
       type: fc.constantFrom('data' as const, 'tree' as const),
-      length: fc.integer({ min: 32, max: 200 }),
-      ulen: fc.constantFrom(0, 0, 500, 0xffffffff),
+      // Mostly small, sometimes past what 24 bits or the chosen column width can hold.
+      length: fc.oneof(
+        { weight: 5, arbitrary: fc.integer({ min: 32, max: 200 }) },
+        { weight: 1, arbitrary: fc.constantFrom(0xffffff, 0x1000000, 0xfffffff0) },
+      ),
+      ulen: fc.constantFrom(0, 0, 500, 1, 0xffffffff),
+      // Space left before the blob (0 mostly: blobs follow each other).
+      gap: fc.constantFrom(0, 0, 0, 1, 4096),
     }, { noNullPrototype: true }), { maxLength: 6 }),
     lookupNow: fc.boolean(),
   }, { noNullPrototype: true }) },
@@ -244,8 +431,9 @@ test('property: lookups match a Map model through any sequence of adds and compa
       } else {
         let offset = addOffsets.get(op.pack) ?? 0;
         const blobs = op.blobs.map((b) => {
+          offset = (offset + b.gap) % 2 ** 32;
           const pb: PackedBlob = { type: b.type, id: BLOB_IDS[b.id]!, offset, length: b.length, uncompressedLength: b.ulen };
-          offset += b.length;
+          offset = (offset + b.length) % 2 ** 32; // past 4 GiB it wraps, so offsets go out of order
           return pb;
         });
         addOffsets.set(op.pack, offset);
