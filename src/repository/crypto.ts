@@ -1,8 +1,10 @@
 // restic's authenticated encryption: AES-256-CTR, then Poly1305-AES over the ciphertext.
 // Stored form: IV(16) ‖ ciphertext ‖ MAC(16). The IV doubles as the Poly1305-AES nonce.
-import { createCipheriv, randomBytes, timingSafeEqual } from 'node:crypto';
-import sodium from 'libsodium-wrappers-sumo';
+// AES runs in Node's OpenSSL (AES-NI); Poly1305 in a small WebAssembly module (poly1305.ts)
+// that authenticates bytes in its own memory without copying them.
+import { createCipheriv, createSecretKey, randomBytes, randomFillSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { IntegrityError } from '../errors.ts';
+import { poly1305 } from './poly1305.ts';
 
 export const IV_SIZE = 16;
 export const MAC_SIZE = 16;
@@ -15,16 +17,12 @@ export interface CryptoKey {
   readonly macR: Uint8Array; // 16 bytes (clamped by Poly1305 itself)
 }
 
-let sodiumReady = false;
-/** Loads the WASM Poly1305. Called by Repository.open/init; cheap after the first time. */
+/**
+ * Kept for callers that prepared the former WASM library; Poly1305 now needs no preparation.
+ * Compiles the module once so that the first seal does not pay for it.
+ */
 export async function initCrypto(): Promise<void> {
-  if (sodiumReady) return;
-  await sodium.ready;
-  sodiumReady = true;
-}
-
-function ensureReady(): void {
-  if (!sodiumReady) throw new Error('initCrypto() must be awaited before using crypto');
+  poly1305(new Uint8Array(0), new Uint8Array(16), new Uint8Array(16));
 }
 
 export function randomKey(): CryptoKey {
@@ -46,40 +44,90 @@ export function isValidKey(k: CryptoKey): boolean {
     nonZero(k.encrypt) && nonZero(k.macK) && nonZero(k.macR);
 }
 
-/** Poly1305-AES: r ‖ AES-128_k(nonce) is the one-time key. */
-export function poly1305Aes(key: CryptoKey, nonce: Uint8Array, message: Uint8Array): Uint8Array {
-  ensureReady();
-  const ecb = createCipheriv('aes-128-ecb', key.macK, null);
-  ecb.setAutoPadding(false);
-  const s = ecb.update(nonce);
-  const oneTime = new Uint8Array(32);
-  oneTime.set(key.macR, 0);
-  oneTime.set(s, 16);
-  return sodium.crypto_onetimeauth(message, oneTime);
+// Importing raw key bytes costs ~10 µs per cipher; a KeyObject made once per key costs nothing.
+const keyObjects = new WeakMap<Uint8Array, KeyObject>();
+function keyObject(bytes: Uint8Array): KeyObject {
+  let k = keyObjects.get(bytes);
+  if (!k) {
+    k = createSecretKey(bytes);
+    keyObjects.set(bytes, k);
+  }
+  return k;
 }
 
+/** Poly1305-AES: r ‖ AES-128_k(nonce) is the one-time key. */
+export function poly1305Aes(key: CryptoKey, nonce: Uint8Array, message: Uint8Array): Uint8Array {
+  const ecb = createCipheriv('aes-128-ecb', keyObject(key.macK), null);
+  ecb.setAutoPadding(false);
+  const s = ecb.update(nonce);
+  return poly1305(message, key.macR, s);
+}
+
+/** AES-CTR slices: big enough to amortise the call, small enough to stay in cache. */
+const CTR_SLICE = 256 * 1024;
+
 function ctr(key: CryptoKey, iv: Uint8Array, input: Uint8Array, out: Uint8Array, outOffset: number): void {
-  const c = createCipheriv('aes-256-ctr', key.encrypt, iv);
-  // Feed in slices: one huge update() allocates a huge temporary; 64 KiB slices stay in cache.
-  const SLICE = 1 << 16;
+  const c = createCipheriv('aes-256-ctr', keyObject(key.encrypt), iv);
   let o = outOffset;
-  for (let i = 0; i < input.length; i += SLICE) {
-    const part = c.update(input.subarray(i, Math.min(input.length, i + SLICE)));
+  for (let i = 0; i < input.length; i += CTR_SLICE) {
+    const part = c.update(input.subarray(i, Math.min(input.length, i + CTR_SLICE)));
     out.set(part, o);
     o += part.length;
+    discard(part);
   }
   const fin = c.final();
   if (fin.length) out.set(fin, o);
 }
 
+/**
+ * Frees a buffer's memory now instead of at the next garbage collection. The caller must be its
+ * only user. Only a buffer that spans its whole ArrayBuffer is freed (never a slice of Node's
+ * shared pool). Without this, every thread that encrypts keeps tens of megabytes of dead
+ * buffers around: V8 collects external memory only once 64 MiB of it has piled up.
+ */
+export function discard(b: Uint8Array): void {
+  const ab = b.buffer as ArrayBufferLike & { transfer?: (length: number) => ArrayBuffer; detached?: boolean };
+  if (b.byteOffset === 0 && ab.byteLength === b.byteLength && ab instanceof ArrayBuffer && !ab.detached) ab.transfer?.(0);
+}
+
+// IVs come from a pool of random bytes: one 16-byte randomBytes call costs as much as sealing
+// a few kilobytes, and small blobs are many.
+const ivPool = Buffer.allocUnsafe(IV_SIZE * 256);
+let ivPoolUsed = ivPool.length;
+
+/** Writes a fresh random IV to `out` (every IV is used once). */
+function fillIv(out: Uint8Array): void {
+  if (ivPoolUsed === ivPool.length) {
+    randomFillSync(ivPool);
+    ivPoolUsed = 0;
+  }
+  out.set(ivPool.subarray(ivPoolUsed, ivPoolUsed + IV_SIZE));
+  ivPoolUsed += IV_SIZE;
+}
+
 /** Encrypts and authenticates: returns IV ‖ ciphertext ‖ MAC. */
-export function seal(key: CryptoKey, plaintext: Uint8Array, iv: Uint8Array = randomBytes(IV_SIZE)): Uint8Array {
+export function seal(key: CryptoKey, plaintext: Uint8Array, iv?: Uint8Array): Uint8Array {
   const out = Buffer.allocUnsafe(plaintext.length + CRYPTO_OVERHEAD);
-  out.set(iv, 0);
+  sealInto(key, plaintext, out, iv);
+  return out;
+}
+
+/**
+ * seal() into `out`, which must hold plaintext.length + CRYPTO_OVERHEAD bytes. When `out` lies in
+ * this thread's Poly1305 workspace, the ciphertext is authenticated where it is written.
+ */
+export function sealInto(key: CryptoKey, plaintext: Uint8Array, out: Uint8Array, iv?: Uint8Array): number {
+  const n = plaintext.length + CRYPTO_OVERHEAD;
+  if (out.length < n) throw new RangeError(`seal needs ${n} bytes of output, got ${out.length}`);
+  if (iv) out.set(iv, 0);
+  else {
+    fillIv(out);
+    iv = Buffer.from(out.buffer, out.byteOffset, IV_SIZE);
+  }
   ctr(key, iv, plaintext, out, IV_SIZE);
   const ct = out.subarray(IV_SIZE, IV_SIZE + plaintext.length);
   out.set(poly1305Aes(key, iv, ct), IV_SIZE + plaintext.length);
-  return out;
+  return n;
 }
 
 /**
@@ -87,6 +135,16 @@ export function seal(key: CryptoKey, plaintext: Uint8Array, iv: Uint8Array = ran
  * IntegrityError naming `where`; no unverified byte is ever returned.
  */
 export function open(key: CryptoKey, sealed: Uint8Array, where: { file?: string; blob?: string } = {}): Uint8Array {
+  const out = Buffer.allocUnsafe(Math.max(0, sealed.length - CRYPTO_OVERHEAD));
+  openInto(key, sealed, out, where);
+  return out;
+}
+
+/**
+ * open() into `out` (at least sealed.length − CRYPTO_OVERHEAD bytes); returns the plaintext
+ * length. Nothing is written to `out` unless the MAC verifies.
+ */
+export function openInto(key: CryptoKey, sealed: Uint8Array, out: Uint8Array, where: { file?: string; blob?: string } = {}): number {
   if (sealed.length < CRYPTO_OVERHEAD) {
     throw new IntegrityError(`ciphertext too short (${sealed.length} bytes)`, where);
   }
@@ -97,9 +155,8 @@ export function open(key: CryptoKey, sealed: Uint8Array, where: { file?: string;
   if (!macEquals(poly1305Aes(key, iv, ct), mac)) {
     throw new IntegrityError('ciphertext verification failed (MAC mismatch)', where);
   }
-  const out = Buffer.allocUnsafe(ct.length);
   ctr(key, iv, ct, out, 0);
-  return out;
+  return ct.length;
 }
 
 /** True when the MAC verifies; used by key search, where a mismatch means "wrong password". */

@@ -35,21 +35,26 @@ export function expectedPackSize(blobs: Iterable<{ length: number; uncompressedL
   return size;
 }
 
-/** Collects sealed blobs of one type into a pack; `finish` seals the header and names the pack. */
+/**
+ * Collects sealed blobs of one type into a pack; `finish` seals the header and names the pack.
+ * Blobs are copied into one buffer as they arrive (so the senders' buffers are free at once and a
+ * finished pack needs no second copy) and hashed right after the copy, while the bytes are still
+ * in cache: finishing a pack only hashes its header.
+ */
 export class PackWriter {
   readonly blobType: BlobType;
   readonly #key: CryptoKey;
-  // Blobs are copied into one growing buffer as they arrive, so a finished pack needs no second
-  // copy and the senders' buffers can be freed at once. Untouched capacity costs no memory.
+  // Untouched capacity costs no memory; a caller may pass a buffer of an earlier pack to reuse.
   #buf: Buffer;
+  readonly #hash = createHash('sha256');
   readonly #blobs: PackedBlob[] = [];
   #size = 0;
   #headerSize = 0;
 
-  constructor(key: CryptoKey, blobType: BlobType, expectedSize = 1 << 20) {
+  constructor(key: CryptoKey, blobType: BlobType, expectedSize = 1 << 20, buffer?: Buffer) {
     this.#key = key;
     this.blobType = blobType;
-    this.#buf = Buffer.allocUnsafeSlow(expectedSize);
+    this.#buf = buffer && buffer.length >= expectedSize ? buffer : Buffer.allocUnsafeSlow(expectedSize);
   }
 
   /** Bytes the pack holds so far (blobs only). */
@@ -69,6 +74,7 @@ export class PackWriter {
     const blob: PackedBlob = { type: this.blobType, id, offset: this.#size, length: sealed.length, uncompressedLength };
     this.#reserve(sealed.length);
     this.#buf.set(sealed, this.#size);
+    this.#hash.update(this.#buf.subarray(this.#size, this.#size + sealed.length));
     this.#blobs.push(blob);
     this.#size += sealed.length;
     this.#headerSize += entrySize(blob);
@@ -87,28 +93,26 @@ export class PackWriter {
     return this.#headerSize + COMPRESSED_ENTRY_SIZE + CRYPTO_OVERHEAD + 4 > MAX_HEADER_SIZE;
   }
 
-  /** Seals the header and returns the whole pack file and its ID (SHA-256 of the file). */
-  finish(): { id: PackId; bytes: Uint8Array; blobs: PackedBlob[] } {
-    const bytes = this.#seal();
-    const id = createHash('sha256').update(bytes).digest('hex') as PackId;
-    return { id, bytes, blobs: this.#blobs.slice() };
-  }
-
-  /** As finish(), but hashes the pack on libuv's thread pool, off the calling thread. */
-  async finishAsync(): Promise<{ id: PackId; bytes: Uint8Array; blobs: PackedBlob[] }> {
-    const bytes = this.#seal();
-    const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes);
-    return { id: Buffer.from(digest).toString('hex') as PackId, bytes, blobs: this.#blobs.slice() };
-  }
-
-  #seal(): Buffer {
+  /**
+   * Seals the header and returns the whole pack file and its ID (SHA-256 of the file). `bytes`
+   * is a view of the pack's buffer from offset 0; once stored, the buffer may be reused.
+   */
+  finish(): { id: PackId; bytes: Buffer; blobs: PackedBlob[] } {
+    const start = this.#size;
     const sealedHeader = seal(this.#key, encodePackHeader(this.#blobs));
     this.#reserve(sealedHeader.length + 4);
     this.#buf.set(sealedHeader, this.#size);
     this.#buf.writeUInt32LE(sealedHeader.length, this.#size + sealedHeader.length);
-    const bytes = this.#buf.subarray(0, this.#size + sealedHeader.length + 4);
+    const length = this.#size + sealedHeader.length + 4;
+    const bytes = this.#buf.subarray(0, length);
+    this.#hash.update(bytes.subarray(start));
     this.#buf = Buffer.alloc(0);
-    return bytes;
+    return { id: this.#hash.digest('hex') as PackId, bytes, blobs: this.#blobs.slice() };
+  }
+
+  /** finish(), for callers written when the pack was hashed on another thread at the end. */
+  async finishAsync(): Promise<{ id: PackId; bytes: Buffer; blobs: PackedBlob[] }> {
+    return this.finish();
   }
 }
 

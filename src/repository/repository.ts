@@ -12,11 +12,12 @@ import {
 import { initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
 import { createKeyFile, openKeyFile, parseKeyFile, DEFAULT_SCRYPT, type KeyFileJson, type ScryptParams } from './keyfile.ts';
 import { decodeConfig, encodeConfig, newConfig, type RepoConfig } from './config.ts';
-import { compress, decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
+import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
 import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.ts';
 import { PackWriter, type PackedBlob } from './pack.ts';
+import { ZstdEncoder } from './zstd-encoder.ts';
 import { mapLimit } from './concurrency.ts';
 
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
@@ -246,6 +247,11 @@ export interface BlobWriterOptions extends CallOptions {
   packSize?: number;
   /** Called after each pack is stored. */
   onPack?: (packId: PackId, blobs: readonly PackedBlob[], size: number) => void;
+  /**
+   * Nothing is stored before this settles (e.g. while the repository lock is being taken);
+   * if it rejects, so does every store. Blobs are packed meanwhile.
+   */
+  ready?: Promise<unknown>;
 }
 
 export class IndexedRepository {
@@ -307,9 +313,16 @@ interface PendingUpload {
   promise: Promise<void>;
 }
 
+/** Room for the blob that takes a data pack past its target size (chunks are at most 8 MiB). */
+const PACK_OVERSHOOT = 8 * 1024 * 1024 + 64 * 1024;
+
 /**
  * Packs blobs (data and tree apart), uploads packs with at most `connections` in flight, and
  * writes an index file once its packs are stored — so the index never names a missing pack.
+ *
+ * Data packs are built in a few buffers that are reused once a pack is stored: one pack being
+ * filled plus `connections` being stored. A blob that needs a new pack waits for a free buffer,
+ * which is the back-pressure from storage to the readers, and bounds the memory packs take.
  */
 export class BlobWriter {
   readonly #repo: IndexedRepository;
@@ -317,9 +330,16 @@ export class BlobWriter {
   readonly #packSize: number;
   readonly #signal: AbortSignal | undefined;
   readonly #onPack: BlobWriterOptions['onPack'];
+  readonly #ready: Promise<unknown>;
+  /** Compresses trees (and small data) here, keeping its context between blobs. */
+  #encoder: ZstdEncoder | undefined;
   readonly #packers = new Map<BlobType, PackWriter>();
   readonly #inRun = new Set<string>();
   readonly #uploads = new Set<PendingUpload>();
+  /** Data pack buffers not in use, and how many exist; waiters get the next one released. */
+  readonly #freeBuffers: Buffer[] = [];
+  #buffers = 0;
+  readonly #bufferWaiters: Array<() => void> = [];
   #indexPacks: IndexPack[] = [];
   #indexBlobs = 0;
   #failure: unknown;
@@ -332,6 +352,8 @@ export class BlobWriter {
     this.#packSize = options.packSize ?? 16 * 1024 * 1024;
     this.#signal = options.signal;
     this.#onPack = options.onPack;
+    this.#ready = options.ready ?? Promise.resolve();
+    this.#ready.catch(() => undefined);
   }
 
   get compression(): CompressionMode {
@@ -357,7 +379,8 @@ export class BlobWriter {
     let payload = plain;
     let ulen = 0;
     if (this.shouldCompress(type, plain.length)) {
-      payload = compress(plain, this.#compression === 'off' ? 'auto' : this.#compression);
+      this.#encoder ??= new ZstdEncoder(this.#compression === 'off' ? 'auto' : this.#compression);
+      payload = this.#encoder.compress(plain);
       ulen = plain.length;
     }
     await this.addSealed(type, id, this.#repo.repo.seal(payload), ulen, plain.length);
@@ -366,17 +389,26 @@ export class BlobWriter {
 
   /**
    * Adds a blob that is already compressed and sealed (by a worker). Returns false when the
-   * blob is known. Waits while too many packs are being uploaded (back-pressure).
+   * blob is known. The bytes are copied before this returns (before its first await), so the
+   * caller may reuse `sealed` at once. Waits while packs are being stored (back-pressure).
    */
   async addSealed(type: BlobType, id: BlobId, sealed: Uint8Array, uncompressedLength: number, plainLength: number): Promise<boolean> {
     if (this.#failure) throw this.#failure;
     if (this.has(type, id)) return false;
-    this.#inRun.add(`${type}:${id}`);
     let packer = this.#packers.get(type);
+    if (!packer && type === 'data' && this.#freeBuffers.length === 0 && this.#buffers > this.#repo.backend.connections) {
+      // Every buffer holds a pack being stored: copy the blob out before waiting for one.
+      const copy = Buffer.from(sealed);
+      await this.#bufferReleased();
+      return this.addSealed(type, id, copy, uncompressedLength, plainLength);
+    }
     if (!packer) {
-      packer = new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, type === 'data' ? this.#packSize + (1 << 20) : 1 << 20);
+      packer = type === 'data'
+        ? new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, this.#packSize + PACK_OVERSHOOT, this.#takeBuffer())
+        : new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, 1 << 20);
       this.#packers.set(type, packer);
     }
+    this.#inRun.add(`${type}:${id}`);
     packer.add(id, sealed, uncompressedLength);
     if (type === 'data') {
       this.stats.dataBlobs++;
@@ -390,16 +422,42 @@ export class BlobWriter {
     return true;
   }
 
+  /** A free data pack buffer, or a new one (the caller has checked that one may be made). */
+  #takeBuffer(): Buffer {
+    const free = this.#freeBuffers.pop();
+    if (free) return free;
+    this.#buffers++;
+    return Buffer.allocUnsafeSlow(this.#packSize + PACK_OVERSHOOT);
+  }
+
+  #releaseBuffer(buf: Buffer | undefined): void {
+    if (buf && buf.length >= this.#packSize + PACK_OVERSHOOT) this.#freeBuffers.push(buf);
+    else this.#buffers--;
+    this.#bufferWaiters.shift()?.();
+  }
+
+  #bufferReleased(): Promise<void> {
+    return new Promise((resolve) => this.#bufferWaiters.push(resolve));
+  }
+
   async #upload(packer: PackWriter): Promise<void> {
     while (this.#uploads.size >= Math.max(1, this.#repo.backend.connections)) {
       await Promise.race([...this.#uploads].map((u) => u.promise));
     }
     if (this.#failure) throw this.#failure;
-    const { id, bytes, blobs } = await packer.finishAsync();
+    const finished = packer.finish();
+    const { id, blobs } = finished;
+    // Handed on as a plain Uint8Array: a backend that keeps data.slice() must get a copy, and
+    // Buffer's slice() is a view of this buffer, which is reused for the next pack.
+    const bytes = new Uint8Array(finished.bytes.buffer, finished.bytes.byteOffset, finished.bytes.length);
+    const reusable = packer.blobType === 'data' ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset) : undefined;
     const entry: PendingUpload = { promise: Promise.resolve() };
     entry.promise = (async () => {
+      let stored = false;
       try {
+        await this.#ready;
         await this.#repo.backend.save({ type: 'data', name: id }, bytes, { signal: this.#signal });
+        stored = true;
         // Only now may the index mention these blobs.
         this.#repo.index.addPack({ id, blobs });
         this.#indexPacks.push({ id, blobs });
@@ -410,6 +468,8 @@ export class BlobWriter {
         this.#failure ??= e;
       } finally {
         this.#uploads.delete(entry);
+        // A backend may still hold the bytes of a failed save (a retry in flight): not reused.
+        if (packer.blobType === 'data') this.#releaseBuffer(stored ? reusable : undefined);
       }
     })();
     this.#uploads.add(entry);
@@ -421,6 +481,7 @@ export class BlobWriter {
     const packs = this.#indexPacks;
     this.#indexPacks = [];
     this.#indexBlobs = 0;
+    await this.#ready;
     const id = await this.#repo.repo.saveUnpacked('index', encodeIndexFile(packs), { signal: this.#signal });
     this.writtenIndexFiles.push(id);
     this.#repo.indexFiles.set(id, packs.map((p) => p.id));
@@ -432,6 +493,7 @@ export class BlobWriter {
     for (const [type, packer] of this.#packers) {
       this.#packers.delete(type);
       if (packer.count > 0) await this.#upload(packer);
+      else if (type === 'data') this.#releaseBuffer(undefined);
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
     // Index what did land even when an upload failed, so those packs are not left unreferenced.
