@@ -4,6 +4,7 @@
 // Files unchanged since the parent snapshot (type, mtime, ctime, size, inode — restic's rule)
 // reuse the parent's content list without being read.
 import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
@@ -12,18 +13,18 @@ import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
 import type { IndexedRepository, BlobWriter } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
-import { goTimeFromNs, goTimeNow, formatGoTime, type GoTime } from '../repository/gotime.ts';
-import { Semaphore } from '../repository/concurrency.ts';
+import { goTimeFromNs, goTimeNow, type GoTime } from '../repository/gotime.ts';
 import { Lock } from '../repository/lock.ts';
 import { Chunker } from './chunker.ts';
 import { FilePool } from './file-pool.ts';
-import { SysHelper } from './syshelper.ts';
+import { SysHelper, type Xattr } from './syshelper.ts';
 import { IdNames } from './fsmeta.ts';
 import { PathFilter } from './filter.ts';
 import { goModeFromPosix, nodeTypeFromPosix } from './mode.ts';
 import { compareGoStrings, goStringFromBytes } from './gojson.ts';
 import type { TreeNode } from './node.ts';
-import { encodeTree, decodeTree } from './tree.ts';
+import { encodeTree } from './tree.ts';
+import { TreeLoader } from './tree-loader.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotSummary } from './snapshot.ts';
 import { findParentSnapshot, loadSnapshot } from './queries.ts';
 
@@ -81,23 +82,31 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
   throwIfAborted(signal);
   const start = goTimeNow();
   const compression = options.compression ?? 'auto';
-  const lock = options.lock === false ? undefined : await Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
-  const writer = repo.blobWriter({ compression, signal });
+  if (!options.stdin && (options.paths ?? []).length === 0) throw new InvalidInputError('nothing to back up: give at least one path');
+  // The lock is taken while the backup starts (taking it includes a wait of its own, to see
+  // whether another process locks at the same time); nothing is stored before it is held.
+  const locking = options.lock === false ? Promise.resolve(undefined) : Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
+  locking.catch(() => undefined);
+  const writer = repo.blobWriter({ compression, signal, ready: locking });
   const helper = SysHelper.start();
   const run = new BackupRun(repo, writer, helper, options);
+  // Without the lock, stop reading at once (and report the lock's error, not the stop's).
+  const locked = locking.catch((e: unknown) => {
+    void run.close();
+    throw e;
+  });
   try {
-    let tree: BlobId;
     let paths: string[];
+    let work: Promise<BlobId>;
     if (options.stdin) {
-      tree = await run.saveStdin(options.stdin.stream, options.stdin.filename);
+      work = run.saveStdin(options.stdin.stream, options.stdin.filename);
       paths = ['/' + options.stdin.filename];
     } else {
-      const targets = options.paths ?? [];
-      if (targets.length === 0) throw new InvalidInputError('nothing to back up: give at least one path');
+      const targets = options.paths!;
       paths = targets.map((t) => path.resolve(t)).sort();
-      const parentTree = await run.resolveParent(paths);
-      tree = await run.saveVirtual(buildVirtualTree(targets), parentTree);
+      work = run.resolveParent(paths).then((parentTree) => run.saveVirtual(buildVirtualTree(targets), parentTree));
     }
+    const [tree] = await Promise.all([work, locked]);
     await run.close();
     // Packs and their index are stored; only now may a snapshot refer to them.
     await writer.flush();
@@ -138,7 +147,7 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
   } finally {
     await run.close();
     helper.close();
-    await lock?.release();
+    await (await locking.catch(() => undefined))?.release();
   }
 }
 
@@ -188,6 +197,23 @@ export function buildVirtualTree(targets: string[]): VirtualDir | { target: stri
   return root;
 }
 
+/** Files queued for the workers before the walk waits (bounds memory on huge trees). */
+const QUEUED_FILES_LIMIT = 4096;
+/** Folders listed at once (readdir, lstat, xattrs); waiting for their children holds no place. */
+const FOLDERS_AT_ONCE = 8;
+/** lstat calls made in one go before the event loop gets a turn. */
+const STATS_AT_ONCE = 256;
+
+/** An entry of a folder being saved. */
+interface Entry {
+  raw: Buffer;
+  full: Buffer;
+  fullStr: string;
+  prev: TreeNode | undefined;
+  st?: BigIntStats;
+  xattrs?: Xattr[];
+}
+
 class BackupRun {
   readonly repo: IndexedRepository;
   readonly writer: BlobWriter;
@@ -197,11 +223,13 @@ class BackupRun {
   readonly excludes: PathFilter;
   readonly errors: Array<{ path: string; message: string }> = [];
   readonly stats = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, bytes: 0 };
-  readonly fsLimit = new Semaphore(16);
-  readonly fileLimit: Semaphore;
+  readonly folderLimit = new Limiter(FOLDERS_AT_ONCE);
+  readonly trees: TreeLoader;
   #pool: FilePool | undefined;
   parentId: SnapshotId | null = null;
+  parentTreeId: BlobId | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
   #progress: BackupProgress = { filesDone: 0, dirsDone: 0, bytesDone: 0 };
 
   constructor(repo: IndexedRepository, writer: BlobWriter, helper: SysHelper, options: BackupOptions) {
@@ -210,24 +238,30 @@ class BackupRun {
     this.helper = helper;
     this.options = options;
     this.excludes = new PathFilter(options.excludes ?? []);
-    this.fileLimit = new Semaphore(Math.max(4, (options.threads ?? os.availableParallelism()) * 4));
+    this.trees = new TreeLoader(repo, options.signal);
   }
 
+  /** The workers, started when the first file needs reading (a re-backup may need none). */
   get pool(): FilePool {
+    if (this.#closed) throw new AbortedError('the backup was stopped');
     this.#pool ??= new FilePool({
       key: this.repo.repo.masterKeyForWorkers(),
       polynomial: this.repo.config.chunkerPolynomial,
       compress: this.writer.shouldCompress('data', 1),
       mode: this.writer.compression,
       threads: this.options.threads,
+      sink: (id, sealed, ulen, plainLength) => this.writer.addSealed('data', id as BlobId, sealed, ulen, plainLength),
+      has: (id) => this.writer.has('data', id as BlobId),
     });
     return this.#pool;
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#pool?.close();
+  close(): Promise<void> {
+    if (!this.#closing) {
+      this.#closed = true;
+      this.#closing = this.#pool?.close() ?? Promise.resolve();
+    }
+    return this.#closing;
   }
 
   async resolveParent(paths: string[]): Promise<TreeNode[] | undefined> {
@@ -238,13 +272,14 @@ class BackupRun {
       : await loadSnapshot(this.repo.repo, p);
     if (!found) return undefined;
     this.parentId = found.id;
+    this.parentTreeId = found.snapshot.tree;
     return this.loadTree(found.snapshot.tree);
   }
 
   async loadTree(id: BlobId | undefined): Promise<TreeNode[] | undefined> {
     if (!id) return undefined;
     try {
-      return decodeTree(await this.repo.loadBlob('tree', id, { signal: this.options.signal }), id);
+      return await this.trees.load(id);
     } catch (e) {
       if (e instanceof AbortedError) throw e;
       return undefined; // an unreadable parent only costs re-reading files
@@ -274,67 +309,126 @@ class BackupRun {
       // "." (or a lone relative folder): its contents are the root.
       const st = await lstat(v.target, { bigint: true });
       if (!st.isDirectory()) throw new InvalidInputError(`${v.target} is not a folder`);
-      return (await this.saveDirContents(Buffer.from(v.target), parent)).id;
+      return (await this.saveDirContents(Buffer.from(v.target), parent, this.parentTreeId)).id;
     }
     const nodes: TreeNode[] = [];
+    const targets: Entry[] = [];
     await Promise.all([...v.children].map(async ([name, child]) => {
       const prev = parent?.find((n) => n.name === name);
       if ('target' in child) {
-        const node = await this.saveEntry(Buffer.from(child.target), Buffer.from(name), prev);
-        if (node) nodes.push(node);
+        const full = Buffer.from(child.target);
+        targets.push({ raw: Buffer.from(name), full, fullStr: child.target, prev });
       } else {
         const st = await lstat(child.realPath, { bigint: true });
-        const node = await this.nodeFromStat(Buffer.from(name), Buffer.from(child.realPath), st);
+        const node = this.nodeFromStat(Buffer.from(name), Buffer.from(child.realPath), st, await this.xattrsOf(Buffer.from(child.realPath)));
         node.subtree = await this.saveVirtual(child, prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined);
         nodes.push(node);
       }
     }));
+    nodes.push(...(await this.saveEntries(targets.filter((t) => this.excludes.empty || !this.excludes.matches(t.fullStr)))));
     return this.saveTree(sortByName(nodes));
   }
 
-  async saveDirContents(dir: Buffer, parent: TreeNode[] | undefined): Promise<{ id: BlobId; changed: boolean }> {
+  async xattrsOf(full: Buffer): Promise<Xattr[] | undefined> {
+    if (!this.helper.available) return undefined;
+    const list = await this.helper.listXattrs(full);
+    return list.length ? list : undefined;
+  }
+
+  /**
+   * Saves a folder's entries and its tree. When every node equals the parent tree's (the common
+   * case in a backup after the first), that tree is taken as it is: nothing to encode or hash.
+   */
+  async saveDirContents(dir: Buffer, parent: TreeNode[] | undefined, parentId?: BlobId): Promise<{ id: BlobId; changed: boolean }> {
     throwIfAborted(this.options.signal);
-    const names = await this.fsLimit.run(() => readdir(dir, { encoding: 'buffer' }));
-    const prevByName = new Map<string, TreeNode>();
-    for (const n of parent ?? []) prevByName.set(n.name, n);
-    const nodes = (await Promise.all(names.map(async (raw) => {
-      const name = goStringFromBytes(raw);
-      return this.saveEntry(Buffer.concat([dir, Buffer.from('/'), raw]), raw, prevByName.get(name));
-    }))).filter((n): n is TreeNode => n !== undefined);
-    const id = await this.saveTree(sortByName(nodes));
+    const entries: Entry[] = [];
+    await this.folderLimit.run(async () => {
+      // Pace the walk: let the workers catch up before listing more.
+      if (this.#pool) await this.#pool.room(QUEUED_FILES_LIMIT);
+      const names = await readdir(dir, { encoding: 'buffer' });
+      const prevByName = new Map<string, TreeNode>();
+      for (const n of parent ?? []) prevByName.set(n.name, n);
+      for (const raw of names) {
+        const full = Buffer.concat([dir, SLASH, raw]);
+        const fullStr = full.toString('utf8');
+        if (!this.excludes.empty && this.excludes.matches(fullStr)) continue;
+        entries.push({ raw, full, fullStr, prev: prevByName.get(goStringFromBytes(raw)) });
+      }
+      await this.statEntries(entries);
+    });
+    const nodes = sortByName(await this.saveEntries(entries));
+    throwIfAborted(this.options.signal);
+    if (parentId && parent && sameNodes(nodes, parent)) return { id: parentId, changed: false };
+    const id = await this.saveTree(nodes);
     return { id, changed: true };
   }
 
-  /** One directory entry → its node (contents stored). undefined when excluded or unreadable. */
-  async saveEntry(full: Buffer, rawName: Buffer, prev: TreeNode | undefined): Promise<TreeNode | undefined> {
-    const fullStr = full.toString('utf8');
-    if (!this.excludes.empty && this.excludes.matches(fullStr)) return undefined;
-    let st: BigIntStats;
-    try {
-      st = await this.fsLimit.run(() => lstat(full, { bigint: true }));
-    } catch (e) {
-      this.recordError(fullStr, e);
-      return undefined;
+  /**
+   * lstat and xattrs of a folder's entries; an entry that fails is recorded and dropped.
+   * lstat is called synchronously, a few hundred at a time: a metadata lookup in the page cache
+   * costs a third of what the same call through the thread pool costs, and between batches the
+   * event loop (the workers' blobs) gets its turn.
+   */
+  async statEntries(entries: Entry[]): Promise<void> {
+    for (let i = 0; i < entries.length; i++) {
+      if (i > 0 && i % STATS_AT_ONCE === 0) await new Promise<void>((r) => setImmediate(r));
+      const e = entries[i]!;
+      try {
+        e.st = lstatSync(e.full, { bigint: true });
+      } catch (err) {
+        this.recordError(e.fullStr, err);
+      }
     }
+    if (!this.helper.available) return;
+    const listed = entries.filter((e) => e.st && nodeTypeFromPosix(Number(e.st.mode)) !== 'socket');
+    const lists = await this.helper.listXattrsMany(listed.map((e) => e.full));
+    for (let i = 0; i < listed.length; i++) {
+      const e = listed[i]!;
+      const list = lists[i]!;
+      if (list instanceof Error) {
+        this.recordError(e.fullStr, list);
+        e.st = undefined;
+      } else if (list.length) e.xattrs = list;
+    }
+  }
+
+  /** Nodes of entries (statted here when not yet), contents stored. Failed entries are left out. */
+  async saveEntries(entries: Entry[]): Promise<TreeNode[]> {
+    if (entries.some((e) => !e.st)) await this.statEntries(entries.filter((e) => !e.st));
+    // The previous trees of the subfolders, read together while the files are looked at.
+    const subtrees: BlobId[] = [];
+    for (const e of entries) {
+      if (e.st?.isDirectory() && e.prev?.type === 'dir' && e.prev.subtree) subtrees.push(e.prev.subtree);
+    }
+    if (subtrees.length) this.trees.prefetch(subtrees);
+    const nodes = await Promise.all(entries.map((e) => (e.st ? this.saveEntry(e) : undefined)));
+    return nodes.filter((n): n is TreeNode => n !== undefined);
+  }
+
+  /** One directory entry → its node (contents stored). undefined when unreadable. */
+  async saveEntry(e: Entry): Promise<TreeNode | undefined> {
+    const { full, fullStr, prev } = e;
+    const st = e.st!;
     let node: TreeNode;
     try {
-      node = await this.nodeFromStat(rawName, full, st);
-    } catch (e) {
-      this.recordError(fullStr, e);
+      node = this.nodeFromStat(e.raw, full, st, e.xattrs);
+      if (node.type === 'symlink') node.linktarget = goStringFromBytes(await readlink(full, { encoding: 'buffer' }));
+    } catch (err) {
+      this.recordError(fullStr, err);
       return undefined;
     }
     if (node.type === 'dir') {
       try {
         const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
-        const { id } = await this.saveDirContents(full, prevTree);
+        const { id } = await this.saveDirContents(full, prevTree, prevTree ? prev!.subtree : undefined);
         node.subtree = id;
         if (!prev) this.stats.dirsNew++;
         else if (prev.subtree === id) this.stats.dirsUnmodified++;
         else this.stats.dirsChanged++;
         this.#progress.dirsDone++;
-      } catch (e) {
-        if (e instanceof AbortedError) throw e;
-        this.recordError(fullStr, e);
+      } catch (err) {
+        if (err instanceof AbortedError) throw err;
+        this.recordError(fullStr, err);
         return undefined;
       }
     } else if (node.type === 'file') {
@@ -344,13 +438,19 @@ class BackupRun {
         this.stats.filesUnmodified++;
         this.stats.bytes += size;
       } else {
-        const content = await this.saveFileContent(full, fullStr);
-        if (!content) return undefined;
-        node.content = content.ids;
-        node.size = content.size;
+        throwIfAborted(this.options.signal);
+        // The previous version's blobs that the repository has need hashing, not sealing.
+        const known = prev?.type === 'file' ? prev.content?.filter((id) => this.writer.has('data', id)) : undefined;
+        const result = await this.pool.process({ path: full, size, known });
+        if (result.error) {
+          this.recordError(fullStr, Object.assign(new Error(`${fullStr}: ${result.error.message}`), { code: result.error.code }));
+          return undefined;
+        }
+        node.content = result.ids as BlobId[];
+        node.size = result.size;
         if (prev) this.stats.filesChanged++;
         else this.stats.filesNew++;
-        this.stats.bytes += content.size;
+        this.stats.bytes += result.size;
       }
       this.#progress.filesDone++;
       this.#progress.bytesDone += size;
@@ -359,23 +459,7 @@ class BackupRun {
     return node;
   }
 
-  async saveFileContent(full: Buffer, display: string): Promise<{ ids: BlobId[]; size: number } | undefined> {
-    return this.fileLimit.run(async () => {
-      throwIfAborted(this.options.signal);
-      const ids: BlobId[] = [];
-      const result = await this.pool.process(full, async (b) => {
-        ids.push(b.id as BlobId);
-        await this.writer.addSealed('data', b.id as BlobId, b.sealed, b.uncompressedLength, b.plainLength);
-      });
-      if (result.error) {
-        this.recordError(display, Object.assign(new Error(`${display}: ${result.error.message}`), { code: result.error.code }));
-        return undefined;
-      }
-      return { ids, size: result.size };
-    });
-  }
-
-  async nodeFromStat(rawName: Buffer, full: Buffer, st: BigIntStats): Promise<TreeNode> {
+  nodeFromStat(rawName: Buffer, full: Buffer, st: BigIntStats, xattrs: Xattr[] | undefined): TreeNode {
     const type = nodeTypeFromPosix(Number(st.mode));
     if (!type) throw new Error(`${full.toString('utf8')}: unsupported file type (mode ${Number(st.mode).toString(8)})`);
     const mtime = goTimeFromNs(st.mtimeNs);
@@ -403,16 +487,9 @@ class BackupRun {
       node.content = [];
     }
     if (type !== 'dir' && type !== 'fifo' && type !== 'socket') node.links = Number(st.nlink);
-    if (type === 'symlink') {
-      const target = await readlink(full, { encoding: 'buffer' });
-      node.linktarget = goStringFromBytes(target);
-    }
     if (type === 'dev' || type === 'chardev') node.device = st.rdev;
-    if (this.helper.available && type !== 'socket') {
-      const xattrs = await this.helper.listXattrs(full);
-      // listxattr order, as restic records it
-      if (xattrs.length) node.extendedAttributes = xattrs;
-    }
+    // listxattr order, as restic records it
+    if (xattrs?.length) node.extendedAttributes = xattrs;
     return node;
   }
 
@@ -471,7 +548,7 @@ class BackupRun {
 function unchanged(prev: TreeNode, cur: TreeNode): boolean {
   return (
     prev.type === cur.type &&
-    formatGoTime(prev.mtime) === formatGoTime(cur.mtime) &&
+    prev.mtime.epochNs === cur.mtime.epochNs &&
     prev.ctime.epochNs === cur.ctime.epochNs &&
     BigInt(prev.size ?? 0) === BigInt(cur.size ?? 0) &&
     BigInt(prev.inode ?? 0) === BigInt(cur.inode ?? 0)
@@ -480,4 +557,108 @@ function unchanged(prev: TreeNode, cur: TreeNode): boolean {
 
 function sortByName(nodes: TreeNode[]): TreeNode[] {
   return nodes.sort((a, b) => compareGoStrings(a.name, b.name));
+}
+
+const SLASH = Buffer.from('/');
+
+/**
+ * Whether two node lists encode to the same tree bytes: every field equal, with the zero values
+ * encodeNode leaves out (undefined, 0, '', []) counted as one. Times must agree in instant and in
+ * offset (the offset is written).
+ */
+export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!sameNode(a[i]!, b[i]!)) return false;
+  return true;
+}
+
+function sameNode(a: TreeNode, b: TreeNode): boolean {
+  return (
+    a.name === b.name &&
+    a.type === b.type &&
+    (a.mode ?? 0) === (b.mode ?? 0) &&
+    sameTime(a.mtime, b.mtime) &&
+    sameTime(a.atime, b.atime) &&
+    sameTime(a.ctime, b.ctime) &&
+    (a.uid ?? 0) === (b.uid ?? 0) &&
+    (a.gid ?? 0) === (b.gid ?? 0) &&
+    (a.user ?? '') === (b.user ?? '') &&
+    (a.group ?? '') === (b.group ?? '') &&
+    sameUint(a.inode, b.inode) &&
+    sameUint(a.deviceId, b.deviceId) &&
+    sameUint(a.size, b.size) &&
+    sameUint(a.links, b.links) &&
+    sameUint(a.device, b.device) &&
+    (a.linktarget ?? '') === (b.linktarget ?? '') &&
+    sameBytes(a.linktargetRaw, b.linktargetRaw) &&
+    (a.subtree ?? '') === (b.subtree ?? '') &&
+    (a.error ?? '') === (b.error ?? '') &&
+    sameContent(a.content, b.content) &&
+    sameXattrs(a.extendedAttributes, b.extendedAttributes) &&
+    sameGeneric(a.genericAttributes, b.genericAttributes)
+  );
+}
+
+function sameTime(a: GoTime, b: GoTime): boolean {
+  return a.epochNs === b.epochNs && a.offsetMinutes === b.offsetMinutes;
+}
+
+function sameUint(a: number | bigint | undefined, b: number | bigint | undefined): boolean {
+  if (typeof a === typeof b) return a === b || (!a && !b);
+  return BigInt(a ?? 0) === BigInt(b ?? 0);
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (!a?.length || !b?.length) return !a?.length && !b?.length;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+function sameContent(a: readonly BlobId[] | null, b: readonly BlobId[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameXattrs(a: TreeNode['extendedAttributes'], b: TreeNode['extendedAttributes']): boolean {
+  if (!a?.length || !b?.length) return !a?.length && !b?.length;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.name !== b[i]!.name || !sameBytes(a[i]!.value, b[i]!.value)) return false;
+  return true;
+}
+
+function sameGeneric(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
+  const ka = a ? Object.keys(a) : [];
+  const kb = b ? Object.keys(b) : [];
+  if (ka.length !== kb.length) return false;
+  for (const k of ka) if (a![k] !== b?.[k]) return false;
+  return true;
+}
+
+/**
+ * At most n tasks at once, the rest queued in order (a queue with a moving head: a long queue,
+ * as a big tree makes, costs nothing per dequeue).
+ */
+class Limiter {
+  #free: number;
+  readonly #queue: Array<() => void> = [];
+  #head = 0;
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((r) => this.#queue.push(r));
+    try {
+      return await fn();
+    } finally {
+      if (this.#head < this.#queue.length) {
+        this.#queue[this.#head++]!();
+        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+          this.#queue.splice(0, this.#head);
+          this.#head = 0;
+        }
+      } else this.#free++;
+    }
+  }
 }

@@ -304,8 +304,11 @@ describe('prune interop with the real restic', () => {
       for await (const id of repo.listIds('locks')) out.push(id);
       return out;
     };
-    // The backup reads the stream only once it holds its lock.
-    while (stream.readableLength > 0) await new Promise((r) => setTimeout(r, 20));
+    // The backup takes its lock while it starts reading; wait until the lock is there.
+    for (let waited = 0; (await lockIds()).length === 0; waited += 20) {
+      assert.ok(waited < 30_000, 'the backup took its lock');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     assert.equal((await lockIds()).length, 1);
 
     await assert.rejects(prune(stale), LockedError);
