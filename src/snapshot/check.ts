@@ -14,8 +14,9 @@ import { IndexedRepository, sha256hex, type Repository } from '../repository/rep
 import type { BlobId, BlobType, PackId } from '../repository/id.ts';
 import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
 import { decodeIndexFile, type IndexPack } from '../repository/index-file.ts';
-import { expectedPackSize, readPackHeader, type PackedBlob } from '../repository/pack.ts';
+import { expectedPackSize, type PackedBlob } from '../repository/pack.ts';
 import { mapLimit } from '../repository/concurrency.ts';
+import { DecodePool, ownedBytes, type DecodeBlob } from './decode-pool.ts';
 import { decodeSnapshot } from './snapshot.ts';
 import { decodeTree, treeProblems } from './tree.ts';
 
@@ -583,48 +584,60 @@ class CheckRun {
     }
     // Missing packs are reported already; reading them would only say so again.
     const list = [...chosen].filter((id) => !this.damage.missingPacks.has(id)).sort();
+    if (list.length === 0) return;
     let done = 0;
-    // Whole packs are held in memory while verified: keep the number in flight small.
-    await mapLimit(list, Math.max(1, Math.min(this.repo.backend.connections, 4)), async (packId) => {
-      throwIfAborted(o.signal);
-      const blobs = all.get(packId as PackId)!;
-      let result = await this.verifyPack(packId, blobs);
-      if (result.problems.length > 0) {
-        // A second read tells damage in storage from damage in transit (restic does the same).
-        const again = await this.verifyPack(packId, blobs);
-        if (again.problems.length === 0) {
-          result = {
-            ...again,
-            problems: [{
-              problem: {
-                code: 'PACK_READ_RETRIED', pack: packId, file: packFile(packId),
-                message: `pack ${packId}: check successful on second attempt, original error: ${result.problems.map((p) => p.problem.message).join('; ')}`,
-              },
-              bad: [],
-            }],
-          };
-        } else result = again;
-      }
-      this.report.packsRead++;
-      this.report.blobsRead += blobs.length;
-      this.report.bytesRead += result.bytes;
-      for (const { problem, bad } of result.problems) {
-        this.error(problem);
-        if (problem.code === 'PACK_DAMAGED' || problem.code === 'BLOB_DAMAGED') this.broken.add(packId);
-        for (const b of bad) this.damage.markBlob(packId, b);
-        if (bad.length === 0) continue;
-        const keys = bad.map((b) => blobKey(b.type, b.id));
-        this.packBlobs.set(problem, keys);
-        for (const k of keys) this.foundByReading.add(k);
-      }
-      this.progress({ phase: 'read-data', done: ++done, total: list.length, bytes: this.report.bytesRead });
-    });
+    // Packs are verified on worker threads, whole packs in memory: few are read ahead, one for
+    // each worker and one more being read.
+    const pool = new DecodePool({ key: this.repo.masterKeyForWorkers() });
+    try {
+      await mapLimit(list, pool.capacity / 2 + 1, async (packId) => {
+        throwIfAborted(o.signal);
+        const blobs = all.get(packId as PackId)!;
+        let result = await this.verifyPack(packId, blobs, pool);
+        if (result.problems.length > 0) {
+          // A second read tells damage in storage from damage in transit (restic does the same).
+          const again = await this.verifyPack(packId, blobs, pool);
+          if (again.problems.length === 0) {
+            result = {
+              ...again,
+              problems: [{
+                problem: {
+                  code: 'PACK_READ_RETRIED', pack: packId, file: packFile(packId),
+                  message: `pack ${packId}: check successful on second attempt, original error: ${result.problems.map((p) => p.problem.message).join('; ')}`,
+                },
+                bad: [],
+              }],
+            };
+          } else result = again;
+        }
+        this.report.packsRead++;
+        this.report.blobsRead += blobs.length;
+        this.report.bytesRead += result.bytes;
+        for (const { problem, bad } of result.problems) {
+          this.error(problem);
+          if (problem.code === 'PACK_DAMAGED' || problem.code === 'BLOB_DAMAGED') this.broken.add(packId);
+          for (const b of bad) this.damage.markBlob(packId, b);
+          if (bad.length === 0) continue;
+          const keys = bad.map((b) => blobKey(b.type, b.id));
+          this.packBlobs.set(problem, keys);
+          for (const k of keys) this.foundByReading.add(k);
+        }
+        this.progress({ phase: 'read-data', done: ++done, total: list.length, bytes: this.report.bytesRead });
+      });
+    } finally {
+      await pool.close();
+    }
   }
 
-  /** Reads one pack and verifies everything in it; `bad` lists the blobs that cannot be read. */
-  async verifyPack(packId: string, blobs: PackedBlob[]): Promise<{ bytes: number; problems: Array<{ problem: CheckProblem; bad: PackedBlob[] }> }> {
+  /**
+   * Reads one pack and verifies everything in it; `bad` lists the blobs that cannot be read.
+   * A decode worker hashes the pack, checks every blob and reads the header; the results are
+   * compared with the index here.
+   */
+  async verifyPack(packId: string, blobs: PackedBlob[], pool: DecodePool): Promise<{ bytes: number; problems: Array<{ problem: CheckProblem; bad: PackedBlob[] }> }> {
     const file = packFile(packId);
-    const problems: Array<{ problem: CheckProblem; bad: PackedBlob[] }> = [];
+    type Found = { problem: CheckProblem; bad: PackedBlob[] };
+    const problems: Found[] = [];
     const packProblem = (message: string) => problems.push({ problem: { code: 'PACK_DAMAGED', message: `pack ${packId}: ${message}`, pack: packId, file }, bad: [] });
     let bytes: Uint8Array;
     try {
@@ -633,6 +646,7 @@ class CheckRun {
       if (e instanceof AbortedError) throw e;
       return { bytes: 0, problems: [{ problem: { code: 'PACK_UNREADABLE', message: `pack ${packId}: download error: ${(e as Error).message}`, pack: packId, file }, bad: blobs }] };
     }
+    const size = bytes.length;
     let end = 0;
     for (const b of blobs) {
       if (b.offset !== end) {
@@ -641,25 +655,26 @@ class CheckRun {
       }
       end = b.offset + b.length;
     }
-    if (sha256hex(bytes) !== packId) packProblem(`unexpected pack id ${sha256hex(bytes)}`);
-    for (const b of blobs) {
-      try {
-        this.indexed.decodeBlob({ ...b, packId: packId as PackId }, bytes.subarray(b.offset, b.offset + b.length));
-      } catch (e) {
-        problems.push({ problem: { code: 'BLOB_DAMAGED', message: `pack ${packId}: blob ${b.id}: ${(e as Error).message}`, pack: packId, file, blob: b.id }, bad: [b] });
+    const jobBlobs: DecodeBlob[] = blobs.map((b) => ({ at: b.offset, length: b.length, uncompressedLength: b.uncompressedLength, id: b.id }));
+    // A fresh buffer from the backend moves to the worker as it is.
+    const done = await pool.run(bytes, file, jobBlobs, { transfer: ownedBytes(bytes), wholePack: true });
+    if (done.packHash !== packId) packProblem(`unexpected pack id ${done.packHash}`);
+    blobs.forEach((b, i) => {
+      const message = done.errors[i];
+      if (message !== null && message !== undefined) {
+        problems.push({ problem: { code: 'BLOB_DAMAGED', message: `pack ${packId}: blob ${b.id}: ${message}`, pack: packId, file, blob: b.id }, bad: [b] });
       }
-    }
-    try {
-      const header = await readPackHeader(this.repo.masterKeyForWorkers(), bytes.length, bytes, async () => bytes, file);
+    });
+    if (typeof done.header === 'string') packProblem(done.header);
+    else {
       const key = (b: PackedBlob) => `${b.type}:${b.id}:${b.offset}:${b.length}:${b.uncompressedLength}`;
-      const inHeader = new Set(header.map(key));
+      const inPack = done.header ?? [];
+      const inHeader = new Set(inPack.map(key));
       const inIndex = new Set(blobs.map(key));
-      for (const b of header) if (!inIndex.has(key(b))) packProblem(`blob ${b.id} is not contained in index or position is incorrect`);
+      for (const b of inPack) if (!inIndex.has(key(b))) packProblem(`blob ${b.id} is not contained in index or position is incorrect`);
       for (const b of blobs) if (!inHeader.has(key(b))) packProblem(`blob ${b.id} of the index is not in the pack header or its position is incorrect`);
-    } catch (e) {
-      packProblem((e as Error).message);
     }
-    return { bytes: bytes.length, problems };
+    return { bytes: size, problems };
   }
 
   /** Scans the checked trees again for references to blobs read-data found damaged. */

@@ -1,23 +1,29 @@
 // Restore: recreate a snapshot's tree under a target folder.
-// Order: folders while walking, then file contents (several files in flight, every blob
-// verified — MAC and SHA-256 — before a byte of it is written), links and special files, and
-// finally metadata from the leaves up (owner, mode, xattrs, times), so writing into a folder
-// never disturbs its restored mtime. Every name is checked, and every path is built inside the
+// Order: folders while walking, then file contents, links and special files, and finally
+// metadata from the leaves up (owner, mode, xattrs, times), so writing into a folder never
+// disturbs its restored mtime. Every name is checked, and every path is built inside the
 // target: a tree cannot make the restorer write anywhere else.
+//
+// Contents are restored pack by pack, as restic does: every pack is read once, in ranges that
+// hold the blobs some file needs, and worker threads (decode-pool.ts) verify each blob — MAC and
+// SHA-256 — before they write it to every place in every file that holds it. A blob that fails
+// is read again from any other copy the index knows before the restore gives up.
 import { chown, lchown, chmod, link, lstat, mkdir, open, rm, symlink, unlink } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../errors.ts';
 import type { IndexedRepository } from '../repository/repository.ts';
-import type { BlobId } from '../repository/id.ts';
+import type { BlobId, PackId } from '../repository/id.ts';
 import type { BlobLocation } from '../repository/master-index.ts';
-import { Semaphore } from '../repository/concurrency.ts';
+import { mapLimit } from '../repository/concurrency.ts';
+import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
+import { DecodePool, MAX_JOB_BYTES, ownedBytes, type DecodeBlob } from './decode-pool.ts';
 import { SysHelper } from './syshelper.ts';
 import { PathFilter } from './filter.ts';
 import { posixPermissionsFromGo } from './mode.ts';
 import { goStringToBytes } from './gojson.ts';
 import type { TreeNode } from './node.ts';
-import { decodeTree } from './tree.ts';
+import { TreeLoader } from './tree-loader.ts';
 
 export interface RestoreProgress {
   filesDone: number;
@@ -33,7 +39,10 @@ export interface RestoreOptions {
   exclude?: string[];
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
-  /** Files restored at once (default 16). */
+  /**
+   * Kept for compatibility; contents are now restored pack by pack (every pack read once, blobs
+   * written to all files that need them), so there is no number of files in flight to choose.
+   */
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (p: RestoreProgress) => void;
@@ -51,6 +60,8 @@ export interface RestoreResult {
 interface Pending {
   path: Buffer;
   node: TreeNode;
+  /** A folder made on the way to an include that matched nothing below it, removed again. */
+  dropped?: boolean;
 }
 
 /** Rejects names that could leave the folder they belong to. */
@@ -71,6 +82,34 @@ export async function restore(repo: IndexedRepository, treeId: BlobId, options: 
   }
 }
 
+/** Pack bytes read beyond a needed blob to reach the next one in the same read. */
+const MAX_GAP = 512 * 1024;
+/**
+ * Bytes read at once (a bigger blob is read alone): reads of a few megabytes are reused by the C
+ * allocator, where bigger ones are new memory, zeroed and faulted in, every time.
+ */
+const MAX_READ = 4 * 1024 * 1024;
+/** Entries whose times go to the helper in one request. */
+const TIMES_PER_BATCH = 256;
+
+/** One blob of a pack and the places (file, offset) it is written to. */
+interface PlannedBlob {
+  loc: BlobLocation;
+  writes: Array<[FileTask, number]>;
+}
+
+/** A file whose content is being written. */
+interface FileTask {
+  pending: Pending;
+  /** Blob writes still to do; the file is complete at 0. */
+  remaining: number;
+  size: number;
+  /** Owner and mode were set by the worker that completed the file. */
+  ownerModeSet?: boolean;
+  /** Offsets of the blobs not written yet. */
+  missing: Set<number>;
+}
+
 class RestoreRun {
   readonly repo: IndexedRepository;
   readonly options: RestoreOptions;
@@ -84,8 +123,9 @@ class RestoreRun {
   /** Everything created, in creation order (parents before children). */
   readonly created: Pending[] = [];
   readonly result: RestoreResult = { filesRestored: 0, dirsRestored: 0, bytesRestored: 0, warnings: [] };
-  /** (device, inode) of a hard-linked file → its first name, once that file is written. */
-  readonly hardlinks = new Map<string, Promise<Buffer>>();
+  /** Folders this run created: nothing can be in them that needs removing first. */
+  readonly freshDirs = new Set<string>();
+  readonly trees: TreeLoader;
 
   constructor(repo: IndexedRepository, options: RestoreOptions) {
     this.repo = repo;
@@ -94,6 +134,7 @@ class RestoreRun {
     this.include = new PathFilter(options.include ?? []);
     this.exclude = new PathFilter(options.exclude ?? []);
     this.owners = options.owners ?? process.getuid?.() === 0;
+    this.trees = new TreeLoader(repo, options.signal);
   }
 
   warn(p: Buffer, message: string): void {
@@ -105,26 +146,15 @@ class RestoreRun {
   async run(treeId: BlobId): Promise<void> {
     await mkdir(this.target, { recursive: true });
     await this.walk(treeId, Buffer.from(this.target), '');
-    // Contents: several files at once.
-    const limit = new Semaphore(this.options.concurrency ?? 16);
-    let failure: unknown;
-    await Promise.all(this.files.map((f) => limit.run(async () => {
-      if (failure) return;
-      try {
-        await this.writeFile(f);
-      } catch (e) {
-        failure ??= e;
-      }
-    })));
-    if (failure) throw failure;
-    for (const s of this.specials) await this.createSpecial(s);
-    // Metadata, children before parents: everything that is not a folder at once (bounded),
-    // then folders deepest first, so setting a child never touches a finished parent's mtime.
-    const meta = new Semaphore(32);
-    await Promise.all(this.created.filter((e) => e.node.type !== 'dir').map((e) => meta.run(() => this.applyMetadata(e))));
-    for (let i = this.created.length - 1; i >= 0; i--) {
-      if (this.created[i]!.node.type === 'dir') await this.applyMetadata(this.created[i]!);
+    // Files get their owner, mode and times as soon as they are complete, while others are
+    // still being written; links, special files and folders after all contents.
+    await this.writeContents();
+    for (const s of this.specials) {
+      await this.createSpecial(s);
+      this.finishEntry(s, true);
     }
+    await this.metadataDone();
+    await this.finishDirs();
   }
 
   selected(rel: string, isDir: boolean, insideIncluded: boolean): 'yes' | 'no' | 'descend' {
@@ -133,143 +163,334 @@ class RestoreRun {
     return isDir && this.include.mayContainMatch(rel) ? 'descend' : 'no';
   }
 
+  /**
+   * Creates the folders of a tree and collects its files and special files. Names are checked
+   * before anything of the folder is made; subfolders are walked concurrently (their trees are
+   * read together), and a failure lets every branch in flight finish before it is reported.
+   */
   async walk(treeId: BlobId, dir: Buffer, rel: string, forced = false): Promise<boolean> {
     throwIfAborted(this.options.signal);
-    const nodes = decodeTree(await this.repo.loadBlob('tree', treeId, { signal: this.options.signal }), treeId);
-    let any = false;
-    for (const node of nodes) {
+    if (this.#walkFailed) return false;
+    const nodes = await this.trees.load(treeId);
+    const names = nodes.map((node) => {
       const nameBytes = Buffer.from(goStringToBytes(node.name));
       checkNodeName(nameBytes, treeId);
+      return nameBytes;
+    });
+    // The subfolders' trees, read together while this folder is made.
+    this.trees.prefetch(nodes.filter((n) => n.type === 'dir' && n.subtree).map((n) => n.subtree!));
+    let any = false;
+    const branches: Array<Promise<void>> = [];
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!;
       const childRel = `${rel}/${node.name}`;
       const sel = this.selected(childRel, node.type === 'dir', forced);
       if (sel === 'no') continue;
-      const p = Buffer.concat([dir, Buffer.from('/'), nameBytes]);
+      const p = Buffer.concat([dir, SLASH, names[i]!]);
       if (node.type === 'dir') {
         if (!node.subtree) throw new IntegrityError(`folder ${childRel} has no subtree`, { blob: treeId });
-        await this.makeDir(p);
-        const entry = { path: p, node };
-        const idx = this.created.push(entry) - 1;
-        const had = await this.walk(node.subtree, p, childRel, sel === 'yes');
-        if (sel === 'descend' && !had) {
-          // Only created on the way to a match that was not there: take it back.
-          this.created.splice(idx, 1);
-          await rm(p, { recursive: true, force: true });
-          continue;
-        }
-        this.result.dirsRestored++;
+        if (this.#walkFailed) break;
+        await this.makeDir(p, dir);
+        const entry: Pending = { path: p, node };
+        this.created.push(entry);
+        if (sel === 'yes') any = true;
+        branches.push(this.walk(node.subtree, p, childRel, sel === 'yes').then(
+          async (had) => {
+            if (sel === 'descend' && !had) {
+              // Only created on the way to a match that was not there: take it back.
+              entry.dropped = true;
+              await rm(p, { recursive: true, force: true });
+              return;
+            }
+            any = true;
+            this.result.dirsRestored++;
+          },
+          (e: unknown) => {
+            this.#walkFailed = true;
+            throw e;
+          },
+        ));
       } else if (node.type === 'file') {
         this.files.push({ path: p, node });
         this.created.push({ path: p, node });
+        any = true;
       } else {
         this.specials.push({ path: p, node });
         this.created.push({ path: p, node });
+        any = true;
       }
-      any = true;
     }
+    const settled = await Promise.allSettled(branches);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     return any;
   }
 
-  async makeDir(p: Buffer): Promise<void> {
+  #walkFailed = false;
+
+  async makeDir(p: Buffer, parent: Buffer): Promise<void> {
+    if (this.freshDirs.has(parent.toString('latin1'))) {
+      await mkdir(p, { mode: 0o700 });
+      this.freshDirs.add(p.toString('latin1'));
+      return;
+    }
     const st = await lstat(p).catch(() => undefined);
     if (st?.isDirectory()) return;
     if (st) await rm(p, { recursive: true, force: true });
     await mkdir(p, { mode: 0o700 });
+    this.freshDirs.add(p.toString('latin1'));
   }
 
+  /** Removes what is at p unless p lies in a folder this run created (then nothing is there). */
   async removeExisting(p: Buffer): Promise<void> {
+    if (this.freshDirs.has(path.dirname(p.toString('latin1')))) return;
     const st = await lstat(p).catch(() => undefined);
     if (!st) return;
     if (st.isDirectory()) await rm(p, { recursive: true, force: true });
     else await unlink(p);
   }
 
-  async writeFile(f: Pending): Promise<void> {
-    const { node } = f;
-    const links = Number(node.links ?? 1);
-    let written!: (p: Buffer) => void;
-    let failed!: (e: unknown) => void;
-    if (links > 1 && node.inode !== undefined) {
-      const key = `${node.deviceId ?? 0}:${node.inode}`;
-      const first = this.hardlinks.get(key);
-      if (first) {
-        // Link only once the first name exists (files are written concurrently).
-        const target = await first;
-        await this.removeExisting(f.path);
-        await link(target, f.path);
-        this.result.filesRestored++;
-        return;
+  /**
+   * Writes the contents of every file: plans which pack holds each blob, reads the packs in the
+   * order the files first need them, and lets the decode workers verify and write. The second
+   * and later names of a hard link are linked to the first once it is complete.
+   */
+  async writeContents(): Promise<void> {
+    const signal = this.options.signal;
+    const firstNames = new Map<string, Buffer>();
+    const links: Array<{ f: Pending; first: Buffer }> = [];
+    const tasks: FileTask[] = [];
+    const packs = new Map<PackId, Map<number, PlannedBlob>>();
+    const oversized: PlannedBlob[] = [];
+    for (const f of this.files) {
+      const { node } = f;
+      if (Number(node.links ?? 1) > 1 && node.inode !== undefined) {
+        const key = `${node.deviceId ?? 0}:${node.inode}`;
+        const first = firstNames.get(key);
+        if (first) {
+          links.push({ f, first });
+          continue;
+        }
+        firstNames.set(key, f.path);
       }
-      const p = new Promise<Buffer>((res, rej) => {
-        written = res;
-        failed = rej;
-      });
-      p.catch(() => undefined);
-      this.hardlinks.set(key, p);
+      const task: FileTask = { pending: f, remaining: 0, size: 0, missing: new Set() };
+      tasks.push(task);
+      for (const id of node.content ?? []) {
+        const loc = this.repo.index.lookup(id, 'data')[0];
+        if (!loc) throw new NotFoundError(`data blob ${id}`);
+        let blobs = packs.get(loc.packId);
+        if (!blobs) packs.set(loc.packId, (blobs = new Map()));
+        let planned = blobs.get(loc.offset);
+        if (!planned) blobs.set(loc.offset, (planned = { loc, writes: [] }));
+        planned.writes.push([task, task.size]);
+        task.missing.add(task.size);
+        task.size += loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
+        task.remaining++;
+      }
     }
-    try {
-      await this.writeContent(f);
-      written?.(f.path);
-    } catch (e) {
-      failed?.(e);
-      throw e;
-    }
-  }
 
-  async writeContent(f: Pending): Promise<void> {
-    const { node } = f;
-    await this.removeExisting(f.path);
-    // O_NOFOLLOW | O_EXCL: never write through a link that appeared in the target.
-    const fh = await open(f.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-    let written = 0;
-    try {
-      for (const run of readRuns(this.repo, node.content ?? [])) {
-        throwIfAborted(this.options.signal);
-        for (const blob of await this.loadRun(run)) {
-          await writeAll(fh, blob);
-          written += blob.length;
+    // Cut each pack's needed blobs into ranges that one read and one worker slot can take.
+    const pool = packs.size > 0 ? new DecodePool({ key: this.repo.repo.masterKeyForWorkers() }) : undefined;
+    const jobs: Array<{ packId: PackId; blobs: PlannedBlob[] }> = [];
+    for (const [packId, byOffset] of packs) {
+      const sorted = [...byOffset.values()].sort((x, y) => x.loc.offset - y.loc.offset);
+      let range: PlannedBlob[] = [];
+      for (const b of sorted) {
+        if (b.loc.length > MAX_JOB_BYTES) {
+          oversized.push(b);
+          continue;
+        }
+        const start = range[0]?.loc.offset ?? b.loc.offset;
+        const last = range[range.length - 1];
+        if (last && (b.loc.offset - (last.loc.offset + last.loc.length) > MAX_GAP || b.loc.offset + b.loc.length - start > MAX_READ)) {
+          jobs.push({ packId, blobs: range });
+          range = [];
+        }
+        range.push(b);
+      }
+      if (range.length) jobs.push({ packId, blobs: range });
+    }
+    // A file whose blobs all lie in one range is created by the worker that writes it; every
+    // other file is created here first, so that no two workers race to create one.
+    const jobOf = new Map<FileTask, number>();
+    for (let j = 0; j < jobs.length; j++) {
+      for (const b of jobs[j]!.blobs) {
+        for (const [t] of b.writes) {
+          const seen = jobOf.get(t);
+          if (seen === undefined) jobOf.set(t, j);
+          else if (seen !== j) jobOf.set(t, -1);
         }
       }
-    } finally {
+    }
+    for (const b of oversized) for (const [t] of b.writes) jobOf.set(t, -1);
+    await mapLimit(tasks, 32, async (t) => {
+      await this.removeExisting(t.pending.path);
+      const j = jobOf.get(t);
+      if (j !== undefined && j >= 0) return;
+      // O_NOFOLLOW | O_EXCL: never write through a link that appeared in the target.
+      const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       await fh.close();
+      if (t.remaining === 0) this.fileDone(t);
+    });
+
+    if (pool) {
+      try {
+        const reads = new Limiter(Math.max(1, this.repo.backend.connections));
+        await runSettled(jobs, pool.capacity + 1, async (job, j) => {
+          throwIfAborted(signal);
+          const first = job.blobs[0]!.loc;
+          const last = job.blobs[job.blobs.length - 1]!.loc;
+          const length = last.offset + last.length - first.offset;
+          let bytes: Uint8Array | undefined;
+          try {
+            bytes = await reads.run(() => this.repo.backend.load({ type: 'data', name: job.packId }, { signal, offset: first.offset, length }));
+          } catch (e) {
+            if (e instanceof AbortedError) throw e;
+          }
+          if (!bytes || bytes.length !== length) {
+            for (const b of job.blobs) await this.restoreAlone(b);
+            return;
+          }
+          const decodeBlobs: DecodeBlob[] = job.blobs.map((b) => ({
+            at: b.loc.offset - first.offset,
+            length: b.loc.length,
+            uncompressedLength: b.loc.uncompressedLength,
+            id: b.loc.id,
+            writes: b.writes.map(([t, offset]) => [t.pending.path, offset, jobOf.get(t) === j] as [Uint8Array, number, boolean]),
+          }));
+          // The files this job creates and completes get their owner and mode from the worker.
+          const finishing = [...new Set(job.blobs.flatMap((b) => b.writes.map(([t]) => t)))].filter((t) => jobOf.get(t) === j);
+          const finish = finishing.map((t): [Uint8Array, number, number, number] => {
+            const { node, path: fp } = t.pending;
+            return [fp, this.owners ? node.uid : -1, node.gid, node.mode === undefined ? -1 : posixPermissionsFromGo(node.mode)];
+          });
+          // A fresh buffer from the backend moves to the worker as it is.
+          const done = await pool.run(bytes, packFile(job.packId), decodeBlobs, { transfer: ownedBytes(bytes), finish });
+          if (done.writeError) {
+            throw Object.assign(new Error(`${done.writeError.path}: ${done.writeError.message}`), { code: done.writeError.code });
+          }
+          finishing.forEach((t, k) => {
+            const r = done.finished?.[k];
+            if (r === undefined) return;
+            t.ownerModeSet = true;
+            if (r !== null) this.warn(t.pending.path, `owner/mode: ${r}`);
+          });
+          for (let i = 0; i < job.blobs.length; i++) {
+            const b = job.blobs[i]!;
+            if (done.errors[i] === null) this.blobWritten(b);
+            else await this.restoreAlone(b);
+          }
+        });
+        for (const b of oversized) await this.restoreAlone(b);
+      } catch (e) {
+        // Blobs are written in pack order, not file order: a file left incomplete is cut where
+        // its first missing blob starts, so that what is left is its verified beginning, with no
+        // holes. O_NOFOLLOW: nothing outside the target is touched.
+        for (const t of tasks) {
+          if (t.remaining === 0 || t.missing.size === 0) continue;
+          const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW).catch(() => undefined);
+          let cut = Infinity;
+          for (const offset of t.missing) cut = Math.min(cut, offset);
+          await fh?.truncate(cut).catch(() => undefined);
+          await fh?.close();
+        }
+        throw e;
+      } finally {
+        await pool.close();
+      }
     }
-    if (node.size !== undefined && BigInt(written) !== BigInt(node.size)) {
-      this.warn(f.path, `restored ${written} bytes, snapshot says ${node.size}`);
+
+    // A second name of a hard link shares the first's inode, owner, mode and times.
+    for (const { f, first } of links) {
+      await this.removeExisting(f.path);
+      await link(first, f.path);
+      this.result.filesRestored++;
     }
-    this.result.filesRestored++;
-    this.result.bytesRestored += written;
-    this.options.onProgress?.({ filesDone: this.result.filesRestored, bytesDone: this.result.bytesRestored, currentFile: f.path.toString('utf8') });
   }
 
   /**
-   * Reads a run of blobs that lie back to back in one pack with a single ranged read, then
-   * verifies each. A blob that fails is read again on its own, from any other copy the index
-   * knows (loadBlob), before the restore gives up.
+   * A blob the workers could not verify (or too big for them): read again from every copy the
+   * index knows (loadBlob throws IntegrityError naming it when none is intact), then written here.
    */
-  async loadRun(run: ReadRun): Promise<Uint8Array[]> {
-    const signal = this.options.signal;
-    if (run.locations.length === 1) return [await this.repo.loadBlob('data', run.ids[0]!, { signal })];
-    const first = run.locations[0]!;
-    const last = run.locations[run.locations.length - 1]!;
-    let bytes: Uint8Array | undefined;
-    try {
-      bytes = await this.repo.backend.load({ type: 'data', name: first.packId }, { signal, offset: first.offset, length: last.offset + last.length - first.offset });
-    } catch (e) {
-      if (e instanceof AbortedError) throw e;
-    }
-    const out: Uint8Array[] = [];
-    for (let i = 0; i < run.ids.length; i++) {
-      const loc = run.locations[i]!;
-      let blob: Uint8Array | undefined;
-      if (bytes && bytes.length === last.offset + last.length - first.offset) {
-        try {
-          blob = this.repo.decodeBlob(loc, bytes.subarray(loc.offset - first.offset, loc.offset - first.offset + loc.length));
-        } catch {
-          blob = undefined;
-        }
+  async restoreAlone(b: PlannedBlob): Promise<void> {
+    const plain = await this.repo.loadBlob('data', b.loc.id, { signal: this.options.signal });
+    for (const [t, offset] of b.writes) {
+      const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
+      try {
+        for (let o = 0; o < plain.length; ) o += (await fh.write(plain, o, plain.length - o, offset + o)).bytesWritten;
+      } finally {
+        await fh.close();
       }
-      out.push(blob ?? (await this.repo.loadBlob('data', run.ids[i]!, { signal })));
     }
-    return out;
+    this.blobWritten(b);
+  }
+
+  blobWritten(b: PlannedBlob): void {
+    for (const [t, offset] of b.writes) {
+      t.missing.delete(offset);
+      if (--t.remaining === 0) this.fileDone(t);
+    }
+  }
+
+  fileDone(t: FileTask): void {
+    const { node, path: p } = t.pending;
+    if (node.size !== undefined && BigInt(t.size) !== BigInt(node.size)) {
+      this.warn(p, `restored ${t.size} bytes, snapshot says ${node.size}`);
+    }
+    this.result.filesRestored++;
+    this.result.bytesRestored += t.size;
+    this.options.onProgress?.({ filesDone: this.result.filesRestored, bytesDone: this.result.bytesRestored, currentFile: p.toString('utf8') });
+    this.finishEntry(t.pending, !t.ownerModeSet);
+  }
+
+  // ---- metadata ------------------------------------------------------------------------------
+
+  readonly #metaLimit = new Limiter(16);
+  readonly #metaTasks = new Set<Promise<void>>();
+  #times: Pending[] = [];
+
+  /**
+   * Owner and mode (unless already set), xattrs and then times of a complete file or special
+   * file, in the background. Times go to the helper in batches, each entry after its other
+   * metadata, so nothing changes an mtime once it is set.
+   */
+  finishEntry(e: Pending, ownerMode: boolean): void {
+    if (e.node.type === 'socket') return;
+    const task = this.#metaLimit.run(async () => {
+      await this.applyOwnerModeXattrs(e, ownerMode);
+      this.#times.push(e);
+      if (this.#times.length >= TIMES_PER_BATCH) await this.#flushTimes();
+    });
+    this.#metaTasks.add(task);
+    void task.finally(() => this.#metaTasks.delete(task)).catch(() => undefined);
+  }
+
+  async #flushTimes(): Promise<void> {
+    const batch = this.#times;
+    this.#times = [];
+    if (batch.length === 0) return;
+    const results = await this.helper.setTimesMany(batch.map((e) => ({ path: e.path, atimeNs: e.node.atime.epochNs, mtimeNs: e.node.mtime.epochNs })));
+    results.forEach((err, i) => {
+      if (err) this.warn(batch[i]!.path, `times: ${err.message}`);
+    });
+  }
+
+  /** Waits for the metadata of every file and special file. */
+  async metadataDone(): Promise<void> {
+    while (this.#metaTasks.size > 0) await Promise.all([...this.#metaTasks]);
+    await this.#flushTimes();
+  }
+
+  /** Folders last, deepest first: owner, mode and xattrs, then times in that order. */
+  async finishDirs(): Promise<void> {
+    const dirs: Pending[] = [];
+    for (let i = this.created.length - 1; i >= 0; i--) {
+      const e = this.created[i]!;
+      if (e.node.type === 'dir' && !e.dropped) dirs.push(e);
+    }
+    await Promise.all(dirs.map((e) => this.#metaLimit.run(() => this.applyOwnerModeXattrs(e, true))));
+    this.#times = dirs;
+    await this.#flushTimes();
   }
 
   async createSpecial(s: Pending): Promise<void> {
@@ -296,16 +517,17 @@ class RestoreRun {
     }
   }
 
-  async applyMetadata(e: Pending): Promise<void> {
+  async applyOwnerModeXattrs(e: Pending, ownerMode: boolean): Promise<void> {
     const { node, path: p } = e;
-    if (node.type === 'socket') return;
     const isLink = node.type === 'symlink';
-    try {
-      if (this.owners) await (isLink ? lchown : chown)(p, node.uid, node.gid);
-      // chmod after chown: chown clears setuid/setgid.
-      if (!isLink && node.mode !== undefined) await chmod(p, posixPermissionsFromGo(node.mode));
-    } catch (err) {
-      this.warn(p, `owner/mode: ${(err as Error).message}`);
+    if (ownerMode) {
+      try {
+        if (this.owners) await (isLink ? lchown : chown)(p, node.uid, node.gid);
+        // chmod after chown: chown clears setuid/setgid.
+        if (!isLink && node.mode !== undefined) await chmod(p, posixPermissionsFromGo(node.mode));
+      } catch (err) {
+        this.warn(p, `owner/mode: ${(err as Error).message}`);
+      }
     }
     for (const x of node.extendedAttributes ?? []) {
       try {
@@ -314,48 +536,57 @@ class RestoreRun {
         this.warn(p, `xattr ${x.name}: ${(err as Error).message}`);
       }
     }
+  }
+}
+
+const SLASH = Buffer.from('/');
+
+/**
+ * fn over items, at most `limit` at once. After a failure no new item starts, and the ones under
+ * way finish before the first failure is thrown (so nothing is still writing when it is).
+ */
+async function runSettled<T>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const lane = async () => {
+    while (!failure && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
+  if (failure) throw failure.error;
+}
+
+function packFile(packId: string): string {
+  return `data/${packId.slice(0, 2)}/${packId}`;
+}
+
+/** At most n tasks at once; the queue has a moving head, so a long one costs nothing per step. */
+class Limiter {
+  #free: number;
+  readonly #queue: Array<() => void> = [];
+  #head = 0;
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((r) => this.#queue.push(r));
     try {
-      await this.helper.setTimes(p, node.atime.epochNs, node.mtime.epochNs);
-    } catch (err) {
-      this.warn(p, `times: ${(err as Error).message}`);
+      return await fn();
+    } finally {
+      if (this.#head < this.#queue.length) this.#queue[this.#head++]!();
+      else {
+        this.#queue.length = 0;
+        this.#head = 0;
+        this.#free++;
+      }
     }
-  }
-}
-
-interface ReadRun {
-  ids: BlobId[];
-  locations: BlobLocation[];
-}
-
-/** Largest single read when several blobs are fetched together. */
-const MAX_RUN_BYTES = 32 * 1024 * 1024;
-
-/** Splits a file's blobs into runs that lie back to back in the same pack. */
-function* readRuns(repo: IndexedRepository, ids: readonly BlobId[]): Generator<ReadRun> {
-  let run: ReadRun | undefined;
-  let runBytes = 0;
-  for (const id of ids) {
-    const loc = repo.index.lookup(id, 'data')[0];
-    if (!loc) throw new NotFoundError(`data blob ${id}`);
-    const prev = run?.locations[run.locations.length - 1];
-    if (run && prev && prev.packId === loc.packId && prev.offset + prev.length === loc.offset && runBytes + loc.length <= MAX_RUN_BYTES) {
-      run.ids.push(id);
-      run.locations.push(loc);
-      runBytes += loc.length;
-      continue;
-    }
-    if (run) yield run;
-    run = { ids: [id], locations: [loc] };
-    runBytes = loc.length;
-  }
-  if (run) yield run;
-}
-
-async function writeAll(fh: import('node:fs/promises').FileHandle, data: Uint8Array): Promise<void> {
-  let o = 0;
-  while (o < data.length) {
-    const { bytesWritten } = await fh.write(data, o, data.length - o);
-    o += bytesWritten;
   }
 }
 

@@ -1,0 +1,209 @@
+// Worker thread for reading blobs back: verifies (MAC), decrypts, decompresses and hashes the
+// blobs of a byte range of a pack, and either only reports what failed (check --read-data) or
+// also writes each verified blob to the files that need it (restore). For check it also hashes
+// the whole pack and reads its header.
+//
+// The bytes arrive as a transferred ArrayBuffer (no copy) and are freed as soon as the job is
+// done. Jobs run one after the other. Nothing is written before a blob has passed every check.
+import { parentPort } from 'node:worker_threads';
+import { closeSync, constants as fsc, fchmodSync, fchownSync, openSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { zstdDecompressSync } from 'node:zlib';
+import { IntegrityError } from '../errors.ts';
+import { discard, openInto, type CryptoKey } from '../repository/crypto.ts';
+import { decompress } from '../repository/compression.ts';
+import { readPackHeader, type PackedBlob } from '../repository/pack.ts';
+
+export interface DecodeInit {
+  type: 'init';
+  key: { encrypt: Uint8Array; macK: Uint8Array; macR: Uint8Array };
+}
+/**
+ * One blob at `at` in the job's bytes. `writes` (restore only): [file path, offset in the file,
+ * create], where create means the file does not exist yet and this job creates it (exclusively).
+ */
+export interface DecodeBlob {
+  at: number;
+  length: number;
+  uncompressedLength: number;
+  id: string;
+  writes?: Array<[Uint8Array, number, boolean]>;
+}
+export interface DecodeJob {
+  type: 'job';
+  job: number;
+  bytes: ArrayBuffer;
+  /** Where messages name the blobs: the pack file. */
+  file: string;
+  blobs: DecodeBlob[];
+  /**
+   * Files this job completes: [path, uid (−1: keep), gid, permission bits (−1: keep)]. Once all
+   * their blobs are written, owner and mode are set on the open file (owner first: chown clears
+   * the setuid and setgid bits).
+   */
+  finish?: Array<[Uint8Array, number, number, number]>;
+  /** The bytes are a whole pack: hash it and read its header too. */
+  wholePack?: boolean;
+}
+export interface DecodeDone {
+  type: 'done';
+  job: number;
+  /** Per blob: null when verified (and written), else why not. */
+  errors: Array<string | null>;
+  /** Per `finish` entry: null when owner and mode are set, a message when that failed, undefined when not tried. */
+  finished?: Array<string | null | undefined>;
+  /** A write that failed (the file system, not the data): the restore cannot go on. */
+  writeError?: { code?: string; message: string; path: string };
+  /** wholePack: the SHA-256 of the bytes, and the header's blobs or why it cannot be read. */
+  packHash?: string;
+  header?: PackedBlob[] | string;
+}
+
+/**
+ * The blob's plaintext. A blob is one zstd frame of known size, which is decompressed into one
+ * buffer of exactly that size (freed as soon as it is written); anything else (several frames,
+ * damage) goes through the general, bounded decompress, which names what is wrong.
+ */
+function inflate(data: Uint8Array, length: number, where: { file: string; blob: string }): Uint8Array {
+  try {
+    const r = zstdDecompressSync(data, { chunkSize: Math.max(64, length), maxOutputLength: length, info: true }) as unknown as {
+      buffer: Buffer;
+      engine: { bytesWritten: number };
+    };
+    if (r.buffer.length === length && r.engine.bytesWritten === data.length) return r.buffer;
+    discard(r.buffer);
+  } catch {
+    // decompress below says what is wrong
+  }
+  return decompress(data, length, where);
+}
+
+/** Files one job keeps open at once (a blob shared by many files is written to each in turn). */
+const MAX_OPEN_FILES = 128;
+
+const port = parentPort;
+if (port) {
+  let key: CryptoKey;
+  let plain: Buffer = Buffer.alloc(0);
+
+  const plainRoom = (n: number): Buffer => {
+    if (plain.length < n) {
+      discard(plain);
+      plain = Buffer.allocUnsafeSlow(Math.max(n, 1 << 20));
+    }
+    return plain;
+  };
+
+  /** The blob's verified plaintext (valid until the next call), or why it is not intact. */
+  const decode = (b: DecodeBlob, bytes: Uint8Array, file: string): Uint8Array | string => {
+    if (b.at < 0 || b.at + b.length > bytes.length) return new IntegrityError(`blob is truncated (${Math.max(0, bytes.length - b.at)} of ${b.length} bytes)`, { file, blob: b.id }).message;
+    const sealed = bytes.subarray(b.at, b.at + b.length);
+    let out: Uint8Array;
+    try {
+      const n = openInto(key, sealed, plainRoom(b.length), { file, blob: b.id });
+      out = plain.subarray(0, n);
+      if (b.uncompressedLength) out = inflate(out, b.uncompressedLength, { file, blob: b.id });
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (createHash('sha256').update(out).digest('hex') !== b.id) {
+      if (out.buffer !== plain.buffer) discard(out);
+      // Worded as IndexedRepository.decodeBlob words it.
+      return new IntegrityError('blob content does not match its ID (SHA-256)', { file, blob: b.id }).message;
+    }
+    return out;
+  };
+
+  const run = async (job: DecodeJob): Promise<DecodeDone> => {
+    const bytes = new Uint8Array(job.bytes);
+    const errors: Array<string | null> = [];
+    const done: DecodeDone = { type: 'done', job: job.job, errors };
+    const failedPaths = new Set<string>();
+    if (job.wholePack) done.packHash = createHash('sha256').update(bytes).digest('hex');
+    // Files stay open while the job runs (a file's blobs often lie next to each other), up to
+    // MAX_OPEN_FILES: one blob may belong to tens of thousands of files. The least recently
+    // opened is closed first; a file this job created is reopened without O_CREAT.
+    const open = new Map<string, { fd: number; path: Buffer }>();
+    const created = new Set<string>();
+    try {
+      for (const b of job.blobs) {
+        if (done.writeError) {
+          errors.push('not attempted');
+          continue;
+        }
+        const r = decode(b, bytes, job.file);
+        if (typeof r === 'string') {
+          errors.push(r);
+          for (const [rawPath] of b.writes ?? []) failedPaths.add(Buffer.from(rawPath.buffer, rawPath.byteOffset, rawPath.byteLength).toString('latin1'));
+          continue;
+        }
+        let path: Buffer | undefined;
+        try {
+          for (const [rawPath, offset, create] of b.writes ?? []) {
+            path = Buffer.from(rawPath.buffer, rawPath.byteOffset, rawPath.byteLength);
+            const k = path.toString('latin1');
+            let f = open.get(k);
+            if (!f) {
+              if (open.size >= MAX_OPEN_FILES) {
+                const [oldest, o] = open.entries().next().value!;
+                open.delete(oldest);
+                closeSync(o.fd);
+              }
+              // O_NOFOLLOW (and O_EXCL when creating): never write through a link planted in the target.
+              const creating = create && !created.has(k);
+              const flags = fsc.O_WRONLY | fsc.O_NOFOLLOW | (creating ? fsc.O_CREAT | fsc.O_EXCL : 0);
+              f = { fd: openSync(path, flags, 0o600), path };
+              open.set(k, f);
+              if (creating) created.add(k);
+            }
+            for (let o = 0; o < r.length; ) o += writeSync(f.fd, r, o, r.length - o, offset + o);
+          }
+          errors.push(null);
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          done.writeError = { code: err.code, message: err.message, path: path?.toString('utf8') ?? '' };
+          errors.push(err.message);
+        }
+        if (r.buffer !== plain.buffer) discard(r);
+      }
+      if (job.finish && !done.writeError) {
+        done.finished = job.finish.map(([rawPath, uid, gid, mode]) => {
+          const k = Buffer.from(rawPath.buffer, rawPath.byteOffset, rawPath.byteLength).toString('latin1');
+          const f = open.get(k);
+          // A file with a blob still missing is finished by the main thread once it has it, and
+          // so is one closed early (too many files open).
+          if (!f || failedPaths.has(k)) return undefined;
+          try {
+            if (uid >= 0) fchownSync(f.fd, uid, gid);
+            if (mode >= 0) fchmodSync(f.fd, mode);
+            return null;
+          } catch (e) {
+            return (e as Error).message;
+          }
+        });
+      }
+    } finally {
+      for (const f of open.values()) closeSync(f.fd);
+    }
+    if (job.wholePack) {
+      try {
+        done.header = await readPackHeader(key, bytes.length, bytes, async () => bytes, job.file);
+      } catch (e) {
+        done.header = (e as Error).message;
+      }
+    }
+    discard(bytes);
+    return done;
+  };
+
+  // One job at a time, in the order they came.
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (m: DecodeInit | DecodeJob) => {
+    if (m.type === 'init') {
+      key = { encrypt: Buffer.from(m.key.encrypt), macK: Buffer.from(m.key.macK), macR: Buffer.from(m.key.macR) };
+      port.postMessage({ type: 'ready' });
+      return;
+    }
+    queue = queue.then(async () => port.postMessage(await run(m)));
+  });
+}
