@@ -1,5 +1,7 @@
 // Stowage's public API: re-exports only.
 export * from './errors.ts';
+export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
+export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions } from './logger.ts';
 export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions } from './backend/backend.ts';
 export { FILE_TYPES } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';
@@ -23,7 +25,7 @@ export { RetryBackend, wrapBackend, isRetryableError } from './backend/retry.ts'
 export type { RetryOptions, WrapOptions } from './backend/retry.ts';
 export { LimitedBackend } from './backend/limits.ts';
 export type { LimitOptions, RateLimitOptions } from './backend/limits.ts';
-export { ObservedBackend } from './backend/observe.ts';
+export { ObservedBackend, logObserver } from './backend/observe.ts';
 export { FaultyBackend } from './backend/faulty.ts';
 export type { FaultyBackendOptions } from './backend/faulty.ts';
 export type { BlobId, PackId, SnapshotId, IndexId, KeyId, BlobType } from './repository/id.ts';

@@ -35,6 +35,7 @@ import { wrapBackend } from './retry.ts';
 import type { RetryOptions } from './retry.ts';
 import type { RateLimitOptions } from './limits.ts';
 import type { BackendObserver } from './observe.ts';
+import type { Logger } from '../logger.ts';
 import { InvalidInputError, UnsupportedError } from '../errors.ts';
 
 // ---- parsed locations ---------------------------------------------------------------------------
@@ -368,6 +369,11 @@ export interface OpenBackendOptions {
   rateLimit?: RateLimitOptions;
   /** Sees every request the backend makes (see ObservedBackend). */
   observe?: BackendObserver;
+  /**
+   * Logs retries (warn) and every request (debug); see WrapOptions.logger. With `raw` there are
+   * no wrappers, so only the opening is logged.
+   */
+  logger?: Logger;
   /** Backend options to set directly, over everything else (e.g. { azure: { endpoint } }). */
   overrides?: BackendOverrides;
 }
@@ -384,8 +390,9 @@ export async function openBackend(location: string, options: OpenBackendOptions 
 /** openBackend for a location that is already parsed (or built, as backendFromStash does). */
 export async function openLocation(parsed: ParsedLocation, options: OpenBackendOptions = {}): Promise<Backend> {
   const backend = await createBackend(parsed, options);
+  options.logger?.debug('backend opened', { kind: parsed.kind, location: backend.location, connections: backend.connections });
   if (options.raw) return backend;
-  return wrapBackend(backend, { retry: options.retry, rateLimit: options.rateLimit, observe: options.observe });
+  return wrapBackend(backend, { retry: options.retry, rateLimit: options.rateLimit, observe: options.observe, logger: options.logger });
 }
 
 async function createBackend(parsed: ParsedLocation, options: OpenBackendOptions): Promise<Backend> {

@@ -3,6 +3,7 @@
 
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { BackendError, StowageError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 
 export type ObservedOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
 
@@ -139,6 +140,17 @@ export class ObservedBackend implements Backend {
       // Deliberately ignored; see the class comment.
     }
   }
+}
+
+/**
+ * An observer that logs each backend request at debug level: "backend load" with the event's
+ * fields (type, name, bytes, offset, count, durationMs rounded to 0.1 ms, error).
+ */
+export function logObserver(logger: Logger): BackendObserver {
+  return (event) => {
+    const { op, durationMs, ...rest } = event;
+    logger.debug(`backend ${op}${event.error ? ' failed' : ''}`, { op, ...rest, durationMs: Math.round(durationMs * 10) / 10 });
+  };
 }
 
 function fileOf(h: FileHandle): { type: FileType; name?: string } {

@@ -17,8 +17,9 @@ import {
 } from '../errors.ts';
 import { LimitedBackend, abortedErrorOf, systemClock } from './limits.ts';
 import type { Clock, LimitOptions, RateLimitOptions } from './limits.ts';
-import { ObservedBackend } from './observe.ts';
-import type { BackendObserver } from './observe.ts';
+import { ObservedBackend, logObserver, summarizeError } from './observe.ts';
+import type { BackendEvent, BackendObserver } from './observe.ts';
+import type { Logger } from '../logger.ts';
 
 /** The backend calls the wrappers know about. */
 export type BackendOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
@@ -50,6 +51,11 @@ export interface RetryOptions {
   multiplier?: number;
   /** Called before each backoff, e.g. to log "save data/ab/… failed, retrying in 1.2 s". */
   onRetry?: (info: RetryInfo) => void;
+  /**
+   * Logs each retry (warn: the call, the attempt, the wait and the error summarized as
+   * ObservedError, so no credentials) and each call that fails after it was retried (warn).
+   */
+  logger?: Logger;
   /** Time source, for tests. */
   clock?: Clock;
   /** Uniform numbers in [0, 1) for the jitter, for tests (default Math.random). */
@@ -128,6 +134,7 @@ export class RetryBackend implements Backend {
   readonly #maxDelayMs: number;
   readonly #multiplier: number;
   readonly #onRetry: ((info: RetryInfo) => void) | undefined;
+  readonly #logger: Logger | undefined;
   readonly #clock: Clock;
   readonly #random: () => number;
 
@@ -145,6 +152,7 @@ export class RetryBackend implements Backend {
     this.#multiplier = options.multiplier ?? DEFAULTS.multiplier;
     if (!(this.#multiplier >= 1)) throw new InvalidInputError(`retry multiplier must be at least 1, got ${this.#multiplier}`);
     this.#onRetry = options.onRetry;
+    this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
   }
@@ -284,14 +292,33 @@ export class RetryBackend implements Backend {
     retryable: boolean,
   ): Promise<void> {
     if (signal?.aborted) throw error instanceof AbortedError ? error : abortedErrorOf(signal, error);
-    if (!retryable || attempt >= this.#maxAttempts) throw error;
+    if (!retryable) throw error;
+    const elapsedMs = this.#clock.now() - start;
+    if (attempt >= this.#maxAttempts) throw this.#givingUp(op, file, attempt, elapsedMs, error);
     const bound = Math.min(this.#maxDelayMs, this.#initialDelayMs * this.#multiplier ** (attempt - 1));
     const delayMs = Math.floor(this.#random() * bound);
-    const elapsedMs = this.#clock.now() - start;
     // The first failure is always retried once, even after a very slow first attempt (as restic does).
-    if (attempt > 1 && elapsedMs + delayMs > this.#maxElapsedMs) throw error;
+    if (attempt > 1 && elapsedMs + delayMs > this.#maxElapsedMs) throw this.#givingUp(op, file, attempt, elapsedMs, error);
+    this.#warn(`${op} ${file} failed, retrying`, { op, file, attempt, delayMs, elapsedMs: Math.round(elapsedMs), error: summarizeError(error) });
     this.#onRetry?.({ op, file, attempt, error, delayMs, elapsedMs });
     await this.#clock.sleep(delayMs, signal);
+  }
+
+  /** Logs a retried call that failed for good; returns its error, for the caller to throw. */
+  #givingUp(op: BackendOp, file: string, attempts: number, elapsedMs: number, error: unknown): unknown {
+    if (attempts > 1) {
+      this.#warn(`${op} ${file} failed after ${attempts} attempts, giving up`, { op, file, attempts, elapsedMs: Math.round(elapsedMs), error: summarizeError(error) });
+    }
+    return error;
+  }
+
+  /** A logger that throws must not change what the call does (as ObservedBackend's observers). */
+  #warn(message: string, fields: Record<string, unknown>): void {
+    try {
+      this.#logger?.warn(message, fields);
+    } catch {
+      // Deliberately ignored.
+    }
   }
 
   /** Whether the stored file is long enough for the range a load asked for (a stat, not retried). */
@@ -325,6 +352,11 @@ export interface WrapOptions {
   rateLimit?: RateLimitOptions;
   /** Sees every request that reaches the backend, each retry attempt separately. */
   observe?: BackendObserver;
+  /**
+   * Logs retries and failures for good (warn, see RetryOptions.logger, which it is the default
+   * of) and every request that reaches the backend (debug, one record per BackendEvent).
+   */
+  logger?: Logger;
 }
 
 /**
@@ -339,9 +371,20 @@ export interface WrapOptions {
  */
 export function wrapBackend(backend: Backend, options: WrapOptions = {}): Backend {
   let wrapped: Backend = backend;
-  if (options.observe) wrapped = new ObservedBackend(wrapped, options.observe);
+  const observers = [options.observe, options.logger && logObserver(options.logger)].filter((o): o is BackendObserver => o !== undefined);
+  if (observers.length === 1) wrapped = new ObservedBackend(wrapped, observers[0]!);
+  else if (observers.length > 1) wrapped = new ObservedBackend(wrapped, (event: BackendEvent) => observers.forEach((o) => callSafely(o, event)));
   const limits: LimitOptions = { connections: options.connections ?? backend.connections, ...options.rateLimit };
   wrapped = new LimitedBackend(wrapped, limits);
-  if (options.retry !== false) wrapped = new RetryBackend(wrapped, options.retry ?? {});
+  if (options.retry !== false) wrapped = new RetryBackend(wrapped, { logger: options.logger, ...options.retry });
   return wrapped;
+}
+
+/** One observer's failure must not keep the event from the next one (ObservedBackend ignores it too). */
+function callSafely(observer: BackendObserver, event: BackendEvent): void {
+  try {
+    observer(event);
+  } catch {
+    // Deliberately ignored, as ObservedBackend does.
+  }
 }

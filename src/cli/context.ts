@@ -13,6 +13,8 @@ import { encodeSnapshot } from '../snapshot/snapshot.ts';
 import { decodeTree } from '../snapshot/tree.ts';
 import type { TreeNode } from '../snapshot/node.ts';
 import { formatGoFileMode } from '../snapshot/mode.ts';
+import { LOG_LEVELS, type Logger, type LogLevel } from '../logger.ts';
+import type { ProgressOperation, ProgressReporter } from './progress.ts';
 
 export interface CommandContext {
   flags: Flags;
@@ -21,11 +23,37 @@ export interface CommandContext {
   json: boolean;
   quiet: boolean;
   verbose: boolean;
+  /** Writes to stdout; a status line on the terminal is cleared first. */
   out(s: string): void;
+  /** Writes to stderr; a status line on the terminal is cleared first. */
   err(s: string): void;
   repoLocation(): string;
   password(): string;
   retryLock(): number;
+  /** Where the library's log records go: stderr, at the level cliLogLevel picks. */
+  logger: Logger;
+  /**
+   * The command's progress reporter (status line on a terminal, JSON status with --json where
+   * restic has one, nothing with --quiet). Anything written through out, err or the logger
+   * clears its line first, so output never lands in the middle of it.
+   */
+  progress(operation: ProgressOperation): ProgressReporter;
+}
+
+/**
+ * The CLI's log level: warnings (backend retries, a failed lock refresh) by default, as restic
+ * prints its retries; errors only with --quiet; info (repository opened, index loaded, locks)
+ * with --verbose. $STOWAGE_LOG_LEVEL (debug, info, warn, error, silent) overrides both; debug
+ * shows every backend request.
+ */
+export function cliLogLevel(options: { quiet: boolean; verbose: boolean; env: NodeJS.ProcessEnv }): LogLevel | 'silent' {
+  const fromEnv = options.env.STOWAGE_LOG_LEVEL?.trim().toLowerCase();
+  if (fromEnv) {
+    if (fromEnv === 'silent' || (LOG_LEVELS as readonly string[]).includes(fromEnv)) return fromEnv as LogLevel | 'silent';
+    throw new InvalidInputError(`invalid $STOWAGE_LOG_LEVEL ${JSON.stringify(options.env.STOWAGE_LOG_LEVEL)}: expected one of ${[...LOG_LEVELS, 'silent'].join(', ')}`);
+  }
+  if (options.quiet) return 'error';
+  return options.verbose ? 'info' : 'warn';
 }
 
 export interface Command {
@@ -68,12 +96,18 @@ export async function backendFor(ctx: CommandContext): Promise<Backend> {
     cacert: ctx.flags.list('cacert'),
     insecureTls: ctx.flags.bool('insecure-tls'),
     rateLimit: up || down ? { uploadBytesPerSecond: up, downloadBytesPerSecond: down } : undefined,
+    logger: ctx.logger,
   });
 }
 
 export async function openRepo(ctx: CommandContext): Promise<Repository> {
   const backend = await backendFor(ctx);
-  return Repository.open(backend, { password: ctx.password(), keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT, signal: ctx.signal });
+  return Repository.open(backend, {
+    password: ctx.password(),
+    keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT,
+    signal: ctx.signal,
+    logger: ctx.logger,
+  });
 }
 
 /** Runs fn with the repository opened and locked (unless --no-lock for read-only commands). */

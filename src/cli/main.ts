@@ -6,7 +6,9 @@ import { execSync } from 'node:child_process';
 import { StowageError, InvalidInputError, LockedError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
 import { COMMANDS } from './commands/index.ts';
-import type { CommandContext } from './context.ts';
+import { cliLogLevel, type CommandContext } from './context.ts';
+import { consoleLogger, type LogLevel } from '../logger.ts';
+import { ProgressReporter } from './progress.ts';
 
 export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
 
@@ -73,10 +75,23 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     process.stdout.write(formatHelp(`stowage ${name} ${cmd.usage}`, cmd.summary, [...cmd.flags, ...GLOBAL_FLAGS]));
     return EXIT.ok;
   }
+  let logLevel: LogLevel | 'silent';
+  try {
+    logLevel = cliLogLevel({ quiet: flags.bool('quiet'), verbose: flags.bool('verbose'), env });
+  } catch (e) {
+    process.stderr.write(`Fatal: ${(e as Error).message}\n`);
+    return EXIT.error;
+  }
   const controller = new AbortController();
   const onSignal = () => controller.abort(new AbortedError('interrupted'));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // The status line of the running command, if any: taken off the terminal before other output.
+  let status: ProgressReporter | undefined;
+  const err = (s: string): void => {
+    status?.clear();
+    process.stderr.write(s);
+  };
   const ctx: CommandContext = {
     flags,
     env,
@@ -84,8 +99,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     json: flags.bool('json'),
     quiet: flags.bool('quiet'),
     verbose: flags.bool('verbose'),
-    out: (s) => process.stdout.write(s),
-    err: (s) => process.stderr.write(s),
+    out: (s) => {
+      status?.clear();
+      process.stdout.write(s);
+    },
+    err,
+    logger: consoleLogger(logLevel, { write: (line) => err(line + '\n') }),
+    progress: (operation) => {
+      status?.finish();
+      status = new ProgressReporter({ operation, json: ctx.json, quiet: ctx.quiet, jsonOut: (line) => process.stdout.write(line) });
+      return status;
+    },
     repoLocation: () => repoLocation(flags, env),
     password: () => password(flags, env),
     retryLock: () => {
@@ -96,8 +120,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   try {
     return await cmd.run(ctx);
   } catch (e) {
+    status?.finish();
     return reportError(e, ctx);
   } finally {
+    status?.finish();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

@@ -1,9 +1,12 @@
-// Progress output for the long commands (backup, restore), shaped like restic's:
+// Progress output for the long commands, shaped like restic's:
 //   - on a terminal (stderr is a TTY): one status line, redrawn at most 4 times a second and
 //     cleared at the end, so the summary that follows stands alone;
 //   - with --json: {"message_type":"status",…} lines on stdout with restic's field names, at
-//     most once a second;
+//     most once a second — for backup and restore only, the commands restic has a JSON status
+//     for; check, prune and copy print none with --json, as restic;
 //   - with --quiet, or when stderr is a pipe or a file: nothing.
+// backup and restore report files and bytes (update); check, prune and copy go through steps
+// that count something, as restic's progress counters do (step): "[0:12]  45.00%  9 / 20 packs".
 // Totals (for the percentage and the ETA) come from a scan that runs beside the work, as
 // restic's scanner does: lstat over the backup targets, or the snapshot's trees for a restore.
 import { lstat, readdir } from 'node:fs/promises';
@@ -36,8 +39,29 @@ export interface ProgressCounters {
   currentFile?: string;
 }
 
-export type ProgressOperation = 'backup' | 'restore';
+/**
+ * One step of a command that counts things (check, prune, copy), as restic's progress counters
+ * show them. A step with a new label or id starts afresh: its rate and ETA are its own.
+ */
+export interface StepCounters {
+  /** What is counted, shown after the count: "packs", "index files", "trees", … */
+  label: string;
+  /** Tells apart steps with the same label (copy: one step per snapshot). Not shown. */
+  id?: string | number;
+  done: number;
+  /** Absent or 0 while unknown: then no percentage and no ETA. */
+  total?: number;
+  /** Bytes handled so far (read-data, copy), shown with the rate; may count from before the step. */
+  bytes?: number;
+  /** A short note after the counts, e.g. "3 files re-chunked". */
+  detail?: string;
+}
+
+export type ProgressOperation = 'backup' | 'restore' | 'check' | 'prune' | 'copy';
 export type ProgressMode = 'off' | 'line' | 'json';
+
+/** The operations restic prints {"message_type":"status"} lines for with --json. */
+export const JSON_STATUS_OPERATIONS: readonly ProgressOperation[] = ['backup', 'restore'];
 
 export interface ProgressReporterOptions {
   operation: ProgressOperation;
@@ -76,6 +100,10 @@ export class ProgressReporter {
   readonly #interval: number;
   #counters: ProgressCounters = { filesDone: 0, bytesDone: 0 };
   #totals: ProgressTotals | undefined;
+  /** The current step (check, prune, copy), if any. */
+  #step: StepCounters | undefined;
+  /** When the current step began (the start for backup and restore), and its bytes then, for the rate. */
+  #base: { t: number; bytes: number };
   #errors = 0;
   #lastDraw = -Infinity;
   /** Whether a status line is on the terminal now (and must be cleared before other output). */
@@ -91,7 +119,9 @@ export class ProgressReporter {
     this.#jsonOut = options.jsonOut ?? ((line) => process.stdout.write(line));
     this.#now = options.now ?? (() => performance.now());
     this.#start = this.#now();
-    this.mode = options.quiet ? 'off' : options.json ? 'json' : this.#terminal.isTTY ? 'line' : 'off';
+    this.#base = { t: this.#start, bytes: 0 };
+    const json = JSON_STATUS_OPERATIONS.includes(this.operation) ? 'json' : 'off';
+    this.mode = options.quiet ? 'off' : options.json ? json : this.#terminal.isTTY ? 'line' : 'off';
     this.#interval = this.mode === 'json' ? JSON_INTERVAL_MS : LINE_INTERVAL_MS;
     if (this.mode !== 'off' && options.timer !== false) {
       // Ticks finer than the interval, so a redraw is never much later than due.
@@ -108,6 +138,23 @@ export class ProgressReporter {
   update(counters: ProgressCounters): void {
     if (this.mode === 'off' || this.#finished) return;
     this.#counters = { ...counters };
+    this.tick();
+  }
+
+  /**
+   * Reports a counting step (check, prune, copy). A new label or id is a new step: it is drawn at
+   * once, and the rate and ETA start over.
+   */
+  step(counters: StepCounters): void {
+    if (this.mode === 'off' || this.#finished) return;
+    if (this.#step?.label !== counters.label || this.#step.id !== counters.id) {
+      const t = this.#now();
+      this.#base = { t, bytes: counters.bytes ?? 0 };
+      this.#samples.length = 0;
+      this.#lastDraw = -Infinity;
+    }
+    this.#step = { ...counters };
+    this.#counters = { filesDone: counters.done, bytesDone: counters.bytes ?? 0 };
     this.tick();
   }
 
@@ -159,7 +206,8 @@ export class ProgressReporter {
     const c = this.#counters;
     const total = this.#totals;
     const elapsed = Math.floor((t - this.#start) / 1000);
-    const percent = total && total.bytes > 0 ? Math.min(1, c.bytesDone / total.bytes) : 0;
+    const step = this.#step;
+    const percent = step ? stepFraction(step) : total && total.bytes > 0 ? Math.min(1, c.bytesDone / total.bytes) : 0;
     const out: Record<string, unknown> = { message_type: 'status' };
     const put = (key: string, value: number | string[] | undefined): void => {
       if (value === undefined || value === 0 || (Array.isArray(value) && value.length === 0)) return;
@@ -175,6 +223,10 @@ export class ProgressReporter {
       put('bytes_done', c.bytesDone);
       put('error_count', this.#errors);
       put('current_files', c.currentFile ? [c.currentFile] : undefined);
+    } else if (this.operation !== 'restore') {
+      // restic has no JSON status for check, prune and copy, so none is printed (see the mode);
+      // this is only what a caller asking for one gets.
+      out.percent_done = percent;
     } else {
       out.percent_done = percent;
       put('total_files', total?.files);
@@ -187,6 +239,7 @@ export class ProgressReporter {
 
   /** The terminal line without the current file, which fitLine adds as far as it fits. */
   statusText(t = this.#now()): string {
+    if (this.#step) return this.#stepText(this.#step, t);
     const c = this.#counters;
     const total = this.#totals;
     const parts: string[] = [`[${formatDuration((t - this.#start) / 1000)}]`];
@@ -204,23 +257,54 @@ export class ProgressReporter {
     return parts.join('  ');
   }
 
-  /** Bytes per second over the recent window (over the whole run until the window has two draws). */
+  /** "[0:12]  45.00%  9 / 20 packs  1.20 GiB  12.3 MiB/s  note  ETA 0:15", or "[0:12]  1234 trees". */
+  #stepText(step: StepCounters, t: number): string {
+    const parts: string[] = [`[${formatDuration((t - this.#start) / 1000)}]`];
+    if (step.total && step.total > 0) parts.push(`${(stepFraction(step) * 100).toFixed(2)}%`, `${step.done} / ${step.total} ${step.label}`);
+    else parts.push(`${step.done} ${step.label}`);
+    if (step.bytes !== undefined) {
+      parts.push(shortBytes(step.bytes));
+      const rate = this.rate(t);
+      if (rate > 0) parts.push(`${shortBytes(rate)}/s`);
+    }
+    if (step.detail) parts.push(step.detail);
+    if (this.#errors > 0) parts.push(`${this.#errors} errors`);
+    const eta = this.etaSeconds(t);
+    if (eta !== undefined) parts.push(`ETA ${formatDuration(eta)}`);
+    return parts.join('  ');
+  }
+
+  /** Bytes per second over the recent window (over the whole run, or step, until the window has two draws). */
   rate(t = this.#now()): number {
     const first = this.#samples[0];
     const last = { t, bytes: this.#counters.bytesDone };
     if (first && last.t - first.t >= 1000) return ((last.bytes - first.bytes) * 1000) / (last.t - first.t);
-    const elapsed = t - this.#start;
-    return elapsed >= 1000 ? (this.#counters.bytesDone * 1000) / elapsed : 0;
+    const elapsed = t - this.#base.t;
+    return elapsed >= 1000 ? ((this.#counters.bytesDone - this.#base.bytes) * 1000) / elapsed : 0;
   }
 
-  /** Seconds left, when the totals are known and the rate is meaningful. */
+  /**
+   * Seconds left, when the totals are known and the rate is meaningful; for a step, from how
+   * long its items have taken so far (after at least a second of it).
+   */
   etaSeconds(t = this.#now()): number | undefined {
+    const step = this.#step;
+    if (step) {
+      const elapsed = t - this.#base.t;
+      if (!step.total || step.done <= 0 || step.done >= step.total || elapsed < 1000) return undefined;
+      return Math.ceil(((elapsed / step.done) * (step.total - step.done)) / 1000);
+    }
     const total = this.#totals;
     if (!total || this.#counters.bytesDone >= total.bytes) return undefined;
     const rate = this.rate(t);
     if (rate < MIN_RATE_FOR_ETA) return undefined;
     return Math.ceil((total.bytes - this.#counters.bytesDone) / rate);
   }
+}
+
+/** How far a step is, from 0 to 1 (0 while its total is unknown). */
+function stepFraction(step: StepCounters): number {
+  return step.total && step.total > 0 ? Math.min(1, Math.max(0, step.done / step.total)) : 0;
 }
 
 /** restic's ui.FormatDuration: m:ss, or h:mm:ss from an hour on. */

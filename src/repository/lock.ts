@@ -9,6 +9,7 @@ import type { CallOptions } from '../backend/backend.ts';
 import { IntegrityError, LockedError, NotFoundError, StowageError, throwIfAborted, type LockHolder } from '../errors.ts';
 import { formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
+import { summarizeError } from '../backend/observe.ts';
 
 export interface LockInfo extends LockHolder {
   uid?: number;
@@ -101,12 +102,22 @@ export async function listLocks(repo: Repository, options: CallOptions = {}): Pr
  */
 export async function unlock(repo: Repository, options: CallOptions & { all?: boolean } = {}): Promise<string[]> {
   const ids: string[] = [];
+  const holders = new Map<string, LockInfo>();
   if (options.all) for await (const id of repo.listIds('locks', options)) ids.push(id);
-  else for (const l of await listLocks(repo, options)) if (isStale(l)) ids.push(l.id);
+  else {
+    for (const l of await listLocks(repo, options)) {
+      if (!isStale(l)) continue;
+      ids.push(l.id);
+      holders.set(l.id, l);
+    }
+  }
   for (const id of ids) {
     await repo.backend.remove({ type: 'locks', name: id }, options).catch((e) => {
       if (!(e instanceof NotFoundError)) throw e;
     });
+    const holder = holders.get(id);
+    if (holder) repo.logger.info('stale lock removed', { lock: id, ...describeHolder(holder) });
+    else repo.logger.info('lock removed', { lock: id });
   }
   return ids;
 }
@@ -147,10 +158,16 @@ export class Lock {
       if (conflicts.length === 0) {
         const lock = new Lock(repo, options.exclusive, id);
         lock.#startRefresh(options.refreshInterval ?? REFRESH_MS);
+        repo.logger.info('lock acquired', { lock: id, exclusive: options.exclusive });
         return lock;
       }
       await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
       if (Date.now() >= deadline) throw new LockedError(conflicts);
+      repo.logger.info('repository is locked by another process, waiting', {
+        exclusive: options.exclusive,
+        retryInMs: Math.min(delay, Math.max(0, deadline - Date.now())),
+        holders: conflicts.map((l) => ({ lock: l.id, ...describeHolder(l), stale: isStale(l) })),
+      });
       await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), undefined, { signal: options.signal }).catch(() => undefined);
       delay = Math.min(delay * 2, 60_000);
     }
@@ -158,7 +175,14 @@ export class Lock {
 
   #startRefresh(interval: number): void {
     this.#timer = setInterval(() => {
-      this.#refreshing = this.refresh().catch(() => undefined);
+      this.#refreshing = this.refresh().catch((e: unknown) => {
+        // The next tick tries again; a lock left unrefreshed for 30 minutes looks stale to others.
+        try {
+          this.#repo.logger.warn('lock refresh failed', { lock: this.#id, exclusive: this.exclusive, error: summarizeError(e) });
+        } catch {
+          // A logger that throws must not turn into an unhandled rejection on a timer.
+        }
+      });
     }, interval);
     this.#timer.unref();
   }
@@ -168,7 +192,10 @@ export class Lock {
     if (this.#released) return;
     const old = this.#id;
     this.#id = await saveLock(this.#repo, this.exclusive, {});
-    await this.#repo.backend.remove({ type: 'locks', name: old }).catch(() => undefined);
+    this.#repo.logger.debug('lock refreshed', { lock: this.#id, replaced: old, exclusive: this.exclusive });
+    await this.#repo.backend.remove({ type: 'locks', name: old }).catch((e: unknown) => {
+      this.#repo.logger.debug('could not remove the replaced lock file', { lock: old, error: summarizeError(e) });
+    });
   }
 
   async release(): Promise<void> {
@@ -179,7 +206,13 @@ export class Lock {
     await this.#repo.backend.remove({ type: 'locks', name: this.#id }).catch((e) => {
       if (!(e instanceof NotFoundError)) throw e;
     });
+    this.#repo.logger.debug('lock released', { lock: this.#id, exclusive: this.exclusive });
   }
+}
+
+/** Who holds a lock, for log records: what restic prints about a lock, no more. */
+function describeHolder(l: LockInfo): Record<string, unknown> {
+  return { time: l.time, exclusive: l.exclusive, hostname: l.hostname, username: l.username, pid: l.pid };
 }
 
 async function saveLock(repo: Repository, exclusive: boolean, options: CallOptions): Promise<string> {

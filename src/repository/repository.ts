@@ -19,6 +19,7 @@ import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.t
 import { PackWriter, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
 import { mapLimit } from './concurrency.ts';
+import { silentLogger, type Logger } from '../logger.ts';
 
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
 
@@ -32,6 +33,8 @@ export interface InitOptions extends CallOptions {
   hostname?: string;
   /** Use this chunker polynomial instead of a random one (restic init --copy-chunker-params). */
   chunkerPolynomial?: bigint;
+  /** Where the repository logs what it does (default: nothing is logged); kept as `repo.logger`. */
+  logger?: Logger;
 }
 
 export interface OpenOptions extends CallOptions {
@@ -40,6 +43,8 @@ export interface OpenOptions extends CallOptions {
   keyHint?: string;
   /** At most this many keys are tried (restic: 20). */
   maxKeys?: number;
+  /** Where the repository logs what it does (default: nothing is logged); kept as `repo.logger`. */
+  logger?: Logger;
 }
 
 export interface KeyInfo {
@@ -57,13 +62,16 @@ export class Repository {
   readonly backend: Backend;
   readonly config: RepoConfig;
   readonly keyId: KeyId;
+  /** The logger given to open/init (silentLogger otherwise); locks and index loads log here. */
+  readonly logger: Logger;
   readonly #key: CryptoKey;
 
-  private constructor(backend: Backend, config: RepoConfig, key: CryptoKey, keyId: KeyId) {
+  private constructor(backend: Backend, config: RepoConfig, key: CryptoKey, keyId: KeyId, logger: Logger = silentLogger) {
     this.backend = backend;
     this.config = config;
     this.#key = key;
     this.keyId = keyId;
+    this.logger = logger;
   }
 
   get version(): 1 | 2 {
@@ -91,7 +99,9 @@ export class Repository {
     // Key first, config last: a config without a readable key would be a dead repository.
     await backend.save({ type: 'keys', name: kf.id }, kf.bytes, { signal });
     await backend.save({ type: 'config', name: '' }, seal(master, encodeConfig(config)), { signal });
-    return new Repository(backend, config, master, kf.id);
+    const logger = options.logger ?? silentLogger;
+    logger.info('repository created', { location: backend.location, version: config.version, key: kf.id });
+    return new Repository(backend, config, master, kf.id, logger);
   }
 
   /** Opens a repository with a password: finds the key as restic does, then loads the config. */
@@ -113,10 +123,13 @@ export class Repository {
       if (hinted.length === 1) names.unshift(...names.splice(names.indexOf(hinted[0]!), 1));
     }
     const max = options.maxKeys ?? MAX_KEYS;
+    const logger = options.logger ?? silentLogger;
+    logger.debug('looking for a key that opens with the password', { location: backend.location, keys: names.length });
     let tried = 0;
     for (const name of names) {
       if (tried++ >= max) throw new WrongPasswordError(`wrong password or no key found (tried the maximum of ${max} keys)`);
       throwIfAborted(signal);
+      logger.debug('trying key', { key: name });
       const bytes = await backend.load({ type: 'keys', name }, { signal });
       if (sha256hex(bytes) !== name) throw new IntegrityError('key file does not match its name (SHA-256)', { file: `keys/${name}` });
       const kf = parseKeyFile(bytes, name);
@@ -128,8 +141,11 @@ export class Repository {
       } catch (e) {
         throw new IntegrityError(`config or key keys/${name} is damaged`, { file: 'config' }, { cause: e });
       }
-      return new Repository(backend, decodeConfig(plain, 'config'), master, name as KeyId);
+      const config = decodeConfig(plain, 'config');
+      logger.info('repository opened', { location: backend.location, version: config.version, key: name, keysTried: tried });
+      return new Repository(backend, config, master, name as KeyId, logger);
     }
+    logger.debug('no key opens with the password', { keysTried: tried });
     throw new WrongPasswordError();
   }
 
@@ -222,6 +238,7 @@ export class Repository {
 
   /** Loads every index file into the master index; returns the repository in its indexed state. */
   async loadIndex(options: CallOptions & { onProgress?: (done: number, total: number) => void } = {}): Promise<IndexedRepository> {
+    const started = performance.now();
     const index = new MasterIndex();
     const ids: string[] = [];
     for await (const id of this.listIds('index', options)) ids.push(id);
@@ -237,6 +254,7 @@ export class Repository {
       options.onProgress?.(++done, ids.length);
     });
     index.compact();
+    this.logger.info('index loaded', { indexFiles: ids.length, packs: index.packCount, blobs: index.size, durationMs: Math.round(performance.now() - started) });
     return new IndexedRepository(this, index, indexFiles);
   }
 }
@@ -271,6 +289,9 @@ export class IndexedRepository {
   }
   get config(): RepoConfig {
     return this.repo.config;
+  }
+  get logger(): Logger {
+    return this.repo.logger;
   }
 
   /**

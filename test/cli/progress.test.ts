@@ -1,7 +1,7 @@
 // Progress output: the reporter with a fake terminal and a fake clock (modes, throttling,
-// clearing, restic's JSON fields, rate and ETA, fitting the width), the totals scanners against
-// what backup and restore really count, and the built CLI on a pseudo-terminal (util-linux
-// `script`) and with --json / --quiet.
+// clearing, restic's JSON fields, rate and ETA, counting steps, fitting the width), the totals
+// scanners against what backup and restore really count, and the built CLI on a pseudo-terminal
+// (util-linux `script`) and with --json / --quiet, for backup, restore, check, prune and copy.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -15,6 +15,9 @@ import { backup } from '../../src/snapshot/archiver.ts';
 import { restore } from '../../src/snapshot/restorer.ts';
 import { ProgressReporter, fitLine, formatDuration, shortBytes, scanTotals, treeTotals, LINE_INTERVAL_MS, JSON_INTERVAL_MS } from '../../src/cli/progress.ts';
 import type { ProgressReporterOptions } from '../../src/cli/progress.ts';
+import { CopyStatus } from '../../src/cli/commands/copy.ts';
+import { pruneStatus } from '../../src/cli/commands/prune.ts';
+import type { CopyEvent } from '../../src/snapshot/copy.ts';
 import { CLI, runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -164,6 +167,84 @@ describe('ProgressReporter', () => {
     const n = json.length;
     await new Promise((res) => setTimeout(res, 1_200));
     assert.equal(json.length, n, 'the timer stops at finish');
+  });
+
+  it('prints no JSON status for check, prune and copy, which restic has none for; a status line on a TTY', () => {
+    const tty = { isTTY: true, write: () => {} };
+    for (const operation of ['check', 'prune', 'copy'] as const) {
+      const json: string[] = [];
+      const r = new ProgressReporter({ operation, terminal: tty, json: true, jsonOut: (l) => json.push(l), timer: false });
+      assert.equal(r.mode, 'off', operation);
+      r.step({ label: 'packs', done: 1, total: 2 });
+      assert.deepEqual(json, [], operation);
+      assert.equal(new ProgressReporter({ operation, terminal: tty, timer: false }).mode, 'line', operation);
+      assert.equal(new ProgressReporter({ operation, terminal: tty, quiet: true, timer: false }).mode, 'off', operation);
+    }
+  });
+
+  it("draws counting steps as restic's counters: percentage, done / total and what is counted, bytes and rate, ETA", () => {
+    const { r, writes, clock } = reporter({ operation: 'check' });
+    r.step({ label: 'index files', done: 1, total: 4 });
+    assert.equal(writes.at(-1), '\r[0:00]  25.00%  1 / 4 index files\x1b[K');
+    clock.advance(100);
+    r.step({ label: 'index files', done: 2, total: 4 });
+    assert.equal(writes.length, 1, 'the same step is throttled like any update');
+    r.step({ label: 'trees', done: 7 });
+    assert.equal(writes.length, 2, 'a new step is drawn at once');
+    assert.equal(writes.at(-1), '\r[0:00]  7 trees\x1b[K', 'no total: no percentage');
+    clock.advance(1_000);
+    r.step({ label: 'packs read', done: 0, total: 10, bytes: 0 });
+    clock.advance(2_000);
+    r.step({ label: 'packs read', done: 4, total: 10, bytes: 8 * MiB });
+    // 4 packs in 2 s: 6 left take 3 s; 8 MiB in 2 s: 4 MiB/s.
+    assert.equal(writes.at(-1), '\r[0:03]  40.00%  4 / 10 packs read  8.00 MiB  4.00 MiB/s  ETA 0:03\x1b[K');
+    r.finish();
+    assert.equal(writes.at(-1), '\r\x1b[K');
+  });
+
+  it('starts a step afresh when its id changes, and shows its note', () => {
+    const { r, writes, clock } = reporter({ operation: 'copy' });
+    r.step({ label: 'blobs', id: 1, done: 0, total: 10, bytes: 0, detail: 'snapshot 1 of 2' });
+    clock.advance(2_000);
+    r.step({ label: 'blobs', id: 1, done: 10, total: 10, bytes: 20 * MiB, detail: 'snapshot 1 of 2' });
+    assert.match(writes.at(-1)!, /100\.00%  10 \/ 10 blobs  20\.0 MiB  10\.0 MiB\/s  snapshot 1 of 2\x1b\[K$/);
+    clock.advance(10);
+    r.step({ label: 'blobs', id: 2, done: 0, total: 4, bytes: 20 * MiB, detail: 'snapshot 2 of 2' });
+    assert.equal(writes.length, 3, 'drawn at once');
+    assert.equal(writes.at(-1), '\r[0:02]  0.00%  0 / 4 blobs  20.0 MiB  snapshot 2 of 2\x1b[K', 'the rate starts over with the step');
+  });
+
+  it('CopyStatus counts the blobs of the snapshot in work, against what it lacks once planned', () => {
+    const { r, writes, clock } = reporter({ operation: 'copy' });
+    const status = new CopyStatus(r);
+    const progress = (blobsCopied: number, bytesCopied: number, filesRechunked = 0) =>
+      status.update({ snapshotsDone: 0, snapshotsTotal: 2, blobsCopied, bytesCopied, filesRechunked });
+    progress(0, 0);
+    assert.deepEqual(writes, [], 'nothing before a snapshot starts');
+    status.event({ type: 'started' } as CopyEvent);
+    assert.equal(writes.at(-1), '\r[0:00]  0 blobs  0 B  snapshot 1 of 2\x1b[K');
+    status.event({ type: 'planned', blobs: 40 } as CopyEvent);
+    clock.advance(300);
+    progress(10, 1000);
+    assert.equal(writes.at(-1), '\r[0:00]  25.00%  10 / 40 blobs  1000 B  snapshot 1 of 2\x1b[K');
+    status.event({ type: 'started' } as CopyEvent);
+    assert.equal(writes.at(-1), '\r[0:00]  0 blobs  1000 B  snapshot 2 of 2\x1b[K', 'the second snapshot counts from zero');
+    clock.advance(300);
+    progress(15, 2000, 3);
+    assert.equal(writes.at(-1), '\r[0:00]  5 blobs  1.95 KiB  snapshot 2 of 2, 3 files re-chunked\x1b[K');
+  });
+
+  it("pruneStatus names each prune phase as restic's counters do", () => {
+    const { r, writes } = reporter({ operation: 'prune' });
+    const onProgress = pruneStatus(r);
+    onProgress({ phase: 'snapshots', done: 1, total: 2 });
+    onProgress({ phase: 'repack', done: 3, total: 4 });
+    onProgress({ phase: 'delete-packs', done: 5, total: 5 });
+    assert.deepEqual(writes, [
+      '\r[0:00]  50.00%  1 / 2 snapshots\x1b[K',
+      '\r[0:00]  75.00%  3 / 4 packs repacked\x1b[K',
+      '\r[0:00]  100.00%  5 / 5 packs deleted\x1b[K',
+    ]);
   });
 
   it('fits the terminal: the current file loses its beginning, the text its end', () => {
@@ -333,5 +414,100 @@ describe('the stowage CLI shows progress', () => {
     assert.equal(restoredJson.code, 0, restoredJson.stderr);
     const rs = restoredJson.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.ok(rs.some((m) => m.message_type === 'status' && typeof m.files_restored === 'number'), restoredJson.stdout);
+  });
+});
+
+/** The status lines drawn on a terminal screen, without the "\r" and the erase. */
+function statusLines(screen: string): string[] {
+  return [...screen.matchAll(/\r(\[\d+:\d\d\][^\r\n]*?)\x1b\[K/g)].map((m) => m[1]!);
+}
+
+/**
+ * Every status line is followed by a carriage return (its redraw or its clearing): nothing else
+ * was written into it, and none is left on the screen at the end.
+ */
+function assertNeverWrittenInto(screen: string, what: string): void {
+  for (const m of screen.matchAll(/\r\[\d+:\d\d\][^\r\n]*?\x1b\[K/g)) {
+    assert.equal(screen[m.index + m[0].length], '\r', `${what}: output written into the status line at ${m.index}:\n${JSON.stringify(screen.slice(m.index, m.index + 200))}`);
+  }
+}
+
+describe('the stowage CLI shows progress for check, prune and copy', () => {
+  it('as a status line on a terminal that other output clears; nothing with --quiet; --json output without status', { timeout: 300_000 }, async () => {
+    const work = await tmpDir('stowage-cli-progress-maintenance');
+    const src = path.join(work, 'src');
+    await mkdir(src);
+    for (let i = 0; i < 20; i++) await writeFile(path.join(src, `file-${i}.bin`), randomBytes(48 * 1024));
+    const repo = path.join(work, 'repo');
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: 'progress test', RESTIC_FROM_PASSWORD: 'progress test' };
+    const ok = async (args: string[]) => {
+      const r = await runCli(args, { env });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      return r;
+    };
+    await ok(['init']);
+    await ok(['backup', src]);
+    // Half the files change, then the first snapshot goes: the prune has data to repack.
+    for (let i = 0; i < 10; i++) await writeFile(path.join(src, `file-${i}.bin`), randomBytes(48 * 1024));
+    await ok(['backup', src]);
+    await ok(['forget', '--keep-last', '1']);
+
+    // check: a line per phase (index files, trees, packs read), cleared before each message.
+    const check = await onTerminal(['check', '--read-data'], env);
+    assert.equal(check.code, 0, check.screen);
+    const checkLines = statusLines(check.screen);
+    assert.ok(checkLines.some((l) => /^\[\d+:\d\d\]  \d+\.\d\d%  \d+ \/ 2 index files$/.test(l)), JSON.stringify(checkLines));
+    assert.ok(checkLines.some((l) => /^\[\d+:\d\d\]  \d+ trees$/.test(l)), JSON.stringify(checkLines));
+    assert.ok(checkLines.some((l) => /^\[\d+:\d\d\]  \d+\.\d\d%  \d+ \/ \d+ packs read  [\d.]+ \S*B/.test(l)), JSON.stringify(checkLines));
+    assertNeverWrittenInto(check.screen, 'check');
+    assert.match(check.screen, /no errors were found/);
+
+    const checkQuiet = await onTerminal(['check', '--read-data', '--quiet'], env);
+    assert.equal(checkQuiet.code, 0, checkQuiet.screen);
+    assert.deepEqual(statusLines(checkQuiet.screen), [], 'nothing with --quiet');
+    const checkJson = await onTerminal(['check', '--json'], env);
+    assert.equal(checkJson.code, 0, checkJson.screen);
+    assert.deepEqual(statusLines(checkJson.screen), [], 'restic has no JSON status for check: none, and no status line either');
+    const checkJsonPiped = await runCli(['check', '--json'], { env });
+    assert.deepEqual(checkJsonPiped.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { message_type: string }).message_type), ['summary']);
+
+    // prune: with --verbose, log records (lock, index) and messages land between the lines, never in them.
+    const pruneJson = await runCli(['prune', '--dry-run', '--json'], { env });
+    assert.equal(pruneJson.code, 0, pruneJson.stderr);
+    assert.deepEqual(pruneJson.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { message_type: string }).message_type), ['summary'], 'only the summary');
+    const prune = await onTerminal(['prune', '--verbose'], env);
+    assert.equal(prune.code, 0, prune.screen);
+    const pruneLines = statusLines(prune.screen);
+    for (const step of ['index files loaded', 'snapshots', 'packs processed', 'packs repacked']) {
+      assert.ok(pruneLines.some((l) => new RegExp(`^\\[\\d+:\\d\\d\\]  [\\d.]+%  \\d+ / \\d+ ${step}$`).test(l)), `${step}: ${JSON.stringify(pruneLines)}`);
+    }
+    assert.match(prune.screen, /info: lock acquired lock=[0-9a-f]{64} exclusive=true/);
+    assert.match(prune.screen, /info: index loaded indexFiles=\d+ packs=\d+ blobs=\d+/);
+    assertNeverWrittenInto(prune.screen, 'prune');
+    const pruneQuiet = await onTerminal(['prune', '--quiet'], env);
+    assert.equal(pruneQuiet.code, 0, pruneQuiet.screen);
+    assert.deepEqual(statusLines(pruneQuiet.screen), []);
+
+    // copy: the blobs of each snapshot, against those the destination lacks.
+    const dst = path.join(work, 'copy');
+    await ok(['init', '-r', dst, '--from-repo', repo, '--copy-chunker-params']);
+    const copied = await onTerminal(['copy', '-r', dst, '--from-repo', repo], env);
+    assert.equal(copied.code, 0, copied.screen);
+    const copyLines = statusLines(copied.screen);
+    // Drawn when the snapshot starts; later draws (with the blobs it lacks) only as time passes.
+    assert.ok(copyLines.some((l) => /^\[\d+:\d\d\]  (?:\d+\.\d\d%  \d+ \/ \d+|\d+) blobs  [\d.]+ \S*B  (?:\S+\/s  )?snapshot 1(?: of 1)?$/.test(l)), JSON.stringify(copyLines));
+    assertNeverWrittenInto(copied.screen, 'copy');
+    assert.match(copied.screen, /snapshot [0-9a-f]{8} saved, copied from source snapshot [0-9a-f]{8}/);
+
+    const dst2 = path.join(work, 'copy-2');
+    await ok(['init', '-r', dst2, '--from-repo', repo, '--copy-chunker-params']);
+    const copyJson = await runCli(['copy', '--json', '-r', dst2, '--from-repo', repo], { env });
+    assert.equal(copyJson.code, 0, copyJson.stderr);
+    assert.equal(copyJson.stdout, '', 'restic prints nothing for copy --json');
+    const dst3 = path.join(work, 'copy-3');
+    await ok(['init', '-r', dst3]);
+    const copyQuiet = await onTerminal(['copy', '--quiet', '-r', dst3, '--from-repo', repo], env);
+    assert.equal(copyQuiet.code, 0, copyQuiet.screen);
+    assert.deepEqual(statusLines(copyQuiet.screen), []);
   });
 });

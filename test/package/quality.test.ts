@@ -1,8 +1,9 @@
 // What `npm publish` would ship, checked the way a user meets it: the file list, publint,
 // arethetypeswrong, and the packed tarball installed into a fresh folder, where importing
 // `stowage` must load no cloud SDK and be quick, the `stowage` bin must run, and a strict
-// TypeScript consumer must compile against the shipped declarations without skipLibCheck.
-// Last, TypeDoc must build the API reference without broken links. Needs `npm run build`
+// TypeScript consumer must compile against the shipped declarations without skipLibCheck, and
+// every source map must point at a file the package ships (src/ is shipped for that: a stack
+// trace or "go to definition" lands in the TypeScript source). Last, TypeDoc must build the API reference without broken links. Needs `npm run build`
 // (npm test does it).
 //
 // Stowage is ESM only, so arethetypeswrong runs with `--profile esm-only`: it leaves out the
@@ -14,7 +15,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, realpath, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -37,10 +38,10 @@ interface Run {
  * Runs a command with the pinned Node first on PATH (tools start with `#!/usr/bin/env node`,
  * and the system Node may be older) and the project's tools after it.
  */
-function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<Run> {
+function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<Run> {
   const PATH = [path.dirname(process.execPath), path.join(ROOT, 'node_modules/.bin'), process.env.PATH ?? ''].join(path.delimiter);
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, PATH, NO_COLOR: '1', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, PATH, NO_COLOR: '1', FORCE_COLOR: '0', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -63,14 +64,21 @@ describe('the published package', () => {
     assert.ok(existsSync(path.join(ROOT, 'dist/index.js')), 'run `npm run build` first');
   });
 
-  it('ships only dist/, README.md, LICENSE, CHANGELOG.md and package.json', async (t) => {
+  it('ships only dist/, src/, README.md, LICENSE, CHANGELOG.md and package.json', async (t) => {
     const r = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
     assert.equal(r.code, 0, describeRun(r));
     const [pack] = JSON.parse(r.stdout) as Array<{ files: Array<{ path: string }>; size: number; unpackedSize: number; entryCount: number }>;
     const files = pack!.files.map((f) => f.path);
-    const allowed = (f: string) => f.startsWith('dist/') || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
+    const allowed = (f: string) => f.startsWith('dist/') || f.startsWith('src/') || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
     assert.deepEqual(files.filter((f) => !allowed(f)), [], 'files outside the allowed set');
-    assert.deepEqual(files.filter((f) => /^(src|test|bench|examples|docs|\.ci)\//.test(f) || /\.test\.(js|ts)$/.test(f)), []);
+    assert.deepEqual(files.filter((f) => /^(test|bench|examples|docs|\.ci)\//.test(f) || /\.test\.(js|ts)$/.test(f)), []);
+    // src/ is there for the source maps: TypeScript sources only, each compiled into dist/.
+    const sources = files.filter((f) => f.startsWith('src/'));
+    assert.deepEqual(sources.filter((f) => !f.endsWith('.ts') || f.endsWith('.d.ts')), [], 'src/ holds only TypeScript sources');
+    assert.deepEqual(sources.filter((f) => !files.includes(f.replace(/^src\//, 'dist/').replace(/\.ts$/, '.js'))), [], 'sources without a compiled file');
+    // No stale output: every compiled file comes from a shipped source (the build starts from an empty dist/).
+    const compiled = files.filter((f) => f.startsWith('dist/') && f.endsWith('.js'));
+    assert.deepEqual(compiled.filter((f) => !files.includes(f.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts'))), [], 'compiled files without a source');
     for (const required of ['README.md', 'LICENSE', 'package.json', 'dist/index.js', 'dist/index.d.ts', PKG.bin.stowage!]) {
       assert.ok(files.includes(required), `${required} is not in the package`);
     }
@@ -85,7 +93,8 @@ describe('the published package', () => {
   });
 
   it('has correct types for its ESM entry (arethetypeswrong, esm-only profile)', async () => {
-    const r = await run('attw', ['--pack', '.', '--profile', 'esm-only', '--format', 'json']);
+    // attw runs `npm pack`; without scripts, so its prepack does not rebuild the dist/ under test.
+    const r = await run('attw', ['--pack', '.', '--profile', 'esm-only', '--format', 'json'], { env: { npm_config_ignore_scripts: 'true' } });
     assert.equal(r.code, 0, describeRun(r));
     const report = JSON.parse(r.stdout) as {
       analysis: {
@@ -170,6 +179,25 @@ catch (e) { console.log(JSON.stringify({ name: e.constructor.name, code: e.code,
     const err = JSON.parse(r.stdout) as { name: string; code: string; message: string };
     assert.equal(err.name, 'UnsupportedError', r.stdout);
     assert.match(err.message, /npm install @aws-sdk\/client-s3/);
+  });
+
+  it('ships a file for every source of every source map (or the map inlines it)', async () => {
+    const installed = await realpath(path.join(app, 'node_modules', PKG.name));
+    const maps = (await readdir(installed, { recursive: true })).filter((f) => f.endsWith('.map'));
+    assert.ok(maps.some((f) => f.endsWith('index.js.map')) && maps.some((f) => f.endsWith('index.d.ts.map')), maps.join(' '));
+    const unresolved: string[] = [];
+    for (const rel of maps) {
+      const file = path.join(installed, rel);
+      const map = JSON.parse(await readFile(file, 'utf8')) as { sources: string[]; sourceRoot?: string; sourcesContent?: Array<string | null> };
+      assert.ok(Array.isArray(map.sources) && map.sources.length > 0, `${rel} lists no sources`);
+      map.sources.forEach((source, i) => {
+        if (typeof map.sourcesContent?.[i] === 'string') return; // inlined
+        const target = path.resolve(path.dirname(file), map.sourceRoot ?? '', source);
+        const inside = target.startsWith(installed + path.sep);
+        if (!inside || !existsSync(target)) unresolved.push(`${rel}: ${source}${inside ? '' : ' (outside the package)'}`);
+      });
+    }
+    assert.deepEqual(unresolved, [], 'source map entries that point at nothing shipped');
   });
 
   it('runs the stowage bin', async () => {

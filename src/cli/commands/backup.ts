@@ -3,7 +3,7 @@ import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/archiver.ts';
 import type { Command } from '../context.ts';
 import { withRepo, compressionFrom, formatBytes } from '../context.ts';
-import { ProgressReporter, scanTotals } from '../progress.ts';
+import { scanTotals } from '../progress.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -44,7 +44,7 @@ export const backupCommand: Command = {
     }
     // Locked before the index is read, so no prune can remove what the index promises.
     return withRepo(ctx, 'shared', async (r) => {
-      const progress = new ProgressReporter({ operation: 'backup', json: ctx.json, quiet: ctx.quiet, jsonOut: ctx.out });
+      const progress = ctx.progress('backup');
       // Totals for the percentage and ETA: counted beside the backup (while the index loads, too).
       const scanDone = new AbortController();
       if (progress.enabled && !stdin) {

@@ -2,7 +2,9 @@
 // running alongside would show up as unindexed packs and missing blobs); --no-lock skips it.
 // With --json, errors go to stderr as {"message_type":"error",…} lines and the summary to stdout
 // in restic's shape; each error line also carries the problem's code, file, blob and snapshots.
-import { checkRepository, parseReadDataSubset } from '../../snapshot/check.ts';
+// On a terminal a status line counts each phase; restic has no JSON status for check, so --json
+// prints none.
+import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/check.ts';
 import { InvalidInputError } from '../../errors.ts';
 import type { Repository } from '../../repository/repository.ts';
 import { listSnapshots, loadSnapshot } from '../../snapshot/queries.ts';
@@ -29,15 +31,28 @@ export const checkCommand: Command = {
     const text = !ctx.json;
     return withRepo(ctx, 'exclusive', async (repo) => {
       const snapshotIds = await selectSnapshots(ctx, repo);
-      const report = await checkRepository(repo, {
-        readData,
-        readDataSubset: subset,
-        snapshotIds,
-        signal: ctx.signal,
-        onMessage: (m) => {
-          if (text && !ctx.quiet) ctx.out(m + '\n');
-        },
-      });
+      const progress = ctx.progress('check');
+      let report: CheckReport;
+      try {
+        report = await checkRepository(repo, {
+          readData,
+          readDataSubset: subset,
+          snapshotIds,
+          signal: ctx.signal,
+          onMessage: (m) => {
+            if (text && !ctx.quiet) ctx.out(m + '\n');
+          },
+          onProgress: (p) => {
+            const label = CHECK_STEPS[p.phase];
+            if (!label) return;
+            // The trees' total grows as they are discovered: no percentage for it.
+            const total = p.phase === 'trees' ? undefined : p.total;
+            progress.step({ label, done: p.done, total, bytes: p.phase === 'read-data' ? (p.bytes ?? 0) : undefined });
+          },
+        });
+      } finally {
+        progress.finish();
+      }
       if (ctx.json) {
         for (const e of report.errors) ctx.err(JSON.stringify({ message_type: 'error', ...e }) + '\n');
         ctx.out(JSON.stringify({
@@ -82,6 +97,18 @@ export const checkCommand: Command = {
       return 0;
     });
   },
+};
+
+/**
+ * What the status line counts in each phase of check. The pack list phase reports only its end
+ * (the "check all packs" message says it started), so it has no line of its own.
+ */
+const CHECK_STEPS: Readonly<Record<CheckPhase, string | undefined>> = {
+  index: 'index files',
+  packs: undefined,
+  trees: 'trees',
+  'read-data': 'packs read',
+  affected: 'trees searched for damaged files',
 };
 
 /** Snapshot IDs from the arguments ("latest" and prefixes) or the filter flags; undefined = all. */

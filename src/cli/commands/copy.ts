@@ -1,18 +1,20 @@
 // `copy`: copies snapshots from the repository given by --from-repo (the source) into the one
 // given by -r / $RESTIC_REPOSITORY (the destination), with restic's flags and text output.
-// Like restic it prints nothing with --json. Also home of the --from-* options that `init
-// --copy-chunker-params` shares.
+// Like restic it prints nothing with --json (restic has no JSON status or summary for copy). On a
+// terminal a status line counts the blobs of the snapshot being copied. Also home of the
+// --from-* options that `init --copy-chunker-params` shares.
 import { readFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { InvalidInputError } from '../../errors.ts';
 import { Repository } from '../../repository/repository.ts';
 import { Lock } from '../../repository/lock.ts';
 import { formatGoTime, type GoTime } from '../../repository/gotime.ts';
-import { copy, type CopyEvent } from '../../snapshot/copy.ts';
+import { copy, type CopyEvent, type CopyProgress } from '../../snapshot/copy.ts';
 import type { SnapshotEntry } from '../../snapshot/queries.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
+import type { ProgressReporter } from '../progress.ts';
 
 export const FROM_REPO_FLAGS: FlagSpec[] = [
   { name: 'from-repo', kind: 'string', arg: 'REPOSITORY', help: 'source repository (default: $RESTIC_FROM_REPOSITORY)' },
@@ -55,7 +57,7 @@ export async function openFromRepo(ctx: CommandContext): Promise<Repository> {
   }
   const backend = await backendFor({ ...ctx, repoLocation: () => location });
   try {
-    return await Repository.open(backend, { password, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal });
+    return await Repository.open(backend, { password, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal, logger: ctx.logger });
   } catch (e) {
     await backend.close();
     throw e;
@@ -78,10 +80,12 @@ export const copyCommand: Command = {
       try {
         return await withRepo(ctx, 'none', async (dstRepo) => {
           const dstLock = await Lock.acquire(dstRepo, { exclusive: false, retryLock: ctx.retryLock(), signal: ctx.signal });
+          const progress = ctx.progress('copy');
           try {
-            const srcIndexed = await src.loadIndex({ signal: ctx.signal });
-            const dstIndexed = await dstRepo.loadIndex({ signal: ctx.signal });
+            const srcIndexed = await src.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'source index files loaded', done, total }) });
+            const dstIndexed = await dstRepo.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'index files loaded', done, total }) });
             const printer = new CopyPrinter(ctx);
+            const status = new CopyStatus(progress);
             const res = await copy(srcIndexed, dstIndexed, {
               lock: false,
               snapshots: ctx.flags.positional,
@@ -90,11 +94,16 @@ export const copyCommand: Command = {
               compression: compressionFrom(ctx),
               packSize: packSizeFrom(ctx),
               signal: ctx.signal,
-              onEvent: (e) => printer.event(e),
+              onEvent: (e) => {
+                printer.event(e);
+                status.event(e);
+              },
+              onProgress: (p) => status.update(p),
             });
             for (const { ref, error } of res.ignored) ctx.err(`Ignoring ${JSON.stringify(ref)}: ${error.message}\n`);
             return 0;
           } finally {
+            progress.finish();
             await dstLock.release();
           }
         });
@@ -149,6 +158,57 @@ class CopyPrinter {
         this.#p(`snapshot ${e.newId.slice(0, 8)} saved, copied from source snapshot ${e.source.id.slice(0, 8)}`);
         break;
     }
+  }
+}
+
+/**
+ * The status line of a copy: the blobs of the snapshot in work (of those it lacks in the
+ * destination, once known), the bytes copied in all, and which snapshot of how many.
+ */
+export class CopyStatus {
+  readonly #progress: ProgressReporter;
+  /** Snapshots started so far (the one in work is the last). */
+  #started = 0;
+  /** Blobs copied before the snapshot in work began. */
+  #base = 0;
+  /** Blobs the snapshot in work needs, when known (blob-by-blob copies). */
+  #planned: number | undefined;
+  #last: CopyProgress | undefined;
+
+  constructor(progress: ProgressReporter) {
+    this.#progress = progress;
+  }
+
+  event(e: CopyEvent): void {
+    if (e.type === 'started') {
+      this.#started++;
+      this.#base = this.#last?.blobsCopied ?? 0;
+      this.#planned = undefined;
+      this.#draw();
+    } else if (e.type === 'planned') {
+      this.#planned = e.blobs;
+      this.#draw();
+    }
+  }
+
+  update(p: CopyProgress): void {
+    this.#last = { ...p };
+    this.#draw();
+  }
+
+  #draw(): void {
+    if (this.#started === 0) return;
+    const p = this.#last;
+    const of = p && p.snapshotsTotal > 0 ? ` of ${p.snapshotsTotal}` : '';
+    const rechunked = p && p.filesRechunked > 0 ? `, ${p.filesRechunked} files re-chunked` : '';
+    this.#progress.step({
+      label: 'blobs',
+      id: this.#started,
+      done: (p?.blobsCopied ?? 0) - this.#base,
+      total: this.#planned,
+      bytes: p?.bytesCopied ?? 0,
+      detail: `snapshot ${this.#started}${of}${rechunked}`,
+    });
   }
 }
 

@@ -26,7 +26,7 @@ export const initCommand: Command = {
     }
     const backend = await backendFor(ctx);
     try {
-      const repo = await Repository.init(backend, { password: ctx.password(), version, chunkerPolynomial, signal: ctx.signal });
+      const repo = await Repository.init(backend, { password: ctx.password(), version, chunkerPolynomial, signal: ctx.signal, logger: ctx.logger });
       if (ctx.json) ctx.out(JSON.stringify({ message_type: 'initialized', id: repo.config.id, repository: backend.location }) + '\n');
       else if (!ctx.quiet) {
         ctx.out(`created restic repository ${repo.config.id.slice(0, 10)} at ${backend.location}\n\n` +

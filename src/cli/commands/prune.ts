@@ -1,7 +1,29 @@
 import { InvalidInputError } from '../../errors.ts';
-import { executePrune, planPrune, type PruneMessageLevel, type PruneStats } from '../../snapshot/prune.ts';
+import { executePrune, planPrune, type PruneMessageLevel, type PrunePhase, type PruneProgress, type PruneStats } from '../../snapshot/prune.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
+import type { ProgressReporter } from '../progress.ts';
+
+// `prune`: restic's plan, statistics and messages. On a terminal a status line counts each step
+// (restic's progress counters); restic has no JSON status for prune, so --json prints only the
+// summary.
+
+/** What the status line counts in each phase of a prune. */
+export const PRUNE_STEPS: Readonly<Record<PrunePhase, string>> = {
+  snapshots: 'snapshots',
+  trees: 'trees',
+  packs: 'packs processed',
+  unreferenced: 'unreferenced packs deleted',
+  repack: 'packs repacked',
+  index: 'index files rewritten',
+  'delete-index': 'old index files deleted',
+  'delete-packs': 'packs deleted',
+};
+
+/** A prune's onProgress that draws the status line. */
+export function pruneStatus(progress: ProgressReporter): (p: PruneProgress) => void {
+  return (p) => progress.step({ label: PRUNE_STEPS[p.phase], done: p.done, total: p.total });
+}
 
 export const pruneCommand: Command = {
   summary: 'Remove unneeded data from the repository',
@@ -28,34 +50,40 @@ export const pruneCommand: Command = {
     };
     // The lock is taken before the index is loaded, so the plan sees everything that exists.
     return withRepo(ctx, 'exclusive', async (repo) => {
-      onMessage('loading indexes...', 'info');
-      const indexed = await repo.loadIndex({ signal: ctx.signal });
-      const plan = await planPrune(indexed, {
-        maxUnused: ctx.flags.string('max-unused') ?? '5%',
-        maxRepackSize: ctx.flags.string('max-repack-size'),
-        repackCacheableOnly: ctx.flags.bool('repack-cacheable-only'),
-        repackSmall: ctx.flags.bool('repack-small'),
-        repackSmallerThan: ctx.flags.string('repack-smaller-than'),
-        repackUncompressed,
-        packSize,
-        signal: ctx.signal,
-        onMessage,
-      });
-      if (dryRun) onMessage('\nWould have made the following changes:', 'info');
-      if (ctx.json) ctx.out(JSON.stringify(resticSummary(plan.stats)) + '\n');
-      else if (!ctx.quiet) printStats(ctx, plan.stats);
-      if (dryRun) {
-        const list = (ids: readonly string[]) => ids.map((id) => id.slice(0, 8)).join(' ');
-        onMessage('Repeated prune dry-runs can report slightly different amounts of data to keep or repack. This is expected behavior.\n', 'verbose');
-        if (plan.removeUnreferenced.length) onMessage(`Would have removed the following unreferenced packs:\n{${list(plan.removeUnreferenced)}}\n`, 'verbose');
-        onMessage(`Would have repacked and removed the following packs:\n{${list(plan.repack)}}\n`, 'verbose');
-        onMessage(`Would have removed the following no longer used packs:\n{${list(plan.remove)}}\n`, 'verbose');
+      const progress = ctx.progress('prune');
+      try {
+        onMessage('loading indexes...', 'info');
+        const indexed = await repo.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'index files loaded', done, total }) });
+        const plan = await planPrune(indexed, {
+          maxUnused: ctx.flags.string('max-unused') ?? '5%',
+          maxRepackSize: ctx.flags.string('max-repack-size'),
+          repackCacheableOnly: ctx.flags.bool('repack-cacheable-only'),
+          repackSmall: ctx.flags.bool('repack-small'),
+          repackSmallerThan: ctx.flags.string('repack-smaller-than'),
+          repackUncompressed,
+          packSize,
+          signal: ctx.signal,
+          onMessage,
+          onProgress: pruneStatus(progress),
+        });
+        if (dryRun) onMessage('\nWould have made the following changes:', 'info');
+        if (ctx.json) ctx.out(JSON.stringify(resticSummary(plan.stats)) + '\n');
+        else if (!ctx.quiet) printStats(ctx, plan.stats);
+        if (dryRun) {
+          const list = (ids: readonly string[]) => ids.map((id) => id.slice(0, 8)).join(' ');
+          onMessage('Repeated prune dry-runs can report slightly different amounts of data to keep or repack. This is expected behavior.\n', 'verbose');
+          if (plan.removeUnreferenced.length) onMessage(`Would have removed the following unreferenced packs:\n{${list(plan.removeUnreferenced)}}\n`, 'verbose');
+          onMessage(`Would have repacked and removed the following packs:\n{${list(plan.repack)}}\n`, 'verbose');
+          onMessage(`Would have removed the following no longer used packs:\n{${list(plan.remove)}}\n`, 'verbose');
+          return 0;
+        }
+        // Files that could not be deleted were reported as warnings; like restic, they do not fail
+        // the prune (the next one deletes them).
+        await executePrune(indexed, plan, { lock: false, compression, packSize, signal: ctx.signal, onMessage, onProgress: pruneStatus(progress) });
         return 0;
+      } finally {
+        progress.finish();
       }
-      // Files that could not be deleted were reported as warnings; like restic, they do not fail
-      // the prune (the next one deletes them).
-      await executePrune(indexed, plan, { lock: false, compression, packSize, signal: ctx.signal, onMessage });
-      return 0;
     });
   },
 };

@@ -3,7 +3,7 @@ import { restore } from '../../snapshot/restorer.ts';
 import { loadSnapshot } from '../../snapshot/queries.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
-import { ProgressReporter, treeTotals } from '../progress.ts';
+import { treeTotals } from '../progress.ts';
 
 export const restoreCommand: Command = {
   summary: 'Extract a snapshot into a folder',
@@ -27,7 +27,7 @@ export const restoreCommand: Command = {
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
       const include = ctx.flags.list('include');
       const exclude = ctx.flags.list('exclude');
-      const progress = new ProgressReporter({ operation: 'restore', json: ctx.json, quiet: ctx.quiet, jsonOut: ctx.out });
+      const progress = ctx.progress('restore');
       // Totals from the snapshot's trees, counted beside the restore.
       const countDone = new AbortController();
       if (progress.enabled) {
