@@ -6,10 +6,11 @@
 // Put Block List after staged blocks), so every save is atomic for readers.
 
 import { createHash } from 'node:crypto';
-import { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as AzureBlob from '@azure/storage-blob';
 import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
+import { nodeHttps } from './node-http.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { checkConnections, checkHandle, resolveRange } from './local.ts';
 import {
@@ -308,7 +309,7 @@ export class AzureBackend implements Backend {
     // `agent` is passed on to the HTTP pipeline, though the storage typings do not list it.
     const pipelineOptions: AzureBlob.StoragePipelineOptions & { agent?: HttpsAgent } = { retryOptions: { maxTries: 1 } };
     if (o.caCert !== undefined || o.insecureTls) {
-      pipelineOptions.agent = new HttpsAgent({ keepAlive: true, ca: o.caCert, rejectUnauthorized: !o.insecureTls });
+      pipelineOptions.agent = new (nodeHttps().Agent)({ keepAlive: true, ca: o.caCert, rejectUnauthorized: !o.insecureTls });
     }
     let service: AzureBlob.BlobServiceClient;
     try {

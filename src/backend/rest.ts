@@ -4,9 +4,9 @@
 //   HEAD|GET|POST|DELETE /config, /<type>/<name>       GET with Range reads part of a file
 // Requests go through node:http(s) with a keep-alive agent, which also carries a private CA.
 
-import http from 'node:http';
-import https from 'node:https';
+import type * as http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import { nodeHttp, nodeHttps } from './node-http.ts';
 import { describeFile } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
@@ -110,8 +110,8 @@ export class RestBackend implements Backend {
     const ca = opts.caCert === undefined ? undefined : typeof opts.caCert === 'string' ? opts.caCert : Buffer.from(opts.caCert);
     this.#agent =
       parsed.protocol === 'https:'
-        ? new https.Agent({ ...agentOptions, ca, rejectUnauthorized: opts.insecureTls !== true })
-        : new http.Agent(agentOptions);
+        ? new (nodeHttps().Agent)({ ...agentOptions, ca, rejectUnauthorized: opts.insecureTls !== true })
+        : new (nodeHttp().Agent)(agentOptions);
   }
 
   async create(options: CallOptions = {}): Promise<void> {
@@ -285,7 +285,7 @@ export class RestBackend implements Backend {
     const headers: Record<string, string> = { Accept: MEDIA_V2, ...spec.headers };
     if (this.#authorization) headers.Authorization = this.#authorization;
     if (spec.body) headers['Content-Length'] = String(spec.body.byteLength);
-    const lib = url.protocol === 'https:' ? https : http;
+    const lib = url.protocol === 'https:' ? nodeHttps() : nodeHttp();
     return new Promise<HttpResult>((resolve, reject) => {
       const fail = (err: unknown): void => reject(this.networkError(err, spec));
       const req = lib.request(url, { method: spec.method, headers, agent: this.#agent, signal: spec.signal }, (res) => {
@@ -320,7 +320,7 @@ export class RestBackend implements Backend {
     const s = res.status;
     // 507 (disk full) is 5xx but will not go away by retrying; restic treats it as permanent too.
     const transient = (s >= 500 && s !== 507 && s !== 501) || s === 429 || s === 408;
-    const text = http.STATUS_CODES[s] ?? 'unknown status';
+    const text = nodeHttp().STATUS_CODES[s] ?? 'unknown status';
     const why =
       explanation ??
       (s === 401 ? 'wrong or missing user name or password'

@@ -4,8 +4,7 @@
 // does not pull it in.
 
 import { createHash } from 'node:crypto';
-import { Agent as HttpAgent, STATUS_CODES } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { describeFile, layoutPath } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
@@ -369,8 +368,8 @@ export class S3Backend implements Backend {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
-        httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new HttpsAgent({ ...agentOptions, ca, rejectUnauthorized: opts.insecureTls !== true }),
+        httpAgent: new (nodeHttp().Agent)(agentOptions),
+        httpsAgent: new (nodeHttps().Agent)({ ...agentOptions, ca, rejectUnauthorized: opts.insecureTls !== true }),
         connectionTimeout: this.#timeoutMs,
         socketTimeout: this.#timeoutMs,
       },
@@ -553,7 +552,7 @@ function nameOf(err: unknown): string | undefined {
 function describeError(err: unknown, code: string | undefined, status: number | undefined): string {
   const message = err instanceof Error ? err.message : String(err);
   // HEAD answers have no body, so the SDK knows only the status ("Unknown", "UnknownError").
-  const httpText = status !== undefined ? `HTTP ${status} ${STATUS_CODES[status] ?? ''}`.trim() : undefined;
+  const httpText = status !== undefined ? `HTTP ${status} ${nodeHttp().STATUS_CODES[status] ?? ''}`.trim() : undefined;
   const parts = [code, httpText].filter(Boolean).join(', ');
   const text = message && message !== code && message !== 'UnknownError' && message !== 'Unknown' ? message : '';
   return [parts, text].filter(Boolean).join(': ').slice(0, 500) || 'unknown error';
