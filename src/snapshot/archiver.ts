@@ -31,9 +31,12 @@ import { findParentSnapshot, loadSnapshot } from './queries.ts';
 export const PROGRAM_VERSION = 'stowage 0.1.0';
 
 export interface BackupProgress {
+  /** Files finished (stored, or found unchanged since the parent snapshot). */
   filesDone: number;
   dirsDone: number;
+  /** Bytes of file content done: counted as the workers chunk them, so a big file moves it too. */
   bytesDone: number;
+  /** The file finished last. */
   currentFile?: string;
 }
 
@@ -252,6 +255,13 @@ class BackupRun {
       threads: this.options.threads,
       sink: (id, sealed, ulen, plainLength) => this.writer.addSealed('data', id as BlobId, sealed, ulen, plainLength),
       has: (id) => this.writer.has('data', id as BlobId),
+      // Bytes count as they are chunked, so a big file moves the progress (and its ETA) too.
+      onBytes: this.options.onProgress
+        ? (n) => {
+            this.#progress.bytesDone += n;
+            this.#report(this.#progress.currentFile);
+          }
+        : undefined,
     });
     return this.#pool;
   }
@@ -453,7 +463,8 @@ class BackupRun {
         this.stats.bytes += result.size;
       }
       this.#progress.filesDone++;
-      this.#progress.bytesDone += size;
+      // A file read by the workers has had its bytes counted as they were chunked.
+      if (node.content === prev?.content) this.#progress.bytesDone += size;
       this.#report(fullStr);
     }
     return node;

@@ -38,6 +38,8 @@ export interface FilePoolOptions {
   sink: BlobSink;
   /** Answers whether the repository has a blob; checked for blobs a worker did not seal. */
   has: (id: string) => boolean;
+  /** Bytes of file content chunked so far, reported as the workers' blobs arrive (for progress within big files). */
+  onBytes?: (bytes: number) => void;
 }
 
 const BATCH_FILES = 64;
@@ -81,6 +83,7 @@ export class FilePool {
   readonly #queue: Pending[] = [];
   readonly #sink: BlobSink;
   readonly #has: (id: string) => boolean;
+  readonly #onBytes: ((bytes: number) => void) | undefined;
   readonly #ready: Promise<void>;
   #nextBatch = 1;
   #pumpScheduled = false;
@@ -91,6 +94,7 @@ export class FilePool {
   constructor(opts: FilePoolOptions) {
     this.#sink = opts.sink;
     this.#has = opts.has;
+    this.#onBytes = opts.onBytes;
     const n = Math.max(1, opts.threads ?? os.availableParallelism());
     const url = new URL(import.meta.url.endsWith('.ts') ? './file-worker.ts' : './file-worker.js', import.meta.url);
     const ready: Promise<void>[] = [];
@@ -195,10 +199,12 @@ export class FilePool {
     if (!batch) return;
     const ring = slot.ring!;
     let sealed = 0;
+    let plainBytes = 0;
     for (let i = 0; i < m.ids.length; i++) {
       const id = m.ids[i]!;
       const at = m.layout[4 * i]!;
       const length = m.layout[4 * i + 1]!;
+      plainBytes += m.layout[4 * i + 3]!;
       batch.ids.push(id);
       if (length === 0) {
         // Not sealed by the worker: the repository must have it already.
@@ -218,6 +224,7 @@ export class FilePool {
       Atomics.store(slot.consumed, 0, slot.consumedCount);
       Atomics.notify(slot.consumed, 0);
     }
+    if (plainBytes > 0) this.#onBytes?.(plainBytes);
     if (m.type !== 'done') return;
     slot.batches.shift();
     slot.queuedBytes -= batch.bytes;

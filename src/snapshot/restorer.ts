@@ -405,6 +405,7 @@ class RestoreRun {
       await this.removeExisting(f.path);
       await link(first, f.path);
       this.result.filesRestored++;
+      this.options.onProgress?.({ filesDone: this.result.filesRestored, bytesDone: this.result.bytesRestored, currentFile: f.path.toString('utf8') });
     }
   }
 

@@ -329,3 +329,27 @@ test('a file with the bytes of an empty tree next to an empty folder survives ba
   await restore(repo, r.snapshot.tree, { target });
   assert.deepEqual(await compareTrees(src, restoredPath(target, src)), []);
 });
+
+test('progress moves within a big file and ends at the bytes backed up; restore counts every hard-linked name', async () => {
+  const repo = await newRepo();
+  const src = await tmpDir('progress-src');
+  const big = randomBytes(24 * 1024 * 1024);
+  await writeFile(join(src, 'big.bin'), big);
+  const seen: Array<{ filesDone: number; bytesDone: number }> = [];
+  await backup(repo, { paths: [src], hostname: 'h', onProgress: (p) => seen.push({ filesDone: p.filesDone, bytesDone: p.bytesDone }) });
+  // Before the only file is done, the byte count has moved (it is not one jump at the end).
+  const within = seen.filter((p) => p.filesDone === 0 && p.bytesDone > 0);
+  assert.ok(within.length >= 2, `progress inside the big file: ${JSON.stringify(seen.slice(0, 8))}`);
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.bytesDone >= seen[i - 1]!.bytesDone, 'bytesDone never goes back');
+  assert.deepEqual(seen[seen.length - 1], { filesDone: 1, bytesDone: big.length });
+
+  const linked = await tmpDir('progress-links');
+  await writeFile(join(linked, 'small.txt'), 'small\n');
+  await link(join(linked, 'small.txt'), join(linked, 'small-link.txt'));
+  const r = await backup(repo, { paths: [linked], hostname: 'h' });
+  const target = await tmpDir('progress-dst');
+  const restored: number[] = [];
+  const result = await restore(repo, r.snapshot.tree, { target, onProgress: (p) => restored.push(p.filesDone) });
+  assert.equal(result.filesRestored, 2);
+  assert.equal(restored[restored.length - 1], 2, 'the last progress event counts the hard link too');
+});
