@@ -509,5 +509,15 @@ describe('the stowage CLI shows progress for check, prune and copy', () => {
     const copyQuiet = await onTerminal(['copy', '--quiet', '-r', dst3, '--from-repo', repo], env);
     assert.equal(copyQuiet.code, 0, copyQuiet.screen);
     assert.deepEqual(statusLines(copyQuiet.screen), []);
+
+    // forget --prune: the prune's status lines too, below the forget's own output.
+    for (let i = 0; i < 10; i++) await writeFile(path.join(src, `file-${i}.bin`), randomBytes(48 * 1024));
+    await ok(['backup', src]);
+    const forgotten = await onTerminal(['forget', '--keep-last', '1', '--prune'], env);
+    assert.equal(forgotten.code, 0, forgotten.screen);
+    const forgetLines = statusLines(forgotten.screen);
+    assert.ok(forgetLines.some((l) => /^\[\d+:\d\d\]  [\d.]+%  \d+ \/ \d+ packs processed$/.test(l)), JSON.stringify(forgetLines));
+    assertNeverWrittenInto(forgotten.screen, 'forget --prune');
+    assert.match(forgotten.screen, /1 snapshots have been removed, running prune/);
   });
 });

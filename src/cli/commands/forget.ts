@@ -6,6 +6,7 @@ import type { SnapshotEntry } from '../../snapshot/queries.ts';
 import { forget, type ForgetPruneOptions } from '../../snapshot/forget.ts';
 import type { PruneMessageLevel, PruneStats } from '../../snapshot/prune.ts';
 import { compareGoStrings } from '../../snapshot/gojson.ts';
+import { pruneStatus } from './prune.ts';
 import {
   type ForgetPlan,
   type RetentionGroup,
@@ -104,41 +105,47 @@ export const forgetCommand: Command = {
       packSize: packSizeFrom(ctx),
       onMessage: onPruneMessage,
     };
+    const progress = ctx.flags.bool('prune') ? ctx.progress('prune') : undefined;
+    if (progress) pruneOptions.onProgress = pruneStatus(progress);
 
     let json: string | undefined;
-    return withRepo(ctx, 'none', async (repo) => {
-      const result = await forget(repo, {
-        policy: usePolicy ? policy : undefined,
-        groupBy,
-        filter,
-        ids: usePolicy ? undefined : ids,
-        dryRun,
-        unsafeAllowRemoveAll: ctx.flags.bool('unsafe-allow-remove-all'),
-        lock: !noLock,
-        retryLock: ctx.retryLock(),
-        signal: ctx.signal,
-        prune: ctx.flags.bool('prune') ? pruneOptions : false,
-        onPlan(plan, snapshots) {
-          removing = plan.remove.length;
-          const byId = new Map(snapshots.map((e) => [e.id as string, e]));
-          if (ctx.json) json = forgetJson(plan.groups, byId, groupBy.tags === true);
-          else if (!ctx.quiet) printPlan(ctx, plan, byId);
-          if (text && dryRun && plan.remove.length > 0) {
-            ctx.out(`Would have removed the following snapshots:\n{${[...plan.remove].sort().map((id) => id.slice(0, 8)).join(' ')}}\n\n`);
-          }
-        },
+    try {
+      return await withRepo(ctx, 'none', async (repo) => {
+        const result = await forget(repo, {
+          policy: usePolicy ? policy : undefined,
+          groupBy,
+          filter,
+          ids: usePolicy ? undefined : ids,
+          dryRun,
+          unsafeAllowRemoveAll: ctx.flags.bool('unsafe-allow-remove-all'),
+          lock: !noLock,
+          retryLock: ctx.retryLock(),
+          signal: ctx.signal,
+          prune: ctx.flags.bool('prune') ? pruneOptions : false,
+          onPlan(plan, snapshots) {
+            removing = plan.remove.length;
+            const byId = new Map(snapshots.map((e) => [e.id as string, e]));
+            if (ctx.json) json = forgetJson(plan.groups, byId, groupBy.tags === true);
+            else if (!ctx.quiet) printPlan(ctx, plan, byId);
+            if (text && dryRun && plan.remove.length > 0) {
+              ctx.out(`Would have removed the following snapshots:\n{${[...plan.remove].sort().map((id) => id.slice(0, 8)).join(' ')}}\n\n`);
+            }
+          },
+        });
+        if (ctx.verbose && !ctx.json && !dryRun) for (const id of result.removed) ctx.out(`removed snapshots/${id}\n`);
+        for (const f of result.failed) ctx.err(`unable to remove snapshots/${f.id} from the repository: ${f.error}\n`);
+        // restic prints the JSON only when a policy made groups.
+        if (json !== undefined && result.groups.length > 0) ctx.out(json);
+        if (text && result.prune) printPruneSummary(ctx, result.prune.stats, dryRun);
+        if (result.failed.length > 0) {
+          ctx.err('Fatal: failed to remove one or more snapshots\n');
+          return EXIT_PARTIAL;
+        }
+        return 0;
       });
-      if (ctx.verbose && !ctx.json && !dryRun) for (const id of result.removed) ctx.out(`removed snapshots/${id}\n`);
-      for (const f of result.failed) ctx.err(`unable to remove snapshots/${f.id} from the repository: ${f.error}\n`);
-      // restic prints the JSON only when a policy made groups.
-      if (json !== undefined && result.groups.length > 0) ctx.out(json);
-      if (text && result.prune) printPruneSummary(ctx, result.prune.stats, dryRun);
-      if (result.failed.length > 0) {
-        ctx.err('Fatal: failed to remove one or more snapshots\n');
-        return EXIT_PARTIAL;
-      }
-      return 0;
-    });
+    } finally {
+      progress?.finish();
+    }
   },
 };
 
