@@ -290,9 +290,14 @@ describe('prune interop with the real restic', () => {
 
   it('(d) a prune refuses while a backup holds a shared lock, and waits for it with retryLock', async () => {
     const repoDir = path.join(work, 'locked');
-    const repo = await Repository.init(new LocalBackend(repoDir), { password: PASSWORD, kdf: FAST_KDF });
+    // The log says when a lock is held (past the wait in which a newcomer's lock makes it back off).
+    const acquired: string[] = [];
+    const quiet = () => undefined;
+    const logger = { debug: quiet, warn: quiet, error: quiet, info: (m: string, f?: Record<string, unknown>) => void (m === 'lock acquired' && acquired.push(String(f?.lock))) };
+    const repo = await Repository.init(new LocalBackend(repoDir), { password: PASSWORD, kdf: FAST_KDF, logger });
     await backup(await repo.loadIndex(), { paths: [dirs[0]!], hostname: 'h' });
     const stale = await repo.loadIndex();
+    acquired.length = 0;
 
     // A backup from a stream that is still being written holds its shared lock.
     const stream = new PassThrough();
@@ -304,12 +309,12 @@ describe('prune interop with the real restic', () => {
       for await (const id of repo.listIds('locks')) out.push(id);
       return out;
     };
-    // The backup takes its lock while it starts reading; wait until the lock is there.
-    for (let waited = 0; (await lockIds()).length === 0; waited += 20) {
+    // The backup takes its lock while it starts reading; wait until it holds it.
+    for (let waited = 0; acquired.length === 0; waited += 20) {
       assert.ok(waited < 30_000, 'the backup took its lock');
       await new Promise((r) => setTimeout(r, 20));
     }
-    assert.equal((await lockIds()).length, 1);
+    assert.deepEqual(await lockIds(), acquired);
 
     await assert.rejects(prune(stale), LockedError);
     const waiting = prune(stale, { retryLock: 30_000 });
