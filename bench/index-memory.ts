@@ -15,15 +15,38 @@
 // machine the CPU time is the steadier figure.
 // Run: cd /work/main && npx node --expose-gc bench/index-memory.ts [entries] [blobsPerPack]
 //      cd /work/main && npx node --expose-gc bench/index-memory.ts --repo [entries]
+//      npx node bench/index-memory.ts --json --dist /path/to/dist   (what `npm run bench` runs)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { MasterIndex } from '../src/repository/master-index.ts';
-import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../src/repository/index-file.ts';
-import { Repository } from '../src/repository/repository.ts';
-import { MemoryBackend } from '../src/backend/memory.ts';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { MasterIndex } from '../src/repository/master-index.ts';
+import type { IndexPack } from '../src/repository/index-file.ts';
 import type { BlobId, PackId } from '../src/repository/id.ts';
 import type { PackedBlob } from '../src/repository/pack.ts';
+
+const { values: opts, positionals } = parseArgs({
+  options: {
+    repo: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    dist: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+  allowPositionals: true,
+});
+
+if (opts.help) {
+  process.stdout.write(
+    'Usage: npx node bench/index-memory.ts [--repo] [--json] [--dist DIR] [entries] [blobsPerPack]\n' +
+      '  entries        index entries to load (default 5000000)\n' +
+      '  blobsPerPack   average blobs per synthetic pack (default 16)\n' +
+      '  --repo         the real path: index files in a MemoryBackend repository, Repository.loadIndex\n' +
+      '  --json         synthetic mode only: print the figures as one JSON object on stdout\n' +
+      '  --dist DIR     measure a build: load the modules from DIR (a dist/ directory) instead of src/\n',
+  );
+  process.exit(0);
+}
 
 // Heap figures need an explicit GC; re-run with --expose-gc when it was not given.
 if (typeof globalThis.gc !== 'function') {
@@ -32,14 +55,24 @@ if (typeof globalThis.gc !== 'function') {
 }
 const gc = globalThis.gc as () => void;
 
-const args = process.argv.slice(2);
-const REPO_MODE = args[0] === '--repo';
-if (REPO_MODE) args.shift();
-const ENTRIES = Number(args[0] ?? 5_000_000);
-const PER_PACK = Number(args[1] ?? 16);
+const REPO_MODE = opts.repo;
+if (REPO_MODE && opts.json) throw new Error('--json is for the synthetic mode only');
+const ENTRIES = Number(positionals[0] ?? 5_000_000);
+const PER_PACK = Number(positionals[1] ?? 16);
+if (!Number.isInteger(ENTRIES) || ENTRIES < 1 || !Number.isInteger(PER_PACK) || PER_PACK < 5) {
+  throw new Error(`expected [entries ≥ 1] [blobsPerPack ≥ 5], got ${JSON.stringify(positionals)}`);
+}
 const LOOKUPS = 1_000_000;
 const BATCH_PACKS = 10_000;
 const FILE_BLOBS = 50_000;
+
+// The code under test: this checkout's sources, or with --dist a build (npm run bench passes the
+// copy of dist it measures, so a rebuild or an edit in src/ during the run changes nothing).
+const moduleUrl = (rel: string) => (opts.dist ? pathToFileURL(join(opts.dist, `${rel}.js`)).href : new URL(`../src/${rel}.ts`, import.meta.url).href);
+const { MasterIndex: MasterIndexClass } = (await import(moduleUrl('repository/master-index'))) as typeof import('../src/repository/master-index.ts');
+const { decodeIndexFile, encodeIndexFile } = (await import(moduleUrl('repository/index-file'))) as typeof import('../src/repository/index-file.ts');
+const { Repository } = (await import(moduleUrl('repository/repository'))) as typeof import('../src/repository/repository.ts');
+const { MemoryBackend } = (await import(moduleUrl('backend/memory'))) as typeof import('../src/backend/memory.ts');
 
 /** Up to `packs` packs with random IDs, holding at most `remaining` blobs in all. */
 function makeBatch(packs: number, remaining: number): { batch: IndexPack[]; blobs: number } {
@@ -94,8 +127,14 @@ function print(title: string, rows: Array<[string, string]>): void {
   for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
 }
 
+interface Lookups {
+  hits: Time;
+  misses: Time;
+  has: Time;
+}
+
 /** Times 1M lookups of stored IDs (from `sample`) and 1M of random ones; checks every answer. */
-function timeLookups(index: MasterIndex, sample: Buffer, sampled: number): Array<[string, string]> {
+function timeLookups(index: MasterIndex, sample: Buffer, sampled: number): Lookups {
   const hits: BlobId[] = [];
   for (let i = 0; i < LOOKUPS; i++) hits.push(sample.toString('hex', 32 * (i % sampled), 32 * (i % sampled) + 32) as BlobId);
   const misses: BlobId[] = [];
@@ -114,11 +153,15 @@ function timeLookups(index: MasterIndex, sample: Buffer, sampled: number): Array
   for (const id of hits) if (index.has(id, 'data') || index.has(id, 'tree')) has++;
   const hasTime = t();
   if (found < LOOKUPS || has < LOOKUPS || absent !== 0) throw new Error(`lookup mismatch: ${found} found, ${has} has, ${absent} absent found`);
+  return { hits: hitTime, misses: missTime, has: hasTime };
+}
+
+function lookupRows(l: Lookups): Array<[string, string]> {
   const each = (x: Time) => `${secs(x)}, ${((x.wall * 1e6) / LOOKUPS).toFixed(0)} ns each`;
   return [
-    [`${LOOKUPS.toLocaleString('en')} lookups, hits`, each(hitTime)],
-    [`${LOOKUPS.toLocaleString('en')} lookups, misses`, each(missTime)],
-    [`${LOOKUPS.toLocaleString('en')} has(id, type), hits`, each(hasTime)],
+    [`${LOOKUPS.toLocaleString('en')} lookups, hits`, each(l.hits)],
+    [`${LOOKUPS.toLocaleString('en')} lookups, misses`, each(l.misses)],
+    [`${LOOKUPS.toLocaleString('en')} has(id, type), hits`, each(l.has)],
   ];
 }
 
@@ -130,7 +173,7 @@ async function synthetic(): Promise<void> {
 
   const before = mem();
   const peakRss0 = process.resourceUsage().maxRSS * 1024;
-  const index = new MasterIndex();
+  const index = new MasterIndexClass();
   let added = 0;
   let addTime = ZERO;
   let genMs = 0;
@@ -156,6 +199,30 @@ async function synthetic(): Promise<void> {
   const peakRss = process.resourceUsage().maxRSS * 1024;
 
   const count = index.size;
+  const load = add(addTime, compactTime);
+  const lookups = timeLookups(index, sample, sampled);
+  if (opts.json) {
+    // For `npm run bench`: bytes per blob and seconds, nothing formatted.
+    const perBlob = (bytes: number) => bytes / count;
+    const seconds = (x: Time) => ({ wallSeconds: x.wall / 1000, cpuSeconds: x.cpu / 1000 });
+    const result = {
+      node: process.version,
+      entries: count,
+      packs: index.packCount,
+      blobsPerPack: PER_PACK,
+      indexBytesPerBlob: perBlob(index.memoryBytes()),
+      heapGrowthPerBlob: perBlob(after.heap - before.heap),
+      externalGrowthPerBlob: perBlob(after.external - before.external),
+      rssGrowthPerBlob: perBlob(after.rss - before.rss),
+      peakRssGrowthMiB: (peakRss - peakRss0) / 1024 / 1024,
+      load: seconds(load),
+      addPack: seconds(addTime),
+      compact: seconds(compactTime),
+      lookupNs: { hits: (lookups.hits.wall * 1e6) / LOOKUPS, misses: (lookups.misses.wall * 1e6) / LOOKUPS, has: (lookups.has.wall * 1e6) / LOOKUPS },
+    };
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
   print(`master index, ${ENTRIES.toLocaleString('en')} synthetic entries, ~${PER_PACK} blobs per pack (Node ${process.version})`, [
     ['entries', `${count.toLocaleString('en')} in ${index.packCount.toLocaleString('en')} packs`],
     ['index memoryBytes() / blob', `${(index.memoryBytes() / count).toFixed(1)} B (${mib(index.memoryBytes())}; target ≤ 40)`],
@@ -165,9 +232,9 @@ async function synthetic(): Promise<void> {
     ['peak RSS growth while loading', mib(peakRss - peakRss0)],
     ['load: addPack (bulk)', secs(addTime)],
     ['load: compact', secs(compactTime)],
-    ['load total', `${secs(add(addTime, compactTime))} (target < 2 s for 5M)`],
+    ['load total', `${secs(load)} (target < 2 s for 5M)`],
     ['(generating the synthetic packs)', `${(genMs / 1000).toFixed(2)} s, not counted`],
-    ...timeLookups(index, sample, sampled),
+    ...lookupRows(lookups),
   ]);
 }
 
@@ -214,7 +281,7 @@ async function realPath(): Promise<void> {
   let parseTime = ZERO;
   let decodeTime = ZERO;
   let addTime = ZERO;
-  const index = new MasterIndex();
+  const index = new MasterIndexClass();
   for (const id of ids) {
     t = clock();
     const json = await repo.loadUnpacked('index', id);
@@ -247,7 +314,7 @@ async function realPath(): Promise<void> {
     ['  decodeIndexFile without its JSON.parse', secs(validate)],
     ['  MasterIndex.addPack', secs(addTime)],
     ['  MasterIndex.compact', secs(compactTime)],
-    ...lookups,
+    ...lookupRows(lookups),
   ]);
 }
 

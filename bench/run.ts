@@ -7,17 +7,21 @@
 // Every step runs once per tool before the next step starts, and the order of the tools rotates
 // from run to run, so load from elsewhere on the machine falls on both alike. Each tool pays its
 // own key derivation (its own scrypt parameters) on every command; that is part of the figures.
+// Two more figures: prune (both tools on copies of one restic-made repository, after forgetting
+// the same half of its snapshots) and Stowage's master index memory and load time
+// (bench/index-memory.ts, against fixed targets).
 // The table goes to stdout as markdown; progress goes to stderr; everything, raw samples
 // included, goes to bench/results/latest.json (latest-quick.json with --quick).
 import { spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureCorpus, FULL_BIG, FULL_SMALL, QUICK_BIG, QUICK_SMALL, type Corpus } from './corpus.ts';
 import { ensureGnuTime, measure } from './lib/measure.ts';
-import { buildFigures, markdownTable, type Sample, type StepName, type ToolId } from './lib/report.ts';
+import { buildFigures, indexRows, markdownTable, type IndexMemoryResult, type Sample, type StepName, type ToolId } from './lib/report.ts';
+import { ensurePruneRepo, FULL_PRUNE, QUICK_PRUNE, repoSize, type PruneRepo } from './prune-repo.ts';
 
 const MiB = 1024 * 1024;
 const benchDir = fileURLToPath(new URL('.', import.meta.url));
@@ -25,6 +29,8 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const RESTIC_019 = '/var/cache/stowage/bin/restic';
 const RESTIC_014 = '/usr/bin/restic';
 const PASSWORD = 'stowage-bench';
+// restic's default, spelled out: both tools must make the same plan.
+const PRUNE_ARGS = ['prune', '--max-unused', '5%'];
 
 const { values: opts } = parseArgs({
   options: {
@@ -63,6 +69,8 @@ const withRestic014 = opts.restic014 && existsSync(RESTIC_014);
 const root = process.env.STOWAGE_BENCH_DIR || '/tmp/stowage-bench';
 const work = join(root, quick ? 'work-quick' : 'work');
 const logs = join(work, 'logs');
+// The copy of the build under test (see snapshotCli).
+const snapshotDir = join(work, 'stowage');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 interface Tool {
@@ -100,7 +108,7 @@ function stowageVersion(): string {
  */
 function snapshotCli(): string {
   if (!existsSync(stowageCli)) throw new Error(`${stowageCli} is missing; run "npm run build" first (npm run bench does)`);
-  const dir = join(work, 'stowage');
+  const dir = snapshotDir;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   cpSync(stowageDist, join(dir, 'dist'), { recursive: true });
@@ -140,6 +148,8 @@ function argsFor(step: StepName, s: Scenario, restoreTarget: string): string[] {
       return ['check', '--read-data'];
     case 'snapshots':
       return ['snapshots'];
+    case 'prune':
+      return PRUNE_ARGS;
   }
 }
 
@@ -239,14 +249,114 @@ async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, sam
   } finally {
     if (step === 'restore') rmSync(target, { recursive: true, force: true });
   }
+  logSample(sample);
+  return sample;
+}
+
+/** The progress line of one command. */
+function logSample(sample: Sample): void {
   const u = sample.usage;
   log(
-    `  run ${run} ${s.id.padEnd(10)} ${step.padEnd(9)} ${tool.id.padEnd(9)} ` +
+    `  run ${sample.run} ${sample.scenario.padEnd(10)} ${sample.step.padEnd(9)} ${sample.tool.padEnd(9)} ` +
       (u ? `${u.wallSeconds.toFixed(2).padStart(7)} s ${sample.mibPerSecond!.toFixed(0).padStart(5)} MiB/s  cpu ${u.cpuSeconds.toFixed(2).padStart(6)} s  rss ${u.peakRssMiB.toFixed(0).padStart(4)} MiB` : '') +
+      (sample.repoAfter ? `  left ${sample.repoAfter.packs} packs, ${(sample.repoAfter.bytes / MiB).toFixed(1)} MiB` : '') +
       (sample.error ? `  ERROR ${sample.error}` : '') +
       (sample.warning ? `  warning: ${sample.warning}` : ''),
   );
-  return sample;
+}
+
+/**
+ * A restic 0.19.1 command outside the timed window (forget before a prune, check and snapshots
+ * after it), without a cache so it leaves nothing behind for the timed command. Its output goes
+ * to the log file; returns stdout, or an error message on a non-zero exit.
+ */
+function untimed(repo: string, args: string[], logFile: string): { stdout: string; error?: string } {
+  const r = spawnSync(RESTIC_019, ['--no-cache', ...args], { env: childEnv(repo, join(work, 'cache-unused')), encoding: 'utf8', maxBuffer: 64 * MiB });
+  appendFileSync(logFile, `$ restic ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+  if (r.status === 0) return { stdout: r.stdout };
+  return { stdout: r.stdout, error: `restic ${args[0]} exited with ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' / ')}` };
+}
+
+/**
+ * The prune figure, once per tool: copy the prepared repository, forget its older half of the
+ * snapshots with restic 0.19.1 (untimed), then time the tool's prune. Afterwards, untimed,
+ * restic 0.19.1 checks every copy with --read-data (prune rewrites packs, so their contents must
+ * be read back) and must list exactly the kept snapshots.
+ */
+async function runPrune(run: number, src: PruneRepo, order: readonly Tool[]): Promise<Sample[]> {
+  const repoOf = (t: Tool) => join(work, `repo-prune-${t.id}`);
+  const cacheOf = (t: Tool) => join(work, `cache-prune-${t.id}`);
+  const samples = new Map<Tool, Sample>();
+  for (const tool of order) {
+    const sample: Sample = { run, scenario: 'prune', step: 'prune', tool: tool.id, bytes: src.bytes, logFile: join(logs, `run${run}-prune-${tool.id}.log`) };
+    samples.set(tool, sample);
+    rmSync(sample.logFile, { force: true });
+    rmSync(repoOf(tool), { recursive: true, force: true });
+    rmSync(cacheOf(tool), { recursive: true, force: true });
+    const cp = spawnSync('cp', ['-a', src.repo, repoOf(tool)], { encoding: 'utf8' });
+    if (cp.status !== 0) sample.error = `cp -a failed: ${cp.stderr.trim()}`;
+    else sample.error = untimed(repoOf(tool), ['forget', ...src.forget], sample.logFile).error;
+  }
+  for (const tool of order) {
+    const sample = samples.get(tool)!;
+    if (sample.error) continue;
+    sync();
+    try {
+      // A fresh, empty cache for restic, as on a machine that has not opened the repository yet.
+      sample.usage = await measure(tool.command, [...tool.prefix, ...PRUNE_ARGS], {
+        env: childEnv(repoOf(tool), cacheOf(tool)),
+        logFile: sample.logFile,
+        timeFile: join(work, 'time.out'),
+        cwd: work,
+      });
+      sample.mibPerSecond = src.bytes / MiB / sample.usage.wallSeconds;
+      if (sample.usage.exitCode !== 0) {
+        const out = readFileSync(sample.logFile, 'utf8').trim().split('\n');
+        sample.error = `exit ${sample.usage.exitCode}: ${out.slice(-3).join(' / ')}`;
+      }
+    } catch (e) {
+      sample.error = (e as Error).message;
+    }
+  }
+  for (const tool of order) {
+    const sample = samples.get(tool)!;
+    if (!sample.error) {
+      const check = untimed(repoOf(tool), ['check', '--read-data'], sample.logFile);
+      const list = untimed(repoOf(tool), ['snapshots', '--json'], sample.logFile);
+      const left = list.error ? [] : (JSON.parse(list.stdout) as { id: string }[]).map((x) => x.id).sort();
+      if (check.error) sample.error = `after prune: ${check.error}`;
+      else if (list.error) sample.error = `after prune: ${list.error}`;
+      else if (left.join() !== [...src.keep].sort().join()) sample.error = `after prune: ${left.length} snapshots left, expected the ${src.keep.length} kept ones`;
+      sample.repoAfter = repoSize(repoOf(tool));
+    }
+    logSample(sample);
+    if (!opts.keep) rmSync(repoOf(tool), { recursive: true, force: true });
+    rmSync(cacheOf(tool), { recursive: true, force: true });
+  }
+  return [...samples.values()];
+}
+
+/** One run of bench/index-memory.ts on the copy of the build under test. */
+interface IndexRun {
+  run: number;
+  result?: IndexMemoryResult;
+  error?: string;
+  logFile: string;
+}
+
+function runIndexMemory(run: number): IndexRun {
+  const logFile = join(logs, `run${run}-index-memory.log`);
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  // Always 5M entries, the issue's figure: it takes about 15 s, quick mode included.
+  const r = spawnSync(process.execPath, ['--expose-gc', join(benchDir, 'index-memory.ts'), '--json', '--dist', join(snapshotDir, 'dist')], { env, encoding: 'utf8' });
+  writeFileSync(logFile, r.stdout + r.stderr);
+  const out: IndexRun = { run, logFile };
+  if (r.status !== 0) out.error = `exit ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' / ')}`;
+  else out.result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as IndexMemoryResult;
+  const x = out.result;
+  log(`  run ${run} index memory, ${x ? `${x.entries} entries: ${x.indexBytesPerBlob.toFixed(1)} B per blob, load ${x.load.wallSeconds.toFixed(2)} s (cpu ${x.load.cpuSeconds.toFixed(2)} s)` : `ERROR ${out.error}`}`);
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -258,6 +368,8 @@ async function main(): Promise<void> {
   const corpusRoot = join(root, 'corpus');
   const big = ensureCorpus(corpusRoot, quick ? QUICK_BIG : FULL_BIG, log);
   const small = ensureCorpus(corpusRoot, quick ? QUICK_SMALL : FULL_SMALL, log);
+  // Built once by restic 0.19.1 and cached like the corpora; every run prunes fresh copies of it.
+  const pruneSource = ensurePruneRepo(join(root, 'prune'), quick ? QUICK_PRUNE : FULL_PRUNE, RESTIC_019, PASSWORD, log);
   log('warming the page cache …');
   warmPageCache(big);
   warmPageCache(small);
@@ -277,6 +389,7 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const loadBefore = loadavg();
   const samples: Sample[] = [];
+  const indexRuns: IndexRun[] = [];
   const kdf: Partial<Record<ToolId, string>> = {};
   for (let run = 1; run <= runs; run++) {
     // Rotate who goes first, so neither tool always runs right after the other's writes.
@@ -293,11 +406,15 @@ async function main(): Promise<void> {
       if (!opts.keep) for (const tool of order) rmSync(join(work, `repo-${s.id}-${tool.id}`), { recursive: true, force: true });
       if (!opts.keep) for (const tool of order) rmSync(join(work, `cache-${s.id}-${tool.id}`), { recursive: true, force: true });
     }
+    samples.push(...(await runPrune(run, pruneSource, order)));
+    indexRuns.push(runIndexMemory(run));
   }
   const finishedAt = new Date();
 
   const figures = buildFigures(samples, toolList.map((t) => t.id));
+  const index = indexRows(indexRuns.map((r) => r.result));
   const failures = samples.filter((s) => s.error);
+  const indexFailures = indexRuns.filter((r) => r.error);
   const warnings = samples.filter((s) => s.warning);
   const cpu = cpus();
   const machine = {
@@ -315,13 +432,27 @@ async function main(): Promise<void> {
   for (const t of toolList) md.push(`- ${t.label}: ${t.version}; key derivation ${kdf[t.id] ?? 'unknown'}`);
   md.push(`- RSS floor: bare node ${baseline.nodeRssMiB.toFixed(0)} MiB; \`stowage --help\` ${baseline.stowageHelpRssMiB.toFixed(0)} MiB`);
   md.push(`- big corpus: ${big.files} files, ${(big.bytes / MiB).toFixed(0)} MiB (AES-CTR keystream); small corpus: ${small.files} files in ${small.dirs} dirs, ${(small.bytes / MiB).toFixed(0)} MiB (half text, half random)`);
+  md.push(
+    `- prune: copies of one restic 0.19.1 repository (compression auto, ${kdfParams(pruneSource.repo)} for both tools), ${pruneSource.snapshots.length} snapshots of ` +
+      `${pruneSource.files} files / ${(pruneSource.dataBytes / MiB).toFixed(0)} MiB that change from snapshot to snapshot, ${pruneSource.packs} packs, ${(pruneSource.bytes / MiB).toFixed(0)} MiB; ` +
+      `the oldest ${pruneSource.forget.length} forgotten (untimed), then \`${PRUNE_ARGS.join(' ')}\`; checked afterwards with restic 0.19.1 \`check --read-data\``,
+  );
+  md.push(`- index: bench/index-memory.ts on the build under test, synthetic entries; restic's 56 bytes per blob is the size of its documented in-memory index entry, not a measurement`);
   md.push(`- ${runs} run(s), median reported${withRestic014 && runs > 1 ? ' (restic 0.14: run 1 only)' : ''}; warm page cache; local repositories under ${work}; MiB/s = source bytes / wall; ratio = Stowage / restic 0.19.1 for that row`);
   md.push('');
-  md.push(markdownTable(figures, withRestic014));
-  if (failures.length) {
+  md.push(markdownTable([...figures, { rows: index }], withRestic014));
+  // What each prune left behind: the tools should end up with about the same repository.
+  const pruned = samples.filter((s) => s.step === 'prune' && s.repoAfter);
+  if (pruned.length) {
+    md.push('');
+    md.push(`Repository after prune (before: ${pruneSource.packs} packs, ${(pruneSource.bytes / MiB).toFixed(1)} MiB):`);
+    for (const p of pruned) md.push(`- run ${p.run} ${toolList.find((t) => t.id === p.tool)!.label}: ${p.repoAfter!.packs} packs, ${(p.repoAfter!.bytes / MiB).toFixed(1)} MiB`);
+  }
+  if (failures.length || indexFailures.length) {
     md.push('');
     md.push('Failures (not counted in the medians):');
     for (const f of failures) md.push(`- run ${f.run} ${f.scenario} ${f.step} ${f.tool}: ${f.error} (log: ${f.logFile})`);
+    for (const f of indexFailures) md.push(`- run ${f.run} index memory: ${f.error} (log: ${f.logFile})`);
   }
   if (warnings.length) {
     md.push('');
@@ -342,12 +473,14 @@ async function main(): Promise<void> {
     baseline,
     tools: toolList.map((t) => ({ id: t.id, label: t.label, version: t.version, keyDerivation: kdf[t.id] })),
     corpora: [big, small],
+    pruneRepository: pruneSource,
     figures: figures.map((f) => ({ ...f.def, tools: f.tools, rows: f.rows })),
+    indexMemory: { runs: indexRuns, rows: index },
     samples,
   };
   writeFileSync(out, JSON.stringify(json, null, 2) + '\n');
   log(`results written to ${out}`);
-  if (failures.length) process.exitCode = 1;
+  if (failures.length || indexFailures.length) process.exitCode = 1;
 }
 
 await main();

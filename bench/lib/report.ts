@@ -4,7 +4,7 @@ import type { Usage } from './measure.ts';
 import { median } from './measure.ts';
 
 export type ToolId = 'stowage' | 'restic' | 'restic014';
-export type StepName = 'init' | 'backup' | 'rebackup' | 'restore' | 'check' | 'snapshots';
+export type StepName = 'init' | 'backup' | 'rebackup' | 'restore' | 'check' | 'snapshots' | 'prune';
 
 /** One command of one tool in one run. */
 export interface Sample {
@@ -20,6 +20,8 @@ export interface Sample {
   error?: string;
   /** Something odd that does not invalidate the sample (e.g. a re-backup that found changes). */
   warning?: string;
+  /** prune: the pack files and bytes the repository holds afterwards. */
+  repoAfter?: { packs: number; bytes: number };
   logFile: string;
 }
 
@@ -36,10 +38,12 @@ export interface FigureDef {
   target?: number;
   /** Whether "peak RSS ≤ restic" applies. */
   rssTarget: boolean;
+  /** No MiB/s row: for prune, bytes per second of the repository would say little. */
+  noThroughputRow?: true;
 }
 
 // Targets from the performance issue: first backup big ≥ 2.0× throughput, small ≥ 1.5×,
-// re-backup ≤ 0.5× time, restore ≥ 1.5×, check ≤ 0.7× time, peak RSS ≤ restic's.
+// re-backup ≤ 0.5× time, restore ≥ 1.5×, check ≤ 0.7× time, prune ≤ 0.7× time, peak RSS ≤ restic's.
 export const FIGURES: readonly FigureDef[] = [
   { scenario: 'big-off', step: 'backup', label: 'first backup, big, --compression off', judge: 'throughput', target: 2.0, rssTarget: true },
   { scenario: 'small-auto', step: 'backup', label: 'first backup, small, compression auto', judge: 'throughput', target: 1.5, rssTarget: true },
@@ -49,6 +53,7 @@ export const FIGURES: readonly FigureDef[] = [
   { scenario: 'big-off', step: 'restore', label: 'restore, big', judge: 'throughput', target: 1.5, rssTarget: true },
   { scenario: 'small-auto', step: 'restore', label: 'restore, small', judge: 'throughput', target: 1.5, rssTarget: true },
   { scenario: 'big-off', step: 'check', label: 'check --read-data, big', judge: 'time', target: 0.7, rssTarget: true },
+  { scenario: 'prune', step: 'prune', label: 'prune after forgetting half the snapshots', judge: 'time', target: 0.7, rssTarget: true, noThroughputRow: true },
   { scenario: 'big-off', step: 'snapshots', label: 'snapshots (open repo, key derivation)', judge: 'none', rssTarget: false },
 ];
 
@@ -63,7 +68,7 @@ export interface ToolFigure {
   mibPerSecond: number;
 }
 
-export type Metric = 'MiB/s' | 'wall s' | 'CPU s' | 'peak RSS MiB';
+export type Metric = 'MiB/s' | 'wall s' | 'CPU s' | 'peak RSS MiB' | 'bytes per blob' | 'bytes per blob, heap + external growth';
 
 export interface Row {
   figure: string;
@@ -76,6 +81,11 @@ export interface Row {
   /** e.g. "≥ 2.0×"; absent when the row is reported only. */
   target?: string;
   met?: boolean;
+  /**
+   * What a cell shows instead of the number: a reference value that was not measured here, or a
+   * dash where the tool has no such figure (otherwise an empty cell reads FAIL).
+   */
+  text?: Partial<Record<ToolId, string>>;
 }
 
 export interface FigureResult {
@@ -138,31 +148,93 @@ function rowsFor(def: FigureDef, t: Partial<Record<ToolId, ToolFigure>>): Row[] 
     return [row('MiB/s', 'mibPerSecond', { target: def.target!, atLeast: true }), row('wall s', 'wallSeconds'), row('CPU s', 'cpuSeconds'), row('peak RSS MiB', 'peakRssMiB', rss)];
   }
   if (def.judge === 'time') {
-    return [row('wall s', 'wallSeconds', { target: def.target!, atLeast: false }), row('MiB/s', 'mibPerSecond'), row('CPU s', 'cpuSeconds'), row('peak RSS MiB', 'peakRssMiB', rss)];
+    const wall = row('wall s', 'wallSeconds', { target: def.target!, atLeast: false });
+    if (def.noThroughputRow) return [wall, row('CPU s', 'cpuSeconds'), row('peak RSS MiB', 'peakRssMiB', rss)];
+    return [wall, row('MiB/s', 'mibPerSecond'), row('CPU s', 'cpuSeconds'), row('peak RSS MiB', 'peakRssMiB', rss)];
   }
   return [row('wall s', 'wallSeconds'), row('CPU s', 'cpuSeconds'), row('peak RSS MiB', 'peakRssMiB', rss)];
 }
 
+// The index figures come from bench/index-memory.ts (one child process per run), not from a
+// command of each tool: Stowage's master index with synthetic entries, against fixed targets.
+
+/** What `bench/index-memory.ts --json` prints (the fields the table uses). */
+export interface IndexMemoryResult {
+  entries: number;
+  /** The index's own accounting (MasterIndex.memoryBytes()) over the entries. */
+  indexBytesPerBlob: number;
+  /** The process's JS heap and external (typed array) growth after GC, over the entries. */
+  heapGrowthPerBlob: number;
+  externalGrowthPerBlob: number;
+  load: { wallSeconds: number; cpuSeconds: number };
+}
+
+/**
+ * restic's in-memory index entry, 56 bytes on 64-bit platforms (the figure restic documents; see
+ * restic/restic#21937). A reference value: restic's index memory is not measured here.
+ */
+export const RESTIC_INDEX_BYTES_PER_BLOB = 56;
+export const INDEX_BYTES_PER_BLOB_TARGET = 40;
+export const INDEX_LOAD_SECONDS_TARGET = 2;
+
+/** The index rows: the median over the runs that produced a result; FAIL when none did. */
+export function indexRows(results: readonly (IndexMemoryResult | undefined)[]): Row[] {
+  const ok = results.filter((r): r is IndexMemoryResult => r !== undefined);
+  const med = (f: (r: IndexMemoryResult) => number) => (ok.length ? median(ok.map(f)) : undefined);
+  const entries = ok[0]?.entries ?? 5_000_000;
+  const n = entries % 1_000_000 === 0 ? `${entries / 1_000_000}M` : entries.toLocaleString('en');
+  const noRestic = { restic: '—', restic014: '—' };
+
+  const bytes = med((r) => r.indexBytesPerBlob);
+  const growth = med((r) => r.heapGrowthPerBlob + r.externalGrowthPerBlob);
+  const wall = med((r) => r.load.wallSeconds);
+  const cpu = med((r) => r.load.cpuSeconds);
+  return [
+    {
+      figure: `index memory, ${n} entries`,
+      metric: 'bytes per blob',
+      stowage: bytes,
+      restic: RESTIC_INDEX_BYTES_PER_BLOB,
+      ratio: bytes !== undefined ? bytes / RESTIC_INDEX_BYTES_PER_BLOB : undefined,
+      target: `≤ ${INDEX_BYTES_PER_BLOB_TARGET} B`,
+      met: bytes !== undefined && bytes <= INDEX_BYTES_PER_BLOB_TARGET,
+      text: { restic: `${RESTIC_INDEX_BYTES_PER_BLOB} (documented, not measured)`, restic014: '—' },
+    },
+    // The process's view of the same memory, as a cross-check of the index's own accounting.
+    { figure: `index memory, ${n} entries`, metric: 'bytes per blob, heap + external growth', stowage: growth, text: noRestic },
+    {
+      figure: `index load, ${n} entries`,
+      metric: 'wall s',
+      stowage: wall,
+      target: `< ${INDEX_LOAD_SECONDS_TARGET} s`,
+      met: wall !== undefined && wall < INDEX_LOAD_SECONDS_TARGET,
+      text: noRestic,
+    },
+    { figure: `index load, ${n} entries`, metric: 'CPU s', stowage: cpu, text: noRestic },
+  ];
+}
+
 function num(v: number | undefined, metric: Metric): string {
   if (v === undefined || !Number.isFinite(v)) return 'FAIL';
+  if (metric.startsWith('bytes per blob')) return v.toFixed(1);
   if (metric === 'MiB/s' || metric === 'peak RSS MiB') return v >= 100 ? v.toFixed(0) : v.toFixed(1);
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
 /** The comparison table as markdown; the restic 0.14 column appears when it was measured. */
-export function markdownTable(figures: readonly FigureResult[], withRestic014: boolean): string {
+export function markdownTable(figures: readonly { rows: readonly Row[] }[], withRestic014: boolean): string {
   const head = ['figure', 'Stowage', 'restic 0.19.1', 'ratio', 'target', 'met?', ...(withRestic014 ? ['restic 0.14'] : [])];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const f of figures) {
     for (const r of f.rows) {
       const cells = [
         `${r.figure}: ${r.metric}`,
-        num(r.stowage, r.metric),
-        num(r.restic, r.metric),
+        r.text?.stowage ?? num(r.stowage, r.metric),
+        r.text?.restic ?? num(r.restic, r.metric),
         r.ratio === undefined ? '—' : `${r.ratio.toFixed(2)}×`,
         r.target ?? '',
         r.met === undefined ? '' : r.met ? 'yes' : '**no**',
-        ...(withRestic014 ? [num(r.restic014, r.metric)] : []),
+        ...(withRestic014 ? [r.text?.restic014 ?? num(r.restic014, r.metric)] : []),
       ];
       lines.push(`| ${cells.join(' | ')} |`);
     }
