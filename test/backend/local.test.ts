@@ -161,10 +161,10 @@ describe('LocalBackend on disk', () => {
 });
 
 describe('LocalBackend options', () => {
-  it('resolves its location to an absolute path and defaults to 2 connections', () => {
+  it('resolves its location to an absolute path and defaults to 4 connections', () => {
     const b = new LocalBackend('some/relative/repo');
     assert.equal(b.location, resolve('some/relative/repo'));
-    assert.equal(b.connections, 2);
+    assert.equal(b.connections, 4);
     assert.equal(new LocalBackend('/x', { connections: 6 }).connections, 6);
   });
 
@@ -266,16 +266,16 @@ describe('parseLocation and openBackend', () => {
   it('opens a LocalBackend for a path, passing the connection count', async () => {
     const dir = await tempDir();
     try {
-      const b = await openBackend(`local:${dir}`, { connections: 4, raw: true });
+      const b = await openBackend(`local:${dir}`, { connections: 3, raw: true });
       assert.ok(b instanceof LocalBackend);
       assert.equal(b.location, dir);
-      assert.equal(b.connections, 4);
-      assert.equal((await openBackend(dir, { raw: true })).connections, 2);
+      assert.equal(b.connections, 3);
+      assert.equal((await openBackend(dir, { raw: true })).connections, 4);
       // Wrapped (retry + connection limit) by default; the location and limit show through.
       const wrapped = await openBackend(dir);
       assert.ok(!(wrapped instanceof LocalBackend));
       assert.equal(wrapped.location, dir);
-      assert.equal(wrapped.connections, 2);
+      assert.equal(wrapped.connections, 4);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
