@@ -180,6 +180,14 @@ function invokedDirectly(): boolean {
   }
 }
 if (invokedDirectly()) {
+  // `stowage ls latest | head`: once the reader has gone, output is dropped and the command ends
+  // as it would have (a backup still finishes and releases its lock) instead of crashing.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      stream.write = () => true;
+    });
+  }
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
