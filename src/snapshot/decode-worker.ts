@@ -78,7 +78,10 @@ function inflate(data: Uint8Array, length: number, where: { file: string; blob: 
   return decompress(data, length, where);
 }
 
-/** Files one job keeps open at once: a blob may be shared by thousands of files, and two workers, the main thread and the reads all share the process's limit (256 in small containers). */
+/**
+ * Files one job keeps open at once: a blob may be shared by thousands of files, and the workers,
+ * the main thread and the reads all share the process's limit (256 in small containers).
+ */
 const MAX_OPEN_FILES = 32;
 
 const port = parentPort;
