@@ -9,7 +9,7 @@ import {
   AbortedError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
   RepositoryNotFoundError, StowageError, WrongPasswordError, throwIfAborted,
 } from '../errors.ts';
-import { initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
+import { discard, initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
 import { createKeyFile, openKeyFile, parseKeyFile, DEFAULT_SCRYPT, type KeyFileJson, type ScryptParams } from './keyfile.ts';
 import { decodeConfig, encodeConfig, newConfig, type RepoConfig } from './config.ts';
 import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
@@ -263,6 +263,11 @@ export interface BlobWriterOptions extends CallOptions {
   compression?: CompressionMode;
   /** Target pack size in bytes (restic: 16 MiB). */
   packSize?: number;
+  /**
+   * Data packs held in memory at once: the one being filled plus those being stored (default:
+   * the backend's connections + 1). Fewer bound memory at the cost of waiting for storage.
+   */
+  packBuffers?: number;
   /** Called after each pack is stored. */
   onPack?: (packId: PackId, blobs: readonly PackedBlob[], size: number) => void;
   /**
@@ -319,7 +324,12 @@ export class IndexedRepository {
     const where = { file: `data/${loc.packId.slice(0, 2)}/${loc.packId}`, blob: loc.id };
     if (sealed.length !== loc.length) throw new IntegrityError(`blob is truncated (${sealed.length} of ${loc.length} bytes)`, where);
     let plain = this.repo.open(sealed, where);
-    if (loc.uncompressedLength) plain = decompress(plain, loc.uncompressedLength, where);
+    if (loc.uncompressedLength) {
+      const compressed = plain;
+      plain = decompress(compressed, loc.uncompressedLength, where);
+      // Freed now rather than at a garbage collection: V8 lets external memory pile up.
+      discard(compressed);
+    }
     if (sha256hex(plain) !== loc.id) throw new IntegrityError('blob content does not match its ID (SHA-256)', where);
     return plain;
   }
@@ -349,6 +359,7 @@ export class BlobWriter {
   readonly #repo: IndexedRepository;
   readonly #compression: CompressionMode;
   readonly #packSize: number;
+  readonly #maxBuffers: number;
   readonly #signal: AbortSignal | undefined;
   readonly #onPack: BlobWriterOptions['onPack'];
   readonly #ready: Promise<unknown>;
@@ -371,6 +382,7 @@ export class BlobWriter {
     this.#repo = repo;
     this.#compression = options.compression ?? 'auto';
     this.#packSize = options.packSize ?? 16 * 1024 * 1024;
+    this.#maxBuffers = Math.max(1, options.packBuffers ?? this.#repo.backend.connections + 1);
     this.#signal = options.signal;
     this.#onPack = options.onPack;
     this.#ready = options.ready ?? Promise.resolve();
@@ -417,7 +429,7 @@ export class BlobWriter {
     if (this.#failure) throw this.#failure;
     if (this.has(type, id)) return false;
     let packer = this.#packers.get(type);
-    if (!packer && type === 'data' && this.#freeBuffers.length === 0 && this.#buffers > this.#repo.backend.connections) {
+    if (!packer && type === 'data' && this.#freeBuffers.length === 0 && this.#buffers >= this.#maxBuffers) {
       // Every buffer holds a pack being stored: copy the blob out before waiting for one.
       const copy = Buffer.from(sealed);
       await this.#bufferReleased();

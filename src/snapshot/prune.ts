@@ -21,13 +21,14 @@ import type { BlobWriter } from '../repository/repository.ts';
 import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
 import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../repository/index-file.ts';
 import { entrySize } from '../repository/pack.ts';
-import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
+import { CRYPTO_OVERHEAD, discard } from '../repository/crypto.ts';
 import { isId, type BlobId, type BlobType, type PackId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
 import { mapLimit } from '../repository/concurrency.ts';
 import { Lock } from '../repository/lock.ts';
 import { decodeSnapshot } from './snapshot.ts';
 import { decodeTree } from './tree.ts';
+import { ownedBytes } from './decode-pool.ts';
 
 /** restic's smallest pack size; the small-pack threshold never goes below 80 % of it. */
 const MIN_PACK_SIZE = 4 * 1024 * 1024;
@@ -818,7 +819,9 @@ async function repackPacks(indexed: IndexedRepository, plan: PrunePlan, options:
   // The writer gets an empty index: the blobs are in the index already (in the packs that go),
   // and must be stored again.
   const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map());
-  const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal });
+  // Two pack buffers: one filled while the other is stored. Repacking reads and copies much faster
+  // than a pack is stored, so more would only hold memory (restic keeps packs in temp files).
+  const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal, packBuffers: 2 });
   const packIds = [...perPack.keys()];
   let done = 0;
   // One connection stays free for the uploads, as in restic.
@@ -861,7 +864,11 @@ async function repackPacks(indexed: IndexedRepository, plan: PrunePlan, options:
           ({ sealed, plain } = other);
         }
         await copyBlob(writer, loc, sealed, plain);
+        // The writer has copied what it keeps; V8 would free these only at a later collection.
+        discard(plain);
       }
+      // Only a buffer the backend gave away (the in-memory backend hands out views of its own).
+      if (bytes && ownedBytes(bytes)) discard(bytes);
     }
     options.onProgress?.({ phase: 'repack', done: ++done, total: packIds.length });
   });
@@ -910,8 +917,8 @@ async function copyBlob(writer: BlobWriter, loc: BlobLocation, sealed: Uint8Arra
     await writer.saveBlob(loc.type, plain);
     return;
   }
-  // A copy, so the pack being built does not pin the whole range that was read.
-  await writer.addSealed(loc.type, loc.id, sealed.slice(), loc.uncompressedLength, plain.length);
+  // addSealed copies the bytes into the pack before it returns or waits.
+  await writer.addSealed(loc.type, loc.id, sealed, loc.uncompressedLength, plain.length);
 }
 
 /**
