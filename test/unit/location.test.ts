@@ -155,7 +155,7 @@ describe('openBackend', () => {
       assert.ok(wrapped.inner instanceof LimitedBackend);
       assert.ok(wrapped.inner.inner instanceof LocalBackend);
       assert.equal(wrapped.location, dir);
-      assert.equal(wrapped.connections, 2);
+      assert.equal(wrapped.connections, 4);
       const raw = await openBackend(dir, { raw: true });
       assert.ok(raw instanceof LocalBackend);
       const noRetry = await openBackend(dir, { retry: false });
@@ -191,7 +191,7 @@ describe('openBackend', () => {
     await assert.rejects(open('s3:host/b', { extended: { 's3.list-objects-v1': 'true' } }), UnsupportedError);
     // restic applies only the options of the repository's own backend.
     const b = await open('/x', { extended: { 's3.region': 'eu-west-1', 'azure.access-tier': 'Cool', 'sftp.command': 'ssh x', 'S3.Connections': '1' } });
-    assert.equal(b.connections, 2);
+    assert.equal(b.connections, 4);
   });
 
   it('opens S3 with credentials, region and options from restic variables', async () => {

@@ -44,7 +44,7 @@ describe('backendFromStash: local', () => {
     const local = bare(first.backend);
     assert.ok(local instanceof LocalBackend);
     assert.equal(local.root, join(dir, 'safe', 'backup', 'ns', 'app'));
-    assert.equal(first.backend.connections, 2);
+    assert.equal(first.backend.connections, 4);
 
     const repo = await Repository.init(first.backend, { password: first.password, kdf: FAST_KDF });
     const saved = await repo.saveUnpacked('snapshots', new TextEncoder().encode('{"x":1}'));
