@@ -30,7 +30,7 @@ export interface LoadOptions extends CallOptions {
 export interface Backend {
   /** Where this backend points, for messages and logs. Never contains credentials. */
   readonly location: string;
-  /** How many requests the backend should have in flight at once (restic: 5, local 2). */
+  /** How many requests the backend should have in flight at once (cloud backends 5 as in restic; local 4, where restic uses 2). */
   readonly connections: number;
 
   /** Prepares the storage for a new repository (folders, bucket). Idempotent. */
