@@ -188,7 +188,16 @@ if (invokedDirectly()) {
       stream.write = () => true;
     });
   }
+  let finished = false;
   main(process.argv.slice(2)).then((code) => {
+    finished = true;
     process.exitCode = code;
+  });
+  // Node ends a process whose event loop has nothing left to do even while a command still waits
+  // (a wait that nothing will end: a bug). That must not look like success.
+  process.on('exit', () => {
+    if (finished || process.exitCode) return;
+    process.stderr.write('Fatal: internal error: the command stopped before it finished (a wait that nothing ends); what it had not yet written was not written. Please report this.\n');
+    process.exitCode = EXIT.error;
   });
 }

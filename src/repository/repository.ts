@@ -440,6 +440,8 @@ export class BlobWriter {
         ? new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, this.#packSize + PACK_OVERSHOOT, this.#takeBuffer())
         : new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, 1 << 20);
       this.#packers.set(type, packer);
+      // Blobs waiting for a buffer can go into this pack now.
+      if (type === 'data') this.#wakeWaiters();
     }
     this.#inRun.add(`${type}:${id}`);
     packer.add(id, sealed, uncompressedLength);
@@ -466,7 +468,15 @@ export class BlobWriter {
   #releaseBuffer(buf: Buffer | undefined): void {
     if (buf && buf.length >= this.#packSize + PACK_OVERSHOOT) this.#freeBuffers.push(buf);
     else this.#buffers--;
-    this.#bufferWaiters.shift()?.();
+    this.#wakeWaiters();
+  }
+
+  /**
+   * Every waiter looks again: one woken alone might find a pack to add to instead and leave the
+   * free buffer to nobody, while the others wait for a release that never comes.
+   */
+  #wakeWaiters(): void {
+    for (const wake of this.#bufferWaiters.splice(0)) wake();
   }
 
   #bufferReleased(): Promise<void> {

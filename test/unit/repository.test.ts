@@ -397,3 +397,28 @@ test('a data blob and a tree blob with the same bytes in one run are both stored
   assert.deepEqual(Buffer.from(await idx.loadBlob('tree', tree.id)), bytes);
 });
 
+
+test('BlobWriter: blobs waiting for a pack buffer all go on when one is free, even if the first one woken finds a pack to join', async () => {
+  // One pack buffer. A big blob fills a pack whose save is held; two small blobs wait. When the
+  // save ends, the first waiter starts a new pack; the second must join it (it once waited on
+  // for a buffer nobody would free, and the writer hung).
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  class HeldSaves extends MemoryBackend {
+    override async save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void> {
+      if (h.type === 'data') await gate;
+      return super.save(h, data, options);
+    }
+  }
+  const repo = await Repository.init(new HeldSaves(), { password: 'pw', kdf: KDF, version: 1 });
+  const indexed = await repo.loadIndex();
+  const writer = indexed.blobWriter({ packSize: 1000, packBuffers: 1 });
+  await writer.saveBlob('data', randomBytes(2000));
+  const waiting = [writer.saveBlob('data', randomBytes(10)), writer.saveBlob('data', randomBytes(10))];
+  open();
+  const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a blob waited forever for a pack buffer')), 5000).unref());
+  await Promise.race([Promise.all(waiting), hung]);
+  await Promise.race([writer.flush(), hung]);
+  assert.equal(writer.stats.dataBlobs, 3);
+  assert.equal(writer.stats.packs, 2, 'the two small blobs share the second pack');
+});
