@@ -21,9 +21,14 @@ export async function mapLimit<T, R>(items: Iterable<T>, limit: number, fn: (ite
   return out;
 }
 
+/**
+ * At most n holders at once; the rest wait in order. The queue has a moving head, so a long one
+ * (a big tree queues thousands of folders) costs nothing per release.
+ */
 export class Semaphore {
   #free: number;
   readonly #waiters: Array<() => void> = [];
+  #head = 0;
   constructor(n: number) {
     this.#free = n;
   }
@@ -35,9 +40,17 @@ export class Semaphore {
     await new Promise<void>((r) => this.#waiters.push(r));
   }
   release(): void {
-    const w = this.#waiters.shift();
-    if (w) w();
-    else this.#free++;
+    if (this.#head < this.#waiters.length) {
+      this.#waiters[this.#head++]!();
+      if (this.#head > 1024 && this.#head * 2 > this.#waiters.length) {
+        this.#waiters.splice(0, this.#head);
+        this.#head = 0;
+      }
+      return;
+    }
+    this.#waiters.length = 0;
+    this.#head = 0;
+    this.#free++;
   }
   async run<T>(fn: () => Promise<T>): Promise<T> {
     await this.acquire();

@@ -15,6 +15,7 @@ import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
 import { goTimeFromNs, goTimeNow, type GoTime } from '../repository/gotime.ts';
 import { Lock } from '../repository/lock.ts';
+import { Semaphore } from '../repository/concurrency.ts';
 import { Chunker } from './chunker.ts';
 import { FilePool } from './file-pool.ts';
 import { SysHelper, type Xattr } from './syshelper.ts';
@@ -226,7 +227,7 @@ class BackupRun {
   readonly excludes: PathFilter;
   readonly errors: Array<{ path: string; message: string }> = [];
   readonly stats = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, bytes: 0 };
-  readonly folderLimit = new Limiter(FOLDERS_AT_ONCE);
+  readonly folderLimit = new Semaphore(FOLDERS_AT_ONCE);
   readonly trees: TreeLoader;
   #pool: FilePool | undefined;
   parentId: SnapshotId | null = null;
@@ -644,32 +645,4 @@ function sameGeneric(a: Record<string, string> | undefined, b: Record<string, st
   if (ka.length !== kb.length) return false;
   for (const k of ka) if (a![k] !== b?.[k]) return false;
   return true;
-}
-
-/**
- * At most n tasks at once, the rest queued in order (a queue with a moving head: a long queue,
- * as a big tree makes, costs nothing per dequeue).
- */
-class Limiter {
-  #free: number;
-  readonly #queue: Array<() => void> = [];
-  #head = 0;
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((r) => this.#queue.push(r));
-    try {
-      return await fn();
-    } finally {
-      if (this.#head < this.#queue.length) {
-        this.#queue[this.#head++]!();
-        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-          this.#queue.splice(0, this.#head);
-          this.#head = 0;
-        }
-      } else this.#free++;
-    }
-  }
 }

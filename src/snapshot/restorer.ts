@@ -15,7 +15,7 @@ import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIf
 import type { IndexedRepository } from '../repository/repository.ts';
 import type { BlobId, PackId } from '../repository/id.ts';
 import type { BlobLocation } from '../repository/master-index.ts';
-import { mapLimit } from '../repository/concurrency.ts';
+import { mapLimit, Semaphore } from '../repository/concurrency.ts';
 import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
 import { DecodePool, MAX_JOB_BYTES, ownedBytes, type DecodeBlob } from './decode-pool.ts';
 import { SysHelper } from './syshelper.ts';
@@ -335,7 +335,7 @@ class RestoreRun {
 
     if (pool) {
       try {
-        const reads = new Limiter(Math.max(1, this.repo.backend.connections));
+        const reads = new Semaphore(Math.max(1, this.repo.backend.connections));
         await runSettled(jobs, pool.capacity + 1, async (job, j) => {
           throwIfAborted(signal);
           const first = job.blobs[0]!.loc;
@@ -446,7 +446,7 @@ class RestoreRun {
 
   // ---- metadata ------------------------------------------------------------------------------
 
-  readonly #metaLimit = new Limiter(16);
+  readonly #metaLimit = new Semaphore(16);
   readonly #metaTasks = new Set<Promise<void>>();
   #times: Pending[] = [];
 
@@ -565,30 +565,6 @@ async function runSettled<T>(items: readonly T[], limit: number, fn: (item: T, i
 
 function packFile(packId: string): string {
   return `data/${packId.slice(0, 2)}/${packId}`;
-}
-
-/** At most n tasks at once; the queue has a moving head, so a long one costs nothing per step. */
-class Limiter {
-  #free: number;
-  readonly #queue: Array<() => void> = [];
-  #head = 0;
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((r) => this.#queue.push(r));
-    try {
-      return await fn();
-    } finally {
-      if (this.#head < this.#queue.length) this.#queue[this.#head++]!();
-      else {
-        this.#queue.length = 0;
-        this.#head = 0;
-        this.#free++;
-      }
-    }
-  }
 }
 
 export { AbortedError, InvalidInputError };
