@@ -169,6 +169,16 @@ export class SwiftBackend implements Backend {
       await discard(res);
       throw new BackendError(`save ${file} (in ${this.location}): the server received different bytes than were sent (ETag mismatch, HTTP 422)`, { transient: true, status: 422 });
     }
+    if (res.status === 202 || res.status === 409) {
+      // Swift keeps the newest of concurrent PUTs of one name and answers an older one 202
+      // Accepted (409 from an object server) without storing it. Names are content hashes, so
+      // what matters is that the stored object has these bytes.
+      await discard(res);
+      const head = await this.#request({ op: 'save', file, method: 'HEAD', object: this.#objectName(h), signal: options.signal });
+      await discard(head);
+      if ((head.status === 200 || head.status === 204) && head.headers.get('etag') === md5) return;
+      throw new BackendError(`save ${file} (in ${this.location}): a concurrent save of the same name won (HTTP ${res.status}) and the stored object differs`, { transient: true, status: res.status });
+    }
     if (res.status !== 201 && res.status !== 200) throw await this.#httpError('save', file, res);
     const etag = res.headers.get('etag');
     await discard(res);
