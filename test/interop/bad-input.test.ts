@@ -86,9 +86,17 @@ describe('bad input and crashes', () => {
     const snap = (await listSnapshots(repo))[0]!;
     const packOf = new Map<string, { pack: string; offset: number }>();
     for (const e of indexed.index.entries()) packOf.set(e.id, { pack: e.packId, offset: e.offset });
+    // The longest data blob (random.bin is cut into chunks of at least 512 KiB; how long the
+    // longest is depends on the repository's random polynomial), damaged in its middle.
     let target: { pack: string; offset: number } | undefined;
-    for (const e of indexed.index.entries()) if (e.type === 'data' && e.length > 1_000_000) target = { pack: e.packId, offset: e.offset + 1000 };
-    assert.ok(target, 'a large data blob exists');
+    let longest = 0;
+    for (const e of indexed.index.entries()) {
+      if (e.type === 'data' && e.length > longest) {
+        longest = e.length;
+        target = { pack: e.packId, offset: e.offset + Math.floor(e.length / 2) };
+      }
+    }
+    assert.ok(target && longest > 500_000, 'a large data blob exists');
     const packFile = packs.find((p) => p.endsWith(target!.pack))!;
     await flipByte(path.join(dir, packFile), target.offset);
 
