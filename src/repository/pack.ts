@@ -109,11 +109,6 @@ export class PackWriter {
     this.#buf = Buffer.alloc(0);
     return { id: this.#hash.digest('hex') as PackId, bytes, blobs: this.#blobs.slice() };
   }
-
-  /** finish(), for callers written when the pack was hashed on another thread at the end. */
-  async finishAsync(): Promise<{ id: PackId; bytes: Buffer; blobs: PackedBlob[] }> {
-    return this.finish();
-  }
 }
 
 export function encodePackHeader(blobs: readonly PackedBlob[]): Uint8Array {
