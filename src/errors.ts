@@ -132,6 +132,25 @@ export class UnsupportedError extends StowageError {
 }
 
 /**
+ * The Node.js runtime lacks something Stowage needs (e.g. zstd in `node:zlib`, Node ≥ 22.15).
+ * Thrown before a repository is read, so a missing capability never reads as damage.
+ */
+export class UnsupportedRuntimeError extends UnsupportedError {
+  /** What is missing, e.g. `"zstd in node:zlib"`. */
+  readonly capability: string;
+  /** The Node.js versions that have it, e.g. `">= 22.15"`. */
+  readonly required: string;
+  /** The running Node.js version (`process.version`). */
+  readonly nodeVersion: string;
+  constructor(capability: string, required: string, nodeVersion: string) {
+    super(`Node.js ${nodeVersion} lacks ${capability}, which Stowage needs to read and write repositories; use Node.js ${required}`);
+    this.capability = capability;
+    this.required = required;
+    this.nodeVersion = nodeVersion;
+  }
+}
+
+/**
  * A backend operation failed. `transient` errors (timeouts, resets, 5xx, 429) may be retried;
  * permanent ones (403, 400, …) must not be.
  */

@@ -1,5 +1,7 @@
 // Stowage's public API: re-exports only.
 export * from './errors.ts';
+export { runtimeSupport, assertRuntime, REQUIRED_NODE } from './runtime.ts';
+export type { RuntimeSupport, RuntimeCapability } from './runtime.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
 export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions } from './logger.ts';
 export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions } from './backend/backend.ts';

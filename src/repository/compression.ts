@@ -4,6 +4,7 @@
 // bounded: a few bytes of zstd can expand to gigabytes.
 import zlib from 'node:zlib';
 import { IntegrityError, InvalidInputError } from '../errors.ts';
+import { assertRuntime } from '../runtime.ts';
 
 /**
  * restic's --compression values. Each maps to a zstd level; 'off' stores data blobs uncompressed
@@ -38,6 +39,7 @@ export function compressesDataBlobs(mode: CompressionMode, repoVersion: 1 | 2): 
 
 /** One zstd frame: no checksum, no dictionary, content size declared. */
 export function compress(data: Uint8Array, mode: CompressionMode): Uint8Array {
+  if (typeof zlib.zstdCompressSync !== 'function') assertRuntime(); // a missing zstd is not damage
   return zlib.zstdCompressSync(data, {
     pledgedSrcSize: data.length,
     params: {
@@ -59,6 +61,7 @@ export function decompress(
   where: Where,
   maxLength: number = MAX_UNPACKED_SIZE,
 ): Uint8Array {
+  if (typeof zlib.zstdDecompressSync !== 'function') assertRuntime(); // a missing zstd is not damage
   const limit = expectedLength ?? maxLength;
   if (data.length === 0) throw new IntegrityError('empty zstd stream', where);
   const parts: Buffer[] = [];

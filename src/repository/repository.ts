@@ -5,6 +5,7 @@ import os from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
 import { describeFile } from '../backend/backend.ts';
+import { assertRuntime } from '../runtime.ts';
 import {
   AbortedError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
   RepositoryNotFoundError, StowageError, WrongPasswordError, throwIfAborted,
@@ -80,6 +81,7 @@ export class Repository {
 
   /** Creates a new repository: config + the first key. Fails if a config already exists. */
   static async init(backend: Backend, options: InitOptions): Promise<Repository> {
+    assertRuntime();
     await initCrypto();
     const signal = options.signal;
     requirePassword(options.password);
@@ -106,6 +108,7 @@ export class Repository {
 
   /** Opens a repository with a password: finds the key as restic does, then loads the config. */
   static async open(backend: Backend, options: OpenOptions): Promise<Repository> {
+    assertRuntime();
     await initCrypto();
     const signal = options.signal;
     requirePassword(options.password);

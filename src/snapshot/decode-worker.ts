@@ -8,7 +8,7 @@
 import { parentPort } from 'node:worker_threads';
 import { closeSync, constants as fsc, fchmodSync, fchownSync, openSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { zstdDecompressSync } from 'node:zlib';
+import zlib from 'node:zlib';
 import { IntegrityError } from '../errors.ts';
 import { discard, openInto, type CryptoKey } from '../repository/crypto.ts';
 import { decompress } from '../repository/compression.ts';
@@ -66,7 +66,7 @@ export interface DecodeDone {
  */
 function inflate(data: Uint8Array, length: number, where: { file: string; blob: string }): Uint8Array {
   try {
-    const r = zstdDecompressSync(data, { chunkSize: Math.max(64, length), maxOutputLength: length, info: true }) as unknown as {
+    const r = zlib.zstdDecompressSync(data, { chunkSize: Math.max(64, length), maxOutputLength: length, info: true }) as unknown as {
       buffer: Buffer;
       engine: { bytesWritten: number };
     };
