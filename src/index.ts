@@ -1,6 +1,7 @@
 // Stowage's public API: re-exports only.
 export * from './errors.ts';
 export { runtimeSupport, assertRuntime, REQUIRED_NODE } from './runtime.ts';
+export { VERSION, PROGRAM_VERSION } from './version.ts';
 export type { RuntimeSupport, RuntimeCapability } from './runtime.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
 export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions } from './logger.ts';
@@ -31,7 +32,8 @@ export { ObservedBackend, logObserver } from './backend/observe.ts';
 export { FaultyBackend } from './backend/faulty.ts';
 export type { FaultyBackendOptions } from './backend/faulty.ts';
 export type { BlobId, PackId, SnapshotId, IndexId, KeyId, BlobType } from './repository/id.ts';
-export { Repository, IndexedRepository, BlobWriter } from './repository/repository.ts';
+export { Repository, IndexedRepository, BlobWriter, baseRepository, withIndex } from './repository/repository.ts';
+export type { AnyRepository } from './repository/repository.ts';
 export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions } from './repository/repository.ts';
 export type { RepoConfig } from './repository/config.ts';
 export type { CompressionMode } from './repository/compression.ts';
@@ -43,6 +45,10 @@ export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate } from './repos
 export { backup } from './snapshot/archiver.ts';
 export type { BackupOptions, BackupResult, BackupProgress } from './snapshot/archiver.ts';
 export { restore } from './snapshot/restorer.ts';
+export { dumpFile } from './snapshot/dump.ts';
+export type { DumpOptions, DumpedFile } from './snapshot/dump.ts';
+export { parseSnapshotRef, resolveSnapshotRef, resolveTreeSource, findNodeByPath, findTreeByPath } from './snapshot/select.ts';
+export type { ResolvedSnapshotRef, TreeSource } from './snapshot/select.ts';
 export type { RestoreOptions, RestoreResult, RestoreProgress } from './snapshot/restorer.ts';
 export { checkRepository } from './snapshot/check.ts';
 export type { CheckReport, CheckProblem, CheckOptions } from './snapshot/check.ts';

@@ -9,6 +9,7 @@ import { COMMANDS } from './commands/index.ts';
 import { cliLogLevel, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
 import { ProgressReporter } from './progress.ts';
+import { versionLine } from './commands/version.ts';
 
 export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
 
@@ -33,6 +34,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'limit-upload', kind: 'string', arg: 'KiB/s', help: 'limit uploads to this rate' },
   { name: 'limit-download', kind: 'string', arg: 'KiB/s', help: 'limit downloads to this rate' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show help' },
+  { name: 'version', kind: 'bool', help: 'print version information and exit' },
 ];
 
 function usage(): string {
@@ -54,6 +56,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (spec && spec.kind !== 'bool') i++;
   }
   if (cmdIndex < 0) {
+    if (argv.includes('--version')) {
+      process.stdout.write(versionLine() + '\n');
+      return EXIT.ok;
+    }
     process.stdout.write(usage());
     return argv.includes('--help') || argv.includes('-h') ? EXIT.ok : EXIT.error;
   }
@@ -73,6 +79,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   if (flags.bool('help')) {
     process.stdout.write(formatHelp(`stowage ${name} ${cmd.usage}`, cmd.summary, [...cmd.flags, ...GLOBAL_FLAGS]));
+    return EXIT.ok;
+  }
+  if (flags.bool('version')) {
+    process.stdout.write(versionLine() + '\n');
     return EXIT.ok;
   }
   let logLevel: LogLevel | 'silent';

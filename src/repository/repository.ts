@@ -66,6 +66,7 @@ export class Repository {
   /** The logger given to open/init (silentLogger otherwise); locks and index loads log here. */
   readonly logger: Logger;
   readonly #key: CryptoKey;
+  #closed = false;
 
   private constructor(backend: Backend, config: RepoConfig, key: CryptoKey, keyId: KeyId, logger: Logger = silentLogger) {
     this.backend = backend;
@@ -237,6 +238,24 @@ export class Repository {
     return this.#key;
   }
 
+  // ---- lifetime ---------------------------------------------------------------------------
+
+  /**
+   * Closes the backend (its connections, SDK clients, helper processes). Idempotent. The
+   * repository (and every `IndexedRepository` loaded from it) must not be used afterwards.
+   * Also runs at the end of an `await using repo = await Repository.open(…)` block.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.backend.close();
+  }
+
+  /** `await using` support: the same as {@link Repository.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   // ---- index ------------------------------------------------------------------------------
 
   /** Loads every index file into the master index; returns the repository in its indexed state. */
@@ -300,6 +319,16 @@ export class IndexedRepository {
   }
   get logger(): Logger {
     return this.repo.logger;
+  }
+
+  /** Closes the repository this index belongs to (see {@link Repository.close}). */
+  async close(): Promise<void> {
+    await this.repo.close();
+  }
+
+  /** `await using` support: the same as {@link IndexedRepository.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.repo.close();
   }
 
   /**
@@ -550,6 +579,24 @@ export class BlobWriter {
 
 function requirePassword(p: string): void {
   if (typeof p !== 'string' || p.length === 0) throw new InvalidInputError('an empty password is not allowed');
+}
+
+/**
+ * Either state of a repository. Calls that read blobs accept both and load the index when given a
+ * plain `Repository` (pass the `IndexedRepository` to reuse one loaded index across calls); calls
+ * that need no index accept an `IndexedRepository` too.
+ */
+export type AnyRepository = Repository | IndexedRepository;
+
+/** The opened repository behind either state. */
+export function baseRepository(r: AnyRepository): Repository {
+  return r instanceof IndexedRepository ? r.repo : r;
+}
+
+/** The repository in its indexed state: `r` itself, or `r` with its index loaded now. */
+export async function withIndex(r: AnyRepository, options: CallOptions = {}): Promise<IndexedRepository> {
+  // Only the signal: a caller's options may carry an onProgress of another shape.
+  return r instanceof IndexedRepository ? r : r.loadIndex({ signal: options.signal });
 }
 
 export function sha256hex(b: Uint8Array): string {

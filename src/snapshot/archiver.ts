@@ -10,7 +10,7 @@ import path from 'node:path';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import type { IndexedRepository, BlobWriter } from '../repository/repository.ts';
+import { withIndex, type AnyRepository, type IndexedRepository, type BlobWriter } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
 import { goTimeFromNs, goTimeNow, type GoTime } from '../repository/gotime.ts';
@@ -28,8 +28,8 @@ import { encodeTree } from './tree.ts';
 import { TreeLoader } from './tree-loader.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotSummary } from './snapshot.ts';
 import { findParentSnapshot, loadSnapshot } from './queries.ts';
+import { PROGRAM_VERSION } from '../version.ts';
 
-export const PROGRAM_VERSION = 'stowage 0.1.0';
 
 export interface BackupProgress {
   /** Files finished (stored, or found unchanged since the parent snapshot). */
@@ -43,12 +43,12 @@ export interface BackupProgress {
 
 export interface BackupOptions {
   /** Files and folders to back up. Relative targets are stored relative to the snapshot root. */
-  paths?: string[];
+  paths?: readonly string[];
   /** Back up a stream as one file instead of paths (restic --stdin). */
   stdin?: { stream: Readable; filename: string };
   hostname?: string;
-  tags?: string[];
-  excludes?: string[];
+  tags?: readonly string[];
+  excludes?: readonly string[];
   /** Parent snapshot for change detection; undefined = the latest with the same host and paths; null = none. */
   parent?: string | null;
   compression?: CompressionMode;
@@ -81,9 +81,10 @@ interface VirtualDir {
   children: Map<string, VirtualDir | { target: string }>;
 }
 
-export async function backup(repo: IndexedRepository, options: BackupOptions): Promise<BackupResult> {
+export async function backup(repository: AnyRepository, options: BackupOptions): Promise<BackupResult> {
   const signal = options.signal;
   throwIfAborted(signal);
+  const repo = await withIndex(repository, { signal });
   const start = goTimeNow();
   const compression = options.compression ?? 'auto';
   if (!options.stdin && (options.paths ?? []).length === 0) throw new InvalidInputError('nothing to back up: give at least one path');
@@ -141,8 +142,8 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
       username: user.username,
       uid: user.uid,
       gid: user.gid,
-      excludes: options.excludes?.length ? options.excludes : undefined,
-      tags: options.tags?.length ? options.tags : undefined,
+      excludes: options.excludes?.length ? [...options.excludes] : undefined,
+      tags: options.tags?.length ? [...options.tags] : undefined,
       programVersion: PROGRAM_VERSION,
       summary,
     };
@@ -168,7 +169,7 @@ function safeUser(): { username?: string; uid?: number; gid?: number } {
  * restic's layout of targets in the snapshot: an absolute target keeps its full path below the
  * root, a relative one its relative path ("." puts the folder's contents at the root).
  */
-export function buildVirtualTree(targets: string[]): VirtualDir | { target: string } {
+export function buildVirtualTree(targets: readonly string[]): VirtualDir | { target: string } {
   const root: VirtualDir = { realPath: '', children: new Map() };
   for (const t of targets) {
     const abs = path.resolve(t);

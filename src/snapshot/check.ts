@@ -10,7 +10,7 @@
 import type { CallOptions } from '../backend/backend.ts';
 import { layoutPath } from '../backend/backend.ts';
 import { AbortedError, IntegrityError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import { IndexedRepository, sha256hex, type Repository } from '../repository/repository.ts';
+import { IndexedRepository, baseRepository, sha256hex, type AnyRepository, type Repository } from '../repository/repository.ts';
 import type { BlobId, BlobType, PackId } from '../repository/id.ts';
 import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
 import { decodeIndexFile, type IndexPack } from '../repository/index-file.ts';
@@ -56,13 +56,13 @@ export interface CheckProblem {
    * Snapshots that lose data through this problem (sorted); [] when none of the trees that could
    * be read refers to what is lost (a tree that cannot be read hides what lies below it).
    */
-  snapshots?: string[];
+  snapshots?: readonly string[];
   /** Backed-up files and folders that lose data through this problem (at most 100). */
-  files?: string[];
+  files?: readonly string[];
   /** How many more affected files there are beyond `files`. */
   moreFiles?: number;
   /** Index files involved (duplicates and conflicts). */
-  indexFiles?: string[];
+  indexFiles?: readonly string[];
 }
 
 export interface CheckReport {
@@ -280,7 +280,8 @@ const joinPath = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${d
 // ---------------------------------------------------------------------------------------------
 // The check
 
-export async function checkRepository(repo: Repository, options: CheckOptions = {}): Promise<CheckReport> {
+export async function checkRepository(repository: AnyRepository, options: CheckOptions = {}): Promise<CheckReport> {
+  const repo = baseRepository(repository);
   if (options.readData && options.readDataSubset !== undefined) {
     throw new InvalidInputError('readData and readDataSubset cannot be used together');
   }

@@ -11,7 +11,7 @@
 // recognised as "already copied" by comparing tree shapes (see sameTreeShape).
 import type { CallOptions } from '../backend/backend.ts';
 import { AbortedError, IntegrityError, throwIfAborted } from '../errors.ts';
-import { sha256hex, type BlobWriter, type IndexedRepository } from '../repository/repository.ts';
+import { sha256hex, withIndex, type AnyRepository, type BlobWriter, type IndexedRepository } from '../repository/repository.ts';
 import type { BlobId, PackId, SnapshotId } from '../repository/id.ts';
 import type { BlobLocation } from '../repository/master-index.ts';
 import type { CompressionMode } from '../repository/compression.ts';
@@ -104,7 +104,9 @@ export interface CopyResult {
  * locks are taken after the indexes were loaded; a caller that must rule out a prune running
  * in between locks first, then loads the indexes and passes `lock: false` (the CLI does).
  */
-export async function copy(src: IndexedRepository, dst: IndexedRepository, options: CopyOptions = {}): Promise<CopyResult> {
+export async function copy(source: AnyRepository, destination: AnyRepository, options: CopyOptions = {}): Promise<CopyResult> {
+  const src = await withIndex(source, options);
+  const dst = await withIndex(destination, options);
   const signal = options.signal;
   const lockDst = options.lock !== false;
   const lockSrc = options.lockSource ?? lockDst;
@@ -123,7 +125,9 @@ export async function copy(src: IndexedRepository, dst: IndexedRepository, optio
 // Plan
 
 /** Which source snapshots to copy and which the destination already holds. */
-export async function planCopy(src: IndexedRepository, dst: IndexedRepository, options: CopyOptions = {}): Promise<CopyPlan> {
+export async function planCopy(source: AnyRepository, destination: AnyRepository, options: CopyOptions = {}): Promise<CopyPlan> {
+  const src = await withIndex(source, options);
+  const dst = await withIndex(destination, options);
   const rechunk = options.rechunk ?? src.config.chunkerPolynomial !== dst.config.chunkerPolynomial;
   const filter = options.filter ?? {};
   const sel = await selectSnapshots(src.repo, options.snapshots ?? [], filter, options);

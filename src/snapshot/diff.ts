@@ -4,13 +4,14 @@
 // hint of bitrot), and statistics of what was added and removed, blobs included.
 import type { CallOptions } from '../backend/backend.ts';
 import { AbortedError, IntegrityError, NotFoundError, throwIfAborted } from '../errors.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
 import type { BlobId, BlobType } from '../repository/id.ts';
 import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
 import { compareGoStrings } from './gojson.ts';
 import type { TreeNode } from './node.ts';
 import { decodeTree } from './tree.ts';
-import { loadSnapshot, type SnapshotEntry } from './queries.ts';
+import type { SnapshotEntry } from './queries.ts';
+import { resolveSnapshotRef } from './select.ts';
 
 export interface DiffChange {
   /** "/dir/file", folders with a trailing '/'. */
@@ -59,20 +60,7 @@ export interface DiffSide {
  * FindSnapshot + FindTreeDirectory).
  */
 export async function resolveDiffSide(repo: IndexedRepository, ref: string, options: CallOptions = {}): Promise<DiffSide> {
-  const colon = ref.indexOf(':');
-  const id = colon < 0 ? ref : ref.slice(0, colon);
-  const subfolder = colon < 0 ? '' : ref.slice(colon + 1);
-  const snapshot = await loadSnapshot(repo.repo, id, options);
-  let tree = snapshot.snapshot.tree;
-  let walked = '';
-  for (const part of subfolder.split('/').filter((p) => p !== '' && p !== '.')) {
-    walked += '/' + part;
-    const node = decodeTree(await repo.loadBlob('tree', tree, options), tree).find((n) => n.name === part);
-    if (!node) throw new NotFoundError(`path ${walked} in snapshot ${snapshot.id.slice(0, 8)}`);
-    if (node.type !== 'dir' || !node.subtree) throw new NotFoundError(`directory ${walked} in snapshot ${snapshot.id.slice(0, 8)} (it is a ${node.type})`);
-    tree = node.subtree;
-  }
-  return { snapshot, subfolder, tree };
+  return resolveSnapshotRef(repo, ref, options);
 }
 
 /** Compares two trees as restic's diff does. */
@@ -86,11 +74,12 @@ export async function diffTrees(repo: IndexedRepository, tree1: BlobId, tree2: B
 
 /** Compares two snapshot references ("ID", "ID:subfolder", "latest"). */
 export async function diffSnapshots(
-  repo: IndexedRepository,
+  repository: AnyRepository,
   ref1: string,
   ref2: string,
   options: DiffOptions = {},
 ): Promise<DiffResult & { source: DiffSide; target: DiffSide }> {
+  const repo = await withIndex(repository, options);
   const source = await resolveDiffSide(repo, ref1, options);
   const target = await resolveDiffSide(repo, ref2, options);
   return { ...(await diffTrees(repo, source.tree, target.tree, options)), source, target };

@@ -4,7 +4,7 @@
 // that passes the --host/--tag/--path filter.
 import type { CallOptions } from '../backend/backend.ts';
 import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
-import type { IndexedRepository, Repository } from '../repository/repository.ts';
+import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../repository/repository.ts';
 import type { BlobId, BlobType, PackId, SnapshotId } from '../repository/id.ts';
 import { compareGoTime } from '../repository/gotime.ts';
 import { EAGER_TAIL, readPackHeader, type PackedBlob } from '../repository/pack.ts';
@@ -161,10 +161,11 @@ class FindPattern {
  * `reverse`), each snapshot's tree depth first in name order.
  */
 export async function* findByPattern(
-  repo: IndexedRepository,
+  repository: AnyRepository,
   patterns: readonly string[],
   options: FindPatternOptions = {},
 ): AsyncGenerator<FindHit, SnapshotSelection['ignored']> {
+  const repo = await withIndex(repository, options);
   if (patterns.length === 0) throw new InvalidInputError('find needs at least one pattern');
   checkTimeRange(options.oldest, options.newest);
   const pats = patterns.map((p) => new FindPattern(options.ignoreCase ? p.toLowerCase() : p));
@@ -271,7 +272,8 @@ export interface FindIdsResult {
  * reports them, including its shortcut: once as many trees were found as were asked for (and no
  * blobs are asked for), each further snapshot's walk ends at its first hit.
  */
-export async function* findIds(repo: IndexedRepository, options: FindIdsOptions): AsyncGenerator<FoundObject, FindIdsResult> {
+export async function* findIds(repository: AnyRepository, options: FindIdsOptions): AsyncGenerator<FoundObject, FindIdsResult> {
+  const repo = await withIndex(repository, options);
   const kinds = [options.blobs, options.trees, options.packs].filter((x) => x !== undefined).length;
   if (kinds === 0) throw new InvalidInputError('find: give blob, tree or pack IDs');
   if (kinds > 1) throw new InvalidInputError('cannot have several ID types');

@@ -6,7 +6,7 @@ import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
 import { mapLimit } from '../repository/concurrency.ts';
 import type { SnapshotId } from '../repository/id.ts';
 import { Lock } from '../repository/lock.ts';
-import type { Repository } from '../repository/repository.ts';
+import { baseRepository, type AnyRepository, type Repository } from '../repository/repository.ts';
 import { prune, type PruneOptions, type PruneResult } from './prune.ts';
 import { listSnapshots, type SnapshotEntry } from './queries.ts';
 import { type ForgetPlan, type RetentionGroup, type RetentionPolicy, EmptyRetentionPolicyError, isEmptyRetentionPolicy, planRetention } from './retention.ts';
@@ -23,7 +23,7 @@ export interface ForgetOptions extends CallOptions {
    * Remove exactly these snapshots (full IDs, unique prefixes, or "latest", which honours the
    * filter) instead of applying a policy. A filter without "latest" is refused, as in restic.
    */
-  ids?: string[];
+  ids?: readonly string[];
   /** Plan only: nothing is removed. */
   dryRun?: boolean;
   /** restic's --unsafe-allow-remove-all: an empty policy removes every snapshot that passes the filter (a filter is required). */
@@ -70,7 +70,8 @@ export interface ForgetResult {
  * rule (unless unsafeAllowRemoveAll with a filter), RemoveAllRefusedError when a policy would
  * empty a group, LockedError when the repository is locked, AbortedError on abort.
  */
-export async function forget(repo: Repository, options: ForgetOptions = {}): Promise<ForgetResult> {
+export async function forget(repository: AnyRepository, options: ForgetOptions = {}): Promise<ForgetResult> {
+  const repo = baseRepository(repository);
   const filter = options.filter ?? {};
   const filterGiven = Boolean(filter.hosts?.length || filter.tags?.length || filter.paths?.length);
   const policy = options.policy ?? {};

@@ -16,7 +16,7 @@
 // index names. Both are harmless, and the next prune cleans them up.
 import type { CallOptions } from '../backend/backend.ts';
 import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../errors.ts';
-import { IndexedRepository } from '../repository/repository.ts';
+import { IndexedRepository, withIndex, type AnyRepository } from '../repository/repository.ts';
 import type { BlobWriter } from '../repository/repository.ts';
 import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
 import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../repository/index-file.ts';
@@ -394,7 +394,8 @@ function emptyStats(): PruneStats {
 }
 
 /** Decides what a prune would do. Reads only; the caller holds the lock that makes it valid. */
-export async function planPrune(indexed: IndexedRepository, options: PrunePlanOptions = {}): Promise<PrunePlan> {
+export async function planPrune(repository: AnyRepository, options: PrunePlanOptions = {}): Promise<PrunePlan> {
+  const indexed = await withIndex(repository, options);
   const { signal } = options;
   const say = options.onMessage ?? (() => undefined);
   const repo = indexed.repo;
@@ -968,7 +969,8 @@ async function rewriteIndexFiles(indexed: IndexedRepository, obsolete: readonly 
  * When the index changed between loading `indexed` and taking the lock (a backup finished), it is
  * loaded again. Afterwards `indexed.index` is out of date: load the index again before further use.
  */
-export async function prune(indexed: IndexedRepository, options: PruneOptions = {}): Promise<PruneResult> {
+export async function prune(repository: AnyRepository, options: PruneOptions = {}): Promise<PruneResult> {
+  const indexed = await withIndex(repository, options);
   const { signal } = options;
   if (options.repackUncompressed && options.compression === 'off') {
     throw new InvalidInputError('disabled compression and --repack-uncompressed are mutually exclusive');

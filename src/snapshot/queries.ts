@@ -2,7 +2,7 @@
 // for a backup, and repository statistics (what Stash shows on a Repository).
 import type { CallOptions } from '../backend/backend.ts';
 import { InvalidInputError, NotFoundError } from '../errors.ts';
-import type { Repository, IndexedRepository } from '../repository/repository.ts';
+import { baseRepository, withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import { mapLimit } from '../repository/concurrency.ts';
 import { compareGoTime, formatGoTime } from '../repository/gotime.ts';
@@ -18,7 +18,8 @@ export interface SnapshotEntry {
 export type { SnapshotFilter };
 
 /** Every snapshot, oldest first. */
-export async function listSnapshots(repo: Repository, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry[]> {
+export async function listSnapshots(repository: AnyRepository, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry[]> {
+  const repo = baseRepository(repository);
   const ids: string[] = [];
   for await (const id of repo.listIds('snapshots', options)) ids.push(id);
   const all = await mapLimit(ids, 8, async (id) => ({
@@ -37,7 +38,8 @@ export function filterEntries(list: SnapshotEntry[], f: SnapshotFilter): Snapsho
 }
 
 /** Loads a snapshot by full ID, unique prefix, or "latest" (with optional filters). */
-export async function loadSnapshot(repo: Repository, ref: string, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry> {
+export async function loadSnapshot(repository: AnyRepository, ref: string, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry> {
+  const repo = baseRepository(repository);
   if (ref === 'latest') {
     const list = await listSnapshots(repo, options);
     const last = list[list.length - 1];
@@ -50,7 +52,7 @@ export async function loadSnapshot(repo: Repository, ref: string, options: CallO
 }
 
 /** restic's parent choice: the latest snapshot with the same hostname and the same set of paths. */
-export async function findParentSnapshot(repo: Repository, q: { hostname: string; paths: string[] }): Promise<SnapshotEntry | undefined> {
+export async function findParentSnapshot(repo: AnyRepository, q: { hostname: string; paths: string[] }): Promise<SnapshotEntry | undefined> {
   const want = [...q.paths].sort().join('\0');
   const list = await listSnapshots(repo, { hosts: [q.hostname] });
   return list.filter((e) => [...e.snapshot.paths].sort().join('\0') === want).pop();
@@ -64,7 +66,8 @@ export function latestPerGroup(list: SnapshotEntry[], n: number, by = { host: tr
 }
 
 /** Walks a tree depth first, yielding each node with its path ("/a/b"). */
-export async function* walkTree(repo: IndexedRepository, treeId: BlobId, prefix = '', options: CallOptions = {}): AsyncGenerator<{ path: string; node: TreeNode }> {
+export async function* walkTree(repository: AnyRepository, treeId: BlobId, prefix = '', options: CallOptions = {}): AsyncGenerator<{ path: string; node: TreeNode }> {
+  const repo = await withIndex(repository, options);
   const nodes = decodeTree(await repo.loadBlob('tree', treeId, options), treeId);
   for (const node of nodes) {
     const p = `${prefix}/${node.name}`;
@@ -94,7 +97,8 @@ export interface RepositoryStats {
 }
 
 /** Everything Stash shows about a repository, in one call. */
-export async function repositoryStats(repo: IndexedRepository, options: CallOptions = {}): Promise<RepositoryStats> {
+export async function repositoryStats(repository: AnyRepository, options: CallOptions = {}): Promise<RepositoryStats> {
+  const repo = await withIndex(repository, options);
   const snaps = await listSnapshots(repo.repo, options);
   let totalRestoreSize = 0;
   let totalFileCount = 0;

@@ -15,7 +15,7 @@
 import type { CallOptions } from '../backend/backend.ts';
 import { AbortedError, IntegrityError, StowageError, throwIfAborted } from '../errors.ts';
 import type { BlobWriter, IndexedRepository, Repository } from '../repository/repository.ts';
-import { sha256hex } from '../repository/repository.ts';
+import { baseRepository, sha256hex, type AnyRepository } from '../repository/repository.ts';
 import { withLock } from '../repository/lock.ts';
 import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
 import { formatGoTime } from '../repository/gotime.ts';
@@ -85,7 +85,8 @@ export interface RepairIndexResult {
   indexFilesRemoved: string[];
 }
 
-export async function repairIndex(repo: Repository, options: RepairIndexOptions = {}): Promise<RepairIndexResult> {
+export async function repairIndex(repository: AnyRepository, options: RepairIndexOptions = {}): Promise<RepairIndexResult> {
+  const repo = baseRepository(repository);
   return locked(repo, options.lock !== false, options, () => rebuildIndex(repo, options));
 }
 
@@ -289,7 +290,8 @@ export interface RepairSnapshotsResult {
   treesWritten: number;
 }
 
-export async function repairSnapshots(repo: Repository, options: RepairSnapshotsOptions = {}): Promise<RepairSnapshotsResult> {
+export async function repairSnapshots(repository: AnyRepository, options: RepairSnapshotsOptions = {}): Promise<RepairSnapshotsResult> {
+  const repo = baseRepository(repository);
   return locked(repo, options.lock !== false && !options.dryRun, options, async () => {
     const indexed = await repo.loadIndex({ signal: options.signal });
     return new SnapshotRepair(indexed, options).run();

@@ -12,7 +12,7 @@ import { chown, lchown, chmod, link, lstat, mkdir, open, rm, symlink, unlink } f
 import { constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../errors.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
 import type { BlobId, PackId } from '../repository/id.ts';
 import type { BlobLocation } from '../repository/master-index.ts';
 import { mapLimit, Semaphore } from '../repository/concurrency.ts';
@@ -24,6 +24,8 @@ import { posixPermissionsFromGo } from './mode.ts';
 import { goStringToBytes } from './gojson.ts';
 import type { TreeNode } from './node.ts';
 import { TreeLoader } from './tree-loader.ts';
+import { resolveTreeSource, type TreeSource } from './select.ts';
+import type { SnapshotFilter } from './snapshot.ts';
 
 export interface RestoreProgress {
   filesDone: number;
@@ -35,8 +37,8 @@ export interface RestoreOptions {
   /** Folder to restore into (created if missing). */
   target: string;
   /** Only paths matching these patterns (and the folders leading to them). */
-  include?: string[];
-  exclude?: string[];
+  include?: readonly string[];
+  exclude?: readonly string[];
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
   /**
@@ -44,6 +46,8 @@ export interface RestoreOptions {
    * written to all files that need them), so there is no number of files in flight to choose.
    */
   concurrency?: number;
+  /** Which snapshot `"latest"` means when the source is `"latest"` (hosts, tags, paths). */
+  snapshotFilter?: SnapshotFilter;
   signal?: AbortSignal;
   onProgress?: (p: RestoreProgress) => void;
   /** Metadata that could not be applied (e.g. xattrs on a filesystem without them). */
@@ -72,7 +76,9 @@ export function checkNodeName(name: Uint8Array, treeId: string): void {
   }
 }
 
-export async function restore(repo: IndexedRepository, treeId: BlobId, options: RestoreOptions): Promise<RestoreResult> {
+export async function restore(repository: AnyRepository, source: TreeSource, options: RestoreOptions): Promise<RestoreResult> {
+  const repo = await withIndex(repository, { signal: options.signal });
+  const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
   const r = new RestoreRun(repo, options);
   try {
     await r.run(treeId);

@@ -237,9 +237,10 @@ export interface SnapshotFilter {
   hosts?: readonly string[];
   /**
    * OR of AND-groups: keep a snapshot that has every tag of at least one group (none given: any).
-   * `--tag a,b --tag c` is [['a','b'],['c']]. A group starting with '' matches untagged snapshots.
+   * `--tag a,b --tag c` is `[['a','b'],['c']]`, or in restic's comma form `['a,b', 'c']` (a string
+   * is one group, split at commas). A group starting with '' matches untagged snapshots.
    */
-  tags?: readonly (readonly string[])[];
+  tags?: readonly (string | readonly string[])[];
   /** Keep snapshots whose paths include every one of these (exact strings; make them absolute first). */
   paths?: readonly string[];
 }
@@ -255,7 +256,8 @@ export function snapshotMatches(s: Snapshot, filter: SnapshotFilter): boolean {
   return true;
 }
 
-function hasAllTags(s: Snapshot, group: readonly string[]): boolean {
+function hasAllTags(s: Snapshot, tagGroup: string | readonly string[]): boolean {
+  const group = typeof tagGroup === 'string' ? tagGroup.split(',') : tagGroup;
   const tags = s.tags ?? [];
   for (const tag of group) {
     // restic: an empty tag matches a snapshot without tags, and decides at once.

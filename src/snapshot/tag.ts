@@ -3,7 +3,7 @@
 // file is removed. Under an exclusive lock, as restic takes one.
 import type { CallOptions } from '../backend/backend.ts';
 import { AbortedError, InvalidInputError, StowageError, throwIfAborted } from '../errors.ts';
-import type { Repository } from '../repository/repository.ts';
+import { baseRepository, type AnyRepository } from '../repository/repository.ts';
 import type { SnapshotId } from '../repository/id.ts';
 import { Lock } from '../repository/lock.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotFilter } from './snapshot.ts';
@@ -81,7 +81,8 @@ function checkSpec(spec: TagChangeSpec): void {
 }
 
 /** Changes the tags of the selected snapshots. */
-export async function tag(repo: Repository, options: TagOptions): Promise<TagResult> {
+export async function tag(repository: AnyRepository, options: TagOptions): Promise<TagResult> {
+  const repo = baseRepository(repository);
   checkSpec(options);
   const signal = options.signal;
   const lock = options.lock === false ? undefined : await Lock.acquire(repo, { exclusive: true, retryLock: options.retryLock, signal });

@@ -18,6 +18,7 @@ import { copyCommand } from './copy.ts';
 import { tagCommand } from './tag.ts';
 import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
+import { versionCommand } from './version.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
@@ -38,4 +39,5 @@ export const COMMANDS: Record<string, Command> = {
   unlock: unlockCommand,
   prune: pruneCommand,
   forget: forgetCommand,
+  version: versionCommand,
 };

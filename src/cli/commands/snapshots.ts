@@ -1,5 +1,5 @@
 import { formatGoTime } from '../../repository/gotime.ts';
-import { listSnapshots, loadSnapshot, latestPerGroup } from '../../snapshot/queries.ts';
+import { listSnapshots, loadSnapshot, latestPerGroup, type SnapshotEntry } from '../../snapshot/queries.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson, formatTime } from '../context.ts';
 
@@ -22,11 +22,26 @@ export const snapshotsCommand: Command = {
         ctx.out(JSON.stringify(list.map(snapshotJson)) + '\n');
         return 0;
       }
-      const rows = list.map((e) => [e.id.slice(0, 8), formatTime(formatGoTime(e.snapshot.time)), e.snapshot.hostname ?? '', (e.snapshot.tags ?? []).join(','), e.snapshot.paths.join('\n' + ' '.repeat(60))]);
-      ctx.out(`ID        Time                 Host        Tags        Paths\n${'-'.repeat(72)}\n`);
-      for (const r of rows) ctx.out(`${r[0]!.padEnd(10)}${r[1]!.padEnd(21)}${r[2]!.padEnd(12)}${r[3]!.padEnd(12)}${r[4]}\n`);
-      ctx.out(`${'-'.repeat(72)}\n${list.length} snapshot${list.length === 1 ? '' : 's'}\n`);
+      ctx.out(snapshotTable(list));
       return 0;
     });
   },
 };
+
+/**
+ * restic's table: each column as wide as its widest value, two spaces apart, so a long host or tag
+ * list never runs into the next column; a snapshot's further paths on lines of their own.
+ */
+export function snapshotTable(list: readonly SnapshotEntry[]): string {
+  const header = ['ID', 'Time', 'Host', 'Tags', 'Paths'];
+  const rows = list.map((e) => [e.id.slice(0, 8), formatTime(formatGoTime(e.snapshot.time)), e.snapshot.hostname ?? '', (e.snapshot.tags ?? []).join(','), e.snapshot.paths]);
+  const widths = header.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const indent = widths.reduce((a, w) => a + w + 2, 0);
+  const pathWidth = Math.max(5, ...rows.flatMap((r) => (r[4] as string[]).map((p) => p.length)));
+  const rule = '-'.repeat(indent + pathWidth);
+  const line = (cells: string[], paths: readonly string[]) =>
+    cells.map((c, i) => c.padEnd(widths[i]! + 2)).join('') + (paths[0] ?? '') + '\n' + paths.slice(1).map((p) => ' '.repeat(indent) + p + '\n').join('');
+  let out = line(header.slice(0, 4), ['Paths']) + rule + '\n';
+  for (const r of rows) out += line(r.slice(0, 4) as string[], r[4] as string[]);
+  return out + rule + `\n${list.length} snapshot${list.length === 1 ? '' : 's'}\n`;
+}
