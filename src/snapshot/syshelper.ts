@@ -178,6 +178,7 @@ export class SysHelper {
         const line = this.#buf.slice(0, nl);
         this.#buf = this.#buf.slice(nl + 1);
         this.#queue.shift()?.(line);
+        if (this.#queue.length === 0) this.#holdLoop(false);
       }
     });
     let started = false;
@@ -187,6 +188,7 @@ export class SysHelper {
       // Dead before its first answer: perl is there but cannot run (not executable, broken).
       if (!started) this.#reason = `perl (${perl}) could not be started: ${(e as NodeJS.ErrnoException).code ?? e.message}; ${PERL_FIX}`;
       for (const q of this.#queue.splice(0)) q(`ERR ${os.constants.errno.EIO}`);
+      this.#holdLoop(false);
     };
     proc.on('error', fail);
     proc.on('exit', (code, signal) => fail(new Error(`helper exited (${signal ?? `code ${code}`})`)));
@@ -239,6 +241,17 @@ export class SysHelper {
     return this.#reason ?? `the syscall helper stopped: ${this.#dead?.message ?? 'unknown'}`;
   }
 
+  /**
+   * The helper never keeps Node running by itself (it is unref'd), except while an answer is
+   * awaited: then its stdout holds the event loop, so that a caller waiting only for the helper
+   * (as at the start of a backup) is not left with a loop that ends under it.
+   */
+  #holdLoop(hold: boolean): void {
+    const out = this.#proc?.stdout as unknown as { ref?: () => void; unref?: () => void } | undefined;
+    if (hold) out?.ref?.();
+    else out?.unref?.();
+  }
+
   /** A request's answer once the helper has started; UNAVAILABLE without it. */
   async #call(line: string): Promise<string> {
     await this.#ready;
@@ -253,6 +266,7 @@ export class SysHelper {
   #request(line: string): Promise<string> {
     if (!this.#proc || this.#dead) return Promise.resolve(UNAVAILABLE);
     return new Promise((resolve) => {
+      if (this.#queue.length === 0) this.#holdLoop(true);
       this.#queue.push(resolve);
       const stdin = this.#proc!.stdin;
       // Requests made in the same tick go out in one write.
