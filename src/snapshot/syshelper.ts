@@ -119,7 +119,7 @@ export interface SysHelperOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** An executable regular file at p (what spawn can run), or the reason it is not. */
+/** Whether p is an executable regular file (what spawn can run). */
 function executable(p: string): boolean {
   try {
     accessSync(p, fsc.X_OK);
