@@ -18,7 +18,7 @@ import { Lock } from '../repository/lock.ts';
 import { Semaphore } from '../repository/concurrency.ts';
 import { Chunker } from './chunker.ts';
 import { FilePool } from './file-pool.ts';
-import { SysHelper, type Xattr } from './syshelper.ts';
+import { describeMetadataLoss, SysHelper, type MetadataLoss, type Xattr } from './syshelper.ts';
 import { IdNames } from './fsmeta.ts';
 import { PathFilter } from './filter.ts';
 import { goModeFromPosix, nodeTypeFromPosix } from './mode.ts';
@@ -73,6 +73,13 @@ export interface BackupResult {
   summary: SnapshotSummary;
   /** Files or folders that could not be read (they are not in the snapshot). */
   errors: Array<{ path: string; message: string }>;
+  /**
+   * Set when the syscall helper (perl) is unavailable: extended attributes were not read, so the
+   * snapshot has none (kinds `['xattrs']`; reason says why and how to fix it). The same line is
+   * logged once as a warning through the repository's logger. Undefined when nothing was lost
+   * (and for a backup of stdin).
+   */
+  metadataLoss?: MetadataLoss;
 }
 
 /** A folder level created from the target paths (e.g. "home" and "user" for /home/user/docs). */
@@ -148,7 +155,14 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
       summary,
     };
     const snapshotId = (await repo.repo.saveUnpacked('snapshots', encodeSnapshot(snapshot), { signal })) as SnapshotId;
-    return { snapshotId, snapshot, summary, errors: run.errors };
+    // Once per run: the helper's absence means no xattrs were read (whether files had any, Node
+    // cannot tell).
+    let metadataLoss: MetadataLoss | undefined;
+    if (!options.stdin && !(await helper.ready())) {
+      metadataLoss = describeMetadataLoss('backup', ['xattrs'], {}, helper.unavailableReason ?? 'the syscall helper is unavailable');
+      repo.logger.warn(metadataLoss.message, { lost: metadataLoss.kinds.join(','), snapshot: snapshotId.slice(0, 8) });
+    }
+    return { snapshotId, snapshot, summary, errors: run.errors, ...(metadataLoss ? { metadataLoss } : {}) };
   } finally {
     await run.close();
     helper.close();
@@ -342,7 +356,7 @@ class BackupRun {
   }
 
   async xattrsOf(full: Buffer): Promise<Xattr[] | undefined> {
-    if (!this.helper.available) return undefined;
+    if (!(await this.helper.ready()) || !this.helper.available) return undefined;
     const list = await this.helper.listXattrs(full);
     return list.length ? list : undefined;
   }
@@ -391,7 +405,7 @@ class BackupRun {
         this.recordError(e.fullStr, err);
       }
     }
-    if (!this.helper.available) return;
+    if (!(await this.helper.ready()) || !this.helper.available) return;
     const listed = entries.filter((e) => e.st && nodeTypeFromPosix(Number(e.st.mode)) !== 'socket');
     const lists = await this.helper.listXattrsMany(listed.map((e) => e.full));
     for (let i = 0; i < listed.length; i++) {

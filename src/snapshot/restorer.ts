@@ -18,7 +18,7 @@ import type { BlobLocation } from '../repository/master-index.ts';
 import { mapLimit, Semaphore } from '../repository/concurrency.ts';
 import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
 import { DecodePool, MAX_JOB_BYTES, ownedBytes, type DecodeBlob } from './decode-pool.ts';
-import { SysHelper } from './syshelper.ts';
+import { describeMetadataLoss, findExecutable, mkfifoProgram, SysHelper, type MetadataKind, type MetadataLoss } from './syshelper.ts';
 import { PathFilter } from './filter.ts';
 import { posixPermissionsFromGo } from './mode.ts';
 import { goStringToBytes } from './gojson.ts';
@@ -50,7 +50,11 @@ export interface RestoreOptions {
   snapshotFilter?: SnapshotFilter;
   signal?: AbortSignal;
   onProgress?: (p: RestoreProgress) => void;
-  /** Metadata that could not be applied (e.g. xattrs on a filesystem without them). */
+  /**
+   * An entry whose metadata could not be applied (e.g. xattrs on a filesystem without them) or
+   * that could not be created (a device without the right to make one). What the missing syscall
+   * helper costs is not reported here per entry but once, as RestoreResult.metadataLoss.
+   */
   onWarning?: (path: string, message: string) => void;
 }
 
@@ -59,6 +63,13 @@ export interface RestoreResult {
   dirsRestored: number;
   bytesRestored: number;
   warnings: Array<{ path: string; message: string }>;
+  /**
+   * Set when the syscall helper (perl) is unavailable and the snapshot held what needs it: which
+   * kinds of metadata were not (fully) restored, for how many entries, why and how to fix it.
+   * The same line is logged once as a warning through the repository's logger. Fifos are then
+   * made with the `mkfifo` program where there is one (and are not counted as lost).
+   */
+  metadataLoss?: MetadataLoss;
 }
 
 interface Pending {
@@ -82,6 +93,7 @@ export async function restore(repository: AnyRepository, source: TreeSource, opt
   const r = new RestoreRun(repo, options);
   try {
     await r.run(treeId);
+    r.reportLoss();
     return r.result;
   } finally {
     r.helper.close();
@@ -143,6 +155,25 @@ class RestoreRun {
     this.trees = new TreeLoader(repo, options.signal);
   }
 
+  /** Entries that lost something to the missing helper, per kind. */
+  readonly lost: Partial<Record<MetadataKind, number>> = {};
+  /** Whether the helper runs (set once it has answered, before anything is restored). */
+  helperOk = false;
+  #mkfifo: string | undefined | null = null;
+
+  lose(kind: MetadataKind): void {
+    this.lost[kind] = (this.lost[kind] ?? 0) + 1;
+  }
+
+  /** One warning for all the helper's absence cost this run. */
+  reportLoss(): void {
+    const kinds = (['xattrs', 'nanosecond-times', 'fifos', 'devices'] as const).filter((k) => this.lost[k]);
+    if (kinds.length === 0) return;
+    const loss = describeMetadataLoss('restore', kinds, this.lost, this.helper.unavailableReason ?? 'the syscall helper is unavailable');
+    this.result.metadataLoss = loss;
+    this.repo.logger.warn(loss.message, { lost: kinds.join(','), target: this.target });
+  }
+
   warn(p: Buffer, message: string): void {
     const ps = p.toString('utf8');
     this.result.warnings.push({ path: ps, message });
@@ -151,13 +182,13 @@ class RestoreRun {
 
   async run(treeId: BlobId): Promise<void> {
     await mkdir(this.target, { recursive: true });
+    this.helperOk = await this.helper.ready();
     await this.walk(treeId, Buffer.from(this.target), '');
     // Files get their owner, mode and times as soon as they are complete, while others are
     // still being written; links, special files and folders after all contents.
     await this.writeContents();
     for (const s of this.specials) {
-      await this.createSpecial(s);
-      this.finishEntry(s, true);
+      if (await this.createSpecial(s)) this.finishEntry(s, true);
     }
     await this.metadataDone();
     await this.finishDirs();
@@ -476,6 +507,10 @@ class RestoreRun {
     const batch = this.#times;
     this.#times = [];
     if (batch.length === 0) return;
+    if (!this.helperOk) {
+      // fs.lutimes takes seconds as a double: the digits below a microsecond are lost.
+      for (const e of batch) if (e.node.mtime.epochNs % 1000n !== 0n || e.node.atime.epochNs % 1000n !== 0n) this.lose('nanosecond-times');
+    }
     const results = await this.helper.setTimesMany(batch.map((e) => ({ path: e.path, atimeNs: e.node.atime.epochNs, mtimeNs: e.node.mtime.epochNs })));
     results.forEach((err, i) => {
       if (err) this.warn(batch[i]!.path, `times: ${err.message}`);
@@ -500,27 +535,66 @@ class RestoreRun {
     await this.#flushTimes();
   }
 
-  async createSpecial(s: Pending): Promise<void> {
+  /**
+   * Makes a symlink, fifo or device; false when it was not made (then it gets no metadata). A
+   * fifo or device that cannot be made is a warning, as in restic, never the restore's end.
+   */
+  async createSpecial(s: Pending): Promise<boolean> {
     const { node } = s;
-    await this.removeExisting(s.path);
     switch (node.type) {
       case 'symlink': {
+        await this.removeExisting(s.path);
         const target = goStringToBytes(node.linktarget ?? '');
         await symlink(target, s.path);
-        break;
+        return true;
       }
       case 'fifo':
-        await this.helper.mknod(s.path, fsc.S_IFIFO | 0o600, 0);
-        break;
+        if (!this.helperOk) return this.mkfifoWithoutHelper(s);
+        await this.removeExisting(s.path);
+        return this.tryMknod(s, fsc.S_IFIFO | 0o600, 0);
       case 'dev':
       case 'chardev':
-        await this.helper.mknod(s.path, (node.type === 'dev' ? fsc.S_IFBLK : fsc.S_IFCHR) | 0o600, BigInt(node.device ?? 0));
-        break;
+        if (!this.helperOk) {
+          this.lose('devices');
+          return false;
+        }
+        await this.removeExisting(s.path);
+        return this.tryMknod(s, (node.type === 'dev' ? fsc.S_IFBLK : fsc.S_IFCHR) | 0o600, BigInt(node.device ?? 0));
       case 'socket':
-        return; // sockets belong to a running process; restic does not recreate them either
+        await this.removeExisting(s.path);
+        return false; // sockets belong to a running process; restic does not recreate them either
       default:
+        await this.removeExisting(s.path);
         this.warn(s.path, `cannot restore a node of type ${node.type}`);
-        return;
+        return false;
+    }
+  }
+
+  async tryMknod(s: Pending, mode: number, dev: bigint | number): Promise<boolean> {
+    try {
+      await this.helper.mknod(s.path, mode, dev);
+      return true;
+    } catch (err) {
+      this.warn(s.path, (err as Error).message);
+      return false;
+    }
+  }
+
+  /** Node cannot make a fifo; coreutils' mkfifo can (a name must be valid UTF-8 to pass it on). */
+  async mkfifoWithoutHelper(s: Pending): Promise<boolean> {
+    if (this.#mkfifo === null) this.#mkfifo = findExecutable('mkfifo');
+    const asText = s.path.toString('utf8');
+    if (!this.#mkfifo || !Buffer.from(asText, 'utf8').equals(s.path)) {
+      this.lose('fifos');
+      return false;
+    }
+    await this.removeExisting(s.path);
+    try {
+      await mkfifoProgram(this.#mkfifo, asText);
+      return true;
+    } catch (err) {
+      this.warn(s.path, (err as Error).message);
+      return false;
     }
   }
 
@@ -535,6 +609,10 @@ class RestoreRun {
       } catch (err) {
         this.warn(p, `owner/mode: ${(err as Error).message}`);
       }
+    }
+    if (!this.helperOk) {
+      if (node.extendedAttributes?.length) this.lose('xattrs');
+      return;
     }
     for (const x of node.extendedAttributes ?? []) {
       try {
