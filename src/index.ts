@@ -42,6 +42,8 @@ export { backup } from './snapshot/archiver.ts';
 export type { BackupOptions, BackupResult, BackupProgress } from './snapshot/archiver.ts';
 export { restore } from './snapshot/restorer.ts';
 export type { RestoreOptions, RestoreResult, RestoreProgress } from './snapshot/restorer.ts';
+export { scanTotals, treeTotals } from './snapshot/progress.ts';
+export type { ProgressTotals, ScanOptions, TreeTotalsOptions } from './snapshot/progress.ts';
 export { checkRepository } from './snapshot/check.ts';
 export type { CheckReport, CheckProblem, CheckOptions } from './snapshot/check.ts';
 export { listSnapshots, loadSnapshot, findParentSnapshot, latestPerGroup, walkTree, repositoryStats } from './snapshot/queries.ts';
