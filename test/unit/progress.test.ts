@@ -1,5 +1,6 @@
 // The library's progress events while the work is under way: backup with totals from its own
-// scan, percentage and ETA, and the file in work; a stdin backup's bytes as they flow.
+// scan, percentage and ETA, and the file in work; a stdin backup's bytes as they flow; a
+// restore's bytes blob batch by blob batch, with totals known from the start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +10,7 @@ import { Readable } from 'node:stream';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
 import { backup, type BackupProgress } from '../../src/snapshot/archiver.ts';
+import { restore, type RestoreProgress } from '../../src/snapshot/restorer.ts';
 import { ProgressEstimator } from '../../src/snapshot/progress.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -88,6 +90,38 @@ test('stdin backup progress: bytes as they are read, before the stream ends, wit
   }
   const last = events.at(-1)!;
   assert.deepEqual([last.filesDone, last.bytesDone, last.currentFile], [1, pieces * pieceSize, undefined]);
+});
+
+test('restore progress: bytes move within a big file, with the totals from the start, percent and the file being written', async () => {
+  const src = await tmpDir('progress-restore-src');
+  const size = 32 * MiB;
+  await writeFile(join(src, 'big.bin'), randomBytes(size));
+  await writeFile(join(src, 'small.txt'), 'small\n');
+  const repo = await newRepo();
+  const { snapshot } = await backup(repo, { paths: [src] });
+  const target = await tmpDir('progress-restore-dst');
+  const events: RestoreProgress[] = [];
+  const res = await restore(repo, snapshot.tree, { target, onProgress: (p) => events.push(p) });
+  assertNonDecreasing(events);
+
+  const totalBytes = snapshot.summary!.totalBytesProcessed;
+  const totalFiles = snapshot.summary!.totalFilesProcessed;
+  assert.deepEqual([totalFiles, totalBytes], [2, size + 6]);
+  for (const p of events) assert.deepEqual([p.totalFiles, p.totalBytes], [totalFiles, totalBytes]);
+  // First: the plan, nothing done.
+  assert.deepEqual([events[0]!.filesDone, events[0]!.bytesDone, events[0]!.percent], [0, 0, 0]);
+
+  const bigFile = join(target, src, 'big.bin');
+  const within = events.filter((p) => p.bytesDone > 0 && p.currentFile === bigFile);
+  assert.ok(within.length >= 2, `events while the big file is written: ${JSON.stringify(events.slice(0, 6))}`);
+  for (let i = 1; i < within.length; i++) assert.ok(within[i]!.bytesDone > within[i - 1]!.bytesDone, 'bytes increase');
+  for (const p of within) {
+    assert.ok(p.bytesDone < totalBytes);
+    assert.ok(p.percent > 0 && p.percent < 100);
+  }
+  const last = events.at(-1)!;
+  assert.deepEqual([last.filesDone, last.bytesDone, last.percent, last.currentFile], [2, totalBytes, 100, undefined]);
+  assert.deepEqual([res.filesRestored, res.bytesRestored], [2, totalBytes]);
 });
 
 test('the estimator: percent by bytes (by files without bytes), ETA from the rate of the last ten seconds', () => {
