@@ -52,6 +52,8 @@ export type { ResolvedSnapshotRef, TreeSource } from './snapshot/select.ts';
 export type { RestoreOptions, RestoreResult, RestoreProgress } from './snapshot/restorer.ts';
 export { systemCapabilities } from './snapshot/syshelper.ts';
 export type { SystemCapabilities, SysHelperOptions, MetadataLoss, MetadataKind } from './snapshot/syshelper.ts';
+export { scanTotals, treeTotals } from './snapshot/progress.ts';
+export type { ProgressTotals, ScanOptions, TreeTotalsOptions } from './snapshot/progress.ts';
 export { checkRepository } from './snapshot/check.ts';
 export type { CheckReport, CheckProblem, CheckOptions } from './snapshot/check.ts';
 export { listSnapshots, loadSnapshot, findParentSnapshot, latestPerGroup, walkTree, repositoryStats } from './snapshot/queries.ts';

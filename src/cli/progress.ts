@@ -7,15 +7,13 @@
 //   - with --quiet, or when stderr is a pipe or a file: nothing.
 // backup and restore report files and bytes (update); check, prune and copy go through steps
 // that count something, as restic's progress counters do (step): "[0:12]  45.00%  9 / 20 packs".
-// Totals (for the percentage and the ETA) come from a scan that runs beside the work, as
-// restic's scanner does: lstat over the backup targets, or the snapshot's trees for a restore.
-import { lstat, readdir } from 'node:fs/promises';
-import type { Dirent } from 'node:fs';
-import { throwIfAborted } from '../errors.ts';
-import type { BlobId } from '../repository/id.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
-import { PathFilter } from '../snapshot/filter.ts';
-import { decodeTree } from '../snapshot/tree.ts';
+// Totals (for the percentage and the ETA) come from the library's progress events: a backup
+// scans its targets beside the work, as restic's scanner does, and a restore knows what it will
+// write once it has walked the snapshot's trees.
+import type { ProgressTotals } from '../snapshot/progress.ts';
+
+export { scanTotals, treeTotals } from '../snapshot/progress.ts';
+export type { ProgressTotals, ScanOptions, TreeTotalsOptions } from '../snapshot/progress.ts';
 
 /** Where the status line is drawn: process.stderr, or a stand-in in tests. */
 export interface StatusStream {
@@ -23,12 +21,6 @@ export interface StatusStream {
   isTTY?: boolean;
   /** Terminal width; the line is cut to fit (default 80 when unknown). */
   columns?: number;
-}
-
-export interface ProgressTotals {
-  files: number;
-  dirs: number;
-  bytes: number;
 }
 
 /** What the library's onProgress callbacks report (BackupProgress and RestoreProgress both fit). */
@@ -87,8 +79,6 @@ const RATE_WINDOW_MS = 10_000;
 const MIN_RATE_FOR_ETA = 1024;
 
 const CLEAR_LINE = '\r\x1b[K';
-/** Files of one folder lstat'ed at once by the scanner. */
-const STAT_BATCH = 32;
 
 export class ProgressReporter {
   readonly mode: ProgressMode;
@@ -344,152 +334,4 @@ export function fitLine(text: string, currentFile: string | undefined, columns: 
   if (file.length <= room) return `${text}  ${currentFile}`;
   if (room < 8) return text;
   return `${text}  …${file.slice(file.length - room + 1).join('')}`;
-}
-
-// ---- totals ----------------------------------------------------------------------------------
-
-export interface ScanOptions {
-  /** Exclude patterns, matched as backup matches them (restic's --exclude). */
-  excludes?: readonly string[];
-  signal?: AbortSignal;
-  /** Folders read at once (default 8). */
-  concurrency?: number;
-}
-
-/**
- * Counts the regular files, folders and file bytes below the backup targets with lstat, as
- * restic's scanner does, so the status can show a percentage and an ETA. Unreadable entries are
- * skipped (the backup reports them). Paths are handled as bytes, so odd names are counted too.
- */
-export async function scanTotals(paths: readonly string[], options: ScanOptions = {}): Promise<ProgressTotals> {
-  const filter = new PathFilter(options.excludes ?? []);
-  const excluded = (p: Buffer): boolean => !filter.empty && filter.matches(p.toString('utf8'));
-  const totals: ProgressTotals = { files: 0, dirs: 0, bytes: 0 };
-  const dirs: Buffer[] = [];
-  for (const target of paths) {
-    const p = Buffer.from(target);
-    if (excluded(p)) continue;
-    const st = await lstat(p).catch(() => undefined);
-    if (st?.isDirectory()) {
-      totals.dirs++;
-      dirs.push(p);
-    } else if (st?.isFile()) {
-      totals.files++;
-      totals.bytes += st.size;
-    }
-  }
-  const scanDir = async (dir: Buffer): Promise<void> => {
-    throwIfAborted(options.signal);
-    let entries: Dirent<Buffer>[];
-    try {
-      entries = await readdir(dir, { encoding: 'buffer', withFileTypes: true });
-    } catch {
-      return;
-    }
-    const toStat: Buffer[] = [];
-    for (const e of entries) {
-      const p = Buffer.concat([dir, Buffer.from('/'), e.name]);
-      if (excluded(p)) continue;
-      if (e.isDirectory()) {
-        totals.dirs++;
-        dirs.push(p);
-      } else if (e.isFile() || !(e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isBlockDevice() || e.isCharacterDevice())) {
-        // Files for their size, and entries some filesystems list without a type.
-        toStat.push(p);
-      }
-    }
-    for (let i = 0; i < toStat.length; i += STAT_BATCH) {
-      throwIfAborted(options.signal);
-      const stats = await Promise.all(toStat.slice(i, i + STAT_BATCH).map((p) => lstat(p).catch(() => undefined)));
-      stats.forEach((st, j) => {
-        if (st?.isFile()) {
-          totals.files++;
-          totals.bytes += st.size;
-        } else if (st?.isDirectory()) {
-          totals.dirs++;
-          dirs.push(toStat[i + j]!);
-        }
-      });
-    }
-  };
-  await drain(dirs, options.concurrency ?? 8, scanDir);
-  return totals;
-}
-
-export interface TreeTotalsOptions {
-  /** restore's --include and --exclude, applied as restore applies them. */
-  include?: readonly string[];
-  exclude?: readonly string[];
-  signal?: AbortSignal;
-  /** Trees loaded at once (default 8). */
-  concurrency?: number;
-}
-
-/**
- * Counts what a restore of `treeId` will write: files (every name, hard links included),
- * folders, and file bytes (a hard-linked file once, as restore writes it once).
- */
-export async function treeTotals(repo: IndexedRepository, treeId: BlobId, options: TreeTotalsOptions = {}): Promise<ProgressTotals> {
-  const include = new PathFilter(options.include ?? []);
-  const exclude = new PathFilter(options.exclude ?? []);
-  const totals: ProgressTotals = { files: 0, dirs: 0, bytes: 0 };
-  const linked = new Set<string>();
-  interface Pending {
-    tree: BlobId;
-    rel: string;
-    inside: boolean;
-  }
-  const queue: Pending[] = [{ tree: treeId, rel: '', inside: false }];
-  await drain(queue, options.concurrency ?? 8, async ({ tree, rel, inside }) => {
-    throwIfAborted(options.signal);
-    const nodes = decodeTree(await repo.loadBlob('tree', tree, { signal: options.signal }), tree);
-    for (const node of nodes) {
-      const childRel = `${rel}/${node.name}`;
-      if (!exclude.empty && exclude.matches(childRel)) continue;
-      const selected = inside || include.empty || include.matches(childRel);
-      if (node.type === 'dir') {
-        if (!node.subtree) continue;
-        if (!selected && !include.mayContainMatch(childRel)) continue;
-        if (selected) totals.dirs++;
-        queue.push({ tree: node.subtree, rel: childRel, inside: selected });
-      } else if (node.type === 'file' && selected) {
-        totals.files++;
-        if (Number(node.links ?? 1) > 1 && node.inode !== undefined) {
-          const key = `${node.deviceId ?? 0}:${node.inode}`;
-          if (linked.has(key)) continue;
-          linked.add(key);
-        }
-        totals.bytes += Number(node.size ?? 0);
-      }
-    }
-  });
-  return totals;
-}
-
-/** Runs `work` on every item of `queue`, which the work may grow, with at most `limit` at once. */
-async function drain<T>(queue: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let failure: unknown;
-  let running = 0;
-  await new Promise<void>((resolve) => {
-    const pump = (): void => {
-      while (failure === undefined && running < limit && queue.length > 0) {
-        const item = queue.pop()!;
-        running++;
-        work(item).then(
-          () => {
-            running--;
-            pump();
-          },
-          (e: unknown) => {
-            running--;
-            failure ??= e;
-            pump();
-          },
-        );
-      }
-      if (running === 0 && (queue.length === 0 || failure !== undefined)) resolve();
-    };
-    pump();
-  });
-  if (failure !== undefined) throw failure;
 }

@@ -29,16 +29,39 @@ import { TreeLoader } from './tree-loader.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotSummary } from './snapshot.ts';
 import { findParentSnapshot, loadSnapshot } from './queries.ts';
 import { PROGRAM_VERSION } from '../version.ts';
+import { BackupMeter } from './progress.ts';
 
-
+/**
+ * A backup's progress, sent to {@link BackupOptions.onProgress}: after every file, after every
+ * few hundred KiB a worker has chunked (so a big file moves it), every 100 ms or 1 MiB of a
+ * stdin stream, and once when the scan of the sources is complete.
+ */
 export interface BackupProgress {
   /** Files finished (stored, or found unchanged since the parent snapshot). */
   filesDone: number;
   dirsDone: number;
   /** Bytes of file content done: counted as the workers chunk them, so a big file moves it too. */
   bytesDone: number;
-  /** The file finished last. */
+  /**
+   * The file being read and chunked now; when several are (one per worker), the one whose
+   * reading started last. Absent while none is (between files, or when files are unchanged since
+   * the parent and not read at all). A stdin backup names its file "/" + filename.
+   */
   currentFile?: string;
+  /**
+   * Totals from the scan of the sources that runs beside the backup (restic's scanner): regular
+   * files, folders and file bytes below the targets, as counted so far. Absent without a scan
+   * (`scan: false`, or a stdin backup, whose size is unknown until it ends).
+   */
+  totalFiles?: number;
+  totalDirs?: number;
+  totalBytes?: number;
+  /** Whether the scan has finished: only then are the totals final, and percent and ETA given. */
+  totalsComplete: boolean;
+  /** How far the backup is, 0 to 100: bytesDone of totalBytes (files when there are no bytes). */
+  percent?: number;
+  /** Seconds left at the rate of the last ten seconds (absent below 1 KiB/s or when done). */
+  etaSeconds?: number;
 }
 
 export interface BackupOptions {
@@ -62,7 +85,14 @@ export interface BackupOptions {
    */
   lock?: boolean;
   retryLock?: number;
+  /** Progress events (see {@link BackupProgress} for when they come). */
   onProgress?: (p: BackupProgress) => void;
+  /**
+   * Scan the sources beside the backup for the progress totals, percentage and ETA (default
+   * true; only with `onProgress`). The scan lstat's every entry a second time: pass false to
+   * spare that, and get counts without totals.
+   */
+  scan?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
   onError?: (path: string, error: Error) => void;
 }
@@ -249,7 +279,7 @@ class BackupRun {
   parentTreeId: BlobId | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
-  #progress: BackupProgress = { filesDone: 0, dirsDone: 0, bytesDone: 0 };
+  readonly #meter: BackupMeter;
 
   constructor(repo: IndexedRepository, writer: BlobWriter, helper: SysHelper, options: BackupOptions) {
     this.repo = repo;
@@ -258,6 +288,8 @@ class BackupRun {
     this.options = options;
     this.excludes = new PathFilter(options.excludes ?? []);
     this.trees = new TreeLoader(repo, options.signal);
+    const scan = options.stdin || options.scan === false ? undefined : { paths: options.paths ?? [], excludes: options.excludes, signal: options.signal };
+    this.#meter = new BackupMeter(options.onProgress, scan);
   }
 
   /** The workers, started when the first file needs reading (a re-backup may need none). */
@@ -273,9 +305,10 @@ class BackupRun {
       has: (id) => this.writer.has('data', id as BlobId),
       // Bytes count as they are chunked, so a big file moves the progress (and its ETA) too.
       onBytes: this.options.onProgress
-        ? (n) => {
-            this.#progress.bytesDone += n;
-            this.#report(this.#progress.currentFile);
+        ? (n, reading, worker) => {
+            this.#meter.bytesDone += n;
+            if (reading) this.#meter.reading(worker, typeof reading.path === 'string' ? reading.path : Buffer.from(reading.path).toString('utf8'));
+            this.#meter.report();
           }
         : undefined,
     });
@@ -285,7 +318,7 @@ class BackupRun {
   close(): Promise<void> {
     if (!this.#closing) {
       this.#closed = true;
-      this.#closing = this.#pool?.close() ?? Promise.resolve();
+      this.#closing = Promise.all([this.#pool?.close(), this.#meter.close()]).then(() => undefined);
     }
     return this.#closing;
   }
@@ -315,12 +348,6 @@ class BackupRun {
   async saveTree(nodes: TreeNode[]): Promise<BlobId> {
     const { id } = await this.writer.saveBlob('tree', encodeTree(nodes));
     return id;
-  }
-
-  #report(file?: string): void {
-    if (!this.options.onProgress) return;
-    this.#progress.currentFile = file;
-    this.options.onProgress({ ...this.#progress });
   }
 
   recordError(p: string, e: unknown): void {
@@ -451,7 +478,7 @@ class BackupRun {
         if (!prev) this.stats.dirsNew++;
         else if (prev.subtree === id) this.stats.dirsUnmodified++;
         else this.stats.dirsChanged++;
-        this.#progress.dirsDone++;
+        this.#meter.dirsDone++;
       } catch (err) {
         if (err instanceof AbortedError) throw err;
         this.recordError(fullStr, err);
@@ -469,6 +496,7 @@ class BackupRun {
         const known = prev?.type === 'file' ? prev.content?.filter((id) => this.writer.has('data', id)) : undefined;
         const result = await this.pool.process({ path: full, size, known });
         if (result.error) {
+          this.#meter.finished(fullStr);
           this.recordError(fullStr, Object.assign(new Error(`${fullStr}: ${result.error.message}`), { code: result.error.code }));
           return undefined;
         }
@@ -478,10 +506,11 @@ class BackupRun {
         else this.stats.filesNew++;
         this.stats.bytes += result.size;
       }
-      this.#progress.filesDone++;
+      this.#meter.filesDone++;
       // A file read by the workers has had its bytes counted as they were chunked.
-      if (node.content === prev?.content) this.#progress.bytesDone += size;
-      this.#report(fullStr);
+      if (node.content === prev?.content) this.#meter.bytesDone += size;
+      this.#meter.finished(fullStr);
+      this.#meter.report();
     }
     return node;
   }
@@ -536,6 +565,7 @@ class BackupRun {
       throwIfAborted(this.options.signal);
       const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as string);
       size += buf.length;
+      this.#meter.streamed(buf.length, '/' + filename);
       let from = 0;
       for (;;) {
         const cut = chunker.next(buf, from);
@@ -567,6 +597,9 @@ class BackupRun {
     };
     this.stats.filesNew++;
     this.stats.bytes += size;
+    this.#meter.filesDone++;
+    this.#meter.finished('/' + filename);
+    this.#meter.report();
     return this.saveTree([node]);
   }
 }

@@ -38,8 +38,12 @@ export interface FilePoolOptions {
   sink: BlobSink;
   /** Answers whether the repository has a blob; checked for blobs a worker did not seal. */
   has: (id: string) => boolean;
-  /** Bytes of file content chunked so far, reported as the workers' blobs arrive (for progress within big files). */
-  onBytes?: (bytes: number) => void;
+  /**
+   * Bytes of file content chunked so far, reported as the workers' blobs arrive (for progress
+   * within big files), with the file being read then (as far as the worker has said) and the
+   * worker's number (0 to threads − 1).
+   */
+  onBytes?: (bytes: number, reading: FileJob | undefined, worker: number) => void;
 }
 
 const BATCH_FILES = 64;
@@ -83,7 +87,7 @@ export class FilePool {
   readonly #queue: Pending[] = [];
   readonly #sink: BlobSink;
   readonly #has: (id: string) => boolean;
-  readonly #onBytes: ((bytes: number) => void) | undefined;
+  readonly #onBytes: FilePoolOptions['onBytes'];
   readonly #ready: Promise<void>;
   #nextBatch = 1;
   #pumpScheduled = false;
@@ -224,7 +228,11 @@ export class FilePool {
       Atomics.store(slot.consumed, 0, slot.consumedCount);
       Atomics.notify(slot.consumed, 0);
     }
-    if (plainBytes > 0) this.#onBytes?.(plainBytes);
+    if (plainBytes > 0) {
+      // A batch's last blobs come with its end: they belong to its last file with any blobs.
+      const file = m.type === 'blobs' ? m.file : lastFileWithBlobs(m);
+      this.#onBytes?.(plainBytes, batch.files[file]?.job, this.#slots.indexOf(slot));
+    }
     if (m.type !== 'done') return;
     slot.batches.shift();
     slot.queuedBytes -= batch.bytes;
@@ -258,4 +266,10 @@ export class FilePool {
     for (const s of this.#slots) for (const b of s.batches.splice(0)) for (const p of b.files) p.reject(closed);
     for (const p of this.#queue.splice(0)) p.reject(closed);
   }
+}
+
+/** The index of a finished batch's last file that has blobs (0 when none has). */
+function lastFileWithBlobs(m: BatchDone): number {
+  for (let i = m.files.length - 1; i >= 0; i--) if (m.files[i]!.blobs > 0) return i;
+  return 0;
 }

@@ -54,6 +54,8 @@ export interface BlobsMessage {
   type: 'blobs';
   ids: string[];
   layout: number[];
+  /** The batch's file (its index) being read when the blobs were announced: the file in work. */
+  file: number;
 }
 export interface FileOutcome {
   size: number;
@@ -94,11 +96,12 @@ if (port) {
   let recent = new Set<string>();
   let known: ReadonlySet<string> | undefined;
   let emitted = 0; // blobs emitted so far (sealed or not), for each file's count
+  let reading = 0; // the batch's file being read, named in announcements (progress)
   const buf = Buffer.allocUnsafeSlow(MAX_SIZE + READ_SIZE);
 
   const announce = () => {
     if (ids.length === 0) return;
-    const msg: BlobsMessage = { type: 'blobs', ids, layout };
+    const msg: BlobsMessage = { type: 'blobs', ids, layout, file: reading };
     port.postMessage(msg);
     ids = [];
     layout = [];
@@ -228,7 +231,8 @@ if (port) {
 
   const runBatch = (job: BatchJob) => {
     const files: FileOutcome[] = [];
-    for (const f of job.files) {
+    for (const [i, f] of job.files.entries()) {
+      reading = i;
       const before = emitted;
       known = f.known?.length ? new Set(f.known) : undefined;
       const path = typeof f.path === 'string' ? f.path : Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);

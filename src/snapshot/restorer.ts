@@ -26,11 +26,33 @@ import type { TreeNode } from './node.ts';
 import { TreeLoader } from './tree-loader.ts';
 import { resolveTreeSource, type TreeSource } from './select.ts';
 import type { SnapshotFilter } from './snapshot.ts';
+import { ProgressEstimator } from './progress.ts';
 
+/**
+ * A restore's progress, sent to {@link RestoreOptions.onProgress}: once when the snapshot's
+ * trees are walked and the contents planned (nothing done yet, the totals known), after every
+ * file completed, after every batch of blobs written that completes no file (a range of a pack,
+ * at most a few MiB, so a big file moves it), and after every further name of a hard link.
+ */
 export interface RestoreProgress {
+  /** Files complete (every name of a hard link counts). */
   filesDone: number;
+  /** Bytes of file content written, counted blob by blob. */
   bytesDone: number;
+  /**
+   * A file being written: of the files with some but not all of their contents written, the one
+   * whose writing started last (contents are written pack by pack, so several can be under way).
+   * Absent when none is.
+   */
   currentFile?: string;
+  /** Files the restore will write (every name of a hard link). */
+  totalFiles: number;
+  /** Bytes of content it will write (a hard-linked file once). */
+  totalBytes: number;
+  /** How far the restore is, 0 to 100: bytesDone of totalBytes (files when there are no bytes). */
+  percent: number;
+  /** Seconds left at the rate of the last ten seconds (absent below 1 KiB/s or when done). */
+  etaSeconds?: number;
 }
 
 export interface RestoreOptions {
@@ -49,6 +71,7 @@ export interface RestoreOptions {
   /** Which snapshot `"latest"` means when the source is `"latest"` (hosts, tags, paths). */
   snapshotFilter?: SnapshotFilter;
   signal?: AbortSignal;
+  /** Progress events (see {@link RestoreProgress} for when they come). */
   onProgress?: (p: RestoreProgress) => void;
   /**
    * An entry whose metadata could not be applied (e.g. xattrs on a filesystem without them) or
@@ -113,6 +136,8 @@ const TIMES_PER_BATCH = 256;
 /** One blob of a pack and the places (file, offset) it is written to. */
 interface PlannedBlob {
   loc: BlobLocation;
+  /** Plaintext length. */
+  size: number;
   writes: Array<[FileTask, number]>;
 }
 
@@ -126,6 +151,8 @@ interface FileTask {
   ownerModeSet?: boolean;
   /** Offsets of the blobs not written yet. */
   missing: Set<number>;
+  /** Some content has been written (the file is in work until complete). */
+  started?: boolean;
 }
 
 class RestoreRun {
@@ -144,6 +171,12 @@ class RestoreRun {
   /** Folders this run created: nothing can be in them that needs removing first. */
   readonly freshDirs = new Set<string>();
   readonly trees: TreeLoader;
+  readonly #estimator = new ProgressEstimator();
+  readonly #totals = { files: 0, bytes: 0 };
+  /** Files whose writing started, in that order; complete ones leave from the top when seen. */
+  readonly #started: FileTask[] = [];
+  /** Progress events sent so far. */
+  #reports = 0;
 
   constructor(repo: IndexedRepository, options: RestoreOptions) {
     this.repo = repo;
@@ -317,14 +350,18 @@ class RestoreRun {
         if (!loc) throw new NotFoundError(`data blob ${id}`);
         let blobs = packs.get(loc.packId);
         if (!blobs) packs.set(loc.packId, (blobs = new Map()));
+        const size = loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
         let planned = blobs.get(loc.offset);
-        if (!planned) blobs.set(loc.offset, (planned = { loc, writes: [] }));
+        if (!planned) blobs.set(loc.offset, (planned = { loc, size, writes: [] }));
         planned.writes.push([task, task.size]);
         task.missing.add(task.size);
-        task.size += loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
+        task.size += size;
         task.remaining++;
       }
+      this.#totals.bytes += task.size;
     }
+    this.#totals.files = this.files.length;
+    this.report();
 
     // Cut each pack's needed blobs into ranges that one read and one worker slot can take.
     const pool = packs.size > 0 ? new DecodePool({ key: this.repo.repo.masterKeyForWorkers() }) : undefined;
@@ -384,8 +421,10 @@ class RestoreRun {
           } catch (e) {
             if (e instanceof AbortedError) throw e;
           }
+          const reports = this.#reports;
           if (!bytes || bytes.length !== length) {
             for (const b of job.blobs) await this.restoreAlone(b);
+            if (this.#reports === reports) this.report();
             return;
           }
           const decodeBlobs: DecodeBlob[] = job.blobs.map((b) => ({
@@ -417,8 +456,14 @@ class RestoreRun {
             if (done.errors[i] === null) this.blobWritten(b);
             else await this.restoreAlone(b);
           }
+          // Bytes move within big files too, not only when a file completes.
+          if (this.#reports === reports) this.report();
         });
-        for (const b of oversized) await this.restoreAlone(b);
+        for (const b of oversized) {
+          const reports = this.#reports;
+          await this.restoreAlone(b);
+          if (this.#reports === reports) this.report();
+        }
       } catch (e) {
         // Blobs are written in pack order, not file order: a file left incomplete is cut where
         // its first missing blob starts, so that what is left is its verified beginning, with no
@@ -442,7 +487,7 @@ class RestoreRun {
       await this.removeExisting(f.path);
       await link(first, f.path);
       this.result.filesRestored++;
-      this.options.onProgress?.({ filesDone: this.result.filesRestored, bytesDone: this.result.bytesRestored, currentFile: f.path.toString('utf8') });
+      this.report();
     }
   }
 
@@ -465,6 +510,11 @@ class RestoreRun {
 
   blobWritten(b: PlannedBlob): void {
     for (const [t, offset] of b.writes) {
+      if (!t.started) {
+        t.started = true;
+        this.#started.push(t);
+      }
+      this.result.bytesRestored += b.size;
       t.missing.delete(offset);
       if (--t.remaining === 0) this.fileDone(t);
     }
@@ -476,9 +526,25 @@ class RestoreRun {
       this.warn(p, `restored ${t.size} bytes, snapshot says ${node.size}`);
     }
     this.result.filesRestored++;
-    this.result.bytesRestored += t.size;
-    this.options.onProgress?.({ filesDone: this.result.filesRestored, bytesDone: this.result.bytesRestored, currentFile: p.toString('utf8') });
+    this.report();
     this.finishEntry(t.pending, !t.ownerModeSet);
+  }
+
+  /** Sends a progress event with the counts as they are. */
+  report(): void {
+    const onProgress = this.options.onProgress;
+    if (!onProgress) return;
+    this.#reports++;
+    const done = { files: this.result.filesRestored, bytes: this.result.bytesRestored };
+    const { percent, etaSeconds } = this.#estimator.estimate(done, this.#totals);
+    const p: RestoreProgress = { filesDone: done.files, bytesDone: done.bytes, totalFiles: this.#totals.files, totalBytes: this.#totals.bytes, percent: percent ?? 0 };
+    // The file whose writing started last among those not complete.
+    const started = this.#started;
+    while (started.length > 0 && started[started.length - 1]!.remaining === 0) started.pop();
+    const current = started[started.length - 1];
+    if (current) p.currentFile = current.pending.path.toString('utf8');
+    if (etaSeconds !== undefined) p.etaSeconds = etaSeconds;
+    onProgress(p);
   }
 
   // ---- metadata ------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/archiver.ts';
 import type { Command } from '../context.ts';
 import { withRepo, compressionFrom, formatBytes } from '../context.ts';
-import { scanTotals } from '../progress.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -45,14 +44,6 @@ export const backupCommand: Command = {
     // Locked before the index is read, so no prune can remove what the index promises.
     return withRepo(ctx, 'shared', async (r) => {
       const progress = ctx.progress('backup');
-      // Totals for the percentage and ETA: counted beside the backup (while the index loads, too).
-      const scanDone = new AbortController();
-      if (progress.enabled && !stdin) {
-        scanTotals(paths, { excludes, signal: AbortSignal.any([ctx.signal, scanDone.signal]) }).then(
-          (totals) => progress.setTotals(totals),
-          () => {}, // an estimate only: without it there is no percentage
-        );
-      }
       let res: Awaited<ReturnType<typeof backup>>;
       try {
         const repo = await r.loadIndex({ signal: ctx.signal });
@@ -72,10 +63,14 @@ export const backupCommand: Command = {
             progress.clear();
             ctx.err(`error: ${e.message}\n`);
           },
-          onProgress: (p) => progress.update(p),
+          // Totals for the percentage and ETA: the backup scans the sources beside its work.
+          scan: progress.enabled,
+          onProgress: (p) => {
+            if (p.totalsComplete) progress.setTotals({ files: p.totalFiles ?? 0, dirs: p.totalDirs ?? 0, bytes: p.totalBytes ?? 0 });
+            progress.update(p);
+          },
         });
       } finally {
-        scanDone.abort();
         progress.finish();
       }
       const s = res.summary;

@@ -3,7 +3,6 @@ import { restore } from '../../snapshot/restorer.ts';
 import { loadSnapshot } from '../../snapshot/queries.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
-import { treeTotals } from '../progress.ts';
 
 export const restoreCommand: Command = {
   summary: 'Extract a snapshot into a folder',
@@ -28,14 +27,6 @@ export const restoreCommand: Command = {
       const include = ctx.flags.list('include');
       const exclude = ctx.flags.list('exclude');
       const progress = ctx.progress('restore');
-      // Totals from the snapshot's trees, counted beside the restore.
-      const countDone = new AbortController();
-      if (progress.enabled) {
-        treeTotals(repo, tree, { include, exclude, signal: AbortSignal.any([ctx.signal, countDone.signal]) }).then(
-          (totals) => progress.setTotals(totals),
-          () => {}, // an estimate only: the restore reports real problems itself
-        );
-      }
       let res: Awaited<ReturnType<typeof restore>>;
       try {
         res = await restore(repo, tree, {
@@ -47,10 +38,13 @@ export const restoreCommand: Command = {
             progress.clear();
             ctx.err(`ignoring error for ${p}: ${m}\n`);
           },
-          onProgress: (p) => progress.update(p),
+          // The restore knows its totals once it has walked the snapshot's trees.
+          onProgress: (p) => {
+            progress.setTotals({ files: p.totalFiles, dirs: 0, bytes: p.totalBytes });
+            progress.update(p);
+          },
         });
       } finally {
-        countDone.abort();
         progress.finish();
       }
       if (ctx.json) {
