@@ -39,7 +39,7 @@ export type { LockInfo, LockOptions } from './repository/lock.ts';
 export type { GoTime } from './repository/gotime.ts';
 export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate } from './repository/gotime.ts';
 export { backup } from './snapshot/archiver.ts';
-export type { BackupOptions, BackupResult, BackupProgress } from './snapshot/archiver.ts';
+export type { BackupOptions, BackupResult, BackupProgress, StdinStream, StdinCommand } from './snapshot/archiver.ts';
 export { restore } from './snapshot/restorer.ts';
 export type { RestoreOptions, RestoreResult, RestoreProgress } from './snapshot/restorer.ts';
 export { checkRepository } from './snapshot/check.ts';
