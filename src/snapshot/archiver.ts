@@ -161,7 +161,11 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
     try {
       [tree] = await Promise.all([work, locked]);
     } catch (e) {
-      command?.kill();
+      // No command is left running (the lock may have failed while it was being read).
+      if (command) {
+        command.kill();
+        await command.exited.catch(() => undefined);
+      }
       // What was stored stays consistent: packs that landed get their index, no snapshot.
       await run.close();
       await writer.abandon();
@@ -247,8 +251,8 @@ async function existingTargets(
 }
 
 /**
- * Saves a command's output; good only when the command then exits with status 0. When reading
- * its output fails, the command's own failure (if any) is the better explanation.
+ * Saves a command's output; good only when the command then exits with status 0. On failure
+ * the command is ended and waited for, so none is left running when the backup rejects.
  */
 async function saveCommandOutput(run: BackupRun, command: RunningCommand, filename: string, signal: AbortSignal | undefined): Promise<BlobId> {
   // Aborting ends the command, whose output then ends: the reader sees the abort after that.
@@ -259,8 +263,12 @@ async function saveCommandOutput(run: BackupRun, command: RunningCommand, filena
     await command.exited;
     return tree;
   } catch (e) {
+    const killedHere = command.kill();
+    const failure = await command.exited.then(() => undefined, (err: unknown) => err);
     throwIfAborted(signal);
-    if (e instanceof StdinError) await command.exited;
+    // Output that broke off is better explained by the command's own failure, unless that
+    // failure is only our kill.
+    if (e instanceof StdinError && failure && !killedHere) throw failure;
     throw e;
   } finally {
     signal?.removeEventListener('abort', stop);

@@ -10,15 +10,20 @@ export const STDERR_TAIL_BYTES = 4096;
 /** How long a command gets to end after SIGTERM before it is killed. */
 const KILL_GRACE_MS = 5000;
 
+/** A started command: its output to read, then its exit to await. */
 export interface RunningCommand {
   /** The command's standard output. */
   stdout: Readable;
   /** Resolves when the command ended with status 0; rejects with CommandFailedError otherwise. */
   exited: Promise<void>;
-  /** Ends the command if it still runs (SIGTERM, then SIGKILL). */
-  kill(): void;
+  /** Ends the command if it still runs (SIGTERM, then SIGKILL); true when it had to. */
+  kill(): boolean;
 }
 
+/**
+ * Starts `command` with `args` (no shell, standard input empty) and keeps the end of its
+ * standard error; `filename` only names the file in the error.
+ */
 export function startCommand(opts: {
   command: string;
   args?: readonly string[];
@@ -60,11 +65,12 @@ export function startCommand(opts: {
     stdout: child.stdout,
     exited,
     kill: () => {
-      if (ended || child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
+      if (ended || child.exitCode !== null || child.signalCode !== null) return false;
+      if (!child.kill('SIGTERM')) return false; // never started, or gone already
       const hard = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
       hard.unref();
       child.once('close', () => clearTimeout(hard));
+      return true;
     },
   };
 }
