@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'ABORTED'
   | 'INVALID_INPUT'
   | 'UNSUPPORTED'
-  | 'BACKEND';
+  | 'BACKEND'
+  | 'STDIN_FAILED'
+  | 'COMMAND_FAILED';
 
 export interface StowageErrorOptions {
   cause?: unknown;
@@ -122,6 +124,66 @@ export class AbortedError extends StowageError {
 export class InvalidInputError extends StowageError {
   constructor(message: string, options?: StowageErrorOptions) {
     super('INVALID_INPUT', message, options);
+  }
+}
+
+/**
+ * None of the paths given to back up exists (or can be looked at), so there is nothing to back
+ * up: no snapshot is written (restic: "all source directories/files do not exist", exit 1).
+ * When only some are missing the backup goes on without them and reports each in its `errors`.
+ */
+export class SourceNotFoundError extends InvalidInputError {
+  /** The paths that were given, none of which exists. */
+  readonly paths: readonly string[];
+  constructor(paths: readonly string[], options?: StowageErrorOptions) {
+    super(`all source directories/files do not exist: ${paths.join(', ')}`, options);
+    this.paths = paths;
+  }
+}
+
+/**
+ * The stream backed up as one file (backup's `stdin.stream`) failed before its end. No snapshot
+ * is written. `cause` is the stream's own error.
+ */
+export class StdinError extends StowageError {
+  /** The file name the content was to have in the snapshot. */
+  readonly filename: string;
+  constructor(filename: string, message: string, options?: StowageErrorOptions & { code?: ErrorCode }) {
+    super(options?.code ?? 'STDIN_FAILED', message, options);
+    this.filename = filename;
+  }
+}
+
+/**
+ * The command whose output was backed up (backup's `stdin.command`, the CLI's
+ * `--stdin-from-command`) failed: it exited with a non-zero status, was killed by a signal, or
+ * could not be started (then `cause` is the spawn error). No snapshot is written. The message
+ * names the command, never its arguments or output (they may hold secrets); `stderr` keeps the
+ * end of what it wrote there.
+ */
+export class CommandFailedError extends StdinError {
+  /** The command as given (its arguments are not kept). */
+  readonly command: string;
+  /** The exit status; null when it was killed by a signal or did not start. */
+  readonly exitCode: number | null;
+  /** The signal that ended it, or null. */
+  readonly signal: NodeJS.Signals | null;
+  /** The last (at most 4 KiB) of what the command wrote to its standard error. */
+  readonly stderr: string;
+  constructor(
+    what: { command: string; filename: string; exitCode: number | null; signal: NodeJS.Signals | null; stderr: string },
+    options?: StowageErrorOptions,
+  ) {
+    const how = what.exitCode !== null
+      ? `exited with status ${what.exitCode}`
+      : what.signal !== null
+        ? `was killed by signal ${what.signal}`
+        : `could not be run${options?.cause instanceof Error ? `: ${options.cause.message}` : ''}`;
+    super(what.filename, `command failed: ${what.command} ${how}`, { ...options, code: 'COMMAND_FAILED' });
+    this.command = what.command;
+    this.exitCode = what.exitCode;
+    this.signal = what.signal;
+    this.stderr = what.stderr;
   }
 }
 

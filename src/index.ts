@@ -43,7 +43,7 @@ export type { LockInfo, LockOptions } from './repository/lock.ts';
 export type { GoTime } from './repository/gotime.ts';
 export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate } from './repository/gotime.ts';
 export { backup } from './snapshot/archiver.ts';
-export type { BackupOptions, BackupResult, BackupProgress } from './snapshot/archiver.ts';
+export type { BackupOptions, BackupResult, BackupProgress, StdinStream, StdinCommand } from './snapshot/archiver.ts';
 export { restore } from './snapshot/restorer.ts';
 export { dumpFile } from './snapshot/dump.ts';
 export type { DumpOptions, DumpedFile } from './snapshot/dump.ts';

@@ -575,6 +575,23 @@ export class BlobWriter {
     await this.#writeIndex();
     if (this.#failure) throw this.#failure;
   }
+
+  /**
+   * Ends a run that failed: the open packs are dropped (nothing will refer to their blobs), the
+   * uploads in flight are waited for, and the packs that landed get their index file, so the
+   * index in memory lists nothing the repository's index files do not (a later run in this
+   * process may reuse those blobs). Never throws: the run's own error is the one to report.
+   */
+  async abandon(): Promise<void> {
+    // A straggler of the failed run (a sibling folder still being walked) adds nothing more.
+    this.#failure ??= new AbortedError('the run was abandoned after an error');
+    for (const type of [...this.#packers.keys()]) {
+      this.#packers.delete(type);
+      if (type === 'data') this.#releaseBuffer(undefined);
+    }
+    while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
+    await this.#writeIndex().catch(() => undefined);
+  }
 }
 
 function requirePassword(p: string): void {

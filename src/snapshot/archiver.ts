@@ -9,7 +9,7 @@ import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
-import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
+import { AbortedError, InvalidInputError, SourceNotFoundError, StdinError, StowageError, throwIfAborted } from '../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository, type BlobWriter } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
@@ -30,6 +30,7 @@ import { encodeSnapshot, type Snapshot, type SnapshotSummary } from './snapshot.
 import { findParentSnapshot, loadSnapshot } from './queries.ts';
 import { PROGRAM_VERSION } from '../version.ts';
 import { BackupMeter } from './progress.ts';
+import { startCommand, type RunningCommand } from './stdin-command.ts';
 
 /**
  * A backup's progress, sent to {@link BackupOptions.onProgress}: after every file, after every
@@ -64,11 +65,43 @@ export interface BackupProgress {
   etaSeconds?: number;
 }
 
+/** A stream backed up as one file (restic --stdin). */
+export interface StdinStream {
+  stream: Readable;
+  /** The file's name at the snapshot root (default "stdin"). */
+  filename?: string;
+}
+
+/**
+ * A command whose standard output is backed up as one file (restic --stdin-from-command), e.g.
+ * `{ command: 'pg_dump', args: ['mydb'], filename: 'mydb.sql' }`. It runs without a shell, its
+ * standard input empty. When it exits non-zero or is killed, the backup fails with
+ * CommandFailedError and writes no snapshot.
+ */
+export interface StdinCommand {
+  command: string;
+  args?: readonly string[];
+  /** The file's name at the snapshot root (default "stdin"). */
+  filename?: string;
+  /** The command's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** Each line the command writes to its standard error, as it comes (restic prints them). */
+  onStderr?: (line: string) => void;
+}
+
 export interface BackupOptions {
-  /** Files and folders to back up. Relative targets are stored relative to the snapshot root. */
+  /**
+   * Files and folders to back up. Relative targets are stored relative to the snapshot root.
+   * Paths that do not exist are reported (onError, `errors`) and left out; when none exists the
+   * backup rejects with SourceNotFoundError and stores nothing.
+   */
   paths?: readonly string[];
-  /** Back up a stream as one file instead of paths (restic --stdin). */
-  stdin?: { stream: Readable; filename: string };
+  /**
+   * Back up one file instead of paths: a stream's content or a command's output. If the stream
+   * errors or the command fails, the backup rejects (StdinError, CommandFailedError) and writes
+   * no snapshot.
+   */
+  stdin?: StdinStream | StdinCommand;
   hostname?: string;
   tags?: readonly string[];
   excludes?: readonly string[];
@@ -101,7 +134,10 @@ export interface BackupResult {
   snapshotId: SnapshotId;
   snapshot: Snapshot;
   summary: SnapshotSummary;
-  /** Files or folders that could not be read (they are not in the snapshot). */
+  /**
+   * Files or folders that could not be read, and source paths that do not exist: they are not in
+   * the snapshot (restic's exit code 3).
+   */
   errors: Array<{ path: string; message: string }>;
   /**
    * Set when the syscall helper (perl) is unavailable: extended attributes were not read, so the
@@ -125,6 +161,12 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   const start = goTimeNow();
   const compression = options.compression ?? 'auto';
   if (!options.stdin && (options.paths ?? []).length === 0) throw new InvalidInputError('nothing to back up: give at least one path');
+  // Source paths that do not exist are left out, as restic does; with none left there is
+  // nothing to back up (checked before the lock is taken and anything is stored).
+  const targets = options.stdin ? { present: [], missing: [] } : await existingTargets(options.paths!, options.onError);
+  const stdinName = options.stdin?.filename ?? 'stdin';
+  if (options.stdin && (!stdinName || stdinName.includes('/'))) throw new InvalidInputError(`invalid stdin file name ${JSON.stringify(stdinName)}`);
+  if (options.stdin && 'command' in options.stdin && !options.stdin.command) throw new InvalidInputError('no command was given to back up the output of');
   // The lock is taken while the backup starts (taking it includes a wait of its own, to see
   // whether another process locks at the same time); nothing is stored before it is held.
   const locking = options.lock === false ? Promise.resolve(undefined) : Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
@@ -132,6 +174,8 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   const writer = repo.blobWriter({ compression, signal, ready: locking });
   const helper = SysHelper.start();
   const run = new BackupRun(repo, writer, helper, options);
+  run.errors.push(...targets.missing);
+  let command: RunningCommand | undefined;
   // Without the lock, stop reading at once (and report the lock's error, not the stop's).
   const locked = locking.catch((e: unknown) => {
     void run.close();
@@ -140,15 +184,31 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   try {
     let paths: string[];
     let work: Promise<BlobId>;
-    if (options.stdin) {
-      work = run.saveStdin(options.stdin.stream, options.stdin.filename);
-      paths = ['/' + options.stdin.filename];
+    if (options.stdin && 'command' in options.stdin) {
+      command = startCommand({ ...options.stdin, filename: stdinName });
+      work = saveCommandOutput(run, command, stdinName, signal);
+      paths = ['/' + stdinName];
+    } else if (options.stdin) {
+      work = run.saveStdin(options.stdin.stream, stdinName);
+      paths = ['/' + stdinName];
     } else {
-      const targets = options.paths!;
-      paths = targets.map((t) => path.resolve(t)).sort();
-      work = run.resolveParent(paths).then((parentTree) => run.saveVirtual(buildVirtualTree(targets), parentTree));
+      paths = targets.present.map((t) => path.resolve(t)).sort();
+      work = run.resolveParent(paths).then((parentTree) => run.saveVirtual(buildVirtualTree(targets.present), parentTree));
     }
-    const [tree] = await Promise.all([work, locked]);
+    let tree: BlobId;
+    try {
+      [tree] = await Promise.all([work, locked]);
+    } catch (e) {
+      // No command is left running (the lock may have failed while it was being read).
+      if (command) {
+        command.kill();
+        await command.exited.catch(() => undefined);
+      }
+      // What was stored stays consistent: packs that landed get their index, no snapshot.
+      await run.close();
+      await writer.abandon();
+      throw e;
+    }
     await run.close();
     // Packs and their index are stored; only now may a snapshot refer to them.
     await writer.flush();
@@ -194,6 +254,7 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
     }
     return { snapshotId, snapshot, summary, errors: run.errors, ...(metadataLoss ? { metadataLoss } : {}) };
   } finally {
+    command?.kill();
     await run.close();
     helper.close();
     await (await locking.catch(() => undefined))?.release();
@@ -206,6 +267,56 @@ function safeUser(): { username?: string; uid?: number; gid?: number } {
     return { username: u.username, uid: u.uid, gid: u.gid };
   } catch {
     return {};
+  }
+}
+
+/**
+ * The targets that exist, and an error entry for each that does not (reported to onError as
+ * found). Throws SourceNotFoundError when none exists.
+ */
+async function existingTargets(
+  targets: readonly string[],
+  onError: BackupOptions['onError'],
+): Promise<{ present: string[]; missing: Array<{ path: string; message: string }> }> {
+  const present: string[] = [];
+  const missing: Array<{ path: string; message: string }> = [];
+  for (const t of targets) {
+    try {
+      await lstat(t);
+      present.push(t);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const message = code === 'ENOENT' || code === 'ENOTDIR' ? `${t} does not exist, skipping` : `${t} cannot be accessed, skipping: ${(e as Error).message}`;
+      missing.push({ path: t, message });
+      onError?.(t, Object.assign(new Error(message, { cause: e }), { code }));
+    }
+  }
+  if (present.length === 0) throw new SourceNotFoundError(missing.map((m) => m.path));
+  return { present, missing };
+}
+
+/**
+ * Saves a command's output; good only when the command then exits with status 0. On failure
+ * the command is ended and waited for, so none is left running when the backup rejects.
+ */
+async function saveCommandOutput(run: BackupRun, command: RunningCommand, filename: string, signal: AbortSignal | undefined): Promise<BlobId> {
+  // Aborting ends the command, whose output then ends: the reader sees the abort after that.
+  const stop = () => command.kill();
+  signal?.addEventListener('abort', stop, { once: true });
+  try {
+    const tree = await run.saveStdin(command.stdout, filename);
+    await command.exited;
+    return tree;
+  } catch (e) {
+    const killedHere = command.kill();
+    const failure = await command.exited.then(() => undefined, (err: unknown) => err);
+    throwIfAborted(signal);
+    // Output that broke off is better explained by the command's own failure, unless that
+    // failure is only our kill.
+    if (e instanceof StdinError && failure && !killedHere) throw failure;
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
 }
 
@@ -551,7 +662,6 @@ class BackupRun {
 
   /** A stream backed up as one file at the snapshot root (restic --stdin). Chunked here. */
   async saveStdin(stream: Readable, filename: string): Promise<BlobId> {
-    if (!filename || filename.includes('/')) throw new InvalidInputError(`invalid stdin file name ${JSON.stringify(filename)}`);
     const chunker = new Chunker(this.repo.config.chunkerPolynomial);
     chunker.reset();
     const ids: BlobId[] = [];
@@ -561,9 +671,8 @@ class BackupRun {
       const { id } = await this.writer.saveBlob('data', chunk);
       ids.push(id);
     };
-    for await (const piece of stream) {
+    for await (const buf of piecesOf(stream, filename)) {
       throwIfAborted(this.options.signal);
-      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as string);
       size += buf.length;
       this.#meter.streamed(buf.length, '/' + filename);
       let from = 0;
@@ -601,6 +710,19 @@ class BackupRun {
     this.#meter.finished('/' + filename);
     this.#meter.report();
     return this.saveTree([node]);
+  }
+}
+
+/**
+ * A stream's pieces as Buffers; the stream's own error becomes a StdinError (errors of the
+ * consumer of a piece are not caught here: they leave the loop through return()).
+ */
+async function* piecesOf(stream: Readable, filename: string): AsyncGenerator<Buffer> {
+  try {
+    for await (const piece of stream) yield Buffer.isBuffer(piece) ? piece : Buffer.from(piece as string);
+  } catch (e) {
+    if (e instanceof StowageError) throw e;
+    throw new StdinError(filename, `reading ${filename} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 

@@ -6,7 +6,7 @@ import { withRepo, compressionFrom, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
-  usage: '[flags] PATH...',
+  usage: '[flags] PATH... | --stdin | --stdin-from-command -- COMMAND [ARG...]',
   flags: [
     { name: 'host', short: 'H', kind: 'string', arg: 'HOST', help: 'hostname to record (default: this host)' },
     { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'tags for the new snapshot (repeatable)' },
@@ -15,7 +15,8 @@ export const backupCommand: Command = {
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
     { name: 'force', short: 'f', kind: 'bool', help: 'read every file, ignore the parent snapshot' },
     { name: 'stdin', kind: 'bool', help: 'read the backup content from standard input' },
-    { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin (default "stdin")' },
+    { name: 'stdin-from-command', kind: 'bool', help: 'run COMMAND (after --) and back up its standard output; fails, storing nothing, if it exits non-zero' },
+    { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin and --stdin-from-command (default "stdin")' },
     { name: 'time', kind: 'string', arg: 'TIME', help: 'snapshot time instead of now ("2006-01-02 15:04:05")' },
     { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the paths to back up from a file (one per line)' },
   ],
@@ -26,12 +27,17 @@ export const backupCommand: Command = {
       const { readFileSync } = await import('node:fs');
       excludes.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
     }
-    const paths = [...f.positional];
+    // With --stdin-from-command the arguments are the command, not paths (as restic).
+    const fromCommand = f.bool('stdin-from-command');
+    const commandLine = fromCommand ? [...f.positional] : [];
+    const paths = fromCommand ? [] : [...f.positional];
     for (const file of f.list('files-from')) {
       const { readFileSync } = await import('node:fs');
       paths.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
     }
-    const stdin = f.bool('stdin');
+    const stdin = f.bool('stdin') || fromCommand;
+    if (fromCommand && commandLine.length === 0) throw new InvalidInputError('no command was specified as argument (stowage backup --stdin-from-command -- COMMAND [ARG...])');
+    if (stdin && f.list('files-from').length) throw new InvalidInputError('--stdin and --files-from cannot be used together');
     if (!stdin && paths.length === 0) throw new InvalidInputError('nothing to backup, please specify target files/dirs');
     if (stdin && paths.length) throw new InvalidInputError('--stdin was specified and files/dirs were listed as arguments');
     let time: import('../../repository/gotime.ts').GoTime | undefined;
@@ -41,6 +47,15 @@ export const backupCommand: Command = {
       if (Number.isNaN(d.getTime())) throw new InvalidInputError(`invalid --time ${f.string('time')}`);
       time = goTimeFromDate(d);
     }
+    const filename = f.string('stdin-filename') ?? 'stdin';
+    const stdinSource = () => {
+      if (fromCommand) {
+        const [command, ...args] = commandLine as [string, ...string[]];
+        // The command's stderr as restic shows it, line by line while it runs.
+        return { command, args, filename, onStderr: (line: string) => ctx.err(`subprocess ${command}: ${line}\n`) };
+      }
+      return stdin ? { stream: process.stdin, filename } : undefined;
+    };
     // Locked before the index is read, so no prune can remove what the index promises.
     return withRepo(ctx, 'shared', async (r) => {
       const progress = ctx.progress('backup');
@@ -50,7 +65,7 @@ export const backupCommand: Command = {
         res = await backup(repo, {
           lock: false,
           paths,
-          stdin: stdin ? { stream: process.stdin, filename: f.string('stdin-filename') ?? 'stdin' } : undefined,
+          stdin: stdinSource(),
           hostname: f.string('host'),
           tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
           excludes,
