@@ -1,7 +1,7 @@
 // Stowage's public API: re-exports only.
 export * from './errors.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
-export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions } from './logger.ts';
+export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions, LogStream } from './logger.ts';
 export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions } from './backend/backend.ts';
 export { FILE_TYPES } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';

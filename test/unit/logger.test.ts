@@ -103,6 +103,32 @@ describe('consoleLogger', () => {
     assert.doesNotThrow(() => silentLogger.error('nothing', { happens: true }));
   });
 
+  it('writes every level to stderr by default (stdout is the program output), or to the stream chosen', () => {
+    const taken: Record<'stdout' | 'stderr', string[]> = { stdout: [], stderr: [] };
+    const originals = { stdout: process.stdout.write, stderr: process.stderr.write };
+    for (const name of ['stdout', 'stderr'] as const) {
+      process[name].write = ((chunk: string | Uint8Array) => {
+        taken[name].push(String(chunk));
+        return true;
+      }) as typeof process.stdout.write;
+    }
+    try {
+      const log = consoleLogger('debug');
+      log.debug('d', { n: 1 });
+      log.info('i');
+      log.warn('w');
+      log.error('e');
+    } finally {
+      process.stdout.write = originals.stdout;
+      process.stderr.write = originals.stderr;
+    }
+    assert.deepEqual(taken.stdout, []);
+    assert.deepEqual(taken.stderr, ['debug: d n=1\n', 'info: i\n', 'warn: w\n', 'error: e\n']);
+    const chosen: string[] = [];
+    consoleLogger('info', { stream: { write: (s: string) => chosen.push(s) } }).info('to the chosen stream');
+    assert.deepEqual(chosen, ['info: to the chosen stream\n']);
+  });
+
   it('formatFields quotes what would be ambiguous and leaves plain values bare', () => {
     assert.equal(formatFields({ s: 'plain', e: '', q: 'a"b', eq: 'k=v', n: 1.5, b: false, z: null, big: 2n ** 70n, list: [1, 'x'] }), 's=plain e="" q="a\\"b" eq="k=v" n=1.5 b=false z=null big=1180591620717411303424 list=[1,"x"]');
   });
