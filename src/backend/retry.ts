@@ -227,6 +227,7 @@ export class RetryBackend implements Backend {
     const seen = new Set<string>();
     let attempt = 1;
     let start = this.#clock.now();
+    let previous: unknown;
     for (;;) {
       const iterator = this.#inner.list(type, options)[Symbol.asyncIterator]();
       let ended = false;
@@ -249,6 +250,7 @@ export class RetryBackend implements Backend {
           seen.add(step.value.name);
           if (attempt > 1) {
             attempt = 1;
+            previous = undefined;
             start = this.#clock.now();
           }
           yield step.value;
@@ -257,7 +259,8 @@ export class RetryBackend implements Backend {
         // The caller stopped early: let the wrapped listing release what it holds.
         if (!ended) await iterator.return?.();
       }
-      await this.#backoffOrThrow('list', type, signal, attempt, start, failure, isRetryableError(failure));
+      await this.#backoffOrThrow('list', type, signal, attempt, start, failure, isRetryableError(failure), previous);
+      previous = failure;
       attempt++;
     }
   }
@@ -270,13 +273,15 @@ export class RetryBackend implements Backend {
     // Like restic: an already aborted call changes nothing, even on backends that would not notice.
     throwIfAborted(signal);
     const start = this.#clock.now();
+    let previous: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
         return await call(attempt);
       } catch (err) {
         const marked = err instanceof Retryable;
         const error = marked ? err.error : err;
-        await this.#backoffOrThrow(op, file, signal, attempt, start, error, marked || isRetryableError(error));
+        await this.#backoffOrThrow(op, file, signal, attempt, start, error, marked || isRetryableError(error), previous);
+        previous = error;
       }
     }
   }
@@ -290,8 +295,9 @@ export class RetryBackend implements Backend {
     start: number,
     error: unknown,
     retryable: boolean,
+    previous: unknown,
   ): Promise<void> {
-    if (signal?.aborted) throw error instanceof AbortedError ? error : abortedErrorOf(signal, error);
+    if (signal?.aborted) throw this.#aborted(signal, op, file, error, previous);
     if (!retryable) throw error;
     const elapsedMs = this.#clock.now() - start;
     if (attempt >= this.#maxAttempts) throw this.#givingUp(op, file, attempt, elapsedMs, error);
@@ -301,7 +307,30 @@ export class RetryBackend implements Backend {
     if (attempt > 1 && elapsedMs + delayMs > this.#maxElapsedMs) throw this.#givingUp(op, file, attempt, elapsedMs, error);
     this.#warn(`${op} ${file} failed, retrying`, { op, file, attempt, delayMs, elapsedMs: Math.round(elapsedMs), error: summarizeError(error) });
     this.#onRetry?.({ op, file, attempt, error, delayMs, elapsedMs });
-    await this.#clock.sleep(delayMs, signal);
+    try {
+      await this.#clock.sleep(delayMs, signal);
+    } catch (err) {
+      if (signal?.aborted) throw this.#aborted(signal, op, file, err, error);
+      throw err;
+    }
+  }
+
+  /**
+   * The AbortedError for a call that the signal stopped: `error` is what the call or the backoff
+   * threw, `previous` the failure of the attempt before it. A call cut short while it was failing
+   * keeps that failure as the `cause` and names it in the message (a timeout that fires after
+   * eight "connection refused" reads "… last error: … ECONNREFUSED …", not just "aborted").
+   */
+  #aborted(signal: AbortSignal, op: BackendOp, file: string, error: unknown, previous: unknown): AbortedError {
+    let cause: unknown = error;
+    if (error instanceof AbortedError) {
+      if (error.cause !== undefined || previous === undefined) return error;
+      cause = previous;
+    }
+    const base = abortedErrorOf(signal);
+    const last = summarizeError(cause).message;
+    const where = last.includes(`${op} ${file}`) ? '' : ` (${op} ${file})`;
+    return new AbortedError(`${base.message}; last error${where}: ${last}`, { cause, reason: signal.reason });
   }
 
   /** Logs a retried call that failed for good; returns its error, for the caller to throw. */

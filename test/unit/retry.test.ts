@@ -9,6 +9,7 @@ import type { Clock } from '../../src/backend/limits.ts';
 import { ObservedBackend, redactSecrets, summarizeError } from '../../src/backend/observe.ts';
 import type { BackendEvent } from '../../src/backend/observe.ts';
 import { FaultyBackend } from '../../src/backend/faulty.ts';
+import { openBackend } from '../../src/backend/location.ts';
 import { backendConformance } from '../backend/conformance.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
 import {
@@ -17,6 +18,7 @@ import {
   IntegrityError,
   InvalidInputError,
   NotFoundError,
+  addSuppressed,
   throwIfAborted,
 } from '../../src/errors.ts';
 
@@ -311,6 +313,97 @@ describe('RetryBackend: aborts', () => {
       return true;
     });
     assert.equal(inner.calls.stat, 1);
+  });
+});
+
+/** Whether `err` or an error in its cause chain has this `code`. */
+function chainHasCode(err: unknown, code: string): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === code) return true;
+  }
+  return false;
+}
+
+describe('RetryBackend: an abort keeps the failure it cut short', () => {
+  const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED', syscall: 'connect' });
+
+  it('aborted during a backoff after eight refusals: the last refusal is the cause, the reason is kept', async () => {
+    const controller = new AbortController();
+    const reason = new DOMException('signal timed out', 'TimeoutError');
+    const clock = fakeClock();
+    const inner = new ScriptedBackend(clock);
+    inner.plan.stat.push(...Array.from({ length: 20 }, refused));
+    // The timeout fires during the eighth backoff.
+    const sleep = clock.sleep;
+    clock.sleep = async (ms, signal) => {
+      if (clock.sleeps.length === 7) controller.abort(reason);
+      return sleep(ms, signal);
+    };
+    const backend = new RetryBackend(inner, { clock, random: () => 0.5, maxAttempts: 20 });
+    await assert.rejects(backend.stat({ type: 'config', name: '' }, { signal: controller.signal }), (err: unknown) => {
+      assert.ok(err instanceof AbortedError, String(err));
+      assert.equal(err.reason, reason);
+      assert.ok(chainHasCode(err, 'ECONNREFUSED'), 'no ECONNREFUSED in the cause chain');
+      assert.match(err.message, /signal timed out.*stat config.*ECONNREFUSED/);
+      assert.equal((err.toJSON().cause as { code?: string }).code, 'ECONNREFUSED');
+      return true;
+    });
+    assert.equal(inner.calls.stat, 8);
+  });
+
+  it('aborted while the next attempt runs: the failure of the attempt before is the cause', async () => {
+    const controller = new AbortController();
+    const { inner, backend } = setup({ maxAttempts: 20 });
+    inner.plan.stat.push(...Array.from({ length: 7 }, refused));
+    const orig = inner.stat.bind(inner);
+    inner.stat = async (h, o) => {
+      if (inner.calls.stat === 7) {
+        inner.calls.stat++;
+        controller.abort();
+        throwIfAborted(o?.signal);
+      }
+      return orig(h, o);
+    };
+    await assert.rejects(backend.stat({ type: 'config', name: '' }, { signal: controller.signal }), (err: unknown) => {
+      assert.ok(err instanceof AbortedError, String(err));
+      assert.ok(chainHasCode(err, 'ECONNREFUSED'), 'no ECONNREFUSED in the cause chain');
+      return true;
+    });
+  });
+
+  it('toJSON shows the cause chain and the suppressed errors, with credentials masked', () => {
+    const inner = Object.assign(new Error('connect ECONNREFUSED https://alice:hunter2@example.com/repo'), { code: 'ECONNREFUSED' });
+    const err = new AbortedError('operation aborted', { cause: new BackendError('save data/ab/ab12', { transient: true, cause: inner }) });
+    addSuppressed(err, new Error('remove locks/cd failed'));
+    const json = JSON.stringify(err);
+    assert.ok(!json.includes('hunter2'), json);
+    assert.deepEqual(JSON.parse(json), {
+      name: 'AbortedError',
+      code: 'ABORTED',
+      message: 'operation aborted',
+      cause: { name: 'BackendError', code: 'BACKEND', message: 'save data/ab/ab12', cause: { name: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED https://alice:***@example.com/repo' } },
+      suppressed: [{ name: 'Error', message: 'remove locks/cd failed' }],
+    });
+  });
+
+  it('a REST server that refuses every connection, with AbortSignal.timeout(): AbortedError caused by ECONNREFUSED', async () => {
+    let retries = 0;
+    // Nothing listens on port 9.
+    const backend = await openBackend('rest:http://127.0.0.1:9/repo/', {
+      retry: { initialDelayMs: 20, multiplier: 1, maxAttempts: 1000, onRetry: () => retries++ },
+    });
+    try {
+      await assert.rejects(backend.stat({ type: 'config', name: '' }, { signal: AbortSignal.timeout(300) }), (err: unknown) => {
+        assert.ok(err instanceof AbortedError, String(err));
+        assert.ok(chainHasCode(err, 'ECONNREFUSED'), `no ECONNREFUSED in the cause chain of ${String(err)}`);
+        assert.match(err.message, /ECONNREFUSED/);
+        assert.equal((err.reason as Error).name, 'TimeoutError');
+        return true;
+      });
+    } finally {
+      await backend.close();
+    }
+    assert.ok(retries >= 3, `only ${retries} retries`);
   });
 });
 
