@@ -18,6 +18,7 @@ import {
 import { LimitedBackend, abortedErrorOf, systemClock } from './limits.ts';
 import type { Clock, LimitOptions, RateLimitOptions } from './limits.ts';
 import { ObservedBackend, logObserver, summarizeError } from './observe.ts';
+import { redactSecrets } from '../redact.ts';
 import type { BackendEvent, BackendObserver } from './observe.ts';
 import type { Logger } from '../logger.ts';
 
@@ -113,6 +114,13 @@ export function isRetryableError(err: unknown): boolean {
     current = (current as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/** An abort as Stowage, fetch or AbortSignal.timeout() report it: not a failure of its own. */
+function isAbortError(err: unknown): boolean {
+  if (err instanceof AbortedError) return true;
+  const name = (err as { name?: unknown } | null)?.name;
+  return name === 'AbortError' || name === 'TimeoutError';
 }
 
 /** Marks an error that this wrapper found to be worth another attempt (kept as thrown otherwise). */
@@ -324,8 +332,11 @@ export class RetryBackend implements Backend {
   #aborted(signal: AbortSignal, op: BackendOp, file: string, error: unknown, previous: unknown): AbortedError {
     let cause: unknown = error;
     if (error instanceof AbortedError) {
-      if (error.cause !== undefined || previous === undefined) return error;
-      cause = previous;
+      // A backend's AbortedError often has fetch's AbortError as its cause, which says nothing new.
+      const own = error.cause;
+      if (own !== undefined && !isAbortError(own)) cause = own;
+      else if (previous !== undefined) cause = previous;
+      else return error;
     }
     const base = abortedErrorOf(signal);
     const last = summarizeError(cause).message;
@@ -333,12 +344,14 @@ export class RetryBackend implements Backend {
     return new AbortedError(`${base.message}; last error${where}: ${last}`, { cause, reason: signal.reason });
   }
 
-  /** Logs a retried call that failed for good; returns its error, for the caller to throw. */
+  /**
+   * Logs a retried call that failed for good; returns the error for the caller to throw: see
+   * gaveUpError (a call that was not retried fails with its error unchanged).
+   */
   #givingUp(op: BackendOp, file: string, attempts: number, elapsedMs: number, error: unknown): unknown {
-    if (attempts > 1) {
-      this.#warn(`${op} ${file} failed after ${attempts} attempts, giving up`, { op, file, attempts, elapsedMs: Math.round(elapsedMs), error: summarizeError(error) });
-    }
-    return error;
+    if (attempts <= 1) return error;
+    this.#warn(`${op} ${file} failed after ${attempts} attempts, giving up`, { op, file, attempts, elapsedMs: Math.round(elapsedMs), error: summarizeError(error) });
+    return gaveUpError(op, file, attempts, elapsedMs, error);
   }
 
   /** A logger that throws must not change what the call does (as ObservedBackend's observers). */
@@ -363,6 +376,24 @@ export class RetryBackend implements Backend {
     const end = (options.offset ?? 0) + (options.length ?? 0);
     return end <= size;
   }
+}
+
+/**
+ * The error of a call the wrapper gave up on: a BackendError that names the call and the file
+ * ("save data/ab/ab12…"), unless the last error's message already does, and how long it was
+ * tried ("… (gave up after 8 attempts in 41.3 s)"), with the last error as `cause` and its
+ * `transient` and `status`. An IntegrityError (a read that kept coming back short) names its
+ * file already and is kept as it is, so that check and restore still see it for what it is.
+ */
+function gaveUpError(op: BackendOp, file: string, attempts: number, elapsedMs: number, error: unknown): unknown {
+  if (error instanceof IntegrityError) return error;
+  const message = redactSecrets(error instanceof Error ? error.message : String(error));
+  const named = message.includes(`${op} ${file}`) ? message : `${op} ${file}: ${message}`;
+  return new BackendError(`${named} (gave up after ${attempts} attempts in ${(elapsedMs / 1000).toFixed(1)} s)`, {
+    transient: error instanceof BackendError ? error.transient : true,
+    status: error instanceof BackendError ? error.status : undefined,
+    cause: error,
+  });
 }
 
 function nonNegative(n: number, what: string): number {

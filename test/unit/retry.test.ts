@@ -224,13 +224,40 @@ describe('RetryBackend: what is retried', () => {
 });
 
 describe('RetryBackend: limits', () => {
-  it('gives up after maxAttempts with the last error, unchanged', async () => {
+  it('gives up after maxAttempts with an error that names the call, the last error as its cause', async () => {
     const { inner, backend, retries } = setup({ maxAttempts: 4 });
     const errors = [transient(500), transient(502), transient(503), transient(504), transient(500)];
     inner.plan.load.push(...errors);
-    await assert.rejects(backend.load({ type: 'config', name: '' }), (err: unknown) => err === errors[3]);
+    await assert.rejects(backend.load({ type: 'config', name: '' }), (err: unknown) => {
+      assert.ok(err instanceof BackendError);
+      assert.equal(err.cause, errors[3]);
+      assert.equal(err.message, 'load config: HTTP 504 (gave up after 4 attempts in 3.5 s)');
+      assert.equal(err.transient, true);
+      assert.equal(err.status, 504);
+      return true;
+    });
     assert.equal(inner.calls.load, 4);
     assert.equal(retries.length, 3);
+  });
+
+  it('a raw network error given up on becomes a BackendError naming the call; a message that names it already is kept', async () => {
+    const { inner, backend } = setup({ maxAttempts: 2 });
+    const h: FileHandle = { type: 'data', name: 'ab'.repeat(32) };
+    const raw = [reset(), reset()];
+    inner.plan.save.push(...raw);
+    await assert.rejects(backend.save(h, new Uint8Array(1)), (err: unknown) => {
+      assert.ok(err instanceof BackendError && err.transient);
+      assert.equal(err.cause, raw[1]);
+      assert.equal(err.message, `save data/ab/${h.name}: read ECONNRESET (gave up after 2 attempts in 0.5 s)`);
+      return true;
+    });
+    const named = new BackendError(`remove locks/${h.name} (in rest:http://host/): HTTP 503`, { transient: true, status: 503 });
+    inner.plan.remove.push(named, named);
+    await assert.rejects(backend.remove({ type: 'locks', name: h.name }), (err: unknown) => {
+      assert.ok(err instanceof BackendError);
+      assert.equal(err.message, `${named.message} (gave up after 2 attempts in 0.5 s)`);
+      return true;
+    });
   });
 
   it('caps the backoff bound at maxDelayMs and takes jitter from the whole range', async () => {
