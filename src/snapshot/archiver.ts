@@ -148,6 +148,11 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
     };
     const snapshotId = (await repo.repo.saveUnpacked('snapshots', encodeSnapshot(snapshot), { signal })) as SnapshotId;
     return { snapshotId, snapshot, summary, errors: run.errors };
+  } catch (err) {
+    // The failure is what the caller sees, even when removing the lock fails too (same outage).
+    await run.close();
+    await (await locking.catch(() => undefined))?.releaseAfterError(err);
+    throw err;
   } finally {
     await run.close();
     helper.close();

@@ -82,6 +82,9 @@ export async function forget(repo: Repository, options: ForgetOptions = {}): Pro
   const lock = options.lock === false ? undefined : await Lock.acquire(repo, { exclusive: true, retryLock: options.retryLock, signal: options.signal });
   try {
     return await forgetLocked(repo, options, filter, filterGiven, policy);
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }

@@ -713,6 +713,9 @@ export async function executePrune(indexed: IndexedRepository, plan: PrunePlan, 
   try {
     if (lock) await assertPlanCurrent(indexed, plan, signal);
     return await execute(indexed, plan, options);
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }
@@ -985,6 +988,9 @@ export async function prune(indexed: IndexedRepository, options: PruneOptions = 
       return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
     }
     return await execute(current, plan, options);
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }

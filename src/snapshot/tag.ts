@@ -110,6 +110,9 @@ export async function tag(repo: Repository, options: TagOptions): Promise<TagRes
       }
     }
     return result;
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }
