@@ -156,16 +156,24 @@ describe('the library logs to an injected logger', () => {
     assert.equal(typeof requests[1]!.fields.durationMs, 'number');
   });
 
-  it('a call that keeps failing: a warn per retry, then one when it gives up; the error still reaches the caller', async () => {
+  it('a call that keeps failing: a warn at its first retry, then one when it gives up; the error still reaches the caller', async () => {
     const log = recordingLogger();
     const backend = wrapBackend(faulty(new MemoryBackend(), { rate: 1, ops: ['stat'] }), { logger: log, retry: { maxAttempts: 3, random: () => 0 } });
     await assert.rejects(backend.stat({ type: 'config', name: '' }), BackendError);
     assert.deepEqual(log.find('warn', /./).map((r) => r.message), [
       'stat config failed, retrying',
-      'stat config failed, retrying',
       'stat config failed after 3 attempts, giving up',
     ]);
     assert.equal(log.find('warn', /giving up/)[0]!.fields.attempts, 3);
+    // logIntervalMs 0: a line per retry.
+    const every = recordingLogger();
+    const uncoalesced = wrapBackend(faulty(new MemoryBackend(), { rate: 1, ops: ['stat'] }), { logger: every, retry: { maxAttempts: 3, random: () => 0, logIntervalMs: 0 } });
+    await assert.rejects(uncoalesced.stat({ type: 'config', name: '' }), BackendError);
+    assert.deepEqual(every.find('warn', /./).map((r) => r.message), [
+      'stat config failed, retrying',
+      'stat config failed, retrying',
+      'stat config failed after 3 attempts, giving up',
+    ]);
     // A failure that is not worth retrying is not logged as one.
     const missing = recordingLogger();
     await assert.rejects(wrapBackend(new MemoryBackend(), { logger: missing }).load({ type: 'keys', name: 'cd'.repeat(32) }), NotFoundError);

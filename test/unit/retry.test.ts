@@ -12,6 +12,7 @@ import { FaultyBackend } from '../../src/backend/faulty.ts';
 import { openBackend } from '../../src/backend/location.ts';
 import { backendConformance } from '../backend/conformance.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
+import type { Logger } from '../../src/logger.ts';
 import {
   AbortedError,
   BackendError,
@@ -431,6 +432,80 @@ describe('RetryBackend: an abort keeps the failure it cut short', () => {
       await backend.close();
     }
     assert.ok(retries >= 3, `only ${retries} retries`);
+  });
+});
+
+/** A logger that keeps the warnings: [message, fields]. */
+function warnings(): { lines: Array<[string, Record<string, unknown>]>; logger: Logger } {
+  const lines: Array<[string, Record<string, unknown>]> = [];
+  const noop = () => {};
+  return { lines, logger: { debug: noop, info: noop, error: noop, warn: (m, f = {}) => void lines.push([m, f]) } };
+}
+
+describe('RetryBackend: retry warnings are coalesced', () => {
+  it('logs the first retry, then counts at most once per logIntervalMs, then one line when calls succeed again', async () => {
+    const { lines, logger } = warnings();
+    // Every wait is 4 s on the fake clock; the call fails five times.
+    const { inner, backend, clock } = setup({ logger, initialDelayMs: 8000, multiplier: 1 });
+    inner.plan.stat.push(...Array.from({ length: 5 }, () => transient()));
+    await assert.rejects(backend.stat({ type: 'config', name: '' }), NotFoundError);
+    assert.deepEqual(clock.sleeps, [4000, 4000, 4000, 4000, 4000]);
+    assert.deepEqual(lines.map(([m]) => m), [
+      'stat config failed, retrying',
+      // Retries at 4, 8 and 12 s: the one at 12 s is 10 s or more after the last line.
+      '3 more retries of 1 request in the last 12.0 s',
+      // The call ends at 20 s with an error not worth retrying (the file is missing): the retry
+      // at 16 s, not logged yet, is counted then.
+      '1 more retry of 1 request in the last 8.0 s',
+    ]);
+    assert.deepEqual(lines[1]![1], { retries: 3, requests: 1, elapsedMs: 12000, op: 'stat', file: 'config', error: summarizeError(transient()) });
+
+    const ok = warnings();
+    const s2 = setup({ logger: ok.logger, initialDelayMs: 8000, multiplier: 1 });
+    const h: FileHandle = { type: 'keys', name: newId() };
+    s2.inner.plan.save.push(...Array.from({ length: 5 }, () => transient()));
+    await s2.backend.save(h, new Uint8Array(1));
+    assert.deepEqual(ok.lines.map(([m]) => m), [
+      `save keys/${h.name} failed, retrying`,
+      '3 more retries of 1 request in the last 12.0 s',
+      'backend calls succeed again after 5 retries of 1 request in 20.0 s',
+    ]);
+    assert.deepEqual(ok.lines[2]![1], { retries: 5, requests: 1, elapsedMs: 20000 });
+  });
+
+  it('many requests failing at once: a handful of lines, not one per retry; totals add up', async () => {
+    const { lines, logger } = warnings();
+    const retries: RetryInfo[] = [];
+    const { inner, backend } = setup({ logger, initialDelayMs: 1000, multiplier: 1, onRetry: (i) => retries.push(i) });
+    inner.plan.save.push(...Array.from({ length: 48 }, () => transient()));
+    const handles = Array.from({ length: 12 }, (): FileHandle => ({ type: 'data', name: newId() }));
+    await Promise.all(handles.map((h) => backend.save(h, new Uint8Array(1))));
+    assert.equal(retries.length, 48, 'onRetry still hears of every retry');
+    const messages = lines.map(([m]) => m);
+    assert.ok(lines.length <= 5, messages.join('\n'));
+    assert.match(messages[0]!, /^save data\/[0-9a-f]{2}\/[0-9a-f]{64} failed, retrying$/);
+    for (const m of messages.slice(1, -1)) assert.match(m, /^\d+ more retries of \d+ requests in the last \d+\.\d s$/);
+    assert.match(messages.at(-1)!, /^backend calls succeed again after 48 retries of 12 requests in \d+\.\d s$/);
+    // 48 waits of 0.5 s on the shared fake clock: 24 s, so two counting lines (at 10 s and 20 s).
+    assert.equal(lines.length, 4, messages.join('\n'));
+  });
+
+  it('a request that gives up is logged after the count of the other requests\' retries; a new outage logs its first retry again', async () => {
+    const { lines, logger } = warnings();
+    const { inner, backend } = setup({ logger, maxAttempts: 3 });
+    inner.plan.stat.push(...Array.from({ length: 6 }, () => transient()));
+    const results = await Promise.allSettled([backend.stat({ type: 'config', name: '' }), backend.stat({ type: 'config', name: '' })]);
+    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected']);
+    assert.deepEqual(lines.map(([m]) => m), [
+      'stat config failed, retrying',
+      '3 more retries of 2 requests in the last 3.0 s',
+      'stat config failed after 3 attempts, giving up',
+      'stat config failed after 3 attempts, giving up',
+    ]);
+    lines.length = 0;
+    inner.plan.stat.push(transient());
+    await assert.rejects(backend.stat({ type: 'config', name: '' }), NotFoundError);
+    assert.deepEqual(lines.map(([m]) => m), ['stat config failed, retrying']);
   });
 });
 
