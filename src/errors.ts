@@ -1,6 +1,8 @@
 // Every error Stowage throws on purpose is a StowageError with a stable `code`.
 // Messages name the thing (file, blob, key) and never contain secrets.
 
+import { redactSecrets } from './redact.ts';
+
 export type ErrorCode =
   | 'WRONG_PASSWORD'
   | 'REPOSITORY_NOT_FOUND'
@@ -20,16 +22,69 @@ export interface StowageErrorOptions {
   cause?: unknown;
 }
 
+/** An error as StowageError.toJSON shows its cause: the parts safe to print, credentials masked. */
+export interface ErrorSummary {
+  name: string;
+  /** StowageError code ("BACKEND", …) or an OS/network code ("ECONNREFUSED"). */
+  code?: string;
+  message: string;
+  /** The summary of this error's own cause, a few levels deep. */
+  cause?: ErrorSummary;
+}
+
+/** What JSON.stringify makes of a StowageError. */
+export interface StowageErrorJSON {
+  name: string;
+  code: ErrorCode;
+  message: string;
+  /** The cause chain, summarized (name, code, message with credentials masked), a few levels deep. */
+  cause?: ErrorSummary;
+  /** Errors of later steps that failed too (see addSuppressed), summarized. */
+  suppressed?: ErrorSummary[];
+}
+
 export class StowageError extends Error {
   readonly code: ErrorCode;
+  /**
+   * Errors of later steps that failed after this one (e.g. removing the lock after the backup's
+   * upload failed): this error is the one thrown, those are kept here. See addSuppressed.
+   */
+  declare suppressed?: unknown[];
   constructor(code: ErrorCode, message: string, options?: StowageErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = new.target.name;
   }
-  toJSON(): { name: string; code: ErrorCode; message: string } {
-    return { name: this.name, code: this.code, message: this.message };
+  toJSON(): StowageErrorJSON {
+    const out: StowageErrorJSON = { name: this.name, code: this.code, message: this.message };
+    if (this.cause !== undefined) out.cause = summarizeCause(this.cause, 3);
+    if (this.suppressed?.length) out.suppressed = this.suppressed.map((e) => summarizeCause(e, 1));
+    return out;
   }
+}
+
+function summarizeCause(err: unknown, depth: number): ErrorSummary {
+  if (!(err instanceof Error)) return { name: typeof err, message: redactSecrets(String(err)).slice(0, 500) };
+  const code = (err as { code?: unknown }).code;
+  const out: ErrorSummary = { name: err.name, ...(typeof code === 'string' ? { code } : {}), message: redactSecrets(err.message) };
+  if (depth > 1 && err.cause !== undefined) out.cause = summarizeCause(err.cause, depth - 1);
+  return out;
+}
+
+/**
+ * Keeps `later`, the error of a step that ran after `primary` had already failed (a lock
+ * release, an index write), on `primary.suppressed`, so that the first error — the one that
+ * explains what went wrong — is the one thrown, and the later one is not lost. Returns `primary`.
+ * Errors that cannot take a property (frozen objects, primitives) are returned unchanged.
+ */
+export function addSuppressed<E>(primary: E, later: unknown): E {
+  if (primary === later || primary === null || typeof primary !== 'object' || !Object.isExtensible(primary)) return primary;
+  const holder = primary as { suppressed?: unknown };
+  if (Array.isArray(holder.suppressed)) holder.suppressed.push(later);
+  else if (holder.suppressed === undefined) {
+    Object.defineProperty(primary, 'suppressed', { value: [later], writable: true, configurable: true, enumerable: false });
+  }
+  return primary;
 }
 
 /** No key file opens with the given password (restic exit code 12). */
@@ -114,9 +169,21 @@ export class LockedError extends StowageError {
   }
 }
 
+export interface AbortedErrorOptions extends StowageErrorOptions {
+  /** The signal's `reason` (e.g. the TimeoutError of AbortSignal.timeout()). */
+  reason?: unknown;
+}
+
+/**
+ * The caller's signal aborted the operation. `reason` is the signal's reason; `cause`, when the
+ * abort cut a call short that was failing (e.g. a timeout that fired while a backend call was
+ * being retried), is the last error of that call — "connection refused" rather than nothing.
+ */
 export class AbortedError extends StowageError {
-  constructor(message = 'operation aborted', options?: StowageErrorOptions) {
+  readonly reason: unknown;
+  constructor(message = 'operation aborted', options?: AbortedErrorOptions) {
     super('ABORTED', message, options);
+    this.reason = options?.reason;
   }
 }
 
@@ -227,7 +294,7 @@ export class BackendError extends StowageError {
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError(abortMessage(signal));
+  if (signal?.aborted) throw new AbortedError(abortMessage(signal), { reason: signal.reason });
 }
 
 function abortMessage(signal: AbortSignal): string {

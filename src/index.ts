@@ -4,7 +4,7 @@ export { runtimeSupport, assertRuntime, REQUIRED_NODE } from './runtime.ts';
 export { VERSION, PROGRAM_VERSION } from './version.ts';
 export type { RuntimeSupport, RuntimeCapability } from './runtime.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
-export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions } from './logger.ts';
+export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions, LogStream } from './logger.ts';
 export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions } from './backend/backend.ts';
 export { FILE_TYPES } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';

@@ -31,25 +31,36 @@ export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, war
 
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
+/** Where consoleLogger writes its lines: process.stderr, process.stdout, a file stream, … */
+export interface LogStream {
+  write(chunk: string): unknown;
+}
+
 export interface ConsoleLoggerOptions {
   /**
-   * Receives each formatted line (without a newline). Default: console.debug / info / warn /
-   * error by level (Node writes debug and info to stdout, warn and error to stderr).
+   * Receives each formatted line (without a newline); takes precedence over `stream`.
    */
   write?: (line: string, level: LogLevel) => void;
+  /**
+   * Where lines go, each followed by a newline, whatever their level (default process.stderr:
+   * standard output belongs to the program's own output, such as JSON).
+   */
+  stream?: LogStream;
   /** Starts each line with the time in ISO 8601 (default false). */
   timestamps?: boolean;
 }
 
 /**
- * A logger that prints records at `level` and above as one line each:
+ * A logger that prints records at `level` and above as one line each, to standard error unless
+ * `options.stream` or `options.write` says otherwise:
  * `warn: backend call failed, retrying op=load file=data/ab/ab12… attempt=1 delayMs=412`.
  * `'silent'` prints nothing.
  */
 export function consoleLogger(level: LogLevel | 'silent' = 'info', options: ConsoleLoggerOptions = {}): Logger {
   if (level !== 'silent' && !LOG_LEVELS.includes(level)) throw new TypeError(`unknown log level ${JSON.stringify(level)}`);
   const min = level === 'silent' ? LOG_LEVELS.length : LOG_LEVELS.indexOf(level);
-  const write = options.write ?? ((line: string, l: LogLevel) => console[l](line));
+  const stream = options.stream ?? process.stderr;
+  const write = options.write ?? ((line: string) => void stream.write(`${line}\n`));
   const at = (l: LogLevel) => {
     if (LOG_LEVELS.indexOf(l) < min) return noop;
     return (message: string, fields?: LogFields): void => {

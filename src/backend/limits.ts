@@ -42,7 +42,7 @@ export function abortedErrorOf(signal: AbortSignal, cause?: unknown): AbortedErr
   try {
     throwIfAborted(signal);
   } catch (err) {
-    if (err instanceof AbortedError) return cause === undefined ? err : new AbortedError(err.message, { cause });
+    if (err instanceof AbortedError) return cause === undefined ? err : new AbortedError(err.message, { cause, reason: err.reason });
   }
   return new AbortedError();
 }

@@ -4,6 +4,9 @@
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { BackendError, StowageError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { redactSecrets } from '../redact.ts';
+
+export { redactSecrets };
 
 export type ObservedOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
 
@@ -174,13 +177,3 @@ export function summarizeError(err: unknown): ObservedError {
   return { name: typeof err, message: redactSecrets(String(err)) };
 }
 
-/**
- * Masks what commonly leaks into third-party error messages: a password in a URL
- * ("https://user:***@host"), signed-URL and SAS query parameters, and Authorization headers.
- */
-export function redactSecrets(text: string): string {
-  return text
-    .replace(/(\/\/[^/:\s]*?):[^/\s]*@/g, '$1:***@')
-    .replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|sig|Signature|token|access_token)=)[^&\s"']*/gi, '$1***')
-    .replace(/(authorization["']?\s*[:=]\s*["']?)[^"'\s,}]+(\s+[^"'\s,}]+)?/gi, '$1***');
-}

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
-import { IntegrityError, LockedError, NotFoundError, StowageError, throwIfAborted, type LockHolder } from '../errors.ts';
+import { IntegrityError, LockedError, NotFoundError, StowageError, addSuppressed, throwIfAborted, type LockHolder } from '../errors.ts';
 import { formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
 import { summarizeError } from '../backend/observe.ts';
@@ -208,6 +208,26 @@ export class Lock {
     });
     this.#repo.logger.debug('lock released', { lock: this.#id, exclusive: this.exclusive });
   }
+
+  /**
+   * Releases the lock after the work done under it failed with `error`. When the release fails
+   * too (often: the storage is down, which is why the work failed), its error is logged (warn)
+   * and kept on `error.suppressed` (see addSuppressed), and this resolves: the caller throws
+   * `error`, which names what really went wrong, not the lock file that could not be removed.
+   */
+  async releaseAfterError(error: unknown): Promise<void> {
+    const id = this.#id;
+    try {
+      await this.release();
+    } catch (later) {
+      addSuppressed(error, later);
+      try {
+        this.#repo.logger.warn('could not remove the lock after the operation failed; "unlock" removes it once it is stale', { lock: id, error: summarizeError(later) });
+      } catch {
+        // A logger that throws must not hide the operation's error.
+      }
+    }
+  }
 }
 
 /** Who holds a lock, for log records: what restic prints about a lock, no more. */
@@ -236,12 +256,19 @@ function safeUsername(): string {
   }
 }
 
-/** Runs fn while holding a lock; the lock is released on success, error and abort. */
+/**
+ * Runs fn while holding a lock; the lock is released on success, error and abort. When fn fails
+ * and the release fails too, fn's error is thrown, with the release's on its `suppressed`.
+ */
 export async function withLock<T>(repo: Repository, options: LockOptions, fn: (lock: Lock) => Promise<T>): Promise<T> {
   const lock = await Lock.acquire(repo, options);
   try {
     return await fn(lock);
+  } catch (err) {
+    await lock.releaseAfterError(err);
+    throw err;
   } finally {
+    // Nothing to do after releaseAfterError: a lock is released once.
     await lock.release();
   }
 }

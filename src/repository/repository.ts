@@ -8,7 +8,7 @@ import { describeFile } from '../backend/backend.ts';
 import { assertRuntime } from '../runtime.ts';
 import {
   AbortedError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
-  RepositoryNotFoundError, StowageError, WrongPasswordError, throwIfAborted,
+  RepositoryNotFoundError, StowageError, WrongPasswordError, addSuppressed, throwIfAborted,
 } from '../errors.ts';
 import { discard, initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
 import { createKeyFile, openKeyFile, parseKeyFile, DEFAULT_SCRYPT, type KeyFileJson, type ScryptParams } from './keyfile.ts';
@@ -572,7 +572,13 @@ export class BlobWriter {
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
     // Index what did land even when an upload failed, so those packs are not left unreferenced.
-    await this.#writeIndex();
+    try {
+      await this.#writeIndex();
+    } catch (err) {
+      // The upload's failure is the one to report (the index write fails for the same outage).
+      if (!this.#failure) throw err;
+      addSuppressed(this.#failure, err);
+    }
     if (this.#failure) throw this.#failure;
   }
 

@@ -9,7 +9,7 @@ import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
-import { AbortedError, InvalidInputError, SourceNotFoundError, StdinError, StowageError, throwIfAborted } from '../errors.ts';
+import { AbortedError, InvalidInputError, SourceNotFoundError, StdinError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository, type BlobWriter } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
@@ -206,7 +206,7 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
       }
       // What was stored stays consistent: packs that landed get their index, no snapshot.
       await run.close();
-      await writer.abandon();
+      await writer.abandon().catch((later: unknown) => addSuppressed(e, later));
       throw e;
     }
     await run.close();
@@ -253,6 +253,11 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
       repo.logger.warn(metadataLoss.message, { lost: metadataLoss.kinds.join(','), snapshot: snapshotId.slice(0, 8) });
     }
     return { snapshotId, snapshot, summary, errors: run.errors, ...(metadataLoss ? { metadataLoss } : {}) };
+  } catch (err) {
+    // The failure is what the caller sees, even when removing the lock fails too (same outage).
+    await run.close();
+    await (await locking.catch(() => undefined))?.releaseAfterError(err);
+    throw err;
   } finally {
     command?.kill();
     await run.close();

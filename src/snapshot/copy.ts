@@ -116,8 +116,11 @@ export async function copy(source: AnyRepository, destination: AnyRepository, op
     if (lockDst) locks.push(await Lock.acquire(dst.repo, { exclusive: false, retryLock: options.retryLock, signal }));
     const plan = await planCopy(src, dst, options);
     return await executeCopy(src, dst, plan, options);
+  } catch (err) {
+    for (const l of [...locks].reverse()) await l.releaseAfterError(err);
+    throw err;
   } finally {
-    for (const l of locks.reverse()) await l.release();
+    for (const l of [...locks].reverse()) await l.release();
   }
 }
 

@@ -83,6 +83,9 @@ export async function forget(repository: AnyRepository, options: ForgetOptions =
   const lock = options.lock === false ? undefined : await Lock.acquire(repo, { exclusive: true, retryLock: options.retryLock, signal: options.signal });
   try {
     return await forgetLocked(repo, options, filter, filterGiven, policy);
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }

@@ -714,6 +714,9 @@ export async function executePrune(indexed: IndexedRepository, plan: PrunePlan, 
   try {
     if (lock) await assertPlanCurrent(indexed, plan, signal);
     return await execute(indexed, plan, options);
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }
@@ -987,6 +990,9 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
       return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
     }
     return await execute(current, plan, options);
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }

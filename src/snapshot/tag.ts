@@ -111,6 +111,9 @@ export async function tag(repository: AnyRepository, options: TagOptions): Promi
       }
     }
     return result;
+  } catch (err) {
+    await lock?.releaseAfterError(err);
+    throw err;
   } finally {
     await lock?.release();
   }

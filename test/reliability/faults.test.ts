@@ -13,7 +13,7 @@ import { LocalBackend } from '../../src/backend/local.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { RetryBackend } from '../../src/backend/retry.ts';
 import type { RetryInfo } from '../../src/backend/retry.ts';
-import type { FileHandle, FileInfo } from '../../src/backend/backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/archiver.ts';
 import { restore } from '../../src/snapshot/restorer.ts';
@@ -283,5 +283,88 @@ describe('backup and restore through injected faults', () => {
       const n = reports.reduce((sum, r) => sum + r.faults[kind], 0);
       assert.ok(n > 0, `no ${kind} fault was injected`);
     }
+  });
+});
+
+/** A MemoryBackend that goes down for good (every call refused) at the first save of a pack. */
+class OutageBackend implements Backend {
+  readonly location = 'memory:outage';
+  readonly connections = 2;
+  readonly inner = new MemoryBackend();
+  down = false;
+  /** The save of a data pack that starts the outage: 1 for the first. */
+  downAtDataSave = 1;
+  #dataSaves = 0;
+  #check(): void {
+    if (this.down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { code: 'ECONNREFUSED', syscall: 'connect' });
+  }
+  async create(o?: CallOptions): Promise<void> {
+    this.#check();
+    await this.inner.create(o);
+  }
+  async save(h: FileHandle, data: Uint8Array, o?: CallOptions): Promise<void> {
+    if (h.type === 'data' && ++this.#dataSaves >= this.downAtDataSave) this.down = true;
+    this.#check();
+    await this.inner.save(h, data, o);
+  }
+  async load(h: FileHandle, o?: LoadOptions): Promise<Uint8Array> {
+    this.#check();
+    return this.inner.load(h, o);
+  }
+  async stat(h: FileHandle, o?: CallOptions): Promise<FileInfo> {
+    this.#check();
+    return this.inner.stat(h, o);
+  }
+  async remove(h: FileHandle, o?: CallOptions): Promise<void> {
+    this.#check();
+    await this.inner.remove(h, o);
+  }
+  async *list(type: FileType, o?: CallOptions): AsyncGenerator<FileInfo> {
+    this.#check();
+    yield* this.inner.list(type, o);
+  }
+  async close(): Promise<void> {}
+}
+
+describe('an outage that outlasts the retries', () => {
+  it('fails the backup with the error of the upload, not of the lock it could not remove afterwards', async () => {
+    const work = await tmpDir('stowage-outage');
+    const src = path.join(work, 'src');
+    await mkdir(src, { recursive: true });
+    await writeFile(path.join(src, 'file.bin'), randomBytes(100_000));
+    const outage = new OutageBackend();
+    const backend = new RetryBackend(outage, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2 });
+    const repo = await Repository.init(backend, { password: PASSWORD, kdf: FAST_KDF });
+    await assert.rejects(backup(await repo.loadIndex(), { paths: [src], hostname: 'outage' }), (err: unknown) => {
+      assert.ok(err instanceof BackendError, String(err));
+      assert.match(err.message, /^save data\/[0-9a-f]{2}\/[0-9a-f]{64}: connect ECONNREFUSED .*\(gave up after 3 attempts in [\d.]+ s\)$/);
+      assert.equal((err.cause as { code?: string }).code, 'ECONNREFUSED');
+      // The lock could not be removed in the same outage: kept, not thrown.
+      const suppressed = err.suppressed ?? [];
+      assert.equal(suppressed.length, 1);
+      assert.match((suppressed[0] as Error).message, /^remove locks\/[0-9a-f]{64}: connect ECONNREFUSED/);
+      return true;
+    });
+    assert.ok(outage.down);
+  });
+
+  it('fails a blob writer with the error of the upload when the index for the packs stored before fails too', async () => {
+    const outage = new OutageBackend();
+    outage.downAtDataSave = 2;
+    const backend = new RetryBackend(outage, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 2 });
+    const repo = await Repository.init(backend, { password: PASSWORD, kdf: FAST_KDF });
+    const writer = (await repo.loadIndex()).blobWriter({ packSize: 4096, compression: 'off' });
+    const write = async () => {
+      await writer.saveBlob('data', randomBytes(5000));
+      await writer.saveBlob('data', randomBytes(5000));
+      await writer.saveBlob('data', randomBytes(5000));
+      await writer.flush();
+    };
+    await assert.rejects(write(), (err: unknown) => {
+      assert.ok(err instanceof BackendError, String(err));
+      assert.match(err.message, /^save data\//);
+      assert.ok((err.suppressed ?? []).some((e) => /^save index\//.test((e as Error).message)), String(err.suppressed));
+      return true;
+    });
   });
 });

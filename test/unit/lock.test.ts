@@ -4,7 +4,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import { AbortedError, IntegrityError, LockedError } from '../../src/errors.ts';
+import { AbortedError, BackendError, IntegrityError, LockedError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { formatGoTime, goTimeFromNs } from '../../src/repository/gotime.ts';
@@ -232,6 +232,38 @@ test('withLock releases on success and on error', async () => {
     throw new Error('boom');
   }), /boom/);
   assert.deepEqual(await lockIds(repo), []);
+});
+
+test('withLock: when the work fails and removing the lock fails too, the work\'s error is thrown, the other kept and logged', async () => {
+  const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
+  const logger = { debug() {}, info() {}, warn: (m: string, f?: Record<string, unknown>) => void warnings.push([m, f]), error() {} };
+  const backend = new MemoryBackend();
+  const repo = await Repository.init(backend, { password: 'pw', kdf: KDF, logger });
+  const work = new BackendError('save data/ab/abcd: connect ECONNREFUSED (gave up after 12 attempts in 171.3 s)', { transient: true });
+  const lockFailure = new BackendError('remove locks/ef01: connect ECONNREFUSED', { transient: true });
+  let lockId = '';
+  await assert.rejects(withLock(repo, { exclusive: false, ...FAST }, async (l) => {
+    lockId = l.id;
+    // The outage that failed the work also breaks the lock's removal.
+    backend.remove = async () => {
+      throw lockFailure;
+    };
+    throw work;
+  }), (err: unknown) => {
+    assert.equal(err, work);
+    assert.deepEqual((err as BackendError).suppressed, [lockFailure]);
+    return true;
+  });
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]![0], /could not remove the lock/);
+  assert.equal(warnings[0]![1]!.lock, lockId);
+  // Without a failure of its own, a failed release is what the caller sees.
+  delete (backend as { remove?: unknown }).remove;
+  await assert.rejects(withLock(repo, { exclusive: false, ...FAST }, async () => {
+    backend.remove = async () => {
+      throw lockFailure;
+    };
+  }), (err: unknown) => err === lockFailure);
 });
 
 test('isStale: older than 30 minutes; this host with a dead PID; another host never by PID', () => {

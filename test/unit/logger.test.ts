@@ -103,6 +103,32 @@ describe('consoleLogger', () => {
     assert.doesNotThrow(() => silentLogger.error('nothing', { happens: true }));
   });
 
+  it('writes every level to stderr by default (stdout is the program output), or to the stream chosen', () => {
+    const taken: Record<'stdout' | 'stderr', string[]> = { stdout: [], stderr: [] };
+    const originals = { stdout: process.stdout.write, stderr: process.stderr.write };
+    for (const name of ['stdout', 'stderr'] as const) {
+      process[name].write = ((chunk: string | Uint8Array) => {
+        taken[name].push(String(chunk));
+        return true;
+      }) as typeof process.stdout.write;
+    }
+    try {
+      const log = consoleLogger('debug');
+      log.debug('d', { n: 1 });
+      log.info('i');
+      log.warn('w');
+      log.error('e');
+    } finally {
+      process.stdout.write = originals.stdout;
+      process.stderr.write = originals.stderr;
+    }
+    assert.deepEqual(taken.stdout, []);
+    assert.deepEqual(taken.stderr, ['debug: d n=1\n', 'info: i\n', 'warn: w\n', 'error: e\n']);
+    const chosen: string[] = [];
+    consoleLogger('info', { stream: { write: (s: string) => chosen.push(s) } }).info('to the chosen stream');
+    assert.deepEqual(chosen, ['info: to the chosen stream\n']);
+  });
+
   it('formatFields quotes what would be ambiguous and leaves plain values bare', () => {
     assert.equal(formatFields({ s: 'plain', e: '', q: 'a"b', eq: 'k=v', n: 1.5, b: false, z: null, big: 2n ** 70n, list: [1, 'x'] }), 's=plain e="" q="a\\"b" eq="k=v" n=1.5 b=false z=null big=1180591620717411303424 list=[1,"x"]');
   });
@@ -130,16 +156,24 @@ describe('the library logs to an injected logger', () => {
     assert.equal(typeof requests[1]!.fields.durationMs, 'number');
   });
 
-  it('a call that keeps failing: a warn per retry, then one when it gives up; the error still reaches the caller', async () => {
+  it('a call that keeps failing: a warn at its first retry, then one when it gives up; the error still reaches the caller', async () => {
     const log = recordingLogger();
     const backend = wrapBackend(faulty(new MemoryBackend(), { rate: 1, ops: ['stat'] }), { logger: log, retry: { maxAttempts: 3, random: () => 0 } });
     await assert.rejects(backend.stat({ type: 'config', name: '' }), BackendError);
     assert.deepEqual(log.find('warn', /./).map((r) => r.message), [
       'stat config failed, retrying',
-      'stat config failed, retrying',
       'stat config failed after 3 attempts, giving up',
     ]);
     assert.equal(log.find('warn', /giving up/)[0]!.fields.attempts, 3);
+    // logIntervalMs 0: a line per retry.
+    const every = recordingLogger();
+    const uncoalesced = wrapBackend(faulty(new MemoryBackend(), { rate: 1, ops: ['stat'] }), { logger: every, retry: { maxAttempts: 3, random: () => 0, logIntervalMs: 0 } });
+    await assert.rejects(uncoalesced.stat({ type: 'config', name: '' }), BackendError);
+    assert.deepEqual(every.find('warn', /./).map((r) => r.message), [
+      'stat config failed, retrying',
+      'stat config failed, retrying',
+      'stat config failed after 3 attempts, giving up',
+    ]);
     // A failure that is not worth retrying is not logged as one.
     const missing = recordingLogger();
     await assert.rejects(wrapBackend(new MemoryBackend(), { logger: missing }).load({ type: 'keys', name: 'cd'.repeat(32) }), NotFoundError);

@@ -9,14 +9,17 @@ import type { Clock } from '../../src/backend/limits.ts';
 import { ObservedBackend, redactSecrets, summarizeError } from '../../src/backend/observe.ts';
 import type { BackendEvent } from '../../src/backend/observe.ts';
 import { FaultyBackend } from '../../src/backend/faulty.ts';
+import { openBackend } from '../../src/backend/location.ts';
 import { backendConformance } from '../backend/conformance.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
+import type { Logger } from '../../src/logger.ts';
 import {
   AbortedError,
   BackendError,
   IntegrityError,
   InvalidInputError,
   NotFoundError,
+  addSuppressed,
   throwIfAborted,
 } from '../../src/errors.ts';
 
@@ -222,13 +225,40 @@ describe('RetryBackend: what is retried', () => {
 });
 
 describe('RetryBackend: limits', () => {
-  it('gives up after maxAttempts with the last error, unchanged', async () => {
+  it('gives up after maxAttempts with an error that names the call, the last error as its cause', async () => {
     const { inner, backend, retries } = setup({ maxAttempts: 4 });
     const errors = [transient(500), transient(502), transient(503), transient(504), transient(500)];
     inner.plan.load.push(...errors);
-    await assert.rejects(backend.load({ type: 'config', name: '' }), (err: unknown) => err === errors[3]);
+    await assert.rejects(backend.load({ type: 'config', name: '' }), (err: unknown) => {
+      assert.ok(err instanceof BackendError);
+      assert.equal(err.cause, errors[3]);
+      assert.equal(err.message, 'load config: HTTP 504 (gave up after 4 attempts in 3.5 s)');
+      assert.equal(err.transient, true);
+      assert.equal(err.status, 504);
+      return true;
+    });
     assert.equal(inner.calls.load, 4);
     assert.equal(retries.length, 3);
+  });
+
+  it('a raw network error given up on becomes a BackendError naming the call; a message that names it already is kept', async () => {
+    const { inner, backend } = setup({ maxAttempts: 2 });
+    const h: FileHandle = { type: 'data', name: 'ab'.repeat(32) };
+    const raw = [reset(), reset()];
+    inner.plan.save.push(...raw);
+    await assert.rejects(backend.save(h, new Uint8Array(1)), (err: unknown) => {
+      assert.ok(err instanceof BackendError && err.transient);
+      assert.equal(err.cause, raw[1]);
+      assert.equal(err.message, `save data/ab/${h.name}: read ECONNRESET (gave up after 2 attempts in 0.5 s)`);
+      return true;
+    });
+    const named = new BackendError(`remove locks/${h.name} (in rest:http://host/): HTTP 503`, { transient: true, status: 503 });
+    inner.plan.remove.push(named, named);
+    await assert.rejects(backend.remove({ type: 'locks', name: h.name }), (err: unknown) => {
+      assert.ok(err instanceof BackendError);
+      assert.equal(err.message, `${named.message} (gave up after 2 attempts in 0.5 s)`);
+      return true;
+    });
   });
 
   it('caps the backoff bound at maxDelayMs and takes jitter from the whole range', async () => {
@@ -311,6 +341,171 @@ describe('RetryBackend: aborts', () => {
       return true;
     });
     assert.equal(inner.calls.stat, 1);
+  });
+});
+
+/** Whether `err` or an error in its cause chain has this `code`. */
+function chainHasCode(err: unknown, code: string): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === code) return true;
+  }
+  return false;
+}
+
+describe('RetryBackend: an abort keeps the failure it cut short', () => {
+  const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED', syscall: 'connect' });
+
+  it('aborted during a backoff after eight refusals: the last refusal is the cause, the reason is kept', async () => {
+    const controller = new AbortController();
+    const reason = new DOMException('signal timed out', 'TimeoutError');
+    const clock = fakeClock();
+    const inner = new ScriptedBackend(clock);
+    inner.plan.stat.push(...Array.from({ length: 20 }, refused));
+    // The timeout fires during the eighth backoff.
+    const sleep = clock.sleep;
+    clock.sleep = async (ms, signal) => {
+      if (clock.sleeps.length === 7) controller.abort(reason);
+      return sleep(ms, signal);
+    };
+    const backend = new RetryBackend(inner, { clock, random: () => 0.5, maxAttempts: 20 });
+    await assert.rejects(backend.stat({ type: 'config', name: '' }, { signal: controller.signal }), (err: unknown) => {
+      assert.ok(err instanceof AbortedError, String(err));
+      assert.equal(err.reason, reason);
+      assert.ok(chainHasCode(err, 'ECONNREFUSED'), 'no ECONNREFUSED in the cause chain');
+      assert.match(err.message, /signal timed out.*stat config.*ECONNREFUSED/);
+      assert.equal((err.toJSON().cause as { code?: string }).code, 'ECONNREFUSED');
+      return true;
+    });
+    assert.equal(inner.calls.stat, 8);
+  });
+
+  it('aborted while the next attempt runs: the failure of the attempt before is the cause', async () => {
+    const controller = new AbortController();
+    const { inner, backend } = setup({ maxAttempts: 20 });
+    inner.plan.stat.push(...Array.from({ length: 7 }, refused));
+    const orig = inner.stat.bind(inner);
+    inner.stat = async (h, o) => {
+      if (inner.calls.stat === 7) {
+        inner.calls.stat++;
+        controller.abort();
+        throwIfAborted(o?.signal);
+      }
+      return orig(h, o);
+    };
+    await assert.rejects(backend.stat({ type: 'config', name: '' }, { signal: controller.signal }), (err: unknown) => {
+      assert.ok(err instanceof AbortedError, String(err));
+      assert.ok(chainHasCode(err, 'ECONNREFUSED'), 'no ECONNREFUSED in the cause chain');
+      return true;
+    });
+  });
+
+  it('toJSON shows the cause chain and the suppressed errors, with credentials masked', () => {
+    const inner = Object.assign(new Error('connect ECONNREFUSED https://alice:hunter2@example.com/repo'), { code: 'ECONNREFUSED' });
+    const err = new AbortedError('operation aborted', { cause: new BackendError('save data/ab/ab12', { transient: true, cause: inner }) });
+    addSuppressed(err, new Error('remove locks/cd failed'));
+    const json = JSON.stringify(err);
+    assert.ok(!json.includes('hunter2'), json);
+    assert.deepEqual(JSON.parse(json), {
+      name: 'AbortedError',
+      code: 'ABORTED',
+      message: 'operation aborted',
+      cause: { name: 'BackendError', code: 'BACKEND', message: 'save data/ab/ab12', cause: { name: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED https://alice:***@example.com/repo' } },
+      suppressed: [{ name: 'Error', message: 'remove locks/cd failed' }],
+    });
+  });
+
+  it('a REST server that refuses every connection, with AbortSignal.timeout(): AbortedError caused by ECONNREFUSED', async () => {
+    let retries = 0;
+    // Nothing listens on port 9.
+    const backend = await openBackend('rest:http://127.0.0.1:9/repo/', {
+      retry: { initialDelayMs: 20, multiplier: 1, maxAttempts: 1000, onRetry: () => retries++ },
+    });
+    try {
+      await assert.rejects(backend.stat({ type: 'config', name: '' }, { signal: AbortSignal.timeout(300) }), (err: unknown) => {
+        assert.ok(err instanceof AbortedError, String(err));
+        assert.ok(chainHasCode(err, 'ECONNREFUSED'), `no ECONNREFUSED in the cause chain of ${String(err)}`);
+        assert.match(err.message, /ECONNREFUSED/);
+        assert.equal((err.reason as Error).name, 'TimeoutError');
+        return true;
+      });
+    } finally {
+      await backend.close();
+    }
+    assert.ok(retries >= 3, `only ${retries} retries`);
+  });
+});
+
+/** A logger that keeps the warnings: [message, fields]. */
+function warnings(): { lines: Array<[string, Record<string, unknown>]>; logger: Logger } {
+  const lines: Array<[string, Record<string, unknown>]> = [];
+  const noop = () => {};
+  return { lines, logger: { debug: noop, info: noop, error: noop, warn: (m, f = {}) => void lines.push([m, f]) } };
+}
+
+describe('RetryBackend: retry warnings are coalesced', () => {
+  it('logs the first retry, then counts at most once per logIntervalMs, then one line when calls succeed again', async () => {
+    const { lines, logger } = warnings();
+    // Every wait is 4 s on the fake clock; the call fails five times.
+    const { inner, backend, clock } = setup({ logger, initialDelayMs: 8000, multiplier: 1 });
+    inner.plan.stat.push(...Array.from({ length: 5 }, () => transient()));
+    await assert.rejects(backend.stat({ type: 'config', name: '' }), NotFoundError);
+    assert.deepEqual(clock.sleeps, [4000, 4000, 4000, 4000, 4000]);
+    assert.deepEqual(lines.map(([m]) => m), [
+      'stat config failed, retrying',
+      // Retries at 4, 8 and 12 s: the one at 12 s is 10 s or more after the last line.
+      '3 more retries of 1 request in the last 12.0 s',
+      // The call ends at 20 s with an error not worth retrying (the file is missing): the retry
+      // at 16 s, not logged yet, is counted then.
+      '1 more retry of 1 request in the last 8.0 s',
+    ]);
+    assert.deepEqual(lines[1]![1], { retries: 3, requests: 1, elapsedMs: 12000, op: 'stat', file: 'config', error: summarizeError(transient()) });
+
+    const ok = warnings();
+    const s2 = setup({ logger: ok.logger, initialDelayMs: 8000, multiplier: 1 });
+    const h: FileHandle = { type: 'keys', name: newId() };
+    s2.inner.plan.save.push(...Array.from({ length: 5 }, () => transient()));
+    await s2.backend.save(h, new Uint8Array(1));
+    assert.deepEqual(ok.lines.map(([m]) => m), [
+      `save keys/${h.name} failed, retrying`,
+      '3 more retries of 1 request in the last 12.0 s',
+      'backend calls succeed again after 5 retries of 1 request in 20.0 s',
+    ]);
+    assert.deepEqual(ok.lines[2]![1], { retries: 5, requests: 1, elapsedMs: 20000 });
+  });
+
+  it('many requests failing at once: a handful of lines, not one per retry; totals add up', async () => {
+    const { lines, logger } = warnings();
+    const retries: RetryInfo[] = [];
+    const { inner, backend } = setup({ logger, initialDelayMs: 1000, multiplier: 1, onRetry: (i) => retries.push(i) });
+    inner.plan.save.push(...Array.from({ length: 48 }, () => transient()));
+    const handles = Array.from({ length: 12 }, (): FileHandle => ({ type: 'data', name: newId() }));
+    await Promise.all(handles.map((h) => backend.save(h, new Uint8Array(1))));
+    assert.equal(retries.length, 48, 'onRetry still hears of every retry');
+    const messages = lines.map(([m]) => m);
+    assert.ok(lines.length <= 5, messages.join('\n'));
+    assert.match(messages[0]!, /^save data\/[0-9a-f]{2}\/[0-9a-f]{64} failed, retrying$/);
+    for (const m of messages.slice(1, -1)) assert.match(m, /^\d+ more retries of \d+ requests in the last \d+\.\d s$/);
+    assert.match(messages.at(-1)!, /^backend calls succeed again after 48 retries of 12 requests in \d+\.\d s$/);
+    // 48 waits of 0.5 s on the shared fake clock: 24 s, so two counting lines (at 10 s and 20 s).
+    assert.equal(lines.length, 4, messages.join('\n'));
+  });
+
+  it('a request that gives up is logged after the count of the other requests\' retries; a new outage logs its first retry again', async () => {
+    const { lines, logger } = warnings();
+    const { inner, backend } = setup({ logger, maxAttempts: 3 });
+    inner.plan.stat.push(...Array.from({ length: 6 }, () => transient()));
+    const results = await Promise.allSettled([backend.stat({ type: 'config', name: '' }), backend.stat({ type: 'config', name: '' })]);
+    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected']);
+    assert.deepEqual(lines.map(([m]) => m), [
+      'stat config failed, retrying',
+      '3 more retries of 2 requests in the last 3.0 s',
+      'stat config failed after 3 attempts, giving up',
+      'stat config failed after 3 attempts, giving up',
+    ]);
+    lines.length = 0;
+    inner.plan.stat.push(transient());
+    await assert.rejects(backend.stat({ type: 'config', name: '' }), NotFoundError);
+    assert.deepEqual(lines.map(([m]) => m), ['stat config failed, retrying']);
   });
 });
 

@@ -102,11 +102,17 @@ export const copyCommand: Command = {
             });
             for (const { ref, error } of res.ignored) ctx.err(`Ignoring ${JSON.stringify(ref)}: ${error.message}\n`);
             return 0;
+          } catch (err) {
+            await dstLock.releaseAfterError(err);
+            throw err;
           } finally {
             progress.finish();
             await dstLock.release();
           }
         });
+      } catch (err) {
+        await srcLock?.releaseAfterError(err);
+        throw err;
       } finally {
         await srcLock?.release();
       }
