@@ -13,7 +13,7 @@ import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
 import type { IndexedRepository, BlobWriter } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
-import { goTimeFromNs, goTimeNow, type GoTime } from '../repository/gotime.ts';
+import { goTimeFromNs, goTimeNow, toGoTime, type GoTime } from '../repository/gotime.ts';
 import { Lock } from '../repository/lock.ts';
 import { Semaphore } from '../repository/concurrency.ts';
 import { Chunker } from './chunker.ts';
@@ -85,6 +85,8 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
   const signal = options.signal;
   throwIfAborted(signal);
   const start = goTimeNow();
+  // A caller's time may be a plain { epochNs, offsetMinutes }: results carry GoTime values.
+  const time = options.time === undefined ? undefined : toGoTime(options.time);
   const compression = options.compression ?? 'auto';
   if (!options.stdin && (options.paths ?? []).length === 0) throw new InvalidInputError('nothing to back up: give at least one path');
   // The lock is taken while the backup starts (taking it includes a wait of its own, to see
@@ -133,7 +135,7 @@ export async function backup(repo: IndexedRepository, options: BackupOptions): P
     };
     const user = safeUser();
     const snapshot: Snapshot = {
-      time: options.time ?? start,
+      time: time ?? start,
       parent: run.parentId ?? undefined,
       tree,
       paths,

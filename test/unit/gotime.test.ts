@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidInputError } from '../../src/errors.ts';
+import type { GoTime } from '../../src/repository/gotime.ts';
 import {
   ZERO_GO_TIME, clampGoTimeYear, compareGoTime, formatGoTime, goTimeFromDate, goTimeFromNs, goTimeNow,
   goTimeToDate, isZeroGoTime, localOffsetMinutes, parseGoTime,
@@ -128,7 +129,7 @@ test('formatting rejects years Go cannot write and bad offsets', () => {
   assert.equal(formatGoTime(goTimeFromNs(year10000, -60)), '9999-12-31T23:00:00-01:00');
   assert.throws(() => goTimeFromNs(0n, 1440), InvalidInputError);
   assert.throws(() => goTimeFromNs(0n, 1.5), InvalidInputError);
-  assert.throws(() => formatGoTime({ epochNs: 0n, offsetMinutes: -1440 }), InvalidInputError);
+  assert.throws(() => formatGoTime({ epochNs: 0n, offsetMinutes: -1440 } as unknown as GoTime), InvalidInputError);
   assert.throws(() => goTimeFromDate(new Date(NaN)), InvalidInputError);
 });
 
