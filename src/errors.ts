@@ -1,6 +1,8 @@
 // Every error Stowage throws on purpose is a StowageError with a stable `code`.
 // Messages name the thing (file, blob, key) and never contain secrets.
 
+import type { GoTime } from './repository/gotime.ts';
+
 export type ErrorCode =
   | 'WRONG_PASSWORD'
   | 'REPOSITORY_NOT_FOUND'
@@ -93,7 +95,8 @@ export interface LockHolder {
   hostname: string;
   username: string;
   pid: number;
-  time: string;
+  /** When the lock was written, as its file says; prints and serialises as RFC 3339. */
+  time: GoTime;
 }
 
 /** The repository is locked by another process (restic exit code 11). */
