@@ -2,6 +2,7 @@
 // Messages name the thing (file, blob, key) and never contain secrets.
 
 import { redactSecrets } from './redact.ts';
+import type { GoTime } from './repository/gotime.ts';
 
 export type ErrorCode =
   | 'WRONG_PASSWORD'
@@ -150,7 +151,8 @@ export interface LockHolder {
   hostname: string;
   username: string;
   pid: number;
-  time: string;
+  /** When the lock was written, as its file says; prints and serialises as RFC 3339. */
+  time: GoTime;
 }
 
 /** The repository is locked by another process (restic exit code 11). */

@@ -41,7 +41,7 @@ export type { ScryptParams } from './repository/keyfile.ts';
 export { Lock, withLock, listLocks, unlock, isStale } from './repository/lock.ts';
 export type { LockInfo, LockOptions } from './repository/lock.ts';
 export type { GoTime } from './repository/gotime.ts';
-export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate } from './repository/gotime.ts';
+export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate, goTimeFromNs, isGoTime } from './repository/gotime.ts';
 export { backup } from './snapshot/archiver.ts';
 export type { BackupOptions, BackupResult, BackupProgress, StdinStream, StdinCommand } from './snapshot/archiver.ts';
 export { restore } from './snapshot/restorer.ts';

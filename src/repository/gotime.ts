@@ -4,11 +4,69 @@
 // epoch plus the offset in minutes; that round-trips every timestamp restic writes byte for byte.
 import { InvalidInputError } from '../errors.ts';
 
+/**
+ * A Go time.Time as restic writes it: the exact instant in nanoseconds and the zone offset it was
+ * written in. Every GoTime the library makes or returns is an immutable (frozen) value whose
+ * `toJSON()`, `toString()` and Node's `util.inspect` all give the RFC 3339 string restic writes
+ * for it ({@link formatGoTime}), so `JSON.stringify(result)` and `${snapshot.time}` print
+ * e.g. "2024-01-02T03:04:05.123456789+01:00" with no digit lost. Make one with
+ * {@link parseGoTime}, {@link goTimeFromNs} or {@link goTimeFromDate}; a plain object literal is
+ * not a GoTime (it would not print or serialise as one).
+ */
 export interface GoTime {
   /** Nanoseconds since 1970-01-01T00:00:00Z (the instant; the offset does not change it). */
   readonly epochNs: bigint;
   /** Offset of the zone the time is written in, east of UTC, in minutes (-1439..1439). */
   readonly offsetMinutes: number;
+  /**
+   * The RFC 3339 string restic writes (formatGoTime), which JSON.stringify writes in quotes. A
+   * year outside 0..9999, which restic cannot write, comes out in ISO 8601's expanded form
+   * (±YYYYYY-…) instead of throwing.
+   */
+  toJSON(): string;
+  /** The same string as toJSON(). */
+  toString(): string;
+}
+
+const INSPECT = Symbol.for('nodejs.util.inspect.custom');
+
+// The one class behind every GoTime: all constructors below go through makeGoTime.
+class GoTimeValue implements GoTime {
+  readonly epochNs: bigint;
+  readonly offsetMinutes: number;
+  constructor(epochNs: bigint, offsetMinutes: number) {
+    this.epochNs = epochNs;
+    this.offsetMinutes = offsetMinutes + 0; // + 0 turns -0 into 0
+    Object.freeze(this);
+  }
+  toJSON(): string {
+    return formatTime(this, true);
+  }
+  toString(): string {
+    return formatTime(this, true);
+  }
+  [INSPECT](): string {
+    return formatTime(this, true);
+  }
+}
+
+function makeGoTime(epochNs: bigint, offsetMinutes: number): GoTime {
+  return new GoTimeValue(epochNs, offsetMinutes);
+}
+
+/** Whether v is a GoTime made by this module (and so prints and serialises as RFC 3339). */
+export function isGoTime(v: unknown): v is GoTime {
+  return v instanceof GoTimeValue;
+}
+
+/**
+ * t itself when it is a GoTime value, else the same instant and offset as one (for times handed
+ * in by callers, which may be plain `{ epochNs, offsetMinutes }` objects). Checks the fields.
+ */
+export function toGoTime(t: Pick<GoTime, 'epochNs' | 'offsetMinutes'>): GoTime {
+  if (t instanceof GoTimeValue) return t;
+  if (typeof t?.epochNs !== 'bigint') throw new InvalidInputError('a time must have a bigint epochNs');
+  return goTimeFromNs(t.epochNs, t.offsetMinutes);
 }
 
 const NS_PER_SECOND = 1_000_000_000n;
@@ -20,15 +78,21 @@ const NS_PER_MS = 1_000_000n;
 const MAX_OFFSET_MINUTES = 23 * 60 + 59;
 
 /** Go's zero time.Time, which restic writes for unset times: 0001-01-01T00:00:00Z. */
-export const ZERO_GO_TIME: GoTime = Object.freeze({ epochNs: -62_135_596_800n * NS_PER_SECOND, offsetMinutes: 0 });
+export const ZERO_GO_TIME: GoTime = makeGoTime(-62_135_596_800n * NS_PER_SECOND, 0);
 
 export function isZeroGoTime(t: GoTime): boolean {
   return t.epochNs === ZERO_GO_TIME.epochNs;
 }
 
+/**
+ * The GoTime for an instant in nanoseconds since the Unix epoch, written in the given zone offset
+ * (minutes east of UTC; default: the local zone at that instant). Throws InvalidInputError for an
+ * offset that is not a whole number of minutes within ±23:59.
+ */
 export function goTimeFromNs(epochNs: bigint, offsetMinutes: number = localOffsetMinutes(epochNs)): GoTime {
+  if (typeof epochNs !== 'bigint') throw new InvalidInputError('epochNs must be a bigint');
   checkOffset(offsetMinutes);
-  return { epochNs, offsetMinutes: offsetMinutes + 0 }; // + 0 turns -0 into 0
+  return makeGoTime(epochNs, offsetMinutes);
 }
 
 /** A Date as a GoTime, written in the given offset (default: the local zone at that instant). */
@@ -80,19 +144,27 @@ export function goTimeNow(): GoTime {
   return goTimeFromNs(now, localOffsetMinutes(now));
 }
 
-/** Formats like Go's time.Time.MarshalJSON (without the quotes). Years must lie in 0..9999. */
+/**
+ * Formats like Go's time.Time.MarshalJSON (without the quotes): RFC 3339 with up to nine
+ * fraction digits, trailing zeros dropped, 'Z' for a zero offset. Years must lie in 0..9999.
+ */
 export function formatGoTime(t: GoTime): string {
+  return formatTime(t, false);
+}
+
+function formatTime(t: Pick<GoTime, 'epochNs' | 'offsetMinutes'>, expandedYears: boolean): string {
   checkOffset(t.offsetMinutes);
   const wall = t.epochNs + BigInt(t.offsetMinutes) * NS_PER_MINUTE;
   const days = floorDiv(wall, NS_PER_DAY);
   const nsOfDay = wall - days * NS_PER_DAY;
   const { year, month, day } = civilFromDays(Number(days));
-  if (year < 0 || year > 9999) {
-    throw new InvalidInputError(`time with year ${year} cannot be written (Go JSON allows years 0..9999)`);
-  }
+  let y: string;
+  if (year >= 0 && year <= 9999) y = pad(year, 4);
+  else if (expandedYears) y = (year < 0 ? '-' : '+') + pad(Math.abs(year), 6);
+  else throw new InvalidInputError(`time with year ${year} cannot be written (Go JSON allows years 0..9999)`);
   const secOfDay = Number(nsOfDay / NS_PER_SECOND);
   const frac = Number(nsOfDay % NS_PER_SECOND);
-  let s = `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(secOfDay / 3600), 2)}:` +
+  let s = `${y}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(secOfDay / 3600), 2)}:` +
     `${pad(Math.floor(secOfDay / 60) % 60, 2)}:${pad(secOfDay % 60, 2)}`;
   if (frac !== 0) s += '.' + pad(frac, 9).replace(/0+$/, '');
   if (t.offsetMinutes === 0) return s + 'Z';
@@ -126,7 +198,7 @@ export function parseGoTime(s: string): GoTime {
   }
   const wallSeconds = BigInt(daysFromCivil(year, month, day)) * 86_400n + BigInt(hour * 3600 + minute * 60 + second);
   const epochNs = wallSeconds * NS_PER_SECOND + frac - BigInt(offsetMinutes) * NS_PER_MINUTE;
-  return { epochNs, offsetMinutes };
+  return makeGoTime(epochNs, offsetMinutes);
 }
 
 /**
@@ -144,7 +216,7 @@ export function clampGoTimeYear(t: GoTime): GoTime {
   // Day overflow carries into the next month, as in Go's time.Date.
   const newDays = daysFromCivil(target, month, 1) + (day - 1);
   const newWall = BigInt(newDays) * NS_PER_DAY + (wall - days * NS_PER_DAY);
-  return { epochNs: newWall - offsetNs, offsetMinutes: t.offsetMinutes };
+  return makeGoTime(newWall - offsetNs, t.offsetMinutes);
 }
 
 function checkOffset(offsetMinutes: number): void {

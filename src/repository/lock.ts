@@ -7,7 +7,7 @@ import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
 import { IntegrityError, LockedError, NotFoundError, StowageError, addSuppressed, throwIfAborted, type LockHolder } from '../errors.ts';
-import { formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
+import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
 import { summarizeError } from '../backend/observe.ts';
 
@@ -29,9 +29,10 @@ export interface LockOptions extends CallOptions {
 export const STALE_AFTER_MS = 30 * 60 * 1000;
 const REFRESH_MS = 5 * 60 * 1000;
 
-export function encodeLock(l: Omit<LockInfo, 'id'>): Uint8Array {
+/** The lock file's JSON. `time` is a GoTime, or (for tests planting odd files) the exact string to write. */
+export function encodeLock(l: Omit<LockInfo, 'id' | 'time'> & { time: GoTime | string }): Uint8Array {
   const parts = [
-    `"time":${JSON.stringify(l.time)}`,
+    `"time":${JSON.stringify(typeof l.time === 'string' ? l.time : formatGoTime(l.time))}`,
     `"exclusive":${l.exclusive}`,
     `"hostname":${JSON.stringify(l.hostname)}`,
     `"username":${JSON.stringify(l.username)}`,
@@ -50,14 +51,15 @@ export function decodeLock(json: Uint8Array, id: string): LockInfo {
     throw new IntegrityError('lock is not valid JSON', { file: `locks/${id}` }, { cause: e });
   }
   if (!o || typeof o !== 'object' || typeof o.time !== 'string') throw new IntegrityError('lock has no time', { file: `locks/${id}` });
+  let time: GoTime;
   try {
-    parseGoTime(o.time);
+    time = parseGoTime(o.time);
   } catch (e) {
     throw new IntegrityError(`lock has an invalid time ${JSON.stringify(o.time).slice(0, 60)}`, { file: `locks/${id}` }, { cause: e });
   }
   return {
     id,
-    time: o.time,
+    time,
     exclusive: o.exclusive === true,
     hostname: typeof o.hostname === 'string' ? o.hostname : '',
     username: typeof o.username === 'string' ? o.username : '',
@@ -69,7 +71,7 @@ export function decodeLock(json: Uint8Array, id: string): LockInfo {
 
 /** restic's rule: older than 30 min, or from this host and its process is gone. */
 export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname()): boolean {
-  const t = goTimeToDate(parseGoTime(l.time)).getTime();
+  const t = goTimeToDate(l.time).getTime();
   if (now - t > STALE_AFTER_MS) return true;
   if (l.hostname !== hostname) return false;
   // No process has a PID outside 1..2^31-1 (and kill(0) would signal our own group).
@@ -232,12 +234,12 @@ export class Lock {
 
 /** Who holds a lock, for log records: what restic prints about a lock, no more. */
 function describeHolder(l: LockInfo): Record<string, unknown> {
-  return { time: l.time, exclusive: l.exclusive, hostname: l.hostname, username: l.username, pid: l.pid };
+  return { time: formatGoTime(l.time), exclusive: l.exclusive, hostname: l.hostname, username: l.username, pid: l.pid };
 }
 
 async function saveLock(repo: Repository, exclusive: boolean, options: CallOptions): Promise<string> {
   const info = {
-    time: formatGoTime(goTimeNow()),
+    time: goTimeNow(),
     exclusive,
     hostname: os.hostname(),
     username: safeUsername(),

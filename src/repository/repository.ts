@@ -19,6 +19,7 @@ import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.ts';
 import { PackWriter, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
+import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 
@@ -53,7 +54,8 @@ export interface KeyInfo {
   current: boolean;
   username: string;
   hostname: string;
-  created: string;
+  /** When the key was made, as its key file says; prints and serialises as RFC 3339. */
+  created: GoTime;
 }
 
 /** restic tries at most 20 keys before it gives up. */
@@ -156,12 +158,13 @@ export class Repository {
   // ---- keys -------------------------------------------------------------------------------
 
   async listKeys(options: CallOptions = {}): Promise<KeyInfo[]> {
-    const out: KeyInfo[] = [];
+    const out: Array<KeyInfo & { written: string }> = [];
     for await (const f of this.backend.list('keys', options)) {
       const kf: KeyFileJson = parseKeyFile(await this.backend.load({ type: 'keys', name: f.name }, options), f.name);
-      out.push({ id: f.name as KeyId, current: f.name === this.keyId, username: kf.username, hostname: kf.hostname, created: kf.created });
+      out.push({ id: f.name as KeyId, current: f.name === this.keyId, username: kf.username, hostname: kf.hostname, created: parseGoTime(kf.created), written: kf.created });
     }
-    return out.sort((a, b) => a.created.localeCompare(b.created));
+    // Ordered by the time as written, as before times were GoTime values.
+    return out.sort((a, b) => a.written.localeCompare(b.written)).map(({ written: _, ...k }) => k);
   }
 
   /** Adds a key (a new password) for the same master key. */

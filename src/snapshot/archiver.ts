@@ -13,7 +13,7 @@ import { AbortedError, InvalidInputError, SourceNotFoundError, StdinError, Stowa
 import { withIndex, type AnyRepository, type IndexedRepository, type BlobWriter } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import type { CompressionMode } from '../repository/compression.ts';
-import { goTimeFromNs, goTimeNow, type GoTime } from '../repository/gotime.ts';
+import { goTimeFromNs, goTimeNow, toGoTime, type GoTime } from '../repository/gotime.ts';
 import { Lock } from '../repository/lock.ts';
 import { Semaphore } from '../repository/concurrency.ts';
 import { Chunker } from './chunker.ts';
@@ -159,6 +159,8 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   throwIfAborted(signal);
   const repo = await withIndex(repository, { signal });
   const start = goTimeNow();
+  // A caller's time may be a plain { epochNs, offsetMinutes }: results carry GoTime values.
+  const time = options.time === undefined ? undefined : toGoTime(options.time);
   const compression = options.compression ?? 'auto';
   if (!options.stdin && (options.paths ?? []).length === 0) throw new InvalidInputError('nothing to back up: give at least one path');
   // Source paths that do not exist are left out, as restic does; with none left there is
@@ -231,7 +233,7 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
     };
     const user = safeUser();
     const snapshot: Snapshot = {
-      time: options.time ?? start,
+      time: time ?? start,
       parent: run.parentId ?? undefined,
       tree,
       paths,

@@ -16,6 +16,7 @@ import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
 import { decodeIndexFile, type IndexPack } from '../repository/index-file.ts';
 import { expectedPackSize, type PackedBlob } from '../repository/pack.ts';
 import { mapLimit } from '../repository/concurrency.ts';
+import { type GoTime, goTimeNow } from '../repository/gotime.ts';
 import { DecodePool, ownedBytes, type DecodeBlob } from './decode-pool.ts';
 import { decodeSnapshot } from './snapshot.ts';
 import { decodeTree, treeProblems } from './tree.ts';
@@ -86,8 +87,9 @@ export interface CheckReport {
   packsRead: number;
   blobsRead: number;
   bytesRead: number;
-  startTime: string;
-  endTime: string;
+  /** When the check started and ended (local zone, nanoseconds); print and serialise as RFC 3339. */
+  startTime: GoTime;
+  endTime: GoTime;
 }
 
 /** restic's --read-data-subset: group n of t (by the pack ID's first byte), a percentage, or a size. */
@@ -327,12 +329,13 @@ class CheckRun {
     this.subset = subset;
     this.say = options.onMessage ?? (() => undefined);
     this.progress = options.onProgress ?? (() => undefined);
+    const start = goTimeNow();
     this.report = {
       integrity: 'ok', ok: true, errors: [], hints: [], damagedSnapshots: [], brokenPacks: [],
       suggestRepairIndex: false, suggestPrune: false,
       readData: options.readData ? 'all' : subset ? 'subset' : 'none',
       indexFiles: 0, snapshots: 0, trees: 0, packs: 0, packsRead: 0, blobsRead: 0, bytesRead: 0,
-      startTime: new Date().toISOString(), endTime: '',
+      startTime: start, endTime: start,
     };
   }
 
@@ -769,7 +772,7 @@ class CheckRun {
     r.brokenPacks = [...this.broken].sort();
     r.ok = r.errors.length === 0;
     r.integrity = r.ok ? 'ok' : 'failed';
-    r.endTime = new Date().toISOString();
+    r.endTime = goTimeNow();
     if (r.ok) this.say('no errors were found');
     return r;
   }

@@ -14,7 +14,8 @@
 //   and encodeNode treats 0 / 0n / '' / [] like undefined.
 // - The uint64 fields (inode, deviceId, size, links, device) accept number or bigint. decodeNode
 //   gives a number up to 2^53 − 1 and a bigint above (overlayfs, for one, puts a layer number in
-//   the top bits of inode numbers), so no digit is lost.
+//   the top bits of inode numbers), so no digit is lost. A decoded node holding such a bigint
+//   gets a non-enumerable toJSON that writes it as an exact JSON number (see Uint64).
 import { IntegrityError, InvalidInputError, shownValue } from '../errors.ts';
 import { type GoTime, ZERO_GO_TIME, clampGoTimeYear, formatGoTime, parseGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
@@ -52,7 +53,16 @@ export function isNodeType(t: unknown): t is NodeType {
   return typeof t === 'string' && (NODE_TYPES as readonly string[]).includes(t);
 }
 
-/** A Go uint64: a number up to 2^53 − 1, a bigint above. */
+/**
+ * A Go uint64: a number up to 2^53 − 1, a bigint above. The rule for nodes the library returns
+ * (decodeTree, walkTree, find hits): a value up to 2^53 − 1 is always a number; a larger one is a
+ * bigint, and that node carries a non-enumerable `toJSON` so that `JSON.stringify` writes the
+ * value as an exact JSON number (all digits, as restic writes it) instead of throwing. A reader
+ * using plain JSON.parse then gets a rounded number for such a value, so parse it with a
+ * reviver that reads the digits (JSON.parse's `context.source`) when exactness matters. Node
+ * objects copied with spread lose the toJSON; JSON.stringify then throws a TypeError for the
+ * bigint rather than rounding it.
+ */
 export type Uint64 = number | bigint;
 
 export interface ExtendedAttribute {
@@ -305,7 +315,19 @@ export function decodeNode(obj: unknown, treeId: string): TreeNode {
   if (o.subtree != null) node.subtree = readId(o.subtree, 'subtree', bad);
   const error = readString(o.error, 'error', bad);
   if (error) node.error = error;
+  if (typeof inode === 'bigint' || typeof deviceId === 'bigint' || typeof size === 'bigint' || typeof links === 'bigint' || typeof device === 'bigint') {
+    Object.defineProperty(node, 'toJSON', { value: nodeToJSON, enumerable: false, writable: true, configurable: true });
+  }
   return node;
+}
+
+const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+
+/** A node's own fields for JSON.stringify, each bigint as a JSON number with all its digits. */
+function nodeToJSON(this: TreeNode): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(this)) out[k] = typeof v === 'bigint' ? rawJSON(v.toString()) : v;
+  return out;
 }
 
 function readString(v: unknown, field: string, bad: Fail): string | undefined {

@@ -5,7 +5,7 @@ import { InvalidInputError, NotFoundError } from '../errors.ts';
 import { baseRepository, withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
 import { mapLimit } from '../repository/concurrency.ts';
-import { compareGoTime, formatGoTime } from '../repository/gotime.ts';
+import { type GoTime, compareGoTime } from '../repository/gotime.ts';
 import { decodeSnapshot, filterSnapshots, groupSnapshots, type Snapshot, type SnapshotFilter } from './snapshot.ts';
 import { decodeTree } from './tree.ts';
 import type { TreeNode } from './node.ts';
@@ -92,8 +92,10 @@ export interface RepositoryStats {
   treeBlobCount: number;
   dataBlobCount: number;
   packCount: number;
-  firstBackup: string | null;
-  lastBackup: string | null;
+  /** The oldest snapshot's time as written in it (null without snapshots); prints and serialises as RFC 3339. */
+  firstBackup: GoTime | null;
+  /** The newest snapshot's time (null without snapshots). */
+  lastBackup: GoTime | null;
 }
 
 /** Everything Stash shows about a repository, in one call. */
@@ -164,7 +166,7 @@ export async function repositoryStats(repository: AnyRepository, options: CallOp
     treeBlobCount,
     dataBlobCount,
     packCount: repo.index.packCount,
-    firstBackup: times.length ? formatGoTime(times[0]!) : null,
-    lastBackup: times.length ? formatGoTime(times[times.length - 1]!) : null,
+    firstBackup: times.length ? times[0]! : null,
+    lastBackup: times.length ? times[times.length - 1]! : null,
   };
 }

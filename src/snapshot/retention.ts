@@ -13,7 +13,7 @@
 //   - keep-tag keeps snapshots having all tags of any one list;
 //   - a snapshot kept by several rules is kept once, with every rule named.
 import { InvalidInputError } from '../errors.ts';
-import { type GoTime, ZERO_GO_TIME, compareGoTime, formatGoTime, localOffsetMinutes } from '../repository/gotime.ts';
+import { type GoTime, ZERO_GO_TIME, compareGoTime, localOffsetMinutes } from '../repository/gotime.ts';
 import type { SnapshotId } from '../repository/id.ts';
 import type { SnapshotEntry } from './queries.ts';
 import { type SnapshotGroupBy, type SnapshotGroupKey, groupSnapshots, snapshotMatches } from './snapshot.ts';
@@ -76,8 +76,8 @@ export interface RetentionCounters {
 
 export interface PlannedSnapshot {
   id: SnapshotId;
-  /** The snapshot's time as written in the repository (RFC 3339). */
-  time: string;
+  /** The snapshot's time as written in the repository; prints and serialises as that RFC 3339 string. */
+  time: GoTime;
 }
 
 export interface KeptSnapshot extends PlannedSnapshot {
@@ -396,7 +396,7 @@ function applyPolicy(list: readonly SnapshotEntry[], p: NormalizedRetentionPolic
       }
     });
 
-    const planned: PlannedSnapshot = { id: cur.id, time: formatGoTime(time) };
+    const planned: PlannedSnapshot = { id: cur.id, time };
     if (matches.length === 0) {
       group.remove.push(planned);
       return;

@@ -17,7 +17,7 @@ import { Repository, type BlobWriter, type IndexedRepository } from '../../src/r
 import { encodeIndexFile, decodeIndexFile, type IndexPack } from '../../src/repository/index-file.ts';
 import { PackWriter } from '../../src/repository/pack.ts';
 import { Lock } from '../../src/repository/lock.ts';
-import { parseGoTime } from '../../src/repository/gotime.ts';
+import { compareGoTime, parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId, PackId } from '../../src/repository/id.ts';
 import { checkRepository, parseReadDataSubset, selectPacks, type CheckProblem, type CheckReport } from '../../src/snapshot/check.ts';
 import { repairIndex, repairSnapshots } from '../../src/snapshot/repair.ts';
@@ -185,8 +185,9 @@ for (const kind of ['memory', 'local'] as const) {
       assert.equal(report.readData, 'all');
       assert.deepEqual(report.damagedSnapshots, []);
       for (const phase of ['index', 'packs', 'trees', 'read-data']) assert.ok(progress.includes(phase), `progress for ${phase}`);
-      // The report is plain JSON.
-      assert.deepEqual(JSON.parse(JSON.stringify(report)), report);
+      // The report is plain JSON, its times (GoTime values) as RFC 3339 strings.
+      assert.deepEqual(JSON.parse(JSON.stringify(report)), { ...report, startTime: String(report.startTime), endTime: String(report.endTime) });
+      assert.ok(compareGoTime(report.startTime, report.endTime) <= 0);
     });
 
     test('a deleted data pack: named, with the snapshots and the file that lose data', async () => {

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { inspect } from 'node:util';
 import { InvalidInputError } from '../../src/errors.ts';
+import type { GoTime } from '../../src/repository/gotime.ts';
 import {
   ZERO_GO_TIME, clampGoTimeYear, compareGoTime, formatGoTime, goTimeFromDate, goTimeFromNs, goTimeNow,
-  goTimeToDate, isZeroGoTime, localOffsetMinutes, parseGoTime,
+  goTimeToDate, isGoTime, isZeroGoTime, localOffsetMinutes, parseGoTime, toGoTime,
 } from '../../src/repository/gotime.ts';
 
 const NS = 1_000_000_000n;
@@ -128,7 +130,7 @@ test('formatting rejects years Go cannot write and bad offsets', () => {
   assert.equal(formatGoTime(goTimeFromNs(year10000, -60)), '9999-12-31T23:00:00-01:00');
   assert.throws(() => goTimeFromNs(0n, 1440), InvalidInputError);
   assert.throws(() => goTimeFromNs(0n, 1.5), InvalidInputError);
-  assert.throws(() => formatGoTime({ epochNs: 0n, offsetMinutes: -1440 }), InvalidInputError);
+  assert.throws(() => formatGoTime({ epochNs: 0n, offsetMinutes: -1440 } as unknown as GoTime), InvalidInputError);
   assert.throws(() => goTimeFromDate(new Date(NaN)), InvalidInputError);
 });
 
@@ -183,4 +185,65 @@ test('goTimeNow has nanosecond digits, the local zone and follows the wall clock
   // Not all twenty samples can sit on whole milliseconds if sub-millisecond digits are real.
   assert.ok(samples.some((ns) => ns % 1_000_000n !== 0n));
   assert.match(formatGoTime(goTimeNow()), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/);
+});
+
+test('a GoTime prints and serialises as its RFC 3339 string: toJSON, toString, template strings, util.inspect', () => {
+  for (const s of [
+    '2015-06-27T12:18:51.759239612+02:00',
+    '2023-03-04T05:06:07.000000001-03:30',
+    '2024-01-02T03:04:05Z',
+    '0001-01-01T00:00:00Z',
+    '9999-12-31T23:59:59.999999999+14:00',
+  ]) {
+    const t = parseGoTime(s);
+    assert.equal(t.toJSON(), s);
+    assert.equal(t.toString(), s);
+    assert.equal(`${t}`, s);
+    assert.equal(String(t), s);
+    assert.equal(JSON.stringify(t), JSON.stringify(s));
+    assert.equal(JSON.stringify({ t }), `{"t":${JSON.stringify(s)}}`);
+    assert.equal(inspect(t), s);
+    assert.equal(inspect({ t }), `{ t: ${s} }`);
+    // Round trip: parse(format(t)) is the same instant and offset, down to the nanosecond.
+    const back = parseGoTime(JSON.parse(JSON.stringify(t)) as string);
+    assert.equal(back.epochNs, t.epochNs);
+    assert.equal(back.offsetMinutes, t.offsetMinutes);
+    assert.deepEqual(back, t);
+  }
+  assert.equal(`${ZERO_GO_TIME}`, '0001-01-01T00:00:00Z');
+  assert.equal(JSON.stringify(goTimeFromNs(1n, 330)), '"1970-01-01T05:30:00.000000001+05:30"');
+  assert.equal(JSON.stringify(goTimeFromDate(new Date(Date.UTC(2020, 0, 2, 3, 4, 5, 6)), -60)), '"2020-01-02T02:04:05.006-01:00"');
+  assert.equal(String(clampGoTimeYear(goTimeFromNs(parseGoTime('9999-06-01T00:00:00Z').epochNs + 366n * 86_400n * NS, 0))), '9999-06-01T00:00:00Z');
+});
+
+test('every GoTime is a frozen value made by the factory; plain objects are rebuilt by toGoTime', () => {
+  const made = [parseGoTime('2024-01-02T03:04:05.5+01:00'), goTimeFromNs(5n, 0), goTimeFromDate(new Date(0), 0), goTimeNow(), ZERO_GO_TIME, clampGoTimeYear(goTimeFromNs(0n, 0))];
+  for (const t of made) {
+    assert.ok(isGoTime(t));
+    assert.ok(Object.isFrozen(t));
+    assert.throws(() => {
+      (t as { epochNs: bigint }).epochNs = 1n;
+    }, TypeError);
+  }
+  assert.ok(!isGoTime({ epochNs: 0n, offsetMinutes: 0 }));
+  const plain = { epochNs: 1_500_000_000n, offsetMinutes: -90 };
+  const t = toGoTime(plain);
+  assert.ok(isGoTime(t));
+  assert.equal(`${t}`, '1969-12-31T22:30:01.5-01:30');
+  assert.equal(toGoTime(t), t);
+  assert.throws(() => toGoTime({ epochNs: 0n, offsetMinutes: 1440 }), InvalidInputError);
+  assert.throws(() => toGoTime({ epochNs: 5 as unknown as bigint, offsetMinutes: 0 }), InvalidInputError);
+  // -0 is stored as 0 (deepEqual would otherwise tell them apart).
+  assert.ok(Object.is(goTimeFromNs(0n, -0).offsetMinutes, 0));
+  // Comparing, ordering and equality keep working on the fields.
+  assert.equal(compareGoTime(parseGoTime('2024-01-01T01:00:00+01:00'), parseGoTime('2024-01-01T00:00:00Z')), 0);
+});
+
+test('a year restic cannot write prints in ISO 8601 expanded form instead of throwing; formatGoTime still refuses it', () => {
+  const year10000 = goTimeFromNs(parseGoTime('9999-12-31T00:00:00Z').epochNs + 86_400n * NS + 7n, 0);
+  assert.equal(`${year10000}`, '+010000-01-01T00:00:00.000000007Z');
+  assert.equal(JSON.stringify(year10000), '"+010000-01-01T00:00:00.000000007Z"');
+  assert.throws(() => formatGoTime(year10000), /year 10000/);
+  const yearMinus1 = goTimeFromNs(parseGoTime('0000-01-01T00:00:00Z').epochNs - 1n, 0);
+  assert.equal(inspect(yearMinus1), '-000001-12-31T23:59:59.999999999Z');
 });

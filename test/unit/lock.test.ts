@@ -7,7 +7,7 @@ import os from 'node:os';
 import { AbortedError, BackendError, IntegrityError, LockedError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { formatGoTime, goTimeFromNs } from '../../src/repository/gotime.ts';
+import { type GoTime, compareGoTime, goTimeFromNs, goTimeToDate, parseGoTime } from '../../src/repository/gotime.ts';
 import {
   Lock, STALE_AFTER_MS, decodeLock, encodeLock, isStale, listLocks, unlock, withLock, type LockInfo,
 } from '../../src/repository/lock.ts';
@@ -35,8 +35,8 @@ async function lockIds(repo: Repository): Promise<string[]> {
   return ids.sort();
 }
 
-function timeAgo(ms: number): string {
-  return formatGoTime(goTimeFromNs(BigInt(Date.now() - ms) * 1_000_000n, 0));
+function timeAgo(ms: number): GoTime {
+  return goTimeFromNs(BigInt(Date.now() - ms) * 1_000_000n, 0);
 }
 
 function info(fields: Partial<LockInfo>): LockInfo {
@@ -68,7 +68,7 @@ test('encodeLock writes restic\'s JSON; uid and gid only when not 0', () => {
 test('decodeLock reads restic locks and refuses broken ones with an IntegrityError naming the file', () => {
   const json = '{"time":"2015-06-27T12:18:51.759239612+02:00","exclusive":true,"hostname":"kasimir","username":"fd0","pid":13607,"uid":1000,"gid":100}';
   assert.deepEqual(decodeLock(Buffer.from(json), LOCK_ID), {
-    id: LOCK_ID, time: '2015-06-27T12:18:51.759239612+02:00', exclusive: true, hostname: 'kasimir',
+    id: LOCK_ID, time: parseGoTime('2015-06-27T12:18:51.759239612+02:00'), exclusive: true, hostname: 'kasimir',
     username: 'fd0', pid: 13607, uid: 1000, gid: 100,
   });
   const minimal = decodeLock(Buffer.from('{"time":"2024-01-01T00:00:00Z","hostname":"h","username":"u","pid":1}'), LOCK_ID);
@@ -93,7 +93,7 @@ test('lock files round-trip through the repository (v1 plain, v2 compressed)', a
     assert.equal(l!.exclusive, true);
     assert.equal(l!.hostname, HOST);
     assert.equal(l!.pid, process.pid);
-    assert.ok(Math.abs(Date.parse(l!.time) - Date.now()) < 60_000);
+    assert.ok(Math.abs(goTimeToDate(l!.time).getTime() - Date.now()) < 60_000);
     // v1 seals the JSON itself, v2 the encoding byte 2 and zstd.
     const sealedPlain = repo.open(await repo.backend.load({ type: 'locks', name: lock.id }), {});
     assert.equal(sealedPlain[0], version === 1 ? 0x7b : 0x02);
@@ -199,7 +199,7 @@ test('refresh writes a new lock file with a fresh time and removes the old one',
   const after = await listLocks(repo);
   assert.deepEqual(after.map((l) => l.id), [lock.id]);
   assert.equal(after[0]!.exclusive, true);
-  assert.ok(Date.parse(after[0]!.time) > Date.parse(before!.time));
+  assert.ok(compareGoTime(after[0]!.time, before!.time) > 0);
   await lock.release();
   assert.deepEqual(await lockIds(repo), []);
   // Refresh after release does nothing.
@@ -268,7 +268,7 @@ test('withLock: when the work fails and removing the lock fails too, the work\'s
 
 test('isStale: older than 30 minutes; this host with a dead PID; another host never by PID', () => {
   const now = Date.now();
-  const at = (ms: number) => formatGoTime(goTimeFromNs(BigInt(now - ms) * 1_000_000n, 120));
+  const at = (ms: number) => goTimeFromNs(BigInt(now - ms) * 1_000_000n, 120);
   // Age alone, whatever the host and PID.
   assert.equal(isStale(info({ time: at(STALE_AFTER_MS + 1000), hostname: 'other' }), now, HOST), true);
   assert.equal(isStale(info({ time: at(STALE_AFTER_MS + 1000) }), now, HOST), true);

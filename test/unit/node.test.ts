@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IntegrityError, InvalidInputError } from '../../src/errors.ts';
-import { ZERO_GO_TIME, parseGoTime } from '../../src/repository/gotime.ts';
+import { ZERO_GO_TIME, goTimeFromNs, parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import {
   compareGoStrings,
@@ -396,7 +396,7 @@ test('a symlink target that is not UTF-8 is stored in linktarget_raw (0.16+) or 
 
 test('encodeNode clamps node times to years 0..9999 like restic fixTime', () => {
   const base = parseGoTime('9999-06-01T00:00:00Z');
-  const year10000 = { epochNs: base.epochNs + 366n * 86_400n * 1_000_000_000n, offsetMinutes: 0 };
+  const year10000 = goTimeFromNs(base.epochNs + 366n * 86_400n * 1_000_000_000n, 0);
   const json = encodeNode({ ...DIR_NODE, mtime: year10000 });
   assert.match(json, /"mtime":"9999-06-01T00:00:00Z"/);
 });

@@ -1,6 +1,7 @@
 import { InvalidInputError } from '../../errors.ts';
 import type { Command } from '../context.ts';
 import { withRepo, formatTime } from '../context.ts';
+import { formatGoTime } from '../../repository/gotime.ts';
 
 export const keyCommand: Command = {
   summary: 'Manage keys (passwords): list, add, remove, passwd',
@@ -25,7 +26,7 @@ export const keyCommand: Command = {
           if (ctx.json) ctx.out(JSON.stringify(keys.map((k) => ({ current: k.current, id: k.id, userName: k.username, hostName: k.hostname, created: k.created }))) + '\n');
           else {
             ctx.out(' ID        User        Host        Created\n' + '-'.repeat(60) + '\n');
-            for (const k of keys) ctx.out(`${k.current ? '*' : ' '}${k.id.slice(0, 8).padEnd(10)}${k.username.padEnd(12)}${k.hostname.padEnd(12)}${formatTime(k.created)}\n`);
+            for (const k of keys) ctx.out(`${k.current ? '*' : ' '}${k.id.slice(0, 8).padEnd(10)}${k.username.padEnd(12)}${k.hostname.padEnd(12)}${formatTime(formatGoTime(k.created))}\n`);
           }
           return 0;
         });
