@@ -1,6 +1,10 @@
 // Every error Stowage throws on purpose is a StowageError with a stable `code`.
 // Messages name the thing (file, blob, key) and never contain secrets.
 
+/**
+ * The stable `code` of a {@link StowageError}: test `err.code` rather than messages, which may
+ * change.
+ */
 export type ErrorCode =
   | 'WRONG_PASSWORD'
   | 'REPOSITORY_NOT_FOUND'
@@ -14,17 +18,28 @@ export type ErrorCode =
   | 'UNSUPPORTED'
   | 'BACKEND';
 
+/** Options of the error constructors. */
 export interface StowageErrorOptions {
+  /** The underlying error (a system call's, an SDK's), kept as the standard `Error.cause`. */
   cause?: unknown;
 }
 
+/**
+ * The base class of every error Stowage throws on purpose; `code` tells the kind apart and `name`
+ * is the subclass's name. Messages name the file, blob or key concerned and never contain secrets.
+ */
 export class StowageError extends Error {
+  /** Which kind of error this is; stable across versions. */
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: StowageErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = new.target.name;
   }
+  /**
+   * `name`, `code` and `message`, for logs and JSON output (JSON.stringify of an Error is otherwise
+   * `{}`).
+   */
   toJSON(): { name: string; code: ErrorCode; message: string } {
     return { name: this.name, code: this.code, message: this.message };
   }
@@ -39,6 +54,7 @@ export class WrongPasswordError extends StowageError {
 
 /** The location holds no repository (no config file) (restic exit code 10). */
 export class RepositoryNotFoundError extends StowageError {
+  /** The backend location that was searched (without credentials). */
   readonly location: string;
   constructor(location: string, options?: StowageErrorOptions) {
     super('REPOSITORY_NOT_FOUND', `no repository found at ${location}`, options);
@@ -46,7 +62,9 @@ export class RepositoryNotFoundError extends StowageError {
   }
 }
 
+/** `Repository.init` found a repository (a config file) at the location already. */
 export class RepositoryExistsError extends StowageError {
+  /** The backend location (without credentials). */
   readonly location: string;
   constructor(location: string) {
     super('REPOSITORY_EXISTS', `a repository already exists at ${location}`);
@@ -56,6 +74,7 @@ export class RepositoryExistsError extends StowageError {
 
 /** A backend file (type/name) that does not exist. */
 export class NotFoundError extends StowageError {
+  /** The file as "type/name", e.g. "keys/ab12…". */
   readonly file: string;
   constructor(file: string, options?: StowageErrorOptions) {
     super('NOT_FOUND', `${file} does not exist`, options);
@@ -65,6 +84,7 @@ export class NotFoundError extends StowageError {
 
 /** A blob, tree or snapshot that is referenced but cannot be found in the index. */
 export class BlobNotFoundError extends StowageError {
+  /** The ID of the missing blob. */
   readonly blob: string;
   constructor(kind: string, blob: string) {
     super('NOT_FOUND', `${kind} blob ${blob} is not in the index`);
@@ -77,7 +97,9 @@ export class BlobNotFoundError extends StowageError {
  * `file` is the backend file (e.g. "data/ab/ab12…"), `blob` the blob ID when known.
  */
 export class IntegrityError extends StowageError {
+  /** The backend file whose bytes did not verify, e.g. "data/ab/ab12…", when known. */
   readonly file: string | undefined;
+  /** The blob that did not verify, when known. */
   readonly blob: string | undefined;
   constructor(message: string, where: { file?: string; blob?: string } = {}, options?: StowageErrorOptions) {
     const loc = [where.file && `file ${where.file}`, where.blob && `blob ${where.blob}`].filter(Boolean).join(', ');
@@ -87,17 +109,28 @@ export class IntegrityError extends StowageError {
   }
 }
 
+/** Who holds a lock that blocked an operation, as read from its lock file. */
 export interface LockHolder {
+  /** The lock file's ID. */
   id: string;
+  /**
+   * Whether the lock is exclusive (prune, forget, repair) rather than shared (backup, check,
+   * restore).
+   */
   exclusive: boolean;
+  /** The host of the process holding the lock. */
   hostname: string;
+  /** The user of that process. */
   username: string;
+  /** The process ID, on that host. */
   pid: number;
+  /** When the lock was created or last refreshed, as written in the lock file. */
   time: string;
 }
 
 /** The repository is locked by another process (restic exit code 11). */
 export class LockedError extends StowageError {
+  /** The locks in the way (at least one when the lock files could be read). */
   readonly holders: LockHolder[];
   constructor(holders: LockHolder[], message?: string) {
     const h = holders[0];
@@ -112,6 +145,10 @@ export class LockedError extends StowageError {
   }
 }
 
+/**
+ * An operation stopped because its `signal` was aborted. The message carries the abort reason when
+ * it is an Error.
+ */
 export class AbortedError extends StowageError {
   constructor(message = 'operation aborted', options?: StowageErrorOptions) {
     super('ABORTED', message, options);
@@ -125,6 +162,11 @@ export class InvalidInputError extends StowageError {
   }
 }
 
+/**
+ * A valid request Stowage does not implement (a restic option or layout it does not support, a
+ * repository format version it cannot read), or a cloud backend used without its optional SDK
+ * installed (the message names the package).
+ */
 export class UnsupportedError extends StowageError {
   constructor(message: string) {
     super('UNSUPPORTED', message);
@@ -136,7 +178,9 @@ export class UnsupportedError extends StowageError {
  * permanent ones (403, 400, …) must not be.
  */
 export class BackendError extends StowageError {
+  /** Whether retrying may help (timeouts, connection resets, 5xx, 429). */
   readonly transient: boolean;
+  /** The HTTP status, for HTTP-based backends. */
   readonly status: number | undefined;
   constructor(message: string, opts: { transient: boolean; status?: number; cause?: unknown }) {
     super('BACKEND', message, { cause: opts.cause });
@@ -145,6 +189,7 @@ export class BackendError extends StowageError {
   }
 }
 
+/** Throws an {@link AbortedError} when `signal` is aborted; does nothing otherwise. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortedError(abortMessage(signal));
 }

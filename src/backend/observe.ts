@@ -5,6 +5,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { BackendError, StowageError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
+/** A backend call, as {@link BackendEvent.op} names it. */
 export type ObservedOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
 
 /** A failure as an event carries it: a summary, never the error object with its cause chain. */
@@ -20,7 +21,12 @@ export interface ObservedError {
   status?: number;
 }
 
+/**
+ * One finished backend call, as a {@link BackendObserver} sees it: no credentials and no file
+ * contents.
+ */
 export interface BackendEvent {
+  /** The call. */
   op: ObservedOp;
   /** The file type (absent for create). */
   type?: FileType;
@@ -34,9 +40,14 @@ export interface BackendEvent {
   count?: number;
   /** Time spent in the wrapped backend (for list: in fetching entries, not in the caller's loop). */
   durationMs: number;
+  /** How the call failed; absent when it succeeded. */
   error?: ObservedError;
 }
 
+/**
+ * Receives a {@link BackendEvent} when each backend call ends (see {@link ObservedBackend},
+ * `openBackend`'s `observe`). Must not throw; what it throws is ignored.
+ */
 export type BackendObserver = (event: BackendEvent) => void;
 
 /**

@@ -38,6 +38,10 @@ export interface RetryInfo {
   elapsedMs: number;
 }
 
+/**
+ * Options of {@link RetryBackend}: exponential backoff with full jitter, bounded by attempts and
+ * elapsed time.
+ */
 export interface RetryOptions {
   /** No new attempt starts once this much time has passed since the call began (default 5 min). */
   maxElapsedMs?: number;
@@ -343,6 +347,7 @@ function nonNegative(n: number, what: string): number {
 
 // ---- composition ----------------------------------------------------------------------------
 
+/** Options of {@link wrapBackend}. */
 export interface WrapOptions {
   /** Retry transient failures (default: on, with RetryOptions' defaults); false turns it off. */
   retry?: RetryOptions | false;

@@ -4,6 +4,10 @@
 // epoch plus the offset in minutes; that round-trips every timestamp restic writes byte for byte.
 import { InvalidInputError } from '../errors.ts';
 
+/**
+ * A time as restic writes it (Go's time.Time in RFC 3339): nanoseconds and the zone offset, so
+ * every timestamp round-trips byte for byte, which a Date (milliseconds, no offset) cannot.
+ */
 export interface GoTime {
   /** Nanoseconds since 1970-01-01T00:00:00Z (the instant; the offset does not change it). */
   readonly epochNs: bigint;

@@ -12,6 +12,7 @@ import type { TreeNode } from './node.ts';
 import { decodeTree } from './tree.ts';
 import { loadSnapshot, type SnapshotEntry } from './queries.ts';
 
+/** One difference between two snapshots, as `restic diff` prints it. */
 export interface DiffChange {
   /** "/dir/file", folders with a trailing '/'. */
   path: string;
@@ -19,6 +20,7 @@ export interface DiffChange {
   modifier: string;
 }
 
+/** Counts of what was added or removed between two snapshots. */
 export interface DiffStat {
   files: number;
   dirs: number;
@@ -29,12 +31,17 @@ export interface DiffStat {
   bytes: number;
 }
 
+/** The summary of {@link diffSnapshots}. */
 export interface DiffResult {
+  /** Files whose content changed. */
   changedFiles: number;
+  /** What the second snapshot has that the first lacks. */
   added: DiffStat;
+  /** What the first snapshot has that the second lacks. */
   removed: DiffStat;
 }
 
+/** Options of {@link diffSnapshots}. */
 export interface DiffOptions extends CallOptions {
   /** Report metadata changes ('U'), restic --metadata. */
   metadata?: boolean;

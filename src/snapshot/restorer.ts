@@ -25,17 +25,23 @@ import { goStringToBytes } from './gojson.ts';
 import type { TreeNode } from './node.ts';
 import { TreeLoader } from './tree-loader.ts';
 
+/** Progress of a {@link restore}, reported through `onProgress`. */
 export interface RestoreProgress {
   filesDone: number;
   bytesDone: number;
   currentFile?: string;
 }
 
+/** Options of {@link restore}: `target` is required. */
 export interface RestoreOptions {
   /** Folder to restore into (created if missing). */
   target: string;
   /** Only paths matching these patterns (and the folders leading to them). */
   include?: string[];
+  /**
+   * Paths matching these patterns are not restored (restic's pattern syntax, as in
+   * `BackupOptions.excludes`).
+   */
   exclude?: string[];
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
@@ -44,16 +50,23 @@ export interface RestoreOptions {
    * written to all files that need them), so there is no number of files in flight to choose.
    */
   concurrency?: number;
+  /** Aborts the restore; it rejects with `AbortedError` and what was written stays. */
   signal?: AbortSignal;
+  /** Called as files are done, with running totals. */
   onProgress?: (p: RestoreProgress) => void;
   /** Metadata that could not be applied (e.g. xattrs on a filesystem without them). */
   onWarning?: (path: string, message: string) => void;
 }
 
+/** What {@link restore} wrote. */
 export interface RestoreResult {
+  /** Files written (all kinds but folders). */
   filesRestored: number;
+  /** Folders created. */
   dirsRestored: number;
+  /** Bytes of file contents written. */
   bytesRestored: number;
+  /** Metadata that could not be applied (also reported to `onWarning`). */
   warnings: Array<{ path: string; message: string }>;
 }
 
@@ -72,6 +85,23 @@ export function checkNodeName(name: Uint8Array, treeId: string): void {
   }
 }
 
+/**
+ * Restores a tree (usually `snapshot.tree`) into `target`: files, folders, symlinks, hard links,
+ * fifos and devices, with modes (setuid, sticky), owners (as root), nanosecond times and extended
+ * attributes. Every blob is verified before it is written, and no name can lead outside `target`.
+ * Contents are restored pack by pack on worker threads, each needed range read once. Existing
+ * entries in the way are replaced.
+ *
+ * @throws IntegrityError when stored data does not verify.
+ * @throws NotFoundError when the index lacks a data blob the tree needs.
+ * @throws AbortedError when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * const [latest] = (await listSnapshots(indexed.repo)).slice(-1);
+ * if (latest) await restore(indexed, latest.snapshot.tree, { target: '/tmp/restore', include: ['/etc/nginx'] });
+ * ```
+ */
 export async function restore(repo: IndexedRepository, treeId: BlobId, options: RestoreOptions): Promise<RestoreResult> {
   const r = new RestoreRun(repo, options);
   try {
