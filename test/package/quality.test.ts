@@ -144,6 +144,27 @@ describe('the published package', () => {
     }
   });
 
+  it('documents each backend\'s default `connections` as the code sets it', async () => {
+    const stowage = await import('../../src/index.ts');
+    const backends: Record<string, { connections: number }> = {
+      local: new stowage.LocalBackend('/tmp/stowage-docs-check'),
+      s3: new stowage.S3Backend({ bucket: 'bucket', endpoint: 'http://127.0.0.1:9' }),
+      gcs: new stowage.GCSBackend({ bucket: 'bucket' }),
+      azure: new stowage.AzureBackend({ container: 'backups', accountName: 'a', accountKey: 'a2V5' }),
+      swift: new stowage.SwiftBackend({ container: 'backups', storageUrl: 'http://127.0.0.1:9/v1/AUTH_x', authToken: 't' }),
+      b2: new stowage.B2Backend({ bucket: 'bucket', applicationKeyId: 'i', applicationKey: 'k' }),
+      rest: new stowage.RestBackend('http://127.0.0.1:9/repo/'),
+    };
+    for (const [kind, backend] of Object.entries(backends)) {
+      const page = await readFile(path.join(ROOT, 'docs/backends', `${kind}.md`), 'utf8');
+      const row = /^\| `connections` \| `number` \| `(\d+)` \|/m.exec(page);
+      assert.ok(row, `docs/backends/${kind}.md has no connections row`);
+      assert.equal(Number(row[1]), backend.connections, `docs/backends/${kind}.md: default connections`);
+      const option = new RegExp(`\\.connections=N\` \\|[^|]*\\|? ?[^|]*default (\\d+)`).exec(page);
+      if (option) assert.equal(Number(option[1]), backend.connections, `docs/backends/${kind}.md: -o ${kind}.connections default`);
+    }
+  });
+
   it('names its repository, homepage and issue tracker', () => {
     const pkg = PKG as unknown as { repository?: { type?: string; url?: string }; homepage?: string; bugs?: { url?: string } };
     assert.equal(pkg.repository?.type, 'git');
