@@ -4,6 +4,10 @@
 import { redactSecrets } from './redact.ts';
 import type { GoTime } from './repository/gotime.ts';
 
+/**
+ * The stable `code` of a {@link StowageError}: test `err.code` rather than messages, which may
+ * change.
+ */
 export type ErrorCode =
   | 'WRONG_PASSWORD'
   | 'REPOSITORY_NOT_FOUND'
@@ -19,7 +23,9 @@ export type ErrorCode =
   | 'STDIN_FAILED'
   | 'COMMAND_FAILED';
 
+/** Options of the error constructors. */
 export interface StowageErrorOptions {
+  /** The underlying error (a system call's, an SDK's), kept as the standard `Error.cause`. */
   cause?: unknown;
 }
 
@@ -44,7 +50,12 @@ export interface StowageErrorJSON {
   suppressed?: ErrorSummary[];
 }
 
+/**
+ * The base class of every error Stowage throws on purpose; `code` tells the kind apart and `name`
+ * is the subclass's name. Messages name the file, blob or key concerned and never contain secrets.
+ */
 export class StowageError extends Error {
+  /** Which kind of error this is; stable across versions. */
   readonly code: ErrorCode;
   /**
    * Errors of later steps that failed after this one (e.g. removing the lock after the backup's
@@ -56,6 +67,10 @@ export class StowageError extends Error {
     this.code = code;
     this.name = new.target.name;
   }
+  /**
+   * `name`, `code`, `message`, the cause chain and any suppressed errors (summarised, credentials
+   * masked), for logs and JSON output (JSON.stringify of an Error is otherwise `{}`).
+   */
   toJSON(): StowageErrorJSON {
     const out: StowageErrorJSON = { name: this.name, code: this.code, message: this.message };
     if (this.cause !== undefined) out.cause = summarizeCause(this.cause, 3);
@@ -97,6 +112,7 @@ export class WrongPasswordError extends StowageError {
 
 /** The location holds no repository (no config file) (restic exit code 10). */
 export class RepositoryNotFoundError extends StowageError {
+  /** The backend location that was searched (without credentials). */
   readonly location: string;
   constructor(location: string, options?: StowageErrorOptions) {
     super('REPOSITORY_NOT_FOUND', `no repository found at ${location}`, options);
@@ -104,7 +120,9 @@ export class RepositoryNotFoundError extends StowageError {
   }
 }
 
+/** `Repository.init` found a repository (a config file) at the location already. */
 export class RepositoryExistsError extends StowageError {
+  /** The backend location (without credentials). */
   readonly location: string;
   constructor(location: string) {
     super('REPOSITORY_EXISTS', `a repository already exists at ${location}`);
@@ -114,6 +132,7 @@ export class RepositoryExistsError extends StowageError {
 
 /** A backend file (type/name) that does not exist. */
 export class NotFoundError extends StowageError {
+  /** The file as "type/name", e.g. "keys/ab12…". */
   readonly file: string;
   constructor(file: string, options?: StowageErrorOptions) {
     super('NOT_FOUND', `${file} does not exist`, options);
@@ -123,6 +142,7 @@ export class NotFoundError extends StowageError {
 
 /** A blob, tree or snapshot that is referenced but cannot be found in the index. */
 export class BlobNotFoundError extends StowageError {
+  /** The ID of the missing blob. */
   readonly blob: string;
   constructor(kind: string, blob: string) {
     super('NOT_FOUND', `${kind} blob ${blob} is not in the index`);
@@ -135,7 +155,9 @@ export class BlobNotFoundError extends StowageError {
  * `file` is the backend file (e.g. "data/ab/ab12…"), `blob` the blob ID when known.
  */
 export class IntegrityError extends StowageError {
+  /** The backend file whose bytes did not verify, e.g. "data/ab/ab12…", when known. */
   readonly file: string | undefined;
+  /** The blob that did not verify, when known. */
   readonly blob: string | undefined;
   constructor(message: string, where: { file?: string; blob?: string } = {}, options?: StowageErrorOptions) {
     const loc = [where.file && `file ${where.file}`, where.blob && `blob ${where.blob}`].filter(Boolean).join(', ');
@@ -145,11 +167,20 @@ export class IntegrityError extends StowageError {
   }
 }
 
+/** Who holds a lock that blocked an operation, as read from its lock file. */
 export interface LockHolder {
+  /** The lock file's ID. */
   id: string;
+  /**
+   * Whether the lock is exclusive (prune, forget, repair) rather than shared (backup, check,
+   * restore).
+   */
   exclusive: boolean;
+  /** The host of the process holding the lock. */
   hostname: string;
+  /** The user of that process. */
   username: string;
+  /** The process ID, on that host. */
   pid: number;
   /** When the lock was written, as its file says; prints and serialises as RFC 3339. */
   time: GoTime;
@@ -157,6 +188,7 @@ export interface LockHolder {
 
 /** The repository is locked by another process (restic exit code 11). */
 export class LockedError extends StowageError {
+  /** The locks in the way (at least one when the lock files could be read). */
   readonly holders: LockHolder[];
   constructor(holders: LockHolder[], message?: string) {
     const h = holders[0];
@@ -256,6 +288,11 @@ export class CommandFailedError extends StdinError {
   }
 }
 
+/**
+ * A valid request Stowage does not implement (a restic option or layout it does not support, a
+ * repository format version it cannot read), or a cloud backend used without its optional SDK
+ * installed (the message names the package).
+ */
 export class UnsupportedError extends StowageError {
   constructor(message: string) {
     super('UNSUPPORTED', message);
@@ -286,7 +323,9 @@ export class UnsupportedRuntimeError extends UnsupportedError {
  * permanent ones (403, 400, …) must not be.
  */
 export class BackendError extends StowageError {
+  /** Whether retrying may help (timeouts, connection resets, 5xx, 429). */
   readonly transient: boolean;
+  /** The HTTP status, for HTTP-based backends. */
   readonly status: number | undefined;
   constructor(message: string, opts: { transient: boolean; status?: number; cause?: unknown }) {
     super('BACKEND', message, { cause: opts.cause });
@@ -295,6 +334,7 @@ export class BackendError extends StowageError {
   }
 }
 
+/** Throws an {@link AbortedError} when `signal` is aborted; does nothing otherwise. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortedError(abortMessage(signal), { reason: signal.reason });
 }

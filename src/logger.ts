@@ -6,6 +6,7 @@
 /** Fields of a log record: plain data (strings, numbers, booleans, arrays and objects of them). */
 export type LogFields = Record<string, unknown>;
 
+/** The severity of a log record, lowest first: `debug`, `info`, `warn`, `error`. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /**
@@ -29,6 +30,7 @@ const noop = (): void => {};
 /** A logger that drops everything (the default wherever a logger may be passed). */
 export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, warn: noop, error: noop });
 
+/** The log levels, lowest first (for validating a level read from a flag or the environment). */
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
 /** Where consoleLogger writes its lines: process.stderr, process.stdout, a file stream, … */
@@ -36,6 +38,7 @@ export interface LogStream {
   write(chunk: string): unknown;
 }
 
+/** Options of {@link consoleLogger}. */
 export interface ConsoleLoggerOptions {
   /**
    * Receives each formatted line (without a newline); takes precedence over `stream`.

@@ -32,6 +32,10 @@ export interface AzureTokenCredential {
   getToken(scopes: string | string[], options?: object): Promise<{ token: string; expiresOnTimestamp: number } | null>;
 }
 
+/**
+ * Options of {@link AzureBackend}: a container and exactly one of `connectionString`, `accountKey`,
+ * `sasToken` or `credential`. See docs/backends/azure.md.
+ */
 export interface AzureBackendOptions {
   /** The container that holds the repository (created by `create()` when missing). */
   container: string;
@@ -97,9 +101,16 @@ function loadAzure(): Promise<AzureModule> {
   return azureModule;
 }
 
+/**
+ * A repository in an Azure Blob Storage container under an optional prefix, in restic's layout, so
+ * restic's `azure:` backend shares it. Needs the optional peer dependency `@azure/storage-blob`,
+ * loaded on the first request (`UnsupportedError` naming the package without it). The constructor
+ * checks the options (`InvalidInputError`) and contacts nothing. 5 requests in flight by default.
+ */
 export class AzureBackend implements Backend {
   readonly location: string;
   readonly connections: number;
+  /** The container that holds the repository. */
   readonly container: string;
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;

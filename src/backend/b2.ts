@@ -14,6 +14,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import { checkConnections, checkHandle, resolveRange } from './local.ts';
 import { normalizePrefix } from './swift.ts';
 
+/** Options of {@link B2Backend}. {@link b2OptionsFromEnv} builds them from restic's variables. */
 export interface B2BackendOptions {
   /** The bucket, by name (restic: b2:<bucket>:<prefix>). create() makes it (private) if missing. */
   bucket: string;
@@ -107,10 +108,19 @@ function loadSdk(): Promise<B2Constructor> {
   return sdk;
 }
 
+/**
+ * A repository in a Backblaze B2 bucket through B2's native API, file names as restic's b2 backend
+ * writes them, so restic's `b2:` backend shares it. Needs the optional peer dependency
+ * `backblaze-b2`, loaded on the first request (`UnsupportedError` naming the package without it).
+ * Re-authorizes when a token expires; `remove()` deletes every version of a name. 5 requests in
+ * flight by default.
+ */
 export class B2Backend implements Backend {
   readonly location: string;
   readonly connections: number;
+  /** The bucket that holds the repository. */
   readonly bucket: string;
+  /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: B2BackendOptions;
   readonly #timeoutMs: number;

@@ -1,25 +1,35 @@
 // The one interface every storage implements. A backend moves bytes and nothing else:
 // no crypto, no retries (see the wrappers), no JSON.
 
+/** The kinds of files in a repository; each kind has its own folder in restic's layout. */
 export type FileType = 'config' | 'keys' | 'snapshots' | 'index' | 'data' | 'locks';
 
+/** Every {@link FileType}, in a fixed order. */
 export const FILE_TYPES: readonly FileType[] = ['config', 'keys', 'snapshots', 'index', 'data', 'locks'];
 
 /** A file in the repository. For `config` the name is ignored (there is one). */
 export interface FileHandle {
+  /** The kind of file. */
   readonly type: FileType;
+  /** The file's name: its ID, 64 lowercase hex digits (ignored for `config`). */
   readonly name: string;
 }
 
+/** A file as listed or stat'ed: its name and size. */
 export interface FileInfo {
+  /** The file's name (its ID). */
   readonly name: string;
+  /** Its size in bytes. */
   readonly size: number;
 }
 
+/** Options every backend call (and most operations) takes. */
 export interface CallOptions {
+  /** Aborts the call; it then rejects with an `AbortedError`. */
   signal?: AbortSignal;
 }
 
+/** Options of {@link Backend.load}: a byte range. */
 export interface LoadOptions extends CallOptions {
   /** Byte offset to start reading at (default 0). */
   offset?: number;
@@ -27,6 +37,12 @@ export interface LoadOptions extends CallOptions {
   length?: number;
 }
 
+/**
+ * A storage for a repository's files: moves bytes, nothing else (no crypto, no retries; see
+ * `openBackend` and `wrapBackend` for retries and limits). Implemented by the local, memory and
+ * cloud backends and by the wrappers; a custom storage can implement it too and must pass the same
+ * contract: atomic saves, `NotFoundError` for missing files.
+ */
 export interface Backend {
   /** Where this backend points, for messages and logs. Never contains credentials. */
   readonly location: string;

@@ -9,6 +9,7 @@ import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from 
 import { systemClock } from './limits.ts';
 import type { Clock } from './limits.ts';
 
+/** A kind of failure {@link FaultyBackend} injects. */
 export type FaultKind =
   /** A 5xx or 429 answer before anything happened. */
   | 'transient'
@@ -25,6 +26,7 @@ export type FaultKind =
 
 export const FAULT_KINDS: readonly FaultKind[] = ['transient', 'timeout', 'reset', 'slow', 'truncated', 'lostResponse'];
 
+/** A backend call {@link FaultyBackend} may make fail. */
 export type FaultyOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
 
 const FAULTY_OPS: readonly FaultyOp[] = ['create', 'save', 'load', 'stat', 'list', 'remove'];
@@ -39,6 +41,7 @@ const APPLICABLE: Readonly<Record<FaultyOp, readonly FaultKind[]>> = {
   remove: ['transient', 'timeout', 'reset', 'slow', 'lostResponse'],
 };
 
+/** Options of {@link FaultyBackend}. */
 export interface FaultyBackendOptions {
   /** Probability that a call gets a fault, from 0 to 1 (default 0.1). */
   rate?: number;
@@ -71,6 +74,12 @@ export interface FaultReport {
 /** A transient error's HTTP status, as the clouds send them. */
 const TRANSIENT_STATUSES = [500, 502, 503, 503, 429];
 
+/**
+ * Wraps a backend and makes a share of its calls fail on purpose (5xx answers, timeouts, connection
+ * resets, slow answers, short reads, calls that took effect but report an error), to test that what
+ * sits above copes. Faults come from a seeded generator, so a failing run repeats; stored bytes are
+ * never altered. For tests only.
+ */
 export class FaultyBackend implements Backend {
   readonly location: string;
   readonly connections: number;

@@ -34,6 +34,7 @@ export interface GCSServiceAccountKey {
   [field: string]: unknown;
 }
 
+/** Options of {@link GCSBackend}; see docs/backends/gcs.md. */
 export interface GCSBackendOptions {
   /** The bucket that holds the repository (created by `create()` when missing). */
   bucket: string;
@@ -81,9 +82,16 @@ function loadGcs(): Promise<GcsModule> {
   return gcsModule;
 }
 
+/**
+ * A repository in a Google Cloud Storage bucket under an optional prefix, in restic's layout, so
+ * restic's `gs:` backend shares it. Needs the optional peer dependency `@google-cloud/storage`,
+ * loaded on the first request (`UnsupportedError` naming the package without it). The constructor
+ * checks the options (`InvalidInputError`) and contacts nothing. 5 requests in flight by default.
+ */
 export class GCSBackend implements Backend {
   readonly location: string;
   readonly connections: number;
+  /** The bucket that holds the repository. */
   readonly bucket: string;
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;

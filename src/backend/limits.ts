@@ -204,6 +204,7 @@ export class TokenBucket {
 
 // ---- the wrapper --------------------------------------------------------------------------------
 
+/** Bandwidth caps (token buckets), as the CLI's `--limit-upload` / `--limit-download`. */
 export interface RateLimitOptions {
   /** Average bytes per second for saves (default: unlimited). */
   uploadBytesPerSecond?: number;
@@ -213,6 +214,7 @@ export interface RateLimitOptions {
   burstBytes?: number;
 }
 
+/** Options of {@link LimitedBackend}: a connection limit and optional bandwidth caps. */
 export interface LimitOptions extends RateLimitOptions {
   /** Calls in flight at once (default: the wrapped backend's `connections`). */
   connections?: number;

@@ -19,6 +19,7 @@ import {
   throwIfAborted,
 } from '../errors.ts';
 
+/** Options of {@link LocalBackend}. */
 export interface LocalBackendOptions {
   /**
    * Requests in flight at once (default 4; restic's local backend uses 2). Every save ends with
@@ -45,6 +46,21 @@ const DIR_MODE = 0o700;
 const TEMP_FILE_MODE = 0o600;
 const FINAL_FILE_MODE = 0o400;
 
+/**
+ * A repository in a folder of this machine (a local disk, an NFS or SMB mount, a Kubernetes
+ * hostPath or PVC), written as restic's local backend writes it: each file goes to a temporary
+ * file, is fsynced and renamed into place, and ends up read-only. Keeps 4 requests in flight by
+ * default (restic: 2).
+ *
+ * The constructor only resolves `path` (relative to the working folder) and throws
+ * `InvalidInputError` for an empty path or a bad `connections`; nothing is touched on disk until
+ * the first call. `create()` (run by `Repository.init`) makes the folders.
+ *
+ * @example
+ * ```ts
+ * const repo = await Repository.open(new LocalBackend('/srv/restic-repo'), { password: 'secret' });
+ * ```
+ */
 export class LocalBackend implements Backend {
   readonly location: string;
   readonly connections: number;

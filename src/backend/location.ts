@@ -96,8 +96,10 @@ export interface RestLocation {
   readonly password?: string;
 }
 
+/** A restic location string, parsed by {@link parseLocation}: one variant per backend kind. */
 export type ParsedLocation = LocalLocation | S3Location | GcsLocation | AzureLocation | SwiftLocation | B2Location | RestLocation;
 
+/** The backend kind of a location: `local`, `s3`, `gs`, `azure`, `swift`, `b2` or `rest`. */
 export type LocationKind = ParsedLocation['kind'];
 
 /** The schemes accepted in front of a location, with the form each one takes. */
@@ -114,6 +116,11 @@ const SCHEMES: Readonly<Record<LocationKind, string>> = {
 /** A scheme prefix as restic writes them: letters, digits, "+", "-", "." before the first ":". */
 const SCHEME_PREFIX = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
 
+/**
+ * Parses a restic location string ("/srv/repo", "s3:host/bucket/prefix", "gs:bucket:/prefix", …)
+ * without opening anything. Relative local paths are made absolute. Throws `InvalidInputError`
+ * (with the password redacted) for a malformed location or an unknown scheme.
+ */
 export function parseLocation(location: string): ParsedLocation {
   if (typeof location !== 'string' || location.trim() === '') {
     throw new InvalidInputError('repository location must be a non-empty string');
@@ -348,6 +355,7 @@ export interface BackendOverrides {
   rest?: Partial<RestBackendOptions>;
 }
 
+/** Options of {@link openBackend}. */
 export interface OpenBackendOptions {
   /** Where credentials are read from, under restic's variable names (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
@@ -382,6 +390,15 @@ export interface OpenBackendOptions {
  * Opens the backend for a location: parses it, reads credentials from `env`, applies `-o`
  * options, and wraps the backend with retries and a connection limit (unless `raw`). Nothing is
  * contacted or created; see Backend.create.
+ *
+ * @throws InvalidInputError for a malformed location, a missing credential or a bad option.
+ * @throws UnsupportedError for a restic option or TLS setting Stowage does not support for the kind.
+ *
+ * @example
+ * ```ts
+ * const backend = await openBackend(process.env.RESTIC_REPOSITORY!, { extended: { 's3.connections': '10' } });
+ * const repo = await Repository.open(backend, { password: process.env.RESTIC_PASSWORD! });
+ * ```
  */
 export async function openBackend(location: string, options: OpenBackendOptions = {}): Promise<Backend> {
   return openLocation(parseLocation(location), options);

@@ -6,6 +6,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { NotFoundError, throwIfAborted } from '../errors.ts';
 import { checkConnections, checkHandle, resolveRange } from './local.ts';
 
+/** Options of {@link MemoryBackend}. */
 export interface MemoryBackendOptions {
   /** Requests in flight at once (default 8). */
   connections?: number;
@@ -15,6 +16,11 @@ const ID_NAME = /^[0-9a-f]{64}$/;
 
 let instances = 0;
 
+/**
+ * A repository held in memory, for tests: it follows the same rules as the real backends (names,
+ * ranges, `NotFoundError`, aborts), so code tested against it behaves the same on disk. Its
+ * contents go when it is garbage collected.
+ */
 export class MemoryBackend implements Backend {
   readonly location: string;
   readonly connections: number;

@@ -8,6 +8,7 @@ import { redactSecrets } from '../redact.ts';
 
 export { redactSecrets };
 
+/** A backend call, as {@link BackendEvent.op} names it. */
 export type ObservedOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
 
 /** A failure as an event carries it: a summary, never the error object with its cause chain. */
@@ -23,7 +24,12 @@ export interface ObservedError {
   status?: number;
 }
 
+/**
+ * One finished backend call, as a {@link BackendObserver} sees it: no credentials and no file
+ * contents.
+ */
 export interface BackendEvent {
+  /** The call. */
   op: ObservedOp;
   /** The file type (absent for create). */
   type?: FileType;
@@ -37,9 +43,14 @@ export interface BackendEvent {
   count?: number;
   /** Time spent in the wrapped backend (for list: in fetching entries, not in the caller's loop). */
   durationMs: number;
+  /** How the call failed; absent when it succeeded. */
   error?: ObservedError;
 }
 
+/**
+ * Receives a {@link BackendEvent} when each backend call ends (see {@link ObservedBackend},
+ * `openBackend`'s `observe`). Must not throw; what it throws is ignored.
+ */
 export type BackendObserver = (event: BackendEvent) => void;
 
 /**

@@ -12,6 +12,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import { checkConnections, checkHandle, resolveRange } from './local.ts';
 
+/** Options of {@link RestBackend}. */
 export interface RestBackendOptions {
   /** User name for HTTP basic auth; overrides one written in the URL. */
   username?: string;
@@ -59,6 +60,18 @@ interface RequestSpec {
   body?: Uint8Array;
 }
 
+/**
+ * A repository on restic's REST server (rest-server), over http or https with optional basic auth;
+ * no extra package. The constructor takes the repository URL (credentials in it or in the options)
+ * and throws `InvalidInputError` for a malformed one; nothing is contacted until the first request.
+ * 5 requests in flight by default; a request whose connection is idle for 2 minutes fails as
+ * transient.
+ *
+ * @example
+ * ```ts
+ * const backend = new RestBackend('https://backup.example.com:8000/app/', { username: 'app', password: process.env.REST_PASSWORD });
+ * ```
+ */
 export class RestBackend implements Backend {
   readonly location: string;
   readonly connections: number;

@@ -555,6 +555,7 @@ function nonNegative(n: number, what: string): number {
 
 // ---- composition ----------------------------------------------------------------------------
 
+/** Options of {@link wrapBackend}. */
 export interface WrapOptions {
   /** Retry transient failures (default: on, with RetryOptions' defaults); false turns it off. */
   retry?: RetryOptions | false;

@@ -20,6 +20,9 @@ import {
 } from '../errors.ts';
 import { checkConnections, checkHandle, resolveRange } from './local.ts';
 
+/**
+ * An S3 access key, as restic's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
+ */
 export interface S3Credentials {
   accessKeyId: string;
   secretAccessKey: string;
@@ -27,6 +30,7 @@ export interface S3Credentials {
   sessionToken?: string;
 }
 
+/** Options of {@link S3Backend}; see docs/backends/s3.md for their restic and Stash equivalents. */
 export interface S3BackendOptions {
   /**
    * The S3 endpoint URL, http or https, e.g. "https://minio.example.com:9000". Without it the
@@ -103,9 +107,23 @@ interface Connected {
   client: S3Sdk.S3Client;
 }
 
+/**
+ * A repository in an S3 bucket (AWS, MinIO, Ceph RGW, Wasabi, R2, …) under an optional prefix, in
+ * restic's layout, so restic's `s3:` backend shares it. Needs the optional peer dependency
+ * `@aws-sdk/client-s3`, loaded on the first request; without it that request throws
+ * `UnsupportedError` naming the package. The constructor checks the options (`InvalidInputError`) and contacts
+ * nothing. 5 requests in flight by default.
+ *
+ * @example
+ * ```ts
+ * const backend = new S3Backend({ endpoint: 'https://minio.example.com:9000', bucket: 'backups', prefix: 'app',
+ *   credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID!, secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY! } });
+ * ```
+ */
 export class S3Backend implements Backend {
   readonly location: string;
   readonly connections: number;
+  /** The bucket that holds the repository. */
   readonly bucket: string;
   /** The normalized prefix: no leading or trailing "/", "" for the bucket root. */
   readonly prefix: string;

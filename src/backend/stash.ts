@@ -38,6 +38,7 @@ export interface StashLocalSpec {
   [volumeSource: string]: unknown;
 }
 
+/** Stash's `spec.backend.s3`. */
 export interface StashS3Spec {
   /** "s3.amazonaws.com", a host[:port], or a full http(s):// URL (MinIO, Ceph, DigitalOcean Spaces). */
   endpoint: string;
@@ -49,6 +50,7 @@ export interface StashS3Spec {
   insecureTLS?: boolean;
 }
 
+/** Stash's `spec.backend.gcs`. */
 export interface StashGCSSpec {
   bucket: string;
   prefix?: string;
@@ -56,23 +58,27 @@ export interface StashGCSSpec {
   maxConnections?: number;
 }
 
+/** Stash's `spec.backend.azure`. */
 export interface StashAzureSpec {
   container: string;
   prefix?: string;
   maxConnections?: number;
 }
 
+/** Stash's `spec.backend.swift`. */
 export interface StashSwiftSpec {
   container: string;
   prefix?: string;
 }
 
+/** Stash's `spec.backend.b2`. */
 export interface StashB2Spec {
   bucket: string;
   prefix?: string;
   maxConnections?: number;
 }
 
+/** Stash's `spec.backend.rest`. */
 export interface StashRestSpec {
   /** The rest-server URL, with the repository path; credentials come from the Secret. */
   url: string;
@@ -84,6 +90,7 @@ export interface StashRestSpec {
  */
 export type StashSecretData = Readonly<Record<string, string | Uint8Array>>;
 
+/** The backend kind of a Stash Repository spec (the key set in `spec.backend`). */
 export type StashKind = 'local' | 's3' | 'gcs' | 'azure' | 'swift' | 'b2' | 'rest';
 
 const KINDS: readonly StashKind[] = ['local', 's3', 'gcs', 'azure', 'swift', 'b2', 'rest'];
@@ -112,6 +119,7 @@ const SWIFT_KEYS = [
 /** What backendFromStash may be told beyond the spec and secret (wrappers, overrides). */
 export type StashOpenOptions = Omit<OpenBackendOptions, 'env' | 'extended' | 'cacert' | 'caCertPem' | 'insecureTls'>;
 
+/** What {@link backendFromStash} returns: the backend and the repository password. */
 export interface StashRepository {
   /** The backend, wrapped with retries and a connection limit unless `raw` was asked for. */
   backend: Backend;

@@ -14,6 +14,11 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import { checkConnections, checkHandle, resolveRange } from './local.ts';
 
+/**
+ * Options of {@link SwiftBackend}: the container, and either an auth URL with credentials (Swift v1
+ * auth or Keystone v2/v3) or a storage URL with a token. {@link swiftOptionsFromEnv} builds them
+ * from restic's variables.
+ */
 export interface SwiftBackendOptions {
   /** The container that holds the repository (restic: swift:<container>:/<prefix>). Created by create(). */
   container: string;
@@ -101,10 +106,18 @@ interface RequestInit {
   signal?: AbortSignal;
 }
 
+/**
+ * A repository in an OpenStack Swift container under an optional prefix, in restic's layout, so
+ * restic's `swift:` backend shares it. Speaks Swift's HTTP API itself (no extra package);
+ * authenticates on the first request and again when the token is rejected. The constructor checks
+ * the options (`InvalidInputError`) and contacts nothing. 5 requests in flight by default.
+ */
 export class SwiftBackend implements Backend {
   readonly location: string;
   readonly connections: number;
+  /** The container that holds the repository. */
   readonly container: string;
+  /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: SwiftBackendOptions;
   readonly #timeoutMs: number;

@@ -4,6 +4,7 @@ import { IntegrityError, InvalidInputError, UnsupportedError, shownValue } from 
 import { formatPolynomial, isIrreducible, parsePolynomial, randomPolynomial } from '../snapshot/polynomial.ts';
 import { isId, randomId } from './id.ts';
 
+/** The repository config (the `config` file), decrypted. */
 export interface RepoConfig {
   version: 1 | 2;
   /** 64 hex characters; the repository's identity (restic names its cache directory after it). */

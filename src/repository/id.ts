@@ -7,15 +7,24 @@ import { InvalidInputError, shownValue } from '../errors.ts';
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
 
+/**
+ * The ID of a data or tree blob: the SHA-256 of its plaintext, 64 lowercase hex digits. IDs are
+ * branded strings, so one kind cannot be passed where another is expected.
+ */
 export type BlobId = Brand<string, 'BlobId'>;
+/** The ID of a pack file (`data/`): the SHA-256 of its stored bytes. */
 export type PackId = Brand<string, 'PackId'>;
+/** The ID of a snapshot file (`snapshots/`): the SHA-256 of its stored bytes. */
 export type SnapshotId = Brand<string, 'SnapshotId'>;
+/** The ID of an index file (`index/`): the SHA-256 of its stored bytes. */
 export type IndexId = Brand<string, 'IndexId'>;
+/** The ID of a key file (`keys/`): the SHA-256 of its bytes. */
 export type KeyId = Brand<string, 'KeyId'>;
 export type LockId = Brand<string, 'LockId'>;
 /** Any 64-hex ID, before it is known what it names. */
 export type AnyId = BlobId | PackId | SnapshotId | IndexId | KeyId | LockId;
 
+/** The kind of a blob: file contents (`data`) or a folder listing (`tree`). */
 export type BlobType = 'data' | 'tree';
 
 const HEX64 = /^[0-9a-f]{64}$/;

@@ -5,6 +5,7 @@ import { CRYPTO_OVERHEAD } from './crypto.ts';
 import { isId, type BlobId, type IndexId, type PackId } from './id.ts';
 import type { PackedBlob } from './pack.ts';
 
+/** One pack as an index file lists it: its ID and the blobs it holds. */
 export interface IndexPack {
   readonly id: PackId;
   readonly blobs: readonly PackedBlob[];

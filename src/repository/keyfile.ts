@@ -21,6 +21,7 @@ export interface KeyFileJson {
   data: string;
 }
 
+/** scrypt's cost parameters for a key file, as restic stores them (`N`, `r`, `p`). */
 export interface ScryptParams {
   N: number;
   r: number;

@@ -11,12 +11,20 @@ import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from 
 import type { Repository } from './repository.ts';
 import { summarizeError } from '../backend/observe.ts';
 
+/**
+ * A lock file, decoded: who holds it (see LockHolder) and the holder's uid and gid when recorded.
+ */
 export interface LockInfo extends LockHolder {
   uid?: number;
   gid?: number;
 }
 
+/** Options of {@link Lock.acquire}. */
 export interface LockOptions extends CallOptions {
+  /**
+   * An exclusive lock (prune, forget, repair) excludes every other lock; a shared one (backup,
+   * check, restore) excludes exclusive ones only.
+   */
   exclusive: boolean;
   /** Keep trying this long (ms) while another process holds a conflicting lock (restic --retry-lock). */
   retryLock?: number;
@@ -84,6 +92,10 @@ export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname())
   }
 }
 
+/**
+ * Every lock in the repository, decoded (a lock removed while listing is skipped). Throws
+ * `IntegrityError` for a damaged lock file.
+ */
 export async function listLocks(repo: Repository, options: CallOptions = {}): Promise<LockInfo[]> {
   const out: LockInfo[] = [];
   for await (const id of repo.listIds('locks', options)) {
@@ -124,8 +136,14 @@ export async function unlock(repo: Repository, options: CallOptions & { all?: bo
   return ids;
 }
 
+/**
+ * A repository lock, as restic's: a lock file refreshed every few minutes while held, so other
+ * processes (restic too) can tell a live lock from a stale one. Take it with {@link Lock.acquire}
+ * or, more simply, {@link withLock}.
+ */
 export class Lock {
   readonly #repo: Repository;
+  /** Whether the lock is exclusive. */
   readonly exclusive: boolean;
   #id: string;
   #timer: NodeJS.Timeout | undefined;
@@ -138,10 +156,17 @@ export class Lock {
     this.#id = id;
   }
 
+  /** The ID of the current lock file (a refresh writes a new one and removes the old). */
   get id(): string {
     return this.#id;
   }
 
+  /**
+   * Writes a lock file, then looks for conflicting ones (any lock for an exclusive lock, exclusive
+   * locks for a shared one; stale locks conflict too until `unlock` removes them, as in restic). On
+   * a conflict it removes its own file, waits (backoff up to 1 minute) and tries again until
+   * `retryLock` ms have passed, then throws `LockedError` naming the holders.
+   */
   static async acquire(repo: Repository, options: LockOptions): Promise<Lock> {
     const deadline = Date.now() + (options.retryLock ?? 0);
     let delay = 1000;
@@ -200,6 +225,7 @@ export class Lock {
     });
   }
 
+  /** Stops the refresh and removes the lock file; calling it again does nothing. */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;

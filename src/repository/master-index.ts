@@ -26,12 +26,19 @@ import type { BlobId, BlobType, PackId } from './id.ts';
 import type { PackedBlob } from './pack.ts';
 import type { IndexPack } from './index-file.ts';
 
+/** Where a blob is stored: its pack, byte range, and plaintext length when compressed. */
 export interface BlobLocation {
+  /** Data or tree. */
   readonly type: BlobType;
+  /** The blob's ID. */
   readonly id: BlobId;
+  /** The pack that holds it. */
   readonly packId: PackId;
+  /** Byte offset of the sealed blob in the pack. */
   readonly offset: number;
+  /** Length of the sealed (encrypted, maybe compressed) blob in the pack. */
   readonly length: number;
+  /** Plaintext length of a compressed blob; 0 when stored uncompressed. */
   readonly uncompressedLength: number;
 }
 
@@ -299,6 +306,11 @@ interface RecordCursor {
 /** Rough heap cost of one Map entry keyed by a 64-character string (for memoryBytes()). */
 const MAP_ENTRY_BYTES = 120;
 
+/**
+ * Every blob of the repository and where it is stored, merged from all index files and held
+ * compactly (IDs as raw bytes), so a repository with millions of blobs fits in memory. Part of an
+ * {@link IndexedRepository}.
+ */
 export class MasterIndex {
   // Packs, numbered in the order they were added: 32 ID bytes per pack. The ones below
   // #indexedPacks (those known at the last compact) are in #packIds, and #packsById lists their
@@ -337,9 +349,11 @@ export class MasterIndex {
   /** Staged entries added with lookupNow: hex ID → staging slots. */
   readonly #pending = new Map<string, number[]>();
 
+  /** Number of blobs indexed. */
   get size(): number {
     return this.#count + this.#sCount;
   }
+  /** Number of packs indexed. */
   get packCount(): number {
     return this.#packCount;
   }
@@ -396,6 +410,7 @@ export class MasterIndex {
     return n;
   }
 
+  /** The ID of pack number `n` (0 ≤ n < packCount); throws `InvalidInputError` otherwise. */
   packIdOf(n: number): PackId {
     if (!(n >= 0 && n < this.#packCount)) throw new InvalidInputError(`no pack number ${n} (${this.#packCount} packs)`);
     if (n < this.#indexedPacks) return this.#packIds.toString('hex', n * ID_BYTES, n * ID_BYTES + ID_BYTES) as PackId;
@@ -403,6 +418,7 @@ export class MasterIndex {
     return this.#newPackIds.toString('hex', at, at + ID_BYTES) as PackId;
   }
 
+  /** Whether the index lists the pack. */
   hasPack(id: PackId): boolean {
     return decodeId(id, KEY, 0) && this.#findPack() >= 0;
   }
@@ -757,6 +773,7 @@ export class MasterIndex {
     return out;
   }
 
+  /** Whether the index holds the blob (of that type, when given). */
   has(id: BlobId, type?: BlobType): boolean {
     if (this.#count > 0 && decodeId(id, KEY, 0)) {
       const from = this.#lowerBound();

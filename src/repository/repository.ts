@@ -23,15 +23,20 @@ import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 
+/** The file types stored as one encrypted JSON document each (not in packs). */
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
 
+/** Options of {@link Repository.init}. */
 export interface InitOptions extends CallOptions {
+  /** The password of the first key; must not be empty. */
   password: string;
   /** Repository format version: 2 (default, compression) or 1 (readable by restic ≥ 0.9). */
   version?: 1 | 2;
   /** scrypt parameters for the first key (default N=32768, r=8, p=1, as restic calibrates here). */
   kdf?: ScryptParams;
+  /** Recorded in the key file, as restic records the user (informational). */
   username?: string;
+  /** Recorded in the key file, as restic records the host (informational). */
   hostname?: string;
   /** Use this chunker polynomial instead of a random one (restic init --copy-chunker-params). */
   chunkerPolynomial?: bigint;
@@ -39,7 +44,9 @@ export interface InitOptions extends CallOptions {
   logger?: Logger;
 }
 
+/** Options of {@link Repository.open}. */
 export interface OpenOptions extends CallOptions {
+  /** The password of one of the repository's keys. */
   password: string;
   /** Key ID (or unique prefix) to try first. */
   keyHint?: string;
@@ -49,6 +56,7 @@ export interface OpenOptions extends CallOptions {
   logger?: Logger;
 }
 
+/** A key file, as {@link Repository.listKeys} lists it. */
 export interface KeyInfo {
   id: KeyId;
   current: boolean;
@@ -61,9 +69,28 @@ export interface KeyInfo {
 /** restic tries at most 20 keys before it gives up. */
 const MAX_KEYS = 20;
 
+/**
+ * An opened repository: its backend, config and master key. Reads and writes the unpacked files
+ * (snapshots, index, locks) and manages keys; blob reads and writes need the index, so {@link
+ * Repository.loadIndex} returns an {@link IndexedRepository} for `backup`, `restore` and the like.
+ * Obtained only from {@link Repository.init} or {@link Repository.open}.
+ *
+ * @example
+ * ```ts
+ * import { LocalBackend, Repository } from 'stowage';
+ *
+ * const backend = new LocalBackend('/srv/restic-repo');
+ * const repo = await Repository.init(backend, { password: 'secret' }); // a new repository, or:
+ * const same = await Repository.open(backend, { password: 'secret' });
+ * const indexed = await same.loadIndex();
+ * ```
+ */
 export class Repository {
+  /** The storage the repository lives on. */
   readonly backend: Backend;
+  /** The decrypted config: repository ID, format version, chunker polynomial. */
   readonly config: RepoConfig;
+  /** The ID of the key file the password opened. */
   readonly keyId: KeyId;
   /** The logger given to open/init (silentLogger otherwise); locks and index loads log here. */
   readonly logger: Logger;
@@ -78,11 +105,19 @@ export class Repository {
     this.logger = logger;
   }
 
+  /** The repository format version: 1, or 2 (compression). */
   get version(): 1 | 2 {
     return this.config.version;
   }
 
-  /** Creates a new repository: config + the first key. Fails if a config already exists. */
+  /**
+   * Creates a new repository: `create()` on the backend (folders, bucket), then the config (a
+   * random chunker polynomial unless given) and the first key for `password`.
+   *
+   * @throws RepositoryExistsError when the location already holds a config.
+   * @throws InvalidInputError for an empty password or invalid options.
+   * @throws BackendError when the storage cannot be reached or written.
+   */
   static async init(backend: Backend, options: InitOptions): Promise<Repository> {
     assertRuntime();
     await initCrypto();
@@ -109,7 +144,15 @@ export class Repository {
     return new Repository(backend, config, master, kf.id, logger);
   }
 
-  /** Opens a repository with a password: finds the key as restic does, then loads the config. */
+  /**
+   * Opens a repository with a password: tries the key files as restic does (the `keyHint` first,
+   * then in listing order, at most `maxKeys`), then loads and verifies the config.
+   *
+   * @throws RepositoryNotFoundError when the location holds no config (restic exit code 10).
+   * @throws WrongPasswordError when no key opens with the password (exit code 12).
+   * @throws IntegrityError when the config or a key file is damaged.
+   * @throws UnsupportedError for a repository format version other than 1 or 2.
+   */
   static async open(backend: Backend, options: OpenOptions): Promise<Repository> {
     assertRuntime();
     await initCrypto();
@@ -157,6 +200,7 @@ export class Repository {
 
   // ---- keys -------------------------------------------------------------------------------
 
+  /** Every key file (ID, user, host, creation time; `current` for the one in use), oldest first. */
   async listKeys(options: CallOptions = {}): Promise<KeyInfo[]> {
     const out: Array<KeyInfo & { written: string }> = [];
     for await (const f of this.backend.list('keys', options)) {
@@ -175,6 +219,10 @@ export class Repository {
     return kf.id;
   }
 
+  /**
+   * Removes a key by ID or unique prefix. Throws `InvalidInputError` for the key in use (as restic
+   * refuses it) or an ambiguous prefix, `NotFoundError` when no key matches.
+   */
   async removeKey(id: string, options: CallOptions = {}): Promise<void> {
     const full = await this.resolveId('keys', id, options);
     if (full === this.keyId) throw new InvalidInputError('refusing to remove the key currently used to access the repository');
@@ -230,6 +278,10 @@ export class Repository {
   seal(plain: Uint8Array): Uint8Array {
     return seal(this.#key, plain);
   }
+  /**
+   * Verifies (MAC) and decrypts bytes sealed with the master key; throws `IntegrityError` naming
+   * `where` when they do not verify.
+   */
   open(sealed: Uint8Array, where: { file?: string; blob?: string }): Uint8Array {
     return open(this.#key, sealed, where);
   }
@@ -284,7 +336,12 @@ export class Repository {
   }
 }
 
+/** Options of {@link IndexedRepository.blobWriter}. */
 export interface BlobWriterOptions extends CallOptions {
+  /**
+   * Compression of data blobs in a v2 repository (default `'auto'`); trees are always compressed in
+   * v2, nothing is in v1.
+   */
   compression?: CompressionMode;
   /** Target pack size in bytes (restic: 16 MiB). */
   packSize?: number;
@@ -302,8 +359,14 @@ export interface BlobWriterOptions extends CallOptions {
   ready?: Promise<unknown>;
 }
 
+/**
+ * A repository with its index loaded (from {@link Repository.loadIndex}): what blob reads and
+ * writes need. `backup`, `restore`, `checkRepository` with data, `prune` and `copy` take this form.
+ */
 export class IndexedRepository {
+  /** The repository itself (keys, unpacked files). */
   readonly repo: Repository;
+  /** Every blob's pack, offset and length, from all index files. */
   readonly index: MasterIndex;
   /** Index file ID → the packs it lists (as loaded). */
   readonly indexFiles: Map<string, PackId[]>;
@@ -314,12 +377,15 @@ export class IndexedRepository {
     this.indexFiles = indexFiles;
   }
 
+  /** The repository's backend. */
   get backend(): Backend {
     return this.repo.backend;
   }
+  /** The repository's config. */
   get config(): RepoConfig {
     return this.repo.config;
   }
+  /** The repository's logger. */
   get logger(): Logger {
     return this.repo.logger;
   }
@@ -410,7 +476,9 @@ export class BlobWriter {
   #indexPacks: IndexPack[] = [];
   #indexBlobs = 0;
   #failure: unknown;
+  /** What was written so far: blobs, plaintext and packed bytes added, packs and index files. */
   readonly stats = { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0, packs: 0, indexFiles: 0 };
+  /** IDs of the index files written so far. */
   readonly writtenIndexFiles: string[] = [];
 
   constructor(repo: IndexedRepository, options: BlobWriterOptions) {
@@ -424,6 +492,7 @@ export class BlobWriter {
     this.#ready.catch(() => undefined);
   }
 
+  /** The compression mode in use for data blobs. */
   get compression(): CompressionMode {
     return this.#compression;
   }

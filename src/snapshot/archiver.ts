@@ -40,6 +40,7 @@ import { startCommand, type RunningCommand } from './stdin-command.ts';
 export interface BackupProgress {
   /** Files finished (stored, or found unchanged since the parent snapshot). */
   filesDone: number;
+  /** Folders finished. */
   dirsDone: number;
   /** Bytes of file content done: counted as the workers chunk them, so a big file moves it too. */
   bytesDone: number;
@@ -89,6 +90,7 @@ export interface StdinCommand {
   onStderr?: (line: string) => void;
 }
 
+/** Options of {@link backup}: `paths` or `stdin` is required. */
 export interface BackupOptions {
   /**
    * Files and folders to back up. Relative targets are stored relative to the snapshot root.
@@ -102,21 +104,47 @@ export interface BackupOptions {
    * no snapshot.
    */
   stdin?: StdinStream | StdinCommand;
+  /**
+   * The host recorded in the snapshot (default: os.hostname()). It also picks the parent: without
+   * `parent`, the latest snapshot with this hostname and the same paths is the parent, whose
+   * unchanged files are not read again. In Kubernetes the pod name is the hostname and changes with
+   * every pod, so no parent is ever found and every backup reads every file again, silently: set a
+   * stable hostname (e.g. the workload's name, as Stash does).
+   */
   hostname?: string;
+  /** Tags recorded in the snapshot (restic --tag), for filtering, grouping and retention. */
   tags?: readonly string[];
+  /**
+   * restic's --exclude patterns (`*`, `?`, `[…]` within a name, `**` across folders; a pattern
+   * without a leading `/` matches at any depth; `!pattern` takes back an earlier match). Excluded
+   * paths are not read; the patterns are recorded in the snapshot.
+   */
   excludes?: readonly string[];
   /** Parent snapshot for change detection; undefined = the latest with the same host and paths; null = none. */
   parent?: string | null;
+  /**
+   * Compression of data blobs in a v2 repository (default `'auto'`; restic --compression). Ignored
+   * in v1.
+   */
   compression?: CompressionMode;
+  /** The snapshot's time (default: when the backup starts); restic --time. */
   time?: GoTime;
   /** Worker threads for chunking and sealing (default: one per core). */
   threads?: number;
+  /**
+   * Aborts the backup: it rejects with `AbortedError`, no snapshot is written, and the packs
+   * already stored stay (unreferenced until a later backup reuses them or prune removes them).
+   */
   signal?: AbortSignal;
   /**
    * Hold a shared lock for the backup (default true), as restic does. Pass false when the caller
    * already holds one. `retryLock` (ms) keeps trying while an exclusive lock is held.
    */
   lock?: boolean;
+  /**
+   * With `lock`: keep trying this long (ms) while another process holds an exclusive lock (restic
+   * --retry-lock); default 0, fail at once with `LockedError`.
+   */
   retryLock?: number;
   /** Progress events (see {@link BackupProgress} for when they come). */
   onProgress?: (p: BackupProgress) => void;
@@ -130,9 +158,16 @@ export interface BackupOptions {
   onError?: (path: string, error: Error) => void;
 }
 
+/** What {@link backup} wrote. */
 export interface BackupResult {
+  /** The new snapshot's ID. */
   snapshotId: SnapshotId;
+  /** The snapshot as stored (tree, paths, host, tags, summary). */
   snapshot: Snapshot;
+  /**
+   * Counts and sizes of the backup: files and folders new, changed and unchanged, bytes processed
+   * and added.
+   */
   summary: SnapshotSummary;
   /**
    * Files or folders that could not be read, and source paths that do not exist: they are not in
@@ -154,6 +189,33 @@ interface VirtualDir {
   children: Map<string, VirtualDir | { target: string }>;
 }
 
+/**
+ * Backs up files and folders (or one stream or command output, as `restic backup --stdin` and
+ * `--stdin-from-command`) into a new snapshot, as
+ * restic does: the same content-defined chunks (so restic and Stowage deduplicate against each
+ * other), blobs the repository already has are not stored again, and files unchanged since the
+ * parent snapshot (same size, mtime, ctime, inode) are not read. Chunking, hashing, compression and
+ * encryption run on worker threads. Packs are stored first, then the index, then the snapshot, so a
+ * crash never leaves a snapshot pointing at missing data. Holds a shared lock unless `lock: false`.
+ *
+ * A file or folder that cannot be read is skipped, reported to `onError` and listed in `errors`
+ * (the CLI exits with 3); the backup still succeeds.
+ *
+ * @throws InvalidInputError when there is nothing to back up ({@link SourceNotFoundError} when
+ *   none of the paths exists).
+ * @throws CommandFailedError when `stdin.command` exits non-zero or is killed; StdinError when
+ *   `stdin.stream` fails. No snapshot is written.
+ * @throws LockedError when an exclusive lock is held past `retryLock`.
+ * @throws AbortedError when `signal` aborts.
+ * @throws BackendError when the storage fails after retries.
+ *
+ * @example
+ * ```ts
+ * const repo = await Repository.open(backend, { password }); // or its IndexedRepository, to reuse the index
+ * const { snapshotId, summary } = await backup(repo, { paths: ['/var/lib/app'], tags: ['nightly'], hostname: 'app' });
+ * console.log(snapshotId, summary.filesNew, summary.dataAdded);
+ * ```
+ */
 export async function backup(repository: AnyRepository, options: BackupOptions): Promise<BackupResult> {
   const signal = options.signal;
   throwIfAborted(signal);

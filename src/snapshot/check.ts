@@ -42,6 +42,7 @@ export type CheckProblemCode =
   | 'PACK_DUPLICATE' // a pack is listed in several index files (repair index)
   | 'PACK_MIXED'; // a pack holds tree and data blobs (prune)
 
+/** One error or hint of a {@link CheckReport}: a stable `code`, a message, and what it concerns. */
 export interface CheckProblem {
   code: CheckProblemCode;
   message: string;
@@ -66,26 +67,39 @@ export interface CheckProblem {
   indexFiles?: readonly string[];
 }
 
+/** The result of {@link checkRepository}: `ok` is false when an error was found. */
 export interface CheckReport {
   /** 'ok' when no error was found (hints do not count), as Stash's `integrity`. */
   integrity: 'ok' | 'failed';
+  /** True when no error was found (hints do not count). */
   ok: boolean;
+  /** Problems that make data unreadable or the repository inconsistent. */
   errors: CheckProblem[];
+  /** Things worth tidying that lose no data (e.g. unreferenced packs). */
   hints: CheckProblem[];
   /** Snapshots at least one error affects, sorted. */
   damagedSnapshots: string[];
   /** Packs `restic repair packs` would salvage (restic's broken_packs). */
   brokenPacks: string[];
+  /** Whether `repair index` would fix something found. */
   suggestRepairIndex: boolean;
+  /** Whether `prune` would fix something found. */
   suggestPrune: boolean;
   /** What data was read: nothing, every pack, or a subset. */
   readData: 'none' | 'all' | 'subset';
+  /** Index files checked. */
   indexFiles: number;
+  /** Snapshots checked. */
   snapshots: number;
+  /** Trees checked. */
   trees: number;
+  /** Packs in the repository. */
   packs: number;
+  /** Packs read and verified (read-data). */
   packsRead: number;
+  /** Blobs read and verified (read-data). */
   blobsRead: number;
+  /** Bytes read (read-data). */
   bytesRead: number;
   /** When the check started and ended (local zone, nanoseconds); print and serialise as RFC 3339. */
   startTime: GoTime;
@@ -98,8 +112,10 @@ export type ReadDataSubset =
   | { kind: 'percent'; percent: number }
   | { kind: 'size'; bytes: number };
 
+/** The phase a check is in, as {@link CheckProgress} reports it. */
 export type CheckPhase = 'index' | 'packs' | 'trees' | 'read-data' | 'affected';
 
+/** Progress of a check, reported through `onProgress`. */
 export interface CheckProgress {
   phase: CheckPhase;
   done: number;
@@ -109,6 +125,7 @@ export interface CheckProgress {
   bytes?: number;
 }
 
+/** Options of {@link checkRepository}. */
 export interface CheckOptions extends CallOptions {
   /** Read every pack. */
   readData?: boolean;
@@ -120,6 +137,7 @@ export interface CheckOptions extends CallOptions {
   random?: () => number;
   /** Human-readable progress lines, as restic prints them. */
   onMessage?: (m: string) => void;
+  /** Called as each phase advances. */
   onProgress?: (p: CheckProgress) => void;
 }
 
@@ -282,6 +300,23 @@ const joinPath = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${d
 // ---------------------------------------------------------------------------------------------
 // The check
 
+/**
+ * Checks a repository as `restic check` does: the index files, that every indexed pack exists with
+ * the right size, that every snapshot's trees are readable and every blob they need is indexed;
+ * with `readData` (or a subset) it also reads packs and verifies every blob. It reports instead of
+ * throwing: `ok`, the errors (naming file, blob, the snapshots and files affected) and hints. This
+ * is the integrity check; {@link repositoryStats} only counts.
+ *
+ * @throws BackendError when the storage fails after retries (damaged files are reported, not
+ *   thrown).
+ * @throws AbortedError when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * const report = await checkRepository(await Repository.open(backend, { password }), { readDataSubset: '10%' });
+ * if (!report.ok) for (const e of report.errors) console.error(e.code, e.file ?? '', e.message);
+ * ```
+ */
 export async function checkRepository(repository: AnyRepository, options: CheckOptions = {}): Promise<CheckReport> {
   const repo = baseRepository(repository);
   if (options.readData && options.readDataSubset !== undefined) {

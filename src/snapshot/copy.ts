@@ -26,6 +26,7 @@ import { encodeSnapshot, type Snapshot, type SnapshotFilter } from './snapshot.t
 import { listSnapshots, type SnapshotEntry } from './queries.ts';
 import { selectSnapshots, type SnapshotSelection } from './find.ts';
 
+/** Options of {@link copy} (and {@link planCopy}). */
 export interface CopyOptions extends CallOptions {
   /** Source snapshots to copy (IDs, prefixes, "latest"); none: every one passing `filter`. */
   snapshots?: readonly string[];
@@ -46,11 +47,13 @@ export interface CopyOptions extends CallOptions {
   lockSource?: boolean;
   /** Keep trying this long (ms) while another process holds an exclusive lock. */
   retryLock?: number;
+  /** Called as blobs are copied, with running totals. */
   onProgress?: (p: CopyProgress) => void;
   /** Snapshot-level events, in order, for restic-like output. */
   onEvent?: (e: CopyEvent) => void;
 }
 
+/** Progress of a {@link copy}, reported through `onProgress`. */
 export interface CopyProgress {
   snapshotsDone: number;
   snapshotsTotal: number;
@@ -62,6 +65,7 @@ export interface CopyProgress {
   filesRechunked: number;
 }
 
+/** What happens to each source snapshot during a {@link copy}, in order, for restic-like output. */
 export type CopyEvent =
   | { type: 'skipped'; source: SnapshotEntry; existing: SnapshotId }
   | { type: 'started'; source: SnapshotEntry }
@@ -69,10 +73,14 @@ export type CopyEvent =
   | { type: 'planned'; source: SnapshotEntry; blobs: number; storedBytes: number; packs: number }
   | { type: 'saved'; source: SnapshotEntry; newId: SnapshotId };
 
+/**
+ * One source snapshot in a {@link CopyPlan}: to copy, or to skip because the destination has it.
+ */
 export type CopyPlanItem =
   | { action: 'copy'; source: SnapshotEntry }
   | { action: 'skip'; source: SnapshotEntry; existing: SnapshotId };
 
+/** What a {@link copy} will do, from {@link planCopy}. */
 export interface CopyPlan {
   /** Whether files are re-chunked with the destination's polynomial. */
   rechunk: boolean;
@@ -82,11 +90,17 @@ export interface CopyPlan {
   ignored: SnapshotSelection['ignored'];
 }
 
+/** What {@link copy} did. */
 export interface CopyResult {
+  /** Whether files were re-chunked with the destination's polynomial. */
   rechunked: boolean;
+  /** Snapshots copied: source ID, new ID, and the new root tree. */
   copied: Array<{ sourceId: SnapshotId; newId: SnapshotId; tree: BlobId }>;
+  /** Snapshots the destination already had (same content), with its ID. */
   skipped: Array<{ sourceId: SnapshotId; existingId: SnapshotId }>;
+  /** Snapshot references that selected nothing, with the reason. */
   ignored: SnapshotSelection['ignored'];
+  /** Blobs and bytes added to the destination. */
   stats: {
     dataBlobs: number;
     treeBlobs: number;

@@ -13,6 +13,7 @@ import { decodeTree } from './tree.ts';
 import type { SnapshotEntry } from './queries.ts';
 import { resolveSnapshotRef } from './select.ts';
 
+/** One difference between two snapshots, as `restic diff` prints it. */
 export interface DiffChange {
   /** "/dir/file", folders with a trailing '/'. */
   path: string;
@@ -20,6 +21,7 @@ export interface DiffChange {
   modifier: string;
 }
 
+/** Counts of what was added or removed between two snapshots. */
 export interface DiffStat {
   files: number;
   dirs: number;
@@ -30,12 +32,17 @@ export interface DiffStat {
   bytes: number;
 }
 
+/** The summary of {@link diffSnapshots}. */
 export interface DiffResult {
+  /** Files whose content changed. */
   changedFiles: number;
+  /** What the second snapshot has that the first lacks. */
   added: DiffStat;
+  /** What the first snapshot has that the second lacks. */
   removed: DiffStat;
 }
 
+/** Options of {@link diffSnapshots}. */
 export interface DiffOptions extends CallOptions {
   /** Report metadata changes ('U'), restic --metadata. */
   metadata?: boolean;

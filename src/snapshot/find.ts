@@ -117,6 +117,7 @@ async function loadTreeOrReport(
 // ---------------------------------------------------------------------------------------------
 // Finding by pattern
 
+/** Options of {@link findByPattern}. */
 export interface FindPatternOptions extends FindCommonOptions {
   /** Match patterns and paths in lower case (restic --ignore-case). */
   ignoreCase?: boolean;
@@ -126,6 +127,7 @@ export interface FindPatternOptions extends FindCommonOptions {
   newest?: Date;
 }
 
+/** A file or folder {@link findByPattern} found, and the snapshot it is in. */
 export interface FindHit {
   snapshot: SnapshotEntry;
   /** "/dir/name" as restic prints it. */
@@ -238,6 +240,7 @@ export function parseFindTime(s: string): Date {
 // ---------------------------------------------------------------------------------------------
 // Finding blob, tree and pack IDs
 
+/** Options of {@link findIds}: the blob and tree IDs to look for. */
 export interface FindIdsOptions extends FindCommonOptions {
   /** Data blob IDs: full, or the 8-character short form restic prints. */
   blobs?: readonly string[];
@@ -247,6 +250,7 @@ export interface FindIdsOptions extends FindCommonOptions {
   packs?: readonly string[];
 }
 
+/** Where {@link findIds} found a blob or tree: the snapshot and path. */
 export interface FoundObject {
   kind: 'blob' | 'tree';
   /** The full ID. */
@@ -258,10 +262,13 @@ export interface FoundObject {
   snapshot: SnapshotEntry;
 }
 
+/** What {@link findIds} found. */
 export interface FindIdsResult {
+  /** Snapshot references that selected nothing, with the reason. */
   ignored: SnapshotSelection['ignored'];
   /** The IDs searched for, short forms expanded where they were found. */
   blobs: string[];
+  /** The tree IDs searched for, short forms expanded where they were found. */
   trees: string[];
   /** Packs found only in the index, not in the repository (restic warns about them). */
   packsOnlyInIndex: PackId[];

@@ -12,6 +12,9 @@ import { listSnapshots, type SnapshotEntry } from './queries.ts';
 import { type ForgetPlan, type RetentionGroup, type RetentionPolicy, EmptyRetentionPolicyError, isEmptyRetentionPolicy, planRetention } from './retention.ts';
 import { type SnapshotFilter, type SnapshotGroupBy, findSnapshotByPrefix, latestSnapshot, snapshotMatches } from './snapshot.ts';
 
+/**
+ * Options of {@link forget}: a retention policy or explicit IDs, and optionally a prune afterwards.
+ */
 export interface ForgetOptions extends CallOptions {
   /** The keep rules. Ignored when `ids` are given. */
   policy?: RetentionPolicy;
@@ -48,12 +51,15 @@ export interface ForgetOptions extends CallOptions {
 /** Prune settings for forget; the lock, dry run and signal come from the forget. */
 export type ForgetPruneOptions = Omit<PruneOptions, 'lock' | 'retryLock' | 'dryRun' | 'signal' | 'ignoreSnapshots'>;
 
+/** A snapshot {@link forget} could not remove, with the error message. */
 export interface ForgetFailure {
   id: SnapshotId;
   error: string;
 }
 
+/** What {@link forget} did (or, with `dryRun`, would do). */
 export interface ForgetResult {
+  /** True when nothing was removed (`dryRun`). */
   dryRun: boolean;
   /** The policy's plan per group; empty when explicit IDs were given. */
   groups: RetentionGroup[];

@@ -34,6 +34,7 @@ import {
   setOwn,
 } from './gojson.ts';
 
+/** The type of a tree entry, as restic writes it. */
 export type NodeType = 'file' | 'dir' | 'symlink' | 'dev' | 'chardev' | 'fifo' | 'socket' | 'irregular';
 
 /** Every type restic writes. 'irregular' is 0.17+ (Windows reparse points and the like). */
@@ -65,12 +66,17 @@ export function isNodeType(t: unknown): t is NodeType {
  */
 export type Uint64 = number | bigint;
 
+/** An extended attribute of a file, as stored in its node. */
 export interface ExtendedAttribute {
   /** Go-string form. */
   name: string;
   value: Uint8Array;
 }
 
+/**
+ * An entry of a tree (a folder listing): name, type, metadata, and for files the content blobs, for
+ * folders the subtree.
+ */
 export interface TreeNode {
   /** The entry's name in Go-string form (see the file comment). */
   name: string;

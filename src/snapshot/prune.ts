@@ -66,6 +66,7 @@ export class BlobHandleSet {
     this.#mask = cap - 1;
   }
 
+  /** Number of blobs in the set. */
   get size(): number {
     return this.#size;
   }
@@ -78,6 +79,7 @@ export class BlobHandleSet {
     return true;
   }
 
+  /** Whether the set holds the blob. */
   has(type: BlobType, id: string): boolean {
     return this.#find(type, id) >= 0;
   }
@@ -117,6 +119,7 @@ export class BlobHandleSet {
     return this.#keys.byteLength + this.#state.byteLength + this.#value.byteLength;
   }
 
+  /** A summary (the blob count) for JSON output, instead of every ID. */
   toJSON(): { blobs: number } {
     return { blobs: this.#size };
   }
@@ -170,8 +173,10 @@ function sameKey(keys: Uint8Array, at: number, key: Uint8Array): boolean {
 // ---------------------------------------------------------------------------------------------
 // Options and results
 
+/** The phase a prune is in, as {@link PruneProgress} reports it. */
 export type PrunePhase = 'snapshots' | 'trees' | 'packs' | 'unreferenced' | 'repack' | 'index' | 'delete-index' | 'delete-packs';
 
+/** Progress of a prune, reported through `onProgress`. */
 export interface PruneProgress {
   phase: PrunePhase;
   done: number;
@@ -181,6 +186,7 @@ export interface PruneProgress {
 /** Messages as restic prints them: 'info' always, 'verbose' with -v, 'warning' on stderr. */
 export type PruneMessageLevel = 'info' | 'verbose' | 'warning';
 
+/** Options of {@link planPrune}: what counts as worth repacking, as restic's prune flags. */
 export interface PrunePlanOptions extends CallOptions {
   /**
    * Unused space to tolerate after the prune (restic --max-unused): a percentage of the used
@@ -201,22 +207,29 @@ export interface PrunePlanOptions extends CallOptions {
   packSize?: number;
   /** Snapshots to plan as if already removed (a `forget --dry-run --prune`; restic does the same). */
   ignoreSnapshots?: Iterable<string>;
+  /** Called as each phase of the planning advances. */
   onProgress?: (p: PruneProgress) => void;
+  /** Human-readable lines, as restic prints them. */
   onMessage?: (message: string, level: PruneMessageLevel) => void;
 }
 
+/** Options of {@link executePrune}. */
 export interface PruneExecuteOptions extends CallOptions {
   /** Compression for blobs that are repacked uncompressed in a v2 repository (default auto). */
   compression?: CompressionMode;
+  /** Target size of the packs repacking writes (default 16 MiB, as restic). */
   packSize?: number;
   /** Take an exclusive lock for the prune (default true); pass false when the caller holds one. */
   lock?: boolean;
   /** Keep trying this long (ms) while another process holds a lock (restic --retry-lock). */
   retryLock?: number;
+  /** Called as each phase of the execution advances. */
   onProgress?: (p: PruneProgress) => void;
+  /** Human-readable lines, as restic prints them. */
   onMessage?: (message: string, level: PruneMessageLevel) => void;
 }
 
+/** Options of {@link prune}: those of the plan and of its execution. */
 export interface PruneOptions extends PrunePlanOptions, PruneExecuteOptions {
   /** Plan and report only; change nothing (restic --dry-run). */
   dryRun?: boolean;
@@ -238,6 +251,10 @@ export interface PruneStats {
   };
 }
 
+/**
+ * What a prune will do, from {@link planPrune}: packs to delete and to repack, the blobs to keep,
+ * and restic's statistics.
+ */
 export interface PrunePlan {
   stats: PruneStats;
   /** The snapshots whose data is kept; the plan holds only while these are all the snapshots. */
@@ -258,15 +275,21 @@ export interface PrunePlan {
   targetPackSize: number;
 }
 
+/** What {@link prune} or {@link executePrune} did. */
 export interface PruneResult {
+  /** True when nothing was changed (`dryRun`). */
   dryRun: boolean;
+  /** restic's prune statistics. */
   stats: PruneStats;
+  /** The plan that was carried out. */
   plan: PrunePlan;
   /** New packs written by repacking. */
   packsWritten: number;
   /** Index files written (for the new packs, and the rewritten ones). */
   indexFilesWritten: string[];
+  /** Index files deleted (replaced by the ones written). */
   indexFilesRemoved: string[];
+  /** Packs deleted. */
   packsRemoved: number;
   /**
    * Files that could not be deleted. Harmless (restic ignores them too): packs no index names

@@ -1,5 +1,5 @@
 // Metadata queries: list and filter snapshots, find one by ID prefix or "latest", the parent
-// for a backup, and repository statistics (what Stash shows on a Repository).
+// for a backup, and repository statistics (the sizes and counts Stash shows on a Repository).
 import type { CallOptions } from '../backend/backend.ts';
 import { InvalidInputError, NotFoundError } from '../errors.ts';
 import { baseRepository, withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
@@ -10,6 +10,7 @@ import { decodeSnapshot, filterSnapshots, groupSnapshots, type Snapshot, type Sn
 import { decodeTree } from './tree.ts';
 import type { TreeNode } from './node.ts';
 
+/** A snapshot with its ID, as the queries return them. */
 export interface SnapshotEntry {
   id: SnapshotId;
   snapshot: Snapshot;
@@ -76,6 +77,7 @@ export async function* walkTree(repository: AnyRepository, treeId: BlobId, prefi
   }
 }
 
+/** The result of {@link repositoryStats}. */
 export interface RepositoryStats {
   snapshotCount: number;
   /** Sum of file sizes over all snapshots, as restic `stats --mode restore-size`. */
@@ -87,6 +89,7 @@ export interface RepositoryStats {
   uncompressedSize: number;
   /** uncompressedSize / rawDataSize (1 = no compression gain). */
   compressionRatio: number;
+  /** Percentage of the uncompressed size saved by compression (0 to 100). */
   compressionSpaceSaving: number;
   blobCount: number;
   treeBlobCount: number;
@@ -98,7 +101,12 @@ export interface RepositoryStats {
   lastBackup: GoTime | null;
 }
 
-/** Everything Stash shows about a repository, in one call. */
+/**
+ * Sizes and counts of a repository in one call: snapshot count, restore size, file count, stored
+ * and uncompressed sizes, compression, blob and pack counts, first and last backup — the
+ * statistics Stash shows on a Repository. It does not check integrity (Stash's `integrity`
+ * field): that takes {@link checkRepository}.
+ */
 export async function repositoryStats(repository: AnyRepository, options: CallOptions = {}): Promise<RepositoryStats> {
   const repo = await withIndex(repository, options);
   const snaps = await listSnapshots(repo.repo, options);

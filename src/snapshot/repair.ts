@@ -52,19 +52,24 @@ function isDamage(e: unknown): boolean {
 // ---------------------------------------------------------------------------------------------
 // repair index
 
+/** Progress of {@link repairIndex}, reported through `onProgress`. */
 export interface RepairIndexProgress {
   phase: 'index' | 'read-packs' | 'write-index' | 'delete-index';
   done: number;
   total: number;
 }
 
+/** Options of {@link repairIndex}. */
 export interface RepairIndexOptions extends CallOptions, LockingOptions {
   /** Read the header of every pack instead of trusting index entries whose pack size matches. */
   readAllPacks?: boolean;
+  /** Human-readable lines, as restic prints them. */
   onMessage?: (m: string) => void;
+  /** Called as each phase advances. */
   onProgress?: (p: RepairIndexProgress) => void;
 }
 
+/** What {@link repairIndex} found and wrote. */
 export interface RepairIndexResult {
   /** Index files that could not be loaded (they are deleted with the others). */
   invalidIndexFiles: Array<{ id: string; message: string }>;
@@ -80,11 +85,20 @@ export interface RepairIndexResult {
   packsRead: number;
   /** Packs and blobs in the new index. */
   packs: number;
+  /** Blobs in the new index. */
   blobs: number;
+  /** IDs of the index files written. */
   indexFilesWritten: string[];
+  /** IDs of the old index files deleted. */
   indexFilesRemoved: string[];
 }
 
+/**
+ * Rebuilds the index as `restic repair index` does: keeps the entries of packs whose size matches,
+ * reads the headers of packs that are new, resized or (with `readAllPacks`) all, writes new index
+ * files and deletes the old ones. Holds an exclusive lock unless `lock: false`; throws
+ * `LockedError` when another process holds a lock.
+ */
 export async function repairIndex(repository: AnyRepository, options: RepairIndexOptions = {}): Promise<RepairIndexResult> {
   const repo = baseRepository(repository);
   return locked(repo, options.lock !== false, options, () => rebuildIndex(repo, options));
@@ -223,6 +237,7 @@ async function readHeaderOf(repo: Repository, pack: PackId, size: number, signal
 // ---------------------------------------------------------------------------------------------
 // repair snapshots
 
+/** What {@link repairSnapshots} changed at one path. */
 export type RepairChangeKind =
   /** Data blobs of a file were missing: the file keeps the rest and their size. */
   | 'content-removed'
@@ -235,6 +250,7 @@ export type RepairChangeKind =
   /** The snapshot's root tree could not be loaded: the snapshot is removed. */
   | 'root-unreadable';
 
+/** One change {@link repairSnapshots} made in a snapshot. */
 export interface RepairChange {
   kind: RepairChangeKind;
   /** Path inside the snapshot ("/" for the root). */
@@ -242,6 +258,7 @@ export interface RepairChange {
   detail?: string;
 }
 
+/** One snapshot as {@link repairSnapshots} handled it. */
 export interface RepairedSnapshot {
   id: string;
   /** unchanged; rewritten (a new snapshot replaces it); removed (its root tree is unreadable). */
@@ -256,15 +273,18 @@ export interface RepairedSnapshot {
   changes: RepairChange[];
 }
 
+/** Progress of {@link repairSnapshots}, reported through `onProgress`. */
 export interface RepairSnapshotsProgress {
   phase: 'snapshots';
   done: number;
   total: number;
 }
 
+/** Options of {@link repairSnapshots}. */
 export interface RepairSnapshotsOptions extends CallOptions, LockingOptions {
   /** Snapshots to repair: full IDs or unique prefixes. Default: every snapshot the filter passes. */
   snapshotIds?: readonly string[];
+  /** restic's --host/--tag/--path selection, when no `snapshotIds` are given. */
   filter?: SnapshotFilter;
   /** Work out what would change; write and delete nothing (and take no lock, as restic). */
   dryRun?: boolean;
@@ -275,12 +295,17 @@ export interface RepairSnapshotsOptions extends CallOptions, LockingOptions {
    * `check` with readData found damaged.
    */
   damagedBlobs?: Iterable<string>;
+  /** Human-readable lines, as restic prints them. */
   onMessage?: (m: string) => void;
+  /** Called after each snapshot. */
   onProgress?: (p: RepairSnapshotsProgress) => void;
 }
 
+/** What {@link repairSnapshots} did (or, with `dryRun`, would do). */
 export interface RepairSnapshotsResult {
+  /** True when nothing was written (`dryRun`). */
   dryRun: boolean;
+  /** Every snapshot looked at, with its changes. */
   snapshots: RepairedSnapshot[];
   /** Snapshots rewritten or removed. */
   modified: number;
@@ -290,6 +315,12 @@ export interface RepairSnapshotsResult {
   treesWritten: number;
 }
 
+/**
+ * Repairs snapshots as `restic repair snapshots` does: files lose blobs that are missing (or listed
+ * in `damagedBlobs`), unreadable folders become empty, invalid nodes are dropped, and each changed
+ * snapshot is saved anew (the original deleted with `forget`). Holds an exclusive lock unless
+ * `lock: false` or `dryRun`; throws `LockedError` when another process holds a lock.
+ */
 export async function repairSnapshots(repository: AnyRepository, options: RepairSnapshotsOptions = {}): Promise<RepairSnapshotsResult> {
   const repo = baseRepository(repository);
   return locked(repo, options.lock !== false && !options.dryRun, options, async () => {

@@ -55,11 +55,16 @@ export interface RestoreProgress {
   etaSeconds?: number;
 }
 
+/** Options of {@link restore}: `target` is required. */
 export interface RestoreOptions {
   /** Folder to restore into (created if missing). */
   target: string;
   /** Only paths matching these patterns (and the folders leading to them). */
   include?: readonly string[];
+  /**
+   * Paths matching these patterns are not restored (restic's pattern syntax, as in
+   * `BackupOptions.excludes`).
+   */
   exclude?: readonly string[];
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
@@ -70,6 +75,7 @@ export interface RestoreOptions {
   concurrency?: number;
   /** Which snapshot `"latest"` means when the source is `"latest"` (hosts, tags, paths). */
   snapshotFilter?: SnapshotFilter;
+  /** Aborts the restore; it rejects with `AbortedError` and what was written stays. */
   signal?: AbortSignal;
   /** Progress events (see {@link RestoreProgress} for when they come). */
   onProgress?: (p: RestoreProgress) => void;
@@ -81,10 +87,15 @@ export interface RestoreOptions {
   onWarning?: (path: string, message: string) => void;
 }
 
+/** What {@link restore} wrote. */
 export interface RestoreResult {
+  /** Files written (all kinds but folders). */
   filesRestored: number;
+  /** Folders created. */
   dirsRestored: number;
+  /** Bytes of file contents written. */
   bytesRestored: number;
+  /** Metadata that could not be applied (also reported to `onWarning`). */
   warnings: Array<{ path: string; message: string }>;
   /**
    * Set when the syscall helper (perl) is unavailable and the snapshot held what needs it: which
@@ -110,6 +121,23 @@ export function checkNodeName(name: Uint8Array, treeId: string): void {
   }
 }
 
+/**
+ * Restores a snapshot (`"latest"`, an ID or unique prefix, `"ID:subfolder"`, an entry of
+ * `listSnapshots`) or a tree ID into `target`: files, folders, symlinks, hard links,
+ * fifos and devices, with modes (setuid, sticky), owners (as root), nanosecond times and extended
+ * attributes. Every blob is verified before it is written, and no name can lead outside `target`.
+ * Contents are restored pack by pack on worker threads, each needed range read once. Existing
+ * entries in the way are replaced.
+ *
+ * @throws IntegrityError when stored data does not verify.
+ * @throws NotFoundError when no snapshot matches `source`, or the index lacks a blob the tree needs.
+ * @throws AbortedError when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * await restore(repo, 'latest', { target: '/tmp/restore', include: ['/etc/nginx'], snapshotFilter: { hosts: ['web-1'] } });
+ * ```
+ */
 export async function restore(repository: AnyRepository, source: TreeSource, options: RestoreOptions): Promise<RestoreResult> {
   const repo = await withIndex(repository, { signal: options.signal });
   const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });

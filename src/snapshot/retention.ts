@@ -74,18 +74,24 @@ export interface RetentionCounters {
   yearly?: number;
 }
 
+/** A snapshot in a {@link ForgetPlan}: its ID and time. */
 export interface PlannedSnapshot {
   id: SnapshotId;
   /** The snapshot's time as written in the repository; prints and serialises as that RFC 3339 string. */
   time: GoTime;
 }
 
+/** A snapshot the policy keeps, with the rules that keep it. */
 export interface KeptSnapshot extends PlannedSnapshot {
   /** Every rule that keeps it, in restic's words ("daily snapshot", "within 1y", "has tags [a]", …). */
   matches: string[];
   counters: RetentionCounters;
 }
 
+/**
+ * One group of snapshots (by host and paths, by default) and what the policy keeps and removes in
+ * it.
+ */
 export interface RetentionGroup {
   /** restic's group key: the fields not grouped by are '' / null. */
   key: SnapshotGroupKey;
@@ -95,6 +101,7 @@ export interface RetentionGroup {
   remove: PlannedSnapshot[];
 }
 
+/** What a retention policy keeps and removes, per group (from {@link planRetention}). */
 export interface ForgetPlan {
   groups: RetentionGroup[];
   /** IDs of every snapshot kept / removed, over all groups. */
@@ -102,6 +109,7 @@ export interface ForgetPlan {
   remove: SnapshotId[];
 }
 
+/** Options of {@link planRetention}. */
 export interface PlanRetentionOptions {
   /** Default: host and paths, as restic's forget. */
   groupBy?: SnapshotGroupBy;
@@ -128,6 +136,7 @@ export class EmptyRetentionPolicyError extends InvalidInputError {
 
 /** A non-empty policy that would remove every snapshot of a group: restic refuses this too. */
 export class RemoveAllRefusedError extends InvalidInputError {
+  /** The group that would be emptied. */
   readonly group: SnapshotGroupKey;
   constructor(group: SnapshotGroupKey) {
     super(`refusing to delete the last snapshot of snapshot group ${describeGroupKey(group)}: the policy keeps none of them`);

@@ -226,12 +226,14 @@ function readUint32(v: unknown, field: string, bad: Fail): number {
 // ---------------------------------------------------------------------------------------------
 // Queries. They take bare snapshots or entries that carry one as `snapshot` (e.g. {id, snapshot}).
 
+/** A snapshot, or anything that holds one as `snapshot` (such as a SnapshotEntry). */
 export type SnapshotLike = Snapshot | { readonly snapshot: Snapshot };
 
 function snap(x: SnapshotLike): Snapshot {
   return 'snapshot' in x ? x.snapshot : x;
 }
 
+/** restic's --host / --tag / --path selection; an empty filter passes every snapshot. */
 export interface SnapshotFilter {
   /** Keep snapshots whose hostname is one of these (none given: any). */
   hosts?: readonly string[];
@@ -267,6 +269,7 @@ function hasAllTags(s: Snapshot, tagGroup: string | readonly string[]): boolean 
   return true;
 }
 
+/** The snapshots that pass `filter`, in the given order. */
 export function filterSnapshots<T extends SnapshotLike>(list: readonly T[], filter: SnapshotFilter): T[] {
   return list.filter((x) => snapshotMatches(snap(x), filter));
 }
@@ -291,6 +294,7 @@ export function latestSnapshot<T extends SnapshotLike>(
   return latest;
 }
 
+/** What snapshots are grouped by (restic --group-by): host, paths, tags, or a mix. */
 export interface SnapshotGroupBy {
   host?: boolean;
   paths?: boolean;
@@ -304,6 +308,7 @@ export interface SnapshotGroupKey {
   tags: string[] | null;
 }
 
+/** Snapshots that share a group key. */
 export interface SnapshotGroup<T> {
   key: SnapshotGroupKey;
   /** restic's group key: json.Marshal of {hostname, paths, tags}, paths and tags sorted. */

@@ -9,6 +9,7 @@ import { Lock } from '../repository/lock.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotFilter } from './snapshot.ts';
 import { selectSnapshots, type SnapshotSelection } from './find.ts';
 
+/** The tag change to make: `set`, or `add` and/or `remove`. */
 export interface TagChangeSpec {
   /** Replace all tags with these ([] removes every tag). Not together with add/remove. */
   set?: readonly string[];
@@ -18,9 +19,11 @@ export interface TagChangeSpec {
   remove?: readonly string[];
 }
 
+/** Options of {@link tag}: which snapshots, and the tags to set, add or remove. */
 export interface TagOptions extends TagChangeSpec, CallOptions {
   /** Snapshots to change (IDs, prefixes, "latest"); none: every snapshot passing `filter`. */
   snapshots?: readonly string[];
+  /** restic's --host/--tag/--path selection. */
   filter?: SnapshotFilter;
   /** Take an exclusive lock (default true). Pass false when the caller holds one. */
   lock?: boolean;
@@ -30,13 +33,18 @@ export interface TagOptions extends TagChangeSpec, CallOptions {
   onChange?: (change: TagChange) => void;
 }
 
+/**
+ * A snapshot whose tags {@link tag} changed: saved under a new ID, the old one deleted (as restic).
+ */
 export interface TagChange {
   oldId: SnapshotId;
   newId: SnapshotId;
   tags: string[];
 }
 
+/** What {@link tag} changed. */
 export interface TagResult {
+  /** Snapshots rewritten with new tags. */
   changed: TagChange[];
   /** Snapshots whose tags already were as asked. */
   unchanged: SnapshotId[];

@@ -66,6 +66,7 @@ export function encodeTree(nodes: readonly TreeNode[], options?: NodeEncodingOpt
   return Buffer.from(`{"nodes":[${parts.join(',')}]}\n`, 'utf8');
 }
 
+/** Options of {@link decodeTree}. */
 export interface DecodeTreeOptions {
   /**
    * false (default): an unsafe name throws UnsafeNodeNameError, and nodes out of order or a name

@@ -1,4 +1,5 @@
-// What `npm publish` would ship, checked the way a user meets it: the file list, publint,
+// What `npm publish` would ship, checked the way a user meets it: the file list (with the docs and
+// examples, and every relative link of README.md pointing at a shipped file), publint,
 // arethetypeswrong, and the packed tarball installed into a fresh folder, where importing
 // `stowage` must load no cloud SDK and be quick, the `stowage` bin must run, and a strict
 // TypeScript consumer must compile against the shipped declarations without skipLibCheck, and
@@ -59,19 +60,35 @@ function describeRun(r: Run): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
+interface PackList {
+  files: string[];
+  size: number;
+  unpackedSize: number;
+  entryCount: number;
+}
+
+let packed: Promise<PackList> | undefined;
+/** The files `npm pack` would put in the tarball (once per run). */
+function packList(): Promise<PackList> {
+  packed ??= run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']).then((r) => {
+    assert.equal(r.code, 0, describeRun(r));
+    const [pack] = JSON.parse(r.stdout) as Array<Omit<PackList, 'files'> & { files: Array<{ path: string }> }>;
+    return { ...pack!, files: pack!.files.map((f) => f.path) };
+  });
+  return packed;
+}
+
 describe('the published package', () => {
   before(() => {
     assert.ok(existsSync(path.join(ROOT, 'dist/index.js')), 'run `npm run build` first');
   });
 
-  it('ships only dist/, src/, README.md, LICENSE, CHANGELOG.md and package.json', async (t) => {
-    const r = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
-    assert.equal(r.code, 0, describeRun(r));
-    const [pack] = JSON.parse(r.stdout) as Array<{ files: Array<{ path: string }>; size: number; unpackedSize: number; entryCount: number }>;
-    const files = pack!.files.map((f) => f.path);
-    const allowed = (f: string) => f.startsWith('dist/') || f.startsWith('src/') || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
+  it('ships only dist/, src/, docs/, examples/, README.md, LICENSE, CHANGELOG.md and package.json', async (t) => {
+    const pack = await packList();
+    const files = pack.files;
+    const allowed = (f: string) => /^(dist|src|examples)\//.test(f) || (f.startsWith('docs/') && f.endsWith('.md')) || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
     assert.deepEqual(files.filter((f) => !allowed(f)), [], 'files outside the allowed set');
-    assert.deepEqual(files.filter((f) => /^(test|bench|examples|docs|\.ci)\//.test(f) || /\.test\.(js|ts)$/.test(f)), []);
+    assert.deepEqual(files.filter((f) => /^(test|bench|docs\/api|\.ci)\//.test(f) || /\.test\.(js|ts)$/.test(f)), []);
     // src/ is there for the source maps: TypeScript sources only, each compiled into dist/.
     const sources = files.filter((f) => f.startsWith('src/'));
     assert.deepEqual(sources.filter((f) => !f.endsWith('.ts') || f.endsWith('.d.ts')), [], 'src/ holds only TypeScript sources');
@@ -83,7 +100,77 @@ describe('the published package', () => {
       assert.ok(files.includes(required), `${required} is not in the package`);
     }
     if (!files.includes('CHANGELOG.md')) t.diagnostic('CHANGELOG.md is not shipped (add it to "files" in package.json)');
-    t.diagnostic(`${pack!.entryCount} files, ${(pack!.size / 1024).toFixed(0)} KiB packed, ${(pack!.unpackedSize / 1024).toFixed(0)} KiB unpacked`);
+    t.diagnostic(`${pack.entryCount} files, ${(pack.size / 1024).toFixed(0)} KiB packed, ${(pack.unpackedSize / 1024).toFixed(0)} KiB unpacked`);
+  });
+
+  it('ships the docs and the examples (users on npm read them there)', async () => {
+    const { files } = await packList();
+    const expected = [
+      'docs/ARCHITECTURE.md',
+      'docs/compatibility.md',
+      ...(await readdir(path.join(ROOT, 'docs/backends'))).filter((f) => f.endsWith('.md')).map((f) => `docs/backends/${f}`),
+      'examples/README.md',
+      ...(await readdir(path.join(ROOT, 'examples'), { recursive: true })).filter((f) => f.endsWith('.ts')).map((f) => `examples/${f.split(path.sep).join('/')}`),
+    ];
+    assert.ok(expected.some((f) => f.startsWith('docs/backends/')) && expected.some((f) => /^examples\/[^/]+\.ts$/.test(f)), expected.join(' '));
+    assert.deepEqual(expected.filter((f) => !files.includes(f)), [], 'docs and examples missing from the package');
+  });
+
+  it('has no relative link in README.md or the shipped docs that points at a file it does not ship', async () => {
+    const { files } = await packList();
+    const markdown = files.filter((f) => f.endsWith('.md'));
+    assert.ok(markdown.includes('README.md'));
+    const dead: string[] = [];
+    for (const doc of markdown) {
+      const text = (await readFile(path.join(ROOT, doc), 'utf8')).replace(/```[\s\S]*?```/g, '');
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z][a-z0-9+.-]*:/i.test(target!) || target!.startsWith('#')) continue; // absolute URL or anchor
+        const rel = path.posix.normalize(path.posix.join(path.posix.dirname(doc), target!.replace(/#.*$/, '')));
+        const folder = rel.replace(/\/?$/, '/');
+        if (!files.includes(rel) && !files.some((f) => f.startsWith(folder))) dead.push(`${doc}: ${target}`);
+      }
+    }
+    assert.deepEqual(dead, [], 'relative links to files the package does not ship (dead on npm)');
+  });
+
+  it('tells users how to install it, with the optional SDK of each cloud backend, after the two first commands', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    assert.match(blocks[0] ?? '', /^# 1\. .*\nnpm ci && npm run demo\n\n# 2\. .*\n.*npm ci && npm test\n$/, 'README starts with the demo and the test commands');
+    const install = blocks[1] ?? '';
+    assert.match(install, /^npm install stowage(\s|$)/m, install);
+    for (const peer of Object.keys(PKG.peerDependencies ?? {})) {
+      assert.ok(install.includes(`npm install stowage ${peer}`), `no "npm install stowage ${peer}" in README's second code block`);
+    }
+  });
+
+  it('documents each backend\'s default `connections` as the code sets it', async () => {
+    const stowage = await import('../../src/index.ts');
+    const backends: Record<string, { connections: number }> = {
+      local: new stowage.LocalBackend('/tmp/stowage-docs-check'),
+      s3: new stowage.S3Backend({ bucket: 'bucket', endpoint: 'http://127.0.0.1:9' }),
+      gcs: new stowage.GCSBackend({ bucket: 'bucket' }),
+      azure: new stowage.AzureBackend({ container: 'backups', accountName: 'a', accountKey: 'a2V5' }),
+      swift: new stowage.SwiftBackend({ container: 'backups', storageUrl: 'http://127.0.0.1:9/v1/AUTH_x', authToken: 't' }),
+      b2: new stowage.B2Backend({ bucket: 'bucket', applicationKeyId: 'i', applicationKey: 'k' }),
+      rest: new stowage.RestBackend('http://127.0.0.1:9/repo/'),
+    };
+    for (const [kind, backend] of Object.entries(backends)) {
+      const page = await readFile(path.join(ROOT, 'docs/backends', `${kind}.md`), 'utf8');
+      const row = /^\| `connections` \| `number` \| `(\d+)` \|/m.exec(page);
+      assert.ok(row, `docs/backends/${kind}.md has no connections row`);
+      assert.equal(Number(row[1]), backend.connections, `docs/backends/${kind}.md: default connections`);
+      const option = new RegExp(`\\.connections=N\` \\|[^|]*\\|? ?[^|]*default (\\d+)`).exec(page);
+      if (option) assert.equal(Number(option[1]), backend.connections, `docs/backends/${kind}.md: -o ${kind}.connections default`);
+    }
+  });
+
+  it('names its repository, homepage and issue tracker', () => {
+    const pkg = PKG as unknown as { repository?: { type?: string; url?: string }; homepage?: string; bugs?: { url?: string } };
+    assert.equal(pkg.repository?.type, 'git');
+    assert.match(pkg.repository?.url ?? '', /^git\+https:\/\/\S+\.git$/);
+    assert.match(pkg.homepage ?? '', /^https:\/\//);
+    assert.match(pkg.bugs?.url ?? '', /^https:\/\/\S+\/issues$/);
   });
 
   it('passes publint with warnings treated as errors', async () => {
