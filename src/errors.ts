@@ -203,6 +203,7 @@ export class LockedError extends StowageError {
   }
 }
 
+/** Options of {@link AbortedError}: the cause and the signal's reason. */
 export interface AbortedErrorOptions extends StowageErrorOptions {
   /** The signal's `reason` (e.g. the TimeoutError of AbortSignal.timeout()). */
   reason?: unknown;
@@ -214,6 +215,7 @@ export interface AbortedErrorOptions extends StowageErrorOptions {
  * being retried), is the last error of that call — "connection refused" rather than nothing.
  */
 export class AbortedError extends StowageError {
+  /** The aborting signal's `reason` (undefined when the abort came another way). */
   readonly reason: unknown;
   constructor(message = 'operation aborted', options?: AbortedErrorOptions) {
     super('ABORTED', message, options);

@@ -101,8 +101,9 @@ export interface CheckReport {
   blobsRead: number;
   /** Bytes read (read-data). */
   bytesRead: number;
-  /** When the check started and ended (local zone, nanoseconds); print and serialise as RFC 3339. */
+  /** When the check started (local zone, nanoseconds); prints and serialises as RFC 3339. */
   startTime: GoTime;
+  /** When the check ended (as `startTime`). */
   endTime: GoTime;
 }
 

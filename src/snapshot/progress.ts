@@ -170,6 +170,7 @@ export class BackupMeter {
 export interface ScanOptions {
   /** Exclude patterns, matched as backup matches them (restic's --exclude). */
   excludes?: readonly string[];
+  /** Stops the scan; it rejects with `AbortedError`. */
   signal?: AbortSignal;
   /** Folders read at once (default 8). */
   concurrency?: number;
@@ -245,7 +246,9 @@ export async function scanInto(paths: readonly string[], totals: ProgressTotals,
 export interface TreeTotalsOptions {
   /** restore's include and exclude patterns, applied as restore applies them. */
   include?: readonly string[];
+  /** Paths matching these are not counted (restore's exclude patterns). */
   exclude?: readonly string[];
+  /** Stops the count; it rejects with `AbortedError`. */
   signal?: AbortSignal;
   /** Trees loaded at once (default 8). */
   concurrency?: number;

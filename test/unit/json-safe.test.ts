@@ -13,6 +13,7 @@ import {
   filterSnapshots, findByPattern, findIds, findParentSnapshot, findUsedBlobs, forget, groupSnapshots, isGoTime,
   latestPerGroup, latestSnapshot, listLocks, listSnapshots, loadSnapshot, parseGoTime, planCopy, planPrune,
   planRetention, prune, repairIndex, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree,
+  dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
   type BlobId, type IndexedRepository, type SnapshotEntry, type TreeNode,
 } from '../../src/index.ts';
 import { encodeSnapshot } from '../../src/snapshot/snapshot.ts';
@@ -32,7 +33,8 @@ const RESULT_FUNCTIONS = [
   'repositoryStats', 'checkRepository', 'forget', 'planRetention', 'planPrune', 'executePrune', 'prune',
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
   'repairIndex', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
-  'latestSnapshot',
+  'latestSnapshot', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
+  'systemCapabilities', 'runtimeSupport',
 ] as const;
 
 /** Exported functions that return no repository data (why, for each). */
@@ -67,6 +69,13 @@ const NOT_RESULTS: Record<string, string> = {
   goTimeFromNs: 'a GoTime (gotime.test.ts)',
   goTimeFromDate: 'a GoTime (gotime.test.ts)',
   goTimeToDate: 'a Date',
+  addSuppressed: 'the error it was given',
+  assertRuntime: 'nothing (throws)',
+  baseRepository: 'a repository object',
+  withIndex: 'a repository object',
+  parseSnapshotRef: 'parses caller input',
+  resolveTreeSource: 'a tree ID',
+  findTreeByPath: 'a tree ID',
 };
 
 /** Methods of the exported repository classes that return data with times: called below. */
@@ -80,6 +89,7 @@ const OTHER_METHODS: Record<string, string> = {
   'IndexedRepository.backend': 'a backend', 'IndexedRepository.config': 'the config (no times)',
   'IndexedRepository.logger': 'a logger', 'IndexedRepository.loadBlob': 'bytes', 'IndexedRepository.decodeBlob': 'bytes',
   'IndexedRepository.blobWriter': 'a writer',
+  'Repository.close': 'nothing', 'IndexedRepository.close': 'nothing',
 };
 
 const BIG_INODE = 2n ** 63n + 1n;
@@ -163,6 +173,25 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     const methods = (['Repository', 'IndexedRepository'] as const).flatMap((c) =>
       Object.getOwnPropertyNames(api[c].prototype).filter((m) => m !== 'constructor').map((m) => `${c}.${m}`));
     assert.deepEqual(methods.filter((m) => !RESULT_METHODS.includes(m) && !(m in OTHER_METHODS)), [], 'new methods: sort them');
+  });
+
+  it('lookups, dumps, scans and capability reports serialise; times print as stored', async () => {
+    const entry = await loadSnapshot(repo, bigSnapshot);
+    const ref = await resolveSnapshotRef(indexed, bigSnapshot);
+    const refJson = assertJson(ref, 'resolveSnapshotRef') as { snapshot: { snapshot: { time: string } } };
+    assert.equal(refJson.snapshot.snapshot.time, storedTimes.get(bigSnapshot));
+    const node = await findNodeByPath(indexed, entry.snapshot.tree, 'big', 'test');
+    const nodeJson = assertJson(node, 'findNodeByPath') as { mtime: string };
+    assert.equal(nodeJson.mtime, bigMtime);
+    const { stream, ...dumped } = await dumpFile(indexed, bigSnapshot, 'big');
+    stream.destroy();
+    const dumpedJson = assertJson(dumped, 'dumpFile') as { node: { mtime: string }; size: number };
+    assert.equal(dumpedJson.node.mtime, bigMtime);
+    assert.equal(dumpedJson.size, 0);
+    assertJson(await scanTotals([work]), 'scanTotals');
+    assertJson(await treeTotals(indexed, entry.snapshot.tree), 'treeTotals');
+    assertJson(await systemCapabilities(), 'systemCapabilities');
+    assertJson(runtimeSupport(), 'runtimeSupport');
   });
 
   it('snapshot times print and serialise as the snapshot file says, in results of every kind', async () => {
