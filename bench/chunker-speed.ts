@@ -3,9 +3,9 @@
 // engine on the same data and polynomial.
 // Run: cd /work/main && npx node bench/chunker-speed.ts [runs] [wasm|js]
 import { randomFillSync } from 'node:crypto';
-import { Chunker } from '../src/snapshot/chunker.ts';
-import type { ChunkerEngine } from '../src/snapshot/chunker.ts';
-import { randomPolynomial } from '../src/snapshot/polynomial.ts';
+import { Chunker } from '../src/snapshot/engine/chunker.ts';
+import type { ChunkerEngine } from '../src/snapshot/engine/chunker.ts';
+import { randomPolynomial } from '../src/repository/polynomial.ts';
 
 const TOTAL = 256 * 1024 * 1024;
 const BUFFER = 1024 * 1024;

@@ -8,11 +8,11 @@ import { withLock } from '../repository/lock.ts';
 import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
 import { formatGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
-import type { SnapshotEntry, SnapshotFilter } from '../snapshot/queries.ts';
-import { encodeSnapshot } from '../snapshot/snapshot.ts';
-import { decodeTree } from '../snapshot/tree.ts';
-import type { TreeNode } from '../snapshot/node.ts';
-import { formatGoFileMode } from '../snapshot/mode.ts';
+import type { SnapshotEntry, SnapshotFilter } from '../snapshot/operations/queries.ts';
+import { encodeSnapshot } from '../snapshot/model/snapshot.ts';
+import { decodeTree } from '../snapshot/model/tree.ts';
+import type { TreeNode } from '../snapshot/model/node.ts';
+import { formatGoFileMode } from '../snapshot/model/mode.ts';
 import { LOG_LEVELS, type Logger, type LogLevel } from '../logger.ts';
 import type { ProgressOperation, ProgressReporter } from './progress.ts';
 

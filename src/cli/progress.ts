@@ -10,10 +10,10 @@
 // Totals (for the percentage and the ETA) come from the library's progress events: a backup
 // scans its targets beside the work, as restic's scanner does, and a restore knows what it will
 // write once it has walked the snapshot's trees.
-import type { ProgressTotals } from '../snapshot/progress.ts';
+import type { ProgressTotals } from '../snapshot/engine/progress.ts';
 
-export { scanTotals, treeTotals } from '../snapshot/progress.ts';
-export type { ProgressTotals, ScanOptions, TreeTotalsOptions } from '../snapshot/progress.ts';
+export { scanTotals, treeTotals } from '../snapshot/engine/progress.ts';
+export type { ProgressTotals, ScanOptions, TreeTotalsOptions } from '../snapshot/engine/progress.ts';
 
 /** Where the status line is drawn: process.stderr, or a stand-in in tests. */
 export interface StatusStream {

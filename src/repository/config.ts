@@ -1,7 +1,7 @@
 // The repository config (file "config"): format version, repository ID and the chunker
 // polynomial. Stored sealed with the master key and never compressed, not even in v2.
 import { IntegrityError, InvalidInputError, UnsupportedError, shownValue } from '../errors.ts';
-import { formatPolynomial, isIrreducible, parsePolynomial, randomPolynomial } from '../snapshot/polynomial.ts';
+import { formatPolynomial, isIrreducible, parsePolynomial, randomPolynomial } from './polynomial.ts';
 import { isId, randomId } from './id.ts';
 
 /** The repository config (the `config` file), decrypted. */

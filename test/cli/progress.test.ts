@@ -11,13 +11,13 @@ import path from 'node:path';
 import { AbortedError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
 import { ProgressReporter, fitLine, formatDuration, shortBytes, scanTotals, treeTotals, LINE_INTERVAL_MS, JSON_INTERVAL_MS } from '../../src/cli/progress.ts';
 import type { ProgressReporterOptions } from '../../src/cli/progress.ts';
 import { CopyStatus } from '../../src/cli/commands/copy.ts';
 import { pruneStatus } from '../../src/cli/commands/prune.ts';
-import type { CopyEvent } from '../../src/snapshot/copy.ts';
+import type { CopyEvent } from '../../src/snapshot/operations/copy.ts';
 import { CLI, runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 

@@ -15,8 +15,8 @@ import path from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { goTimeFromDate } from '../../src/repository/gotime.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { listSnapshots } from '../../src/snapshot/queries.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
 import { CLI, runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { layoutPath, type Backend, type CallOptions, type FileHandle } from '../../src/backend/backend.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { prune } from '../../src/snapshot/prune.ts';
+import { prune } from '../../src/snapshot/operations/prune.ts';
 
 const [repoDir, password, killAfterArg, opDelayArg] = process.argv.slice(2);
 if (!repoDir || password === undefined || killAfterArg === undefined) {

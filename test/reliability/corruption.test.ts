@@ -23,11 +23,11 @@ import { IntegrityError, NotFoundError, RepositoryNotFoundError, StowageError, W
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
 import { encodeLock, listLocks, unlock } from '../../src/repository/lock.ts';
 import type { BlobId } from '../../src/repository/id.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { checkRepository } from '../../src/snapshot/check.ts';
-import { listSnapshots } from '../../src/snapshot/queries.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
-import { decodeTree } from '../../src/snapshot/tree.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
+import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { runCli } from '../helpers/cli.ts';
 import { removeTree } from '../helpers/tmp.ts';
 

@@ -1,4 +1,4 @@
-// Crash anywhere: backup and forget+prune (and copy, once src/snapshot/copy.ts exists) run in a
+// Crash anywhere: backup, forget+prune and copy run in a
 // child process that is SIGKILLed at a seeded random moment. After every kill the repository
 // must pass Stowage's structural check once stale locks are gone, every snapshot that existed
 // before the run must still be there with all its trees loadable (a forget may remove the ones
@@ -21,13 +21,13 @@ import { Repository } from '../../src/repository/repository.ts';
 import type { IndexedRepository } from '../../src/repository/repository.ts';
 import { listLocks, unlock } from '../../src/repository/lock.ts';
 import type { BlobId } from '../../src/repository/id.ts';
-import { checkRepository } from '../../src/snapshot/check.ts';
-import { listSnapshots, type SnapshotEntry } from '../../src/snapshot/queries.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
-import { decodeTree } from '../../src/snapshot/tree.ts';
+import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { listSnapshots, type SnapshotEntry } from '../../src/snapshot/operations/queries.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
+import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { resticBin, runRestic } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';
-import { hasModule, runInChild, type RunnerOp, type RunnerResult, type RunnerSpec } from './runner.ts';
+import { runInChild, type RunnerOp, type RunnerResult, type RunnerSpec } from './runner.ts';
 
 const PASSWORD = 'crash campaign password';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
@@ -351,13 +351,9 @@ class Lane {
 describe(`crash anywhere (seed ${SEED}, replay with STOWAGE_CRASH_SEED=${SEED})`, () => {
   let work: string;
   const ops: RunnerOp[] = ['backup'];
-  const skipped: string[] = [];
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'stowage-crash-'));
-    if (hasModule('snapshot/forget.ts') && hasModule('snapshot/prune.ts')) ops.push('forget-prune');
-    else skipped.push('forget+prune (src/snapshot/forget.ts or prune.ts missing)');
-    if (hasModule('snapshot/copy.ts')) ops.push('copy');
-    else skipped.push('copy (src/snapshot/copy.ts missing)');
+    ops.push('forget-prune', 'copy');
   });
   after(async () => {
     await removeTree(work);
@@ -388,7 +384,7 @@ describe(`crash anywhere (seed ${SEED}, replay with STOWAGE_CRASH_SEED=${SEED})`
       `crash: ${total('kills')} kills survived (${Object.entries(byOp).map(([op, n]) => `${op} ${n}`).join(', ')}), ` +
         `${total('completedBeforeKill')} runs ended before their kill, ${total('snapshotsChecked')} snapshot checks, ` +
         `${total('resticChecks')} restic checks, ${total('restores')} Stowage and ${total('resticRestores')} restic restores compared, ` +
-        `seed ${SEED}, ${seconds} s` + (skipped.length ? `; not exercised: ${skipped.join('; ')}` : ''),
+        `seed ${SEED}, ${seconds} s`,
     );
     assert.ok(total('kills') >= KILLS, `${total('kills')} kills, wanted ${KILLS}`);
     // With the default number of kills every operation is hit many times over.

@@ -19,11 +19,11 @@ import { compress, decodeUnpacked, decompress } from '../../src/repository/compr
 import { parseGoTime } from '../../src/repository/gotime.ts';
 import { parseId, type BlobId } from '../../src/repository/id.ts';
 import { parseLocation } from '../../src/backend/location.ts';
-import { decodeSnapshot } from '../../src/snapshot/snapshot.ts';
-import { decodeTree } from '../../src/snapshot/tree.ts';
-import { decodeNode } from '../../src/snapshot/node.ts';
-import { parsePolynomial } from '../../src/snapshot/polynomial.ts';
-import { PathFilter } from '../../src/snapshot/filter.ts';
+import { decodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
+import { decodeTree } from '../../src/snapshot/model/tree.ts';
+import { decodeNode } from '../../src/snapshot/model/node.ts';
+import { parsePolynomial } from '../../src/repository/polynomial.ts';
+import { PathFilter } from '../../src/snapshot/model/filter.ts';
 import { Flags, parseArgs, parseDuration, type FlagSpec } from '../../src/cli/args.ts';
 import { GLOBAL_FLAGS } from '../../src/cli/main.ts';
 import { COMMANDS } from '../../src/cli/commands/index.ts';

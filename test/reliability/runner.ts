@@ -5,7 +5,7 @@
 // Node's start-up), then "done <json>" on success, or "error <json>" with the error's class, code
 // and message. Exit codes: 0 done, 1 a StowageError, 2 any other error.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,10 +13,10 @@ import { StowageError } from '../../src/errors.ts';
 import { initCrypto } from '../../src/repository/crypto.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
-import { checkRepository } from '../../src/snapshot/check.ts';
-import { loadSnapshot } from '../../src/snapshot/queries.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
+import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { loadSnapshot } from '../../src/snapshot/operations/queries.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -30,11 +30,6 @@ export type RunnerSpec =
   | { op: 'check'; repo: string; password: string; readData: boolean };
 
 export type RunnerOp = RunnerSpec['op'];
-
-/** Whether a library module a colleague is still writing exists yet (e.g. 'snapshot/copy.ts'). */
-export function hasModule(relative: string): boolean {
-  return existsSync(path.join(SRC, relative));
-}
 
 export interface RunnerResult {
   /** Exit code, or null when killed. */
@@ -134,14 +129,14 @@ async function run(spec: RunnerSpec): Promise<unknown> {
       return { snapshotId: r.snapshotId };
     }
     case 'forget-prune': {
-      const { forget } = (await import(pathToFileURL(path.join(SRC, 'snapshot/forget.ts')).href)) as typeof import('../../src/snapshot/forget.ts');
+      const { forget } = (await import(pathToFileURL(path.join(SRC, 'snapshot/operations/forget.ts')).href)) as typeof import('../../src/snapshot/operations/forget.ts');
       const repo = await openRepo(spec.repo, spec.password);
       // maxUnused 0 makes every partly used pack a repack candidate: the riskiest path.
       const r = await forget(repo, { policy: { last: spec.keepLast }, filter: { hosts: [spec.hostname] }, prune: { maxUnused: 0 } });
       return { removed: r.removed, packsRemoved: r.prune?.packsRemoved ?? 0, packsWritten: r.prune?.packsWritten ?? 0 };
     }
     case 'copy': {
-      const { copy } = (await import(pathToFileURL(path.join(SRC, 'snapshot/copy.ts')).href)) as typeof import('../../src/snapshot/copy.ts');
+      const { copy } = (await import(pathToFileURL(path.join(SRC, 'snapshot/operations/copy.ts')).href)) as typeof import('../../src/snapshot/operations/copy.ts');
       const src = await openRepo(spec.repo, spec.password);
       const dst = await openRepo(spec.dest, spec.destPassword);
       const r = await copy(await src.loadIndex(), await dst.loadIndex(), { rechunk: spec.rechunk });

@@ -26,9 +26,9 @@ import type { Backend } from '../../src/backend/backend.ts';
 import { StowageError } from '../../src/errors.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { encodeLock } from '../../src/repository/lock.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
-import { listSnapshots } from '../../src/snapshot/queries.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
+import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
 import { runCli } from '../helpers/cli.ts';
 import { removeTree } from '../helpers/tmp.ts';
 

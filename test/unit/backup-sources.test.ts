@@ -10,10 +10,10 @@ import { Readable } from 'node:stream';
 import { AbortedError, CommandFailedError, InvalidInputError, SourceNotFoundError, StdinError, StowageError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { checkRepository } from '../../src/snapshot/check.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
-import { decodeTree } from '../../src/snapshot/tree.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
+import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };

@@ -19,11 +19,11 @@ import { PackWriter } from '../../src/repository/pack.ts';
 import { Lock } from '../../src/repository/lock.ts';
 import { compareGoTime, parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId, PackId } from '../../src/repository/id.ts';
-import { checkRepository, parseReadDataSubset, selectPacks, type CheckProblem, type CheckReport } from '../../src/snapshot/check.ts';
-import { repairIndex, repairSnapshots } from '../../src/snapshot/repair.ts';
-import { decodeSnapshot, encodeSnapshot } from '../../src/snapshot/snapshot.ts';
-import { compareNodeNames, decodeTree, encodeTree } from '../../src/snapshot/tree.ts';
-import type { TreeNode } from '../../src/snapshot/node.ts';
+import { checkRepository, parseReadDataSubset, selectPacks, type CheckProblem, type CheckReport } from '../../src/snapshot/operations/check.ts';
+import { repairIndex, repairSnapshots } from '../../src/snapshot/operations/repair.ts';
+import { decodeSnapshot, encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
+import { compareNodeNames, decodeTree, encodeTree } from '../../src/snapshot/model/tree.ts';
+import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { removeTree } from '../helpers/tmp.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { Chunker, chunkAll, MAX_SIZE, MIN_SIZE } from '../../src/snapshot/chunker.ts';
-import type { ChunkerEngine } from '../../src/snapshot/chunker.ts';
-import { degree, isIrreducible, polyMod, randomPolynomial } from '../../src/snapshot/polynomial.ts';
-import type { Polynomial } from '../../src/snapshot/polynomial.ts';
+import { Chunker, chunkAll, MAX_SIZE, MIN_SIZE } from '../../src/snapshot/engine/chunker.ts';
+import type { ChunkerEngine } from '../../src/snapshot/engine/chunker.ts';
+import { degree, isIrreducible, polyMod, randomPolynomial } from '../../src/repository/polynomial.ts';
+import type { Polynomial } from '../../src/repository/polynomial.ts';
 import { InvalidInputError, UnsupportedError } from '../../src/errors.ts';
 
 const KiB = 1024;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidInputError } from '../../src/errors.ts';
-import { PathFilter } from '../../src/snapshot/filter.ts';
+import { PathFilter } from '../../src/snapshot/model/filter.ts';
 
 /** Asserts which of `paths` the patterns match, as a list of [path, matched]. */
 function expectMatches(patterns: string[], cases: Array<[string, boolean]>): void {

@@ -16,8 +16,8 @@ import {
   dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
   type BlobId, type IndexedRepository, type SnapshotEntry, type TreeNode,
 } from '../../src/index.ts';
-import { encodeSnapshot } from '../../src/snapshot/snapshot.ts';
-import { encodeTree } from '../../src/snapshot/tree.ts';
+import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
+import { encodeTree } from '../../src/snapshot/model/tree.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };

@@ -16,7 +16,7 @@ import {
   goUnquoteInner,
   isGoStringUtf8,
   parseGoJson,
-} from '../../src/snapshot/gojson.ts';
+} from '../../src/snapshot/model/gojson.ts';
 import {
   GO_MODE_APPEND,
   formatGoFileMode,
@@ -28,8 +28,8 @@ import {
   permissionBits,
   posixModeFromGo,
   posixPermissionsFromGo,
-} from '../../src/snapshot/mode.ts';
-import { type TreeNode, decodeNode, encodeNode, nodeNameFromBytes, nodeNameToBytes } from '../../src/snapshot/node.ts';
+} from '../../src/snapshot/model/mode.ts';
+import { type TreeNode, decodeNode, encodeNode, nodeNameFromBytes, nodeNameToBytes } from '../../src/snapshot/model/node.ts';
 
 const bytes = (...b: number[]) => Buffer.from(b);
 const show = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x));

@@ -9,7 +9,7 @@ import {
   polyGcd,
   polyMod,
   randomPolynomial,
-} from '../../src/snapshot/polynomial.ts';
+} from '../../src/repository/polynomial.ts';
 import { InvalidInputError } from '../../src/errors.ts';
 
 /** Carry-less product, no reduction (operands small enough not to matter). */

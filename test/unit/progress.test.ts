@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
-import { backup, type BackupProgress } from '../../src/snapshot/archiver.ts';
-import { restore, type RestoreProgress } from '../../src/snapshot/restorer.ts';
-import { ProgressEstimator } from '../../src/snapshot/progress.ts';
+import { backup, type BackupProgress } from '../../src/snapshot/operations/backup.ts';
+import { restore, type RestoreProgress } from '../../src/snapshot/operations/restore.ts';
+import { ProgressEstimator } from '../../src/snapshot/engine/progress.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };

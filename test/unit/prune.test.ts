@@ -12,14 +12,14 @@ import { compress } from '../../src/repository/compression.ts';
 import { encodePackHeader, type PackedBlob } from '../../src/repository/pack.ts';
 import { encodeIndexFile } from '../../src/repository/index-file.ts';
 import { Lock } from '../../src/repository/lock.ts';
-import { GO_MODE_DIR } from '../../src/snapshot/mode.ts';
-import type { TreeNode } from '../../src/snapshot/node.ts';
-import { encodeTree, decodeTree } from '../../src/snapshot/tree.ts';
-import { encodeSnapshot } from '../../src/snapshot/snapshot.ts';
-import { checkRepository } from '../../src/snapshot/check.ts';
+import { GO_MODE_DIR } from '../../src/snapshot/model/mode.ts';
+import type { TreeNode } from '../../src/snapshot/model/node.ts';
+import { encodeTree, decodeTree } from '../../src/snapshot/model/tree.ts';
+import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
+import { checkRepository } from '../../src/snapshot/operations/check.ts';
 import {
   BlobHandleSet, executePrune, parseMaxUnused, parseSize, planPrune, prune, type PrunePhase, type PrunePlan,
-} from '../../src/snapshot/prune.ts';
+} from '../../src/snapshot/operations/prune.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };
 const HEADER = 4 + 32; // header length field + crypto overhead

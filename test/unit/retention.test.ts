@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { InvalidInputError } from '../../src/errors.ts';
 import { parseGoTime } from '../../src/repository/gotime.ts';
 import { sha256Hex, type BlobId, type SnapshotId } from '../../src/repository/id.ts';
-import type { SnapshotEntry } from '../../src/snapshot/queries.ts';
+import type { SnapshotEntry } from '../../src/snapshot/operations/queries.ts';
 import {
   type ForgetPlan,
   type PlanRetentionOptions,
@@ -21,7 +21,7 @@ import {
   planRetention,
   splitTagList,
   stashRetentionPolicy,
-} from '../../src/snapshot/retention.ts';
+} from '../../src/snapshot/model/retention.ts';
 
 const TREE = 'a8b95f4c415e02faa8df3b186845a4872a05f5ce602f661297f28bc935dd588b' as BlobId;
 

@@ -15,7 +15,7 @@ import {
   groupSnapshots,
   latestSnapshot,
   snapshotGroupKeyJson,
-} from '../../src/snapshot/snapshot.ts';
+} from '../../src/snapshot/model/snapshot.ts';
 
 const REAL_SNAPSHOTS = [
   '{"time":"2026-11-26T07:48:40.794314913Z","tree":"a8b95f4c415e02faa8df3b186845a4872a05f5ce602f661297f28bc935dd588b",' +

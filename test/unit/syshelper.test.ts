@@ -20,11 +20,11 @@ import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
 import { goTimeFromNs } from '../../src/repository/gotime.ts';
 import type { Logger, LogFields } from '../../src/logger.ts';
-import type { TreeNode } from '../../src/snapshot/node.ts';
-import { encodeTree } from '../../src/snapshot/tree.ts';
-import { backup } from '../../src/snapshot/archiver.ts';
-import { restore } from '../../src/snapshot/restorer.ts';
-import { SysHelper, systemCapabilities } from '../../src/snapshot/syshelper.ts';
+import type { TreeNode } from '../../src/snapshot/model/node.ts';
+import { encodeTree } from '../../src/snapshot/model/tree.ts';
+import { backup } from '../../src/snapshot/operations/backup.ts';
+import { restore } from '../../src/snapshot/operations/restore.ts';
+import { SysHelper, systemCapabilities } from '../../src/snapshot/engine/syshelper.ts';
 import { StowageError } from '../../src/errors.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -180,11 +180,11 @@ test('backup without perl: the snapshot is made without xattrs, and one warning 
   assert.equal(warns.length, 1);
   assert.doesNotMatch(warns[0]!.message, /ENOTSUP/);
   // The tagged file is in the snapshot, without its attribute.
-  const { loadSnapshot } = await import('../../src/snapshot/queries.ts');
+  const { loadSnapshot } = await import('../../src/snapshot/operations/queries.ts');
   const { findSubtree } = await import('../../src/cli/context.ts');
   const snap = await loadSnapshot(repo.repo, res.snapshotId);
   const treeId = await findSubtree(repo, snap.snapshot.tree, f.src);
-  const { decodeTree } = await import('../../src/snapshot/tree.ts');
+  const { decodeTree } = await import('../../src/snapshot/model/tree.ts');
   const nodes = decodeTree(await repo.loadBlob('tree', treeId), treeId);
   const tagged = nodes.find((n) => n.name === 'tagged.txt');
   assert.ok(tagged);

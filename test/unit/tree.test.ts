@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { IntegrityError, InvalidInputError } from '../../src/errors.ts';
 import { parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
-import { goStringFromBytes, goStringToBytes } from '../../src/snapshot/gojson.ts';
-import type { TreeNode } from '../../src/snapshot/node.ts';
+import { goStringFromBytes, goStringToBytes } from '../../src/snapshot/model/gojson.ts';
+import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import {
   UnsafeNodeNameError,
   assertSafeNodeName,
@@ -18,7 +18,7 @@ import {
   nodeNameProblem,
   sortNodes,
   treeProblems,
-} from '../../src/snapshot/tree.ts';
+} from '../../src/snapshot/model/tree.ts';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

@@ -4,11 +4,11 @@
 // in restic's shape; each error line also carries the problem's code, file, blob and snapshots.
 // On a terminal a status line counts each phase; restic has no JSON status for check, so --json
 // prints none.
-import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/check.ts';
+import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/operations/check.ts';
 import { InvalidInputError } from '../../errors.ts';
 import type { Repository } from '../../repository/repository.ts';
-import { listSnapshots, loadSnapshot } from '../../snapshot/queries.ts';
-import { findSnapshotByPrefix } from '../../snapshot/snapshot.ts';
+import { listSnapshots, loadSnapshot } from '../../snapshot/operations/queries.ts';
+import { findSnapshotByPrefix } from '../../snapshot/model/snapshot.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 

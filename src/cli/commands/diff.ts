@@ -1,8 +1,8 @@
 // `diff SNAPSHOT1 SNAPSHOT2`: restic's change lines ("%-5s%s") and statistics block, or with
 // --json one {"message_type":"change"} line per change and a final "statistics" message.
 import { InvalidInputError } from '../../errors.ts';
-import { diffTrees, resolveDiffSide, type DiffStat } from '../../snapshot/diff.ts';
-import { goJsonString } from '../../snapshot/gojson.ts';
+import { diffTrees, resolveDiffSide, type DiffStat } from '../../snapshot/operations/diff.ts';
+import { goJsonString } from '../../snapshot/model/gojson.ts';
 import type { Command } from '../context.ts';
 import { formatBytes, withRepo } from '../context.ts';
 

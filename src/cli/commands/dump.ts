@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../../errors.ts';
-import { dumpFile } from '../../snapshot/dump.ts';
+import { dumpFile } from '../../snapshot/operations/dump.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 

@@ -4,11 +4,11 @@ import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime, goTimeToDate, type GoTime } from '../../repository/gotime.ts';
 import type { BlobId, BlobType } from '../../repository/id.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
-import { blobPacks, findByPattern, findIds, parseFindTime, type FindCommonOptions } from '../../snapshot/find.ts';
-import { goJsonString } from '../../snapshot/gojson.ts';
-import { formatGoFileMode, GO_MODE_CHAR_DEVICE, GO_MODE_DEVICE, GO_MODE_DIR, GO_MODE_NAMED_PIPE, GO_MODE_SOCKET, GO_MODE_SYMLINK } from '../../snapshot/mode.ts';
-import type { TreeNode } from '../../snapshot/node.ts';
-import type { SnapshotEntry } from '../../snapshot/queries.ts';
+import { blobPacks, findByPattern, findIds, parseFindTime, type FindCommonOptions } from '../../snapshot/operations/find.ts';
+import { goJsonString } from '../../snapshot/model/gojson.ts';
+import { formatGoFileMode, GO_MODE_CHAR_DEVICE, GO_MODE_DEVICE, GO_MODE_DIR, GO_MODE_NAMED_PIPE, GO_MODE_SOCKET, GO_MODE_SYMLINK } from '../../snapshot/model/mode.ts';
+import type { TreeNode } from '../../snapshot/model/node.ts';
+import type { SnapshotEntry } from '../../snapshot/operations/queries.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, formatBytes, withRepo } from '../context.ts';
 

@@ -2,10 +2,10 @@
 // --dry-run, --prune, and --json in restic 0.19's shape.
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
-import type { SnapshotEntry } from '../../snapshot/queries.ts';
-import { forget, type ForgetPruneOptions } from '../../snapshot/forget.ts';
-import type { PruneMessageLevel, PruneStats } from '../../snapshot/prune.ts';
-import { compareGoStrings } from '../../snapshot/gojson.ts';
+import type { SnapshotEntry } from '../../snapshot/operations/queries.ts';
+import { forget, type ForgetPruneOptions } from '../../snapshot/operations/forget.ts';
+import type { PruneMessageLevel, PruneStats } from '../../snapshot/operations/prune.ts';
+import { compareGoStrings } from '../../snapshot/model/gojson.ts';
 import { pruneStatus } from './prune.ts';
 import {
   type ForgetPlan,
@@ -14,8 +14,8 @@ import {
   describeRetentionPolicy,
   parseRetentionDuration,
   splitTagList,
-} from '../../snapshot/retention.ts';
-import type { SnapshotFilter, SnapshotGroupBy } from '../../snapshot/snapshot.ts';
+} from '../../snapshot/model/retention.ts';
+import type { SnapshotFilter, SnapshotGroupBy } from '../../snapshot/model/snapshot.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, formatBytes, formatTime, packSizeFrom, snapshotJson, withRepo } from '../context.ts';

@@ -1,7 +1,7 @@
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
-import { loadSnapshot, walkTree } from '../../snapshot/queries.ts';
-import { formatGoFileMode } from '../../snapshot/mode.ts';
+import { loadSnapshot, walkTree } from '../../snapshot/operations/queries.ts';
+import { formatGoFileMode } from '../../snapshot/model/mode.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson, formatTime, nodeJson } from '../context.ts';
 

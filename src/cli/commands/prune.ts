@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../../errors.ts';
-import { executePrune, planPrune, type PruneMessageLevel, type PrunePhase, type PruneProgress, type PruneStats } from '../../snapshot/prune.ts';
+import { executePrune, planPrune, type PruneMessageLevel, type PrunePhase, type PruneProgress, type PruneStats } from '../../snapshot/operations/prune.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
 import type { ProgressReporter } from '../progress.ts';

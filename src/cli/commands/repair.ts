@@ -2,8 +2,8 @@
 // repair snapshots takes none). restic has no JSON output for them; with --json the result
 // object is printed.
 import { InvalidInputError } from '../../errors.ts';
-import { repairIndex, repairSnapshots } from '../../snapshot/repair.ts';
-import { loadSnapshot } from '../../snapshot/queries.ts';
+import { repairIndex, repairSnapshots } from '../../snapshot/operations/repair.ts';
+import { loadSnapshot } from '../../snapshot/operations/queries.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 

@@ -2,7 +2,7 @@
 // As in restic, each --set/--add/--remove value is a comma-separated list with blanks trimmed
 // and empty tags dropped, so `--set ""` changes nothing (restic 0.19 behaves the same).
 import { InvalidInputError } from '../../errors.ts';
-import { tag } from '../../snapshot/tag.ts';
+import { tag } from '../../snapshot/operations/tag.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 

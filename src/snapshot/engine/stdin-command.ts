@@ -3,7 +3,7 @@
 // so `exited` is awaited after the last byte: a dump that fails half-way must fail the backup.
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { CommandFailedError } from '../errors.ts';
+import { CommandFailedError } from '../../errors.ts';
 
 /** How much of the command's standard error is kept for the error (its end). */
 export const STDERR_TAIL_BYTES = 4096;

@@ -4,7 +4,7 @@
 // A pattern matches a directory and therefore everything below it.
 
 import path from 'node:path';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../errors.ts';
 
 interface CompiledPattern {
   /** A pattern written `!pattern`: takes back a match of the patterns before it. */

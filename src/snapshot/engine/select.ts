@@ -1,14 +1,14 @@
 // Naming what to read: a snapshot by "ID", unique prefix or "latest" (with filters), optionally
 // with ":subfolder" (restic ≥ 0.17), and a node by its path inside a tree. One home for the
 // lookups that restore, dump, diff and the CLI share.
-import type { CallOptions } from '../backend/backend.ts';
-import { InvalidInputError, NotFoundError } from '../errors.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
-import type { BlobId } from '../repository/id.ts';
-import type { TreeNode } from './node.ts';
-import { decodeTree } from './tree.ts';
-import { loadSnapshot, type SnapshotEntry } from './queries.ts';
-import type { SnapshotFilter } from './snapshot.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { InvalidInputError, NotFoundError } from '../../errors.ts';
+import type { IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId } from '../../repository/id.ts';
+import type { TreeNode } from '../model/node.ts';
+import { decodeTree } from '../model/tree.ts';
+import { loadSnapshot, type SnapshotEntry } from '../operations/queries.ts';
+import type { SnapshotFilter } from '../model/snapshot.ts';
 
 /** A snapshot reference resolved to the tree it names (the snapshot's, or a subfolder's). */
 export interface ResolvedSnapshotRef {

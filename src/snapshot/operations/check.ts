@@ -7,19 +7,19 @@
 //      every blob's MAC, decompression and hash.
 // Every problem says which repository file and blob it is about and which snapshots (and which
 // backed-up files) lose data through it. The report is plain JSON an operator can store.
-import type { CallOptions } from '../backend/backend.ts';
-import { layoutPath } from '../backend/backend.ts';
-import { AbortedError, IntegrityError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import { IndexedRepository, baseRepository, sha256hex, type AnyRepository, type Repository } from '../repository/repository.ts';
-import type { BlobId, BlobType, PackId } from '../repository/id.ts';
-import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
-import { decodeIndexFile, type IndexPack } from '../repository/index-file.ts';
-import { expectedPackSize, type PackedBlob } from '../repository/pack.ts';
-import { mapLimit } from '../repository/concurrency.ts';
-import { type GoTime, goTimeNow } from '../repository/gotime.ts';
-import { DecodePool, ownedBytes, type DecodeBlob } from './decode-pool.ts';
-import { decodeSnapshot } from './snapshot.ts';
-import { decodeTree, treeProblems } from './tree.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { layoutPath } from '../../backend/backend.ts';
+import { AbortedError, IntegrityError, InvalidInputError, throwIfAborted } from '../../errors.ts';
+import { IndexedRepository, baseRepository, sha256hex, type AnyRepository, type Repository } from '../../repository/repository.ts';
+import type { BlobId, BlobType, PackId } from '../../repository/id.ts';
+import { MasterIndex, type BlobLocation } from '../../repository/master-index.ts';
+import { decodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
+import { expectedPackSize, type PackedBlob } from '../../repository/pack.ts';
+import { mapLimit } from '../../repository/concurrency.ts';
+import { type GoTime, goTimeNow } from '../../repository/gotime.ts';
+import { DecodePool, ownedBytes, type DecodeBlob } from '../engine/decode-pool.ts';
+import { decodeSnapshot } from '../model/snapshot.ts';
+import { decodeTree, treeProblems } from '../model/tree.ts';
 
 /** Stable codes for every kind of problem check reports. */
 export type CheckProblemCode =

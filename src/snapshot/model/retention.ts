@@ -12,10 +12,10 @@
 //     keep-within-<bucket> keeps one per bucket in that range; "newest" ignores future snapshots;
 //   - keep-tag keeps snapshots having all tags of any one list;
 //   - a snapshot kept by several rules is kept once, with every rule named.
-import { InvalidInputError } from '../errors.ts';
-import { type GoTime, ZERO_GO_TIME, compareGoTime, localOffsetMinutes } from '../repository/gotime.ts';
-import type { SnapshotId } from '../repository/id.ts';
-import type { SnapshotEntry } from './queries.ts';
+import { InvalidInputError } from '../../errors.ts';
+import { type GoTime, ZERO_GO_TIME, compareGoTime, localOffsetMinutes } from '../../repository/gotime.ts';
+import type { SnapshotId } from '../../repository/id.ts';
+import type { SnapshotEntry } from '../operations/queries.ts';
 import { type SnapshotGroupBy, type SnapshotGroupKey, groupSnapshots, snapshotMatches } from './snapshot.ts';
 
 /** restic's duration for keep-within rules: whole years, months, days and hours ("1y5m7d2h"). */

@@ -12,22 +12,22 @@
 // whose tree cannot be loaded becomes an empty folder; a snapshot whose root tree cannot be
 // loaded is removed. A changed snapshot is saved anew with `original` set to the old ID and the
 // tag "repaired" (no tag with forget, which removes the old snapshot), as restic does.
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, IntegrityError, StowageError, throwIfAborted } from '../errors.ts';
-import type { BlobWriter, IndexedRepository, Repository } from '../repository/repository.ts';
-import { baseRepository, sha256hex, type AnyRepository } from '../repository/repository.ts';
-import { withLock } from '../repository/lock.ts';
-import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
-import { formatGoTime } from '../repository/gotime.ts';
-import type { BlobId, PackId, SnapshotId } from '../repository/id.ts';
-import { encodeIndexFile, type IndexPack } from '../repository/index-file.ts';
-import { EAGER_TAIL, expectedPackSize, readPackHeader, type PackedBlob } from '../repository/pack.ts';
-import { mapLimit, Semaphore } from '../repository/concurrency.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, IntegrityError, StowageError, throwIfAborted } from '../../errors.ts';
+import type { BlobWriter, IndexedRepository, Repository } from '../../repository/repository.ts';
+import { baseRepository, sha256hex, type AnyRepository } from '../../repository/repository.ts';
+import { withLock } from '../../repository/lock.ts';
+import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
+import { formatGoTime } from '../../repository/gotime.ts';
+import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
+import { encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
+import { EAGER_TAIL, expectedPackSize, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
 import { loadIndexFiles } from './check.ts';
-import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, type Snapshot, type SnapshotFilter } from './snapshot.ts';
+import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
 import { sortByTime, type SnapshotEntry } from './queries.ts';
-import { decodeTree, encodeTree, nodeNameProblem, sortNodes } from './tree.ts';
-import type { TreeNode } from './node.ts';
+import { decodeTree, encodeTree, nodeNameProblem, sortNodes } from '../model/tree.ts';
+import type { TreeNode } from '../model/node.ts';
 
 /** restic starts a new index file once one holds this many blobs. */
 export const INDEX_MAX_BLOBS = 50_000;

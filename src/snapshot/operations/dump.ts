@@ -1,14 +1,14 @@
 // One file of a snapshot as a stream (restic's `dump` of a file): blobs read in order, a few
 // ahead, each verified before its bytes are passed on.
 import { Readable } from 'node:stream';
-import type { CallOptions } from '../backend/backend.ts';
-import { InvalidInputError } from '../errors.ts';
-import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
-import type { BlobId } from '../repository/id.ts';
-import type { TreeNode } from './node.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { InvalidInputError } from '../../errors.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId } from '../../repository/id.ts';
+import type { TreeNode } from '../model/node.ts';
 import type { SnapshotEntry } from './queries.ts';
-import type { SnapshotFilter } from './snapshot.ts';
-import { findNodeByPath, resolveSnapshotRef } from './select.ts';
+import type { SnapshotFilter } from '../model/snapshot.ts';
+import { findNodeByPath, resolveSnapshotRef } from '../engine/select.ts';
 
 /** Options of {@link dumpFile}: the filter picks the snapshot `"latest"` means. */
 export interface DumpOptions extends CallOptions, SnapshotFilter {

@@ -2,16 +2,16 @@
 // one change per path ('+' added, '-' removed, 'M' content modified, 'T' type changed, 'U'
 // metadata updated with `metadata`, '?' after 'M' when nothing but the content changed, a
 // hint of bitrot), and statistics of what was added and removed, blobs included.
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, IntegrityError, NotFoundError, throwIfAborted } from '../errors.ts';
-import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
-import type { BlobId, BlobType } from '../repository/id.ts';
-import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
-import { compareGoStrings } from './gojson.ts';
-import type { TreeNode } from './node.ts';
-import { decodeTree } from './tree.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, IntegrityError, NotFoundError, throwIfAborted } from '../../errors.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId, BlobType } from '../../repository/id.ts';
+import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
+import { compareGoStrings } from '../model/gojson.ts';
+import type { TreeNode } from '../model/node.ts';
+import { decodeTree } from '../model/tree.ts';
 import type { SnapshotEntry } from './queries.ts';
-import { resolveSnapshotRef } from './select.ts';
+import { resolveSnapshotRef } from '../engine/select.ts';
 
 /** One difference between two snapshots, as `restic diff` prints it. */
 export interface DiffChange {

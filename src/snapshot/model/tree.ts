@@ -1,7 +1,7 @@
 // Tree blobs: a directory listing as {"nodes":[…]} plus a newline, nodes sorted by name bytes.
 // restic builds the bytes as `{"nodes":[` + nodes joined by `,` + `]}\n`; the tree ID is the
 // SHA-256 of exactly those bytes, so encodeTree writes the same.
-import { IntegrityError, InvalidInputError } from '../errors.ts';
+import { IntegrityError, InvalidInputError } from '../../errors.ts';
 import { compareGoStrings, parseGoJson } from './gojson.ts';
 import { type NodeEncodingOptions, type TreeNode, decodeNode, encodeNode } from './node.ts';
 

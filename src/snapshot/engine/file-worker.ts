@@ -16,10 +16,10 @@ import { parentPort } from 'node:worker_threads';
 import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { Chunker, MAX_SIZE } from './chunker.ts';
-import { CRYPTO_OVERHEAD, sealInto, type CryptoKey } from '../repository/crypto.ts';
-import { workspace } from '../repository/poly1305.ts';
-import type { CompressionMode } from '../repository/compression.ts';
-import { ZstdEncoder } from '../repository/zstd-encoder.ts';
+import { CRYPTO_OVERHEAD, sealInto, type CryptoKey } from '../../repository/crypto.ts';
+import { workspace } from '../../repository/poly1305.ts';
+import type { CompressionMode } from '../../repository/compression.ts';
+import { ZstdEncoder } from '../../repository/zstd-encoder.ts';
 
 export interface WorkerInit {
   type: 'init';

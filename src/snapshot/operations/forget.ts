@@ -1,16 +1,16 @@
 // forget: removes snapshots chosen by a retention policy (planned by retention.ts) or given by ID,
 // under an exclusive lock as restic does. Only the snapshot files go; the data they referenced
 // stays until a prune, which `prune: true` runs right after, under the same lock.
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import { mapLimit } from '../repository/concurrency.ts';
-import type { SnapshotId } from '../repository/id.ts';
-import { Lock } from '../repository/lock.ts';
-import { baseRepository, type AnyRepository, type Repository } from '../repository/repository.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, InvalidInputError, throwIfAborted } from '../../errors.ts';
+import { mapLimit } from '../../repository/concurrency.ts';
+import type { SnapshotId } from '../../repository/id.ts';
+import { Lock } from '../../repository/lock.ts';
+import { baseRepository, type AnyRepository, type Repository } from '../../repository/repository.ts';
 import { prune, type PruneOptions, type PruneResult } from './prune.ts';
 import { listSnapshots, type SnapshotEntry } from './queries.ts';
-import { type ForgetPlan, type RetentionGroup, type RetentionPolicy, EmptyRetentionPolicyError, isEmptyRetentionPolicy, planRetention } from './retention.ts';
-import { type SnapshotFilter, type SnapshotGroupBy, findSnapshotByPrefix, latestSnapshot, snapshotMatches } from './snapshot.ts';
+import { type ForgetPlan, type RetentionGroup, type RetentionPolicy, EmptyRetentionPolicyError, isEmptyRetentionPolicy, planRetention } from '../model/retention.ts';
+import { type SnapshotFilter, type SnapshotGroupBy, findSnapshotByPrefix, latestSnapshot, snapshotMatches } from '../model/snapshot.ts';
 
 /**
  * Options of {@link forget}: a retention policy or explicit IDs, and optionally a prune afterwards.

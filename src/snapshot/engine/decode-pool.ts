@@ -5,7 +5,7 @@
 // waits here instead of holding more packs in memory.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
-import type { CryptoKey } from '../repository/crypto.ts';
+import type { CryptoKey } from '../../repository/crypto.ts';
 import type { DecodeBlob, DecodeDone, DecodeInit, DecodeJob } from './decode-worker.ts';
 
 export type { DecodeBlob, DecodeDone, DecodeJob };

@@ -9,20 +9,20 @@
 // chunks, which then never deduplicate with later backups into the destination). Re-chunked
 // files get new content lists, so their trees and the snapshot's tree change; the copy is then
 // recognised as "already copied" by comparing tree shapes (see sameTreeShape).
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, IntegrityError, throwIfAborted } from '../errors.ts';
-import { sha256hex, withIndex, type AnyRepository, type BlobWriter, type IndexedRepository } from '../repository/repository.ts';
-import type { BlobId, PackId, SnapshotId } from '../repository/id.ts';
-import type { BlobLocation } from '../repository/master-index.ts';
-import type { CompressionMode } from '../repository/compression.ts';
-import { decompress } from '../repository/compression.ts';
-import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
-import { Semaphore, mapLimit } from '../repository/concurrency.ts';
-import { Lock } from '../repository/lock.ts';
-import { Chunker, MIN_SIZE } from './chunker.ts';
-import { encodeNode, type TreeNode } from './node.ts';
-import { decodeTree, encodeTree } from './tree.ts';
-import { encodeSnapshot, type Snapshot, type SnapshotFilter } from './snapshot.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, IntegrityError, throwIfAborted } from '../../errors.ts';
+import { sha256hex, withIndex, type AnyRepository, type BlobWriter, type IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
+import type { BlobLocation } from '../../repository/master-index.ts';
+import type { CompressionMode } from '../../repository/compression.ts';
+import { decompress } from '../../repository/compression.ts';
+import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
+import { Semaphore, mapLimit } from '../../repository/concurrency.ts';
+import { Lock } from '../../repository/lock.ts';
+import { Chunker, MIN_SIZE } from '../engine/chunker.ts';
+import { encodeNode, type TreeNode } from '../model/node.ts';
+import { decodeTree, encodeTree } from '../model/tree.ts';
+import { encodeSnapshot, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
 import { listSnapshots, type SnapshotEntry } from './queries.ts';
 import { selectSnapshots, type SnapshotSelection } from './find.ts';
 

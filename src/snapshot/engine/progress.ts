@@ -3,12 +3,12 @@
 // the recent rate, and which file is in work.
 import { lstat, readdir } from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
-import { throwIfAborted } from '../errors.ts';
-import type { BlobId } from '../repository/id.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
-import { PathFilter } from './filter.ts';
-import { decodeTree } from './tree.ts';
-import type { BackupProgress } from './archiver.ts';
+import { throwIfAborted } from '../../errors.ts';
+import type { BlobId } from '../../repository/id.ts';
+import type { IndexedRepository } from '../../repository/repository.ts';
+import { PathFilter } from '../model/filter.ts';
+import { decodeTree } from '../model/tree.ts';
+import type { BackupProgress } from '../operations/backup.ts';
 
 /** What a backup or a restore has in all: regular files, folders and file bytes. */
 export interface ProgressTotals {

@@ -2,17 +2,17 @@
 // or the places where given blob, tree or pack IDs are used. Also the snapshot selection that
 // find, tag and copy share (restic's FindFilteredSnapshots): explicit IDs, or every snapshot
 // that passes the --host/--tag/--path filter.
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
-import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../repository/repository.ts';
-import type { BlobId, BlobType, PackId, SnapshotId } from '../repository/id.ts';
-import { compareGoTime } from '../repository/gotime.ts';
-import { EAGER_TAIL, readPackHeader, type PackedBlob } from '../repository/pack.ts';
-import { PathFilter } from './filter.ts';
-import type { TreeNode } from './node.ts';
-import { decodeTree } from './tree.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
+import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../../repository/repository.ts';
+import type { BlobId, BlobType, PackId, SnapshotId } from '../../repository/id.ts';
+import { compareGoTime } from '../../repository/gotime.ts';
+import { EAGER_TAIL, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import { PathFilter } from '../model/filter.ts';
+import type { TreeNode } from '../model/node.ts';
+import { decodeTree } from '../model/tree.ts';
 import { listSnapshots, loadSnapshot, sortByTime, type SnapshotEntry } from './queries.ts';
-import { latestSnapshot, type SnapshotFilter } from './snapshot.ts';
+import { latestSnapshot, type SnapshotFilter } from '../model/snapshot.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Selecting snapshots

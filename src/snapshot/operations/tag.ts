@@ -1,12 +1,12 @@
 // Changing the tags of snapshots, as restic's `tag` does: the snapshot is written anew with
 // the changed tags and `original` set to its first ID (kept when already set), then the old
 // file is removed. Under an exclusive lock, as restic takes one.
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, InvalidInputError, StowageError, throwIfAborted } from '../errors.ts';
-import { baseRepository, type AnyRepository } from '../repository/repository.ts';
-import type { SnapshotId } from '../repository/id.ts';
-import { Lock } from '../repository/lock.ts';
-import { encodeSnapshot, type Snapshot, type SnapshotFilter } from './snapshot.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, InvalidInputError, StowageError, throwIfAborted } from '../../errors.ts';
+import { baseRepository, type AnyRepository } from '../../repository/repository.ts';
+import type { SnapshotId } from '../../repository/id.ts';
+import { Lock } from '../../repository/lock.ts';
+import { encodeSnapshot, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
 import { selectSnapshots, type SnapshotSelection } from './find.ts';
 
 /** The tag change to make: `set`, or `add` and/or `remove`. */

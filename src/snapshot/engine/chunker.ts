@@ -19,9 +19,9 @@
 // fingerprint of the last 64 bytes, and no cut is possible before that point. So we start
 // hashing from digest 0 with an all-zero window (the zero byte's "out" entry is 0), and correct
 // the running digest only when a caller asks for it mid-warm-up (see `digest`).
-import { InvalidInputError, UnsupportedError } from '../errors.ts';
-import { degree, mulMod, polyMod } from './polynomial.ts';
-import type { Polynomial } from './polynomial.ts';
+import { InvalidInputError, UnsupportedError } from '../../errors.ts';
+import { degree, mulMod, polyMod } from '../../repository/polynomial.ts';
+import type { Polynomial } from '../../repository/polynomial.ts';
 
 export const WINDOW_SIZE = 64;
 export const MIN_SIZE = 512 * 1024;

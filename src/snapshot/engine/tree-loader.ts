@@ -4,12 +4,12 @@
 // snapshot lie together in few packs. `prefetch` reads the subtrees that lie close to each other
 // in one request and decodes them as they arrive; `load` takes a prefetched tree or reads it
 // alone. Every tree is verified (MAC, hash) exactly as a single loadBlob would.
-import { AbortedError } from '../errors.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
-import type { BlobId } from '../repository/id.ts';
-import type { BlobLocation } from '../repository/master-index.ts';
-import type { TreeNode } from './node.ts';
-import { decodeTree } from './tree.ts';
+import { AbortedError } from '../../errors.ts';
+import type { IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId } from '../../repository/id.ts';
+import type { BlobLocation } from '../../repository/master-index.ts';
+import type { TreeNode } from '../model/node.ts';
+import { decodeTree } from '../model/tree.ts';
 
 /** Unneeded bytes read to bring two trees into one request. */
 const MAX_GAP = 64 * 1024;

@@ -9,7 +9,7 @@
 // this "surrogateescape"). Valid UTF-8 never decodes to a lone surrogate, so the mapping is exact
 // both ways: goStringFromBytes / goStringToBytes. Plain names are therefore plain strings.
 import { isUtf8 } from 'node:buffer';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../errors.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Byte strings <-> Go-string form

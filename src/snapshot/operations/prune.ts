@@ -14,21 +14,21 @@
 //   5. delete the packs that are now unused or repacked
 // A crash before 3 leaves extra packs or duplicate blobs; a crash after 3 leaves packs that no
 // index names. Both are harmless, and the next prune cleans them up.
-import type { CallOptions } from '../backend/backend.ts';
-import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../errors.ts';
-import { IndexedRepository, withIndex, type AnyRepository } from '../repository/repository.ts';
-import type { BlobWriter } from '../repository/repository.ts';
-import { MasterIndex, type BlobLocation } from '../repository/master-index.ts';
-import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../repository/index-file.ts';
-import { entrySize } from '../repository/pack.ts';
-import { CRYPTO_OVERHEAD, discard } from '../repository/crypto.ts';
-import { isId, type BlobId, type BlobType, type PackId } from '../repository/id.ts';
-import type { CompressionMode } from '../repository/compression.ts';
-import { mapLimit } from '../repository/concurrency.ts';
-import { Lock } from '../repository/lock.ts';
-import { decodeSnapshot } from './snapshot.ts';
-import { decodeTree } from './tree.ts';
-import { ownedBytes } from './decode-pool.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../../errors.ts';
+import { IndexedRepository, withIndex, type AnyRepository } from '../../repository/repository.ts';
+import type { BlobWriter } from '../../repository/repository.ts';
+import { MasterIndex, type BlobLocation } from '../../repository/master-index.ts';
+import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
+import { entrySize } from '../../repository/pack.ts';
+import { CRYPTO_OVERHEAD, discard } from '../../repository/crypto.ts';
+import { isId, type BlobId, type BlobType, type PackId } from '../../repository/id.ts';
+import type { CompressionMode } from '../../repository/compression.ts';
+import { mapLimit } from '../../repository/concurrency.ts';
+import { Lock } from '../../repository/lock.ts';
+import { decodeSnapshot } from '../model/snapshot.ts';
+import { decodeTree } from '../model/tree.ts';
+import { ownedBytes } from '../engine/decode-pool.ts';
 
 /** restic's smallest pack size; the small-pack threshold never goes below 80 % of it. */
 const MIN_PACK_SIZE = 4 * 1024 * 1024;

@@ -7,8 +7,8 @@
 // worker how many blobs it has consumed so it can reuse the ring.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
-import type { CryptoKey } from '../repository/crypto.ts';
-import type { CompressionMode } from '../repository/compression.ts';
+import type { CryptoKey } from '../../repository/crypto.ts';
+import type { CompressionMode } from '../../repository/compression.ts';
 import type { BatchDone, BatchFile, BatchJob, BlobsMessage, WorkerInit, WorkerReady } from './file-worker.ts';
 
 /** Receives a sealed blob; the bytes are only valid until the returned promise settles. */

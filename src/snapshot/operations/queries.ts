@@ -1,14 +1,14 @@
 // Metadata queries: list and filter snapshots, find one by ID prefix or "latest", the parent
 // for a backup, and repository statistics (the sizes and counts Stash shows on a Repository).
-import type { CallOptions } from '../backend/backend.ts';
-import { InvalidInputError, NotFoundError } from '../errors.ts';
-import { baseRepository, withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
-import type { BlobId, SnapshotId } from '../repository/id.ts';
-import { mapLimit } from '../repository/concurrency.ts';
-import { type GoTime, compareGoTime } from '../repository/gotime.ts';
-import { decodeSnapshot, filterSnapshots, groupSnapshots, type Snapshot, type SnapshotFilter } from './snapshot.ts';
-import { decodeTree } from './tree.ts';
-import type { TreeNode } from './node.ts';
+import type { CallOptions } from '../../backend/backend.ts';
+import { InvalidInputError, NotFoundError } from '../../errors.ts';
+import { baseRepository, withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId, SnapshotId } from '../../repository/id.ts';
+import { mapLimit } from '../../repository/concurrency.ts';
+import { type GoTime, compareGoTime } from '../../repository/gotime.ts';
+import { decodeSnapshot, filterSnapshots, groupSnapshots, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
+import { decodeTree } from '../model/tree.ts';
+import type { TreeNode } from '../model/node.ts';
 
 /** A snapshot with its ID, as the queries return them. */
 export interface SnapshotEntry {

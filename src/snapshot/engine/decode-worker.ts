@@ -9,10 +9,10 @@ import { parentPort } from 'node:worker_threads';
 import { closeSync, constants as fsc, fchmodSync, fchownSync, openSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
-import { IntegrityError } from '../errors.ts';
-import { discard, openInto, type CryptoKey } from '../repository/crypto.ts';
-import { decompress } from '../repository/compression.ts';
-import { readPackHeader, type PackedBlob } from '../repository/pack.ts';
+import { IntegrityError } from '../../errors.ts';
+import { discard, openInto, type CryptoKey } from '../../repository/crypto.ts';
+import { decompress } from '../../repository/compression.ts';
+import { readPackHeader, type PackedBlob } from '../../repository/pack.ts';
 
 export interface DecodeInit {
   type: 'init';
