@@ -2,7 +2,6 @@
 // Messages name the thing (file, blob, key) and never contain secrets.
 
 import { redactSecrets } from './redact.ts';
-import type { GoTime } from './repository/gotime.ts';
 
 /**
  * The stable `code` of a {@link StowageError}: test `err.code` rather than messages, which may
@@ -164,42 +163,6 @@ export class IntegrityError extends StowageError {
     super('INTEGRITY', loc ? `${message} (${loc})` : message, options);
     this.file = where.file;
     this.blob = where.blob;
-  }
-}
-
-/** Who holds a lock that blocked an operation, as read from its lock file. */
-export interface LockHolder {
-  /** The lock file's ID. */
-  id: string;
-  /**
-   * Whether the lock is exclusive (prune, forget, repair) rather than shared (backup, check,
-   * restore).
-   */
-  exclusive: boolean;
-  /** The host of the process holding the lock. */
-  hostname: string;
-  /** The user of that process. */
-  username: string;
-  /** The process ID, on that host. */
-  pid: number;
-  /** When the lock was written, as its file says; prints and serialises as RFC 3339. */
-  time: GoTime;
-}
-
-/** The repository is locked by another process (restic exit code 11). */
-export class LockedError extends StowageError {
-  /** The locks in the way (at least one when the lock files could be read). */
-  readonly holders: LockHolder[];
-  constructor(holders: LockHolder[], message?: string) {
-    const h = holders[0];
-    super(
-      'LOCKED',
-      message ??
-        (h
-          ? `repository is already locked ${h.exclusive ? 'exclusively' : ''} by PID ${h.pid} on ${h.hostname} by ${h.username} (lock ${h.id.slice(0, 10)}, created ${h.time})`.replace('  ', ' ')
-          : 'repository is locked'),
-    );
-    this.holders = holders;
   }
 }
 

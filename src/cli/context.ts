@@ -8,7 +8,7 @@ import { withLock } from '../repository/lock.ts';
 import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
 import { formatGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
-import type { SnapshotEntry, SnapshotFilter } from '../snapshot/operations/queries.ts';
+import type { SnapshotEntry, SnapshotFilter } from '../snapshot/engine/select.ts';
 import { encodeSnapshot } from '../snapshot/model/snapshot.ts';
 import { decodeTree } from '../snapshot/model/tree.ts';
 import type { TreeNode } from '../snapshot/model/node.ts';

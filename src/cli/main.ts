@@ -3,7 +3,8 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { execSync } from 'node:child_process';
-import { StowageError, InvalidInputError, LockedError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
+import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
+import { LockedError } from '../repository/lock.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
 import { COMMANDS } from './commands/index.ts';
 import { cliLogLevel, type CommandContext } from './context.ts';

@@ -6,10 +6,46 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
-import { IntegrityError, LockedError, NotFoundError, StowageError, addSuppressed, throwIfAborted, type LockHolder } from '../errors.ts';
+import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
 import { summarizeError } from '../backend/observe.ts';
+
+/** Who holds a lock that blocked an operation, as read from its lock file. */
+export interface LockHolder {
+  /** The lock file's ID. */
+  id: string;
+  /**
+   * Whether the lock is exclusive (prune, forget, repair) rather than shared (backup, check,
+   * restore).
+   */
+  exclusive: boolean;
+  /** The host of the process holding the lock. */
+  hostname: string;
+  /** The user of that process. */
+  username: string;
+  /** The process ID, on that host. */
+  pid: number;
+  /** When the lock was written, as its file says; prints and serialises as RFC 3339. */
+  time: GoTime;
+}
+
+/** The repository is locked by another process (restic exit code 11). */
+export class LockedError extends StowageError {
+  /** The locks in the way (at least one when the lock files could be read). */
+  readonly holders: LockHolder[];
+  constructor(holders: LockHolder[], message?: string) {
+    const h = holders[0];
+    super(
+      'LOCKED',
+      message ??
+        (h
+          ? `repository is already locked ${h.exclusive ? 'exclusively' : ''} by PID ${h.pid} on ${h.hostname} by ${h.username} (lock ${h.id.slice(0, 10)}, created ${h.time})`.replace('  ', ' ')
+          : 'repository is locked'),
+    );
+    this.holders = holders;
+  }
+}
 
 /**
  * A lock file, decoded: who holds it (see LockHolder) and the holder's uid and gid when recorded.

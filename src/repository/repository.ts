@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
 import { describeFile } from '../backend/backend.ts';
 import { assertRuntime } from '../runtime.ts';
+import { readIndexFile } from './index-loader.ts';
 import {
   AbortedError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
   RepositoryNotFoundError, StowageError, WrongPasswordError, addSuppressed, throwIfAborted,
@@ -322,12 +323,9 @@ export class Repository {
     let done = 0;
     const indexFiles = new Map<string, PackId[]>();
     await mapLimit(ids, Math.max(2, this.backend.connections), async (id) => {
-      const content = decodeIndexFile(await this.loadUnpacked('index', id, options), `index/${id}`);
-      if (this.version === 1 && content.packs.some((p) => p.blobs.some((b) => b.uncompressedLength))) {
-        throw new IntegrityError('index uses compression, which repository version 1 does not support', { file: `index/${id}` });
-      }
-      for (const p of content.packs) index.addPack(p, false);
-      indexFiles.set(id, content.packs.map((p) => p.id));
+      const packs = await readIndexFile(this, id, options);
+      for (const p of packs) index.addPack(p, false);
+      indexFiles.set(id, packs.map((p) => p.id));
       options.onProgress?.(++done, ids.length);
     });
     index.compact();

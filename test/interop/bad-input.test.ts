@@ -11,7 +11,7 @@ import { Repository } from '../../src/repository/repository.ts';
 import { IntegrityError, WrongPasswordError } from '../../src/errors.ts';
 import { backup } from '../../src/snapshot/operations/backup.ts';
 import { restore } from '../../src/snapshot/operations/restore.ts';
-import { listSnapshots, loadSnapshot } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots, loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { checkRepository } from '../../src/snapshot/operations/check.ts';
 import { resticVersions, runRestic } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';

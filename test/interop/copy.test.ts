@@ -13,7 +13,7 @@ import { LocalBackend } from '../../src/backend/local.ts';
 import { IntegrityError } from '../../src/errors.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { copy, planCopy, similarSnapshots } from '../../src/snapshot/operations/copy.ts';
-import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { makeAwkwardTree } from '../helpers/awkward-tree.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { resticBin, resticOk, resticJson, runRestic } from '../helpers/restic.ts';

@@ -11,7 +11,7 @@ import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup.ts';
 import { restore } from '../../src/snapshot/operations/restore.ts';
-import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { checkRepository } from '../../src/snapshot/operations/check.ts';
 import { formatGoTime } from '../../src/repository/gotime.ts';
 import { makeAwkwardTree } from '../helpers/awkward-tree.ts';

@@ -25,7 +25,7 @@ import { encodeLock, listLocks, unlock } from '../../src/repository/lock.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { backup } from '../../src/snapshot/operations/backup.ts';
 import { checkRepository } from '../../src/snapshot/operations/check.ts';
-import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { restore } from '../../src/snapshot/operations/restore.ts';
 import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { runCli } from '../helpers/cli.ts';

@@ -22,7 +22,7 @@ import type { IndexedRepository } from '../../src/repository/repository.ts';
 import { listLocks, unlock } from '../../src/repository/lock.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { checkRepository } from '../../src/snapshot/operations/check.ts';
-import { listSnapshots, type SnapshotEntry } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots, type SnapshotEntry } from '../../src/snapshot/engine/select.ts';
 import { restore } from '../../src/snapshot/operations/restore.ts';
 import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { resticBin, runRestic } from '../helpers/restic.ts';

@@ -16,7 +16,7 @@ import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup.ts';
 import { restore } from '../../src/snapshot/operations/restore.ts';
 import { checkRepository } from '../../src/snapshot/operations/check.ts';
-import { loadSnapshot } from '../../src/snapshot/operations/queries.ts';
+import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -28,7 +28,7 @@ import { Repository } from '../../src/repository/repository.ts';
 import { encodeLock } from '../../src/repository/lock.ts';
 import { backup } from '../../src/snapshot/operations/backup.ts';
 import { restore } from '../../src/snapshot/operations/restore.ts';
-import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { runCli } from '../helpers/cli.ts';
 import { removeTree } from '../helpers/tmp.ts';
 

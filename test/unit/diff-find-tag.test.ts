@@ -12,7 +12,7 @@ import type { BlobId } from '../../src/repository/id.ts';
 import { diffSnapshots, nodesEqual } from '../../src/snapshot/operations/diff.ts';
 import { findByPattern, findIds, parseFindTime, selectSnapshots } from '../../src/snapshot/operations/find.ts';
 import { applyTagChange, tag } from '../../src/snapshot/operations/tag.ts';
-import { listSnapshots } from '../../src/snapshot/operations/queries.ts';
+import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import type { Snapshot } from '../../src/snapshot/model/snapshot.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { decodeTree } from '../../src/snapshot/model/tree.ts';

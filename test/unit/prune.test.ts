@@ -3,7 +3,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { AbortedError, IntegrityError, InvalidInputError, LockedError } from '../../src/errors.ts';
+import { AbortedError, IntegrityError, InvalidInputError } from '../../src/errors.ts';
+import { LockedError } from '../../src/repository/lock.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, sha256hex, type IndexedRepository } from '../../src/repository/repository.ts';
 import { goTimeNow } from '../../src/repository/gotime.ts';

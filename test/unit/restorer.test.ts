@@ -14,7 +14,7 @@ import { GO_MODE_DIR } from '../../src/snapshot/model/mode.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { encodeTree } from '../../src/snapshot/model/tree.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
-import { loadSnapshot } from '../../src/snapshot/operations/queries.ts';
+import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { backup } from '../../src/snapshot/operations/backup.ts';
 import { checkNodeName, restore } from '../../src/snapshot/operations/restore.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { InvalidInputError } from '../../src/errors.ts';
 import { parseGoTime } from '../../src/repository/gotime.ts';
 import { sha256Hex, type BlobId, type SnapshotId } from '../../src/repository/id.ts';
-import type { SnapshotEntry } from '../../src/snapshot/operations/queries.ts';
+import type { SnapshotEntry } from '../../src/snapshot/engine/select.ts';
 import {
   type ForgetPlan,
   type PlanRetentionOptions,

@@ -180,7 +180,7 @@ test('backup without perl: the snapshot is made without xattrs, and one warning 
   assert.equal(warns.length, 1);
   assert.doesNotMatch(warns[0]!.message, /ENOTSUP/);
   // The tagged file is in the snapshot, without its attribute.
-  const { loadSnapshot } = await import('../../src/snapshot/operations/queries.ts');
+  const { loadSnapshot } = await import('../../src/snapshot/engine/select.ts');
   const { findSubtree } = await import('../../src/cli/context.ts');
   const snap = await loadSnapshot(repo.repo, res.snapshotId);
   const treeId = await findSubtree(repo, snap.snapshot.tree, f.src);

@@ -1,7 +1,7 @@
 import { InvalidInputError, NotFoundError } from '../../errors.ts';
 import { encodeConfig } from '../../repository/config.ts';
 import type { BlobId } from '../../repository/id.ts';
-import { loadSnapshot } from '../../snapshot/operations/queries.ts';
+import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import { encodeSnapshot } from '../../snapshot/model/snapshot.ts';
 import type { Command } from '../context.ts';
 import { withRepo } from '../context.ts';

@@ -7,7 +7,7 @@
 import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/operations/check.ts';
 import { InvalidInputError } from '../../errors.ts';
 import type { Repository } from '../../repository/repository.ts';
-import { listSnapshots, loadSnapshot } from '../../snapshot/operations/queries.ts';
+import { listSnapshots, loadSnapshot } from '../../snapshot/engine/select.ts';
 import { findSnapshotByPrefix } from '../../snapshot/model/snapshot.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';

@@ -10,7 +10,7 @@ import { Repository } from '../../repository/repository.ts';
 import { Lock } from '../../repository/lock.ts';
 import { formatGoTime, type GoTime } from '../../repository/gotime.ts';
 import { copy, type CopyEvent, type CopyProgress } from '../../snapshot/operations/copy.ts';
-import type { SnapshotEntry } from '../../snapshot/operations/queries.ts';
+import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';

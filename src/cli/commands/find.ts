@@ -8,7 +8,7 @@ import { blobPacks, findByPattern, findIds, parseFindTime, type FindCommonOption
 import { goJsonString } from '../../snapshot/model/gojson.ts';
 import { formatGoFileMode, GO_MODE_CHAR_DEVICE, GO_MODE_DEVICE, GO_MODE_DIR, GO_MODE_NAMED_PIPE, GO_MODE_SOCKET, GO_MODE_SYMLINK } from '../../snapshot/model/mode.ts';
 import type { TreeNode } from '../../snapshot/model/node.ts';
-import type { SnapshotEntry } from '../../snapshot/operations/queries.ts';
+import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, formatBytes, withRepo } from '../context.ts';
 

@@ -2,7 +2,7 @@
 // --dry-run, --prune, and --json in restic 0.19's shape.
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
-import type { SnapshotEntry } from '../../snapshot/operations/queries.ts';
+import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import { forget, type ForgetPruneOptions } from '../../snapshot/operations/forget.ts';
 import type { PruneMessageLevel, PruneStats } from '../../snapshot/operations/prune.ts';
 import { compareGoStrings } from '../../snapshot/model/gojson.ts';

@@ -1,6 +1,6 @@
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
-import { loadSnapshot, walkTree } from '../../snapshot/operations/queries.ts';
+import { loadSnapshot, walkTree } from '../../snapshot/engine/select.ts';
 import { formatGoFileMode } from '../../snapshot/model/mode.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson, formatTime, nodeJson } from '../context.ts';

@@ -3,7 +3,7 @@
 // object is printed.
 import { InvalidInputError } from '../../errors.ts';
 import { repairIndex, repairSnapshots } from '../../snapshot/operations/repair.ts';
-import { loadSnapshot } from '../../snapshot/operations/queries.ts';
+import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 

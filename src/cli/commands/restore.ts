@@ -1,6 +1,6 @@
 import { InvalidInputError } from '../../errors.ts';
 import { restore } from '../../snapshot/operations/restore.ts';
-import { loadSnapshot } from '../../snapshot/operations/queries.ts';
+import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
 

@@ -1,5 +1,5 @@
 import { formatGoTime } from '../../repository/gotime.ts';
-import { listSnapshots, loadSnapshot, latestPerGroup, type SnapshotEntry } from '../../snapshot/operations/queries.ts';
+import { listSnapshots, loadSnapshot, latestPerGroup, type SnapshotEntry } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson, formatTime } from '../context.ts';
 

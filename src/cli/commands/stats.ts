@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../../errors.ts';
-import { repositoryStats } from '../../snapshot/operations/queries.ts';
+import { repositoryStats } from '../../snapshot/operations/stats.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, withRepo, formatBytes } from '../context.ts';
 

@@ -8,7 +8,6 @@ import type { BlobId } from '../../repository/id.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
 import { PathFilter } from '../model/filter.ts';
 import { decodeTree } from '../model/tree.ts';
-import type { BackupProgress } from '../operations/backup.ts';
 
 /** What a backup or a restore has in all: regular files, folders and file bytes. */
 export interface ProgressTotals {
@@ -70,6 +69,40 @@ export interface BackupScan {
   paths: readonly string[];
   excludes?: readonly string[];
   signal?: AbortSignal;
+}
+
+/**
+ * A backup's progress, sent to `BackupOptions.onProgress`: after every file, after every
+ * few hundred KiB a worker has chunked (so a big file moves it), every 100 ms or 1 MiB of a
+ * stdin stream, and once when the scan of the sources is complete.
+ */
+export interface BackupProgress {
+  /** Files finished (stored, or found unchanged since the parent snapshot). */
+  filesDone: number;
+  /** Folders finished. */
+  dirsDone: number;
+  /** Bytes of file content done: counted as the workers chunk them, so a big file moves it too. */
+  bytesDone: number;
+  /**
+   * The file being read and chunked now; when several are (one per worker), the one whose
+   * reading started last. Absent while none is (between files, or when files are unchanged since
+   * the parent and not read at all). A stdin backup names its file "/" + filename.
+   */
+  currentFile?: string;
+  /**
+   * Totals from the scan of the sources that runs beside the backup (restic's scanner): regular
+   * files, folders and file bytes below the targets, as counted so far. Absent without a scan
+   * (`scan: false`, or a stdin backup, whose size is unknown until it ends).
+   */
+  totalFiles?: number;
+  totalDirs?: number;
+  totalBytes?: number;
+  /** Whether the scan has finished: only then are the totals final, and percent and ETA given. */
+  totalsComplete: boolean;
+  /** How far the backup is, 0 to 100: bytesDone of totalBytes (files when there are no bytes). */
+  percent?: number;
+  /** Seconds left at the rate of the last ten seconds (absent below 1 KiB/s or when done). */
+  etaSeconds?: number;
 }
 
 /**

@@ -1,14 +1,140 @@
-// Naming what to read: a snapshot by "ID", unique prefix or "latest" (with filters), optionally
-// with ":subfolder" (restic ≥ 0.17), and a node by its path inside a tree. One home for the
-// lookups that restore, dump, diff and the CLI share.
+// Choosing what to read, in one home: snapshots listed and filtered, one by "ID", unique prefix or
+// "latest" (with filters), optionally with ":subfolder" (restic ≥ 0.17); restic's selection of
+// several (explicit IDs, or every snapshot passing --host/--tag/--path); the parent of a backup;
+// and a tree or node by its path. Restore, dump, diff, find, tag, copy and the CLI share these.
 import type { CallOptions } from '../../backend/backend.ts';
-import { InvalidInputError, NotFoundError } from '../../errors.ts';
-import type { IndexedRepository } from '../../repository/repository.ts';
-import type { BlobId } from '../../repository/id.ts';
-import type { TreeNode } from '../model/node.ts';
+import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
+import { baseRepository, withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
+import type { BlobId, SnapshotId } from '../../repository/id.ts';
+import { mapLimit } from '../../repository/concurrency.ts';
+import { compareGoTime } from '../../repository/gotime.ts';
+import { decodeSnapshot, filterSnapshots, groupSnapshots, latestSnapshot, type SnapshotEntry, type SnapshotFilter } from '../model/snapshot.ts';
 import { decodeTree } from '../model/tree.ts';
-import { loadSnapshot, type SnapshotEntry } from '../operations/queries.ts';
-import type { SnapshotFilter } from '../model/snapshot.ts';
+import type { TreeNode } from '../model/node.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Listing and loading snapshots
+
+export type { SnapshotEntry, SnapshotFilter };
+
+/** Every snapshot, oldest first. */
+export async function listSnapshots(repository: AnyRepository, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry[]> {
+  const repo = baseRepository(repository);
+  const ids: string[] = [];
+  for await (const id of repo.listIds('snapshots', options)) ids.push(id);
+  const all = await mapLimit(ids, 8, async (id) => ({
+    id: id as SnapshotId,
+    snapshot: decodeSnapshot(await repo.loadUnpacked('snapshots', id, options), id),
+  }));
+  return sortByTime(filterEntries(all, options));
+}
+
+export function sortByTime(list: SnapshotEntry[]): SnapshotEntry[] {
+  return list.sort((a, b) => compareGoTime(a.snapshot.time, b.snapshot.time) || (a.id < b.id ? -1 : 1));
+}
+
+export function filterEntries(list: SnapshotEntry[], f: SnapshotFilter): SnapshotEntry[] {
+  return filterSnapshots(list, f);
+}
+
+/** Loads a snapshot by full ID, unique prefix, or "latest" (with optional filters). */
+export async function loadSnapshot(repository: AnyRepository, ref: string, options: CallOptions & SnapshotFilter = {}): Promise<SnapshotEntry> {
+  const repo = baseRepository(repository);
+  if (ref === 'latest') {
+    const list = await listSnapshots(repo, options);
+    const last = list[list.length - 1];
+    if (!last) throw new NotFoundError('snapshot "latest" (no snapshot matches)');
+    return last;
+  }
+  if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new InvalidInputError(`invalid snapshot ID ${JSON.stringify(ref)}`);
+  const id = await repo.resolveId('snapshots', ref, options);
+  return { id: id as SnapshotId, snapshot: decodeSnapshot(await repo.loadUnpacked('snapshots', id, options), id) };
+}
+
+/** restic's parent choice: the latest snapshot with the same hostname and the same set of paths. */
+export async function findParentSnapshot(repo: AnyRepository, q: { hostname: string; paths: string[] }): Promise<SnapshotEntry | undefined> {
+  const want = [...q.paths].sort().join('\0');
+  const list = await listSnapshots(repo, { hosts: [q.hostname] });
+  return list.filter((e) => [...e.snapshot.paths].sort().join('\0') === want).pop();
+}
+
+/** Keeps the n newest snapshots of each group (restic snapshots --latest n). */
+export function latestPerGroup(list: SnapshotEntry[], n: number, by = { host: true, paths: true }): SnapshotEntry[] {
+  const out: SnapshotEntry[] = [];
+  for (const g of groupSnapshots(list, by)) out.push(...sortByTime(g.snapshots).slice(-n));
+  return sortByTime(out);
+}
+
+/** Walks a tree depth first, yielding each node with its path ("/a/b"). */
+export async function* walkTree(repository: AnyRepository, treeId: BlobId, prefix = '', options: CallOptions = {}): AsyncGenerator<{ path: string; node: TreeNode }> {
+  const repo = await withIndex(repository, options);
+  const nodes = decodeTree(await repo.loadBlob('tree', treeId, options), treeId);
+  for (const node of nodes) {
+    const p = `${prefix}/${node.name}`;
+    yield { path: p, node };
+    if (node.type === 'dir' && node.subtree) yield* walkTree(repo, node.subtree, p, options);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selecting several snapshots (restic's FindFilteredSnapshots)
+
+export interface SnapshotSelection {
+  /** The snapshots, oldest first, each once. */
+  snapshots: SnapshotEntry[];
+  /**
+   * References that selected nothing, with the reason; restic prints `Ignoring "<ref>": …` for
+   * each and goes on. The ref "filters" means the filter was given together with explicit IDs
+   * (other than "latest") and was therefore not used.
+   */
+  ignored: Array<{ ref: string; error: StowageError }>;
+}
+
+/**
+ * restic's rule: with `refs`, exactly those snapshots (full IDs, unique prefixes, and "latest",
+ * which alone honours the filter); without, every snapshot passing the filter.
+ */
+export async function selectSnapshots(
+  repository: AnyRepository,
+  refs: readonly string[],
+  filter: SnapshotFilter = {},
+  options: CallOptions = {},
+): Promise<SnapshotSelection> {
+  const repo = baseRepository(repository);
+  const ignored: SnapshotSelection['ignored'] = [];
+  if (refs.length === 0) return { snapshots: await listSnapshots(repo, { ...filter, signal: options.signal }), ignored };
+
+  let all: SnapshotEntry[] | undefined;
+  const chosen = new Map<string, SnapshotEntry>();
+  let usedFilter = false;
+  for (const ref of refs) {
+    throwIfAborted(options.signal);
+    try {
+      if (ref === 'latest') {
+        if (usedFilter) continue;
+        usedFilter = true;
+        all ??= await listSnapshots(repo, { signal: options.signal });
+        const latest = latestSnapshot(all, filter);
+        if (!latest) throw new NotFoundError(`snapshot "latest" (no snapshot matched the filter)`);
+        chosen.set(latest.id, latest);
+      } else if (ref.includes(':')) {
+        throw new InvalidInputError('<snapshot>:<subfolder> syntax not allowed');
+      } else {
+        const entry = await loadSnapshot(repo, ref, { signal: options.signal });
+        chosen.set(entry.id, entry);
+      }
+    } catch (e) {
+      if (!(e instanceof StowageError) || e instanceof AbortedError) throw e;
+      ignored.push({ ref, error: e });
+    }
+  }
+  const filtered = (filter.hosts?.length ?? 0) + (filter.tags?.length ?? 0) + (filter.paths?.length ?? 0) > 0;
+  if (!usedFilter && filtered) ignored.push({ ref: 'filters', error: new InvalidInputError('explicit snapshot ids are given') });
+  return { snapshots: sortByTime([...chosen.values()]), ignored };
+}
+
+// ---------------------------------------------------------------------------------------------
+// References and paths
 
 /** A snapshot reference resolved to the tree it names (the snapshot's, or a subfolder's). */
 export interface ResolvedSnapshotRef {

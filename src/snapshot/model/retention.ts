@@ -15,7 +15,7 @@
 import { InvalidInputError } from '../../errors.ts';
 import { type GoTime, ZERO_GO_TIME, compareGoTime, localOffsetMinutes } from '../../repository/gotime.ts';
 import type { SnapshotId } from '../../repository/id.ts';
-import type { SnapshotEntry } from '../operations/queries.ts';
+import type { SnapshotEntry } from './snapshot.ts';
 import { type SnapshotGroupBy, type SnapshotGroupKey, groupSnapshots, snapshotMatches } from './snapshot.ts';
 
 /** restic's duration for keep-within rules: whole years, months, days and hours ("1y5m7d2h"). */

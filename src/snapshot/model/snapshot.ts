@@ -233,6 +233,12 @@ function snap(x: SnapshotLike): Snapshot {
   return 'snapshot' in x ? x.snapshot : x;
 }
 
+/** A snapshot with its ID, as listings return them. */
+export interface SnapshotEntry {
+  id: SnapshotId;
+  snapshot: Snapshot;
+}
+
 /** restic's --host / --tag / --path selection; an empty filter passes every snapshot. */
 export interface SnapshotFilter {
   /** Keep snapshots whose hostname is one of these (none given: any). */

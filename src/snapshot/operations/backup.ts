@@ -27,44 +27,13 @@ import type { TreeNode } from '../model/node.ts';
 import { encodeTree } from '../model/tree.ts';
 import { TreeLoader } from '../engine/tree-loader.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotSummary } from '../model/snapshot.ts';
-import { findParentSnapshot, loadSnapshot } from './queries.ts';
+import { findParentSnapshot, loadSnapshot } from '../engine/select.ts';
 import { PROGRAM_VERSION } from '../../version.ts';
-import { BackupMeter } from '../engine/progress.ts';
+import { BackupMeter, type BackupProgress } from '../engine/progress.ts';
 import { startCommand, type RunningCommand } from '../engine/stdin-command.ts';
 
-/**
- * A backup's progress, sent to {@link BackupOptions.onProgress}: after every file, after every
- * few hundred KiB a worker has chunked (so a big file moves it), every 100 ms or 1 MiB of a
- * stdin stream, and once when the scan of the sources is complete.
- */
-export interface BackupProgress {
-  /** Files finished (stored, or found unchanged since the parent snapshot). */
-  filesDone: number;
-  /** Folders finished. */
-  dirsDone: number;
-  /** Bytes of file content done: counted as the workers chunk them, so a big file moves it too. */
-  bytesDone: number;
-  /**
-   * The file being read and chunked now; when several are (one per worker), the one whose
-   * reading started last. Absent while none is (between files, or when files are unchanged since
-   * the parent and not read at all). A stdin backup names its file "/" + filename.
-   */
-  currentFile?: string;
-  /**
-   * Totals from the scan of the sources that runs beside the backup (restic's scanner): regular
-   * files, folders and file bytes below the targets, as counted so far. Absent without a scan
-   * (`scan: false`, or a stdin backup, whose size is unknown until it ends).
-   */
-  totalFiles?: number;
-  totalDirs?: number;
-  totalBytes?: number;
-  /** Whether the scan has finished: only then are the totals final, and percent and ETA given. */
-  totalsComplete: boolean;
-  /** How far the backup is, 0 to 100: bytesDone of totalBytes (files when there are no bytes). */
-  percent?: number;
-  /** Seconds left at the rate of the last ten seconds (absent below 1 KiB/s or when done). */
-  etaSeconds?: number;
-}
+export type { BackupProgress };
+
 
 /** A stream backed up as one file (restic --stdin). */
 export interface StdinStream {

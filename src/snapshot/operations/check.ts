@@ -20,6 +20,7 @@ import { type GoTime, goTimeNow } from '../../repository/gotime.ts';
 import { DecodePool, ownedBytes, type DecodeBlob } from '../engine/decode-pool.ts';
 import { decodeSnapshot } from '../model/snapshot.ts';
 import { decodeTree, treeProblems } from '../model/tree.ts';
+import { loadIndexFiles } from '../../repository/index-loader.ts';
 
 /** Stable codes for every kind of problem check reports. */
 export type CheckProblemCode =
@@ -146,53 +147,6 @@ const MAX_LISTED_FILES = 100;
 const NULL_ID = '0'.repeat(64);
 /** restic's limit for n/t: groups are chosen by the pack ID's first byte. */
 export const MAX_READ_GROUPS = 256;
-
-// ---------------------------------------------------------------------------------------------
-// Index files, one by one
-
-export interface LoadedIndexFiles {
-  index: MasterIndex;
-  /** Index file ID → its packs, for the files that loaded. */
-  files: Map<string, IndexPack[]>;
-  /** Index files that did not load, with why. */
-  failures: Array<{ id: string; error: Error }>;
-}
-
-/**
- * Loads every index file on its own, so one broken file does not hide the others. Aborts are
- * thrown; every other failure is returned in `failures` for the caller to judge.
- */
-export async function loadIndexFiles(
-  repo: Repository,
-  options: CallOptions & { onProgress?: (done: number, total: number) => void } = {},
-): Promise<LoadedIndexFiles> {
-  const ids: string[] = [];
-  for await (const id of repo.listIds('index', options)) ids.push(id);
-  ids.sort();
-  const index = new MasterIndex();
-  const files = new Map<string, IndexPack[]>();
-  const failures: Array<{ id: string; error: Error }> = [];
-  let done = 0;
-  await mapLimit(ids, Math.max(2, repo.backend.connections), async (id) => {
-    const file = `index/${id}`;
-    try {
-      const content = decodeIndexFile(await repo.loadUnpacked('index', id, options), file);
-      if (repo.version === 1 && content.packs.some((p) => p.blobs.some((b) => b.uncompressedLength))) {
-        throw new IntegrityError('index uses compression, which repository version 1 does not support', { file });
-      }
-      files.set(id, content.packs);
-    } catch (e) {
-      if (e instanceof AbortedError) throw e;
-      failures.push({ id, error: e instanceof Error ? e : new Error(String(e)) });
-    }
-    options.onProgress?.(++done, ids.length);
-  });
-  // Added in ID order, so the master index does not depend on load timing.
-  for (const id of [...files.keys()].sort()) for (const p of files.get(id)!) index.addPack(p, false);
-  index.compact();
-  failures.sort((a, b) => (a.id < b.id ? -1 : 1));
-  return { index, files, failures };
-}
 
 // ---------------------------------------------------------------------------------------------
 // --read-data-subset

@@ -23,8 +23,8 @@ import { Chunker, MIN_SIZE } from '../engine/chunker.ts';
 import { encodeNode, type TreeNode } from '../model/node.ts';
 import { decodeTree, encodeTree } from '../model/tree.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
-import { listSnapshots, type SnapshotEntry } from './queries.ts';
-import { selectSnapshots, type SnapshotSelection } from './find.ts';
+import { listSnapshots, type SnapshotEntry } from '../engine/select.ts';
+import { selectSnapshots, type SnapshotSelection } from '../engine/select.ts';
 
 /** Options of {@link copy} (and {@link planCopy}). */
 export interface CopyOptions extends CallOptions {

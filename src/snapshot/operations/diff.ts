@@ -10,7 +10,7 @@ import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { compareGoStrings } from '../model/gojson.ts';
 import type { TreeNode } from '../model/node.ts';
 import { decodeTree } from '../model/tree.ts';
-import type { SnapshotEntry } from './queries.ts';
+import type { SnapshotEntry } from '../engine/select.ts';
 import { resolveSnapshotRef } from '../engine/select.ts';
 
 /** One difference between two snapshots, as `restic diff` prints it. */

@@ -6,7 +6,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
 import type { BlobId } from '../../repository/id.ts';
 import type { TreeNode } from '../model/node.ts';
-import type { SnapshotEntry } from './queries.ts';
+import type { SnapshotEntry } from '../engine/select.ts';
 import type { SnapshotFilter } from '../model/snapshot.ts';
 import { findNodeByPath, resolveSnapshotRef } from '../engine/select.ts';
 

@@ -1,7 +1,5 @@
 // Finding things in snapshots, as restic's `find` does: entries whose path matches a pattern,
-// or the places where given blob, tree or pack IDs are used. Also the snapshot selection that
-// find, tag and copy share (restic's FindFilteredSnapshots): explicit IDs, or every snapshot
-// that passes the --host/--tag/--path filter.
+// or the places where given blob, tree or pack IDs are used.
 import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../../repository/repository.ts';
@@ -11,64 +9,8 @@ import { EAGER_TAIL, readPackHeader, type PackedBlob } from '../../repository/pa
 import { PathFilter } from '../model/filter.ts';
 import type { TreeNode } from '../model/node.ts';
 import { decodeTree } from '../model/tree.ts';
-import { listSnapshots, loadSnapshot, sortByTime, type SnapshotEntry } from './queries.ts';
+import { selectSnapshots, type SnapshotEntry, type SnapshotSelection } from '../engine/select.ts';
 import { latestSnapshot, type SnapshotFilter } from '../model/snapshot.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Selecting snapshots
-
-export interface SnapshotSelection {
-  /** The snapshots, oldest first, each once. */
-  snapshots: SnapshotEntry[];
-  /**
-   * References that selected nothing, with the reason; restic prints `Ignoring "<ref>": …` for
-   * each and goes on. The ref "filters" means the filter was given together with explicit IDs
-   * (other than "latest") and was therefore not used.
-   */
-  ignored: Array<{ ref: string; error: StowageError }>;
-}
-
-/**
- * restic's rule: with `refs`, exactly those snapshots (full IDs, unique prefixes, and "latest",
- * which alone honours the filter); without, every snapshot passing the filter.
- */
-export async function selectSnapshots(
-  repo: Repository,
-  refs: readonly string[],
-  filter: SnapshotFilter = {},
-  options: CallOptions = {},
-): Promise<SnapshotSelection> {
-  const ignored: SnapshotSelection['ignored'] = [];
-  if (refs.length === 0) return { snapshots: await listSnapshots(repo, { ...filter, signal: options.signal }), ignored };
-
-  let all: SnapshotEntry[] | undefined;
-  const chosen = new Map<string, SnapshotEntry>();
-  let usedFilter = false;
-  for (const ref of refs) {
-    throwIfAborted(options.signal);
-    try {
-      if (ref === 'latest') {
-        if (usedFilter) continue;
-        usedFilter = true;
-        all ??= await listSnapshots(repo, { signal: options.signal });
-        const latest = latestSnapshot(all, filter);
-        if (!latest) throw new NotFoundError(`snapshot "latest" (no snapshot matched the filter)`);
-        chosen.set(latest.id, latest);
-      } else if (ref.includes(':')) {
-        throw new InvalidInputError('<snapshot>:<subfolder> syntax not allowed');
-      } else {
-        const entry = await loadSnapshot(repo, ref, { signal: options.signal });
-        chosen.set(entry.id, entry);
-      }
-    } catch (e) {
-      if (!(e instanceof StowageError) || e instanceof AbortedError) throw e;
-      ignored.push({ ref, error: e });
-    }
-  }
-  const filtered = (filter.hosts?.length ?? 0) + (filter.tags?.length ?? 0) + (filter.paths?.length ?? 0) > 0;
-  if (!usedFilter && filtered) ignored.push({ ref: 'filters', error: new InvalidInputError('explicit snapshot ids are given') });
-  return { snapshots: sortByTime([...chosen.values()]), ignored };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Shared walking

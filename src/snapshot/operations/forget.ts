@@ -8,7 +8,7 @@ import type { SnapshotId } from '../../repository/id.ts';
 import { Lock } from '../../repository/lock.ts';
 import { baseRepository, type AnyRepository, type Repository } from '../../repository/repository.ts';
 import { prune, type PruneOptions, type PruneResult } from './prune.ts';
-import { listSnapshots, type SnapshotEntry } from './queries.ts';
+import { listSnapshots, type SnapshotEntry } from '../engine/select.ts';
 import { type ForgetPlan, type RetentionGroup, type RetentionPolicy, EmptyRetentionPolicyError, isEmptyRetentionPolicy, planRetention } from '../model/retention.ts';
 import { type SnapshotFilter, type SnapshotGroupBy, findSnapshotByPrefix, latestSnapshot, snapshotMatches } from '../model/snapshot.ts';
 

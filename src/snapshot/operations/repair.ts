@@ -23,9 +23,9 @@ import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
 import { encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
 import { EAGER_TAIL, expectedPackSize, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
 import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
-import { loadIndexFiles } from './check.ts';
+import { loadIndexFiles } from '../../repository/index-loader.ts';
 import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
-import { sortByTime, type SnapshotEntry } from './queries.ts';
+import { sortByTime, type SnapshotEntry } from '../engine/select.ts';
 import { decodeTree, encodeTree, nodeNameProblem, sortNodes } from '../model/tree.ts';
 import type { TreeNode } from '../model/node.ts';
 

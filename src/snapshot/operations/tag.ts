@@ -7,7 +7,7 @@ import { baseRepository, type AnyRepository } from '../../repository/repository.
 import type { SnapshotId } from '../../repository/id.ts';
 import { Lock } from '../../repository/lock.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
-import { selectSnapshots, type SnapshotSelection } from './find.ts';
+import { selectSnapshots, type SnapshotSelection } from '../engine/select.ts';
 
 /** The tag change to make: `set`, or `add` and/or `remove`. */
 export interface TagChangeSpec {
