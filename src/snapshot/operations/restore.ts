@@ -449,8 +449,8 @@ class RestoreRun {
           } catch (e) {
             if (e instanceof AbortedError) throw e;
           }
-          const reports = this.#reports;
           if (!bytes || bytes.length !== length) {
+            const reports = this.#reports;
             for (const b of job.blobs) await this.restoreAlone(b);
             if (this.#reports === reports) this.report();
             return;
@@ -479,6 +479,9 @@ class RestoreRun {
             t.ownerModeSet = true;
             if (r !== null) this.warn(t.pending.path, `owner/mode: ${r}`);
           });
+          // Counted from here, where this job's own results are applied: a report made meanwhile
+          // by another job must not stand in for this one's.
+          const reports = this.#reports;
           for (let i = 0; i < job.blobs.length; i++) {
             const b = job.blobs[i]!;
             if (done.errors[i] === null) this.blobWritten(b);
