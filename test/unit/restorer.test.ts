@@ -15,8 +15,8 @@ import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { encodeTree } from '../../src/snapshot/model/tree.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
-import { checkNodeName, restore } from '../../src/snapshot/operations/restore.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { checkNodeName, restore } from '../../src/snapshot/operations/restore/index.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 

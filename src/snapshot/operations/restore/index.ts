@@ -11,22 +11,22 @@
 import { chown, lchown, chmod, link, lstat, mkdir, open, rm, symlink, unlink } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../../errors.ts';
-import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
-import type { BlobId, PackId } from '../../repository/id.ts';
-import type { BlobLocation } from '../../repository/master-index.ts';
-import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
-import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
-import { DecodePool, MAX_JOB_BYTES, ownedBytes, type DecodeBlob } from '../engine/decode-pool.ts';
-import { describeMetadataLoss, findExecutable, mkfifoProgram, SysHelper, type MetadataKind, type MetadataLoss } from '../engine/syshelper.ts';
-import { PathFilter } from '../model/filter.ts';
-import { posixPermissionsFromGo } from '../model/mode.ts';
-import { goStringToBytes } from '../model/gojson.ts';
-import type { TreeNode } from '../model/node.ts';
-import { TreeLoader } from '../engine/tree-loader.ts';
-import { resolveTreeSource, type TreeSource } from '../engine/select.ts';
-import type { SnapshotFilter } from '../model/snapshot.ts';
-import { ProgressEstimator } from '../engine/progress.ts';
+import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../../../errors.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../../../repository/repository.ts';
+import type { BlobId, PackId } from '../../../repository/id.ts';
+import type { BlobLocation } from '../../../repository/master-index.ts';
+import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
+import { CRYPTO_OVERHEAD } from '../../../repository/crypto.ts';
+import { DecodePool, MAX_JOB_BYTES, ownedBytes, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { describeMetadataLoss, findExecutable, mkfifoProgram, SysHelper, type MetadataKind, type MetadataLoss } from '../../engine/syshelper.ts';
+import { PathFilter } from '../../model/filter.ts';
+import { posixPermissionsFromGo } from '../../model/mode.ts';
+import { goStringToBytes } from '../../model/gojson.ts';
+import type { TreeNode } from '../../model/node.ts';
+import { TreeLoader } from '../../engine/tree-loader.ts';
+import { resolveTreeSource, type TreeSource } from '../../engine/select.ts';
+import type { SnapshotFilter } from '../../model/snapshot.ts';
+import { ProgressEstimator } from '../../engine/progress.ts';
 
 /**
  * A restore's progress, sent to {@link RestoreOptions.onProgress}: once when the snapshot's
