@@ -15,7 +15,7 @@ import path from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { goTimeFromDate } from '../../src/repository/gotime.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { CLI, runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';

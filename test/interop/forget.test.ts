@@ -18,7 +18,7 @@ import { goTimeFromNs, parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../../src/repository/id.ts';
 import { Lock } from '../../src/repository/lock.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { forget } from '../../src/snapshot/operations/forget.ts';
 import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { type RetentionPolicy, planRetention } from '../../src/snapshot/model/retention.ts';

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { LockedError } from '../../src/repository/lock.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { planPrune, prune } from '../../src/snapshot/operations/prune.ts';
 import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';

@@ -23,10 +23,10 @@ import { IntegrityError, NotFoundError, RepositoryNotFoundError, StowageError, W
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
 import { encodeLock, listLocks, unlock } from '../../src/repository/lock.ts';
 import type { BlobId } from '../../src/repository/id.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
-import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
 import { listSnapshots } from '../../src/snapshot/engine/select.ts';
-import { restore } from '../../src/snapshot/operations/restore.ts';
+import { restore } from '../../src/snapshot/operations/restore/index.ts';
 import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { runCli } from '../helpers/cli.ts';
 import { removeTree } from '../helpers/tmp.ts';

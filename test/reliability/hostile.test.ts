@@ -18,8 +18,8 @@ import { encodePackHeader, type PackedBlob } from '../../src/repository/pack.ts'
 import { goTimeNow } from '../../src/repository/gotime.ts';
 import type { BlobId, PackId } from '../../src/repository/id.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
-import { restore } from '../../src/snapshot/operations/restore.ts';
-import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { restore } from '../../src/snapshot/operations/restore/index.ts';
+import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
 import { removeTree } from '../helpers/tmp.ts';
 import { runInChild, type RunnerResult } from './runner.ts';
 

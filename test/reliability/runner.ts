@@ -13,9 +13,9 @@ import { StowageError } from '../../src/errors.ts';
 import { initCrypto } from '../../src/repository/crypto.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
-import { restore } from '../../src/snapshot/operations/restore.ts';
-import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { restore } from '../../src/snapshot/operations/restore/index.ts';
+import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
 import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 

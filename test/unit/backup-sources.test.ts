@@ -10,9 +10,9 @@ import { Readable } from 'node:stream';
 import { AbortedError, CommandFailedError, InvalidInputError, SourceNotFoundError, StdinError, StowageError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
-import { checkRepository } from '../../src/snapshot/operations/check.ts';
-import { restore } from '../../src/snapshot/operations/restore.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
+import { restore } from '../../src/snapshot/operations/restore/index.ts';
 import { decodeTree } from '../../src/snapshot/model/tree.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 

@@ -20,7 +20,7 @@ import { PackWriter } from '../../src/repository/pack.ts';
 import { Lock } from '../../src/repository/lock.ts';
 import { compareGoTime, parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId, PackId } from '../../src/repository/id.ts';
-import { checkRepository, parseReadDataSubset, selectPacks, type CheckProblem, type CheckReport } from '../../src/snapshot/operations/check.ts';
+import { checkRepository, parseReadDataSubset, selectPacks, type CheckProblem, type CheckReport } from '../../src/snapshot/operations/check/index.ts';
 import { repairIndex, repairSnapshots } from '../../src/snapshot/operations/repair.ts';
 import { decodeSnapshot, encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { compareNodeNames, decodeTree, encodeTree } from '../../src/snapshot/model/tree.ts';

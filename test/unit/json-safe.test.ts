@@ -12,7 +12,7 @@ import {
   Lock, MemoryBackend, Repository, backup, checkRepository, copy, decodeTree, diffSnapshots, executeCopy, executePrune,
   filterSnapshots, findByPattern, findIds, findParentSnapshot, findUsedBlobs, forget, groupSnapshots, isGoTime,
   latestPerGroup, latestSnapshot, listLocks, listSnapshots, loadSnapshot, parseGoTime, planCopy, planPrune,
-  planRetention, prune, repairIndex, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree,
+  planRetention, planRestore, prune, repairIndex, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree,
   dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
   type BlobId, type IndexedRepository, type SnapshotEntry, type TreeNode,
 } from '../../src/index.ts';
@@ -29,7 +29,7 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d
  * step with src/index.ts: the first test fails for an export in neither list.
  */
 const RESULT_FUNCTIONS = [
-  'backup', 'restore', 'listSnapshots', 'loadSnapshot', 'findParentSnapshot', 'latestPerGroup', 'walkTree',
+  'backup', 'restore', 'planRestore', 'listSnapshots', 'loadSnapshot', 'findParentSnapshot', 'latestPerGroup', 'walkTree',
   'repositoryStats', 'checkRepository', 'forget', 'planRetention', 'planPrune', 'executePrune', 'prune',
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
   'repairIndex', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
@@ -305,6 +305,7 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     const list = await listSnapshots(repo, { hosts: ['h'] });
     const [a, b] = [list[0]!, list[1]!];
     assertJson(await restore(indexed, b.snapshot.tree, { target: restoreDir }), 'restore');
+    assertJson(await planRestore(indexed, b.snapshot.tree), 'planRestore');
     const diff = await diffSnapshots(indexed, a.id, b.id);
     const diffJson = assertJson(diff, 'diffSnapshots') as { source: { snapshot: { id: string; snapshot: { time: string } } } };
     assert.equal(diffJson.source.snapshot.snapshot.time, storedTimes.get(a.id));

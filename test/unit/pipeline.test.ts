@@ -21,7 +21,7 @@ import { randomPolynomial } from '../../src/repository/polynomial.ts';
 import { FilePool } from '../../src/snapshot/engine/file-pool.ts';
 import { DecodePool, ownedBytes } from '../../src/snapshot/engine/decode-pool.ts';
 import { TreeLoader } from '../../src/snapshot/engine/tree-loader.ts';
-import { backup, sameNodes } from '../../src/snapshot/operations/backup.ts';
+import { backup, sameNodes } from '../../src/snapshot/operations/backup/index.ts';
 import { Lock } from '../../src/repository/lock.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { decodeTree, encodeTree } from '../../src/snapshot/model/tree.ts';

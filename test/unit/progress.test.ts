@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
-import { backup, type BackupProgress } from '../../src/snapshot/operations/backup.ts';
-import { restore, type RestoreProgress } from '../../src/snapshot/operations/restore.ts';
+import { backup, type BackupProgress } from '../../src/snapshot/operations/backup/index.ts';
+import { restore, type RestoreProgress } from '../../src/snapshot/operations/restore/index.ts';
 import { ProgressEstimator } from '../../src/snapshot/engine/progress.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 

@@ -17,7 +17,7 @@ import { GO_MODE_DIR } from '../../src/snapshot/model/mode.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { encodeTree, decodeTree } from '../../src/snapshot/model/tree.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
-import { checkRepository } from '../../src/snapshot/operations/check.ts';
+import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
 import {
   BlobHandleSet, executePrune, parseMaxUnused, parseSize, planPrune, prune, type PrunePhase, type PrunePlan,
 } from '../../src/snapshot/operations/prune.ts';

@@ -15,8 +15,16 @@ import type { TreeNode } from '../../src/snapshot/model/node.ts';
 import { encodeTree } from '../../src/snapshot/model/tree.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
-import { backup } from '../../src/snapshot/operations/backup.ts';
-import { checkNodeName, restore } from '../../src/snapshot/operations/restore.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { checkNodeName, planRestore, restore } from '../../src/snapshot/operations/restore/index.ts';
+import { planContents, planRestore as planEntries, summarizePlan } from '../../src/snapshot/operations/restore/plan.ts';
+import { MAX_GAP, MAX_READ, packRanges } from '../../src/snapshot/operations/restore/ranges.ts';
+import { NotFoundError } from '../../src/errors.ts';
+import type { BlobLocation } from '../../src/repository/master-index.ts';
+import type { PackId } from '../../src/repository/id.ts';
+import { CRYPTO_OVERHEAD } from '../../src/repository/crypto.ts';
+import { MAX_JOB_BYTES } from '../../src/snapshot/engine/decode-pool.ts';
+import { existsSync } from 'node:fs';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -272,4 +280,94 @@ test('hard links restore with the default concurrency', async () => {
     await restore(repo, r.snapshot.tree, { target });
     assert.deepEqual(await compareTrees(src, join(target, src)), []);
   }
+});
+
+// ---- the plan, without a file system ---------------------------------------------------------
+
+const hex = (c: string) => c.repeat(64);
+const MiB = 1024 * 1024;
+
+/** A fake index: blob id → its location (sealed length = plaintext + CRYPTO_OVERHEAD). */
+function fakeIndex(entries: Array<[id: string, pack: string, offset: number, plain: number]>): (id: BlobId) => BlobLocation | undefined {
+  const m = new Map<string, BlobLocation>();
+  for (const [id, pack, offset, plain] of entries) {
+    m.set(hex(id), { type: 'data', id: hex(id) as BlobId, packId: hex(pack) as PackId, offset, length: plain + CRYPTO_OVERHEAD, uncompressedLength: 0 });
+  }
+  return (id) => m.get(id);
+}
+
+function entry(p: string, node: Partial<TreeNode> & Pick<TreeNode, 'type'>) {
+  const t = goTimeNow();
+  return { path: Buffer.from(p), node: { name: p.split('/').pop()!, mode: 0o644, mtime: t, atime: t, ctime: t, uid: 0, gid: 0, content: null, ...node } as TreeNode };
+}
+
+test('the plan groups each file\'s blobs by pack, writes a shared blob to every place, and links hard links', () => {
+  const lookup = fakeIndex([['1', 'a', 0, 100], ['2', 'a', 100 + CRYPTO_OVERHEAD, 50], ['3', 'b', 0, 10]]);
+  const f1 = entry('/t/f1', { type: 'file', content: [hex('1'), hex('2'), hex('1')] as BlobId[] });
+  const f2 = entry('/t/f2', { type: 'file', content: [hex('3'), hex('2')] as BlobId[], links: 2, inode: 7n, deviceId: 1n });
+  const f2b = entry('/t/f2b', { type: 'file', content: [hex('3'), hex('2')] as BlobId[], links: 2, inode: 7n, deviceId: 1n });
+  const empty = entry('/t/empty', { type: 'file', content: [] });
+  const plan = planContents([f1, f2, f2b, empty], lookup);
+  assert.deepEqual(plan.tasks.map((t) => t.pending.path.toString()), ['/t/f1', '/t/f2', '/t/empty']);
+  assert.deepEqual(plan.links.map((l) => [l.f.path.toString(), l.first.toString()]), [['/t/f2b', '/t/f2']]);
+  assert.equal(plan.totalBytes, 250 + 60);
+  // Pack a: blobs 1 and 2 in one read, in offset order; pack b: blob 3.
+  assert.deepEqual(plan.jobs.map((j) => [j.packId, j.blobs.map((b) => b.loc.id)]), [[hex('a'), [hex('1'), hex('2')]], [hex('b'), [hex('3')]]]);
+  const [t1, t2, tEmpty] = plan.tasks;
+  // Blob 1 is written twice into f1 (offsets 0 and 150); blob 2 into f1 at 100 and f2 at 10.
+  assert.deepEqual(plan.jobs[0]!.blobs[0]!.writes.map(([t, o]) => [t.pending.path.toString(), o]), [['/t/f1', 0], ['/t/f1', 150]]);
+  assert.deepEqual(plan.jobs[0]!.blobs[1]!.writes.map(([t, o]) => [t.pending.path.toString(), o]), [['/t/f1', 100], ['/t/f2', 10]]);
+  assert.deepEqual([t1!.remaining, t1!.size, [...t1!.missing]], [3, 250, [0, 100, 150]]);
+  // f1 lies in one job, which creates it; f2 spans two, so it is created up front; the empty file in none.
+  assert.equal(plan.jobOf.get(t1!), 0);
+  assert.equal(plan.jobOf.get(t2!), -1);
+  assert.equal(plan.jobOf.get(tEmpty!), undefined);
+  assert.deepEqual(plan.oversized, []);
+});
+
+test('the plan throws NotFoundError for a blob the index lacks', () => {
+  assert.throws(() => planContents([entry('/t/x', { type: 'file', content: [hex('9')] as BlobId[] })], fakeIndex([])), NotFoundError);
+});
+
+test('pack ranges: a new read past MAX_GAP or MAX_READ, oversized blobs alone', () => {
+  const at = (offset: number, length: number) => ({ loc: { type: 'data', id: hex('1'), packId: hex('a'), offset, length, uncompressedLength: 0 } as BlobLocation });
+  const a = at(0, 1000), b = at(1000 + MAX_GAP, 1000), c = at(1000 + MAX_GAP + 1000 + MAX_GAP + 1, 1000);
+  assert.deepEqual(packRanges([c, a, b]), { ranges: [[a, b], [c]], oversized: [] });
+  const big = at(10 * MiB, MAX_JOB_BYTES + 1);
+  const d = at(0, 3 * MiB), e = at(3 * MiB, MAX_READ - 3 * MiB), f = at(MAX_READ, 1);
+  assert.deepEqual(packRanges([f, big, e, d]), { ranges: [[d, e], [f]], oversized: [big] });
+  assert.deepEqual(packRanges([]), { ranges: [], oversized: [] });
+});
+
+test('the whole plan keeps the folders that hold something, and sums up as a dry run', () => {
+  const lookup = fakeIndex([['1', 'a', 0, 100], ['2', 'b', 0, 20 * MiB]]);
+  const dir = entry('/t/d', { type: 'dir' });
+  const dropped = { ...entry('/t/x', { type: 'dir' }), dropped: true };
+  const f = entry('/t/d/f', { type: 'file', content: [hex('1')] as BlobId[] });
+  const big = entry('/t/big', { type: 'file', content: [hex('2')] as BlobId[] });
+  const link = entry('/t/l', { type: 'symlink', linktarget: 'd/f' });
+  const plan = planEntries({ created: [dir, dropped, f, big, link], files: [f, big], specials: [link] }, lookup);
+  assert.deepEqual(plan.dirs, [dir]);
+  assert.deepEqual(summarizePlan(plan), {
+    dirs: 1, files: 2, hardLinks: 0, specials: 1, bytes: 100 + 20 * MiB, packs: 2, reads: 1,
+    readBytes: 100 + CRYPTO_OVERHEAD + 20 * MiB + CRYPTO_OVERHEAD, oversizedBlobs: 1,
+  });
+});
+
+test('planRestore reads the snapshot and the index, and leaves the target alone', async () => {
+  const f = await selectionFixture();
+  const target = join(f.base, 'never-made');
+  const all = await planRestore(f.repo, f.tree, { target });
+  assert.deepEqual([all.files, all.specials, all.hardLinks, all.bytes], [5, 0, 0, 5004]);
+  assert.ok(all.reads >= 1 && all.packs >= 1 && all.readBytes >= all.bytes);
+  const filters = { include: [`${f.src}/a`], exclude: ['*.bin'] };
+  const some = await planRestore(f.repo, f.tree, filters);
+  assert.deepEqual([some.files, some.bytes], [1, 1]);
+  assert.equal(existsSync(target), false);
+  // The same counts as a restore writes.
+  const done = await restore(f.repo, f.tree, { target: join(f.base, 'out-all') });
+  assert.deepEqual([done.dirsRestored, done.filesRestored, done.bytesRestored], [all.dirs, all.files, all.bytes]);
+  const doneSome = await restore(f.repo, f.tree, { target: join(f.base, 'out-some'), ...filters });
+  assert.deepEqual([doneSome.dirsRestored, doneSome.filesRestored, doneSome.bytesRestored], [some.dirs, some.files, some.bytes]);
+  assert.equal(all.dirs - some.dirs, 3); // b, d, d/e
 });

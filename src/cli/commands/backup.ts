@@ -1,6 +1,6 @@
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
-import { backup } from '../../snapshot/operations/backup.ts';
+import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { Command } from '../context.ts';
 import { withRepo, compressionFrom, formatBytes } from '../context.ts';
 

@@ -4,7 +4,7 @@
 // in restic's shape; each error line also carries the problem's code, file, blob and snapshots.
 // On a terminal a status line counts each phase; restic has no JSON status for check, so --json
 // prints none.
-import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/operations/check.ts';
+import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/operations/check/index.ts';
 import { InvalidInputError } from '../../errors.ts';
 import type { Repository } from '../../repository/repository.ts';
 import { listSnapshots, loadSnapshot } from '../../snapshot/engine/select.ts';

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../../errors.ts';
-import { restore } from '../../snapshot/operations/restore.ts';
+import { restore } from '../../snapshot/operations/restore/index.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';

@@ -1,0 +1,125 @@
+// The backup's public types: its sources, options and result.
+import type { Readable } from 'node:stream';
+import type { SnapshotId } from '../../../repository/id.ts';
+import type { CompressionMode } from '../../../repository/compression.ts';
+import type { GoTime } from '../../../repository/gotime.ts';
+import type { MetadataLoss } from '../../engine/syshelper.ts';
+import type { BackupProgress } from '../../engine/progress.ts';
+import type { Snapshot, SnapshotSummary } from '../../model/snapshot.ts';
+
+/** A stream backed up as one file (restic --stdin). */
+export interface StdinStream {
+  stream: Readable;
+  /** The file's name at the snapshot root (default "stdin"). */
+  filename?: string;
+}
+
+/**
+ * A command whose standard output is backed up as one file (restic --stdin-from-command), e.g.
+ * `{ command: 'pg_dump', args: ['mydb'], filename: 'mydb.sql' }`. It runs without a shell, its
+ * standard input empty. When it exits non-zero or is killed, the backup fails with
+ * CommandFailedError and writes no snapshot.
+ */
+export interface StdinCommand {
+  command: string;
+  args?: readonly string[];
+  /** The file's name at the snapshot root (default "stdin"). */
+  filename?: string;
+  /** The command's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** Each line the command writes to its standard error, as it comes (restic prints them). */
+  onStderr?: (line: string) => void;
+}
+
+/** Options of {@link backup}: `paths` or `stdin` is required. */
+export interface BackupOptions {
+  /**
+   * Files and folders to back up. Relative targets are stored relative to the snapshot root.
+   * Paths that do not exist are reported (onError, `errors`) and left out; when none exists the
+   * backup rejects with SourceNotFoundError and stores nothing.
+   */
+  paths?: readonly string[];
+  /**
+   * Back up one file instead of paths: a stream's content or a command's output. If the stream
+   * errors or the command fails, the backup rejects (StdinError, CommandFailedError) and writes
+   * no snapshot.
+   */
+  stdin?: StdinStream | StdinCommand;
+  /**
+   * The host recorded in the snapshot (default: os.hostname()). It also picks the parent: without
+   * `parent`, the latest snapshot with this hostname and the same paths is the parent, whose
+   * unchanged files are not read again. In Kubernetes the pod name is the hostname and changes with
+   * every pod, so no parent is ever found and every backup reads every file again, silently: set a
+   * stable hostname (e.g. the workload's name, as Stash does).
+   */
+  hostname?: string;
+  /** Tags recorded in the snapshot (restic --tag), for filtering, grouping and retention. */
+  tags?: readonly string[];
+  /**
+   * restic's --exclude patterns (`*`, `?`, `[…]` within a name, `**` across folders; a pattern
+   * without a leading `/` matches at any depth; `!pattern` takes back an earlier match). Excluded
+   * paths are not read; the patterns are recorded in the snapshot.
+   */
+  excludes?: readonly string[];
+  /** Parent snapshot for change detection; undefined = the latest with the same host and paths; null = none. */
+  parent?: string | null;
+  /**
+   * Compression of data blobs in a v2 repository (default `'auto'`; restic --compression). Ignored
+   * in v1.
+   */
+  compression?: CompressionMode;
+  /** The snapshot's time (default: when the backup starts); restic --time. */
+  time?: GoTime;
+  /** Worker threads for chunking and sealing (default: one per core). */
+  threads?: number;
+  /**
+   * Aborts the backup: it rejects with `AbortedError`, no snapshot is written, and the packs
+   * already stored stay (unreferenced until a later backup reuses them or prune removes them).
+   */
+  signal?: AbortSignal;
+  /**
+   * Hold a shared lock for the backup (default true), as restic does. Pass false when the caller
+   * already holds one. `retryLock` (ms) keeps trying while an exclusive lock is held.
+   */
+  lock?: boolean;
+  /**
+   * With `lock`: keep trying this long (ms) while another process holds an exclusive lock (restic
+   * --retry-lock); default 0, fail at once with `LockedError`.
+   */
+  retryLock?: number;
+  /** Progress events (see {@link BackupProgress} for when they come). */
+  onProgress?: (p: BackupProgress) => void;
+  /**
+   * Scan the sources beside the backup for the progress totals, percentage and ETA (default
+   * true; only with `onProgress`). The scan lstat's every entry a second time: pass false to
+   * spare that, and get counts without totals.
+   */
+  scan?: boolean;
+  /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
+  onError?: (path: string, error: Error) => void;
+}
+
+/** What {@link backup} wrote. */
+export interface BackupResult {
+  /** The new snapshot's ID. */
+  snapshotId: SnapshotId;
+  /** The snapshot as stored (tree, paths, host, tags, summary). */
+  snapshot: Snapshot;
+  /**
+   * Counts and sizes of the backup: files and folders new, changed and unchanged, bytes processed
+   * and added.
+   */
+  summary: SnapshotSummary;
+  /**
+   * Files or folders that could not be read, and source paths that do not exist: they are not in
+   * the snapshot (restic's exit code 3).
+   */
+  errors: Array<{ path: string; message: string }>;
+  /**
+   * Set when the syscall helper (perl) is unavailable: extended attributes were not read, so the
+   * snapshot has none (kinds `['xattrs']`; reason says why and how to fix it). The same line is
+   * logged once as a warning through the repository's logger. Undefined when nothing was lost
+   * (and for a backup of stdin).
+   */
+  metadataLoss?: MetadataLoss;
+}

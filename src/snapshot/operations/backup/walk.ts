@@ -1,0 +1,349 @@
+// The walk: targets, folders and their entries turned into nodes, file contents saved by the
+// workers (unchanged files reuse the parent's content list), folders saved as trees bottom up.
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import os from 'node:os';
+import { AbortedError, InvalidInputError, throwIfAborted } from '../../../errors.ts';
+import type { IndexedRepository, BlobWriter } from '../../../repository/repository.ts';
+import type { BlobId, SnapshotId } from '../../../repository/id.ts';
+import { goTimeFromNs } from '../../../repository/gotime.ts';
+import { Semaphore } from '../../../repository/concurrency.ts';
+import { FilePool } from '../../engine/file-pool.ts';
+import type { SysHelper, Xattr } from '../../engine/syshelper.ts';
+import { IdNames } from '../../engine/fsmeta.ts';
+import { TreeLoader } from '../../engine/tree-loader.ts';
+import { findParentSnapshot, loadSnapshot } from '../../engine/select.ts';
+import { BackupMeter } from '../../engine/progress.ts';
+import { PathFilter } from '../../model/filter.ts';
+import { goModeFromPosix, nodeTypeFromPosix } from '../../model/mode.ts';
+import { goStringFromBytes } from '../../model/gojson.ts';
+import type { TreeNode } from '../../model/node.ts';
+import { encodeTree } from '../../model/tree.ts';
+import { sameNodes, sortByName, unchanged } from './same.ts';
+import type { VirtualDir } from './sources.ts';
+import type { BackupOptions } from './types.ts';
+
+const SLASH = Buffer.from('/');
+
+/** Files queued for the workers before the walk waits (bounds memory on huge trees). */
+const QUEUED_FILES_LIMIT = 4096;
+/** Folders listed at once (readdir, lstat, xattrs); waiting for their children holds no place. */
+const FOLDERS_AT_ONCE = 8;
+/** lstat calls made in one go before the event loop gets a turn. */
+const STATS_AT_ONCE = 256;
+
+/** An entry of a folder being saved. */
+interface Entry {
+  raw: Buffer;
+  full: Buffer;
+  fullStr: string;
+  prev: TreeNode | undefined;
+  st?: BigIntStats;
+  xattrs?: Xattr[];
+}
+
+/**
+ * A backup's walk over its sources: every entry turned into a node, files' contents stored by the
+ * workers, folders stored as trees bottom up. The counts and errors are read when it is done.
+ */
+export class BackupRun {
+  readonly repo: IndexedRepository;
+  readonly writer: BlobWriter;
+  readonly helper: SysHelper;
+  readonly options: BackupOptions;
+  readonly names = new IdNames();
+  readonly excludes: PathFilter;
+  readonly errors: Array<{ path: string; message: string }> = [];
+  readonly stats = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, bytes: 0 };
+  readonly folderLimit = new Semaphore(FOLDERS_AT_ONCE);
+  readonly trees: TreeLoader;
+  #pool: FilePool | undefined;
+  parentId: SnapshotId | null = null;
+  parentTreeId: BlobId | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  /** Progress: counts, bytes and the files being read. */
+  readonly meter: BackupMeter;
+
+  constructor(repo: IndexedRepository, writer: BlobWriter, helper: SysHelper, options: BackupOptions) {
+    this.repo = repo;
+    this.writer = writer;
+    this.helper = helper;
+    this.options = options;
+    this.excludes = new PathFilter(options.excludes ?? []);
+    this.trees = new TreeLoader(repo, options.signal);
+    const scan = options.stdin || options.scan === false ? undefined : { paths: options.paths ?? [], excludes: options.excludes, signal: options.signal };
+    this.meter = new BackupMeter(options.onProgress, scan);
+  }
+
+  /** The workers, started when the first file needs reading (a re-backup may need none). */
+  get pool(): FilePool {
+    if (this.#closed) throw new AbortedError('the backup was stopped');
+    this.#pool ??= new FilePool({
+      key: this.repo.repo.masterKeyForWorkers(),
+      polynomial: this.repo.config.chunkerPolynomial,
+      compress: this.writer.shouldCompress('data', 1),
+      mode: this.writer.compression,
+      threads: this.options.threads,
+      sink: (id, sealed, ulen, plainLength) => this.writer.addSealed('data', id as BlobId, sealed, ulen, plainLength),
+      has: (id) => this.writer.has('data', id as BlobId),
+      // Bytes count as they are chunked, so a big file moves the progress (and its ETA) too.
+      onBytes: this.options.onProgress
+        ? (n, reading, worker) => {
+            this.meter.bytesDone += n;
+            if (reading) this.meter.reading(worker, typeof reading.path === 'string' ? reading.path : Buffer.from(reading.path).toString('utf8'));
+            this.meter.report();
+          }
+        : undefined,
+    });
+    return this.#pool;
+  }
+
+  close(): Promise<void> {
+    if (!this.#closing) {
+      this.#closed = true;
+      this.#closing = Promise.all([this.#pool?.close(), this.meter.close()]).then(() => undefined);
+    }
+    return this.#closing;
+  }
+
+  async resolveParent(paths: string[]): Promise<TreeNode[] | undefined> {
+    const p = this.options.parent;
+    if (p === null) return undefined;
+    const found = p === undefined
+      ? await findParentSnapshot(this.repo.repo, { hostname: this.options.hostname ?? os.hostname(), paths })
+      : await loadSnapshot(this.repo.repo, p);
+    if (!found) return undefined;
+    this.parentId = found.id;
+    this.parentTreeId = found.snapshot.tree;
+    return this.loadTree(found.snapshot.tree);
+  }
+
+  async loadTree(id: BlobId | undefined): Promise<TreeNode[] | undefined> {
+    if (!id) return undefined;
+    try {
+      return await this.trees.load(id);
+    } catch (e) {
+      if (e instanceof AbortedError) throw e;
+      return undefined; // an unreadable parent only costs re-reading files
+    }
+  }
+
+  async saveTree(nodes: TreeNode[]): Promise<BlobId> {
+    const { id } = await this.writer.saveBlob('tree', encodeTree(nodes));
+    return id;
+  }
+
+  recordError(p: string, e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.errors.push({ path: p, message: err.message });
+    this.options.onError?.(p, err);
+  }
+
+  /** Saves a level of folders made from target paths (their metadata comes from the real folders). */
+  async saveVirtual(v: VirtualDir | { target: string }, parent: TreeNode[] | undefined): Promise<BlobId> {
+    if ('target' in v) {
+      // "." (or a lone relative folder): its contents are the root.
+      const st = await lstat(v.target, { bigint: true });
+      if (!st.isDirectory()) throw new InvalidInputError(`${v.target} is not a folder`);
+      return (await this.saveDirContents(Buffer.from(v.target), parent, this.parentTreeId)).id;
+    }
+    const nodes: TreeNode[] = [];
+    const targets: Entry[] = [];
+    await Promise.all([...v.children].map(async ([name, child]) => {
+      const prev = parent?.find((n) => n.name === name);
+      if ('target' in child) {
+        const full = Buffer.from(child.target);
+        targets.push({ raw: Buffer.from(name), full, fullStr: child.target, prev });
+      } else {
+        const st = await lstat(child.realPath, { bigint: true });
+        const node = this.nodeFromStat(Buffer.from(name), Buffer.from(child.realPath), st, await this.xattrsOf(Buffer.from(child.realPath)));
+        node.subtree = await this.saveVirtual(child, prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined);
+        nodes.push(node);
+      }
+    }));
+    nodes.push(...(await this.saveEntries(targets.filter((t) => this.excludes.empty || !this.excludes.matches(t.fullStr)))));
+    return this.saveTree(sortByName(nodes));
+  }
+
+  async xattrsOf(full: Buffer): Promise<Xattr[] | undefined> {
+    if (!(await this.helper.ready()) || !this.helper.available) return undefined;
+    const list = await this.helper.listXattrs(full);
+    return list.length ? list : undefined;
+  }
+
+  /**
+   * Saves a folder's entries and its tree. When every node equals the parent tree's (the common
+   * case in a backup after the first), that tree is taken as it is: nothing to encode or hash.
+   */
+  async saveDirContents(dir: Buffer, parent: TreeNode[] | undefined, parentId?: BlobId): Promise<{ id: BlobId; changed: boolean }> {
+    throwIfAborted(this.options.signal);
+    const entries: Entry[] = [];
+    await this.folderLimit.run(async () => {
+      // Pace the walk: let the workers catch up before listing more.
+      if (this.#pool) await this.#pool.room(QUEUED_FILES_LIMIT);
+      const names = await readdir(dir, { encoding: 'buffer' });
+      const prevByName = new Map<string, TreeNode>();
+      for (const n of parent ?? []) prevByName.set(n.name, n);
+      for (const raw of names) {
+        const full = Buffer.concat([dir, SLASH, raw]);
+        const fullStr = full.toString('utf8');
+        if (!this.excludes.empty && this.excludes.matches(fullStr)) continue;
+        entries.push({ raw, full, fullStr, prev: prevByName.get(goStringFromBytes(raw)) });
+      }
+      await this.statEntries(entries);
+    });
+    const nodes = sortByName(await this.saveEntries(entries));
+    throwIfAborted(this.options.signal);
+    if (parentId && parent && sameNodes(nodes, parent)) return { id: parentId, changed: false };
+    const id = await this.saveTree(nodes);
+    return { id, changed: true };
+  }
+
+  /**
+   * lstat and xattrs of a folder's entries; an entry that fails is recorded and dropped.
+   * lstat is called synchronously, a few hundred at a time: a metadata lookup in the page cache
+   * costs a third of what the same call through the thread pool costs, and between batches the
+   * event loop (the workers' blobs) gets its turn.
+   */
+  async statEntries(entries: Entry[]): Promise<void> {
+    for (let i = 0; i < entries.length; i++) {
+      if (i > 0 && i % STATS_AT_ONCE === 0) await new Promise<void>((r) => setImmediate(r));
+      const e = entries[i]!;
+      try {
+        e.st = lstatSync(e.full, { bigint: true });
+      } catch (err) {
+        this.recordError(e.fullStr, err);
+      }
+    }
+    if (!(await this.helper.ready()) || !this.helper.available) return;
+    const listed = entries.filter((e) => e.st && nodeTypeFromPosix(Number(e.st.mode)) !== 'socket');
+    const lists = await this.helper.listXattrsMany(listed.map((e) => e.full));
+    for (let i = 0; i < listed.length; i++) {
+      const e = listed[i]!;
+      const list = lists[i]!;
+      if (list instanceof Error) {
+        this.recordError(e.fullStr, list);
+        e.st = undefined;
+      } else if (list.length) e.xattrs = list;
+    }
+  }
+
+  /** Nodes of entries (statted here when not yet), contents stored. Failed entries are left out. */
+  async saveEntries(entries: Entry[]): Promise<TreeNode[]> {
+    if (entries.some((e) => !e.st)) await this.statEntries(entries.filter((e) => !e.st));
+    // The previous trees of the subfolders, read together while the files are looked at.
+    const subtrees: BlobId[] = [];
+    for (const e of entries) {
+      if (e.st?.isDirectory() && e.prev?.type === 'dir' && e.prev.subtree) subtrees.push(e.prev.subtree);
+    }
+    if (subtrees.length) this.trees.prefetch(subtrees);
+    const nodes = await Promise.all(entries.map((e) => (e.st ? this.saveEntry(e) : undefined)));
+    return nodes.filter((n): n is TreeNode => n !== undefined);
+  }
+
+  /** One directory entry → its node (contents stored). undefined when unreadable. */
+  async saveEntry(e: Entry): Promise<TreeNode | undefined> {
+    const { full, fullStr } = e;
+    const st = e.st!;
+    let node: TreeNode;
+    try {
+      node = this.nodeFromStat(e.raw, full, st, e.xattrs);
+      if (node.type === 'symlink') node.linktarget = goStringFromBytes(await readlink(full, { encoding: 'buffer' }));
+    } catch (err) {
+      this.recordError(fullStr, err);
+      return undefined;
+    }
+    if (node.type === 'dir') return this.saveDir(e, node);
+    if (node.type === 'file') return this.saveFile(e, node, Number(st.size));
+    return node;
+  }
+
+  /** A folder's node gets the tree of its contents (the parent's when nothing changed). */
+  async saveDir(e: Entry, node: TreeNode): Promise<TreeNode | undefined> {
+    const { full, fullStr, prev } = e;
+    try {
+      const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
+      const { id } = await this.saveDirContents(full, prevTree, prevTree ? prev!.subtree : undefined);
+      node.subtree = id;
+      if (!prev) this.stats.dirsNew++;
+      else if (prev.subtree === id) this.stats.dirsUnmodified++;
+      else this.stats.dirsChanged++;
+      this.meter.dirsDone++;
+      return node;
+    } catch (err) {
+      if (err instanceof AbortedError) throw err;
+      this.recordError(fullStr, err);
+      return undefined;
+    }
+  }
+
+  /**
+   * A file's node gets its content list: the parent's when the file is unchanged and the
+   * repository has every blob, else the workers read, chunk and store it.
+   */
+  async saveFile(e: Entry, node: TreeNode, size: number): Promise<TreeNode | undefined> {
+    const { full, fullStr, prev } = e;
+    if (prev && prev.type === 'file' && unchanged(prev, node) && prev.content?.every((id) => this.writer.has('data', id))) {
+      node.content = prev.content;
+      this.stats.filesUnmodified++;
+      this.stats.bytes += size;
+    } else {
+      throwIfAborted(this.options.signal);
+      // The previous version's blobs that the repository has need hashing, not sealing.
+      const known = prev?.type === 'file' ? prev.content?.filter((id) => this.writer.has('data', id)) : undefined;
+      const result = await this.pool.process({ path: full, size, known });
+      if (result.error) {
+        this.meter.finished(fullStr);
+        this.recordError(fullStr, Object.assign(new Error(`${fullStr}: ${result.error.message}`), { code: result.error.code }));
+        return undefined;
+      }
+      node.content = result.ids as BlobId[];
+      node.size = result.size;
+      if (prev) this.stats.filesChanged++;
+      else this.stats.filesNew++;
+      this.stats.bytes += result.size;
+    }
+    this.meter.filesDone++;
+    // A file read by the workers has had its bytes counted as they were chunked.
+    if (node.content === prev?.content) this.meter.bytesDone += size;
+    this.meter.finished(fullStr);
+    this.meter.report();
+    return node;
+  }
+
+  nodeFromStat(rawName: Buffer, full: Buffer, st: BigIntStats, xattrs: Xattr[] | undefined): TreeNode {
+    const type = nodeTypeFromPosix(Number(st.mode));
+    if (!type) throw new Error(`${full.toString('utf8')}: unsupported file type (mode ${Number(st.mode).toString(8)})`);
+    const mtime = goTimeFromNs(st.mtimeNs);
+    const uid = Number(st.uid);
+    const gid = Number(st.gid);
+    const node: TreeNode = {
+      name: goStringFromBytes(rawName),
+      type,
+      mode: goModeFromPosix(Number(st.mode)),
+      mtime,
+      atime: mtime,
+      ctime: goTimeFromNs(st.ctimeNs),
+      uid,
+      gid,
+      user: this.names.user(uid),
+      group: this.names.group(gid),
+      inode: st.ino,
+      // Stock restic writes device_id for every node (its hard-link-only mode is an opt-in
+      // feature flag), so trees deduplicate against restic's only if we do the same.
+      deviceId: st.dev,
+      content: null,
+    };
+    if (type === 'file') {
+      node.size = Number(st.size);
+      node.content = [];
+    }
+    if (type !== 'dir' && type !== 'fifo' && type !== 'socket') node.links = Number(st.nlink);
+    if (type === 'dev' || type === 'chardev') node.device = st.rdev;
+    // listxattr order, as restic records it
+    if (xattrs?.length) node.extendedAttributes = xattrs;
+    return node;
+  }
+}

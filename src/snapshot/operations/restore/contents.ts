@@ -1,0 +1,211 @@
+// The contents, executed from the plan: every pack range read once, its blobs verified (MAC and
+// SHA-256) and written to every place in every file that holds them by the decode workers. A blob
+// that fails is read again from any other copy the index knows before the restore gives up.
+import { link, open } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { AbortedError, throwIfAborted } from '../../../errors.ts';
+import type { IndexedRepository } from '../../../repository/repository.ts';
+import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
+import { DecodePool, ownedBytes, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { posixPermissionsFromGo } from '../../model/mode.ts';
+import type { MetadataWriter } from './metadata.ts';
+import type { RestoreOutput } from './output.ts';
+import type { ContentPlan, FileTask, PlannedBlob, ReadJob } from './plan.ts';
+import type { TargetFolder } from './target.ts';
+
+/** Writes the files' contents and their hard links; complete files get their metadata at once. */
+export class ContentWriter {
+  readonly #repo: IndexedRepository;
+  readonly #signal: AbortSignal | undefined;
+  readonly #owners: boolean;
+  readonly #target: TargetFolder;
+  readonly #metadata: MetadataWriter;
+  readonly #output: RestoreOutput;
+
+  constructor(repo: IndexedRepository, env: { signal: AbortSignal | undefined; owners: boolean; target: TargetFolder; metadata: MetadataWriter; output: RestoreOutput }) {
+    this.#repo = repo;
+    this.#signal = env.signal;
+    this.#owners = env.owners;
+    this.#target = env.target;
+    this.#metadata = env.metadata;
+    this.#output = env.output;
+  }
+
+  /**
+   * Writes the contents of every file: reads the packs in the order the files first need them,
+   * and lets the decode workers verify and write. The second and later names of a hard link are
+   * linked to the first once it is complete.
+   */
+  async write(plan: ContentPlan): Promise<void> {
+    const needsPacks = plan.jobs.length > 0 || plan.oversized.length > 0;
+    const pool = needsPacks ? new DecodePool({ key: this.#repo.repo.masterKeyForWorkers() }) : undefined;
+    try {
+      await this.createFiles(plan);
+      if (pool) await this.readPacks(plan, pool);
+    } finally {
+      await pool?.close();
+    }
+    // A second name of a hard link shares the first's inode, owner, mode and times.
+    for (const { f, first } of plan.links) {
+      await this.#target.removeExisting(f.path);
+      await link(first, f.path);
+      this.#output.result.filesRestored++;
+      this.#output.report();
+    }
+  }
+
+  /** Creates every file that no single job creates (and empty files, complete at once). */
+  async createFiles(plan: ContentPlan): Promise<void> {
+    await mapLimit(plan.tasks, 32, async (t) => {
+      await this.#target.removeExisting(t.pending.path);
+      const j = plan.jobOf.get(t);
+      if (j !== undefined && j >= 0) return;
+      // O_NOFOLLOW | O_EXCL: never write through a link that appeared in the target.
+      const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+      await fh.close();
+      if (t.remaining === 0) this.fileDone(t);
+    });
+  }
+
+  /** Runs the reads, then the oversized blobs; on failure, cuts incomplete files to what is verified. */
+  async readPacks(plan: ContentPlan, pool: DecodePool): Promise<void> {
+    try {
+      const reads = new Semaphore(Math.max(1, this.#repo.backend.connections));
+      await runSettled(plan.jobs, pool.capacity + 1, (job, j) => this.runJob(job, j, plan.jobOf, pool, reads));
+      for (const b of plan.oversized) {
+        const reports = this.#output.reports;
+        await this.restoreAlone(b);
+        if (this.#output.reports === reports) this.#output.report();
+      }
+    } catch (e) {
+      // Blobs are written in pack order, not file order: a file left incomplete is cut where
+      // its first missing blob starts, so that what is left is its verified beginning, with no
+      // holes. O_NOFOLLOW: nothing outside the target is touched.
+      for (const t of plan.tasks) {
+        if (t.remaining === 0 || t.missing.size === 0) continue;
+        const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW).catch(() => undefined);
+        let cut = Infinity;
+        for (const offset of t.missing) cut = Math.min(cut, offset);
+        await fh?.truncate(cut).catch(() => undefined);
+        await fh?.close();
+      }
+      throw e;
+    }
+  }
+
+  /** One range of a pack: read, then verified and written by a worker (a blob that fails, here). */
+  async runJob(job: ReadJob, j: number, jobOf: ReadonlyMap<FileTask, number>, pool: DecodePool, reads: Semaphore): Promise<void> {
+    const signal = this.#signal;
+    throwIfAborted(signal);
+    const first = job.blobs[0]!.loc;
+    const last = job.blobs[job.blobs.length - 1]!.loc;
+    const length = last.offset + last.length - first.offset;
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await reads.run(() => this.#repo.backend.load({ type: 'data', name: job.packId }, { signal, offset: first.offset, length }));
+    } catch (e) {
+      if (e instanceof AbortedError) throw e;
+    }
+    if (!bytes || bytes.length !== length) {
+      const reports = this.#output.reports;
+      for (const b of job.blobs) await this.restoreAlone(b);
+      if (this.#output.reports === reports) this.#output.report();
+      return;
+    }
+    const decodeBlobs: DecodeBlob[] = job.blobs.map((b) => ({
+      at: b.loc.offset - first.offset,
+      length: b.loc.length,
+      uncompressedLength: b.loc.uncompressedLength,
+      id: b.loc.id,
+      writes: b.writes.map(([t, offset]) => [t.pending.path, offset, jobOf.get(t) === j] as [Uint8Array, number, boolean]),
+    }));
+    // The files this job creates and completes get their owner and mode from the worker.
+    const finishing = [...new Set(job.blobs.flatMap((b) => b.writes.map(([t]) => t)))].filter((t) => jobOf.get(t) === j);
+    const finish = finishing.map((t): [Uint8Array, number, number, number] => {
+      const { node, path: fp } = t.pending;
+      return [fp, this.#owners ? node.uid : -1, node.gid, node.mode === undefined ? -1 : posixPermissionsFromGo(node.mode)];
+    });
+    // A fresh buffer from the backend moves to the worker as it is.
+    const done = await pool.run(bytes, packFile(job.packId), decodeBlobs, { transfer: ownedBytes(bytes), finish });
+    if (done.writeError) {
+      throw Object.assign(new Error(`${done.writeError.path}: ${done.writeError.message}`), { code: done.writeError.code });
+    }
+    finishing.forEach((t, k) => {
+      const r = done.finished?.[k];
+      if (r === undefined) return;
+      t.ownerModeSet = true;
+      if (r !== null) this.#output.warn(t.pending.path, `owner/mode: ${r}`);
+    });
+    // Counted from here, where this job's own results are applied: a report made meanwhile by
+    // another job must not stand in for this one's.
+    const reports = this.#output.reports;
+    for (let i = 0; i < job.blobs.length; i++) {
+      const b = job.blobs[i]!;
+      if (done.errors[i] === null) this.blobWritten(b);
+      else await this.restoreAlone(b);
+    }
+    // Bytes move within big files too, not only when a file completes.
+    if (this.#output.reports === reports) this.#output.report();
+  }
+
+  /**
+   * A blob the workers could not verify (or too big for them): read again from every copy the
+   * index knows (loadBlob throws IntegrityError naming it when none is intact), then written here.
+   */
+  async restoreAlone(b: PlannedBlob): Promise<void> {
+    const plain = await this.#repo.loadBlob('data', b.loc.id, { signal: this.#signal });
+    for (const [t, offset] of b.writes) {
+      const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
+      try {
+        for (let o = 0; o < plain.length; ) o += (await fh.write(plain, o, plain.length - o, offset + o)).bytesWritten;
+      } finally {
+        await fh.close();
+      }
+    }
+    this.blobWritten(b);
+  }
+
+  blobWritten(b: PlannedBlob): void {
+    for (const [t, offset] of b.writes) {
+      this.#output.started(t);
+      this.#output.result.bytesRestored += b.size;
+      t.missing.delete(offset);
+      if (--t.remaining === 0) this.fileDone(t);
+    }
+  }
+
+  fileDone(t: FileTask): void {
+    const { node, path: p } = t.pending;
+    if (node.size !== undefined && BigInt(t.size) !== BigInt(node.size)) {
+      this.#output.warn(p, `restored ${t.size} bytes, snapshot says ${node.size}`);
+    }
+    this.#output.result.filesRestored++;
+    this.#output.report();
+    this.#metadata.finishEntry(t.pending, !t.ownerModeSet);
+  }
+}
+
+/**
+ * fn over items, at most `limit` at once. After a failure no new item starts, and the ones under
+ * way finish before the first failure is thrown (so nothing is still writing when it is).
+ */
+async function runSettled<T>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const lane = async () => {
+    while (!failure && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
+  if (failure) throw failure.error;
+}
+
+function packFile(packId: string): string {
+  return `data/${packId.slice(0, 2)}/${packId}`;
+}

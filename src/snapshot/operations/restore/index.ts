@@ -1,0 +1,120 @@
+// Restore: recreate a snapshot's tree under a target folder, in steps, each a module here:
+//   walk.ts      the trees walked, entries selected (include, exclude), folders made on the way;
+//   plan.ts      the plan, pure: files with their blobs grouped by pack and cut into reads
+//                (ranges.ts), hard links, special files — also a dry run, planRestore();
+//   contents.ts  the contents written pack by pack on decode workers, every blob verified;
+//   specials.ts  links, fifos and devices after the contents;
+//   metadata.ts  owner, mode, xattrs and times from the leaves up (folders last), so writing into
+//                a folder never disturbs its restored mtime.
+// Every name is checked, and every path is built inside the target: a tree cannot make the
+// restorer write anywhere else.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { AbortedError, InvalidInputError } from '../../../errors.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../../../repository/repository.ts';
+import type { BlobId } from '../../../repository/id.ts';
+import { SysHelper } from '../../engine/syshelper.ts';
+import { TreeLoader } from '../../engine/tree-loader.ts';
+import { resolveTreeSource, type TreeSource } from '../../engine/select.ts';
+import { ContentWriter } from './contents.ts';
+import { MetadataWriter } from './metadata.ts';
+import { RestoreOutput } from './output.ts';
+import { planRestore as planEntries, summarizePlan, type RestorePlan, type RestorePlanSummary } from './plan.ts';
+import { SpecialMaker } from './specials.ts';
+import { TargetFolder } from './target.ts';
+import { NO_TARGET, walkRestoreTree } from './walk.ts';
+import type { RestoreOptions, RestoreResult } from './types.ts';
+
+export type { RestoreOptions, RestoreProgress, RestoreResult } from './types.ts';
+export type { RestorePlanSummary } from './plan.ts';
+export { checkNodeName } from './walk.ts';
+
+/**
+ * Restores a snapshot (`"latest"`, an ID or unique prefix, `"ID:subfolder"`, an entry of
+ * `listSnapshots`) or a tree ID into `target`: files, folders, symlinks, hard links,
+ * fifos and devices, with modes (setuid, sticky), owners (as root), nanosecond times and extended
+ * attributes. Every blob is verified before it is written, and no name can lead outside `target`.
+ * Contents are restored pack by pack on worker threads, each needed range read once. Existing
+ * entries in the way are replaced.
+ *
+ * @throws IntegrityError when stored data does not verify.
+ * @throws NotFoundError when no snapshot matches `source`, or the index lacks a blob the tree needs.
+ * @throws AbortedError when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * await restore(repo, 'latest', { target: '/tmp/restore', include: ['/etc/nginx'], snapshotFilter: { hosts: ['web-1'] } });
+ * ```
+ */
+export async function restore(repository: AnyRepository, source: TreeSource, options: RestoreOptions): Promise<RestoreResult> {
+  const repo = await withIndex(repository, { signal: options.signal });
+  const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
+  const helper = SysHelper.start();
+  try {
+    return await execute(repo, treeId, options, helper);
+  } finally {
+    helper.close();
+  }
+}
+
+/** Options of {@link planRestore}: those of {@link restore} that choose what is restored. */
+export interface RestorePlanOptions extends Pick<RestoreOptions, 'include' | 'exclude' | 'snapshotFilter' | 'signal'> {
+  /** The folder the plan's paths are in (default "/"; nothing is made or read there). */
+  target?: string;
+}
+
+/**
+ * What {@link restore} would do with these options, without doing it (restic's `restore
+ * --dry-run`): the snapshot's trees are read and the plan is made — folders, files, hard links,
+ * special files, bytes, and the pack reads — but nothing is written, and the target is not looked
+ * at.
+ *
+ * @throws NotFoundError when no snapshot matches `source`, or the index lacks a blob the tree needs.
+ * @throws AbortedError when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * const plan = await planRestore(repo, 'latest', { include: ['/etc'] });
+ * console.log(plan.files, plan.bytes, plan.reads);
+ * ```
+ */
+export async function planRestore(repository: AnyRepository, source: TreeSource, options: RestorePlanOptions = {}): Promise<RestorePlanSummary> {
+  const repo = await withIndex(repository, { signal: options.signal });
+  const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
+  const root = Buffer.from(path.resolve(options.target ?? '/'));
+  const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, root, options, NO_TARGET);
+  return summarizePlan(planEntries(walked, (id) => repo.index.lookup(id, 'data')[0]));
+}
+
+/**
+ * The restore proper: folders while walking, then file contents, links and special files, and
+ * finally metadata from the leaves up (folders last).
+ */
+async function execute(repo: IndexedRepository, treeId: BlobId, options: RestoreOptions, helper: SysHelper): Promise<RestoreResult> {
+  const targetPath = path.resolve(options.target);
+  const owners = options.owners ?? process.getuid?.() === 0;
+  const output = new RestoreOutput(options);
+  const target = new TargetFolder();
+  await mkdir(targetPath, { recursive: true });
+  const helperOk = await helper.ready();
+  const metadata = new MetadataWriter(helper, helperOk, owners, output);
+  const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
+  const plan: RestorePlan = planEntries(walked, (id) => repo.index.lookup(id, 'data')[0]);
+  output.result.dirsRestored = plan.dirs.length;
+  output.totals.bytes = plan.contents.totalBytes;
+  output.totals.files = plan.files.length;
+  output.report();
+  // Files get their owner, mode and times as soon as they are complete, while others are
+  // still being written; links, special files and folders after all contents.
+  await new ContentWriter(repo, { signal: options.signal, owners, target, metadata, output }).write(plan.contents);
+  const specials = new SpecialMaker(target, helper, helperOk, metadata, output);
+  for (const s of plan.specials) {
+    if (await specials.create(s)) metadata.finishEntry(s, true);
+  }
+  await metadata.done();
+  await metadata.finishDirs(plan.dirs);
+  metadata.reportLoss(repo.logger, targetPath);
+  return output.result;
+}
+
+export { AbortedError, InvalidInputError };

@@ -1,0 +1,116 @@
+// Metadata, applied once an entry is complete: owner and mode, xattrs, and times last, so that
+// nothing changes an mtime once it is set. Folders come at the very end, deepest first. What the
+// missing syscall helper costs is counted here and reported once.
+import { chown, lchown, chmod } from 'node:fs/promises';
+import type { Logger } from '../../../logger.ts';
+import { Semaphore } from '../../../repository/concurrency.ts';
+import { describeMetadataLoss, type MetadataKind, type SysHelper } from '../../engine/syshelper.ts';
+import { posixPermissionsFromGo } from '../../model/mode.ts';
+import type { RestoreOutput } from './output.ts';
+import type { RestoreEntry } from './types.ts';
+
+/** Entries whose times go to the helper in one request. */
+const TIMES_PER_BATCH = 256;
+
+/** Applies metadata in the background as entries complete, and counts what could not be. */
+export class MetadataWriter {
+  readonly #helper: SysHelper;
+  readonly #helperOk: boolean;
+  readonly #owners: boolean;
+  readonly #output: RestoreOutput;
+  /** Entries that lost something to the missing helper, per kind. */
+  readonly lost: Partial<Record<MetadataKind, number>> = {};
+  readonly #limit = new Semaphore(16);
+  readonly #tasks = new Set<Promise<void>>();
+  #times: RestoreEntry[] = [];
+
+  /** `helperOk`: whether the helper answered (asked before anything is restored). */
+  constructor(helper: SysHelper, helperOk: boolean, owners: boolean, output: RestoreOutput) {
+    this.#helper = helper;
+    this.#helperOk = helperOk;
+    this.#owners = owners;
+    this.#output = output;
+  }
+
+  lose(kind: MetadataKind): void {
+    this.lost[kind] = (this.lost[kind] ?? 0) + 1;
+  }
+
+  /** One warning for all the helper's absence cost this run (set on the result and logged). */
+  reportLoss(logger: Logger, target: string): void {
+    const kinds = (['xattrs', 'nanosecond-times', 'fifos', 'devices'] as const).filter((k) => this.lost[k]);
+    if (kinds.length === 0) return;
+    const loss = describeMetadataLoss('restore', kinds, this.lost, this.#helper.unavailableReason ?? 'the syscall helper is unavailable');
+    this.#output.result.metadataLoss = loss;
+    logger.warn(loss.message, { lost: kinds.join(','), target });
+  }
+
+  /**
+   * Owner and mode (unless already set), xattrs and then times of a complete file or special
+   * file, in the background. Times go to the helper in batches, each entry after its other
+   * metadata, so nothing changes an mtime once it is set.
+   */
+  finishEntry(e: RestoreEntry, ownerMode: boolean): void {
+    if (e.node.type === 'socket') return;
+    const task = this.#limit.run(async () => {
+      await this.applyOwnerModeXattrs(e, ownerMode);
+      this.#times.push(e);
+      if (this.#times.length >= TIMES_PER_BATCH) await this.#flushTimes();
+    });
+    this.#tasks.add(task);
+    void task.finally(() => this.#tasks.delete(task)).catch(() => undefined);
+  }
+
+  async #flushTimes(): Promise<void> {
+    const batch = this.#times;
+    this.#times = [];
+    if (batch.length === 0) return;
+    if (!this.#helperOk) {
+      // fs.lutimes takes seconds as a double: the digits below a microsecond are lost.
+      for (const e of batch) if (e.node.mtime.epochNs % 1000n !== 0n || e.node.atime.epochNs % 1000n !== 0n) this.lose('nanosecond-times');
+    }
+    const results = await this.#helper.setTimesMany(batch.map((e) => ({ path: e.path, atimeNs: e.node.atime.epochNs, mtimeNs: e.node.mtime.epochNs })));
+    results.forEach((err, i) => {
+      if (err) this.#output.warn(batch[i]!.path, `times: ${err.message}`);
+    });
+  }
+
+  /** Waits for the metadata of every file and special file. */
+  async done(): Promise<void> {
+    while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
+    await this.#flushTimes();
+  }
+
+  /** Folders last, deepest first (`dirs` parents first): owner, mode and xattrs, then times in that order. */
+  async finishDirs(dirs: readonly RestoreEntry[]): Promise<void> {
+    const deepestFirst = [...dirs].reverse();
+    await Promise.all(deepestFirst.map((e) => this.#limit.run(() => this.applyOwnerModeXattrs(e, true))));
+    this.#times = deepestFirst;
+    await this.#flushTimes();
+  }
+
+  async applyOwnerModeXattrs(e: RestoreEntry, ownerMode: boolean): Promise<void> {
+    const { node, path: p } = e;
+    const isLink = node.type === 'symlink';
+    if (ownerMode) {
+      try {
+        if (this.#owners) await (isLink ? lchown : chown)(p, node.uid, node.gid);
+        // chmod after chown: chown clears setuid/setgid.
+        if (!isLink && node.mode !== undefined) await chmod(p, posixPermissionsFromGo(node.mode));
+      } catch (err) {
+        this.#output.warn(p, `owner/mode: ${(err as Error).message}`);
+      }
+    }
+    if (!this.#helperOk) {
+      if (node.extendedAttributes?.length) this.lose('xattrs');
+      return;
+    }
+    for (const x of node.extendedAttributes ?? []) {
+      try {
+        await this.#helper.setXattr(p, x.name, x.value);
+      } catch (err) {
+        this.#output.warn(p, `xattr ${x.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,202 @@
+// The restore plan, pure: from the snapshot's entries (at their target paths) and the index, what
+// to do — folders to create, files with their blobs grouped by pack and cut into reads, hard
+// links, special files. Nothing here touches the file system or the repository.
+import { NotFoundError } from '../../../errors.ts';
+import type { BlobId, PackId } from '../../../repository/id.ts';
+import type { BlobLocation } from '../../../repository/master-index.ts';
+import { CRYPTO_OVERHEAD } from '../../../repository/crypto.ts';
+import { packRanges } from './ranges.ts';
+import type { RestoreEntry } from './types.ts';
+
+/** A file whose content is to be written, with what the writing has done so far. */
+export interface FileTask {
+  pending: RestoreEntry;
+  /** Blob writes still to do; the file is complete at 0. */
+  remaining: number;
+  /** The file's length: the plaintext lengths of its blobs. */
+  size: number;
+  /** Owner and mode were set by the worker that completed the file. */
+  ownerModeSet?: boolean;
+  /** Offsets of the blobs not written yet. */
+  missing: Set<number>;
+  /** Some content has been written (the file is in work until complete). */
+  started?: boolean;
+}
+
+/** One blob of a pack and the places (file, offset) it is written to. */
+export interface PlannedBlob {
+  loc: BlobLocation;
+  /** Plaintext length. */
+  size: number;
+  writes: Array<[FileTask, number]>;
+}
+
+/** One read of a pack: a range holding these blobs (in offset order). */
+export interface ReadJob {
+  packId: PackId;
+  blobs: PlannedBlob[];
+}
+
+/** How the files' contents are written. */
+export interface ContentPlan {
+  /** Files to write (the first name of a hard link), in snapshot order. */
+  tasks: FileTask[];
+  /** Further names of hard links, each linked to its first name once that is written. */
+  links: Array<{ f: RestoreEntry; first: Buffer }>;
+  /** Pack reads, pack by pack in the order files first need the packs. */
+  jobs: ReadJob[];
+  /** Blobs too big for a decode worker: each read and written alone. */
+  oversized: PlannedBlob[];
+  /**
+   * The job that creates and completes each file whose blobs all lie in one job; -1 for a file
+   * created up front (its blobs lie in several jobs, or one is oversized). Files with no content
+   * are in no job.
+   */
+  jobOf: Map<FileTask, number>;
+  /** Bytes of content to write (a hard-linked file once). */
+  totalBytes: number;
+}
+
+/** Everything a restore does, in order: folders, contents, specials, metadata. */
+export interface RestorePlan {
+  /** Folders to create (the ones kept), parents first. */
+  dirs: RestoreEntry[];
+  /** Files, every name of a hard link. */
+  files: RestoreEntry[];
+  /** Symlinks, fifos, devices and sockets. */
+  specials: RestoreEntry[];
+  contents: ContentPlan;
+}
+
+/**
+ * Plans the contents: each file's blobs looked up in the index (the first location), grouped by
+ * pack and cut into reads; the second and later names of a hard link (same device and inode) are
+ * links to the first.
+ *
+ * @throws NotFoundError when the index has no location for a blob a file needs.
+ */
+export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId) => BlobLocation | undefined): ContentPlan {
+  const firstNames = new Map<string, Buffer>();
+  const links: ContentPlan['links'] = [];
+  const tasks: FileTask[] = [];
+  const packs = new Map<PackId, Map<number, PlannedBlob>>();
+  let totalBytes = 0;
+  for (const f of files) {
+    const { node } = f;
+    if (Number(node.links ?? 1) > 1 && node.inode !== undefined) {
+      const key = `${node.deviceId ?? 0}:${node.inode}`;
+      const first = firstNames.get(key);
+      if (first) {
+        links.push({ f, first });
+        continue;
+      }
+      firstNames.set(key, f.path);
+    }
+    const task: FileTask = { pending: f, remaining: 0, size: 0, missing: new Set() };
+    tasks.push(task);
+    for (const id of node.content ?? []) {
+      const loc = lookup(id);
+      if (!loc) throw new NotFoundError(`data blob ${id}`);
+      let blobs = packs.get(loc.packId);
+      if (!blobs) packs.set(loc.packId, (blobs = new Map()));
+      const size = loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
+      let planned = blobs.get(loc.offset);
+      if (!planned) blobs.set(loc.offset, (planned = { loc, size, writes: [] }));
+      planned.writes.push([task, task.size]);
+      task.missing.add(task.size);
+      task.size += size;
+      task.remaining++;
+    }
+    totalBytes += task.size;
+  }
+  const jobs: ReadJob[] = [];
+  const oversized: PlannedBlob[] = [];
+  for (const [packId, byOffset] of packs) {
+    const cut = packRanges(byOffset.values());
+    for (const blobs of cut.ranges) jobs.push({ packId, blobs });
+    oversized.push(...cut.oversized);
+  }
+  return { tasks, links, jobs, oversized, jobOf: creatingJobs(jobs, oversized), totalBytes };
+}
+
+/**
+ * A file whose blobs all lie in one job is created by the worker that writes it; every other file
+ * is created up front (-1), so that no two workers race to create one.
+ */
+function creatingJobs(jobs: readonly ReadJob[], oversized: readonly PlannedBlob[]): Map<FileTask, number> {
+  const jobOf = new Map<FileTask, number>();
+  for (let j = 0; j < jobs.length; j++) {
+    for (const b of jobs[j]!.blobs) {
+      for (const [t] of b.writes) {
+        const seen = jobOf.get(t);
+        if (seen === undefined) jobOf.set(t, j);
+        else if (seen !== j) jobOf.set(t, -1);
+      }
+    }
+  }
+  for (const b of oversized) for (const [t] of b.writes) jobOf.set(t, -1);
+  return jobOf;
+}
+
+/** The whole plan from the entries a walk collected (`created`: everything, parents first). */
+export function planRestore(
+  walked: { created: readonly RestoreEntry[]; files: readonly RestoreEntry[]; specials: readonly RestoreEntry[] },
+  lookup: (id: BlobId) => BlobLocation | undefined,
+): RestorePlan {
+  return {
+    dirs: walked.created.filter((e) => e.node.type === 'dir' && !e.dropped),
+    files: [...walked.files],
+    specials: [...walked.specials],
+    contents: planContents(walked.files, lookup),
+  };
+}
+
+/** What a restore would do, in numbers: {@link planRestore}'s answer (restic's `restore --dry-run`). */
+export interface RestorePlanSummary {
+  /** Folders it would create. */
+  dirs: number;
+  /** Files it would write (every name of a hard link). */
+  files: number;
+  /** Of `files`, further names of hard links (linked, not written). */
+  hardLinks: number;
+  /** Symlinks, fifos, devices and sockets. */
+  specials: number;
+  /** Bytes of file content it would write (a hard-linked file once). */
+  bytes: number;
+  /** Packs it would read from. */
+  packs: number;
+  /** Reads of pack ranges (each verified and written by a worker). */
+  reads: number;
+  /** Bytes of pack data those reads fetch (gaps between needed blobs included). */
+  readBytes: number;
+  /** Blobs too big for one read, each read alone. */
+  oversizedBlobs: number;
+}
+
+/** The plan in numbers. */
+export function summarizePlan(plan: RestorePlan): RestorePlanSummary {
+  const { contents } = plan;
+  const packs = new Set<string>();
+  let readBytes = 0;
+  for (const job of contents.jobs) {
+    packs.add(job.packId);
+    const first = job.blobs[0]!.loc;
+    const last = job.blobs[job.blobs.length - 1]!.loc;
+    readBytes += last.offset + last.length - first.offset;
+  }
+  for (const b of contents.oversized) {
+    packs.add(b.loc.packId);
+    readBytes += b.loc.length;
+  }
+  return {
+    dirs: plan.dirs.length,
+    files: plan.files.length,
+    hardLinks: contents.links.length,
+    specials: plan.specials.length,
+    bytes: contents.totalBytes,
+    packs: packs.size,
+    reads: contents.jobs.length,
+    readBytes,
+    oversizedBlobs: contents.oversized.length,
+  };
+}

@@ -1,0 +1,91 @@
+// The restore's public types, and what its modules pass around.
+import type { MetadataLoss } from '../../engine/syshelper.ts';
+import type { TreeNode } from '../../model/node.ts';
+import type { SnapshotFilter } from '../../model/snapshot.ts';
+
+/**
+ * A restore's progress, sent to {@link RestoreOptions.onProgress}: once when the snapshot's
+ * trees are walked and the contents planned (nothing done yet, the totals known), after every
+ * file completed, after every batch of blobs written that completes no file (a range of a pack,
+ * at most a few MiB, so a big file moves it), and after every further name of a hard link.
+ */
+export interface RestoreProgress {
+  /** Files complete (every name of a hard link counts). */
+  filesDone: number;
+  /** Bytes of file content written, counted blob by blob. */
+  bytesDone: number;
+  /**
+   * A file being written: of the files with some but not all of their contents written, the one
+   * whose writing started last (contents are written pack by pack, so several can be under way).
+   * Absent when none is.
+   */
+  currentFile?: string;
+  /** Files the restore will write (every name of a hard link). */
+  totalFiles: number;
+  /** Bytes of content it will write (a hard-linked file once). */
+  totalBytes: number;
+  /** How far the restore is, 0 to 100: bytesDone of totalBytes (files when there are no bytes). */
+  percent: number;
+  /** Seconds left at the rate of the last ten seconds (absent below 1 KiB/s or when done). */
+  etaSeconds?: number;
+}
+
+/** Options of {@link restore}: `target` is required. */
+export interface RestoreOptions {
+  /** Folder to restore into (created if missing). */
+  target: string;
+  /** Only paths matching these patterns (and the folders leading to them). */
+  include?: readonly string[];
+  /**
+   * Paths matching these patterns are not restored (restic's pattern syntax, as in
+   * `BackupOptions.excludes`).
+   */
+  exclude?: readonly string[];
+  /** Restore owners (uid/gid). Default: when running as root. */
+  owners?: boolean;
+  /**
+   * Kept for compatibility; contents are now restored pack by pack (every pack read once, blobs
+   * written to all files that need them), so there is no number of files in flight to choose.
+   */
+  concurrency?: number;
+  /** Which snapshot `"latest"` means when the source is `"latest"` (hosts, tags, paths). */
+  snapshotFilter?: SnapshotFilter;
+  /** Aborts the restore; it rejects with `AbortedError` and what was written stays. */
+  signal?: AbortSignal;
+  /** Progress events (see {@link RestoreProgress} for when they come). */
+  onProgress?: (p: RestoreProgress) => void;
+  /**
+   * An entry whose metadata could not be applied (e.g. xattrs on a filesystem without them) or
+   * that could not be created (a device without the right to make one). What the missing syscall
+   * helper costs is not reported here per entry but once, as RestoreResult.metadataLoss.
+   */
+  onWarning?: (path: string, message: string) => void;
+}
+
+/** What {@link restore} wrote. */
+export interface RestoreResult {
+  /** Files written (all kinds but folders). */
+  filesRestored: number;
+  /** Folders created. */
+  dirsRestored: number;
+  /** Bytes of file contents written. */
+  bytesRestored: number;
+  /** Metadata that could not be applied (also reported to `onWarning`). */
+  warnings: Array<{ path: string; message: string }>;
+  /**
+   * Set when the syscall helper (perl) is unavailable and the snapshot held what needs it: which
+   * kinds of metadata were not (fully) restored, for how many entries, why and how to fix it.
+   * The same line is logged once as a warning through the repository's logger. Fifos are then
+   * made with the `mkfifo` program where there is one (and are not counted as lost).
+   */
+  metadataLoss?: MetadataLoss;
+}
+
+/** An entry of the snapshot to restore, at its path in the target. */
+export interface RestoreEntry {
+  /** The path in the target (bytes: names need not be UTF-8). */
+  path: Buffer;
+  node: TreeNode;
+  /** A folder made on the way to an include that matched nothing below it, removed again. */
+  dropped?: boolean;
+}

@@ -1,0 +1,132 @@
+// The walk over the snapshot's trees: which entries are restored (include, exclude), at which
+// path in the target. Folders are made as they are reached, through `makeDir`, so that the
+// restore creates them while it reads the trees below; a dry run passes no-ops.
+import { IntegrityError, throwIfAborted } from '../../../errors.ts';
+import type { BlobId } from '../../../repository/id.ts';
+import { goStringToBytes } from '../../model/gojson.ts';
+import { PathFilter } from '../../model/filter.ts';
+import type { TreeLoader } from '../../engine/tree-loader.ts';
+import type { RestoreEntry } from './types.ts';
+
+/** Rejects names that could leave the folder they belong to. */
+export function checkNodeName(name: Uint8Array, treeId: string): void {
+  const s = Buffer.from(name);
+  if (s.length === 0 || s.equals(Buffer.from('.')) || s.equals(Buffer.from('..')) || s.includes(0x2f) || s.includes(0)) {
+    throw new IntegrityError(`tree contains an unsafe name ${JSON.stringify(s.toString('utf8'))}`, { blob: treeId });
+  }
+}
+
+/** What the walk does to the target: make a folder, and take back one that stayed empty. */
+export interface WalkTarget {
+  makeDir(p: Buffer, parent: Buffer): Promise<void>;
+  dropDir(p: Buffer): Promise<void>;
+}
+
+/** A target that is not touched (a dry run). */
+export const NO_TARGET: WalkTarget = { makeDir: async () => undefined, dropDir: async () => undefined };
+
+/** The entries a walk found. */
+export interface Walked {
+  /** Everything created, in creation order (parents before children). */
+  created: RestoreEntry[];
+  files: RestoreEntry[];
+  specials: RestoreEntry[];
+}
+
+const SLASH = Buffer.from('/');
+
+/**
+ * Walks the tree `treeId` into the folder `root`, collecting its files and special files and
+ * making its folders through `target`. Names are checked before anything of a folder is made;
+ * subfolders are walked concurrently (their trees are read together), and a failure lets every
+ * branch in flight finish before it is reported.
+ */
+export async function walkRestoreTree(
+  trees: TreeLoader,
+  treeId: BlobId,
+  root: Buffer,
+  options: { include?: readonly string[]; exclude?: readonly string[]; signal?: AbortSignal | undefined },
+  target: WalkTarget,
+): Promise<Walked> {
+  const walk = new Walk(trees, options, target);
+  await walk.walk(treeId, root, '');
+  return walk.found;
+}
+
+class Walk {
+  readonly found: Walked = { created: [], files: [], specials: [] };
+  readonly #trees: TreeLoader;
+  readonly #include: PathFilter;
+  readonly #exclude: PathFilter;
+  readonly #signal: AbortSignal | undefined;
+  readonly #target: WalkTarget;
+  #failed = false;
+
+  constructor(trees: TreeLoader, options: { include?: readonly string[]; exclude?: readonly string[]; signal?: AbortSignal | undefined }, target: WalkTarget) {
+    this.#trees = trees;
+    this.#include = new PathFilter(options.include ?? []);
+    this.#exclude = new PathFilter(options.exclude ?? []);
+    this.#signal = options.signal;
+    this.#target = target;
+  }
+
+  selected(rel: string, isDir: boolean, insideIncluded: boolean): 'yes' | 'no' | 'descend' {
+    if (!this.#exclude.empty && this.#exclude.matches(rel)) return 'no';
+    if (insideIncluded || this.#include.empty || this.#include.matches(rel)) return 'yes';
+    return isDir && this.#include.mayContainMatch(rel) ? 'descend' : 'no';
+  }
+
+  /** Walks one folder; true when something in it is restored. */
+  async walk(treeId: BlobId, dir: Buffer, rel: string, forced = false): Promise<boolean> {
+    throwIfAborted(this.#signal);
+    if (this.#failed) return false;
+    const nodes = await this.#trees.load(treeId);
+    const names = nodes.map((node) => {
+      const nameBytes = Buffer.from(goStringToBytes(node.name));
+      checkNodeName(nameBytes, treeId);
+      return nameBytes;
+    });
+    // The subfolders' trees, read together while this folder is made.
+    this.#trees.prefetch(nodes.filter((n) => n.type === 'dir' && n.subtree).map((n) => n.subtree!));
+    let any = false;
+    const branches: Array<Promise<void>> = [];
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!;
+      const childRel = `${rel}/${node.name}`;
+      const sel = this.selected(childRel, node.type === 'dir', forced);
+      if (sel === 'no') continue;
+      const p = Buffer.concat([dir, SLASH, names[i]!]);
+      if (node.type !== 'dir') {
+        (node.type === 'file' ? this.found.files : this.found.specials).push({ path: p, node });
+        this.found.created.push({ path: p, node });
+        any = true;
+        continue;
+      }
+      if (!node.subtree) throw new IntegrityError(`folder ${childRel} has no subtree`, { blob: treeId });
+      if (this.#failed) break;
+      await this.#target.makeDir(p, dir);
+      const entry: RestoreEntry = { path: p, node };
+      this.found.created.push(entry);
+      if (sel === 'yes') any = true;
+      branches.push(this.walk(node.subtree, p, childRel, sel === 'yes').then(
+        async (had) => {
+          if (sel === 'descend' && !had) {
+            // Only created on the way to a match that was not there: take it back.
+            entry.dropped = true;
+            await this.#target.dropDir(p);
+            return;
+          }
+          any = true;
+        },
+        (e: unknown) => {
+          this.#failed = true;
+          throw e;
+        },
+      ));
+    }
+    const settled = await Promise.allSettled(branches);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return any;
+  }
+}
