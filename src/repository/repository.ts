@@ -18,7 +18,7 @@ import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from
 import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.ts';
-import { PackWriter, type PackedBlob } from './pack.ts';
+import { DEFAULT_PACK_SIZE, PackWriter, packFile, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
 import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
@@ -420,7 +420,7 @@ export class IndexedRepository {
 
   /** Verifies and decodes a sealed blob read from its pack. Never returns unverified bytes. */
   decodeBlob(loc: BlobLocation, sealed: Uint8Array): Uint8Array {
-    const where = { file: `data/${loc.packId.slice(0, 2)}/${loc.packId}`, blob: loc.id };
+    const where = { file: packFile(loc.packId), blob: loc.id };
     if (sealed.length !== loc.length) throw new IntegrityError(`blob is truncated (${sealed.length} of ${loc.length} bytes)`, where);
     let plain = this.repo.open(sealed, where);
     if (loc.uncompressedLength) {
@@ -482,7 +482,7 @@ export class BlobWriter {
   constructor(repo: IndexedRepository, options: BlobWriterOptions) {
     this.#repo = repo;
     this.#compression = options.compression ?? 'auto';
-    this.#packSize = options.packSize ?? 16 * 1024 * 1024;
+    this.#packSize = options.packSize ?? DEFAULT_PACK_SIZE;
     this.#maxBuffers = Math.max(1, options.packBuffers ?? this.#repo.backend.connections + 1);
     this.#signal = options.signal;
     this.#onPack = options.onPack;

@@ -17,6 +17,7 @@ import type { BlobLocation } from '../../repository/master-index.ts';
 import type { CompressionMode } from '../../repository/compression.ts';
 import { decompress } from '../../repository/compression.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
+import { DEFAULT_PACK_SIZE, packFile } from '../../repository/pack.ts';
 import { Semaphore, mapLimit } from '../../repository/concurrency.ts';
 import { Lock } from '../../repository/lock.ts';
 import { Chunker, MIN_SIZE } from '../engine/chunker.ts';
@@ -263,7 +264,7 @@ export async function executeCopy(src: IndexedRepository, dst: IndexedRepository
     ignored: plan.ignored,
     stats: { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0, packs: 0, filesRechunked: 0 },
   };
-  const batchBytes = (options.packSize ?? 16 * 1024 * 1024) * BATCH_PACKS;
+  const batchBytes = (options.packSize ?? DEFAULT_PACK_SIZE) * BATCH_PACKS;
   let batch: Array<{ source: SnapshotEntry; tree: BlobId }> = [];
   let batchStart = Date.now();
   let batchFrom = 0;
@@ -580,10 +581,6 @@ class CopyRun {
 
 function sameIds(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-function packFile(id: PackId): string {
-  return `data/${id.slice(0, 2)}/${id}`;
 }
 
 function groupByPack(locations: BlobLocation[]): Map<PackId, BlobLocation[]> {

@@ -5,7 +5,7 @@ import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAb
 import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../../repository/repository.ts';
 import type { BlobId, BlobType, PackId, SnapshotId } from '../../repository/id.ts';
 import { compareGoTime } from '../../repository/gotime.ts';
-import { EAGER_TAIL, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import { EAGER_TAIL, packFile, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
 import { PathFilter } from '../model/filter.ts';
 import type { TreeNode } from '../model/node.ts';
 import { decodeTree } from '../model/tree.ts';
@@ -334,7 +334,7 @@ async function readPackBlobs(repo: IndexedRepository, packId: PackId, size: numb
   const tailLength = Math.min(size, EAGER_TAIL);
   const tail = await repo.backend.load(h, { ...options, offset: size - tailLength, length: tailLength });
   const readMore = (n: number) => repo.backend.load(h, { ...options, offset: size - n, length: n });
-  return readPackHeader(repo.repo.masterKeyForWorkers(), size, tail, readMore, `data/${packId.slice(0, 2)}/${packId}`);
+  return readPackHeader(repo.repo.masterKeyForWorkers(), size, tail, readMore, packFile(packId));
 }
 
 /** Where a blob is stored, for `find --show-pack-id`: every index entry with its pack. */

@@ -20,7 +20,7 @@ import { IndexedRepository, withIndex, type AnyRepository } from '../../reposito
 import type { BlobWriter } from '../../repository/repository.ts';
 import { MasterIndex, type BlobLocation } from '../../repository/master-index.ts';
 import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
-import { entrySize } from '../../repository/pack.ts';
+import { DEFAULT_PACK_SIZE, MIN_PACK_SIZE, entrySize, packFile } from '../../repository/pack.ts';
 import { CRYPTO_OVERHEAD, discard } from '../../repository/crypto.ts';
 import { isId, type BlobId, type BlobType, type PackId } from '../../repository/id.ts';
 import type { CompressionMode } from '../../repository/compression.ts';
@@ -30,9 +30,6 @@ import { decodeSnapshot } from '../model/snapshot.ts';
 import { decodeTree } from '../model/tree.ts';
 import { ownedBytes } from '../engine/decode-pool.ts';
 
-/** restic's smallest pack size; the small-pack threshold never goes below 80 % of it. */
-const MIN_PACK_SIZE = 4 * 1024 * 1024;
-const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 /** restic starts a new index file at this many blobs. */
 const INDEX_MAX_BLOBS = 50_000;
 /** Fewer small packs than this are kept as they are (not worth the trouble, and no endless repacking). */
@@ -1028,10 +1025,6 @@ async function indexUnchanged(indexed: IndexedRepository, signal: AbortSignal | 
     n++;
   }
   return n === indexed.indexFiles.size;
-}
-
-function packFile(id: string): string {
-  return `data/${id.slice(0, 2)}/${id}`;
 }
 
 export type { BlobId };

@@ -21,7 +21,7 @@ import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
 import { encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
-import { EAGER_TAIL, expectedPackSize, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import { EAGER_TAIL, expectedPackSize, packFile, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
 import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
 import { loadIndexFiles } from '../../repository/index-loader.ts';
 import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
@@ -166,7 +166,7 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
       try {
         const blobs = await readHeaderOf(repo, pack, size, signal);
         if (repo.version === 1 && blobs.some((b) => b.uncompressedLength)) {
-          throw new IntegrityError('pack holds compressed blobs, which repository version 1 does not support', { file: `data/${pack.slice(0, 2)}/${pack}` });
+          throw new IntegrityError('pack holds compressed blobs, which repository version 1 does not support', { file: packFile(pack) });
         }
         kept.set(pack, blobs);
       } catch (e) {
@@ -231,7 +231,7 @@ async function readHeaderOf(repo: Repository, pack: PackId, size: number, signal
     return repo.backend.load(h, { signal, offset: size - length, length });
   };
   const tail = await tailOf(EAGER_TAIL);
-  return readPackHeader(repo.masterKeyForWorkers(), size, tail, tailOf, `data/${pack.slice(0, 2)}/${pack}`);
+  return readPackHeader(repo.masterKeyForWorkers(), size, tail, tailOf, packFile(pack));
 }
 
 // ---------------------------------------------------------------------------------------------
