@@ -19,7 +19,7 @@ import { decompress } from '../../repository/compression.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { DEFAULT_PACK_SIZE, packFile } from '../../repository/pack.ts';
 import { Semaphore, mapLimit } from '../../repository/concurrency.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { Chunker, MIN_SIZE } from '../engine/chunker.ts';
 import { encodeNode, type TreeNode } from '../model/node.ts';
 import { decodeTree, encodeTree } from '../model/tree.ts';
@@ -125,18 +125,12 @@ export async function copy(source: AnyRepository, destination: AnyRepository, op
   const signal = options.signal;
   const lockDst = options.lock !== false;
   const lockSrc = options.lockSource ?? lockDst;
-  const locks: Lock[] = [];
-  try {
-    if (lockSrc) locks.push(await Lock.acquire(src.repo, { exclusive: false, retryLock: options.retryLock, signal }));
-    if (lockDst) locks.push(await Lock.acquire(dst.repo, { exclusive: false, retryLock: options.retryLock, signal }));
-    const plan = await planCopy(src, dst, options);
-    return await executeCopy(src, dst, plan, options);
-  } catch (err) {
-    for (const l of [...locks].reverse()) await l.releaseAfterError(err);
-    throw err;
-  } finally {
-    for (const l of [...locks].reverse()) await l.release();
-  }
+  // Source first, destination second; released in the reverse order.
+  return withOptionalLock(src.repo, { lock: lockSrc, exclusive: false, retryLock: options.retryLock, signal }, () =>
+    withOptionalLock(dst.repo, { lock: lockDst, exclusive: false, retryLock: options.retryLock, signal }, async () => {
+      const plan = await planCopy(src, dst, options);
+      return executeCopy(src, dst, plan, options);
+    }));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import { CRYPTO_OVERHEAD, discard } from '../../repository/crypto.ts';
 import { isId, type BlobId, type BlobType, type PackId } from '../../repository/id.ts';
 import type { CompressionMode } from '../../repository/compression.ts';
 import { mapLimit } from '../../repository/concurrency.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { decodeSnapshot } from '../model/snapshot.ts';
 import { decodeTree } from '../model/tree.ts';
 import { ownedBytes } from '../engine/decode-pool.ts';
@@ -730,16 +730,10 @@ async function decidePackActions(indexed: IndexedRepository, packs: Map<PackId, 
  */
 export async function executePrune(indexed: IndexedRepository, plan: PrunePlan, options: PruneExecuteOptions = {}): Promise<PruneResult> {
   const { signal } = options;
-  const lock = options.lock === false ? undefined : await Lock.acquire(indexed.repo, { exclusive: true, retryLock: options.retryLock, signal });
-  try {
+  return withOptionalLock(indexed.repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal }, async (lock) => {
     if (lock) await assertPlanCurrent(indexed, plan, signal);
-    return await execute(indexed, plan, options);
-  } catch (err) {
-    await lock?.releaseAfterError(err);
-    throw err;
-  } finally {
-    await lock?.release();
-  }
+    return execute(indexed, plan, options);
+  });
 }
 
 async function assertPlanCurrent(indexed: IndexedRepository, plan: PrunePlan, signal: AbortSignal | undefined): Promise<void> {
@@ -998,8 +992,7 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
   if (options.repackUncompressed && options.compression === 'off') {
     throw new InvalidInputError('disabled compression and --repack-uncompressed are mutually exclusive');
   }
-  const lock = options.lock === false ? undefined : await Lock.acquire(indexed.repo, { exclusive: true, retryLock: options.retryLock, signal });
-  try {
+  return withOptionalLock(indexed.repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal }, async (lock) => {
     let current = indexed;
     if (lock && !(await indexUnchanged(indexed, signal))) {
       options.onMessage?.('loading indexes...', 'info');
@@ -1009,13 +1002,8 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
     if (options.dryRun) {
       return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
     }
-    return await execute(current, plan, options);
-  } catch (err) {
-    await lock?.releaseAfterError(err);
-    throw err;
-  } finally {
-    await lock?.release();
-  }
+    return execute(current, plan, options);
+  });
 }
 
 async function indexUnchanged(indexed: IndexedRepository, signal: AbortSignal | undefined): Promise<boolean> {

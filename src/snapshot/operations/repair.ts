@@ -16,7 +16,7 @@ import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, IntegrityError, StowageError, throwIfAborted } from '../../errors.ts';
 import type { BlobWriter, IndexedRepository, Repository } from '../../repository/repository.ts';
 import { baseRepository, sha256hex, type AnyRepository } from '../../repository/repository.ts';
-import { withLock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
@@ -37,11 +37,6 @@ interface LockingOptions {
   lock?: boolean;
   /** Keep trying this long (ms) while another process holds a lock. */
   retryLock?: number;
-}
-
-async function locked<T>(repo: Repository, take: boolean, options: LockingOptions & CallOptions, fn: () => Promise<T>): Promise<T> {
-  if (!take) return fn();
-  return withLock(repo, { exclusive: true, retryLock: options.retryLock, signal: options.signal }, fn);
 }
 
 /** Damage (bad bytes, a file or blob that is gone), as opposed to a backend or usage failure. */
@@ -101,7 +96,7 @@ export interface RepairIndexResult {
  */
 export async function repairIndex(repository: AnyRepository, options: RepairIndexOptions = {}): Promise<RepairIndexResult> {
   const repo = baseRepository(repository);
-  return locked(repo, options.lock !== false, options, () => rebuildIndex(repo, options));
+  return withOptionalLock(repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal: options.signal }, () => rebuildIndex(repo, options));
 }
 
 async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Promise<RepairIndexResult> {
@@ -323,7 +318,7 @@ export interface RepairSnapshotsResult {
  */
 export async function repairSnapshots(repository: AnyRepository, options: RepairSnapshotsOptions = {}): Promise<RepairSnapshotsResult> {
   const repo = baseRepository(repository);
-  return locked(repo, options.lock !== false && !options.dryRun, options, async () => {
+  return withOptionalLock(repo, { lock: options.lock !== false && !options.dryRun, exclusive: true, retryLock: options.retryLock, signal: options.signal }, async () => {
     const indexed = await repo.loadIndex({ signal: options.signal });
     return new SnapshotRepair(indexed, options).run();
   });
