@@ -21,7 +21,8 @@ import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
 import { encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
-import { EAGER_TAIL, expectedPackSize, packFile, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import { expectedPackSize, packFile, type PackedBlob } from '../../repository/pack.ts';
+import { loadPackHeader } from '../../repository/pack-reader.ts';
 import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
 import { loadIndexFiles } from '../../repository/index-loader.ts';
 import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
@@ -159,7 +160,7 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
     await mapLimit(readList, Math.max(2, repo.backend.connections), async ([pack, size]) => {
       throwIfAborted(signal);
       try {
-        const blobs = await readHeaderOf(repo, pack, size, signal);
+        const blobs = await loadPackHeader(repo.backend, repo.masterKeyForWorkers(), pack, size, { signal });
         if (repo.version === 1 && blobs.some((b) => b.uncompressedLength)) {
           throw new IntegrityError('pack holds compressed blobs, which repository version 1 does not support', { file: packFile(pack) });
         }
@@ -216,17 +217,6 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
   for (const list of [result.packsAdded, result.packsReindexed, result.packsRemoved]) list.sort();
   result.packsFailed.sort((a, b) => (a.pack < b.pack ? -1 : 1));
   return result;
-}
-
-/** Reads a pack's header from its end, fetching more when the header is larger than the first read. */
-async function readHeaderOf(repo: Repository, pack: PackId, size: number, signal: AbortSignal | undefined): Promise<PackedBlob[]> {
-  const h = { type: 'data' as const, name: pack };
-  const tailOf = (n: number) => {
-    const length = Math.min(n, size);
-    return repo.backend.load(h, { signal, offset: size - length, length });
-  };
-  const tail = await tailOf(EAGER_TAIL);
-  return readPackHeader(repo.masterKeyForWorkers(), size, tail, tailOf, packFile(pack));
 }
 
 // ---------------------------------------------------------------------------------------------
