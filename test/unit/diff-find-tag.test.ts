@@ -10,7 +10,8 @@ import { Repository, type IndexedRepository } from '../../src/repository/reposit
 import { goTimeFromNs } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { diffSnapshots, nodesEqual } from '../../src/snapshot/operations/diff.ts';
-import { findByPattern, findIds, parseFindTime, selectSnapshots } from '../../src/snapshot/operations/find.ts';
+import { findByPattern, findIds, parseFindTime } from '../../src/snapshot/operations/find.ts';
+import { selectSnapshots } from '../../src/snapshot/engine/select.ts';
 import { applyTagChange, tag } from '../../src/snapshot/operations/tag.ts';
 import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import type { Snapshot } from '../../src/snapshot/model/snapshot.ts';
