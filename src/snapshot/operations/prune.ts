@@ -19,7 +19,8 @@ import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIf
 import { IndexedRepository, withIndex, type AnyRepository } from '../../repository/repository.ts';
 import type { BlobWriter } from '../../repository/repository.ts';
 import { MasterIndex, type BlobLocation } from '../../repository/master-index.ts';
-import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
+import { decodeIndexFile } from '../../repository/index-file.ts';
+import { IndexWriter } from '../../repository/index-writer.ts';
 import { DEFAULT_PACK_SIZE, MIN_PACK_SIZE, entrySize, packFile } from '../../repository/pack.ts';
 import { CRYPTO_OVERHEAD, discard } from '../../repository/crypto.ts';
 import { isId, type BlobId, type BlobType, type PackId } from '../../repository/id.ts';
@@ -30,8 +31,6 @@ import { decodeSnapshot } from '../model/snapshot.ts';
 import { decodeTree } from '../model/tree.ts';
 import { ownedBytes } from '../engine/decode-pool.ts';
 
-/** restic starts a new index file at this many blobs. */
-const INDEX_MAX_BLOBS = 50_000;
 /** Fewer small packs than this are kept as they are (not worth the trouble, and no endless repacking). */
 const MIN_SMALL_PACKS_TO_REPACK = 10;
 /** A read from a pack covers kept blobs with gaps below this, up to READ_MAX bytes. */
@@ -941,41 +940,24 @@ async function copyBlob(writer: BlobWriter, loc: BlobLocation, sealed: Uint8Arra
 
 /**
  * Writes the packs of the given index files, minus the dropped ones, into new index files
- * (at most 50 000 blobs each). Reads one old index file at a time.
+ * (batched by IndexWriter, which writes a pack listed twice once). Reads one old index file at a time.
  */
 async function rewriteIndexFiles(indexed: IndexedRepository, obsolete: readonly string[], dropped: ReadonlySet<string>, options: PruneExecuteOptions): Promise<string[]> {
   const { signal } = options;
   const repo = indexed.repo;
-  const written: string[] = [];
-  // A pack listed twice with the same blobs is written once.
-  const seen = new Set<string>();
-  let batch: IndexPack[] = [];
-  let batchBlobs = 0;
-  const save = async () => {
-    if (batch.length === 0) return;
-    const id = await repo.saveUnpacked('index', encodeIndexFile(batch), { signal });
-    written.push(id);
-    indexed.indexFiles.set(id, batch.map((p) => p.id));
-    batch = [];
-    batchBlobs = 0;
-  };
+  const writer = new IndexWriter(repo, { signal, indexFiles: indexed.indexFiles });
   let done = 0;
   for (const indexId of obsolete) {
     throwIfAborted(signal);
     const content = decodeIndexFile(await repo.loadUnpacked('index', indexId, { signal }), `index/${indexId}`);
     for (const p of content.packs) {
       if (dropped.has(p.id)) continue;
-      const key = `${p.id}:${p.blobs.map((b) => `${b.type[0]}${b.id}@${b.offset}+${b.length}/${b.uncompressedLength}`).join(',')}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      batch.push(p);
-      batchBlobs += p.blobs.length;
-      if (batchBlobs >= INDEX_MAX_BLOBS) await save();
+      if (writer.add(p) && writer.full) await writer.write();
     }
     options.onProgress?.({ phase: 'index', done: ++done, total: obsolete.length });
   }
-  await save();
-  return written;
+  await writer.write();
+  return writer.written;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import { withOptionalLock } from '../../repository/lock.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
-import { encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
+import type { IndexPack } from '../../repository/index-file.ts';
+import { IndexWriter } from '../../repository/index-writer.ts';
 import { expectedPackSize, packFile, type PackedBlob } from '../../repository/pack.ts';
 import { loadPackHeader } from '../../repository/pack-reader.ts';
 import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
@@ -29,9 +30,6 @@ import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, 
 import { sortByTime, type SnapshotEntry } from '../engine/select.ts';
 import { decodeTree, encodeTree, nodeNameProblem, sortNodes } from '../model/tree.ts';
 import type { TreeNode } from '../model/node.ts';
-
-/** restic starts a new index file once one holds this many blobs. */
-export const INDEX_MAX_BLOBS = 50_000;
 
 interface LockingOptions {
   /** Take an exclusive lock for the run (default true). Pass false when the caller holds one. */
@@ -177,27 +175,22 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
 
   say('rebuilding index');
   const packs: IndexPack[] = [...kept].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([id, blobs]) => ({ id, blobs }));
-  const groups: IndexPack[][] = [];
-  let group: IndexPack[] = [];
-  let groupBlobs = 0;
+  // Every batch is queued first (the packs are all known), then stored a few at a time.
+  const index = new IndexWriter(repo, { signal, connections: Math.max(2, repo.backend.connections) });
+  const writes: Array<Promise<string | undefined>> = [];
   for (const p of packs) {
-    if (group.length > 0 && groupBlobs + p.blobs.length > INDEX_MAX_BLOBS) {
-      groups.push(group);
-      group = [];
-      groupBlobs = 0;
-    }
-    group.push(p);
-    groupBlobs += p.blobs.length;
+    index.add(p);
     result.blobs += p.blobs.length;
+    if (index.full) writes.push(index.write());
   }
-  if (group.length > 0) groups.push(group);
+  if (index.pending > 0) writes.push(index.write());
   result.packs = packs.length;
   let written = 0;
-  result.indexFilesWritten = await mapLimit(groups, Math.max(2, repo.backend.connections), async (g) => {
-    const id = await repo.saveUnpacked('index', encodeIndexFile(g), { signal });
-    progress({ phase: 'write-index', done: ++written, total: groups.length });
+  result.indexFilesWritten = await Promise.all(writes.map(async (w) => {
+    const id = (await w)!;
+    progress({ phase: 'write-index', done: ++written, total: writes.length });
     return id;
-  });
+  }));
 
   // Only now, with the new index stored, may the old files go. A new file can have the same
   // content, and so the same name, as an old one: that one stays.
