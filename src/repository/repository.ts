@@ -17,7 +17,6 @@ import { decodeConfig, encodeConfig, newConfig, type RepoConfig } from './config
 import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
 import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
-import { decodeIndexFile } from './index-file.ts';
 import { IndexWriter } from './index-writer.ts';
 import { DEFAULT_PACK_SIZE, PackWriter, packFile, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
