@@ -4,7 +4,7 @@ import { InvalidInputError, NotFoundError } from '../errors.ts';
 import { openBackend } from '../backend/location.ts';
 import type { Backend } from '../backend/backend.ts';
 import { Repository, type IndexedRepository } from '../repository/repository.ts';
-import { withLock } from '../repository/lock.ts';
+import { withOptionalLock } from '../repository/lock.ts';
 import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
 import { formatGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
@@ -114,8 +114,8 @@ export async function openRepo(ctx: CommandContext): Promise<Repository> {
 export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>): Promise<T> {
   const repo = await openRepo(ctx);
   try {
-    if (lock === 'none' || ctx.flags.bool('no-lock')) return await fn(repo);
-    return await withLock(repo, { exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, () => fn(repo));
+    const take = lock !== 'none' && !ctx.flags.bool('no-lock');
+    return await withOptionalLock(repo, { lock: take, exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, () => fn(repo));
   } finally {
     await repo.backend.close();
   }

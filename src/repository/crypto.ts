@@ -80,6 +80,15 @@ function ctr(key: CryptoKey, iv: Uint8Array, input: Uint8Array, out: Uint8Array,
 }
 
 /**
+ * Whether a backend's answer can be given away. Backends return fresh buffers; a Node Buffer is
+ * left alone all the same, since Buffer's slice() makes views and a store that keeps Buffers
+ * (the in-memory backend does) could hand out one of its own.
+ */
+export function ownedBytes(b: Uint8Array): boolean {
+  return !Buffer.isBuffer(b) && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer;
+}
+
+/**
  * Frees a buffer's memory now instead of at the next garbage collection. The caller must be its
  * only user. Only a buffer that spans its whole ArrayBuffer is freed (never a slice of Node's
  * shared pool). Without this, every thread that encrypts keeps tens of megabytes of dead

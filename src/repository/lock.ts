@@ -337,4 +337,20 @@ export async function withLock<T>(repo: Repository, options: LockOptions, fn: (l
   }
 }
 
+/** Options of {@link withOptionalLock}: those of the lock, and whether to take it at all. */
+export interface OptionalLockOptions extends LockOptions {
+  /** Take the lock (default true); false when the caller holds one already, or for --no-lock. */
+  lock?: boolean;
+}
+
+/**
+ * Runs fn under a lock unless `options.lock` is false, releasing it as {@link withLock} does. The
+ * idiom of every operation with a `lock?: boolean` option; fn gets the lock, or undefined.
+ */
+export async function withOptionalLock<T>(repo: Repository, options: OptionalLockOptions, fn: (lock: Lock | undefined) => Promise<T>): Promise<T> {
+  const { lock, ...lockOptions } = options;
+  if (lock === false) return fn(undefined);
+  return withLock(repo, lockOptions, fn);
+}
+
 export { StowageError };

@@ -6,12 +6,24 @@ import { IntegrityError } from '../errors.ts';
 import { CRYPTO_OVERHEAD, open, seal, type CryptoKey } from './crypto.ts';
 import { bytesToId, type BlobId, type BlobType, type PackId } from './id.ts';
 
+/** Size of a header entry of an uncompressed blob: type, length, ID. */
 export const PLAIN_ENTRY_SIZE = 1 + 4 + 32;
+/** Size of a header entry of a compressed blob: type, length, plaintext length, ID. */
 export const COMPRESSED_ENTRY_SIZE = 1 + 4 + 4 + 32;
 /** restic's largest accepted header (16 MiB), including the 4-byte length field. */
 export const MAX_HEADER_SIZE = 16 * 1024 * 1024 + 4;
 /** restic eagerly reads this many bytes from the end of a pack; most headers fit. */
 export const EAGER_TAIL = 15 * COMPRESSED_ENTRY_SIZE + CRYPTO_OVERHEAD + 4;
+
+/** The pack size restic aims for unless told otherwise (--pack-size, $RESTIC_PACK_SIZE). */
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+/** restic's smallest target pack size; prune's small-pack threshold never goes below 80 % of it. */
+export const MIN_PACK_SIZE = 4 * 1024 * 1024;
+
+/** A pack's file name in the repository, `data/<first two hex digits>/<id>`, for messages. */
+export function packFile(id: string): string {
+  return `data/${id.slice(0, 2)}/${id}`;
+}
 
 /** A blob's place in a pack, as both the pack header and the index files describe it. */
 export interface PackedBlob {
@@ -24,6 +36,7 @@ export interface PackedBlob {
   readonly uncompressedLength: number;
 }
 
+/** Size of the blob's entry in a pack header. */
 export function entrySize(b: { uncompressedLength: number }): number {
   return b.uncompressedLength ? COMPRESSED_ENTRY_SIZE : PLAIN_ENTRY_SIZE;
 }
@@ -111,6 +124,7 @@ export class PackWriter {
   }
 }
 
+/** The plaintext pack header listing these blobs, in order. */
 export function encodePackHeader(blobs: readonly PackedBlob[]): Uint8Array {
   let size = 0;
   for (const b of blobs) size += entrySize(b);

@@ -17,8 +17,8 @@ import { decodeConfig, encodeConfig, newConfig, type RepoConfig } from './config
 import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
 import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
-import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.ts';
-import { PackWriter, type PackedBlob } from './pack.ts';
+import { IndexWriter } from './index-writer.ts';
+import { DEFAULT_PACK_SIZE, PackWriter, packFile, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
 import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
@@ -420,7 +420,7 @@ export class IndexedRepository {
 
   /** Verifies and decodes a sealed blob read from its pack. Never returns unverified bytes. */
   decodeBlob(loc: BlobLocation, sealed: Uint8Array): Uint8Array {
-    const where = { file: `data/${loc.packId.slice(0, 2)}/${loc.packId}`, blob: loc.id };
+    const where = { file: packFile(loc.packId), blob: loc.id };
     if (sealed.length !== loc.length) throw new IntegrityError(`blob is truncated (${sealed.length} of ${loc.length} bytes)`, where);
     let plain = this.repo.open(sealed, where);
     if (loc.uncompressedLength) {
@@ -471,8 +471,7 @@ export class BlobWriter {
   readonly #freeBuffers: Buffer[] = [];
   #buffers = 0;
   readonly #bufferWaiters: Array<() => void> = [];
-  #indexPacks: IndexPack[] = [];
-  #indexBlobs = 0;
+  readonly #index: IndexWriter;
   #failure: unknown;
   /** What was written so far: blobs, plaintext and packed bytes added, packs and index files. */
   readonly stats = { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0, packs: 0, indexFiles: 0 };
@@ -482,12 +481,13 @@ export class BlobWriter {
   constructor(repo: IndexedRepository, options: BlobWriterOptions) {
     this.#repo = repo;
     this.#compression = options.compression ?? 'auto';
-    this.#packSize = options.packSize ?? 16 * 1024 * 1024;
+    this.#packSize = options.packSize ?? DEFAULT_PACK_SIZE;
     this.#maxBuffers = Math.max(1, options.packBuffers ?? this.#repo.backend.connections + 1);
     this.#signal = options.signal;
     this.#onPack = options.onPack;
     this.#ready = options.ready ?? Promise.resolve();
     this.#ready.catch(() => undefined);
+    this.#index = new IndexWriter(repo.repo, { signal: options.signal, ready: this.#ready, indexFiles: repo.indexFiles });
   }
 
   /** The compression mode in use for data blobs. */
@@ -605,8 +605,7 @@ export class BlobWriter {
         stored = true;
         // Only now may the index mention these blobs.
         this.#repo.index.addPack({ id, blobs });
-        this.#indexPacks.push({ id, blobs });
-        this.#indexBlobs += blobs.length;
+        this.#index.add({ id, blobs });
         this.stats.packs++;
         this.#onPack?.(id, blobs, bytes.length);
       } catch (e) {
@@ -618,18 +617,13 @@ export class BlobWriter {
       }
     })();
     this.#uploads.add(entry);
-    if (this.#indexBlobs >= 50_000) await this.#writeIndex();
+    if (this.#index.full) await this.#writeIndex();
   }
 
   async #writeIndex(): Promise<void> {
-    if (this.#indexPacks.length === 0) return;
-    const packs = this.#indexPacks;
-    this.#indexPacks = [];
-    this.#indexBlobs = 0;
-    await this.#ready;
-    const id = await this.#repo.repo.saveUnpacked('index', encodeIndexFile(packs), { signal: this.#signal });
+    const id = await this.#index.write();
+    if (id === undefined) return;
     this.writtenIndexFiles.push(id);
-    this.#repo.indexFiles.set(id, packs.map((p) => p.id));
     this.stats.indexFiles++;
   }
 

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { IntegrityError } from '../../src/errors.ts';
 import { CRYPTO_OVERHEAD, initCrypto, open, randomKey, seal, type CryptoKey } from '../../src/repository/crypto.ts';
 import { compress, decompress } from '../../src/repository/compression.ts';
-import type { BlobId, BlobType } from '../../src/repository/id.ts';
+import type { BlobId, BlobType, PackId } from '../../src/repository/id.ts';
 import {
   COMPRESSED_ENTRY_SIZE, EAGER_TAIL, MAX_HEADER_SIZE, PLAIN_ENTRY_SIZE, PackWriter, decodePackHeader,
   encodePackHeader, expectedPackSize, readPackHeader, type PackedBlob,
@@ -259,4 +259,22 @@ test('PackWriter stops accepting blobs exactly where the header would pass 16 Mi
   const { blobs } = await readPack(p.bytes);
   assert.equal(blobs.length, fits + 1);
   assert.equal(p.bytes.length, expectedPackSize(blobs));
+});
+
+test('planPackReads: per pack by offset, cut at the gap and span limits, the same blob once', async () => {
+  const { planPackReads } = await import('../../src/repository/pack-reader.ts');
+  const P = 'a'.repeat(64) as PackId;
+  const Q = 'b'.repeat(64) as PackId;
+  const at = (packId: PackId, offset: number, length: number) => ({ packId, offset, length });
+  const blobs = [at(Q, 0, 10), at(P, 100, 10), at(P, 0, 10), at(P, 20, 10), at(P, 20, 10), at(P, 1000, 10), at(P, 1010, 500)];
+  const reads = planPackReads(blobs, { maxGap: 10, maxSpan: 400 });
+  assert.deepEqual(reads.map((r) => [r.packId[0], r.offset, r.length, r.blobs.length]), [
+    ['b', 0, 10, 1],
+    ['a', 0, 30, 2], // 0 and 20 (gap 10); 20 listed twice is read once
+    ['a', 100, 10, 1], // gap 70
+    ['a', 1000, 10, 1], // 1010+500 would span 510
+    ['a', 1010, 500, 1], // bigger than maxSpan: read alone
+  ]);
+  const wrapped = planPackReads(blobs.map((loc) => ({ loc })), { maxGap: 10, maxSpan: 400 }, (b) => b.loc);
+  assert.deepEqual(wrapped.map((r) => r.blobs.length), [1, 2, 1, 1, 1]);
 });

@@ -19,7 +19,7 @@ import { encodeTree, decodeTree } from '../../src/snapshot/model/tree.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
 import {
-  BlobHandleSet, executePrune, parseMaxUnused, parseSize, planPrune, prune, type PrunePhase, type PrunePlan,
+  BlobHandleSet, executePrune, findUsedBlobs, parseMaxUnused, parseSize, planPrune, prune, type PrunePhase, type PrunePlan,
 } from '../../src/snapshot/operations/prune.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };
@@ -249,6 +249,30 @@ describe('planPrune classifies packs as restic does', () => {
     assert.deepEqual(plan.indexFiles, await f.indexFiles());
     // The plan is plain data.
     assert.doesNotThrow(() => JSON.stringify(plan));
+  });
+
+  it('takes the used blobs from getUsedBlobs when given (restic\'s PlanPrune), findUsedBlobs by default', async () => {
+    const { f, d } = await basicFixture();
+    const indexed = await f.indexed();
+    const calls: number[] = [];
+    const plan = await planPrune(indexed, {
+      getUsedBlobs: async (ix, roots, o) => {
+        calls.push(roots.length);
+        return findUsedBlobs(ix, roots, o);
+      },
+    });
+    assert.deepEqual(calls, [1]);
+    assert.deepEqual(plan.stats, (await planPrune(indexed)).stats);
+    // A blob the set leaves out is pruned: here d3, the one blob B still holds.
+    const without = await planPrune(indexed, {
+      getUsedBlobs: async (ix, roots, o) => {
+        const used = await findUsedBlobs(ix, roots, o);
+        const rest = new BlobHandleSet();
+        for (const e of used.entries()) if (e.id !== d.d3.id) rest.add(e.type, e.id);
+        return rest;
+      },
+    });
+    assert.equal(without.stats.blobs.used, plan.stats.blobs.used - 1);
   });
 
   it('--max-unused decides whether a large enough partly used pack is repacked', async () => {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { InvalidInputError } from '../../errors.ts';
 import { Repository } from '../../repository/repository.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withLock, withOptionalLock } from '../../repository/lock.ts';
 import { formatGoTime, type GoTime } from '../../repository/gotime.ts';
 import { copy, type CopyEvent, type CopyProgress } from '../../snapshot/operations/copy.ts';
 import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
@@ -76,46 +76,36 @@ export const copyCommand: Command = {
     const src = await openFromRepo(ctx);
     try {
       // Locks are taken before the indexes are read, so no prune can remove what they list.
-      const srcLock = ctx.flags.bool('no-lock') ? undefined : await Lock.acquire(src, { exclusive: false, retryLock: ctx.retryLock(), signal: ctx.signal });
-      try {
-        return await withRepo(ctx, 'none', async (dstRepo) => {
-          const dstLock = await Lock.acquire(dstRepo, { exclusive: false, retryLock: ctx.retryLock(), signal: ctx.signal });
-          const progress = ctx.progress('copy');
-          try {
-            const srcIndexed = await src.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'source index files loaded', done, total }) });
-            const dstIndexed = await dstRepo.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'index files loaded', done, total }) });
-            const printer = new CopyPrinter(ctx);
-            const status = new CopyStatus(progress);
-            const res = await copy(srcIndexed, dstIndexed, {
-              lock: false,
-              snapshots: ctx.flags.positional,
-              filter: filterFrom(ctx.flags),
-              rechunk: ctx.flags.bool('no-rechunk') ? false : undefined,
-              compression: compressionFrom(ctx),
-              packSize: packSizeFrom(ctx),
-              signal: ctx.signal,
-              onEvent: (e) => {
-                printer.event(e);
-                status.event(e);
-              },
-              onProgress: (p) => status.update(p),
-            });
-            for (const { ref, error } of res.ignored) ctx.err(`Ignoring ${JSON.stringify(ref)}: ${error.message}\n`);
-            return 0;
-          } catch (err) {
-            await dstLock.releaseAfterError(err);
-            throw err;
-          } finally {
-            progress.finish();
-            await dstLock.release();
-          }
-        });
-      } catch (err) {
-        await srcLock?.releaseAfterError(err);
-        throw err;
-      } finally {
-        await srcLock?.release();
-      }
+      const lockOptions = { exclusive: false, retryLock: ctx.retryLock(), signal: ctx.signal };
+      return await withOptionalLock(src, { ...lockOptions, lock: !ctx.flags.bool('no-lock') }, () =>
+        withRepo(ctx, 'none', (dstRepo) =>
+          withLock(dstRepo, lockOptions, async () => {
+            const progress = ctx.progress('copy');
+            try {
+              const srcIndexed = await src.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'source index files loaded', done, total }) });
+              const dstIndexed = await dstRepo.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'index files loaded', done, total }) });
+              const printer = new CopyPrinter(ctx);
+              const status = new CopyStatus(progress);
+              const res = await copy(srcIndexed, dstIndexed, {
+                lock: false,
+                snapshots: ctx.flags.positional,
+                filter: filterFrom(ctx.flags),
+                rechunk: ctx.flags.bool('no-rechunk') ? false : undefined,
+                compression: compressionFrom(ctx),
+                packSize: packSizeFrom(ctx),
+                signal: ctx.signal,
+                onEvent: (e) => {
+                  printer.event(e);
+                  status.event(e);
+                },
+                onProgress: (p) => status.update(p),
+              });
+              for (const { ref, error } of res.ignored) ctx.err(`Ignoring ${JSON.stringify(ref)}: ${error.message}\n`);
+              return 0;
+            } finally {
+              progress.finish();
+            }
+          })));
     } finally {
       await src.backend.close();
     }

@@ -38,14 +38,8 @@ export interface RunOptions {
   wholePack?: boolean;
 }
 
-/**
- * Whether a backend's answer can be given away. Backends return fresh buffers; a Node Buffer is
- * left alone all the same, since Buffer's slice() makes views and a store that keeps Buffers
- * (the in-memory backend does) could hand out one of its own.
- */
-export function ownedBytes(b: Uint8Array): boolean {
-  return !Buffer.isBuffer(b) && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer;
-}
+// ownedBytes moved beside discard (repack needs it too); re-exported for the engine's users.
+export { ownedBytes } from '../../repository/crypto.ts';
 
 export class DecodePool {
   readonly #workers: WorkerState[] = [];

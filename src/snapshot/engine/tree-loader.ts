@@ -8,13 +8,12 @@ import { AbortedError } from '../../errors.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
 import type { BlobId } from '../../repository/id.ts';
 import type { BlobLocation } from '../../repository/master-index.ts';
+import { blobBytes, loadPackRead, planPackReads, type PackRead, type PackReadLimits } from '../../repository/pack-reader.ts';
 import type { TreeNode } from '../model/node.ts';
 import { decodeTree } from '../model/tree.ts';
 
-/** Unneeded bytes read to bring two trees into one request. */
-const MAX_GAP = 64 * 1024;
-/** Largest request. */
-const MAX_READ = 4 * 1024 * 1024;
+/** Trees are wanted soon: little read across (64 KiB) to bring two into one request, at most 4 MiB. */
+const TREE_READS: PackReadLimits = { maxGap: 64 * 1024, maxSpan: 4 * 1024 * 1024 };
 
 export class TreeLoader {
   readonly #repo: IndexedRepository;
@@ -28,47 +27,28 @@ export class TreeLoader {
 
   /** Starts reading these trees (the ones the index knows), grouped into few requests. */
   prefetch(ids: Iterable<BlobId>): void {
-    const byPack = new Map<string, BlobLocation[]>();
+    const locations: BlobLocation[] = [];
     for (const id of ids) {
       if (this.#pending.has(id)) continue;
       const loc = this.#repo.index.lookup(id, 'tree')[0];
-      if (!loc) continue;
-      let list = byPack.get(loc.packId);
-      if (!list) byPack.set(loc.packId, (list = []));
-      list.push(loc);
+      if (loc) locations.push(loc);
     }
-    for (const locs of byPack.values()) {
-      locs.sort((a, b) => a.offset - b.offset);
-      let run: BlobLocation[] = [];
-      for (const loc of locs) {
-        const first = run[0];
-        const last = run[run.length - 1];
-        if (first && last && (loc.offset - (last.offset + last.length) > MAX_GAP || loc.offset + loc.length - first.offset > MAX_READ)) {
-          this.#read(run);
-          run = [];
-        }
-        if (last && loc.offset < last.offset + last.length) continue; // the same blob twice
-        run.push(loc);
-      }
-      if (run.length) this.#read(run);
-    }
+    for (const read of planPackReads(locations, TREE_READS)) this.#read(read);
   }
 
-  #read(run: BlobLocation[]): void {
-    if (run.length === 1) {
-      const id = run[0]!.id;
+  #read(read: PackRead<BlobLocation>): void {
+    if (read.blobs.length === 1) {
+      const id = read.blobs[0]!.id;
       const tree = this.#alone(id);
       tree.catch(() => undefined); // reported to whoever loads it
       this.#pending.set(id, tree);
       return;
     }
-    const first = run[0]!;
-    const last = run[run.length - 1]!;
-    const bytes = this.#repo.backend.load({ type: 'data', name: first.packId }, { signal: this.#signal, offset: first.offset, length: last.offset + last.length - first.offset });
+    const bytes = loadPackRead(this.#repo.backend, read, { signal: this.#signal });
     bytes.catch(() => undefined);
-    for (const loc of run) {
+    for (const loc of read.blobs) {
       const tree = bytes.then(
-        (b) => decodeTree(this.#repo.decodeBlob(loc, b.subarray(loc.offset - first.offset, loc.offset - first.offset + loc.length)), loc.id),
+        (b) => decodeTree(this.#repo.decodeBlob(loc, blobBytes(read, b, loc)), loc.id),
         (e: unknown) => {
           if (e instanceof AbortedError) throw e;
           return this.#alone(loc.id);

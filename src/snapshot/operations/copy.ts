@@ -12,13 +12,15 @@
 import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, IntegrityError, throwIfAborted } from '../../errors.ts';
 import { sha256hex, withIndex, type AnyRepository, type BlobWriter, type IndexedRepository } from '../../repository/repository.ts';
-import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
+import type { BlobId, SnapshotId } from '../../repository/id.ts';
 import type { BlobLocation } from '../../repository/master-index.ts';
 import type { CompressionMode } from '../../repository/compression.ts';
 import { decompress } from '../../repository/compression.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
+import { DEFAULT_PACK_SIZE, packFile } from '../../repository/pack.ts';
+import { blobBytes, loadPackRead, planPackReads, type PackRead, type PackReadLimits } from '../../repository/pack-reader.ts';
 import { Semaphore, mapLimit } from '../../repository/concurrency.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { Chunker, MIN_SIZE } from '../engine/chunker.ts';
 import { encodeNode, type TreeNode } from '../model/node.ts';
 import { decodeTree, encodeTree } from '../model/tree.ts';
@@ -124,18 +126,12 @@ export async function copy(source: AnyRepository, destination: AnyRepository, op
   const signal = options.signal;
   const lockDst = options.lock !== false;
   const lockSrc = options.lockSource ?? lockDst;
-  const locks: Lock[] = [];
-  try {
-    if (lockSrc) locks.push(await Lock.acquire(src.repo, { exclusive: false, retryLock: options.retryLock, signal }));
-    if (lockDst) locks.push(await Lock.acquire(dst.repo, { exclusive: false, retryLock: options.retryLock, signal }));
-    const plan = await planCopy(src, dst, options);
-    return await executeCopy(src, dst, plan, options);
-  } catch (err) {
-    for (const l of [...locks].reverse()) await l.releaseAfterError(err);
-    throw err;
-  } finally {
-    for (const l of [...locks].reverse()) await l.release();
-  }
+  // Source first, destination second; released in the reverse order.
+  return withOptionalLock(src.repo, { lock: lockSrc, exclusive: false, retryLock: options.retryLock, signal }, () =>
+    withOptionalLock(dst.repo, { lock: lockDst, exclusive: false, retryLock: options.retryLock, signal }, async () => {
+      const plan = await planCopy(src, dst, options);
+      return executeCopy(src, dst, plan, options);
+    }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,7 +259,7 @@ export async function executeCopy(src: IndexedRepository, dst: IndexedRepository
     ignored: plan.ignored,
     stats: { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0, packs: 0, filesRechunked: 0 },
   };
-  const batchBytes = (options.packSize ?? 16 * 1024 * 1024) * BATCH_PACKS;
+  const batchBytes = (options.packSize ?? DEFAULT_PACK_SIZE) * BATCH_PACKS;
   let batch: Array<{ source: SnapshotEntry; tree: BlobId }> = [];
   let batchStart = Date.now();
   let batchFrom = 0;
@@ -321,9 +317,8 @@ export async function executeCopy(src: IndexedRepository, dst: IndexedRepository
 const FILE_CONCURRENCY = 4;
 /** Source blobs read ahead within one re-chunked file. */
 const READ_AHEAD = 2;
-/** Neighbouring blobs of one pack are read in one request when the gap is at most this. */
-const MAX_READ_GAP = 256 * 1024;
-const MAX_READ_SPAN = 32 * 1024 * 1024;
+/** Neighbouring blobs of one pack are read in one request across gaps up to 256 KiB, up to 32 MiB. */
+const COPY_READS: PackReadLimits = { maxGap: 256 * 1024, maxSpan: 32 * 1024 * 1024 };
 
 class CopyRun {
   readonly #src: IndexedRepository;
@@ -406,7 +401,6 @@ class CopyRun {
       level = next;
     }
     const locations = [...missing.values()];
-    const packs = groupByPack(locations);
     // Reported like restic, which counts the trees the destination lacks and their packs too.
     const all = [...trees, ...locations];
     this.#options.onEvent?.({
@@ -416,26 +410,24 @@ class CopyRun {
       storedBytes: all.reduce((n, l) => n + l.length, 0),
       packs: new Set(all.map((l) => l.packId)).size,
     });
-    const runs = [...packs.values()].flatMap(readRuns);
-    await mapLimit(runs, this.#connections, (run) => this.#copyRun(run));
+    const reads = planPackReads(locations, COPY_READS);
+    await mapLimit(reads, this.#connections, (read) => this.#copyRead(read));
     return source.snapshot.tree;
   }
 
   /** Reads neighbouring blobs of one pack in one request and stores each. */
-  async #copyRun(run: BlobLocation[]): Promise<void> {
+  async #copyRead(read: PackRead<BlobLocation>): Promise<void> {
     const signal = this.#options.signal;
-    const first = run[0]!;
-    const last = run[run.length - 1]!;
     let bytes: Uint8Array | undefined;
     try {
-      bytes = await this.#src.backend.load({ type: 'data', name: first.packId }, { signal, offset: first.offset, length: last.offset + last.length - first.offset });
+      bytes = await loadPackRead(this.#src.backend, read, { signal });
     } catch (e) {
       if (e instanceof AbortedError) throw e;
       // Each blob is then tried on its own, from every copy the index knows.
     }
-    for (const loc of run) {
+    for (const loc of read.blobs) {
       throwIfAborted(signal);
-      const sealed = bytes?.subarray(loc.offset - first.offset, loc.offset - first.offset + loc.length);
+      const sealed = bytes && blobBytes(read, bytes, loc);
       try {
         if (!sealed) throw new IntegrityError('pack range could not be read', { file: packFile(loc.packId), blob: loc.id });
         await this.#transfer(loc, sealed);
@@ -475,7 +467,7 @@ class CopyRun {
     if (this.#writer.has('data', id)) return;
     const loc = this.#src.index.lookup(id, 'data')[0];
     if (!loc) throw new IntegrityError(`data blob ${id} is not in the source index`, { blob: id });
-    await this.#copyRun([loc]);
+    await this.#copyRead({ packId: loc.packId, offset: loc.offset, length: loc.length, blobs: [loc] });
   }
 
   // ---- re-chunking (different polynomials) ------------------------------------------------
@@ -580,36 +572,4 @@ class CopyRun {
 
 function sameIds(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-function packFile(id: PackId): string {
-  return `data/${id.slice(0, 2)}/${id}`;
-}
-
-function groupByPack(locations: BlobLocation[]): Map<PackId, BlobLocation[]> {
-  const m = new Map<PackId, BlobLocation[]>();
-  for (const l of locations) {
-    const list = m.get(l.packId);
-    if (list) list.push(l);
-    else m.set(l.packId, [l]);
-  }
-  return m;
-}
-
-/** Splits one pack's blobs (sorted by offset) into runs that are read with one request each. */
-function readRuns(blobs: BlobLocation[]): BlobLocation[][] {
-  const sorted = [...blobs].sort((a, b) => a.offset - b.offset);
-  const runs: BlobLocation[][] = [];
-  let cur: BlobLocation[] = [];
-  for (const b of sorted) {
-    const first = cur[0];
-    const prev = cur[cur.length - 1];
-    if (first && prev && (b.offset - (prev.offset + prev.length) > MAX_READ_GAP || b.offset + b.length - first.offset > MAX_READ_SPAN)) {
-      runs.push(cur);
-      cur = [];
-    }
-    cur.push(b);
-  }
-  if (cur.length > 0) runs.push(cur);
-  return runs;
 }

@@ -5,7 +5,8 @@ import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAb
 import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../../repository/repository.ts';
 import type { BlobId, BlobType, PackId, SnapshotId } from '../../repository/id.ts';
 import { compareGoTime } from '../../repository/gotime.ts';
-import { EAGER_TAIL, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import type { PackedBlob } from '../../repository/pack.ts';
+import { loadPackHeader } from '../../repository/pack-reader.ts';
 import { PathFilter } from '../model/filter.ts';
 import type { TreeNode } from '../model/node.ts';
 import { decodeTree } from '../model/tree.ts';
@@ -309,7 +310,7 @@ async function packsToBlobs(
     const key = remaining.has(f.name) ? f.name : remaining.has(f.name.slice(0, 8)) ? f.name.slice(0, 8) : undefined;
     if (key === undefined) continue;
     remaining.delete(key);
-    add(await readPackBlobs(repo, f.name as PackId, f.size, options));
+    add(await loadPackHeader(repo.backend, repo.repo.masterKeyForWorkers(), f.name as PackId, f.size, options));
   }
   const onlyInIndex: PackId[] = [];
   if (remaining.size > 0) {
@@ -327,14 +328,6 @@ async function packsToBlobs(
   }
   if (remaining.size > 0) throw new StowageError('NOT_FOUND', `unable to find pack(s): [${[...remaining].sort().join(' ')}]`);
   return { blobs, trees, onlyInIndex };
-}
-
-async function readPackBlobs(repo: IndexedRepository, packId: PackId, size: number, options: CallOptions): Promise<PackedBlob[]> {
-  const h = { type: 'data' as const, name: packId };
-  const tailLength = Math.min(size, EAGER_TAIL);
-  const tail = await repo.backend.load(h, { ...options, offset: size - tailLength, length: tailLength });
-  const readMore = (n: number) => repo.backend.load(h, { ...options, offset: size - n, length: n });
-  return readPackHeader(repo.repo.masterKeyForWorkers(), size, tail, readMore, `data/${packId.slice(0, 2)}/${packId}`);
 }
 
 /** Where a blob is stored, for `find --show-pack-id`: every index entry with its pack. */

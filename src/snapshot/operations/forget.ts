@@ -5,7 +5,7 @@ import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { mapLimit } from '../../repository/concurrency.ts';
 import type { SnapshotId } from '../../repository/id.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { baseRepository, type AnyRepository, type Repository } from '../../repository/repository.ts';
 import { prune, type PruneOptions, type PruneResult } from './prune.ts';
 import { listSnapshots, type SnapshotEntry } from '../engine/select.ts';
@@ -86,15 +86,8 @@ export async function forget(repository: AnyRepository, options: ForgetOptions =
     if (!options.unsafeAllowRemoveAll) throw new EmptyRetentionPolicyError();
     if (!filterGiven) throw new InvalidInputError('removing every snapshot (unsafeAllowRemoveAll) needs a snapshot filter (hosts, tags or paths)');
   }
-  const lock = options.lock === false ? undefined : await Lock.acquire(repo, { exclusive: true, retryLock: options.retryLock, signal: options.signal });
-  try {
-    return await forgetLocked(repo, options, filter, filterGiven, policy);
-  } catch (err) {
-    await lock?.releaseAfterError(err);
-    throw err;
-  } finally {
-    await lock?.release();
-  }
+  return withOptionalLock(repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal: options.signal }, () =>
+    forgetLocked(repo, options, filter, filterGiven, policy));
 }
 
 async function forgetLocked(repo: Repository, options: ForgetOptions, filter: SnapshotFilter, filterGiven: boolean, policy: RetentionPolicy): Promise<ForgetResult> {

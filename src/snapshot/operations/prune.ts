@@ -16,159 +16,23 @@
 // index names. Both are harmless, and the next prune cleans them up.
 import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../../errors.ts';
-import { IndexedRepository, withIndex, type AnyRepository } from '../../repository/repository.ts';
-import type { BlobWriter } from '../../repository/repository.ts';
-import { MasterIndex, type BlobLocation } from '../../repository/master-index.ts';
-import { decodeIndexFile, encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
-import { entrySize } from '../../repository/pack.ts';
-import { CRYPTO_OVERHEAD, discard } from '../../repository/crypto.ts';
-import { isId, type BlobId, type BlobType, type PackId } from '../../repository/id.ts';
+import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
+import type { MasterIndex } from '../../repository/master-index.ts';
+import { decodeIndexFile } from '../../repository/index-file.ts';
+import { IndexWriter } from '../../repository/index-writer.ts';
+import { DEFAULT_PACK_SIZE, MIN_PACK_SIZE, entrySize, packFile } from '../../repository/pack.ts';
+import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
+import { BlobHandleSet } from '../../repository/blob-set.ts';
+import { repack } from '../../repository/repack.ts';
+import { isId, type BlobId, type PackId } from '../../repository/id.ts';
 import type { CompressionMode } from '../../repository/compression.ts';
 import { mapLimit } from '../../repository/concurrency.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { decodeSnapshot } from '../model/snapshot.ts';
 import { decodeTree } from '../model/tree.ts';
-import { ownedBytes } from '../engine/decode-pool.ts';
 
-/** restic's smallest pack size; the small-pack threshold never goes below 80 % of it. */
-const MIN_PACK_SIZE = 4 * 1024 * 1024;
-const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
-/** restic starts a new index file at this many blobs. */
-const INDEX_MAX_BLOBS = 50_000;
 /** Fewer small packs than this are kept as they are (not worth the trouble, and no endless repacking). */
 const MIN_SMALL_PACKS_TO_REPACK = 10;
-/** A read from a pack covers kept blobs with gaps below this, up to READ_MAX bytes. */
-const READ_GAP = 1024 * 1024;
-const READ_MAX = 8 * 1024 * 1024;
-
-// ---------------------------------------------------------------------------------------------
-// A compact set of blob handles (type + ID)
-
-/**
- * A set of blob handles with one byte of value each, in two typed arrays (open addressing):
- * about 70 bytes per blob instead of a JS string and Set entry. Blob IDs are SHA-256 hashes,
- * so their first bytes are a good hash already.
- */
-export class BlobHandleSet {
-  #keys: Uint8Array;
-  #state: Uint8Array; // 0 empty, 1 data, 2 tree
-  #value: Uint8Array;
-  #mask: number;
-  #size = 0;
-  readonly #scratch = Buffer.alloc(32);
-
-  constructor(expected = 0) {
-    let cap = 1024;
-    while (cap < expected * 2) cap *= 2;
-    this.#keys = new Uint8Array(cap * 32);
-    this.#state = new Uint8Array(cap);
-    this.#value = new Uint8Array(cap);
-    this.#mask = cap - 1;
-  }
-
-  /** Number of blobs in the set. */
-  get size(): number {
-    return this.#size;
-  }
-
-  /** Adds the handle (value 0) unless present; returns whether it was new. */
-  add(type: BlobType, id: string): boolean {
-    if (this.#find(type, id) >= 0) return false;
-    if ((this.#size + 1) * 10 > this.#state.length * 7) this.#grow();
-    this.#insert(type === 'data' ? 1 : 2, this.#scratchFor(id), 0);
-    return true;
-  }
-
-  /** Whether the set holds the blob. */
-  has(type: BlobType, id: string): boolean {
-    return this.#find(type, id) >= 0;
-  }
-
-  /** The handle's value, or undefined when the handle is not in the set. */
-  get(type: BlobType, id: string): number | undefined {
-    const i = this.#find(type, id);
-    return i < 0 ? undefined : this.#value[i]!;
-  }
-
-  /** Sets the value of a handle that is in the set; returns false when it is not. */
-  set(type: BlobType, id: string, value: number): boolean {
-    const i = this.#find(type, id);
-    if (i < 0) return false;
-    this.#value[i] = value;
-    return true;
-  }
-
-  /** Every handle with its value. */
-  *entries(): IterableIterator<{ type: BlobType; id: BlobId; value: number }> {
-    for (let i = 0; i < this.#state.length; i++) {
-      const s = this.#state[i]!;
-      if (s === 0) continue;
-      yield { type: s === 1 ? 'data' : 'tree', id: Buffer.from(this.#keys.buffer, i * 32, 32).toString('hex') as BlobId, value: this.#value[i]! };
-    }
-  }
-
-  /** How many handles have this value. */
-  countValue(value: number): number {
-    let n = 0;
-    for (let i = 0; i < this.#state.length; i++) if (this.#state[i] !== 0 && this.#value[i] === value) n++;
-    return n;
-  }
-
-  /** Bytes held by the arrays. */
-  memoryBytes(): number {
-    return this.#keys.byteLength + this.#state.byteLength + this.#value.byteLength;
-  }
-
-  /** A summary (the blob count) for JSON output, instead of every ID. */
-  toJSON(): { blobs: number } {
-    return { blobs: this.#size };
-  }
-
-  #scratchFor(id: string): Buffer {
-    if (this.#scratch.write(id, 0, 32, 'hex') !== 32) throw new InvalidInputError(`invalid blob ID ${JSON.stringify(id).slice(0, 80)}`);
-    return this.#scratch;
-  }
-
-  #find(type: BlobType, id: string): number {
-    const key = this.#scratchFor(id);
-    const t = type === 'data' ? 1 : 2;
-    const keys = this.#keys;
-    for (let i = key.readUInt32LE(0) & this.#mask; ; i = (i + 1) & this.#mask) {
-      const s = this.#state[i]!;
-      if (s === 0) return -1;
-      if (s === t && sameKey(keys, i * 32, key)) return i;
-    }
-  }
-
-  #insert(t: number, key: Uint8Array, value: number): void {
-    let i = (key[0]! | (key[1]! << 8) | (key[2]! << 16) | (key[3]! << 24)) >>> 0 & this.#mask;
-    while (this.#state[i] !== 0) i = (i + 1) & this.#mask;
-    this.#state[i] = t;
-    this.#keys.set(key.subarray(0, 32), i * 32);
-    this.#value[i] = value;
-    this.#size++;
-  }
-
-  #grow(): void {
-    const keys = this.#keys;
-    const state = this.#state;
-    const value = this.#value;
-    const cap = state.length * 2;
-    this.#keys = new Uint8Array(cap * 32);
-    this.#state = new Uint8Array(cap);
-    this.#value = new Uint8Array(cap);
-    this.#mask = cap - 1;
-    this.#size = 0;
-    for (let i = 0; i < state.length; i++) {
-      if (state[i] !== 0) this.#insert(state[i]!, keys.subarray(i * 32, i * 32 + 32), value[i]!);
-    }
-  }
-}
-
-function sameKey(keys: Uint8Array, at: number, key: Uint8Array): boolean {
-  for (let k = 0; k < 32; k++) if (keys[at + k] !== key[k]) return false;
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Options and results
@@ -207,6 +71,12 @@ export interface PrunePlanOptions extends CallOptions {
   packSize?: number;
   /** Snapshots to plan as if already removed (a `forget --dry-run --prune`; restic does the same). */
   ignoreSnapshots?: Iterable<string>;
+  /**
+   * Finds the blobs the kept snapshots use, given their root trees, as restic's PlanPrune takes
+   * `getUsedBlobs` from its caller. Default: {@link findUsedBlobs}. The plan takes over the set
+   * returned (it becomes `keepBlobs`); a blob the set lacks is pruned.
+   */
+  getUsedBlobs?: (indexed: IndexedRepository, roots: readonly BlobId[], options: CallOptions & { onProgress?: (p: PruneProgress) => void }) => Promise<BlobHandleSet>;
   /** Called as each phase of the planning advances. */
   onProgress?: (p: PruneProgress) => void;
   /** Human-readable lines, as restic prints them. */
@@ -444,7 +314,8 @@ export async function planPrune(repository: AnyRepository, options: PrunePlanOpt
     return tree;
   });
   say(`finding data that is still in use for ${snapshots.length} snapshots`, 'info');
-  const used = await findUsedBlobs(indexed, roots, { signal, onProgress: options.onProgress });
+  const getUsedBlobs = options.getUsedBlobs ?? findUsedBlobs;
+  const used = await getUsedBlobs(indexed, roots, { signal, onProgress: options.onProgress });
   throwIfAborted(signal);
 
   say('searching used packs...', 'info');
@@ -733,16 +604,10 @@ async function decidePackActions(indexed: IndexedRepository, packs: Map<PackId, 
  */
 export async function executePrune(indexed: IndexedRepository, plan: PrunePlan, options: PruneExecuteOptions = {}): Promise<PruneResult> {
   const { signal } = options;
-  const lock = options.lock === false ? undefined : await Lock.acquire(indexed.repo, { exclusive: true, retryLock: options.retryLock, signal });
-  try {
+  return withOptionalLock(indexed.repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal }, async (lock) => {
     if (lock) await assertPlanCurrent(indexed, plan, signal);
-    return await execute(indexed, plan, options);
-  } catch (err) {
-    await lock?.releaseAfterError(err);
-    throw err;
-  } finally {
-    await lock?.release();
-  }
+    return execute(indexed, plan, options);
+  });
 }
 
 async function assertPlanCurrent(indexed: IndexedRepository, plan: PrunePlan, signal: AbortSignal | undefined): Promise<void> {
@@ -828,163 +693,34 @@ async function execute(indexed: IndexedRepository, plan: PrunePlan, options: Pru
   return result;
 }
 
-/** Repacks: reads the blobs to keep (in ranges, never whole packs at once), verifies, re-packs. */
+/** Repacks the plan's packs; what is written is indexed, and `indexed.indexFiles` learns it. */
 async function repackPacks(indexed: IndexedRepository, plan: PrunePlan, options: PruneExecuteOptions): Promise<{ packs: number; indexFiles: Map<string, PackId[]> }> {
-  const { signal } = options;
-  const keep = plan.keepBlobs;
-  const repackSet = new Set<string>(plan.repack);
-
-  // Which blobs to read from which pack.
-  const perPack = new Map<PackId, BlobLocation[]>();
-  for (const e of indexed.index.entries()) {
-    if (!repackSet.has(e.packId) || keep.get(e.type, e.id) !== 1) continue;
-    let l = perPack.get(e.packId);
-    if (!l) perPack.set(e.packId, (l = []));
-    l.push(e);
-  }
-
-  // The writer gets an empty index: the blobs are in the index already (in the packs that go),
-  // and must be stored again.
-  const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map());
-  // Two pack buffers: one filled while the other is stored. Repacking reads and copies much faster
-  // than a pack is stored, so more would only hold memory (restic keeps packs in temp files).
-  const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal, packBuffers: 2 });
-  const packIds = [...perPack.keys()];
-  let done = 0;
-  // One connection stays free for the uploads, as in restic.
-  await mapLimit(packIds, Math.max(1, indexed.backend.connections - 1), async (packId) => {
-    const blobs = perPack.get(packId)!.sort((a, b) => a.offset - b.offset);
-    perPack.delete(packId);
-    for (const range of readRanges(blobs)) {
-      throwIfAborted(signal);
-      const start = range[0]!.offset;
-      const end = range[range.length - 1]!.offset + range[range.length - 1]!.length;
-      let bytes: Uint8Array | undefined;
-      let readError: unknown;
-      try {
-        bytes = await indexed.backend.load({ type: 'data', name: packId }, { signal, offset: start, length: end - start });
-      } catch (e) {
-        if (e instanceof AbortedError) throw e;
-        // Each blob of the range is then looked for in its other copies.
-        readError = e;
-      }
-      for (const loc of range) {
-        // Another pack may hold a copy too; whoever gets there first copies it.
-        if (keep.get(loc.type, loc.id) !== 1) continue;
-        keep.set(loc.type, loc.id, 0);
-        let sealed = bytes?.subarray(loc.offset - start, loc.offset - start + loc.length);
-        let plain: Uint8Array;
-        try {
-          if (!sealed) throw readError;
-          plain = indexed.decodeBlob(loc, sealed);
-        } catch (e) {
-          const other = await intactCopy(indexed, loc, signal);
-          if (!other) {
-            // A failed read (network, permissions) is reported as it is; damage as damage.
-            if (!(e instanceof IntegrityError)) throw e;
-            throw new IntegrityError(
-              `blob ${loc.id} cannot be repacked: ${(e as Error).message}; no intact copy exists. Nothing was deleted yet; run "restic check --read-data" and "restic repair packs"`,
-              { file: packFile(packId), blob: loc.id },
-              { cause: e },
-            );
-          }
-          ({ sealed, plain } = other);
-        }
-        await copyBlob(writer, loc, sealed, plain);
-        // The writer has copied what it keeps; V8 would free these only at a later collection.
-        discard(plain);
-      }
-      // Only a buffer the backend gave away (the in-memory backend hands out views of its own).
-      if (bytes && ownedBytes(bytes)) discard(bytes);
-    }
-    options.onProgress?.({ phase: 'repack', done: ++done, total: packIds.length });
+  return repack(indexed, plan.repack, plan.keepBlobs, {
+    signal: options.signal, compression: options.compression, packSize: options.packSize,
+    onProgress: (done, total) => options.onProgress?.({ phase: 'repack', done, total }),
   });
-  await writer.flush();
-  const left = keep.countValue(1);
-  if (left > 0) throw new IntegrityError(`internal error: ${left} blob(s) were not repacked; nothing was deleted`);
-  return { packs: writer.stats.packs, indexFiles: new Map(target.indexFiles) };
-}
-
-/** Consecutive kept blobs of one pack, grouped so one read covers them without reading much else. */
-function* readRanges(blobs: readonly BlobLocation[]): Iterable<BlobLocation[]> {
-  let cur: BlobLocation[] = [];
-  for (const b of blobs) {
-    const first = cur[0];
-    const last = cur[cur.length - 1];
-    if (first && last && (b.offset - (last.offset + last.length) > READ_GAP || b.offset + b.length - first.offset > READ_MAX)) {
-      yield cur;
-      cur = [];
-    }
-    cur.push(b);
-  }
-  if (cur.length > 0) yield cur;
-}
-
-/** A verified copy of a blob from another pack, for when the one being repacked is damaged. */
-async function intactCopy(indexed: IndexedRepository, loc: BlobLocation, signal: AbortSignal | undefined): Promise<{ sealed: Uint8Array; plain: Uint8Array } | undefined> {
-  for (const other of indexed.index.lookup(loc.id, loc.type)) {
-    if (other.packId === loc.packId && other.offset === loc.offset) continue;
-    try {
-      const sealed = await indexed.backend.load({ type: 'data', name: other.packId }, { signal, offset: other.offset, length: other.length });
-      return { sealed, plain: indexed.decodeBlob(other, sealed) };
-    } catch (e) {
-      if (e instanceof AbortedError) throw e;
-    }
-  }
-  return undefined;
-}
-
-/**
- * Copies a verified blob. Its sealed bytes are reused as they are (same repository, same key),
- * except an uncompressed blob that the repository would compress now (v2: trees always, data
- * unless compression is off): that one is compressed, as restic does when it repacks.
- */
-async function copyBlob(writer: BlobWriter, loc: BlobLocation, sealed: Uint8Array, plain: Uint8Array): Promise<void> {
-  if (loc.uncompressedLength === 0 && writer.shouldCompress(loc.type, plain.length)) {
-    await writer.saveBlob(loc.type, plain);
-    return;
-  }
-  // addSealed copies the bytes into the pack before it returns or waits.
-  await writer.addSealed(loc.type, loc.id, sealed, loc.uncompressedLength, plain.length);
 }
 
 /**
  * Writes the packs of the given index files, minus the dropped ones, into new index files
- * (at most 50 000 blobs each). Reads one old index file at a time.
+ * (batched by IndexWriter, which writes a pack listed twice once). Reads one old index file at a time.
  */
 async function rewriteIndexFiles(indexed: IndexedRepository, obsolete: readonly string[], dropped: ReadonlySet<string>, options: PruneExecuteOptions): Promise<string[]> {
   const { signal } = options;
   const repo = indexed.repo;
-  const written: string[] = [];
-  // A pack listed twice with the same blobs is written once.
-  const seen = new Set<string>();
-  let batch: IndexPack[] = [];
-  let batchBlobs = 0;
-  const save = async () => {
-    if (batch.length === 0) return;
-    const id = await repo.saveUnpacked('index', encodeIndexFile(batch), { signal });
-    written.push(id);
-    indexed.indexFiles.set(id, batch.map((p) => p.id));
-    batch = [];
-    batchBlobs = 0;
-  };
+  const writer = new IndexWriter(repo, { signal, indexFiles: indexed.indexFiles });
   let done = 0;
   for (const indexId of obsolete) {
     throwIfAborted(signal);
     const content = decodeIndexFile(await repo.loadUnpacked('index', indexId, { signal }), `index/${indexId}`);
     for (const p of content.packs) {
       if (dropped.has(p.id)) continue;
-      const key = `${p.id}:${p.blobs.map((b) => `${b.type[0]}${b.id}@${b.offset}+${b.length}/${b.uncompressedLength}`).join(',')}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      batch.push(p);
-      batchBlobs += p.blobs.length;
-      if (batchBlobs >= INDEX_MAX_BLOBS) await save();
+      if (writer.add(p) && writer.full) await writer.write();
     }
     options.onProgress?.({ phase: 'index', done: ++done, total: obsolete.length });
   }
-  await save();
-  return written;
+  await writer.write();
+  return writer.written;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1001,8 +737,7 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
   if (options.repackUncompressed && options.compression === 'off') {
     throw new InvalidInputError('disabled compression and --repack-uncompressed are mutually exclusive');
   }
-  const lock = options.lock === false ? undefined : await Lock.acquire(indexed.repo, { exclusive: true, retryLock: options.retryLock, signal });
-  try {
+  return withOptionalLock(indexed.repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal }, async (lock) => {
     let current = indexed;
     if (lock && !(await indexUnchanged(indexed, signal))) {
       options.onMessage?.('loading indexes...', 'info');
@@ -1012,13 +747,8 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
     if (options.dryRun) {
       return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
     }
-    return await execute(current, plan, options);
-  } catch (err) {
-    await lock?.releaseAfterError(err);
-    throw err;
-  } finally {
-    await lock?.release();
-  }
+    return execute(current, plan, options);
+  });
 }
 
 async function indexUnchanged(indexed: IndexedRepository, signal: AbortSignal | undefined): Promise<boolean> {
@@ -1030,8 +760,5 @@ async function indexUnchanged(indexed: IndexedRepository, signal: AbortSignal | 
   return n === indexed.indexFiles.size;
 }
 
-function packFile(id: string): string {
-  return `data/${id.slice(0, 2)}/${id}`;
-}
-
 export type { BlobId };
+export { BlobHandleSet };

@@ -16,12 +16,14 @@ import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, IntegrityError, StowageError, throwIfAborted } from '../../errors.ts';
 import type { BlobWriter, IndexedRepository, Repository } from '../../repository/repository.ts';
 import { baseRepository, sha256hex, type AnyRepository } from '../../repository/repository.ts';
-import { withLock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
-import { encodeIndexFile, type IndexPack } from '../../repository/index-file.ts';
-import { EAGER_TAIL, expectedPackSize, readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import type { IndexPack } from '../../repository/index-file.ts';
+import { IndexWriter } from '../../repository/index-writer.ts';
+import { expectedPackSize, packFile, type PackedBlob } from '../../repository/pack.ts';
+import { loadPackHeader } from '../../repository/pack-reader.ts';
 import { mapLimit, Semaphore } from '../../repository/concurrency.ts';
 import { loadIndexFiles } from '../../repository/index-loader.ts';
 import { decodeSnapshot, encodeSnapshot, findSnapshotByPrefix, snapshotMatches, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
@@ -29,19 +31,11 @@ import { sortByTime, type SnapshotEntry } from '../engine/select.ts';
 import { decodeTree, encodeTree, nodeNameProblem, sortNodes } from '../model/tree.ts';
 import type { TreeNode } from '../model/node.ts';
 
-/** restic starts a new index file once one holds this many blobs. */
-export const INDEX_MAX_BLOBS = 50_000;
-
 interface LockingOptions {
   /** Take an exclusive lock for the run (default true). Pass false when the caller holds one. */
   lock?: boolean;
   /** Keep trying this long (ms) while another process holds a lock. */
   retryLock?: number;
-}
-
-async function locked<T>(repo: Repository, take: boolean, options: LockingOptions & CallOptions, fn: () => Promise<T>): Promise<T> {
-  if (!take) return fn();
-  return withLock(repo, { exclusive: true, retryLock: options.retryLock, signal: options.signal }, fn);
 }
 
 /** Damage (bad bytes, a file or blob that is gone), as opposed to a backend or usage failure. */
@@ -101,7 +95,7 @@ export interface RepairIndexResult {
  */
 export async function repairIndex(repository: AnyRepository, options: RepairIndexOptions = {}): Promise<RepairIndexResult> {
   const repo = baseRepository(repository);
-  return locked(repo, options.lock !== false, options, () => rebuildIndex(repo, options));
+  return withOptionalLock(repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal: options.signal }, () => rebuildIndex(repo, options));
 }
 
 async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Promise<RepairIndexResult> {
@@ -164,9 +158,9 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
     await mapLimit(readList, Math.max(2, repo.backend.connections), async ([pack, size]) => {
       throwIfAborted(signal);
       try {
-        const blobs = await readHeaderOf(repo, pack, size, signal);
+        const blobs = await loadPackHeader(repo.backend, repo.masterKeyForWorkers(), pack, size, { signal });
         if (repo.version === 1 && blobs.some((b) => b.uncompressedLength)) {
-          throw new IntegrityError('pack holds compressed blobs, which repository version 1 does not support', { file: `data/${pack.slice(0, 2)}/${pack}` });
+          throw new IntegrityError('pack holds compressed blobs, which repository version 1 does not support', { file: packFile(pack) });
         }
         kept.set(pack, blobs);
       } catch (e) {
@@ -181,27 +175,22 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
 
   say('rebuilding index');
   const packs: IndexPack[] = [...kept].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([id, blobs]) => ({ id, blobs }));
-  const groups: IndexPack[][] = [];
-  let group: IndexPack[] = [];
-  let groupBlobs = 0;
+  // Every batch is queued first (the packs are all known), then stored a few at a time.
+  const index = new IndexWriter(repo, { signal, connections: Math.max(2, repo.backend.connections) });
+  const writes: Array<Promise<string | undefined>> = [];
   for (const p of packs) {
-    if (group.length > 0 && groupBlobs + p.blobs.length > INDEX_MAX_BLOBS) {
-      groups.push(group);
-      group = [];
-      groupBlobs = 0;
-    }
-    group.push(p);
-    groupBlobs += p.blobs.length;
+    index.add(p);
     result.blobs += p.blobs.length;
+    if (index.full) writes.push(index.write());
   }
-  if (group.length > 0) groups.push(group);
+  if (index.pending > 0) writes.push(index.write());
   result.packs = packs.length;
   let written = 0;
-  result.indexFilesWritten = await mapLimit(groups, Math.max(2, repo.backend.connections), async (g) => {
-    const id = await repo.saveUnpacked('index', encodeIndexFile(g), { signal });
-    progress({ phase: 'write-index', done: ++written, total: groups.length });
+  result.indexFilesWritten = await Promise.all(writes.map(async (w) => {
+    const id = (await w)!;
+    progress({ phase: 'write-index', done: ++written, total: writes.length });
     return id;
-  });
+  }));
 
   // Only now, with the new index stored, may the old files go. A new file can have the same
   // content, and so the same name, as an old one: that one stays.
@@ -221,17 +210,6 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
   for (const list of [result.packsAdded, result.packsReindexed, result.packsRemoved]) list.sort();
   result.packsFailed.sort((a, b) => (a.pack < b.pack ? -1 : 1));
   return result;
-}
-
-/** Reads a pack's header from its end, fetching more when the header is larger than the first read. */
-async function readHeaderOf(repo: Repository, pack: PackId, size: number, signal: AbortSignal | undefined): Promise<PackedBlob[]> {
-  const h = { type: 'data' as const, name: pack };
-  const tailOf = (n: number) => {
-    const length = Math.min(n, size);
-    return repo.backend.load(h, { signal, offset: size - length, length });
-  };
-  const tail = await tailOf(EAGER_TAIL);
-  return readPackHeader(repo.masterKeyForWorkers(), size, tail, tailOf, `data/${pack.slice(0, 2)}/${pack}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,7 +301,7 @@ export interface RepairSnapshotsResult {
  */
 export async function repairSnapshots(repository: AnyRepository, options: RepairSnapshotsOptions = {}): Promise<RepairSnapshotsResult> {
   const repo = baseRepository(repository);
-  return locked(repo, options.lock !== false && !options.dryRun, options, async () => {
+  return withOptionalLock(repo, { lock: options.lock !== false && !options.dryRun, exclusive: true, retryLock: options.retryLock, signal: options.signal }, async () => {
     const indexed = await repo.loadIndex({ signal: options.signal });
     return new SnapshotRepair(indexed, options).run();
   });

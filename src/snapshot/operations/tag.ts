@@ -5,7 +5,7 @@ import type { CallOptions } from '../../backend/backend.ts';
 import { AbortedError, InvalidInputError, StowageError, throwIfAborted } from '../../errors.ts';
 import { baseRepository, type AnyRepository } from '../../repository/repository.ts';
 import type { SnapshotId } from '../../repository/id.ts';
-import { Lock } from '../../repository/lock.ts';
+import { withOptionalLock } from '../../repository/lock.ts';
 import { encodeSnapshot, type Snapshot, type SnapshotFilter } from '../model/snapshot.ts';
 import { selectSnapshots, type SnapshotSelection } from '../engine/select.ts';
 
@@ -93,8 +93,7 @@ export async function tag(repository: AnyRepository, options: TagOptions): Promi
   const repo = baseRepository(repository);
   checkSpec(options);
   const signal = options.signal;
-  const lock = options.lock === false ? undefined : await Lock.acquire(repo, { exclusive: true, retryLock: options.retryLock, signal });
-  try {
+  return withOptionalLock(repo, { lock: options.lock, exclusive: true, retryLock: options.retryLock, signal }, async () => {
     const sel = await selectSnapshots(repo, options.snapshots ?? [], options.filter ?? {}, { signal });
     const result: TagResult = { changed: [], unchanged: [], ignored: sel.ignored, failed: [] };
     for (const { id, snapshot } of sel.snapshots) {
@@ -119,12 +118,7 @@ export async function tag(repository: AnyRepository, options: TagOptions): Promi
       }
     }
     return result;
-  } catch (err) {
-    await lock?.releaseAfterError(err);
-    throw err;
-  } finally {
-    await lock?.release();
-  }
+  });
 }
 
 function sameTags(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
