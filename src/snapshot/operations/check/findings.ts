@@ -1,6 +1,6 @@
 // What the phases of a check share: where they report (problems, hints, messages, progress),
 // where blobs cannot be read from, and which checked trees refer to unreadable blobs.
-import { layoutPath } from '../../../backend/backend.ts';
+import { packFile } from '../../../repository/pack.ts';
 import type { Repository } from '../../../repository/repository.ts';
 import type { BlobId, BlobType } from '../../../repository/id.ts';
 import type { BlobLocation, MasterIndex } from '../../../repository/master-index.ts';
@@ -15,7 +15,7 @@ export const NULL_ID = '0'.repeat(64);
 /** A blob as a key of the maps below: "type:id". */
 export const blobKey = (type: BlobType, id: string): string => `${type}:${id}`;
 /** A pack's repository file, "data/ab/<id>". */
-export const packFile = (id: string): string => layoutPath({ type: 'data', name: id });
+export { packFile };
 /** A name's path below a folder's path in a snapshot. */
 export const joinPath = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
 

@@ -12,6 +12,7 @@ import type { MetadataWriter } from './metadata.ts';
 import type { RestoreOutput } from './output.ts';
 import type { ContentPlan, FileTask, PlannedBlob, ReadJob } from './plan.ts';
 import type { TargetFolder } from './target.ts';
+import { packFile } from '../../../repository/pack.ts';
 
 /** Writes the files' contents and their hard links; complete files get their metadata at once. */
 export class ContentWriter {
@@ -204,8 +205,4 @@ async function runSettled<T>(items: readonly T[], limit: number, fn: (item: T, i
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
   if (failure) throw failure.error;
-}
-
-function packFile(packId: string): string {
-  return `data/${packId.slice(0, 2)}/${packId}`;
 }

@@ -1,6 +1,6 @@
-// Pack-range coalescing: which blobs of a pack one read fetches. (To give way to the shared
-// pack reader, repository/pack-reader.ts, once there is one.)
+// Which blobs of a pack one read fetches: restore's limits on the shared pack reader.
 import type { BlobLocation } from '../../../repository/master-index.ts';
+import { planPackReads } from '../../../repository/pack-reader.ts';
 import { MAX_JOB_BYTES } from '../../engine/decode-pool.ts';
 
 /** Pack bytes read beyond a needed blob to reach the next one in the same read. */
@@ -17,23 +17,10 @@ export const MAX_READ = 4 * 1024 * 1024;
  * MAX_READ. Blobs over MAX_JOB_BYTES are left out of every range, as `oversized`.
  */
 export function packRanges<B extends { loc: BlobLocation }>(blobs: Iterable<B>): { ranges: B[][]; oversized: B[] } {
-  const sorted = [...blobs].sort((x, y) => x.loc.offset - y.loc.offset);
-  const ranges: B[][] = [];
+  const fitting: B[] = [];
   const oversized: B[] = [];
-  let range: B[] = [];
-  for (const b of sorted) {
-    if (b.loc.length > MAX_JOB_BYTES) {
-      oversized.push(b);
-      continue;
-    }
-    const start = range[0]?.loc.offset ?? b.loc.offset;
-    const last = range[range.length - 1];
-    if (last && (b.loc.offset - (last.loc.offset + last.loc.length) > MAX_GAP || b.loc.offset + b.loc.length - start > MAX_READ)) {
-      ranges.push(range);
-      range = [];
-    }
-    range.push(b);
-  }
-  if (range.length) ranges.push(range);
-  return { ranges, oversized };
+  for (const b of blobs) (b.loc.length > MAX_JOB_BYTES ? oversized : fitting).push(b);
+  oversized.sort((x, y) => x.loc.offset - y.loc.offset);
+  const reads = planPackReads(fitting, { maxGap: MAX_GAP, maxSpan: MAX_READ }, (b) => b.loc);
+  return { ranges: reads.map((r) => r.blobs), oversized };
 }
