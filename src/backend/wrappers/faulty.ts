@@ -3,9 +3,9 @@
 // report an error. Faults come from a seeded generator, so a failing run can be repeated.
 // Stored bytes are never altered: every fault is one a careful caller can notice.
 
-import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../errors.ts';
+import { describeFile } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { systemClock } from './limits.ts';
 import type { Clock } from './limits.ts';
 

@@ -4,8 +4,8 @@
 //
 // Also home of wrapBackend(), which stacks the wrappers in the order they belong in.
 
-import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { describeFile } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import {
   AbortedError,
   BackendError,
@@ -14,13 +14,13 @@ import {
   NotFoundError,
   StowageError,
   throwIfAborted,
-} from '../errors.ts';
+} from '../../errors.ts';
 import { LimitedBackend, abortedErrorOf, systemClock } from './limits.ts';
 import type { Clock, LimitOptions, RateLimitOptions } from './limits.ts';
 import { ObservedBackend, logObserver, summarizeError } from './observe.ts';
-import { redactSecrets } from '../redact.ts';
+import { redactSecrets } from '../../redact.ts';
 import type { BackendEvent, BackendObserver } from './observe.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../../logger.ts';
 
 /** The backend calls the wrappers know about. */
 export type BackendOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';

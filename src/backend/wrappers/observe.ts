@@ -1,10 +1,10 @@
 // Reports every backend call to a hook, for logs and metrics: what was done to which file, how
 // many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { BackendError, StowageError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
-import { redactSecrets } from '../redact.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { BackendError, StowageError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { redactSecrets } from '../../redact.ts';
 
 export { redactSecrets };
 

@@ -2,9 +2,9 @@
 // and, optionally, an average upload and download bandwidth (restic's --limit-upload/-download).
 // Also the time helpers the wrappers share (a replaceable clock and an abortable sleep).
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import { checkConnections } from './local.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { AbortedError, InvalidInputError, throwIfAborted } from '../../errors.ts';
+import { checkConnections } from '../local.ts';
 
 // ---- time -----------------------------------------------------------------------------------
 
