@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { FaultyBackend } from '../../src/backend/wrappers/faulty.ts';
-import { wrapBackend } from '../../src/backend/wrappers/retry.ts';
+import { wrapBackend } from '../../src/backend/wrappers/stack.ts';
 import { openBackend } from '../../src/backend/location.ts';
 import { BackendError, NotFoundError } from '../../src/errors.ts';
 import { LockedError } from '../../src/repository/lock.ts';
