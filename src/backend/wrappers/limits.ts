@@ -1,5 +1,5 @@
-// Keeps a backend within bounds: at most `connections` calls in flight (restic's "sema" backend)
-// and, optionally, an average upload and download bandwidth
+// Keeps a backend within bounds: at most `connections` calls in flight (restic's "sema" backend,
+// which lets lock files through) and, optionally, an average upload and download bandwidth
 // (restic's --limit-upload/-download).
 
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
@@ -186,7 +186,9 @@ export interface LimitOptions extends RateLimitOptions {
 
 /**
  * At most `connections` calls in flight; a listing counts as one for as long as it runs, but
- * lends its connection to a waiting call while the caller handles an item. With rate limits, a
+ * lends its connection to a waiting call while the caller handles an item. Calls on lock files
+ * (save, load, stat, remove of `locks`) pass the limit, as in restic: a lock refresh must never
+ * queue behind pack uploads, or the lock goes stale while the backup waits. With rate limits, a
  * save waits (holding its connection) until the upload bucket allows its bytes; a load waits
  * before the request when its length is known, otherwise after the bytes arrived. Whole calls
  * are throttled, not the bytes within one: the average holds, a single request runs at full speed.
@@ -253,8 +255,12 @@ export class LimitedBackend extends ForwardingBackend {
     }
   }
 
-  /** Runs `call` on a connection of the pool. */
+  /** Runs `call` on a connection of the pool; a call on a lock file needs none (see the class comment). */
   async #withConnection<T>(h: FileHandle | undefined, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+    if (h?.type === 'locks') {
+      throwIfAborted(signal);
+      return await call();
+    }
     await this.#pool.acquire(signal);
     try {
       return await call();
