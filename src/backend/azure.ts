@@ -9,20 +9,13 @@ import { createHash } from 'node:crypto';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as AzureBlob from '@azure/storage-blob';
-import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
 import { nodeHttps } from './node-http.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
-  AbortedError,
-  BackendError,
-  IntegrityError,
-  InvalidInputError,
-  NotFoundError,
-  StowageError,
-  UnsupportedError,
-  throwIfAborted,
-} from '../errors.ts';
+  checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
+  optionalPackage, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix,
+} from './shared.ts';
 
 /** The access tiers Azure offers for block blobs. */
 export type AzureAccessTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
@@ -77,9 +70,6 @@ export interface AzureBackendOptions {
 
 type AzureModule = typeof AzureBlob;
 
-/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
-const ID_NAME = /^[0-9a-f]{64}$/;
-
 /** Blobs per list request. Azure allows up to 5000; smaller pages keep memory flat. */
 const LIST_PAGE_SIZE = 1000;
 
@@ -88,18 +78,10 @@ const SINGLE_PUT_MAX = 256 * 1024 * 1024;
 
 const ACCESS_TIERS: readonly AzureAccessTier[] = ['Hot', 'Cool', 'Cold', 'Archive'];
 
-let azureModule: Promise<AzureModule> | undefined;
+const loadAzure = optionalPackage('@azure/storage-blob', 'Azure', (): Promise<AzureModule> => import('@azure/storage-blob'));
 
-/** Loads @azure/storage-blob once, on first use, so `import 'stowage'` does not pay for it. */
-function loadAzure(): Promise<AzureModule> {
-  azureModule ??= import('@azure/storage-blob').catch((err: unknown) => {
-    azureModule = undefined;
-    throw new UnsupportedError(
-      `the Azure backend needs the optional package @azure/storage-blob (npm install @azure/storage-blob): ${(err as Error)?.message ?? String(err)}`,
-    );
-  });
-  return azureModule;
-}
+// The shared rules, plus the SDK's code for a request that got no answer.
+const transient = transientErrors.extend({ codes: ['REQUEST_SEND_ERROR'] });
 
 /**
  * A repository in an Azure Blob Storage container under an optional prefix, in restic's layout, so
@@ -117,12 +99,13 @@ export class AzureBackend implements Backend {
   readonly #opts: AzureBackendOptions;
   /** Strings that must never appear in a message (key, SAS, connection string parts). */
   readonly #secrets: string[];
-  #client: Promise<AzureBlob.ContainerClient> | undefined;
+  /** The SDK client, made on the first request. */
+  readonly #client = madeOnce(() => this.makeContainerClient());
 
   constructor(opts: AzureBackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('Azure backend options must be an object');
     this.container = checkContainerName(opts.container);
-    this.prefix = normalisePrefix(opts.prefix);
+    this.prefix = normalizePrefix(opts.prefix, 'Azure prefix', true);
     if (opts.accessTier !== undefined && !ACCESS_TIERS.includes(opts.accessTier)) {
       throw new InvalidInputError(`Azure access tier must be one of ${ACCESS_TIERS.join(', ')}, got ${JSON.stringify(opts.accessTier)}`);
     }
@@ -144,7 +127,7 @@ export class AzureBackend implements Backend {
 
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
-    const container = await this.containerClient();
+    const container = await this.#client();
     try {
       await container.getProperties({ abortSignal: options.signal });
       return;
@@ -166,10 +149,8 @@ export class AzureBackend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const blob = (await this.containerClient()).getBlockBlobClient(this.keyOf(h));
+    const file = startCall(h, options.signal);
+    const blob = (await this.#client()).getBlockBlobClient(this.keyOf(h));
     throwIfAborted(options.signal);
     const tier = this.tierFor(h);
     const blobHTTPHeaders = { blobContentType: 'application/octet-stream' };
@@ -193,22 +174,10 @@ export class AzureBackend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const blob = (await this.containerClient()).getBlobClient(this.keyOf(h));
-    let offset = options.offset ?? 0;
-    let length = options.length;
-    if (length === 0 || (length === undefined && offset > 0)) {
-      // An empty range cannot be asked for, and an open range at the very end is a 416:
-      // the size decides whether the range is valid (and whether the file exists).
-      const { size } = await this.stat(h, options);
-      ({ offset, length } = resolveRange(options, size, file));
-      if (length === 0) return new Uint8Array(0);
-    } else {
-      // Only checks the numbers: the real end is found by the ranged read below.
-      resolveRange(options, Number.POSITIVE_INFINITY, file);
-    }
+    const file = startCall(h, options.signal);
+    const blob = (await this.#client()).getBlobClient(this.keyOf(h));
+    const { offset, length } = await sdkRange(options, file, () => this.stat(h, options));
+    if (length === 0) return new Uint8Array(0);
     try {
       const res = await blob.download(offset, length, { abortSignal: options.signal, maxRetryRequests: 0 });
       const expected = length ?? res.contentLength;
@@ -231,14 +200,12 @@ export class AzureBackend implements Backend {
   }
 
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const blob = (await this.containerClient()).getBlobClient(this.keyOf(h));
+    const file = startCall(h, options.signal);
+    const blob = (await this.#client()).getBlobClient(this.keyOf(h));
     try {
       const props = await blob.getProperties({ abortSignal: options.signal });
       if (props.contentLength === undefined) throw new IntegrityError('the service sent no content length', { file });
-      return { name: h.type === 'config' ? 'config' : h.name, size: props.contentLength };
+      return fileInfo(h, props.contentLength);
     } catch (err) {
       throw this.toStowage(err, 'stat', file, options.signal);
     }
@@ -247,16 +214,9 @@ export class AzureBackend implements Backend {
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
     checkType(type);
-    if (type === 'config') {
-      try {
-        yield await this.stat({ type, name: 'config' }, options);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-      return;
-    }
-    const container = await this.containerClient();
-    const folder = this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: 'config' }, options));
+    const container = await this.#client();
+    const folder = underPrefix(this.prefix, `${type}/`);
     const pages = container.listBlobsFlat({ prefix: folder, abortSignal: options.signal }).byPage({ maxPageSize: LIST_PAGE_SIZE });
     while (true) {
       let page: IteratorResult<AzureBlob.ContainerListBlobFlatSegmentResponse>;
@@ -272,17 +232,15 @@ export class AzureBackend implements Backend {
       for (const item of page.value.segment.blobItems) {
         const name = item.name.slice(item.name.lastIndexOf('/') + 1);
         // Only files exactly where restic's layout puts them (data/ab/ab…, not data/ab…).
-        if (!ID_NAME.test(name) || item.name !== this.keyOf({ type, name })) continue;
+        if (!isIdName(name) || item.name !== this.keyOf({ type, name })) continue;
         yield { name, size: item.properties.contentLength ?? 0 };
       }
     }
   }
 
   async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const blob = (await this.containerClient()).getBlobClient(this.keyOf(h));
+    const file = startCall(h, options.signal);
+    const blob = (await this.#client()).getBlobClient(this.keyOf(h));
     try {
       await blob.delete({ abortSignal: options.signal });
     } catch (err) {
@@ -296,21 +254,13 @@ export class AzureBackend implements Backend {
 
   /** The blob name of a file: the prefix joined with restic's layout path. */
   private keyOf(h: FileHandle): string {
-    return this.prefix ? `${this.prefix}/${layoutPath(h)}` : layoutPath(h);
+    return prefixedKey(this.prefix, h);
   }
 
   private tierFor(h: FileHandle): AzureBlob.BlockBlobTier | undefined {
     const tier = this.#opts.accessTier;
     if (tier === undefined || (tier === 'Archive' && h.type !== 'data')) return undefined;
     return tier as AzureBlob.BlockBlobTier;
-  }
-
-  private containerClient(): Promise<AzureBlob.ContainerClient> {
-    this.#client ??= this.makeContainerClient().catch((err: unknown) => {
-      this.#client = undefined;
-      throw err;
-    });
-    return this.#client;
   }
 
   private async makeContainerClient(): Promise<AzureBlob.ContainerClient> {
@@ -365,9 +315,7 @@ export class AzureBackend implements Backend {
   }
 
   private redact(text: string): string {
-    let out = text;
-    for (const secret of this.#secrets) out = out.split(secret).join('***');
-    return out.replace(/([?&](?:sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid)=)[^&\s"']*/gi, '$1***');
+    return maskSecrets(text, this.#secrets).replace(/([?&](?:sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid)=)[^&\s"']*/gi, '$1***');
   }
 
   /**
@@ -416,29 +364,12 @@ function pastEnd(offset: number, length: number, got: number, file: string): Int
   return new IntegrityError(`range ${offset}+${length} is past the end of the file (only ${got} bytes there)`, { file });
 }
 
-function checkType(type: unknown): asserts type is FileType {
-  if (!FILE_TYPES.includes(type as FileType)) {
-    throw new InvalidInputError(`unknown file type ${JSON.stringify(type)?.slice(0, 40)} (expected one of ${FILE_TYPES.join(', ')})`);
-  }
-}
-
 /** Azure container names: 3–63 lowercase letters, digits and single dashes, starting with a letter or digit. */
 function checkContainerName(name: unknown): string {
   if (typeof name !== 'string' || !/^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/.test(name)) {
     throw new InvalidInputError(`Azure container name ${JSON.stringify(name)?.slice(0, 80)} is not valid (3-63 lowercase letters, digits and dashes)`);
   }
   return name;
-}
-
-/** "/a//b/" → "a/b"; "." and ".." are refused so a prefix cannot climb out of the container. */
-function normalisePrefix(prefix: unknown): string {
-  if (prefix === undefined || prefix === null) return '';
-  if (typeof prefix !== 'string') throw new InvalidInputError('Azure prefix must be a string');
-  const parts = prefix.split('/').filter((p) => p !== '');
-  if (parts.some((p) => p === '.' || p === '..' || p.includes('\0') || p.includes('\\'))) {
-    throw new InvalidInputError(`Azure prefix ${JSON.stringify(prefix).slice(0, 120)} must not contain ".", ".." or backslashes`);
-  }
-  return parts.join('/');
 }
 
 function parseConnectionString(cs: string): Map<string, string> {
@@ -463,20 +394,7 @@ function secretParts(opts: AzureBackendOptions): string[] {
     add(fields.get('accountkey'));
     add(fields.get('sharedaccesssignature'));
   }
-  // Longest first, so a secret containing another is replaced whole.
-  return out.sort((a, b) => b.length - a.length);
-}
-
-function stripUrlSecrets(url: string): string {
-  try {
-    const u = new URL(url);
-    u.search = '';
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/+$/, '');
-  } catch {
-    return url.replace(/[?#].*$/, '');
-  }
+  return out;
 }
 
 /** The service's error code ("BlobNotFound", "AuthorizationFailure", …) or the SDK's ("REQUEST_SEND_ERROR"). */
@@ -492,32 +410,9 @@ function statusOf(err: unknown): number | undefined {
   return typeof status === 'number' && status > 0 ? status : undefined;
 }
 
-/** Network failures that a later attempt may not meet (the request got no answer). */
-const TRANSIENT_NETWORK_CODES = new Set([
-  'REQUEST_SEND_ERROR',
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-  'UND_ERR_SOCKET',
-]);
-
 function isTransient(status: number | undefined, code: unknown, message: string): boolean {
-  if (status !== undefined) return status === 408 || status === 429 || status >= 500;
+  if (status !== undefined) return transient.status(status);
   // A certificate the client does not trust stays untrusted however often it is tried.
   if (/certificate|self[- ]signed|CERT_|SSL|TLS/i.test(message)) return false;
-  return typeof code === 'string' && TRANSIENT_NETWORK_CODES.has(code);
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function firstLine(text: string): string {
-  const line = text.split('\n', 1)[0].trim();
-  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+  return transient.code(code);
 }

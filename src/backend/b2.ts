@@ -8,11 +8,12 @@
 // replaced when B2 refuses one (401, or 503 "too busy"), as B2's upload protocol asks.
 
 import { createHash } from 'node:crypto';
-import { describeFile, layoutPath } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
-import { normalizePrefix } from './swift.ts';
+import {
+  checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, normalizePrefix, optionalPackage,
+  parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix,
+} from './shared.ts';
 
 /** Options of {@link B2Backend}. {@link b2OptionsFromEnv} builds them from restic's variables. */
 export interface B2BackendOptions {
@@ -34,9 +35,6 @@ export interface B2BackendOptions {
   /** Milliseconds one request may take before it fails as transient (default 10 minutes). */
   timeoutMs?: number;
 }
-
-/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
-const ID_NAME = /^[0-9a-f]{64}$/;
 
 /** Names per listing call: B2 bills listings per 1000 names. */
 const LIST_PAGE = 1000;
@@ -92,21 +90,12 @@ interface Authorized {
   generation: number;
 }
 
-let sdk: Promise<B2Constructor> | undefined;
-
-/** Loads backblaze-b2 once, on first use (it is an optional peer dependency). */
-function loadSdk(): Promise<B2Constructor> {
+const loadSdk = optionalPackage('backblaze-b2', 'B2', async (): Promise<B2Constructor> => {
   // A computed specifier: the package has no type declarations, and it must stay optional.
   const specifier = 'backblaze-b2';
-  sdk ??= import(specifier).then(
-    (mod: { default?: unknown }) => (mod.default ?? mod) as B2Constructor,
-    (err: unknown) => {
-      sdk = undefined;
-      throw new UnsupportedError(`the B2 backend needs the backblaze-b2 package (npm install backblaze-b2): ${(err as Error)?.message ?? err}`);
-    },
-  );
-  return sdk;
-}
+  const mod = (await import(specifier)) as { default?: unknown };
+  return (mod.default ?? mod) as B2Constructor;
+});
 
 /**
  * A repository in a Backblaze B2 bucket through B2's native API, file names as restic's b2 backend
@@ -136,7 +125,7 @@ export class B2Backend implements Backend {
       throw new InvalidInputError(`b2 bucket must be 6 to 63 letters, digits or "-", got ${JSON.stringify(bucket)?.slice(0, 80)}`);
     }
     this.bucket = bucket;
-    this.prefix = normalizePrefix(opts.prefix ?? '', 'b2 prefix');
+    this.prefix = normalizePrefix(opts.prefix, 'b2 prefix');
     this.location = `b2:${bucket}:${this.prefix}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
     if (typeof opts.applicationKeyId !== 'string' || opts.applicationKeyId === '') throw new InvalidInputError(`b2 backend ${this.location} needs applicationKeyId`);
@@ -144,9 +133,7 @@ export class B2Backend implements Backend {
     if (opts.authorizeUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(opts.authorizeUrl)) {
       throw new InvalidInputError(`b2 authorizeUrl must be an http(s) URL`);
     }
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new InvalidInputError(`timeoutMs for ${this.location} must be a positive integer, got ${timeoutMs}`);
-    this.#timeoutMs = timeoutMs;
+    this.#timeoutMs = positiveInteger(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', this.location);
     this.#opts = { ...opts };
   }
 
@@ -166,9 +153,7 @@ export class B2Backend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     if (data.length > MAX_SIMPLE_UPLOAD) throw new UnsupportedError(`save ${file}: ${data.length} bytes is more than one B2 upload takes (large files are not supported)`);
     const bucketId = await this.#bucketId(options.signal, 'save', file, true);
     const sha1 = createHash('sha1').update(data).digest('hex');
@@ -197,24 +182,15 @@ export class B2Backend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
+    if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
+    const range = rangeHeader(options, file);
     const offset = options.offset ?? 0;
-    resolveRange(options, Number.MAX_SAFE_INTEGER, file);
-    if (options.length === 0) {
-      const { size } = await this.stat(h, options);
-      resolveRange(options, size, file);
-      return new Uint8Array(0);
-    }
-    const whole = offset === 0 && options.length === undefined;
-    const headers: Record<string, string> = {};
-    if (!whole) headers.Range = options.length === undefined ? `bytes=${offset}-` : `bytes=${offset}-${offset + options.length - 1}`;
 
     let res: AxiosResponse;
     try {
       res = await this.#call('load', file, options.signal, (c, axios) =>
-        c.downloadFileByName({ bucketName: this.bucket, fileName: this.#fileName(h), responseType: 'arraybuffer', axios: { ...axios, headers } }),
+        c.downloadFileByName({ bucketName: this.bucket, fileName: this.#fileName(h), responseType: 'arraybuffer', axios: { ...axios, headers: range ? { Range: range } : {} } }),
       );
     } catch (err) {
       if (err instanceof BackendError && err.status === 404) throw new NotFoundError(file);
@@ -230,7 +206,7 @@ export class B2Backend implements Backend {
     const body = toBytes(res.data);
     if (res.status === 206) {
       const range = parseContentRange(header(res, 'content-range'));
-      if (!range) throw new BackendError(`load ${file} (in ${this.location}): partial response without a valid Content-Range`, { transient: true, status: 206 });
+      if (!range || range.total === undefined || Number.isNaN(range.start)) throw new BackendError(`load ${file} (in ${this.location}): partial response without a valid Content-Range`, { transient: true, status: 206 });
       const { length } = resolveRange(options, range.total, file);
       if (range.start !== offset || body.length !== length) {
         throw new IntegrityError(`short read: got ${body.length} bytes at offset ${range.start}, expected ${length} at ${offset}`, { file });
@@ -246,43 +222,34 @@ export class B2Backend implements Backend {
     const declared = Number(header(res, 'content-length') ?? body.length);
     if (declared !== body.length) throw new IntegrityError(`short read: got ${body.length} of ${declared} bytes`, { file });
     const { offset: start, length } = resolveRange(options, body.length, file);
-    return whole ? body : body.slice(start, start + length);
+    return range === undefined ? body : body.slice(start, start + length);
   }
 
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     const bucketId = await this.#bucketId(options.signal, 'stat', file, false);
     if (!bucketId) throw new NotFoundError(file);
     const name = this.#fileName(h);
     const res = await this.#call('stat', file, options.signal, (c, axios) => c.listFileNames({ bucketId, startFileName: name, maxFileCount: 1, prefix: name, axios }));
     const first = listedFiles(res, `stat ${file}`)[0];
     if (!first || first.fileName !== name) throw new NotFoundError(file);
-    return { name: h.type === 'config' ? 'config' : h.name, size: first.contentLength };
+    return fileInfo(h, first.contentLength);
   }
 
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
-    checkHandle({ type, name: 'x' });
-    if (type === 'config') {
-      try {
-        yield await this.stat({ type, name: '' }, options);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-      return;
-    }
+    checkType(type);
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
     const bucketId = await this.#bucketId(options.signal, 'list', type, false);
     if (!bucketId) return;
-    const prefix = this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    const prefix = underPrefix(this.prefix, `${type}/`);
     let start: string | undefined;
     for (;;) {
       const res = await this.#call('list', type, options.signal, (c, axios) => c.listFileNames({ bucketId, startFileName: start, maxFileCount: LIST_PAGE, prefix, axios }));
       for (const f of listedFiles(res, `list ${type}`)) {
         if (f.action !== 'upload') continue;
         const name = f.fileName.slice(f.fileName.lastIndexOf('/') + 1);
-        if (ID_NAME.test(name)) yield { name, size: f.contentLength };
+        if (isIdName(name)) yield { name, size: f.contentLength };
       }
       const next = (res.data as { nextFileName?: unknown } | null)?.nextFileName;
       if (typeof next !== 'string' || next === '') return;
@@ -292,9 +259,7 @@ export class B2Backend implements Backend {
   }
 
   async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     const bucketId = await this.#bucketId(options.signal, 'remove', file, false);
     if (!bucketId) throw new NotFoundError(file);
     const name = this.#fileName(h);
@@ -332,7 +297,7 @@ export class B2Backend implements Backend {
   }
 
   #fileName(h: FileHandle): string {
-    return this.prefix ? `${this.prefix}/${layoutPath(h)}` : layoutPath(h);
+    return prefixedKey(this.prefix, h);
   }
 
   // ---- authorization and calls ------------------------------------------------------------
@@ -346,7 +311,7 @@ export class B2Backend implements Backend {
         if (this.#auth === pending) this.#auth = undefined;
       });
     }
-    return await raceAbort(this.#auth, signal, `${op} ${file}`);
+    return await raceAbort(this.#auth, signal, `${op} ${file}: operation aborted`);
   }
 
   async #authorize(): Promise<Authorized> {
@@ -448,7 +413,7 @@ export class B2Backend implements Backend {
     }
     const b2 = parseB2Error(e?.response?.data);
     const detail = b2 ? `${b2.code}: ${b2.message}` : '';
-    const transient = status >= 500 || status === 429 || status === 408;
+    const transient = transientErrors.status(status);
     return new BackendError(`${where}: HTTP ${status}${detail ? ` ${detail}` : ''}`.slice(0, where.length + ERROR_MESSAGE_CHARS), { transient, status });
   }
 }
@@ -462,25 +427,6 @@ export function b2OptionsFromEnv(env: Record<string, string | undefined> = proce
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortedError(`${what}: operation aborted`));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 function parseB2Error(data: unknown): { code: string; message: string } | undefined {
   let value = data;
@@ -530,10 +476,4 @@ function header(res: AxiosResponse, name: string): string | undefined {
   const h = res.headers as Record<string, unknown> & { get?: (n: string) => unknown };
   const v = typeof h.get === 'function' ? h.get(name) : h[name];
   return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
-}
-
-function parseContentRange(value: string | undefined): { start: number; end: number; total: number } | undefined {
-  const m = value ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(value.trim()) : null;
-  if (!m) return undefined;
-  return { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) };
 }

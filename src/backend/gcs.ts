@@ -12,19 +12,12 @@
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type * as Gcs from '@google-cloud/storage';
-import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
-  AbortedError,
-  BackendError,
-  IntegrityError,
-  InvalidInputError,
-  NotFoundError,
-  StowageError,
-  UnsupportedError,
-  throwIfAborted,
-} from '../errors.ts';
+  checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
+  optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix,
+} from './shared.ts';
 
 /** The fields of a service account key file that matter here (the rest pass through). */
 export interface GCSServiceAccountKey {
@@ -63,24 +56,14 @@ export interface GCSBackendOptions {
 
 type GcsModule = typeof Gcs;
 
-/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
-const ID_NAME = /^[0-9a-f]{64}$/;
-
 /** Objects per list request (the JSON API's maximum). */
 const LIST_PAGE_SIZE = 1000;
 
-let gcsModule: Promise<GcsModule> | undefined;
+const loadGcs = optionalPackage('@google-cloud/storage', 'GCS', (): Promise<GcsModule> => import('@google-cloud/storage'));
 
-/** Loads @google-cloud/storage once, on first use, so `import 'stowage'` does not pay for it. */
-function loadGcs(): Promise<GcsModule> {
-  gcsModule ??= import('@google-cloud/storage').catch((err: unknown) => {
-    gcsModule = undefined;
-    throw new UnsupportedError(
-      `the GCS backend needs the optional package @google-cloud/storage (npm install @google-cloud/storage): ${(err as Error)?.message ?? String(err)}`,
-    );
-  });
-  return gcsModule;
-}
+// The shared rules, plus the SDK's code for stored bytes that differ from those sent (it removed
+// the object again, so another upload may well succeed).
+const transient = transientErrors.extend({ codes: ['FILE_NO_UPLOAD'] });
 
 /**
  * A repository in a Google Cloud Storage bucket under an optional prefix, in restic's layout, so
@@ -97,12 +80,13 @@ export class GCSBackend implements Backend {
   readonly prefix: string;
   readonly #opts: GCSBackendOptions;
   readonly #secrets: string[];
-  #client: Promise<Gcs.Bucket> | undefined;
+  /** The SDK client, made on the first request. */
+  readonly #client = madeOnce(() => this.makeBucketClient());
 
   constructor(opts: GCSBackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('GCS backend options must be an object');
     this.bucket = checkBucketName(opts.bucket);
-    this.prefix = normalisePrefix(opts.prefix);
+    this.prefix = normalizePrefix(opts.prefix, 'GCS prefix', true);
     if (opts.credentials !== undefined && opts.keyFilename !== undefined) {
       throw new InvalidInputError('GCS backend takes credentials or keyFilename, not both');
     }
@@ -118,11 +102,11 @@ export class GCSBackend implements Backend {
 
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
-    const bucket = await this.bucketClient();
+    const bucket = await this.#client();
     const what = `bucket ${this.bucket}`;
     let exists: boolean;
     try {
-      [exists] = await abortable(bucket.exists(), options.signal);
+      [exists] = await raceAbort(bucket.exists(), options.signal);
     } catch (err) {
       // Allowed to use objects but not to read the bucket: it may well exist (restic goes on too).
       if (statusOf(err) === 403) return;
@@ -140,10 +124,8 @@ export class GCSBackend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const object = (await this.bucketClient()).file(this.keyOf(h));
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
     // The last point where an abort leaves nothing behind (see the top of the file).
     throwIfAborted(options.signal);
     try {
@@ -159,22 +141,10 @@ export class GCSBackend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const object = (await this.bucketClient()).file(this.keyOf(h));
-    let offset = options.offset ?? 0;
-    let length = options.length;
-    if (length === 0 || (length === undefined && offset > 0)) {
-      // An empty range cannot be asked for (the SDK would read everything), and an open range
-      // at the very end is a 416: the size decides whether the range is valid.
-      const { size } = await this.stat(h, options);
-      ({ offset, length } = resolveRange(options, size, file));
-      if (length === 0) return new Uint8Array(0);
-    } else {
-      // Only checks the numbers: the real end is found by the ranged read below.
-      resolveRange(options, Number.POSITIVE_INFINITY, file);
-    }
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
+    const { offset, length } = await sdkRange(options, file, () => this.stat(h, options));
+    if (length === 0) return new Uint8Array(0);
     try {
       // A whole-file read is checked against the stored CRC32C by the SDK; a range cannot be.
       const stream = length === undefined ? object.createReadStream() : object.createReadStream({ start: offset, end: offset + length - 1 });
@@ -189,13 +159,11 @@ export class GCSBackend implements Backend {
   }
 
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const object = (await this.bucketClient()).file(this.keyOf(h));
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
     try {
-      const [metadata] = await abortable(object.getMetadata(), options.signal);
-      return { name: h.type === 'config' ? 'config' : h.name, size: sizeOf(metadata.size, file) };
+      const [metadata] = await raceAbort(object.getMetadata(), options.signal);
+      return fileInfo(h, sizeOf(metadata.size, file));
     } catch (err) {
       throw this.toStowage(err, 'stat', file, options.signal);
     }
@@ -204,22 +172,15 @@ export class GCSBackend implements Backend {
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
     checkType(type);
-    if (type === 'config') {
-      try {
-        yield await this.stat({ type, name: 'config' }, options);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-      return;
-    }
-    const bucket = await this.bucketClient();
-    const folder = this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: 'config' }, options));
+    const bucket = await this.#client();
+    const folder = underPrefix(this.prefix, `${type}/`);
     let query: Gcs.GetFilesOptions | null = { prefix: folder, autoPaginate: false, maxResults: LIST_PAGE_SIZE };
     while (query) {
       let files: Gcs.File[];
       let next: Gcs.GetFilesOptions | null;
       try {
-        [files, next] = await abortable(bucket.getFiles(query), options.signal);
+        [files, next] = await raceAbort(bucket.getFiles(query), options.signal);
       } catch (err) {
         // No bucket yet: no repository files either.
         if (statusOf(err) === 404) return;
@@ -228,7 +189,7 @@ export class GCSBackend implements Backend {
       for (const object of files) {
         const name = object.name.slice(object.name.lastIndexOf('/') + 1);
         // Only files exactly where restic's layout puts them (data/ab/ab…, not data/ab…).
-        if (!ID_NAME.test(name) || object.name !== this.keyOf({ type, name })) continue;
+        if (!isIdName(name) || object.name !== this.keyOf({ type, name })) continue;
         yield { name, size: sizeOf(object.metadata.size, `${type}/${name}`) };
       }
       throwIfAborted(options.signal);
@@ -237,10 +198,8 @@ export class GCSBackend implements Backend {
   }
 
   async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const object = (await this.bucketClient()).file(this.keyOf(h));
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
     throwIfAborted(options.signal);
     try {
       await object.delete();
@@ -255,15 +214,7 @@ export class GCSBackend implements Backend {
 
   /** The object name of a file: the prefix joined with restic's layout path. */
   private keyOf(h: FileHandle): string {
-    return this.prefix ? `${this.prefix}/${layoutPath(h)}` : layoutPath(h);
-  }
-
-  private bucketClient(): Promise<Gcs.Bucket> {
-    this.#client ??= this.makeBucketClient().catch((err: unknown) => {
-      this.#client = undefined;
-      throw err;
-    });
-    return this.#client;
+    return prefixedKey(this.prefix, h);
   }
 
   private async makeBucketClient(): Promise<Gcs.Bucket> {
@@ -295,9 +246,7 @@ export class GCSBackend implements Backend {
   }
 
   private redact(text: string): string {
-    let out = text;
-    for (const secret of this.#secrets) out = out.split(secret).join('***');
-    return out.replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g, '***');
+    return maskSecrets(text, this.#secrets).replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g, '***');
   }
 
   /**
@@ -317,7 +266,7 @@ export class GCSBackend implements Backend {
     const message = `${op} ${file} (in ${this.location}): ${label !== undefined ? `${label}: ` : ''}${detail}`;
     // A plain copy as the cause: the SDK's error carries the request, with its Authorization header.
     const cause = Object.assign(new Error(message), { code, status });
-    return new BackendError(message, { transient: isTransient(status, code), status, cause });
+    return new BackendError(message, { transient: status !== undefined ? transient.status(status) : transient.code(code), status, cause });
   }
 }
 
@@ -354,26 +303,6 @@ async function readAll(stream: Readable, expected: number | undefined, file: str
   return out;
 }
 
-/** Resolves with `promise`, or rejects with AbortedError as soon as the signal fires (the request runs on). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  throwIfAborted(signal);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortedError());
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
 function sizeOf(size: unknown, file: string): number {
   const n = typeof size === 'number' ? size : typeof size === 'string' ? Number(size) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 0) throw new IntegrityError(`the service reported no valid size (${String(size).slice(0, 40)})`, { file });
@@ -394,29 +323,12 @@ function parseKey(text: string, what: string): GCSServiceAccountKey {
   return key as GCSServiceAccountKey;
 }
 
-function checkType(type: unknown): asserts type is FileType {
-  if (!FILE_TYPES.includes(type as FileType)) {
-    throw new InvalidInputError(`unknown file type ${JSON.stringify(type)?.slice(0, 40)} (expected one of ${FILE_TYPES.join(', ')})`);
-  }
-}
-
 /** GCS bucket names: 3–222 lowercase letters, digits, "-", "_" and ".", starting and ending with a letter or digit. */
 function checkBucketName(name: unknown): string {
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(name)) {
     throw new InvalidInputError(`GCS bucket name ${JSON.stringify(name)?.slice(0, 80)} is not valid (lowercase letters, digits, "-", "_", ".")`);
   }
   return name;
-}
-
-/** "/a//b/" → "a/b"; "." and ".." are refused so a prefix cannot climb out of the bucket. */
-function normalisePrefix(prefix: unknown): string {
-  if (prefix === undefined || prefix === null) return '';
-  if (typeof prefix !== 'string') throw new InvalidInputError('GCS prefix must be a string');
-  const parts = prefix.split('/').filter((p) => p !== '');
-  if (parts.some((p) => p === '.' || p === '..' || p.includes('\0') || p.includes('\\'))) {
-    throw new InvalidInputError(`GCS prefix ${JSON.stringify(prefix).slice(0, 120)} must not contain ".", ".." or backslashes`);
-  }
-  return parts.join('/');
 }
 
 /** The private key of the credentials, so it can be cut out of any message. */
@@ -434,49 +346,8 @@ function secretParts(credentials: GCSServiceAccountKey | string | undefined): st
   return typeof secret === 'string' && secret.length >= 4 ? [secret] : [];
 }
 
-function stripUrlSecrets(url: string): string {
-  try {
-    const u = new URL(url);
-    u.search = '';
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/+$/, '');
-  } catch {
-    return url.replace(/[?#].*$/, '');
-  }
-}
-
 /** The HTTP status of an SDK error (ApiError puts it in `code`), if the service answered. */
 function statusOf(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'number' && code > 0 ? code : undefined;
-}
-
-/** Network failures that a later attempt may not meet (the request got no answer). */
-const TRANSIENT_NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'ESOCKETTIMEDOUT',
-  'EPIPE',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-  // The service stored other bytes than were sent (the SDK removed the object again).
-  'FILE_NO_UPLOAD',
-]);
-
-function isTransient(status: number | undefined, code: unknown): boolean {
-  if (status !== undefined) return status === 408 || status === 429 || status >= 500;
-  return typeof code === 'string' && TRANSIENT_NETWORK_CODES.has(code);
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function firstLine(text: string): string {
-  const line = text.split('\n', 1)[0].trim();
-  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }

@@ -7,17 +7,10 @@ import { mkdir, open, opendir, rename, stat, chmod, unlink } from 'node:fs/promi
 import type { FileHandle as OsFileHandle } from 'node:fs/promises';
 import type { Dir } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
+import { describeFile, layoutPath } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import {
-  AbortedError,
-  BackendError,
-  IntegrityError,
-  InvalidInputError,
-  NotFoundError,
-  StowageError,
-  throwIfAborted,
-} from '../errors.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
+import { checkConnections, checkHandle, checkType, fileInfo, isIdName, resolveRange, transientErrors } from './shared.ts';
 
 /** Options of {@link LocalBackend}. */
 export interface LocalBackendOptions {
@@ -29,9 +22,6 @@ export interface LocalBackendOptions {
 }
 
 const DEFAULT_CONNECTIONS = 4;
-
-/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
-const ID_NAME = /^[0-9a-f]{64}$/;
 
 /** Large files are written and read in pieces of this size so an abort takes effect in between. */
 const IO_CHUNK = 4 * 1024 * 1024;
@@ -160,7 +150,7 @@ export class LocalBackend implements Backend {
     try {
       const st = await stat(this.pathOf(h));
       if (!st.isFile()) throw new NotFoundError(file);
-      return { name: h.type === 'config' ? 'config' : h.name, size: st.size };
+      return fileInfo(h, st.size);
     } catch (err) {
       throw fsErrorToStowage(err, 'stat', file, this.location);
     }
@@ -245,7 +235,7 @@ export class LocalBackend implements Backend {
       // Breaking out of the for-await closes the directory handle.
       for await (const entry of dir) {
         throwIfAborted(signal);
-        if (!ID_NAME.test(entry.name) || entry.isDirectory()) continue;
+        if (!isIdName(entry.name) || entry.isDirectory()) continue;
         batch.push(entry.name);
         if (batch.length >= LIST_STAT_BATCH) yield* this.statBatch(folder, batch.splice(0), signal);
       }
@@ -272,45 +262,6 @@ export class LocalBackend implements Backend {
     throwIfAborted(signal);
     for (const info of infos) if (info) yield info;
   }
-}
-
-/**
- * Rejects handles that are not a known file type or whose name could leave its folder.
- * Any other name is accepted (the listing only reports 64-hex names).
- */
-export function checkHandle(h: FileHandle): void {
-  if (h === null || typeof h !== 'object') throw new InvalidInputError('file handle must be an object with type and name');
-  checkType(h.type);
-  if (h.type === 'config') return;
-  const name: unknown = h.name;
-  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
-    throw new InvalidInputError(`invalid file name for ${h.type}: ${JSON.stringify(name)?.slice(0, 80)}`);
-  }
-}
-
-function checkType(type: unknown): asserts type is FileType {
-  if (!FILE_TYPES.includes(type as FileType)) {
-    throw new InvalidInputError(`unknown file type ${JSON.stringify(type)?.slice(0, 40)} (expected one of ${FILE_TYPES.join(', ')})`);
-  }
-}
-
-export function checkConnections(n: number, location: string): number {
-  if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`connections for ${location} must be a positive integer, got ${n}`);
-  return n;
-}
-
-/** Resolves offset/length against the file size; a range that ends past the end is damage. */
-export function resolveRange(options: LoadOptions, size: number, file: string): { offset: number; length: number } {
-  const offset = options.offset ?? 0;
-  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidInputError(`load ${file}: offset must be a non-negative integer, got ${offset}`);
-  if (options.length !== undefined && (!Number.isSafeInteger(options.length) || options.length < 0)) {
-    throw new InvalidInputError(`load ${file}: length must be a non-negative integer, got ${options.length}`);
-  }
-  const length = options.length ?? size - offset;
-  if (offset + length > size || length < 0) {
-    throw new IntegrityError(`range ${offset}+${options.length ?? 'end'} is past the end of the ${size}-byte file`, { file });
-  }
-  return { offset, length };
 }
 
 /** Creates the temp file exclusively, making its folder (e.g. a missing data/XX) on demand. */
@@ -347,8 +298,9 @@ async function syncFolder(folder: string): Promise<void> {
   }
 }
 
+// Filesystem errors that may pass (a network filesystem's hiccup, too many open files).
 // Everything else (EACCES, EPERM, EROFS, ENOSPC, EISDIR, …) needs a person to fix it: permanent.
-const TRANSIENT_CODES = new Set(['EIO', 'EAGAIN', 'EMFILE', 'ENFILE', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ESTALE']);
+const transientFs = transientErrors.extend({ codes: ['EIO', 'EAGAIN', 'EMFILE', 'ENFILE', 'EBUSY', 'EINTR', 'ESTALE'] });
 
 /**
  * Turns an OS error into a StowageError naming the operation and file, e.g.
@@ -362,7 +314,7 @@ export function fsErrorToStowage(err: unknown, op: string, file: string, locatio
   const detail = err instanceof Error ? err.message : String(err);
   if ((code === 'ENOENT' || code === 'ENOTDIR') && op !== 'save' && op !== 'create') return new NotFoundError(file, { cause: err });
   const where = location ? ` (in ${location})` : '';
-  const transient = code !== undefined && TRANSIENT_CODES.has(code);
+  const transient = transientFs.code(code);
   return new BackendError(`${op} ${file}${where}: ${detail}`, { transient, cause: err });
 }
 

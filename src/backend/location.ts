@@ -31,10 +31,10 @@ import { GCSBackend } from './gcs.ts';
 import type { GCSBackendOptions } from './gcs.ts';
 import { B2Backend, b2OptionsFromEnv } from './b2.ts';
 import type { B2BackendOptions } from './b2.ts';
-import { wrapBackend } from './retry.ts';
-import type { RetryOptions } from './retry.ts';
-import type { RateLimitOptions } from './limits.ts';
-import type { BackendObserver } from './observe.ts';
+import { wrapBackend } from './wrappers/stack.ts';
+import type { RetryOptions } from './wrappers/retry.ts';
+import type { RateLimitOptions } from './wrappers/limits.ts';
+import type { BackendObserver } from './wrappers/observe.ts';
 import type { Logger } from '../logger.ts';
 import { InvalidInputError, UnsupportedError } from '../errors.ts';
 

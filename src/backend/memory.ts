@@ -4,15 +4,13 @@
 import { describeFile, layoutPath } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { NotFoundError, throwIfAborted } from '../errors.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import { checkConnections, checkHandle, checkType, fileInfo, isIdName, resolveRange } from './shared.ts';
 
 /** Options of {@link MemoryBackend}. */
 export interface MemoryBackendOptions {
   /** Requests in flight at once (default 8). */
   connections?: number;
 }
-
-const ID_NAME = /^[0-9a-f]{64}$/;
 
 let instances = 0;
 
@@ -53,12 +51,12 @@ export class MemoryBackend implements Backend {
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
     throwIfAborted(options.signal);
     const stored = this.get(h);
-    return { name: h.type === 'config' ? 'config' : h.name, size: stored.length };
+    return fileInfo(h, stored.length);
   }
 
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
-    checkHandle({ type, name: 'x' });
+    checkType(type);
     // Iterate over a snapshot so saves and removes during the listing do not disturb it.
     for (const [path, bytes] of [...this.files]) {
       throwIfAborted(options.signal);
@@ -91,5 +89,5 @@ function listedAs(type: FileType, path: string, bytes: Uint8Array): FileInfo | u
   const parts = path.split('/');
   if (parts[0] !== type) return undefined;
   const name = parts[parts.length - 1];
-  return ID_NAME.test(name) ? { name, size: bytes.length } : undefined;
+  return isIdName(name) ? { name, size: bytes.length } : undefined;
 }

@@ -10,7 +10,10 @@ import { nodeHttp, nodeHttps } from './node-http.ts';
 import { describeFile } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import {
+  checkBytes, checkConnections, startCall, checkType, emptyRead, errorMessage, fileInfo, isIdName, listConfig,
+  maskSecrets, positiveInteger, rangeHeader, redactUrlPassword, rangeFromAnswer, transientErrors,
+} from './shared.ts';
 
 /** Options of {@link RestBackend}. */
 export interface RestBackendOptions {
@@ -33,15 +36,13 @@ export interface RestBackendOptions {
   apiVersion?: 1 | 2;
 }
 
-const ID_NAME = /^[0-9a-f]{64}$/;
 const DEFAULT_TIMEOUT_MS = 120_000;
 const MEDIA_V1 = 'application/vnd.x.restic.rest.v1';
 const MEDIA_V2 = 'application/vnd.x.restic.rest.v2';
 
-const TRANSIENT_NETWORK_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND',
-  'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN',
-]);
+// The shared rules, plus a DNS failure (often a passing resolver problem); 507 (disk full) and
+// 501 are 5xx but will not go away by retrying (restic treats them as permanent too).
+const transient = transientErrors.extend({ codes: ['ENOTFOUND'], permanentStatuses: [507, 501] });
 
 interface HttpResult {
   status: number;
@@ -89,19 +90,19 @@ export class RestBackend implements Backend {
       parsed = new URL(url);
     } catch {
       // Not as the cause: Node's URL error carries the whole input, the password included.
-      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(String(url)))}`);
+      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrlPassword(String(url)))}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrl(url))}`);
+      throw new InvalidInputError(`REST backend URL must be an http or https URL, got ${JSON.stringify(redactUrlPassword(url))}`);
     }
-    if (parsed.search || parsed.hash) throw new InvalidInputError(`REST backend URL must not have a query or fragment: ${redactUrl(url)}`);
+    if (parsed.search || parsed.hash) throw new InvalidInputError(`REST backend URL must not have a query or fragment: ${redactUrlPassword(url)}`);
     let username: string;
     let password: string;
     try {
       username = opts.username ?? decodeURIComponent(parsed.username);
       password = opts.password ?? decodeURIComponent(parsed.password);
     } catch (err) {
-      throw new InvalidInputError(`REST backend URL ${redactUrl(url)}: the user name or password is not valid percent-encoding`, { cause: err });
+      throw new InvalidInputError(`REST backend URL ${redactUrlPassword(url)}: the user name or password is not valid percent-encoding`, { cause: err });
     }
     parsed.username = '';
     parsed.password = '';
@@ -113,10 +114,7 @@ export class RestBackend implements Backend {
     if (username) shown.username = encodeURIComponent(username);
     this.location = `rest:${shown.href}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
-    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!Number.isSafeInteger(this.#timeoutMs) || this.#timeoutMs < 1) {
-      throw new InvalidInputError(`timeoutMs for ${this.location} must be a positive integer, got ${opts.timeoutMs}`);
-    }
+    this.#timeoutMs = positiveInteger(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', this.location);
     this.#apiVersion = opts.apiVersion ?? 2;
     if (this.#apiVersion !== 1 && this.#apiVersion !== 2) throw new InvalidInputError(`apiVersion for ${this.location} must be 1 or 2`);
     const agentOptions = { keepAlive: true, maxSockets: this.connections };
@@ -134,10 +132,8 @@ export class RestBackend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    if (!(data instanceof Uint8Array)) throw new InvalidInputError(`save ${describeFile(h)}: data must be a Uint8Array`);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
+    checkBytes(data, file);
     const post = (): Promise<HttpResult> =>
       this.request({
         method: 'POST',
@@ -171,23 +167,9 @@ export class RestBackend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    checkRangeOptions(options, file);
-    // An empty range cannot be asked for with a Range header; the size decides if it is valid.
-    if (options.length === 0) {
-      const { size } = await this.stat(h, options);
-      resolveRange(options, size, file);
-      return new Uint8Array(0);
-    }
-    const offset = options.offset ?? 0;
-    const range =
-      options.length !== undefined
-        ? `bytes=${offset}-${offset + options.length - 1}`
-        : offset > 0
-          ? `bytes=${offset}-`
-          : undefined;
+    const file = startCall(h, options.signal);
+    if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
+    const range = rangeHeader(options, file);
     const res = await this.request({
       method: 'GET',
       path: this.pathOf(h),
@@ -197,53 +179,30 @@ export class RestBackend implements Backend {
       headers: range ? { Range: range } : undefined,
     });
     if (res.status === 404) throw new NotFoundError(file);
-    if (res.status === 416) return this.emptyRangeAtEnd(h, options);
+    if (res.status === 416) return emptyRead(() => this.stat(h, options), options, file);
     if (res.status !== 200 && res.status !== 206) throw this.statusError(res, 'load', file);
     const body = new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength);
     const declared = contentLength(res.headers);
     if (declared !== undefined && declared !== body.length) {
       throw new IntegrityError(`short read: got ${body.length} of ${declared} bytes`, { file });
     }
-    // No Range asked, or a server that ignored it: the whole file came; cut the range out.
-    if (res.status === 200) {
-      if (range === undefined) return body;
-      const whole = resolveRange(options, body.length, file);
-      return body.slice(whole.offset, whole.offset + whole.length);
-    }
-    const total = totalFromContentRange(res.headers['content-range']);
-    if (total === undefined) {
-      throw new BackendError(`load ${file} (in ${this.location}): the server sent no file size in Content-Range for a ranged read`, { transient: false, status: 206 });
-    }
-    const resolved = resolveRange(options, total, file);
-    if (body.length !== resolved.length) {
-      throw new IntegrityError(`short read: got ${body.length} of ${resolved.length} bytes at offset ${offset}`, { file });
-    }
-    return body;
+    return rangeFromAnswer(options, file, this.location, { status: res.status, body, contentRange: res.headers['content-range'] });
   }
 
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     const res = await this.request({ method: 'HEAD', path: this.pathOf(h), op: 'stat', file, signal: options.signal });
     if (res.status === 404) throw new NotFoundError(file);
     if (!ok(res.status)) throw this.statusError(res, 'stat', file);
     const size = contentLength(res.headers);
     if (size === undefined) throw new BackendError(`stat ${file} (in ${this.location}): the server sent no Content-Length`, { transient: false, status: res.status });
-    return { name: h.type === 'config' ? 'config' : h.name, size };
+    return fileInfo(h, size);
   }
 
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
-    checkHandle({ type, name: 'x' });
-    if (type === 'config') {
-      try {
-        yield await this.stat({ type: 'config', name: '' }, options);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-      return;
-    }
+    checkType(type);
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
     const res = await this.request({
       method: 'GET',
       path: `${type}/`,
@@ -257,11 +216,11 @@ export class RestBackend implements Backend {
     if (!ok(res.status)) throw this.statusError(res, 'list', type);
     const entries = this.parseListing(res, type);
     if (entries.every((e) => e.size !== undefined)) {
-      for (const e of entries) if (ID_NAME.test(e.name)) yield { name: e.name, size: e.size! };
+      for (const e of entries) if (isIdName(e.name)) yield { name: e.name, size: e.size! };
       return;
     }
     // v1 names only: ask the sizes, `connections` at a time. A file removed meanwhile is skipped.
-    const names = entries.map((e) => e.name).filter((n) => ID_NAME.test(n));
+    const names = entries.map((e) => e.name).filter(isIdName);
     for (let i = 0; i < names.length; i += this.connections) {
       const batch = await Promise.all(
         names.slice(i, i + this.connections).map((name) =>
@@ -323,16 +282,13 @@ export class RestBackend implements Backend {
     if (err instanceof StowageError) return err;
     if (spec.signal?.aborted || (err as { name?: unknown } | null)?.name === 'AbortError') return new AbortedError(undefined, { cause: err });
     const code = (err as { code?: unknown } | null)?.code;
-    const transient = typeof code === 'string' && TRANSIENT_NETWORK_CODES.has(code);
-    const detail = this.redact(err instanceof Error ? err.message : String(err));
-    return new BackendError(`${spec.op} ${spec.file} (in ${this.location}): ${typeof code === 'string' ? `${code}: ` : ''}${detail}`, { transient, cause: err });
+    const detail = this.redact(errorMessage(err));
+    return new BackendError(`${spec.op} ${spec.file} (in ${this.location}): ${typeof code === 'string' ? `${code}: ` : ''}${detail}`, { transient: transient.code(code), cause: err });
   }
 
   /** An HTTP error status as a BackendError: 5xx, 429 and 408 are worth retrying, the rest is not. */
   private statusError(res: HttpResult, op: string, file: string, explanation?: string): BackendError {
     const s = res.status;
-    // 507 (disk full) is 5xx but will not go away by retrying; restic treats it as permanent too.
-    const transient = (s >= 500 && s !== 507 && s !== 501) || s === 429 || s === 408;
     const text = nodeHttp().STATUS_CODES[s] ?? 'unknown status';
     const why =
       explanation ??
@@ -343,7 +299,7 @@ export class RestBackend implements Backend {
     // Masked before it is shortened, or a cut-off secret would slip through.
     const body = this.redact(res.body.toString('utf8')).trim().slice(0, 200);
     const extra = [why, body && body !== text ? `server says: ${body}` : undefined].filter(Boolean).join('; ');
-    return new BackendError(`${op} ${file} (in ${this.location}): HTTP ${s} ${text}${extra ? `: ${extra}` : ''}`, { transient, status: s });
+    return new BackendError(`${op} ${file} (in ${this.location}): HTTP ${s} ${text}${extra ? `: ${extra}` : ''}`, { transient: transient.status(s), status: s });
   }
 
   /** The entries of a v1 (names) or v2 (names and sizes) listing. */
@@ -369,20 +325,9 @@ export class RestBackend implements Backend {
     });
   }
 
-  /** After a 416: the range is valid only if it is empty and starts at the end of the file. */
-  private async emptyRangeAtEnd(h: FileHandle, options: LoadOptions): Promise<Uint8Array> {
-    const file = describeFile(h);
-    const { size } = await this.stat(h, options);
-    const { length } = resolveRange(options, size, file);
-    if (length === 0) return new Uint8Array(0);
-    throw new IntegrityError(`the server refused the range ${options.offset ?? 0}+${length} of the ${size}-byte file`, { file });
-  }
-
   /** Masks the password and the HTTP Basic token that encodes it (a server may echo headers back). */
   private redact(message: string): string {
-    let out = message;
-    for (const secret of [this.#password, this.#authorization?.slice('Basic '.length)]) if (secret) out = out.split(secret).join('***');
-    return out;
+    return maskSecrets(message, [this.#password, this.#authorization?.slice('Basic '.length)]);
   }
 }
 
@@ -394,25 +339,4 @@ function contentLength(headers: IncomingHttpHeaders): number | undefined {
   const value = headers['content-length'];
   if (value === undefined || !/^\d+$/.test(value)) return undefined;
   return Number(value);
-}
-
-/** The file size from "bytes 0-99/1234"; undefined when absent or unknown ("*"). */
-function totalFromContentRange(value: string | undefined): number | undefined {
-  const m = value === undefined ? null : /\/(\d+)\s*$/.exec(value);
-  return m ? Number(m[1]) : undefined;
-}
-
-function checkRangeOptions(options: LoadOptions, file: string): void {
-  const { offset, length } = options;
-  if (offset !== undefined && (!Number.isSafeInteger(offset) || offset < 0)) {
-    throw new InvalidInputError(`load ${file}: offset must be a non-negative integer, got ${offset}`);
-  }
-  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-    throw new InvalidInputError(`load ${file}: length must be a non-negative integer, got ${length}`);
-  }
-}
-
-function redactUrl(s: string): string {
-  // Up to the last '@' before the path: a password may hold a raw '@'.
-  return s.replace(/(\/\/[^/:]*?):[^/]*@/, '$1:***@');
 }

@@ -6,19 +6,14 @@
 import { createHash } from 'node:crypto';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
-import { describeFile, layoutPath } from './backend.ts';
+import { describeFile } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
-  AbortedError,
-  BackendError,
-  IntegrityError,
-  InvalidInputError,
-  NotFoundError,
-  StowageError,
-  UnsupportedError,
-  throwIfAborted,
-} from '../errors.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
+  checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
+  normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
+  transientErrors, underPrefix,
+} from './shared.ts';
 
 /**
  * An S3 access key, as restic's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
@@ -68,7 +63,6 @@ export interface S3BackendOptions {
   multipartThreshold?: number;
 }
 
-const ID_NAME = /^[0-9a-f]{64}$/;
 const MiB = 1024 * 1024;
 const MIN_PART_SIZE = 5 * MiB;
 const MAX_PART_SIZE = 512 * MiB;
@@ -76,31 +70,18 @@ const MAX_PARTS = 10_000;
 const MAX_SINGLE_PUT = 5 * 1024 * MiB;
 const DEFAULT_TIMEOUT_MS = 120_000;
 
-// Network failures that a later attempt may not see.
-const TRANSIENT_NETWORK_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND',
-  'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'UND_ERR_SOCKET',
-]);
-// S3 error codes that mean "try again later" whatever the status says.
-const TRANSIENT_S3_CODES = new Set([
-  'RequestTimeout', 'RequestTimeoutException', 'SlowDown', 'Throttling', 'ThrottlingException',
-  'TooManyRequestsException', 'InternalError', 'ServiceUnavailable', 'TimeoutError', 'XMinioServerNotInitialized',
-]);
+// The shared rules, plus a DNS failure (often a passing resolver problem) and the S3 error codes
+// that mean "try again later" whatever the status says.
+const transient = transientErrors.extend({
+  codes: [
+    'ENOTFOUND', 'RequestTimeout', 'RequestTimeoutException', 'SlowDown', 'Throttling', 'ThrottlingException',
+    'TooManyRequestsException', 'InternalError', 'ServiceUnavailable', 'TimeoutError', 'XMinioServerNotInitialized',
+  ],
+});
 
 type S3Module = typeof S3Sdk;
 
-let sdkModule: Promise<S3Module> | undefined;
-
-/** Loads the AWS SDK once, with a clear error when the optional dependency is not installed. */
-function loadSdk(): Promise<S3Module> {
-  sdkModule ??= import('@aws-sdk/client-s3').catch((err: unknown) => {
-    sdkModule = undefined;
-    throw new UnsupportedError(
-      `the S3 backend needs the optional package @aws-sdk/client-s3 (npm install @aws-sdk/client-s3): ${(err as Error).message}`,
-    );
-  });
-  return sdkModule;
-}
+const loadSdk = optionalPackage('@aws-sdk/client-s3', 'S3', (): Promise<S3Module> => import('@aws-sdk/client-s3'));
 
 interface Connected {
   sdk: S3Module;
@@ -137,7 +118,7 @@ export class S3Backend implements Backend {
   constructor(opts: S3BackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('S3 backend options must be an object');
     this.bucket = checkBucket(opts.bucket);
-    this.prefix = normalizePrefix(opts.prefix ?? '');
+    this.prefix = normalizePrefix(opts.prefix, 'S3 prefix');
     this.#region = opts.region ?? 'us-east-1';
     if (typeof this.#region !== 'string' || this.#region === '') throw new InvalidInputError('S3 region must be a non-empty string');
     this.#endpoint = opts.endpoint === undefined ? undefined : parseEndpoint(opts.endpoint);
@@ -180,10 +161,8 @@ export class S3Backend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    if (!(data instanceof Uint8Array)) throw new InvalidInputError(`save ${describeFile(h)}: data must be a Uint8Array`);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
+    checkBytes(data, file);
     const { sdk, client } = await this.connect();
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const storageClass = h.type === 'data' ? (this.#opts.storageClass as S3Sdk.StorageClass | undefined) : undefined;
@@ -211,23 +190,9 @@ export class S3Backend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    checkRangeOptions(options, file);
-    // An empty range cannot be asked for with a Range header; the size decides if it is valid.
-    if (options.length === 0) {
-      const { size } = await this.stat(h, options);
-      resolveRange(options, size, file);
-      return new Uint8Array(0);
-    }
-    const offset = options.offset ?? 0;
-    const range =
-      options.length !== undefined
-        ? `bytes=${offset}-${offset + options.length - 1}`
-        : offset > 0
-          ? `bytes=${offset}-`
-          : undefined;
+    const file = startCall(h, options.signal);
+    if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
+    const range = rangeHeader(options, file);
     const { sdk, client } = await this.connect();
     let res: S3Sdk.GetObjectCommandOutput;
     let bytes: Uint8Array;
@@ -239,43 +204,20 @@ export class S3Backend implements Backend {
       bytes = await res.Body.transformToByteArray();
     } catch (err) {
       // The range starts at or past the end: an empty read at the very end is fine, anything else is damage.
-      if (codeOf(err) === 'InvalidRange' || statusOf(err) === 416) return this.emptyRangeAtEnd(h, options);
+      if (codeOf(err) === 'InvalidRange' || statusOf(err) === 416) return emptyRead(() => this.stat(h, options), options, file);
       throw this.toStowage(err, 'load', file, options.signal);
     }
     throwIfAborted(options.signal);
     if (res.ContentLength !== undefined && bytes.length !== res.ContentLength) {
       throw new IntegrityError(`short read: got ${bytes.length} of ${res.ContentLength} bytes`, { file });
     }
-    // No Range asked, or a server that ignored it: the whole file came; cut the range out.
-    if (range === undefined || res.$metadata.httpStatusCode === 200) {
-      if (range === undefined) return bytes;
-      const whole = resolveRange(options, bytes.length, file);
-      return bytes.slice(whole.offset, whole.offset + whole.length);
-    }
-    const total = res.ContentRange === undefined ? undefined : totalFromContentRange(res.ContentRange);
-    if (total === undefined) {
-      throw new BackendError(`load ${file} (in ${this.location}): the server sent no file size in Content-Range for a ranged read`, { transient: false });
-    }
-    const resolved = resolveRange(options, total, file);
-    if (bytes.length !== resolved.length) {
-      throw new IntegrityError(`short read: got ${bytes.length} of ${resolved.length} bytes at offset ${offset}`, { file });
-    }
-    return bytes;
-  }
-
-  /** After a 416: the range is valid only if it is empty and starts at the end of the file. */
-  private async emptyRangeAtEnd(h: FileHandle, options: LoadOptions): Promise<Uint8Array> {
-    const file = describeFile(h);
-    const { size } = await this.stat(h, options);
-    const { length } = resolveRange(options, size, file);
-    if (length === 0) return new Uint8Array(0);
-    throw new IntegrityError(`the server refused the range ${options.offset ?? 0}+${length} of the ${size}-byte file`, { file });
+    // Without a Range the whole file comes, whatever the status says.
+    const status = range === undefined ? 200 : (res.$metadata.httpStatusCode ?? 0);
+    return rangeFromAnswer(options, file, this.location, { status, body: bytes, contentRange: res.ContentRange });
   }
 
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     const { sdk, client } = await this.connect();
     try {
       const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h) }), { abortSignal: options.signal });
@@ -283,7 +225,7 @@ export class S3Backend implements Backend {
       if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
         throw new BackendError(`stat ${file} (in ${this.location}): the server sent no valid Content-Length`, { transient: false });
       }
-      return { name: h.type === 'config' ? 'config' : h.name, size };
+      return fileInfo(h, size);
     } catch (err) {
       throw this.toStowage(err, 'stat', file, options.signal);
     }
@@ -291,17 +233,10 @@ export class S3Backend implements Backend {
 
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
-    checkHandle({ type, name: 'x' });
-    if (type === 'config') {
-      try {
-        yield await this.stat({ type: 'config', name: '' }, options);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-      return;
-    }
+    checkType(type);
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
     const { sdk, client } = await this.connect();
-    const folder = `${this.keyPrefix()}${type}/`;
+    const folder = underPrefix(this.prefix, `${type}/`);
     let token: string | undefined;
     do {
       throwIfAborted(options.signal);
@@ -352,11 +287,7 @@ export class S3Backend implements Backend {
 
   /** The object key of a file: the prefix, then restic's layout. */
   keyOf(h: FileHandle): string {
-    return this.keyPrefix() + layoutPath(h);
-  }
-
-  private keyPrefix(): string {
-    return this.prefix ? `${this.prefix}/` : '';
+    return prefixedKey(this.prefix, h);
   }
 
   private connect(): Promise<Connected> {
@@ -452,21 +383,9 @@ export class S3Backend implements Backend {
     const code = codeOf(err);
     const missing = status === 404 || code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchBucket';
     if (missing && op !== 'save' && op !== 'create' && op !== 'list') return new NotFoundError(file, { cause: err });
-    const transient =
-      (status !== undefined && (status >= 500 || status === 429 || status === 408)) ||
-      (code !== undefined && (TRANSIENT_S3_CODES.has(code) || TRANSIENT_NETWORK_CODES.has(code)));
-    const detail = this.redact(describeError(err, code, status));
+    const detail = maskSecrets(describeError(err, code, status), [this.#opts.credentials?.secretAccessKey, this.#opts.credentials?.sessionToken]);
     const hint = code === 'NoSuchBucket' ? ` (bucket ${this.bucket} does not exist; create() makes it)` : '';
-    return new BackendError(`${op} ${file} (in ${this.location}): ${detail}${hint}`, { transient, status, cause: err });
-  }
-
-  /** Removes the secret parts of the credentials from a server or SDK message, should one echo them. */
-  private redact(message: string): string {
-    let out = message;
-    for (const secret of [this.#opts.credentials?.secretAccessKey, this.#opts.credentials?.sessionToken]) {
-      if (secret) out = out.split(secret).join('***');
-    }
-    return out;
+    return new BackendError(`${op} ${file} (in ${this.location}): ${detail}${hint}`, { transient: transient.status(status) || transient.code(code), status, cause: err });
   }
 }
 
@@ -476,7 +395,7 @@ function listedAs(type: FileType, rel: string | undefined, size: number | undefi
   const parts = rel.split('/');
   // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
   const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
-  return name !== undefined && ID_NAME.test(name) ? { name, size } : undefined;
+  return name !== undefined && isIdName(name) ? { name, size } : undefined;
 }
 
 function checkBucket(bucket: unknown): string {
@@ -486,33 +405,21 @@ function checkBucket(bucket: unknown): string {
   return bucket;
 }
 
-function normalizePrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string') throw new InvalidInputError('S3 prefix must be a string');
-  const parts = prefix.split('/').filter((p) => p !== '');
-  if (parts.some((p) => p === '.' || p === '..')) throw new InvalidInputError(`S3 prefix must not contain "." or ".." segments: ${JSON.stringify(prefix)}`);
-  return parts.join('/');
-}
-
 function parseEndpoint(endpoint: unknown): URL {
   let url: URL;
   try {
     url = new URL(String(endpoint));
   } catch {
     // Not as the cause: Node's URL error carries the whole input, credentials included.
-    throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrl(String(endpoint)))}`);
+    throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrlPassword(String(endpoint)))}`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrl(String(endpoint)))}`);
+    throw new InvalidInputError(`S3 endpoint must be an http or https URL, got ${JSON.stringify(redactUrlPassword(String(endpoint)))}`);
   }
   // Credentials belong in `credentials`, never in a URL that ends up in messages.
   if (url.username || url.password) throw new InvalidInputError('S3 endpoint must not contain credentials; pass them in `credentials`');
   if (url.search || url.hash) throw new InvalidInputError(`S3 endpoint must not have a query or fragment: ${url.origin}`);
   return url;
-}
-
-function redactUrl(s: string): string {
-  // Up to the last '@' before the path: a password may hold a raw '@'.
-  return s.replace(/(\/\/[^/:]*?):[^/]*@/, '$1:***@');
 }
 
 function checkCredentials(c: S3Credentials): void {
@@ -521,28 +428,6 @@ function checkCredentials(c: S3Credentials): void {
     throw new InvalidInputError('S3 credentials need a non-empty accessKeyId and secretAccessKey');
   }
   if (c.sessionToken !== undefined && typeof c.sessionToken !== 'string') throw new InvalidInputError('S3 sessionToken must be a string');
-}
-
-function positiveInteger(n: number, what: string, location: string): number {
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidInputError(`${what} for ${location} must be a positive integer, got ${n}`);
-  return n;
-}
-
-/** Rejects malformed offsets and lengths before any request is made. */
-function checkRangeOptions(options: LoadOptions, file: string): void {
-  const { offset, length } = options;
-  if (offset !== undefined && (!Number.isSafeInteger(offset) || offset < 0)) {
-    throw new InvalidInputError(`load ${file}: offset must be a non-negative integer, got ${offset}`);
-  }
-  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-    throw new InvalidInputError(`load ${file}: length must be a non-negative integer, got ${length}`);
-  }
-}
-
-/** The file size from "bytes 0-99/1234"; undefined when the server does not know it ("*"). */
-function totalFromContentRange(value: string): number | undefined {
-  const m = /\/(\d+)\s*$/.exec(value);
-  return m ? Number(m[1]) : undefined;
 }
 
 function md5Base64(data: Uint8Array): string {

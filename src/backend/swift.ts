@@ -9,10 +9,13 @@
 // and repeats that request.
 
 import { createHash } from 'node:crypto';
-import { describeFile, layoutPath } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
-import { checkConnections, checkHandle, resolveRange } from './local.ts';
+import {
+  checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets, normalizePrefix,
+  parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, redactUrlUserInfo as redactUrl, resolveRange, transientErrors,
+  underPrefix,
+} from './shared.ts';
 
 /**
  * Options of {@link SwiftBackend}: the container, and either an auth URL with credentials (Swift v1
@@ -78,9 +81,6 @@ export interface SwiftBackendOptions {
   timeoutMs?: number;
 }
 
-/** Names the listing reports: restic ignores everything that is not a lowercase 64-hex ID. */
-const ID_NAME = /^[0-9a-f]{64}$/;
-
 /** Objects per listing request. Swift's default maximum is 10000; small pages keep memory flat. */
 const LIST_PAGE = 1000;
 
@@ -132,12 +132,10 @@ export class SwiftBackend implements Backend {
       throw new InvalidInputError(`swift container must be a non-empty name without "/" (at most 256 characters), got ${JSON.stringify(container)?.slice(0, 80)}`);
     }
     this.container = container;
-    this.prefix = normalizePrefix(opts.prefix ?? '', 'swift prefix');
+    this.prefix = normalizePrefix(opts.prefix, 'swift prefix');
     this.location = `swift:${container}:/${this.prefix}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new InvalidInputError(`timeoutMs for ${this.location} must be a positive integer, got ${timeoutMs}`);
-    this.#timeoutMs = timeoutMs;
+    this.#timeoutMs = positiveInteger(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', this.location);
     this.#opts = { ...opts };
 
     if (opts.authUrl) {
@@ -164,9 +162,7 @@ export class SwiftBackend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     // Swift checks the body against the ETag and refuses a damaged upload with 422.
     const md5 = createHash('md5').update(data).digest('hex');
     const res = await this.#request({
@@ -201,22 +197,13 @@ export class SwiftBackend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const offset = options.offset ?? 0;
-    // Validates the numbers before any request (a size large enough for any range).
-    resolveRange(options, Number.MAX_SAFE_INTEGER, file);
-    if (options.length === 0) {
-      // Nothing to read, but the range must still lie within the file.
-      const { size } = await this.stat(h, options);
-      resolveRange(options, size, file);
-      return new Uint8Array(0);
-    }
+    const file = startCall(h, options.signal);
+    if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
 
-    const whole = offset === 0 && options.length === undefined;
-    const headers: Record<string, string> = {};
-    if (!whole) headers.Range = options.length === undefined ? `bytes=${offset}-` : `bytes=${offset}-${offset + options.length - 1}`;
+    const range = rangeHeader(options, file);
+    const whole = range === undefined;
+    const offset = options.offset ?? 0;
+    const headers: Record<string, string> = range ? { Range: range } : {};
     const res = await this.#request({ op: 'load', file, method: 'GET', object: this.#objectName(h), headers, signal: options.signal });
 
     if (res.status === 404) {
@@ -257,9 +244,7 @@ export class SwiftBackend implements Backend {
   }
 
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     const res = await this.#request({ op: 'stat', file, method: 'HEAD', object: this.#objectName(h), signal: options.signal });
     await discard(res);
     if (res.status === 404) throw new NotFoundError(file);
@@ -268,21 +253,14 @@ export class SwiftBackend implements Backend {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new BackendError(`stat ${file} (in ${this.location}): the server sent no valid Content-Length`, { transient: true, status: res.status });
     }
-    return { name: h.type === 'config' ? 'config' : h.name, size };
+    return fileInfo(h, size);
   }
 
   async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
-    checkHandle({ type, name: 'x' });
-    if (type === 'config') {
-      try {
-        yield await this.stat({ type, name: '' }, options);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-      return;
-    }
-    const folder = this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    checkType(type);
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
+    const folder = underPrefix(this.prefix, `${type}/`);
     let marker = '';
     for (;;) {
       const query: Record<string, string> = { format: 'json', limit: String(LIST_PAGE), prefix: folder };
@@ -298,7 +276,7 @@ export class SwiftBackend implements Backend {
       for (const entry of page) {
         // Like restic: the last path element is the name, whatever folders lie between.
         const name = entry.name.slice(entry.name.lastIndexOf('/') + 1);
-        if (ID_NAME.test(name)) yield { name, size: entry.bytes };
+        if (isIdName(name)) yield { name, size: entry.bytes };
       }
       if (page.length < LIST_PAGE) return;
       marker = page[page.length - 1]!.name;
@@ -307,9 +285,7 @@ export class SwiftBackend implements Backend {
   }
 
   async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
+    const file = startCall(h, options.signal);
     const res = await this.#request({ op: 'remove', file, method: 'DELETE', object: this.#objectName(h), signal: options.signal });
     if (res.status === 404) {
       await discard(res);
@@ -324,7 +300,7 @@ export class SwiftBackend implements Backend {
   }
 
   #objectName(h: FileHandle): string {
-    return this.prefix ? `${this.prefix}/${layoutPath(h)}` : layoutPath(h);
+    return prefixedKey(this.prefix, h);
   }
 
   /**
@@ -385,7 +361,7 @@ export class SwiftBackend implements Backend {
     const text = await res.text().catch(() => '');
     // Masked before it is shortened, or a cut-off secret would slip through.
     const detail = summarizeBody(this.#redact(text));
-    const transient = res.status >= 500 || res.status === 429 || res.status === 408;
+    const transient = transientErrors.status(res.status);
     return new BackendError(`${op} ${file} (in ${this.location}): HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${detail ? `: ${detail}` : ''}`, { transient, status: res.status });
   }
 
@@ -406,24 +382,8 @@ export class SwiftBackend implements Backend {
         },
       );
     }
-    const session = this.#session.promise;
-    if (!signal) return await session;
     // The shared login is not tied to one caller's signal; each caller can still give up waiting.
-    return await new Promise<Session>((resolve, reject) => {
-      const onAbort = (): void => reject(new AbortedError(`${op} ${file}: operation aborted while authenticating`));
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      session.then(
-        (s) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(s);
-        },
-        (e: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      );
-    });
+    return await raceAbort(this.#session.promise, signal, `${op} ${file}: operation aborted while authenticating`);
   }
 
   /** Drops a session the server rejected, unless another request already replaced it. */
@@ -512,18 +472,14 @@ export class SwiftBackend implements Backend {
 
   async #authError(res: Response, url: string): Promise<BackendError> {
     const detail = summarizeBody(this.#redact(await res.text().catch(() => '')));
-    const transient = res.status >= 500 || res.status === 429 || res.status === 408;
+    const transient = transientErrors.status(res.status);
     const what = res.status === 401 || res.status === 403 ? 'authentication failed' : 'authentication service error';
     return new BackendError(`${what} at ${redactUrl(url)} for ${this.location}: HTTP ${res.status}${detail ? `: ${detail}` : ''}`, { transient, status: res.status });
   }
 
   /** Server text with our own secrets masked: a server or proxy may echo the request's headers back. */
   #redact(text: string): string {
-    let out = text;
-    for (const secret of [this.#opts.password, this.#opts.applicationCredentialSecret, this.#opts.authToken, this.#session?.value?.token]) {
-      if (secret) out = out.split(secret).join('***');
-    }
-    return out;
+    return maskSecrets(text, [this.#opts.password, this.#opts.applicationCredentialSecret, this.#opts.authToken, this.#session?.value?.token]);
   }
 }
 
@@ -655,31 +611,8 @@ function noEndpointError(url: string, region: string | undefined, wanted: string
   return new BackendError(`authenticate at ${redactUrl(url)}: no object-store endpoint for ${where}${seen}`, { transient: false });
 }
 
-/** Removes user:password@ from a URL for messages. */
-function redactUrl(url: string): string {
-  // Up to the last '@' before the path: a password may hold a raw '@'.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
-}
-
 function trimSlash(url: string): string {
   return url.replace(/\/+$/, '');
-}
-
-/** "/a//b/" → "a/b"; "." and ".." are refused (restic would clean them away, which hides mistakes). */
-export function normalizePrefix(prefix: string, what: string): string {
-  if (typeof prefix !== 'string') throw new InvalidInputError(`${what} must be a string`);
-  const parts = prefix.split('/').filter((p) => p !== '');
-  for (const p of parts) {
-    if (p === '.' || p === '..' || p.includes('\0')) throw new InvalidInputError(`${what} must not contain "." or ".." folders: ${JSON.stringify(prefix).slice(0, 120)}`);
-  }
-  return parts.join('/');
-}
-
-/** Content-Range "bytes 10-19/100" of a 206, or with "*" as the range in a 416; undefined when absent or malformed. */
-function parseContentRange(value: string | null): { start: number; end: number; total: number | undefined } | undefined {
-  const m = value ? /^bytes (?:(\d+)-(\d+)|\*)\/(\d+|\*)$/.exec(value.trim()) : null;
-  if (!m) return undefined;
-  return { start: Number(m[1] ?? NaN), end: Number(m[2] ?? NaN), total: m[3] === '*' ? undefined : Number(m[3]) };
 }
 
 /** A full download is checked against the MD5 ETag Swift stored (manifests have other ETags). */

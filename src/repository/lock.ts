@@ -9,7 +9,7 @@ import type { CallOptions } from '../backend/backend.ts';
 import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
-import { summarizeError } from '../backend/observe.ts';
+import { summarizeError } from '../backend/wrappers/observe.ts';
 
 /** Who holds a lock that blocked an operation, as read from its lock file. */
 export interface LockHolder {

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { seededRandom } from '../../src/backend/faulty.ts';
+import { seededRandom } from '../../src/backend/wrappers/faulty.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { IntegrityError, NotFoundError, RepositoryNotFoundError, StowageError, WrongPasswordError } from '../../src/errors.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';

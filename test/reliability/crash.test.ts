@@ -15,7 +15,7 @@ import { createHash, randomInt } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { seededRandom } from '../../src/backend/faulty.ts';
+import { seededRandom } from '../../src/backend/wrappers/faulty.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import type { IndexedRepository } from '../../src/repository/repository.ts';

@@ -2,8 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MemoryBackend } from '../../src/backend/memory.ts';
-import { ConnectionPool, LimitedBackend, TokenBucket, sleep } from '../../src/backend/limits.ts';
-import type { Clock } from '../../src/backend/limits.ts';
+import { ConnectionPool, LimitedBackend, TokenBucket } from '../../src/backend/wrappers/limits.ts';
+import { sleep } from '../../src/backend/wrappers/clock.ts';
+import type { Clock } from '../../src/backend/wrappers/clock.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
 import { AbortedError, InvalidInputError, throwIfAborted } from '../../src/errors.ts';
 import { backendConformance } from '../backend/conformance.ts';
@@ -158,9 +159,9 @@ describe('LimitedBackend: connections', () => {
     const inner = new GaugedBackend();
     inner.delayMs = 100;
     const b = new LimitedBackend(inner, { connections: 1 });
-    const busy = b.save({ type: 'locks', name: newId() }, new Uint8Array(1));
+    const busy = b.save({ type: 'keys', name: newId() }, new Uint8Array(1));
     const controller = new AbortController();
-    const waiting = b.stat({ type: 'locks', name: newId() }, { signal: controller.signal });
+    const waiting = b.stat({ type: 'keys', name: newId() }, { signal: controller.signal });
     await sleep(5);
     assert.deepEqual(b.usage, { inUse: 1, waiting: 1 });
     controller.abort();
@@ -171,6 +172,52 @@ describe('LimitedBackend: connections', () => {
     const done = new AbortController();
     done.abort();
     await assert.rejects(b.load({ type: 'config', name: '' }, { signal: done.signal }), AbortedError);
+  });
+});
+
+// restic's sema backend lets lock files through its connection limit, so that refreshing a lock
+// never waits behind queued pack uploads (a lock not refreshed in time goes stale, and another
+// process may then remove it). This decides the question for LimitedBackend the same way.
+describe('LimitedBackend: lock files', () => {
+  /** A MemoryBackend whose data saves hang until released: a slow pack upload. */
+  class SlowPacks extends MemoryBackend {
+    release: () => void = () => {};
+    readonly released = new Promise<void>((resolve) => (this.release = resolve));
+    override async save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void> {
+      if (h.type === 'data') await this.released;
+      return super.save(h, data, options);
+    }
+  }
+
+  it('saves, loads, stats and removes a lock without waiting behind a slow pack save (connections=1)', async () => {
+    const inner = new SlowPacks();
+    const b = new LimitedBackend(inner, { connections: 1 });
+    const pack = b.save({ type: 'data', name: newId() }, new Uint8Array(100));
+    const nextPack = b.save({ type: 'data', name: newId() }, new Uint8Array(100));
+    await sleep(5);
+    assert.deepEqual(b.usage, { inUse: 1, waiting: 1 });
+
+    const lock = { type: 'locks' as const, name: newId() };
+    const timeout = (what: string) => sleep(2000).then(() => assert.fail(`${what} waited for the pack upload`));
+    await Promise.race([b.save(lock, new Uint8Array([1, 2, 3])), timeout('lock save')]);
+    await Promise.race([b.load(lock), timeout('lock load')]);
+    await Promise.race([b.stat(lock), timeout('lock stat')]);
+    await Promise.race([b.remove(lock), timeout('lock remove')]);
+    // Other files still queue: the limit holds for everything but locks.
+    let keySaved = false;
+    const key = b.save({ type: 'keys', name: newId() }, new Uint8Array(1)).then(() => (keySaved = true));
+    await sleep(20);
+    assert.equal(keySaved, false);
+    assert.deepEqual(b.usage, { inUse: 1, waiting: 2 });
+
+    inner.release();
+    await Promise.all([pack, nextPack, key]);
+    assert.deepEqual(b.usage, { inUse: 0, waiting: 0 });
+  });
+
+  it('still honours an aborted signal on a lock call', async () => {
+    const b = new LimitedBackend(new MemoryBackend(), { connections: 1 });
+    await assert.rejects(b.save({ type: 'locks', name: newId() }, new Uint8Array(1), { signal: AbortSignal.abort() }), AbortedError);
   });
 });
 

@@ -12,8 +12,8 @@ import { SwiftBackend } from '../../src/backend/swift.ts';
 import { RestBackend } from '../../src/backend/rest.ts';
 import { GCSBackend } from '../../src/backend/gcs.ts';
 import { B2Backend } from '../../src/backend/b2.ts';
-import { RetryBackend } from '../../src/backend/retry.ts';
-import { LimitedBackend } from '../../src/backend/limits.ts';
+import { RetryBackend } from '../../src/backend/wrappers/retry.ts';
+import { LimitedBackend } from '../../src/backend/wrappers/limits.ts';
 import type { Backend } from '../../src/backend/backend.ts';
 import { InvalidInputError, StowageError, UnsupportedError } from '../../src/errors.ts';
 

@@ -1,51 +1,13 @@
-// Keeps a backend within bounds: at most `connections` calls in flight (restic's "sema" backend)
-// and, optionally, an average upload and download bandwidth (restic's --limit-upload/-download).
-// Also the time helpers the wrappers share (a replaceable clock and an abortable sleep).
+// Keeps a backend within bounds: at most `connections` calls in flight (restic's "sema" backend,
+// which lets lock files through) and, optionally, an average upload and download bandwidth
+// (restic's --limit-upload/-download).
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import { checkConnections } from './local.ts';
-
-// ---- time -----------------------------------------------------------------------------------
-
-/** Time as the wrappers see it; tests replace it to run backoffs and throttling without waiting. */
-export interface Clock {
-  /** Milliseconds on a monotonic scale. */
-  now(): number;
-  /** Resolves after `ms`; rejects with AbortedError at once when `signal` aborts. */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-}
-
-/** Waits `ms` milliseconds, or rejects with AbortedError as soon as `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(abortedErrorOf(signal));
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(abortedErrorOf(signal!));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-export const systemClock: Clock = { now: () => performance.now(), sleep };
-
-/** The AbortedError for an aborted signal (with its reason in the message), optionally with a cause. */
-export function abortedErrorOf(signal: AbortSignal, cause?: unknown): AbortedError {
-  try {
-    throwIfAborted(signal);
-  } catch (err) {
-    if (err instanceof AbortedError) return cause === undefined ? err : new AbortedError(err.message, { cause, reason: err.reason });
-  }
-  return new AbortedError();
-}
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { InvalidInputError, throwIfAborted } from '../../errors.ts';
+import { abortedErrorOf, checkConnections } from '../shared.ts';
+import { systemClock } from './clock.ts';
+import type { Clock } from './clock.ts';
+import { ForwardingBackend } from './forwarding.ts';
 
 // ---- connections ------------------------------------------------------------------------------
 
@@ -224,32 +186,24 @@ export interface LimitOptions extends RateLimitOptions {
 
 /**
  * At most `connections` calls in flight; a listing counts as one for as long as it runs, but
- * lends its connection to a waiting call while the caller handles an item. With rate limits, a
+ * lends its connection to a waiting call while the caller handles an item. Calls on lock files
+ * (save, load, stat, remove of `locks`) pass the limit, as in restic: a lock refresh must never
+ * queue behind pack uploads, or the lock goes stale while the backup waits. With rate limits, a
  * save waits (holding its connection) until the upload bucket allows its bytes; a load waits
  * before the request when its length is known, otherwise after the bytes arrived. Whole calls
  * are throttled, not the bytes within one: the average holds, a single request runs at full speed.
  */
-export class LimitedBackend implements Backend {
-  readonly location: string;
-  readonly connections: number;
-  readonly #inner: Backend;
+export class LimitedBackend extends ForwardingBackend {
   readonly #pool: ConnectionPool;
   readonly #upload: TokenBucket | undefined;
   readonly #download: TokenBucket | undefined;
 
   constructor(inner: Backend, options: LimitOptions = {}) {
-    this.#inner = inner;
-    this.location = inner.location;
-    this.connections = checkConnections(options.connections ?? inner.connections, inner.location);
+    super(inner, checkConnections(options.connections ?? inner.connections, inner.location));
     this.#pool = new ConnectionPool(this.connections);
     const clock = options.clock ?? systemClock;
     this.#upload = bucketFor(options.uploadBytesPerSecond, options.burstBytes, clock, 'uploadBytesPerSecond');
     this.#download = bucketFor(options.downloadBytesPerSecond, options.burstBytes, clock, 'downloadBytesPerSecond');
-  }
-
-  /** The wrapped backend. */
-  get inner(): Backend {
-    return this.#inner;
   }
 
   /** Connections in use and calls waiting for one, for tests and progress displays. */
@@ -257,41 +211,41 @@ export class LimitedBackend implements Backend {
     return { inUse: this.#pool.inUse, waiting: this.#pool.waiting };
   }
 
-  create(options: CallOptions = {}): Promise<void> {
-    return this.#withConnection(options.signal, () => this.#inner.create(options));
+  override create(options: CallOptions = {}): Promise<void> {
+    return this.#withConnection(undefined, options.signal, () => this.inner.create(options));
   }
 
-  save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    return this.#withConnection(options.signal, async () => {
+  override save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    return this.#withConnection(h, options.signal, async () => {
       await this.#upload?.take(data.length, options.signal);
-      await this.#inner.save(h, data, options);
+      await this.inner.save(h, data, options);
     });
   }
 
-  load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    return this.#withConnection(options.signal, async () => {
+  override load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    return this.#withConnection(h, options.signal, async () => {
       const known = options.length !== undefined;
       if (known) await this.#download?.take(options.length!, options.signal);
-      const data = await this.#inner.load(h, options);
+      const data = await this.inner.load(h, options);
       if (!known) await this.#download?.take(data.length, options.signal);
       return data;
     });
   }
 
-  stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    return this.#withConnection(options.signal, () => this.#inner.stat(h, options));
+  override stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    return this.#withConnection(h, options.signal, () => this.inner.stat(h, options));
   }
 
-  remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    return this.#withConnection(options.signal, () => this.#inner.remove(h, options));
+  override remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    return this.#withConnection(h, options.signal, () => this.inner.remove(h, options));
   }
 
-  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+  override async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     throwIfAborted(options.signal);
     await this.#pool.acquire(options.signal);
     const lease: ListLease = { state: 'active' };
     try {
-      for await (const info of this.#inner.list(type, options)) {
+      for await (const info of this.inner.list(type, options)) {
         this.#pool.pause(lease);
         yield info;
         await this.#pool.resume(lease, options.signal);
@@ -301,11 +255,12 @@ export class LimitedBackend implements Backend {
     }
   }
 
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-
-  async #withConnection<T>(signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+  /** Runs `call` on a connection of the pool; a call on a lock file needs none (see the class comment). */
+  async #withConnection<T>(h: FileHandle | undefined, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+    if (h?.type === 'locks') {
+      throwIfAborted(signal);
+      return await call();
+    }
     await this.#pool.acquire(signal);
     try {
       return await call();

@@ -1,10 +1,11 @@
 // Reports every backend call to a hook, for logs and metrics: what was done to which file, how
 // many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { BackendError, StowageError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
-import { redactSecrets } from '../redact.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { BackendError, StowageError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { redactSecrets } from '../../redact.ts';
+import { ForwardingBackend } from './forwarding.ts';
 
 export { redactSecrets };
 
@@ -57,48 +58,38 @@ export type BackendObserver = (event: BackendEvent) => void;
  * Calls `observer` once per call on the wrapped backend, when the call ends. An observer that
  * throws is ignored: logging must never fail a backup.
  */
-export class ObservedBackend implements Backend {
-  readonly location: string;
-  readonly connections: number;
-  readonly #inner: Backend;
+export class ObservedBackend extends ForwardingBackend {
   readonly #observer: BackendObserver;
 
   constructor(inner: Backend, observer: BackendObserver) {
-    this.#inner = inner;
+    super(inner);
     this.#observer = observer;
-    this.location = inner.location;
-    this.connections = inner.connections;
   }
 
-  /** The wrapped backend. */
-  get inner(): Backend {
-    return this.#inner;
+  override create(options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'create' }, () => this.inner.create(options), () => ({}));
   }
 
-  create(options: CallOptions = {}): Promise<void> {
-    return this.#observe({ op: 'create' }, () => this.#inner.create(options), () => ({}));
+  override save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'save', ...fileOf(h), bytes: data.length }, () => this.inner.save(h, data, options), () => ({}));
   }
 
-  save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    return this.#observe({ op: 'save', ...fileOf(h), bytes: data.length }, () => this.#inner.save(h, data, options), () => ({}));
-  }
-
-  load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+  override load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
     const base: Partial<BackendEvent> = { op: 'load', ...fileOf(h) };
     if (options.offset) base.offset = options.offset;
-    return this.#observe(base, () => this.#inner.load(h, options), (data) => ({ bytes: data.length }));
+    return this.#observe(base, () => this.inner.load(h, options), (data) => ({ bytes: data.length }));
   }
 
-  stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    return this.#observe({ op: 'stat', ...fileOf(h) }, () => this.#inner.stat(h, options), (info) => ({ bytes: info.size }));
+  override stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    return this.#observe({ op: 'stat', ...fileOf(h) }, () => this.inner.stat(h, options), (info) => ({ bytes: info.size }));
   }
 
-  remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    return this.#observe({ op: 'remove', ...fileOf(h) }, () => this.#inner.remove(h, options), () => ({}));
+  override remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'remove', ...fileOf(h) }, () => this.inner.remove(h, options), () => ({}));
   }
 
-  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
-    const iterator = this.#inner.list(type, options)[Symbol.asyncIterator]();
+  override async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    const iterator = this.inner.list(type, options)[Symbol.asyncIterator]();
     let count = 0;
     let durationMs = 0;
     let error: ObservedError | undefined;
@@ -127,10 +118,6 @@ export class ObservedBackend implements Backend {
       if (!ended) await iterator.return?.();
       this.#emit({ op: 'list', type, count, durationMs, ...(error ? { error } : {}) });
     }
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
   }
 
   async #observe<T>(base: Partial<BackendEvent>, call: () => Promise<T>, after: (result: T) => Partial<BackendEvent>): Promise<T> {

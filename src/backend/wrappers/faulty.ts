@@ -3,11 +3,12 @@
 // report an error. Faults come from a seeded generator, so a failing run can be repeated.
 // Stored bytes are never altered: every fault is one a careful caller can notice.
 
-import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../errors.ts';
-import { systemClock } from './limits.ts';
-import type { Clock } from './limits.ts';
+import { describeFile } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../../errors.ts';
+import { systemClock } from './clock.ts';
+import type { Clock } from './clock.ts';
+import { ForwardingBackend } from './forwarding.ts';
 
 /** A kind of failure {@link FaultyBackend} injects. */
 export type FaultKind =
@@ -80,12 +81,9 @@ const TRANSIENT_STATUSES = [500, 502, 503, 503, 429];
  * sits above copes. Faults come from a seeded generator, so a failing run repeats; stored bytes are
  * never altered. For tests only.
  */
-export class FaultyBackend implements Backend {
-  readonly location: string;
-  readonly connections: number;
+export class FaultyBackend extends ForwardingBackend {
   /** Probability of a fault per call; may be changed at any time (0 stops the faults). */
   rate: number;
-  readonly #inner: Backend;
   readonly #random: () => number;
   readonly #weights: Record<FaultKind, number>;
   readonly #ops: ReadonlySet<FaultyOp>;
@@ -97,9 +95,7 @@ export class FaultyBackend implements Backend {
   readonly #faultsByOp = zeroCounts(FAULTY_OPS);
 
   constructor(inner: Backend, options: FaultyBackendOptions = {}) {
-    this.#inner = inner;
-    this.location = inner.location;
-    this.connections = inner.connections;
+    super(inner);
     this.rate = options.rate ?? 0.1;
     if (!(this.rate >= 0 && this.rate <= 1)) throw new InvalidInputError(`fault rate must be between 0 and 1, got ${this.rate}`);
     this.#random = seededRandom(options.seed ?? 1);
@@ -117,34 +113,29 @@ export class FaultyBackend implements Backend {
     this.#clock = options.clock ?? systemClock;
   }
 
-  /** The wrapped backend. */
-  get inner(): Backend {
-    return this.#inner;
-  }
-
   /** Counts of calls and injected faults so far. */
   report(): FaultReport {
     const totalFaults = Object.values(this.#faults).reduce((a, b) => a + b, 0);
     return { calls: { ...this.#calls }, faults: { ...this.#faults }, faultsByOp: { ...this.#faultsByOp }, totalFaults };
   }
 
-  async create(options: CallOptions = {}): Promise<void> {
+  override async create(options: CallOptions = {}): Promise<void> {
     const fault = await this.#before('create', 'repository', options.signal);
-    await this.#inner.create(options);
+    await this.inner.create(options);
     this.#after(fault, 'create', 'repository');
   }
 
-  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+  override async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     const file = describeFile(h);
     const fault = await this.#before('save', file, options.signal);
-    await this.#inner.save(h, data, options);
+    await this.inner.save(h, data, options);
     this.#after(fault, 'save', file);
   }
 
-  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+  override async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
     const file = describeFile(h);
     const fault = await this.#before('load', file, options.signal);
-    const data = await this.#inner.load(h, options);
+    const data = await this.inner.load(h, options);
     if (fault !== 'truncated') return data;
     if (options.length === undefined) {
       // A whole-file read knows its size from the response headers: backends report the cut.
@@ -155,33 +146,29 @@ export class FaultyBackend implements Backend {
     return data.slice(0, Math.floor(this.#random() * data.length));
   }
 
-  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+  override async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
     const file = describeFile(h);
     await this.#before('stat', file, options.signal);
-    return this.#inner.stat(h, options);
+    return this.inner.stat(h, options);
   }
 
-  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
     const file = describeFile(h);
     const fault = await this.#before('remove', file, options.signal);
-    await this.#inner.remove(h, options);
+    await this.inner.remove(h, options);
     this.#after(fault, 'remove', file);
   }
 
   /** A failing listing fails part-way: after a few entries, or at its end. */
-  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+  override async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     const fault = await this.#before('list', type, options.signal, true);
     const failAt = fault && fault !== 'slow' ? Math.floor(this.#random() * 8) : -1;
     let n = 0;
-    for await (const info of this.#inner.list(type, options)) {
+    for await (const info of this.inner.list(type, options)) {
       if (n++ === failAt) await this.#fail(fault!, 'list', type, options.signal);
       yield info;
     }
     if (failAt >= n) await this.#fail(fault!, 'list', type, options.signal);
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
   }
 
   /**

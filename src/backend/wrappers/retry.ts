@@ -1,26 +1,17 @@
 // Retries backend calls that failed for a reason that may pass: 5xx and 429 answers, timeouts,
 // connection resets, truncated reads. Exponential backoff with full jitter, bounded by attempts
 // and by elapsed time, as restic's retry backend does (its cap is 15 minutes; ours defaults to 5).
-//
-// Also home of wrapBackend(), which stacks the wrappers in the order they belong in.
 
-import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import {
-  AbortedError,
-  BackendError,
-  IntegrityError,
-  InvalidInputError,
-  NotFoundError,
-  StowageError,
-  throwIfAborted,
-} from '../errors.ts';
-import { LimitedBackend, abortedErrorOf, systemClock } from './limits.ts';
-import type { Clock, LimitOptions, RateLimitOptions } from './limits.ts';
-import { ObservedBackend, logObserver, summarizeError } from './observe.ts';
-import { redactSecrets } from '../redact.ts';
-import type { BackendEvent, BackendObserver } from './observe.ts';
-import type { Logger } from '../logger.ts';
+import { describeFile } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
+import { redactSecrets } from '../../redact.ts';
+import type { Logger } from '../../logger.ts';
+import { abortedErrorOf, transientErrors } from '../shared.ts';
+import { systemClock } from './clock.ts';
+import type { Clock } from './clock.ts';
+import { ForwardingBackend } from './forwarding.ts';
+import { summarizeError } from './observe.ts';
 
 /** The backend calls the wrappers know about. */
 export type BackendOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
@@ -99,29 +90,6 @@ const DEFAULTS = {
   logIntervalMs: 10_000,
 };
 
-// Node's socket errors that mean "the connection went away", not "the request was wrong".
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTUNREACH',
-  'ESOCKETTIMEDOUT',
-]);
-
-// undici (fetch) reports socket trouble as UND_ERR_*; these few are caller mistakes or aborts instead.
-const UNDICI_NOT_TRANSIENT = new Set([
-  'UND_ERR_ABORTED',
-  'UND_ERR_INVALID_ARG',
-  'UND_ERR_INVALID_RETURN_VALUE',
-  'UND_ERR_NOT_SUPPORTED',
-  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
-]);
-
 /**
  * Whether an error may go away if the call is repeated: a BackendError marked transient, or a
  * raw network error (ECONNRESET, ETIMEDOUT, UND_ERR_SOCKET, … also as the `cause` of a wrapper
@@ -131,17 +99,7 @@ export function isRetryableError(err: unknown): boolean {
   if (err instanceof AbortedError || err instanceof NotFoundError) return false;
   if (err instanceof BackendError) return err.transient;
   if (err instanceof StowageError) return false;
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
-    if ((current as { name?: unknown }).name === 'AbortError') return false;
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      if (NETWORK_CODES.has(code)) return true;
-      if (code.startsWith('UND_ERR_')) return !UNDICI_NOT_TRANSIENT.has(code);
-    }
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
+  return transientErrors.error(err);
 }
 
 /** An abort as Stowage, fetch or AbortSignal.timeout() report it: not a failure of its own. */
@@ -274,10 +232,7 @@ class Retryable {
 }
 
 /** Wraps a backend so transient failures are retried with backoff; see RetryOptions. */
-export class RetryBackend implements Backend {
-  readonly location: string;
-  readonly connections: number;
-  readonly #inner: Backend;
+export class RetryBackend extends ForwardingBackend {
   readonly #maxElapsedMs: number;
   readonly #maxAttempts: number;
   readonly #initialDelayMs: number;
@@ -289,9 +244,7 @@ export class RetryBackend implements Backend {
   readonly #random: () => number;
 
   constructor(inner: Backend, options: RetryOptions = {}) {
-    this.#inner = inner;
-    this.location = inner.location;
-    this.connections = inner.connections;
+    super(inner);
     this.#maxElapsedMs = nonNegative(options.maxElapsedMs ?? DEFAULTS.maxElapsedMs, 'retry maxElapsedMs');
     this.#maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts;
     if (!Number.isInteger(this.#maxAttempts) || this.#maxAttempts < 1) {
@@ -307,26 +260,21 @@ export class RetryBackend implements Backend {
     this.#random = options.random ?? Math.random;
   }
 
-  /** The wrapped backend. */
-  get inner(): Backend {
-    return this.#inner;
-  }
-
-  create(options: CallOptions = {}): Promise<void> {
-    return this.#retry('create', 'repository', options.signal, () => this.#inner.create(options));
+  override create(options: CallOptions = {}): Promise<void> {
+    return this.#retry('create', 'repository', options.signal, () => this.inner.create(options));
   }
 
   // Backends replace atomically, so repeating a save that may have landed is harmless.
-  save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    return this.#retry('save', describeFile(h), options.signal, () => this.#inner.save(h, data, options));
+  override save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    return this.#retry('save', describeFile(h), options.signal, () => this.inner.save(h, data, options));
   }
 
-  load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+  override load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
     const file = describeFile(h);
     return this.#retry('load', file, options.signal, async () => {
       let data: Uint8Array;
       try {
-        data = await this.#inner.load(h, options);
+        data = await this.inner.load(h, options);
       } catch (err) {
         // A short read is a broken transfer when the file holds the range, damage when it does not.
         if (err instanceof IntegrityError && (await this.#fileHoldsRange(h, options))) throw new Retryable(err);
@@ -342,8 +290,8 @@ export class RetryBackend implements Backend {
     });
   }
 
-  stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    return this.#retry('stat', describeFile(h), options.signal, () => this.#inner.stat(h, options));
+  override stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    return this.#retry('stat', describeFile(h), options.signal, () => this.inner.stat(h, options));
   }
 
   /**
@@ -351,11 +299,11 @@ export class RetryBackend implements Backend {
    * an earlier attempt whose answer was lost may have removed it; that earlier failure is the
    * error's `cause`. Callers that only want the file gone ignore NotFoundError anyway.
    */
-  remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
     let earlier: unknown;
     return this.#retry('remove', describeFile(h), options.signal, async () => {
       try {
-        await this.#inner.remove(h, options);
+        await this.inner.remove(h, options);
       } catch (err) {
         if (earlier !== undefined && err instanceof NotFoundError && err.cause === undefined) {
           throw new NotFoundError(err.file, { cause: earlier });
@@ -371,7 +319,7 @@ export class RetryBackend implements Backend {
    * already yielded. Progress (a new name) resets the attempt count and the elapsed-time budget,
    * so a long listing that fails now and then still completes.
    */
-  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+  override async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
     const signal = options.signal;
     throwIfAborted(signal);
     const seen = new Set<string>();
@@ -382,7 +330,7 @@ export class RetryBackend implements Backend {
     let settled = false;
     try {
       for (;;) {
-        const iterator = this.#inner.list(type, options)[Symbol.asyncIterator]();
+        const iterator = this.inner.list(type, options)[Symbol.asyncIterator]();
         let ended = false;
         let failure: unknown;
         try {
@@ -423,10 +371,6 @@ export class RetryBackend implements Backend {
       // Failed, or stopped early by the caller.
       if (!settled) this.#log.settled(token, false);
     }
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
   }
 
   async #retry<T>(op: BackendOp, file: string, signal: AbortSignal | undefined, call: (attempt: number) => Promise<T>): Promise<T> {
@@ -519,7 +463,7 @@ export class RetryBackend implements Backend {
   async #fileHoldsRange(h: FileHandle, options: LoadOptions): Promise<boolean> {
     let size: number;
     try {
-      ({ size } = await this.#inner.stat(h, { signal: options.signal }));
+      ({ size } = await this.inner.stat(h, { signal: options.signal }));
     } catch (err) {
       if (err instanceof NotFoundError || err instanceof AbortedError) throw err;
       // The stat failed too; if that may pass, so may the read: try the read again.
@@ -551,53 +495,4 @@ function gaveUpError(op: BackendOp, file: string, attempts: number, elapsedMs: n
 function nonNegative(n: number, what: string): number {
   if (typeof n !== 'number' || !(n >= 0)) throw new InvalidInputError(`${what} must be a non-negative number, got ${n}`);
   return n;
-}
-
-// ---- composition ----------------------------------------------------------------------------
-
-/** Options of {@link wrapBackend}. */
-export interface WrapOptions {
-  /** Retry transient failures (default: on, with RetryOptions' defaults); false turns it off. */
-  retry?: RetryOptions | false;
-  /** Calls in flight at once (default: the backend's own `connections`). */
-  connections?: number;
-  /** Upload/download bandwidth caps in bytes per second. */
-  rateLimit?: RateLimitOptions;
-  /** Sees every request that reaches the backend, each retry attempt separately. */
-  observe?: BackendObserver;
-  /**
-   * Logs retries, coalesced, and failures for good (warn, see RetryOptions.logger, which it is the
-   * default of) and every request that reaches the backend (debug, one record per BackendEvent).
-   */
-  logger?: Logger;
-}
-
-/**
- * Stacks the wrappers, outermost first: retry → limits → observe → backend.
- *
- * - Retry is outermost so every attempt queues for a connection afresh: a call sleeping in its
- *   backoff holds no connection, and the others keep working (restic stacks them the same way).
- * - Limits sit below retry so each attempt's bytes count against the rate limit, as they cross
- *   the wire again.
- * - Observe is innermost so each event is one real request: its duration excludes queueing and
- *   throttling, and a call retried three times shows up as three events.
- */
-export function wrapBackend(backend: Backend, options: WrapOptions = {}): Backend {
-  let wrapped: Backend = backend;
-  const observers = [options.observe, options.logger && logObserver(options.logger)].filter((o): o is BackendObserver => o !== undefined);
-  if (observers.length === 1) wrapped = new ObservedBackend(wrapped, observers[0]!);
-  else if (observers.length > 1) wrapped = new ObservedBackend(wrapped, (event: BackendEvent) => observers.forEach((o) => callSafely(o, event)));
-  const limits: LimitOptions = { connections: options.connections ?? backend.connections, ...options.rateLimit };
-  wrapped = new LimitedBackend(wrapped, limits);
-  if (options.retry !== false) wrapped = new RetryBackend(wrapped, { logger: options.logger, ...options.retry });
-  return wrapped;
-}
-
-/** One observer's failure must not keep the event from the next one (ObservedBackend ignores it too). */
-function callSafely(observer: BackendObserver, event: BackendEvent): void {
-  try {
-    observer(event);
-  } catch {
-    // Deliberately ignored, as ObservedBackend does.
-  }
 }

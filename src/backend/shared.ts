@@ -1,0 +1,389 @@
+// What the storage drivers (local, memory, s3, rest, gcs, azure, b2, swift) have in common, so
+// each driver file holds only what is particular to its storage: checking handles and ranges,
+// restic's listing rules, prefixes, keeping secrets out of messages, waiting with an abort,
+// loading an optional SDK, and which failures may pass (the retry wrapper uses that too).
+// Nothing here talks to a storage.
+
+import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
+import type { FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, UnsupportedError, throwIfAborted } from '../errors.ts';
+
+// ---- handles, names and options ----------------------------------------------------------------
+
+/** Names the listings report: restic ignores everything that is not a lowercase 64-hex ID. */
+const ID_NAME = /^[0-9a-f]{64}$/;
+
+/** Whether `name` is a restic file ID (64 lowercase hex digits), the only names a listing reports. */
+export function isIdName(name: string): boolean {
+  return ID_NAME.test(name);
+}
+
+/**
+ * Rejects handles that are not a known file type or whose name could leave its folder.
+ * Any other name is accepted (the listings only report 64-hex names).
+ */
+export function checkHandle(h: FileHandle): void {
+  if (h === null || typeof h !== 'object') throw new InvalidInputError('file handle must be an object with type and name');
+  checkType(h.type);
+  if (h.type === 'config') return;
+  const name: unknown = h.name;
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+    throw new InvalidInputError(`invalid file name for ${h.type}: ${JSON.stringify(name)?.slice(0, 80)}`);
+  }
+}
+
+/**
+ * What every call on a file checks before it does anything: the signal has not fired and the
+ * handle is valid. Returns the file as messages name it ("data/ab/ab12…").
+ */
+export function startCall(h: FileHandle, signal: AbortSignal | undefined): string {
+  throwIfAborted(signal);
+  checkHandle(h);
+  return describeFile(h);
+}
+
+/** Rejects a file type that is not one of {@link FILE_TYPES}. */
+export function checkType(type: unknown): asserts type is FileType {
+  if (!FILE_TYPES.includes(type as FileType)) {
+    throw new InvalidInputError(`unknown file type ${JSON.stringify(type)?.slice(0, 40)} (expected one of ${FILE_TYPES.join(', ')})`);
+  }
+}
+
+/** Rejects data that is not a Uint8Array before anything is sent. */
+export function checkBytes(data: unknown, file: string): asserts data is Uint8Array {
+  if (!(data instanceof Uint8Array)) throw new InvalidInputError(`save ${file}: data must be a Uint8Array`);
+}
+
+/** A backend's `connections`: a positive integer. */
+export function checkConnections(n: number, location: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`connections for ${location} must be a positive integer, got ${n}`);
+  return n;
+}
+
+/** An option that must be a positive integer (a timeout, a size), e.g. "timeoutMs for s3:…". */
+export function positiveInteger(n: number, what: string, location: string): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidInputError(`${what} for ${location} must be a positive integer, got ${n}`);
+  return n;
+}
+
+/** What stat reports for a file: config has no ID, so its name is "config". */
+export function fileInfo(h: FileHandle, size: number): FileInfo {
+  return { name: h.type === 'config' ? 'config' : h.name, size };
+}
+
+// ---- prefixes ----------------------------------------------------------------------------------
+
+/**
+ * "/a//b/" → "a/b". "." and ".." are refused (restic would clean them away, which hides mistakes,
+ * and they could climb out of the bucket); so are NUL and, where the storage asks, backslashes.
+ */
+export function normalizePrefix(prefix: unknown, what: string, refuseBackslash = false): string {
+  if (prefix === undefined || prefix === null) return '';
+  if (typeof prefix !== 'string') throw new InvalidInputError(`${what} must be a string`);
+  const parts = prefix.split('/').filter((p) => p !== '');
+  if (parts.some((p) => p === '.' || p === '..' || p.includes('\0') || (refuseBackslash && p.includes('\\')))) {
+    const extra = refuseBackslash ? ' or backslashes' : '';
+    throw new InvalidInputError(`${what} must not contain "." or ".." folders${extra}: ${JSON.stringify(prefix).slice(0, 120)}`);
+  }
+  return parts.join('/');
+}
+
+/** A path below a normalised prefix: "prefix/path", or just "path" at the root. */
+export function underPrefix(prefix: string, path: string): string {
+  return prefix ? `${prefix}/${path}` : path;
+}
+
+/** The object name of a file: the prefix joined with restic's layout path. */
+export function prefixedKey(prefix: string, h: FileHandle): string {
+  return underPrefix(prefix, layoutPath(h));
+}
+
+// ---- ranges ------------------------------------------------------------------------------------
+
+/** Rejects malformed offsets and lengths before any request is made. */
+export function checkRangeOptions(options: LoadOptions, file: string): void {
+  const { offset, length } = options;
+  if (offset !== undefined && (!Number.isSafeInteger(offset) || offset < 0)) {
+    throw new InvalidInputError(`load ${file}: offset must be a non-negative integer, got ${offset}`);
+  }
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
+    throw new InvalidInputError(`load ${file}: length must be a non-negative integer, got ${length}`);
+  }
+}
+
+/** Resolves offset/length against the file size; a range that ends past the end is damage. */
+export function resolveRange(options: LoadOptions, size: number, file: string): { offset: number; length: number } {
+  checkRangeOptions(options, file);
+  const offset = options.offset ?? 0;
+  const length = options.length ?? size - offset;
+  if (offset + length > size || length < 0) {
+    throw new IntegrityError(`range ${offset}+${options.length ?? 'end'} is past the end of the ${size}-byte file`, { file });
+  }
+  return { offset, length };
+}
+
+/**
+ * The range to read, for SDKs that read "count bytes from offset" (GCS, Azure). An empty range
+ * cannot be asked for, and an open range at the very end is a 416, so for those the file's size
+ * decides (which also says whether the file exists): `length` 0 then means "nothing to read".
+ * Other ranges are only checked here; the read itself finds the real end.
+ */
+export async function sdkRange(options: LoadOptions, file: string, stat: () => Promise<FileInfo>): Promise<{ offset: number; length: number | undefined }> {
+  const offset = options.offset ?? 0;
+  if (options.length === 0 || (options.length === undefined && offset > 0)) return resolveRange(options, (await stat()).size, file);
+  checkRangeOptions(options, file);
+  return { offset, length: options.length };
+}
+
+/** The HTTP Range header of a load, or undefined for a whole file; malformed numbers are refused. */
+export function rangeHeader(options: LoadOptions, file: string): string | undefined {
+  checkRangeOptions(options, file);
+  const offset = options.offset ?? 0;
+  if (options.length !== undefined) return `bytes=${offset}-${offset + options.length - 1}`;
+  return offset > 0 ? `bytes=${offset}-` : undefined;
+}
+
+/**
+ * A load of zero bytes, which no Range header can ask for: the file's size decides whether the
+ * range is valid (and whether the file exists). The same after a 416, when only an empty range
+ * at the very end is valid; other ranges are damage.
+ */
+export async function emptyRead(stat: () => Promise<FileInfo>, options: LoadOptions, file: string): Promise<Uint8Array> {
+  const { size } = await stat();
+  const { length } = resolveRange(options, size, file);
+  if (length === 0) return new Uint8Array(0);
+  throw new IntegrityError(`the server refused the range ${options.offset ?? 0}+${length} of the ${size}-byte file`, { file });
+}
+
+/**
+ * The bytes a load asked for, from an HTTP answer with its body: a 200 carries the whole file (no
+ * Range asked, or a server that ignored it), so the range is cut out of it; a 206 carries the
+ * range, checked against the file size its Content-Range names (without one the read is refused).
+ */
+export function rangeFromAnswer(options: LoadOptions, file: string, where: string, answer: { status: number; body: Uint8Array; contentRange: string | null | undefined }): Uint8Array {
+  const { status, body } = answer;
+  if (status === 200) {
+    if (rangeHeader(options, file) === undefined) return body;
+    const whole = resolveRange(options, body.length, file);
+    return body.slice(whole.offset, whole.offset + whole.length);
+  }
+  const total = totalFromContentRange(answer.contentRange);
+  if (total === undefined) {
+    throw new BackendError(`load ${file} (in ${where}): the server sent no file size in Content-Range for a ranged read`, { transient: false, status });
+  }
+  const resolved = resolveRange(options, total, file);
+  if (body.length !== resolved.length) {
+    throw new IntegrityError(`short read: got ${body.length} of ${resolved.length} bytes at offset ${resolved.offset}`, { file });
+  }
+  return body;
+}
+
+/** The file size from a Content-Range such as "bytes 0-99/1234"; undefined when absent or unknown ("*"). */
+export function totalFromContentRange(value: string | null | undefined): number | undefined {
+  const m = value ? /\/(\d+)\s*$/.exec(value) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Content-Range "bytes 10-19/100" of a 206, or with "*" as the range in a 416; undefined when absent or malformed. */
+export function parseContentRange(value: string | null | undefined): { start: number; end: number; total: number | undefined } | undefined {
+  const m = value ? /^bytes (?:(\d+)-(\d+)|\*)\/(\d+|\*)$/.exec(value.trim()) : null;
+  if (!m) return undefined;
+  return { start: Number(m[1] ?? NaN), end: Number(m[2] ?? NaN), total: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+// ---- listing -----------------------------------------------------------------------------------
+
+/** Lists `config`: there is one or none, so the listing is a stat; a missing one lists nothing. */
+export async function* listConfig(stat: () => Promise<FileInfo>): AsyncGenerator<FileInfo> {
+  let info: FileInfo;
+  try {
+    info = await stat();
+  } catch (err) {
+    if (err instanceof NotFoundError) return;
+    throw err;
+  }
+  yield info;
+}
+
+// ---- secrets in messages -----------------------------------------------------------------------
+
+/** Replaces each secret (longest first, so one inside another goes whole) by "***". */
+export function maskSecrets(text: string, secrets: Iterable<string | null | undefined>): string {
+  const sorted = [...secrets].filter((s): s is string => typeof s === 'string' && s !== '').sort((a, b) => b.length - a.length);
+  let out = text;
+  for (const secret of sorted) out = out.split(secret).join('***');
+  return out;
+}
+
+/** "https://user:pw@host/…" → "https://user:***@host/…", for a URL in a message. */
+export function redactUrlPassword(url: string): string {
+  // Up to the last '@' before the path: a password may hold a raw '@'.
+  return url.replace(/(\/\/[^/:]*?):[^/]*@/, '$1:***@');
+}
+
+/** "https://user:pw@host/…" → "https://***@host/…": the user name is hidden too (Swift's "account:user"). */
+export function redactUrlUserInfo(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
+}
+
+/** A URL without user info, query (a SAS) or fragment, and without a trailing "/", for `location`. */
+export function stripUrlSecrets(url: string): string {
+  try {
+    const u = new URL(url);
+    u.search = '';
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/+$/, '');
+  } catch {
+    return url.replace(/[?#].*$/, '');
+  }
+}
+
+/** An error's message, or the thrown value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The first line of an SDK message, at most 300 characters (SDK messages can carry whole responses). */
+export function firstLine(text: string): string {
+  const line = text.split('\n', 1)[0]!.trim();
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
+
+// ---- aborts and optional packages --------------------------------------------------------------
+
+/** The AbortedError for an aborted signal (with its reason in the message), optionally with a cause. */
+export function abortedErrorOf(signal: AbortSignal, cause?: unknown): AbortedError {
+  try {
+    throwIfAborted(signal);
+  } catch (err) {
+    if (err instanceof AbortedError) return cause === undefined ? err : new AbortedError(err.message, { cause, reason: err.reason });
+  }
+  return new AbortedError();
+}
+
+/**
+ * Resolves with `promise`, or rejects with an AbortedError as soon as `signal` fires; the work
+ * behind the promise runs on (an SDK call that cannot be cancelled, a login other calls share).
+ * `message` can name the call ("save data/…: operation aborted while authenticating").
+ */
+export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined, message?: string): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(message === undefined ? abortedErrorOf(signal) : new AbortedError(message, { reason: signal.reason }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/**
+ * A value made on first use and shared by the calls that want it meanwhile (an SDK client, a
+ * module). A failure is not kept: the next call tries again.
+ */
+export function madeOnce<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => {
+    made ??= make().catch((err: unknown) => {
+      made = undefined;
+      throw err;
+    });
+    return made;
+  };
+}
+
+/**
+ * A loader for an optional peer dependency, imported on first use so that `import 'stowage'`
+ * does not pay for SDKs it does not use. A failed import becomes an UnsupportedError naming the
+ * package: "the S3 backend needs the optional package @aws-sdk/client-s3 (npm install …): …".
+ */
+export function optionalPackage<T>(pkg: string, backend: string, load: () => Promise<T>): () => Promise<T> {
+  return madeOnce(() =>
+    load().catch((err: unknown) => {
+      throw new UnsupportedError(`the ${backend} backend needs the optional package ${pkg} (npm install ${pkg}): ${errorMessage(err)}`);
+    }),
+  );
+}
+
+// ---- transient failures ------------------------------------------------------------------------
+
+/** What a {@link TransientErrors} adds to the rules it extends. */
+export interface TransientRules {
+  /** Error codes (Node's, an SDK's, a service's) that mean "try again later". */
+  codes?: Iterable<string>;
+  /** Statuses that are 5xx but will not go away by retrying (e.g. 507, disk full). */
+  permanentStatuses?: Iterable<number>;
+}
+
+// Node's socket errors that mean "the connection went away", not "the request was wrong".
+const NETWORK_CODES = [
+  'ECONNRESET', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'EPIPE', 'ECONNREFUSED', 'ECONNABORTED', 'EAI_AGAIN',
+  'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH',
+];
+
+// undici (fetch) reports socket trouble as UND_ERR_*; these few are caller mistakes or aborts instead.
+const UNDICI_NOT_TRANSIENT = new Set([
+  'UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG', 'UND_ERR_INVALID_RETURN_VALUE', 'UND_ERR_NOT_SUPPORTED',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+]);
+
+/**
+ * Decides which failures may pass if the call is repeated: HTTP 408, 429 and 5xx, and the error
+ * codes of a connection that went away. {@link transientErrors} holds the rules every backend
+ * shares; a driver extends them with its SDK's codes, so one list is kept, not one per driver.
+ */
+export class TransientErrors {
+  readonly #codes: ReadonlySet<string>;
+  readonly #permanentStatuses: ReadonlySet<number>;
+
+  constructor(rules: TransientRules = {}) {
+    this.#codes = new Set(rules.codes);
+    this.#permanentStatuses = new Set(rules.permanentStatuses);
+  }
+
+  /** These rules and some more. */
+  extend(rules: TransientRules): TransientErrors {
+    return new TransientErrors({
+      codes: [...this.#codes, ...(rules.codes ?? [])],
+      permanentStatuses: [...this.#permanentStatuses, ...(rules.permanentStatuses ?? [])],
+    });
+  }
+
+  /** Whether an HTTP status may pass: 408, 429 and 5xx, less the permanent ones. */
+  status(status: number | undefined): boolean {
+    if (status === undefined || this.#permanentStatuses.has(status)) return false;
+    return status === 408 || status === 429 || status >= 500;
+  }
+
+  /** Whether an error code may pass. */
+  code(code: unknown): boolean {
+    if (typeof code !== 'string') return false;
+    return this.#codes.has(code) || (code.startsWith('UND_ERR_') && !UNDICI_NOT_TRANSIENT.has(code));
+  }
+
+  /**
+   * Whether a raw error carries a transient code, itself or in its `cause` chain (fetch's
+   * TypeError wraps the socket's error); never an abort.
+   */
+  error(err: unknown): boolean {
+    let current: unknown = err;
+    for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
+      if ((current as { name?: unknown }).name === 'AbortError') return false;
+      if (this.code((current as { code?: unknown }).code)) return true;
+      current = (current as { cause?: unknown }).cause;
+    }
+    return false;
+  }
+}
+
+/** The transient-failure rules every backend shares; drivers extend them (see {@link TransientErrors}). */
+export const transientErrors = new TransientErrors({ codes: NETWORK_CODES });

@@ -1,0 +1,53 @@
+// The base of the wrappers: a Backend that hands every call to the backend it wraps, so each
+// wrapper (retry, limits, observe, faulty) overrides only the calls it changes.
+
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+
+/**
+ * A backend that forwards every call unchanged to the backend it wraps, with the same `location`
+ * and (unless given) the same `connections`. The wrappers extend it and override what they change.
+ */
+export class ForwardingBackend implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  readonly #inner: Backend;
+
+  constructor(inner: Backend, connections: number = inner.connections) {
+    this.#inner = inner;
+    this.location = inner.location;
+    this.connections = connections;
+  }
+
+  /** The wrapped backend. */
+  get inner(): Backend {
+    return this.#inner;
+  }
+
+  create(options?: CallOptions): Promise<void> {
+    return this.#inner.create(options);
+  }
+
+  save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void> {
+    return this.#inner.save(h, data, options);
+  }
+
+  load(h: FileHandle, options?: LoadOptions): Promise<Uint8Array> {
+    return this.#inner.load(h, options);
+  }
+
+  stat(h: FileHandle, options?: CallOptions): Promise<FileInfo> {
+    return this.#inner.stat(h, options);
+  }
+
+  list(type: FileType, options?: CallOptions): AsyncIterable<FileInfo> {
+    return this.#inner.list(type, options);
+  }
+
+  remove(h: FileHandle, options?: CallOptions): Promise<void> {
+    return this.#inner.remove(h, options);
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
