@@ -33,6 +33,9 @@ import {
   isGoStringUtf8,
   setOwn,
 } from './gojson.ts';
+import { HEX_ID, UINT32_MAX, readId as readHexId, readString, readTime, readUint32, type Fail } from './json-fields.ts';
+
+const readId = (v: unknown, field: string, bad: Fail): BlobId => readHexId(v, field, bad) as BlobId;
 
 /** The type of a tree entry, as restic writes it. */
 export type NodeType = 'file' | 'dir' | 'symlink' | 'dev' | 'chardev' | 'fifo' | 'socket' | 'irregular';
@@ -126,9 +129,7 @@ export interface NodeEncodingOptions {
   format?: 'current' | 'restic-0.14';
 }
 
-const UINT32_MAX = 0xffff_ffff;
 const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
-const HEX_ID = /^[0-9a-fA-F]{64}$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +209,6 @@ export function encodeNode(node: TreeNode, options?: NodeEncodingOptions): strin
   return parts.join('');
 }
 
-type Fail = (field: string, why: string) => Error;
 
 function checkUint32(v: unknown, field: string, bad: Fail): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > UINT32_MAX) throw bad(field, 'must be an integer in 0..2^32-1');
@@ -336,19 +336,7 @@ function nodeToJSON(this: TreeNode): Record<string, unknown> {
   return out;
 }
 
-function readString(v: unknown, field: string, bad: Fail): string | undefined {
-  if (v == null) return undefined;
-  if (typeof v !== 'string') throw bad(field, 'is not a string');
-  return goWellFormed(v);
-}
 
-function readUint32(v: unknown, field: string, bad: Fail): number {
-  if (v == null) return 0;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > UINT32_MAX) {
-    throw bad(field, 'is not an unsigned 32-bit integer');
-  }
-  return v;
-}
 
 function readUint64(v: unknown, field: string, bad: Fail): Uint64 | undefined {
   if (v == null) return undefined;
@@ -360,20 +348,7 @@ function readUint64(v: unknown, field: string, bad: Fail): Uint64 | undefined {
   return v;
 }
 
-function readTime(v: unknown, field: string, bad: Fail): GoTime {
-  if (v == null) return ZERO_GO_TIME;
-  if (typeof v !== 'string') throw bad(field, 'is not a time string');
-  try {
-    return parseGoTime(v);
-  } catch {
-    throw bad(field, `${JSON.stringify(v).slice(0, 40)} is not an RFC 3339 time`);
-  }
-}
 
-function readId(v: unknown, field: string, bad: Fail): BlobId {
-  if (typeof v !== 'string' || !HEX_ID.test(v)) throw bad(field, `${shownValue(v, 80)} is not a 64-hex ID`);
-  return v.toLowerCase() as BlobId;
-}
 
 function readContent(v: unknown, bad: Fail): BlobId[] | null {
   if (v == null) return null;

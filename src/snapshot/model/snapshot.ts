@@ -5,6 +5,7 @@ import { IntegrityError, InvalidInputError, NotFoundError, shownValue } from '..
 import { type GoTime, ZERO_GO_TIME, compareGoTime, formatGoTime, parseGoTime } from '../../repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../../repository/id.ts';
 import { compareGoStrings, goJsonString, goWellFormed, parseGoJson } from './gojson.ts';
+import { HEX_ID, UINT32_MAX, readId, readString, readStrings, readTime, readUint32, type Fail } from './json-fields.ts';
 
 /** Backup statistics, written by restic 0.17+ (older versions ignore it). */
 export interface SnapshotSummary {
@@ -49,8 +50,6 @@ export interface Snapshot {
   summary?: SnapshotSummary;
 }
 
-const HEX_ID = /^[0-9a-fA-F]{64}$/;
-const UINT32_MAX = 0xffff_ffff;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -92,7 +91,6 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
   return Buffer.from(parts.join(''), 'utf8');
 }
 
-type Fail = (field: string, why: string) => Error;
 
 const SUMMARY_COUNTS: ReadonlyArray<[keyof SnapshotSummary, string, 'uint' | 'int']> = [
   ['filesNew', 'files_new', 'uint'],
@@ -189,39 +187,10 @@ function readSummary(v: unknown, bad: Fail): SnapshotSummary {
   return sum;
 }
 
-function readTime(v: unknown, field: string, bad: Fail): GoTime {
-  if (v == null) return ZERO_GO_TIME;
-  if (typeof v !== 'string') throw bad(field, 'is not a time string');
-  try {
-    return parseGoTime(v);
-  } catch {
-    throw bad(field, `${JSON.stringify(v).slice(0, 40)} is not an RFC 3339 time`);
-  }
-}
 
-function readId(v: unknown, field: string, bad: Fail): string {
-  if (typeof v !== 'string' || !HEX_ID.test(v)) throw bad(field, `${shownValue(v)} is not a 64-hex ID`);
-  return v.toLowerCase();
-}
 
-function readString(v: unknown, field: string, bad: Fail): string | undefined {
-  if (v == null) return undefined;
-  if (typeof v !== 'string') throw bad(field, 'is not a string');
-  return goWellFormed(v);
-}
 
-function readStrings(v: unknown, field: string, bad: Fail): string[] | undefined {
-  if (v == null) return undefined;
-  if (!Array.isArray(v)) throw bad(field, 'is not an array');
-  // Go reads a null element of a []string as "".
-  return v.map((x) => readString(x, field, bad) ?? '');
-}
 
-function readUint32(v: unknown, field: string, bad: Fail): number {
-  if (v == null) return 0;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > UINT32_MAX) throw bad(field, 'is not an unsigned 32-bit integer');
-  return v;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Queries. They take bare snapshots or entries that carry one as `snapshot` (e.g. {id, snapshot}).
