@@ -5,6 +5,7 @@ import { openBackend } from '../backend/location.ts';
 import type { Backend } from '../backend/backend.ts';
 import { Repository, type IndexedRepository } from '../repository/repository.ts';
 import { withOptionalLock } from '../repository/lock.ts';
+import { defaultCacheDir, removeOldCaches, type CacheOptions } from '../repository/cache.ts';
 import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
 import { formatGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
@@ -100,19 +101,45 @@ export async function backendFor(ctx: CommandContext): Promise<Backend> {
   });
 }
 
-export async function openRepo(ctx: CommandContext): Promise<Repository> {
+/** The cache base folder the CLI uses: `--cache-dir`, else restic's rules in Stowage's own folder ({@link defaultCacheDir}). */
+export function cacheDirFrom(ctx: CommandContext): string {
+  return ctx.flags.string('cache-dir') || defaultCacheDir(ctx.env);
+}
+
+/**
+ * The cache the CLI opens a repository with: on by default, off with `--no-cache`. With
+ * `--cleanup-cache`, caches not used for 30 days are removed first (as restic does).
+ */
+export async function cacheFrom(ctx: CommandContext): Promise<CacheOptions | false> {
+  if (ctx.flags.bool('no-cache')) return false;
+  const dir = cacheDirFrom(ctx);
+  if (ctx.flags.bool('cleanup-cache')) {
+    const removed = await removeOldCaches(dir).catch((e: unknown) => {
+      ctx.logger.warn('old caches could not be removed', { dir, error: String((e as Error).message ?? e) });
+      return [];
+    });
+    if (removed.length > 0 && !ctx.quiet && !ctx.json) ctx.err(`removing ${removed.length} old cache dirs from ${dir}\n`);
+  }
+  return { dir };
+}
+
+export async function openRepo(ctx: CommandContext, options: { cache?: boolean } = {}): Promise<Repository> {
   const backend = await backendFor(ctx);
   return Repository.open(backend, {
     password: ctx.password(),
     keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT,
     signal: ctx.signal,
     logger: ctx.logger,
+    cache: options.cache === false ? false : await cacheFrom(ctx),
   });
 }
 
-/** Runs fn with the repository opened and locked (unless --no-lock for read-only commands). */
-export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>): Promise<T> {
-  const repo = await openRepo(ctx);
+/**
+ * Runs fn with the repository opened and locked (unless --no-lock for read-only commands); with
+ * the local cache unless `cache: false` (check reads the storage itself) or --no-cache.
+ */
+export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>, options: { cache?: boolean } = {}): Promise<T> {
+  const repo = await openRepo(ctx, options);
   try {
     const take = lock !== 'none' && !ctx.flags.bool('no-lock');
     return await withOptionalLock(repo, { lock: take, exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, () => fn(repo));

@@ -23,6 +23,7 @@ import { ZstdEncoder } from './zstd-encoder.ts';
 import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
 import { silentLogger, type Logger } from '../logger.ts';
+import { CachedBackend, type CacheOptions } from './cache.ts';
 
 /** The file types stored as one encrypted JSON document each (not in packs). */
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
@@ -55,6 +56,13 @@ export interface OpenOptions extends CallOptions {
   maxKeys?: number;
   /** Where the repository logs what it does (default: nothing is logged); kept as `repo.logger`. */
   logger?: Logger;
+  /**
+   * A local cache of snapshots, index files and tree packs under `<dir>/<repository ID>/` (see
+   * `CachedBackend`, `defaultCacheDir`). Default: no cache — the library touches no local folder
+   * unless given one (the CLI uses one by default). A folder that cannot be written means no
+   * cache, with one warning on `logger`.
+   */
+  cache?: CacheOptions | false;
 }
 
 /** A key file, as {@link Repository.listKeys} lists it. */
@@ -104,6 +112,11 @@ export class Repository {
     this.#key = key;
     this.keyId = keyId;
     this.logger = logger;
+  }
+
+  /** The local metadata cache in front of the backend, when one is in use (see {@link OpenOptions.cache}). */
+  get cache(): CachedBackend | undefined {
+    return this.backend instanceof CachedBackend && this.backend.enabled ? this.backend : undefined;
   }
 
   /** The repository format version: 1, or 2 (compression). */
@@ -193,7 +206,17 @@ export class Repository {
       }
       const config = decodeConfig(plain, 'config');
       logger.info('repository opened', { location: backend.location, version: config.version, key: name, keysTried: tried });
-      return new Repository(backend, config, master, name as KeyId, logger);
+      let store: Backend = backend;
+      if (options.cache) {
+        // Keyed by the config's repository ID: a repository made anew at this location has
+        // another ID and never sees the old one's files.
+        const cached = await CachedBackend.open(backend, options.cache.dir, config.id, { logger });
+        if (cached) {
+          await cached.sync({ signal });
+          store = cached;
+        }
+      }
+      return new Repository(store, config, master, name as KeyId, logger);
     }
     logger.debug('no key opens with the password', { keysTried: tried });
     throw new WrongPasswordError();
@@ -329,6 +352,12 @@ export class Repository {
       options.onProgress?.(++done, ids.length);
     });
     index.compact();
+    const cache = this.cache;
+    if (cache) {
+      const treePacks = new Set<string>();
+      for (const e of index.entries()) if (e.type === 'tree') treePacks.add(e.packId);
+      await cache.setTreePacks(treePacks);
+    }
     this.logger.info('index loaded', { indexFiles: ids.length, packs: index.packCount, blobs: index.size, durationMs: Math.round(performance.now() - started) });
     return new IndexedRepository(this, index, indexFiles);
   }
@@ -596,6 +625,7 @@ export class BlobWriter {
     // Buffer's slice() is a view of this buffer, which is reused for the next pack.
     const bytes = new Uint8Array(finished.bytes.buffer, finished.bytes.byteOffset, finished.bytes.length);
     const reusable = packer.blobType === 'data' ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset) : undefined;
+    if (packer.blobType === 'tree') this.#repo.repo.cache?.addTreePack(id);
     const entry: PendingUpload = { promise: Promise.resolve() };
     entry.promise = (async () => {
       let stored = false;

@@ -95,7 +95,7 @@ export const checkCommand: Command = {
         return 1;
       }
       return 0;
-    });
+    }, { cache: false }); // check reads the storage, never a cached copy (restic: a temporary cache)
   },
 };
 

@@ -19,9 +19,11 @@ import { tagCommand } from './tag.ts';
 import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
+import { cacheCommand } from './cache.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
+  cache: cacheCommand,
   copy: copyCommand,
   tag: tagCommand,
   diff: diffCommand,

@@ -3,6 +3,7 @@
 import { AbortedError, throwIfAborted } from '../../../errors.ts';
 import type { Repository } from '../../../repository/repository.ts';
 import type { PackId } from '../../../repository/id.ts';
+import { uncachedBackend } from '../../../repository/cache.ts';
 import { expectedPackSize, type PackedBlob } from '../../../repository/pack.ts';
 import { mapLimit } from '../../../repository/concurrency.ts';
 import { DecodePool, ownedBytes, type DecodeBlob } from '../../engine/decode-pool.ts';
@@ -117,7 +118,8 @@ async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[],
   const packProblem = (message: string) => problems.push({ problem: { code: 'PACK_DAMAGED', message: `pack ${packId}: ${message}`, pack: packId, file }, bad: [] });
   let bytes: Uint8Array;
   try {
-    bytes = await repo.backend.load({ type: 'data', name: packId }, { signal });
+    // The stored pack, not a cached copy: the point is to find damage in storage.
+    bytes = await uncachedBackend(repo.backend).load({ type: 'data', name: packId }, { signal });
   } catch (e) {
     if (e instanceof AbortedError) throw e;
     return { bytes: 0, problems: [{ problem: { code: 'PACK_UNREADABLE', message: `pack ${packId}: download error: ${(e as Error).message}`, pack: packId, file }, bad: blobs }] };
