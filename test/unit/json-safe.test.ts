@@ -4,7 +4,8 @@
 // export has to be sorted into "returns a result" (and called here) or "does not" (with a reason).
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import * as api from '../../src/index.ts';
@@ -34,7 +35,7 @@ const RESULT_FUNCTIONS = [
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
   'repairIndex', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
   'latestSnapshot', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
-  'systemCapabilities', 'runtimeSupport',
+  'systemCapabilities', 'runtimeSupport', 'listCaches', 'removeOldCaches',
 ] as const;
 
 /** Exported functions that return no repository data (why, for each). */
@@ -45,6 +46,8 @@ const NOT_RESULTS: Record<string, string> = {
   openBackend: 'a backend',
   openLocation: 'a backend',
   wrapBackend: 'a backend',
+  uncachedBackend: 'a backend',
+  defaultCacheDir: 'a path',
   decodeSecretData: 'secrets given by the caller',
   consoleLogger: 'a logger',
   logObserver: 'an observer',
@@ -82,7 +85,7 @@ const NOT_RESULTS: Record<string, string> = {
 const RESULT_METHODS = ['Repository.listKeys'];
 /** The other methods (why). */
 const OTHER_METHODS: Record<string, string> = {
-  'Repository.version': 'a number', 'Repository.addKey': 'a key ID', 'Repository.removeKey': 'nothing',
+  'Repository.version': 'a number', 'Repository.cache': 'a backend', 'Repository.addKey': 'a key ID', 'Repository.removeKey': 'nothing',
   'Repository.changePassword': 'a key ID', 'Repository.saveUnpacked': 'an ID', 'Repository.loadUnpacked': 'bytes',
   'Repository.listIds': 'IDs', 'Repository.resolveId': 'an ID', 'Repository.seal': 'bytes', 'Repository.open': 'bytes',
   'Repository.masterKeyForWorkers': 'key material', 'Repository.loadIndex': 'a repository object',
@@ -188,6 +191,16 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     const dumpedJson = assertJson(dumped, 'dumpFile') as { node: { mtime: string }; size: number };
     assert.equal(dumpedJson.node.mtime, bigMtime);
     assert.equal(dumpedJson.size, 0);
+    const cacheBase = await mkdtemp(path.join(tmpdir(), 'stowage-json-cache-'));
+    try {
+      await mkdir(path.join(cacheBase, 'cd'.repeat(32), 'index'), { recursive: true });
+      const caches = assertJson(await api.listCaches(cacheBase, { sizes: true }), 'listCaches') as Array<{ id: string; lastUsed: string }>;
+      assert.equal(caches[0]!.id, 'cd'.repeat(32));
+      assert.equal(typeof caches[0]!.lastUsed, 'string');
+      assertJson(await api.removeOldCaches(cacheBase, 0), 'removeOldCaches');
+    } finally {
+      await rm(cacheBase, { recursive: true, force: true });
+    }
     assertJson(await scanTotals([work]), 'scanTotals');
     assertJson(await treeTotals(indexed, entry.snapshot.tree), 'treeTotals');
     assertJson(await systemCapabilities(), 'systemCapabilities');
