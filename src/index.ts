@@ -36,7 +36,7 @@ export type { FaultyBackendOptions } from './backend/wrappers/faulty.ts';
 export type { BlobId, PackId, SnapshotId, IndexId, KeyId, BlobType } from './repository/id.ts';
 export { Repository, IndexedRepository, BlobWriter, baseRepository, withIndex } from './repository/repository.ts';
 export type { AnyRepository } from './repository/repository.ts';
-export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions } from './repository/repository.ts';
+export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions, RefreshResult, AutoRefreshOptions, IndexedRepositoryOptions } from './repository/repository.ts';
 export type { RepoConfig } from './repository/config.ts';
 export type { CompressionMode } from './repository/compression.ts';
 export type { ScryptParams } from './repository/keyfile.ts';
