@@ -463,7 +463,7 @@ test('property: lookups match a Map model through any sequence of adds and compa
 test('removePacks drops exactly those packs, rebuilt from memory: the same as an index loaded without them', () => {
   const packs = Array.from({ length: 40 }, (_, i) => makePack(`rm${i}`, 1 + ((i * 37) % 90)));
   // A blob stored twice: its copy in a kept pack must survive the other's removal.
-  packs[5]!.blobs.push({ ...packs[6]!.blobs[0]!, offset: 1_000_000 });
+  (packs[5]!.blobs as PackedBlob[]).push({ ...packs[6]!.blobs[0]!, offset: 1_000_000 });
   const idx = new MasterIndex();
   for (const p of packs.slice(0, 30)) idx.addPack(p, false);
   idx.compact();
