@@ -357,6 +357,10 @@ export class MasterIndex {
   get packCount(): number {
     return this.#packCount;
   }
+  /** Blobs added since the last compact (held in the staging arrays until then). */
+  get stagedSize(): number {
+    return this.#sCount;
+  }
 
   // ---- packs ----------------------------------------------------------------------------------
 

@@ -341,6 +341,9 @@ export class Repository {
   }
 }
 
+/** A refresh compacts the blobs it staged once there are more than this (or 1/8 of the index). */
+const STAGED_BEFORE_COMPACT = 65536;
+
 async function collect(ids: AsyncIterable<string>): Promise<string[]> {
   const out: string[] = [];
   for await (const id of ids) out.push(id);
@@ -490,15 +493,18 @@ export class IndexedRepository {
     // A prune rewrites the index: a pack of a removed file that a remaining one lists stays.
     if (gone.size > 0) for (const packs of this.indexFiles.values()) for (const p of packs) gone.delete(p);
     const packsRemoved = gone.size > 0 ? this.index.removePacks(gone) : 0;
+    // New blobs are staged and found through the index's Map until the next compact (as a
+    // backup's are): a refresh costs what it adds, not a rebuild of a large index. Once the
+    // staged blobs are many, they are compacted in (a linear rebuild from memory).
     let packsAdded = 0;
     for (const id of added) {
       for (const p of loaded.get(id)!) {
         if (this.index.hasPack(p.id)) continue; // a pack's ID is its content's hash: listed already
-        this.index.addPack(p, false);
+        this.index.addPack(p, true);
         packsAdded++;
       }
     }
-    this.index.compact();
+    if (this.index.stagedSize > Math.max(STAGED_BEFORE_COMPACT, this.index.size / 8)) this.index.compact();
     const before = this.#snapshots;
     const snapshotsChanged = before === undefined || before.size !== snapshots.length || snapshots.some((id) => !before.has(id));
     this.#snapshots = new Set(snapshots);
