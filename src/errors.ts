@@ -139,13 +139,23 @@ export class NotFoundError extends StowageError {
   }
 }
 
-/** A blob, tree or snapshot that is referenced but cannot be found in the index. */
-export class BlobNotFoundError extends StowageError {
+/**
+ * A blob that is referenced but cannot be found in the index. A `NotFoundError` whose `file` is
+ * "<kind> blob <id>"; `indexRefreshed` says whether the index was refreshed from the repository
+ * before giving up (so the blob is missing from the repository, not only from a stale index).
+ */
+export class BlobNotFoundError extends NotFoundError {
   /** The ID of the missing blob. */
   readonly blob: string;
-  constructor(kind: string, blob: string) {
-    super('NOT_FOUND', `${kind} blob ${blob} is not in the index`);
+  /** Whether the index was refreshed from the repository and still lacked the blob. */
+  readonly indexRefreshed: boolean;
+  constructor(kind: string, blob: string, options: StowageErrorOptions & { indexRefreshed?: boolean } = {}) {
+    super(`${kind} blob ${blob}`, options);
     this.blob = blob;
+    this.indexRefreshed = options.indexRefreshed ?? false;
+    this.message = options.indexRefreshed
+      ? `${kind} blob ${blob} is not in the index, even after the index was refreshed from the repository`
+      : `${kind} blob ${blob} is not in the index`;
   }
 }
 

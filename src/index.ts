@@ -38,7 +38,7 @@ export { Repository, IndexedRepository, BlobWriter, baseRepository, withIndex } 
 export type { AnyRepository } from './repository/repository.ts';
 export { CachedBackend, defaultCacheDir, listCaches, removeOldCaches, uncachedBackend, CACHEDIR_TAG, CACHE_VERSION, DEFAULT_CACHE_MAX_AGE_MS } from './repository/cache.ts';
 export type { CacheOptions, CacheInfo, CacheStats } from './repository/cache.ts';
-export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions } from './repository/repository.ts';
+export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions, RefreshResult, AutoRefreshOptions, IndexedRepositoryOptions } from './repository/repository.ts';
 export type { RepoConfig } from './repository/config.ts';
 export type { CompressionMode } from './repository/compression.ts';
 export type { ScryptParams } from './repository/keyfile.ts';

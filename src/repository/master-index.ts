@@ -357,6 +357,10 @@ export class MasterIndex {
   get packCount(): number {
     return this.#packCount;
   }
+  /** Blobs added since the last compact (held in the staging arrays until then). */
+  get stagedSize(): number {
+    return this.#sCount;
+  }
 
   // ---- packs ----------------------------------------------------------------------------------
 
@@ -490,6 +494,62 @@ export class MasterIndex {
     if (this.#sCount === 0 && this.#indexedPacks === this.#packCount) return;
     if (this.#count > 0) this.#restageTable();
     if (!this.#stagedInRecordOrder()) this.#putStagedInRecordOrder();
+    this.#rebuild();
+  }
+
+  /**
+   * Drops every blob of these packs (packs the index does not list are ignored) and returns how
+   * many packs were dropped. The tables are rebuilt from memory: the kept records are staged
+   * again in record order (packs renumbered in their old order), then built as compact() builds
+   * them; nothing is read from the repository. For a refreshed index: another client's prune
+   * removed the packs.
+   */
+  removePacks(ids: Iterable<PackId>): number {
+    this.compact();
+    const drop = new Uint8Array(this.#packCount);
+    let dropped = 0;
+    for (const id of ids) {
+      if (!decodeId(id, KEY, 0)) continue;
+      const p = this.#findPack();
+      if (p >= 0 && drop[p] === 0) {
+        drop[p] = 1;
+        dropped++;
+      }
+    }
+    if (dropped === 0) return 0;
+    const kept = this.#packCount - dropped;
+    const renumbered = new Uint32Array(this.#packCount);
+    const keptIds = Buffer.alloc(kept * ID_BYTES);
+    for (let p = 0, k = 0; p < this.#packCount; p++) {
+      if (drop[p]) continue;
+      renumbered[p] = k;
+      this.#packIds.copy(keptIds, k * ID_BYTES, p * ID_BYTES, p * ID_BYTES + ID_BYTES);
+      k++;
+    }
+    this.#reserve(this.#count);
+    for (const c of this.#records()) {
+      if (drop[c.pack]) continue;
+      const i = this.#sCount++;
+      this.#idBytesInto(c.idIndex, c.bucket, this.#sIds, i * ID_BYTES);
+      this.#sPack[i] = renumbered[c.pack]!;
+      this.#sFlags[i] = c.flags;
+      this.#sOffset[i] = c.offset;
+      this.#sLength[i] = c.length;
+      this.#sUlen[i] = c.uncompressedLength;
+    }
+    this.#count = 0;
+    // Every kept pack is "new" to #indexPacks, which sorts them by ID again.
+    this.#packIds = Buffer.alloc(0);
+    this.#newPackIds = keptIds;
+    this.#indexedPacks = 0;
+    this.#packCount = kept;
+    this.#newPackSlots = new Int32Array(0);
+    this.#rebuild();
+    return dropped;
+  }
+
+  /** Builds the tables from the staging arrays, which are in record order, and empties them. */
+  #rebuild(): void {
     this.#buildRecords();
     this.#buildIdTable();
     this.#indexPacks();

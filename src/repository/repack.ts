@@ -56,7 +56,7 @@ export async function repack(indexed: IndexedRepository, packs: Iterable<PackId>
 
   // The writer gets an empty index: the blobs are in the index already (in the packs that go),
   // and must be stored again.
-  const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map());
+  const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map(), { refreshOnMiss: false });
   // Two pack buffers: one filled while the other is stored. Repacking reads and copies much faster
   // than a pack is stored, so more would only hold memory (restic keeps packs in temp files).
   const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal, packBuffers: 2 });

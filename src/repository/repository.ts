@@ -8,7 +8,7 @@ import { describeFile } from '../backend/backend.ts';
 import { assertRuntime } from '../runtime.ts';
 import { readIndexFile } from './index-loader.ts';
 import {
-  AbortedError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
+  AbortedError, BlobNotFoundError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
   RepositoryNotFoundError, StowageError, WrongPasswordError, addSuppressed, throwIfAborted,
 } from '../errors.ts';
 import { discard, initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
@@ -18,6 +18,7 @@ import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from
 import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { IndexWriter } from './index-writer.ts';
+import type { IndexPack } from './index-file.ts';
 import { DEFAULT_PACK_SIZE, PackWriter, packFile, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
 import { parseGoTime, type GoTime } from './gotime.ts';
@@ -330,6 +331,11 @@ export class Repository {
     await this.backend.close();
   }
 
+  /** Whether {@link Repository.close} has been called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** `await using` support: the same as {@link Repository.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
@@ -341,8 +347,9 @@ export class Repository {
   async loadIndex(options: CallOptions & { onProgress?: (done: number, total: number) => void } = {}): Promise<IndexedRepository> {
     const started = performance.now();
     const index = new MasterIndex();
-    const ids: string[] = [];
-    for await (const id of this.listIds('index', options)) ids.push(id);
+    // The snapshots are listed too (one LIST, beside the index's), so a later refresh() can
+    // tell whether they changed.
+    const [ids, snapshots] = await Promise.all([collect(this.listIds('index', options)), collect(this.listIds('snapshots', options))]);
     let done = 0;
     const indexFiles = new Map<string, PackId[]>();
     await mapLimit(ids, Math.max(2, this.backend.connections), async (id) => {
@@ -359,8 +366,53 @@ export class Repository {
       await cache.setTreePacks(treePacks);
     }
     this.logger.info('index loaded', { indexFiles: ids.length, packs: index.packCount, blobs: index.size, durationMs: Math.round(performance.now() - started) });
-    return new IndexedRepository(this, index, indexFiles);
+    return new IndexedRepository(this, index, indexFiles, { snapshots });
   }
+}
+
+/** A refresh compacts the blobs it staged once there are more than this (or 1/8 of the index). */
+const STAGED_BEFORE_COMPACT = 65536;
+
+async function collect(ids: AsyncIterable<string>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const id of ids) out.push(id);
+  return out;
+}
+
+/** What {@link IndexedRepository.refresh} found changed in the repository. */
+export interface RefreshResult {
+  /** Index files loaded now (other clients' backups, a prune's rewritten index), sorted. */
+  added: string[];
+  /** Index files the repository no longer has (another client's prune), dropped from memory, sorted. */
+  removed: string[];
+  /** Whether snapshot files were added or removed since the index was loaded or last refreshed. */
+  snapshotsChanged: boolean;
+  /** Packs the index in memory lists now and did not before. */
+  packsAdded: number;
+  /** Packs dropped from the index in memory: no index file in the repository lists them any more. */
+  packsRemoved: number;
+}
+
+/** Options of {@link IndexedRepository.startAutoRefresh}. */
+export interface AutoRefreshOptions {
+  /** Stops the interval when it aborts (as the returned function and `close()` do). */
+  signal?: AbortSignal;
+  /** Called after each refresh, with what it found (also when nothing changed). */
+  onRefresh?: (result: RefreshResult) => void;
+  /** Called when a refresh fails (it is also logged at warn); the interval goes on. */
+  onError?: (error: unknown) => void;
+}
+
+/** Options of the {@link IndexedRepository} constructor. */
+export interface IndexedRepositoryOptions {
+  /** The snapshot IDs the repository held when the index was loaded (for `snapshotsChanged`). */
+  snapshots?: Iterable<string>;
+  /**
+   * Whether a blob the index lacks, or a pack that is gone, makes a read refresh the index once
+   * and try again (default true). Off for an index that is not the repository's whole index
+   * (check's tolerant load, a repack's target).
+   */
+  refreshOnMiss?: boolean;
 }
 
 /** Options of {@link IndexedRepository.blobWriter}. */
@@ -395,13 +447,177 @@ export class IndexedRepository {
   readonly repo: Repository;
   /** Every blob's pack, offset and length, from all index files. */
   readonly index: MasterIndex;
-  /** Index file ID → the packs it lists (as loaded). */
+  /** Index file ID → the packs it lists (as loaded, refreshed, or written by this process). */
   readonly indexFiles: Map<string, PackId[]>;
+  #snapshots: Set<string> | undefined;
+  readonly #refreshOnMiss: boolean;
+  /** The refresh under way; concurrent callers share it. */
+  #refreshing: Promise<RefreshResult> | undefined;
+  /** Counts finished refreshes: a read that missed refreshes only if none finished since its lookup. */
+  #generation = 0;
+  /** How to stop each auto-refresh interval that runs. */
+  readonly #autoRefreshStops = new Set<() => void>();
 
-  constructor(repo: Repository, index: MasterIndex, indexFiles: Map<string, PackId[]>) {
+  /**
+   * Made by {@link Repository.loadIndex}; constructing one directly is for index loads of one's
+   * own (check's tolerant load).
+   */
+  constructor(repo: Repository, index: MasterIndex, indexFiles: Map<string, PackId[]>, options: IndexedRepositoryOptions = {}) {
     this.repo = repo;
     this.index = index;
     this.indexFiles = indexFiles;
+    this.#snapshots = options.snapshots ? new Set(options.snapshots) : undefined;
+    this.#refreshOnMiss = options.refreshOnMiss ?? true;
+  }
+
+  /**
+   * Brings the index in memory up to date with the repository, as other clients (restic, another
+   * Stowage) change it: lists `index/` and `snapshots/`, loads only the index files that are new,
+   * and drops the packs of index files that are gone (unless another index file still lists
+   * them), rebuilding the compact tables from memory. With nothing changed it costs the two LIST
+   * requests and no other. Concurrent calls share one refresh. Reads see the index before or
+   * after a refresh, never in between.
+   *
+   * Reads call it themselves when the index lacks a blob or a pack has gone (see
+   * {@link IndexedRepository.loadBlob}); call it (or {@link IndexedRepository.startAutoRefresh})
+   * to see new snapshots' blobs before they are read, e.g. before {@link MasterIndex} counts.
+   *
+   * @throws IntegrityError when a new index file is damaged (the index in memory is left as it was).
+   * @throws AbortedError when `signal` aborts (the index in memory is left as it was).
+   *
+   * @example
+   * ```ts
+   * const indexed = await repo.loadIndex();
+   * // … later, after restic backed up into the same repository:
+   * const { added, removed, snapshotsChanged } = await indexed.refresh();
+   * ```
+   */
+  refresh(options: CallOptions = {}): Promise<RefreshResult> {
+    if (this.#refreshing) return this.#refreshing;
+    const p = this.#refresh(options).finally(() => {
+      this.#refreshing = undefined;
+    });
+    this.#refreshing = p;
+    return p;
+  }
+
+  async #refresh(options: CallOptions): Promise<RefreshResult> {
+    const started = performance.now();
+    const signal = options.signal;
+    const [ids, snapshots] = await Promise.all([collect(this.repo.listIds('index', { signal })), collect(this.repo.listIds('snapshots', { signal }))]);
+    const listed = new Set(ids);
+    const added = ids.filter((id) => !this.indexFiles.has(id)).sort();
+    const removed = [...this.indexFiles.keys()].filter((id) => !listed.has(id)).sort();
+    const loaded = new Map<string, IndexPack[]>();
+    await mapLimit(added, Math.max(2, this.backend.connections), async (id) => {
+      loaded.set(id, await readIndexFile(this.repo, id, { signal }));
+    });
+    // From here on nothing awaits: readers see the index before or after, never in between.
+    const gone = new Set<PackId>();
+    for (const id of removed) {
+      for (const p of this.indexFiles.get(id) ?? []) gone.add(p);
+      this.indexFiles.delete(id);
+    }
+    for (const id of added) this.indexFiles.set(id, loaded.get(id)!.map((p) => p.id));
+    // A prune rewrites the index: a pack of a removed file that a remaining one lists stays.
+    if (gone.size > 0) for (const packs of this.indexFiles.values()) for (const p of packs) gone.delete(p);
+    const packsRemoved = gone.size > 0 ? this.index.removePacks(gone) : 0;
+    // New blobs are staged and found through the index's Map until the next compact (as a
+    // backup's are): a refresh costs what it adds, not a rebuild of a large index. Once the
+    // staged blobs are many, they are compacted in (a linear rebuild from memory).
+    let packsAdded = 0;
+    for (const id of added) {
+      for (const p of loaded.get(id)!) {
+        if (this.index.hasPack(p.id)) continue; // a pack's ID is its content's hash: listed already
+        this.index.addPack(p, true);
+        packsAdded++;
+      }
+    }
+    if (this.index.stagedSize > Math.max(STAGED_BEFORE_COMPACT, this.index.size / 8)) this.index.compact();
+    const before = this.#snapshots;
+    const snapshotsChanged = before === undefined || before.size !== snapshots.length || snapshots.some((id) => !before.has(id));
+    this.#snapshots = new Set(snapshots);
+    this.#generation++;
+    const result: RefreshResult = { added, removed, snapshotsChanged, packsAdded, packsRemoved };
+    const fields = { ...result, added: added.length, removed: removed.length, durationMs: Math.round(performance.now() - started) };
+    if (added.length || removed.length || snapshotsChanged) this.logger.info('index refreshed', fields);
+    else this.logger.debug('index refreshed: nothing changed', fields);
+    return result;
+  }
+
+  /**
+   * Refreshes the index every `intervalMs` (the next one starts `intervalMs` after the last
+   * ended, so they never overlap) until the returned function is called, `signal` aborts or the
+   * repository is closed. The timer does not keep the process alive. A failed refresh is logged
+   * (warn) and given to `onError`; the interval goes on.
+   *
+   * @throws InvalidInputError for an interval that is not a positive number of milliseconds.
+   *
+   * @example
+   * ```ts
+   * const stop = indexed.startAutoRefresh(60_000, { onRefresh: (r) => r.snapshotsChanged && reload() });
+   * // … stop() (or indexed.close()) ends it.
+   * ```
+   */
+  startAutoRefresh(intervalMs: number, options: AutoRefreshOptions = {}): () => void {
+    if (!(Number.isFinite(intervalMs) && intervalMs > 0)) throw new InvalidInputError(`invalid refresh interval ${intervalMs} ms`);
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const stop = () => {
+      if (controller.signal.aborted) return;
+      controller.abort(new AbortedError('auto-refresh stopped'));
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', stop);
+      this.#autoRefreshStops.delete(stop);
+    };
+    const tick = async () => {
+      timer = undefined;
+      try {
+        const result = await this.refresh({ signal: controller.signal });
+        if (!controller.signal.aborted) options.onRefresh?.(result);
+      } catch (e) {
+        if (controller.signal.aborted || this.repo.closed) return;
+        this.logger.warn('index refresh failed', { error: e instanceof Error ? e.message : String(e) });
+        options.onError?.(e);
+      }
+      if (!controller.signal.aborted && !this.repo.closed) schedule();
+    };
+    const schedule = () => {
+      timer = setTimeout(() => void tick(), intervalMs);
+      timer.unref();
+    };
+    if (options.signal?.aborted) return stop;
+    options.signal?.addEventListener('abort', stop, { once: true });
+    this.#autoRefreshStops.add(stop);
+    schedule();
+    return stop;
+  }
+
+  /**
+   * After a read found the index lacking (a blob, or a pack gone): refreshes, unless a refresh
+   * finished since the read looked (generation `seen`); then the read looks again.
+   */
+  async #refreshAfterMiss(seen: number, options: CallOptions): Promise<void> {
+    if (this.#generation !== seen) return;
+    this.logger.debug('index lacks a blob or a pack is gone: refreshing');
+    await this.refresh({ signal: options.signal });
+  }
+
+  /**
+   * Runs `attempt`; when it throws `NotFoundError` (or {@link BlobNotFoundError}) and this index
+   * refreshes on a miss, refreshes the index once (unless a refresh finished since `attempt`
+   * started) and runs `attempt` again, whose error is then the one thrown. For operations that
+   * look blobs up themselves (a restore's plan).
+   */
+  async retryAfterRefresh<T>(attempt: () => T | Promise<T>, options: CallOptions = {}): Promise<T> {
+    const seen = this.#generation;
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!this.#refreshOnMiss || !(e instanceof NotFoundError)) throw e;
+      await this.#refreshAfterMiss(seen, options);
+      return attempt();
+    }
   }
 
   /** The repository's backend. */
@@ -417,34 +633,64 @@ export class IndexedRepository {
     return this.repo.logger;
   }
 
-  /** Closes the repository this index belongs to (see {@link Repository.close}). */
+  /**
+   * Stops every auto-refresh interval, waits for a refresh under way, and closes the repository
+   * this index belongs to (see {@link Repository.close}).
+   */
   async close(): Promise<void> {
+    for (const stop of [...this.#autoRefreshStops]) stop();
+    await this.#refreshing?.catch(() => undefined);
     await this.repo.close();
   }
 
   /** `await using` support: the same as {@link IndexedRepository.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.repo.close();
+    await this.close();
   }
 
   /**
    * Reads a blob: loads its byte range, verifies the MAC, decompresses, and checks that the
    * plaintext hashes to the ID. Tries every stored copy before failing.
+   *
+   * A blob the index lacks (another client's newer snapshot) or whose packs are gone (another
+   * client's prune) makes it refresh the index once ({@link IndexedRepository.refresh}) and try
+   * again; only then does it fail.
+   *
+   * @throws BlobNotFoundError when the index lacks the blob, even after a refresh.
+   * @throws NotFoundError naming the pack file when it is gone and the refreshed index still lists it there.
+   * @throws IntegrityError when no stored copy verifies.
    */
   async loadBlob(type: BlobType, id: BlobId, options: CallOptions = {}): Promise<Uint8Array> {
-    const locations = this.index.lookup(id, type);
-    if (locations.length === 0) throw new NotFoundError(`${type} blob ${id}`);
-    let last: unknown;
-    for (const loc of locations) {
-      try {
-        const sealed = await this.backend.load({ type: 'data', name: loc.packId }, { ...options, offset: loc.offset, length: loc.length });
-        return this.decodeBlob(loc, sealed);
-      } catch (e) {
-        if (e instanceof AbortedError) throw e;
-        last = e;
+    let refreshed = false;
+    for (;;) {
+      const seen = this.#generation;
+      const locations = this.index.lookup(id, type);
+      const retry = !refreshed && this.#refreshOnMiss;
+      if (locations.length === 0) {
+        if (!retry) throw new BlobNotFoundError(type, id, { indexRefreshed: refreshed });
+        await this.#refreshAfterMiss(seen, options);
+        refreshed = true;
+        continue;
       }
+      let last: unknown;
+      let packGone = false;
+      for (const loc of locations) {
+        try {
+          const sealed = await this.backend.load({ type: 'data', name: loc.packId }, { ...options, offset: loc.offset, length: loc.length });
+          return this.decodeBlob(loc, sealed);
+        } catch (e) {
+          if (e instanceof AbortedError) throw e;
+          if (e instanceof NotFoundError) packGone = true;
+          last = e;
+        }
+      }
+      if (packGone && retry) {
+        await this.#refreshAfterMiss(seen, options);
+        refreshed = true;
+        continue;
+      }
+      throw last;
     }
-    throw last;
   }
 
   /** Verifies and decodes a sealed blob read from its pack. Never returns unverified bytes. */

@@ -92,7 +92,9 @@ const OTHER_METHODS: Record<string, string> = {
   'IndexedRepository.backend': 'a backend', 'IndexedRepository.config': 'the config (no times)',
   'IndexedRepository.logger': 'a logger', 'IndexedRepository.loadBlob': 'bytes', 'IndexedRepository.decodeBlob': 'bytes',
   'IndexedRepository.blobWriter': 'a writer',
-  'Repository.close': 'nothing', 'IndexedRepository.close': 'nothing',
+  'Repository.close': 'nothing', 'IndexedRepository.close': 'nothing', 'Repository.closed': 'a boolean',
+  'IndexedRepository.refresh': 'index file IDs, counts and a boolean (no times)',
+  'IndexedRepository.startAutoRefresh': 'a stop function', 'IndexedRepository.retryAfterRefresh': 'what its callback returns',
 };
 
 const BIG_INODE = 2n ** 63n + 1n;

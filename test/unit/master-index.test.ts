@@ -459,3 +459,43 @@ test('property: lookups match a Map model through any sequence of adds and compa
     assert.deepEqual(sorted(idx.entries()), sorted(all));
   }), { numRuns: 400 });
 });
+
+test('removePacks drops exactly those packs, rebuilt from memory: the same as an index loaded without them', () => {
+  const packs = Array.from({ length: 40 }, (_, i) => makePack(`rm${i}`, 1 + ((i * 37) % 90)));
+  // A blob stored twice: its copy in a kept pack must survive the other's removal.
+  (packs[5]!.blobs as PackedBlob[]).push({ ...packs[6]!.blobs[0]!, offset: 1_000_000 });
+  const idx = new MasterIndex();
+  for (const p of packs.slice(0, 30)) idx.addPack(p, false);
+  idx.compact();
+  // Staged (not yet compacted) packs, some added with lookupNow, are kept or removed too.
+  for (const p of packs.slice(30, 35)) idx.addPack(p, true);
+  for (const p of packs.slice(35)) idx.addPack(p, false);
+  const gone = new Set([0, 6, 7, 13, 29, 31, 39]);
+  const dropped = idx.removePacks([...gone].map((i) => packs[i]!.id).concat([hid<PackId>('pack not indexed')]));
+  assert.equal(dropped, gone.size);
+  assert.equal(idx.removePacks([packs[0]!.id]), 0, 'removing again drops nothing');
+
+  const want = new MasterIndex();
+  for (const [i, p] of packs.entries()) if (!gone.has(i)) want.addPack(p, false);
+  want.compact();
+  assert.equal(idx.size, want.size);
+  assert.equal(idx.packCount, want.packCount);
+  assert.deepEqual(idx.packs(), want.packs());
+  for (const [i, p] of packs.entries()) {
+    assert.equal(idx.hasPack(p.id), !gone.has(i));
+    for (const b of p.blobs) assert.deepEqual(idx.lookup(b.id, b.type), want.lookup(b.id, b.type));
+  }
+  assert.deepEqual(idx.lookup(packs[6]!.blobs[0]!.id).map((l) => l.packId), [packs[5]!.id]);
+  // Still usable: packs added afterwards are found, and removing every pack empties it.
+  const late = makePack('late', 12);
+  idx.addPack(late, true);
+  assert.deepEqual(idx.lookup(late.blobs[3]!.id), [loc(late, late.blobs[3]!)]);
+  idx.compact();
+  assert.deepEqual(idx.lookup(late.blobs[3]!.id), [loc(late, late.blobs[3]!)]);
+  const all = idx.packCount;
+  assert.equal(idx.removePacks([...packs.filter((_, i) => !gone.has(i)), late].map((p) => p.id)), all);
+  assert.equal(idx.size, 0);
+  assert.equal(idx.packCount, 0);
+  assert.deepEqual(idx.lookup(late.blobs[3]!.id), []);
+  assert.equal(idx.has(packs[1]!.blobs[0]!.id), false);
+});

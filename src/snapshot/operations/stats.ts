@@ -1,6 +1,6 @@
 // Repository statistics in one call: the sizes and counts Stash shows on a Repository.
 import type { CallOptions } from '../../backend/backend.ts';
-import { withIndex, type AnyRepository } from '../../repository/repository.ts';
+import { IndexedRepository, withIndex, type AnyRepository } from '../../repository/repository.ts';
 import type { BlobId } from '../../repository/id.ts';
 import type { GoTime } from '../../repository/gotime.ts';
 import { decodeTree } from '../model/tree.ts';
@@ -37,6 +37,9 @@ export interface RepositoryStats {
  * field): that takes {@link checkRepository}.
  */
 export async function repositoryStats(repository: AnyRepository, options: CallOptions = {}): Promise<RepositoryStats> {
+  // An index loaded earlier is brought up to date first (the LIST requests only, when nothing
+  // changed): the counts below come from it, and other clients may have backed up or pruned.
+  if (repository instanceof IndexedRepository) await repository.refresh({ signal: options.signal });
   const repo = await withIndex(repository, options);
   const snaps = await listSnapshots(repo.repo, options);
   let totalRestoreSize = 0;

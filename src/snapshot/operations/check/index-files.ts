@@ -46,7 +46,7 @@ export async function checkIndexFiles(ctx: CheckContext): Promise<LoadedIndex> {
     ctx.say('the repository index is damaged and must be repaired ("repair index")');
   }
   return {
-    indexed: new IndexedRepository(repo, loaded.index, indexFiles),
+    indexed: new IndexedRepository(repo, loaded.index, indexFiles, { refreshOnMiss: false }),
     damage: new Damage(loaded.index),
     packs,
     indexFiles: loaded.files.size + loaded.failures.length,

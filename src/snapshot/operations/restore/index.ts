@@ -83,7 +83,15 @@ export async function planRestore(repository: AnyRepository, source: TreeSource,
   const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
   const root = Buffer.from(path.resolve(options.target ?? '/'));
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, root, options, NO_TARGET);
-  return summarizePlan(planEntries(walked, (id) => repo.index.lookup(id, 'data')[0]));
+  return summarizePlan(await planWithIndex(repo, walked, options.signal));
+}
+
+/**
+ * The plan, with the index refreshed once when it lacks a data blob (another client's snapshot
+ * whose trees were read from a refreshed index, or whose data came later).
+ */
+function planWithIndex(repo: IndexedRepository, walked: Parameters<typeof planEntries>[0], signal: AbortSignal | undefined): Promise<RestorePlan> {
+  return repo.retryAfterRefresh(() => planEntries(walked, (id) => repo.index.lookup(id, 'data')[0]), { signal });
 }
 
 /**
@@ -99,7 +107,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   const helperOk = await helper.ready();
   const metadata = new MetadataWriter(helper, helperOk, owners, output);
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
-  const plan: RestorePlan = planEntries(walked, (id) => repo.index.lookup(id, 'data')[0]);
+  const plan: RestorePlan = await planWithIndex(repo, walked, options.signal);
   output.result.dirsRestored = plan.dirs.length;
   output.totals.bytes = plan.contents.totalBytes;
   output.totals.files = plan.files.length;
