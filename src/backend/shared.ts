@@ -333,6 +333,27 @@ export const uploadChecksums = { send: true };
  */
 export const CHECKSUM_MISMATCH_CODES: readonly string[] = ['BadDigest', 'XAmzContentSHA256Mismatch', 'XAmzContentChecksumMismatch', 'Md5Mismatch', 'Crc64Mismatch'];
 
+// CRC-32C (Castagnoli, reflected 0x82F63B78), as GCS wants it; Node's zlib has only CRC-32.
+let crc32cTable: Uint32Array | undefined;
+
+/** The CRC-32C of `data` as GCS writes it: the four big-endian bytes in base64. */
+export function crc32cBase64(data: Uint8Array): string {
+  if (!crc32cTable) {
+    crc32cTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+      crc32cTable[n] = c >>> 0;
+    }
+  }
+  const table = crc32cTable;
+  let crc = 0xffffffff;
+  for (let i = 0; i < data.length; i++) crc = table[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE((crc ^ 0xffffffff) >>> 0);
+  return out.toString('base64');
+}
+
 // ---- transient failures ------------------------------------------------------------------------
 
 /** What a {@link TransientErrors} adds to the rules it extends. */

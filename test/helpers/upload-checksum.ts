@@ -21,6 +21,8 @@ export interface ChecksumCase {
   match: NonNullable<CorruptOptions['match']>;
   /** Size of the file saved (default 96 KiB). */
   size?: number;
+  /** Body offset of the byte to flip (default: the proxy's, the middle of a Content-Length body). */
+  offset?: number;
 }
 
 function newFile(size: number): { h: FileHandle; data: Uint8Array } {
@@ -37,7 +39,7 @@ export async function damagedUploadIsRefused(c: ChecksumCase): Promise<{ error: 
   const retries: RetryInfo[] = [];
   const retrying = new RetryBackend(c.backend, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, onRetry: (info) => retries.push(info) });
   const before = c.proxy.stats().corrupted;
-  c.proxy.corruptUpload({ match: c.match });
+  c.proxy.corruptUpload({ match: c.match, offset: c.offset });
   await retrying.save(h, data);
   assert.equal(c.proxy.stats().corrupted, before + 1, 'the proxy flipped a byte of the upload');
   assert.equal(retries.length, 1, `one refused attempt, then success (retries: ${retries.map((r) => String(r.error)).join('; ')})`);
@@ -60,7 +62,7 @@ export async function damagedUploadIsStoredWithoutChecksum(c: ChecksumCase): Pro
   const before = c.proxy.stats().corrupted;
   uploadChecksums.send = false;
   try {
-    c.proxy.corruptUpload({ match: c.match });
+    c.proxy.corruptUpload({ match: c.match, offset: c.offset });
     await c.backend.save(h, data);
   } finally {
     uploadChecksums.send = true;
