@@ -14,7 +14,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
-  optionalPackage, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix,
+  optionalPackage, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksums,
 } from './shared.ts';
 
 /** The access tiers Azure offers for block blobs. */
@@ -158,11 +158,12 @@ export class AzureBackend implements Backend {
       if (data.length <= SINGLE_PUT_MAX) {
         // One Put Blob; the service checks the MD5 against the bytes it received.
         // The SDK passes transactionalContentMD5 through (as Content-MD5) but its typings omit it.
-        const uploadOptions: AzureBlob.BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {
+        // A mismatch is refused with 400 Md5Mismatch, transient.
+        const uploadOptions: AzureBlob.BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array | undefined } = {
           abortSignal: options.signal,
           tier,
           blobHTTPHeaders,
-          transactionalContentMD5: createHash('md5').update(data).digest(),
+          transactionalContentMD5: uploadChecksums.send ? createHash('md5').update(data).digest() : undefined,
         };
         await blob.upload(data, data.length, uploadOptions);
       } else {
@@ -411,7 +412,10 @@ function statusOf(err: unknown): number | undefined {
 }
 
 function isTransient(status: number | undefined, code: unknown, message: string): boolean {
-  if (status !== undefined) return transient.status(status);
+  // A refused checksum passes when the bytes are sent again: Azure answers 400 Md5Mismatch,
+  // azurite 400 InvalidOperation "Provided contentMD5 doesn't match.".
+  if (status === 400 && /contentMD5 doesn't match|MD5 value specified in the request did not match/i.test(message)) return true;
+  if (status !== undefined) return transient.status(status) || transient.code(code);
   // A certificate the client does not trust stays untrusted however often it is tried.
   if (/certificate|self[- ]signed|CERT_|SSL|TLS/i.test(message)) return false;
   return transient.code(code);

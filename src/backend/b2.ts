@@ -12,7 +12,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, normalizePrefix, optionalPackage,
-  parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix,
+  parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix, uploadChecksums,
 } from './shared.ts';
 
 /** Options of {@link B2Backend}. {@link b2OptionsFromEnv} builds them from restic's variables. */
@@ -156,7 +156,8 @@ export class B2Backend implements Backend {
     const file = startCall(h, options.signal);
     if (data.length > MAX_SIMPLE_UPLOAD) throw new UnsupportedError(`save ${file}: ${data.length} bytes is more than one B2 upload takes (large files are not supported)`);
     const bucketId = await this.#bucketId(options.signal, 'save', file, true);
-    const sha1 = createHash('sha1').update(data).digest('hex');
+    // B2 checks the bytes it received against this SHA-1 and refuses a mismatch (400, transient).
+    const sha1 = uploadChecksums.send ? createHash('sha1').update(data).digest('hex') : 'do_not_verify';
     // A view, not a copy (the SDK deep-merges its arguments and would copy a Uint8Array's whole buffer).
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     for (let attempt = 0; ; attempt++) {
@@ -413,7 +414,9 @@ export class B2Backend implements Backend {
     }
     const b2 = parseB2Error(e?.response?.data);
     const detail = b2 ? `${b2.code}: ${b2.message}` : '';
-    const transient = transientErrors.status(status);
+    // "Checksum did not match data received": damaged on the way; sending it again mends that.
+    const mismatch = status === 400 && b2?.code === 'bad_request' && /checksum did not match|sha1 did not match/i.test(b2.message);
+    const transient = mismatch || transientErrors.status(status);
     return new BackendError(`${where}: HTTP ${status}${detail ? ` ${detail}` : ''}`.slice(0, where.length + ERROR_MESSAGE_CHARS), { transient, status });
   }
 }

@@ -9,6 +9,7 @@
 // AbortedError as soon as the signal fires; writes (save, remove) check the signal before they
 // send anything, and once sent they finish and report what really happened.
 
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type * as Gcs from '@google-cloud/storage';
@@ -16,7 +17,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
-  optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix,
+  optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksums, crc32cBase64,
 } from './shared.ts';
 
 /** The fields of a service account key file that matter here (the rest pass through). */
@@ -129,12 +130,14 @@ export class GCSBackend implements Backend {
     // The last point where an abort leaves nothing behind (see the top of the file).
     throwIfAborted(options.signal);
     try {
-      // The SDK checks the CRC32C of what the service stored against what it sent.
-      await object.save(Buffer.from(data.buffer, data.byteOffset, data.byteLength), {
-        resumable: false,
-        validation: 'crc32c',
-        metadata: { contentType: 'application/octet-stream' },
-      });
+      // The service checks the bytes it received against the MD5 and CRC32C in the upload's
+      // metadata and refuses a mismatch (400, transient), so damaged bytes are never stored.
+      // The SDK also compares the CRC32C the service reports with its own afterwards.
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const metadata = uploadChecksums.send
+        ? { contentType: 'application/octet-stream', md5Hash: createHash('md5').update(body).digest('base64'), crc32c: crc32cBase64(body) }
+        : { contentType: 'application/octet-stream' };
+      await object.save(body, { resumable: false, validation: uploadChecksums.send ? 'crc32c' : false, metadata });
     } catch (err) {
       throw this.toStowage(err, 'save', file, undefined);
     }
@@ -251,7 +254,8 @@ export class GCSBackend implements Backend {
 
   /**
    * Turns an SDK error into a StowageError naming the operation and file: 404 → NotFoundError,
-   * 416 and checksum mismatches → IntegrityError, 408/429/5xx and network failures → transient.
+   * 416 and download checksum mismatches → IntegrityError; 408/429/5xx, network failures and an
+   * upload refused for its checksum → transient.
    */
   private toStowage(err: unknown, op: string, file: string, signal: AbortSignal | undefined): StowageError {
     if (err instanceof StowageError) return err;
@@ -266,7 +270,11 @@ export class GCSBackend implements Backend {
     const message = `${op} ${file} (in ${this.location}): ${label !== undefined ? `${label}: ` : ''}${detail}`;
     // A plain copy as the cause: the SDK's error carries the request, with its Authorization header.
     const cause = Object.assign(new Error(message), { code, status });
-    return new BackendError(message, { transient: status !== undefined ? transient.status(status) : transient.code(code), status, cause });
+    // "Provided MD5 hash … doesn't match calculated MD5 hash …" (or CRC32C): bytes damaged on
+    // the way, which sending them again mends.
+    const mismatch = status === 400 && /doesn't match calculated (MD5|CRC32C)/i.test(detail);
+    const isTransient = mismatch || (status !== undefined ? transient.status(status) : transient.code(code));
+    return new BackendError(message, { transient: isTransient, status, cause });
   }
 }
 

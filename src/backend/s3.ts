@@ -12,7 +12,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
-  transientErrors, underPrefix,
+  transientErrors, underPrefix, uploadChecksums,
 } from './shared.ts';
 
 /**
@@ -177,8 +177,9 @@ export class S3Backend implements Backend {
           Key: this.keyOf(h),
           Body: body,
           ContentLength: body.length,
-          // The server checks the bytes it received against this digest, as restic has it do.
-          ContentMD5: md5Base64(body),
+          // The server checks the bytes it received against this digest, as restic has it do
+          // (BadDigest, transient, when a byte changed on the way).
+          ContentMD5: uploadChecksums.send ? md5Base64(body) : undefined,
           ContentType: 'application/octet-stream',
           StorageClass: storageClass,
         }),
@@ -356,7 +357,7 @@ export class S3Backend implements Backend {
             PartNumber: partNumber,
             Body: part,
             ContentLength: part.length,
-            ContentMD5: md5Base64(part),
+            ContentMD5: uploadChecksums.send ? md5Base64(part) : undefined,
           }),
           { abortSignal: signal },
         );

@@ -314,6 +314,46 @@ export function optionalPackage<T>(pkg: string, backend: string, load: () => Pro
   );
 }
 
+// ---- upload checksums --------------------------------------------------------------------------
+
+/**
+ * Whether saves send a checksum of their bytes for the server to verify before it stores them
+ * (S3 Content-MD5, GCS md5Hash and crc32c, Azure Content-MD5, Swift ETag, B2 X-Bz-Content-Sha1;
+ * restic's REST protocol has none). Always on: only tests turn it off, to show what a server
+ * stores without one. Not part of the package's API.
+ */
+export const uploadChecksums = { send: true };
+
+/**
+ * The error codes of servers refusing an upload whose bytes do not match the checksum sent. They
+ * are transient: a byte flipped on the way passes when the same bytes are sent again (restic
+ * retries these too). S3: BadDigest (Content-MD5), XAmzContentSHA256Mismatch (the signed payload
+ * hash), XAmzContentChecksumMismatch / BadDigest for x-amz-checksum-*; Azure: Md5Mismatch,
+ * Crc64Mismatch. Swift answers 422 and B2 400 "Checksum did not match", which their drivers map.
+ */
+export const CHECKSUM_MISMATCH_CODES: readonly string[] = ['BadDigest', 'XAmzContentSHA256Mismatch', 'XAmzContentChecksumMismatch', 'Md5Mismatch', 'Crc64Mismatch'];
+
+// CRC-32C (Castagnoli, reflected 0x82F63B78), as GCS wants it; Node's zlib has only CRC-32.
+let crc32cTable: Uint32Array | undefined;
+
+/** The CRC-32C of `data` as GCS writes it: the four big-endian bytes in base64. */
+export function crc32cBase64(data: Uint8Array): string {
+  if (!crc32cTable) {
+    crc32cTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+      crc32cTable[n] = c >>> 0;
+    }
+  }
+  const table = crc32cTable;
+  let crc = 0xffffffff;
+  for (let i = 0; i < data.length; i++) crc = table[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE((crc ^ 0xffffffff) >>> 0);
+  return out.toString('base64');
+}
+
 // ---- transient failures ------------------------------------------------------------------------
 
 /** What a {@link TransientErrors} adds to the rules it extends. */
@@ -337,8 +377,8 @@ const UNDICI_NOT_TRANSIENT = new Set([
 ]);
 
 /**
- * Decides which failures may pass if the call is repeated: HTTP 408, 429 and 5xx, and the error
- * codes of a connection that went away. {@link transientErrors} holds the rules every backend
+ * Decides which failures may pass if the call is repeated: HTTP 408, 429 and 5xx, the error
+ * codes of a connection that went away, and an upload refused for a checksum mismatch. {@link transientErrors} holds the rules every backend
  * shares; a driver extends them with its SDK's codes, so one list is kept, not one per driver.
  */
 export class TransientErrors {
@@ -386,4 +426,4 @@ export class TransientErrors {
 }
 
 /** The transient-failure rules every backend shares; drivers extend them (see {@link TransientErrors}). */
-export const transientErrors = new TransientErrors({ codes: NETWORK_CODES });
+export const transientErrors = new TransientErrors({ codes: [...NETWORK_CODES, ...CHECKSUM_MISMATCH_CODES] });

@@ -14,7 +14,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets, normalizePrefix,
   parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, redactUrlUserInfo as redactUrl, resolveRange, transientErrors,
-  underPrefix,
+  underPrefix, uploadChecksums,
 } from './shared.ts';
 
 /**
@@ -170,7 +170,7 @@ export class SwiftBackend implements Backend {
       file,
       method: 'PUT',
       object: this.#objectName(h),
-      headers: { 'Content-Type': 'application/octet-stream', ETag: md5 },
+      headers: uploadChecksums.send ? { 'Content-Type': 'application/octet-stream', ETag: md5 } : { 'Content-Type': 'application/octet-stream' },
       body: data,
       signal: options.signal,
     });
@@ -191,7 +191,7 @@ export class SwiftBackend implements Backend {
     if (res.status !== 201 && res.status !== 200) throw await this.#httpError('save', file, res);
     const etag = res.headers.get('etag');
     await discard(res);
-    if (etag && /^[0-9a-f]{32}$/.test(etag) && etag !== md5) {
+    if (uploadChecksums.send && etag && /^[0-9a-f]{32}$/.test(etag) && etag !== md5) {
       throw new BackendError(`save ${file} (in ${this.location}): the server stored an object with ETag ${etag}, expected ${md5}`, { transient: true, status: res.status });
     }
   }

@@ -43,6 +43,8 @@ import { freePort } from '../servers/minio.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { resticBin, resticOk } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { damagedUploadIsRefused, damagedUploadIsStoredWithoutChecksum } from '../helpers/upload-checksum.ts';
+import { startTcpProxy, type TcpProxy } from '../../bench/lib/tcp-proxy.ts';
 
 const PASSWORD = 'stowage azure test password';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
@@ -388,6 +390,34 @@ describe('AzureBackend on azurite', () => {
   it('round trip: init, backup, restore, stats and check --read-data', async () => {
     const work = await tmpDir('stowage-azure-rt');
     await roundTrip(backendOn(azurite), await makeSourceTree(work), work);
+  });
+});
+
+describe('Azure upload checksums (azurite, through a proxy that flips one byte of the body)', () => {
+  let proxy: TcpProxy;
+  let backend: AzureBackend;
+  before(async () => {
+    proxy = await startTcpProxy({ targetPort: azurite.port });
+    backend = backendOn(azurite, { endpoint: `${proxy.url}/${azurite.accountName}` });
+    await backend.create();
+  });
+  after(async () => {
+    await backend.close();
+    await proxy.close();
+  });
+  const match = (req: { method: string; path: string }): boolean => req.method === 'PUT' && req.path.includes('/data/');
+
+  it('azurite refuses a damaged Put Blob (Content-MD5, 400, transient); the retry stores it intact', async () => {
+    const { error, request } = await damagedUploadIsRefused({ backend, proxy, match });
+    assert.match(request.headers['content-md5'] ?? '', /^[A-Za-z0-9+/]{22}==$/);
+    assert.equal(error.status, 400);
+    // Azure's code is Md5Mismatch; azurite answers InvalidOperation with this message.
+    assert.match(error.message, /Provided contentMD5 doesn't match/);
+  });
+
+  it('without the Content-MD5 the damaged bytes are stored', async () => {
+    const request = await damagedUploadIsStoredWithoutChecksum({ backend, proxy, match });
+    assert.equal(request.headers['content-md5'], undefined);
   });
 });
 

@@ -3,7 +3,7 @@
 // refresh, a repository round trip, and restic checking the repository after its objects are
 // copied to a local folder (restic's b2 backend cannot be pointed at an emulator).
 
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -26,6 +26,8 @@ import { startB2Emulator } from '../servers/b2-emulator.ts';
 import { resticOk, resticJson, resticVersions } from '../helpers/restic.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { damagedUploadIsRefused, damagedUploadIsStoredWithoutChecksum } from '../helpers/upload-checksum.ts';
+import { startTcpProxy, type TcpProxy } from '../../bench/lib/tcp-proxy.ts';
 
 const emu = await startB2Emulator();
 after(() => emu.stop());
@@ -267,6 +269,36 @@ describe('B2Backend on the B2 emulator', () => {
     const pending = ok.save({ type: 'data', name: newId() }, new Uint8Array(4 * 1024 * 1024), { signal: controller.signal });
     controller.abort();
     await assert.rejects(pending, AbortedError);
+  });
+});
+
+describe('B2 upload checksums (the emulator, through a proxy that flips one byte of the body)', () => {
+  let proxy: TcpProxy;
+  let backend: B2Backend;
+  before(async () => {
+    proxy = await startTcpProxy({ targetPort: Number(new URL(emu.url).port) });
+    // Uploads go to the upload URL the emulator hands out: make that the proxy's.
+    emu.advertise(proxy.url);
+    backend = b2();
+    await backend.create();
+  });
+  after(async () => {
+    emu.advertise(undefined);
+    await backend.close();
+    await proxy.close();
+  });
+  const match = (req: { method: string; path: string }): boolean => req.method === 'POST' && req.path.includes('b2_upload_file');
+
+  it('the emulator refuses a damaged upload (X-Bz-Content-Sha1, 400, transient); the retry stores it intact', async () => {
+    const { error, request } = await damagedUploadIsRefused({ backend, proxy, match });
+    assert.match(request.headers['x-bz-content-sha1'] ?? '', /^[0-9a-f]{40}$/);
+    assert.equal(error.status, 400);
+    assert.match(error.message, /Checksum did not match data received/);
+  });
+
+  it('without the checksum (do_not_verify) the damaged bytes are stored', async () => {
+    const request = await damagedUploadIsStoredWithoutChecksum({ backend, proxy, match });
+    assert.equal(request.headers['x-bz-content-sha1'], 'do_not_verify');
   });
 });
 

@@ -37,6 +37,8 @@ import { freePort } from '../servers/minio.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { resticBin, resticOk } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { damagedUploadIsRefused, damagedUploadIsStoredWithoutChecksum } from '../helpers/upload-checksum.ts';
+import { startTcpProxy, type TcpProxy } from '../../bench/lib/tcp-proxy.ts';
 
 const PASSWORD = 'stowage gcs test password';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
@@ -346,6 +348,36 @@ describe('GCSBackend on fake-gcs-server', () => {
   it('round trip: init, backup, restore, stats and check --read-data', async () => {
     const work = await tmpDir('stowage-gcs-rt');
     await roundTrip(backendOn(gcs), await makeSourceTree(work), work);
+  });
+});
+
+describe('GCS upload checksums (fake-gcs-server, through a proxy that flips one byte of the body)', () => {
+  let proxy: TcpProxy;
+  let backend: GCSBackend;
+  before(async () => {
+    proxy = await startTcpProxy({ targetPort: gcs.port });
+    backend = backendOn(gcs, { apiEndpoint: proxy.url });
+    await backend.create();
+  });
+  after(async () => {
+    await backend.close();
+    await proxy.close();
+  });
+  // The multipart upload (chunked): its body holds the metadata part, then the file's bytes, so
+  // byte 64 Ki of the body is one of the 96 KiB file's.
+  const match = (req: { method: string; path: string }): boolean => req.method === 'POST' && req.path.includes('/upload/');
+  const offset = 64 * 1024;
+
+  it('the server refuses a damaged upload (md5Hash and crc32c in the metadata); the retry stores it intact', async () => {
+    const { error } = await damagedUploadIsRefused({ backend, proxy, match, offset });
+    assert.equal(error.status, 400, `refused by the server, not by the SDK's check afterwards: ${error.message}`);
+    // fake-gcs-server compares the MD5 (its message names it); whether it would compare the
+    // CRC32C alone is not shown here. Real GCS checks both.
+    assert.match(error.message, /doesn't match calculated MD5 hash/);
+  });
+
+  it('without the checksums the damaged bytes are stored', async () => {
+    await damagedUploadIsStoredWithoutChecksum({ backend, proxy, match, offset });
   });
 });
 

@@ -24,6 +24,8 @@ import type { FakeKeystone } from '../servers/swift.ts';
 import { resticJson, resticOk, resticVersions } from '../helpers/restic.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { damagedUploadIsRefused, damagedUploadIsStoredWithoutChecksum } from '../helpers/upload-checksum.ts';
+import { startTcpProxy, type TcpProxy } from '../../bench/lib/tcp-proxy.ts';
 
 const swift = await startSwift();
 after(() => swift.stop());
@@ -219,6 +221,34 @@ describe('SwiftBackend on a real Swift', () => {
       assert.match(err.message, /^save keys\/k+ \(in swift:stowage-[^)]*\): HTTP 400 Bad Request: .*longer than 1024/);
       return true;
     });
+  });
+});
+
+describe('Swift upload checksums (real Swift, through a proxy that flips one byte of the body)', () => {
+  let proxy: TcpProxy;
+  let backend: SwiftBackend;
+  before(async () => {
+    const storage = new URL(swift.storageUrl);
+    proxy = await startTcpProxy({ targetPort: Number(storage.port) });
+    // The storage URL tempauth hands out points at Swift itself: go to the proxy instead.
+    backend = new SwiftBackend({ container: newContainer(), storageUrl: `${proxy.url}${storage.pathname}`, authToken: await swift.token() });
+    await backend.create();
+  });
+  after(async () => {
+    await backend.close();
+    await proxy.close();
+  });
+  const match = (req: { method: string; path: string }): boolean => req.method === 'PUT' && req.path.includes('/data/');
+
+  it('Swift refuses a damaged PUT (ETag, 422, transient); the retry stores it intact', async () => {
+    const { error, request } = await damagedUploadIsRefused({ backend, proxy, match });
+    assert.match(request.headers.etag ?? '', /^[0-9a-f]{32}$/);
+    assert.equal(error.status, 422);
+  });
+
+  it('without the ETag the damaged bytes are stored', async () => {
+    const request = await damagedUploadIsStoredWithoutChecksum({ backend, proxy, match });
+    assert.equal(request.headers.etag, undefined);
   });
 });
 

@@ -61,6 +61,11 @@ export interface B2Emulator {
   failNextUploads(n?: number): void;
   /** Flips one stored byte of a file's latest version, keeping its recorded SHA-1 (bit rot). */
   corrupt(bucketName: string, fileName: string): void;
+  /**
+   * The apiUrl, downloadUrl and upload URLs handed out from now on point at `url` (e.g. a proxy
+   * in front of the emulator, on 127.0.0.1); undefined: the emulator's own URL again.
+   */
+  advertise(url: string | undefined): void;
   stop(): Promise<void>;
 }
 
@@ -137,6 +142,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
   let failUploads = 0;
   let fileCounter = 0;
   let base = '';
+  let advertised: string | undefined;
 
   const count = (op: string): void => {
     calls[op] = (calls[op] ?? 0) + 1;
@@ -160,9 +166,9 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
     return {
       accountId,
       authorizationToken: token,
-      apiUrl: base,
-      downloadUrl: base,
-      s3ApiUrl: base,
+      apiUrl: advertised ?? base,
+      downloadUrl: advertised ?? base,
+      s3ApiUrl: advertised ?? base,
       recommendedPartSize: 100_000_000,
       absoluteMinimumPartSize: 5_000_000,
       allowed: {
@@ -404,7 +410,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       const pod = `c000_v0001000_t${randomBytes(4).toString('hex')}`;
       const token = `4_${accountId}_${randomBytes(16).toString('hex')}_upld`;
       uploadTokens.set(token, { bucketId: bucket.bucketId, pod, key, expired: false, retired: false });
-      return { bucketId: bucket.bucketId, uploadUrl: `${base}${API}b2_upload_file/${bucket.bucketId}/${pod}`, authorizationToken: token };
+      return { bucketId: bucket.bucketId, uploadUrl: `${advertised ?? base}${API}b2_upload_file/${bucket.bucketId}/${pod}`, authorizationToken: token };
     },
 
     b2_list_file_names(req, url, body) {
@@ -716,6 +722,10 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
     expireTokensAfter(n) {
       tokenCallLimit = n;
       for (const t of accountTokens.values()) t.callsLeft = n;
+    },
+    advertise(url) {
+      if (url !== undefined && !/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) throw new Error(`advertise: a http://127.0.0.1:<port> URL, got ${url}`);
+      advertised = url;
     },
     expireAllTokens() {
       for (const t of accountTokens.values()) t.expired = true;
