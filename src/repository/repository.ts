@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
 import { describeFile } from '../backend/backend.ts';
 import { assertRuntime } from '../runtime.ts';
+import { raceAbort } from '../backend/shared.ts';
 import { readIndexFile } from './index-loader.ts';
 import {
   AbortedError, BlobNotFoundError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
@@ -453,6 +454,8 @@ export class IndexedRepository {
   readonly #refreshOnMiss: boolean;
   /** The refresh under way; concurrent callers share it. */
   #refreshing: Promise<RefreshResult> | undefined;
+  /** Stops the shared refresh under way (on close()). */
+  #refreshAbort: AbortController | undefined;
   /** Counts finished refreshes: a read that missed refreshes only if none finished since its lookup. */
   #generation = 0;
   /** How to stop each auto-refresh interval that runs. */
@@ -493,12 +496,18 @@ export class IndexedRepository {
    * ```
    */
   refresh(options: CallOptions = {}): Promise<RefreshResult> {
-    if (this.#refreshing) return this.#refreshing;
-    const p = this.#refresh(options).finally(() => {
-      this.#refreshing = undefined;
-    });
-    this.#refreshing = p;
-    return p;
+    if (options.signal?.aborted) return Promise.reject(new AbortedError('refresh aborted', { reason: options.signal.reason }));
+    // One refresh serves every caller meanwhile, so it must not stop because one of them does:
+    // it runs under its own signal (aborted by close()), and each caller waits under its own.
+    if (!this.#refreshing) {
+      const controller = new AbortController();
+      this.#refreshAbort = controller;
+      this.#refreshing = this.#refresh({ signal: controller.signal }).finally(() => {
+        this.#refreshing = undefined;
+        this.#refreshAbort = undefined;
+      });
+    }
+    return raceAbort(this.#refreshing, options.signal, 'refresh aborted');
   }
 
   async #refresh(options: CallOptions): Promise<RefreshResult> {
@@ -639,6 +648,7 @@ export class IndexedRepository {
    */
   async close(): Promise<void> {
     for (const stop of [...this.#autoRefreshStops]) stop();
+    this.#refreshAbort?.abort(new AbortedError('repository closed'));
     await this.#refreshing?.catch(() => undefined);
     await this.repo.close();
   }
