@@ -454,8 +454,6 @@ export class IndexedRepository {
   readonly #refreshOnMiss: boolean;
   /** The refresh under way; concurrent callers share it. */
   #refreshing: Promise<RefreshResult> | undefined;
-  /** Stops the shared refresh under way (on close()). */
-  #refreshAbort: AbortController | undefined;
   /** Counts finished refreshes: a read that missed refreshes only if none finished since its lookup. */
   #generation = 0;
   /** How to stop each auto-refresh interval that runs. */
@@ -498,15 +496,11 @@ export class IndexedRepository {
   refresh(options: CallOptions = {}): Promise<RefreshResult> {
     if (options.signal?.aborted) return Promise.reject(new AbortedError('refresh aborted', { reason: options.signal.reason }));
     // One refresh serves every caller meanwhile, so it must not stop because one of them does:
-    // it runs under its own signal (aborted by close()), and each caller waits under its own.
-    if (!this.#refreshing) {
-      const controller = new AbortController();
-      this.#refreshAbort = controller;
-      this.#refreshing = this.#refresh({ signal: controller.signal }).finally(() => {
-        this.#refreshing = undefined;
-        this.#refreshAbort = undefined;
-      });
-    }
+    // it runs to its end (close() waits for it, so no request outlives the repository), and each
+    // caller waits under its own signal.
+    this.#refreshing ??= this.#refresh({}).finally(() => {
+      this.#refreshing = undefined;
+    });
     return raceAbort(this.#refreshing, options.signal, 'refresh aborted');
   }
 
@@ -648,7 +642,6 @@ export class IndexedRepository {
    */
   async close(): Promise<void> {
     for (const stop of [...this.#autoRefreshStops]) stop();
-    this.#refreshAbort?.abort(new AbortedError('repository closed'));
     await this.#refreshing?.catch(() => undefined);
     await this.repo.close();
   }
