@@ -60,6 +60,8 @@ interface Sample {
   tool: ToolId;
   usage?: Usage;
   traffic?: TcpProxyStats;
+  /** Requests by method and repository file type, e.g. "GET data (range)": 12; from the proxy's log. */
+  requestKinds?: Record<string, number>;
   error?: string;
   warning?: string;
   /** The first backup is one command: a new repository has nothing to cache, so it fills both rows. */
@@ -387,6 +389,7 @@ async function runBackend(backend: Backend, order: readonly Tool[], corpus: Corp
             cwd: work,
           });
           sample.traffic = backend.proxy.stats();
+          sample.requestKinds = requestKinds(backend.proxy);
           const out = readFileSync(logFile, 'utf8');
           if (sample.usage.exitCode !== 0) sample.error = `exit ${sample.usage.exitCode}: ${out.trim().split('\n').slice(-3).join(' / ')}`;
           else if (step.id === 'backup' || step.id === 'rebackup' || step.id === 'rebackup1pct') {
@@ -421,6 +424,25 @@ async function runBackend(backend: Backend, order: readonly Tool[], corpus: Corp
     }
   }
   return samples;
+}
+
+const FILE_TYPES = ['config', 'keys', 'locks', 'snapshots', 'index', 'data'] as const;
+
+/** The proxy's request log summed by method and the repository file type in the path or listing prefix. */
+function requestKinds(proxy: TcpProxy): Record<string, number> {
+  const out: Record<string, number> = {};
+  const reqs = proxy.requests();
+  for (const r of reqs) {
+    const path = decodeURIComponent(r.path);
+    const type = FILE_TYPES.find((t) => new RegExp(`[/=]${t}(/|$|&)`).test(path)) ?? 'other';
+    const list = r.method === 'GET' && (path.includes('list-type') || path.endsWith(`/${type}/`)) ? ' (list)' : '';
+    const range = r.headers.range !== undefined ? ' (range)' : '';
+    const key = `${r.method} ${type}${list}${range}`;
+    out[key] = (out[key] ?? 0) + 1;
+  }
+  const missing = proxy.stats().requests - reqs.length;
+  if (missing > 0) out['(not logged)'] = missing;
+  return out;
 }
 
 function fmtBytes(n: number): string {
