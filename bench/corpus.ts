@@ -19,10 +19,12 @@ export interface BigShape {
 
 export interface SmallShape {
   kind: 'small';
-  /** Top-level directories, each holding `inner` leaf directories. */
+  /** Top-level directories, each holding `inner` leaf directories (names are padded to two digits). */
   outer: number;
   inner: number;
   filesPerLeaf: number;
+  /** Largest file in KiB (default 64): sizes are uniform from 1 KiB to this. */
+  maxKiB?: number;
 }
 
 export type CorpusShape = BigShape | SmallShape;
@@ -45,7 +47,7 @@ export const QUICK_SMALL: SmallShape = { kind: 'small', outer: 20, inner: 20, fi
 export function corpusName(shape: CorpusShape): string {
   return shape.kind === 'big'
     ? `big-${shape.files}x${shape.mibPerFile}MiB`
-    : `small-${shape.outer * shape.inner * shape.filesPerLeaf}files-${shape.outer * shape.inner}dirs`;
+    : `small-${shape.outer * shape.inner * shape.filesPerLeaf}files-${shape.outer * shape.inner}dirs${shape.maxKiB !== undefined && shape.maxKiB !== 64 ? `-${shape.maxKiB}KiB` : ''}`;
 }
 
 /** Returns the corpus under `root`, generating it first if it is missing or incomplete. */
@@ -135,12 +137,14 @@ function writeSmall(dir: string, shape: SmallShape): Omit<Corpus, 'name' | 'path
   const sizes = xorshift32(12345);
   let n = 0;
   let bytes = 0;
+  const maxKiB = shape.maxKiB ?? 64;
+  if (!Number.isInteger(maxKiB) || maxKiB < 1) throw new Error(`maxKiB must be a whole number ≥ 1, got ${maxKiB}`);
   for (let a = 0; a < shape.outer; a++) {
     for (let b = 0; b < shape.inner; b++) {
       const leaf = join(dir, `d${String(a).padStart(2, '0')}`, `s${String(b).padStart(2, '0')}`);
       mkdirSync(leaf, { recursive: true });
       for (let k = 0; k < shape.filesPerLeaf; k++, n++) {
-        const length = 1024 + (sizes() % (63 * 1024 + 1));
+        const length = 1024 + (sizes() % ((maxKiB - 1) * 1024 + 1));
         const text = n % 2 === 0;
         const content = text ? textLike(n + 1, length) : keystream(100000 + n, length);
         writeFileSync(join(leaf, `f${String(k).padStart(2, '0')}.${text ? 'txt' : 'bin'}`), content);

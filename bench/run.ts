@@ -3,6 +3,7 @@
 //   npm run bench                       full corpora (1 GiB big, 20 000 small files), 2 runs
 //   npm run bench -- --quick            small corpora, 1 run, a minute or two
 //   npm run bench -- --runs 3 --no-big-auto --no-restic014 --keep
+//   npm run bench -- --remote           S3 and rest-server behind a slow proxy (bench/remote.ts)
 //
 // Every step runs once per tool before the next step starts, and the order of the tools rotates
 // from run to run, so load from elsewhere on the machine falls on both alike. Each tool pays its
@@ -32,6 +33,13 @@ const PASSWORD = 'stowage-bench';
 // restic's default, spelled out: both tools must make the same plan.
 const PRUNE_ARGS = ['prune', '--max-unused', '5%'];
 
+// `--remote`: the remote bench (bench/remote.ts), with its own flags; nothing below runs.
+if (process.argv.slice(2).includes('--remote')) {
+  const { runRemote } = await import('./remote.ts');
+  await runRemote(process.argv.slice(2).filter((a) => a !== '--remote'));
+  process.exit();
+}
+
 const { values: opts } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -53,7 +61,8 @@ if (opts.help) {
       '  --no-big-auto    skip the first backup of the big corpus with compression auto\n' +
       '  --no-restic014   skip the restic 0.14 column (measured in run 1 only, when /usr/bin/restic exists)\n' +
       '  --keep           keep the repositories under $STOWAGE_BENCH_DIR/work after the run\n' +
-      '  --cli PATH       measure another build: PATH is its dist/cli/main.js (default: this checkout\'s)\n',
+      '  --cli PATH       measure another build: PATH is its dist/cli/main.js (default: this checkout\'s)\n' +
+      '  --remote         the remote bench instead (MinIO and rest-server behind a proxy); --remote --help for its flags\n',
   );
   process.exit(0);
 }
