@@ -123,22 +123,22 @@ export async function cacheFrom(ctx: CommandContext): Promise<CacheOptions | fal
   return { dir };
 }
 
-export async function openRepo(ctx: CommandContext, options: { cache?: boolean } = {}): Promise<Repository> {
+export async function openRepo(ctx: CommandContext, options: { cache?: boolean | CacheOptions } = {}): Promise<Repository> {
   const backend = await backendFor(ctx);
   return Repository.open(backend, {
     password: ctx.password(),
     keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT,
     signal: ctx.signal,
     logger: ctx.logger,
-    cache: options.cache === false ? false : await cacheFrom(ctx),
+    cache: options.cache === false || ctx.flags.bool('no-cache') ? false : typeof options.cache === 'object' ? options.cache : await cacheFrom(ctx),
   });
 }
 
 /**
  * Runs fn with the repository opened and locked (unless --no-lock for read-only commands); with
- * the local cache unless `cache: false` (check reads the storage itself) or --no-cache.
+ * the local cache unless `cache: false` or --no-cache; `cache: { dir }` names another folder (check's temporary one).
  */
-export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>, options: { cache?: boolean } = {}): Promise<T> {
+export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>, options: { cache?: boolean | CacheOptions } = {}): Promise<T> {
   const repo = await openRepo(ctx, options);
   try {
     const take = lock !== 'none' && !ctx.flags.bool('no-lock');

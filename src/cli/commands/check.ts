@@ -4,6 +4,9 @@
 // in restic's shape; each error line also carries the problem's code, file, blob and snapshots.
 // On a terminal a status line counts each phase; restic has no JSON status for check, so --json
 // prints none.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/operations/check/index.ts';
 import { InvalidInputError } from '../../errors.ts';
 import type { Repository } from '../../repository/repository.ts';
@@ -18,7 +21,7 @@ export const checkCommand: Command = {
   flags: [
     { name: 'read-data', kind: 'bool', help: 'read and verify all data packs' },
     { name: 'read-data-subset', kind: 'string', arg: 'SUBSET', help: "read a subset of the data packs: 'n/t' (group n of t), 'x%' (random share) or a size like 500M" },
-    { name: 'with-cache', kind: 'bool', help: 'accepted for restic compatibility (Stowage keeps no cache)' },
+    { name: 'with-cache', kind: 'bool', help: 'use the existing cache instead of a temporary one' },
     { name: 'check-unused', kind: 'bool', help: 'deprecated in restic and ignored' },
     ...FILTER_FLAGS,
   ],
@@ -29,75 +32,86 @@ export const checkCommand: Command = {
     // Validate before opening the repository, as restic does.
     const subset = subsetFlag === undefined ? undefined : parseReadDataSubset(subsetFlag);
     const text = !ctx.json;
-    return withRepo(ctx, 'exclusive', async (repo) => {
-      const snapshotIds = await selectSnapshots(ctx, repo);
-      const progress = ctx.progress('check');
-      let report: CheckReport;
-      try {
-        report = await checkRepository(repo, {
-          readData,
-          readDataSubset: subset,
-          snapshotIds,
-          signal: ctx.signal,
-          onMessage: (m) => {
-            if (text && !ctx.quiet) ctx.out(m + '\n');
-          },
-          onProgress: (p) => {
-            const label = CHECK_STEPS[p.phase];
-            if (!label) return;
-            // The trees' total grows as they are discovered: no percentage for it.
-            const total = p.phase === 'trees' ? undefined : p.total;
-            progress.step({ label, done: p.done, total, bytes: p.phase === 'read-data' ? (p.bytes ?? 0) : undefined });
-          },
-        });
-      } finally {
-        progress.finish();
-      }
-      if (ctx.json) {
-        for (const e of report.errors) ctx.err(JSON.stringify({ message_type: 'error', ...e }) + '\n');
-        ctx.out(JSON.stringify({
-          message_type: 'summary',
-          num_errors: report.errors.length,
-          broken_packs: report.brokenPacks.length ? report.brokenPacks : null,
-          suggest_repair_index: report.suggestRepairIndex,
-          suggest_prune: report.suggestPrune,
-        }) + '\n');
-        return report.ok ? 0 : 1;
-      }
-      for (const h of report.hints) {
-        if (h.code === 'PACK_UNREFERENCED' ? ctx.verbose : !ctx.quiet) ctx.out(h.message + '\n');
-      }
-      const unreferenced = report.hints.filter((h) => h.code === 'PACK_UNREFERENCED').length;
-      if (report.hints.some((h) => h.code === 'PACK_DUPLICATE') && !ctx.quiet) {
-        ctx.out("Duplicate packs are non-critical, you can run `stowage repair index' to correct this.\n");
-      }
-      if (report.hints.some((h) => h.code === 'PACK_MIXED') && !ctx.quiet) {
-        ctx.out('Mixed packs with tree and data blobs are non-critical, you can run `stowage prune` to correct this.\n');
-      }
-      if (unreferenced > 0 && report.ok && !ctx.quiet) {
-        ctx.out(`${unreferenced} additional files were found in the repo, which likely contain duplicate data.\nThis is non-critical, you can run \`stowage prune\` to correct this.\n`);
-      }
-      for (const e of report.errors) {
-        ctx.err(`${e.message}\n`);
-        if (e.snapshots?.length) ctx.err(`  affects snapshots: ${e.snapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);
-        if (e.files?.length && ctx.verbose) ctx.err(`  affects files: ${e.files.join(', ')}${e.moreFiles ? ` and ${e.moreFiles} more` : ''}\n`);
-      }
-      if (report.errors.some((e) => e.code === 'INDEX_UNREADABLE')) {
-        ctx.err("\nThe repository index is damaged and must be repaired. You must run `stowage repair index' to correct this.\n\n");
-      } else if (report.brokenPacks.length > 0) {
-        ctx.err(`\nThe repository contains damaged pack files: ${report.brokenPacks.join(' ')}\n`);
-      }
-      if (report.damagedSnapshots.length > 0) {
-        ctx.err(`Snapshots with damaged data: ${report.damagedSnapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);
-      }
-      if (!report.ok) {
-        ctx.err('Fatal: repository contains errors\n');
-        return 1;
-      }
-      return 0;
-    }, { cache: false }); // check reads the storage, never a cached copy (restic: a temporary cache)
+    // As restic: a temporary cache (removed after), so trees are read pack by pack from the
+    // storage and never from a cached copy; --with-cache uses the existing cache instead.
+    const temporary = ctx.flags.bool('with-cache') || ctx.flags.bool('no-cache') ? undefined : await mkdtemp(path.join(tmpdir(), 'stowage-check-cache-'));
+    try {
+      return await checkWith(ctx, readData, subset, text, temporary);
+    } finally {
+      if (temporary) await rm(temporary, { recursive: true, force: true });
+    }
   },
 };
+
+async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnType<typeof parseReadDataSubset> | undefined, text: boolean, temporary: string | undefined): Promise<number> {
+  return withRepo(ctx, 'exclusive', async (repo) => {
+    const snapshotIds = await selectSnapshots(ctx, repo);
+    const progress = ctx.progress('check');
+    let report: CheckReport;
+    try {
+      report = await checkRepository(repo, {
+        readData,
+        readDataSubset: subset,
+        snapshotIds,
+        signal: ctx.signal,
+        onMessage: (m) => {
+          if (text && !ctx.quiet) ctx.out(m + '\n');
+        },
+        onProgress: (p) => {
+          const label = CHECK_STEPS[p.phase];
+          if (!label) return;
+          // The trees' total grows as they are discovered: no percentage for it.
+          const total = p.phase === 'trees' ? undefined : p.total;
+          progress.step({ label, done: p.done, total, bytes: p.phase === 'read-data' ? (p.bytes ?? 0) : undefined });
+        },
+      });
+    } finally {
+      progress.finish();
+    }
+    if (ctx.json) {
+      for (const e of report.errors) ctx.err(JSON.stringify({ message_type: 'error', ...e }) + '\n');
+      ctx.out(JSON.stringify({
+        message_type: 'summary',
+        num_errors: report.errors.length,
+        broken_packs: report.brokenPacks.length ? report.brokenPacks : null,
+        suggest_repair_index: report.suggestRepairIndex,
+        suggest_prune: report.suggestPrune,
+      }) + '\n');
+      return report.ok ? 0 : 1;
+    }
+    for (const h of report.hints) {
+      if (h.code === 'PACK_UNREFERENCED' ? ctx.verbose : !ctx.quiet) ctx.out(h.message + '\n');
+    }
+    const unreferenced = report.hints.filter((h) => h.code === 'PACK_UNREFERENCED').length;
+    if (report.hints.some((h) => h.code === 'PACK_DUPLICATE') && !ctx.quiet) {
+      ctx.out("Duplicate packs are non-critical, you can run `stowage repair index' to correct this.\n");
+    }
+    if (report.hints.some((h) => h.code === 'PACK_MIXED') && !ctx.quiet) {
+      ctx.out('Mixed packs with tree and data blobs are non-critical, you can run `stowage prune` to correct this.\n');
+    }
+    if (unreferenced > 0 && report.ok && !ctx.quiet) {
+      ctx.out(`${unreferenced} additional files were found in the repo, which likely contain duplicate data.\nThis is non-critical, you can run \`stowage prune\` to correct this.\n`);
+    }
+    for (const e of report.errors) {
+      ctx.err(`${e.message}\n`);
+      if (e.snapshots?.length) ctx.err(`  affects snapshots: ${e.snapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);
+      if (e.files?.length && ctx.verbose) ctx.err(`  affects files: ${e.files.join(', ')}${e.moreFiles ? ` and ${e.moreFiles} more` : ''}\n`);
+    }
+    if (report.errors.some((e) => e.code === 'INDEX_UNREADABLE')) {
+      ctx.err("\nThe repository index is damaged and must be repaired. You must run `stowage repair index' to correct this.\n\n");
+    } else if (report.brokenPacks.length > 0) {
+      ctx.err(`\nThe repository contains damaged pack files: ${report.brokenPacks.join(' ')}\n`);
+    }
+    if (report.damagedSnapshots.length > 0) {
+      ctx.err(`Snapshots with damaged data: ${report.damagedSnapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);
+    }
+    if (!report.ok) {
+      ctx.err('Fatal: repository contains errors\n');
+      return 1;
+    }
+    return 0;
+  }, temporary ? { cache: { dir: temporary } } : {});
+}
 
 /**
  * What the status line counts in each phase of check. The pack list phase reports only its end

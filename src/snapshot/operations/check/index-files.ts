@@ -40,6 +40,10 @@ export async function checkIndexFiles(ctx: CheckContext): Promise<LoadedIndex> {
       findings.suggestPrune = true;
     }
   }
+  // With a cache (the CLI's temporary one, as restic's check uses), packs that hold trees are
+  // fetched whole, once each, instead of one ranged read per tree.
+  const cache = repo.cache;
+  if (cache) await cache.setTreePacks([...packs].filter(([, blobs]) => blobs.some((b) => b.type === 'tree')).map(([pack]) => pack));
   const ok = loaded.failures.length === 0;
   if (!ok) {
     findings.suggestRepairIndex = true;
