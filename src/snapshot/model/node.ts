@@ -17,7 +17,7 @@
 //   the top bits of inode numbers), so no digit is lost. A decoded node holding such a bigint
 //   gets a non-enumerable toJSON that writes it as an exact JSON number (see Uint64).
 import { IntegrityError, InvalidInputError, shownValue } from '../../errors.ts';
-import { type GoTime, ZERO_GO_TIME, clampGoTimeYear, formatGoTime, parseGoTime } from '../../repository/gotime.ts';
+import { type GoTime, clampGoTimeYear, formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId } from '../../repository/id.ts';
 import {
   compareGoStrings,

@@ -1,10 +1,10 @@
 // Snapshot files (snapshots/<id>): the JSON restic's json.Marshal writes (field order and
 // omitempty as restic 0.17+, no trailing newline), a validating reader, and the pure queries
 // behind `latest`, --host/--tag/--path filters, --group-by and ID prefixes.
-import { IntegrityError, InvalidInputError, NotFoundError, shownValue } from '../../errors.ts';
-import { type GoTime, ZERO_GO_TIME, compareGoTime, formatGoTime, parseGoTime } from '../../repository/gotime.ts';
+import { IntegrityError, InvalidInputError, NotFoundError } from '../../errors.ts';
+import { type GoTime, compareGoTime, formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../../repository/id.ts';
-import { compareGoStrings, goJsonString, goWellFormed, parseGoJson } from './gojson.ts';
+import { compareGoStrings, goJsonString, parseGoJson } from './gojson.ts';
 import { HEX_ID, UINT32_MAX, readId, readString, readStrings, readTime, readUint32, type Fail } from './json-fields.ts';
 
 /** Backup statistics, written by restic 0.17+ (older versions ignore it). */

@@ -3,7 +3,7 @@
 // metadata updated with `metadata`, '?' after 'M' when nothing but the content changed, a
 // hint of bitrot), and statistics of what was added and removed, blobs included.
 import type { CallOptions } from '../../backend/backend.ts';
-import { AbortedError, IntegrityError, NotFoundError, throwIfAborted } from '../../errors.ts';
+import { AbortedError, IntegrityError, throwIfAborted } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
 import type { BlobId, BlobType } from '../../repository/id.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';

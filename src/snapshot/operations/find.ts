@@ -1,7 +1,7 @@
 // Finding things in snapshots, as restic's `find` does: entries whose path matches a pattern,
 // or the places where given blob, tree or pack IDs are used.
 import type { CallOptions } from '../../backend/backend.ts';
-import { AbortedError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
+import { AbortedError, InvalidInputError, StowageError, throwIfAborted } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository, type Repository } from '../../repository/repository.ts';
 import type { BlobId, BlobType, PackId, SnapshotId } from '../../repository/id.ts';
 import { compareGoTime } from '../../repository/gotime.ts';
@@ -11,7 +11,7 @@ import { PathFilter } from '../model/filter.ts';
 import type { TreeNode } from '../model/node.ts';
 import { decodeTree } from '../model/tree.ts';
 import { selectSnapshots, type SnapshotEntry, type SnapshotSelection } from '../engine/select.ts';
-import { latestSnapshot, type SnapshotFilter } from '../model/snapshot.ts';
+import type { SnapshotFilter } from '../model/snapshot.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Shared walking
