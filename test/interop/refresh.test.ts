@@ -2,13 +2,13 @@
 // up more and prunes, still reads, restores, reports statistics and picks restic's snapshot as a
 // backup's parent (refreshing its index when a blob is missing or a pack is gone), refresh()
 // loads only what is new and drops what was pruned, a refresh with nothing new costs the two
-// LIST requests, and the auto-refresh interval stops on close() and on abort.
+// LIST requests, and the auto-refresh interval stops on close() and on abort. The same tests run
+// on a real rest-server and a real MinIO (S3), one server per kind.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { LocalBackend } from '../../src/backend/local.ts';
 import { ObservedBackend, type BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { Repository, type IndexedRepository, type RefreshResult } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
@@ -20,21 +20,23 @@ import type { BlobId } from '../../src/repository/id.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { resticBin, resticOk, resticJson } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';
+import { REMOTE_KINDS, startRemote, type Remote } from '../servers/remote.ts';
 
 const PASSWORD = 'refresh password';
 const HOST = 'refresh-host';
 const FILES = 205;
 
-describe('a long-open IndexedRepository stays current while restic 0.19 writes', () => {
+for (const kind of REMOTE_KINDS) describe(`a long-open IndexedRepository stays current while restic 0.19 writes (${kind})`, () => {
+  let server: Remote;
   let work: string;
   let src: string;
-  let repoDir: string;
+  let location: string;
   let bin: string;
   const events: BackendEvent[] = [];
-  const opts = () => ({ repo: repoDir, password: PASSWORD });
+  const opts = () => ({ repo: location, password: PASSWORD, env: server.env });
   /** An index loaded now, on a backend whose requests are counted in `events`. */
   const openIndexed = async (): Promise<IndexedRepository> => {
-    const backend = new ObservedBackend(new LocalBackend(repoDir), (e) => events.push(e));
+    const backend = new ObservedBackend(await server.backend(location), (e) => events.push(e));
     return (await Repository.open(backend, { password: PASSWORD })).loadIndex();
   };
   /** Handles loaded before restic's second backup (each test gets its own stale one). */
@@ -42,9 +44,10 @@ describe('a long-open IndexedRepository stays current while restic 0.19 writes',
 
   before(async () => {
     bin = resticBin('0.19');
+    server = await startRemote(kind);
     work = await mkdtemp(path.join(tmpdir(), 'stowage-refresh-'));
     src = path.join(work, 'src');
-    repoDir = path.join(work, 'repo');
+    location = server.location('refresh');
     for (let d = 0; d < 5; d++) await mkdir(path.join(src, `d${d}`), { recursive: true });
     for (let i = 0; i < FILES; i++) await writeFile(path.join(src, `d${i % 5}`, `f${i}.txt`), `first version of file ${i}\n`.repeat(1 + (i % 50)));
     await resticOk(bin, ['init'], opts());
@@ -56,8 +59,9 @@ describe('a long-open IndexedRepository stays current while restic 0.19 writes',
     await resticOk(bin, ['backup', '--host', HOST, src], opts());
   });
   after(async () => {
-    for (const r of Object.values(stale)) await r.close();
-    await removeTree(work);
+    for (const r of Object.values(stale)) await r?.close();
+    await server?.stop();
+    if (work) await removeTree(work);
   });
 
   it('listSnapshots and repositoryStats on the old handle see restic\'s new snapshot (stats refreshes first)', async () => {
