@@ -14,7 +14,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
-  optionalPackage, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksums,
+  optionalPackage, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption,
 } from './shared.ts';
 
 /** The access tiers Azure offers for block blobs. */
@@ -30,6 +30,12 @@ export interface AzureTokenCredential {
  * `sasToken` or `credential`. See docs/backends/azure.md.
  */
 export interface AzureBackendOptions {
+  /**
+   * Send a checksum of every upload for the server to verify before it stores the bytes, so a
+   * byte damaged on the way is refused (transiently) instead of stored. Default true; false is
+   * for tests that show what the server stores without one.
+   */
+  uploadChecksums?: boolean;
   /** The container that holds the repository (created by `create()` when missing). */
   container: string;
   /** Folder inside the container ("" or omitted: the container root). Leading/trailing "/" are ignored. */
@@ -97,6 +103,8 @@ export class AzureBackend implements Backend {
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: AzureBackendOptions;
+  /** The `uploadChecksums` option (default on). */
+  readonly #checksums: boolean;
   /** Strings that must never appear in a message (key, SAS, connection string parts). */
   readonly #secrets: string[];
   /** The SDK client, made on the first request. */
@@ -119,6 +127,7 @@ export class AzureBackend implements Backend {
     }
     if (opts.accountKey !== undefined && !opts.accountName) throw new InvalidInputError('Azure backend: accountKey needs accountName');
     this.#opts = { ...opts };
+    this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'Azure');
     this.#secrets = secretParts(opts);
     const where = this.serviceUrlForDisplay();
     this.location = `azure:${this.container}:/${this.prefix}${where ? ` (${where})` : ''}`;
@@ -163,7 +172,7 @@ export class AzureBackend implements Backend {
           abortSignal: options.signal,
           tier,
           blobHTTPHeaders,
-          transactionalContentMD5: uploadChecksums.send ? createHash('md5').update(data).digest() : undefined,
+          transactionalContentMD5: this.#checksums ? createHash('md5').update(data).digest() : undefined,
         };
         await blob.upload(data, data.length, uploadOptions);
       } else {
