@@ -311,4 +311,38 @@ describe('cache with the library', () => {
     assert.equal(warm, 0);
     await removeTree(work);
   });
+
+  it('temp files of writers that died (over an hour old) are removed when a cache is opened; a fresh one stays', async () => {
+    const work = await tmpDir('stowage-cache-temps');
+    const repoDir = path.join(work, 'repo');
+    const cacheDir = path.join(work, 'cache');
+    const a = path.join(work, 'a');
+    await makeSource(a, 6);
+    const { backup } = await import('../../src/index.ts');
+    {
+      await using repo = await Repository.init(new LocalBackend(repoDir), { password: PASSWORD, kdf: { N: 1024, r: 8, p: 1 } });
+      await backup(repo, { paths: [a] });
+    }
+    const repoCacheDir = async () => {
+      await using repo = await Repository.open(new LocalBackend(repoDir), { password: PASSWORD, cache: { dir: cacheDir } });
+      return repo.cache!.dir;
+    };
+    const dir = await repoCacheDir();
+    const dead = [path.join(dir, 'tmp-dead0'), ...['snapshots', 'index', 'data'].map((t, i) => path.join(dir, t, `a${i}`, `tmp-dead${i + 1}`))];
+    const live = path.join(dir, 'index', 'a1', 'tmp-live');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    for (const f of [...dead, live]) {
+      await mkdir(path.dirname(f), { recursive: true });
+      await writeFile(f, 'partial');
+    }
+    for (const f of dead) await utimes(f, twoHoursAgo, twoHoursAgo);
+    {
+      await using repo = await Repository.open(new LocalBackend(repoDir), { password: PASSWORD, cache: { dir: cacheDir } });
+      await repo.loadIndex();
+      assert.equal(repo.cache!.stats.tempsRemoved, dead.length);
+    }
+    for (const f of dead) await assert.rejects(stat(f), f);
+    await stat(live);
+    await removeTree(work);
+  });
 });
