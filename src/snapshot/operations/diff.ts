@@ -113,6 +113,9 @@ class DiffRun {
   readonly #added = emptyStat();
   readonly #removed = emptyStat();
   #changedFiles = 0;
+  /** Whether the byte counts met a missing blob already, and whether that refreshed the index. */
+  #missed = false;
+  #refreshedOnMiss = false;
 
   constructor(repo: IndexedRepository, options: DiffOptions) {
     this.#repo = repo;
@@ -225,11 +228,16 @@ class DiffRun {
       const [type, id] = key.split(':') as [BlobType, BlobId];
       if (type === 'data') stat.dataBlobs++;
       else stat.treeBlobs++;
-      let loc: BlobLocation;
+      let loc: BlobLocation | undefined = this.#repo.index.lookup(id, type)[0];
       try {
-        // A blob the index lacks refreshes it once (another client's newer snapshot).
-        loc = (await this.#repo.locateBlob(type, id, { signal: this.#options.signal }))[0]!;
+        // The first blob the index lacks refreshes it once (another client's newer snapshot);
+        // after that, a miss is reported without another refresh (a damaged repository may
+        // lack many).
+        if (!loc && !this.#missed) loc = (await this.#repo.locateBlob(type, id, { signal: this.#options.signal }))[0]!;
+        if (!loc) throw new BlobNotFoundError(type, id, { indexRefreshed: this.#refreshedOnMiss });
       } catch (e) {
+        this.#missed = true;
+        if (e instanceof BlobNotFoundError) this.#refreshedOnMiss = e.indexRefreshed;
         // Its size is unknown: a BlobNotFoundError naming it, as the other reads report a miss.
         if (!(e instanceof BlobNotFoundError) || !this.#options.onError) throw e;
         this.#options.onError(e);
