@@ -36,7 +36,7 @@ export type { FaultyBackendOptions } from './backend/wrappers/faulty.ts';
 export type { BlobId, PackId, SnapshotId, IndexId, KeyId, BlobType } from './repository/id.ts';
 export { Repository, IndexedRepository, BlobWriter, baseRepository, withIndex } from './repository/repository.ts';
 export type { AnyRepository } from './repository/repository.ts';
-export { CachedBackend, defaultCacheDir, listCaches, removeOldCaches, uncachedBackend, CACHEDIR_TAG, CACHE_VERSION, DEFAULT_CACHE_MAX_AGE_MS } from './repository/cache.ts';
+export { CachedBackend, defaultCacheDir, listCaches, removeOldCaches, uncachedBackend, CACHEDIR_TAG, CACHE_VERSION, DEFAULT_CACHE_MAX_AGE_MS, STALE_TEMP_AGE_MS } from './repository/cache.ts';
 export type { CacheOptions, CacheInfo, CacheStats } from './repository/cache.ts';
 export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions, RefreshResult, AutoRefreshOptions, IndexedRepositoryOptions } from './repository/repository.ts';
 export type { RepoConfig } from './repository/config.ts';

@@ -5,7 +5,7 @@
 // A block blob becomes visible only when its upload is committed (one Put Blob, or a
 // Put Block List after staged blocks), so every save is atomic for readers.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as AzureBlob from '@azure/storage-blob';
@@ -14,7 +14,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
-  optionalPackage, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksums,
+  optionalPackage, positiveInteger, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption,
 } from './shared.ts';
 
 /** The access tiers Azure offers for block blobs. */
@@ -30,8 +30,20 @@ export interface AzureTokenCredential {
  * `sasToken` or `credential`. See docs/backends/azure.md.
  */
 export interface AzureBackendOptions {
+  /**
+   * Send a checksum of every upload for the server to verify before it stores the bytes, so a
+   * byte damaged on the way is refused (transiently) instead of stored. Default true; false is
+   * for tests that show what the server stores without one.
+   */
+  uploadChecksums?: boolean;
   /** The container that holds the repository (created by `create()` when missing). */
   container: string;
+  /**
+   * Files larger than this many bytes go up as staged blocks (Put Block, each with its own
+   * Content-MD5, then one Put Block List) instead of one Put Blob: default and largest 256 MiB.
+   * Blocks are this size, at most 64 MiB. The blob appears only when the list is committed.
+   */
+  singlePutThreshold?: number;
   /** Folder inside the container ("" or omitted: the container root). Leading/trailing "/" are ignored. */
   prefix?: string;
   /**
@@ -73,8 +85,11 @@ type AzureModule = typeof AzureBlob;
 /** Blobs per list request. Azure allows up to 5000; smaller pages keep memory flat. */
 const LIST_PAGE_SIZE = 1000;
 
-/** Up to this size a file goes up in one Put Blob; above it, staged blocks and one commit. */
+/** Up to this size a file goes up in one Put Blob by default; above it, staged blocks and one commit. */
 const SINGLE_PUT_MAX = 256 * 1024 * 1024;
+/** The largest staged block used (the service takes up to 4000 MiB), and how many blocks a blob may have. */
+const MAX_BLOCK = 64 * 1024 * 1024;
+const MAX_BLOCKS = 50_000;
 
 const ACCESS_TIERS: readonly AzureAccessTier[] = ['Hot', 'Cool', 'Cold', 'Archive'];
 
@@ -97,6 +112,9 @@ export class AzureBackend implements Backend {
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: AzureBackendOptions;
+  /** The `uploadChecksums` option (default on). */
+  readonly #checksums: boolean;
+  readonly #singlePutThreshold: number;
   /** Strings that must never appear in a message (key, SAS, connection string parts). */
   readonly #secrets: string[];
   /** The SDK client, made on the first request. */
@@ -119,10 +137,13 @@ export class AzureBackend implements Backend {
     }
     if (opts.accountKey !== undefined && !opts.accountName) throw new InvalidInputError('Azure backend: accountKey needs accountName');
     this.#opts = { ...opts };
+    this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'Azure');
     this.#secrets = secretParts(opts);
     const where = this.serviceUrlForDisplay();
     this.location = `azure:${this.container}:/${this.prefix}${where ? ` (${where})` : ''}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
+    this.#singlePutThreshold = positiveInteger(opts.singlePutThreshold ?? SINGLE_PUT_MAX, 'singlePutThreshold', this.location);
+    if (this.#singlePutThreshold > SINGLE_PUT_MAX) throw new InvalidInputError(`singlePutThreshold for ${this.location} must be at most 256 MiB`);
   }
 
   async create(options: CallOptions = {}): Promise<void> {
@@ -155,7 +176,7 @@ export class AzureBackend implements Backend {
     const tier = this.tierFor(h);
     const blobHTTPHeaders = { blobContentType: 'application/octet-stream' };
     try {
-      if (data.length <= SINGLE_PUT_MAX) {
+      if (data.length <= this.#singlePutThreshold) {
         // One Put Blob; the service checks the MD5 against the bytes it received.
         // The SDK passes transactionalContentMD5 through (as Content-MD5) but its typings omit it.
         // A mismatch is refused with 400 Md5Mismatch, transient.
@@ -163,15 +184,44 @@ export class AzureBackend implements Backend {
           abortSignal: options.signal,
           tier,
           blobHTTPHeaders,
-          transactionalContentMD5: uploadChecksums.send ? createHash('md5').update(data).digest() : undefined,
+          transactionalContentMD5: this.#checksums ? createHash('md5').update(data).digest() : undefined,
         };
         await blob.upload(data, data.length, uploadOptions);
       } else {
-        await blob.uploadData(data, { abortSignal: options.signal, tier, blobHTTPHeaders, maxSingleShotSize: SINGLE_PUT_MAX });
+        await this.stageAndCommit(blob, data, { signal: options.signal, tier, blobHTTPHeaders });
       }
     } catch (err) {
       throw this.toStowage(err, 'save', file, options.signal);
     }
+  }
+
+  /**
+   * A large file as staged blocks, one after another, each with its Content-MD5 (the service
+   * refuses a damaged block, 400 Md5Mismatch, transient), then one Put Block List that makes the
+   * blob appear. Blocks never committed are dropped by the service after a week.
+   */
+  private async stageAndCommit(
+    blob: AzureBlob.BlockBlobClient,
+    data: Uint8Array,
+    o: { signal: AbortSignal | undefined; tier: AzureBlob.BlockBlobTier | undefined; blobHTTPHeaders: AzureBlob.BlobHTTPHeaders },
+  ): Promise<void> {
+    const blockSize = Math.max(Math.min(this.#singlePutThreshold, MAX_BLOCK), Math.ceil(data.length / MAX_BLOCKS));
+    // Block IDs must all have the same length (before base64); a random run tag keeps a retry's
+    // blocks apart from a failed attempt's.
+    const run = randomBytes(8).toString('hex');
+    const ids: string[] = [];
+    for (let start = 0; start < data.length; start += blockSize) {
+      throwIfAborted(o.signal);
+      const part = data.subarray(start, Math.min(start + blockSize, data.length));
+      const id = Buffer.from(`${run}-${String(ids.length).padStart(6, '0')}`).toString('base64');
+      await blob.stageBlock(id, part, part.length, {
+        abortSignal: o.signal,
+        transactionalContentMD5: this.#checksums ? createHash('md5').update(part).digest() : undefined,
+      });
+      ids.push(id);
+    }
+    throwIfAborted(o.signal);
+    await blob.commitBlockList(ids, { abortSignal: o.signal, tier: o.tier, blobHTTPHeaders: o.blobHTTPHeaders });
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {

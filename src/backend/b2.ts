@@ -12,11 +12,17 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, normalizePrefix, optionalPackage,
-  parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix, uploadChecksums,
+  parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix, uploadChecksumsOption,
 } from './shared.ts';
 
 /** Options of {@link B2Backend}. {@link b2OptionsFromEnv} builds them from restic's variables. */
 export interface B2BackendOptions {
+  /**
+   * Send a checksum of every upload for the server to verify before it stores the bytes, so a
+   * byte damaged on the way is refused (transiently) instead of stored. Default true; false is
+   * for tests that show what the server stores without one.
+   */
+  uploadChecksums?: boolean;
   /** The bucket, by name (restic: b2:<bucket>:<prefix>). create() makes it (private) if missing. */
   bucket: string;
   /** Folder inside the bucket ("" or absent: the bucket's root). Leading and trailing slashes are ignored. */
@@ -112,6 +118,8 @@ export class B2Backend implements Backend {
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: B2BackendOptions;
+  /** The `uploadChecksums` option (default on). */
+  readonly #checksums: boolean;
   readonly #timeoutMs: number;
   #auth: Promise<Authorized> | undefined;
   #generation = 0;
@@ -135,6 +143,7 @@ export class B2Backend implements Backend {
     }
     this.#timeoutMs = positiveInteger(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', this.location);
     this.#opts = { ...opts };
+    this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'b2');
   }
 
   async create(options: CallOptions = {}): Promise<void> {
@@ -157,7 +166,7 @@ export class B2Backend implements Backend {
     if (data.length > MAX_SIMPLE_UPLOAD) throw new UnsupportedError(`save ${file}: ${data.length} bytes is more than one B2 upload takes (large files are not supported)`);
     const bucketId = await this.#bucketId(options.signal, 'save', file, true);
     // B2 checks the bytes it received against this SHA-1 and refuses a mismatch (400, transient).
-    const sha1 = uploadChecksums.send ? createHash('sha1').update(data).digest('hex') : 'do_not_verify';
+    const sha1 = this.#checksums ? createHash('sha1').update(data).digest('hex') : 'do_not_verify';
     // A view, not a copy (the SDK deep-merges its arguments and would copy a Uint8Array's whole buffer).
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     for (let attempt = 0; ; attempt++) {

@@ -17,7 +17,7 @@ import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions 
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
-  optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksums, crc32cBase64,
+  optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption, crc32cBase64,
 } from './shared.ts';
 
 /** The fields of a service account key file that matter here (the rest pass through). */
@@ -30,6 +30,12 @@ export interface GCSServiceAccountKey {
 
 /** Options of {@link GCSBackend}; see docs/backends/gcs.md. */
 export interface GCSBackendOptions {
+  /**
+   * Send a checksum of every upload for the server to verify before it stores the bytes, so a
+   * byte damaged on the way is refused (transiently) instead of stored. Default true; false is
+   * for tests that show what the server stores without one.
+   */
+  uploadChecksums?: boolean;
   /** The bucket that holds the repository (created by `create()` when missing). */
   bucket: string;
   /** Folder inside the bucket ("" or omitted: the bucket root). Leading/trailing "/" are ignored. */
@@ -80,6 +86,8 @@ export class GCSBackend implements Backend {
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: GCSBackendOptions;
+  /** The `uploadChecksums` option (default on). */
+  readonly #checksums: boolean;
   readonly #secrets: string[];
   /** The SDK client, made on the first request. */
   readonly #client = madeOnce(() => this.makeBucketClient());
@@ -95,6 +103,7 @@ export class GCSBackend implements Backend {
       throw new InvalidInputError(`GCS apiEndpoint must be an http(s) origin such as http://127.0.0.1:4443, got ${JSON.stringify(stripUrlSecrets(opts.apiEndpoint))}`);
     }
     this.#opts = { ...opts };
+    this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'GCS');
     this.#secrets = secretParts(opts.credentials);
     const where = opts.apiEndpoint ? ` (${stripUrlSecrets(opts.apiEndpoint)})` : '';
     this.location = `gs:${this.bucket}:/${this.prefix}${where}`;
@@ -134,10 +143,10 @@ export class GCSBackend implements Backend {
       // metadata and refuses a mismatch (400, transient), so damaged bytes are never stored.
       // The SDK also compares the CRC32C the service reports with its own afterwards.
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      const metadata = uploadChecksums.send
+      const metadata = this.#checksums
         ? { contentType: 'application/octet-stream', md5Hash: createHash('md5').update(body).digest('base64'), crc32c: crc32cBase64(body) }
         : { contentType: 'application/octet-stream' };
-      await object.save(body, { resumable: false, validation: uploadChecksums.send ? 'crc32c' : false, metadata });
+      await object.save(body, { resumable: false, validation: this.#checksums ? 'crc32c' : false, metadata });
     } catch (err) {
       throw this.toStowage(err, 'save', file, undefined);
     }

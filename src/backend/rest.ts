@@ -4,6 +4,7 @@
 //   HEAD|GET|POST|DELETE /config, /<type>/<name>       GET with Range reads part of a file
 // Requests go through node:http(s) with a keep-alive agent, which also carries a private CA.
 
+import { createHash } from 'node:crypto';
 import type * as http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { nodeHttp, nodeHttps } from './node-http.ts';
@@ -146,6 +147,13 @@ export class RestBackend implements Backend {
       });
     const res = await post();
     if (ok(res.status)) return;
+    // rest-server checks that a file's bytes hash to its name (the REST protocol's only upload
+    // check) and answers 400 when they do not. Bytes that do hash to their name here were
+    // damaged on the way: transient, as a refused checksum is for the other drivers.
+    if (res.status === 400 && h.type !== 'config' && isIdName(h.name) && sha256Hex(data) === h.name) {
+      const err = this.statusError(res, 'save', file, 'the server found the bytes do not match their name, which they do here: damaged on the way');
+      throw new BackendError(err.message, { transient: true, status: 400 });
+    }
     // rest-server answers 403 when the file exists (it never overwrites). Names are content
     // hashes, so an existing file with the same bytes is this save already done (e.g. a retry
     // after a lost response); other bytes are replaced, where the server allows deleting.
@@ -339,4 +347,8 @@ function contentLength(headers: IncomingHttpHeaders): number | undefined {
   const value = headers['content-length'];
   if (value === undefined || !/^\d+$/.test(value)) return undefined;
   return Number(value);
+}
+
+function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
 }

@@ -12,7 +12,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
-  transientErrors, underPrefix, uploadChecksums,
+  transientErrors, underPrefix, uploadChecksumsOption,
 } from './shared.ts';
 
 /**
@@ -27,6 +27,12 @@ export interface S3Credentials {
 
 /** Options of {@link S3Backend}; see docs/backends/s3.md for their restic and Stash equivalents. */
 export interface S3BackendOptions {
+  /**
+   * Send a checksum of every upload for the server to verify before it stores the bytes, so a
+   * byte damaged on the way is refused (transiently) instead of stored. Default true; false is
+   * for tests that show what the server stores without one.
+   */
+  uploadChecksums?: boolean;
   /**
    * The S3 endpoint URL, http or https, e.g. "https://minio.example.com:9000". Without it the
    * AWS endpoint of `region` is used.
@@ -109,6 +115,8 @@ export class S3Backend implements Backend {
   /** The normalized prefix: no leading or trailing "/", "" for the bucket root. */
   readonly prefix: string;
   readonly #opts: S3BackendOptions;
+  /** The `uploadChecksums` option (default on). */
+  readonly #checksums: boolean;
   readonly #endpoint: URL | undefined;
   readonly #region: string;
   readonly #timeoutMs: number;
@@ -136,6 +144,7 @@ export class S3Backend implements Backend {
     }
     // A copy: changing the caller's object later must not change this backend.
     this.#opts = { ...opts, credentials: opts.credentials && { ...opts.credentials } };
+    this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'S3');
   }
 
   async create(options: CallOptions = {}): Promise<void> {
@@ -179,7 +188,7 @@ export class S3Backend implements Backend {
           ContentLength: body.length,
           // The server checks the bytes it received against this digest, as restic has it do
           // (BadDigest, transient, when a byte changed on the way).
-          ContentMD5: uploadChecksums.send ? md5Base64(body) : undefined,
+          ContentMD5: this.#checksums ? md5Base64(body) : undefined,
           ContentType: 'application/octet-stream',
           StorageClass: storageClass,
         }),
@@ -357,7 +366,7 @@ export class S3Backend implements Backend {
             PartNumber: partNumber,
             Body: part,
             ContentLength: part.length,
-            ContentMD5: uploadChecksums.send ? md5Base64(part) : undefined,
+            ContentMD5: this.#checksums ? md5Base64(part) : undefined,
           }),
           { abortSignal: signal },
         );

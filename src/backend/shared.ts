@@ -317,12 +317,17 @@ export function optionalPackage<T>(pkg: string, backend: string, load: () => Pro
 // ---- upload checksums --------------------------------------------------------------------------
 
 /**
- * Whether saves send a checksum of their bytes for the server to verify before it stores them
- * (S3 Content-MD5, GCS md5Hash and crc32c, Azure Content-MD5, Swift ETag, B2 X-Bz-Content-Sha1;
- * restic's REST protocol has none). Always on: only tests turn it off, to show what a server
- * stores without one. Not part of the package's API.
+ * A driver's `uploadChecksums` option: whether its saves send a checksum of their bytes for the
+ * server to verify before it stores them (S3 Content-MD5, GCS md5Hash and crc32c, Azure
+ * Content-MD5, Swift ETag, B2 X-Bz-Content-Sha1; restic's REST protocol has none, rest-server
+ * checks a file's bytes against its name). On unless `false`; turning it off is for tests that
+ * show what a server stores without one.
  */
-export const uploadChecksums = { send: true };
+export function uploadChecksumsOption(value: unknown, kind: string): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw new InvalidInputError(`uploadChecksums of the ${kind} backend must be a boolean, got ${JSON.stringify(value)?.slice(0, 40)}`);
+  return value;
+}
 
 /**
  * The error codes of servers refusing an upload whose bytes do not match the checksum sent. They

@@ -14,7 +14,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets, normalizePrefix,
   parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, redactUrlUserInfo as redactUrl, resolveRange, transientErrors,
-  underPrefix, uploadChecksums,
+  underPrefix, uploadChecksumsOption,
 } from './shared.ts';
 
 /**
@@ -23,6 +23,12 @@ import {
  * from restic's variables.
  */
 export interface SwiftBackendOptions {
+  /**
+   * Send a checksum of every upload for the server to verify before it stores the bytes, so a
+   * byte damaged on the way is refused (transiently) instead of stored. Default true; false is
+   * for tests that show what the server stores without one.
+   */
+  uploadChecksums?: boolean;
   /** The container that holds the repository (restic: swift:<container>:/<prefix>). Created by create(). */
   container: string;
   /** Folder inside the container ("" or absent: the container's root). Leading and trailing slashes are ignored. */
@@ -120,6 +126,8 @@ export class SwiftBackend implements Backend {
   /** The normalised prefix ("" or "a/b", no leading or trailing "/"). */
   readonly prefix: string;
   readonly #opts: SwiftBackendOptions;
+  /** The `uploadChecksums` option (default on). */
+  readonly #checksums: boolean;
   readonly #timeoutMs: number;
   readonly #authVersion: 1 | 2 | 3 | undefined;
   /** The current (or in-flight) authentication; undefined until first needed or after a 401. */
@@ -137,6 +145,7 @@ export class SwiftBackend implements Backend {
     this.connections = checkConnections(opts.connections ?? 5, this.location);
     this.#timeoutMs = positiveInteger(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', this.location);
     this.#opts = { ...opts };
+    this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'swift');
 
     if (opts.authUrl) {
       this.#authVersion = opts.authVersion ?? inferAuthVersion(opts.authUrl, Boolean(opts.applicationCredentialId || opts.applicationCredentialName));
@@ -170,7 +179,7 @@ export class SwiftBackend implements Backend {
       file,
       method: 'PUT',
       object: this.#objectName(h),
-      headers: uploadChecksums.send ? { 'Content-Type': 'application/octet-stream', ETag: md5 } : { 'Content-Type': 'application/octet-stream' },
+      headers: this.#checksums ? { 'Content-Type': 'application/octet-stream', ETag: md5 } : { 'Content-Type': 'application/octet-stream' },
       body: data,
       signal: options.signal,
     });
@@ -191,7 +200,7 @@ export class SwiftBackend implements Backend {
     if (res.status !== 201 && res.status !== 200) throw await this.#httpError('save', file, res);
     const etag = res.headers.get('etag');
     await discard(res);
-    if (uploadChecksums.send && etag && /^[0-9a-f]{32}$/.test(etag) && etag !== md5) {
+    if (this.#checksums && etag && /^[0-9a-f]{32}$/.test(etag) && etag !== md5) {
       throw new BackendError(`save ${file} (in ${this.location}): the server stored an object with ETag ${etag}, expected ${md5}`, { transient: true, status: res.status });
     }
   }

@@ -29,6 +29,15 @@ export const DEFAULT_CACHE_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 
 const LAYOUT: Partial<Record<FileType, string>> = { snapshots: 'snapshots', index: 'index', data: 'data' };
 const ID_RE = /^[0-9a-f]{64}$/;
+/** Temp files, ours and restic's: `tmp-…`. */
+const TEMP_RE = /^tmp-/;
+
+/**
+ * Age after which a temp file in the cache is a dead writer's and is removed: 1 hour. A live
+ * writer (Stowage's or restic's) writes its temp file in one go and renames it at once, and every
+ * write sets the file's modification time, so no live writer's temp file is this old.
+ */
+export const STALE_TEMP_AGE_MS = 3600 * 1000;
 
 /**
  * The CLI's default cache base folder, by restic's rules but in a folder of Stowage's own:
@@ -113,6 +122,8 @@ export interface CacheStats {
   discarded: number;
   /** Cached files removed because the backend no longer lists them (or the index no longer names a pack). */
   dropped: number;
+  /** Temp files older than {@link STALE_TEMP_AGE_MS} (left by a writer that died) removed. */
+  tempsRemoved: number;
 }
 
 /**
@@ -134,7 +145,7 @@ export class CachedBackend extends ForwardingBackend {
   /** This repository's cache folder: `<base>/<repository ID>`. */
   readonly dir: string;
   /** What the cache did so far. */
-  readonly stats: CacheStats = { hits: 0, stored: 0, discarded: 0, dropped: 0 };
+  readonly stats: CacheStats = { hits: 0, stored: 0, discarded: 0, dropped: 0, tempsRemoved: 0 };
   readonly #logger: Logger;
   #off = false;
   readonly #treePacks = new Set<string>();
@@ -151,8 +162,10 @@ export class CachedBackend extends ForwardingBackend {
   /**
    * Opens (creating as needed) the cache of repository `repoId` under `base`: `CACHEDIR.TAG` in
    * the base, `version` and the type folders in the repository's folder, whose modification time
-   * is set to now (what {@link listCaches} reports as last used). Returns undefined, after one
-   * warning on `logger`, when the folder cannot be made or written.
+   * is set to now (what {@link listCaches} reports as last used). Temp files of writers that died
+   * (older than {@link STALE_TEMP_AGE_MS}) are removed: here in the repository's folder, and in
+   * the type folders as their first listing walks them. Returns undefined, after one warning on
+   * `logger`, when the folder cannot be made or written.
    */
   static async open(inner: Backend, base: string, repoId: string, options: { logger?: Logger } = {}): Promise<CachedBackend | undefined> {
     const logger = options.logger ?? silentLogger;
@@ -175,7 +188,9 @@ export class CachedBackend extends ForwardingBackend {
       return undefined;
     }
     logger.debug('cache opened', { dir });
-    return new CachedBackend(inner, dir, logger);
+    const cache = new CachedBackend(inner, dir, logger);
+    for (const name of await readdir(dir).catch(() => [] as string[])) await cache.#sweepTemp(path.join(dir, name), name);
+    return cache;
   }
 
   /** Whether the cache is in use (false after it turned itself off). */
@@ -305,13 +320,26 @@ export class CachedBackend extends ForwardingBackend {
     for (const sub of await readdir(root).catch(() => [] as string[])) {
       const folder = path.join(root, sub);
       for (const name of await readdir(folder).catch(() => [] as string[])) {
-        // Temp files of a writer that died are left to age; restic's own are named tmp-*, too.
+        if (await this.#sweepTemp(path.join(folder, name), name)) continue;
         if (ID_RE.test(name) && !keep.has(name)) {
           await this.#unlink(path.join(folder, name));
           this.stats.dropped++;
         }
       }
     }
+  }
+
+  /**
+   * Removes `file` when it is a temp file (ours or restic's, `tmp-…`) not written to for
+   * {@link STALE_TEMP_AGE_MS}: a writer that died left it. Returns whether `file` is a temp file.
+   */
+  async #sweepTemp(file: string, name: string): Promise<boolean> {
+    if (!TEMP_RE.test(name)) return false;
+    const st = await stat(file).catch(() => undefined);
+    if (st?.isFile() && Date.now() - st.mtimeMs > STALE_TEMP_AGE_MS) {
+      await unlink(file).then(() => this.stats.tempsRemoved++, () => undefined);
+    }
+    return true;
   }
 
   async #unlink(file: string): Promise<void> {

@@ -623,6 +623,25 @@ export class IndexedRepository {
     }
   }
 
+  /**
+   * Where the blob is stored (every copy the index knows). A blob the index lacks (another
+   * client's newer snapshot) makes it refresh the index once, as {@link IndexedRepository.loadBlob}
+   * does, and look again. For operations that read packs themselves (copy) or need a blob's size
+   * (diff), so that each does what loadBlob does on a miss.
+   *
+   * @throws BlobNotFoundError when the index lacks the blob, even after a refresh.
+   */
+  async locateBlob(type: BlobType, id: BlobId, options: CallOptions = {}): Promise<readonly BlobLocation[]> {
+    const seen = this.#generation;
+    const locations = this.index.lookup(id, type);
+    if (locations.length > 0) return locations;
+    if (!this.#refreshOnMiss) throw new BlobNotFoundError(type, id);
+    await this.#refreshAfterMiss(seen, options);
+    const again = this.index.lookup(id, type);
+    if (again.length === 0) throw new BlobNotFoundError(type, id, { indexRefreshed: true });
+    return again;
+  }
+
   /** The repository's backend. */
   get backend(): Backend {
     return this.repo.backend;

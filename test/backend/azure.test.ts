@@ -363,6 +363,8 @@ describe('AzureBackend on azurite', () => {
       { accountName: 'a', container: 'ok' },
       { accountKey: key, container: 'ok' },
       { accountName: 'a', accountKey: key, sasToken: 'sig=x', container: 'ok' },
+      { accountName: 'a', accountKey: key, container: 'ok', singlePutThreshold: 256 * 1024 * 1024 + 1 },
+      { accountName: 'a', accountKey: key, container: 'ok', singlePutThreshold: 0 },
     ];
     for (const opts of bad) {
       assert.throws(() => new AzureBackend(opts as AzureBackendOptions), (err: unknown) => {
@@ -415,9 +417,44 @@ describe('Azure upload checksums (azurite, through a proxy that flips one byte o
     assert.match(error.message, /Provided contentMD5 doesn't match/);
   });
 
+  // Put Block (…?comp=block&blockid=…), not Put Block List (comp=blocklist).
+  const putBlock = (req: { method: string; path: string }): boolean => match(req) && /[?&]comp=block(&|$)/.test(req.path);
+
+  it('a large upload goes as staged blocks, each with its Content-MD5: azurite refuses a damaged Put Block; the retry stores it intact', async () => {
+    // 700 KiB over a 256 KiB threshold: three blocks, the first damaged.
+    const staged = backendOn(azurite, { endpoint: `${proxy.url}/${azurite.accountName}`, container: backend.container, singlePutThreshold: 256 * 1024 });
+    try {
+      const from = proxy.requests().length;
+      const { error, request } = await damagedUploadIsRefused({ backend: staged, proxy, match: putBlock, size: 700 * 1024 });
+      assert.match(request.headers['content-md5'] ?? '', /^[A-Za-z0-9+/]{22}==$/);
+      assert.equal(error.status, 400);
+      assert.match(error.message, /Provided contentMD5 doesn't match|Md5Mismatch/);
+      const sent = proxy.requests().slice(from);
+      assert.equal(sent.filter((r) => putBlock(r)).length, 4, 'three blocks, the damaged one twice');
+      assert.equal(sent.filter((r) => /comp=blocklist/.test(r.path)).length, 1, 'one commit');
+    } finally {
+      await staged.close();
+    }
+  });
+
+  it('without checksums a damaged staged block is stored', async () => {
+    const staged = backendOn(azurite, { endpoint: `${proxy.url}/${azurite.accountName}`, container: backend.container, singlePutThreshold: 256 * 1024, uploadChecksums: false });
+    try {
+      const request = await damagedUploadIsStoredWithoutChecksum({ backend: staged, proxy, match: putBlock, size: 700 * 1024 });
+      assert.equal(request.headers['content-md5'], undefined);
+    } finally {
+      await staged.close();
+    }
+  });
+
   it('without the Content-MD5 the damaged bytes are stored', async () => {
-    const request = await damagedUploadIsStoredWithoutChecksum({ backend, proxy, match });
-    assert.equal(request.headers['content-md5'], undefined);
+    const unchecked = backendOn(azurite, { endpoint: `${proxy.url}/${azurite.accountName}`, container: backend.container, uploadChecksums: false });
+    try {
+      const request = await damagedUploadIsStoredWithoutChecksum({ backend: unchecked, proxy, match });
+      assert.equal(request.headers['content-md5'], undefined);
+    } finally {
+      await unchecked.close();
+    }
   });
 });
 

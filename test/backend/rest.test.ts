@@ -27,6 +27,8 @@ import { freePort } from '../servers/minio.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { resticOk, resticVersions } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { damagedUploadIsRefused, damagedUploadIsStoredWithoutChecksum } from '../helpers/upload-checksum.ts';
+import { startTcpProxy, type TcpProxy } from '../../bench/lib/tcp-proxy.ts';
 
 const PASSWORD = 'stowage rest test password';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
@@ -264,6 +266,46 @@ describe('restic and Stowage share repositories through rest-server', () => {
           await b.close();
         }
       }
+    }
+  });
+});
+
+describe('REST upload checks (rest-server, through a proxy that flips one byte of the body)', () => {
+  // The REST protocol sends no checksum: rest-server checks a file's bytes against its name.
+  let proxy: TcpProxy;
+  let unverifiedProxy: TcpProxy;
+  before(async () => {
+    proxy = await startTcpProxy({ targetPort: server.port });
+    unverifiedProxy = await startTcpProxy({ targetPort: unverified.port });
+  });
+  after(async () => {
+    await proxy.close();
+    await unverifiedProxy.close();
+  });
+  const match = (req: { method: string; path: string }): boolean => req.method === 'POST' && req.path.includes('/data/');
+  const through = async (p: TcpProxy): Promise<RestBackend> => {
+    const b = new RestBackend(`${p.url}/ck-${++repos}/`);
+    await b.create();
+    return b;
+  };
+
+  it('rest-server refuses a damaged upload (400, transient: the bytes match their name here); the retry stores it intact', async () => {
+    const backend = await through(proxy);
+    try {
+      const { error } = await damagedUploadIsRefused({ backend, proxy, match });
+      assert.equal(error.status, 400);
+      assert.match(error.message, /damaged on the way/);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('a rest-server that does not verify uploads stores the damaged bytes', async () => {
+    const backend = await through(unverifiedProxy);
+    try {
+      await damagedUploadIsStoredWithoutChecksum({ backend, proxy: unverifiedProxy, match });
+    } finally {
+      await backend.close();
     }
   });
 });

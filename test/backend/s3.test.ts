@@ -428,10 +428,9 @@ describe('S3 upload checksums (MinIO, through a proxy that flips one byte of the
     // The SDK signs a buffer body's SHA-256 (x-amz-content-sha256), which MinIO verifies too, so
     // the first test's refusal may come from either check. Here the driver's client sends
     // UNSIGNED-PAYLOAD instead, as SDKs do for streams and minio-go over https.
-    const unsigned = backendOn(minio, { endpoint: proxy.url, bucket: newBucket('unsigned') });
-    await unsigned.create();
-    try {
-      const { client } = await (unsigned as unknown as { connect(): Promise<{ client: S3Client }> }).connect();
+    const unsignedOn = async (opts: Partial<S3BackendOptions>): Promise<S3Backend> => {
+      const b = backendOn(minio, { endpoint: proxy.url, ...opts });
+      const { client } = await (b as unknown as { connect(): Promise<{ client: S3Client }> }).connect();
       client.middlewareStack.add(
         (next) => async (args) => {
           (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
@@ -439,13 +438,20 @@ describe('S3 upload checksums (MinIO, through a proxy that flips one byte of the
         },
         { step: 'build', name: 'stowageTestUnsignedPayload' },
       );
+      return b;
+    };
+    const unsigned = await unsignedOn({ bucket: newBucket('unsigned') });
+    const unchecked = await unsignedOn({ bucket: unsigned.bucket, uploadChecksums: false });
+    await unsigned.create();
+    try {
       const refused = await damagedUploadIsRefused({ backend: unsigned, proxy, match });
       assert.equal(refused.request.headers['x-amz-content-sha256'], 'UNSIGNED-PAYLOAD');
       assert.match(refused.error.message, /BadDigest/);
-      const stored = await damagedUploadIsStoredWithoutChecksum({ backend: unsigned, proxy, match });
+      const stored = await damagedUploadIsStoredWithoutChecksum({ backend: unchecked, proxy, match });
       assert.equal(stored.headers['content-md5'], undefined);
     } finally {
       await unsigned.close();
+      await unchecked.close();
     }
   });
 });

@@ -1,12 +1,12 @@
-// The local metadata cache, end to end on a real rest-server (and a local folder), with the real
-// restic: backend requests counted from the CLI's request log (every request passes the
+// The local metadata cache, end to end on a real rest-server and a real MinIO (S3) — the same
+// tests on each, one server per kind — and a local folder, with the real restic: backend requests counted from the CLI's request log (every request passes the
 // ObservedBackend that logs it at debug), damaged cache files refetched, an unusable cache folder,
 // two processes on one cache, a re-initialised repository, and restic changing the repository
 // underneath.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runCli, type CliResult } from '../helpers/cli.ts';
 import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 
 const tmpDir = (prefix: string) => mkdtemp(path.join(tmpdir(), `${prefix}-`));
 import { compareTrees } from '../helpers/compare-trees.ts';
-import { startRestServer, type RestServer } from '../servers/rest-server.ts';
+import { REMOTE_KINDS, startRemote, type Remote } from '../servers/remote.ts';
 import { LocalBackend, ObservedBackend, Repository, listSnapshots, type BackendEvent } from '../../src/index.ts';
 
 const PASSWORD = 'cache test';
@@ -69,8 +69,8 @@ async function makeSource(dir: string, seed: number): Promise<void> {
   }
 }
 
-describe('local metadata cache', () => {
-  let server: RestServer;
+for (const kind of REMOTE_KINDS) describe(`local metadata cache (${kind})`, () => {
+  let server: Remote;
   let work: string;
   let repo: string;
   let src: string;
@@ -81,13 +81,13 @@ describe('local metadata cache', () => {
   let repoId: string;
 
   before(async () => {
-    server = await startRestServer();
+    server = await startRemote(kind);
     work = await tmpDir('stowage-cache');
     src = path.join(work, 'src');
     cache = path.join(work, 'cache');
     await makeSource(src, 1);
-    repo = `rest:${server.url}/r1/`;
-    env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+    repo = server.location('r1');
+    env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, ...server.env };
     assert.equal((await runCli(['init'], { env })).code, 0);
     const b = await runCli(['--no-cache', 'backup', src, '-q'], { env });
     assert.equal(b.code, 0, b.stderr);
@@ -196,7 +196,7 @@ describe('local metadata cache', () => {
   it('restic 0.19 (with its own cache) backs up, forgets and prunes: listings and restores stay exact', async () => {
     const restic = resticBin('0.19');
     const resticCache = path.join(work, 'restic-cache');
-    const ropts = { repo, password: PASSWORD, cacheDir: resticCache };
+    const ropts = { repo, password: PASSWORD, cacheDir: resticCache, env: server.env };
     await cli(['snapshots']); // warm
     const src2 = path.join(work, 'src2');
     await makeSource(src2, 2);
@@ -219,7 +219,13 @@ describe('local metadata cache', () => {
     const ls = await cli(['ls', 'latest']);
     assert.equal(ls.stdout, (await runCli(['--no-cache', 'ls', 'latest'], { env })).stdout);
     // Packs that prune removed are gone from the cache too.
-    const packs = new Set((await filesUnder(path.join(server.dataDir, 'r1', 'data'))).map((f) => path.basename(f)));
+    const packs = new Set<string>();
+    const storage = await server.backend(repo);
+    try {
+      for await (const f of storage.list('data')) packs.add(f.name);
+    } finally {
+      await storage.close();
+    }
     for (const f of (await filesUnder(path.join(cache, repoId, 'data')))) assert.ok(packs.has(path.basename(f)), `stale pack ${f}`);
   });
 
@@ -238,34 +244,42 @@ describe('local metadata cache', () => {
     await assert.rejects(stat(old));
     await stat(path.join(cache, repoId));
   });
-});
 
-describe('cache and a re-initialised repository', () => {
   it('a new repository at the same location (new ID) never reads the old cache', async () => {
-    const work = await tmpDir('stowage-cache-reinit');
-    const repo = path.join(work, 'repo');
-    const cache = path.join(work, 'cache');
-    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
-    const a = path.join(work, 'a');
-    const b = path.join(work, 'b');
+    const location = server.location('reinit');
+    const reinitCache = path.join(work, 'reinit-cache');
+    const renv = { ...env, RESTIC_REPOSITORY: location };
+    const a = path.join(work, 'reinit-a');
+    const b = path.join(work, 'reinit-b');
     await makeSource(a, 3);
     await makeSource(b, 4);
-    assert.equal((await runCli(['init'], { env })).code, 0);
-    assert.equal((await runCli(['--cache-dir', cache, 'backup', a, '-q'], { env })).code, 0);
-    const first = (await readdir(cache)).filter((n) => /^[0-9a-f]{64}$/.test(n));
-    await rm(repo, { recursive: true });
-    assert.equal((await runCli(['init'], { env })).code, 0);
-    assert.equal((await runCli(['--cache-dir', cache, 'backup', b, '-q'], { env })).code, 0);
-    const snaps = JSON.parse((await runCli(['--cache-dir', cache, 'snapshots', '--json'], { env })).stdout) as Array<{ paths: string[] }>;
+    assert.equal((await runCli(['init'], { env: renv })).code, 0);
+    assert.equal((await runCli(['--cache-dir', reinitCache, 'backup', a, '-q'], { env: renv })).code, 0);
+    const first = (await readdir(reinitCache)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    // Everything at the location goes (as an operator's rm -r or bucket wipe would), then a new init.
+    const storage = await server.backend(location);
+    try {
+      for (const type of ['keys', 'snapshots', 'index', 'data', 'locks'] as const) {
+        for await (const f of storage.list(type)) await storage.remove({ type, name: f.name });
+      }
+      await storage.remove({ type: 'config', name: 'config' });
+    } finally {
+      await storage.close();
+    }
+    const init = await runCli(['init'], { env: renv });
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal((await runCli(['--cache-dir', reinitCache, 'backup', b, '-q'], { env: renv })).code, 0);
+    const snaps = JSON.parse((await runCli(['--cache-dir', reinitCache, 'snapshots', '--json'], { env: renv })).stdout) as Array<{ paths: string[] }>;
     assert.deepEqual(snaps.map((s) => s.paths), [[b]]);
-    const ls = await runCli(['--cache-dir', cache, 'ls', 'latest'], { env });
-    assert.equal(ls.stdout, (await runCli(['--no-cache', 'ls', 'latest'], { env })).stdout);
-    const now = (await readdir(cache)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    const ls = await runCli(['--cache-dir', reinitCache, 'ls', 'latest'], { env: renv });
+    assert.equal(ls.stdout, (await runCli(['--no-cache', 'ls', 'latest'], { env: renv })).stdout);
+    const now = (await readdir(reinitCache)).filter((n) => /^[0-9a-f]{64}$/.test(n));
     assert.equal(now.length, 2);
     assert.ok(first.every((id) => now.includes(id)));
-    await removeTree(work);
   });
+});
 
+describe('cache with the library', () => {
   it('library: Repository.open with a cache, counted through an ObservedBackend', async () => {
     const work = await tmpDir('stowage-cache-lib');
     const repoDir = path.join(work, 'repo');
@@ -295,6 +309,40 @@ describe('cache and a re-initialised repository', () => {
     console.log('library requests beyond listings', { cold, warm });
     assert.ok(cold >= 2);
     assert.equal(warm, 0);
+    await removeTree(work);
+  });
+
+  it('temp files of writers that died (over an hour old) are removed when a cache is opened; a fresh one stays', async () => {
+    const work = await tmpDir('stowage-cache-temps');
+    const repoDir = path.join(work, 'repo');
+    const cacheDir = path.join(work, 'cache');
+    const a = path.join(work, 'a');
+    await makeSource(a, 6);
+    const { backup } = await import('../../src/index.ts');
+    {
+      await using repo = await Repository.init(new LocalBackend(repoDir), { password: PASSWORD, kdf: { N: 1024, r: 8, p: 1 } });
+      await backup(repo, { paths: [a] });
+    }
+    const repoCacheDir = async () => {
+      await using repo = await Repository.open(new LocalBackend(repoDir), { password: PASSWORD, cache: { dir: cacheDir } });
+      return repo.cache!.dir;
+    };
+    const dir = await repoCacheDir();
+    const dead = [path.join(dir, 'tmp-dead0'), ...['snapshots', 'index', 'data'].map((t, i) => path.join(dir, t, `a${i}`, `tmp-dead${i + 1}`))];
+    const live = path.join(dir, 'index', 'a1', 'tmp-live');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    for (const f of [...dead, live]) {
+      await mkdir(path.dirname(f), { recursive: true });
+      await writeFile(f, 'partial');
+    }
+    for (const f of dead) await utimes(f, twoHoursAgo, twoHoursAgo);
+    {
+      await using repo = await Repository.open(new LocalBackend(repoDir), { password: PASSWORD, cache: { dir: cacheDir } });
+      await repo.loadIndex();
+      assert.equal(repo.cache!.stats.tempsRemoved, dead.length);
+    }
+    for (const f of dead) await assert.rejects(stat(f), f);
+    await stat(live);
     await removeTree(work);
   });
 });

@@ -3,9 +3,9 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CHECKSUM_MISMATCH_CODES, crc32cBase64, transientErrors, uploadChecksums } from '../../src/backend/shared.ts';
+import { CHECKSUM_MISMATCH_CODES, crc32cBase64, transientErrors, uploadChecksumsOption } from '../../src/backend/shared.ts';
 import { isRetryableError } from '../../src/backend/wrappers/retry.ts';
-import { BackendError } from '../../src/errors.ts';
+import { BackendError, InvalidInputError } from '../../src/errors.ts';
 
 describe('upload checksums', () => {
   it('computes CRC-32C as GCS writes it (RFC 3720 vectors, big-endian base64)', () => {
@@ -18,10 +18,12 @@ describe('upload checksums', () => {
     assert.equal(hex(crc32cBase64(ascending)), '46dd794e');
   });
 
-  it('treats a refused digest as transient, and is on unless a test turns it off', () => {
+  it('treats a refused digest as transient; the uploadChecksums option is on unless false', () => {
     for (const code of CHECKSUM_MISMATCH_CODES) assert.equal(transientErrors.code(code), true, code);
     assert.equal(transientErrors.code('InvalidDigest'), false, 'a malformed digest header is our mistake, not the wire');
     assert.equal(isRetryableError(new BackendError('save x: BadDigest', { transient: true, status: 400 })), true);
-    assert.equal(uploadChecksums.send, true);
+    assert.equal(uploadChecksumsOption(undefined, 'S3'), true);
+    assert.equal(uploadChecksumsOption(false, 'S3'), false);
+    assert.throws(() => uploadChecksumsOption('no', 'S3'), (e: unknown) => e instanceof InvalidInputError && /uploadChecksums of the S3 backend must be a boolean/.test(e.message));
   });
 });

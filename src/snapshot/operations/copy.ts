@@ -391,9 +391,8 @@ class CopyRun {
           else if (node.type === 'file') {
             for (const id of node.content ?? []) {
               if (missing.has(id) || this.#writer.has('data', id)) continue;
-              const loc = this.#src.index.lookup(id, 'data')[0];
-              if (!loc) throw new IntegrityError(`data blob ${id} of ${JSON.stringify(node.name)} is not in the source index`, { blob: id });
-              missing.set(id, loc);
+              // A blob the source index lacks refreshes it once; still missing: BlobNotFoundError.
+              missing.set(id, (await this.#src.locateBlob('data', id, { signal }))[0]!);
             }
           }
         }
@@ -465,8 +464,7 @@ class CopyRun {
   /** Copies one data blob unless the destination has it (re-chunking: files that keep their blob). */
   async #copyBlob(id: BlobId): Promise<void> {
     if (this.#writer.has('data', id)) return;
-    const loc = this.#src.index.lookup(id, 'data')[0];
-    if (!loc) throw new IntegrityError(`data blob ${id} is not in the source index`, { blob: id });
+    const loc = (await this.#src.locateBlob('data', id, { signal: this.#options.signal }))[0]!;
     await this.#copyRead({ packId: loc.packId, offset: loc.offset, length: loc.length, blobs: [loc] });
   }
 

@@ -3,9 +3,10 @@
 // metadata updated with `metadata`, '?' after 'M' when nothing but the content changed, a
 // hint of bitrot), and statistics of what was added and removed, blobs included.
 import type { CallOptions } from '../../backend/backend.ts';
-import { AbortedError, IntegrityError, throwIfAborted } from '../../errors.ts';
+import { AbortedError, BlobNotFoundError, throwIfAborted } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
 import type { BlobId, BlobType } from '../../repository/id.ts';
+import type { BlobLocation } from '../../repository/master-index.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { compareGoStrings } from '../model/gojson.ts';
 import type { TreeNode } from '../model/node.ts';
@@ -112,6 +113,9 @@ class DiffRun {
   readonly #added = emptyStat();
   readonly #removed = emptyStat();
   #changedFiles = 0;
+  /** Whether the byte counts met a missing blob already, and whether that refreshed the index. */
+  #missed = false;
+  #refreshedOnMiss = false;
 
   constructor(repo: IndexedRepository, options: DiffOptions) {
     this.#repo = repo;
@@ -211,24 +215,32 @@ class DiffRun {
     }
   }
 
-  result(): DiffResult {
+  async result(): Promise<DiffResult> {
     const both = new Set([...this.before].filter((k) => this.after.has(k)));
     const only = (side: Set<string>) => [...side].filter((k) => !both.has(k) && !this.#common.has(k));
-    this.#countBlobs(only(this.before), this.#removed);
-    this.#countBlobs(only(this.after), this.#added);
+    await this.#countBlobs(only(this.before), this.#removed);
+    await this.#countBlobs(only(this.after), this.#added);
     return { changedFiles: this.#changedFiles, added: this.#added, removed: this.#removed };
   }
 
-  #countBlobs(keys: string[], stat: DiffStat): void {
+  async #countBlobs(keys: string[], stat: DiffStat): Promise<void> {
     for (const key of keys) {
       const [type, id] = key.split(':') as [BlobType, BlobId];
       if (type === 'data') stat.dataBlobs++;
       else stat.treeBlobs++;
-      const loc = this.#repo.index.lookup(id, type)[0];
-      if (!loc) {
-        const error = new IntegrityError(`unable to find blob size for ${type} blob ${id}`, { blob: id });
-        if (!this.#options.onError) throw error;
-        this.#options.onError(error);
+      let loc: BlobLocation | undefined = this.#repo.index.lookup(id, type)[0];
+      try {
+        // The first blob the index lacks refreshes it once (another client's newer snapshot);
+        // after that, a miss is reported without another refresh (a damaged repository may
+        // lack many).
+        if (!loc && !this.#missed) loc = (await this.#repo.locateBlob(type, id, { signal: this.#options.signal }))[0]!;
+        if (!loc) throw new BlobNotFoundError(type, id, { indexRefreshed: this.#refreshedOnMiss });
+      } catch (e) {
+        this.#missed = true;
+        if (e instanceof BlobNotFoundError) this.#refreshedOnMiss = e.indexRefreshed;
+        // Its size is unknown: a BlobNotFoundError naming it, as the other reads report a miss.
+        if (!(e instanceof BlobNotFoundError) || !this.#options.onError) throw e;
+        this.#options.onError(e);
         continue;
       }
       stat.bytes += loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
