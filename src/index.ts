@@ -112,3 +112,9 @@ export { diffSnapshots } from './snapshot/operations/diff.ts';
 export type { DiffOptions, DiffResult, DiffChange, DiffStat, DiffSide } from './snapshot/operations/diff.ts';
 export { findByPattern, findIds } from './snapshot/operations/find.ts';
 export type { FindPatternOptions, FindHit, FindIdsOptions, FoundObject, FindIdsResult } from './snapshot/operations/find.ts';
+// Operators: Stash and KubeStash status objects, metrics.
+export { observeRepository } from './operator/observe.ts';
+export type { ObserveOptions, ObserveCheckOptions, RepositoryObservation } from './operator/observe.ts';
+export { stashRepositoryStatus, buildStashRepositoryStatus, stashHostBackupStats, stashSnapshotStats, removedByCleanup } from './operator/stash.ts';
+export type { StashRepositoryStatus, StashStatusOptions, StashRepositoryStatusOptions, StashStatusResult, StashFileStats, StashSnapshotStats, StashHostBackupStats, StashBackupEntry, StashHostStatsOptions } from './operator/stash.ts';
+export { formatStashBytes, formatStashSeconds, formatGoDuration, kubernetesTime } from './operator/format.ts';
