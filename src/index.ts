@@ -118,3 +118,7 @@ export type { ObserveOptions, ObserveCheckOptions, RepositoryObservation } from 
 export { stashRepositoryStatus, buildStashRepositoryStatus, stashHostBackupStats, stashSnapshotStats, removedByCleanup } from './operator/stash.ts';
 export type { StashRepositoryStatus, StashStatusOptions, StashRepositoryStatusOptions, StashStatusResult, StashFileStats, StashSnapshotStats, StashHostBackupStats, StashBackupEntry, StashHostStatsOptions } from './operator/stash.ts';
 export { formatStashBytes, formatStashSeconds, formatGoDuration, kubernetesTime } from './operator/format.ts';
+export { kubeStashRepositoryStatus, buildKubeStashRepositoryStatus, kubeStashSnapshotComponent, upsertCondition, KUBESTASH_REPOSITORY_INITIALIZED } from './operator/kubestash.ts';
+export type { KubeStashRepositoryStatus, KubeStashStatusOptions, KubeStashRepositoryStatusOptions, KubeStashComponentObservation, KubeStashCondition, KubeStashSnapshotInfo, KubeStashSnapshotPhase, KubeStashComponent, KubeStashResticStats, KubeStashResticSummary, KubeStashBackupEntry, KubeStashComponentOptions } from './operator/kubestash.ts';
+export { backendFromKubeStash, kubeStashProvider, kubeStashResticPath } from './backend/kubestash.ts';
+export type { KubeStashBackendInput, KubeStashRepository, KubeStashProvider, KubeStashStorageSpec, KubeStashBackupStorageSpec, KubeStashLocalSpec, KubeStashS3Spec, KubeStashGCSSpec, KubeStashAzureSpec, KubeStashB2Spec, KubeStashSwiftSpec } from './backend/kubestash.ts';
