@@ -122,3 +122,5 @@ export { kubeStashRepositoryStatus, buildKubeStashRepositoryStatus, kubeStashSna
 export type { KubeStashRepositoryStatus, KubeStashStatusOptions, KubeStashRepositoryStatusOptions, KubeStashComponentObservation, KubeStashCondition, KubeStashSnapshotInfo, KubeStashSnapshotPhase, KubeStashComponent, KubeStashResticStats, KubeStashResticSummary, KubeStashBackupEntry, KubeStashComponentOptions } from './operator/kubestash.ts';
 export { backendFromKubeStash, kubeStashProvider, kubeStashResticPath } from './backend/kubestash.ts';
 export type { KubeStashBackendInput, KubeStashRepository, KubeStashProvider, KubeStashStorageSpec, KubeStashBackupStorageSpec, KubeStashLocalSpec, KubeStashS3Spec, KubeStashGCSSpec, KubeStashAzureSpec, KubeStashB2Spec, KubeStashSwiftSpec } from './backend/kubestash.ts';
+export { repositoryMetrics, backupMetrics, toPrometheusText, PromClientAdapter, PROMETHEUS_CONTENT_TYPE } from './operator/metrics.ts';
+export type { MetricSample, MetricType, RepositoryMetricsOptions, BackupMetricsOptions, PromClientAdapterOptions, PromClientModule, PromMetricConfig, PromMetric, PromRegistry } from './operator/metrics.ts';

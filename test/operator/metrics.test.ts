@@ -1,0 +1,207 @@
+// Metrics: Stash's repository and BackupSession host gauges from a real repository and backup,
+// rendered as Prometheus text exposition and read back by a strict parser written here (the
+// 0.0.4 text format: HELP/TYPE once and before a metric's samples, samples of a metric together,
+// label values escaped, values Go's ParseFloat accepts), and the prom-client adapter.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { MemoryBackend } from '../../src/backend/memory.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { forget } from '../../src/snapshot/operations/forget.ts';
+import { observeRepository } from '../../src/operator/observe.ts';
+import { backupMetrics, PromClientAdapter, repositoryMetrics, toPrometheusText, type MetricSample, type PromClientModule, type PromMetricConfig } from '../../src/operator/metrics.ts';
+import { UnsupportedError } from '../../src/errors.ts';
+import { tmpDir, removeTree } from '../helpers/tmp.ts';
+
+interface Parsed {
+  help: Map<string, string>;
+  type: Map<string, string>;
+  samples: Array<{ name: string; labels: Record<string, string>; value: number }>;
+}
+
+/** A strict reader of the Prometheus text format 0.0.4; throws on anything it does not allow. */
+export function parseExposition(text: string): Parsed {
+  assert.ok(text === '' || text.endsWith('\n'), 'the text ends with a newline');
+  const out: Parsed = { help: new Map(), type: new Map(), samples: [] };
+  const finished = new Set<string>();
+  let current: string | undefined;
+  const enter = (name: string, lineNo: number) => {
+    if (name === current) return;
+    if (finished.has(name)) throw new Error(`line ${lineNo}: metric ${name} appears again after another metric`);
+    if (current) finished.add(current);
+    current = name;
+  };
+  const lines = text.split('\n').slice(0, -1);
+  lines.forEach((line, i) => {
+    const n = i + 1;
+    let m: RegExpExecArray | null;
+    if ((m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line))) {
+      enter(m[1]!, n);
+      if (out.help.has(m[1]!)) throw new Error(`line ${n}: second HELP for ${m[1]}`);
+      if (out.samples.some((s) => s.name === m![1])) throw new Error(`line ${n}: HELP after samples`);
+      if (/\\[^\\n]/.test(m[2]!.replace(/\\\\/g, ''))) throw new Error(`line ${n}: bad escape in HELP`);
+      out.help.set(m[1]!, m[2]!.replace(/\\(\\|n)/g, (_, c: string) => (c === 'n' ? '\n' : '\\')));
+    } else if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line))) {
+      enter(m[1]!, n);
+      if (out.type.has(m[1]!)) throw new Error(`line ${n}: second TYPE for ${m[1]}`);
+      if (out.samples.some((s) => s.name === m![1])) throw new Error(`line ${n}: TYPE after samples`);
+      out.type.set(m[1]!, m[2]!);
+    } else if (line.startsWith('#')) {
+      throw new Error(`line ${n}: unexpected comment ${line}`);
+    } else {
+      m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$/.exec(line);
+      if (!m) throw new Error(`line ${n}: not a sample: ${JSON.stringify(line)}`);
+      enter(m[1]!, n);
+      const labels: Record<string, string> = {};
+      if (m[2]) {
+        let rest = m[2].slice(1, -1);
+        while (rest !== '') {
+          const lm = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\["\\n])*)"(,|$)/.exec(rest);
+          if (!lm) throw new Error(`line ${n}: bad labels ${m[2]}`);
+          if (lm[1]! in labels) throw new Error(`line ${n}: label ${lm[1]} twice`);
+          labels[lm[1]!] = lm[2]!.replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
+          rest = rest.slice(lm[0].length);
+        }
+      }
+      const raw = m[3]!;
+      if (!/^([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|NaN|[+-]Inf)$/.test(raw)) throw new Error(`line ${n}: bad value ${raw}`);
+      const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
+      const key = JSON.stringify([m[1], Object.entries(labels).sort()]);
+      if (out.samples.some((s) => JSON.stringify([s.name, Object.entries(s.labels).sort()]) === key)) throw new Error(`line ${n}: series twice`);
+      out.samples.push({ name: m[1]!, labels, value });
+    }
+  });
+  return out;
+}
+
+const value = (p: Parsed, name: string, labels?: Record<string, string>) => {
+  const found = p.samples.filter((s) => s.name === name && (!labels || Object.entries(labels).every(([k, v]) => s.labels[k] === v)));
+  assert.equal(found.length, 1, `one sample of ${name}`);
+  return found[0]!.value;
+};
+
+describe('metrics', () => {
+  let dir: string;
+  before(async () => {
+    dir = await tmpDir('stowage-metrics');
+  });
+  after(async () => removeTree(dir));
+
+  it('repository and host backup gauges under Stash names, through the text format and back', async () => {
+    const repo = await Repository.init(new MemoryBackend(), { password: 'm', version: 2, kdf: { N: 1024, r: 8, p: 1 } });
+    const indexed = await repo.loadIndex();
+    const src = path.join(dir, 'src');
+    await mkdir(src, { recursive: true });
+    await writeFile(path.join(src, 'a'), randomBytes(30_000));
+    await backup(indexed, { paths: [src], hostname: 'db-0' });
+    await writeFile(path.join(src, 'b'), Buffer.alloc(50_000, 'b'));
+    await writeFile(path.join(src, 'a'), randomBytes(31_000));
+    const result = await backup(indexed, { paths: [src], hostname: 'db-0' });
+    const cleanup = await forget(indexed, { policy: { last: 1 } });
+    const observation = await observeRepository(indexed);
+    const labels = { name: 'repo "a"\\b\nc', namespace: 'demo' };
+    const samples = [...repositoryMetrics(observation, { labels, lastCleanup: cleanup, legacy: true }), ...backupMetrics([result], { hostname: 'db-0', labels: { invoker_name: 'nightly' }, durationMs: 2500 })];
+    const text = toPrometheusText(samples);
+    const parsed = parseExposition(text);
+
+    assert.equal(value(parsed, 'stash_appscode_com_repository_integrity'), 1);
+    assert.equal(value(parsed, 'stash_appscode_com_repository_size_bytes'), observation.stats!.rawDataSize);
+    assert.equal(value(parsed, 'stash_appscode_com_repository_snapshot_count'), 1);
+    assert.equal(value(parsed, 'stash_appscode_com_repository_snapshot_cleaned'), 1);
+    assert.equal(value(parsed, 'stash_repository_snapshot_count'), 1, 'legacy names too');
+    assert.equal(parsed.type.get('stash_appscode_com_repository_size_bytes'), 'gauge');
+    assert.deepEqual(parsed.samples[0]!.labels, labels, 'label values escaped and read back');
+    const host = { hostname: 'db-0', invoker_name: 'nightly' };
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_backup_success', host), 1);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_backup_duration_seconds'), 2.5);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_data_size_bytes'), result.summary.totalBytesProcessed);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_data_uploaded_bytes'), result.summary.dataAdded);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_files_total'), 2);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_files_new'), 1);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_files_modified'), 1);
+    assert.equal(value(parsed, 'stash_appscode_com_backupsession_host_files_unmodified'), 0);
+    assert.equal(value(parsed, 'stowage_backup_errors'), 0);
+    assert.equal(value(parsed, 'stowage_backup_data_added_packed_bytes'), result.summary.dataAddedPacked);
+
+    // A failed host: success 0 and nothing else; a skipped check: no integrity gauge.
+    const failed = parseExposition(toPrometheusText(backupMetrics([], { hostname: 'db-1', error: 'boom' })));
+    assert.deepEqual(failed.samples.map((s) => [s.name, s.value]), [['stash_appscode_com_backupsession_host_backup_success', 0]]);
+    const unchecked = repositoryMetrics({ ...observation, check: undefined });
+    assert.ok(!unchecked.some((s) => s.name.endsWith('_integrity')));
+  });
+
+  it('refuses what Prometheus would refuse; writes special values', () => {
+    const g = (name: string, labels: Record<string, string> = {}, v = 1): MetricSample => ({ name, help: 'h', type: 'gauge', labels, value: v });
+    assert.throws(() => toPrometheusText([g('1bad')]), { code: 'INVALID_INPUT' });
+    assert.throws(() => toPrometheusText([g('ok', { 'bad-label': 'x' })]), { code: 'INVALID_INPUT' });
+    assert.throws(() => toPrometheusText([g('ok', { __reserved: 'x' })]), { code: 'INVALID_INPUT' });
+    assert.throws(() => toPrometheusText([g('ok', { a: '1' }), g('ok', { a: '1' })]), /twice/);
+    assert.throws(() => toPrometheusText([g('ok'), { ...g('ok', { a: '2' }), type: 'counter' }]), /two types/);
+    const p = parseExposition(toPrometheusText([g('x', { a: '1' }, NaN), g('x', { a: '2' }, Infinity), g('x', { a: '3' }, -Infinity), g('y', {}, 1e21)]));
+    assert.ok(Number.isNaN(value(p, 'x', { a: '1' })));
+    assert.equal(value(p, 'x', { a: '2' }), Infinity);
+    assert.equal(value(p, 'y'), 1e21);
+    // The parser is strict: it refuses a metric split in two and a sample before its TYPE's line twice.
+    assert.throws(() => parseExposition('a 1\nb 1\na{x="1"} 2\n'), /appears again/);
+    assert.throws(() => parseExposition('# TYPE a gauge\n# TYPE a gauge\n'), /second TYPE/);
+    assert.throws(() => parseExposition('a{x="\\q"} 1\n'), /bad labels/);
+  });
+
+  it('prom-client adapter', async (t) => {
+    let real: PromClientModule | undefined;
+    try {
+      const pkg = 'prom-client';
+      real = (await import(pkg)) as PromClientModule;
+    } catch {
+      real = undefined;
+    }
+    const samples = (v: number): MetricSample[] => [
+      { name: 'stash_appscode_com_repository_snapshot_count', help: 'count', type: 'gauge', labels: { name: 'r' }, value: v },
+      { name: 'stowage_test_total', help: 'c', type: 'counter', labels: {}, value: v * 2 },
+    ];
+    if (real) {
+      const registry = new (real as unknown as { Registry: new () => object & { metrics(): Promise<string> } }).Registry();
+      const adapter = await PromClientAdapter.create({ registry });
+      adapter.update(samples(3));
+      const parsed = parseExposition(await registry.metrics());
+      assert.equal(value(parsed, 'stash_appscode_com_repository_snapshot_count', { name: 'r' }), 3);
+      return;
+    }
+    // prom-client is not installed here: creating an adapter must say so, typed.
+    await assert.rejects(PromClientAdapter.create(), (err: unknown) => err instanceof UnsupportedError && /npm install prom-client/.test((err as Error).message));
+    t.diagnostic('prom-client is not in node_modules: the mapping is checked against a stand-in of its documented Gauge/Counter interface (collect, reset, set, inc), not against prom-client');
+    type StandIn = { values: Array<[Record<string, string>, number]>; reset(): void };
+    const made: Array<{ kind: string; config: PromMetricConfig; instance: StandIn }> = [];
+    const standIn = (kind: string) =>
+      class {
+        values: Array<[Record<string, string>, number]> = [];
+        constructor(config: PromMetricConfig) {
+          made.push({ kind, config, instance: this });
+        }
+        reset() {
+          this.values.length = 0;
+        }
+        set(labels: Record<string, string>, v: number) {
+          this.values.push([labels, v]);
+        }
+        inc(labels: Record<string, string>, v: number) {
+          this.values.push([labels, v]);
+        }
+      };
+    const registry = {};
+    const adapter = await PromClientAdapter.create({ promClient: { Gauge: standIn('Gauge'), Counter: standIn('Counter'), register: {} } as unknown as PromClientModule, registry });
+    adapter.update(samples(1));
+    adapter.update(samples(4));
+    assert.deepEqual(made.map((m) => [m.kind, m.config.name, m.config.labelNames, m.config.registers[0] === registry]), [
+      ['Gauge', 'stash_appscode_com_repository_snapshot_count', ['name'], true],
+      ['Counter', 'stowage_test_total', [], true],
+    ]);
+    // prom-client calls collect with the metric as `this` before each scrape: the latest update shows.
+    for (const m of made) m.config.collect.call(m.instance);
+    assert.deepEqual(made.map((m) => m.instance.values), [[[{ name: 'r' }, 4]], [[{}, 8]]]);
+    assert.throws(() => adapter.update([{ ...samples(1)[0]!, labels: { other: 'x' } }]), /registered with type gauge and labels \[name\]/);
+  });
+});
