@@ -124,3 +124,5 @@ export { backendFromKubeStash, kubeStashProvider, kubeStashResticPath } from './
 export type { KubeStashBackendInput, KubeStashRepository, KubeStashProvider, KubeStashStorageSpec, KubeStashBackupStorageSpec, KubeStashLocalSpec, KubeStashS3Spec, KubeStashGCSSpec, KubeStashAzureSpec, KubeStashB2Spec, KubeStashSwiftSpec } from './backend/kubestash.ts';
 export { repositoryMetrics, backupMetrics, toPrometheusText, PromClientAdapter, PROMETHEUS_CONTENT_TYPE } from './operator/metrics.ts';
 export type { MetricSample, MetricType, RepositoryMetricsOptions, BackupMetricsOptions, PromClientAdapterOptions, PromClientModule, PromMetricConfig, PromMetric, PromRegistry } from './operator/metrics.ts';
+export { checkPart, checkPartFromEnv, checkRepositoryPart, mergeCheckParts, JOB_COMPLETION_INDEX, CHECK_PARTS_VARIABLE } from './operator/split.ts';
+export type { CheckPart, CheckPartReport, CheckPartOptions, MergeCheckPartsOptions } from './operator/split.ts';

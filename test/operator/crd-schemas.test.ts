@@ -3,10 +3,11 @@
 // formats (date-time, int32, int64), enums, required fields, and no unknown field. The schemas'
 // relevant parts are recorded in test/fixtures/crd-status-schemas.json (source and version named
 // there); the validator is a small JSON-schema subset written here.
-import { describe, it, before } from 'node:test';
+import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { MemoryBackend } from '../../src/backend/memory.ts';
@@ -17,7 +18,7 @@ import { forget, type ForgetResult } from '../../src/snapshot/operations/forget.
 import { observeRepository, type RepositoryObservation } from '../../src/operator/observe.ts';
 import { buildStashRepositoryStatus, stashHostBackupStats } from '../../src/operator/stash.ts';
 import { buildKubeStashRepositoryStatus, kubeStashSnapshotComponent } from '../../src/operator/kubestash.ts';
-import { tmpDir } from '../helpers/tmp.ts';
+import { removeTree } from '../helpers/tmp.ts';
 
 interface Schema {
   type?: 'object' | 'array' | 'string' | 'integer' | 'boolean';
@@ -85,8 +86,11 @@ describe('status objects against the CRDs\' status schemas', () => {
   let empty: RepositoryObservation;
   let results: BackupResult[];
   let cleanup: ForgetResult;
+  let dir: string;
+  after(async () => removeTree(dir));
   before(async () => {
-    const src = path.join(await tmpDir('stowage-crd'), 'src');
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-crd-'));
+    const src = path.join(dir, 'src');
     await mkdir(src, { recursive: true });
     const repo = await Repository.init(new MemoryBackend(), { password: 'crd', version: 2, kdf: { N: 1024, r: 8, p: 1 } });
     const indexed = await repo.loadIndex();

@@ -5,7 +5,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { backendFromKubeStash, kubeStashProvider, kubeStashResticPath } from '../../src/backend/kubestash.ts';
 import type { Backend } from '../../src/backend/backend.ts';
@@ -89,7 +90,7 @@ describe('KubeStash s3 on MinIO: restic 0.19 and Stowage at the same location; s
   let dir: string;
   before(async () => {
     minio = await startMinio();
-    dir = await tmpDir('stowage-kubestash');
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-kubestash-'));
   });
   after(async () => {
     await minio?.stop();

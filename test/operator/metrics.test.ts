@@ -5,7 +5,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository } from '../../src/repository/repository.ts';
@@ -14,7 +15,7 @@ import { forget } from '../../src/snapshot/operations/forget.ts';
 import { observeRepository } from '../../src/operator/observe.ts';
 import { backupMetrics, PromClientAdapter, repositoryMetrics, toPrometheusText, type MetricSample, type PromClientModule, type PromMetricConfig } from '../../src/operator/metrics.ts';
 import { UnsupportedError } from '../../src/errors.ts';
-import { tmpDir, removeTree } from '../helpers/tmp.ts';
+import { removeTree } from '../helpers/tmp.ts';
 
 interface Parsed {
   help: Map<string, string>;
@@ -86,7 +87,7 @@ const value = (p: Parsed, name: string, labels?: Record<string, string>) => {
 describe('metrics', () => {
   let dir: string;
   before(async () => {
-    dir = await tmpDir('stowage-metrics');
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-metrics-'));
   });
   after(async () => removeTree(dir));
 

@@ -5,7 +5,8 @@
 // Kubernetes' (metav1.Time).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LocalBackend } from '../../src/backend/local.ts';
@@ -16,7 +17,7 @@ import { stashRepositoryStatus, stashHostBackupStats, buildStashRepositoryStatus
 import { formatGoDuration, formatStashBytes, formatStashSeconds, kubernetesTime } from '../../src/operator/format.ts';
 import { parseGoTime } from '../../src/repository/gotime.ts';
 import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
-import { tmpDir, removeTree } from '../helpers/tmp.ts';
+import { removeTree } from '../helpers/tmp.ts';
 
 const PASSWORD = 'stash status';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
@@ -55,7 +56,7 @@ describe('Stash formats', () => {
 describe('Stash Repository status against restic 0.19 stats --mode raw-data', () => {
   let dir: string;
   before(async () => {
-    dir = await tmpDir('stowage-stash-status');
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-stash-status-'));
   });
   after(async () => removeTree(dir));
 
