@@ -61,6 +61,7 @@ export function repositoryMetrics(observation: RepositoryObservation, options: R
 export interface BackupMetricsOptions {
   /** The host (Stash's `hostname` label). */
   hostname: string;
+  /** Labels on every sample (Stash: invoker_kind, invoker_name, namespace, repository, …). */
   labels?: Readonly<Record<string, string>>;
   /** The host's whole backup time in ms; default: the backups' own span. */
   durationMs?: number;
@@ -219,7 +220,11 @@ export class PromClientAdapter {
     this.registry = registry;
   }
 
-  /** @throws UnsupportedError when prom-client is not installed. */
+  /**
+   * An adapter on a registry; prom-client is imported now unless given.
+   *
+   * @throws UnsupportedError when prom-client is not installed.
+   */
   static async create(options: PromClientAdapterOptions = {}): Promise<PromClientAdapter> {
     const client = options.promClient ?? (await loadPromClient());
     return new PromClientAdapter(client, options.registry ?? client.register);

@@ -18,7 +18,9 @@ export interface CheckPart {
 
 /** A part's report, as a part writes it (JSON) for the merge. */
 export interface CheckPartReport {
+  /** Which part this is. */
   part: CheckPart;
+  /** The part's check report (the structural check, and its group of packs read). */
   report: CheckReport;
 }
 

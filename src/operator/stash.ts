@@ -42,7 +42,9 @@ export type StashRepositoryStatusOptions = ObserveOptions & StashStatusOptions;
 
 /** A Stash Repository status and the observation it was made from (for metrics, logs). */
 export interface StashStatusResult {
+  /** The status, ready for a status update of the Repository. */
   status: StashRepositoryStatus;
+  /** What it was made from: the snapshots, stats and check report. */
   observation: RepositoryObservation;
 }
 
@@ -125,6 +127,7 @@ export interface StashBackupEntry {
 
 /** Options of {@link stashHostBackupStats}. */
 export interface StashHostStatsOptions {
+  /** The host (Stash: the workload or pod name the backups ran as). */
   hostname: string;
   /** The host's backup time in ms (Stash: from before the first backup to after the last). Default: the backups' own span. */
   durationMs?: number;
