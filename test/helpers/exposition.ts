@@ -1,7 +1,7 @@
 // A strict reader of the Prometheus text exposition format 0.0.4, written for the tests: HELP and
 // TYPE at most once per metric and before its samples, a metric's samples together, label values
 // with only the three escapes the format has, values Go's strconv.ParseFloat accepts, no series
-// twice. It throws on anything else.
+// twice, empty lines ignored (as the format says). It throws on anything else.
 import assert from 'node:assert/strict';
 
 export interface Parsed {
@@ -26,6 +26,8 @@ export function parseExposition(text: string): Parsed {
   lines.forEach((line, i) => {
     const n = i + 1;
     let m: RegExpExecArray | null;
+    // The format ignores empty lines (prom-client writes one between metrics).
+    if (line === '') return;
     if ((m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line))) {
       enter(m[1]!, n);
       if (out.help.has(m[1]!)) throw new Error(`line ${n}: second HELP for ${m[1]}`);
