@@ -1,7 +1,8 @@
 // Metrics: Stash's repository and BackupSession host gauges from a real repository and backup,
-// rendered as Prometheus text exposition and read back by a strict parser written here (the
-// 0.0.4 text format: HELP/TYPE once and before a metric's samples, samples of a metric together,
-// label values escaped, values Go's ParseFloat accepts), and the prom-client adapter.
+// rendered as Prometheus text exposition and read back by the strict reader of
+// test/helpers/exposition.ts (the 0.0.4 text format: HELP/TYPE once and before a metric's
+// samples, samples of a metric together, label values escaped, values Go's ParseFloat accepts),
+// and the prom-client adapter scraped from a real prom-client registry.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
