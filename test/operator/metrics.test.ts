@@ -5,6 +5,7 @@
 // and the prom-client adapter scraped from a real prom-client registry.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -89,6 +90,25 @@ describe('metrics', () => {
     assert.throws(() => parseExposition('a 1\nb 1\na{x="1"} 2\n'), /appears again/);
     assert.throws(() => parseExposition('# TYPE a gauge\n# TYPE a gauge\n'), /second TYPE/);
     assert.throws(() => parseExposition('a{x="\\q"} 1\n'), /bad labels/);
+  });
+
+  it('without prom-client, creating an adapter says which package to install (typed), and nothing else needs it', () => {
+    // A child process in which resolving prom-client fails, as where it is not installed.
+    const script = `
+      import { registerHooks } from 'node:module';
+      registerHooks({ resolve(spec, ctx, next) {
+        if (spec === 'prom-client') throw Object.assign(new Error("Cannot find package 'prom-client'"), { code: 'ERR_MODULE_NOT_FOUND' });
+        return next(spec, ctx);
+      } });
+      const api = await import(${JSON.stringify(new URL('../../src/index.ts', import.meta.url).href)});
+      const text = api.toPrometheusText([{ name: 'x', help: 'h', type: 'gauge', labels: {}, value: 1 }]);
+      try { await api.PromClientAdapter.create(); console.log(JSON.stringify({ text })); }
+      catch (e) { console.log(JSON.stringify({ text, name: e.name, code: e.code, unsupported: e instanceof api.UnsupportedError, message: e.message })); }`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const result = JSON.parse(out) as { text: string; name?: string; unsupported?: boolean; message?: string };
+    assert.equal(result.text, '# HELP x h\n# TYPE x gauge\nx 1\n');
+    assert.equal(result.unsupported, true, out);
+    assert.match(result.message ?? '', /needs the optional package prom-client \(npm install prom-client\)/);
   });
 
   it('prom-client adapter, scraped from a real prom-client registry', async () => {
