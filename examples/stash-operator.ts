@@ -18,14 +18,14 @@
 //   {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "minio-secret", "namespace": "demo"},
 //    "data": {"RESTIC_PASSWORD": "Y2hhbmdlaXQ=", "AWS_ACCESS_KEY_ID": "…", "AWS_SECRET_ACCESS_KEY": "…"}}
 //
-// Output, with Stash's field names and formats (the size as restic's `stats --mode raw-data` prints it):
+// Output, with Stash's field names and formats (the size as Stash formats `stats --mode raw-data`):
 //   {"integrity": true, "totalSize": "1.845 MiB", "snapshotCount": 3,
 //    "firstBackupTime": "2025-01-05T02:00:07Z", "lastBackupTime": "2025-01-07T02:00:05Z"}
 // Run `npm run build` first.
 
 import { readFile } from 'node:fs/promises';
-import { Repository, backendFromStash, checkRepository, decodeSecretData, goTimeToDate, listSnapshots, repositoryStats } from 'stowage';
-import type { GoTime, StashBackendSpec } from 'stowage';
+import { Repository, backendFromStash, decodeSecretData, stashRepositoryStatus } from 'stowage';
+import type { StashBackendSpec } from 'stowage';
 
 interface Manifest {
   kind?: string;
@@ -54,42 +54,16 @@ const secretData = { ...decodeSecretData(secret.data ?? {}), ...secret.stringDat
 const { backend, password } = await backendFromStash(spec, secretData);
 try {
   const repo = await Repository.open(backend, { password });
-  const report = await checkRepository(repo); // `restic check`, as Stash runs it after a backup
-  for (const problem of report.errors) console.error(`integrity: ${problem.message}`);
+  // One call: `restic check` as Stash runs it after a backup (no data read), the size as
+  // `restic stats --mode raw-data`, the snapshots — each field formatted as Stash writes it.
+  const { status, observation } = await stashRepositoryStatus(repo);
+  for (const problem of observation.check?.errors ?? []) console.error(`integrity: ${problem.message}`);
   // A damaged repository may not give its size (the index or the trees to walk may be gone):
   // the status then goes without it rather than not at all.
-  const stats = await repo
-    .loadIndex()
-    .then((indexed) => repositoryStats(indexed))
-    .catch((err: Error) => console.error(`size: ${err.message}`));
-  const snapshots = await listSnapshots(repo); // oldest first
-  const status = {
-    integrity: report.ok,
-    ...(stats ? { totalSize: formatBytes(stats.rawDataSize) } : {}),
-    snapshotCount: snapshots.length,
-    // Stash leaves the times out (omitempty) while there is no snapshot.
-    ...(snapshots.length > 0
-      ? { firstBackupTime: kubernetesTime(snapshots[0].snapshot.time), lastBackupTime: kubernetesTime(snapshots[snapshots.length - 1].snapshot.time) }
-      : {}),
-  };
+  if (observation.statsError) console.error(`size: ${observation.statsError}`);
   console.log(JSON.stringify(status));
 } finally {
   await backend.close();
-}
-
-/** A Kubernetes metav1.Time: RFC 3339 in UTC, whole seconds. */
-function kubernetesTime(time: GoTime): string {
-  return goTimeToDate(time).toISOString().replace(/\.\d+Z$/, 'Z');
-}
-
-/** restic's byte formatting, which Stash copies into status.totalSize. */
-function formatBytes(n: number): string {
-  const units = ['TiB', 'GiB', 'MiB', 'KiB'];
-  for (const [i, unit] of units.entries()) {
-    const size = 2 ** (10 * (units.length - i));
-    if (n >= size) return `${(n / size).toFixed(3)} ${unit}`;
-  }
-  return `${n} B`;
 }
 
 async function readManifest(file: string, kind: string): Promise<Manifest> {

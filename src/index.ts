@@ -112,3 +112,17 @@ export { diffSnapshots } from './snapshot/operations/diff.ts';
 export type { DiffOptions, DiffResult, DiffChange, DiffStat, DiffSide } from './snapshot/operations/diff.ts';
 export { findByPattern, findIds } from './snapshot/operations/find.ts';
 export type { FindPatternOptions, FindHit, FindIdsOptions, FoundObject, FindIdsResult } from './snapshot/operations/find.ts';
+// Operators: Stash and KubeStash status objects, metrics.
+export { observeRepository } from './operator/observe.ts';
+export type { ObserveOptions, ObserveCheckOptions, RepositoryObservation } from './operator/observe.ts';
+export { stashRepositoryStatus, buildStashRepositoryStatus, stashHostBackupStats, stashSnapshotStats, removedByCleanup } from './operator/stash.ts';
+export type { StashRepositoryStatus, StashStatusOptions, StashRepositoryStatusOptions, StashStatusResult, StashFileStats, StashSnapshotStats, StashHostBackupStats, StashBackupEntry, StashHostStatsOptions } from './operator/stash.ts';
+export { formatStashBytes, formatStashSeconds, formatGoDuration, kubernetesTime } from './operator/format.ts';
+export { kubeStashRepositoryStatus, buildKubeStashRepositoryStatus, kubeStashSnapshotComponent, upsertCondition, KUBESTASH_REPOSITORY_INITIALIZED } from './operator/kubestash.ts';
+export type { KubeStashRepositoryStatus, KubeStashStatusOptions, KubeStashRepositoryStatusOptions, KubeStashComponentObservation, KubeStashCondition, KubeStashSnapshotInfo, KubeStashSnapshotPhase, KubeStashComponent, KubeStashResticStats, KubeStashResticSummary, KubeStashBackupEntry, KubeStashComponentOptions } from './operator/kubestash.ts';
+export { backendFromKubeStash, kubeStashProvider, kubeStashResticPath } from './backend/kubestash.ts';
+export type { KubeStashBackendInput, KubeStashRepository, KubeStashProvider, KubeStashStorageSpec, KubeStashBackupStorageSpec, KubeStashLocalSpec, KubeStashS3Spec, KubeStashGCSSpec, KubeStashAzureSpec, KubeStashB2Spec, KubeStashSwiftSpec } from './backend/kubestash.ts';
+export { repositoryMetrics, backupMetrics, toPrometheusText, PromClientAdapter, PROMETHEUS_CONTENT_TYPE } from './operator/metrics.ts';
+export type { MetricSample, MetricType, RepositoryMetricsOptions, BackupMetricsOptions, PromClientAdapterOptions, PromClientModule, PromMetricConfig, PromMetric, PromRegistry } from './operator/metrics.ts';
+export { checkPart, checkPartFromEnv, checkRepositoryPart, mergeCheckParts, JOB_COMPLETION_INDEX, CHECK_PARTS_VARIABLE } from './operator/split.ts';
+export type { CheckPart, CheckPartReport, CheckPartOptions, MergeCheckPartsOptions } from './operator/split.ts';

@@ -96,7 +96,7 @@ export type StashKind = 'local' | 's3' | 'gcs' | 'azure' | 'swift' | 'b2' | 'res
 const KINDS: readonly StashKind[] = ['local', 's3', 'gcs', 'azure', 'swift', 'b2', 'rest'];
 
 /** Every Secret key Stash exports for Swift; restic (and SwiftBackend) pick the auth method from them. */
-const SWIFT_KEYS = [
+export const SWIFT_KEYS = [
   'ST_AUTH',
   'ST_USER',
   'ST_KEY',
@@ -299,7 +299,8 @@ function optionalString(value: unknown, field: string): void {
   }
 }
 
-function secretStrings(data: StashSecretData): Record<string, string> {
+/** The Secret data as strings (bytes read as UTF-8); shared with kubestash.ts. */
+export function secretStrings(data: StashSecretData): Record<string, string> {
   if (data === null || typeof data !== 'object') throw new InvalidInputError('Stash secret data must be an object of strings or bytes');
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(data)) {

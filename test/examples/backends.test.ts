@@ -16,6 +16,7 @@ import { openBackend } from '../../src/backend/location.ts';
 import type { OpenBackendOptions } from '../../src/backend/location.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import type { Backend } from '../../src/backend/backend.ts';
+import { formatStashBytes } from '../../src/operator/format.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { goTimeFromDate } from '../../src/repository/gotime.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
@@ -440,10 +441,7 @@ function base64Values(data: Record<string, string>): Record<string, string> {
 }
 
 /** restic's FormatBytes, which Stash shows as status.totalSize (written out here, not taken from the example). */
+/** Stash's size format (stashed/apimachinery pkg/restic/util.go): strictly above a unit, three decimals. */
 function resticBytes(n: number): string {
-  if (n >= 2 ** 40) return `${(n / 2 ** 40).toFixed(3)} TiB`;
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(3)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(3)} MiB`;
-  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(3)} KiB`;
-  return `${n} B`;
+  return formatStashBytes(n);
 }

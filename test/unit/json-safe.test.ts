@@ -36,6 +36,9 @@ const RESULT_FUNCTIONS = [
   'repairIndex', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
   'latestSnapshot', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
   'systemCapabilities', 'runtimeSupport', 'listCaches', 'removeOldCaches',
+  'observeRepository', 'stashRepositoryStatus', 'buildStashRepositoryStatus', 'stashHostBackupStats', 'stashSnapshotStats',
+  'kubeStashRepositoryStatus', 'buildKubeStashRepositoryStatus', 'kubeStashSnapshotComponent', 'upsertCondition',
+  'repositoryMetrics', 'backupMetrics', 'checkRepositoryPart', 'mergeCheckParts',
 ] as const;
 
 /** Exported functions that return no repository data (why, for each). */
@@ -43,6 +46,17 @@ const NOT_RESULTS: Record<string, string> = {
   b2OptionsFromEnv: 'backend options from the environment',
   swiftOptionsFromEnv: 'backend options from the environment',
   backendFromStash: 'a backend',
+  backendFromKubeStash: 'a backend',
+  kubeStashProvider: 'a string',
+  kubeStashResticPath: 'a path',
+  formatStashBytes: 'a string',
+  formatStashSeconds: 'a string',
+  formatGoDuration: 'a string',
+  kubernetesTime: 'a string',
+  toPrometheusText: 'a string',
+  removedByCleanup: 'a number',
+  checkPart: 'the part given, validated',
+  checkPartFromEnv: 'the part from the environment',
   openBackend: 'a backend',
   openLocation: 'a backend',
   wrapBackend: 'a backend',
@@ -359,5 +373,28 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     assertJson(prunePlan, 'planPrune');
     assertJson(await executePrune(indexed, prunePlan), 'executePrune');
     assertJson(await prune(await repo.loadIndex(), { dryRun: true }), 'prune');
+  });
+  it('operator statuses, metrics and check parts serialise', async () => {
+    const observation = await api.observeRepository(indexed);
+    const obsJson = assertJson(observation, 'observeRepository') as { snapshots: Array<{ id: string; snapshot: { time: string } }>; check: { startTime: string } };
+    for (const e of obsJson.snapshots) assert.match(e.snapshot.time, RFC3339);
+    assert.ok(obsJson.snapshots.some((e) => storedTimes.has(e.id)));
+    for (const e of obsJson.snapshots) if (storedTimes.has(e.id)) assert.equal(e.snapshot.time, storedTimes.get(e.id));
+    assert.match(obsJson.check.startTime, RFC3339);
+    assertJson(await api.stashRepositoryStatus(indexed, { check: false }), 'stashRepositoryStatus');
+    assertJson(api.buildStashRepositoryStatus(observation), 'buildStashRepositoryStatus');
+    const result = results.get('backup') as Awaited<ReturnType<typeof backup>>;
+    assertJson(api.stashHostBackupStats([{ result }], { hostname: 'h' }), 'stashHostBackupStats');
+    assertJson(api.stashSnapshotStats({ result }), 'stashSnapshotStats');
+    assertJson(await api.kubeStashRepositoryStatus(indexed, { check: false }), 'kubeStashRepositoryStatus');
+    assertJson(api.buildKubeStashRepositoryStatus(observation), 'buildKubeStashRepositoryStatus');
+    assertJson(api.kubeStashSnapshotComponent([{ result }], { path: 'repository/v1/s/c', observation }), 'kubeStashSnapshotComponent');
+    assertJson(api.upsertCondition([], { type: 'T', status: 'True', lastTransitionTime: '2025-01-01T00:00:00Z' }), 'upsertCondition');
+    assertJson(api.repositoryMetrics(observation), 'repositoryMetrics');
+    assertJson(api.backupMetrics([result], { hostname: 'h' }), 'backupMetrics');
+    const part = await api.checkRepositoryPart(repo, { index: 0, count: 1 });
+    const partJson = assertJson(part, 'checkRepositoryPart') as api.CheckPartReport;
+    // A part's JSON (as a pod writes it) merges as well as the object does.
+    assertJson(api.mergeCheckParts([partJson]), 'mergeCheckParts');
   });
 });
