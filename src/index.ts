@@ -12,7 +12,7 @@ export { MemoryBackend } from './backend/memory.ts';
 export { openBackend, openLocation, parseLocation, redactLocation } from './backend/location.ts';
 // Cloud backends: each loads its SDK (an optional peer dependency) only when first used.
 export { S3Backend } from './backend/s3.ts';
-export type { S3BackendOptions } from './backend/s3.ts';
+export type { S3BackendOptions, S3ObjectLockOptions, S3ObjectRetention } from './backend/s3.ts';
 export { GCSBackend } from './backend/gcs.ts';
 export type { GCSBackendOptions } from './backend/gcs.ts';
 export { AzureBackend } from './backend/azure.ts';

@@ -8,7 +8,7 @@ import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { describeFile } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
@@ -61,6 +61,33 @@ export interface S3BackendOptions {
    * PUT that S3 accepts; the minimum is 5 MiB). The object appears only when all parts are in.
    */
   multipartThreshold?: number;
+  /**
+   * S3 Object Lock: every upload except lock files (config, keys, index, snapshots, data) carries
+   * this retention mode and a retain-until date, with a Content-MD5 (Object Lock requires a
+   * checksum). `locks/` is never locked: restic and Stowage rewrite and delete lock files every few
+   * minutes. The bucket must be versioned and lock-enabled; `create()` makes a missing bucket so.
+   * Deletes (forget, prune, unlock) then become delete markers; the locked versions stay. See
+   * docs/immutability.md.
+   */
+  objectLock?: S3ObjectLockOptions;
+}
+
+/** S3 Object Lock retention for uploads; give exactly one of `retainDays`, `retainSeconds`, `retainUntil`. */
+export interface S3ObjectLockOptions {
+  /** GOVERNANCE (a user with s3:BypassGovernanceRetention may still delete) or COMPLIANCE (nobody may, not even root). */
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Each object is retained this many days from its upload. */
+  retainDays?: number;
+  /** Each object is retained this many seconds from its upload (short periods, e.g. in tests). */
+  retainSeconds?: number;
+  /** Each object is retained until this fixed date. */
+  retainUntil?: Date;
+}
+
+/** An object version's retention as S3 reports it. */
+export interface S3ObjectRetention {
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  retainUntil: Date;
 }
 
 const MiB = 1024 * 1024;
@@ -113,6 +140,7 @@ export class S3Backend implements Backend {
   readonly #region: string;
   readonly #timeoutMs: number;
   readonly #multipartThreshold: number;
+  readonly #objectLock: S3ObjectLockOptions | undefined;
   #connected: Promise<Connected> | undefined;
 
   constructor(opts: S3BackendOptions) {
@@ -134,6 +162,7 @@ export class S3Backend implements Backend {
     if (opts.storageClass !== undefined && (typeof opts.storageClass !== 'string' || opts.storageClass === '')) {
       throw new InvalidInputError(`storageClass for ${this.location} must be a non-empty string`);
     }
+    this.#objectLock = opts.objectLock === undefined ? undefined : checkObjectLock(opts.objectLock, this.location);
     // A copy: changing the caller's object later must not change this backend.
     this.#opts = { ...opts, credentials: opts.credentials && { ...opts.credentials } };
   }
@@ -141,22 +170,92 @@ export class S3Backend implements Backend {
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
     const { sdk, client } = await this.connect();
+    let exists = true;
     try {
       await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: options.signal });
-      return;
     } catch (err) {
       if (statusOf(err) !== 404) throw this.toStowage(err, 'create', `bucket ${this.bucket}`, options.signal);
+      exists = false;
     }
+    if (!exists) {
+      try {
+        // us-east-1 is the one region that must not be named in the request.
+        const config = this.#region === 'us-east-1' ? undefined : { LocationConstraint: this.#region as S3Sdk.BucketLocationConstraint };
+        // A lock-enabled bucket is versioned from its creation (S3 turns versioning on with the lock).
+        await client.send(
+          new sdk.CreateBucketCommand({ Bucket: this.bucket, CreateBucketConfiguration: config, ObjectLockEnabledForBucket: this.#objectLock ? true : undefined }),
+          { abortSignal: options.signal },
+        );
+      } catch (err) {
+        // Someone (or a concurrent create) made it in between: that is what we wanted.
+        if (codeOf(err) !== 'BucketAlreadyOwnedByYou') throw this.toStowage(err, 'create', `bucket ${this.bucket}`, options.signal);
+      }
+    }
+    if (this.#objectLock) await this.checkLockEnabled(sdk, client, options.signal);
+  }
+
+  /** Throws ObjectLockError unless the bucket has Object Lock enabled (without it every locked upload would fail). */
+  private async checkLockEnabled(sdk: S3Module, client: S3Sdk.S3Client, signal: AbortSignal | undefined): Promise<void> {
+    let enabled = false;
     try {
-      // us-east-1 is the one region that must not be named in the request.
-      const config = this.#region === 'us-east-1' ? undefined : { LocationConstraint: this.#region as S3Sdk.BucketLocationConstraint };
-      await client.send(new sdk.CreateBucketCommand({ Bucket: this.bucket, CreateBucketConfiguration: config }), {
-        abortSignal: options.signal,
-      });
+      const res = await client.send(new sdk.GetObjectLockConfigurationCommand({ Bucket: this.bucket }), { abortSignal: signal });
+      enabled = res.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
     } catch (err) {
-      // Someone (or a concurrent create) made it in between: that is what we wanted.
-      if (codeOf(err) === 'BucketAlreadyOwnedByYou') return;
-      throw this.toStowage(err, 'create', `bucket ${this.bucket}`, options.signal);
+      if (codeOf(err) !== 'ObjectLockConfigurationNotFoundError') throw this.toStowage(err, 'create', `bucket ${this.bucket}`, signal);
+    }
+    if (!enabled) {
+      throw new ObjectLockError(
+        `bucket ${this.bucket} (${this.location}) does not have Object Lock enabled; objectLock needs a bucket created with it ` +
+          '(S3 cannot enable it later without AWS support; a new bucket made by create() has it)',
+        { bucket: this.bucket },
+      );
+    }
+  }
+
+  /** The retention the next upload of `h` gets, or undefined (no objectLock, or a lock file). */
+  uploadRetention(h: FileHandle, now: Date = new Date()): S3ObjectRetention | undefined {
+    const lock = this.#objectLock;
+    if (!lock || h.type === 'locks') return undefined;
+    const retainUntil = lock.retainUntil ?? new Date(now.getTime() + (lock.retainSeconds ?? (lock.retainDays ?? 0) * 86_400) * 1000);
+    return { mode: lock.mode, retainUntil };
+  }
+
+  /**
+   * The retention of the current version of a file (HeadObject: one request), or undefined when it
+   * has none. A date in the past is returned as S3 reports it: the version is no longer protected.
+   */
+  async getRetention(h: FileHandle, options: CallOptions = {}): Promise<S3ObjectRetention | undefined> {
+    const file = startCall(h, options.signal);
+    const { sdk, client } = await this.connect();
+    try {
+      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h) }), { abortSignal: options.signal });
+      const mode = res.ObjectLockMode;
+      const until = res.ObjectLockRetainUntilDate;
+      if ((mode !== 'GOVERNANCE' && mode !== 'COMPLIANCE') || !(until instanceof Date)) return undefined;
+      return { mode, retainUntil: until };
+    } catch (err) {
+      throw this.toStowage(err, 'get retention of', file, options.signal);
+    }
+  }
+
+  /**
+   * Sets the current version's retain-until date to `retainUntil` (PutObjectRetention: one
+   * request). S3 refuses to shorten a COMPLIANCE retention; callers extend only.
+   */
+  async putRetention(h: FileHandle, retention: S3ObjectRetention, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    const { sdk, client } = await this.connect();
+    try {
+      await client.send(
+        new sdk.PutObjectRetentionCommand({
+          Bucket: this.bucket,
+          Key: this.keyOf(h),
+          Retention: { Mode: retention.mode, RetainUntilDate: retention.retainUntil },
+        }),
+        { abortSignal: options.signal },
+      );
+    } catch (err) {
+      throw this.toStowage(err, 'set retention of', file, options.signal);
     }
   }
 
@@ -166,9 +265,13 @@ export class S3Backend implements Backend {
     const { sdk, client } = await this.connect();
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const storageClass = h.type === 'data' ? (this.#opts.storageClass as S3Sdk.StorageClass | undefined) : undefined;
+    const retention = this.uploadRetention(h);
+    const lock = retention && { ObjectLockMode: retention.mode, ObjectLockRetainUntilDate: retention.retainUntil };
+    // Object Lock refuses an upload without a checksum, so it is sent even when turned off.
+    const md5 = uploadChecksums.send || retention !== undefined;
     try {
       if (body.length > this.#multipartThreshold) {
-        await this.saveInParts(sdk, client, h, body, storageClass, options.signal);
+        await this.saveInParts(sdk, client, h, body, storageClass, lock, md5, options.signal);
         return;
       }
       await client.send(
@@ -179,9 +282,10 @@ export class S3Backend implements Backend {
           ContentLength: body.length,
           // The server checks the bytes it received against this digest, as restic has it do
           // (BadDigest, transient, when a byte changed on the way).
-          ContentMD5: uploadChecksums.send ? md5Base64(body) : undefined,
+          ContentMD5: md5 ? md5Base64(body) : undefined,
           ContentType: 'application/octet-stream',
           StorageClass: storageClass,
+          ...lock,
         }),
         { abortSignal: options.signal },
       );
@@ -333,6 +437,8 @@ export class S3Backend implements Backend {
     h: FileHandle,
     body: Buffer,
     storageClass: S3Sdk.StorageClass | undefined,
+    lock: { ObjectLockMode: S3Sdk.ObjectLockMode; ObjectLockRetainUntilDate: Date } | undefined,
+    md5: boolean,
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const key = this.keyOf(h);
@@ -340,7 +446,7 @@ export class S3Backend implements Backend {
     // Not abortable: an abort while the server starts the upload would lose its ID, and with
     // it the only way to clean the upload up.
     const started = await client.send(
-      new sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream', StorageClass: storageClass }),
+      new sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream', StorageClass: storageClass, ...lock }),
     );
     const uploadId = started.UploadId;
     if (!uploadId) throw new BackendError(`save ${describeFile(h)} (in ${this.location}): the server started a multipart upload without an ID`, { transient: true });
@@ -357,7 +463,7 @@ export class S3Backend implements Backend {
             PartNumber: partNumber,
             Body: part,
             ContentLength: part.length,
-            ContentMD5: uploadChecksums.send ? md5Base64(part) : undefined,
+            ContentMD5: md5 ? md5Base64(part) : undefined,
           }),
           { abortSignal: signal },
         );
@@ -397,6 +503,21 @@ function listedAs(type: FileType, rel: string | undefined, size: number | undefi
   // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
   const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
   return name !== undefined && isIdName(name) ? { name, size } : undefined;
+}
+
+function checkObjectLock(lock: S3ObjectLockOptions, location: string): S3ObjectLockOptions {
+  const bad = (why: string): InvalidInputError => new InvalidInputError(`objectLock for ${location}: ${why}`);
+  if (lock === null || typeof lock !== 'object') throw bad('must be an object');
+  if (lock.mode !== 'GOVERNANCE' && lock.mode !== 'COMPLIANCE') throw bad(`mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(lock.mode)}`);
+  const given = [lock.retainDays, lock.retainSeconds, lock.retainUntil].filter((v) => v !== undefined).length;
+  if (given !== 1) throw bad('give exactly one of retainDays, retainSeconds, retainUntil');
+  for (const [name, v] of [['retainDays', lock.retainDays], ['retainSeconds', lock.retainSeconds]] as const) {
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw bad(`${name} must be a positive number`);
+  }
+  if (lock.retainUntil !== undefined && !(lock.retainUntil instanceof Date && Number.isFinite(lock.retainUntil.getTime()))) {
+    throw bad('retainUntil must be a valid Date');
+  }
+  return { ...lock };
 }
 
 function checkBucket(bucket: unknown): string {

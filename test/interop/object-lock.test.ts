@@ -1,0 +1,200 @@
+// S3 Object Lock on a real MinIO (a versioned, lock-enabled bucket):
+//   (a) every upload but lock files carries the retention; restic 0.19 checks, backs up, forgets
+//       and prunes on the same bucket without an error; deletes became delete markers
+//   (b) a locked version cannot be deleted (DeleteObject with its VersionId) nor overwritten (a new
+//       version appears, the old one stays readable)
+//   (c) create() refuses a bucket without Object Lock (ObjectLockError); `-o s3.object-lock` from
+//       the stowage CLI locks what it uploads
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  CreateBucketCommand, DeleteObjectCommand, GetBucketVersioningCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand,
+  PutObjectCommand, S3Client,
+} from '@aws-sdk/client-s3';
+import type { ObjectVersion } from '@aws-sdk/client-s3';
+import { S3Backend } from '../../src/backend/s3.ts';
+import type { S3BackendOptions } from '../../src/backend/s3.ts';
+import { parseObjectLockOption } from '../../src/backend/location.ts';
+import { InvalidInputError, ObjectLockError } from '../../src/errors.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { startMinio } from '../servers/minio.ts';
+import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
+import { runCli } from '../helpers/cli.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const PASSWORD = 'object lock password';
+const FAST_KDF = { N: 1024, r: 8, p: 1 };
+const DAY = 86_400_000;
+
+const minio = await startMinio();
+after(() => minio.stop());
+
+let buckets = 0;
+function newBucket(tag: string): string {
+  return `${tag}-${process.pid}-${++buckets}`;
+}
+
+const creds = { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey };
+const client = new S3Client({ endpoint: minio.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: creds });
+after(() => client.destroy());
+
+function lockedBackend(bucket: string, opts: Partial<S3BackendOptions> = {}): S3Backend {
+  return new S3Backend({ endpoint: minio.endpoint, bucket, prefix: 'repo', credentials: creds, objectLock: { mode: 'GOVERNANCE', retainDays: 1 }, ...opts });
+}
+
+function resticEnv(): Record<string, string> {
+  return { AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey };
+}
+
+async function allVersions(bucket: string, prefix: string): Promise<{ versions: ObjectVersion[]; markers: string[] }> {
+  const versions: ObjectVersion[] = [];
+  const markers: string[] = [];
+  let keyMarker: string | undefined;
+  let versionMarker: string | undefined;
+  for (;;) {
+    const page = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker }));
+    versions.push(...(page.Versions ?? []));
+    for (const m of page.DeleteMarkers ?? []) markers.push(m.Key!);
+    if (!page.IsTruncated) break;
+    keyMarker = page.NextKeyMarker;
+    versionMarker = page.NextVersionIdMarker;
+  }
+  return { versions, markers };
+}
+
+async function makeSource(dir: string, tag: string): Promise<string> {
+  const src = join(dir, tag);
+  await mkdir(join(src, 'sub'), { recursive: true });
+  await writeFile(join(src, 'a.bin'), randomBytes(600_000));
+  await writeFile(join(src, 'sub', 'b.txt'), `file of ${tag}\n`);
+  return src;
+}
+
+describe('S3 Object Lock on MinIO', () => {
+  it('locks every upload but lock files; restic 0.19 checks, backs up, forgets and prunes on the bucket', async () => {
+    const work = await tmpDir('stowage-lock-a');
+    const bucket = newBucket('lock');
+    const b = lockedBackend(bucket);
+    const started = Date.now();
+    try {
+      const repo = await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF });
+      const res = await backup(await repo.loadIndex(), { paths: [await makeSource(work, 'one')] });
+      assert.deepEqual(res.errors, []);
+      await repo.close();
+
+      const versioning = await client.send(new GetBucketVersioningCommand({ Bucket: bucket }));
+      assert.equal(versioning.Status, 'Enabled');
+      const { versions } = await allVersions(bucket, 'repo/');
+      const byType = new Map<string, number>();
+      for (const v of versions) {
+        const type = v.Key!.split('/')[1]!;
+        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: v.Key, VersionId: v.VersionId }));
+        if (type === 'locks') {
+          assert.equal(head.ObjectLockMode, undefined, `${v.Key} must not be locked`);
+        } else {
+          assert.equal(head.ObjectLockMode, 'GOVERNANCE', `${v.Key}`);
+          const until = head.ObjectLockRetainUntilDate!.getTime();
+          assert.ok(until >= started + DAY - 5000 && until <= Date.now() + DAY + 5000, `${v.Key} retained until ${head.ObjectLockRetainUntilDate?.toISOString()}`);
+        }
+        byType.set(type, (byType.get(type) ?? 0) + 1);
+      }
+      for (const type of ['config', 'keys', 'index', 'snapshots', 'data', 'locks']) assert.ok(byType.get(type), `a ${type} version exists`);
+
+      const opts = { repo: `s3:${minio.endpoint}/${bucket}/repo`, password: PASSWORD, env: resticEnv() };
+      const restic = resticBin('0.19');
+      await resticOk(restic, ['check', '--read-data'], opts);
+      await resticOk(restic, ['backup', await makeSource(work, 'two')], opts);
+      await resticOk(restic, ['forget', res.snapshotId], opts);
+      await resticOk(restic, ['prune', '--max-unused', '0'], opts);
+      await resticOk(restic, ['check', '--read-data'], opts);
+      const snaps = await resticJson<Array<{ id: string }>>(restic, ['snapshots'], opts);
+      assert.equal(snaps.length, 1);
+
+      // The forgotten snapshot is a delete marker over its locked version, which is still there.
+      const after = await allVersions(bucket, 'repo/snapshots/');
+      const gone = `repo/snapshots/${res.snapshotId}`;
+      assert.ok(after.markers.includes(gone), 'forget left a delete marker');
+      const kept = after.versions.find((v) => v.Key === gone);
+      assert.ok(kept, 'the forgotten snapshot version is still stored');
+      const old = await client.send(new GetObjectCommand({ Bucket: bucket, Key: gone, VersionId: kept.VersionId }));
+      assert.ok((await old.Body!.transformToByteArray()).length > 0);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('a locked version cannot be deleted, and an overwrite leaves it in place', async () => {
+    const bucket = newBucket('worm');
+    const b = lockedBackend(bucket);
+    try {
+      await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF }).then((r) => r.close());
+      const key = 'repo/config';
+      const original = await (await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToByteArray();
+      const { versions } = await allVersions(bucket, key);
+      assert.equal(versions.length, 1);
+      const versionId = versions[0]!.VersionId!;
+
+      await assert.rejects(client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId })), (e: Error & { name: string }) => {
+        // MinIO answers InvalidRequest ("Object is WORM protected and cannot be overwritten"), AWS AccessDenied.
+        assert.ok(['AccessDenied', 'InvalidRequest'].includes(e.name), `${e.name}: ${e.message}`);
+        assert.match(e.message, /WORM|retention|locked|Access Denied/i);
+        return true;
+      });
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from('junk config') }));
+      const now = await allVersions(bucket, key);
+      assert.equal(now.versions.length, 2, 'the overwrite is a new version');
+      const old = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+      assert.deepEqual(Buffer.from(await old.Body!.transformToByteArray()), Buffer.from(original));
+      const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+      assert.equal(head.ObjectLockMode, 'GOVERNANCE');
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('create() refuses an existing bucket without Object Lock', async () => {
+    const bucket = newBucket('plain');
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    const b = lockedBackend(bucket);
+    try {
+      await assert.rejects(b.create(), (e: unknown) => {
+        assert.ok(e instanceof ObjectLockError, String(e));
+        assert.equal(e.code, 'OBJECT_LOCK');
+        assert.equal(e.bucket, bucket);
+        assert.match(e.message, /does not have Object Lock enabled/);
+        return true;
+      });
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('-o s3.object-lock: parsed, and the stowage CLI locks what it uploads', async () => {
+    assert.deepEqual(parseObjectLockOption('governance:30d'), { mode: 'GOVERNANCE', retainSeconds: 30 * 86_400 });
+    assert.deepEqual(parseObjectLockOption('COMPLIANCE:2'), { mode: 'COMPLIANCE', retainSeconds: 2 * 86_400 });
+    assert.deepEqual(parseObjectLockOption('governance:90s'), { mode: 'GOVERNANCE', retainSeconds: 90 });
+    for (const bad of ['governance', 'shared:1d', 'governance:0d', 'governance:1w']) assert.throws(() => parseObjectLockOption(bad), InvalidInputError, bad);
+
+    const work = await tmpDir('stowage-lock-cli');
+    const bucket = newBucket('cli');
+    const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: `s3:${minio.endpoint}/${bucket}/repo`, HOME: work };
+    const lock = ['-o', 's3.object-lock=compliance:2h'];
+    const init = await runCli([...lock, 'init'], { env });
+    assert.equal(init.code, 0, init.stderr);
+    const run = await runCli([...lock, 'backup', '--json', await makeSource(work, 'cli')], { env });
+    assert.equal(run.code, 0, run.stderr);
+    const { versions } = await allVersions(bucket, 'repo/');
+    const snapshots = versions.filter((v) => v.Key!.startsWith('repo/snapshots/'));
+    assert.equal(snapshots.length, 1);
+    for (const v of versions.filter((v) => !v.Key!.startsWith('repo/locks/'))) {
+      const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: v.Key, VersionId: v.VersionId }));
+      assert.equal(head.ObjectLockMode, 'COMPLIANCE', v.Key);
+      const left = head.ObjectLockRetainUntilDate!.getTime() - Date.now();
+      assert.ok(left > 7_000_000 && left <= 7_200_000, `${v.Key}: ${left} ms left`);
+    }
+  });
+});
