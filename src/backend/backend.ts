@@ -68,6 +68,40 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** A file version's WORM retention (S3 Object Lock): its mode and until when it cannot be deleted or overwritten. */
+export interface ObjectRetention {
+  /** GOVERNANCE (a privileged user may bypass it) or COMPLIANCE (nobody may). */
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Until this instant the version can be neither deleted nor overwritten. */
+  retainUntil: Date;
+}
+
+/**
+ * What a backend offers when its storage keeps per-object retention (S3 Object Lock): prune and
+ * `retention extend` find it with {@link retentionOf}. Each call is one request.
+ */
+export interface RetentionCapable {
+  /** True when every upload (but lock files) gets a retention, so readers should respect it by default. */
+  readonly locksUploads: boolean;
+  /** The current version's retention, or undefined when it has none. */
+  getRetention(h: FileHandle, options?: CallOptions): Promise<ObjectRetention | undefined>;
+  /** Sets the current version's retention (extending it; stores refuse to shorten COMPLIANCE). */
+  putRetention(h: FileHandle, retention: ObjectRetention, options?: CallOptions): Promise<void>;
+}
+
+/**
+ * The retention calls of `backend`, looking through wrappers (anything with an `inner` backend:
+ * retry, limits, observe, the cache), or undefined when the storage has none.
+ */
+export function retentionOf(backend: Backend): RetentionCapable | undefined {
+  for (let b: unknown = backend, depth = 0; b !== null && typeof b === 'object' && depth < 32; depth++) {
+    const r = b as Partial<RetentionCapable> & { inner?: unknown };
+    if (typeof r.getRetention === 'function' && typeof r.putRetention === 'function' && typeof r.locksUploads === 'boolean') return r as RetentionCapable;
+    b = r.inner;
+  }
+  return undefined;
+}
+
 /** The path of a file in restic's default layout (data packs sharded by two hex digits). */
 export function layoutPath(h: FileHandle): string {
   if (h.type === 'config') return 'config';

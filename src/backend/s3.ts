@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
@@ -85,10 +85,7 @@ export interface S3ObjectLockOptions {
 }
 
 /** An object version's retention as S3 reports it. */
-export interface S3ObjectRetention {
-  mode: 'GOVERNANCE' | 'COMPLIANCE';
-  retainUntil: Date;
-}
+export type S3ObjectRetention = ObjectRetention;
 
 const MiB = 1024 * 1024;
 const MIN_PART_SIZE = 5 * MiB;
@@ -128,7 +125,7 @@ interface Connected {
  *   credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID!, secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY! } });
  * ```
  */
-export class S3Backend implements Backend {
+export class S3Backend implements Backend, RetentionCapable {
   readonly location: string;
   readonly connections: number;
   /** The bucket that holds the repository. */
@@ -210,6 +207,11 @@ export class S3Backend implements Backend {
         { bucket: this.bucket },
       );
     }
+  }
+
+  /** True with `objectLock`: every upload but lock files is retained. */
+  get locksUploads(): boolean {
+    return this.#objectLock !== undefined;
   }
 
   /** The retention the next upload of `h` gets, or undefined (no objectLock, or a lock file). */

@@ -3,6 +3,9 @@
 //       and prunes on the same bucket without an error; deletes became delete markers
 //   (b) a locked version cannot be deleted (DeleteObject with its VersionId) nor overwritten (a new
 //       version appears, the old one stays readable)
+//   (d) prune under lock: packs still retained are neither deleted nor repacked; the plan reports
+//       them (with their dates), what is reclaimable now, and the retention reads it made; once
+//       a retention has passed the next prune deletes the pack; restic 0.19 checks the result
 //   (c) create() refuses a bucket without Object Lock (ObjectLockError); `-o s3.object-lock` from
 //       the stowage CLI locks what it uploads
 import { describe, it, after } from 'node:test';
@@ -21,6 +24,7 @@ import { parseObjectLockOption } from '../../src/backend/location.ts';
 import { InvalidInputError, ObjectLockError } from '../../src/errors.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { planPrune, prune } from '../../src/snapshot/operations/prune.ts';
 import { startMinio } from '../servers/minio.ts';
 import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -72,6 +76,21 @@ async function makeSource(dir: string, tag: string): Promise<string> {
   await writeFile(join(src, 'a.bin'), randomBytes(600_000));
   await writeFile(join(src, 'sub', 'b.txt'), `file of ${tag}\n`);
   return src;
+}
+
+async function currentKeys(bucket: string, prefix: string): Promise<Set<string>> {
+  const { versions } = await allVersions(bucket, prefix);
+  return new Set(versions.filter((v) => v.IsLatest).map((v) => v.Key!));
+}
+
+async function isDeleted(bucket: string, key: string): Promise<boolean> {
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return false;
+  } catch (e) {
+    if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return true;
+    throw e;
+  }
 }
 
 describe('S3 Object Lock on MinIO', () => {
@@ -153,6 +172,70 @@ describe('S3 Object Lock on MinIO', () => {
       assert.equal(head.ObjectLockMode, 'GOVERNANCE');
     } finally {
       await b.close();
+    }
+  });
+
+  it('prune keeps packs under retention, reports them, and deletes them once the retention has passed', async () => {
+    const work = await tmpDir('stowage-lock-prune');
+    const bucket = newBucket('prune');
+    const long = lockedBackend(bucket);
+    const SHORT_S = 4;
+    const short = lockedBackend(bucket, { objectLock: { mode: 'GOVERNANCE', retainSeconds: SHORT_S } });
+    try {
+      // v1 with a day's retention, v2 and v3 with seconds; v1 and v2 are then forgotten.
+      const repoLong = await Repository.init(long, { password: PASSWORD, kdf: FAST_KDF });
+      const v1 = await backup(await repoLong.loadIndex(), { paths: [await makeSource(work, 'one')] });
+      await repoLong.close();
+      const packs1 = await currentKeys(bucket, 'repo/data/');
+      const repo = await Repository.open(short, { password: PASSWORD });
+      const v2Start = Date.now();
+      const v2 = await backup(await repo.loadIndex(), { paths: [await makeSource(work, 'two')] });
+      const packs2 = new Set([...(await currentKeys(bucket, 'repo/data/'))].filter((k) => !packs1.has(k)));
+      await backup(await repo.loadIndex(), { paths: [await makeSource(work, 'three')] });
+      for (const id of [v1.snapshotId, v2.snapshotId]) await short.remove({ type: 'snapshots', name: id });
+      assert.ok(packs1.size >= 2 && packs2.size >= 2, `${packs1.size} and ${packs2.size} packs`);
+
+      // Within v2's retention: nothing may go; every unused pack is reported with its date.
+      const early = await planPrune(await repo.loadIndex(), { maxUnused: '0' });
+      assert.deepEqual([early.remove, early.repack, early.removeUnreferenced], [[], [], []]);
+      const r = early.retention!;
+      assert.ok(r, 'the plan has a retention report (default on with objectLock)');
+      assert.equal(r.requests, packs1.size + packs2.size, 'one retention read per pack the plan wanted to delete');
+      assert.equal(r.locked.packs, packs1.size + packs2.size);
+      assert.deepEqual(r.reclaimableNow, { packs: 0, bytes: 0 });
+      assert.equal(early.stats.packs.remove, 0);
+      assert.equal(early.stats.bytes.removeTotal, 0);
+      const soon = r.later.filter((l) => l.retainUntil.getTime() < v2Start + 60_000).map((l) => `repo/${l.file}`);
+      const late = r.later.filter((l) => l.retainUntil.getTime() > Date.now() + DAY - 600_000).map((l) => `repo/${l.file}`);
+      assert.deepEqual(new Set(soon), packs2);
+      assert.deepEqual(new Set(late), packs1);
+      assert.ok(r.later.every((l) => l.bytes > 0 && l.mode === 'GOVERNANCE'));
+
+      // After v2's retention: its packs go (delete markers), v1's stay current.
+      const waitMs = Math.max(...r.later.filter((l) => soon.includes(`repo/${l.file}`)).map((l) => l.retainUntil.getTime())) - Date.now() + 1500;
+      await new Promise((res) => setTimeout(res, Math.max(0, waitMs)));
+      const done = await prune(await repo.loadIndex(), { maxUnused: '0' });
+      assert.deepEqual(new Set(done.plan.remove.map((id) => `repo/data/${id.slice(0, 2)}/${id}`)), packs2);
+      assert.equal(done.plan.retention!.locked.packs, packs1.size);
+      assert.equal(done.plan.retention!.reclaimableNow.packs, packs2.size);
+      assert.equal(done.plan.retention!.reclaimableNow.bytes, done.stats.bytes.removeTotal);
+      for (const k of packs2) assert.ok(await isDeleted(bucket, k), `${k} deleted`);
+      for (const k of packs1) assert.ok(!(await isDeleted(bucket, k)), `${k} kept`);
+      await repo.close();
+
+      const opts = { repo: `s3:${minio.endpoint}/${bucket}/repo`, password: PASSWORD, env: resticEnv() };
+      await resticOk(resticBin('0.19'), ['check', '--read-data'], opts);
+
+      // The CLI reports the same through -o s3.object-lock (prune --dry-run --json).
+      const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: opts.repo, HOME: work };
+      const cli = await runCli(['-o', 's3.object-lock=governance:1d', 'prune', '--dry-run', '--json', '--no-cache'], { env });
+      assert.equal(cli.code, 0, cli.stderr);
+      const summary = JSON.parse(cli.stdout.trim().split('\n').pop()!) as { retention: { requests: number; locked: { packs: number }; later: Array<{ file: string }> } };
+      assert.equal(summary.retention.locked.packs, packs1.size);
+      assert.deepEqual(new Set(summary.retention.later.map((l) => `repo/${l.file}`)), packs1);
+    } finally {
+      await long.close();
+      await short.close();
     }
   });
 
