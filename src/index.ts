@@ -97,8 +97,10 @@ export type { IndexPack } from './repository/index-file.ts';
 // Lifecycle: retention, prune, repair, copy, tags, diff, find.
 export { forget } from './snapshot/operations/forget.ts';
 export type { ForgetOptions, ForgetResult, ForgetFailure, ForgetPruneOptions } from './snapshot/operations/forget.ts';
-export { planRetention, parseRetentionDuration, stashRetentionPolicy, describeRetentionPolicy, EmptyRetentionPolicyError, RemoveAllRefusedError } from './snapshot/model/retention.ts';
-export type { RetentionPolicy, RetentionDuration, ForgetPlan, RetentionGroup, KeptSnapshot, PlannedSnapshot, PlanRetentionOptions, RetentionCounters } from './snapshot/model/retention.ts';
+export { planRetention, keepHorizon, parseRetentionDuration, stashRetentionPolicy, describeRetentionPolicy, EmptyRetentionPolicyError, RemoveAllRefusedError } from './snapshot/model/retention.ts';
+export type { RetentionPolicy, RetentionDuration, ForgetPlan, RetentionGroup, KeptSnapshot, PlannedSnapshot, PlanRetentionOptions, RetentionCounters, KeepHorizonOptions } from './snapshot/model/retention.ts';
+export { extendRetention } from './snapshot/operations/retention.ts';
+export type { ExtendRetentionOptions, ExtendRetentionResult, ObjectRetentionChange } from './snapshot/operations/retention.ts';
 export { prune, planPrune, executePrune, findUsedBlobs, parseMaxUnused, BlobHandleSet } from './snapshot/operations/prune.ts';
 export type { PruneOptions, PrunePlanOptions, PruneExecuteOptions, PrunePlan, PruneResult, PruneStats, PruneProgress, PrunePhase, PruneMessageLevel, PruneRetentionReport } from './snapshot/operations/prune.ts';
 export { parseReadDataSubset } from './snapshot/operations/check/index.ts';

@@ -6,6 +6,11 @@
 //   (d) prune under lock: packs still retained are neither deleted nor repacked; the plan reports
 //       them (with their dates), what is reclaimable now, and the retention reads it made; once
 //       a retention has passed the next prune deletes the pack; restic 0.19 checks the result
+//   (e) retention extend follows a daily/weekly/monthly policy: restic 0.19's forget --dry-run says
+//       which snapshots it keeps and why, the test computes each rule's horizon with its own
+//       calendar code and each object's horizon from the blobs each kept snapshot reaches; MinIO's
+//       retention per object must be max(before, horizon) after the CLI run, unchanged after the
+//       dry run, and a second run extends nothing
 //   (c) create() refuses a bucket without Object Lock (ObjectLockError); `-o s3.object-lock` from
 //       the stowage CLI locks what it uploads
 import { describe, it, after } from 'node:test';
@@ -24,7 +29,10 @@ import { parseObjectLockOption } from '../../src/backend/location.ts';
 import { InvalidInputError, ObjectLockError } from '../../src/errors.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
-import { planPrune, prune } from '../../src/snapshot/operations/prune.ts';
+import { findUsedBlobs, planPrune, prune } from '../../src/snapshot/operations/prune.ts';
+import { extendRetention } from '../../src/snapshot/operations/retention.ts';
+import { goTimeFromDate } from '../../src/repository/gotime.ts';
+import type { BlobId } from '../../src/repository/id.ts';
 import { startMinio } from '../servers/minio.ts';
 import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -236,6 +244,107 @@ describe('S3 Object Lock on MinIO', () => {
     } finally {
       await long.close();
       await short.close();
+    }
+  });
+
+  it('retention extend sets each object to the horizon of the longest-kept snapshot reaching it (daily 3, weekly 2, monthly 2)', async () => {
+    const work = await tmpDir('stowage-lock-extend');
+    const bucket = newBucket('extend');
+    const b = lockedBackend(bucket, { objectLock: { mode: 'GOVERNANCE', retainSeconds: 120 } });
+    const now = Date.now();
+    try {
+      // Eight snapshots of one folder, oldest first, at fake times; shared.bin is in all of them.
+      const repo = await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF });
+      const src = join(work, 'src');
+      await mkdir(src);
+      await writeFile(join(src, 'shared.bin'), randomBytes(50_000));
+      for (const daysAgo of [64, 33, 15, 9, 5, 2, 1, 0.1]) {
+        await writeFile(join(src, 'own.bin'), randomBytes(20_000));
+        const time = goTimeFromDate(new Date(now - daysAgo * DAY), 0);
+        const r = await backup(await repo.loadIndex(), { paths: [src], time, hostname: 'lockhost', parent: null });
+        assert.deepEqual(r.errors, []);
+      }
+
+      // Which snapshots the policy keeps and why: restic's own forget.
+      const flags = ['--keep-daily', '3', '--keep-weekly', '2', '--keep-monthly', '2'];
+      const opts = { repo: `s3:${minio.endpoint}/${bucket}/repo`, password: PASSWORD, env: resticEnv() };
+      const groups = await resticJson<Array<{ reasons: Array<{ snapshot: { id: string; time: string; tree: string }; matches: string[] }> }>>(
+        resticBin('0.19'), ['forget', '--dry-run', ...flags], opts);
+      assert.equal(groups.length, 1);
+      const reasons = groups[0]!.reasons;
+      assert.ok(reasons.length >= 4 && reasons.length < 8, `${reasons.length} kept`);
+      // The test's own calendar: a snapshot kept for its bucket b is dropped at the latest when b+N ends.
+      const startOfDay = (t: Date) => Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate());
+      const ruleEnd: Record<string, (t: Date) => number> = {
+        'daily snapshot': (t) => startOfDay(t) + 4 * DAY,
+        'weekly snapshot': (t) => startOfDay(t) - ((t.getUTCDay() + 6) % 7) * DAY + 3 * 7 * DAY,
+        'monthly snapshot': (t) => Date.UTC(t.getUTCFullYear(), t.getUTCMonth() + 3, 1),
+      };
+      const snapHorizon = new Map<string, number>();
+      for (const r of reasons) {
+        const t = new Date(r.snapshot.time);
+        const ends = r.matches.map((m) => ruleEnd[m.replace(/^oldest /, '')]!(t));
+        snapHorizon.set(r.snapshot.id, Math.max(...ends));
+      }
+
+      // Each object's expected horizon: the blobs each kept snapshot reaches, through the index.
+      const indexed = await repo.loadIndex();
+      const expected = new Map<string, number>();
+      const raise = (key: string, h: number) => expected.set(key, Math.max(expected.get(key) ?? -Infinity, h));
+      for (const r of reasons) {
+        const h = snapHorizon.get(r.snapshot.id)!;
+        raise(`repo/snapshots/${r.snapshot.id}`, h);
+        const used = await findUsedBlobs(indexed, [r.snapshot.tree as BlobId]);
+        for (const e of indexed.index.entries()) if (used.has(e.type, e.id)) raise(`repo/data/${e.packId.slice(0, 2)}/${e.packId}`, h);
+      }
+      for (const [indexId, packs] of indexed.indexFiles) {
+        const hs = packs.map((p) => expected.get(`repo/data/${p.slice(0, 2)}/${p}`) ?? -Infinity);
+        if (Math.max(...hs) > -Infinity) raise(`repo/index/${indexId}`, Math.max(...hs));
+      }
+      const latest = Math.max(...expected.values());
+      const current = await currentKeys(bucket, 'repo/');
+      for (const k of current) if (k === 'repo/config' || k.startsWith('repo/keys/')) raise(k, latest);
+      await repo.close();
+
+      const retentionOfAll = async (): Promise<Map<string, number>> => {
+        const out = new Map<string, number>();
+        for (const k of await currentKeys(bucket, 'repo/')) {
+          if (k.startsWith('repo/locks/')) continue;
+          const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: k }));
+          out.set(k, Math.floor(head.ObjectLockRetainUntilDate!.getTime() / 1000));
+        }
+        return out;
+      };
+      const before = await retentionOfAll();
+      const toExtend = [...expected].filter(([k, h]) => Math.floor(h / 1000) > before.get(k)!).length;
+      assert.ok(toExtend >= expected.size - 1 && expected.size < before.size, `${toExtend} of ${expected.size} to extend, ${before.size} objects`);
+
+      // Dry run (library): reads every object's retention, changes nothing.
+      const repo2 = await Repository.open(b, { password: PASSWORD });
+      const policy = { daily: 3, weekly: 2, monthly: 2 };
+      const dry = await extendRetention(repo2, { policy, dryRun: true });
+      assert.deepEqual(await retentionOfAll(), before);
+      assert.deepEqual(dry.requests, { reads: expected.size, writes: toExtend });
+      assert.deepEqual(new Map(dry.objects.map((o) => [`repo/${o.file}`, o.horizon.getTime()])), expected);
+
+      // The CLI applies it.
+      const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: opts.repo, HOME: work };
+      const run = await runCli(['retention', 'extend', ...flags, '--no-cache'], { env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`${expected.size} objects, ${toExtend} extended; requests: ${expected.size} retention reads, ${toExtend} retention writes`));
+      const after = await retentionOfAll();
+      for (const [k, was] of before) {
+        const h = expected.get(k);
+        assert.equal(after.get(k), h === undefined ? was : Math.max(was, Math.floor(h / 1000)), `${k}: horizon ${h === undefined ? 'none' : new Date(h).toISOString()}`);
+      }
+
+      // Never shortens, nothing left to do.
+      const again = await extendRetention(repo2, { policy });
+      assert.equal(again.extended, 0);
+      assert.deepEqual(again.requests, { reads: expected.size, writes: 0 });
+      await repo2.close();
+    } finally {
+      await b.close();
     }
   });
 
