@@ -310,6 +310,15 @@ export class BackendError extends StowageError {
   }
 }
 
+/** A write to a read-only repository view (e.g. one opened `asOf` a past instant); `file` names what was to be written. */
+export class ReadOnlyError extends InvalidInputError {
+  readonly file: string;
+  constructor(file: string, view: string) {
+    super(`${file}: ${view} is read-only`);
+    this.file = file;
+  }
+}
+
 /**
  * Object Lock (WORM retention) stands in the way: a bucket without Object Lock where a retention
  * was asked for, or a file still under retention that an operation wanted to delete or rewrite.

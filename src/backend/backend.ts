@@ -102,6 +102,29 @@ export function retentionOf(backend: Backend): RetentionCapable | undefined {
   return undefined;
 }
 
+/**
+ * What a backend offers when its storage keeps old versions of objects (a versioned S3 bucket):
+ * a read-only view of the repository as it was at an instant. Found with {@link versionsOf}.
+ */
+export interface VersionedCapable {
+  /**
+   * A backend that reads every file as its latest version at or before `asOf` (deleted then:
+   * missing). Read-only: saves and removes throw ReadOnlyError, except lock files, which live in
+   * the view's memory so that commands taking a lock work.
+   */
+  viewAsOf(asOf: Date): Backend;
+}
+
+/** The version calls of `backend`, looking through wrappers, or undefined when the storage keeps no versions. */
+export function versionsOf(backend: Backend): VersionedCapable | undefined {
+  for (let b: unknown = backend, depth = 0; b !== null && typeof b === 'object' && depth < 32; depth++) {
+    const r = b as Partial<VersionedCapable> & { inner?: unknown };
+    if (typeof r.viewAsOf === 'function') return r as VersionedCapable;
+    b = r.inner;
+  }
+  return undefined;
+}
+
 /** The path of a file in restic's default layout (data packs sharded by two hex digits). */
 export function layoutPath(h: FileHandle): string {
   if (h.type === 'config') return 'config';

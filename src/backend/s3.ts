@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, ReadOnlyError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
@@ -125,7 +125,7 @@ interface Connected {
  *   credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID!, secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY! } });
  * ```
  */
-export class S3Backend implements Backend, RetentionCapable {
+export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
   readonly location: string;
   readonly connections: number;
   /** The bucket that holds the repository. */
@@ -296,7 +296,8 @@ export class S3Backend implements Backend, RetentionCapable {
     }
   }
 
-  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+  /** Reads a file; with `versionId`, that version of it (a versioned bucket). */
+  async load(h: FileHandle, options: LoadOptions & { versionId?: string } = {}): Promise<Uint8Array> {
     const file = startCall(h, options.signal);
     if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
     const range = rangeHeader(options, file);
@@ -304,7 +305,7 @@ export class S3Backend implements Backend, RetentionCapable {
     let res: S3Sdk.GetObjectCommandOutput;
     let bytes: Uint8Array;
     try {
-      res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), Range: range }), {
+      res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), Range: range, VersionId: options.versionId }), {
         abortSignal: options.signal,
       });
       if (!res.Body) throw new BackendError(`load ${file} (in ${this.location}): the response has no body`, { transient: true });
@@ -323,11 +324,12 @@ export class S3Backend implements Backend, RetentionCapable {
     return rangeFromAnswer(options, file, this.location, { status, body: bytes, contentRange: res.ContentRange });
   }
 
-  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+  /** A file's size; with `versionId`, that version's. */
+  async stat(h: FileHandle, options: CallOptions & { versionId?: string } = {}): Promise<FileInfo> {
     const file = startCall(h, options.signal);
     const { sdk, client } = await this.connect();
     try {
-      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h) }), { abortSignal: options.signal });
+      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), VersionId: options.versionId }), { abortSignal: options.signal });
       const size = res.ContentLength;
       if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
         throw new BackendError(`stat ${file} (in ${this.location}): the server sent no valid Content-Length`, { transient: false });
@@ -379,6 +381,50 @@ export class S3Backend implements Backend, RetentionCapable {
     } catch (err) {
       throw this.toStowage(err, 'remove', file, options.signal);
     }
+  }
+
+  /**
+   * Every version and delete marker of the keys under `keyPrefix` (a full key, e.g. the prefix plus
+   * "index/"), page by page (ListObjectVersions). A bucket that never had versioning lists each
+   * object once, with the version ID "null".
+   */
+  async *listVersions(keyPrefix: string, options: CallOptions = {}): AsyncGenerator<S3ObjectVersion> {
+    const { sdk, client } = await this.connect();
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      throwIfAborted(options.signal);
+      let page: S3Sdk.ListObjectVersionsCommandOutput;
+      try {
+        page = await client.send(
+          new sdk.ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: keyPrefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker }),
+          { abortSignal: options.signal },
+        );
+      } catch (err) {
+        if (codeOf(err) === 'NoSuchBucket') return;
+        throw this.toStowage(err, 'list versions of', keyPrefix, options.signal);
+      }
+      for (const v of page.Versions ?? []) {
+        if (v.Key && v.LastModified) yield { key: v.Key, versionId: v.VersionId ?? 'null', lastModified: v.LastModified, size: v.Size ?? 0, deleteMarker: false };
+      }
+      for (const m of page.DeleteMarkers ?? []) {
+        if (m.Key && m.LastModified) yield { key: m.Key, versionId: m.VersionId ?? 'null', lastModified: m.LastModified, size: 0, deleteMarker: true };
+      }
+      if (!page.IsTruncated) return;
+      keyMarker = page.NextKeyMarker;
+      versionMarker = page.NextVersionIdMarker;
+      if (!keyMarker) {
+        throw new BackendError(`list versions of ${keyPrefix} (in ${this.location}): a truncated listing came without a key marker`, { transient: false });
+      }
+    }
+  }
+
+  /**
+   * A read-only view of the repository as it was at `asOf`, from the bucket's object versions
+   * (the bucket must be versioned; Object Lock makes it so). See {@link S3AsOfView}.
+   */
+  viewAsOf(asOf: Date): S3AsOfView {
+    return new S3AsOfView(this, asOf);
   }
 
   async close(): Promise<void> {
@@ -495,6 +541,128 @@ export class S3Backend implements Backend, RetentionCapable {
     const detail = maskSecrets(describeError(err, code, status), [this.#opts.credentials?.secretAccessKey, this.#opts.credentials?.sessionToken]);
     const hint = code === 'NoSuchBucket' ? ` (bucket ${this.bucket} does not exist; create() makes it)` : '';
     return new BackendError(`${op} ${file} (in ${this.location}): ${detail}${hint}`, { transient: transient.status(status) || transient.code(code), status, cause: err });
+  }
+}
+
+/** One version (or delete marker) of an object, from {@link S3Backend.listVersions}. */
+export interface S3ObjectVersion {
+  key: string;
+  versionId: string;
+  lastModified: Date;
+  size: number;
+  deleteMarker: boolean;
+}
+
+/**
+ * A repository in a versioned bucket as it was at an instant: each file is its newest version
+ * last modified at or before `asOf`; a file whose newest such entry is a delete marker, or that
+ * had no version yet, is missing. Reads are GetObject/HeadObject with the version ID, listings
+ * ListObjectVersions. Read-only: save and remove throw {@link ReadOnlyError}, except for lock
+ * files, which are kept in this object's memory (commands that lock work; nothing is written).
+ */
+export class S3AsOfView implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  /** The instant the view shows. */
+  readonly asOf: Date;
+  readonly #s3: S3Backend;
+  /** Key → the version it resolves to (null: missing at asOf). */
+  readonly #resolved = new Map<string, S3ObjectVersion | null>();
+  readonly #locks = new Map<string, Uint8Array>();
+
+  constructor(s3: S3Backend, asOf: Date) {
+    if (!(asOf instanceof Date) || !Number.isFinite(asOf.getTime())) throw new InvalidInputError('asOf must be a valid Date');
+    this.#s3 = s3;
+    this.asOf = new Date(asOf.getTime());
+    this.location = `${s3.location} (as of ${this.asOf.toISOString()})`;
+    this.connections = s3.connections;
+  }
+
+  async create(): Promise<void> {
+    throw new ReadOnlyError(`bucket ${this.#s3.bucket}`, `the view ${this.location}`);
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    if (h.type !== 'locks') throw new ReadOnlyError(file, `the view ${this.location}`);
+    this.#locks.set(h.name, Uint8Array.from(data));
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    if (h.type !== 'locks') throw new ReadOnlyError(file, `the view ${this.location}`);
+    if (!this.#locks.delete(h.name)) throw new NotFoundError(file);
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    const file = startCall(h, options.signal);
+    if (h.type === 'locks') {
+      const bytes = this.#locks.get(h.name);
+      if (!bytes) throw new NotFoundError(file);
+      const start = options.offset ?? 0;
+      return bytes.slice(start, options.length === undefined ? undefined : start + options.length);
+    }
+    const v = await this.resolve(h, options.signal);
+    if (!v) throw new NotFoundError(file);
+    return this.#s3.load(h, { ...options, versionId: v.versionId });
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    const file = startCall(h, options.signal);
+    if (h.type === 'locks') {
+      const bytes = this.#locks.get(h.name);
+      if (!bytes) throw new NotFoundError(file);
+      return fileInfo(h, bytes.length);
+    }
+    const v = await this.resolve(h, options.signal);
+    if (!v) throw new NotFoundError(file);
+    return fileInfo(h, v.size);
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkType(type);
+    if (type === 'locks') {
+      for (const [name, bytes] of this.#locks) yield { name, size: bytes.length };
+      return;
+    }
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
+    const folder = underPrefix(this.#s3.prefix, `${type}/`);
+    const current = await this.newestAsOf(folder, options.signal);
+    for (const [key, v] of current) {
+      this.#resolved.set(key, v);
+      if (!v) continue;
+      const info = listedAs(type, key.slice(folder.length), v.size);
+      if (info) yield info;
+    }
+  }
+
+  async close(): Promise<void> {
+    // The S3 backend belongs to the caller.
+  }
+
+  /** The version of a file at asOf (listed once per key, then remembered). */
+  private async resolve(h: FileHandle, signal: AbortSignal | undefined): Promise<S3ObjectVersion | null> {
+    const key = this.#s3.keyOf(h);
+    if (this.#resolved.has(key)) return this.#resolved.get(key)!;
+    const found = (await this.newestAsOf(key, signal)).get(key) ?? null;
+    this.#resolved.set(key, found);
+    return found;
+  }
+
+  /** For each key under `keyPrefix`, its newest entry at or before asOf; null when that is a delete marker. */
+  private async newestAsOf(keyPrefix: string, signal: AbortSignal | undefined): Promise<Map<string, S3ObjectVersion | null>> {
+    const limit = this.asOf.getTime();
+    const newest = new Map<string, S3ObjectVersion>();
+    for await (const v of this.#s3.listVersions(keyPrefix, { signal })) {
+      if (v.lastModified.getTime() > limit) continue;
+      const seen = newest.get(v.key);
+      // Equal times (within S3's millisecond): the entry listed first wins, versions before delete markers.
+      if (!seen || v.lastModified.getTime() > seen.lastModified.getTime()) newest.set(v.key, v);
+    }
+    const out = new Map<string, S3ObjectVersion | null>();
+    for (const [key, v] of [...newest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out.set(key, v.deleteMarker ? null : v);
+    return out;
   }
 }
 

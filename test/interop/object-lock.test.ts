@@ -11,6 +11,10 @@
 //       calendar code and each object's horizon from the blobs each kept snapshot reaches; MinIO's
 //       retention per object must be max(before, horizon) after the CLI run, unchanged after the
 //       dry run, and a second run extends nothing
+//   (f) point-in-time recovery: an attacker with the backup's own credentials deletes the
+//       snapshots, overwrites the index files and keys and writes junk snapshots; the view as of
+//       before the attack (Repository.open asOf, CLI --as-of) restores byte-exact and passes check,
+//       `copy --from-as-of` into a clean repository gives one restic 0.19 checks with --read-data
 //   (c) create() refuses a bucket without Object Lock (ObjectLockError); `-o s3.object-lock` from
 //       the stowage CLI locks what it uploads
 import { describe, it, after } from 'node:test';
@@ -26,7 +30,11 @@ import type { ObjectVersion } from '@aws-sdk/client-s3';
 import { S3Backend } from '../../src/backend/s3.ts';
 import type { S3BackendOptions } from '../../src/backend/s3.ts';
 import { parseObjectLockOption } from '../../src/backend/location.ts';
-import { InvalidInputError, ObjectLockError } from '../../src/errors.ts';
+import { InvalidInputError, ObjectLockError, ReadOnlyError } from '../../src/errors.ts';
+import { restore } from '../../src/snapshot/operations/restore/index.ts';
+import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
+import { listSnapshots } from '../../src/snapshot/engine/select.ts';
+import { compareTrees } from '../helpers/compare-trees.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { findUsedBlobs, planPrune, prune } from '../../src/snapshot/operations/prune.ts';
@@ -343,6 +351,88 @@ describe('S3 Object Lock on MinIO', () => {
       assert.equal(again.extended, 0);
       assert.deepEqual(again.requests, { reads: expected.size, writes: 0 });
       await repo2.close();
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('point-in-time recovery: the view as of before an attack restores byte-exact, and copies into a clean repository', async () => {
+    const work = await tmpDir('stowage-lock-asof');
+    const bucket = newBucket('asof');
+    const b = lockedBackend(bucket);
+    const pause = () => new Promise((res) => setTimeout(res, 1200));
+    try {
+      const repo = await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF });
+      const srcs = [await makeSource(work, 'first'), await makeSource(work, 'second')];
+      const ids: string[] = [];
+      for (const src of srcs) ids.push((await backup(await repo.loadIndex(), { paths: [src], hostname: 'victim' })).snapshotId);
+      await repo.close();
+      await pause();
+      const beforeAttack = new Date();
+      await pause();
+
+      // The attack, with the backup's own credentials.
+      const current = await currentKeys(bucket, 'repo/');
+      for (const k of current) {
+        if (k.startsWith('repo/snapshots/')) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: k }));
+        if (k.startsWith('repo/index/') || k.startsWith('repo/keys/')) await client.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: Buffer.from('{"encrypted":"gone"}') }));
+      }
+      for (let i = 0; i < 3; i++) {
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: `repo/snapshots/${randomBytes(32).toString('hex')}`, Body: randomBytes(200) }));
+      }
+      await assert.rejects(Repository.open(b, { password: PASSWORD }), 'the live repository no longer opens');
+
+      // The view as of before the attack.
+      const view = await Repository.open(b, { password: PASSWORD, asOf: beforeAttack });
+      const snaps = await listSnapshots(view);
+      assert.deepEqual(snaps.map((e) => e.id).sort(), [...ids].sort());
+      const indexed = await view.loadIndex();
+      for (const [i, id] of ids.entries()) {
+        const out = join(work, `restored-${i}`);
+        await restore(indexed, snaps.find((e) => e.id === id)!.snapshot.tree, { target: out });
+        assert.deepEqual(await compareTrees(srcs[i]!, join(out, srcs[i]!)), [], `snapshot ${id} restores byte-exact`);
+      }
+      const report = await checkRepository(view, { readData: true });
+      assert.deepEqual(report.errors, []);
+      await assert.rejects(view.backend.save({ type: 'snapshots', name: 'a'.repeat(64) }, new Uint8Array(1)), ReadOnlyError);
+      await view.close();
+
+      // The CLI: --as-of lists the snapshots; copy --from-as-of fills a clean repository restic checks.
+      const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, HOME: work };
+      const from = `s3:${minio.endpoint}/${bucket}/repo`;
+      const listed = await runCli(['-r', from, '--as-of', beforeAttack.toISOString(), 'snapshots', '--json', '--no-cache'], { env });
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.deepEqual((JSON.parse(listed.stdout) as Array<{ id: string }>).map((s) => s.id).sort(), [...ids].sort());
+      const clean = `s3:${minio.endpoint}/${newBucket('clean')}/repo`;
+      assert.equal((await runCli(['-r', clean, 'init'], { env })).code, 0);
+      const copied = await runCli(['-r', clean, 'copy', '--from-repo', from, '--from-as-of', beforeAttack.toISOString(), '--no-cache'], {
+        env: { ...env, RESTIC_FROM_PASSWORD: PASSWORD },
+      });
+      assert.equal(copied.code, 0, copied.stderr);
+      const opts = { repo: clean, password: PASSWORD, env: resticEnv() };
+      await resticOk(resticBin('0.19'), ['check', '--read-data'], opts);
+      const cleanSnaps = await resticJson<Array<{ paths: string[] }>>(resticBin('0.19'), ['snapshots'], opts);
+      assert.deepEqual(cleanSnaps.map((s) => s.paths[0]).sort(), [...srcs].sort());
+      const out = join(work, 'restic-restore');
+      await resticOk(resticBin('0.19'), ['restore', 'latest', '--path', srcs[1]!, '--target', out], opts);
+      assert.deepEqual(await compareTrees(srcs[1]!, join(out, srcs[1]!)), []);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('a multipart upload carries the retention too', async () => {
+    const bucket = newBucket('parts');
+    const b = lockedBackend(bucket, { multipartThreshold: 5 * 1024 * 1024 });
+    try {
+      await b.create();
+      const name = randomBytes(32).toString('hex');
+      await b.save({ type: 'data', name }, randomBytes(6 * 1024 * 1024));
+      const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: `repo/data/${name.slice(0, 2)}/${name}` }));
+      assert.equal(head.ContentLength, 6 * 1024 * 1024);
+      assert.match(head.ETag ?? '', /-2"$/, 'uploaded in two parts');
+      assert.equal(head.ObjectLockMode, 'GOVERNANCE');
+      assert.ok(head.ObjectLockRetainUntilDate!.getTime() > Date.now() + DAY - 60_000);
     } finally {
       await b.close();
     }
