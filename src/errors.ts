@@ -312,6 +312,7 @@ export class BackendError extends StowageError {
 
 /** A write to a read-only repository view (e.g. one opened `asOf` a past instant); `file` names what was to be written. */
 export class ReadOnlyError extends InvalidInputError {
+  /** What was to be written ("snapshots/<id>", "bucket <name>"). */
   readonly file: string;
   constructor(file: string, view: string) {
     super(`${file}: ${view} is read-only`);

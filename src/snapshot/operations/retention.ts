@@ -53,6 +53,7 @@ export interface ObjectRetentionChange {
 
 /** What {@link extendRetention} did (or would do). */
 export interface ExtendRetentionResult {
+  /** True when nothing was changed (`dryRun`). */
   dryRun: boolean;
   /** Every object with a horizon, in a stable order (config, keys, snapshots, index, data; by name). */
   objects: ObjectRetentionChange[];
