@@ -1,6 +1,7 @@
 // S3 Object Lock on a real MinIO (a versioned, lock-enabled bucket):
 //   (a) every upload but lock files carries the retention; restic 0.19 checks, backs up, forgets
-//       and prunes on the same bucket without an error; deletes became delete markers
+//       and prunes on the same bucket without an error; deletes became delete markers; retention
+//       extend gives restic's unlocked snapshot a retention
 //   (b) a locked version cannot be deleted (DeleteObject with its VersionId) nor overwritten (a new
 //       version appears, the old one stays readable)
 //   (d) prune under lock: packs still retained are neither deleted nor repacked; the plan reports
@@ -146,7 +147,7 @@ describe('S3 Object Lock on MinIO', () => {
       await resticOk(restic, ['forget', res.snapshotId], opts);
       await resticOk(restic, ['prune', '--max-unused', '0'], opts);
       await resticOk(restic, ['check', '--read-data'], opts);
-      const snaps = await resticJson<Array<{ id: string }>>(restic, ['snapshots'], opts);
+      const snaps = await resticJson<Array<{ id: string; time: string }>>(restic, ['snapshots'], opts);
       assert.equal(snaps.length, 1);
 
       // The forgotten snapshot is a delete marker over its locked version, which is still there.
@@ -157,6 +158,18 @@ describe('S3 Object Lock on MinIO', () => {
       assert.ok(kept, 'the forgotten snapshot version is still stored');
       const old = await client.send(new GetObjectCommand({ Bucket: bucket, Key: gone, VersionId: kept.VersionId }));
       assert.ok((await old.Body!.transformToByteArray()).length > 0);
+
+      // restic's own snapshot carries no retention; retention extend gives it one (GOVERNANCE, time + 5 days for keep-last 5).
+      const resticSnap = `repo/snapshots/${snaps[0]!.id}`;
+      assert.equal((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: resticSnap }))).ObjectLockMode, undefined);
+      const reopened = await Repository.open(b, { password: PASSWORD });
+      const ext = await extendRetention(reopened, { policy: { last: 5 } });
+      await reopened.close();
+      const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: resticSnap }));
+      assert.equal(head.ObjectLockMode, 'GOVERNANCE');
+      const snapTime = new Date(snaps[0]!.time).getTime();
+      assert.equal(Math.floor(head.ObjectLockRetainUntilDate!.getTime() / 1000), Math.floor((snapTime + 5 * DAY) / 1000));
+      assert.ok(ext.objects.some((o) => `repo/${o.file}` === resticSnap && o.before === undefined && o.extendedTo?.mode === 'GOVERNANCE'));
     } finally {
       await b.close();
     }
