@@ -110,9 +110,10 @@ export interface VersionedCapable {
   /**
    * A backend that reads every file as its latest version at or before `asOf` (deleted then:
    * missing). Read-only: saves and removes throw ReadOnlyError, except lock files, which live in
-   * the view's memory so that commands taking a lock work.
+   * the view's memory so that commands taking a lock work. With `closeBackend`, closing the view
+   * closes the backend it reads.
    */
-  viewAsOf(asOf: Date): Backend;
+  viewAsOf(asOf: Date, options?: { closeBackend?: boolean }): Backend;
 }
 
 /** The version calls of `backend`, looking through wrappers, or undefined when the storage keeps no versions. */

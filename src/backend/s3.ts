@@ -423,8 +423,8 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
    * A read-only view of the repository as it was at `asOf`, from the bucket's object versions
    * (the bucket must be versioned; Object Lock makes it so). See {@link S3AsOfView}.
    */
-  viewAsOf(asOf: Date): S3AsOfView {
-    return new S3AsOfView(this, asOf);
+  viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): S3AsOfView {
+    return new S3AsOfView(this, asOf, options);
   }
 
   async close(): Promise<void> {
@@ -569,8 +569,11 @@ export class S3AsOfView implements Backend {
   /** Key → the version it resolves to (null: missing at asOf). */
   readonly #resolved = new Map<string, S3ObjectVersion | null>();
   readonly #locks = new Map<string, Uint8Array>();
+  readonly #closeBackend: boolean;
 
-  constructor(s3: S3Backend, asOf: Date) {
+  /** With `closeBackend`, closing the view closes `s3` too (as closing a repository closes its backend). */
+  constructor(s3: S3Backend, asOf: Date, options: { closeBackend?: boolean } = {}) {
+    this.#closeBackend = options.closeBackend === true;
     if (!(asOf instanceof Date) || !Number.isFinite(asOf.getTime())) throw new InvalidInputError('asOf must be a valid Date');
     this.#s3 = s3;
     this.asOf = new Date(asOf.getTime());
@@ -638,7 +641,8 @@ export class S3AsOfView implements Backend {
   }
 
   async close(): Promise<void> {
-    // The S3 backend belongs to the caller.
+    // Otherwise the S3 backend belongs to the caller.
+    if (this.#closeBackend) await this.#s3.close();
   }
 
   /** The version of a file at asOf (listed once per key, then remembered). */

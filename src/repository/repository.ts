@@ -5,6 +5,7 @@ import os from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
 import { describeFile, versionsOf } from '../backend/backend.ts';
+import { wrapBackend } from '../backend/wrappers/stack.ts';
 import { assertRuntime } from '../runtime.ts';
 import { raceAbort } from '../backend/shared.ts';
 import { readIndexFile } from './index-loader.ts';
@@ -184,7 +185,9 @@ export class Repository {
     if (options.asOf !== undefined) {
       const versions = versionsOf(backend);
       if (!versions) throw new UnsupportedError(`${backend.location} keeps no object versions, so it cannot be opened as of ${String(options.asOf)}`);
-      backend = versions.viewAsOf(options.asOf);
+      // The view reads the storage driver directly, so it gets its own retries and connection
+      // limit; closing the repository closes the view and the driver, as it closes a backend.
+      backend = wrapBackend(versions.viewAsOf(options.asOf, { closeBackend: true }), { logger: options.logger });
       options = { ...options, cache: false };
     }
     let configBytes: Uint8Array;
