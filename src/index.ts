@@ -5,14 +5,15 @@ export { VERSION, PROGRAM_VERSION } from './version.ts';
 export type { RuntimeSupport, RuntimeCapability } from './runtime.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
 export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions, LogStream } from './logger.ts';
-export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions, ObjectRetention, RetentionCapable } from './backend/backend.ts';
-export { FILE_TYPES, retentionOf } from './backend/backend.ts';
+export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend/backend.ts';
+export { FILE_TYPES, retentionOf, versionsOf } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';
 export { MemoryBackend } from './backend/memory.ts';
 export { openBackend, openLocation, parseLocation, redactLocation } from './backend/location.ts';
 // Cloud backends: each loads its SDK (an optional peer dependency) only when first used.
 export { S3Backend } from './backend/s3.ts';
-export type { S3BackendOptions, S3ObjectLockOptions, S3ObjectRetention } from './backend/s3.ts';
+export type { S3BackendOptions, S3ObjectLockOptions, S3ObjectRetention, S3ObjectVersion } from './backend/s3.ts';
+export { S3AsOfView } from './backend/s3.ts';
 export { GCSBackend } from './backend/gcs.ts';
 export type { GCSBackendOptions } from './backend/gcs.ts';
 export { AzureBackend } from './backend/azure.ts';

@@ -91,15 +91,33 @@ export interface RetentionCapable {
 
 /**
  * The retention calls of `backend`, looking through wrappers (anything with an `inner` backend:
- * retry, limits, observe, the cache), or undefined when the storage has none.
+ * retry, limits, observe, the cache), or undefined when the storage has none. Under a retry
+ * wrapper the calls are retried as the backend's own calls are.
  */
 export function retentionOf(backend: Backend): RetentionCapable | undefined {
+  // The first wrapper that retries (RetryBackend's retryCall) on the way down retries these calls too.
+  let retrier: Retrier | undefined;
   for (let b: unknown = backend, depth = 0; b !== null && typeof b === 'object' && depth < 32; depth++) {
-    const r = b as Partial<RetentionCapable> & { inner?: unknown };
-    if (typeof r.getRetention === 'function' && typeof r.putRetention === 'function' && typeof r.locksUploads === 'boolean') return r as RetentionCapable;
+    const r = b as Partial<RetentionCapable> & Partial<Retrier> & { inner?: unknown };
+    if (typeof r.getRetention === 'function' && typeof r.putRetention === 'function' && typeof r.locksUploads === 'boolean') {
+      const cap = r as RetentionCapable;
+      if (!retrier) return cap;
+      const via = retrier;
+      return {
+        locksUploads: cap.locksUploads,
+        getRetention: (h, options) => via.retryCall('retention', describeFile(h), options?.signal, () => cap.getRetention(h, options)),
+        putRetention: (h, retention, options) => via.retryCall('retention', describeFile(h), options?.signal, () => cap.putRetention(h, retention, options)),
+      };
+    }
+    if (!retrier && typeof r.retryCall === 'function') retrier = r as Retrier;
     b = r.inner;
   }
   return undefined;
+}
+
+/** What retentionOf needs of a retrying wrapper (RetryBackend), without importing it. */
+interface Retrier {
+  retryCall<T>(op: 'retention', file: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T>;
 }
 
 /**
