@@ -539,6 +539,12 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
     const missing = status === 404 || code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchBucket';
     if (missing && op !== 'save' && op !== 'create' && op !== 'list') return new NotFoundError(file, { cause: err });
     const detail = maskSecrets(describeError(err, code, status), [this.#opts.credentials?.secretAccessKey, this.#opts.credentials?.sessionToken]);
+    // A locked upload into a bucket without Object Lock (AWS and MinIO: InvalidRequest, "Bucket is missing ObjectLockConfiguration").
+    if (op === 'save' && this.#objectLock && code === 'InvalidRequest' && /ObjectLockConfiguration|object lock/i.test(detail)) {
+      return new ObjectLockError(`${op} ${file} (in ${this.location}): bucket ${this.bucket} does not have Object Lock enabled (${detail})`, {
+        bucket: this.bucket, file, cause: err,
+      });
+    }
     const hint = code === 'NoSuchBucket' ? ` (bucket ${this.bucket} does not exist; create() makes it)` : '';
     return new BackendError(`${op} ${file} (in ${this.location}): ${detail}${hint}`, { transient: transient.status(status) || transient.code(code), status, cause: err });
   }

@@ -4,20 +4,21 @@
 //       extend gives restic's unlocked snapshot a retention
 //   (b) a locked version cannot be deleted (DeleteObject with its VersionId) nor overwritten (a new
 //       version appears, the old one stays readable)
-//   (d) prune under lock: packs still retained are neither deleted nor repacked; the plan reports
+//   (c) prune under lock: packs still retained are neither deleted nor repacked; the plan reports
 //       them (with their dates), what is reclaimable now, and the retention reads it made; once
 //       a retention has passed the next prune deletes the pack; restic 0.19 checks the result
-//   (e) retention extend follows a daily/weekly/monthly policy: restic 0.19's forget --dry-run says
+//   (d) retention extend follows a daily/weekly/monthly policy: restic 0.19's forget --dry-run says
 //       which snapshots it keeps and why, the test computes each rule's horizon with its own
 //       calendar code and each object's horizon from the blobs each kept snapshot reaches; MinIO's
 //       retention per object must be max(before, horizon) after the CLI run, unchanged after the
 //       dry run, and a second run extends nothing
-//   (f) point-in-time recovery: an attacker with the backup's own credentials deletes the
+//   (e) point-in-time recovery: an attacker with the backup's own credentials deletes the
 //       snapshots, overwrites the index files and keys and writes junk snapshots; the view as of
 //       before the attack (Repository.open asOf, CLI --as-of) restores byte-exact and passes check,
 //       `copy --from-as-of` into a clean repository gives one restic 0.19 checks with --read-data
-//   (c) create() refuses a bucket without Object Lock (ObjectLockError); `-o s3.object-lock` from
-//       the stowage CLI locks what it uploads
+//   (f) a multipart upload carries the retention
+//   (g) create() and the first upload refuse a bucket without Object Lock (ObjectLockError)
+//   (h) `-o s3.object-lock` is parsed, and the stowage CLI locks what it uploads
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -460,6 +461,13 @@ describe('S3 Object Lock on MinIO', () => {
         assert.ok(e instanceof ObjectLockError, String(e));
         assert.equal(e.code, 'OBJECT_LOCK');
         assert.equal(e.bucket, bucket);
+        assert.match(e.message, /does not have Object Lock enabled/);
+        return true;
+      });
+      // Without create(): the first locked upload says the same, naming the file.
+      await assert.rejects(b.save({ type: 'data', name: 'ab'.repeat(32) }, new Uint8Array(10)), (e: unknown) => {
+        assert.ok(e instanceof ObjectLockError, String(e));
+        assert.equal(e.file, `data/ab/${'ab'.repeat(32)}`);
         assert.match(e.message, /does not have Object Lock enabled/);
         return true;
       });
