@@ -349,8 +349,15 @@ describe('S3 Object Lock on MinIO', () => {
       assert.deepEqual(dry.requests, { reads: expected.size, writes: toExtend });
       assert.deepEqual(new Map(dry.objects.map((o) => [`repo/${o.file}`, o.horizon.getTime()])), expected);
 
-      // The CLI applies it.
+      // The CLI's dry run prints each change and the cost, and changes nothing either.
       const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: opts.repo, HOME: work };
+      const dryCli = await runCli(['retention', 'extend', ...flags, '--dry-run', '--no-cache'], { env });
+      assert.equal(dryCli.code, 0, dryCli.stderr);
+      assert.equal(dryCli.stdout.split('\n').filter((l) => l.startsWith('would extend ')).length, toExtend);
+      assert.match(dryCli.stdout, new RegExp(`${expected.size} objects, ${toExtend} to extend; requests: ${expected.size} retention reads, ${toExtend} retention writes \\(to make\\)`));
+      assert.deepEqual(await retentionOfAll(), before);
+
+      // The CLI applies it.
       const run = await runCli(['retention', 'extend', ...flags, '--no-cache'], { env });
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stdout, new RegExp(`${expected.size} objects, ${toExtend} extended; requests: ${expected.size} retention reads, ${toExtend} retention writes`));
