@@ -263,6 +263,11 @@ describe('S3 Object Lock on MinIO', () => {
       const summary = JSON.parse(cli.stdout.trim().split('\n').pop()!) as { retention: { requests: number; locked: { packs: number }; later: Array<{ file: string }> } };
       assert.equal(summary.retention.locked.packs, packs1.size);
       assert.deepEqual(new Set(summary.retention.later.map((l) => `repo/${l.file}`)), packs1);
+      const text = await runCli(['-o', 's3.object-lock=governance:1d', 'prune', '--dry-run', '--no-cache'], { env });
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, new RegExp(`object retention: ${summary.retention.requests} retention reads`));
+      assert.match(text.stdout, new RegExp(`locked \\(kept\\): +${packs1.size} packs / `));
+      assert.match(text.stdout, /reclaimable from \d{4}-\d{2}-\d{2}: /);
     } finally {
       await long.close();
       await short.close();
