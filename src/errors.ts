@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'UNSUPPORTED'
   | 'BACKEND'
   | 'STDIN_FAILED'
-  | 'COMMAND_FAILED';
+  | 'COMMAND_FAILED'
+  | 'OBJECT_LOCK';
 
 /** Options of the error constructors. */
 export interface StowageErrorOptions {
@@ -306,6 +307,36 @@ export class BackendError extends StowageError {
     super('BACKEND', message, { cause: opts.cause });
     this.transient = opts.transient;
     this.status = opts.status;
+  }
+}
+
+/** A write to a read-only repository view (e.g. one opened `asOf` a past instant); `file` names what was to be written. */
+export class ReadOnlyError extends InvalidInputError {
+  /** What was to be written ("snapshots/<id>", "bucket <name>"). */
+  readonly file: string;
+  constructor(file: string, view: string) {
+    super(`${file}: ${view} is read-only`);
+    this.file = file;
+  }
+}
+
+/**
+ * Object Lock (WORM retention) stands in the way: a bucket without Object Lock where a retention
+ * was asked for, or a file still under retention that an operation wanted to delete or rewrite.
+ * `file` names the file ("data/ab/…") and `retainUntil` its retention when one is concerned.
+ */
+export class ObjectLockError extends StowageError {
+  /** The bucket concerned, when the error is about a bucket. */
+  readonly bucket: string | undefined;
+  /** The file concerned ("data/ab/<id>"), when the error is about one. */
+  readonly file: string | undefined;
+  /** Until when that file is retained. */
+  readonly retainUntil: Date | undefined;
+  constructor(message: string, opts: { bucket?: string; file?: string; retainUntil?: Date; cause?: unknown } = {}) {
+    super('OBJECT_LOCK', message, { cause: opts.cause });
+    this.bucket = opts.bucket;
+    this.file = opts.file;
+    this.retainUntil = opts.retainUntil;
   }
 }
 

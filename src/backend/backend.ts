@@ -68,6 +68,82 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** A file version's WORM retention (S3 Object Lock): its mode and until when it cannot be deleted or overwritten. */
+export interface ObjectRetention {
+  /** GOVERNANCE (a privileged user may bypass it) or COMPLIANCE (nobody may). */
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Until this instant the version can be neither deleted nor overwritten. */
+  retainUntil: Date;
+}
+
+/**
+ * What a backend offers when its storage keeps per-object retention (S3 Object Lock): prune and
+ * `retention extend` find it with {@link retentionOf}. Each call is one request.
+ */
+export interface RetentionCapable {
+  /** True when every upload (but lock files) gets a retention, so readers should respect it by default. */
+  readonly locksUploads: boolean;
+  /** The current version's retention, or undefined when it has none. */
+  getRetention(h: FileHandle, options?: CallOptions): Promise<ObjectRetention | undefined>;
+  /** Sets the current version's retention (extending it; stores refuse to shorten COMPLIANCE). */
+  putRetention(h: FileHandle, retention: ObjectRetention, options?: CallOptions): Promise<void>;
+}
+
+/**
+ * The retention calls of `backend`, looking through wrappers (anything with an `inner` backend:
+ * retry, limits, observe, the cache), or undefined when the storage has none. Under a retry
+ * wrapper the calls are retried as the backend's own calls are.
+ */
+export function retentionOf(backend: Backend): RetentionCapable | undefined {
+  // The first wrapper that retries (RetryBackend's retryCall) on the way down retries these calls too.
+  let retrier: Retrier | undefined;
+  for (let b: unknown = backend, depth = 0; b !== null && typeof b === 'object' && depth < 32; depth++) {
+    const r = b as Partial<RetentionCapable> & Partial<Retrier> & { inner?: unknown };
+    if (typeof r.getRetention === 'function' && typeof r.putRetention === 'function' && typeof r.locksUploads === 'boolean') {
+      const cap = r as RetentionCapable;
+      if (!retrier) return cap;
+      const via = retrier;
+      return {
+        locksUploads: cap.locksUploads,
+        getRetention: (h, options) => via.retryCall('retention', describeFile(h), options?.signal, () => cap.getRetention(h, options)),
+        putRetention: (h, retention, options) => via.retryCall('retention', describeFile(h), options?.signal, () => cap.putRetention(h, retention, options)),
+      };
+    }
+    if (!retrier && typeof r.retryCall === 'function') retrier = r as Retrier;
+    b = r.inner;
+  }
+  return undefined;
+}
+
+/** What retentionOf needs of a retrying wrapper (RetryBackend), without importing it. */
+interface Retrier {
+  retryCall<T>(op: 'retention', file: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * What a backend offers when its storage keeps old versions of objects (a versioned S3 bucket):
+ * a read-only view of the repository as it was at an instant. Found with {@link versionsOf}.
+ */
+export interface VersionedCapable {
+  /**
+   * A backend that reads every file as its latest version at or before `asOf` (deleted then:
+   * missing). Read-only: saves and removes throw ReadOnlyError, except lock files, which live in
+   * the view's memory so that commands taking a lock work. With `closeBackend`, closing the view
+   * closes the backend it reads.
+   */
+  viewAsOf(asOf: Date, options?: { closeBackend?: boolean }): Backend;
+}
+
+/** The version calls of `backend`, looking through wrappers, or undefined when the storage keeps no versions. */
+export function versionsOf(backend: Backend): VersionedCapable | undefined {
+  for (let b: unknown = backend, depth = 0; b !== null && typeof b === 'object' && depth < 32; depth++) {
+    const r = b as Partial<VersionedCapable> & { inner?: unknown };
+    if (typeof r.viewAsOf === 'function') return r as VersionedCapable;
+    b = r.inner;
+  }
+  return undefined;
+}
+
 /** The path of a file in restic's default layout (data packs sharded by two hex digits). */
 export function layoutPath(h: FileHandle): string {
   if (h.type === 'config') return 'config';

@@ -285,6 +285,7 @@ const EXTENDED_OPTIONS: Readonly<Record<LocationKind, Readonly<Record<string, Ex
     region: { help: 'the bucket region (default AWS_DEFAULT_REGION, AWS_REGION or the one in the host name)' },
     'storage-class': { help: 'storage class of data packs, e.g. STANDARD_IA, INTELLIGENT_TIERING' },
     'bucket-lookup': { help: 'auto, dns (bucket in the host name) or path (bucket in the path)' },
+    'object-lock': { help: 'retention of every upload but locks, MODE:PERIOD, e.g. governance:30d or compliance:1y (s, m, h, d, y)' },
   },
   gs: { connections: CONNECTIONS, region: { help: 'where create() makes a missing bucket (default us)' } },
   azure: { connections: CONNECTIONS, 'access-tier': { help: 'Hot, Cool, Cold or Archive (Archive applies to data packs only)' } },
@@ -478,6 +479,8 @@ function s3Options(parsed: S3Location, env: Readonly<Record<string, string | und
   }
   const storageClass = ext.get('storage-class');
   if (storageClass) out.storageClass = storageClass;
+  const lock = ext.get('object-lock');
+  if (lock) out.objectLock = parseObjectLockOption(lock);
   const lookup = ext.get('bucket-lookup')?.toLowerCase();
   if (lookup === 'dns') out.forcePathStyle = false;
   else if (lookup === 'path') out.forcePathStyle = true;
@@ -485,6 +488,20 @@ function s3Options(parsed: S3Location, env: Readonly<Record<string, string | und
     throw new InvalidInputError(`option s3.bucket-lookup must be auto, dns or path, got ${JSON.stringify(lookup)}`);
   }
   return out;
+}
+
+const PERIOD_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400, y: 365 * 86_400 };
+
+/** `-o s3.object-lock=governance:30d` → { mode: 'GOVERNANCE', retainSeconds: 2592000 } (a bare number is days). */
+export function parseObjectLockOption(value: string): NonNullable<S3BackendOptions['objectLock']> {
+  const m = /^(governance|compliance):([0-9]+)([smhdy]?)$/i.exec(value.trim());
+  if (!m || Number(m[2]) <= 0) {
+    throw new InvalidInputError(
+      `option s3.object-lock must be MODE:PERIOD with MODE governance or compliance and PERIOD a positive number with s, m, h, d or y (days if none), e.g. governance:30d; got ${JSON.stringify(value)}`,
+    );
+  }
+  const mode = m[1]!.toUpperCase() as 'GOVERNANCE' | 'COMPLIANCE';
+  return { mode, retainSeconds: Number(m[2]) * PERIOD_SECONDS[(m[3] || 'd').toLowerCase()]! };
 }
 
 /** s3.amazonaws.com, s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com, s3.cn-north-1.amazonaws.com.cn. */

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { describeFile } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, ReadOnlyError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
@@ -67,7 +67,31 @@ export interface S3BackendOptions {
    * PUT that S3 accepts; the minimum is 5 MiB). The object appears only when all parts are in.
    */
   multipartThreshold?: number;
+  /**
+   * S3 Object Lock: every upload except lock files (config, keys, index, snapshots, data) carries
+   * this retention mode and a retain-until date, with a Content-MD5 (Object Lock requires a
+   * checksum). `locks/` is never locked: restic and Stowage rewrite and delete lock files every few
+   * minutes. The bucket must be versioned and lock-enabled; `create()` makes a missing bucket so.
+   * Deletes (forget, prune, unlock) then become delete markers; the locked versions stay. See
+   * docs/immutability.md.
+   */
+  objectLock?: S3ObjectLockOptions;
 }
+
+/** S3 Object Lock retention for uploads; give exactly one of `retainDays`, `retainSeconds`, `retainUntil`. */
+export interface S3ObjectLockOptions {
+  /** GOVERNANCE (a user with s3:BypassGovernanceRetention may still delete) or COMPLIANCE (nobody may, not even root). */
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Each object is retained this many days from its upload. */
+  retainDays?: number;
+  /** Each object is retained this many seconds from its upload (short periods, e.g. in tests). */
+  retainSeconds?: number;
+  /** Each object is retained until this fixed date. */
+  retainUntil?: Date;
+}
+
+/** An object version's retention as S3 reports it. */
+export type S3ObjectRetention = ObjectRetention;
 
 const MiB = 1024 * 1024;
 const MIN_PART_SIZE = 5 * MiB;
@@ -107,7 +131,7 @@ interface Connected {
  *   credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID!, secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY! } });
  * ```
  */
-export class S3Backend implements Backend {
+export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
   readonly location: string;
   readonly connections: number;
   /** The bucket that holds the repository. */
@@ -121,6 +145,7 @@ export class S3Backend implements Backend {
   readonly #region: string;
   readonly #timeoutMs: number;
   readonly #multipartThreshold: number;
+  readonly #objectLock: S3ObjectLockOptions | undefined;
   #connected: Promise<Connected> | undefined;
 
   constructor(opts: S3BackendOptions) {
@@ -142,6 +167,7 @@ export class S3Backend implements Backend {
     if (opts.storageClass !== undefined && (typeof opts.storageClass !== 'string' || opts.storageClass === '')) {
       throw new InvalidInputError(`storageClass for ${this.location} must be a non-empty string`);
     }
+    this.#objectLock = opts.objectLock === undefined ? undefined : checkObjectLock(opts.objectLock, this.location);
     // A copy: changing the caller's object later must not change this backend.
     this.#opts = { ...opts, credentials: opts.credentials && { ...opts.credentials } };
     this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'S3');
@@ -150,22 +176,97 @@ export class S3Backend implements Backend {
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
     const { sdk, client } = await this.connect();
+    let exists = true;
     try {
       await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: options.signal });
-      return;
     } catch (err) {
       if (statusOf(err) !== 404) throw this.toStowage(err, 'create', `bucket ${this.bucket}`, options.signal);
+      exists = false;
     }
+    if (!exists) {
+      try {
+        // us-east-1 is the one region that must not be named in the request.
+        const config = this.#region === 'us-east-1' ? undefined : { LocationConstraint: this.#region as S3Sdk.BucketLocationConstraint };
+        // A lock-enabled bucket is versioned from its creation (S3 turns versioning on with the lock).
+        await client.send(
+          new sdk.CreateBucketCommand({ Bucket: this.bucket, CreateBucketConfiguration: config, ObjectLockEnabledForBucket: this.#objectLock ? true : undefined }),
+          { abortSignal: options.signal },
+        );
+      } catch (err) {
+        // Someone (or a concurrent create) made it in between: that is what we wanted.
+        if (codeOf(err) !== 'BucketAlreadyOwnedByYou') throw this.toStowage(err, 'create', `bucket ${this.bucket}`, options.signal);
+      }
+    }
+    if (this.#objectLock) await this.checkLockEnabled(sdk, client, options.signal);
+  }
+
+  /** Throws ObjectLockError unless the bucket has Object Lock enabled (without it every locked upload would fail). */
+  private async checkLockEnabled(sdk: S3Module, client: S3Sdk.S3Client, signal: AbortSignal | undefined): Promise<void> {
+    let enabled = false;
     try {
-      // us-east-1 is the one region that must not be named in the request.
-      const config = this.#region === 'us-east-1' ? undefined : { LocationConstraint: this.#region as S3Sdk.BucketLocationConstraint };
-      await client.send(new sdk.CreateBucketCommand({ Bucket: this.bucket, CreateBucketConfiguration: config }), {
-        abortSignal: options.signal,
-      });
+      const res = await client.send(new sdk.GetObjectLockConfigurationCommand({ Bucket: this.bucket }), { abortSignal: signal });
+      enabled = res.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
     } catch (err) {
-      // Someone (or a concurrent create) made it in between: that is what we wanted.
-      if (codeOf(err) === 'BucketAlreadyOwnedByYou') return;
-      throw this.toStowage(err, 'create', `bucket ${this.bucket}`, options.signal);
+      if (codeOf(err) !== 'ObjectLockConfigurationNotFoundError') throw this.toStowage(err, 'create', `bucket ${this.bucket}`, signal);
+    }
+    if (!enabled) {
+      throw new ObjectLockError(
+        `bucket ${this.bucket} (${this.location}) does not have Object Lock enabled; objectLock needs a bucket created with it ` +
+          '(S3 cannot enable it later without AWS support; a new bucket made by create() has it)',
+        { bucket: this.bucket },
+      );
+    }
+  }
+
+  /** True with `objectLock`: every upload but lock files is retained. */
+  get locksUploads(): boolean {
+    return this.#objectLock !== undefined;
+  }
+
+  /** The retention the next upload of `h` gets, or undefined (no objectLock, or a lock file). */
+  uploadRetention(h: FileHandle, now: Date = new Date()): S3ObjectRetention | undefined {
+    const lock = this.#objectLock;
+    if (!lock || h.type === 'locks') return undefined;
+    const retainUntil = lock.retainUntil ?? new Date(now.getTime() + (lock.retainSeconds ?? (lock.retainDays ?? 0) * 86_400) * 1000);
+    return { mode: lock.mode, retainUntil };
+  }
+
+  /**
+   * The retention of the current version of a file (HeadObject: one request), or undefined when it
+   * has none. A date in the past is returned as S3 reports it: the version is no longer protected.
+   */
+  async getRetention(h: FileHandle, options: CallOptions = {}): Promise<S3ObjectRetention | undefined> {
+    const file = startCall(h, options.signal);
+    const { sdk, client } = await this.connect();
+    try {
+      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h) }), { abortSignal: options.signal });
+      const mode = res.ObjectLockMode;
+      const until = res.ObjectLockRetainUntilDate;
+      if ((mode !== 'GOVERNANCE' && mode !== 'COMPLIANCE') || !(until instanceof Date)) return undefined;
+      return { mode, retainUntil: until };
+    } catch (err) {
+      throw this.toStowage(err, 'get retention of', file, options.signal);
+    }
+  }
+
+  /**
+   * Sets the current version's retain-until date to `retainUntil` (PutObjectRetention: one
+   * request). S3 refuses to shorten a COMPLIANCE retention; callers extend only.
+   */
+  async putRetention(h: FileHandle, retention: S3ObjectRetention, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    const { sdk, client } = await this.connect();
+    try {
+      await client.send(
+        new sdk.PutObjectRetentionCommand({
+          Bucket: this.bucket,
+          Key: this.keyOf(h),
+          Retention: { Mode: retention.mode, RetainUntilDate: retention.retainUntil },
+        }),
+        { abortSignal: options.signal },
+      );
+    } catch (err) {
+      throw this.toStowage(err, 'set retention of', file, options.signal);
     }
   }
 
@@ -175,9 +276,13 @@ export class S3Backend implements Backend {
     const { sdk, client } = await this.connect();
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const storageClass = h.type === 'data' ? (this.#opts.storageClass as S3Sdk.StorageClass | undefined) : undefined;
+    const retention = this.uploadRetention(h);
+    const lock = retention && { ObjectLockMode: retention.mode, ObjectLockRetainUntilDate: retention.retainUntil };
+    // Object Lock refuses an upload without a checksum, so it is sent even when turned off.
+    const md5 = this.#checksums || retention !== undefined;
     try {
       if (body.length > this.#multipartThreshold) {
-        await this.saveInParts(sdk, client, h, body, storageClass, options.signal);
+        await this.saveInParts(sdk, client, h, body, storageClass, lock, md5, options.signal);
         return;
       }
       await client.send(
@@ -188,9 +293,10 @@ export class S3Backend implements Backend {
           ContentLength: body.length,
           // The server checks the bytes it received against this digest, as restic has it do
           // (BadDigest, transient, when a byte changed on the way).
-          ContentMD5: this.#checksums ? md5Base64(body) : undefined,
+          ContentMD5: md5 ? md5Base64(body) : undefined,
           ContentType: 'application/octet-stream',
           StorageClass: storageClass,
+          ...lock,
         }),
         { abortSignal: options.signal },
       );
@@ -199,7 +305,8 @@ export class S3Backend implements Backend {
     }
   }
 
-  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+  /** Reads a file; with `versionId`, that version of it (a versioned bucket). */
+  async load(h: FileHandle, options: LoadOptions & { versionId?: string } = {}): Promise<Uint8Array> {
     const file = startCall(h, options.signal);
     if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
     const range = rangeHeader(options, file);
@@ -207,7 +314,7 @@ export class S3Backend implements Backend {
     let res: S3Sdk.GetObjectCommandOutput;
     let bytes: Uint8Array;
     try {
-      res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), Range: range }), {
+      res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), Range: range, VersionId: options.versionId }), {
         abortSignal: options.signal,
       });
       if (!res.Body) throw new BackendError(`load ${file} (in ${this.location}): the response has no body`, { transient: true });
@@ -226,11 +333,12 @@ export class S3Backend implements Backend {
     return rangeFromAnswer(options, file, this.location, { status, body: bytes, contentRange: res.ContentRange });
   }
 
-  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+  /** A file's size; with `versionId`, that version's. */
+  async stat(h: FileHandle, options: CallOptions & { versionId?: string } = {}): Promise<FileInfo> {
     const file = startCall(h, options.signal);
     const { sdk, client } = await this.connect();
     try {
-      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h) }), { abortSignal: options.signal });
+      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), VersionId: options.versionId }), { abortSignal: options.signal });
       const size = res.ContentLength;
       if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
         throw new BackendError(`stat ${file} (in ${this.location}): the server sent no valid Content-Length`, { transient: false });
@@ -282,6 +390,50 @@ export class S3Backend implements Backend {
     } catch (err) {
       throw this.toStowage(err, 'remove', file, options.signal);
     }
+  }
+
+  /**
+   * Every version and delete marker of the keys under `keyPrefix` (a full key, e.g. the prefix plus
+   * "index/"), page by page (ListObjectVersions). A bucket that never had versioning lists each
+   * object once, with the version ID "null".
+   */
+  async *listVersions(keyPrefix: string, options: CallOptions = {}): AsyncGenerator<S3ObjectVersion> {
+    const { sdk, client } = await this.connect();
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      throwIfAborted(options.signal);
+      let page: S3Sdk.ListObjectVersionsCommandOutput;
+      try {
+        page = await client.send(
+          new sdk.ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: keyPrefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker }),
+          { abortSignal: options.signal },
+        );
+      } catch (err) {
+        if (codeOf(err) === 'NoSuchBucket') return;
+        throw this.toStowage(err, 'list versions of', keyPrefix, options.signal);
+      }
+      for (const v of page.Versions ?? []) {
+        if (v.Key && v.LastModified) yield { key: v.Key, versionId: v.VersionId ?? 'null', lastModified: v.LastModified, size: v.Size ?? 0, deleteMarker: false };
+      }
+      for (const m of page.DeleteMarkers ?? []) {
+        if (m.Key && m.LastModified) yield { key: m.Key, versionId: m.VersionId ?? 'null', lastModified: m.LastModified, size: 0, deleteMarker: true };
+      }
+      if (!page.IsTruncated) return;
+      keyMarker = page.NextKeyMarker;
+      versionMarker = page.NextVersionIdMarker;
+      if (!keyMarker) {
+        throw new BackendError(`list versions of ${keyPrefix} (in ${this.location}): a truncated listing came without a key marker`, { transient: false });
+      }
+    }
+  }
+
+  /**
+   * A read-only view of the repository as it was at `asOf`, from the bucket's object versions
+   * (the bucket must be versioned; Object Lock makes it so). See {@link S3AsOfView}.
+   */
+  viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): S3AsOfView {
+    return new S3AsOfView(this, asOf, options);
   }
 
   async close(): Promise<void> {
@@ -342,6 +494,8 @@ export class S3Backend implements Backend {
     h: FileHandle,
     body: Buffer,
     storageClass: S3Sdk.StorageClass | undefined,
+    lock: { ObjectLockMode: S3Sdk.ObjectLockMode; ObjectLockRetainUntilDate: Date } | undefined,
+    md5: boolean,
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const key = this.keyOf(h);
@@ -349,7 +503,7 @@ export class S3Backend implements Backend {
     // Not abortable: an abort while the server starts the upload would lose its ID, and with
     // it the only way to clean the upload up.
     const started = await client.send(
-      new sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream', StorageClass: storageClass }),
+      new sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream', StorageClass: storageClass, ...lock }),
     );
     const uploadId = started.UploadId;
     if (!uploadId) throw new BackendError(`save ${describeFile(h)} (in ${this.location}): the server started a multipart upload without an ID`, { transient: true });
@@ -366,7 +520,7 @@ export class S3Backend implements Backend {
             PartNumber: partNumber,
             Body: part,
             ContentLength: part.length,
-            ContentMD5: this.#checksums ? md5Base64(part) : undefined,
+            ContentMD5: md5 ? md5Base64(part) : undefined,
           }),
           { abortSignal: signal },
         );
@@ -394,8 +548,140 @@ export class S3Backend implements Backend {
     const missing = status === 404 || code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchBucket';
     if (missing && op !== 'save' && op !== 'create' && op !== 'list') return new NotFoundError(file, { cause: err });
     const detail = maskSecrets(describeError(err, code, status), [this.#opts.credentials?.secretAccessKey, this.#opts.credentials?.sessionToken]);
+    // A locked upload into a bucket without Object Lock (AWS and MinIO: InvalidRequest, "Bucket is missing ObjectLockConfiguration").
+    if (op === 'save' && this.#objectLock && code === 'InvalidRequest' && /ObjectLockConfiguration|object lock/i.test(detail)) {
+      return new ObjectLockError(`${op} ${file} (in ${this.location}): bucket ${this.bucket} does not have Object Lock enabled (${detail})`, {
+        bucket: this.bucket, file, cause: err,
+      });
+    }
     const hint = code === 'NoSuchBucket' ? ` (bucket ${this.bucket} does not exist; create() makes it)` : '';
     return new BackendError(`${op} ${file} (in ${this.location}): ${detail}${hint}`, { transient: transient.status(status) || transient.code(code), status, cause: err });
+  }
+}
+
+/** One version (or delete marker) of an object, from {@link S3Backend.listVersions}. */
+export interface S3ObjectVersion {
+  key: string;
+  versionId: string;
+  lastModified: Date;
+  size: number;
+  deleteMarker: boolean;
+}
+
+/**
+ * A repository in a versioned bucket as it was at an instant: each file is its newest version
+ * last modified at or before `asOf`; a file whose newest such entry is a delete marker, or that
+ * had no version yet, is missing. Reads are GetObject/HeadObject with the version ID, listings
+ * ListObjectVersions. Read-only: save and remove throw {@link ReadOnlyError}, except for lock
+ * files, which are kept in this object's memory (commands that lock work; nothing is written).
+ */
+export class S3AsOfView implements Backend {
+  readonly location: string;
+  readonly connections: number;
+  /** The instant the view shows. */
+  readonly asOf: Date;
+  readonly #s3: S3Backend;
+  /** Key → the version it resolves to (null: missing at asOf). */
+  readonly #resolved = new Map<string, S3ObjectVersion | null>();
+  readonly #locks = new Map<string, Uint8Array>();
+  readonly #closeBackend: boolean;
+
+  /** With `closeBackend`, closing the view closes `s3` too (as closing a repository closes its backend). */
+  constructor(s3: S3Backend, asOf: Date, options: { closeBackend?: boolean } = {}) {
+    this.#closeBackend = options.closeBackend === true;
+    if (!(asOf instanceof Date) || !Number.isFinite(asOf.getTime())) throw new InvalidInputError('asOf must be a valid Date');
+    this.#s3 = s3;
+    this.asOf = new Date(asOf.getTime());
+    this.location = `${s3.location} (as of ${this.asOf.toISOString()})`;
+    this.connections = s3.connections;
+  }
+
+  async create(): Promise<void> {
+    throw new ReadOnlyError(`bucket ${this.#s3.bucket}`, `the view ${this.location}`);
+  }
+
+  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    if (h.type !== 'locks') throw new ReadOnlyError(file, `the view ${this.location}`);
+    this.#locks.set(h.name, Uint8Array.from(data));
+  }
+
+  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    if (h.type !== 'locks') throw new ReadOnlyError(file, `the view ${this.location}`);
+    if (!this.#locks.delete(h.name)) throw new NotFoundError(file);
+  }
+
+  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    const file = startCall(h, options.signal);
+    if (h.type === 'locks') {
+      const bytes = this.#locks.get(h.name);
+      if (!bytes) throw new NotFoundError(file);
+      const start = options.offset ?? 0;
+      return bytes.slice(start, options.length === undefined ? undefined : start + options.length);
+    }
+    const v = await this.resolve(h, options.signal);
+    if (!v) throw new NotFoundError(file);
+    return this.#s3.load(h, { ...options, versionId: v.versionId });
+  }
+
+  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
+    const file = startCall(h, options.signal);
+    if (h.type === 'locks') {
+      const bytes = this.#locks.get(h.name);
+      if (!bytes) throw new NotFoundError(file);
+      return fileInfo(h, bytes.length);
+    }
+    const v = await this.resolve(h, options.signal);
+    if (!v) throw new NotFoundError(file);
+    return fileInfo(h, v.size);
+  }
+
+  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
+    throwIfAborted(options.signal);
+    checkType(type);
+    if (type === 'locks') {
+      for (const [name, bytes] of this.#locks) yield { name, size: bytes.length };
+      return;
+    }
+    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
+    const folder = underPrefix(this.#s3.prefix, `${type}/`);
+    const current = await this.newestAsOf(folder, options.signal);
+    for (const [key, v] of current) {
+      this.#resolved.set(key, v);
+      if (!v) continue;
+      const info = listedAs(type, key.slice(folder.length), v.size);
+      if (info) yield info;
+    }
+  }
+
+  async close(): Promise<void> {
+    // Otherwise the S3 backend belongs to the caller.
+    if (this.#closeBackend) await this.#s3.close();
+  }
+
+  /** The version of a file at asOf (listed once per key, then remembered). */
+  private async resolve(h: FileHandle, signal: AbortSignal | undefined): Promise<S3ObjectVersion | null> {
+    const key = this.#s3.keyOf(h);
+    if (this.#resolved.has(key)) return this.#resolved.get(key)!;
+    const found = (await this.newestAsOf(key, signal)).get(key) ?? null;
+    this.#resolved.set(key, found);
+    return found;
+  }
+
+  /** For each key under `keyPrefix`, its newest entry at or before asOf; null when that is a delete marker. */
+  private async newestAsOf(keyPrefix: string, signal: AbortSignal | undefined): Promise<Map<string, S3ObjectVersion | null>> {
+    const limit = this.asOf.getTime();
+    const newest = new Map<string, S3ObjectVersion>();
+    for await (const v of this.#s3.listVersions(keyPrefix, { signal })) {
+      if (v.lastModified.getTime() > limit) continue;
+      const seen = newest.get(v.key);
+      // Equal times (within S3's millisecond): the entry listed first wins, versions before delete markers.
+      if (!seen || v.lastModified.getTime() > seen.lastModified.getTime()) newest.set(v.key, v);
+    }
+    const out = new Map<string, S3ObjectVersion | null>();
+    for (const [key, v] of [...newest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out.set(key, v.deleteMarker ? null : v);
+    return out;
   }
 }
 
@@ -406,6 +692,21 @@ function listedAs(type: FileType, rel: string | undefined, size: number | undefi
   // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
   const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
   return name !== undefined && isIdName(name) ? { name, size } : undefined;
+}
+
+function checkObjectLock(lock: S3ObjectLockOptions, location: string): S3ObjectLockOptions {
+  const bad = (why: string): InvalidInputError => new InvalidInputError(`objectLock for ${location}: ${why}`);
+  if (lock === null || typeof lock !== 'object') throw bad('must be an object');
+  if (lock.mode !== 'GOVERNANCE' && lock.mode !== 'COMPLIANCE') throw bad(`mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(lock.mode)}`);
+  const given = [lock.retainDays, lock.retainSeconds, lock.retainUntil].filter((v) => v !== undefined).length;
+  if (given !== 1) throw bad('give exactly one of retainDays, retainSeconds, retainUntil');
+  for (const [name, v] of [['retainDays', lock.retainDays], ['retainSeconds', lock.retainSeconds]] as const) {
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw bad(`${name} must be a positive number`);
+  }
+  if (lock.retainUntil !== undefined && !(lock.retainUntil instanceof Date && Number.isFinite(lock.retainUntil.getTime()))) {
+    throw bad('retainUntil must be a valid Date');
+  }
+  return { ...lock };
 }
 
 function checkBucket(bucket: unknown): string {

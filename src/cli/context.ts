@@ -123,9 +123,18 @@ export async function cacheFrom(ctx: CommandContext): Promise<CacheOptions | fal
   return { dir };
 }
 
+/** A --as-of style flag's value: an instant with a date and a zone (RFC 3339, e.g. 2026-12-06T04:00:00Z). */
+export function parseAsOf(value: string, flag: string): Date {
+  const d = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(value.trim()) ? new Date(value.trim()) : new Date(NaN);
+  if (!Number.isFinite(d.getTime())) throw new InvalidInputError(`--${flag} must be an RFC 3339 time with a zone, e.g. 2026-12-06T04:00:00Z; got ${JSON.stringify(value)}`);
+  return d;
+}
+
 export async function openRepo(ctx: CommandContext, options: { cache?: boolean | CacheOptions } = {}): Promise<Repository> {
   const backend = await backendFor(ctx);
+  const asOf = ctx.flags.string('as-of');
   return Repository.open(backend, {
+    ...(asOf !== undefined ? { asOf: parseAsOf(asOf, 'as-of') } : {}),
     password: ctx.password(),
     keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT,
     signal: ctx.signal,

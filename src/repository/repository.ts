@@ -4,13 +4,14 @@
 import os from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
-import { describeFile } from '../backend/backend.ts';
+import { describeFile, versionsOf } from '../backend/backend.ts';
+import { wrapBackend } from '../backend/wrappers/stack.ts';
 import { assertRuntime } from '../runtime.ts';
 import { raceAbort } from '../backend/shared.ts';
 import { readIndexFile } from './index-loader.ts';
 import {
   AbortedError, BlobNotFoundError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
-  RepositoryNotFoundError, StowageError, WrongPasswordError, addSuppressed, throwIfAborted,
+  RepositoryNotFoundError, StowageError, UnsupportedError, WrongPasswordError, addSuppressed, throwIfAborted,
 } from '../errors.ts';
 import { discard, initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
 import { createKeyFile, openKeyFile, parseKeyFile, DEFAULT_SCRYPT, type KeyFileJson, type ScryptParams } from './keyfile.ts';
@@ -65,6 +66,13 @@ export interface OpenOptions extends CallOptions {
    * cache, with one warning on `logger`.
    */
   cache?: CacheOptions | false;
+  /**
+   * Open the repository as it was at this instant, read-only, from the storage's object versions
+   * (a versioned S3 bucket: `S3Backend.viewAsOf`, found through wrappers). Every file is its newest
+   * version at or before `asOf`; writes throw ReadOnlyError (locks are kept in memory); no cache
+   * is used (a cache mirrors the present). UnsupportedError when the backend keeps no versions.
+   */
+  asOf?: Date;
 }
 
 /** A key file, as {@link Repository.listKeys} lists it. */
@@ -174,6 +182,14 @@ export class Repository {
     await initCrypto();
     const signal = options.signal;
     requirePassword(options.password);
+    if (options.asOf !== undefined) {
+      const versions = versionsOf(backend);
+      if (!versions) throw new UnsupportedError(`${backend.location} keeps no object versions, so it cannot be opened as of ${String(options.asOf)}`);
+      // The view reads the storage driver directly, so it gets its own retries and connection
+      // limit; closing the repository closes the view and the driver, as it closes a backend.
+      backend = wrapBackend(versions.viewAsOf(options.asOf, { closeBackend: true }), { logger: options.logger });
+      options = { ...options, cache: false };
+    }
     let configBytes: Uint8Array;
     try {
       configBytes = await backend.load({ type: 'config', name: '' }, { signal });

@@ -12,6 +12,7 @@ import {
   type PlanRetentionOptions,
   type RetentionPolicy,
   EmptyRetentionPolicyError,
+  keepHorizon,
   RemoveAllRefusedError,
   describeRetentionPolicy,
   formatRetentionDuration,
@@ -420,5 +421,40 @@ describe('stashRetentionPolicy', () => {
     assert.deepEqual(stashRetentionPolicy({ keepDaily: 1, dryRun: true }), { policy: { daily: 1 }, prune: false, dryRun: true });
     assert.throws(() => stashRetentionPolicy({ keepLast: -3 }), /keepLast/);
     assert.throws(() => stashRetentionPolicy({ keepTags: [1] as unknown as string[] }), /keepTags/);
+  });
+});
+
+describe('keepHorizon (retention that follows the policy)', () => {
+  const kept = (time: string, matches: string[]) => ({ id: sha256Hex(new TextEncoder().encode('k')) as SnapshotId, time: parseGoTime(time), matches, counters: {} });
+  const iso = (d: Date) => d.toISOString();
+
+  test('bucket rules end when bucket b+N ends, on the snapshot\'s wall clock', () => {
+    // 2024-03-13 is a Wednesday.
+    const t = '2024-03-13T10:30:00Z';
+    assert.equal(iso(keepHorizon(kept(t, ['daily snapshot']), { daily: 3 })), '2024-03-17T00:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['hourly snapshot']), { hourly: 2 })), '2024-03-13T13:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['weekly snapshot']), { weekly: 2 })), '2024-04-01T00:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['monthly snapshot']), { monthly: 11 })), '2025-03-01T00:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['yearly snapshot']), { yearly: 1 })), '2026-01-01T00:00:00.000Z');
+    // The latest of several rules; "oldest" counts as its rule.
+    assert.equal(iso(keepHorizon(kept(t, ['daily snapshot', 'oldest monthly snapshot']), { daily: 7, monthly: 1 })), '2024-05-01T00:00:00.000Z');
+    // A Sunday belongs to the week that began on the Monday before.
+    assert.equal(iso(keepHorizon(kept('2024-03-17T23:00:00Z', ['weekly snapshot']), { weekly: 1 })), '2024-03-25T00:00:00.000Z');
+    // +02:00: the day ends at midnight local time, 22:00 UTC.
+    assert.equal(iso(keepHorizon(kept('2024-03-13T23:30:00+02:00', ['daily snapshot']), { daily: 1 })), '2024-03-14T22:00:00.000Z');
+  });
+
+  test('keep-within adds the duration, keep-last N intervals', () => {
+    const t = '2024-01-31T12:00:00Z';
+    assert.equal(iso(keepHorizon(kept(t, ['within 1m2d']), { within: '1m2d' })), '2024-03-04T12:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['daily within 10d']), { withinDaily: '10d' })), '2024-02-10T12:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['last snapshot']), { last: 5 })), '2024-02-05T12:00:00.000Z');
+    assert.equal(iso(keepHorizon(kept(t, ['last snapshot']), { last: 5 }, { lastIntervalMs: 3_600_000 })), '2024-01-31T17:00:00.000Z');
+  });
+
+  test('rules with no end are refused', () => {
+    const t = '2024-01-31T12:00:00Z';
+    assert.throws(() => keepHorizon(kept(t, ['has tags [a]']), { tags: [['a']] }), InvalidInputError);
+    assert.throws(() => keepHorizon(kept(t, ['daily snapshot']), { daily: -1 }), /no end/);
   });
 });

@@ -13,6 +13,7 @@ import { FaultyBackend } from '../../src/backend/wrappers/faulty.ts';
 import { openBackend } from '../../src/backend/location.ts';
 import { backendConformance } from '../backend/conformance.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
+import { retentionOf } from '../../src/backend/backend.ts';
 import type { Logger } from '../../src/logger.ts';
 import {
   AbortedError,
@@ -753,3 +754,49 @@ backendConformance('RetryBackend over FaultyBackend(MemoryBackend, 20%)', async 
   }),
   cleanup: async () => {},
 }));
+
+describe('retentionOf under the wrappers', () => {
+  /** A memory backend with retention calls whose first attempts fail transiently. */
+  class RetainingBackend extends MemoryBackend {
+    readonly locksUploads = true;
+    calls = 0;
+    failures: number;
+    stored = new Map<string, { mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: Date }>();
+    constructor(failures: number) {
+      super();
+      this.failures = failures;
+    }
+    async getRetention(h: FileHandle): Promise<{ mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: Date } | undefined> {
+      this.calls++;
+      if (this.failures-- > 0) throw new BackendError(`get retention of ${h.name}: 503`, { transient: true, status: 503 });
+      return this.stored.get(h.name);
+    }
+    async putRetention(h: FileHandle, r: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: Date }): Promise<void> {
+      this.calls++;
+      if (this.failures-- > 0) throw new BackendError(`put retention of ${h.name}: 503`, { transient: true, status: 503 });
+      this.stored.set(h.name, r);
+    }
+  }
+  const h: FileHandle = { type: 'data', name: 'ab'.repeat(32) };
+  const r = { mode: 'GOVERNANCE' as const, retainUntil: new Date('2030-01-01T00:00:00Z') };
+
+  it('finds the calls below retry, limits and observe, and retries transient failures', async () => {
+    const inner = new RetainingBackend(2);
+    const retries: RetryInfo[] = [];
+    const wrapped = wrapBackend(inner, { retry: { initialDelayMs: 1, maxDelayMs: 2, onRetry: (i) => retries.push(i) }, observe: () => {} });
+    const cap = retentionOf(wrapped);
+    assert.ok(cap);
+    assert.equal(cap.locksUploads, true);
+    await cap.putRetention(h, r);
+    assert.deepEqual(await cap.getRetention(h), r);
+    assert.equal(inner.calls, 4, 'two failed attempts, then the put and the get');
+    assert.deepEqual(retries.map((i) => i.op), ['retention', 'retention']);
+  });
+
+  it('without a retry wrapper: the bare calls; a backend without retention: undefined', async () => {
+    const inner = new RetainingBackend(1);
+    const cap = retentionOf(wrapBackend(inner, { retry: false }));
+    await assert.rejects(cap!.getRetention(h), BackendError);
+    assert.equal(retentionOf(wrapBackend(new MemoryBackend())), undefined);
+  });
+});

@@ -14,7 +14,7 @@ import { ForwardingBackend } from './forwarding.ts';
 import { summarizeError } from './observe.ts';
 
 /** The backend calls the wrappers know about. */
-export type BackendOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
+export type BackendOp = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove' | 'retention';
 
 /** What onRetry is told about a failed attempt that is about to be repeated. */
 export interface RetryInfo {
@@ -258,6 +258,14 @@ export class RetryBackend extends ForwardingBackend {
     this.#clock = options.clock ?? systemClock;
     this.#log = new RetryLog(options.logger, this.#clock, nonNegative(options.logIntervalMs ?? DEFAULTS.logIntervalMs, 'retry logIntervalMs'));
     this.#random = options.random ?? Math.random;
+  }
+
+  /**
+   * Runs a storage call that is not a Backend method (a retention read or write, found with
+   * `retentionOf`) with this wrapper's retries. The call must be safe to repeat.
+   */
+  retryCall<T>(op: BackendOp, file: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+    return this.#retry(op, file, signal, call);
   }
 
   override create(options: CallOptions = {}): Promise<void> {

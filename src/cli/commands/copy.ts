@@ -13,11 +13,12 @@ import { copy, type CopyEvent, type CopyProgress } from '../../snapshot/operatio
 import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
+import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, parseAsOf, withRepo } from '../context.ts';
 import type { ProgressReporter } from '../progress.ts';
 
 export const FROM_REPO_FLAGS: FlagSpec[] = [
   { name: 'from-repo', kind: 'string', arg: 'REPOSITORY', help: 'source repository (default: $RESTIC_FROM_REPOSITORY)' },
+  { name: 'from-as-of', kind: 'string', arg: 'TIME', help: 'copy from the source as it was at TIME (RFC 3339), from object versions (versioned S3 buckets)' },
   { name: 'from-repository-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository location from ($RESTIC_FROM_REPOSITORY_FILE)' },
   { name: 'from-password-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository password from ($RESTIC_FROM_PASSWORD_FILE)' },
   { name: 'from-password-command', kind: 'string', arg: 'CMD', help: 'command that prints the source repository password ($RESTIC_FROM_PASSWORD_COMMAND)' },
@@ -57,7 +58,11 @@ export async function openFromRepo(ctx: CommandContext): Promise<Repository> {
   }
   const backend = await backendFor({ ...ctx, repoLocation: () => location });
   try {
-    return await Repository.open(backend, { password, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal, logger: ctx.logger });
+    const asOf = f.string('from-as-of');
+    return await Repository.open(backend, {
+      password, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal, logger: ctx.logger,
+      ...(asOf !== undefined ? { asOf: parseAsOf(asOf, 'from-as-of') } : {}),
+    });
   } catch (e) {
     await backend.close();
     throw e;

@@ -41,7 +41,8 @@ const WITHIN_FLAGS = [
   ['keep-within-yearly', 'withinYearly', 'yearly '],
 ] as const;
 
-const FLAGS: FlagSpec[] = [
+/** The keep rules as flags (restic's names), shared with `retention extend`. */
+export const POLICY_FLAGS: FlagSpec[] = [
   ...COUNT_FLAGS.map(([name, short, what]): FlagSpec => ({
     name, short, kind: 'string', arg: 'n', help: `keep the last n ${what === 'last' ? '' : what + ' '}snapshots ('unlimited' keeps all)`,
   })),
@@ -49,14 +50,23 @@ const FLAGS: FlagSpec[] = [
     name, kind: 'string', arg: 'DURATION', help: `keep ${what}snapshots newer than DURATION (e.g. 1y5m7d2h) relative to the latest snapshot`,
   })),
   { name: 'keep-tag', kind: 'list', arg: 'TAG[,TAG]', help: 'keep snapshots with all these tags (repeatable: any of the lists)' },
-  { name: 'unsafe-allow-remove-all', kind: 'bool', help: 'allow deleting all snapshots of a snapshot group (needs a filter)' },
+];
+
+/** The snapshot filter and grouping flags, shared with `retention extend`. */
+export const SELECTION_FLAGS: FlagSpec[] = [
   // forget has no -H for --host: -H is --keep-hourly, as in restic.
   { name: 'host', kind: 'list', arg: 'HOST', help: 'only consider snapshots of this host (repeatable; default $RESTIC_HOST; "" for any)' },
   { name: 'hostname', kind: 'list', arg: 'HOST', help: 'deprecated: use --host' },
   { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'only consider snapshots with these tags (comma = and; repeat = or)' },
   { name: 'path', kind: 'list', arg: 'PATH', help: 'only consider snapshots including this absolute path (repeatable: all of them)' },
-  { name: 'compact', short: 'c', kind: 'bool', help: 'use compact output format' },
   { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: "group snapshots by host, paths and/or tags, comma separated ('' for no grouping; default host,paths)" },
+];
+
+const FLAGS: FlagSpec[] = [
+  ...POLICY_FLAGS,
+  ...SELECTION_FLAGS,
+  { name: 'unsafe-allow-remove-all', kind: 'bool', help: 'allow deleting all snapshots of a snapshot group (needs a filter)' },
+  { name: 'compact', short: 'c', kind: 'bool', help: 'use compact output format' },
   { name: 'dry-run', short: 'n', kind: 'bool', help: 'do not delete anything, just print what would be done' },
   { name: 'prune', kind: 'bool', help: "run the 'prune' command if snapshots have been removed" },
   { name: 'max-unused', kind: 'string', arg: 'LIMIT', help: 'with --prune: tolerate this much unused data (default 5%)' },
@@ -150,7 +160,7 @@ export const forgetCommand: Command = {
 };
 
 /** The keep flags as a policy (only the rules given). */
-function policyFrom(ctx: CommandContext): RetentionPolicy {
+export function policyFrom(ctx: CommandContext): RetentionPolicy {
   const policy: RetentionPolicy = {};
   for (const [name, , field] of COUNT_FLAGS) {
     const s = ctx.flags.string(name);
@@ -195,7 +205,7 @@ export function parseGroupBy(s: string | undefined): SnapshotGroupBy {
 }
 
 /** forget's filter flags with restic's rules: $RESTIC_HOST as default host, --host "" for any, empty tags kept. */
-function forgetFilterFrom(ctx: CommandContext): SnapshotFilter {
+export function forgetFilterFrom(ctx: CommandContext): SnapshotFilter {
   let hosts = [...ctx.flags.list('hostname'), ...ctx.flags.list('host')];
   if (hosts.length === 0 && ctx.env.RESTIC_HOST) hosts = [ctx.env.RESTIC_HOST];
   if (hosts.length === 1 && hosts[0] === '') hosts = [];

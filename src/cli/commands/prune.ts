@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../../errors.ts';
-import { executePrune, planPrune, type PruneMessageLevel, type PrunePhase, type PruneProgress, type PruneStats } from '../../snapshot/operations/prune.ts';
+import { executePrune, planPrune, type PruneMessageLevel, type PrunePhase, type PruneProgress, type PruneRetentionReport, type PruneStats } from '../../snapshot/operations/prune.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
 import type { ProgressReporter } from '../progress.ts';
@@ -36,6 +36,7 @@ export const pruneCommand: Command = {
     { name: 'repack-smaller-than', kind: 'string', arg: 'SIZE', help: 'repack pack files below this size (suffixes k/K, m/M)' },
     { name: 'repack-uncompressed', kind: 'bool', help: 'repack all uncompressed data' },
     { name: 'dry-run', short: 'n', kind: 'bool', help: 'do not modify the repository, just print what would be done' },
+    { name: 'respect-retention', kind: 'bool', help: 'keep packs under S3 Object Lock retention (one request per pack to delete or repack; default with -o s3.object-lock)' },
   ],
   async run(ctx) {
     const dryRun = ctx.flags.bool('dry-run');
@@ -62,13 +63,17 @@ export const pruneCommand: Command = {
           repackSmallerThan: ctx.flags.string('repack-smaller-than'),
           repackUncompressed,
           packSize,
+          ...(ctx.flags.bool('respect-retention') ? { retention: true } : {}),
           signal: ctx.signal,
           onMessage,
           onProgress: pruneStatus(progress),
         });
         if (dryRun) onMessage('\nWould have made the following changes:', 'info');
-        if (ctx.json) ctx.out(JSON.stringify(resticSummary(plan.stats)) + '\n');
-        else if (!ctx.quiet) printStats(ctx, plan.stats);
+        if (ctx.json) ctx.out(JSON.stringify({ ...resticSummary(plan.stats), ...(plan.retention ? { retention: retentionJson(plan.retention) } : {}) }) + '\n');
+        else if (!ctx.quiet) {
+          printStats(ctx, plan.stats);
+          if (plan.retention) printRetention(ctx, plan.retention);
+        }
         if (dryRun) {
           const list = (ids: readonly string[]) => ids.map((id) => id.slice(0, 8)).join(' ');
           onMessage('Repeated prune dry-runs can report slightly different amounts of data to keep or repack. This is expected behavior.\n', 'verbose');
@@ -106,6 +111,33 @@ export function resticSummary(s: PruneStats): Record<string, unknown> {
       keep: s.packs.keep, repack: s.packs.repack, remove: s.packs.remove, remove_total: s.packs.removeTotal,
     },
   };
+}
+
+/** The retention report in --json: snake_case, dates in RFC 3339. */
+function retentionJson(r: PruneRetentionReport): Record<string, unknown> {
+  return {
+    now: r.now.toISOString(),
+    requests: r.requests,
+    reclaimable_now: r.reclaimableNow,
+    later: r.later.map((l) => ({ file: l.file, retain_until: l.retainUntil.toISOString(), mode: l.mode, bytes: l.bytes })),
+    locked: r.locked,
+  };
+}
+
+function printRetention(ctx: CommandContext, r: PruneRetentionReport): void {
+  const lines = [
+    `object retention: ${r.requests} retention reads`,
+    `reclaimable now:   ${String(r.reclaimableNow.packs).padStart(6)} packs / ${formatBytes(r.reclaimableNow.bytes)}`,
+    `locked (kept):     ${String(r.locked.packs).padStart(6)} packs / ${formatBytes(r.locked.bytes)}`,
+  ];
+  // One line per day on which retained bytes become reclaimable.
+  const byDay = new Map<string, number>();
+  for (const l of r.later) {
+    const day = l.retainUntil.toISOString().slice(0, 10);
+    byDay.set(day, (byDay.get(day) ?? 0) + l.bytes);
+  }
+  for (const [day, bytes] of byDay) lines.push(`reclaimable from ${day}: ${formatBytes(bytes)}`);
+  ctx.out(lines.join('\n') + '\n\n');
 }
 
 /** Go's "%3.2f%%" of numerator/denominator, capped at 100; empty when the denominator is 0. */

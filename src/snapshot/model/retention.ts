@@ -487,3 +487,95 @@ function floorDiv(a: bigint, b: bigint): bigint {
   const q = a / b;
   return a % b !== 0n && (a < 0n) !== (b < 0n) ? q - 1n : q;
 }
+
+// ---- keep horizons (retention that follows the policy) --------------------------------------------
+
+/** Options of {@link keepHorizon}. */
+export interface KeepHorizonOptions {
+  /**
+   * How far apart backups are assumed for keep-last, in ms (default one day): a snapshot kept as one
+   * of the last N is assumed kept N intervals past its time.
+   */
+  lastIntervalMs?: number;
+}
+
+const MS_PER_HOUR = 3_600_000;
+
+/**
+ * Until when `policy` may still keep a snapshot it keeps now (the latest instant over the rules
+ * that keep it), assuming backups go on at least once per bucket of each rule:
+ *   - keep-hourly/daily/weekly/monthly/yearly N: a snapshot kept for its bucket b (hour, day, ISO
+ *     week from Monday, month, year, on the wall clock of the snapshot's own offset) is dropped once
+ *     a snapshot lands in bucket b+N, at the latest when bucket b+N ends: that end is the horizon;
+ *   - keep-last N: the snapshot's time + N × `lastIntervalMs`;
+ *   - keep-within D and keep-within-<bucket> D: the snapshot's time + D (a calendar step on its
+ *     wall clock, fixed offset).
+ * Rules that keep a snapshot with no end (keep-tag, an 'unlimited' count) throw InvalidInputError:
+ * a retain-until date needs an end. Pure: the caller gets `kept` from {@link planRetention}.
+ */
+export function keepHorizon(kept: KeptSnapshot, policy: RetentionPolicy, options: KeepHorizonOptions = {}): Date {
+  const p = normalizeRetentionPolicy(policy);
+  const interval = options.lastIntervalMs ?? MS_PER_DAY;
+  if (!(Number.isFinite(interval) && interval > 0)) throw new InvalidInputError('lastIntervalMs must be a positive number');
+  const epochMs = Number(kept.time.epochNs / NS_PER_MS);
+  const offsetMs = kept.time.offsetMinutes * 60_000;
+  const wallMs = epochMs + offsetMs;
+  const dayStart = Math.floor(wallMs / MS_PER_DAY) * MS_PER_DAY;
+  const forever = (reason: string): never => {
+    throw new InvalidInputError(
+      `snapshot ${kept.id.slice(0, 8)} is kept by "${reason}", which has no end; a retain-until date needs one (leave keep-tag and 'unlimited' counts out of this policy)`,
+    );
+  };
+  const bucketEnd = (unit: 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly', n: number, reason: string): number => {
+    if (n < 0) forever(reason);
+    const d = new Date(dayStart);
+    let wallEnd: number;
+    switch (unit) {
+      case 'hourly':
+        wallEnd = Math.floor(wallMs / MS_PER_HOUR) * MS_PER_HOUR + (n + 1) * MS_PER_HOUR;
+        break;
+      case 'daily':
+        wallEnd = dayStart + (n + 1) * MS_PER_DAY;
+        break;
+      case 'weekly': {
+        const isoDow = d.getUTCDay() === 0 ? 7 : d.getUTCDay();
+        wallEnd = dayStart - (isoDow - 1) * MS_PER_DAY + (n + 1) * 7 * MS_PER_DAY;
+        break;
+      }
+      case 'monthly':
+        wallEnd = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + n + 1, 1);
+        break;
+      case 'yearly':
+        wallEnd = Date.UTC(d.getUTCFullYear() + n + 1, 0, 1);
+        break;
+    }
+    return wallEnd - offsetMs;
+  };
+  const plus = (dur: RetentionDuration): number => {
+    const d = new Date(dayStart);
+    const moved = Date.UTC(d.getUTCFullYear() + dur.years, d.getUTCMonth() + dur.months, d.getUTCDate() + dur.days);
+    return moved + (wallMs - dayStart) + dur.hours * MS_PER_HOUR - offsetMs;
+  };
+  let horizon = -Infinity;
+  for (const match of kept.matches) {
+    const reason = match.startsWith('oldest ') ? match.slice('oldest '.length) : match;
+    let h: number;
+    if (reason.startsWith('has tags')) h = forever(reason);
+    else if (reason === 'last snapshot') h = p.last < 0 ? forever(reason) : epochMs + p.last * interval;
+    else if (reason === 'hourly snapshot') h = bucketEnd('hourly', p.hourly, reason);
+    else if (reason === 'daily snapshot') h = bucketEnd('daily', p.daily, reason);
+    else if (reason === 'weekly snapshot') h = bucketEnd('weekly', p.weekly, reason);
+    else if (reason === 'monthly snapshot') h = bucketEnd('monthly', p.monthly, reason);
+    else if (reason === 'yearly snapshot') h = bucketEnd('yearly', p.yearly, reason);
+    else if (reason.startsWith('within ')) h = plus(p.within);
+    else if (reason.startsWith('hourly within ')) h = plus(p.withinHourly);
+    else if (reason.startsWith('daily within ')) h = plus(p.withinDaily);
+    else if (reason.startsWith('weekly within ')) h = plus(p.withinWeekly);
+    else if (reason.startsWith('monthly within ')) h = plus(p.withinMonthly);
+    else if (reason.startsWith('yearly within ')) h = plus(p.withinYearly);
+    else throw new InvalidInputError(`snapshot ${kept.id.slice(0, 8)}: unknown keep reason ${JSON.stringify(match)}`);
+    horizon = Math.max(horizon, h);
+  }
+  if (horizon === -Infinity) throw new InvalidInputError(`snapshot ${kept.id.slice(0, 8)} is kept by no rule`);
+  return new Date(horizon);
+}

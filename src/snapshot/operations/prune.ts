@@ -14,8 +14,8 @@
 //   5. delete the packs that are now unused or repacked
 // A crash before 3 leaves extra packs or duplicate blobs; a crash after 3 leaves packs that no
 // index names. Both are harmless, and the next prune cleans them up.
-import type { CallOptions } from '../../backend/backend.ts';
-import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../../errors.ts';
+import { retentionOf, type CallOptions, type RetentionCapable } from '../../backend/backend.ts';
+import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, UnsupportedError, throwIfAborted } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
 import type { MasterIndex } from '../../repository/master-index.ts';
 import { decodeIndexFile } from '../../repository/index-file.ts';
@@ -69,6 +69,16 @@ export interface PrunePlanOptions extends CallOptions {
   repackUncompressed?: boolean;
   /** The repository's target pack size (default 16 MiB, as restic). */
   packSize?: number;
+  /**
+   * Respect object retention (S3 Object Lock): before a pack is planned for deletion or repacking,
+   * its retention is read (one request per such pack, counted in `plan.retention.requests`), and a
+   * pack still retained is kept as it is. Default: on when the backend locks its uploads (S3
+   * `objectLock`); true also for a bucket with only a default retention. `UnsupportedError` when
+   * true and the backend has no retention.
+   */
+  retention?: boolean;
+  /** The instant retentions are compared with (default: now). */
+  now?: Date;
   /** Snapshots to plan as if already removed (a `forget --dry-run --prune`; restic does the same). */
   ignoreSnapshots?: Iterable<string>;
   /**
@@ -143,6 +153,25 @@ export interface PrunePlan {
   keepBlobs: BlobHandleSet;
   /** Packs below this size count as small. */
   targetPackSize: number;
+  /** With `retention`: what object retention held back, and what it lets go now and later. */
+  retention?: PruneRetentionReport;
+}
+
+/** What retention (S3 Object Lock) means for a prune, from {@link planPrune} with `retention`. */
+export interface PruneRetentionReport {
+  /** The instant retentions were compared with. */
+  now: Date;
+  /** Retention reads made (one per pack the plan wanted to delete or repack). */
+  requests: number;
+  /** What this prune frees: packs deleted or repacked, and the bytes that frees (unused and unreferenced). */
+  reclaimableNow: { packs: number; bytes: number };
+  /**
+   * Packs the plan wanted to delete or repack but that are still retained, earliest first: the
+   * bytes each would free, and from when.
+   */
+  later: Array<{ file: string; retainUntil: Date; mode: 'GOVERNANCE' | 'COMPLIANCE'; bytes: number }>;
+  /** Those retained packs as stored (their whole size): kept untouched by this prune. */
+  locked: { packs: number; bytes: number };
 }
 
 /** What {@link prune} or {@link executePrune} did. */
@@ -328,6 +357,16 @@ export async function planPrune(repository: AnyRepository, options: PrunePlanOpt
     repackUncompressed: options.repackUncompressed === true, say, signal, onProgress: options.onProgress,
   });
 
+  let retention: PruneRetentionReport | undefined;
+  let held = { unreferencedPacks: 0, unreferencedBytes: 0 };
+  const lockApi = retentionOf(indexed.backend);
+  if (options.retention ?? lockApi?.locksUploads === true) {
+    if (!lockApi) throw new UnsupportedError(`prune with retention: ${indexed.backend.location} has no object retention (S3 Object Lock)`);
+    ({ report: retention, held } = await holdRetainedPacks(decision, packs, stats, lockApi, {
+      now: options.now ?? new Date(), v2: repo.version >= 2, connections: Math.max(1, indexed.backend.connections), say, signal,
+    }));
+  }
+
   // The blobs to copy while repacking: used blobs that no pack we keep holds already.
   const dropped = new Set<string>([...decision.repack, ...decision.remove, ...decision.forgetMissing]);
   if (decision.repack.length > 0) {
@@ -340,10 +379,10 @@ export async function planPrune(repository: AnyRepository, options: PrunePlanOpt
   s.blobs.removeTotal = s.blobs.remove + s.blobs.repackRemove;
   s.blobs.remaining = s.blobs.total - s.blobs.removeTotal;
   s.bytes.total = s.bytes.used + s.bytes.duplicate + s.bytes.unused + s.bytes.unreferenced;
-  s.bytes.removeTotal = s.bytes.remove + s.bytes.repackRemove + s.bytes.unreferenced;
+  s.bytes.removeTotal = s.bytes.remove + s.bytes.repackRemove + s.bytes.unreferenced - held.unreferencedBytes;
   s.bytes.remaining = s.bytes.total - s.bytes.removeTotal;
   s.bytes.remainingUnused = s.bytes.duplicate + s.bytes.unused - s.bytes.remove - s.bytes.repackRemove;
-  s.packs.total = s.packs.used + s.packs.partlyUsed + s.packs.unused + s.packs.unreferenced;
+  s.packs.total = s.packs.used + s.packs.partlyUsed + s.packs.unused + s.packs.unreferenced + held.unreferencedPacks;
   s.packs.removeTotal = s.packs.unreferenced + s.packs.remove;
 
   return {
@@ -356,7 +395,71 @@ export async function planPrune(repository: AnyRepository, options: PrunePlanOpt
     forgetMissing: decision.forgetMissing,
     keepBlobs,
     targetPackSize: decision.targetPackSize,
+    ...(retention ? { retention } : {}),
   };
+}
+
+/**
+ * Reads the retention of every pack the decision deletes or repacks and takes the retained ones
+ * out of it (kept as they are), moving their statistics to "keep". Mutates `decision` and `stats`.
+ */
+async function holdRetainedPacks(
+  decision: Decision,
+  packs: Map<PackId, PackInfo>,
+  stats: PruneStats,
+  lockApi: RetentionCapable,
+  o: { now: Date; v2: boolean; connections: number; say: (m: string, level: PruneMessageLevel) => void; signal?: AbortSignal | undefined },
+): Promise<{ report: PruneRetentionReport; held: { unreferencedPacks: number; unreferencedBytes: number } }> {
+  const touched: Array<{ id: PackId; kind: 'unreferenced' | 'remove' | 'repack' }> = [
+    ...decision.removeUnreferenced.map((id) => ({ id, kind: 'unreferenced' as const })),
+    ...decision.remove.map((id) => ({ id, kind: 'remove' as const })),
+    ...decision.repack.map((id) => ({ id, kind: 'repack' as const })),
+  ];
+  const retentions = await mapLimit(touched, o.connections, ({ id }) => lockApi.getRetention({ type: 'data', name: id }, { signal: o.signal }));
+  const report: PruneRetentionReport = { now: o.now, requests: touched.length, reclaimableNow: { packs: 0, bytes: 0 }, later: [], locked: { packs: 0, bytes: 0 } };
+  const held = { unreferencedPacks: 0, unreferencedBytes: 0 };
+  const keep = new Set<PackId>();
+  touched.forEach(({ id, kind }, i) => {
+    const r = retentions[i];
+    const p = packs.get(id);
+    const size = kind === 'unreferenced' ? decision.unreferencedSizes.get(id)! : p!.usedSize + p!.unusedSize;
+    const frees = kind === 'unreferenced' ? size : p!.unusedSize;
+    if (!r || r.retainUntil.getTime() <= o.now.getTime()) {
+      report.reclaimableNow.packs++;
+      report.reclaimableNow.bytes += frees;
+      return;
+    }
+    keep.add(id);
+    o.say(`pack ${id.slice(0, 8)} is retained (${r.mode}) until ${r.retainUntil.toISOString()}: kept`, 'verbose');
+    report.later.push({ file: packFile(id), retainUntil: r.retainUntil, mode: r.mode, bytes: frees });
+    report.locked.packs++;
+    report.locked.bytes += size;
+    stats.packs.keep++;
+    if (kind === 'unreferenced') {
+      held.unreferencedPacks++;
+      held.unreferencedBytes += size;
+    } else if (kind === 'remove') {
+      stats.blobs.remove -= p!.unusedBlobs;
+      stats.bytes.remove -= p!.unusedSize;
+    } else {
+      stats.blobs.repack -= p!.unusedBlobs + p!.usedBlobs;
+      stats.bytes.repack -= size;
+      stats.blobs.repackRemove -= p!.unusedBlobs;
+      stats.bytes.repackRemove -= p!.unusedSize;
+      if (p!.uncompressed && o.v2) stats.bytes.uncompressed += size;
+    }
+  });
+  report.later.sort((a, b) => a.retainUntil.getTime() - b.retainUntil.getTime() || a.file.localeCompare(b.file));
+  if (keep.size > 0) {
+    decision.removeUnreferenced = decision.removeUnreferenced.filter((id) => !keep.has(id));
+    decision.remove = decision.remove.filter((id) => !keep.has(id));
+    decision.repack = decision.repack.filter((id) => !keep.has(id));
+    stats.packs.unreferenced = decision.removeUnreferenced.length;
+    stats.packs.remove = decision.remove.length;
+    stats.packs.repack = decision.repack.length;
+    o.say(`${keep.size} pack(s) under retention are kept (${report.requests} retention reads)`, 'info');
+  }
+  return { report, held };
 }
 
 /**
@@ -439,6 +542,8 @@ function packInfoFromIndex(index: MasterIndex, used: BlobHandleSet, stats: Prune
 }
 
 interface Decision {
+  /** The size of each pack in removeUnreferenced, as listed. */
+  unreferencedSizes: Map<PackId, number>;
   removeUnreferenced: PackId[];
   repack: PackId[];
   remove: PackId[];
@@ -473,6 +578,7 @@ interface Candidate {
 
 async function decidePackActions(indexed: IndexedRepository, packs: Map<PackId, PackInfo>, stats: PruneStats, o: DecideOptions): Promise<Decision> {
   const removeUnreferenced: PackId[] = [];
+  const unreferencedSizes = new Map<PackId, number>();
   const remove: PackId[] = [];
   const repack: PackId[] = [];
   const candidates: Candidate[] = [];
@@ -489,6 +595,7 @@ async function decidePackActions(indexed: IndexedRepository, packs: Map<PackId, 
     if (!p) {
       o.say(`will remove pack ${id.slice(0, 8)} as it is unused and not indexed`, 'verbose');
       removeUnreferenced.push(id);
+      unreferencedSizes.set(id, f.size);
       stats.bytes.unreferenced += f.size;
       continue;
     }
@@ -591,7 +698,7 @@ async function decidePackActions(indexed: IndexedRepository, packs: Map<PackId, 
   stats.packs.repack = repack.length;
   stats.packs.remove = remove.length;
   if (!v2) stats.bytes.uncompressed = 0;
-  return { removeUnreferenced, repack, remove, forgetMissing, targetPackSize: target };
+  return { unreferencedSizes, removeUnreferenced, repack, remove, forgetMissing, targetPackSize: target };
 }
 
 // ---------------------------------------------------------------------------------------------
