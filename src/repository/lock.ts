@@ -129,12 +129,13 @@ export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname())
 }
 
 /**
- * Every lock in the repository, decoded (a lock removed while listing is skipped). Throws
- * `IntegrityError` for a damaged lock file.
+ * Every lock in the repository, decoded (a lock removed while listing is skipped), but `except`
+ * (one's own, not read). Throws `IntegrityError` for a damaged lock file.
  */
-export async function listLocks(repo: Repository, options: CallOptions = {}): Promise<LockInfo[]> {
+export async function listLocks(repo: Repository, options: CallOptions & { except?: string } = {}): Promise<LockInfo[]> {
   const out: LockInfo[] = [];
   for await (const id of repo.listIds('locks', options)) {
+    if (id === options.except) continue; // our own lock: known without reading it
     try {
       out.push(decodeLock(await repo.loadUnpacked('locks', id, options), id));
     } catch (e) {
@@ -212,10 +213,10 @@ export class Lock {
       let conflicts: LockInfo[];
       try {
         await sleep(options.settleTime ?? 200, undefined, { signal: options.signal }).catch(() => undefined);
-        conflicts = (await listLocks(repo, options)).filter((l) => l.id !== id && (options.exclusive || l.exclusive));
+        conflicts = (await listLocks(repo, { signal: options.signal, except: id })).filter((l) => options.exclusive || l.exclusive);
       } catch (e) {
         // Aborted, or another lock is unreadable: do not leave our own lock behind.
-        await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
+        await repo.backend.remove({ type: 'locks', name: id }, { missingOk: true }).catch(() => undefined);
         throw e;
       }
       if (conflicts.length === 0) {
@@ -224,7 +225,7 @@ export class Lock {
         repo.logger.info('lock acquired', { lock: id, exclusive: options.exclusive });
         return lock;
       }
-      await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
+      await repo.backend.remove({ type: 'locks', name: id }, { missingOk: true }).catch(() => undefined);
       if (Date.now() >= deadline) throw new LockedError(conflicts);
       repo.logger.info('repository is locked by another process, waiting', {
         exclusive: options.exclusive,
@@ -256,7 +257,7 @@ export class Lock {
     const old = this.#id;
     this.#id = await saveLock(this.#repo, this.exclusive, {});
     this.#repo.logger.debug('lock refreshed', { lock: this.#id, replaced: old, exclusive: this.exclusive });
-    await this.#repo.backend.remove({ type: 'locks', name: old }).catch((e: unknown) => {
+    await this.#repo.backend.remove({ type: 'locks', name: old }, { missingOk: true }).catch((e: unknown) => {
       this.#repo.logger.debug('could not remove the replaced lock file', { lock: old, error: summarizeError(e) });
     });
   }
@@ -267,7 +268,7 @@ export class Lock {
     this.#released = true;
     clearInterval(this.#timer);
     await this.#refreshing;
-    await this.#repo.backend.remove({ type: 'locks', name: this.#id }).catch((e) => {
+    await this.#repo.backend.remove({ type: 'locks', name: this.#id }, { missingOk: true }).catch((e) => {
       if (!(e instanceof NotFoundError)) throw e;
     });
     this.#repo.logger.debug('lock released', { lock: this.#id, exclusive: this.exclusive });
