@@ -9,6 +9,7 @@ import type { CallOptions } from '../backend/backend.ts';
 import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
+import { ListingBackend } from './listing.ts';
 import { summarizeError } from '../backend/wrappers/observe.ts';
 
 /** Who holds a lock that blocked an operation, as read from its lock file. */
@@ -220,6 +221,9 @@ export class Lock {
         throw e;
       }
       if (conflicts.length === 0) {
+        // Snapshots and index files are listed again from now on: a listing made before the lock
+        // was held may miss what a prune or backup that ended meanwhile changed.
+        if (repo.backend instanceof ListingBackend) repo.backend.drop();
         const lock = new Lock(repo, options.exclusive, id);
         lock.#startRefresh(options.refreshInterval ?? REFRESH_MS);
         repo.logger.info('lock acquired', { lock: id, exclusive: options.exclusive });

@@ -3,7 +3,7 @@
 //   IndexedRepository  — index loaded: blobs can be read and written
 import os from 'node:os';
 import { createHash } from 'node:crypto';
-import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType } from '../backend/backend.ts';
 import { describeFile } from '../backend/backend.ts';
 import { assertRuntime } from '../runtime.ts';
 import { raceAbort } from '../backend/shared.ts';
@@ -26,6 +26,7 @@ import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 import { CachedBackend, type CacheOptions } from './cache.ts';
+import { ListingBackend, collectFiles, type HeldType } from './listing.ts';
 
 /** The file types stored as one encrypted JSON document each (not in packs). */
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
@@ -65,6 +66,21 @@ export interface OpenOptions extends CallOptions {
    * cache, with one warning on `logger`.
    */
   cache?: CacheOptions | false;
+  /**
+   * Hold one listing of `snapshots/` and of `index/` per open (and per refresh) for everything
+   * that asks — the cache, the index load, snapshot selection — instead of listing the backend at
+   * each ask (see `ListingBackend`, {@link Repository.refreshListings}). What this process writes
+   * and removes is applied to them; a lock taken makes them be listed again under it. For
+   * programs that open, do one thing and close (the CLI); a long-lived handle that must see
+   * other clients' snapshots without calling `refresh()` keeps the default, false.
+   */
+  holdListings?: boolean;
+  /**
+   * Listings to make at once, beside the config and key reads (no round trip of their own): for
+   * the cache's sync and, with `holdListings`, for the index load and the command. Default:
+   * snapshots and index with a cache or `holdListings`, none otherwise.
+   */
+  prefetch?: readonly HeldType[];
 }
 
 /** A key file, as {@link Repository.listKeys} lists it. */
@@ -118,7 +134,22 @@ export class Repository {
 
   /** The local metadata cache in front of the backend, when one is in use (see {@link OpenOptions.cache}). */
   get cache(): CachedBackend | undefined {
-    return this.backend instanceof CachedBackend && this.backend.enabled ? this.backend : undefined;
+    const below = this.backend instanceof ListingBackend ? this.backend.inner : this.backend;
+    return below instanceof CachedBackend && below.enabled ? below : undefined;
+  }
+
+  /**
+   * Lists snapshots and index files on the backend again (one request each); returns the IDs, in
+   * the order of `types`. Opened with `holdListings`, it also holds the new listings: `listIds`,
+   * snapshot selection and the index load answer from the listings made at open (or on first
+   * use) or by the last call of this (or `IndexedRepository.refresh`), never older ones, with
+   * this process's own saves and removes applied; call it to see what other clients wrote or
+   * removed since.
+   */
+  async refreshListings(types: readonly HeldType[] = ['snapshots', 'index'], options: CallOptions = {}): Promise<string[][]> {
+    if (!(this.backend instanceof ListingBackend)) return Promise.all(types.map((t) => collect(this.listIds(t, options))));
+    const lists = await this.backend.renew(types, options);
+    return lists.map((names) => names.filter((n) => isId(n)));
   }
 
   /** The repository format version: 1, or 2 (compression). */
@@ -174,15 +205,25 @@ export class Repository {
     await initCrypto();
     const signal = options.signal;
     requirePassword(options.password);
+    // Everything that does not depend on the key is asked at once: the config, the key listing
+    // and the listings the command will want (each sequential request costs a round trip).
+    const seeds: Partial<Record<HeldType, Promise<FileInfo[]>>> = {};
+    for (const type of options.prefetch ?? (options.cache || options.holdListings ? (['snapshots', 'index'] as const) : [])) {
+      const p = collectFiles(backend.list(type, { signal }));
+      p.catch(() => undefined); // unused when the open fails; a failed listing is made again on use
+      seeds[type] = p;
+    }
+    const configP = backend.load({ type: 'config', name: '' }, { signal });
+    const keysP = collectFiles(backend.list('keys', { signal }));
+    keysP.catch(() => undefined); // the config's error comes first
     let configBytes: Uint8Array;
     try {
-      configBytes = await backend.load({ type: 'config', name: '' }, { signal });
+      configBytes = await configP;
     } catch (e) {
       if (e instanceof NotFoundError) throw new RepositoryNotFoundError(backend.location, { cause: e });
       throw e;
     }
-    const names: string[] = [];
-    for await (const f of backend.list('keys', { signal })) names.push(f.name);
+    const names = (await keysP).map((f) => f.name);
     if (options.keyHint) {
       const hinted = names.filter((n) => n.startsWith(options.keyHint!));
       if (hinted.length === 1) names.unshift(...names.splice(names.indexOf(hinted[0]!), 1));
@@ -214,11 +255,22 @@ export class Repository {
         // another ID and never sees the old one's files.
         const cached = await CachedBackend.open(backend, options.cache.dir, config.id, { logger });
         if (cached) {
-          await cached.sync({ signal });
+          // The cache drops what the listings lack (another client's forget or prune); they are
+          // the ones the index load and the command use, so the backend is listed once per type.
+          // A type not listed now is listed through the cache on first use, which drops then.
+          for (const type of ['snapshots', 'index'] as const) {
+            const files = seeds[type];
+            if (!files) continue;
+            const listed = await files.catch((e: unknown) => {
+              if (e instanceof AbortedError) throw e;
+              return undefined; // listed again on use (through the cache, which then drops)
+            });
+            if (listed) await cached.applyListing(type, listed.map((f) => f.name));
+          }
           store = cached;
         }
       }
-      return new Repository(store, config, master, name as KeyId, logger);
+      return new Repository(options.holdListings ? new ListingBackend(store, seeds) : store, config, master, name as KeyId, logger);
     }
     logger.debug('no key opens with the password', { keysTried: tried });
     throw new WrongPasswordError();
@@ -507,7 +559,7 @@ export class IndexedRepository {
   async #refresh(options: CallOptions): Promise<RefreshResult> {
     const started = performance.now();
     const signal = options.signal;
-    const [ids, snapshots] = await Promise.all([collect(this.repo.listIds('index', { signal })), collect(this.repo.listIds('snapshots', { signal }))]);
+    const [ids, snapshots] = (await this.repo.refreshListings(['index', 'snapshots'], { signal })) as [string[], string[]];
     const listed = new Set(ids);
     const added = ids.filter((id) => !this.indexFiles.has(id)).sort();
     const removed = [...this.indexFiles.keys()].filter((id) => !listed.has(id)).sort();
