@@ -4,7 +4,7 @@ import { InvalidInputError, NotFoundError } from '../errors.ts';
 import { openBackend } from '../backend/location.ts';
 import type { Backend } from '../backend/backend.ts';
 import { Repository, type IndexedRepository } from '../repository/repository.ts';
-import { withOptionalLock } from '../repository/lock.ts';
+import { withLockAndIndex, withOptionalLock } from '../repository/lock.ts';
 import { defaultCacheDir, removeOldCaches, type CacheOptions } from '../repository/cache.ts';
 import type { HeldType } from '../repository/listing.ts';
 import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
@@ -155,6 +155,21 @@ export async function withRepo<T>(
   const repo = await openRepo(ctx, { ...options, prefetch: take ? [] : options.prefetch });
   try {
     return await withOptionalLock(repo, { lock: take, exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, () => fn(repo));
+  } finally {
+    await repo.backend.close();
+  }
+}
+
+/**
+ * Runs fn with the index loaded under a lock (unless --no-lock): the index is read while the lock
+ * is taken, then refreshed once it is held (see `withLockAndIndex`), which saves the index load's
+ * round trips and work from the command's time.
+ */
+export async function withIndexedRepo<T>(ctx: CommandContext, lock: 'shared' | 'exclusive', fn: (repo: IndexedRepository) => Promise<T>): Promise<T> {
+  const repo = await openRepo(ctx);
+  try {
+    if (ctx.flags.bool('no-lock')) return await fn(await repo.loadIndex({ signal: ctx.signal }));
+    return await withLockAndIndex(repo, { exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, (indexed) => fn(indexed));
   } finally {
     await repo.backend.close();
   }

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
 import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
-import type { Repository } from './repository.ts';
+import type { IndexedRepository, Repository } from './repository.ts';
 import { ListingBackend } from './listing.ts';
 import { summarizeError } from '../backend/wrappers/observe.ts';
 
@@ -340,6 +340,34 @@ export async function withLock<T>(repo: Repository, options: LockOptions, fn: (l
     // Nothing to do after releaseAfterError: a lock is released once.
     await lock.release();
   }
+}
+
+/**
+ * Runs fn with the index loaded and a lock held, the two taken at once: taking a lock waits
+ * (`settleTime`, 200 ms as restic) to see whether another process locks at the same time, and the
+ * index is read meanwhile. Once the lock is held, the index is refreshed (snapshots/ and index/
+ * listed again, new index files loaded, the packs of removed ones dropped), so fn sees what an
+ * index loaded under the lock would hold: a prune or backup that ended before the lock was held
+ * is in it. Costs the two LIST requests of the refresh; saves the index load's time.
+ */
+export async function withLockAndIndex<T>(
+  repo: Repository,
+  options: LockOptions,
+  fn: (indexed: IndexedRepository, lock: Lock) => Promise<T>,
+): Promise<T> {
+  const loading = repo.loadIndex({ signal: options.signal });
+  loading.catch(() => undefined); // when the lock fails, its error is the one thrown
+  return withLock(repo, options, async (lock) => {
+    // An index file listed and then removed before it was read (a prune under way): the index is
+    // loaded again, under the lock.
+    const early = await loading.catch((e: unknown) => {
+      if (e instanceof NotFoundError) return undefined;
+      throw e;
+    });
+    if (!early) return fn(await repo.loadIndex({ signal: options.signal }), lock);
+    await early.refresh({ signal: options.signal });
+    return fn(early, lock);
+  });
 }
 
 /** Options of {@link withOptionalLock}: those of the lock, and whether to take it at all. */

@@ -9,7 +9,7 @@ import { MemoryBackend } from '../../src/backend/memory.ts';
 import { ObservedBackend, type BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { initCrypto } from '../../src/repository/crypto.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { Lock } from '../../src/repository/lock.ts';
+import { Lock, withLockAndIndex } from '../../src/repository/lock.ts';
 import { ListingBackend } from '../../src/repository/listing.ts';
 import { listSnapshots, loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
@@ -147,3 +147,35 @@ test('a listing aborted by one caller is made again for another', async () => {
   const [names] = await listing.prefetch(['snapshots']);
   assert.equal(names!.length, 2);
 });
+
+for (const when of ['read', 'listed'] as const) {
+  test(`withLockAndIndex: an index file removed before the lock is held (a prune ending, after the early load ${when === 'read' ? 'read it' : 'listed it'}) is not in the index fn gets`, async () => {
+    const mem = await repositoryWithSnapshots();
+    const indexFiles: string[] = [];
+    for await (const f of mem.list('index')) indexFiles.push(f.name);
+    assert.ok(indexFiles.length >= 2);
+    const gone = indexFiles[0]!;
+    // Another client's prune ends while our lock is taken: the index file goes, either after the
+    // early index load is done (when the lock check lists locks/) or while it runs (when the
+    // lock file is written, before the index files are read).
+    class PruneMeanwhile extends ObservedBackend {
+      override async save(h: Parameters<Backend['save']>[0], data: Uint8Array, options?: Parameters<Backend['save']>[2]): Promise<void> {
+        if (when === 'listed' && h.type === 'locks') await mem.remove({ type: 'index', name: gone });
+        return super.save(h, data, options);
+      }
+      override async *list(type: Parameters<Backend['list']>[0], options?: Parameters<Backend['list']>[1]) {
+        if (when === 'read' && type === 'locks') await mem.remove({ type: 'index', name: gone }).catch(() => undefined);
+        yield* super.list(type, options);
+      }
+    }
+    const events: BackendEvent[] = [];
+    const repo = await Repository.open(new PruneMeanwhile(mem, (e) => events.push(e)), { password: PASSWORD, holdListings: true });
+    const seen = await withLockAndIndex(repo, { exclusive: false, settleTime: 50 }, async (indexed) => [...indexed.indexFiles.keys()]);
+    assert.ok(!seen.includes(gone), 'the removed index file is not in the index');
+    assert.equal(seen.length, indexFiles.length - 1);
+    // Listed again after the lock is held: one of each.
+    const lockSaved = events.findIndex((e) => e.op === 'save' && e.type === 'locks');
+    const after = events.slice(lockSaved).filter((e) => e.op === 'list').map((e) => e.type).sort();
+    assert.deepEqual(after, ['index', 'locks', 'snapshots']);
+  });
+}
