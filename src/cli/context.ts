@@ -161,12 +161,13 @@ export async function withRepo<T>(
 }
 
 /**
- * Runs fn with the index loaded under a lock (unless --no-lock): the index is read while the lock
- * is taken, then refreshed once it is held (see `withLockAndIndex`), which saves the index load's
- * round trips and work from the command's time.
+ * Runs fn with the index loaded under a lock (unless --no-lock): the cache's index files are read
+ * while the lock is taken, then brought up to date once it is held (see `withLockAndIndex`), which
+ * takes that work out of the command's time at no request more.
  */
 export async function withIndexedRepo<T>(ctx: CommandContext, lock: 'shared' | 'exclusive', fn: (repo: IndexedRepository) => Promise<T>): Promise<T> {
-  const repo = await openRepo(ctx);
+  // Nothing listed before the lock is held (see withRepo); with --no-lock, beside the open.
+  const repo = await openRepo(ctx, { prefetch: ctx.flags.bool('no-lock') ? undefined : [] });
   try {
     if (ctx.flags.bool('no-lock')) return await fn(await repo.loadIndex({ signal: ctx.signal }));
     return await withLockAndIndex(repo, { exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, (indexed) => fn(indexed));

@@ -219,6 +219,21 @@ export class CachedBackend extends ForwardingBackend {
     if (!this.#off) await this.#dropUnlisted(type, new Set(names));
   }
 
+  /**
+   * The IDs of the files of `type` in the cache folder: no request, and not the truth (another
+   * client may have removed some from the backend; a file is checked against its name when read).
+   * For work that can start before a listing is allowed (the index read during a lock's wait).
+   */
+  async cachedIds(type: 'snapshots' | 'index'): Promise<string[]> {
+    if (this.#off) return [];
+    const root = path.join(this.dir, LAYOUT[type]!);
+    const out: string[] = [];
+    for (const sub of await readdir(root).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(root, sub)).catch(() => [] as string[])) if (ID_RE.test(name)) out.push(name);
+    }
+    return out;
+  }
+
   #cacheable(h: FileHandle): boolean {
     if (this.#off || !LAYOUT[h.type] || !ID_RE.test(h.name)) return false;
     return h.type !== 'data' || this.#treePacks.has(h.name);

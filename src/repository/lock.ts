@@ -343,23 +343,30 @@ export async function withLock<T>(repo: Repository, options: LockOptions, fn: (l
 }
 
 /**
- * Runs fn with the index loaded and a lock held, the two taken at once: taking a lock waits
- * (`settleTime`, 200 ms as restic) to see whether another process locks at the same time, and the
- * index is read meanwhile. Once the lock is held, the index is refreshed (snapshots/ and index/
- * listed again, new index files loaded, the packs of removed ones dropped), so fn sees what an
- * index loaded under the lock would hold: a prune or backup that ended before the lock was held
- * is in it. Costs the two LIST requests of the refresh; saves the index load's time.
+ * Runs fn with the index loaded and a lock held. With a cache, the two are taken at once: taking
+ * a lock waits (`settleTime`, 200 ms as restic) to see whether another process locks at the same
+ * time, and meanwhile the index files the cache holds are read (no request: the cache folder is
+ * not the truth, so nothing is listed before the lock). Once the lock is held, the index is
+ * refreshed (snapshots/ and index/ listed, new index files loaded, the packs of removed ones
+ * dropped), so fn sees what an index loaded under the lock holds: a prune or backup that ended
+ * before the lock was held is in it. The same requests as a load under the lock; the cache's part
+ * of the load's time is saved. Without a cache, the index is loaded once the lock is held.
  */
 export async function withLockAndIndex<T>(
   repo: Repository,
   options: LockOptions,
   fn: (indexed: IndexedRepository, lock: Lock) => Promise<T>,
 ): Promise<T> {
-  const loading = repo.loadIndex({ signal: options.signal });
+  const cache = repo.cache;
+  if (!cache) return withLock(repo, options, async (lock) => fn(await repo.loadIndex({ signal: options.signal }), lock));
+  const loading = (async () => {
+    const [index, snapshots] = await Promise.all([cache.cachedIds('index'), cache.cachedIds('snapshots')]);
+    return repo.loadIndex({ signal: options.signal, ids: { index, snapshots } });
+  })();
   loading.catch(() => undefined); // when the lock fails, its error is the one thrown
   return withLock(repo, options, async (lock) => {
-    // An index file listed and then removed before it was read (a prune under way): the index is
-    // loaded again, under the lock.
+    // An index file the cache held that the backend no longer has and that was not readable
+    // from the cache either (damaged, or removed by another process): loaded again, under the lock.
     const early = await loading.catch((e: unknown) => {
       if (e instanceof NotFoundError) return undefined;
       throw e;

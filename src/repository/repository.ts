@@ -397,12 +397,25 @@ export class Repository {
   // ---- index ------------------------------------------------------------------------------
 
   /** Loads every index file into the master index; returns the repository in its indexed state. */
-  async loadIndex(options: CallOptions & { onProgress?: (done: number, total: number) => void } = {}): Promise<IndexedRepository> {
+  async loadIndex(
+    options: CallOptions & {
+      onProgress?: (done: number, total: number) => void;
+      /**
+       * Load these index files instead of listing `index/`, with these snapshots as the ones
+       * known (for `refresh()`'s `snapshotsChanged`): e.g. what the cache holds, read while a
+       * lock is taken, then brought up to date by `refresh()` once it is held. The cache keeps
+       * its other tree packs.
+       */
+      ids?: { index: readonly string[]; snapshots: readonly string[] };
+    } = {},
+  ): Promise<IndexedRepository> {
     const started = performance.now();
     const index = new MasterIndex();
     // The snapshots are listed too (one LIST, beside the index's), so a later refresh() can
     // tell whether they changed.
-    const [ids, snapshots] = await Promise.all([collect(this.listIds('index', options)), collect(this.listIds('snapshots', options))]);
+    const [ids, snapshots] = options.ids
+      ? [[...options.ids.index], [...options.ids.snapshots]]
+      : await Promise.all([collect(this.listIds('index', options)), collect(this.listIds('snapshots', options))]);
     let done = 0;
     const indexFiles = new Map<string, PackId[]>();
     await mapLimit(ids, Math.max(2, this.backend.connections), async (id) => {
@@ -416,7 +429,8 @@ export class Repository {
     if (cache) {
       const treePacks = new Set<string>();
       for (const e of index.entries()) if (e.type === 'tree') treePacks.add(e.packId);
-      await cache.setTreePacks(treePacks);
+      if (options.ids) for (const p of treePacks) cache.addTreePack(p);
+      else await cache.setTreePacks(treePacks);
     }
     this.logger.info('index loaded', { indexFiles: ids.length, packs: index.packCount, blobs: index.size, durationMs: Math.round(performance.now() - started) });
     return new IndexedRepository(this, index, indexFiles, { snapshots });
@@ -567,6 +581,9 @@ export class IndexedRepository {
     await mapLimit(added, Math.max(2, this.backend.connections), async (id) => {
       loaded.set(id, await readIndexFile(this.repo, id, { signal }));
     });
+    // Their tree packs are read whole and cached, as those of the load.
+    const cache = this.repo.cache;
+    if (cache) for (const packs of loaded.values()) for (const p of packs) if (p.blobs.some((b) => b.type === 'tree')) cache.addTreePack(p.id);
     // From here on nothing awaits: readers see the index before or after, never in between.
     const gone = new Set<PackId>();
     for (const id of removed) {

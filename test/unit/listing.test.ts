@@ -148,34 +148,38 @@ test('a listing aborted by one caller is made again for another', async () => {
   assert.equal(names!.length, 2);
 });
 
-for (const when of ['read', 'listed'] as const) {
-  test(`withLockAndIndex: an index file removed before the lock is held (a prune ending, after the early load ${when === 'read' ? 'read it' : 'listed it'}) is not in the index fn gets`, async () => {
+for (const when of ['read', 'unreadable'] as const) {
+  test(`withLockAndIndex: an index file the cache holds that a prune removed before the lock was held (${when === 'read' ? 'after the early load read it' : 'unreadable from the cache'}) is not in the index fn gets; nothing listed before the lock`, async () => {
     const mem = await repositoryWithSnapshots();
     const indexFiles: string[] = [];
     for await (const f of mem.list('index')) indexFiles.push(f.name);
     assert.ok(indexFiles.length >= 2);
     const gone = indexFiles[0]!;
-    // Another client's prune ends while our lock is taken: the index file goes, either after the
-    // early index load is done (when the lock check lists locks/) or while it runs (when the
-    // lock file is written, before the index files are read).
+    const cacheDir = await tmpDir('stowage-listing-lock-cache');
+    const warm = await Repository.open(mem, { password: PASSWORD, cache: { dir: cacheDir } });
+    await warm.loadIndex();
+    if (when === 'unreadable') {
+      // The cache's copy is damaged and the backend's is gone: the early load cannot read it.
+      const file = path.join(warm.cache!.dir, 'index', gone.slice(0, 2), gone);
+      await writeFile(file, 'damaged');
+      await mem.remove({ type: 'index', name: gone });
+    }
+    // Another client's prune ends while our lock is taken (when the lock check lists locks/,
+    // after the early load has read the cache's index files).
     class PruneMeanwhile extends ObservedBackend {
-      override async save(h: Parameters<Backend['save']>[0], data: Uint8Array, options?: Parameters<Backend['save']>[2]): Promise<void> {
-        if (when === 'listed' && h.type === 'locks') await mem.remove({ type: 'index', name: gone });
-        return super.save(h, data, options);
-      }
       override async *list(type: Parameters<Backend['list']>[0], options?: Parameters<Backend['list']>[1]) {
         if (when === 'read' && type === 'locks') await mem.remove({ type: 'index', name: gone }).catch(() => undefined);
         yield* super.list(type, options);
       }
     }
     const events: BackendEvent[] = [];
-    const repo = await Repository.open(new PruneMeanwhile(mem, (e) => events.push(e)), { password: PASSWORD, holdListings: true });
+    const repo = await Repository.open(new PruneMeanwhile(mem, (e) => events.push(e)), { password: PASSWORD, holdListings: true, cache: { dir: cacheDir }, prefetch: [] });
     const seen = await withLockAndIndex(repo, { exclusive: false, settleTime: 50 }, async (indexed) => [...indexed.indexFiles.keys()]);
     assert.ok(!seen.includes(gone), 'the removed index file is not in the index');
     assert.equal(seen.length, indexFiles.length - 1);
-    // Listed again after the lock is held: one of each.
-    const lockSaved = events.findIndex((e) => e.op === 'save' && e.type === 'locks');
-    const after = events.slice(lockSaved).filter((e) => e.op === 'list').map((e) => e.type).sort();
-    assert.deepEqual(after, ['index', 'locks', 'snapshots']);
+    // Listed only after the lock is held: one of each, as a load under the lock.
+    const lists = events.filter((e) => e.op === 'list').map((e) => e.type);
+    assert.deepEqual(lists.slice(0, 2), ['keys', 'locks']);
+    assert.deepEqual(lists.slice(2).sort(), ['index', 'snapshots']);
   });
 }
