@@ -62,6 +62,8 @@ interface Sample {
   traffic?: TcpProxyStats;
   /** Requests by method and repository file type, e.g. "GET data (range)": 12; from the proxy's log. */
   requestKinds?: Record<string, number>;
+  /** Every request in order, as "METHOD path [range]" (the proxy's log, at most its size). */
+  requestLines?: string[];
   error?: string;
   warning?: string;
   /** The first backup is one command: a new repository has nothing to cache, so it fills both rows. */
@@ -89,6 +91,8 @@ export async function runRemote(argv: string[]): Promise<void> {
       dirs: { type: 'string', default: '200' },
       'max-kib': { type: 'string', default: '200' },
       backends: { type: 'string', default: 's3,rest' },
+      steps: { type: 'string' },
+      requests: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       cli: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -96,12 +100,14 @@ export async function runRemote(argv: string[]): Promise<void> {
   });
   if (opts.help) {
     process.stdout.write(
-      'Usage: npm run bench -- --remote [--latency-ms MS] [--mbit N] [--files N] [--dirs N] [--max-kib N] [--backends s3,rest] [--keep] [--cli PATH]\n' +
+      'Usage: npm run bench -- --remote [--latency-ms MS] [--mbit N] [--files N] [--dirs N] [--max-kib N] [--backends s3,rest] [--steps LIST] [--requests] [--keep] [--cli PATH]\n' +
         '  --latency-ms MS  round-trip time the proxy adds (default 20)\n' +
         '  --mbit N         bandwidth cap of each direction, Mbit/s (default 200)\n' +
         '  --files N        corpus files (default 2000), spread evenly over --dirs leaf folders (default 200, a multiple of 10)\n' +
         '  --max-kib N      largest corpus file; sizes are uniform from 1 KiB (default 200, so about 100 KiB on average)\n' +
         '  --backends LIST  s3, rest or both (default s3,rest)\n' +
+        `  --steps LIST     only these rows (${STEPS.map((s) => s.id).join(', ')}); the first backup always runs, the others need it\n` +
+        '  --requests       print every request of every command (method, path, Range) under its line\n' +
         '  --keep           keep the work folder ($STOWAGE_BENCH_DIR/remote) afterwards\n' +
         "  --cli PATH       measure another build's dist/cli/main.js\n",
     );
@@ -122,6 +128,9 @@ export async function runRemote(argv: string[]): Promise<void> {
   if (!Number.isInteger(maxKiB)) throw new Error(`--max-kib takes a whole number, got ${maxKiB}`);
   const backendIds = opts.backends.split(',').map((s) => s.trim()) as BackendId[];
   for (const b of backendIds) if (b !== 's3' && b !== 'rest') throw new Error(`--backends: unknown backend ${JSON.stringify(b)} (s3, rest)`);
+  const stepIds = opts.steps === undefined ? STEPS.map((s) => s.id) : opts.steps.split(',').map((s) => s.trim());
+  for (const s of stepIds) if (!STEPS.some((x) => x.id === s)) throw new Error(`--steps: unknown row ${JSON.stringify(s)} (${STEPS.map((x) => x.id).join(', ')})`);
+  const only = new Set<StepId>(['backup', ...(stepIds as StepId[])]);
   const shape: SmallShape = { kind: 'small', outer: dirs / 10, inner: 10, filesPerLeaf: files / dirs, maxKiB };
 
   ensureGnuTime(log);
@@ -149,7 +158,7 @@ export async function runRemote(argv: string[]): Promise<void> {
     const order = bi % 2 === 0 ? tools : [...tools].reverse();
     const backend = await startBackend(backendId, latencyMs, (mbit * 1e6) / 8);
     try {
-      samples.push(...(await runBackend(backend, order, corpus, work, logs)));
+      samples.push(...(await runBackend(backend, order, corpus, work, logs, only, opts.requests)));
     } finally {
       await backend.stop();
     }
@@ -317,7 +326,15 @@ function backupCounts(text: string): { added: number; changed: number; unmodifie
   return m ? { added: Number(m[1]), changed: Number(m[2]), unmodified: Number(m[3]) } : undefined;
 }
 
-async function runBackend(backend: Backend, order: readonly Tool[], corpus: Corpus, work: string, logs: string): Promise<Sample[]> {
+async function runBackend(
+  backend: Backend,
+  order: readonly Tool[],
+  corpus: Corpus,
+  work: string,
+  logs: string,
+  only: ReadonlySet<StepId>,
+  printRequests: boolean,
+): Promise<Sample[]> {
   // The tools back up a copy, so that the 1% changes leave the cached corpus as it is.
   const src = join(work, `src-${backend.id}`);
   rmSync(src, { recursive: true, force: true });
@@ -369,6 +386,7 @@ async function runBackend(backend: Backend, order: readonly Tool[], corpus: Corp
   };
 
   for (const step of STEPS) {
+    if (!only.has(step.id)) continue;
     const variants: Variant[] = step.id === 'backup' ? ['warm'] : ['cold', 'warm'];
     for (const variant of variants) {
       let changed = 0;
@@ -390,6 +408,7 @@ async function runBackend(backend: Backend, order: readonly Tool[], corpus: Corp
           });
           sample.traffic = backend.proxy.stats();
           sample.requestKinds = requestKinds(backend.proxy);
+          sample.requestLines = backend.proxy.requests().map((r) => `${r.method} ${decodeURIComponent(r.path)}${r.headers.range !== undefined ? ` [${r.headers.range}]` : ''}`);
           const out = readFileSync(logFile, 'utf8');
           if (sample.usage.exitCode !== 0) sample.error = `exit ${sample.usage.exitCode}: ${out.trim().split('\n').slice(-3).join(' / ')}`;
           else if (step.id === 'backup' || step.id === 'rebackup' || step.id === 'rebackup1pct') {
@@ -420,6 +439,7 @@ async function runBackend(backend: Backend, order: readonly Tool[], corpus: Corp
             (sample.error ? `  ERROR ${sample.error}` : '') +
             (sample.warning ? `  warning: ${sample.warning}` : ''),
         );
+        if (printRequests) for (const line of sample.requestLines ?? []) log(`      ${line}`);
       }
     }
   }
@@ -474,6 +494,7 @@ interface Verdict {
 function targets(samples: readonly Sample[], corpus: Corpus): Verdict[] {
   const out: Verdict[] = [];
   for (const step of STEPS) {
+    if (!samples.some((x) => x.step === step.id)) continue; // not run (--steps)
     for (const variant of ['cold', 'warm'] as const) {
       const s = find(samples, step.id, variant, 'stowage');
       const r = find(samples, step.id, variant, 'restic');
@@ -511,6 +532,7 @@ function table(samples: readonly Sample[], corpus: Corpus): string {
   ];
   const cells = (x: Sample | undefined): string[] => (x ? [x.usage!.wallSeconds.toFixed(2), String(x.traffic!.requests), fmtBytes(x.traffic!.bytesDown), fmtBytes(x.traffic!.bytesUp)] : ['failed', '', '', '']);
   for (const step of STEPS) {
+    if (!samples.some((x) => x.step === step.id)) continue; // not run (--steps)
     for (const variant of ['cold', 'warm'] as const) {
       const s = find(samples, step.id, variant, 'stowage');
       const r = find(samples, step.id, variant, 'restic');

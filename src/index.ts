@@ -5,7 +5,7 @@ export { VERSION, PROGRAM_VERSION } from './version.ts';
 export type { RuntimeSupport, RuntimeCapability } from './runtime.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
 export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions, LogStream } from './logger.ts';
-export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend/backend.ts';
+export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions, RemoveOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend/backend.ts';
 export { FILE_TYPES, retentionOf, versionsOf } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';
 export { MemoryBackend } from './backend/memory.ts';
@@ -39,6 +39,8 @@ export { Repository, IndexedRepository, BlobWriter, baseRepository, withIndex } 
 export type { AnyRepository } from './repository/repository.ts';
 export { CachedBackend, defaultCacheDir, listCaches, removeOldCaches, uncachedBackend, CACHEDIR_TAG, CACHE_VERSION, DEFAULT_CACHE_MAX_AGE_MS, STALE_TEMP_AGE_MS } from './repository/cache.ts';
 export type { CacheOptions, CacheInfo, CacheStats } from './repository/cache.ts';
+export { ListingBackend } from './repository/listing.ts';
+export type { HeldType } from './repository/listing.ts';
 export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions, RefreshResult, AutoRefreshOptions, IndexedRepositoryOptions } from './repository/repository.ts';
 export type { RepoConfig } from './repository/config.ts';
 export type { CompressionMode } from './repository/compression.ts';

@@ -37,6 +37,16 @@ export interface LoadOptions extends CallOptions {
   length?: number;
 }
 
+/** Options of {@link Backend.remove}. */
+export interface RemoveOptions extends CallOptions {
+  /**
+   * The caller does not need to know whether the file existed (a lock being released ignores
+   * `NotFoundError` anyway): drivers whose storage deletes a missing file silently (S3,
+   * rest-server) then skip the existence check, one HEAD request, they make before a delete.
+   */
+  missingOk?: boolean;
+}
+
 /**
  * A storage for a repository's files: moves bytes, nothing else (no crypto, no retries; see
  * `openBackend` and `wrapBackend` for retries and limits). Implemented by the local, memory and
@@ -62,8 +72,11 @@ export interface Backend {
   stat(h: FileHandle, options?: CallOptions): Promise<FileInfo>;
   /** Lists the files of one type (names and sizes), in no particular order. */
   list(type: FileType, options?: CallOptions): AsyncIterable<FileInfo>;
-  /** Removes a file. Throws NotFoundError when it does not exist. */
-  remove(h: FileHandle, options?: CallOptions): Promise<void>;
+  /**
+   * Removes a file. Throws NotFoundError when it does not exist, unless `missingOk` lets a driver
+   * skip the check that costs a request of its own (then a missing file may or may not throw).
+   */
+  remove(h: FileHandle, options?: RemoveOptions): Promise<void>;
   /** Releases connections and handles. */
   close(): Promise<void>;
 }

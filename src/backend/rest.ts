@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type * as http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { nodeHttp, nodeHttps } from './node-http.ts';
-import { describeFile } from './backend.ts';
+import { describeFile, type RemoveOptions } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
@@ -242,9 +242,10 @@ export class RestBackend implements Backend {
     }
   }
 
-  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    // rest-server deletes missing files silently; ask first so a missing file is reported.
-    await this.stat(h, options);
+  async remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
+    // rest-server deletes missing files silently; ask first so a missing file is reported
+    // (unless the caller does not care: a released lock).
+    if (!options.missingOk) await this.stat(h, options);
     const file = describeFile(h);
     const res = await this.request({ method: 'DELETE', path: this.pathOf(h), op: 'remove', file, signal: options.signal });
     if (res.status === 404) throw new NotFoundError(file);

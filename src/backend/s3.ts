@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
-import { describeFile } from './backend.ts';
+import { describeFile, type RemoveOptions } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, ReadOnlyError, StowageError, throwIfAborted } from '../errors.ts';
 import {
@@ -380,9 +380,10 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
     } while (token);
   }
 
-  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    // S3 deletes are silent about missing keys; ask first so a missing file is reported.
-    await this.stat(h, options);
+  async remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
+    // S3 deletes are silent about missing keys; ask first so a missing file is reported
+    // (unless the caller does not care: a released lock).
+    if (!options.missingOk) await this.stat(h, options);
     const file = describeFile(h);
     const { sdk, client } = await this.connect();
     try {

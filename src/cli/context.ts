@@ -4,8 +4,9 @@ import { InvalidInputError, NotFoundError } from '../errors.ts';
 import { openBackend } from '../backend/location.ts';
 import type { Backend } from '../backend/backend.ts';
 import { Repository, type IndexedRepository } from '../repository/repository.ts';
-import { withOptionalLock } from '../repository/lock.ts';
+import { withLockAndIndex, withOptionalLock } from '../repository/lock.ts';
 import { defaultCacheDir, removeOldCaches, type CacheOptions } from '../repository/cache.ts';
+import type { HeldType } from '../repository/listing.ts';
 import { parseCompressionMode, type CompressionMode } from '../repository/compression.ts';
 import { formatGoTime } from '../repository/gotime.ts';
 import type { BlobId } from '../repository/id.ts';
@@ -130,11 +131,14 @@ export function parseAsOf(value: string, flag: string): Date {
   return d;
 }
 
-export async function openRepo(ctx: CommandContext, options: { cache?: boolean | CacheOptions } = {}): Promise<Repository> {
+export async function openRepo(ctx: CommandContext, options: { cache?: boolean | CacheOptions; prefetch?: readonly HeldType[] } = {}): Promise<Repository> {
   const backend = await backendFor(ctx);
   const asOf = ctx.flags.string('as-of');
   return Repository.open(backend, {
     ...(asOf !== undefined ? { asOf: parseAsOf(asOf, 'as-of') } : {}),
+    // A command is short: one listing of snapshots/ and index/ per open serves all of it.
+    holdListings: true,
+    prefetch: options.prefetch,
     password: ctx.password(),
     keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT,
     signal: ctx.signal,
@@ -147,11 +151,35 @@ export async function openRepo(ctx: CommandContext, options: { cache?: boolean |
  * Runs fn with the repository opened and locked (unless --no-lock for read-only commands); with
  * the local cache unless `cache: false` or --no-cache; `cache: { dir }` names another folder (check's temporary one).
  */
-export async function withRepo<T>(ctx: CommandContext, lock: 'none' | 'shared' | 'exclusive', fn: (repo: Repository) => Promise<T>, options: { cache?: boolean | CacheOptions } = {}): Promise<T> {
-  const repo = await openRepo(ctx, options);
+export async function withRepo<T>(
+  ctx: CommandContext,
+  lock: 'none' | 'shared' | 'exclusive',
+  fn: (repo: Repository) => Promise<T>,
+  options: { cache?: boolean | CacheOptions; prefetch?: readonly HeldType[] } = {},
+): Promise<T> {
+  const take = lock !== 'none' && !ctx.flags.bool('no-lock');
+  // Listings made before a lock is held are not used under it (see Lock.acquire): a locked
+  // command lists snapshots and index files after the lock, once; one without a lock lists them
+  // beside the config and key reads (`prefetch` names which, when not both).
+  const repo = await openRepo(ctx, { ...options, prefetch: take ? [] : options.prefetch });
   try {
-    const take = lock !== 'none' && !ctx.flags.bool('no-lock');
     return await withOptionalLock(repo, { lock: take, exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, () => fn(repo));
+  } finally {
+    await repo.backend.close();
+  }
+}
+
+/**
+ * Runs fn with the index loaded under a lock (unless --no-lock): the cache's index files are read
+ * while the lock is taken, then brought up to date once it is held (see `withLockAndIndex`), which
+ * takes that work out of the command's time at no request more.
+ */
+export async function withIndexedRepo<T>(ctx: CommandContext, lock: 'shared' | 'exclusive', fn: (repo: IndexedRepository) => Promise<T>): Promise<T> {
+  // Nothing listed before the lock is held (see withRepo); with --no-lock, beside the open.
+  const repo = await openRepo(ctx, { prefetch: ctx.flags.bool('no-lock') ? undefined : [] });
+  try {
+    if (ctx.flags.bool('no-lock')) return await fn(await repo.loadIndex({ signal: ctx.signal }));
+    return await withLockAndIndex(repo, { exclusive: lock === 'exclusive', retryLock: ctx.retryLock(), signal: ctx.signal }, (indexed) => fn(indexed));
   } finally {
     await repo.backend.close();
   }

@@ -7,8 +7,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend/backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend/backend.ts';
 import { ForwardingBackend } from '../backend/wrappers/forwarding.ts';
+import { ListingBackend } from './listing.ts';
 import { AbortedError, throwIfAborted } from '../errors.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 
@@ -215,12 +216,37 @@ export class CachedBackend extends ForwardingBackend {
 
   /**
    * Lists snapshots and index files on the backend (two listings), dropping cached files it no
-   * longer has. `Repository.open` calls this.
+   * longer has. (`Repository.open` makes these listings beside its config and key reads and hands
+   * them to {@link applyListing}.)
    */
   async sync(options: CallOptions = {}): Promise<void> {
     await Promise.all((['snapshots', 'index'] as const).map(async (type) => {
       for await (const _ of this.list(type, options)) { /* the listing drops what is gone */ }
     }));
+  }
+
+  /**
+   * Drops the cached files of `type` that a complete listing of the backend (`names`) lacks: what
+   * a listing through this backend does, for a listing made below it (an open lists snapshots and
+   * index files before it knows the repository ID, so before the cache exists).
+   */
+  async applyListing(type: 'snapshots' | 'index', names: Iterable<string>): Promise<void> {
+    if (!this.#off) await this.#dropUnlisted(type, new Set(names));
+  }
+
+  /**
+   * The IDs of the files of `type` in the cache folder: no request, and not the truth (another
+   * client may have removed some from the backend; a file is checked against its name when read).
+   * For work that can start before a listing is allowed (the index read during a lock's wait).
+   */
+  async cachedIds(type: 'snapshots' | 'index'): Promise<string[]> {
+    if (this.#off) return [];
+    const root = path.join(this.dir, LAYOUT[type]!);
+    const out: string[] = [];
+    for (const sub of await readdir(root).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(root, sub)).catch(() => [] as string[])) if (ID_RE.test(name)) out.push(name);
+    }
+    return out;
   }
 
   #cacheable(h: FileHandle): boolean {
@@ -300,7 +326,7 @@ export class CachedBackend extends ForwardingBackend {
     if (this.#cacheable(h) && sha256hex(data) === h.name) await this.#store(h, this.#path(h.type, h.name), data);
   }
 
-  override async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override async remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
     await this.inner.remove(h, options);
     if (LAYOUT[h.type] && ID_RE.test(h.name)) await this.#unlink(this.#path(h.type, h.name));
   }
@@ -353,7 +379,8 @@ export class CachedBackend extends ForwardingBackend {
  * that must see the stored bytes (check --read-data verifies the backend's copy, not the cache's).
  */
 export function uncachedBackend(backend: Backend): Backend {
-  return backend instanceof CachedBackend ? backend.inner : backend;
+  const below = backend instanceof ListingBackend ? backend.inner : backend;
+  return below instanceof CachedBackend ? below.inner : below;
 }
 
 /** Writes a file atomically: a temp file in the same folder, then a rename over the name. */

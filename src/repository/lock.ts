@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
 import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
-import type { Repository } from './repository.ts';
+import type { IndexedRepository, Repository } from './repository.ts';
+import { ListingBackend } from './listing.ts';
 import { summarizeError } from '../backend/wrappers/observe.ts';
 
 /** Who holds a lock that blocked an operation, as read from its lock file. */
@@ -129,12 +130,13 @@ export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname())
 }
 
 /**
- * Every lock in the repository, decoded (a lock removed while listing is skipped). Throws
- * `IntegrityError` for a damaged lock file.
+ * Every lock in the repository, decoded (a lock removed while listing is skipped), but `except`
+ * (one's own, not read). Throws `IntegrityError` for a damaged lock file.
  */
-export async function listLocks(repo: Repository, options: CallOptions = {}): Promise<LockInfo[]> {
+export async function listLocks(repo: Repository, options: CallOptions & { except?: string } = {}): Promise<LockInfo[]> {
   const out: LockInfo[] = [];
   for await (const id of repo.listIds('locks', options)) {
+    if (id === options.except) continue; // our own lock: known without reading it
     try {
       out.push(decodeLock(await repo.loadUnpacked('locks', id, options), id));
     } catch (e) {
@@ -212,19 +214,22 @@ export class Lock {
       let conflicts: LockInfo[];
       try {
         await sleep(options.settleTime ?? 200, undefined, { signal: options.signal }).catch(() => undefined);
-        conflicts = (await listLocks(repo, options)).filter((l) => l.id !== id && (options.exclusive || l.exclusive));
+        conflicts = (await listLocks(repo, { signal: options.signal, except: id })).filter((l) => options.exclusive || l.exclusive);
       } catch (e) {
         // Aborted, or another lock is unreadable: do not leave our own lock behind.
-        await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
+        await repo.backend.remove({ type: 'locks', name: id }, { missingOk: true }).catch(() => undefined);
         throw e;
       }
       if (conflicts.length === 0) {
+        // Snapshots and index files are listed again from now on: a listing made before the lock
+        // was held may miss what a prune or backup that ended meanwhile changed.
+        if (repo.backend instanceof ListingBackend) repo.backend.drop();
         const lock = new Lock(repo, options.exclusive, id);
         lock.#startRefresh(options.refreshInterval ?? REFRESH_MS);
         repo.logger.info('lock acquired', { lock: id, exclusive: options.exclusive });
         return lock;
       }
-      await repo.backend.remove({ type: 'locks', name: id }).catch(() => undefined);
+      await repo.backend.remove({ type: 'locks', name: id }, { missingOk: true }).catch(() => undefined);
       if (Date.now() >= deadline) throw new LockedError(conflicts);
       repo.logger.info('repository is locked by another process, waiting', {
         exclusive: options.exclusive,
@@ -256,7 +261,7 @@ export class Lock {
     const old = this.#id;
     this.#id = await saveLock(this.#repo, this.exclusive, {});
     this.#repo.logger.debug('lock refreshed', { lock: this.#id, replaced: old, exclusive: this.exclusive });
-    await this.#repo.backend.remove({ type: 'locks', name: old }).catch((e: unknown) => {
+    await this.#repo.backend.remove({ type: 'locks', name: old }, { missingOk: true }).catch((e: unknown) => {
       this.#repo.logger.debug('could not remove the replaced lock file', { lock: old, error: summarizeError(e) });
     });
   }
@@ -267,7 +272,7 @@ export class Lock {
     this.#released = true;
     clearInterval(this.#timer);
     await this.#refreshing;
-    await this.#repo.backend.remove({ type: 'locks', name: this.#id }).catch((e) => {
+    await this.#repo.backend.remove({ type: 'locks', name: this.#id }, { missingOk: true }).catch((e) => {
       if (!(e instanceof NotFoundError)) throw e;
     });
     this.#repo.logger.debug('lock released', { lock: this.#id, exclusive: this.exclusive });
@@ -335,6 +340,41 @@ export async function withLock<T>(repo: Repository, options: LockOptions, fn: (l
     // Nothing to do after releaseAfterError: a lock is released once.
     await lock.release();
   }
+}
+
+/**
+ * Runs fn with the index loaded and a lock held. With a cache, the two are taken at once: taking
+ * a lock waits (`settleTime`, 200 ms as restic) to see whether another process locks at the same
+ * time, and meanwhile the index files the cache holds are read (no request: the cache folder is
+ * not the truth, so nothing is listed before the lock). Once the lock is held, the index is
+ * refreshed (snapshots/ and index/ listed, new index files loaded, the packs of removed ones
+ * dropped), so fn sees what an index loaded under the lock holds: a prune or backup that ended
+ * before the lock was held is in it. The same requests as a load under the lock; the cache's part
+ * of the load's time is saved. Without a cache, the index is loaded once the lock is held.
+ */
+export async function withLockAndIndex<T>(
+  repo: Repository,
+  options: LockOptions,
+  fn: (indexed: IndexedRepository, lock: Lock) => Promise<T>,
+): Promise<T> {
+  const cache = repo.cache;
+  if (!cache) return withLock(repo, options, async (lock) => fn(await repo.loadIndex({ signal: options.signal }), lock));
+  const loading = (async () => {
+    const [index, snapshots] = await Promise.all([cache.cachedIds('index'), cache.cachedIds('snapshots')]);
+    return repo.loadIndex({ signal: options.signal, ids: { index, snapshots } });
+  })();
+  loading.catch(() => undefined); // when the lock fails, its error is the one thrown
+  return withLock(repo, options, async (lock) => {
+    // An index file the cache held that the backend no longer has and that was not readable
+    // from the cache either (damaged, or removed by another process): loaded again, under the lock.
+    const early = await loading.catch((e: unknown) => {
+      if (e instanceof NotFoundError) return undefined;
+      throw e;
+    });
+    if (!early) return fn(await repo.loadIndex({ signal: options.signal }), lock);
+    await early.refresh({ signal: options.signal });
+    return fn(early, lock);
+  });
 }
 
 /** Options of {@link withOptionalLock}: those of the lock, and whether to take it at all. */

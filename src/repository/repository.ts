@@ -3,7 +3,7 @@
 //   IndexedRepository  — index loaded: blobs can be read and written
 import os from 'node:os';
 import { createHash } from 'node:crypto';
-import type { Backend, CallOptions, FileHandle, FileType } from '../backend/backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType } from '../backend/backend.ts';
 import { describeFile, versionsOf } from '../backend/backend.ts';
 import { wrapBackend } from '../backend/wrappers/stack.ts';
 import { assertRuntime } from '../runtime.ts';
@@ -27,6 +27,7 @@ import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 import { CachedBackend, type CacheOptions } from './cache.ts';
+import { ListingBackend, collectFiles, type HeldType } from './listing.ts';
 
 /** The file types stored as one encrypted JSON document each (not in packs). */
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
@@ -73,6 +74,21 @@ export interface OpenOptions extends CallOptions {
    * is used (a cache mirrors the present). UnsupportedError when the backend keeps no versions.
    */
   asOf?: Date;
+  /**
+   * Hold one listing of `snapshots/` and of `index/` per open (and per refresh) for everything
+   * that asks — the cache, the index load, snapshot selection — instead of listing the backend at
+   * each ask (see `ListingBackend`, {@link Repository.refreshListings}). What this process writes
+   * and removes is applied to them; a lock taken makes them be listed again under it. For
+   * programs that open, do one thing and close (the CLI); a long-lived handle that must see
+   * other clients' snapshots without calling `refresh()` keeps the default, false.
+   */
+  holdListings?: boolean;
+  /**
+   * Listings to make at once, beside the config and key reads (no round trip of their own): for
+   * the cache's sync and, with `holdListings`, for the index load and the command. Default:
+   * snapshots and index with a cache or `holdListings`, none otherwise.
+   */
+  prefetch?: readonly HeldType[];
 }
 
 /** A key file, as {@link Repository.listKeys} lists it. */
@@ -126,7 +142,22 @@ export class Repository {
 
   /** The local metadata cache in front of the backend, when one is in use (see {@link OpenOptions.cache}). */
   get cache(): CachedBackend | undefined {
-    return this.backend instanceof CachedBackend && this.backend.enabled ? this.backend : undefined;
+    const below = this.backend instanceof ListingBackend ? this.backend.inner : this.backend;
+    return below instanceof CachedBackend && below.enabled ? below : undefined;
+  }
+
+  /**
+   * Lists snapshots and index files on the backend again (one request each); returns the IDs, in
+   * the order of `types`. Opened with `holdListings`, it also holds the new listings: `listIds`,
+   * snapshot selection and the index load answer from the listings made at open (or on first
+   * use) or by the last call of this (or `IndexedRepository.refresh`), never older ones, with
+   * this process's own saves and removes applied; call it to see what other clients wrote or
+   * removed since.
+   */
+  async refreshListings(types: readonly HeldType[] = ['snapshots', 'index'], options: CallOptions = {}): Promise<string[][]> {
+    if (!(this.backend instanceof ListingBackend)) return Promise.all(types.map((t) => collect(this.listIds(t, options))));
+    const lists = await this.backend.renew(types, options);
+    return lists.map((names) => names.filter((n) => isId(n)));
   }
 
   /** The repository format version: 1, or 2 (compression). */
@@ -190,15 +221,25 @@ export class Repository {
       backend = wrapBackend(versions.viewAsOf(options.asOf, { closeBackend: true }), { logger: options.logger });
       options = { ...options, cache: false };
     }
+    // Everything that does not depend on the key is asked at once: the config, the key listing
+    // and the listings the command will want (each sequential request costs a round trip).
+    const seeds: Partial<Record<HeldType, Promise<FileInfo[]>>> = {};
+    for (const type of options.prefetch ?? (options.cache || options.holdListings ? (['snapshots', 'index'] as const) : [])) {
+      const p = collectFiles(backend.list(type, { signal }));
+      p.catch(() => undefined); // unused when the open fails; a failed listing is made again on use
+      seeds[type] = p;
+    }
+    const configP = backend.load({ type: 'config', name: '' }, { signal });
+    const keysP = collectFiles(backend.list('keys', { signal }));
+    keysP.catch(() => undefined); // the config's error comes first
     let configBytes: Uint8Array;
     try {
-      configBytes = await backend.load({ type: 'config', name: '' }, { signal });
+      configBytes = await configP;
     } catch (e) {
       if (e instanceof NotFoundError) throw new RepositoryNotFoundError(backend.location, { cause: e });
       throw e;
     }
-    const names: string[] = [];
-    for await (const f of backend.list('keys', { signal })) names.push(f.name);
+    const names = (await keysP).map((f) => f.name);
     if (options.keyHint) {
       const hinted = names.filter((n) => n.startsWith(options.keyHint!));
       if (hinted.length === 1) names.unshift(...names.splice(names.indexOf(hinted[0]!), 1));
@@ -230,11 +271,22 @@ export class Repository {
         // another ID and never sees the old one's files.
         const cached = await CachedBackend.open(backend, options.cache.dir, config.id, { logger });
         if (cached) {
-          await cached.sync({ signal });
+          // The cache drops what the listings lack (another client's forget or prune); they are
+          // the ones the index load and the command use, so the backend is listed once per type.
+          // A type not listed now is listed through the cache on first use, which drops then.
+          for (const type of ['snapshots', 'index'] as const) {
+            const files = seeds[type];
+            if (!files) continue;
+            const listed = await files.catch((e: unknown) => {
+              if (e instanceof AbortedError) throw e;
+              return undefined; // listed again on use (through the cache, which then drops)
+            });
+            if (listed) await cached.applyListing(type, listed.map((f) => f.name));
+          }
           store = cached;
         }
       }
-      return new Repository(store, config, master, name as KeyId, logger);
+      return new Repository(options.holdListings ? new ListingBackend(store, seeds) : store, config, master, name as KeyId, logger);
     }
     logger.debug('no key opens with the password', { keysTried: tried });
     throw new WrongPasswordError();
@@ -361,12 +413,25 @@ export class Repository {
   // ---- index ------------------------------------------------------------------------------
 
   /** Loads every index file into the master index; returns the repository in its indexed state. */
-  async loadIndex(options: CallOptions & { onProgress?: (done: number, total: number) => void } = {}): Promise<IndexedRepository> {
+  async loadIndex(
+    options: CallOptions & {
+      onProgress?: (done: number, total: number) => void;
+      /**
+       * Load these index files instead of listing `index/`, with these snapshots as the ones
+       * known (for `refresh()`'s `snapshotsChanged`): e.g. what the cache holds, read while a
+       * lock is taken, then brought up to date by `refresh()` once it is held. The cache keeps
+       * its other tree packs.
+       */
+      ids?: { index: readonly string[]; snapshots: readonly string[] };
+    } = {},
+  ): Promise<IndexedRepository> {
     const started = performance.now();
     const index = new MasterIndex();
     // The snapshots are listed too (one LIST, beside the index's), so a later refresh() can
     // tell whether they changed.
-    const [ids, snapshots] = await Promise.all([collect(this.listIds('index', options)), collect(this.listIds('snapshots', options))]);
+    const [ids, snapshots] = options.ids
+      ? [[...options.ids.index], [...options.ids.snapshots]]
+      : await Promise.all([collect(this.listIds('index', options)), collect(this.listIds('snapshots', options))]);
     let done = 0;
     const indexFiles = new Map<string, PackId[]>();
     await mapLimit(ids, Math.max(2, this.backend.connections), async (id) => {
@@ -380,7 +445,8 @@ export class Repository {
     if (cache) {
       const treePacks = new Set<string>();
       for (const e of index.entries()) if (e.type === 'tree') treePacks.add(e.packId);
-      await cache.setTreePacks(treePacks);
+      if (options.ids) for (const p of treePacks) cache.addTreePack(p);
+      else await cache.setTreePacks(treePacks);
     }
     this.logger.info('index loaded', { indexFiles: ids.length, packs: index.packCount, blobs: index.size, durationMs: Math.round(performance.now() - started) });
     return new IndexedRepository(this, index, indexFiles, { snapshots });
@@ -523,7 +589,7 @@ export class IndexedRepository {
   async #refresh(options: CallOptions): Promise<RefreshResult> {
     const started = performance.now();
     const signal = options.signal;
-    const [ids, snapshots] = await Promise.all([collect(this.repo.listIds('index', { signal })), collect(this.repo.listIds('snapshots', { signal }))]);
+    const [ids, snapshots] = (await this.repo.refreshListings(['index', 'snapshots'], { signal })) as [string[], string[]];
     const listed = new Set(ids);
     const added = ids.filter((id) => !this.indexFiles.has(id)).sort();
     const removed = [...this.indexFiles.keys()].filter((id) => !listed.has(id)).sort();
@@ -531,6 +597,9 @@ export class IndexedRepository {
     await mapLimit(added, Math.max(2, this.backend.connections), async (id) => {
       loaded.set(id, await readIndexFile(this.repo, id, { signal }));
     });
+    // Their tree packs are read whole and cached, as those of the load.
+    const cache = this.repo.cache;
+    if (cache) for (const packs of loaded.values()) for (const p of packs) if (p.blobs.some((b) => b.type === 'tree')) cache.addTreePack(p.id);
     // From here on nothing awaits: readers see the index before or after, never in between.
     const gone = new Set<PackId>();
     for (const id of removed) {

@@ -101,7 +101,7 @@ const RESULT_METHODS = ['Repository.listKeys'];
 const OTHER_METHODS: Record<string, string> = {
   'Repository.version': 'a number', 'Repository.cache': 'a backend', 'Repository.addKey': 'a key ID', 'Repository.removeKey': 'nothing',
   'Repository.changePassword': 'a key ID', 'Repository.saveUnpacked': 'an ID', 'Repository.loadUnpacked': 'bytes',
-  'Repository.listIds': 'IDs', 'Repository.resolveId': 'an ID', 'Repository.seal': 'bytes', 'Repository.open': 'bytes',
+  'Repository.listIds': 'IDs', 'Repository.refreshListings': 'IDs', 'Repository.resolveId': 'an ID', 'Repository.seal': 'bytes', 'Repository.open': 'bytes',
   'Repository.masterKeyForWorkers': 'key material', 'Repository.loadIndex': 'a repository object',
   'IndexedRepository.backend': 'a backend', 'IndexedRepository.config': 'the config (no times)',
   'IndexedRepository.logger': 'a logger', 'IndexedRepository.loadBlob': 'bytes', 'IndexedRepository.decodeBlob': 'bytes',

@@ -3,7 +3,7 @@
 // report an error. Faults come from a seeded generator, so a failing run can be repeated.
 // Stored bytes are never altered: every fault is one a careful caller can notice.
 
-import { describeFile } from '../backend.ts';
+import { describeFile, type RemoveOptions } from '../backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { systemClock } from './clock.ts';
@@ -152,7 +152,7 @@ export class FaultyBackend extends ForwardingBackend {
     return this.inner.stat(h, options);
   }
 
-  override async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override async remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
     const file = describeFile(h);
     const fault = await this.#before('remove', file, options.signal);
     await this.inner.remove(h, options);

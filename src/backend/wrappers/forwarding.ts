@@ -1,7 +1,7 @@
 // The base of the wrappers: a Backend that hands every call to the backend it wraps, so each
 // wrapper (retry, limits, observe, faulty) overrides only the calls it changes.
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend.ts';
 
 /**
  * A backend that forwards every call unchanged to the backend it wraps, with the same `location`
@@ -43,7 +43,7 @@ export class ForwardingBackend implements Backend {
     return this.#inner.list(type, options);
   }
 
-  remove(h: FileHandle, options?: CallOptions): Promise<void> {
+  remove(h: FileHandle, options?: RemoveOptions): Promise<void> {
     return this.#inner.remove(h, options);
   }
 

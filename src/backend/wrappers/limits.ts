@@ -2,7 +2,7 @@
 // which lets lock files through) and, optionally, an average upload and download bandwidth
 // (restic's --limit-upload/-download).
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend.ts';
 import { InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { abortedErrorOf, checkConnections } from '../shared.ts';
 import { systemClock } from './clock.ts';
@@ -236,7 +236,7 @@ export class LimitedBackend extends ForwardingBackend {
     return this.#withConnection(h, options.signal, () => this.inner.stat(h, options));
   }
 
-  override remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
     return this.#withConnection(h, options.signal, () => this.inner.remove(h, options));
   }
 

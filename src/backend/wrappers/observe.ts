@@ -1,7 +1,7 @@
 // Reports every backend call to a hook, for logs and metrics: what was done to which file, how
 // many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend.ts';
 import { BackendError, StowageError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -84,7 +84,7 @@ export class ObservedBackend extends ForwardingBackend {
     return this.#observe({ op: 'stat', ...fileOf(h) }, () => this.inner.stat(h, options), (info) => ({ bytes: info.size }));
   }
 
-  override remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
     return this.#observe({ op: 'remove', ...fileOf(h) }, () => this.inner.remove(h, options), () => ({}));
   }
 

@@ -2,7 +2,7 @@
 // connection resets, truncated reads. Exponential backoff with full jitter, bounded by attempts
 // and by elapsed time, as restic's retry backend does (its cap is 15 minutes; ours defaults to 5).
 
-import { describeFile } from '../backend.ts';
+import { describeFile, type RemoveOptions } from '../backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -307,7 +307,7 @@ export class RetryBackend extends ForwardingBackend {
    * an earlier attempt whose answer was lost may have removed it; that earlier failure is the
    * error's `cause`. Callers that only want the file gone ignore NotFoundError anyway.
    */
-  override remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
+  override remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
     let earlier: unknown;
     return this.#retry('remove', describeFile(h), options.signal, async () => {
       try {

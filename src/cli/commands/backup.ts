@@ -2,7 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { Command } from '../context.ts';
-import { withRepo, compressionFrom, formatBytes } from '../context.ts';
+import { withIndexedRepo, compressionFrom, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -56,12 +56,12 @@ export const backupCommand: Command = {
       }
       return stdin ? { stream: process.stdin, filename } : undefined;
     };
-    // Locked before the index is read, so no prune can remove what the index promises.
-    return withRepo(ctx, 'shared', async (r) => {
+    // The index is read while the lock is taken and refreshed once it is held, so no prune can
+    // have removed what the index promises (withIndexedRepo).
+    return withIndexedRepo(ctx, 'shared', async (repo) => {
       const progress = ctx.progress('backup');
       let res: Awaited<ReturnType<typeof backup>>;
       try {
-        const repo = await r.loadIndex({ signal: ctx.signal });
         res = await backup(repo, {
           lock: false,
           paths,

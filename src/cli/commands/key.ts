@@ -29,7 +29,7 @@ export const keyCommand: Command = {
             for (const k of keys) ctx.out(`${k.current ? '*' : ' '}${k.id.slice(0, 8).padEnd(10)}${k.username.padEnd(12)}${k.hostname.padEnd(12)}${formatTime(formatGoTime(k.created))}\n`);
           }
           return 0;
-        });
+        }, { prefetch: [] });
       case 'add':
         return withRepo(ctx, 'shared', async (repo) => {
           const k = await repo.addKey(await newPassword(), { username: ctx.flags.string('user'), hostname: ctx.flags.string('host') });

@@ -24,7 +24,7 @@ export const snapshotsCommand: Command = {
       }
       ctx.out(snapshotTable(list));
       return 0;
-    });
+    }, { prefetch: ['snapshots'] });
   },
 };
 

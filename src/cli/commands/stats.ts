@@ -11,8 +11,9 @@ export const statsCommand: Command = {
     const mode = ctx.flags.string('mode') ?? 'restore-size';
     if (mode !== 'restore-size' && mode !== 'raw-data') throw new InvalidInputError(`unknown mode ${JSON.stringify(mode)} (restore-size or raw-data)`);
     return withRepo(ctx, 'shared', async (r) => {
-      const repo = await r.loadIndex({ signal: ctx.signal });
-      const s = await repositoryStats(repo, { signal: ctx.signal });
+      // Given the repository, not an index loaded here: it loads the index itself and need not
+      // refresh one loaded a moment ago (two more LIST requests).
+      const s = await repositoryStats(r, { signal: ctx.signal });
       if (ctx.json) {
         const base = mode === 'restore-size'
           ? { total_size: s.totalRestoreSize, total_file_count: s.totalFileCount, snapshots_count: s.snapshotCount }

@@ -11,6 +11,6 @@ export const unlockCommand: Command = {
       const removed = await unlockRepo(repo, { all: ctx.flags.bool('remove-all'), signal: ctx.signal });
       if (!ctx.quiet) ctx.out(`successfully removed ${removed.length} locks\n`);
       return 0;
-    });
+    }, { prefetch: [] });
   },
 };

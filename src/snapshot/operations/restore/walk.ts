@@ -86,8 +86,11 @@ class Walk {
       checkNodeName(nameBytes, treeId);
       return nameBytes;
     });
-    // The subfolders' trees, read together while this folder is made.
-    this.#trees.prefetch(nodes.filter((n) => n.type === 'dir' && n.subtree).map((n) => n.subtree!));
+    // The subfolders' trees, read together while this folder is made: only those the walk may
+    // enter (an include or exclude leaves the others, and their packs, unread).
+    this.#trees.prefetch(
+      nodes.filter((n) => n.type === 'dir' && n.subtree && this.selected(`${rel}/${n.name}`, true, forced) !== 'no').map((n) => n.subtree!),
+    );
     let any = false;
     const branches: Array<Promise<void>> = [];
     for (let i = 0; i < nodes.length; i++) {
