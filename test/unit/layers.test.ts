@@ -18,6 +18,7 @@ const LAYERS: Array<{ name: string; match: (file: string) => boolean }> = [
   { name: 'snapshot/model', match: (f) => f.startsWith('snapshot/model/') },
   { name: 'snapshot/engine', match: (f) => f.startsWith('snapshot/engine/') },
   { name: 'snapshot/operations', match: (f) => f.startsWith('snapshot/operations/') },
+  { name: 'serve', match: (f) => f.startsWith('serve/') },
   { name: 'cli', match: (f) => f.startsWith('cli/') },
   { name: 'index', match: (f) => f === 'index.ts' },
 ];
