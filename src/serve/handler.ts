@@ -10,6 +10,7 @@ import { createAuthenticator, type ServeAuth } from './auth.ts';
 import { ByteBudget } from './budget.ts';
 import { sendError, sendText } from './http.ts';
 import { RepositoryView } from './view.ts';
+import { DAV_PREFIX, handleDav } from './webdav.ts';
 
 /** Options of {@link createRepositoryHandler}. */
 export interface RepositoryHandlerOptions {
@@ -113,6 +114,10 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
           maxFindHits: options.maxFindHits ?? 1000,
         });
       }
+      if (webdav && (rawPath === DAV_PREFIX || rawPath.startsWith(DAV_PREFIX + '/'))) {
+        return await handleDav(req, res, rawPath.slice(DAV_PREFIX.length), await view(), budget, signal);
+      }
+      if (method === 'PROPFIND') throw new NotFoundError(`WebDAV path ${rawPath.slice(0, 80)} (WebDAV is under ${DAV_PREFIX}/)`);
       throw new NotFoundError(`path ${rawPath.slice(0, 80)}`);
     } catch (e) {
       sendError(req, res, e, logger, isApi);

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
+import type { Backend } from '../../src/backend/backend.ts';
 import { IndexedRepository, Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { createRepositoryHandler, type RepositoryHandler, type RepositoryHandlerOptions } from '../../src/serve/handler.ts';
@@ -24,17 +25,17 @@ export interface Fixture {
 }
 
 /** Source folder: big.bin (several chunks), docs/…, empty, a link; then a change and a second snapshot. */
-export async function makeFixture(dir: string, bigBytes = 6 * 1024 * 1024): Promise<Fixture> {
+export async function makeFixture(dir: string, options: { backend?: Backend; bigBytes?: number } = {}): Promise<Fixture> {
   const src = join(dir, 'src');
   const repoDir = join(dir, 'repo');
   await mkdir(join(src, 'docs', 'deep'), { recursive: true });
-  const big = randomBytes(bigBytes);
+  const big = randomBytes(options.bigBytes ?? 6 * 1024 * 1024);
   await writeFile(join(src, 'big.bin'), big);
   await writeFile(join(src, 'docs', 'readme.txt'), 'hello from stowage\n');
   await writeFile(join(src, 'docs', 'deep', 'a b%c #ü.txt'), 'odd name\n');
   await writeFile(join(src, 'empty'), '');
   await symlink('docs/readme.txt', join(src, 'link'));
-  const repo = await (await Repository.init(new LocalBackend(repoDir), { password: PASSWORD, kdf: FAST_KDF })).loadIndex();
+  const repo = await (await Repository.init(options.backend ?? new LocalBackend(repoDir), { password: PASSWORD, kdf: FAST_KDF })).loadIndex();
   const first = (await backup(repo, { paths: [src], hostname: 'alpha', tags: ['daily'] })).snapshotId;
   await writeFile(join(src, 'docs', 'readme.txt'), 'changed\n');
   await writeFile(join(src, 'added.txt'), 'new file\n');
