@@ -20,6 +20,7 @@ import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
 import { cacheCommand } from './cache.ts';
+import { serveCommand } from './serve.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
@@ -41,5 +42,6 @@ export const COMMANDS: Record<string, Command> = {
   unlock: unlockCommand,
   prune: pruneCommand,
   forget: forgetCommand,
+  serve: serveCommand,
   version: versionCommand,
 };
