@@ -10,6 +10,7 @@ import type { IndexedRepository } from '../repository/repository.ts';
 import type { BlobId } from '../repository/id.ts';
 import type { TreeNode } from '../snapshot/model/node.ts';
 import type { ByteBudget, Reservation } from './budget.ts';
+import type { RepositoryView } from './view.ts';
 
 /** A file's blobs with their plaintext offsets: `ends[i]` is the offset after blob i. */
 export interface FileLayout {
@@ -120,7 +121,7 @@ export const READ_AHEAD = 3;
  * a response that must wait for the budget first lets its own written bytes drain and holds
  * nothing while it waits, so responses never wait on each other in a circle.
  */
-export async function writeFileRange(repo: IndexedRepository, layout: FileLayout, start: number, end: number, sink: ResponseSink, budget: ByteBudget): Promise<void> {
+export async function writeFileRange(view: RepositoryView, layout: FileLayout, start: number, end: number, sink: ResponseSink, budget: ByteBudget): Promise<void> {
   if (end <= start) return;
   const { blobs, ends } = layout;
   let i = firstBlobAfter(ends, start);
@@ -137,7 +138,7 @@ export async function writeFileRange(repo: IndexedRepository, layout: FileLayout
           await sink.flushed();
           reservation = await budget.acquire(length, signal);
         }
-        const data = repo.loadBlob('data', blobs[i]!, { signal });
+        const data = view.dataBlob(blobs[i]!, { signal });
         data.catch(() => {});
         inflight.push({ index: i, reservation, data });
         i++;

@@ -136,6 +136,6 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, view: 
     return;
   }
   const sink = new ResponseSink(res, signal);
-  await writeFileRange(view.repo, layout, start, end, sink, budget);
+  await writeFileRange(view, layout, start, end, sink, budget);
   res.end();
 }

@@ -41,7 +41,7 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
       } else if (node.type === 'file') {
         const layout = await fileLayout(view.repo, node, sink.signal);
         await put(entryHeader(node, name, '0', layout.size));
-        await writeFileRange(view.repo, layout, 0, layout.size, sink, budget);
+        await writeFileRange(view, layout, 0, layout.size, sink, budget);
         summary.bytes += layout.size;
         const pad = (BLOCK - (layout.size % BLOCK)) % BLOCK;
         if (pad > 0) await put(ZEROS.subarray(0, pad));

@@ -35,11 +35,49 @@ export class RepositoryView {
   readonly #trees = new Map<string, { folder: Folder; bytes: number }>();
   #treeBytes = 0;
   readonly #treeLimit: number;
+  readonly #blobs = new Map<string, Uint8Array>();
+  readonly #loading = new Map<string, Promise<Uint8Array>>();
+  #blobBytes = 0;
+  readonly #blobLimit: number;
 
-  constructor(repo: IndexedRepository, options: { snapshotTtlMs?: number; treeCacheBytes?: number } = {}) {
+  constructor(repo: IndexedRepository, options: { snapshotTtlMs?: number; treeCacheBytes?: number; blobCacheBytes?: number } = {}) {
     this.repo = repo;
     this.#ttl = options.snapshotTtlMs ?? 5000;
     this.#treeLimit = options.treeCacheBytes ?? 32 * 1024 * 1024;
+    this.#blobLimit = options.blobCacheBytes ?? 32 * 1024 * 1024;
+  }
+
+  /**
+   * A data blob's plaintext. Clients read files in small ranges (Windows and macOS WebDAV ask for
+   * 64 KiB or so at a time), and each range of a blob would otherwise load and decrypt the whole
+   * blob again: the last blobs read are kept (an LRU of `blobCacheBytes`), and concurrent requests
+   * for one blob share its single load. The shared load is not cut short by one client's abort;
+   * each caller stops waiting on its own signal.
+   */
+  dataBlob(id: BlobId, options: CallOptions = {}): Promise<Uint8Array> {
+    const hit = this.#blobs.get(id);
+    if (hit) {
+      this.#blobs.delete(id);
+      this.#blobs.set(id, hit);
+      return Promise.resolve(hit);
+    }
+    let loading = this.#loading.get(id);
+    if (!loading) {
+      loading = this.repo.loadBlob('data', id).then((data) => {
+        if (data.length <= this.#blobLimit / 4) {
+          this.#blobs.set(id, data);
+          this.#blobBytes += data.length;
+          for (const [k, v] of this.#blobs) {
+            if (this.#blobBytes <= this.#blobLimit) break;
+            this.#blobs.delete(k);
+            this.#blobBytes -= v.length;
+          }
+        }
+        return data;
+      }).finally(() => this.#loading.delete(id));
+      this.#loading.set(id, loading);
+    }
+    return options.signal ? raceAbort(loading, options.signal) : loading;
   }
 
   /** Every snapshot, oldest first; the list is at most `snapshotTtlMs` old. */
@@ -90,7 +128,7 @@ export class RepositoryView {
     }
     const bytes = await this.repo.loadBlob('tree', treeId, options);
     const all = decodeTree(bytes, treeId, { lenient: true });
-    const nodes = all.filter((n) => nodeNameProblem(n.name) === undefined && !(n.type === 'dir' && !n.subtree));
+    const nodes = all.filter((n) => nodeNameProblem(n.name) === undefined && Buffer.byteLength(n.name) <= MAX_NAME_BYTES && !(n.type === 'dir' && !n.subtree));
     const folder: Folder = { treeId, nodes, hidden: all.length - nodes.length };
     const size = bytes.length * 3;
     if (size <= this.#treeLimit / 4) {
