@@ -9,6 +9,7 @@ import { handleApi } from './api.ts';
 import { createAuthenticator, type ServeAuth } from './auth.ts';
 import { ByteBudget } from './budget.ts';
 import { sendError, sendText } from './http.ts';
+import { PAGE_HTML, PAGE_JS } from './page.ts';
 import { RepositoryView } from './view.ts';
 import { DAV_PREFIX, handleDav } from './webdav.ts';
 
@@ -113,6 +114,23 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
           maxDiffChanges: options.maxDiffChanges ?? 10000,
           maxFindHits: options.maxFindHits ?? 1000,
         });
+      }
+      if (web && (rawPath === '/' || rawPath === '/app.js') && (method === 'GET' || method === 'HEAD')) {
+        const page = rawPath === '/' ? { type: 'text/html; charset=utf-8', body: PAGE_HTML } : { type: 'text/javascript; charset=utf-8', body: PAGE_JS };
+        const body = Buffer.from(page.body);
+        res.writeHead(200, {
+          'content-type': page.type,
+          'content-length': body.length,
+          'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+          'x-content-type-options': 'nosniff',
+          'referrer-policy': 'no-referrer',
+          'cache-control': 'no-cache',
+        });
+        return void res.end(method === 'HEAD' ? undefined : body);
+      }
+      if (web && rawPath === '/favicon.ico') {
+        res.writeHead(204, { 'cache-control': 'max-age=86400' });
+        return void res.end();
       }
       if (webdav && (rawPath === DAV_PREFIX || rawPath.startsWith(DAV_PREFIX + '/'))) {
         return await handleDav(req, res, rawPath.slice(DAV_PREFIX.length), await view(), budget, signal);
