@@ -67,7 +67,42 @@ export class ResponseSink {
     });
   }
 
+  /** Small chunks are gathered (copied) up to this many bytes and written as one. */
+  static readonly GATHER = 64 * 1024;
+  #gathered: Buffer[] = [];
+  #gatheredBytes = 0;
+
   async write(chunk: Uint8Array, reservation?: Reservation): Promise<void> {
+    if (this.signal.aborted || this.res.destroyed) {
+      reservation?.release();
+      throw new AbortedError('the client went away', { reason: this.signal.reason });
+    }
+    if (chunk.length < 16 * 1024) {
+      // A tar of many small files is mostly headers and small contents: one socket write per
+      // piece would cost a syscall (and a chunk header) each.
+      this.#gathered.push(Buffer.from(chunk));
+      this.#gatheredBytes += chunk.length;
+      reservation?.release();
+      if (this.#gatheredBytes >= ResponseSink.GATHER) await this.#write(this.#takeGathered());
+      return;
+    }
+    if (this.#gatheredBytes > 0) await this.#write(this.#takeGathered());
+    await this.#write(chunk, reservation);
+  }
+
+  /** Writes what was gathered; call before ending the response. */
+  async flush(): Promise<void> {
+    if (this.#gatheredBytes > 0) await this.#write(this.#takeGathered());
+  }
+
+  #takeGathered(): Buffer {
+    const b = Buffer.concat(this.#gathered, this.#gatheredBytes);
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    return b;
+  }
+
+  async #write(chunk: Uint8Array, reservation?: Reservation): Promise<void> {
     if (this.signal.aborted || this.res.destroyed) {
       reservation?.release();
       throw new AbortedError('the client went away', { reason: this.signal.reason });

@@ -137,5 +137,6 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, view: 
   }
   const sink = new ResponseSink(res, signal);
   await writeFileRange(view, layout, start, end, sink, budget);
+  await sink.flush();
   res.end();
 }

@@ -11,6 +11,9 @@ import { fileLayout, writeFileRange, type ResponseSink } from './content.ts';
 import type { RepositoryView } from './view.ts';
 
 const BLOCK = 512;
+/** Files of one blob read ahead of the one being written, and the largest such file. */
+const PREFETCH_FILES = 16;
+const PREFETCH_MAX_SIZE = 1024 * 1024;
 const ZEROS = new Uint8Array(BLOCK * 2);
 
 /** What a tar stream wrote. */
@@ -31,7 +34,16 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
   };
   const walk = async (treeId: BlobId, dir: Buffer): Promise<void> => {
     const folder = await view.folder(treeId, { signal: sink.signal });
-    for (const node of folder.nodes) {
+    const nodes = folder.nodes;
+    let ahead = 0;
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!;
+      // Small files are one blob each and latency-bound: the next ones are read into the
+      // server's blob LRU while this one is written.
+      for (; ahead < nodes.length && ahead <= i + PREFETCH_FILES; ahead++) {
+        const n = nodes[ahead]!;
+        if (n.type === 'file' && n.content && n.content.length === 1 && Number(n.size ?? 0) <= PREFETCH_MAX_SIZE) view.prefetch(n.content[0]!);
+      }
       const name = Buffer.concat([dir, nodeNameToBytes(node.name)]);
       if (node.type === 'dir') {
         const path = Buffer.concat([name, Buffer.from('/')]);
@@ -60,6 +72,7 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
   }
   await walk(tree, prefix);
   await put(ZEROS);
+  await sink.flush();
   return summary;
 }
 

@@ -63,7 +63,10 @@ export class RepositoryView {
     }
     let loading = this.#loading.get(id);
     if (!loading) {
-      loading = this.repo.loadBlob('data', id).then((data) => {
+      loading = this.repo.loadBlob('data', id).then((loaded) => {
+        // A small blob may be a view of a larger buffer (the decompressor's 64 KiB output):
+        // kept as it is, each would hold the whole buffer.
+        const data = loaded.buffer.byteLength > loaded.length + 4096 ? Uint8Array.prototype.slice.call(loaded) : loaded;
         if (data.length <= this.#blobLimit / 4) {
           this.#blobs.set(id, data);
           this.#blobBytes += data.length;
@@ -78,6 +81,11 @@ export class RepositoryView {
       this.#loading.set(id, loading);
     }
     return options.signal ? raceAbort(loading, options.signal) : loading;
+  }
+
+  /** Starts loading a data blob into the LRU unless it is there or on its way (a tar reading ahead). */
+  prefetch(id: BlobId): void {
+    if (!this.#blobs.has(id) && !this.#loading.has(id)) this.dataBlob(id).catch(() => {});
   }
 
   /** Every snapshot, oldest first; the list is at most `snapshotTtlMs` old. */

@@ -161,6 +161,7 @@ export async function handleDav(req: IncomingMessage, res: ServerResponse, rest:
     }
     buf += '</D:multistatus>\n';
     await flush(true);
+    await sink.flush();
     return void res.end();
   }
   if (target.kind === 'node' && target.node.type === 'file') return sendFile(req, res, view, target.node, budget, signal);

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpDir } from '../helpers/tmp.ts';
-import { makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
+import { LONG_NAME, makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
 
 const dir = await tmpDir('stowage-serve-api');
 let fx: Fixture;
@@ -94,6 +94,7 @@ test('a folder downloads as a tar that GNU tar extracts to the same files', asyn
   assert.equal(await readFile(join(root, 'docs', 'readme.txt'), 'utf8'), 'hello from stowage\n');
   assert.equal(await readFile(join(root, 'docs', 'deep', 'a b%c #ü.txt'), 'utf8'), 'odd name\n');
   assert.equal((await readFile(join(root, 'empty'))).length, 0);
+  assert.equal(await readFile(join(root, 'docs', 'long', LONG_NAME), 'utf8'), 'long name\n');
   assert.equal(await readlink(join(root, 'link')), 'docs/readme.txt');
   const listing = execFileSync('tar', ['-tvf', tarFile], { encoding: 'utf8' });
   assert.match(listing, /src\/docs\/deep\/a b%c #ü\.txt/);

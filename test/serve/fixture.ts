@@ -14,6 +14,7 @@ import { createRepositoryHandler, type RepositoryHandler, type RepositoryHandler
 
 export const PASSWORD = 'serve-test';
 export const FAST_KDF = { N: 1024, r: 8, p: 1 };
+export const LONG_NAME = 'n'.repeat(200);
 
 export interface Fixture {
   repoDir: string;
@@ -34,6 +35,9 @@ export async function makeFixture(dir: string, options: { backend?: Backend; big
   await writeFile(join(src, 'docs', 'readme.txt'), 'hello from stowage\n');
   await writeFile(join(src, 'docs', 'deep', 'a b%c #ü.txt'), 'odd name\n');
   await writeFile(join(src, 'empty'), '');
+  // Longer than ustar's 100-byte name field: the tar needs a PAX path record.
+  await mkdir(join(src, 'docs', 'long'));
+  await writeFile(join(src, 'docs', 'long', LONG_NAME), 'long name\n');
   await symlink('docs/readme.txt', join(src, 'link'));
   const repo = await (await Repository.init(options.backend ?? new LocalBackend(repoDir), { password: PASSWORD, kdf: FAST_KDF })).loadIndex();
   const first = (await backup(repo, { paths: [src], hostname: 'alpha', tags: ['daily'] })).snapshotId;

@@ -11,7 +11,7 @@ import { S3Backend } from '../../src/backend/s3.ts';
 import { resticBin, resticOk } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { startMinio, type MinioServer } from '../servers/minio.ts';
-import { makeFixture, PASSWORD, startServer, type Fixture, type Running } from './fixture.ts';
+import { LONG_NAME, makeFixture, PASSWORD, startServer, type Fixture, type Running } from './fixture.ts';
 
 const run = promisify(execFile);
 const dir = await tmpDir('stowage-serve-dav');
@@ -70,7 +70,7 @@ test('rclone lists the restic mount layout', async () => {
   assert.deepEqual(JSON.parse(await rclone('lsjson', 'dav:tags/daily')).map((e: any) => e.Path).length, 2); // one time + latest
   const inside = JSON.parse(await rclone('lsjson', '-R', `dav:ids/${first.slice(0, 8)}${fx.src}`));
   const files = inside.filter((e: any) => !e.IsDir).map((e: any) => `${e.Path}:${e.Size}`).sort();
-  assert.deepEqual(files, [`big.bin:${fx.big.length}`, 'docs/deep/a b%c #ü.txt:9', 'docs/readme.txt:19', 'empty:0']);
+  assert.deepEqual(files, [`big.bin:${fx.big.length}`, 'docs/deep/a b%c #ü.txt:9', `docs/long/${LONG_NAME}:10`, 'docs/readme.txt:19', 'empty:0']);
 });
 
 test('rclone copy of a snapshot equals restic 0.19 restore of it, byte for byte', async () => {
