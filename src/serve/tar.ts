@@ -12,8 +12,10 @@ import type { RepositoryView } from './view.ts';
 
 const BLOCK = 512;
 /** Files of one blob read ahead of the one being written, and the largest such file. */
-const PREFETCH_FILES = 16;
+const PREFETCH_FILES = 256;
 const PREFETCH_MAX_SIZE = 1024 * 1024;
+/** At most this much file data read ahead at once (well inside the blob LRU). */
+const PREFETCH_BYTES = 4 * 1024 * 1024;
 const ZEROS = new Uint8Array(BLOCK * 2);
 
 /** What a tar stream wrote. */
@@ -39,10 +41,18 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
     for (let i = 0; i < nodes.length; i++) {
       const node = nodes[i]!;
       // Small files are one blob each and latency-bound: the next ones are read into the
-      // server's blob LRU while this one is written.
-      for (; ahead < nodes.length && ahead <= i + PREFETCH_FILES; ahead++) {
-        const n = nodes[ahead]!;
-        if (n.type === 'file' && n.content && n.content.length === 1 && Number(n.size ?? 0) <= PREFETCH_MAX_SIZE) view.prefetch(n.content[0]!);
+      // server's blob LRU, neighbours in a pack with one request, while these are written.
+      if (ahead - i < PREFETCH_FILES / 2 && ahead < nodes.length) {
+        const ids: BlobId[] = [];
+        let bytes = 0;
+        for (; ahead < nodes.length && ahead < i + PREFETCH_FILES && bytes < PREFETCH_BYTES; ahead++) {
+          const n = nodes[ahead]!;
+          if (n.type === 'file' && n.content && n.content.length === 1 && Number(n.size ?? 0) <= PREFETCH_MAX_SIZE) {
+            ids.push(n.content[0]!);
+            bytes += Number(n.size ?? 0);
+          }
+        }
+        view.prefetchMany(ids);
       }
       const name = Buffer.concat([dir, nodeNameToBytes(node.name)]);
       if (node.type === 'dir') {

@@ -8,6 +8,7 @@ import { mapLimit } from '../repository/concurrency.ts';
 import type { IndexedRepository } from '../repository/repository.ts';
 import { goTimeFromNs } from '../repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
+import type { BlobLocation } from '../repository/master-index.ts';
 import { sortByTime } from '../snapshot/engine/select.ts';
 import type { TreeNode } from '../snapshot/model/node.ts';
 import { decodeSnapshot, type SnapshotEntry } from '../snapshot/model/snapshot.ts';
@@ -63,24 +64,71 @@ export class RepositoryView {
     }
     let loading = this.#loading.get(id);
     if (!loading) {
-      loading = this.repo.loadBlob('data', id).then((loaded) => {
-        // A small blob may be a view of a larger buffer (the decompressor's 64 KiB output):
-        // kept as it is, each would hold the whole buffer.
-        const data = loaded.buffer.byteLength > loaded.length + 4096 ? Uint8Array.prototype.slice.call(loaded) : loaded;
-        if (data.length <= this.#blobLimit / 4) {
-          this.#blobs.set(id, data);
-          this.#blobBytes += data.length;
-          for (const [k, v] of this.#blobs) {
-            if (this.#blobBytes <= this.#blobLimit) break;
-            this.#blobs.delete(k);
-            this.#blobBytes -= v.length;
-          }
-        }
-        return data;
-      }).finally(() => this.#loading.delete(id));
+      loading = this.repo.loadBlob('data', id).then((data) => this.#keep(id, data)).finally(() => this.#loading.delete(id));
       this.#loading.set(id, loading);
     }
     return options.signal ? raceAbort(loading, options.signal) : loading;
+  }
+
+  /** Puts a loaded blob in the LRU (a copy when it is a small view of a larger buffer). */
+  #keep(id: BlobId, loaded: Uint8Array): Uint8Array {
+    // A small blob may be a view of a larger buffer (the decompressor's 64 KiB output, a range
+    // read of many blobs): kept as it is, each would hold the whole buffer.
+    const data = loaded.buffer.byteLength > loaded.length + 4096 ? Uint8Array.prototype.slice.call(loaded) : loaded;
+    if (data.length <= this.#blobLimit / 4) {
+      this.#blobs.delete(id);
+      this.#blobs.set(id, data);
+      this.#blobBytes += data.length;
+      for (const [k, v] of this.#blobs) {
+        if (this.#blobBytes <= this.#blobLimit) break;
+        this.#blobs.delete(k);
+        this.#blobBytes -= v.length;
+      }
+    }
+    return data;
+  }
+
+  /**
+   * Starts loading data blobs that will be read soon (a tar's next small files). Blobs stored near
+   * each other in one pack are read with one ranged request (runs of up to 4 MiB, gaps up to
+   * 64 KiB), then each is verified and decoded on its own as loadBlob would; a run that fails
+   * leaves its blobs to loadBlob (with its refresh on a miss).
+   */
+  prefetchMany(ids: readonly BlobId[]): void {
+    const locs: BlobLocation[] = [];
+    for (const id of ids) {
+      if (this.#blobs.has(id) || this.#loading.has(id)) continue;
+      const loc = this.repo.index.lookup(id, 'data')[0];
+      if (loc) locs.push(loc);
+    }
+    locs.sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : a.offset - b.offset));
+    let run: typeof locs = [];
+    const start = (r: typeof locs) => {
+      if (r.length === 0) return;
+      if (r.length === 1) return void this.prefetch(r[0]!.id);
+      const from = r[0]!.offset;
+      const to = r[r.length - 1]!.offset + r[r.length - 1]!.length;
+      const read = this.repo.backend.load({ type: 'data', name: r[0]!.packId }, { offset: from, length: to - from });
+      read.catch(() => {});
+      for (const loc of r) {
+        if (this.#loading.has(loc.id)) continue;
+        const one = read
+          .then((buf) => this.#keep(loc.id, this.repo.decodeBlob(loc, buf.subarray(loc.offset - from, loc.offset - from + loc.length))))
+          .catch(() => this.repo.loadBlob('data', loc.id).then((data) => this.#keep(loc.id, data)))
+          .finally(() => this.#loading.delete(loc.id));
+        one.catch(() => {});
+        this.#loading.set(loc.id, one);
+      }
+    };
+    for (const loc of locs) {
+      const last = run[run.length - 1];
+      if (last && (last.packId !== loc.packId || loc.offset - (last.offset + last.length) > 64 * 1024 || loc.offset + loc.length - run[0]!.offset > 4 * 1024 * 1024)) {
+        start(run);
+        run = [];
+      }
+      if (!last || loc.offset >= last.offset + last.length || last.packId !== loc.packId) run.push(loc);
+    }
+    start(run);
   }
 
   /** Starts loading a data blob into the LRU unless it is there or on its way (a tar reading ahead). */
@@ -120,7 +168,12 @@ export class RepositoryView {
       return last;
     }
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new InvalidInputError(`invalid snapshot ID ${JSON.stringify(ref.slice(0, 80))}`);
-    const hits = list.filter((e) => e.id.startsWith(ref));
+    let hits = list.filter((e) => e.id.startsWith(ref));
+    if (hits.length === 0 && list === this.#sorted && performance.now() - this.#listedAt > 250) {
+      // A snapshot written since the list was made (a link someone just shared): list again now.
+      this.#listedAt = -Infinity;
+      hits = (await this.snapshots(options)).filter((e) => e.id.startsWith(ref));
+    }
     if (hits.length > 1) throw new InvalidInputError(`snapshot prefix ${ref} is ambiguous`);
     if (hits.length === 0) throw new NotFoundError(`snapshot ${ref}`);
     return hits[0]!;

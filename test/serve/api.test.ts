@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpDir } from '../helpers/tmp.ts';
 import { LONG_NAME, makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
@@ -119,4 +119,24 @@ test('write methods are refused with 405 and nothing changes', async () => {
     assert.match(r.headers.get('allow')!, /GET/);
   }
   assert.equal((await json('/api/snapshots')).length, 2);
+});
+
+test('a folder of many small files (read ahead in runs of one pack) tars byte for byte', async () => {
+  const many = join(dir, 'many');
+  await mkdir(many);
+  const want = new Map<string, Buffer>();
+  for (let i = 0; i < 600; i++) {
+    const body = Buffer.from(`file ${i} `.repeat(1 + (i % 37)));
+    want.set(`f${String(i).padStart(4, '0')}`, body);
+    await writeFile(join(many, `f${String(i).padStart(4, '0')}`), body);
+  }
+  const { backup } = await import('../../src/snapshot/operations/backup/index.ts');
+  const id = (await backup(fx.repo, { paths: [many], hostname: 'many' })).snapshotId;
+  const r = await fetch(`${srv.base}/api/snapshots/${id}/tar${encodeURI(many)}`);
+  await writeFile(join(dir, 'many.tar'), Buffer.from(await r.arrayBuffer()));
+  const out = join(dir, 'many-out');
+  await mkdir(out);
+  execFileSync('tar', ['-xf', join(dir, 'many.tar'), '-C', out]);
+  for (const [name, body] of want) assert.ok((await readFile(join(out, 'many', name))).equals(body), name);
+  assert.equal((await readdir(join(out, 'many'))).length, 600);
 });
