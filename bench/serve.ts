@@ -49,7 +49,7 @@ function corpus(): void {
 function get(base: string, path: string, headers: Record<string, string> = {}): Promise<{ ttfbMs: number; totalMs: number; bytes: number; status: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    request(base + path, { headers }, (res) => {
+    request(base + path, { headers, agent: false }, (res) => {
       let first = -1;
       let bytes = 0;
       res.on('data', (d: Buffer) => {
@@ -57,7 +57,7 @@ function get(base: string, path: string, headers: Record<string, string> = {}): 
         bytes += d.length;
       });
       res.on('end', () => resolve({ ttfbMs: first < 0 ? performance.now() - t0 : first, totalMs: performance.now() - t0, bytes, status: res.statusCode! }));
-    }).on('error', reject).end();
+    }).on('error', (e) => reject(new Error(`GET ${path}: ${e.message}`))).end();
   });
 }
 

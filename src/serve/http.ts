@@ -66,7 +66,7 @@ export function statusOf(e: unknown): number {
 export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown, logger: Logger, json: boolean): void {
   if (e instanceof AbortedError && (res.destroyed || req.destroyed)) return;
   const status = statusOf(e);
-  if (status >= 500) logger.warn('serve: request failed', { method: req.method, url: req.url?.slice(0, 200), error: e instanceof Error ? e.message : String(e) });
+  if (status >= 500 || res.headersSent) logger.warn('serve: request failed', { method: req.method, url: req.url?.slice(0, 200), error: e instanceof Error ? e.message : String(e) });
   if (res.headersSent) {
     res.destroy(e instanceof Error ? e : undefined);
     return;
