@@ -14,6 +14,7 @@ import type { ByteBudget } from './budget.ts';
 import { ResponseSink } from './content.ts';
 import { pathNames, sendFile, sendJson } from './http.ts';
 import { writeTar } from './tar.ts';
+import { writeZip } from './zip.ts';
 import type { RepositoryView } from './view.ts';
 
 /** What the API needs from the handler. */
@@ -56,7 +57,7 @@ export function filterFromQuery(q: URLSearchParams): SnapshotFilter {
 export async function handleApi(req: IncomingMessage, res: ServerResponse, rest: string, query: URLSearchParams, ctx: ApiContext): Promise<void> {
   const { view, signal } = ctx;
   const head = req.method === 'HEAD';
-  const m = /^\/snapshots(?:\/([^/]+)(?:\/(ls|file|tar)(\/.*)?)?)?\/?$/.exec(rest);
+  const m = /^\/snapshots(?:\/([^/]+)(?:\/(ls|file|tar|zip)(\/.*)?)?)?\/?$/.exec(rest);
   if (m) {
     const [, ref, what, sub] = m;
     if (!ref) {
@@ -80,14 +81,16 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, rest:
     }
     if (node.type !== 'dir') throw new InvalidInputError(`${path} in ${where} is a ${node.type}, not a folder`);
     const base = names.length > 0 ? names[names.length - 1]! : `snapshot-${entry.id.slice(0, 8)}`;
+    const zip = what === 'zip';
     res.writeHead(200, {
-      'content-type': 'application/x-tar',
-      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(base.replace(/[\uD800-\uDFFF]/g, '_'))}.tar`,
+      'content-type': zip ? 'application/zip' : 'application/x-tar',
+      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(base.replace(/[\uD800-\uDFFF]/g, '_'))}.${zip ? 'zip' : 'tar'}`,
       'x-content-type-options': 'nosniff',
       'cache-control': 'no-store',
     });
     if (head) return void res.end();
-    await writeTar(view, node.subtree!, Buffer.concat([nodeNameToBytes(base), Buffer.from('/')]), new ResponseSink(res, signal), ctx.budget);
+    const prefix = Buffer.concat([nodeNameToBytes(base), Buffer.from('/')]);
+    await (zip ? writeZip : writeTar)(view, node.subtree!, prefix, new ResponseSink(res, signal), ctx.budget);
     return void res.end();
   }
   if (rest === '/diff') {

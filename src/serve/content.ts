@@ -156,7 +156,7 @@ export const READ_AHEAD = 3;
  * a response that must wait for the budget first lets its own written bytes drain and holds
  * nothing while it waits, so responses never wait on each other in a circle.
  */
-export async function writeFileRange(view: RepositoryView, layout: FileLayout, start: number, end: number, sink: ResponseSink, budget: ByteBudget): Promise<void> {
+export async function writeFileRange(view: RepositoryView, layout: FileLayout, start: number, end: number, sink: ResponseSink, budget: ByteBudget, onData?: (bytes: Uint8Array) => void): Promise<void> {
   if (end <= start) return;
   const { blobs, ends } = layout;
   let i = firstBlobAfter(ends, start);
@@ -193,7 +193,9 @@ export async function writeFileRange(view: RepositoryView, layout: FileLayout, s
       }
       const a = Math.max(0, start - from);
       const b = Math.min(data.length, end - from);
-      await sink.write(a === 0 && b === data.length ? data : data.subarray(a, b), head.reservation);
+      const piece = a === 0 && b === data.length ? data : data.subarray(a, b);
+      onData?.(piece);
+      await sink.write(piece, head.reservation);
     }
   } finally {
     for (const f of inflight) {

@@ -149,7 +149,8 @@ export const PAGE_JS = String.raw`'use strict';
       var search = el('input', { name: 'name', placeholder: 'find by name, e.g. *.txt' });
       var find = el('form', { id: 'find', onsubmit: function (ev) { ev.preventDefault(); location.hash = '#/find/' + id + '/' + encodeURIComponent(search.value); } },
         search, el('button', { type: 'submit', text: 'Find' }),
-        el('a', { id: 'tar', href: base + '/tar/' + encPath(parts), text: 'Download folder (tar)' }));
+        el('a', { id: 'tar', href: base + '/tar/' + encPath(parts), text: 'Download folder (tar)' }),
+        el('a', { id: 'zip', href: base + '/zip/' + encPath(parts), text: '(zip)' }));
       var rows = res.entries.map(function (e) {
         var p = parts.concat([e.name]);
         var link = e.type === 'dir' ? el('a', { href: '#/snap/' + id + '/' + encPath(p) + '/', text: e.name + '/' })

@@ -25,6 +25,39 @@ export interface TarSummary {
 }
 
 /**
+ * The entries of the folder `tree`, depth first in name order, each with its archive path
+ * (`prefix` + names; folders end with '/', and come before what they hold). The blobs of the next
+ * small files are read into the server's blob LRU ahead of the consumer, neighbours in a pack with
+ * one request: a folder of small files is otherwise bound by one read's latency per file.
+ */
+export async function* archiveEntries(view: RepositoryView, tree: BlobId, prefix: Buffer, signal: AbortSignal): AsyncGenerator<{ path: Buffer; node: TreeNode }> {
+  const folder = await view.folder(tree, { signal });
+  const nodes = folder.nodes;
+  let ahead = 0;
+  for (let i = 0; i < nodes.length; i++) {
+    const node = nodes[i]!;
+    if (ahead - i < PREFETCH_FILES / 2 && ahead < nodes.length) {
+      const ids: BlobId[] = [];
+      let bytes = 0;
+      for (; ahead < nodes.length && ahead < i + PREFETCH_FILES && bytes < PREFETCH_BYTES; ahead++) {
+        const n = nodes[ahead]!;
+        if (n.type === 'file' && n.content && n.content.length === 1 && Number(n.size ?? 0) <= PREFETCH_MAX_SIZE) {
+          ids.push(n.content[0]!);
+          bytes += Number(n.size ?? 0);
+        }
+      }
+      view.prefetchMany(ids);
+    }
+    const name = Buffer.concat([prefix, nodeNameToBytes(node.name)]);
+    if (node.type === 'dir') {
+      const path = Buffer.concat([name, Buffer.from('/')]);
+      yield { path, node };
+      if (node.subtree) yield* archiveEntries(view, node.subtree, path, signal);
+    } else yield { path: name, node };
+  }
+}
+
+/**
  * Writes the folder `tree` as a tar whose entries start with `prefix` ("name/"; "" for none),
  * followed by the two zero blocks that end a tar.
  */
@@ -34,53 +67,27 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
     summary.bytes += b.length;
     await sink.write(b);
   };
-  const walk = async (treeId: BlobId, dir: Buffer): Promise<void> => {
-    const folder = await view.folder(treeId, { signal: sink.signal });
-    const nodes = folder.nodes;
-    let ahead = 0;
-    for (let i = 0; i < nodes.length; i++) {
-      const node = nodes[i]!;
-      // Small files are one blob each and latency-bound: the next ones are read into the
-      // server's blob LRU, neighbours in a pack with one request, while these are written.
-      if (ahead - i < PREFETCH_FILES / 2 && ahead < nodes.length) {
-        const ids: BlobId[] = [];
-        let bytes = 0;
-        for (; ahead < nodes.length && ahead < i + PREFETCH_FILES && bytes < PREFETCH_BYTES; ahead++) {
-          const n = nodes[ahead]!;
-          if (n.type === 'file' && n.content && n.content.length === 1 && Number(n.size ?? 0) <= PREFETCH_MAX_SIZE) {
-            ids.push(n.content[0]!);
-            bytes += Number(n.size ?? 0);
-          }
-        }
-        view.prefetchMany(ids);
-      }
-      const name = Buffer.concat([dir, nodeNameToBytes(node.name)]);
-      if (node.type === 'dir') {
-        const path = Buffer.concat([name, Buffer.from('/')]);
-        await put(entryHeader(node, path, '5', 0));
-        summary.entries++;
-        if (node.subtree) await walk(node.subtree, path);
-      } else if (node.type === 'file') {
-        const layout = await fileLayout(view.repo, node, sink.signal);
-        await put(entryHeader(node, name, '0', layout.size));
-        await writeFileRange(view, layout, 0, layout.size, sink, budget);
-        summary.bytes += layout.size;
-        const pad = (BLOCK - (layout.size % BLOCK)) % BLOCK;
-        if (pad > 0) await put(ZEROS.subarray(0, pad));
-        summary.entries++;
-      } else {
-        const flag = { symlink: '2', chardev: '3', dev: '4', fifo: '6' }[node.type as string];
-        if (flag === undefined) continue; // sockets and irregular files have no tar form worth restoring
-        await put(entryHeader(node, name, flag, 0));
-        summary.entries++;
-      }
-    }
-  };
   if (prefix.length > 0) {
     await put(entryHeader(undefined, prefix, '5', 0));
     summary.entries++;
   }
-  await walk(tree, prefix);
+  for await (const { path, node } of archiveEntries(view, tree, prefix, sink.signal)) {
+    if (node.type === 'dir') {
+      await put(entryHeader(node, path, '5', 0));
+    } else if (node.type === 'file') {
+      const layout = await fileLayout(view.repo, node, sink.signal);
+      await put(entryHeader(node, path, '0', layout.size));
+      await writeFileRange(view, layout, 0, layout.size, sink, budget);
+      summary.bytes += layout.size;
+      const pad = (BLOCK - (layout.size % BLOCK)) % BLOCK;
+      if (pad > 0) await put(ZEROS.subarray(0, pad));
+    } else {
+      const flag = { symlink: '2', chardev: '3', dev: '4', fifo: '6' }[node.type as string];
+      if (flag === undefined) continue; // sockets and irregular files have no tar form worth restoring
+      await put(entryHeader(node, path, flag, 0));
+    }
+    summary.entries++;
+  }
   await put(ZEROS);
   await sink.flush();
   return summary;

@@ -100,6 +100,24 @@ test('a folder downloads as a tar that GNU tar extracts to the same files', asyn
   assert.match(listing, /src\/docs\/deep\/a b%c #ü\.txt/);
 });
 
+test('a folder downloads as a zip that unzip and Python zipfile read (CRCs checked)', async () => {
+  const r = await fetch(`${srv.base}/api/snapshots/${fx.first}/zip${inSnap('/')}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('content-type'), 'application/zip');
+  const zipFile = join(dir, 'out.zip');
+  await writeFile(zipFile, Buffer.from(await r.arrayBuffer()));
+  execFileSync('python3', ['-c', 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None', zipFile]);
+  const out = join(dir, 'unzip');
+  await mkdir(out);
+  execFileSync('unzip', ['-q', zipFile, '-d', out]);
+  const root = join(out, 'src');
+  assert.ok((await readFile(join(root, 'big.bin'))).equals(fx.big));
+  assert.equal(await readFile(join(root, 'docs', 'deep', 'a b%c #ü.txt'), 'utf8'), 'odd name\n');
+  assert.equal(await readFile(join(root, 'docs', 'long', LONG_NAME), 'utf8'), 'long name\n');
+  assert.equal((await readFile(join(root, 'empty'))).length, 0);
+  assert.equal(await readlink(join(root, 'link')), 'docs/readme.txt');
+});
+
 test('diff of two snapshots, find by name, stats', async () => {
   const d = await json(`/api/diff?from=${fx.first}&to=${fx.second.slice(0, 8)}`);
   const changes = d.changes.map((c: any) => `${c.modifier} ${c.path.slice(fx.src.length)}`);

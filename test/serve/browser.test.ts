@@ -88,6 +88,9 @@ test('folder browsing, file preview and download, folder as tar', { skip }, asyn
   const tarInfo = await page.evaluate((u: string) => fetch(u).then(async (r) => [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength]), tar);
   assert.deepEqual(tarInfo.slice(0, 2), [200, 'application/x-tar']);
   assert.ok(tarInfo[2] >= 3 * 512);
+  const zip = await page.$eval('#zip', (a: any) => a.href);
+  const zipInfo = await page.evaluate((u: string) => fetch(u).then(async (r) => [r.status, r.headers.get('content-type'), new Uint8Array(await r.arrayBuffer()).slice(0, 2).join(',')]), zip);
+  assert.deepEqual(zipInfo, [200, 'application/zip', '80,75']);
 });
 
 test('diff between two snapshots and search by name', { skip }, async () => {
