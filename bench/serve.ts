@@ -102,6 +102,8 @@ async function main(): Promise<void> {
       const snaps = timed(RESTIC, ['snapshots', '--no-cache', '-q']);
       const mibs = (b: number, ms: number) => (b / 1048576 / (ms / 1000)).toFixed(1);
       rows.push(`| tar of ${folder}/ via stowage serve | ${(tar.bytes / 1048576).toFixed(1)} MiB in ${(tar.totalMs / 1000).toFixed(2)} s = ${mibs(tar.bytes, tar.totalMs)} MiB/s |`);
+      const zip = await get(base, `/api/snapshots/latest/zip${enc(`${data}/${folder}`)}`);
+      rows.push(`| zip of ${folder}/ via stowage serve | ${(zip.bytes / 1048576).toFixed(1)} MiB in ${(zip.totalMs / 1000).toFixed(2)} s = ${mibs(zip.bytes, zip.totalMs)} MiB/s |`);
       rows.push(`| restic 0.19 dump of ${folder}/ (incl. its start, ~${snaps.ms.toFixed(0)} ms for \`restic snapshots\`) | ${(dump.bytes / 1048576).toFixed(1)} MiB in ${(dump.ms / 1000).toFixed(2)} s = ${mibs(dump.bytes, dump.ms)} MiB/s |`);
     }
     process.stdout.write(`\n${FILES} files + ${BIG_MIB} MiB in large files, repository by restic 0.19 on local disk, no cache\n\n| what | figure |\n|---|---|\n${rows.join('\n')}\n`);
