@@ -9,9 +9,6 @@ import type { ByteBudget } from './budget.ts';
 import { contentEtag, fileLayout, parseRange, ResponseSink, writeFileRange } from './content.ts';
 import { checkName, MAX_DEPTH, type RepositoryView } from './view.ts';
 
-/** The methods a read-only server answers; everything else is 405. */
-export const READ_METHODS = ['GET', 'HEAD', 'OPTIONS'] as const;
-
 /**
  * A URL path ("/a/b%20c/") as node names: each segment percent-decoded to bytes (names that are
  * not UTF-8 arrive as %XX of their bytes) and checked, so '..', '.', NUL, an encoded '/' and

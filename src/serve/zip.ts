@@ -8,7 +8,7 @@
 import { crc32 } from 'node:zlib';
 import type { BlobId } from '../repository/id.ts';
 import { goTimeToDate, type GoTime } from '../repository/gotime.ts';
-import { nodeNameToBytes, type TreeNode } from '../snapshot/model/node.ts';
+import { nodeNameToBytes } from '../snapshot/model/node.ts';
 import { posixModeFromGo } from '../snapshot/model/mode.ts';
 import type { ByteBudget } from './budget.ts';
 import { fileLayout, writeFileRange, type ResponseSink } from './content.ts';
