@@ -68,6 +68,19 @@ install_apt_packages() {
   apt_install "${missing[@]}"
 }
 
+# The serve tests drive the server with clients nobody here wrote: rclone (WebDAV) and
+# chromium (the web page, through puppeteer-core from npm).
+install_serve_clients() {
+  local missing=()
+  command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "serve clients: rclone, chromium already installed"
+    return
+  fi
+  apt_install "${missing[@]}"
+}
+
 # restic 0.19.1 built from source through the Go module proxy (no prebuilt downloads).
 install_restic_019() {
   local bin=$CACHE/bin/restic go
@@ -95,6 +108,7 @@ main() {
     flock 9
   fi
   timed "apt packages" install_apt_packages
+  timed "serve clients" install_serve_clients
   timed "restic $RESTIC_019_VERSION" install_restic_019
   # Storage servers for the backend tests: one script each, sharing the helpers above.
   local script

@@ -19,6 +19,7 @@ const LAYERS: Array<{ name: string; match: (file: string) => boolean }> = [
   { name: 'snapshot/engine', match: (f) => f.startsWith('snapshot/engine/') },
   { name: 'snapshot/operations', match: (f) => f.startsWith('snapshot/operations/') },
   { name: 'operator', match: (f) => f.startsWith('operator/') },
+  { name: 'serve', match: (f) => f.startsWith('serve/') },
   { name: 'cli', match: (f) => f.startsWith('cli/') },
   { name: 'index', match: (f) => f === 'index.ts' },
 ];

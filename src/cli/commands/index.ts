@@ -21,6 +21,7 @@ import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
 import { cacheCommand } from './cache.ts';
 import { retentionCommand } from './retention.ts';
+import { serveCommand } from './serve.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
@@ -43,5 +44,6 @@ export const COMMANDS: Record<string, Command> = {
   prune: pruneCommand,
   forget: forgetCommand,
   retention: retentionCommand,
+  serve: serveCommand,
   version: versionCommand,
 };

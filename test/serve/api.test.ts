@@ -1,0 +1,160 @@
+// The JSON API of createRepositoryHandler against a real repository, with Node's fetch as the
+// client and GNU tar reading the folder downloads.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpDir } from '../helpers/tmp.ts';
+import { LONG_NAME, makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
+
+const dir = await tmpDir('stowage-serve-api');
+let fx: Fixture;
+let srv: Running;
+
+before(async () => {
+  fx = await makeFixture(dir);
+  srv = await startServer(fx.repo);
+});
+after(async () => {
+  await srv.close();
+  await fx.repo.close();
+});
+
+const json = async (path: string, status = 200) => {
+  const r = await fetch(srv.base + path);
+  assert.equal(r.status, status, `${path}: ${r.status}`);
+  return r.json() as Promise<any>;
+};
+const inSnap = (p: string) => encodeURI(fx.src) + p;
+
+test('snapshots are listed with restic filters (host, tag, path)', async () => {
+  const all = await json('/api/snapshots');
+  assert.deepEqual(all.map((s: any) => s.id), [fx.first, fx.second]);
+  assert.deepEqual((await json('/api/snapshots?host=beta')).map((s: any) => s.id), [fx.second]);
+  assert.deepEqual((await json('/api/snapshots?tag=daily')).map((s: any) => s.id), [fx.first]);
+  assert.deepEqual((await json('/api/snapshots?path=/nowhere')), []);
+  assert.equal((await json(`/api/snapshots/${fx.first.slice(0, 8)}`)).short_id, fx.first.slice(0, 8));
+  assert.equal((await json('/api/snapshots/latest')).id, fx.second);
+  assert.equal((await json('/api/snapshots/ffffffff', 404)).error.code, 'NOT_FOUND');
+});
+
+test('folders are listed at a path; a file path gives its node', async () => {
+  const ls = await json(`/api/snapshots/${fx.second}/ls${inSnap('/')}`);
+  assert.deepEqual(ls.entries.map((e: any) => `${e.type}:${e.name}`), ['file:added.txt', 'file:big.bin', 'dir:docs', 'file:empty', 'symlink:link']);
+  assert.equal(ls.entries[1].size, fx.big.length);
+  const deep = await json(`/api/snapshots/${fx.second}/ls${inSnap('/docs/deep')}`);
+  assert.deepEqual(deep.entries.map((e: any) => e.name), ['a b%c #ü.txt']);
+  assert.equal((await json(`/api/snapshots/${fx.second}/ls${inSnap('/docs/readme.txt')}`)).node.type, 'file');
+  assert.equal((await json(`/api/snapshots/${fx.second}/ls${inSnap('/nope')}`, 404)).error.code, 'NOT_FOUND');
+});
+
+test('files download whole and by range, with ETag and If-None-Match', async () => {
+  const url = `${srv.base}/api/snapshots/${fx.first}/file${inSnap('/big.bin')}`;
+  const whole = await fetch(url);
+  assert.equal(whole.status, 200);
+  assert.equal(whole.headers.get('accept-ranges'), 'bytes');
+  assert.ok(Buffer.from(await whole.arrayBuffer()).equals(fx.big));
+  const etag = whole.headers.get('etag')!;
+  assert.match(etag, /^"[0-9a-f]{32}"$/);
+  const size = fx.big.length;
+  // Ranges inside one blob, across blob edges, open-ended and suffix ranges.
+  for (const [h, a, b] of [['bytes=0-0', 0, 1], ['bytes=1000-2000000', 1000, 2000001], [`bytes=${size - 10}-`, size - 10, size], ['bytes=-4096', size - 4096, size], [`bytes=3000000-${size + 99}`, 3000000, size]] as const) {
+    const r = await fetch(url, { headers: { range: h } });
+    assert.equal(r.status, 206, h);
+    assert.equal(r.headers.get('content-range'), `bytes ${a}-${b - 1}/${size}`);
+    assert.ok(Buffer.from(await r.arrayBuffer()).equals(fx.big.subarray(a, b)), h);
+  }
+  const unsat = await fetch(url, { headers: { range: `bytes=${size}-` } });
+  assert.equal(unsat.status, 416);
+  assert.equal(unsat.headers.get('content-range'), `bytes */${size}`);
+  const same = await fetch(url, { headers: { 'if-none-match': etag } });
+  assert.equal(same.status, 304);
+  const head = await fetch(url, { method: 'HEAD' });
+  assert.equal(head.headers.get('content-length'), String(size));
+  const dl = await fetch(`${srv.base}/api/snapshots/${fx.first}/file${inSnap('/docs/deep/a%20b%25c%20%23%C3%BC.txt')}?download=1`);
+  assert.equal(await dl.text(), 'odd name\n');
+  assert.match(dl.headers.get('content-disposition')!, /^attachment; filename\*=UTF-8''a%20b%25c%20%23%C3%BC\.txt$/);
+  const empty = await fetch(`${srv.base}/api/snapshots/${fx.first}/file${inSnap('/empty')}`);
+  assert.equal((await empty.arrayBuffer()).byteLength, 0);
+  assert.equal((await json(`/api/snapshots/${fx.first}/file${inSnap('/docs')}`, 400)).error.code, 'INVALID_INPUT');
+});
+
+test('a folder downloads as a tar that GNU tar extracts to the same files', async () => {
+  const r = await fetch(`${srv.base}/api/snapshots/${fx.first}/tar${inSnap('/')}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('content-type'), 'application/x-tar');
+  const tarFile = join(dir, 'out.tar');
+  await writeFile(tarFile, Buffer.from(await r.arrayBuffer()));
+  const out = join(dir, 'untar');
+  await mkdir(out);
+  execFileSync('tar', ['-xf', tarFile, '-C', out]);
+  const root = join(out, 'src');
+  assert.ok((await readFile(join(root, 'big.bin'))).equals(fx.big));
+  assert.equal(await readFile(join(root, 'docs', 'readme.txt'), 'utf8'), 'hello from stowage\n');
+  assert.equal(await readFile(join(root, 'docs', 'deep', 'a b%c #ü.txt'), 'utf8'), 'odd name\n');
+  assert.equal((await readFile(join(root, 'empty'))).length, 0);
+  assert.equal(await readFile(join(root, 'docs', 'long', LONG_NAME), 'utf8'), 'long name\n');
+  assert.equal(await readlink(join(root, 'link')), 'docs/readme.txt');
+  const listing = execFileSync('tar', ['-tvf', tarFile], { encoding: 'utf8' });
+  assert.match(listing, /src\/docs\/deep\/a b%c #ü\.txt/);
+});
+
+test('a folder downloads as a zip that unzip and Python zipfile read (CRCs checked)', async () => {
+  const r = await fetch(`${srv.base}/api/snapshots/${fx.first}/zip${inSnap('/')}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('content-type'), 'application/zip');
+  const zipFile = join(dir, 'out.zip');
+  await writeFile(zipFile, Buffer.from(await r.arrayBuffer()));
+  execFileSync('python3', ['-c', 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None', zipFile]);
+  const out = join(dir, 'unzip');
+  await mkdir(out);
+  execFileSync('unzip', ['-q', zipFile, '-d', out]);
+  const root = join(out, 'src');
+  assert.ok((await readFile(join(root, 'big.bin'))).equals(fx.big));
+  assert.equal(await readFile(join(root, 'docs', 'deep', 'a b%c #ü.txt'), 'utf8'), 'odd name\n');
+  assert.equal(await readFile(join(root, 'docs', 'long', LONG_NAME), 'utf8'), 'long name\n');
+  assert.equal((await readFile(join(root, 'empty'))).length, 0);
+  assert.equal(await readlink(join(root, 'link')), 'docs/readme.txt');
+});
+
+test('diff of two snapshots, find by name, stats', async () => {
+  const d = await json(`/api/diff?from=${fx.first}&to=${fx.second.slice(0, 8)}`);
+  const changes = d.changes.map((c: any) => `${c.modifier} ${c.path.slice(fx.src.length)}`);
+  assert.deepEqual(changes, ['+ /added.txt', 'M /docs/readme.txt']);
+  assert.equal(d.added.files, 1);
+  const f = await json(`/api/find?name=*.txt&snapshot=${fx.first}`);
+  assert.deepEqual(f.hits.map((h: any) => h.path.slice(fx.src.length)).sort(), ['/docs/deep/a b%c #ü.txt', '/docs/readme.txt']);
+  const s = await json('/api/stats');
+  assert.equal(s.snapshotCount, 2);
+  assert.equal((await json('/api/find', 400)).error.code, 'INVALID_INPUT');
+});
+
+test('write methods are refused with 405 and nothing changes', async () => {
+  for (const method of ['PUT', 'POST', 'DELETE', 'PATCH', 'MKCOL', 'MOVE']) {
+    const r = await fetch(`${srv.base}/api/snapshots/${fx.first}`, { method, body: method === 'MKCOL' || method === 'MOVE' || method === 'DELETE' ? undefined : 'x' });
+    assert.equal(r.status, 405, method);
+    assert.match(r.headers.get('allow')!, /GET/);
+  }
+  assert.equal((await json('/api/snapshots')).length, 2);
+});
+
+test('a folder of many small files (read ahead in runs of one pack) tars byte for byte', async () => {
+  const many = join(dir, 'many');
+  await mkdir(many);
+  const want = new Map<string, Buffer>();
+  for (let i = 0; i < 600; i++) {
+    const body = Buffer.from(`file ${i} `.repeat(1 + (i % 37)));
+    want.set(`f${String(i).padStart(4, '0')}`, body);
+    await writeFile(join(many, `f${String(i).padStart(4, '0')}`), body);
+  }
+  const { backup } = await import('../../src/snapshot/operations/backup/index.ts');
+  const id = (await backup(fx.repo, { paths: [many], hostname: 'many' })).snapshotId;
+  const r = await fetch(`${srv.base}/api/snapshots/${id}/tar${encodeURI(many)}`);
+  await writeFile(join(dir, 'many.tar'), Buffer.from(await r.arrayBuffer()));
+  const out = join(dir, 'many-out');
+  await mkdir(out);
+  execFileSync('tar', ['-xf', join(dir, 'many.tar'), '-C', out]);
+  for (const [name, body] of want) assert.ok((await readFile(join(out, 'many', name))).equals(body), name);
+  assert.equal((await readdir(join(out, 'many'))).length, 600);
+});
