@@ -61,10 +61,10 @@ export type { ProgressTotals, ScanOptions, TreeTotalsOptions } from './snapshot/
 export { checkRepository } from './snapshot/operations/check/index.ts';
 export type { CheckReport, CheckProblem, CheckOptions } from './snapshot/operations/check/index.ts';
 export { listSnapshots, loadSnapshot, findParentSnapshot, latestPerGroup, walkTree } from './snapshot/engine/select.ts';
-export { repositoryStats } from './snapshot/operations/stats.ts';
+export { repositoryStats, snapshotStats, STATS_MODES } from './snapshot/operations/stats.ts';
 export { groupSnapshots, filterSnapshots, latestSnapshot, findSnapshotByPrefix } from './snapshot/model/snapshot.ts';
 export type { SnapshotEntry, SnapshotFilter } from './snapshot/engine/select.ts';
-export type { RepositoryStats } from './snapshot/operations/stats.ts';
+export type { RepositoryStats, SnapshotStats, SnapshotStatsOptions, SnapshotStatsProgress, StatsMode } from './snapshot/operations/stats.ts';
 export type { Snapshot, SnapshotSummary } from './snapshot/model/snapshot.ts';
 export type { TreeNode, NodeType } from './snapshot/model/node.ts';
 export { decodeTree } from './snapshot/model/tree.ts';
