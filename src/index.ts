@@ -110,5 +110,7 @@ export { tag } from './snapshot/operations/tag.ts';
 export type { TagOptions, TagResult, TagChange } from './snapshot/operations/tag.ts';
 export { diffSnapshots } from './snapshot/operations/diff.ts';
 export type { DiffOptions, DiffResult, DiffChange, DiffStat, DiffSide } from './snapshot/operations/diff.ts';
+export { listFiles, listBlobs, LIST_KINDS } from './snapshot/operations/list.ts';
+export type { ListKind, ListedBlob } from './snapshot/operations/list.ts';
 export { findByPattern, findIds } from './snapshot/operations/find.ts';
 export type { FindPatternOptions, FindHit, FindIdsOptions, FoundObject, FindIdsResult } from './snapshot/operations/find.ts';

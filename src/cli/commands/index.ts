@@ -20,10 +20,12 @@ import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
 import { cacheCommand } from './cache.ts';
+import { listCommand } from './list.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
   cache: cacheCommand,
+  list: listCommand,
   copy: copyCommand,
   tag: tagCommand,
   diff: diffCommand,
