@@ -160,8 +160,9 @@ export function packSizeFrom(ctx: CommandContext): number | undefined {
   return n * 1024 * 1024;
 }
 
+/** A snapshot as restic prints it: restic's fields only (other tools' fields are kept in the file, not shown). */
 export function snapshotJson(e: SnapshotEntry): Record<string, unknown> {
-  const o = JSON.parse(Buffer.from(encodeSnapshot(e.snapshot)).toString('utf8')) as Record<string, unknown>;
+  const o = JSON.parse(Buffer.from(encodeSnapshot({ ...e.snapshot, extra: undefined })).toString('utf8')) as Record<string, unknown>;
   return { ...o, id: e.id, short_id: e.id.slice(0, 8) };
 }
 

@@ -6,7 +6,9 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
-import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
+import { IntegrityError, NotFoundError, SizeLimitError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
+import { UNPACKED_SIZE_LIMITS } from './compression.ts';
+import { isId } from './id.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { Repository } from './repository.ts';
 import { summarizeError } from '../backend/wrappers/observe.ts';
@@ -129,12 +131,18 @@ export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname())
 }
 
 /**
- * Every lock in the repository, decoded (a lock removed while listing is skipped). Throws
- * `IntegrityError` for a damaged lock file.
+ * Every lock in the repository, decoded (a lock removed while listing is skipped). Empty lock
+ * files are ignored, as restic ≥ 0.15.1 ignores them (a backend without atomic uploads can leave
+ * one behind an interrupted upload); so `unlock` leaves them and only `--remove-all` removes them.
+ * Throws `IntegrityError` for a damaged lock file, `SizeLimitError` (before loading it) for one
+ * larger than `UNPACKED_SIZE_LIMITS.locks`.
  */
 export async function listLocks(repo: Repository, options: CallOptions = {}): Promise<LockInfo[]> {
   const out: LockInfo[] = [];
-  for await (const id of repo.listIds('locks', options)) {
+  const limit = UNPACKED_SIZE_LIMITS.locks;
+  for await (const { name: id, size } of repo.backend.list('locks', options)) {
+    if (!isId(id) || size === 0) continue;
+    if (size > limit) throw new SizeLimitError(`lock file of ${size} bytes is larger than the ${limit} bytes accepted`, { file: `locks/${id}` }, limit, size);
     try {
       out.push(decodeLock(await repo.loadUnpacked('locks', id, options), id));
     } catch (e) {
