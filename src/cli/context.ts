@@ -70,9 +70,16 @@ export const FILTER_FLAGS: FlagSpec[] = [
   { name: 'path', kind: 'list', arg: 'PATH', help: 'only snapshots that include this path (repeatable)' },
 ];
 
-export function filterFrom(f: Flags): SnapshotFilter {
+/**
+ * restic's snapshot filter flags: --host defaults to $RESTIC_HOST when not given, and a single
+ * `--host ""` means any host (as restic 0.19's finalizeSnapshotFilter).
+ */
+export function filterFrom(f: Flags, env: NodeJS.ProcessEnv = {}): SnapshotFilter {
+  let hosts = f.list('host');
+  if (hosts.length === 0 && env.RESTIC_HOST) hosts = [env.RESTIC_HOST];
+  if (hosts.length === 1 && hosts[0] === '') hosts = [];
   return {
-    hosts: f.list('host'),
+    hosts,
     tags: f.list('tag').map((t) => t.split(',').filter((x) => x !== '')),
     paths: f.list('path'),
   };

@@ -8,7 +8,7 @@ export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
   usage: '[flags] PATH... | --stdin | --stdin-from-command -- COMMAND [ARG...]',
   flags: [
-    { name: 'host', short: 'H', kind: 'string', arg: 'HOST', help: 'hostname to record (default: this host)' },
+    { name: 'host', short: 'H', kind: 'string', arg: 'HOST', help: 'hostname to record (default: $RESTIC_HOST, else this host)' },
     { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'tags for the new snapshot (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'exclude a pattern (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file' },
@@ -66,7 +66,7 @@ export const backupCommand: Command = {
           lock: false,
           paths,
           stdin: stdinSource(),
-          hostname: f.string('host'),
+          hostname: f.string('host') || ctx.env.RESTIC_HOST || undefined,
           tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
           excludes,
           parent: f.bool('force') ? null : f.string('parent'),

@@ -89,7 +89,7 @@ export const copyCommand: Command = {
               const res = await copy(srcIndexed, dstIndexed, {
                 lock: false,
                 snapshots: ctx.flags.positional,
-                filter: filterFrom(ctx.flags),
+                filter: filterFrom(ctx.flags, ctx.env),
                 rechunk: ctx.flags.bool('no-rechunk') ? false : undefined,
                 compression: compressionFrom(ctx),
                 packSize: packSizeFrom(ctx),

@@ -20,7 +20,7 @@ export const statsCommand: Command = {
       const s = await snapshotStats(repo, {
         mode: mode as StatsMode,
         snapshots: ctx.flags.positional,
-        filter: filterFrom(ctx.flags),
+        filter: filterFrom(ctx.flags, ctx.env),
         signal: ctx.signal,
         onProgress: ctx.json ? undefined : (p) => (last = p),
       });
