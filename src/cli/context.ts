@@ -215,3 +215,13 @@ export function nodeJson(path: string, n: TreeNode): Record<string, unknown> {
   };
 }
 
+/**
+ * Prints the message a command ends with and returns its exit code: the text on stderr, or with
+ * --json restic's documented `exit_error` message (`{"message_type":"exit_error","code":N,
+ * "message":"…"}`, one line on stderr).
+ */
+export function exitWith(ctx: Pick<CommandContext, 'json' | 'err'>, code: number, message: string): number {
+  if (ctx.json) ctx.err(JSON.stringify({ message_type: 'exit_error', code, message }) + '\n');
+  else ctx.err(message + '\n');
+  return code;
+}

@@ -7,7 +7,7 @@ import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPassword
 import { LockedError } from '../repository/lock.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
 import { COMMANDS } from './commands/index.ts';
-import { cliLogLevel, type CommandContext } from './context.ts';
+import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
 import { ProgressReporter } from './progress.ts';
 import { versionLine } from './commands/version.ts';
@@ -143,29 +143,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
 function reportError(e: unknown, ctx: CommandContext): number {
   const msg = e instanceof Error ? e.message : String(e);
-  if (e instanceof WrongPasswordError) {
-    ctx.err(`Fatal: ${msg}\n`);
-    return EXIT.wrongPassword;
-  }
-  if (e instanceof RepositoryNotFoundError) {
-    ctx.err(`Fatal: ${msg}; create one with "stowage init"\n`);
-    return EXIT.noRepository;
-  }
-  if (e instanceof LockedError) {
-    ctx.err(`Fatal: unable to create lock in backend: ${msg}\nthe "unlock" command can remove stale locks\n`);
-    return EXIT.locked;
-  }
-  if (e instanceof AbortedError) {
-    ctx.err(`Fatal: ${msg}\n`);
-    return EXIT.interrupted;
-  }
-  if (e instanceof StowageError) {
-    ctx.err(`Fatal: ${msg}\n`);
-    return EXIT.error;
-  }
-  ctx.err(`Fatal: ${msg}\n${ctx.verbose && e instanceof Error ? e.stack + '\n' : ''}`);
-  return EXIT.error;
+  if (e instanceof WrongPasswordError) return exitWith(ctx, EXIT.wrongPassword, `Fatal: ${msg}`);
+  if (e instanceof RepositoryNotFoundError) return exitWith(ctx, EXIT.noRepository, `Fatal: ${msg}; create one with "stowage init"`);
+  if (e instanceof LockedError) return exitWith(ctx, EXIT.locked, `Fatal: unable to create lock in backend: ${msg}\nthe "unlock" command can remove stale locks`);
+  if (e instanceof AbortedError) return exitWith(ctx, EXIT.interrupted, `Fatal: ${msg}`);
+  if (e instanceof StowageError) return exitWith(ctx, EXIT.error, `Fatal: ${msg}`);
+  return exitWith(ctx, EXIT.error, `Fatal: ${msg}${ctx.verbose && e instanceof Error ? '\n' + e.stack : ''}`);
 }
+
 
 function repoLocation(flags: Flags, env: NodeJS.ProcessEnv): string {
   const r = flags.string('repo') ?? env.RESTIC_REPOSITORY;

@@ -2,7 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { Command } from '../context.ts';
-import { withRepo, compressionFrom, formatBytes } from '../context.ts';
+import { withRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -108,8 +108,7 @@ export const backupCommand: Command = {
           `snapshot ${res.snapshotId.slice(0, 8)} saved\n`);
       }
       if (res.errors.length) {
-        ctx.err(`Warning: at least one source file could not be read\n`);
-        return 3;
+        return exitWith(ctx, 3, 'Warning: at least one source file could not be read');
       }
       return 0;
     });
