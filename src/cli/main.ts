@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // The `stowage` command: restic's flags, environment and exit codes, on the Stowage library.
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { execSync } from 'node:child_process';
 import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { LockedError } from '../repository/lock.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
@@ -11,6 +10,7 @@ import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
 import { ProgressReporter } from './progress.ts';
 import { versionLine } from './commands/version.ts';
+import { goTrimSpace, readTextFile, resolvePassword } from './secrets.ts';
 
 export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
 
@@ -154,18 +154,16 @@ function reportError(e: unknown, ctx: CommandContext): number {
 
 function repoLocation(flags: Flags, env: NodeJS.ProcessEnv): string {
   const r = flags.string('repo') ?? env.RESTIC_REPOSITORY;
-  if (r) return r;
   const f = flags.string('repository-file') ?? env.RESTIC_REPOSITORY_FILE;
-  if (f) return readFileSync(f, 'utf8').trim();
+  if (r && f) throw new InvalidInputError('Options -r and --repository-file are mutually exclusive, please specify only one');
+  if (r) return r;
+  if (f) return goTrimSpace(readTextFile(f));
   throw new InvalidInputError('Please specify repository location (-r or --repository-file, or $RESTIC_REPOSITORY)');
 }
 
 function password(flags: Flags, env: NodeJS.ProcessEnv): string {
-  const file = flags.string('password-file') ?? env.RESTIC_PASSWORD_FILE;
-  if (file) return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  const cmd = flags.string('password-command') ?? env.RESTIC_PASSWORD_COMMAND;
-  if (cmd) return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).replace(/\r?\n$/, '');
-  if (env.RESTIC_PASSWORD !== undefined && env.RESTIC_PASSWORD !== '') return env.RESTIC_PASSWORD;
+  const pw = resolvePassword(flags.string('password-file') ?? env.RESTIC_PASSWORD_FILE, flags.string('password-command') ?? env.RESTIC_PASSWORD_COMMAND, env.RESTIC_PASSWORD);
+  if (pw !== undefined) return pw;
   throw new InvalidInputError('Resolving password failed: no password given (set $RESTIC_PASSWORD, $RESTIC_PASSWORD_FILE or use --password-file)');
 }
 

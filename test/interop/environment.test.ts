@@ -1,6 +1,9 @@
 // restic's environment variables, honoured as restic 0.19.1 honours them, side by side with it:
 // - RESTIC_HOST: the hostname `backup` records and the default --host of every snapshot filter
 //   (snapshots, stats…); `--host ""` means any host again;
+// - RESTIC_REPOSITORY_FILE, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND: files read as restic's
+//   textfile.Read reads them (UTF-8 BOM dropped, UTF-16 decoded) and trimmed as Go's TrimSpace;
+//   a password file and command together, or a repository and a repository file, are refused;
 // - STORAGE_EMULATOR_HOST in restic's host:port form (fake-gcs-server): restic initialises the
 //   repository there and the CLI works on it with nothing but restic's variables.
 import { test, after } from 'node:test';
@@ -9,7 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Storage } from '@google-cloud/storage';
 import { runCli } from '../helpers/cli.ts';
-import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
+import { resticBin, resticJson, resticOk, runRestic } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { startFakeGcs } from '../servers/fake-gcs.ts';
 
@@ -39,6 +42,39 @@ test('RESTIC_HOST: the hostname backup records and the default --host of snapsho
   }
   const filtered = JSON.parse((await runCli(['snapshots', '--json', '--no-cache'], { env })).stdout) as unknown[];
   assert.equal(filtered.length, 2, 'RESTIC_HOST filters');
+});
+
+test('RESTIC_REPOSITORY_FILE, RESTIC_PASSWORD_FILE and RESTIC_PASSWORD_COMMAND read as restic 0.19 reads them', async () => {
+  const repo = path.join(work, 'repo-files');
+  await resticOk(r19, ['init'], { repo, password: 'pw with inner space', cwd: work });
+  const file = (name: string, bytes: Buffer | string) => writeFile(path.join(work, name), bytes).then(() => path.join(work, name));
+  const repoFile = await file('repo.txt', `\ufeff  ${repo} \r\n`);
+  const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(' pw with inner space\r\n', 'utf16le')]);
+  const cases: Array<Record<string, string>> = [
+    { RESTIC_REPOSITORY_FILE: repoFile, RESTIC_PASSWORD_FILE: await file('pw-bom.txt', '\ufeffpw with inner space  \r\n') },
+    { RESTIC_REPOSITORY_FILE: repoFile, RESTIC_PASSWORD_FILE: await file('pw-utf16.txt', utf16) },
+    { RESTIC_REPOSITORY_FILE: repoFile, RESTIC_PASSWORD_COMMAND: 'printf "\\t pw with inner space \\n\\n"' },
+  ];
+  for (const env of cases) {
+    const theirs = await runRestic(r19, ['snapshots', '--json'], { repo: '', password: '', cwd: work, env: { ...env, RESTIC_REPOSITORY: '', RESTIC_PASSWORD: '' } });
+    const mine = await runCli(['snapshots', '--json', '--no-cache'], { env });
+    assert.equal(theirs.code, 0, `${JSON.stringify(env)}: ${theirs.stderr}`);
+    assert.equal(mine.code, 0, `${JSON.stringify(env)}: ${mine.stderr}`);
+    assert.equal(mine.stdout, theirs.stdout);
+  }
+  const refused: Array<[Record<string, string>, RegExp]> = [
+    [{ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: cases[0]!.RESTIC_PASSWORD_FILE!, RESTIC_PASSWORD_COMMAND: 'echo x' }, /Password file and command are mutually exclusive options/],
+    [{ RESTIC_REPOSITORY: repo, RESTIC_REPOSITORY_FILE: repoFile, RESTIC_PASSWORD: 'x' }, /Options -r and --repository-file are mutually exclusive/],
+    [{ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: path.join(work, 'no-such-file') }, /no-such-file does not exist/],
+  ];
+  for (const [env, message] of refused) {
+    const theirs = await runRestic(r19, ['snapshots'], { repo: '', password: '', cwd: work, env: { RESTIC_REPOSITORY: '', RESTIC_PASSWORD: '', ...env } });
+    const mine = await runCli(['snapshots', '--no-cache'], { env });
+    assert.equal(theirs.code, 1, theirs.stderr);
+    assert.equal(mine.code, 1, mine.stderr);
+    assert.match(theirs.stderr, message);
+    assert.match(mine.stderr, message);
+  }
 });
 
 test('STORAGE_EMULATOR_HOST=host:port (restic\'s form) reaches fake-gcs-server from the CLI', async () => {
