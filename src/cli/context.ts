@@ -101,11 +101,18 @@ export async function backendFor(ctx: CommandContext): Promise<Backend> {
   return openBackend(ctx.repoLocation(), {
     env: ctx.env,
     extended,
-    cacert: ctx.flags.list('cacert'),
+    // restic's --cacert takes comma-separated lists too, and defaults to $RESTIC_CACERT (the same form).
+    cacert: cacertFrom(ctx),
     insecureTls: ctx.flags.bool('insecure-tls'),
     rateLimit: up || down ? { uploadBytesPerSecond: up, downloadBytesPerSecond: down } : undefined,
     logger: ctx.logger,
   });
+}
+
+function cacertFrom(ctx: CommandContext): string[] {
+  const given = ctx.flags.list('cacert');
+  const list = given.length > 0 ? given : ctx.env.RESTIC_CACERT ? [ctx.env.RESTIC_CACERT] : [];
+  return list.flatMap((v) => v.split(',')).filter((v) => v !== '');
 }
 
 /** The cache base folder the CLI uses: `--cache-dir`, else restic's rules in Stowage's own folder ({@link defaultCacheDir}). */

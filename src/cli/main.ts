@@ -31,7 +31,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'compression', kind: 'string', arg: 'MODE', help: 'compression mode: auto, off, fastest, better, max ($RESTIC_COMPRESSION)' },
   { name: 'pack-size', kind: 'string', arg: 'MiB', help: 'target pack size in MiB ($RESTIC_PACK_SIZE)' },
   { name: 'option', short: 'o', kind: 'list', arg: 'KEY=VALUE', help: 'backend option, e.g. s3.connections=10 (repeatable)' },
-  { name: 'cacert', kind: 'list', arg: 'FILE', help: 'PEM file of a CA to trust for TLS (repeatable)' },
+  { name: 'cacert', kind: 'list', arg: 'FILE', help: 'PEM file of a CA to trust for TLS (repeatable; default: $RESTIC_CACERT)' },
   { name: 'insecure-tls', kind: 'bool', help: 'skip TLS certificate verification (testing only)' },
   { name: 'limit-upload', kind: 'string', arg: 'KiB/s', help: 'limit uploads to this rate' },
   { name: 'limit-download', kind: 'string', arg: 'KiB/s', help: 'limit downloads to this rate' },

@@ -4,6 +4,8 @@
 // - RESTIC_REPOSITORY_FILE, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND: files read as restic's
 //   textfile.Read reads them (UTF-8 BOM dropped, UTF-16 decoded) and trimmed as Go's TrimSpace;
 //   a password file and command together, or a repository and a repository file, are refused;
+// - RESTIC_REST_USERNAME, RESTIC_REST_PASSWORD and RESTIC_CACERT against a rest-server with TLS
+//   and basic auth;
 // - STORAGE_EMULATOR_HOST in restic's host:port form (fake-gcs-server): restic initialises the
 //   repository there and the CLI works on it with nothing but restic's variables.
 import { test, after } from 'node:test';
@@ -15,6 +17,7 @@ import { runCli } from '../helpers/cli.ts';
 import { resticBin, resticJson, resticOk, runRestic } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { startFakeGcs } from '../servers/fake-gcs.ts';
+import { startRestServer } from '../servers/rest-server.ts';
 
 const PASSWORD = 'environment';
 const r19 = resticBin('0.19');
@@ -75,6 +78,27 @@ test('RESTIC_REPOSITORY_FILE, RESTIC_PASSWORD_FILE and RESTIC_PASSWORD_COMMAND r
     assert.match(theirs.stderr, message);
     assert.match(mine.stderr, message);
   }
+});
+
+test('RESTIC_REST_USERNAME/PASSWORD and RESTIC_CACERT reach a rest-server with TLS and auth, as restic 0.19', async () => {
+  const server = await startRestServer({ tls: true, auth: true });
+  after(() => server.stop());
+  const location = `rest:${server.url}/env-repo/`;
+  const restEnv = { RESTIC_REST_USERNAME: server.username!, RESTIC_REST_PASSWORD: server.password!, RESTIC_CACERT: server.caCertFile! };
+  const ropts = { repo: location, password: PASSWORD, cwd: work, env: restEnv };
+  await resticOk(r19, ['init'], ropts);
+  const env = { ...restEnv, RESTIC_REPOSITORY: location, RESTIC_PASSWORD: PASSWORD };
+  const ours = await runCli(['backup', '--host', 'h', '--no-cache', src], { env });
+  assert.equal(ours.code, 0, ours.stderr);
+  const theirs = await resticJson<Array<{ id: string }>>(r19, ['snapshots'], ropts);
+  const mine = await runCli(['snapshots', '--json', '--no-cache'], { env });
+  assert.equal(mine.code, 0, mine.stderr);
+  assert.deepEqual(JSON.parse(mine.stdout), theirs);
+  assert.equal(theirs.length, 1);
+  // Without the CA the certificate is refused; a wrong password for the server is refused.
+  const { RESTIC_CACERT: _ca, ...noCa } = env;
+  assert.equal((await runCli(['snapshots', '--no-cache'], { env: noCa })).code, 1);
+  assert.equal((await runCli(['snapshots', '--no-cache'], { env: { ...env, RESTIC_REST_PASSWORD: 'wrong' } })).code, 1);
 });
 
 test('STORAGE_EMULATOR_HOST=host:port (restic\'s form) reaches fake-gcs-server from the CLI', async () => {
