@@ -1,6 +1,7 @@
 // restic's environment variables, honoured as restic 0.19.1 honours them, side by side with it:
 // - RESTIC_HOST: the hostname `backup` records and the default --host of every snapshot filter
-//   (snapshots, stats…); `--host ""` means any host again;
+//   (snapshots, stats…); `--host ""` means any host again; RESTIC_READ_CONCURRENCY and
+//   --read-concurrency parsed as restic parses them;
 // - RESTIC_REPOSITORY_FILE, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND: files read as restic's
 //   textfile.Read reads them (UTF-8 BOM dropped, UTF-16 decoded) and trimmed as Go's TrimSpace;
 //   a password file and command together, or a repository and a repository file, are refused;
@@ -26,7 +27,7 @@ const src = path.join(work, 'src');
 await mkdir(src, { recursive: true });
 await writeFile(path.join(src, 'f'), 'content\n');
 
-test('RESTIC_HOST: the hostname backup records and the default --host of snapshot filters, as restic 0.19', async () => {
+test('RESTIC_HOST (backup\'s hostname, the filters\' default host) and RESTIC_READ_CONCURRENCY, as restic 0.19', async () => {
   const repo = path.join(work, 'repo');
   const ropts = { repo, password: PASSWORD, cwd: work };
   const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, RESTIC_HOST: 'from-env' };
@@ -45,6 +46,19 @@ test('RESTIC_HOST: the hostname backup records and the default --host of snapsho
   }
   const filtered = JSON.parse((await runCli(['snapshots', '--json', '--no-cache'], { env })).stdout) as unknown[];
   assert.equal(filtered.length, 2, 'RESTIC_HOST filters');
+  // RESTIC_READ_CONCURRENCY: a number is taken (restic reads that many files at once, Stowage
+  // runs that many file workers), anything else refused before the repository is opened.
+  const one = await runCli(['backup', '--no-cache', src], { env: { ...env, RESTIC_READ_CONCURRENCY: '1' } });
+  assert.equal(one.code, 0, one.stderr);
+  for (const [extra, flag] of [[{ RESTIC_READ_CONCURRENCY: 'abc' }, []], [{}, ['--read-concurrency', 'x']]] as const) {
+    const theirs = await runRestic(r19, ['backup', ...flag, src], { ...ropts, env: extra });
+    const mine = await runCli(['backup', ...flag, '--no-cache', src], { env: { ...env, ...extra } });
+    assert.equal(theirs.code, 1);
+    assert.equal(mine.code, 1);
+    const expected = flag.length ? /invalid argument "x" for "--read-concurrency" flag/ : /invalid value for RESTIC_READ_CONCURRENCY "abc"/;
+    assert.match(theirs.stderr, expected);
+    assert.match(mine.stderr, expected);
+  }
 });
 
 test('RESTIC_REPOSITORY_FILE, RESTIC_PASSWORD_FILE and RESTIC_PASSWORD_COMMAND read as restic 0.19 reads them', async () => {

@@ -1,7 +1,7 @@
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
-import type { Command } from '../context.ts';
+import type { Command, CommandContext } from '../context.ts';
 import { withRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
@@ -19,9 +19,11 @@ export const backupCommand: Command = {
     { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin and --stdin-from-command (default "stdin")' },
     { name: 'time', kind: 'string', arg: 'TIME', help: 'snapshot time instead of now ("2006-01-02 15:04:05")' },
     { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the paths to back up from a file (one per line)' },
+    { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'worker threads reading and chunking files (default: $RESTIC_READ_CONCURRENCY, else one per core)' },
   ],
   async run(ctx) {
     const f = ctx.flags;
+    const threads = readConcurrency(ctx);
     const excludes = [...f.list('exclude')];
     for (const file of f.list('exclude-file')) {
       const { readFileSync } = await import('node:fs');
@@ -71,6 +73,7 @@ export const backupCommand: Command = {
           excludes,
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
+          threads,
           time,
           signal: ctx.signal,
           onError: (p, e) => {
@@ -114,3 +117,19 @@ export const backupCommand: Command = {
     });
   },
 };
+
+/**
+ * `--read-concurrency` / `$RESTIC_READ_CONCURRENCY` as restic parses them (an unsigned integer;
+ * 0 is the default). restic reads that many files at once; Stowage runs that many file workers,
+ * each reading, chunking and sealing its files. Undefined: one worker per core.
+ */
+function readConcurrency(ctx: CommandContext): number | undefined {
+  const flag = ctx.flags.string('read-concurrency');
+  const value = flag ?? (ctx.env.RESTIC_READ_CONCURRENCY || undefined);
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value.trim())) {
+    throw new InvalidInputError(flag !== undefined ? `invalid argument ${JSON.stringify(value)} for "--read-concurrency" flag` : `invalid value for RESTIC_READ_CONCURRENCY ${JSON.stringify(value)}`);
+  }
+  const n = Number(value.trim());
+  return n > 0 ? Math.min(n, 256) : undefined;
+}
