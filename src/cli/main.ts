@@ -8,7 +8,7 @@ import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './ar
 import { COMMANDS } from './commands/index.ts';
 import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
-import { ProgressReporter } from './progress.ts';
+import { ProgressReporter, progressIntervalFromEnv } from './progress.ts';
 import { versionLine } from './commands/version.ts';
 import { goTrimSpace, readTextFile, resolvePassword } from './secrets.ts';
 
@@ -119,7 +119,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     logger: consoleLogger(logLevel, { write: (line) => err(line + '\n') }),
     progress: (operation) => {
       status?.finish();
-      status = new ProgressReporter({ operation, json: ctx.json, quiet: ctx.quiet, jsonOut: (line) => process.stdout.write(line) });
+      status = new ProgressReporter({ operation, json: ctx.json, quiet: ctx.quiet, jsonOut: (line) => process.stdout.write(line), intervalMs: progressIntervalFromEnv(env) });
       return status;
     },
     repoLocation: () => repoLocation(flags, env),
