@@ -41,6 +41,7 @@ export type { CacheOptions, CacheInfo, CacheStats } from './repository/cache.ts'
 export type { InitOptions, OpenOptions, KeyInfo, BlobWriterOptions, RefreshResult, AutoRefreshOptions, IndexedRepositoryOptions } from './repository/repository.ts';
 export type { RepoConfig } from './repository/config.ts';
 export type { CompressionMode } from './repository/compression.ts';
+export { UNPACKED_SIZE_LIMITS } from './repository/compression.ts';
 export type { ScryptParams } from './repository/keyfile.ts';
 export { Lock, LockedError, withLock, listLocks, unlock, isStale } from './repository/lock.ts';
 export type { LockInfo, LockOptions, LockHolder } from './repository/lock.ts';
