@@ -177,6 +177,21 @@ export class IntegrityError extends StowageError {
   }
 }
 
+/**
+ * A file or stream is larger than Stowage accepts for its kind (e.g. a lock file over 1 MiB, a
+ * snapshot that decompresses past 64 MiB): refused before it is decrypted or inflated further.
+ * `limit` is the cap in bytes, `size` the size seen when known (stored size, or more than limit).
+ */
+export class SizeLimitError extends IntegrityError {
+  readonly limit: number;
+  readonly size: number | undefined;
+  constructor(message: string, where: { file?: string; blob?: string }, limit: number, size?: number) {
+    super(message, where);
+    this.limit = limit;
+    this.size = size;
+  }
+}
+
 /** Options of {@link AbortedError}: the cause and the signal's reason. */
 export interface AbortedErrorOptions extends StowageErrorOptions {
   /** The signal's `reason` (e.g. the TimeoutError of AbortSignal.timeout()). */

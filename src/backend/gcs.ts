@@ -99,6 +99,8 @@ export class GCSBackend implements Backend {
     if (opts.credentials !== undefined && opts.keyFilename !== undefined) {
       throw new InvalidInputError('GCS backend takes credentials or keyFilename, not both');
     }
+    // An emulator named the way restic and Google's Go library take it ($STORAGE_EMULATOR_HOST).
+    if (opts.apiEndpoint === undefined && process.env.STORAGE_EMULATOR_HOST) opts = { ...opts, apiEndpoint: emulatorEndpoint(process.env.STORAGE_EMULATOR_HOST) };
     if (opts.apiEndpoint !== undefined && !/^https?:\/\/[^/?#]+\/?$/.test(opts.apiEndpoint)) {
       throw new InvalidInputError(`GCS apiEndpoint must be an http(s) origin such as http://127.0.0.1:4443, got ${JSON.stringify(stripUrlSecrets(opts.apiEndpoint))}`);
     }
@@ -247,14 +249,23 @@ export class GCSBackend implements Backend {
       }
       credentials = parseKey(text, `keyFilename ${o.keyFilename}`);
     }
-    const storage = new gcs.Storage({
-      projectId: o.projectId ?? credentials?.project_id,
-      credentials: credentials as never,
-      apiEndpoint: o.apiEndpoint?.replace(/\/+$/, ''),
-      // No retries here: the retry wrapper above the backend decides, with its own backoff.
-      retryOptions: { autoRetry: false },
-    });
-    return storage.bucket(this.bucket);
+    // Google's Node library reads $STORAGE_EMULATOR_HOST itself and uses it as a URL; restic's
+    // form (host:port) makes it fail ("Only HTTP(S) protocols are supported"). The endpoint was
+    // taken from it above, normalised; the library does not see it while the client is made.
+    const emulator = process.env.STORAGE_EMULATOR_HOST;
+    delete process.env.STORAGE_EMULATOR_HOST;
+    try {
+      const storage = new gcs.Storage({
+        projectId: o.projectId ?? credentials?.project_id,
+        credentials: credentials as never,
+        apiEndpoint: o.apiEndpoint?.replace(/\/+$/, ''),
+        // No retries here: the retry wrapper above the backend decides, with its own backoff.
+        retryOptions: { autoRetry: false },
+      });
+      return storage.bucket(this.bucket);
+    } finally {
+      if (emulator !== undefined) process.env.STORAGE_EMULATOR_HOST = emulator;
+    }
   }
 
   private redact(text: string): string {
@@ -367,4 +378,16 @@ function secretParts(credentials: GCSServiceAccountKey | string | undefined): st
 function statusOf(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'number' && code > 0 ? code : undefined;
+}
+
+/**
+ * $STORAGE_EMULATOR_HOST as an http(s) origin: restic (Google's Go library) takes `host:port`
+ * and means plain http, or a URL; Google's Node library wants a URL. Both forms become
+ * `http://host:port` (a scheme given is kept, a path dropped).
+ */
+export function emulatorEndpoint(value: string): string {
+  const v = value.trim();
+  const url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(v) ? v : `http://${v}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidInputError(`STORAGE_EMULATOR_HOST ${JSON.stringify(v)} is not host:port or an http(s) URL`);
+  return url.origin;
 }

@@ -27,7 +27,7 @@ import { SwiftBackend, swiftOptionsFromEnv } from './swift.ts';
 import type { SwiftBackendOptions } from './swift.ts';
 import { RestBackend } from './rest.ts';
 import type { RestBackendOptions } from './rest.ts';
-import { GCSBackend } from './gcs.ts';
+import { GCSBackend, emulatorEndpoint } from './gcs.ts';
 import type { GCSBackendOptions } from './gcs.ts';
 import { B2Backend, b2OptionsFromEnv } from './b2.ts';
 import type { B2BackendOptions } from './b2.ts';
@@ -444,6 +444,8 @@ async function createBackend(parsed: ParsedLocation, options: OpenBackendOptions
       refuseTls(options, kind);
       const out: GCSBackendOptions = { bucket: parsed.bucket, prefix: parsed.prefix, connections };
       if (env.GOOGLE_PROJECT_ID) out.projectId = env.GOOGLE_PROJECT_ID;
+      // restic's form of an emulator (host:port), normalised for Google's Node library.
+      if (env.STORAGE_EMULATOR_HOST) out.apiEndpoint = emulatorEndpoint(env.STORAGE_EMULATOR_HOST);
       // Google's libraries read this variable from process.env themselves; read it from `env` so a given env wins.
       const direct = overrides.gs?.credentials !== undefined || overrides.gs?.keyFilename !== undefined;
       if (env.GOOGLE_APPLICATION_CREDENTIALS && !direct) out.keyFilename = env.GOOGLE_APPLICATION_CREDENTIALS;

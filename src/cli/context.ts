@@ -71,9 +71,16 @@ export const FILTER_FLAGS: FlagSpec[] = [
   { name: 'path', kind: 'list', arg: 'PATH', help: 'only snapshots that include this path (repeatable)' },
 ];
 
-export function filterFrom(f: Flags): SnapshotFilter {
+/**
+ * restic's snapshot filter flags: --host defaults to $RESTIC_HOST when not given, and a single
+ * `--host ""` means any host (as restic 0.19's finalizeSnapshotFilter).
+ */
+export function filterFrom(f: Flags, env: NodeJS.ProcessEnv = {}): SnapshotFilter {
+  let hosts = f.list('host');
+  if (hosts.length === 0 && env.RESTIC_HOST) hosts = [env.RESTIC_HOST];
+  if (hosts.length === 1 && hosts[0] === '') hosts = [];
   return {
-    hosts: f.list('host'),
+    hosts,
     tags: f.list('tag').map((t) => t.split(',').filter((x) => x !== '')),
     paths: f.list('path'),
   };
@@ -95,11 +102,18 @@ export async function backendFor(ctx: CommandContext): Promise<Backend> {
   return openBackend(ctx.repoLocation(), {
     env: ctx.env,
     extended,
-    cacert: ctx.flags.list('cacert'),
+    // restic's --cacert takes comma-separated lists too, and defaults to $RESTIC_CACERT (the same form).
+    cacert: cacertFrom(ctx),
     insecureTls: ctx.flags.bool('insecure-tls'),
     rateLimit: up || down ? { uploadBytesPerSecond: up, downloadBytesPerSecond: down } : undefined,
     logger: ctx.logger,
   });
+}
+
+function cacertFrom(ctx: CommandContext): string[] {
+  const given = ctx.flags.list('cacert');
+  const list = given.length > 0 ? given : ctx.env.RESTIC_CACERT ? [ctx.env.RESTIC_CACERT] : [];
+  return list.flatMap((v) => v.split(',')).filter((v) => v !== '');
 }
 
 /** The cache base folder the CLI uses: `--cache-dir`, else restic's rules in Stowage's own folder ({@link defaultCacheDir}). */
@@ -197,8 +211,9 @@ export function packSizeFrom(ctx: CommandContext): number | undefined {
   return n * 1024 * 1024;
 }
 
+/** A snapshot as restic prints it: restic's fields only (other tools' fields are kept in the file, not shown). */
 export function snapshotJson(e: SnapshotEntry): Record<string, unknown> {
-  const o = JSON.parse(Buffer.from(encodeSnapshot(e.snapshot)).toString('utf8')) as Record<string, unknown>;
+  const o = JSON.parse(Buffer.from(encodeSnapshot({ ...e.snapshot, extra: undefined })).toString('utf8')) as Record<string, unknown>;
   return { ...o, id: e.id, short_id: e.id.slice(0, 8) };
 }
 
@@ -244,3 +259,13 @@ export function nodeJson(path: string, n: TreeNode): Record<string, unknown> {
   };
 }
 
+/**
+ * Prints the message a command ends with and returns its exit code: the text on stderr, or with
+ * --json restic's documented `exit_error` message (`{"message_type":"exit_error","code":N,
+ * "message":"…"}`, one line on stderr).
+ */
+export function exitWith(ctx: Pick<CommandContext, 'json' | 'err'>, code: number, message: string): number {
+  if (ctx.json) ctx.err(JSON.stringify({ message_type: 'exit_error', code, message }) + '\n');
+  else ctx.err(message + '\n');
+  return code;
+}

@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 // The `stowage` command: restic's flags, environment and exit codes, on the Stowage library.
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { execSync } from 'node:child_process';
 import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { LockedError } from '../repository/lock.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
 import { COMMANDS } from './commands/index.ts';
-import { cliLogLevel, type CommandContext } from './context.ts';
+import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
-import { ProgressReporter } from './progress.ts';
+import { ProgressReporter, progressIntervalFromEnv } from './progress.ts';
 import { versionLine } from './commands/version.ts';
+import { goTrimSpace, readTextFile, resolvePassword } from './secrets.ts';
 
 export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
 
@@ -32,7 +32,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'compression', kind: 'string', arg: 'MODE', help: 'compression mode: auto, off, fastest, better, max ($RESTIC_COMPRESSION)' },
   { name: 'pack-size', kind: 'string', arg: 'MiB', help: 'target pack size in MiB ($RESTIC_PACK_SIZE)' },
   { name: 'option', short: 'o', kind: 'list', arg: 'KEY=VALUE', help: 'backend option, e.g. s3.connections=10 (repeatable)' },
-  { name: 'cacert', kind: 'list', arg: 'FILE', help: 'PEM file of a CA to trust for TLS (repeatable)' },
+  { name: 'cacert', kind: 'list', arg: 'FILE', help: 'PEM file of a CA to trust for TLS (repeatable; default: $RESTIC_CACERT)' },
   { name: 'insecure-tls', kind: 'bool', help: 'skip TLS certificate verification (testing only)' },
   { name: 'limit-upload', kind: 'string', arg: 'KiB/s', help: 'limit uploads to this rate' },
   { name: 'limit-download', kind: 'string', arg: 'KiB/s', help: 'limit downloads to this rate' },
@@ -120,7 +120,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     logger: consoleLogger(logLevel, { write: (line) => err(line + '\n') }),
     progress: (operation) => {
       status?.finish();
-      status = new ProgressReporter({ operation, json: ctx.json, quiet: ctx.quiet, jsonOut: (line) => process.stdout.write(line) });
+      status = new ProgressReporter({ operation, json: ctx.json, quiet: ctx.quiet, jsonOut: (line) => process.stdout.write(line), intervalMs: progressIntervalFromEnv(env) });
       return status;
     },
     repoLocation: () => repoLocation(flags, env),
@@ -144,44 +144,27 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
 function reportError(e: unknown, ctx: CommandContext): number {
   const msg = e instanceof Error ? e.message : String(e);
-  if (e instanceof WrongPasswordError) {
-    ctx.err(`Fatal: ${msg}\n`);
-    return EXIT.wrongPassword;
-  }
-  if (e instanceof RepositoryNotFoundError) {
-    ctx.err(`Fatal: ${msg}; create one with "stowage init"\n`);
-    return EXIT.noRepository;
-  }
-  if (e instanceof LockedError) {
-    ctx.err(`Fatal: unable to create lock in backend: ${msg}\nthe "unlock" command can remove stale locks\n`);
-    return EXIT.locked;
-  }
-  if (e instanceof AbortedError) {
-    ctx.err(`Fatal: ${msg}\n`);
-    return EXIT.interrupted;
-  }
-  if (e instanceof StowageError) {
-    ctx.err(`Fatal: ${msg}\n`);
-    return EXIT.error;
-  }
-  ctx.err(`Fatal: ${msg}\n${ctx.verbose && e instanceof Error ? e.stack + '\n' : ''}`);
-  return EXIT.error;
+  if (e instanceof WrongPasswordError) return exitWith(ctx, EXIT.wrongPassword, `Fatal: ${msg}`);
+  if (e instanceof RepositoryNotFoundError) return exitWith(ctx, EXIT.noRepository, `Fatal: ${msg}; create one with "stowage init"`);
+  if (e instanceof LockedError) return exitWith(ctx, EXIT.locked, `Fatal: unable to create lock in backend: ${msg}\nthe "unlock" command can remove stale locks`);
+  if (e instanceof AbortedError) return exitWith(ctx, EXIT.interrupted, `Fatal: ${msg}`);
+  if (e instanceof StowageError) return exitWith(ctx, EXIT.error, `Fatal: ${msg}`);
+  return exitWith(ctx, EXIT.error, `Fatal: ${msg}${ctx.verbose && e instanceof Error ? '\n' + e.stack : ''}`);
 }
+
 
 function repoLocation(flags: Flags, env: NodeJS.ProcessEnv): string {
   const r = flags.string('repo') ?? env.RESTIC_REPOSITORY;
-  if (r) return r;
   const f = flags.string('repository-file') ?? env.RESTIC_REPOSITORY_FILE;
-  if (f) return readFileSync(f, 'utf8').trim();
+  if (r && f) throw new InvalidInputError('Options -r and --repository-file are mutually exclusive, please specify only one');
+  if (r) return r;
+  if (f) return goTrimSpace(readTextFile(f));
   throw new InvalidInputError('Please specify repository location (-r or --repository-file, or $RESTIC_REPOSITORY)');
 }
 
 function password(flags: Flags, env: NodeJS.ProcessEnv): string {
-  const file = flags.string('password-file') ?? env.RESTIC_PASSWORD_FILE;
-  if (file) return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  const cmd = flags.string('password-command') ?? env.RESTIC_PASSWORD_COMMAND;
-  if (cmd) return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).replace(/\r?\n$/, '');
-  if (env.RESTIC_PASSWORD !== undefined && env.RESTIC_PASSWORD !== '') return env.RESTIC_PASSWORD;
+  const pw = resolvePassword(flags.string('password-file') ?? env.RESTIC_PASSWORD_FILE, flags.string('password-command') ?? env.RESTIC_PASSWORD_COMMAND, env.RESTIC_PASSWORD);
+  if (pw !== undefined) return pw;
   throw new InvalidInputError('Resolving password failed: no password given (set $RESTIC_PASSWORD, $RESTIC_PASSWORD_FILE or use --password-file)');
 }
 

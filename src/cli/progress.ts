@@ -67,6 +67,18 @@ export interface ProgressReporterOptions {
   now?: () => number;
   /** Redraw on a timer too, so the clock moves while one big file is in work (default true). */
   timer?: boolean;
+  /** Milliseconds between redraws and JSON status lines (default 250 and 1000; see {@link progressIntervalFromEnv}). */
+  intervalMs?: number;
+}
+
+/**
+ * restic's `$RESTIC_PROGRESS_FPS`: status updates per second (above 60 counts as 60), as the
+ * interval in ms; undefined when unset, not a number or not positive (restic ignores it then).
+ */
+export function progressIntervalFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const fps = Number.parseFloat(env.RESTIC_PROGRESS_FPS ?? '');
+  if (!(fps > 0)) return undefined;
+  return 1000 / Math.min(fps, 60);
 }
 
 /** A status line is redrawn at most this often. */
@@ -112,7 +124,7 @@ export class ProgressReporter {
     this.#base = { t: this.#start, bytes: 0 };
     const json = JSON_STATUS_OPERATIONS.includes(this.operation) ? 'json' : 'off';
     this.mode = options.quiet ? 'off' : options.json ? json : this.#terminal.isTTY ? 'line' : 'off';
-    this.#interval = this.mode === 'json' ? JSON_INTERVAL_MS : LINE_INTERVAL_MS;
+    this.#interval = options.intervalMs ?? (this.mode === 'json' ? JSON_INTERVAL_MS : LINE_INTERVAL_MS);
     if (this.mode !== 'off' && options.timer !== false) {
       // Ticks finer than the interval, so a redraw is never much later than due.
       this.#timer = setInterval(() => this.tick(), this.#interval / 4);

@@ -3,7 +3,7 @@
 // Everything read here is attacker-controlled until proven otherwise, so decompression is always
 // bounded: a few bytes of zstd can expand to gigabytes.
 import zlib from 'node:zlib';
-import { IntegrityError, InvalidInputError } from '../errors.ts';
+import { IntegrityError, SizeLimitError, InvalidInputError } from '../errors.ts';
 import { assertRuntime } from '../runtime.ts';
 
 /**
@@ -21,6 +21,19 @@ const LEVEL: Record<CompressionMode, number> = { auto: 3, off: 3, fastest: 1, be
 
 /** Largest plaintext accepted for an unpacked file (index, snapshot, lock). */
 export const MAX_UNPACKED_SIZE = 1 << 30;
+
+/**
+ * The largest unpacked file accepted, stored and decompressed, per type. restic writes locks of
+ * ~200 bytes, snapshots of a few KiB (their paths and tags; thousands of paths stay far below),
+ * and index files of at most a few MiB (it splits them; very old versions wrote one large
+ * index); a file past these caps is damage or hostile, not a repository restic made. The index
+ * cap is V8's string limit (~512 MiB): a larger index could not be parsed anyway.
+ */
+export const UNPACKED_SIZE_LIMITS: Readonly<Record<'snapshots' | 'index' | 'locks', number>> = {
+  locks: 1 << 20,
+  snapshots: 64 << 20,
+  index: 512 << 20,
+};
 
 /** Encoding byte of a zstd-compressed unpacked file in repository v2. */
 const ENCODING_ZSTD = 0x02;
@@ -73,7 +86,7 @@ export function decompress(
     // A declared size over the limit fails before any output is allocated.
     const declared = declaredContentSize(data, offset);
     if (declared !== undefined && declared > limit - total) {
-      throw new IntegrityError(`zstd frame declares ${declared} bytes, more than ${limit} allowed`, where);
+      throw new SizeLimitError(`zstd frame declares ${declared} bytes, more than ${limit} allowed`, where, limit, declared);
     }
     let result: { buffer: Buffer; engine: zlib.ZstdDecompress };
     try {
@@ -83,7 +96,7 @@ export function decompress(
       }) as unknown as { buffer: Buffer; engine: zlib.ZstdDecompress };
     } catch (e) {
       if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-        throw new IntegrityError(`zstd data decompresses to more than ${limit} bytes`, where);
+        throw new SizeLimitError(`zstd data decompresses to more than ${limit} bytes`, where, limit);
       }
       throw new IntegrityError(`invalid zstd data: ${(e as Error).message}`, where, { cause: e });
     }
@@ -91,7 +104,7 @@ export function decompress(
     if (!(used > 0)) throw new IntegrityError('invalid zstd data: decoder made no progress', where);
     offset += used;
     total += result.buffer.length;
-    if (total > limit) throw new IntegrityError(`zstd data decompresses to more than ${limit} bytes`, where);
+    if (total > limit) throw new SizeLimitError(`zstd data decompresses to more than ${limit} bytes`, where, limit, total);
     parts.push(result.buffer);
   }
   if (expectedLength !== undefined && total !== expectedLength) {

@@ -6,7 +6,9 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions } from '../backend/backend.ts';
-import { IntegrityError, NotFoundError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
+import { IntegrityError, NotFoundError, SizeLimitError, StowageError, addSuppressed, throwIfAborted } from '../errors.ts';
+import { UNPACKED_SIZE_LIMITS } from './compression.ts';
+import { isId } from './id.ts';
 import { type GoTime, formatGoTime, goTimeNow, parseGoTime, goTimeToDate } from './gotime.ts';
 import type { IndexedRepository, Repository } from './repository.ts';
 import { ListingBackend } from './listing.ts';
@@ -131,12 +133,19 @@ export function isStale(l: LockInfo, now = Date.now(), hostname = os.hostname())
 
 /**
  * Every lock in the repository, decoded (a lock removed while listing is skipped), but `except`
- * (one's own, not read). Throws `IntegrityError` for a damaged lock file.
+ * (one's own, not read). Empty lock
+ * files are ignored, as restic ≥ 0.15.1 ignores them (a backend without atomic uploads can leave
+ * one behind an interrupted upload); so `unlock` leaves them and only `--remove-all` removes them.
+ * Throws `IntegrityError` for a damaged lock file, `SizeLimitError` (before loading it) for one
+ * larger than `UNPACKED_SIZE_LIMITS.locks`.
  */
 export async function listLocks(repo: Repository, options: CallOptions & { except?: string } = {}): Promise<LockInfo[]> {
   const out: LockInfo[] = [];
-  for await (const id of repo.listIds('locks', options)) {
+  const limit = UNPACKED_SIZE_LIMITS.locks;
+  for await (const { name: id, size } of repo.backend.list('locks', options)) {
+    if (!isId(id) || size === 0) continue;
     if (id === options.except) continue; // our own lock: known without reading it
+    if (size > limit) throw new SizeLimitError(`lock file of ${size} bytes is larger than the ${limit} bytes accepted`, { file: `locks/${id}` }, limit, size);
     try {
       out.push(decodeLock(await repo.loadUnpacked('locks', id, options), id));
     } catch (e) {

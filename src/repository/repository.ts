@@ -10,13 +10,13 @@ import { assertRuntime } from '../runtime.ts';
 import { raceAbort } from '../backend/shared.ts';
 import { readIndexFile } from './index-loader.ts';
 import {
-  AbortedError, BlobNotFoundError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError,
+  AbortedError, BlobNotFoundError, IntegrityError, SizeLimitError, InvalidInputError, NotFoundError, RepositoryExistsError,
   RepositoryNotFoundError, StowageError, UnsupportedError, WrongPasswordError, addSuppressed, throwIfAborted,
 } from '../errors.ts';
 import { discard, initCrypto, open, randomKey, seal, type CryptoKey } from './crypto.ts';
 import { createKeyFile, openKeyFile, parseKeyFile, DEFAULT_SCRYPT, type KeyFileJson, type ScryptParams } from './keyfile.ts';
 import { decodeConfig, encodeConfig, newConfig, type RepoConfig } from './config.ts';
-import { decompress, decodeUnpacked, encodeUnpacked, type CompressionMode } from './compression.ts';
+import { decompress, decodeUnpacked, encodeUnpacked, UNPACKED_SIZE_LIMITS, type CompressionMode } from './compression.ts';
 import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { IndexWriter } from './index-writer.ts';
@@ -341,13 +341,19 @@ export class Repository {
     return id;
   }
 
-  /** Loads, verifies (name = SHA-256 of the stored bytes, MAC) and decodes an unpacked file. */
+  /**
+   * Loads, verifies (name = SHA-256 of the stored bytes, MAC) and decodes an unpacked file. A
+   * file stored or decompressing larger than {@link UNPACKED_SIZE_LIMITS} allows for its type is
+   * a SizeLimitError naming it, raised before it is decrypted or inflated past the cap.
+   */
   async loadUnpacked(type: UnpackedType, id: string, options: CallOptions = {}): Promise<Uint8Array> {
     const h: FileHandle = { type, name: id };
     const file = describeFile(h);
+    const limit = UNPACKED_SIZE_LIMITS[type];
     const bytes = await this.backend.load(h, options);
+    if (bytes.length > limit) throw new SizeLimitError(`${type} file of ${bytes.length} bytes is larger than the ${limit} bytes accepted`, { file }, limit, bytes.length);
     if (sha256hex(bytes) !== id) throw new IntegrityError('file content does not match its name (SHA-256)', { file });
-    return decodeUnpacked(open(this.#key, bytes, { file }), this.version, { file });
+    return decodeUnpacked(open(this.#key, bytes, { file }), this.version, { file }, limit);
   }
 
   /** IDs of all files of a type (64-hex names only). */
@@ -616,8 +622,15 @@ export class IndexedRepository {
     let packsAdded = 0;
     for (const id of added) {
       for (const p of loaded.get(id)!) {
-        if (this.index.hasPack(p.id)) continue; // a pack's ID is its content's hash: listed already
-        this.index.addPack(p, true);
+        let pack = p;
+        if (this.index.hasPack(p.id)) {
+          // Listed already (a pack's ID is its content's hash), usually with all its blobs; but
+          // old v1 repositories may have a pack's entries split over index files: add the rest.
+          const missing = p.blobs.filter((b) => !this.index.lookup(b.id, b.type).some((l) => l.packId === p.id && l.offset === b.offset));
+          if (missing.length === 0) continue;
+          pack = { id: p.id, blobs: missing };
+        }
+        this.index.addPack(pack, true);
         packsAdded++;
       }
     }

@@ -13,7 +13,7 @@ import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { restore } from '../../src/snapshot/operations/restore/index.ts';
-import { ProgressReporter, fitLine, formatDuration, shortBytes, scanTotals, treeTotals, LINE_INTERVAL_MS, JSON_INTERVAL_MS } from '../../src/cli/progress.ts';
+import { ProgressReporter, progressIntervalFromEnv, fitLine, formatDuration, shortBytes, scanTotals, treeTotals, LINE_INTERVAL_MS, JSON_INTERVAL_MS } from '../../src/cli/progress.ts';
 import type { ProgressReporterOptions } from '../../src/cli/progress.ts';
 import { CopyStatus } from '../../src/cli/commands/copy.ts';
 import { pruneStatus } from '../../src/cli/commands/prune.ts';
@@ -146,6 +146,21 @@ describe('ProgressReporter', () => {
     assert.equal(s.seconds_remaining, 6, '6 MiB left at 1 MiB/s');
     r.finish();
     assert.deepEqual(writes, [], 'JSON mode never draws on the terminal');
+  });
+
+  it('takes its interval from $RESTIC_PROGRESS_FPS as restic does (at most 60 a second; others ignored)', () => {
+    assert.equal(progressIntervalFromEnv({ RESTIC_PROGRESS_FPS: '4' }), 250);
+    assert.equal(progressIntervalFromEnv({ RESTIC_PROGRESS_FPS: '0.5' }), 2000);
+    assert.equal(progressIntervalFromEnv({ RESTIC_PROGRESS_FPS: '1000' }), 1000 / 60);
+    for (const v of [undefined, '', '0', '-1', 'fast']) assert.equal(progressIntervalFromEnv({ RESTIC_PROGRESS_FPS: v }), undefined, String(v));
+    // JSON status every 10 ms at 100 fps (60: every 16.7 ms), instead of once a second.
+    const { r, json, clock } = reporter({ operation: 'backup', json: true, intervalMs: progressIntervalFromEnv({ RESTIC_PROGRESS_FPS: '100' }) });
+    r.update({ filesDone: 0, bytesDone: 0 });
+    clock.advance(17);
+    r.update({ filesDone: 1, bytesDone: 1 });
+    clock.advance(10);
+    r.update({ filesDone: 2, bytesDone: 2 });
+    assert.equal(json.length, 2);
   });
 
   it('uses restic restore field names in JSON', () => {

@@ -35,7 +35,7 @@ const RESULT_FUNCTIONS = [
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
   'repairIndex', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
   'latestSnapshot', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
-  'systemCapabilities', 'runtimeSupport', 'listCaches', 'removeOldCaches',
+  'systemCapabilities', 'runtimeSupport', 'listCaches', 'removeOldCaches', 'snapshotStats', 'listFiles', 'listBlobs',
   'observeRepository', 'stashRepositoryStatus', 'buildStashRepositoryStatus', 'stashHostBackupStats', 'stashSnapshotStats',
   'kubeStashRepositoryStatus', 'buildKubeStashRepositoryStatus', 'kubeStashSnapshotComponent', 'upsertCondition',
   'repositoryMetrics', 'backupMetrics', 'checkRepositoryPart', 'mergeCheckParts',
@@ -274,6 +274,19 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     assert.ok(isGoTime(stats.lastBackup));
     const empty = await repositoryStats(await (await Repository.init(new MemoryBackend(), { password: PASSWORD, kdf: KDF })).loadIndex());
     assert.equal(JSON.stringify({ f: empty.firstBackup, l: empty.lastBackup }), '{"f":null,"l":null}');
+  });
+
+  it('snapshotStats, listFiles and listBlobs: plain numbers and strings', async () => {
+    for (const mode of api.STATS_MODES) {
+      const json = assertJson(await api.snapshotStats(indexed, { mode }), `snapshotStats ${mode}`) as { snapshotsCount: number; totalSize: number };
+      assert.equal(json.snapshotsCount, (await listSnapshots(repo)).length);
+      assert.ok(json.totalSize > 0, mode);
+    }
+    const files = await collect(api.listFiles(repo, 'snapshots'));
+    assert.deepEqual(assertJson(files, 'listFiles'), files);
+    const blobs = await collect(api.listBlobs(repo));
+    assert.deepEqual(assertJson(blobs, 'listBlobs'), blobs);
+    assert.ok(blobs.length > 0);
   });
 
   it('nodes: times as stored, a uint64 above 2^53 as an exact JSON number', async () => {

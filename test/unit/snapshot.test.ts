@@ -108,12 +108,16 @@ test('encodeSnapshot rejects invalid fields', () => {
   for (const patch of bad) assert.throws(() => encodeSnapshot({ ...base, ...patch } as Snapshot), InvalidInputError, Object.keys(patch).join());
 });
 
-test('decodeSnapshot reads what Go reads: unknown keys ignored, null as zero, hex case-blind', () => {
+test('decodeSnapshot reads what Go reads: null as zero, hex case-blind; unknown keys kept aside as extra', () => {
   const s = decodeSnapshot(
-    Buffer.from(`{"time":null,"tree":"${TREE.toUpperCase()}","paths":null,"hostname":null,"tags":[],"label":"rustic","summary":null}`),
+    Buffer.from(`{"time":null,"tree":"${TREE.toUpperCase()}","paths":null,"hostname":null,"tags":[],"label":"rustic","Hostname":"x","summary":null}`),
     SID,
   );
-  assert.deepEqual(s, { time: parseGoTime('0001-01-01T00:00:00Z'), tree: TREE, paths: [] });
+  assert.deepEqual(s, { time: parseGoTime('0001-01-01T00:00:00Z'), tree: TREE, paths: [], extra: { label: 'rustic' } });
+  // Written back after restic's fields, in Go's escaping; a restic field cannot hide among them.
+  const text = Buffer.from(encodeSnapshot({ ...s, extra: { label: 'a<b', __proto__x: 1 } })).toString();
+  assert.ok(text.endsWith(`"paths":[],"label":"a\\u003cb","__proto__x":1}`), text);
+  assert.throws(() => encodeSnapshot({ ...s, extra: { Tree: 'x' } }), /extra.Tree is one of restic's own fields/);
 });
 
 test('decodeSnapshot rejects hostile files with an IntegrityError naming snapshots/<id>', () => {

@@ -1,14 +1,14 @@
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
-import type { Command } from '../context.ts';
-import { withIndexedRepo, compressionFrom, formatBytes } from '../context.ts';
+import type { Command, CommandContext } from '../context.ts';
+import { withIndexedRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
   usage: '[flags] PATH... | --stdin | --stdin-from-command -- COMMAND [ARG...]',
   flags: [
-    { name: 'host', short: 'H', kind: 'string', arg: 'HOST', help: 'hostname to record (default: this host)' },
+    { name: 'host', short: 'H', kind: 'string', arg: 'HOST', help: 'hostname to record (default: $RESTIC_HOST, else this host)' },
     { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'tags for the new snapshot (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'exclude a pattern (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file' },
@@ -19,9 +19,11 @@ export const backupCommand: Command = {
     { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin and --stdin-from-command (default "stdin")' },
     { name: 'time', kind: 'string', arg: 'TIME', help: 'snapshot time instead of now ("2006-01-02 15:04:05")' },
     { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the paths to back up from a file (one per line)' },
+    { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'worker threads reading and chunking files (default: $RESTIC_READ_CONCURRENCY, else one per core)' },
   ],
   async run(ctx) {
     const f = ctx.flags;
+    const threads = readConcurrency(ctx);
     const excludes = [...f.list('exclude')];
     for (const file of f.list('exclude-file')) {
       const { readFileSync } = await import('node:fs');
@@ -66,11 +68,12 @@ export const backupCommand: Command = {
           lock: false,
           paths,
           stdin: stdinSource(),
-          hostname: f.string('host'),
+          hostname: f.string('host') || ctx.env.RESTIC_HOST || undefined,
           tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
           excludes,
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
+          threads,
           time,
           signal: ctx.signal,
           onError: (p, e) => {
@@ -108,10 +111,25 @@ export const backupCommand: Command = {
           `snapshot ${res.snapshotId.slice(0, 8)} saved\n`);
       }
       if (res.errors.length) {
-        ctx.err(`Warning: at least one source file could not be read\n`);
-        return 3;
+        return exitWith(ctx, 3, 'Warning: at least one source file could not be read');
       }
       return 0;
     });
   },
 };
+
+/**
+ * `--read-concurrency` / `$RESTIC_READ_CONCURRENCY` as restic parses them (an unsigned integer;
+ * 0 is the default). restic reads that many files at once; Stowage runs that many file workers,
+ * each reading, chunking and sealing its files. Undefined: one worker per core.
+ */
+function readConcurrency(ctx: CommandContext): number | undefined {
+  const flag = ctx.flags.string('read-concurrency');
+  const value = flag ?? (ctx.env.RESTIC_READ_CONCURRENCY || undefined);
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value.trim())) {
+    throw new InvalidInputError(flag !== undefined ? `invalid argument ${JSON.stringify(value)} for "--read-concurrency" flag` : `invalid value for RESTIC_READ_CONCURRENCY ${JSON.stringify(value)}`);
+  }
+  const n = Number(value.trim());
+  return n > 0 ? Math.min(n, 256) : undefined;
+}

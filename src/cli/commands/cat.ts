@@ -23,7 +23,7 @@ export const catCommand: Command = {
       switch (kind) {
         case 'snapshot': {
           const s = await loadSnapshot(repo, ref);
-          write(JSON.stringify(JSON.parse(Buffer.from(encodeSnapshot(s.snapshot)).toString()), null, 2) + '\n');
+          write(JSON.stringify(JSON.parse(Buffer.from(encodeSnapshot({ ...s.snapshot, extra: undefined })).toString()), null, 2) + '\n');
           return 0;
         }
         case 'index':

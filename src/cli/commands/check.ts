@@ -128,7 +128,7 @@ const CHECK_STEPS: Readonly<Record<CheckPhase, string | undefined>> = {
 /** Snapshot IDs from the arguments ("latest" and prefixes) or the filter flags; undefined = all. */
 async function selectSnapshots(ctx: CommandContext, repo: Repository): Promise<string[] | undefined> {
   const args = ctx.flags.positional;
-  const filter = filterFrom(ctx.flags);
+  const filter = filterFrom(ctx.flags, ctx.env);
   const filtered = Boolean(filter.hosts?.length || filter.tags?.length || filter.paths?.length);
   if (args.length === 0 && !filtered) return undefined;
   if (args.length === 0) return (await listSnapshots(repo, { ...filter, signal: ctx.signal })).map((e) => e.id);

@@ -3,8 +3,6 @@
 // Like restic it prints nothing with --json (restic has no JSON status or summary for copy). On a
 // terminal a status line counts the blobs of the snapshot being copied. Also home of the
 // --from-* options that `init --copy-chunker-params` shares.
-import { readFileSync } from 'node:fs';
-import { execSync } from 'node:child_process';
 import { InvalidInputError } from '../../errors.ts';
 import { Repository } from '../../repository/repository.ts';
 import { withLock, withOptionalLock } from '../../repository/lock.ts';
@@ -15,6 +13,7 @@ import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, parseAsOf, withRepo } from '../context.ts';
 import type { ProgressReporter } from '../progress.ts';
+import { goTrimSpace, readTextFile, resolvePassword } from '../secrets.ts';
 
 export const FROM_REPO_FLAGS: FlagSpec[] = [
   { name: 'from-repo', kind: 'string', arg: 'REPOSITORY', help: 'source repository (default: $RESTIC_FROM_REPOSITORY)' },
@@ -42,18 +41,9 @@ export async function openFromRepo(ctx: CommandContext): Promise<Repository> {
   if (repo !== '' && repoFile !== '') {
     throw new InvalidInputError('Options --from-repo and --from-repository-file are mutually exclusive, please specify only one');
   }
-  const location = repo !== '' ? repo : readFileSync(repoFile, 'utf8').trim();
-  const passwordFile = f.string('from-password-file') ?? env.RESTIC_FROM_PASSWORD_FILE ?? '';
-  const passwordCommand = f.string('from-password-command') ?? env.RESTIC_FROM_PASSWORD_COMMAND ?? '';
-  if (passwordFile !== '' && passwordCommand !== '') throw new InvalidInputError('Password file and command are mutually exclusive options');
-  let password: string;
-  if (passwordCommand !== '') {
-    password = execSync(passwordCommand, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).replace(/\r?\n$/, '');
-  } else if (passwordFile !== '') {
-    password = readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
-  } else if (env.RESTIC_FROM_PASSWORD) {
-    password = env.RESTIC_FROM_PASSWORD;
-  } else {
+  const location = repo !== '' ? repo : goTrimSpace(readTextFile(repoFile));
+  const password = resolvePassword(f.string('from-password-file') ?? env.RESTIC_FROM_PASSWORD_FILE, f.string('from-password-command') ?? env.RESTIC_FROM_PASSWORD_COMMAND, env.RESTIC_FROM_PASSWORD);
+  if (password === undefined) {
     throw new InvalidInputError('Resolving password failed: no password for the source repository (use --from-password-file, --from-password-command or $RESTIC_FROM_PASSWORD)');
   }
   const backend = await backendFor({ ...ctx, repoLocation: () => location });
@@ -94,7 +84,7 @@ export const copyCommand: Command = {
               const res = await copy(srcIndexed, dstIndexed, {
                 lock: false,
                 snapshots: ctx.flags.positional,
-                filter: filterFrom(ctx.flags),
+                filter: filterFrom(ctx.flags, ctx.env),
                 rechunk: ctx.flags.bool('no-rechunk') ? false : undefined,
                 compression: compressionFrom(ctx),
                 packSize: packSizeFrom(ctx),

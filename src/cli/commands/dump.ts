@@ -11,7 +11,7 @@ export const dumpCommand: Command = {
     const [ref, file] = ctx.flags.positional;
     if (!ref || !file) throw new InvalidInputError('usage: stowage dump SNAPSHOT PATH');
     return withRepo(ctx, 'none', async (r) => {
-      const { stream } = await dumpFile(r, ref, file, { ...filterFrom(ctx.flags), signal: ctx.signal });
+      const { stream } = await dumpFile(r, ref, file, { ...filterFrom(ctx.flags, ctx.env), signal: ctx.signal });
       for await (const data of stream) {
         if (!process.stdout.write(data)) await new Promise((res) => process.stdout.once('drain', res));
       }

@@ -41,7 +41,7 @@ export const findCommand: Command = {
       const repo = await r.loadIndex({ signal: ctx.signal });
       const common: FindCommonOptions = {
         snapshots: f.list('snapshot'),
-        filter: filterFrom(f),
+        filter: filterFrom(f, ctx.env),
         reverse: f.bool('reverse'),
         signal: ctx.signal,
         onTreeError: ({ treeId, snapshotId }) => {

@@ -22,10 +22,12 @@ import { versionCommand } from './version.ts';
 import { cacheCommand } from './cache.ts';
 import { retentionCommand } from './retention.ts';
 import { serveCommand } from './serve.ts';
+import { listCommand } from './list.ts';
 
 export const COMMANDS: Record<string, Command> = {
   init: initCommand,
   cache: cacheCommand,
+  list: listCommand,
   copy: copyCommand,
   tag: tagCommand,
   diff: diffCommand,

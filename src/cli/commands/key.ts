@@ -2,6 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import type { Command } from '../context.ts';
 import { withRepo, formatTime } from '../context.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
+import { goTrimSpace, readTextFile } from '../secrets.ts';
 
 export const keyCommand: Command = {
   summary: 'Manage keys (passwords): list, add, remove, passwd',
@@ -16,8 +17,7 @@ export const keyCommand: Command = {
     const newPassword = async () => {
       const f = ctx.flags.string('new-password-file') ?? ctx.env.RESTIC_NEW_PASSWORD_FILE;
       if (!f) throw new InvalidInputError('no new password given (use --new-password-file)');
-      const { readFileSync } = await import('node:fs');
-      return readFileSync(f, 'utf8').replace(/\r?\n$/, '');
+      return goTrimSpace(readTextFile(f));
     };
     switch (sub) {
       case 'list':

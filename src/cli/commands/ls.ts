@@ -13,7 +13,7 @@ export const lsCommand: Command = {
     const [ref, ...dirs] = ctx.flags.positional;
     if (!ref) throw new InvalidInputError('no snapshot ID specified, specify snapshot ID or use special ID "latest"');
     return withRepo(ctx, 'none', async (r) => {
-      const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags));
+      const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags, ctx.env));
       const repo = await r.loadIndex({ signal: ctx.signal });
       if (ctx.json) ctx.out(JSON.stringify({ ...snapshotJson(snap), struct_type: 'snapshot', message_type: 'snapshot' }) + '\n');
       else ctx.out(`snapshot ${snap.id.slice(0, 8)} of [${snap.snapshot.paths.join(' ')}] at ${formatGoTime(snap.snapshot.time)}:\n`);

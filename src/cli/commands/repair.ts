@@ -33,7 +33,7 @@ export const repairCommand: Command = {
       case 'snapshots': {
         const dryRun = ctx.flags.bool('dry-run');
         return withRepo(ctx, dryRun ? 'none' : 'exclusive', async (repo) => {
-          const filter = filterFrom(ctx.flags);
+          const filter = filterFrom(ctx.flags, ctx.env);
           let snapshotIds: string[] | undefined;
           if (args.length > 0) {
             snapshotIds = [];

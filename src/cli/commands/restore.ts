@@ -20,7 +20,7 @@ export const restoreCommand: Command = {
     if (!target) throw new InvalidInputError('please specify a directory to restore to (--target)');
     const [ref, sub] = splitSnapshotRef(refArg);
     return withRepo(ctx, 'shared', async (r) => {
-      const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags));
+      const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags, ctx.env));
       const repo = await r.loadIndex({ signal: ctx.signal });
       const tree = sub ? await findSubtree(repo, snap.snapshot.tree, sub) : snap.snapshot.tree;
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);

@@ -10,7 +10,7 @@ export const snapshotsCommand: Command = {
     { name: 'compact', short: 'c', kind: 'bool', help: 'accepted for compatibility' }],
   async run(ctx) {
     return withRepo(ctx, 'none', async (repo) => {
-      let list = await listSnapshots(repo, { ...filterFrom(ctx.flags), signal: ctx.signal });
+      let list = await listSnapshots(repo, { ...filterFrom(ctx.flags, ctx.env), signal: ctx.signal });
       if (ctx.flags.positional.length) {
         const wanted = new Set<string>();
         for (const ref of ctx.flags.positional) wanted.add((await loadSnapshot(repo, ref)).id);

@@ -32,7 +32,7 @@ export const tagCommand: Command = {
         : await tag(repo, {
             lock: false,
             snapshots: f.positional,
-            filter: filterFrom(f),
+            filter: filterFrom(f, ctx.env),
             ...(set.length > 0 ? { set } : { add, remove }),
             signal: ctx.signal,
             onChange: (c) => {

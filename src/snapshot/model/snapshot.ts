@@ -4,7 +4,7 @@
 import { IntegrityError, InvalidInputError, NotFoundError } from '../../errors.ts';
 import { type GoTime, compareGoTime, formatGoTime } from '../../repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../../repository/id.ts';
-import { compareGoStrings, goJsonString, parseGoJson } from './gojson.ts';
+import { compareGoStrings, goJsonString, goMarshalValue, goWellFormedDeep, parseGoJson, setOwn } from './gojson.ts';
 import { HEX_ID, UINT32_MAX, readId, readString, readStrings, readTime, readUint32, type Fail } from './json-fields.ts';
 
 /** Backup statistics, written by restic 0.17+ (older versions ignore it). */
@@ -48,7 +48,16 @@ export interface Snapshot {
   /** e.g. "restic 0.17.0"; restic 0.16+. */
   programVersion?: string;
   summary?: SnapshotSummary;
+  /**
+   * Fields restic does not know that another tool wrote (rustic's `label`, `description`,
+   * `delete`, `parents`…), as parsed, in their order. Written back after restic's fields, so
+   * rewriting a snapshot (tag, repair) keeps them; restic itself would drop them.
+   */
+  extra?: Record<string, unknown>;
 }
+
+/** The keys restic's Snapshot has (Go matches JSON keys to them without regard to case). */
+const KNOWN_KEYS = new Set(['time', 'parent', 'tree', 'paths', 'hostname', 'username', 'uid', 'gid', 'excludes', 'tags', 'original', 'program_version', 'summary']);
 
 
 // ---------------------------------------------------------------------------------------------
@@ -87,6 +96,10 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
   if (s.original !== undefined) parts.push(`,"original":${id(s.original, 'original')}`);
   if (s.programVersion) parts.push(`,"program_version":${str(s.programVersion, 'programVersion')}`);
   if (s.summary !== undefined) parts.push(`,"summary":${encodeSummary(s.summary, bad)}`);
+  for (const [k, v] of Object.entries(s.extra ?? {})) {
+    if (KNOWN_KEYS.has(k.toLowerCase())) throw bad(`extra.${k}`, 'is one of restic\'s own fields');
+    parts.push(`,${goJsonString(k)}:${goMarshalValue(v)}`);
+  }
   parts.push('}');
   return Buffer.from(parts.join(''), 'utf8');
 }
@@ -167,6 +180,11 @@ export function decodeSnapshot(bytes: Uint8Array, id: string): Snapshot {
   const programVersion = readString(o.program_version, 'program_version', bad);
   if (programVersion) s.programVersion = programVersion;
   if (o.summary != null) s.summary = readSummary(o.summary, bad);
+  for (const [k, v] of Object.entries(o)) {
+    if (KNOWN_KEYS.has(k.toLowerCase())) continue;
+    s.extra ??= {};
+    setOwn(s.extra, k, goWellFormedDeep(v));
+  }
   return s;
 }
 
