@@ -1,6 +1,8 @@
 // The one interface every storage implements. A backend moves bytes and nothing else:
 // no crypto, no retries (see the wrappers), no JSON.
 
+import { IntegrityError } from '../errors.ts';
+
 /** The kinds of files in a repository; each kind has its own folder in restic's layout. */
 export type FileType = 'config' | 'keys' | 'snapshots' | 'index' | 'data' | 'locks';
 
@@ -96,15 +98,17 @@ export const STREAM_PIECE = 8 * 1024 * 1024;
  */
 export function loadPieces(backend: Backend, h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
   if (backend.loadStream) return backend.loadStream(h, options);
-  return loadInPieces((o) => backend.load(h, o), options);
+  return loadInPieces((o) => backend.load(h, o), options, describeFile(h));
 }
 
 /** `load` called for consecutive pieces of at most {@link STREAM_PIECE} bytes (the fallback of {@link loadPieces}). */
-export async function* loadInPieces(load: (options: LoadOptions) => Promise<Uint8Array>, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+export async function* loadInPieces(load: (options: LoadOptions) => Promise<Uint8Array>, options: LoadOptions & { length: number }, file: string): AsyncGenerator<Uint8Array> {
   const start = options.offset ?? 0;
   for (let done = 0; done < options.length; ) {
-    const piece = await load({ signal: options.signal, offset: start + done, length: Math.min(STREAM_PIECE, options.length - done) });
-    if (piece.length === 0) return;
+    const length = Math.min(STREAM_PIECE, options.length - done);
+    const piece = await load({ signal: options.signal, offset: start + done, length });
+    // A short answer is a broken read, as for load (a stream wrapper may go on from here).
+    if (piece.length !== length) throw new IntegrityError(`read returned ${piece.length} bytes instead of ${length} at offset ${start + done}`, { file });
     done += piece.length;
     yield piece;
   }

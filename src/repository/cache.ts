@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../backend/backend.ts';
+import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../backend/backend.ts';
 import { ForwardingBackend } from '../backend/wrappers/forwarding.ts';
 import { AbortedError, throwIfAborted } from '../errors.ts';
 import { silentLogger, type Logger } from '../logger.ts';
@@ -236,7 +236,7 @@ export class CachedBackend extends ForwardingBackend {
 
   /** A cached kind of file is read through `load` (fetched whole and cached); the others stream from the backend. */
   override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
-    return this.#cacheable(h) ? loadInPieces((o) => this.load(h, o), options) : super.loadStream(h, options);
+    return this.#cacheable(h) ? loadInPieces((o) => this.load(h, o), options, describeFile(h)) : super.loadStream(h, options);
   }
 
   /** The whole file: from the cache when it matches its name, else from the backend (then cached). */

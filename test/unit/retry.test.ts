@@ -775,7 +775,8 @@ describe('streams through the wrappers (loadStream)', () => {
   it('a stream broken mid-way goes on from the byte it reached: each byte once, one event and one connection per request', async () => {
     const inner = new BreakingStreams();
     const events: BackendEvent[] = [];
-    const b = wrapBackend(inner, { connections: 1, observe: (e) => events.push(e), retry: { initialDelayMs: 0, maxDelayMs: 0 } });
+    const retries: RetryInfo[] = [];
+    const b = wrapBackend(inner, { connections: 1, observe: (e) => events.push(e), retry: { initialDelayMs: 0, maxDelayMs: 0, onRetry: (r) => retries.push(r) } });
     const h: FileHandle = { type: 'data', name: newId() };
     const data = new Uint8Array(randomBytes(5 * 1024 * 1024 + 7));
     await inner.save(h, data);
@@ -784,7 +785,9 @@ describe('streams through the wrappers (loadStream)', () => {
     for await (const piece of loadPieces(b, h, { offset: 3, length: data.length - 3 })) pieces.push(piece);
     assert.deepEqual(new Uint8Array(Buffer.concat(pieces)), data.subarray(3));
     const MiB = 1024 * 1024;
-    // Each break came after one 1 MiB piece: the next request starts where the bytes stopped.
+    // Each break is a retry as any other (backoff, onRetry, the log), and
+    // came after one 1 MiB piece: the next request starts where the bytes stopped.
+    assert.deepEqual(retries.map((r) => [r.op, r.attempt, (r.error as BackendError).transient]), [['load', 1, true], ['load', 1, true]]);
     assert.deepEqual(inner.streams.map((s) => s.offset), [3, 3 + MiB, 3 + 2 * MiB]);
     assert.deepEqual(events.map((e) => [e.op, e.offset, e.bytes, e.error?.code]), [
       ['load', 3, undefined, 'BACKEND'],

@@ -148,7 +148,7 @@ export class FaultyBackend extends ForwardingBackend {
 
   /** A stream is read as loads of a few megabytes each, so that every fault of `load` applies to it. */
   override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
-    return loadInPieces((o) => this.load(h, o), options);
+    return loadInPieces((o) => this.load(h, o), options, describeFile(h));
   }
 
   override async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {

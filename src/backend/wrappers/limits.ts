@@ -2,7 +2,7 @@
 // which lets lock files through) and, optionally, an average upload and download bandwidth
 // (restic's --limit-upload/-download).
 
-import { loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../backend.ts';
+import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../backend.ts';
 import { InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { abortedErrorOf, checkConnections } from '../shared.ts';
 import { systemClock } from './clock.ts';
@@ -239,7 +239,7 @@ export class LimitedBackend extends ForwardingBackend {
    */
   override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
     const inner = this.inner;
-    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options);
+    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options, describeFile(h));
     if (h.type === 'locks') return yield* inner.loadStream(h, options);
     await this.#pool.acquire(options.signal);
     try {

@@ -1,7 +1,7 @@
 // Reports every backend call to a hook, for logs and metrics: what was done to which file, how
 // many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
 
-import { loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../backend.ts';
+import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../backend.ts';
 import { BackendError, StowageError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -87,7 +87,7 @@ export class ObservedBackend extends ForwardingBackend {
    */
   override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
     const inner = this.inner;
-    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options);
+    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options, describeFile(h));
     const base: Partial<BackendEvent> = { op: 'load', ...fileOf(h) };
     if (options.offset) base.offset = options.offset;
     const started = performance.now();

@@ -297,14 +297,22 @@ export class RetryBackend extends ForwardingBackend {
    */
   override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
     const inner = this.inner;
-    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options);
+    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options, describeFile(h));
     const file = describeFile(h);
     const signal = options.signal;
     let offset = options.offset ?? 0;
     let remaining = options.length;
+    // Why the last stream stopped short: the next round counts it as its first failed attempt
+    // (backoff, onRetry, the log and maxAttempts see it as any retried call).
+    let broken: unknown;
     while (remaining > 0) {
       const range = { signal, offset, length: remaining };
       const { pieces, first } = await this.#retry('load', file, signal, async () => {
+        if (broken !== undefined) {
+          const error = broken;
+          broken = undefined;
+          throw new Retryable(error);
+        }
         const pieces = inner.loadStream!(h, range)[Symbol.asyncIterator]();
         try {
           const first = await pieces.next();
@@ -331,9 +339,14 @@ export class RetryBackend extends ForwardingBackend {
           } catch (err) {
             // Broken after some bytes: the next round asks for the rest (a lasting failure fails there).
             if (signal?.aborted || !(isRetryableError(err) || err instanceof IntegrityError)) throw err;
+            broken = err;
             break;
           }
-          piece = step.done ? undefined : step.value;
+          if (step.done) {
+            broken = new IntegrityError(`read ended ${remaining} bytes short at offset ${offset}`, { file });
+            break;
+          }
+          piece = step.value;
         }
       } finally {
         await pieces.return?.().catch(() => undefined);
