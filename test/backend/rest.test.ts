@@ -22,6 +22,8 @@ import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { repositoryStats } from '../../src/snapshot/operations/stats.ts';
 import { backendConformance } from './conformance.ts';
 import { wrapBackend } from '../../src/backend/wrappers/stack.ts';
+import { loadPieces } from '../../src/backend/backend.ts';
+import { startTcpProxy } from '../../bench/lib/tcp-proxy.ts';
 import type { BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { startRestServer } from '../servers/rest-server.ts';
 import type { RestServer } from '../servers/rest-server.ts';
@@ -262,6 +264,29 @@ describe('RestBackend: restore reads each pack with one request', () => {
       assert.ok(bytes <= packBytes, `${bytes} bytes read for ${packBytes} bytes of blobs`);
     } finally {
       await b.close();
+    }
+  });
+});
+
+describe('RestBackend: a stream read to its end keeps its connection', () => {
+  it('reads a range 5 times through the wrappers over one kept-alive connection', async () => {
+    const proxy = await startTcpProxy({ targetPort: unverified.port });
+    const b = wrapBackend(new RestBackend(`${proxy.url}/keep-alive-${++repos}/`));
+    try {
+      await b.create();
+      const h = { type: 'data' as const, name: newId() };
+      const data = randomBytes(3 * MiB);
+      await b.save(h, data);
+      proxy.reset();
+      for (let i = 0; i < 5; i++) {
+        const pieces: Uint8Array[] = [];
+        for await (const piece of loadPieces(b, h, { offset: 1000, length: 2 * MiB })) pieces.push(piece);
+        assert.ok(Buffer.concat(pieces).equals(data.subarray(1000, 1000 + 2 * MiB)));
+      }
+      assert.deepEqual([proxy.stats().requests, proxy.stats().connections], [5, 0], 'five requests on the connection the save opened');
+    } finally {
+      await b.close();
+      await proxy.close();
     }
   });
 });

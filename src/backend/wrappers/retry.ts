@@ -332,18 +332,20 @@ export class RetryBackend extends ForwardingBackend {
           offset += take.length;
           remaining -= take.length;
           yield take;
-          if (remaining === 0) break;
+          // Asked for even after the last byte, so that a finished stream ends on its own (an
+          // HTTP body read to its end keeps its connection; one stopped early closes it).
           let step: IteratorResult<Uint8Array>;
           try {
             step = await pieces.next();
           } catch (err) {
+            if (remaining === 0) break; // every byte is here
             // Broken after some bytes: the next round asks for the rest (a lasting failure fails there).
             if (signal?.aborted || !(isRetryableError(err) || err instanceof IntegrityError)) throw err;
             broken = err;
             break;
           }
-          if (step.done) {
-            broken = new IntegrityError(`read ended ${remaining} bytes short at offset ${offset}`, { file });
+          if (step.done || remaining === 0) {
+            if (remaining > 0) broken = new IntegrityError(`read ended ${remaining} bytes short at offset ${offset}`, { file });
             break;
           }
           piece = step.value;

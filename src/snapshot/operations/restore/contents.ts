@@ -143,7 +143,9 @@ export class ContentWriter {
           handed.push(done);
         }
         pos += piece.length;
-        if (next === stream.jobs.length || failed) break;
+        // After the last range the stream ends on its own (read to its end, an HTTP body keeps
+        // its connection for the next request); a failure stops it early.
+        if (failed) break;
       }
     } catch (e) {
       if (e instanceof AbortedError) aborted = e;
