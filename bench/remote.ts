@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { startMinio } from '../test/servers/minio.ts';
 import { startRestServer } from '../test/servers/rest-server.ts';
 import { ensureCorpus, keystream, textLike, type Corpus, type SmallShape } from './corpus.ts';
-import { ensureGnuTime, measure, type Usage } from './lib/measure.ts';
+import { ensureGnuTime, measure, median, type Usage } from './lib/measure.ts';
 import { startTcpProxy, type TcpProxy, type TcpProxyStats } from './lib/tcp-proxy.ts';
 
 const MiB = 1024 * 1024;
@@ -93,6 +93,9 @@ export async function runRemote(argv: string[]): Promise<void> {
       backends: { type: 'string', default: 's3,rest' },
       steps: { type: 'string' },
       requests: { type: 'boolean', default: false },
+      'many-files': { type: 'boolean', default: false },
+      runs: { type: 'string', default: '3' },
+      restic: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       cli: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -109,6 +112,11 @@ export async function runRemote(argv: string[]): Promise<void> {
         `  --steps LIST     only these rows (${STEPS.map((s) => s.id).join(', ')}); the first backup always runs, the others need it\n` +
         '  --requests       print every request of every command (method, path, Range) under its line\n' +
         '  --keep           keep the work folder ($STOWAGE_BENCH_DIR/remote) afterwards\n' +
+        '  --many-files     the many-files row instead: a synthetic snapshot of 200 000 files (1 KiB each, 2 000 folders,\n' +
+        '                   fixed seed; --files/--dirs/--max-kib change it), its unchanged re-backup with a warm cache\n' +
+        '                   over the link (--backends) against the same on a local-disk repository\n' +
+        '  --runs N         --many-files: re-backups per repository, the median is reported (default 3)\n' +
+        '  --restic         --many-files: restic 0.19.1 too (default: Stowage only)\n' +
         "  --cli PATH       measure another build's dist/cli/main.js\n",
     );
     return;
@@ -120,9 +128,11 @@ export async function runRemote(argv: string[]): Promise<void> {
   };
   const latencyMs = num('latency-ms', opts['latency-ms'], 0);
   const mbit = num('mbit', opts.mbit, 0.001);
-  const files = num('files', opts.files, 1);
-  const dirs = num('dirs', opts.dirs, 10);
-  const maxKiB = num('max-kib', opts['max-kib'], 1);
+  const many = opts['many-files'];
+  const given = (name: string) => argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  const files = num('files', many && !given('files') ? '200000' : opts.files, 1);
+  const dirs = num('dirs', many && !given('dirs') ? '2000' : opts.dirs, 10);
+  const maxKiB = num('max-kib', many && !given('max-kib') ? '1' : opts['max-kib'], 1);
   if (!Number.isInteger(dirs) || dirs % 10 !== 0) throw new Error(`--dirs must be a multiple of 10, got ${dirs}`);
   if (!Number.isInteger(files) || files % dirs !== 0) throw new Error(`--files must be a multiple of --dirs (${dirs}), got ${files}`);
   if (!Number.isInteger(maxKiB)) throw new Error(`--max-kib takes a whole number, got ${maxKiB}`);
@@ -133,6 +143,16 @@ export async function runRemote(argv: string[]): Promise<void> {
   const only = new Set<StepId>(['backup', ...(stepIds as StepId[])]);
   const shape: SmallShape = { kind: 'small', outer: dirs / 10, inner: 10, filesPerLeaf: files / dirs, maxKiB };
 
+  if (many) {
+    const runs = num('runs', opts.runs, 1);
+    ensureGnuTime(log);
+    const cli = resolve(opts.cli ?? join(repoRoot, 'dist', 'cli', 'main.js'));
+    if (!existsSync(cli)) throw new Error(`${cli} is missing; run "npm run build" first (npm run bench does)`);
+    const tools: Tool[] = [{ id: 'stowage', label: 'Stowage', command: process.execPath, prefix: [cli] }];
+    if (opts.restic) tools.push({ id: 'restic', label: 'restic 0.19.1', command: RESTIC, prefix: [] });
+    await runManyFiles({ shape, latencyMs, mbit, backendIds, tools, runs, keep: opts.keep, cli });
+    return;
+  }
   ensureGnuTime(log);
   if (!existsSync(RESTIC)) throw new Error(`restic 0.19.1 is expected at ${RESTIC}`);
   const cli = resolve(opts.cli ?? join(repoRoot, 'dist', 'cli', 'main.js'));
@@ -221,6 +241,132 @@ export async function runRemote(argv: string[]): Promise<void> {
   );
   log(`results written to ${out}`);
   if (!opts.keep) rmSync(work, { recursive: true, force: true });
+  if (failures.length) process.exitCode = 1;
+}
+
+/** One command of the many-files row. */
+interface ManySample {
+  where: 'local' | BackendId;
+  tool: ToolId;
+  step: 'backup' | 'rebackup';
+  run: number;
+  usage: Usage;
+  traffic?: TcpProxyStats;
+  requestKinds?: Record<string, number>;
+  counts?: { added: number; changed: number; unmodified: number };
+  error?: string;
+}
+
+/**
+ * The many-files row: each tool backs the corpus up once into a local-disk repository and once
+ * through the proxy into each remote one (its own --cache-dir, kept), then re-backs it up unchanged
+ * `runs` times in each; the figure is the median re-backup over the link against the median on
+ * local disk.
+ */
+async function runManyFiles(o: { shape: SmallShape; latencyMs: number; mbit: number; backendIds: BackendId[]; tools: Tool[]; runs: number; keep: boolean; cli: string }): Promise<void> {
+  const root = process.env.STOWAGE_BENCH_DIR || '/tmp/stowage-bench';
+  const corpus = ensureCorpus(join(root, 'corpus'), o.shape, log);
+  const work = join(root, 'remote-many');
+  const logs = join(work, 'logs');
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(logs, { recursive: true });
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  const samples: ManySample[] = [];
+  const baseEnv = (): NodeJS.ProcessEnv => {
+    const base: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RESTIC_') && !k.startsWith('AWS_') && k !== 'NODE_OPTIONS' && k !== 'XDG_CACHE_HOME') base[k] = v;
+    return base;
+  };
+  const wheres: Array<'local' | BackendId> = ['local', ...o.backendIds];
+  for (const where of wheres) {
+    const backend = where === 'local' ? undefined : await startBackend(where, o.latencyMs, (o.mbit * 1e6) / 8);
+    try {
+      for (const t of o.tools) {
+        const location = backend ? backend.location(t.id) : join(work, `repo-local-${t.id}`);
+        const env = { ...baseEnv(), ...(backend?.env ?? {}), RESTIC_REPOSITORY: location, RESTIC_PASSWORD: PASSWORD };
+        const cache = join(work, `cache-${where}-${t.id}`);
+        const run = async (step: 'init' | 'backup' | 'rebackup', n: number): Promise<ManySample | undefined> => {
+          const logFile = join(logs, `${where}-${step}-${n}-${t.id}.log`);
+          spawnSync('sync');
+          backend?.proxy.reset();
+          const usage = await measure(t.command, [...t.prefix, ...(step === 'init' ? ['init'] : ['backup', corpus.path]), '--cache-dir', cache], { env, logFile, timeFile: join(work, 'time.out'), cwd: work });
+          const out = readFileSync(logFile, 'utf8');
+          if (step === 'init') {
+            if (usage.exitCode !== 0) throw new Error(`${t.label} init (${where}) failed: ${out.trim().split('\n').slice(-3).join(' / ')}`);
+            return undefined;
+          }
+          const sample: ManySample = { where, tool: t.id, step, run: n, usage, counts: backupCounts(out) };
+          if (backend) {
+            sample.traffic = backend.proxy.stats();
+            sample.requestKinds = requestKinds(backend.proxy);
+          }
+          if (usage.exitCode !== 0) sample.error = `exit ${usage.exitCode}: ${out.trim().split('\n').slice(-3).join(' / ')}`;
+          else if (!sample.counts) sample.error = 'no "Files: … new, … changed" line in the output';
+          else if (step === 'rebackup' && (sample.counts.added !== 0 || sample.counts.changed !== 0)) sample.error = `saw ${sample.counts.added} new and ${sample.counts.changed} changed files, expected none`;
+          else if (step === 'backup' && sample.counts.added !== corpus.files) sample.error = `backed up ${sample.counts.added} new files, expected ${corpus.files}`;
+          samples.push(sample);
+          const tr = sample.traffic;
+          log(
+            `  ${where.padEnd(5)} ${step.padEnd(8)} #${n} ${t.id.padEnd(7)} ${usage.wallSeconds.toFixed(2).padStart(7)} s` +
+              (tr ? ` ${String(tr.requests).padStart(6)} req  ↓ ${fmtBytes(tr.bytesDown).padStart(10)}  ↑ ${fmtBytes(tr.bytesUp).padStart(10)}` : '') +
+              (sample.error ? `  ERROR ${sample.error}` : ''),
+          );
+          return sample;
+        };
+        await run('init', 0);
+        await run('backup', 1);
+        for (let n = 1; n <= o.runs; n++) await run('rebackup', n);
+      }
+    } finally {
+      await backend?.stop();
+    }
+  }
+  const finishedAt = new Date();
+  const med = (where: string, tool: ToolId, step: string, pick: (s: ManySample) => number): number | undefined => {
+    const xs = samples.filter((s) => s.where === where && s.tool === tool && s.step === step && !s.error).map(pick);
+    return xs.length ? median(xs) : undefined;
+  };
+  const md: string[] = [];
+  md.push(`## Many files: unchanged re-backup over the link vs local disk — ${startedAt.toISOString()}`);
+  md.push('');
+  const cpu = cpus();
+  md.push(`- machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown'}; load average ${fmtLoad(loadBefore)} before, ${fmtLoad(loadavg())} after; ${((finishedAt.getTime() - startedAt.getTime()) / 60000).toFixed(1)} min`);
+  md.push(`- Stowage: ${firstLine(process.execPath, [o.cli, 'version'])} (${gitCommit()}) on node ${process.versions.node}${o.tools.some((t) => t.id === 'restic') ? `; restic: ${firstLine(RESTIC, ['version'])}` : ''}`);
+  md.push(`- corpus: ${corpus.files} files in ${corpus.dirs} folders, ${(corpus.bytes / MiB).toFixed(0)} MiB (fixed seed, bench/corpus.ts ${corpus.name})`);
+  md.push(`- link: bench/lib/tcp-proxy.ts, +${o.latencyMs} ms per round trip, ${o.mbit} Mbit/s; local: a repository folder on this machine's disk; every repository with its tool's own --cache-dir, kept from its first backup`);
+  md.push(`- re-backup: median of ${o.runs} unchanged re-backups; ratio = over the link / local disk (target ≤ 1.5×)`);
+  md.push('');
+  md.push('| tool | repository | first backup s | unchanged re-backup s (median) | req | ↓ | ↑ | ratio to local |');
+  md.push('|---|---|---:|---:|---:|---:|---:|---:|');
+  for (const t of o.tools) {
+    const local = med('local', t.id, 'rebackup', (s) => s.usage.wallSeconds);
+    for (const where of wheres) {
+      const first = med(where, t.id, 'backup', (s) => s.usage.wallSeconds);
+      const re = med(where, t.id, 'rebackup', (s) => s.usage.wallSeconds);
+      const req = med(where, t.id, 'rebackup', (s) => s.traffic?.requests ?? NaN);
+      const down = med(where, t.id, 'rebackup', (s) => s.traffic?.bytesDown ?? NaN);
+      const up = med(where, t.id, 'rebackup', (s) => s.traffic?.bytesUp ?? NaN);
+      const cell = (n: number | undefined, f: (n: number) => string) => (n === undefined ? 'failed' : Number.isNaN(n) ? '—' : f(n));
+      md.push(
+        `| ${t.label} | ${where === 'local' ? 'local disk' : where === 's3' ? 'S3 (MinIO)' : 'rest-server'} | ${cell(first, (n) => n.toFixed(2))} | ${cell(re, (n) => n.toFixed(2))} | ` +
+          `${cell(req, String)} | ${cell(down, fmtBytes)} | ${cell(up, fmtBytes)} | ${where === 'local' ? '1.00×' : fmtRatio(re, local)} |`,
+      );
+    }
+  }
+  const failures = samples.filter((s) => s.error);
+  if (failures.length) {
+    md.push('');
+    md.push('Failures:');
+    for (const f of failures) md.push(`- ${f.where} ${f.step} #${f.run} ${f.tool}: ${f.error}`);
+  }
+  process.stdout.write(md.join('\n') + '\n');
+  const resultsDir = join(benchDir, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const out = join(resultsDir, 'remote-many-latest.json');
+  writeFileSync(out, JSON.stringify({ startedAt, finishedAt, latencyMs: o.latencyMs, mbit: o.mbit, corpus, runs: o.runs, samples, loadAverageBefore: loadBefore, loadAverageAfter: loadavg() }, null, 2) + '\n');
+  log(`results written to ${out}`);
+  if (!o.keep) rmSync(work, { recursive: true, force: true });
   if (failures.length) process.exitCode = 1;
 }
 

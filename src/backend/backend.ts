@@ -1,6 +1,8 @@
 // The one interface every storage implements. A backend moves bytes and nothing else:
 // no crypto, no retries (see the wrappers), no JSON.
 
+import { IntegrityError } from '../errors.ts';
+
 /** The kinds of files in a repository; each kind has its own folder in restic's layout. */
 export type FileType = 'config' | 'keys' | 'snapshots' | 'index' | 'data' | 'locks';
 
@@ -68,6 +70,13 @@ export interface Backend {
   save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void>;
   /** Reads a file or a byte range of it. Throws NotFoundError when it does not exist. */
   load(h: FileHandle, options?: LoadOptions): Promise<Uint8Array>;
+  /**
+   * Optional: reads a byte range as one request whose bytes arrive in pieces, in order, as the
+   * caller asks for them (a big range never sits in memory whole). The pieces together are the
+   * range; a stream that ends before `length` bytes was cut short (the caller checks). Backends
+   * without it are read with {@link loadPieces}: `load` of at most {@link STREAM_PIECE} bytes each.
+   */
+  loadStream?(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array>;
   /** Size of a file. Throws NotFoundError when it does not exist. */
   stat(h: FileHandle, options?: CallOptions): Promise<FileInfo>;
   /** Lists the files of one type (names and sizes), in no particular order. */
@@ -167,4 +176,29 @@ export function layoutPath(h: FileHandle): string {
 /** "type/name" for messages: which file an error is about. */
 export function describeFile(h: FileHandle): string {
   return layoutPath(h);
+}
+
+/** The largest `load` that {@link loadPieces} makes for a backend without `loadStream`. */
+export const STREAM_PIECE = 8 * 1024 * 1024;
+
+/**
+ * A byte range in pieces: through `backend.loadStream` (one request) when the backend has it,
+ * else through `load`, {@link STREAM_PIECE} bytes at a time (one request each).
+ */
+export function loadPieces(backend: Backend, h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
+  if (backend.loadStream) return backend.loadStream(h, options);
+  return loadInPieces((o) => backend.load(h, o), options, describeFile(h));
+}
+
+/** `load` called for consecutive pieces of at most {@link STREAM_PIECE} bytes (the fallback of {@link loadPieces}). */
+export async function* loadInPieces(load: (options: LoadOptions) => Promise<Uint8Array>, options: LoadOptions & { length: number }, file: string): AsyncGenerator<Uint8Array> {
+  const start = options.offset ?? 0;
+  for (let done = 0; done < options.length; ) {
+    const length = Math.min(STREAM_PIECE, options.length - done);
+    const piece = await load({ signal: options.signal, offset: start + done, length });
+    // A short answer is a broken read, as for load (a stream wrapper may go on from here).
+    if (piece.length !== length) throw new IntegrityError(`read returned ${piece.length} bytes instead of ${length} at offset ${start + done}`, { file });
+    done += piece.length;
+    yield piece;
+  }
 }

@@ -143,6 +143,35 @@ export class LocalBackend implements Backend {
     }
   }
 
+  /** A byte range read piece by piece ({@link IO_CHUNK} bytes each) from one open file. */
+  async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    let fh: OsFileHandle | undefined;
+    try {
+      fh = await open(this.pathOf(h), 'r');
+      const { size } = await fh.stat();
+      const { offset, length } = resolveRange(options, size, file);
+      for (let done = 0; done < length; ) {
+        throwIfAborted(options.signal);
+        const piece = new Uint8Array(Math.min(IO_CHUNK, length - done));
+        let filled = 0;
+        while (filled < piece.length) {
+          const { bytesRead } = await fh.read(piece, filled, piece.length - filled, offset + done + filled);
+          if (bytesRead === 0) throw new IntegrityError(`unexpected end of file at byte ${offset + done + filled} while reading`, { file });
+          filled += bytesRead;
+        }
+        done += piece.length;
+        yield piece;
+      }
+    } catch (err) {
+      throw fsErrorToStowage(err, 'load', file, this.location);
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
+
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
     throwIfAborted(options.signal);
     checkHandle(h);

@@ -197,6 +197,45 @@ export class RestBackend implements Backend {
     return rangeFromAnswer(options, file, this.location, { status: res.status, body, contentRange: res.headers['content-range'] });
   }
 
+  /**
+   * A byte range as one GET whose body is handed on as it arrives: the caller's pace is the
+   * transfer's (the socket is not read while the caller is busy with a piece). A server that
+   * answers a range with the whole file (200) is read as `load` reads it.
+   */
+  async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    const file = startCall(h, options.signal);
+    if (options.length === 0) return yield* [await this.load(h, options)];
+    const range = rangeHeader(options, file);
+    const spec: RequestSpec = { method: 'GET', path: this.pathOf(h), op: 'load', file, signal: options.signal, headers: range ? { Range: range } : undefined };
+    const res = await this.openResponse(spec);
+    let done = false;
+    try {
+      if (res.statusCode !== 206) {
+        const answer = await this.finishResponse(res, spec);
+        if (answer.status === 404) throw new NotFoundError(file);
+        if (answer.status === 416) return yield await emptyRead(() => this.stat(h, options), options, file);
+        if (answer.status !== 200) throw this.statusError(answer, 'load', file);
+        const body = new Uint8Array(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
+        done = true;
+        return yield rangeFromAnswer(options, file, this.location, { status: answer.status, body, contentRange: answer.headers['content-range'] });
+      }
+      let got = 0;
+      try {
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          got += chunk.length;
+          yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        }
+      } catch (err) {
+        throw this.networkError(err, spec);
+      }
+      done = true;
+      if (got !== options.length) throw new IntegrityError(`short read: got ${got} of ${options.length} bytes at offset ${options.offset ?? 0}`, { file });
+    } finally {
+      // Stopped early (or failed): the rest of the body is not wanted, nor is this connection.
+      if (!done) res.destroy();
+    }
+  }
+
   async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
     const file = startCall(h, options.signal);
     const res = await this.request({ method: 'HEAD', path: this.pathOf(h), op: 'stat', file, signal: options.signal });
@@ -285,6 +324,33 @@ export class RestBackend implements Backend {
       });
       req.end(spec.body ?? undefined);
     });
+  }
+
+  /** One HTTP exchange up to its response's headers; the body is the caller's to read (or destroy). */
+  private openResponse(spec: RequestSpec): Promise<http.IncomingMessage> {
+    const url = new URL(spec.path, this.#base);
+    const headers: Record<string, string> = { Accept: MEDIA_V2, ...spec.headers };
+    if (this.#authorization) headers.Authorization = this.#authorization;
+    const lib = url.protocol === 'https:' ? nodeHttps() : nodeHttp();
+    return new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = lib.request(url, { method: spec.method, headers, agent: this.#agent, signal: spec.signal }, resolve);
+      req.on('error', (err) => reject(this.networkError(err, spec)));
+      req.setTimeout(this.#timeoutMs, () => {
+        req.destroy(Object.assign(new Error(`no response for ${this.#timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+      });
+      req.end();
+    });
+  }
+
+  /** The rest of an opened response, read whole (an error's body, or a server that ignored the range). */
+  private async finishResponse(res: http.IncomingMessage, spec: RequestSpec): Promise<HttpResult> {
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) chunks.push(chunk);
+    } catch (err) {
+      throw this.networkError(err, spec);
+    }
+    return { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
   }
 
   private networkError(err: unknown, spec: RequestSpec): StowageError {

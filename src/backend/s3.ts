@@ -333,6 +333,54 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
     return rangeFromAnswer(options, file, this.location, { status, body: bytes, contentRange: res.ContentRange });
   }
 
+  /**
+   * A byte range as one GET whose body is handed on as it arrives (the SDK's body is a Node
+   * stream: it is read only as fast as the caller takes the pieces). An answer that is not a
+   * 206 is read as `load` reads it.
+   */
+  async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    const file = startCall(h, options.signal);
+    if (options.length === 0) return yield await this.load(h, options);
+    const range = rangeHeader(options, file);
+    const { sdk, client } = await this.connect();
+    let res: S3Sdk.GetObjectCommandOutput;
+    try {
+      res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(h), Range: range }), { abortSignal: options.signal });
+      if (!res.Body) throw new BackendError(`load ${file} (in ${this.location}): the response has no body`, { transient: true });
+    } catch (err) {
+      if (codeOf(err) === 'InvalidRange' || statusOf(err) === 416) return yield await emptyRead(() => this.stat(h, options), options, file);
+      throw this.toStowage(err, 'load', file, options.signal);
+    }
+    const status = range === undefined ? 200 : (res.$metadata.httpStatusCode ?? 0);
+    if (status !== 206) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await res.Body.transformToByteArray();
+      } catch (err) {
+        throw this.toStowage(err, 'load', file, options.signal);
+      }
+      return yield rangeFromAnswer(options, file, this.location, { status, body: bytes, contentRange: res.ContentRange });
+    }
+    const body = res.Body as unknown as AsyncIterable<Uint8Array> & { destroy?: () => void };
+    let done = false;
+    try {
+      let got = 0;
+      try {
+        for await (const chunk of body) {
+          got += chunk.length;
+          yield chunk;
+        }
+      } catch (err) {
+        throw this.toStowage(err, 'load', file, options.signal);
+      }
+      done = true;
+      if (got !== options.length) throw new IntegrityError(`short read: got ${got} of ${options.length} bytes at offset ${options.offset ?? 0}`, { file });
+    } finally {
+      // Stopped early (or failed): the rest of the body is not wanted.
+      if (!done) body.destroy?.();
+    }
+  }
+
   /** A file's size; with `versionId`, that version's. */
   async stat(h: FileHandle, options: CallOptions & { versionId?: string } = {}): Promise<FileInfo> {
     const file = startCall(h, options.signal);

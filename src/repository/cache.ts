@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend/backend.ts';
+import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend/backend.ts';
 import { ForwardingBackend } from '../backend/wrappers/forwarding.ts';
 import { ListingBackend } from './listing.ts';
 import { AbortedError, throwIfAborted } from '../errors.ts';
@@ -273,6 +273,11 @@ export class CachedBackend extends ForwardingBackend {
     const whole = await this.#whole(h, file, options.signal);
     const end = options.length === undefined ? whole.length : offset + options.length;
     return offset === 0 && end === whole.length ? whole : whole.subarray(offset, Math.min(end, whole.length));
+  }
+
+  /** A cached kind of file is read through `load` (fetched whole and cached); the others stream from the backend. */
+  override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
+    return this.#cacheable(h) ? loadInPieces((o) => this.load(h, o), options, describeFile(h)) : super.loadStream(h, options);
   }
 
   /** The whole file: from the cache when it matches its name, else from the backend (then cached). */

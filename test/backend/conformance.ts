@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { FILE_TYPES, describeFile } from '../../src/backend/backend.ts';
+import { FILE_TYPES, describeFile, loadPieces } from '../../src/backend/backend.ts';
 import type { Backend, FileHandle, FileInfo, FileType } from '../../src/backend/backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError } from '../../src/errors.ts';
 
@@ -128,6 +128,36 @@ export function backendConformance(name: string, make: () => Promise<BackendUnde
         assert.equal((await b.load(h, { offset: 123, length: 0 })).length, 0);
         assert.equal((await b.load(h, { offset: 1000, length: 0 })).length, 0);
         assert.equal((await b.load(h, { offset: 1000 })).length, 0);
+      }));
+
+    it('streams byte ranges in pieces that make up the range (loadPieces: loadStream, or load in pieces)', () =>
+      withBackend(async (b) => {
+        const h = { type: 'data' as const, name: newId() };
+        const data = randomData(20 * MiB + 3);
+        await b.save(h, data);
+        const streamed = async (offset: number, length: number, of: FileHandle = h) => {
+          const pieces: Uint8Array[] = [];
+          for await (const piece of loadPieces(b, of, { offset, length })) pieces.push(piece.slice());
+          return Buffer.concat(pieces);
+        };
+        assert.equal(digest(await streamed(0, data.length)), digest(data));
+        assert.deepEqual(new Uint8Array(await streamed(5 * MiB + 1, 9 * MiB)), data.subarray(5 * MiB + 1, 14 * MiB + 1));
+        assert.deepEqual(new Uint8Array(await streamed(10, 17)), data.subarray(10, 27));
+        assert.equal((await streamed(100, 0)).length, 0);
+        // Stopping early is allowed (the rest is not read), and the backend goes on working.
+        for await (const piece of loadPieces(b, h, { offset: 0, length: data.length })) {
+          assert.ok(piece.length > 0);
+          break;
+        }
+        assert.deepEqual(await b.load(h, { offset: 1, length: 2 }), data.subarray(1, 3));
+        // A range past the end fails as load does, naming the file.
+        await assert.rejects(streamed(data.length - 5, 10), (err: unknown) => {
+          assert.ok(err instanceof IntegrityError, `expected IntegrityError, got ${String(err)}`);
+          assert.equal(err.file, describeFile(h));
+          return true;
+        });
+        const missing = { type: 'data' as const, name: newId() };
+        await assertNotFound(streamed(0, 10, missing), missing);
       }));
 
     it('rejects a range past the end of the file with an IntegrityError naming the file', () =>

@@ -21,6 +21,9 @@ import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
 import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { repositoryStats } from '../../src/snapshot/operations/stats.ts';
 import { backendConformance } from './conformance.ts';
+import { wrapBackend } from '../../src/backend/wrappers/stack.ts';
+import { loadPieces } from '../../src/backend/backend.ts';
+import type { BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { startRestServer } from '../servers/rest-server.ts';
 import type { RestServer } from '../servers/rest-server.ts';
 import { freePort } from '../servers/minio.ts';
@@ -224,6 +227,67 @@ describe('RestBackend on rest-server', () => {
       await assertStowageReads(b, src, join(work, 'restored'), 'Stowage round trip');
     } finally {
       await b.close();
+    }
+  });
+});
+
+describe('RestBackend: restore reads each pack with one request', () => {
+  it('restores 40 MiB in 16 MiB packs with one ranged GET per data pack, each byte of it once', async () => {
+    const work = await tmpDir('stowage-rest-one-read');
+    const src = join(work, 'src');
+    await mkdir(join(src, 'small'), { recursive: true });
+    for (let i = 0; i < 13; i++) await writeFile(join(src, `big-${i}.bin`), randomBytes(3 * MiB + i));
+    for (let i = 0; i < 40; i++) await writeFile(join(src, 'small', `f${i}.txt`), `small file ${i}\n`.repeat(i + 1));
+    const events: BackendEvent[] = [];
+    const b = wrapBackend(new RestBackend(newRepoUrl(server)), { observe: (e) => events.push(e) });
+    try {
+      const repo = await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF });
+      const res = await backup(await repo.loadIndex(), { paths: [src], hostname: 'one-read' });
+      assert.deepEqual(res.errors, []);
+      const indexed = await (await Repository.open(b, { password: PASSWORD })).loadIndex();
+      const dataPacks = new Map<string, number>();
+      for (const [packId, blobs] of indexed.index.packs()) {
+        if (blobs.some((x) => x.type === 'data')) dataPacks.set(packId, 0);
+      }
+      assert.ok(dataPacks.size >= 3, `${dataPacks.size} data packs`);
+      events.length = 0;
+      await restore(indexed, res.snapshotId, { target: join(work, 'out') });
+      assert.deepEqual(await compareTrees(src, join(work, 'out', src)), []);
+      let bytes = 0;
+      for (const e of events) {
+        if (e.op !== 'load' || e.type !== 'data' || !dataPacks.has(e.name!)) continue;
+        assert.equal(e.error, undefined);
+        dataPacks.set(e.name!, dataPacks.get(e.name!)! + 1);
+        bytes += e.bytes!;
+      }
+      assert.deepEqual([...dataPacks.values()], [...dataPacks.values()].map(() => 1), 'one request per data pack');
+      const packBytes = [...indexed.index.packs()].filter(([id]) => dataPacks.has(id)).reduce((n, [, blobs]) => n + blobs.reduce((m, x) => m + x.length, 0), 0);
+      assert.ok(bytes <= packBytes, `${bytes} bytes read for ${packBytes} bytes of blobs`);
+    } finally {
+      await b.close();
+    }
+  });
+});
+
+describe('RestBackend: a stream read to its end keeps its connection', () => {
+  it('reads a range 5 times through the wrappers over one kept-alive connection', async () => {
+    const proxy = await startTcpProxy({ targetPort: unverified.port });
+    const b = wrapBackend(new RestBackend(`${proxy.url}/keep-alive-${++repos}/`));
+    try {
+      await b.create();
+      const h = { type: 'data' as const, name: newId() };
+      const data = randomBytes(3 * MiB);
+      await b.save(h, data);
+      proxy.reset();
+      for (let i = 0; i < 5; i++) {
+        const pieces: Uint8Array[] = [];
+        for await (const piece of loadPieces(b, h, { offset: 1000, length: 2 * MiB })) pieces.push(piece);
+        assert.ok(Buffer.concat(pieces).equals(data.subarray(1000, 1000 + 2 * MiB)));
+      }
+      assert.deepEqual([proxy.stats().requests, proxy.stats().connections], [5, 0], 'five requests on the connection the save opened');
+    } finally {
+      await b.close();
+      await proxy.close();
     }
   });
 });

@@ -18,7 +18,7 @@ import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { checkNodeName, planRestore, restore } from '../../src/snapshot/operations/restore/index.ts';
 import { planContents, planRestore as planEntries, summarizePlan } from '../../src/snapshot/operations/restore/plan.ts';
-import { MAX_GAP, MAX_READ, packRanges } from '../../src/snapshot/operations/restore/ranges.ts';
+import { MAX_GAP, MAX_READ, STREAM_GAP, packRanges, packStreams } from '../../src/snapshot/operations/restore/ranges.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import type { BlobLocation } from '../../src/repository/master-index.ts';
 import type { PackId } from '../../src/repository/id.ts';
@@ -339,6 +339,22 @@ test('pack ranges: a new read past MAX_GAP or MAX_READ, oversized blobs alone', 
   assert.deepEqual(packRanges([]), { ranges: [], oversized: [] });
 });
 
+test('pack streams: one request per pack across ranges, a new one past STREAM_GAP or at another pack', () => {
+  const at = (pack: string, offset: number, length: number) => ({ loc: { type: 'data', id: hex('1'), packId: hex(pack), offset, length, uncompressedLength: 0 } as BlobLocation });
+  // Three 4 MiB ranges of pack a, back to back: one request for all 12 MiB.
+  const a = [0, 1, 2].map((k) => ({ packId: hex('a') as PackId, blobs: [at('a', k * MAX_READ, MAX_READ)] }));
+  // Pack b: two ranges STREAM_GAP apart (one request), a third one byte further (another).
+  const b1 = { packId: hex('b') as PackId, blobs: [at('b', 0, 100)] };
+  const b2 = { packId: hex('b') as PackId, blobs: [at('b', 100 + STREAM_GAP, 100)] };
+  const b3 = { packId: hex('b') as PackId, blobs: [at('b', 200 + 2 * STREAM_GAP + 1, 100)] };
+  assert.deepEqual(packStreams([...a, b1, b2, b3]), [
+    { packId: hex('a'), offset: 0, length: 3 * MAX_READ, jobs: [0, 1, 2] },
+    { packId: hex('b'), offset: 0, length: 200 + STREAM_GAP, jobs: [3, 4] },
+    { packId: hex('b'), offset: 200 + 2 * STREAM_GAP + 1, length: 100, jobs: [5] },
+  ]);
+  assert.deepEqual(packStreams([]), []);
+});
+
 test('the whole plan keeps the folders that hold something, and sums up as a dry run', () => {
   const lookup = fakeIndex([['1', 'a', 0, 100], ['2', 'b', 0, 20 * MiB]]);
   const dir = entry('/t/d', { type: 'dir' });
@@ -349,7 +365,7 @@ test('the whole plan keeps the folders that hold something, and sums up as a dry
   const plan = planEntries({ created: [dir, dropped, f, big, link], files: [f, big], specials: [link] }, lookup);
   assert.deepEqual(plan.dirs, [dir]);
   assert.deepEqual(summarizePlan(plan), {
-    dirs: 1, files: 2, hardLinks: 0, specials: 1, bytes: 100 + 20 * MiB, packs: 2, reads: 1,
+    dirs: 1, files: 2, hardLinks: 0, specials: 1, bytes: 100 + 20 * MiB, packs: 2, reads: 1, requests: 2,
     readBytes: 100 + CRYPTO_OVERHEAD + 20 * MiB + CRYPTO_OVERHEAD, oversizedBlobs: 1,
   });
 });

@@ -12,8 +12,7 @@ import type { BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { FaultyBackend } from '../../src/backend/wrappers/faulty.ts';
 import { openBackend } from '../../src/backend/location.ts';
 import { backendConformance } from '../backend/conformance.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../../src/backend/backend.ts';
-import { retentionOf } from '../../src/backend/backend.ts';
+import { loadPieces, retentionOf, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions } from '../../src/backend/backend.ts';
 import type { Logger } from '../../src/logger.ts';
 import {
   AbortedError,
@@ -798,5 +797,70 @@ describe('retentionOf under the wrappers', () => {
     const cap = retentionOf(wrapBackend(inner, { retry: false }));
     await assert.rejects(cap!.getRetention(h), BackendError);
     assert.equal(retentionOf(wrapBackend(new MemoryBackend())), undefined);
+  });
+});
+
+/** A MemoryBackend with streams that break after their first piece as often as `breaks` says. */
+class BreakingStreams extends MemoryBackend {
+  breaks = 0;
+  readonly streams: Array<{ offset: number; length: number }> = [];
+  override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    this.streams.push({ offset: options.offset ?? 0, length: options.length });
+    let n = 0;
+    for await (const piece of super.loadStream(h, options)) {
+      if (n++ === 1 && this.breaks > 0) {
+        this.breaks--;
+        throw new BackendError('load: ECONNRESET: connection reset mid-body', { transient: true });
+      }
+      yield piece;
+    }
+  }
+}
+
+describe('streams through the wrappers (loadStream)', () => {
+  it('a stream broken mid-way goes on from the byte it reached: each byte once, one event and one connection per request', async () => {
+    const inner = new BreakingStreams();
+    const events: BackendEvent[] = [];
+    const retries: RetryInfo[] = [];
+    const b = wrapBackend(inner, { connections: 1, observe: (e) => events.push(e), retry: { initialDelayMs: 0, maxDelayMs: 0, onRetry: (r) => retries.push(r) } });
+    const h: FileHandle = { type: 'data', name: newId() };
+    const data = new Uint8Array(randomBytes(5 * 1024 * 1024 + 7));
+    await inner.save(h, data);
+    inner.breaks = 2;
+    const pieces: Uint8Array[] = [];
+    for await (const piece of loadPieces(b, h, { offset: 3, length: data.length - 3 })) pieces.push(piece);
+    assert.deepEqual(new Uint8Array(Buffer.concat(pieces)), data.subarray(3));
+    const MiB = 1024 * 1024;
+    // Each break is a retry as any other (backoff, onRetry, the log), and
+    // came after one 1 MiB piece: the next request starts where the bytes stopped.
+    assert.deepEqual(retries.map((r) => [r.op, r.attempt, (r.error as BackendError).transient]), [['load', 1, true], ['load', 1, true]]);
+    assert.deepEqual(inner.streams.map((s) => s.offset), [3, 3 + MiB, 3 + 2 * MiB]);
+    assert.deepEqual(events.map((e) => [e.op, e.offset, e.bytes, e.error?.code]), [
+      ['load', 3, undefined, 'BACKEND'],
+      ['load', 3 + MiB, undefined, 'BACKEND'],
+      ['load', 3 + 2 * MiB, data.length - 3 - 2 * MiB, undefined],
+    ]);
+    // A stream holds its connection while the caller holds the stream; stopping early frees it.
+    const limited = new LimitedBackend(inner, { connections: 1 });
+    const it1 = limited.loadStream(h, { length: data.length })[Symbol.asyncIterator]();
+    await it1.next();
+    assert.deepEqual(limited.usage, { inUse: 1, waiting: 0 });
+    const other = limited.load(h, { length: 1 });
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(limited.usage, { inUse: 1, waiting: 1 });
+    await it1.return?.(undefined);
+    assert.deepEqual(await other, data.subarray(0, 1));
+    assert.deepEqual(limited.usage, { inUse: 0, waiting: 0 });
+  });
+
+  it('gives up on a stream that keeps failing before its first piece, as a load would', async () => {
+    const inner = new BreakingStreams();
+    const b = new RetryBackend(inner, { maxAttempts: 2, initialDelayMs: 0, maxDelayMs: 0 });
+    const h: FileHandle = { type: 'data', name: newId() };
+    await inner.save(h, new Uint8Array(100));
+    await assert.rejects(async () => {
+      for await (const _ of b.loadStream(h, { offset: 90, length: 20 })) void _;
+    }, IntegrityError);
+    assert.equal(inner.streams.length, 1, 'a range past the end is damage, not retried');
   });
 });

@@ -3,7 +3,7 @@
 // report an error. Faults come from a seeded generator, so a failing run can be repeated.
 // Stored bytes are never altered: every fault is one a careful caller can notice.
 
-import { describeFile, type RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, type RemoveOptions } from '../backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { systemClock } from './clock.ts';
@@ -144,6 +144,11 @@ export class FaultyBackend extends ForwardingBackend {
     }
     // A range read that comes back short, as a careless HTTP client would hand it over.
     return data.slice(0, Math.floor(this.#random() * data.length));
+  }
+
+  /** A stream is read as loads of a few megabytes each, so that every fault of `load` applies to it. */
+  override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
+    return loadInPieces((o) => this.load(h, o), options, describeFile(h));
   }
 
   override async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {

@@ -1,7 +1,7 @@
 // The base of the wrappers: a Backend that hands every call to the backend it wraps, so each
 // wrapper (retry, limits, observe, faulty) overrides only the calls it changes.
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend.ts';
+import { loadPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
 
 /**
  * A backend that forwards every call unchanged to the backend it wraps, with the same `location`
@@ -33,6 +33,11 @@ export class ForwardingBackend implements Backend {
 
   load(h: FileHandle, options?: LoadOptions): Promise<Uint8Array> {
     return this.#inner.load(h, options);
+  }
+
+  /** The inner backend's stream, or its `load` in pieces when it has none. */
+  loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
+    return loadPieces(this.#inner, h, options);
   }
 
   stat(h: FileHandle, options?: CallOptions): Promise<FileInfo> {

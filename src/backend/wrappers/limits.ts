@@ -2,7 +2,7 @@
 // which lets lock files through) and, optionally, an average upload and download bandwidth
 // (restic's --limit-upload/-download).
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
 import { InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { abortedErrorOf, checkConnections } from '../shared.ts';
 import { systemClock } from './clock.ts';
@@ -230,6 +230,26 @@ export class LimitedBackend extends ForwardingBackend {
       if (!known) await this.#download?.take(data.length, options.signal);
       return data;
     });
+  }
+
+  /**
+   * A stream holds its connection until it ends or the caller stops (a paused caller pauses the
+   * transfer, not the connection's use); the download rate is taken piece by piece. A backend
+   * without streams is read through `load` in pieces, each taking a connection.
+   */
+  override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    const inner = this.inner;
+    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options, describeFile(h));
+    if (h.type === 'locks') return yield* inner.loadStream(h, options);
+    await this.#pool.acquire(options.signal);
+    try {
+      for await (const piece of inner.loadStream(h, options)) {
+        await this.#download?.take(piece.length, options.signal);
+        yield piece;
+      }
+    } finally {
+      this.#pool.release();
+    }
   }
 
   override stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {

@@ -1,7 +1,7 @@
 // Reports every backend call to a hook, for logs and metrics: what was done to which file, how
 // many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
 
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
 import { BackendError, StowageError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -78,6 +78,32 @@ export class ObservedBackend extends ForwardingBackend {
     const base: Partial<BackendEvent> = { op: 'load', ...fileOf(h) };
     if (options.offset) base.offset = options.offset;
     return this.#observe(base, () => this.inner.load(h, options), (data) => ({ bytes: data.length }));
+  }
+
+  /**
+   * One event per stream (one request), when it ends: the bytes received, and the time from its
+   * start to its end (which includes the caller's pauses between pieces). A backend without
+   * streams is read through `load` in pieces, an event each.
+   */
+  override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    const inner = this.inner;
+    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options, describeFile(h));
+    const base: Partial<BackendEvent> = { op: 'load', ...fileOf(h) };
+    if (options.offset) base.offset = options.offset;
+    const started = performance.now();
+    let bytes = 0;
+    let error: ObservedError | undefined;
+    try {
+      for await (const piece of inner.loadStream(h, options)) {
+        bytes += piece.length;
+        yield piece;
+      }
+    } catch (err) {
+      error = summarizeError(err);
+      throw err;
+    } finally {
+      this.#emit({ ...base, ...(error ? { error } : { bytes }), durationMs: performance.now() - started } as BackendEvent);
+    }
   }
 
   override stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {

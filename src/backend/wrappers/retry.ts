@@ -2,7 +2,7 @@
 // connection resets, truncated reads. Exponential backoff with full jitter, bounded by attempts
 // and by elapsed time, as restic's retry backend does (its cap is 15 minutes; ours defaults to 5).
 
-import { describeFile, type RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, type RemoveOptions } from '../backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -296,6 +296,72 @@ export class RetryBackend extends ForwardingBackend {
       }
       return data;
     });
+  }
+
+  /**
+   * A stream whose request fails before its first piece is retried as a load is; one that breaks
+   * after some pieces goes on from the byte it reached, with a new request (retried the same way),
+   * so the caller sees each byte once. A backend without streams is read through `load` in pieces.
+   */
+  override async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+    const inner = this.inner;
+    if (!inner.loadStream) return yield* loadInPieces((o) => this.load(h, o), options, describeFile(h));
+    const file = describeFile(h);
+    const signal = options.signal;
+    let offset = options.offset ?? 0;
+    let remaining = options.length;
+    // Why the last stream stopped short: the next round counts it as its first failed attempt
+    // (backoff, onRetry, the log and maxAttempts see it as any retried call).
+    let broken: unknown;
+    while (remaining > 0) {
+      const range = { signal, offset, length: remaining };
+      const { pieces, first } = await this.#retry('load', file, signal, async () => {
+        if (broken !== undefined) {
+          const error = broken;
+          broken = undefined;
+          throw new Retryable(error);
+        }
+        const pieces = inner.loadStream!(h, range)[Symbol.asyncIterator]();
+        try {
+          const first = await pieces.next();
+          if (first.done || first.value.length === 0) {
+            throw new IntegrityError(`read returned 0 bytes instead of ${range.length} at offset ${range.offset}`, { file });
+          }
+          return { pieces, first: first.value };
+        } catch (err) {
+          await pieces.return?.().catch(() => undefined);
+          if (err instanceof IntegrityError && (await this.#fileHoldsRange(h, range))) throw new Retryable(err);
+          throw err;
+        }
+      });
+      try {
+        for (let piece: Uint8Array | undefined = first; piece; ) {
+          const take = piece.length > remaining ? piece.subarray(0, remaining) : piece;
+          offset += take.length;
+          remaining -= take.length;
+          yield take;
+          // Asked for even after the last byte, so that a finished stream ends on its own (an
+          // HTTP body read to its end keeps its connection; one stopped early closes it).
+          let step: IteratorResult<Uint8Array>;
+          try {
+            step = await pieces.next();
+          } catch (err) {
+            if (remaining === 0) break; // every byte is here
+            // Broken after some bytes: the next round asks for the rest (a lasting failure fails there).
+            if (signal?.aborted || !(isRetryableError(err) || err instanceof IntegrityError)) throw err;
+            broken = err;
+            break;
+          }
+          if (step.done || remaining === 0) {
+            if (remaining > 0) broken = new IntegrityError(`read ended ${remaining} bytes short at offset ${offset}`, { file });
+            break;
+          }
+          piece = step.value;
+        }
+      } finally {
+        await pieces.return?.().catch(() => undefined);
+      }
+    }
   }
 
   override stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {

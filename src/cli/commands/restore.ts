@@ -1,5 +1,6 @@
 import { InvalidInputError } from '../../errors.ts';
-import { restore } from '../../snapshot/operations/restore/index.ts';
+import { planRestore, restore } from '../../snapshot/operations/restore/index.ts';
+import { formatDuration } from '../progress.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
@@ -12,6 +13,7 @@ export const restoreCommand: Command = {
     { name: 'target', short: 't', kind: 'string', arg: 'DIR', help: 'folder to restore into (required)' },
     { name: 'include', short: 'i', kind: 'list', arg: 'PATTERN', help: 'restore only matching paths (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'do not restore matching paths (repeatable)' },
+    { name: 'dry-run', kind: 'bool', help: 'do not write any data, just show what would be done (with --verbose: every entry)' },
   ],
   async run(ctx) {
     const refArg = ctx.flags.positional[0];
@@ -26,6 +28,29 @@ export const restoreCommand: Command = {
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
       const include = ctx.flags.list('include');
       const exclude = ctx.flags.list('exclude');
+      if (ctx.flags.bool('dry-run')) {
+        // restic 0.19's shape: "restored  PATH[ with size N B]" per entry (restic: -vv; here
+        // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
+        const started = performance.now();
+        let items = 0;
+        let bytes = 0;
+        await planRestore(repo, tree, {
+          include,
+          exclude,
+          signal: ctx.signal,
+          onItem: (item) => {
+            items++;
+            bytes += item.size;
+            if (!ctx.verbose) return;
+            const p = item.path.toString();
+            if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: 'restored', item: p, size: item.size }) + '\n');
+            else if (!ctx.quiet) ctx.out(`restored  ${p}${item.type === 'file' ? ` with size ${formatBytes(item.size)}` : ''}\n`);
+          },
+        });
+        if (ctx.json) ctx.out(JSON.stringify({ message_type: 'summary', total_files: items, files_restored: items, total_bytes: bytes, bytes_restored: bytes }) + '\n');
+        else if (!ctx.quiet) ctx.out(`Summary: Restored ${items} files/dirs (${formatBytes(bytes)}) in ${formatDuration((performance.now() - started) / 1000)}\n`);
+        return 0;
+      }
       const progress = ctx.progress('restore');
       let res: Awaited<ReturnType<typeof restore>>;
       try {

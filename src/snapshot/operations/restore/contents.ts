@@ -1,6 +1,8 @@
-// The contents, executed from the plan: every pack range read once, its blobs verified (MAC and
-// SHA-256) and written to every place in every file that holds them by the decode workers. A blob
-// that fails is read again from any other copy the index knows before the restore gives up.
+// The contents, executed from the plan: each pack read with one request (plan.streams) whose bytes
+// are handed on range by range as they arrive, so a big pack never sits in memory whole; each
+// range's blobs verified (MAC and SHA-256) and written to every place in every file that holds
+// them by the decode workers. A blob that fails is read again from any other copy the index knows
+// before the restore gives up.
 import { link, open } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { AbortedError, throwIfAborted } from '../../../errors.ts';
@@ -11,6 +13,8 @@ import { posixPermissionsFromGo } from '../../model/mode.ts';
 import type { MetadataWriter } from './metadata.ts';
 import type { RestoreOutput } from './output.ts';
 import type { ContentPlan, FileTask, PlannedBlob, ReadJob } from './plan.ts';
+import type { PackStream } from './ranges.ts';
+import { loadPieces } from '../../../backend/backend.ts';
 import type { TargetFolder } from './target.ts';
 import { packFile } from '../../../repository/pack.ts';
 
@@ -71,8 +75,11 @@ export class ContentWriter {
   /** Runs the reads, then the oversized blobs; on failure, cuts incomplete files to what is verified. */
   async readPacks(plan: ContentPlan, pool: DecodePool): Promise<void> {
     try {
-      const reads = new Semaphore(Math.max(1, this.#repo.backend.connections));
-      await runSettled(plan.jobs, pool.capacity + 1, (job, j) => this.runJob(job, j, plan.jobOf, pool, reads));
+      // One request per connection, each kept streaming: a range waits for a worker only while
+      // the workers already hold (or wait for) as many ranges as they and the requests can use.
+      const connections = Math.max(1, this.#repo.backend.connections);
+      const decoding = new Semaphore(pool.capacity + connections);
+      await runSettled(plan.streams, connections, (s) => this.runStream(s, plan, pool, decoding));
       for (const b of plan.oversized) {
         const reports = this.#output.reports;
         await this.restoreAlone(b);
@@ -94,25 +101,70 @@ export class ContentWriter {
     }
   }
 
-  /** One range of a pack: read, then verified and written by a worker (a blob that fails, here). */
-  async runJob(job: ReadJob, j: number, jobOf: ReadonlyMap<FileTask, number>, pool: DecodePool, reads: Semaphore): Promise<void> {
+  /**
+   * One request to a pack: its bytes are copied into each range's own buffer as they arrive, and
+   * each range goes to a worker as soon as it is complete, while the rest of the pack is still on
+   * its way. When the request fails for good, the ranges not yet complete are restored blob by
+   * blob from any copy (restoreAlone). Returns when every range of it is written.
+   */
+  async runStream(stream: PackStream, plan: ContentPlan, pool: DecodePool, decoding: Semaphore): Promise<void> {
     const signal = this.#signal;
     throwIfAborted(signal);
-    const first = job.blobs[0]!.loc;
-    const last = job.blobs[job.blobs.length - 1]!.loc;
-    const length = last.offset + last.length - first.offset;
-    let bytes: Uint8Array | undefined;
+    const handed: Array<Promise<void>> = [];
+    let next = 0; // the range being filled (index into stream.jobs)
+    let buf: Uint8Array | undefined;
+    let pos = stream.offset; // pack offset of the piece's first byte
+    let aborted: unknown;
+    let failed = false;
     try {
-      bytes = await reads.run(() => this.#repo.backend.load({ type: 'data', name: job.packId }, { signal, offset: first.offset, length }));
+      const pieces = loadPieces(this.#repo.backend, { type: 'data', name: stream.packId }, { signal, offset: stream.offset, length: stream.length });
+      for await (const piece of pieces) {
+        let at = 0;
+        while (at < piece.length && next < stream.jobs.length) {
+          const j = stream.jobs[next]!;
+          const job = plan.jobs[j]!;
+          const { start, end } = rangeOf(job);
+          const here = pos + at;
+          if (here < start) {
+            at += Math.min(start - here, piece.length - at); // a gap between ranges: skipped
+            continue;
+          }
+          buf ??= new Uint8Array(end - start);
+          const n = Math.min(end - here, piece.length - at);
+          buf.set(piece.subarray(at, at + n), here - start);
+          at += n;
+          if (here + n < end) continue;
+          const bytes = buf;
+          buf = undefined;
+          next++;
+          await decoding.acquire();
+          const done = this.decodeJob(job, j, bytes, plan.jobOf, pool).finally(() => decoding.release());
+          done.catch(() => (failed = true)); // awaited below, with the others
+          handed.push(done);
+        }
+        pos += piece.length;
+        // After the last range the stream ends on its own (read to its end, an HTTP body keeps
+        // its connection for the next request); a failure stops it early.
+        if (failed) break;
+      }
     } catch (e) {
-      if (e instanceof AbortedError) throw e;
+      if (e instanceof AbortedError) aborted = e;
+      // Otherwise the ranges not handed on are restored blob by blob below.
     }
-    if (!bytes || bytes.length !== length) {
+    const results = await Promise.allSettled(handed);
+    if (aborted) throw aborted;
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    throwIfAborted(signal);
+    for (; next < stream.jobs.length; next++) {
       const reports = this.#output.reports;
-      for (const b of job.blobs) await this.restoreAlone(b);
+      for (const b of plan.jobs[stream.jobs[next]!]!.blobs) await this.restoreAlone(b);
       if (this.#output.reports === reports) this.#output.report();
-      return;
     }
+  }
+
+  /** One range of a pack, read: verified and written by a worker (a blob that fails, here). */
+  async decodeJob(job: ReadJob, j: number, bytes: Uint8Array, jobOf: ReadonlyMap<FileTask, number>, pool: DecodePool): Promise<void> {
+    const first = job.blobs[0]!.loc;
     const decodeBlobs: DecodeBlob[] = job.blobs.map((b) => ({
       at: b.loc.offset - first.offset,
       length: b.loc.length,
@@ -126,7 +178,7 @@ export class ContentWriter {
       const { node, path: fp } = t.pending;
       return [fp, this.#owners ? node.uid : -1, node.gid, node.mode === undefined ? -1 : posixPermissionsFromGo(node.mode)];
     });
-    // A fresh buffer from the backend moves to the worker as it is.
+    // The range's own buffer moves to the worker as it is.
     const done = await pool.run(bytes, packFile(job.packId), decodeBlobs, { transfer: ownedBytes(bytes), finish });
     if (done.writeError) {
       throw Object.assign(new Error(`${done.writeError.path}: ${done.writeError.message}`), { code: done.writeError.code });
@@ -184,6 +236,12 @@ export class ContentWriter {
     this.#output.report();
     this.#metadata.finishEntry(t.pending, !t.ownerModeSet);
   }
+}
+
+/** Where a range lies in its pack. */
+function rangeOf(job: ReadJob): { start: number; end: number } {
+  const last = job.blobs[job.blobs.length - 1]!.loc;
+  return { start: job.blobs[0]!.loc.offset, end: last.offset + last.length };
 }
 
 /**

@@ -61,6 +61,25 @@ export async function restore(repository: AnyRepository, source: TreeSource, opt
 export interface RestorePlanOptions extends Pick<RestoreOptions, 'include' | 'exclude' | 'snapshotFilter' | 'signal'> {
   /** The folder the plan's paths are in (default "/"; nothing is made or read there). */
   target?: string;
+  /**
+   * Called for every entry the restore would write, in the order restic's `restore --dry-run
+   * -vv` lists them: files (content bytes as `size`), then links and other special files, then
+   * folders from the deepest up.
+   */
+  onItem?: (item: RestorePlanItem) => void;
+}
+
+/** An entry {@link planRestore} would write. */
+export interface RestorePlanItem {
+  /**
+   * Its path in the snapshot ("/home/…"), as restic's dry run lists it; the restore writes it at
+   * the target joined with this. Bytes: names need not be UTF-8.
+   */
+  path: Buffer;
+  /** The node type: file, dir, symlink, dev, chardev, fifo, socket. */
+  type: string;
+  /** Content bytes of a file; 0 for anything else. */
+  size: number;
 }
 
 /**
@@ -83,7 +102,16 @@ export async function planRestore(repository: AnyRepository, source: TreeSource,
   const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
   const root = Buffer.from(path.resolve(options.target ?? '/'));
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, root, options, NO_TARGET);
-  return summarizePlan(await planWithIndex(repo, walked, options.signal));
+  const plan = await planWithIndex(repo, walked, options.signal);
+  if (options.onItem) {
+    const size = (e: (typeof plan.files)[number]): number => (e.node.type === 'file' && e.node.size !== undefined ? Number(e.node.size) : 0);
+    // Entries lie at root + "/" + their snapshot path.
+    const inSnapshot = (p: Buffer): Buffer => p.subarray(root.length === 1 ? 1 : root.length);
+    for (const e of plan.files) options.onItem({ path: inSnapshot(e.path), type: e.node.type, size: size(e) });
+    for (const e of plan.specials) options.onItem({ path: inSnapshot(e.path), type: e.node.type, size: 0 });
+    for (let i = plan.dirs.length - 1; i >= 0; i--) options.onItem({ path: inSnapshot(plan.dirs[i]!.path), type: 'dir', size: 0 });
+  }
+  return summarizePlan(plan);
 }
 
 /**

@@ -5,7 +5,7 @@ import { NotFoundError } from '../../../errors.ts';
 import type { BlobId, PackId } from '../../../repository/id.ts';
 import type { BlobLocation } from '../../../repository/master-index.ts';
 import { CRYPTO_OVERHEAD } from '../../../repository/crypto.ts';
-import { packRanges } from './ranges.ts';
+import { packRanges, packStreams, type PackStream } from './ranges.ts';
 import type { RestoreEntry } from './types.ts';
 
 /** A file whose content is to be written, with what the writing has done so far. */
@@ -43,8 +43,10 @@ export interface ContentPlan {
   tasks: FileTask[];
   /** Further names of hard links, each linked to its first name once that is written. */
   links: Array<{ f: RestoreEntry; first: Buffer }>;
-  /** Pack reads, pack by pack in the order files first need the packs. */
+  /** Pack ranges, each verified and written by one decode worker: pack by pack in the order files first need the packs. */
   jobs: ReadJob[];
+  /** The requests that fetch `jobs`: one per pack unless its needed blobs lie far apart. */
+  streams: PackStream[];
   /** Blobs too big for a decode worker: each read and written alone. */
   oversized: PlannedBlob[];
   /**
@@ -116,7 +118,7 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
     for (const blobs of cut.ranges) jobs.push({ packId, blobs });
     oversized.push(...cut.oversized);
   }
-  return { tasks, links, jobs, oversized, jobOf: creatingJobs(jobs, oversized), totalBytes };
+  return { tasks, links, jobs, streams: packStreams(jobs), oversized, jobOf: creatingJobs(jobs, oversized), totalBytes };
 }
 
 /**
@@ -165,9 +167,11 @@ export interface RestorePlanSummary {
   bytes: number;
   /** Packs it would read from. */
   packs: number;
-  /** Reads of pack ranges (each verified and written by a worker). */
+  /** Ranges of packs, each verified and written by a worker. */
   reads: number;
-  /** Bytes of pack data those reads fetch (gaps between needed blobs included). */
+  /** Requests that fetch those ranges (one per pack unless its needed blobs lie far apart), and one per oversized blob. */
+  requests: number;
+  /** Bytes of pack data those requests fetch (gaps between needed blobs included). */
   readBytes: number;
   /** Blobs too big for one read, each read alone. */
   oversizedBlobs: number;
@@ -178,11 +182,9 @@ export function summarizePlan(plan: RestorePlan): RestorePlanSummary {
   const { contents } = plan;
   const packs = new Set<string>();
   let readBytes = 0;
-  for (const job of contents.jobs) {
-    packs.add(job.packId);
-    const first = job.blobs[0]!.loc;
-    const last = job.blobs[job.blobs.length - 1]!.loc;
-    readBytes += last.offset + last.length - first.offset;
+  for (const s of contents.streams) {
+    packs.add(s.packId);
+    readBytes += s.length;
   }
   for (const b of contents.oversized) {
     packs.add(b.loc.packId);
@@ -196,6 +198,7 @@ export function summarizePlan(plan: RestorePlan): RestorePlanSummary {
     bytes: contents.totalBytes,
     packs: packs.size,
     reads: contents.jobs.length,
+    requests: contents.streams.length + contents.oversized.length,
     readBytes,
     oversizedBlobs: contents.oversized.length,
   };
