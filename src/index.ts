@@ -108,6 +108,8 @@ export { copy, planCopy, executeCopy } from './snapshot/operations/copy.ts';
 export type { CopyOptions, CopyPlan, CopyResult, CopyProgress, CopyEvent, CopyPlanItem } from './snapshot/operations/copy.ts';
 export { tag } from './snapshot/operations/tag.ts';
 export type { TagOptions, TagResult, TagChange } from './snapshot/operations/tag.ts';
+export { rewrite, checkRewriteOptions, TreeNotReencodableError } from './snapshot/operations/rewrite.ts';
+export type { RewriteOptions, RewriteResult, RewrittenSnapshot } from './snapshot/operations/rewrite.ts';
 export { diffSnapshots } from './snapshot/operations/diff.ts';
 export type { DiffOptions, DiffResult, DiffChange, DiffStat, DiffSide } from './snapshot/operations/diff.ts';
 export { findByPattern, findIds } from './snapshot/operations/find.ts';

@@ -16,6 +16,7 @@ import { pruneCommand } from './prune.ts';
 import { forgetCommand } from './forget.ts';
 import { copyCommand } from './copy.ts';
 import { tagCommand } from './tag.ts';
+import { rewriteCommand } from './rewrite.ts';
 import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
@@ -26,6 +27,7 @@ export const COMMANDS: Record<string, Command> = {
   cache: cacheCommand,
   copy: copyCommand,
   tag: tagCommand,
+  rewrite: rewriteCommand,
   diff: diffCommand,
   find: findCommand,
   backup: backupCommand,
