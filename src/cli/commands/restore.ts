@@ -2,6 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { restore } from '../../snapshot/operations/restore/index.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
+import { readPatternFiles } from '../patterns.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
 
 export const restoreCommand: Command = {
@@ -12,27 +13,48 @@ export const restoreCommand: Command = {
     { name: 'target', short: 't', kind: 'string', arg: 'DIR', help: 'folder to restore into (required)' },
     { name: 'include', short: 'i', kind: 'list', arg: 'PATTERN', help: 'restore only matching paths (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'do not restore matching paths (repeatable)' },
+    { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
+    { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
+    { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file (repeatable)' },
+    { name: 'iinclude', kind: 'list', arg: 'PATTERN', help: 'same as --include but ignores the casing of filenames' },
+    { name: 'iexclude', kind: 'list', arg: 'PATTERN', help: 'same as --exclude but ignores the casing of filenames' },
+    { name: 'iinclude-file', kind: 'list', arg: 'FILE', help: 'same as --include-file but ignores casing of filenames in patterns' },
+    { name: 'iexclude-file', kind: 'list', arg: 'FILE', help: 'same as --exclude-file but ignores casing of filenames in patterns' },
   ],
   async run(ctx) {
     const refArg = ctx.flags.positional[0];
     if (!refArg) throw new InvalidInputError('no snapshot ID specified, specify snapshot ID or use special ID "latest"');
     const target = ctx.flags.string('target');
     if (!target) throw new InvalidInputError('please specify a directory to restore to (--target)');
+    const patterns = async (flag: string) => [...ctx.flags.list(flag), ...(await readPatternFiles(ctx.flags.list(`${flag}-file`), ctx.env))];
+    const selection = {
+      include: await patterns('include'),
+      exclude: await patterns('exclude'),
+      iinclude: await patterns('iinclude'),
+      iexclude: await patterns('iexclude'),
+    };
+    if ((selection.include.length || selection.iinclude.length) && (selection.exclude.length || selection.iexclude.length)) {
+      throw new InvalidInputError('exclude and include patterns are mutually exclusive');
+    }
     const [ref, sub] = splitSnapshotRef(refArg);
     return withRepo(ctx, 'shared', async (r) => {
       const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags));
       const repo = await r.loadIndex({ signal: ctx.signal });
       const tree = sub ? await findSubtree(repo, snap.snapshot.tree, sub) : snap.snapshot.tree;
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
-      const include = ctx.flags.list('include');
-      const exclude = ctx.flags.list('exclude');
       const progress = ctx.progress('restore');
       let res: Awaited<ReturnType<typeof restore>>;
       try {
         res = await restore(repo, tree, {
           target,
-          include,
-          exclude,
+          ...selection,
+          delete: ctx.flags.bool('delete'),
+          onDelete: (p) => {
+            if (ctx.verbose && !ctx.quiet && !ctx.json) {
+              progress.clear();
+              ctx.out(`deleted   ${p}\n`);
+            }
+          },
           signal: ctx.signal,
           onWarning: (p, m) => {
             progress.clear();
@@ -49,7 +71,7 @@ export const restoreCommand: Command = {
       }
       if (ctx.json) {
         ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
-      } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})\n`);
+      } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})${res.deleted !== undefined ? `, deleted ${res.deleted} files/dirs` : ''}\n`);
       return 0;
     });
   },

@@ -41,6 +41,17 @@ export interface RestoreOptions {
    * `BackupOptions.excludes`).
    */
   exclude?: readonly string[];
+  /** As `include`, case ignored (restic's --iinclude). */
+  iinclude?: readonly string[];
+  /** As `exclude`, case ignored (restic's --iexclude). */
+  iexclude?: readonly string[];
+  /**
+   * Remove what the target holds that the snapshot does not, in the folders restored, where the
+   * include/exclude selection would restore it (restic's --delete).
+   */
+  delete?: boolean;
+  /** Each path `delete` removed (children before their folder). */
+  onDelete?: (path: string) => void;
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
   /**
@@ -70,6 +81,8 @@ export interface RestoreResult {
   dirsRestored: number;
   /** Bytes of file contents written. */
   bytesRestored: number;
+  /** Files and folders removed by `delete` (absent without it). */
+  deleted?: number;
   /** Metadata that could not be applied (also reported to `onWarning`). */
   warnings: Array<{ path: string; message: string }>;
   /**

@@ -1,0 +1,86 @@
+// restore's selection and --delete flags against restic 0.19.1: restic backs up a small folder;
+// for each set of flags, two identical targets (holding files the snapshot lacks, and a changed
+// one) are restored into, one by `stowage restore`, one by `restic restore`, and must end up the
+// same: the same paths, the same file contents, and (with --delete) the same paths reported deleted.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdir, mkdtemp, readFile, readdir, lstat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { runCli } from '../helpers/cli.ts';
+import { resticBin, resticOk } from '../helpers/restic.ts';
+import { removeTree } from '../helpers/tmp.ts';
+
+const PASSWORD = 'restore flags interop';
+
+/** Every path below dir (relative), with a file's content. */
+async function listing(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of (await readdir(path.join(dir, rel))).sort()) {
+    const p = path.join(rel, name);
+    const st = await lstat(path.join(dir, p));
+    if (st.isDirectory()) out.push(`${p}/`, ...(await listing(dir, p)));
+    else out.push(`${p} = ${await readFile(path.join(dir, p), 'utf8')}`);
+  }
+  return out;
+}
+
+describe('restore --delete and the pattern flags: the same target as restic 0.19.1', () => {
+  const restic = resticBin('0.19');
+  let dir: string;
+  let repo: string;
+  let seed: string;
+  let n = 0;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-restore-flags-'));
+    const src = path.join(dir, 'src');
+    for (const d of ['a/b', 'c', 'd/e', 'empty']) await mkdir(path.join(src, d), { recursive: true });
+    await writeFile(path.join(src, 'a/b/Secret.TXT'), 'secret\n');
+    await writeFile(path.join(src, 'a/keep.txt'), 'keep\n');
+    await writeFile(path.join(src, 'c/app.log'), 'log\n');
+    await writeFile(path.join(src, 'd/e/q.txt'), 'q\n');
+    await writeFile(path.join(src, 'top'), 'top\n');
+    repo = path.join(dir, 'repo');
+    await resticOk(restic, ['init'], { repo, password: PASSWORD });
+    await resticOk(restic, ['backup', 'src'], { repo, password: PASSWORD, cwd: dir });
+    // What the targets hold before each restore: extra files and folders at several depths.
+    seed = path.join(dir, 'seed');
+    for (const d of ['src/a/extra', 'src/new/deep', 'other', 'src/c']) await mkdir(path.join(seed, d), { recursive: true });
+    await writeFile(path.join(seed, 'src/a/extra/f'), 'f\n');
+    await writeFile(path.join(seed, 'src/new/deep/g.txt'), 'g\n');
+    await writeFile(path.join(seed, 'other/o.LOG'), 'o\n');
+    await writeFile(path.join(seed, 'rootfile'), 'r\n');
+    await writeFile(path.join(seed, 'src/c/stale.log'), 's\n');
+    await writeFile(path.join(seed, 'src/top'), 'changed\n');
+    await writeFile(path.join(dir, 'include-list'), '\ufeff# case-blind\n\n  /SRC/${PART}  \n*.TXT\n');
+    await writeFile(path.join(dir, 'exclude-list'), '/src/c\n');
+  });
+  after(() => removeTree(dir));
+
+  async function compare(args: string[]): Promise<void> {
+    const i = ++n;
+    const ours = path.join(dir, `ours-${i}`);
+    const theirs = path.join(dir, `theirs-${i}`);
+    await cp(seed, ours, { recursive: true });
+    await cp(seed, theirs, { recursive: true });
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, PART: 'a' };
+    const a = await runCli(['restore', '--no-cache', '-v', 'latest', '--target', ours, ...args], { env, cwd: dir });
+    assert.equal(a.code, 0, `stowage restore ${args.join(' ')}: ${a.stderr}`);
+    const b = await resticOk(restic, ['restore', '-vv', 'latest', '--target', theirs, ...args], { repo, password: PASSWORD, cwd: dir, env: { PART: 'a' } });
+    assert.deepEqual(await listing(ours), await listing(theirs), args.join(' '));
+    const deleted = (out: string, root: string) => out.split('\n').filter((l) => l.startsWith('deleted ')).map((l) => path.relative(root, l.replace(/^deleted\s+/, ''))).sort();
+    assert.deepEqual(deleted(a.stdout, ours), deleted(b.stdout, theirs), `deleted paths with ${args.join(' ')}`);
+  }
+
+  it('--delete removes what the snapshot lacks', () => compare(['--delete']));
+  it('--delete with --include removes only inside the selection', () => compare(['--delete', '--include', '/src/a']));
+  it('--delete with --iexclude and --exclude-file: excluded paths stay, an extra folder goes whole', () => compare(['--delete', '--iexclude', '*.LOG', '--exclude-file', path.join(dir, 'exclude-list')]));
+  it('--iinclude-file (BOM, comment, $VAR) and --iinclude', () => compare(['--iinclude-file', path.join(dir, 'include-list'), '--iinclude', '/SRC/D']));
+  it('--include-file', () => compare(['--include-file', path.join(dir, 'exclude-list')]));
+  it('include and exclude together are refused, as by restic', async () => {
+    const res = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), '-i', 'a', '--iexclude', 'b'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD } });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /mutually exclusive/);
+  });
+});
