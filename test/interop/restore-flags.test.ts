@@ -4,7 +4,7 @@
 // same: the same paths, the same file contents, and (with --delete) the same paths reported deleted.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, readdir, lstat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, lstat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.ts';
@@ -78,6 +78,43 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
   it('--delete with --iexclude and --exclude-file: excluded paths stay, an extra folder goes whole', () => compare(['--delete', '--iexclude', '*.LOG', '--exclude-file', path.join(dir, 'exclude-list')]));
   it('--iinclude-file (BOM, comment, $VAR) and --iinclude', () => compare(['--iinclude-file', path.join(dir, 'include-list'), '--iinclude', '/SRC/D']));
   it('--include-file', () => compare(['--include-file', path.join(dir, 'exclude-list')]));
+  // Each mode against the same target: a file as the snapshot has it (restored earlier, so the
+  // same size and mtime), one changed but with an older mtime, one changed with a newer mtime.
+  for (const mode of ['always', 'if-changed', 'if-newer', 'never']) {
+    it(`--overwrite ${mode}: the same files replaced and left (contents and mtimes)`, async () => {
+      const i = ++n;
+      const base = path.join(dir, `overwrite-${i}`);
+      const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+      await resticOk(restic, ['restore', 'latest', '--target', base], { repo, password: PASSWORD });
+      // Same size, other content, same mtime: only a content check would see it (restic's
+      // if-changed does not look, and neither do we).
+      await writeFile(path.join(base, 'src/a/keep.txt'), 'KEEP\n');
+      const keepTime = (await lstat(path.join(dir, 'src/a/keep.txt'))).mtime;
+      await utimes(path.join(base, 'src/a/keep.txt'), keepTime, keepTime);
+      await writeFile(path.join(base, 'src/top'), 'older\n');
+      await utimes(path.join(base, 'src/top'), new Date('2001-01-01T00:00:00Z'), new Date('2001-01-01T00:00:00Z'));
+      await writeFile(path.join(base, 'src/c/app.log'), 'newer\n');
+      await utimes(path.join(base, 'src/c/app.log'), new Date('2099-01-01T00:00:00Z'), new Date('2099-01-01T00:00:00Z'));
+      const ours = `${base}-ours`;
+      const theirs = `${base}-theirs`;
+      await cp(base, ours, { recursive: true, preserveTimestamps: true });
+      await cp(base, theirs, { recursive: true, preserveTimestamps: true });
+      const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--overwrite', mode], { env });
+      assert.equal(a.code, 0, a.stderr);
+      await resticOk(restic, ['restore', 'latest', '--target', theirs, '--overwrite', mode], { repo, password: PASSWORD });
+      const withTimes = async (root: string) => {
+        const out: string[] = [];
+        for (const f of ['src/a/keep.txt', 'src/top', 'src/c/app.log', 'src/d/e/q.txt']) {
+          const st = await lstat(path.join(root, f), { bigint: true });
+          out.push(`${f} = ${await readFile(path.join(root, f), 'utf8')} @ ${st.mtimeNs}`);
+        }
+        return out;
+      };
+      assert.deepEqual(await withTimes(ours), await withTimes(theirs));
+      assert.deepEqual(await listing(ours), await listing(theirs));
+    });
+  }
+
   it('include and exclude together are refused, as by restic', async () => {
     const res = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), '-i', 'a', '--iexclude', 'b'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD } });
     assert.equal(res.code, 1);

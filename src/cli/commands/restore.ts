@@ -3,6 +3,7 @@ import { restore } from '../../snapshot/operations/restore/index.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
+import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
 
 export const restoreCommand: Command = {
@@ -13,6 +14,7 @@ export const restoreCommand: Command = {
     { name: 'target', short: 't', kind: 'string', arg: 'DIR', help: 'folder to restore into (required)' },
     { name: 'include', short: 'i', kind: 'list', arg: 'PATTERN', help: 'restore only matching paths (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'do not restore matching paths (repeatable)' },
+    { name: 'overwrite', kind: 'string', arg: 'BEHAVIOR', help: 'overwrite behavior, one of (always|if-changed|if-newer|never) (default always)' },
     { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
     { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file (repeatable)' },
@@ -36,6 +38,8 @@ export const restoreCommand: Command = {
     if ((selection.include.length || selection.iinclude.length) && (selection.exclude.length || selection.iexclude.length)) {
       throw new InvalidInputError('exclude and include patterns are mutually exclusive');
     }
+    const overwrite = (ctx.flags.string('overwrite') ?? 'always') as OverwriteMode;
+    if (!OVERWRITE_MODES.includes(overwrite)) throw new InvalidInputError(`invalid argument ${JSON.stringify(overwrite)} for "--overwrite" flag: invalid overwrite behavior ${JSON.stringify(overwrite)}`);
     const [ref, sub] = splitSnapshotRef(refArg);
     return withRepo(ctx, 'shared', async (r) => {
       const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags));
@@ -49,6 +53,7 @@ export const restoreCommand: Command = {
           target,
           ...selection,
           delete: ctx.flags.bool('delete'),
+          overwrite,
           onDelete: (p) => {
             if (ctx.verbose && !ctx.quiet && !ctx.json) {
               progress.clear();

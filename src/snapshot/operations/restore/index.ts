@@ -22,12 +22,14 @@ import { RestoreOutput } from './output.ts';
 import { planRestore as planEntries, summarizePlan, type RestorePlan, type RestorePlanSummary } from './plan.ts';
 import { SpecialMaker } from './specials.ts';
 import { deleteExtraneous } from './delete.ts';
+import { skipExisting } from './overwrite.ts';
 import { TargetFolder } from './target.ts';
 import { NO_TARGET, walkRestoreTree } from './walk.ts';
 import type { RestoreOptions, RestoreResult } from './types.ts';
 
 export type { RestoreOptions, RestoreProgress, RestoreResult } from './types.ts';
 export type { RestorePlanSummary } from './plan.ts';
+export type { OverwriteMode } from './overwrite.ts';
 export { checkNodeName } from './walk.ts';
 
 /**
@@ -108,6 +110,8 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   const helperOk = await helper.ready();
   const metadata = new MetadataWriter(helper, helperOk, owners, output);
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
+  const skipped = await skipExisting(walked, options.overwrite ?? 'always');
+  if (options.overwrite && options.overwrite !== 'always') output.result.filesSkipped = skipped;
   if (options.delete) {
     output.result.deleted = await deleteExtraneous(walked, (p) => options.onDelete?.(p.toString('utf8')), options.signal);
   }

@@ -2,6 +2,7 @@
 import type { MetadataLoss } from '../../engine/syshelper.ts';
 import type { TreeNode } from '../../model/node.ts';
 import type { SnapshotFilter } from '../../model/snapshot.ts';
+import type { OverwriteMode } from './overwrite.ts';
 
 /**
  * A restore's progress, sent to {@link RestoreOptions.onProgress}: once when the snapshot's
@@ -46,6 +47,12 @@ export interface RestoreOptions {
   /** As `exclude`, case ignored (restic's --iexclude). */
   iexclude?: readonly string[];
   /**
+   * What becomes of an entry the target has already (restic's --overwrite): `always` (default)
+   * replaces it; `if-changed` leaves a file with the snapshot's size and mtime; `if-newer`
+   * replaces only when the snapshot's mtime is later; `never` leaves it. Folders are always restored.
+   */
+  overwrite?: OverwriteMode;
+  /**
    * Remove what the target holds that the snapshot does not, in the folders restored, where the
    * include/exclude selection would restore it (restic's --delete).
    */
@@ -81,6 +88,8 @@ export interface RestoreResult {
   dirsRestored: number;
   /** Bytes of file contents written. */
   bytesRestored: number;
+  /** Entries left as they were by `overwrite` (absent with `always`). */
+  filesSkipped?: number;
   /** Files and folders removed by `delete` (absent without it). */
   deleted?: number;
   /** Metadata that could not be applied (also reported to `onWarning`). */
