@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, readdir, lstat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { LocalBackend } from '../../src/backend/local.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { findNodeByPath, loadSnapshot } from '../../src/snapshot/engine/select.ts';
+import { verifyFiles } from '../../src/snapshot/operations/restore/verify.ts';
 import { runCli } from '../helpers/cli.ts';
 import { resticBin, resticOk } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';
@@ -114,6 +118,39 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       assert.deepEqual(await listing(ours), await listing(theirs));
     });
   }
+
+  it('--verify: the files written are read back (as many as restic verifies); one that does not match is reported', async () => {
+    const i = ++n;
+    const ours = path.join(dir, `verify-${i}-ours`);
+    const theirs = path.join(dir, `verify-${i}-theirs`);
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+    const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--verify', '--include', '/src/a'], { env });
+    assert.equal(a.code, 0, a.stderr);
+    const b = await resticOk(restic, ['restore', 'latest', '--target', theirs, '--verify', '--include', '/src/a'], { repo, password: PASSWORD });
+    const count = (out: string) => /finished verifying (\d+) files/.exec(out)?.[1];
+    assert.equal(count(a.stdout), count(b.stdout));
+    assert.equal(count(a.stdout), '2');
+    // Files --overwrite leaves alone are not verified (a changed one does not fail the restore).
+    await writeFile(path.join(ours, 'src/a/keep.txt'), 'KEEP\n');
+    const c = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--verify', '--overwrite', 'never'], { env });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(count(c.stdout), '3', 'the three files not there before are written and verified');
+    // A file that does not match its blobs (changed after the restore wrote it) is reported.
+    const r = await Repository.open(new LocalBackend(repo), { password: PASSWORD });
+    try {
+      const indexed = await r.loadIndex();
+      const snap = await loadSnapshot(r, 'latest');
+      const node = await findNodeByPath(indexed, snap.snapshot.tree, 'src/a/keep.txt', 'latest');
+      const entry = { path: Buffer.from(path.join(ours, 'src/a/keep.txt')), node };
+      assert.deepEqual((await verifyFiles(indexed, [entry], undefined)).errors.length, 1);
+      await writeFile(path.join(ours, 'src/a/keep.txt'), 'keep\n');
+      assert.deepEqual(await verifyFiles(indexed, [entry], undefined), { files: 1, errors: [] });
+      await writeFile(path.join(ours, 'src/a/keep.txt'), 'keep\nmore\n');
+      assert.match((await verifyFiles(indexed, [entry], undefined)).errors[0]!.message, /size/);
+    } finally {
+      await r.backend.close();
+    }
+  });
 
   it('include and exclude together are refused, as by restic', async () => {
     const res = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), '-i', 'a', '--iexclude', 'b'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD } });

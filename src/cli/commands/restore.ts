@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../../errors.ts';
+import { InvalidInputError, StowageError } from '../../errors.ts';
 import { restore } from '../../snapshot/operations/restore/index.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
@@ -15,6 +15,7 @@ export const restoreCommand: Command = {
     { name: 'include', short: 'i', kind: 'list', arg: 'PATTERN', help: 'restore only matching paths (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'do not restore matching paths (repeatable)' },
     { name: 'overwrite', kind: 'string', arg: 'BEHAVIOR', help: 'overwrite behavior, one of (always|if-changed|if-newer|never) (default always)' },
+    { name: 'verify', kind: 'bool', help: 'verify restored files content' },
     { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
     { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file (repeatable)' },
@@ -54,6 +55,7 @@ export const restoreCommand: Command = {
           ...selection,
           delete: ctx.flags.bool('delete'),
           overwrite,
+          verify: ctx.flags.bool('verify'),
           onDelete: (p) => {
             if (ctx.verbose && !ctx.quiet && !ctx.json) {
               progress.clear();
@@ -77,6 +79,12 @@ export const restoreCommand: Command = {
       if (ctx.json) {
         ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
       } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})${res.deleted !== undefined ? `, deleted ${res.deleted} files/dirs` : ''}\n`);
+      if (res.verified) {
+        // As restic: each mismatch reported, then a fatal count.
+        for (const e of res.verified.errors) ctx.err(`ignoring error for ${e.path}: ${e.message}\n`);
+        if (res.verified.errors.length > 0) throw new StowageError('INTEGRITY', `There were ${res.verified.errors.length} errors`);
+        if (!ctx.quiet && !ctx.json) ctx.out(`verifying files in ${target}\nfinished verifying ${res.verified.files} files in ${target}\n`);
+      }
       return 0;
     });
   },

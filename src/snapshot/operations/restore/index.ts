@@ -23,6 +23,7 @@ import { planRestore as planEntries, summarizePlan, type RestorePlan, type Resto
 import { SpecialMaker } from './specials.ts';
 import { deleteExtraneous } from './delete.ts';
 import { skipExisting } from './overwrite.ts';
+import { verifyFiles } from './verify.ts';
 import { TargetFolder } from './target.ts';
 import { NO_TARGET, walkRestoreTree } from './walk.ts';
 import type { RestoreOptions, RestoreResult } from './types.ts';
@@ -30,6 +31,7 @@ import type { RestoreOptions, RestoreResult } from './types.ts';
 export type { RestoreOptions, RestoreProgress, RestoreResult } from './types.ts';
 export type { RestorePlanSummary } from './plan.ts';
 export type { OverwriteMode } from './overwrite.ts';
+export type { VerifyResult } from './verify.ts';
 export { checkNodeName } from './walk.ts';
 
 /**
@@ -130,6 +132,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   await metadata.done();
   await metadata.finishDirs(plan.dirs);
   metadata.reportLoss(repo.logger, targetPath);
+  if (options.verify) output.result.verified = await verifyFiles(repo, walked.files, options.signal);
   return output.result;
 }
 

@@ -3,6 +3,7 @@ import type { MetadataLoss } from '../../engine/syshelper.ts';
 import type { TreeNode } from '../../model/node.ts';
 import type { SnapshotFilter } from '../../model/snapshot.ts';
 import type { OverwriteMode } from './overwrite.ts';
+import type { VerifyResult } from './verify.ts';
 
 /**
  * A restore's progress, sent to {@link RestoreOptions.onProgress}: once when the snapshot's
@@ -52,6 +53,8 @@ export interface RestoreOptions {
    * replaces only when the snapshot's mtime is later; `never` leaves it. Folders are always restored.
    */
   overwrite?: OverwriteMode;
+  /** Read every file written back and check it against its blobs (restic's --verify; files `overwrite` left alone are not read). */
+  verify?: boolean;
   /**
    * Remove what the target holds that the snapshot does not, in the folders restored, where the
    * include/exclude selection would restore it (restic's --delete).
@@ -88,6 +91,8 @@ export interface RestoreResult {
   dirsRestored: number;
   /** Bytes of file contents written. */
   bytesRestored: number;
+  /** What `verify` found (absent without it). */
+  verified?: VerifyResult;
   /** Entries left as they were by `overwrite` (absent with `always`). */
   filesSkipped?: number;
   /** Files and folders removed by `delete` (absent without it). */
