@@ -2,6 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { Command } from '../context.ts';
+import { readPatternFiles } from '../patterns.ts';
 import { withRepo, compressionFrom, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
@@ -12,6 +13,11 @@ export const backupCommand: Command = {
     { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'tags for the new snapshot (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'exclude a pattern (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file' },
+    { name: 'iexclude', kind: 'list', arg: 'PATTERN', help: 'same as --exclude pattern but ignores the casing of filenames' },
+    { name: 'iexclude-file', kind: 'list', arg: 'FILE', help: 'same as --exclude-file but ignores casing of filenames in patterns' },
+    { name: 'exclude-larger-than', kind: 'string', arg: 'SIZE', help: 'max size of the files to be backed up (allowed suffixes: k/K, m/M, g/G, t/T)' },
+    { name: 'exclude-if-present', kind: 'list', arg: 'FILENAME[:HEADER]', help: 'exclude contents of directories containing filename (except filename itself) if header of that file is as provided' },
+    { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
     { name: 'force', short: 'f', kind: 'bool', help: 'read every file, ignore the parent snapshot' },
     { name: 'stdin', kind: 'bool', help: 'read the backup content from standard input' },
@@ -22,11 +28,10 @@ export const backupCommand: Command = {
   ],
   async run(ctx) {
     const f = ctx.flags;
-    const excludes = [...f.list('exclude')];
-    for (const file of f.list('exclude-file')) {
-      const { readFileSync } = await import('node:fs');
-      excludes.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
-    }
+    // Pattern files as restic reads them: BOM, comments, $VAR expanded.
+    const excludes = [...f.list('exclude'), ...(await readPatternFiles(f.list('exclude-file'), ctx.env))];
+    const iexcludes = [...f.list('iexclude'), ...(await readPatternFiles(f.list('iexclude-file'), ctx.env))];
+    const largerThan = f.string('exclude-larger-than');
     // With --stdin-from-command the arguments are the command, not paths (as restic).
     const fromCommand = f.bool('stdin-from-command');
     const commandLine = fromCommand ? [...f.positional] : [];
@@ -69,6 +74,10 @@ export const backupCommand: Command = {
           hostname: f.string('host'),
           tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
           excludes,
+          iexcludes,
+          excludeLargerThan: largerThan ? parseSize(largerThan) : undefined,
+          excludeIfPresent: f.list('exclude-if-present'),
+          excludeCaches: f.bool('exclude-caches'),
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
           time,
@@ -115,3 +124,11 @@ export const backupCommand: Command = {
     });
   },
 };
+
+/** restic's size flags: a number of bytes, or with k/K, m/M, g/G, t/T (powers of 1024). */
+export function parseSize(s: string): number {
+  const m = /^(\d+)([kKmMgGtT]?)$/.exec(s.trim());
+  if (!m) throw new InvalidInputError(`invalid size ${JSON.stringify(s)} (a number, optionally with k/K, m/M, g/G or t/T)`);
+  const exp = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Number(m[1]) * 1024 ** exp;
+}

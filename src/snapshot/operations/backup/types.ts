@@ -61,6 +61,17 @@ export interface BackupOptions {
    * paths are not read; the patterns are recorded in the snapshot.
    */
   excludes?: readonly string[];
+  /** As `excludes`, case ignored (restic's --iexclude); not recorded in the snapshot. */
+  iexcludes?: readonly string[];
+  /** Leave out anything but folders larger than this many bytes (restic's --exclude-larger-than). */
+  excludeLargerThan?: number;
+  /**
+   * restic's --exclude-if-present `filename[:header]`: a folder holding that file (starting with
+   * header, when given) is stored with only that file.
+   */
+  excludeIfPresent?: readonly string[];
+  /** restic's --exclude-caches: the same for folders with a valid CACHEDIR.TAG. */
+  excludeCaches?: boolean;
   /** Parent snapshot for change detection; undefined = the latest with the same host and paths; null = none. */
   parent?: string | null;
   /**
