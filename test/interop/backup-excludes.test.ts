@@ -76,6 +76,30 @@ describe('backup exclude options: the same snapshot contents as restic 0.19.1', 
     }
   });
 
+  it('--skip-if-unchanged: no snapshot when the tree is the parent\'s, as restic decides on the same repository', async () => {
+    const repo = path.join(dir, 'skip');
+    await resticOk(restic, ['init'], { repo, password: PASSWORD });
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+    const count = async () => (JSON.parse((await resticOk(restic, ['snapshots', '--json'], { repo, password: PASSWORD })).stdout) as unknown[]).length;
+    const first = await runCli(['backup', '--no-cache', 'src/plain', '--skip-if-unchanged'], { env, cwd: dir });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /snapshot [0-9a-f]{8} saved/);
+    const second = await runCli(['backup', '--no-cache', 'src/plain', '--skip-if-unchanged', '--json'], { env, cwd: dir });
+    assert.equal(second.code, 0, second.stderr);
+    const summary = JSON.parse(second.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    assert.equal(summary.message_type, 'summary');
+    assert.ok(!('snapshot_id' in summary));
+    assert.equal(await count(), 1);
+    // restic, taking Stowage's snapshot as the parent, finds its tree unchanged too.
+    const theirs = await resticOk(restic, ['backup', 'src/plain', '--skip-if-unchanged'], { repo, password: PASSWORD, cwd: dir });
+    assert.match(theirs.stdout, /skipped creating snapshot/);
+    assert.equal(await count(), 1);
+    await writeFile(path.join(dir, 'src/plain/keep'), 'changed\n');
+    const third = await runCli(['backup', '--no-cache', 'src/plain', '--skip-if-unchanged'], { env, cwd: dir });
+    assert.match(third.stdout, /snapshot [0-9a-f]{8} saved/);
+    assert.equal(await count(), 2);
+  });
+
   it('sizes as restic reads them', () => {
     assert.equal(parseSize('4k'), 4096);
     assert.equal(parseSize('2M'), 2 * 1024 * 1024);

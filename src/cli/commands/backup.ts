@@ -17,6 +17,7 @@ export const backupCommand: Command = {
     { name: 'iexclude-file', kind: 'list', arg: 'FILE', help: 'same as --exclude-file but ignores casing of filenames in patterns' },
     { name: 'exclude-larger-than', kind: 'string', arg: 'SIZE', help: 'max size of the files to be backed up (allowed suffixes: k/K, m/M, g/G, t/T)' },
     { name: 'exclude-if-present', kind: 'list', arg: 'FILENAME[:HEADER]', help: 'exclude contents of directories containing filename (except filename itself) if header of that file is as provided' },
+    { name: 'skip-if-unchanged', kind: 'bool', help: 'skip snapshot creation if identical to parent snapshot' },
     { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
     { name: 'force', short: 'f', kind: 'bool', help: 'read every file, ignore the parent snapshot' },
@@ -78,6 +79,7 @@ export const backupCommand: Command = {
           excludeLargerThan: largerThan ? parseSize(largerThan) : undefined,
           excludeIfPresent: f.list('exclude-if-present'),
           excludeCaches: f.bool('exclude-caches'),
+          skipIfUnchanged: f.bool('skip-if-unchanged'),
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
           time,
@@ -107,14 +109,14 @@ export const backupCommand: Command = {
           total_files_processed: s.totalFilesProcessed, total_bytes_processed: s.totalBytesProcessed,
           total_duration: Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9,
           backup_start: formatGoTime(s.backupStart), backup_end: formatGoTime(s.backupEnd),
-          snapshot_id: res.snapshotId,
+          ...(res.skipped ? {} : { snapshot_id: res.snapshotId }),
         }) + '\n');
       } else if (!ctx.quiet) {
         ctx.out(`\nFiles:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified\n` +
           `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified\n` +
           `Added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
           `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${(Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9).toFixed(2)}s\n` +
-          `snapshot ${res.snapshotId.slice(0, 8)} saved\n`);
+          (res.skipped ? 'skipped creating snapshot\n' : `snapshot ${res.snapshotId.slice(0, 8)} saved\n`));
       }
       if (res.errors.length) {
         ctx.err(`Warning: at least one source file could not be read\n`);

@@ -43,6 +43,10 @@ export async function writeSnapshot(repo: IndexedRepository, parts: SnapshotPart
     programVersion: PROGRAM_VERSION,
     summary,
   };
+  // --skip-if-unchanged: the same tree as the parent's means no new snapshot (restic 0.17+).
+  if (options.skipIfUnchanged && run.parentId && run.parentTreeId === tree) {
+    return { snapshotId: run.parentId, snapshot, summary, errors: run.errors, skipped: true };
+  }
   const snapshotId = (await repo.repo.saveUnpacked('snapshots', encodeSnapshot(snapshot), { signal: options.signal })) as SnapshotId;
   // Once per run: the helper's absence means no xattrs were read (whether files had any, Node
   // cannot tell).

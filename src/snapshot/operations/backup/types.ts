@@ -106,16 +106,20 @@ export interface BackupOptions {
    * spare that, and get counts without totals.
    */
   scan?: boolean;
+  /** Write no snapshot when the tree equals the parent snapshot's (restic's --skip-if-unchanged). */
+  skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
   onError?: (path: string, error: Error) => void;
 }
 
 /** What {@link backup} wrote. */
 export interface BackupResult {
-  /** The new snapshot's ID. */
+  /** The new snapshot's ID; with `skipped`, the parent's (which holds the same tree). */
   snapshotId: SnapshotId;
-  /** The snapshot as stored (tree, paths, host, tags, summary). */
+  /** The snapshot as stored (tree, paths, host, tags, summary); with `skipped`, as it would have been. */
   snapshot: Snapshot;
+  /** True when `skipIfUnchanged` found the parent's tree again and wrote no snapshot. */
+  skipped?: boolean;
   /**
    * Counts and sizes of the backup: files and folders new, changed and unchanged, bytes processed
    * and added.
