@@ -106,6 +106,12 @@ export interface BackupOptions {
    * spare that, and get counts without totals.
    */
   scan?: boolean;
+  /** A file whose mtime and size match the parent's is unchanged whatever its inode and ctime (restic's --ignore-inode). */
+  ignoreInode?: boolean;
+  /** A file whose mtime, size and inode match the parent's is unchanged whatever its ctime (restic's --ignore-ctime). */
+  ignoreCtime?: boolean;
+  /** Store each entry's access time (restic's --with-atime); without it the atime recorded is the mtime. */
+  withAtime?: boolean;
   /** Write no snapshot when the tree equals the parent snapshot's (restic's --skip-if-unchanged). */
   skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */

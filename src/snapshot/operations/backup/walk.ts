@@ -319,7 +319,9 @@ export class BackupRun {
    */
   async saveFile(e: Entry, node: TreeNode, size: number): Promise<TreeNode | undefined> {
     const { full, fullStr, prev } = e;
-    if (prev && prev.type === 'file' && unchanged(prev, node) && prev.content?.every((id) => this.writer.has('data', id))) {
+    // restic's --ignore-inode ignores the ctime too; --ignore-ctime only the ctime.
+    const ignore = { ctime: this.options.ignoreCtime === true || this.options.ignoreInode === true, inode: this.options.ignoreInode === true };
+    if (prev && prev.type === 'file' && unchanged(prev, node, ignore) && prev.content?.every((id) => this.writer.has('data', id))) {
       node.content = prev.content;
       this.stats.filesUnmodified++;
       this.stats.bytes += size;
@@ -358,7 +360,8 @@ export class BackupRun {
       type,
       mode: goModeFromPosix(Number(st.mode)),
       mtime,
-      atime: mtime,
+      // restic stores the access time only with --with-atime (else the mtime again).
+      atime: this.options.withAtime ? goTimeFromNs(st.atimeNs) : mtime,
       ctime: goTimeFromNs(st.ctimeNs),
       uid,
       gid,
