@@ -95,3 +95,40 @@ describe('backup --ignore-ctime, --ignore-inode, --with-atime: as restic 0.19.1'
     assert.notEqual(x?.atime, x?.mtime);
   });
 });
+
+describe('backup --group-by: the parent restic 0.19.1 chooses', () => {
+  const restic = resticBin('0.19');
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-backup-groupby-'));
+    await mkdir(path.join(dir, 'src/x'), { recursive: true });
+    await mkdir(path.join(dir, 'src/y'), { recursive: true });
+    await writeFile(path.join(dir, 'src/x/f'), 'f\n');
+  });
+  after(() => removeTree(dir));
+
+  it('host,tags and paths choose as restic does (checked by each snapshot\'s parent field)', async () => {
+    const repo = path.join(dir, 'repo');
+    const opts = { repo, password: PASSWORD, cwd: dir };
+    await resticOk(restic, ['init'], opts);
+    // Three candidates: tag t1 on x, tag t2 on x and y (newest), and no tag on x.
+    await resticOk(restic, ['backup', '--host', 'h', '--tag', 't1', 'src/x'], opts);
+    await resticOk(restic, ['backup', '--host', 'h', 'src/x'], opts);
+    await resticOk(restic, ['backup', '--host', 'h', '--tag', 't2', 'src/x', 'src/y'], opts);
+    const ids = async () => new Map((JSON.parse((await resticOk(restic, ['snapshots', '--json'], opts)).stdout) as Array<{ id: string; parent?: string; tags?: string[] }>).map((s) => [s.id, s]));
+    for (const flags of [['--group-by', 'host,tags', '--tag', 't1'], ['--group-by', 'paths'], ['--group-by', 'host', '--tag', 't1'], ['--group-by', 'host,paths,tags']]) {
+      const before = await ids();
+      await resticOk(restic, ['backup', '--host', 'h', 'src/x', ...flags], opts);
+      const mid = await ids();
+      const theirs = [...mid.values()].find((s) => !before.has(s.id))!;
+      // Restic's new snapshot would be a candidate for ours: remove it so both choose among the same.
+      await resticOk(restic, ['forget', theirs.id], opts);
+      const res = await runCli(['backup', '--no-cache', '--host', 'h', 'src/x', ...flags], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD }, cwd: dir });
+      assert.equal(res.code, 0, res.stderr);
+      const ours = [...(await ids()).values()].find((s) => !before.has(s.id))!;
+      assert.ok(ours.parent, flags.join(' '));
+      assert.equal(ours.parent, theirs.parent, flags.join(' '));
+      await resticOk(restic, ['forget', ours.id], opts);
+    }
+  });
+});

@@ -3,6 +3,7 @@ import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
+import { parseGroupBy } from './forget.ts';
 import { withRepo, compressionFrom, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
@@ -20,6 +21,7 @@ export const backupCommand: Command = {
     { name: 'ignore-inode', kind: 'bool', help: 'ignore inode number and ctime changes when checking for modified files' },
     { name: 'ignore-ctime', kind: 'bool', help: 'ignore ctime changes when checking for modified files' },
     { name: 'with-atime', kind: 'bool', help: 'store the atime for all files and directories' },
+    { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: 'group snapshots by host, paths and/or tags to choose the parent (default host,paths)' },
     { name: 'skip-if-unchanged', kind: 'bool', help: 'skip snapshot creation if identical to parent snapshot' },
     { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
@@ -83,6 +85,7 @@ export const backupCommand: Command = {
           excludeIfPresent: f.list('exclude-if-present'),
           excludeCaches: f.bool('exclude-caches'),
           skipIfUnchanged: f.bool('skip-if-unchanged'),
+          groupBy: f.string('group-by') !== undefined ? parseGroupBy(f.string('group-by')) : undefined,
           ignoreInode: f.bool('ignore-inode'),
           ignoreCtime: f.bool('ignore-ctime'),
           withAtime: f.bool('with-atime'),

@@ -5,7 +5,7 @@ import type { CompressionMode } from '../../../repository/compression.ts';
 import type { GoTime } from '../../../repository/gotime.ts';
 import type { MetadataLoss } from '../../engine/syshelper.ts';
 import type { BackupProgress } from '../../engine/progress.ts';
-import type { Snapshot, SnapshotSummary } from '../../model/snapshot.ts';
+import type { Snapshot, SnapshotGroupBy, SnapshotSummary } from '../../model/snapshot.ts';
 
 /** A stream backed up as one file (restic --stdin). */
 export interface StdinStream {
@@ -112,6 +112,12 @@ export interface BackupOptions {
   ignoreCtime?: boolean;
   /** Store each entry's access time (restic's --with-atime); without it the atime recorded is the mtime. */
   withAtime?: boolean;
+  /**
+   * How the parent is chosen when `parent` is undefined (restic's --group-by): the latest snapshot
+   * of this host / holding these paths / with these tags, as far as each is set. Without it, the
+   * latest snapshot of this host with exactly these paths.
+   */
+  groupBy?: SnapshotGroupBy;
   /** Write no snapshot when the tree equals the parent snapshot's (restic's --skip-if-unchanged). */
   skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */

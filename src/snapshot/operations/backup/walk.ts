@@ -13,7 +13,8 @@ import { FilePool } from '../../engine/file-pool.ts';
 import type { SysHelper, Xattr } from '../../engine/syshelper.ts';
 import { IdNames } from '../../engine/fsmeta.ts';
 import { TreeLoader } from '../../engine/tree-loader.ts';
-import { findParentSnapshot, loadSnapshot } from '../../engine/select.ts';
+import { findParentSnapshot, listSnapshots, loadSnapshot } from '../../engine/select.ts';
+import { latestSnapshot, type SnapshotGroupBy } from '../../model/snapshot.ts';
 import { BackupMeter } from '../../engine/progress.ts';
 import { PathFilter } from '../../model/filter.ts';
 import { goModeFromPosix, nodeTypeFromPosix } from '../../model/mode.ts';
@@ -117,9 +118,20 @@ export class BackupRun {
   async resolveParent(paths: string[]): Promise<TreeNode[] | undefined> {
     const p = this.options.parent;
     if (p === null) return undefined;
-    const found = p === undefined
-      ? await findParentSnapshot(this.repo.repo, { hostname: this.options.hostname ?? os.hostname(), paths })
-      : await loadSnapshot(this.repo.repo, p);
+    const hostname = this.options.hostname ?? os.hostname();
+    const g = this.options.groupBy;
+    // With --group-by, restic's filter: the latest snapshot (not after the backup's time) of this
+    // host, holding all these paths, carrying all these tags — as far as each is grouped by.
+    const found = p !== undefined
+      ? await loadSnapshot(this.repo.repo, p)
+      : g
+        ? latestSnapshot(await listSnapshots(this.repo.repo, { signal: this.options.signal }), {
+          ...(g.host ? { hosts: [hostname] } : {}),
+          ...(g.paths ? { paths } : {}),
+          ...(g.tags ? { tags: [[...(this.options.tags ?? [])]] } : {}),
+          ...(this.options.time ? { notAfter: this.options.time } : {}),
+        })
+        : await findParentSnapshot(this.repo.repo, { hostname, paths });
     if (!found) return undefined;
     this.parentId = found.id;
     this.parentTreeId = found.snapshot.tree;
