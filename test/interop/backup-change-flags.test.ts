@@ -132,3 +132,31 @@ describe('backup --group-by: the parent restic 0.19.1 chooses', () => {
     }
   });
 });
+
+describe('backup --one-file-system: the entries restic 0.19.1 keeps', () => {
+  const restic = resticBin('0.19');
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-backup-ofs-'));
+  });
+  after(() => removeTree(dir));
+
+  // /dev holds mount points (/dev/pts, /dev/shm) on other file systems in every Linux container.
+  it('/dev: mount points kept empty, their contents left out', async () => {
+    const entries = async (repo: string) => {
+      const res = await resticOk(restic, ['ls', '--json', 'latest'], { repo, password: PASSWORD });
+      return res.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { struct_type: string; path?: string; type?: string })
+        .filter((n) => n.struct_type === 'node').map((n) => `${n.path} ${n.type}`).sort();
+    };
+    const theirs = path.join(dir, 'theirs');
+    const ours = path.join(dir, 'ours');
+    for (const repo of [theirs, ours]) await resticOk(restic, ['init'], { repo, password: PASSWORD });
+    await resticOk(restic, ['backup', '/dev', '--one-file-system'], { repo: theirs, password: PASSWORD });
+    const res = await runCli(['backup', '--no-cache', '/dev', '--one-file-system'], { env: { RESTIC_REPOSITORY: ours, RESTIC_PASSWORD: PASSWORD } });
+    assert.equal(res.code, 0, res.stderr);
+    const list = await entries(ours);
+    assert.deepEqual(list, await entries(theirs));
+    assert.ok(list.includes('/dev/pts dir'));
+    assert.ok(!list.some((l) => l.startsWith('/dev/pts/')));
+  });
+});

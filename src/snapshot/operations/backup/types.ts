@@ -118,6 +118,11 @@ export interface BackupOptions {
    * latest snapshot of this host with exactly these paths.
    */
   groupBy?: SnapshotGroupBy;
+  /**
+   * Stay on the file systems of the backup targets (restic's --one-file-system): a mount point
+   * below them is stored as an empty folder.
+   */
+  oneFileSystem?: boolean;
   /** Write no snapshot when the tree equals the parent snapshot's (restic's --skip-if-unchanged). */
   skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */

@@ -185,6 +185,15 @@ export class BackupRun {
     return this.saveTree(sortByName(nodes));
   }
 
+  #devices: Promise<Set<bigint>> | undefined;
+
+  /** The devices of the backup targets (--one-file-system). */
+  targetDevices(): Promise<Set<bigint>> {
+    this.#devices ??= Promise.all((this.options.paths ?? []).map((p) => lstat(p, { bigint: true }).then((st) => st.dev, () => undefined)))
+      .then((devs) => new Set(devs.filter((d): d is bigint => d !== undefined)));
+    return this.#devices;
+  }
+
   /** Whether an --exclude or --iexclude pattern matches the path. */
   isExcluded(fullStr: string): boolean {
     return (!this.excludes.empty && this.excludes.matches(fullStr)) || (!this.iexcludes.empty && this.iexcludes.matches(fullStr.toLowerCase()));
@@ -231,6 +240,16 @@ export class BackupRun {
         entries.push({ raw, full, fullStr, prev: prevByName.get(goStringFromBytes(raw)) });
       }
       await this.statEntries(entries);
+      if (this.options.oneFileSystem) {
+        // restic's --one-file-system: only the file systems of the backup targets; a folder on
+        // another one (a mount point) is kept, empty, when the folder holding it is on one of them.
+        const devices = await this.targetDevices();
+        const here = devices.has((await lstat(dir, { bigint: true })).dev);
+        for (let i = entries.length - 1; i >= 0; i--) {
+          const st = entries[i]!.st;
+          if (st && !devices.has(st.dev) && !(here && st.isDirectory())) entries.splice(i, 1);
+        }
+      }
       const max = this.options.excludeLargerThan;
       if (max !== undefined) {
         // restic's --exclude-larger-than: anything but a folder above the size is left out.
