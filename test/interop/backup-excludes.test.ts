@@ -62,8 +62,9 @@ describe('backup exclude options: the same snapshot contents as restic 0.19.1', 
     const theirs = path.join(dir, 'theirs');
     const ours = path.join(dir, 'ours');
     for (const repo of [theirs, ours]) await resticOk(restic, ['init'], { repo, password: PASSWORD });
-    await resticOk(restic, ['backup', 'src', ...flags], { repo: theirs, password: PASSWORD, cwd: dir, env: { EXT: 'md' } });
-    const res = await runCli(['backup', '--no-cache', 'src', ...flags], { env: { RESTIC_REPOSITORY: ours, RESTIC_PASSWORD: PASSWORD, EXT: 'md' }, cwd: dir });
+    await resticOk(restic, ['backup', 'src', '--read-concurrency', '1', ...flags], { repo: theirs, password: PASSWORD, cwd: dir, env: { EXT: 'md' } });
+    // One file read at a time: the same snapshot as with one worker per core.
+    const res = await runCli(['backup', '--no-cache', 'src', '--read-concurrency', '1', ...flags], { env: { RESTIC_REPOSITORY: ours, RESTIC_PASSWORD: PASSWORD, EXT: 'md' }, cwd: dir });
     assert.equal(res.code, 0, res.stderr);
     const list = await entries(ours);
     assert.deepEqual(list, await entries(theirs));
@@ -98,6 +99,12 @@ describe('backup exclude options: the same snapshot contents as restic 0.19.1', 
     const third = await runCli(['backup', '--no-cache', 'src/plain', '--skip-if-unchanged'], { env, cwd: dir });
     assert.match(third.stdout, /snapshot [0-9a-f]{8} saved/);
     assert.equal(await count(), 2);
+  });
+
+  it('--read-concurrency must be a positive number', async () => {
+    const res = await runCli(['backup', '--no-cache', 'src', '--read-concurrency', '0'], { env: { RESTIC_REPOSITORY: path.join(dir, 'ours'), RESTIC_PASSWORD: PASSWORD }, cwd: dir });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /read-concurrency/);
   });
 
   it('sizes as restic reads them', () => {

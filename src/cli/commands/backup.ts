@@ -23,6 +23,7 @@ export const backupCommand: Command = {
     { name: 'with-atime', kind: 'bool', help: 'store the atime for all files and directories' },
     { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: 'group snapshots by host, paths and/or tags to choose the parent (default host,paths)' },
     { name: 'one-file-system', short: 'x', kind: 'bool', help: "exclude other file systems, don't cross filesystem boundaries and subvolumes" },
+    { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'read n files concurrently (default: $RESTIC_READ_CONCURRENCY or one per core)' },
     { name: 'skip-if-unchanged', kind: 'bool', help: 'skip snapshot creation if identical to parent snapshot' },
     { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
@@ -86,6 +87,7 @@ export const backupCommand: Command = {
           excludeIfPresent: f.list('exclude-if-present'),
           excludeCaches: f.bool('exclude-caches'),
           skipIfUnchanged: f.bool('skip-if-unchanged'),
+          threads: readConcurrency(f.string('read-concurrency') ?? ctx.env.RESTIC_READ_CONCURRENCY),
           oneFileSystem: f.bool('one-file-system'),
           groupBy: f.string('group-by') !== undefined ? parseGroupBy(f.string('group-by')) : undefined,
           ignoreInode: f.bool('ignore-inode'),
@@ -144,4 +146,15 @@ export function parseSize(s: string): number {
   if (!m) throw new InvalidInputError(`invalid size ${JSON.stringify(s)} (a number, optionally with k/K, m/M, g/G or t/T)`);
   const exp = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
   return Number(m[1]) * 1024 ** exp;
+}
+
+/**
+ * restic's --read-concurrency (or $RESTIC_READ_CONCURRENCY): files read at once, which is what
+ * Stowage's file workers do; unset, one worker per core (restic reads 2).
+ */
+function readConcurrency(s: string | undefined): number | undefined {
+  if (s === undefined || s === '') return undefined;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`invalid --read-concurrency ${JSON.stringify(s)}: must be a positive whole number`);
+  return n;
 }
