@@ -110,6 +110,8 @@ export { tag } from './snapshot/operations/tag.ts';
 export type { TagOptions, TagResult, TagChange } from './snapshot/operations/tag.ts';
 export { rewrite, checkRewriteOptions, TreeNotReencodableError } from './snapshot/operations/rewrite.ts';
 export type { RewriteOptions, RewriteResult, RewrittenSnapshot } from './snapshot/operations/rewrite.ts';
+export { recover } from './snapshot/operations/recover.ts';
+export type { RecoverOptions, RecoverResult } from './snapshot/operations/recover.ts';
 export { diffSnapshots } from './snapshot/operations/diff.ts';
 export type { DiffOptions, DiffResult, DiffChange, DiffStat, DiffSide } from './snapshot/operations/diff.ts';
 export { findByPattern, findIds } from './snapshot/operations/find.ts';

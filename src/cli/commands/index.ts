@@ -17,6 +17,7 @@ import { forgetCommand } from './forget.ts';
 import { copyCommand } from './copy.ts';
 import { tagCommand } from './tag.ts';
 import { rewriteCommand } from './rewrite.ts';
+import { recoverCommand } from './recover.ts';
 import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
@@ -28,6 +29,7 @@ export const COMMANDS: Record<string, Command> = {
   copy: copyCommand,
   tag: tagCommand,
   rewrite: rewriteCommand,
+  recover: recoverCommand,
   diff: diffCommand,
   find: findCommand,
   backup: backupCommand,
