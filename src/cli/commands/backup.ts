@@ -24,6 +24,7 @@ export const backupCommand: Command = {
     { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: 'group snapshots by host, paths and/or tags to choose the parent (default host,paths)' },
     { name: 'one-file-system', short: 'x', kind: 'bool', help: "exclude other file systems, don't cross filesystem boundaries and subvolumes" },
     { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'read n files concurrently (default: $RESTIC_READ_CONCURRENCY or one per core)' },
+    { name: 'dry-run', short: 'n', kind: 'bool', help: 'do not upload or write any data, just show what would be done' },
     { name: 'skip-if-unchanged', kind: 'bool', help: 'skip snapshot creation if identical to parent snapshot' },
     { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
@@ -70,7 +71,7 @@ export const backupCommand: Command = {
       return stdin ? { stream: process.stdin, filename } : undefined;
     };
     // Locked before the index is read, so no prune can remove what the index promises.
-    return withRepo(ctx, 'shared', async (r) => {
+    return withRepo(ctx, f.bool('dry-run') ? 'none' : 'shared', async (r) => {
       const progress = ctx.progress('backup');
       let res: Awaited<ReturnType<typeof backup>>;
       try {
@@ -87,6 +88,7 @@ export const backupCommand: Command = {
           excludeIfPresent: f.list('exclude-if-present'),
           excludeCaches: f.bool('exclude-caches'),
           skipIfUnchanged: f.bool('skip-if-unchanged'),
+          dryRun: f.bool('dry-run'),
           threads: readConcurrency(f.string('read-concurrency') ?? ctx.env.RESTIC_READ_CONCURRENCY),
           oneFileSystem: f.bool('one-file-system'),
           groupBy: f.string('group-by') !== undefined ? parseGroupBy(f.string('group-by')) : undefined,
@@ -122,14 +124,15 @@ export const backupCommand: Command = {
           total_files_processed: s.totalFilesProcessed, total_bytes_processed: s.totalBytesProcessed,
           total_duration: Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9,
           backup_start: formatGoTime(s.backupStart), backup_end: formatGoTime(s.backupEnd),
+          ...(res.dryRun ? { dry_run: true } : {}),
           ...(res.skipped ? {} : { snapshot_id: res.snapshotId }),
         }) + '\n');
       } else if (!ctx.quiet) {
         ctx.out(`\nFiles:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified\n` +
           `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified\n` +
-          `Added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
+          `${res.dryRun ? 'Would add to the repository' : 'Added to the repository'}: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
           `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${(Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9).toFixed(2)}s\n` +
-          (res.skipped ? 'skipped creating snapshot\n' : `snapshot ${res.snapshotId.slice(0, 8)} saved\n`));
+          (res.dryRun ? '' : res.skipped ? 'skipped creating snapshot\n' : `snapshot ${res.snapshotId.slice(0, 8)} saved\n`));
       }
       if (res.errors.length) {
         ctx.err(`Warning: at least one source file could not be read\n`);

@@ -123,6 +123,11 @@ export interface BackupOptions {
    * below them is stored as an empty folder.
    */
   oneFileSystem?: boolean;
+  /**
+   * Read, chunk and count everything but store nothing and take no lock (restic's --dry-run): the
+   * summary tells what would have been added.
+   */
+  dryRun?: boolean;
   /** Write no snapshot when the tree equals the parent snapshot's (restic's --skip-if-unchanged). */
   skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
@@ -135,6 +140,8 @@ export interface BackupResult {
   snapshotId: SnapshotId;
   /** The snapshot as stored (tree, paths, host, tags, summary); with `skipped`, as it would have been. */
   snapshot: Snapshot;
+  /** True for a `dryRun`: nothing was written; `snapshotId` is the ID the snapshot would have had. */
+  dryRun?: boolean;
   /** True when `skipIfUnchanged` found the parent's tree again and wrote no snapshot. */
   skipped?: boolean;
   /**
