@@ -333,10 +333,14 @@ export class Repository {
 
   // ---- unpacked files (snapshots, index, locks) -----------------------------------------
 
-  /** Encrypts (and in v2 compresses) a JSON document and stores it under its hash. */
-  async saveUnpacked(type: UnpackedType, json: Uint8Array, options: CallOptions = {}): Promise<string> {
+  /**
+   * Encrypts (and in v2 compresses) a JSON document and stores it under its hash; with `dryRun`
+   * only the name it would have is returned (a dry run's snapshot ID, as restic prints one).
+   */
+  async saveUnpacked(type: UnpackedType, json: Uint8Array, options: CallOptions & { dryRun?: boolean } = {}): Promise<string> {
     const sealed = seal(this.#key, encodeUnpacked(json, this.version));
     const id = sha256hex(sealed);
+    if (options.dryRun) return id;
     await this.backend.save({ type, name: id }, sealed, options);
     return id;
   }
@@ -525,6 +529,11 @@ export interface BlobWriterOptions extends CallOptions {
    * if it rejects, so does every store. Blobs are packed meanwhile.
    */
   ready?: Promise<unknown>;
+  /**
+   * Pack, count and hash as usual but store nothing: no pack, no index file, nothing added to the
+   * in-memory index (backup --dry-run). `stats` tell what would have been added.
+   */
+  dryRun?: boolean;
 }
 
 /**
@@ -857,6 +866,7 @@ export class BlobWriter {
   readonly #signal: AbortSignal | undefined;
   readonly #onPack: BlobWriterOptions['onPack'];
   readonly #ready: Promise<unknown>;
+  readonly #dryRun: boolean;
   /** Compresses trees (and small data) here, keeping its context between blobs. */
   #encoder: ZstdEncoder | undefined;
   readonly #packers = new Map<BlobType, PackWriter>();
@@ -881,6 +891,7 @@ export class BlobWriter {
     this.#signal = options.signal;
     this.#onPack = options.onPack;
     this.#ready = options.ready ?? Promise.resolve();
+    this.#dryRun = options.dryRun === true;
     this.#ready.catch(() => undefined);
     this.#index = new IndexWriter(repo.repo, { signal: options.signal, ready: this.#ready, indexFiles: repo.indexFiles });
   }
@@ -991,6 +1002,12 @@ export class BlobWriter {
     // Buffer's slice() is a view of this buffer, which is reused for the next pack.
     const bytes = new Uint8Array(finished.bytes.buffer, finished.bytes.byteOffset, finished.bytes.length);
     const reusable = packer.blobType === 'data' ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset) : undefined;
+    if (this.#dryRun) {
+      // Nothing leaves the process; the buffer is free again at once.
+      this.stats.packs++;
+      if (packer.blobType === 'data') this.#releaseBuffer(reusable);
+      return;
+    }
     if (packer.blobType === 'tree') this.#repo.repo.cache?.addTreePack(id);
     const entry: PendingUpload = { promise: Promise.resolve() };
     entry.promise = (async () => {

@@ -1,8 +1,11 @@
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
+import type { IndexedRepository } from '../../repository/repository.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { withIndexedRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
+import { readPatternFiles } from '../patterns.ts';
+import { parseGroupBy } from './forget.ts';
+import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -12,6 +15,19 @@ export const backupCommand: Command = {
     { name: 'tag', kind: 'list', arg: 'TAG[,TAG]', help: 'tags for the new snapshot (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'exclude a pattern (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file' },
+    { name: 'iexclude', kind: 'list', arg: 'PATTERN', help: 'same as --exclude pattern but ignores the casing of filenames' },
+    { name: 'iexclude-file', kind: 'list', arg: 'FILE', help: 'same as --exclude-file but ignores casing of filenames in patterns' },
+    { name: 'exclude-larger-than', kind: 'string', arg: 'SIZE', help: 'max size of the files to be backed up (allowed suffixes: k/K, m/M, g/G, t/T)' },
+    { name: 'exclude-if-present', kind: 'list', arg: 'FILENAME[:HEADER]', help: 'exclude contents of directories containing filename (except filename itself) if header of that file is as provided' },
+    { name: 'ignore-inode', kind: 'bool', help: 'ignore inode number and ctime changes when checking for modified files' },
+    { name: 'ignore-ctime', kind: 'bool', help: 'ignore ctime changes when checking for modified files' },
+    { name: 'with-atime', kind: 'bool', help: 'store the atime for all files and directories' },
+    { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: 'group snapshots by host, paths and/or tags to choose the parent (default host,paths)' },
+    { name: 'one-file-system', short: 'x', kind: 'bool', help: "exclude other file systems, don't cross filesystem boundaries and subvolumes" },
+    { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'worker threads reading and chunking files (default: $RESTIC_READ_CONCURRENCY, else one per core)' },
+    { name: 'dry-run', short: 'n', kind: 'bool', help: 'do not upload or write any data, just show what would be done' },
+    { name: 'skip-if-unchanged', kind: 'bool', help: 'skip snapshot creation if identical to parent snapshot' },
+    { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
     { name: 'parent', kind: 'string', arg: 'SNAPSHOT', help: 'use this parent snapshot (default: latest of same host and paths)' },
     { name: 'force', short: 'f', kind: 'bool', help: 'read every file, ignore the parent snapshot' },
     { name: 'stdin', kind: 'bool', help: 'read the backup content from standard input' },
@@ -19,16 +35,13 @@ export const backupCommand: Command = {
     { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin and --stdin-from-command (default "stdin")' },
     { name: 'time', kind: 'string', arg: 'TIME', help: 'snapshot time instead of now ("2006-01-02 15:04:05")' },
     { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the paths to back up from a file (one per line)' },
-    { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'worker threads reading and chunking files (default: $RESTIC_READ_CONCURRENCY, else one per core)' },
   ],
   async run(ctx) {
     const f = ctx.flags;
-    const threads = readConcurrency(ctx);
-    const excludes = [...f.list('exclude')];
-    for (const file of f.list('exclude-file')) {
-      const { readFileSync } = await import('node:fs');
-      excludes.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
-    }
+    // Pattern files as restic reads them: BOM, comments, $VAR expanded.
+    const excludes = [...f.list('exclude'), ...(await readPatternFiles(f.list('exclude-file'), ctx.env))];
+    const iexcludes = [...f.list('iexclude'), ...(await readPatternFiles(f.list('iexclude-file'), ctx.env))];
+    const largerThan = f.string('exclude-larger-than');
     // With --stdin-from-command the arguments are the command, not paths (as restic).
     const fromCommand = f.bool('stdin-from-command');
     const commandLine = fromCommand ? [...f.positional] : [];
@@ -58,9 +71,10 @@ export const backupCommand: Command = {
       }
       return stdin ? { stream: process.stdin, filename } : undefined;
     };
+    const threads = readConcurrency(ctx);
     // The index is read while the lock is taken and refreshed once it is held, so no prune can
-    // have removed what the index promises (withIndexedRepo).
-    return withIndexedRepo(ctx, 'shared', async (repo) => {
+    // have removed what the index promises (withIndexedRepo); a dry run stores nothing and takes no lock.
+    const run = async (repo: IndexedRepository): Promise<number> => {
       const progress = ctx.progress('backup');
       let res: Awaited<ReturnType<typeof backup>>;
       try {
@@ -71,9 +85,20 @@ export const backupCommand: Command = {
           hostname: f.string('host') || ctx.env.RESTIC_HOST || undefined,
           tags: f.list('tag').flatMap((t) => t.split(',')).filter(Boolean),
           excludes,
+          iexcludes,
+          excludeLargerThan: largerThan ? parseSize(largerThan) : undefined,
+          excludeIfPresent: f.list('exclude-if-present'),
+          excludeCaches: f.bool('exclude-caches'),
+          skipIfUnchanged: f.bool('skip-if-unchanged'),
+          dryRun: f.bool('dry-run'),
+          threads,
+          oneFileSystem: f.bool('one-file-system'),
+          groupBy: f.string('group-by') !== undefined ? parseGroupBy(f.string('group-by')) : undefined,
+          ignoreInode: f.bool('ignore-inode'),
+          ignoreCtime: f.bool('ignore-ctime'),
+          withAtime: f.bool('with-atime'),
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
-          threads,
           time,
           signal: ctx.signal,
           onError: (p, e) => {
@@ -101,22 +126,33 @@ export const backupCommand: Command = {
           total_files_processed: s.totalFilesProcessed, total_bytes_processed: s.totalBytesProcessed,
           total_duration: Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9,
           backup_start: formatGoTime(s.backupStart), backup_end: formatGoTime(s.backupEnd),
-          snapshot_id: res.snapshotId,
+          ...(res.dryRun ? { dry_run: true } : {}),
+          ...(res.skipped ? {} : { snapshot_id: res.snapshotId }),
         }) + '\n');
       } else if (!ctx.quiet) {
         ctx.out(`\nFiles:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified\n` +
           `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified\n` +
-          `Added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
+          `${res.dryRun ? 'Would add to the repository' : 'Added to the repository'}: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
           `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${(Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9).toFixed(2)}s\n` +
-          `snapshot ${res.snapshotId.slice(0, 8)} saved\n`);
+          (res.dryRun ? '' : res.skipped ? 'skipped creating snapshot\n' : `snapshot ${res.snapshotId.slice(0, 8)} saved\n`));
       }
       if (res.errors.length) {
         return exitWith(ctx, 3, 'Warning: at least one source file could not be read');
       }
       return 0;
-    });
+    };
+    if (f.bool('dry-run')) return withRepo(ctx, 'none', async (r) => run(await r.loadIndex({ signal: ctx.signal })));
+    return withIndexedRepo(ctx, 'shared', run);
   },
 };
+
+/** restic's size flags: a number of bytes, or with k/K, m/M, g/G, t/T (powers of 1024). */
+export function parseSize(s: string): number {
+  const m = /^(\d+)([kKmMgGtT]?)$/.exec(s.trim());
+  if (!m) throw new InvalidInputError(`invalid size ${JSON.stringify(s)} (a number, optionally with k/K, m/M, g/G or t/T)`);
+  const exp = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Number(m[1]) * 1024 ** exp;
+}
 
 /**
  * `--read-concurrency` / `$RESTIC_READ_CONCURRENCY` as restic parses them (an unsigned integer;

@@ -16,6 +16,8 @@ import { pruneCommand } from './prune.ts';
 import { forgetCommand } from './forget.ts';
 import { copyCommand } from './copy.ts';
 import { tagCommand } from './tag.ts';
+import { rewriteCommand } from './rewrite.ts';
+import { recoverCommand } from './recover.ts';
 import { diffCommand } from './diff.ts';
 import { findCommand } from './find.ts';
 import { versionCommand } from './version.ts';
@@ -30,6 +32,8 @@ export const COMMANDS: Record<string, Command> = {
   list: listCommand,
   copy: copyCommand,
   tag: tagCommand,
+  rewrite: rewriteCommand,
+  recover: recoverCommand,
   diff: diffCommand,
   find: findCommand,
   backup: backupCommand,

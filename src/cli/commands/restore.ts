@@ -1,8 +1,10 @@
-import { InvalidInputError } from '../../errors.ts';
+import { InvalidInputError, StowageError } from '../../errors.ts';
 import { planRestore, restore } from '../../snapshot/operations/restore/index.ts';
 import { formatDuration } from '../progress.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
+import { readPatternFiles } from '../patterns.ts';
+import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
 
 export const restoreCommand: Command = {
@@ -14,20 +16,39 @@ export const restoreCommand: Command = {
     { name: 'include', short: 'i', kind: 'list', arg: 'PATTERN', help: 'restore only matching paths (repeatable)' },
     { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'do not restore matching paths (repeatable)' },
     { name: 'dry-run', kind: 'bool', help: 'do not write any data, just show what would be done (with --verbose: every entry)' },
+    { name: 'overwrite', kind: 'string', arg: 'BEHAVIOR', help: 'overwrite behavior, one of (always|if-changed|if-newer|never) (default always)' },
+    { name: 'verify', kind: 'bool', help: 'verify restored files content' },
+    { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
+    { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
+    { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file (repeatable)' },
+    { name: 'iinclude', kind: 'list', arg: 'PATTERN', help: 'same as --include but ignores the casing of filenames' },
+    { name: 'iexclude', kind: 'list', arg: 'PATTERN', help: 'same as --exclude but ignores the casing of filenames' },
+    { name: 'iinclude-file', kind: 'list', arg: 'FILE', help: 'same as --include-file but ignores casing of filenames in patterns' },
+    { name: 'iexclude-file', kind: 'list', arg: 'FILE', help: 'same as --exclude-file but ignores casing of filenames in patterns' },
   ],
   async run(ctx) {
     const refArg = ctx.flags.positional[0];
     if (!refArg) throw new InvalidInputError('no snapshot ID specified, specify snapshot ID or use special ID "latest"');
     const target = ctx.flags.string('target');
     if (!target) throw new InvalidInputError('please specify a directory to restore to (--target)');
+    const patterns = async (flag: string) => [...ctx.flags.list(flag), ...(await readPatternFiles(ctx.flags.list(`${flag}-file`), ctx.env))];
+    const selection = {
+      include: await patterns('include'),
+      exclude: await patterns('exclude'),
+      iinclude: await patterns('iinclude'),
+      iexclude: await patterns('iexclude'),
+    };
+    if ((selection.include.length || selection.iinclude.length) && (selection.exclude.length || selection.iexclude.length)) {
+      throw new InvalidInputError('exclude and include patterns are mutually exclusive');
+    }
+    const overwrite = (ctx.flags.string('overwrite') ?? 'always') as OverwriteMode;
+    if (!OVERWRITE_MODES.includes(overwrite)) throw new InvalidInputError(`invalid argument ${JSON.stringify(overwrite)} for "--overwrite" flag: invalid overwrite behavior ${JSON.stringify(overwrite)}`);
     const [ref, sub] = splitSnapshotRef(refArg);
     return withRepo(ctx, 'shared', async (r) => {
       const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags, ctx.env));
       const repo = await r.loadIndex({ signal: ctx.signal });
       const tree = sub ? await findSubtree(repo, snap.snapshot.tree, sub) : snap.snapshot.tree;
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
-      const include = ctx.flags.list('include');
-      const exclude = ctx.flags.list('exclude');
       if (ctx.flags.bool('dry-run')) {
         // restic 0.19's shape: "restored  PATH[ with size N B]" per entry (restic: -vv; here
         // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
@@ -35,8 +56,7 @@ export const restoreCommand: Command = {
         let items = 0;
         let bytes = 0;
         await planRestore(repo, tree, {
-          include,
-          exclude,
+          ...selection,
           signal: ctx.signal,
           onItem: (item) => {
             items++;
@@ -56,8 +76,16 @@ export const restoreCommand: Command = {
       try {
         res = await restore(repo, tree, {
           target,
-          include,
-          exclude,
+          ...selection,
+          delete: ctx.flags.bool('delete'),
+          overwrite,
+          verify: ctx.flags.bool('verify'),
+          onDelete: (p) => {
+            if (ctx.verbose && !ctx.quiet && !ctx.json) {
+              progress.clear();
+              ctx.out(`deleted   ${p}\n`);
+            }
+          },
           signal: ctx.signal,
           onWarning: (p, m) => {
             progress.clear();
@@ -74,7 +102,13 @@ export const restoreCommand: Command = {
       }
       if (ctx.json) {
         ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
-      } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})\n`);
+      } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})${res.deleted !== undefined ? `, deleted ${res.deleted} files/dirs` : ''}\n`);
+      if (res.verified) {
+        // As restic: each mismatch reported, then a fatal count.
+        for (const e of res.verified.errors) ctx.err(`ignoring error for ${e.path}: ${e.message}\n`);
+        if (res.verified.errors.length > 0) throw new StowageError('INTEGRITY', `There were ${res.verified.errors.length} errors`);
+        if (!ctx.quiet && !ctx.json) ctx.out(`verifying files in ${target}\nfinished verifying ${res.verified.files} files in ${target}\n`);
+      }
       return 0;
     });
   },

@@ -66,9 +66,10 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   const { targets, stdinName } = await checkSources(options);
   // The lock is taken while the backup starts (taking it includes a wait of its own, to see
   // whether another process locks at the same time); nothing is stored before it is held.
-  const locking = options.lock === false ? Promise.resolve(undefined) : Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
+  // A dry run stores nothing and takes no lock (restic neither).
+  const locking = options.lock === false || options.dryRun ? Promise.resolve(undefined) : Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
   locking.catch(() => undefined);
-  const writer = repo.blobWriter({ compression: options.compression ?? 'auto', signal, ready: locking });
+  const writer = repo.blobWriter({ compression: options.compression ?? 'auto', signal, ready: locking, dryRun: options.dryRun === true });
   const helper = SysHelper.start();
   const run = new BackupRun(repo, writer, helper, options);
   run.errors.push(...targets.missing);

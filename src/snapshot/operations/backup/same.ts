@@ -5,13 +5,13 @@ import { compareGoStrings } from '../../model/gojson.ts';
 import type { TreeNode } from '../../model/node.ts';
 
 /** restic's change detection: a file is unchanged when type, mtime, ctime, size and inode agree. */
-export function unchanged(prev: TreeNode, cur: TreeNode): boolean {
+export function unchanged(prev: TreeNode, cur: TreeNode, ignore: { ctime?: boolean; inode?: boolean } = {}): boolean {
   return (
     prev.type === cur.type &&
     prev.mtime.epochNs === cur.mtime.epochNs &&
-    prev.ctime.epochNs === cur.ctime.epochNs &&
+    (ignore.ctime === true || prev.ctime.epochNs === cur.ctime.epochNs) &&
     BigInt(prev.size ?? 0) === BigInt(cur.size ?? 0) &&
-    BigInt(prev.inode ?? 0) === BigInt(cur.inode ?? 0)
+    (ignore.inode === true || BigInt(prev.inode ?? 0) === BigInt(cur.inode ?? 0))
   );
 }
 

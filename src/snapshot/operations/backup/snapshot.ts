@@ -43,7 +43,13 @@ export async function writeSnapshot(repo: IndexedRepository, parts: SnapshotPart
     programVersion: PROGRAM_VERSION,
     summary,
   };
-  const snapshotId = (await repo.repo.saveUnpacked('snapshots', encodeSnapshot(snapshot), { signal: options.signal })) as SnapshotId;
+  // --skip-if-unchanged: the same tree as the parent's means no new snapshot (restic 0.17+).
+  if (options.skipIfUnchanged && run.parentId && run.parentTreeId === tree) {
+    return { snapshotId: run.parentId, snapshot, summary, errors: run.errors, skipped: true };
+  }
+  // --dry-run: the snapshot is sealed for its ID (restic prints one) but not stored.
+  const snapshotId = (await repo.repo.saveUnpacked('snapshots', encodeSnapshot(snapshot), { signal: options.signal, dryRun: options.dryRun === true })) as SnapshotId;
+  if (options.dryRun) return { snapshotId, snapshot, summary, errors: run.errors, dryRun: true };
   // Once per run: the helper's absence means no xattrs were read (whether files had any, Node
   // cannot tell).
   let metadataLoss: MetadataLoss | undefined;

@@ -5,7 +5,7 @@ import type { CompressionMode } from '../../../repository/compression.ts';
 import type { GoTime } from '../../../repository/gotime.ts';
 import type { MetadataLoss } from '../../engine/syshelper.ts';
 import type { BackupProgress } from '../../engine/progress.ts';
-import type { Snapshot, SnapshotSummary } from '../../model/snapshot.ts';
+import type { Snapshot, SnapshotGroupBy, SnapshotSummary } from '../../model/snapshot.ts';
 
 /** A stream backed up as one file (restic --stdin). */
 export interface StdinStream {
@@ -61,6 +61,17 @@ export interface BackupOptions {
    * paths are not read; the patterns are recorded in the snapshot.
    */
   excludes?: readonly string[];
+  /** As `excludes`, case ignored (restic's --iexclude); not recorded in the snapshot. */
+  iexcludes?: readonly string[];
+  /** Leave out anything but folders larger than this many bytes (restic's --exclude-larger-than). */
+  excludeLargerThan?: number;
+  /**
+   * restic's --exclude-if-present `filename[:header]`: a folder holding that file (starting with
+   * header, when given) is stored with only that file.
+   */
+  excludeIfPresent?: readonly string[];
+  /** restic's --exclude-caches: the same for folders with a valid CACHEDIR.TAG. */
+  excludeCaches?: boolean;
   /** Parent snapshot for change detection; undefined = the latest with the same host and paths; null = none. */
   parent?: string | null;
   /**
@@ -95,16 +106,44 @@ export interface BackupOptions {
    * spare that, and get counts without totals.
    */
   scan?: boolean;
+  /** A file whose mtime and size match the parent's is unchanged whatever its inode and ctime (restic's --ignore-inode). */
+  ignoreInode?: boolean;
+  /** A file whose mtime, size and inode match the parent's is unchanged whatever its ctime (restic's --ignore-ctime). */
+  ignoreCtime?: boolean;
+  /** Store each entry's access time (restic's --with-atime); without it the atime recorded is the mtime. */
+  withAtime?: boolean;
+  /**
+   * How the parent is chosen when `parent` is undefined (restic's --group-by): the latest snapshot
+   * of this host / holding these paths / with these tags, as far as each is set. Without it, the
+   * latest snapshot of this host with exactly these paths.
+   */
+  groupBy?: SnapshotGroupBy;
+  /**
+   * Stay on the file systems of the backup targets (restic's --one-file-system): a mount point
+   * below them is stored as an empty folder.
+   */
+  oneFileSystem?: boolean;
+  /**
+   * Read, chunk and count everything but store nothing and take no lock (restic's --dry-run): the
+   * summary tells what would have been added.
+   */
+  dryRun?: boolean;
+  /** Write no snapshot when the tree equals the parent snapshot's (restic's --skip-if-unchanged). */
+  skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
   onError?: (path: string, error: Error) => void;
 }
 
 /** What {@link backup} wrote. */
 export interface BackupResult {
-  /** The new snapshot's ID. */
+  /** The new snapshot's ID; with `skipped`, the parent's (which holds the same tree). */
   snapshotId: SnapshotId;
-  /** The snapshot as stored (tree, paths, host, tags, summary). */
+  /** The snapshot as stored (tree, paths, host, tags, summary); with `skipped`, as it would have been. */
   snapshot: Snapshot;
+  /** True for a `dryRun`: nothing was written; `snapshotId` is the ID the snapshot would have had. */
+  dryRun?: boolean;
+  /** True when `skipIfUnchanged` found the parent's tree again and wrote no snapshot. */
+  skipped?: boolean;
   /**
    * Counts and sizes of the backup: files and folders new, changed and unchanged, bytes processed
    * and added.

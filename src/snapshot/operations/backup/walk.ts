@@ -1,6 +1,6 @@
 // The walk: targets, folders and their entries turned into nodes, file contents saved by the
 // workers (unchanged files reuse the parent's content list), folders saved as trees bottom up.
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import os from 'node:os';
@@ -13,7 +13,8 @@ import { FilePool } from '../../engine/file-pool.ts';
 import type { SysHelper, Xattr } from '../../engine/syshelper.ts';
 import { IdNames } from '../../engine/fsmeta.ts';
 import { TreeLoader } from '../../engine/tree-loader.ts';
-import { findParentSnapshot, loadSnapshot } from '../../engine/select.ts';
+import { findParentSnapshot, listSnapshots, loadSnapshot } from '../../engine/select.ts';
+import { latestSnapshot, type SnapshotGroupBy } from '../../model/snapshot.ts';
 import { BackupMeter } from '../../engine/progress.ts';
 import { PathFilter } from '../../model/filter.ts';
 import { goModeFromPosix, nodeTypeFromPosix } from '../../model/mode.ts';
@@ -54,6 +55,10 @@ export class BackupRun {
   readonly options: BackupOptions;
   readonly names = new IdNames();
   readonly excludes: PathFilter;
+  /** --iexclude patterns, lower-cased (matched against the lower-cased path, as restic). */
+  readonly iexcludes: PathFilter;
+  /** --exclude-if-present / --exclude-caches markers: a name, and the bytes its file must start with. */
+  readonly markers: Array<{ name: string; header?: Buffer }>;
   readonly errors: Array<{ path: string; message: string }> = [];
   readonly stats = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, bytes: 0 };
   readonly folderLimit = new Semaphore(FOLDERS_AT_ONCE);
@@ -72,6 +77,8 @@ export class BackupRun {
     this.helper = helper;
     this.options = options;
     this.excludes = new PathFilter(options.excludes ?? []);
+    this.iexcludes = new PathFilter((options.iexcludes ?? []).map((p) => p.toLowerCase()));
+    this.markers = markerRules(options);
     this.trees = new TreeLoader(repo, options.signal);
     const scan = options.stdin || options.scan === false ? undefined : { paths: options.paths ?? [], excludes: options.excludes, signal: options.signal };
     this.meter = new BackupMeter(options.onProgress, scan);
@@ -111,9 +118,20 @@ export class BackupRun {
   async resolveParent(paths: string[]): Promise<TreeNode[] | undefined> {
     const p = this.options.parent;
     if (p === null) return undefined;
-    const found = p === undefined
-      ? await findParentSnapshot(this.repo.repo, { hostname: this.options.hostname ?? os.hostname(), paths })
-      : await loadSnapshot(this.repo.repo, p);
+    const hostname = this.options.hostname ?? os.hostname();
+    const g = this.options.groupBy;
+    // With --group-by, restic's filter: the latest snapshot (not after the backup's time) of this
+    // host, holding all these paths, carrying all these tags — as far as each is grouped by.
+    const found = p !== undefined
+      ? await loadSnapshot(this.repo.repo, p)
+      : g
+        ? latestSnapshot(await listSnapshots(this.repo.repo, { signal: this.options.signal }), {
+          ...(g.host ? { hosts: [hostname] } : {}),
+          ...(g.paths ? { paths } : {}),
+          ...(g.tags ? { tags: [[...(this.options.tags ?? [])]] } : {}),
+          ...(this.options.time ? { notAfter: this.options.time } : {}),
+        })
+        : await findParentSnapshot(this.repo.repo, { hostname, paths });
     if (!found) return undefined;
     this.parentId = found.id;
     this.parentTreeId = found.snapshot.tree;
@@ -163,8 +181,34 @@ export class BackupRun {
         nodes.push(node);
       }
     }));
-    nodes.push(...(await this.saveEntries(targets.filter((t) => this.excludes.empty || !this.excludes.matches(t.fullStr)))));
+    nodes.push(...(await this.saveEntries(targets.filter((t) => !this.isExcluded(t.fullStr)))));
     return this.saveTree(sortByName(nodes));
+  }
+
+  #devices: Promise<Set<bigint>> | undefined;
+
+  /** The devices of the backup targets (--one-file-system). */
+  targetDevices(): Promise<Set<bigint>> {
+    this.#devices ??= Promise.all((this.options.paths ?? []).map((p) => lstat(p, { bigint: true }).then((st) => st.dev, () => undefined)))
+      .then((devs) => new Set(devs.filter((d): d is bigint => d !== undefined)));
+    return this.#devices;
+  }
+
+  /** Whether an --exclude or --iexclude pattern matches the path. */
+  isExcluded(fullStr: string): boolean {
+    return (!this.excludes.empty && this.excludes.matches(fullStr)) || (!this.iexcludes.empty && this.iexcludes.matches(fullStr.toLowerCase()));
+  }
+
+  /** The name of the marker file a folder holds (its header checked), if any. */
+  async markerIn(dir: Buffer, names: Buffer[]): Promise<Buffer | undefined> {
+    for (const m of this.markers) {
+      const raw = names.find((n) => n.toString('utf8') === m.name);
+      if (!raw) continue;
+      if (!m.header) return raw;
+      const head = await readHead(Buffer.concat([dir, SLASH, raw]), m.header.length);
+      if (head?.equals(m.header)) return raw;
+    }
+    return undefined;
   }
 
   async xattrsOf(full: Buffer): Promise<Xattr[] | undefined> {
@@ -186,13 +230,34 @@ export class BackupRun {
       const names = await readdir(dir, { encoding: 'buffer' });
       const prevByName = new Map<string, TreeNode>();
       for (const n of parent ?? []) prevByName.set(n.name, n);
+      // A folder holding a marker (--exclude-if-present, --exclude-caches) keeps only the marker.
+      const marker = await this.markerIn(dir, names);
       for (const raw of names) {
+        if (marker && !raw.equals(marker)) continue;
         const full = Buffer.concat([dir, SLASH, raw]);
         const fullStr = full.toString('utf8');
-        if (!this.excludes.empty && this.excludes.matches(fullStr)) continue;
+        if (this.isExcluded(fullStr)) continue;
         entries.push({ raw, full, fullStr, prev: prevByName.get(goStringFromBytes(raw)) });
       }
       await this.statEntries(entries);
+      if (this.options.oneFileSystem) {
+        // restic's --one-file-system: only the file systems of the backup targets; a folder on
+        // another one (a mount point) is kept, empty, when the folder holding it is on one of them.
+        const devices = await this.targetDevices();
+        const here = devices.has((await lstat(dir, { bigint: true })).dev);
+        for (let i = entries.length - 1; i >= 0; i--) {
+          const st = entries[i]!.st;
+          if (st && !devices.has(st.dev) && !(here && st.isDirectory())) entries.splice(i, 1);
+        }
+      }
+      const max = this.options.excludeLargerThan;
+      if (max !== undefined) {
+        // restic's --exclude-larger-than: anything but a folder above the size is left out.
+        for (let i = entries.length - 1; i >= 0; i--) {
+          const st = entries[i]!.st;
+          if (st && !st.isDirectory() && st.size > BigInt(max)) entries.splice(i, 1);
+        }
+      }
     });
     const nodes = sortByName(await this.saveEntries(entries));
     throwIfAborted(this.options.signal);
@@ -285,7 +350,9 @@ export class BackupRun {
    */
   async saveFile(e: Entry, node: TreeNode, size: number): Promise<TreeNode | undefined> {
     const { full, fullStr, prev } = e;
-    if (prev && prev.type === 'file' && unchanged(prev, node) && prev.content?.every((id) => this.writer.has('data', id))) {
+    // restic's --ignore-inode ignores the ctime too; --ignore-ctime only the ctime.
+    const ignore = { ctime: this.options.ignoreCtime === true || this.options.ignoreInode === true, inode: this.options.ignoreInode === true };
+    if (prev && prev.type === 'file' && unchanged(prev, node, ignore) && prev.content?.every((id) => this.writer.has('data', id))) {
       node.content = prev.content;
       this.stats.filesUnmodified++;
       this.stats.bytes += size;
@@ -324,7 +391,8 @@ export class BackupRun {
       type,
       mode: goModeFromPosix(Number(st.mode)),
       mtime,
-      atime: mtime,
+      // restic stores the access time only with --with-atime (else the mtime again).
+      atime: this.options.withAtime ? goTimeFromNs(st.atimeNs) : mtime,
       ctime: goTimeFromNs(st.ctimeNs),
       uid,
       gid,
@@ -345,5 +413,35 @@ export class BackupRun {
     // listxattr order, as restic records it
     if (xattrs?.length) node.extendedAttributes = xattrs;
     return node;
+  }
+}
+
+/** The CACHEDIR.TAG signature (https://bford.info/cachedir/), as restic's --exclude-caches checks it. */
+const CACHEDIR_TAG = { name: 'CACHEDIR.TAG', header: Buffer.from('Signature: 8a477f597d28d172789f06886806bc55') };
+
+function markerRules(options: BackupOptions): Array<{ name: string; header?: Buffer }> {
+  const rules: Array<{ name: string; header?: Buffer }> = [];
+  if (options.excludeCaches) rules.push(CACHEDIR_TAG);
+  for (const spec of options.excludeIfPresent ?? []) {
+    const colon = spec.indexOf(':');
+    const name = colon < 0 ? spec : spec.slice(0, colon);
+    if (name === '') throw new InvalidInputError(`invalid --exclude-if-present ${JSON.stringify(spec)}: no file name`);
+    rules.push(colon < 0 || colon === spec.length - 1 ? { name } : { name, header: Buffer.from(spec.slice(colon + 1)) });
+  }
+  return rules;
+}
+
+/** The first `n` bytes of a file (fewer when it is shorter); undefined when it cannot be read. */
+async function readHead(p: Buffer, n: number): Promise<Buffer | undefined> {
+  const fh = await open(p, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } catch {
+    return undefined;
+  } finally {
+    await fh.close();
   }
 }

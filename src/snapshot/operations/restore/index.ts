@@ -21,12 +21,17 @@ import { MetadataWriter } from './metadata.ts';
 import { RestoreOutput } from './output.ts';
 import { planRestore as planEntries, summarizePlan, type RestorePlan, type RestorePlanSummary } from './plan.ts';
 import { SpecialMaker } from './specials.ts';
+import { deleteExtraneous } from './delete.ts';
+import { skipExisting } from './overwrite.ts';
+import { verifyFiles } from './verify.ts';
 import { TargetFolder } from './target.ts';
 import { NO_TARGET, walkRestoreTree } from './walk.ts';
 import type { RestoreOptions, RestoreResult } from './types.ts';
 
 export type { RestoreOptions, RestoreProgress, RestoreResult } from './types.ts';
 export type { RestorePlanSummary } from './plan.ts';
+export type { OverwriteMode } from './overwrite.ts';
+export type { VerifyResult } from './verify.ts';
 export { checkNodeName } from './walk.ts';
 
 /**
@@ -58,7 +63,7 @@ export async function restore(repository: AnyRepository, source: TreeSource, opt
 }
 
 /** Options of {@link planRestore}: those of {@link restore} that choose what is restored. */
-export interface RestorePlanOptions extends Pick<RestoreOptions, 'include' | 'exclude' | 'snapshotFilter' | 'signal'> {
+export interface RestorePlanOptions extends Pick<RestoreOptions, 'include' | 'exclude' | 'iinclude' | 'iexclude' | 'snapshotFilter' | 'signal'> {
   /** The folder the plan's paths are in (default "/"; nothing is made or read there). */
   target?: string;
   /**
@@ -135,6 +140,11 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   const helperOk = await helper.ready();
   const metadata = new MetadataWriter(helper, helperOk, owners, output);
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
+  const skipped = await skipExisting(walked, options.overwrite ?? 'always');
+  if (options.overwrite && options.overwrite !== 'always') output.result.filesSkipped = skipped;
+  if (options.delete) {
+    output.result.deleted = await deleteExtraneous(walked, (p) => options.onDelete?.(p.toString('utf8')), options.signal);
+  }
   const plan: RestorePlan = await planWithIndex(repo, walked, options.signal);
   output.result.dirsRestored = plan.dirs.length;
   output.totals.bytes = plan.contents.totalBytes;
@@ -150,6 +160,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   await metadata.done();
   await metadata.finishDirs(plan.dirs);
   metadata.reportLoss(repo.logger, targetPath);
+  if (options.verify) output.result.verified = await verifyFiles(repo, walked.files, options.signal);
   return output.result;
 }
 

@@ -2,6 +2,8 @@
 import type { MetadataLoss } from '../../engine/syshelper.ts';
 import type { TreeNode } from '../../model/node.ts';
 import type { SnapshotFilter } from '../../model/snapshot.ts';
+import type { OverwriteMode } from './overwrite.ts';
+import type { VerifyResult } from './verify.ts';
 
 /**
  * A restore's progress, sent to {@link RestoreOptions.onProgress}: once when the snapshot's
@@ -41,6 +43,25 @@ export interface RestoreOptions {
    * `BackupOptions.excludes`).
    */
   exclude?: readonly string[];
+  /** As `include`, case ignored (restic's --iinclude). */
+  iinclude?: readonly string[];
+  /** As `exclude`, case ignored (restic's --iexclude). */
+  iexclude?: readonly string[];
+  /**
+   * What becomes of an entry the target has already (restic's --overwrite): `always` (default)
+   * replaces it; `if-changed` leaves a file with the snapshot's size and mtime; `if-newer`
+   * replaces only when the snapshot's mtime is later; `never` leaves it. Folders are always restored.
+   */
+  overwrite?: OverwriteMode;
+  /** Read every file written back and check it against its blobs (restic's --verify; files `overwrite` left alone are not read). */
+  verify?: boolean;
+  /**
+   * Remove what the target holds that the snapshot does not, in the folders restored, where the
+   * include/exclude selection would restore it (restic's --delete).
+   */
+  delete?: boolean;
+  /** Each path `delete` removed (children before their folder). */
+  onDelete?: (path: string) => void;
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
   /**
@@ -70,6 +91,12 @@ export interface RestoreResult {
   dirsRestored: number;
   /** Bytes of file contents written. */
   bytesRestored: number;
+  /** What `verify` found (absent without it). */
+  verified?: VerifyResult;
+  /** Entries left as they were by `overwrite` (absent with `always`). */
+  filesSkipped?: number;
+  /** Files and folders removed by `delete` (absent without it). */
+  deleted?: number;
   /** Metadata that could not be applied (also reported to `onWarning`). */
   warnings: Array<{ path: string; message: string }>;
   /**

@@ -31,9 +31,48 @@ export interface Walked {
   created: RestoreEntry[];
   files: RestoreEntry[];
   specials: RestoreEntry[];
+  /** Every folder of the snapshot the walk went into (the target first): its names in the snapshot. */
+  visited: VisitedDir[];
+  /** The walk's selection of a path ("/a/b", relative to the restored tree). */
+  select: (rel: string, isDir: boolean) => 'yes' | 'no' | 'descend';
+}
+
+/** A folder the walk went into: where it is in the target, its path in the tree, and its names (Go-string form). */
+export interface VisitedDir {
+  path: Buffer;
+  rel: string;
+  names: Set<string>;
 }
 
 const SLASH = Buffer.from('/');
+
+/** What the walk selects by: restic's include and exclude patterns, and their case-blind forms. */
+export interface WalkOptions {
+  include?: readonly string[];
+  exclude?: readonly string[];
+  iinclude?: readonly string[];
+  iexclude?: readonly string[];
+  signal?: AbortSignal | undefined;
+}
+
+/** Patterns, plain and case-blind (matched against the lower-cased path, as restic). */
+class Patterns {
+  readonly #plain: PathFilter;
+  readonly #folded: PathFilter;
+  constructor(plain: readonly string[] | undefined, folded: readonly string[] | undefined) {
+    this.#plain = new PathFilter(plain ?? []);
+    this.#folded = new PathFilter((folded ?? []).map((p) => p.toLowerCase()));
+  }
+  get empty(): boolean {
+    return this.#plain.empty && this.#folded.empty;
+  }
+  matches(rel: string): boolean {
+    return (!this.#plain.empty && this.#plain.matches(rel)) || (!this.#folded.empty && this.#folded.matches(rel.toLowerCase()));
+  }
+  mayContainMatch(rel: string): boolean {
+    return (!this.#plain.empty && this.#plain.mayContainMatch(rel)) || (!this.#folded.empty && this.#folded.mayContainMatch(rel.toLowerCase()));
+  }
+}
 
 /**
  * Walks the tree `treeId` into the folder `root`, collecting its files and special files and
@@ -45,7 +84,7 @@ export async function walkRestoreTree(
   trees: TreeLoader,
   treeId: BlobId,
   root: Buffer,
-  options: { include?: readonly string[]; exclude?: readonly string[]; signal?: AbortSignal | undefined },
+  options: WalkOptions,
   target: WalkTarget,
 ): Promise<Walked> {
   const walk = new Walk(trees, options, target);
@@ -54,18 +93,18 @@ export async function walkRestoreTree(
 }
 
 class Walk {
-  readonly found: Walked = { created: [], files: [], specials: [] };
+  readonly found: Walked = { created: [], files: [], specials: [], visited: [], select: (rel, isDir) => this.selected(rel, isDir, false) };
   readonly #trees: TreeLoader;
-  readonly #include: PathFilter;
-  readonly #exclude: PathFilter;
+  readonly #include: Patterns;
+  readonly #exclude: Patterns;
   readonly #signal: AbortSignal | undefined;
   readonly #target: WalkTarget;
   #failed = false;
 
-  constructor(trees: TreeLoader, options: { include?: readonly string[]; exclude?: readonly string[]; signal?: AbortSignal | undefined }, target: WalkTarget) {
+  constructor(trees: TreeLoader, options: WalkOptions, target: WalkTarget) {
     this.#trees = trees;
-    this.#include = new PathFilter(options.include ?? []);
-    this.#exclude = new PathFilter(options.exclude ?? []);
+    this.#include = new Patterns(options.include, options.iinclude);
+    this.#exclude = new Patterns(options.exclude, options.iexclude);
     this.#signal = options.signal;
     this.#target = target;
   }
@@ -81,6 +120,7 @@ class Walk {
     throwIfAborted(this.#signal);
     if (this.#failed) return false;
     const nodes = await this.#trees.load(treeId);
+    this.found.visited.push({ path: dir, rel, names: new Set(nodes.map((n) => n.name)) });
     const names = nodes.map((node) => {
       const nameBytes = Buffer.from(goStringToBytes(node.name));
       checkNodeName(nameBytes, treeId);

@@ -1,0 +1,160 @@
+// restore's selection and --delete flags against restic 0.19.1: restic backs up a small folder;
+// for each set of flags, two identical targets (holding files the snapshot lacks, and a changed
+// one) are restored into, one by `stowage restore`, one by `restic restore`, and must end up the
+// same: the same paths, the same file contents, and (with --delete) the same paths reported deleted.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdir, mkdtemp, readFile, readdir, lstat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LocalBackend } from '../../src/backend/local.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { findNodeByPath, loadSnapshot } from '../../src/snapshot/engine/select.ts';
+import { verifyFiles } from '../../src/snapshot/operations/restore/verify.ts';
+import { runCli } from '../helpers/cli.ts';
+import { resticBin, resticOk } from '../helpers/restic.ts';
+import { removeTree } from '../helpers/tmp.ts';
+
+const PASSWORD = 'restore flags interop';
+
+/** Every path below dir (relative), with a file's content. */
+async function listing(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of (await readdir(path.join(dir, rel))).sort()) {
+    const p = path.join(rel, name);
+    const st = await lstat(path.join(dir, p));
+    if (st.isDirectory()) out.push(`${p}/`, ...(await listing(dir, p)));
+    else out.push(`${p} = ${await readFile(path.join(dir, p), 'utf8')}`);
+  }
+  return out;
+}
+
+describe('restore --delete and the pattern flags: the same target as restic 0.19.1', () => {
+  const restic = resticBin('0.19');
+  let dir: string;
+  let repo: string;
+  let seed: string;
+  let n = 0;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'stowage-restore-flags-'));
+    const src = path.join(dir, 'src');
+    for (const d of ['a/b', 'c', 'd/e', 'empty']) await mkdir(path.join(src, d), { recursive: true });
+    await writeFile(path.join(src, 'a/b/Secret.TXT'), 'secret\n');
+    await writeFile(path.join(src, 'a/keep.txt'), 'keep\n');
+    await writeFile(path.join(src, 'c/app.log'), 'log\n');
+    await writeFile(path.join(src, 'd/e/q.txt'), 'q\n');
+    await writeFile(path.join(src, 'top'), 'top\n');
+    repo = path.join(dir, 'repo');
+    await resticOk(restic, ['init'], { repo, password: PASSWORD });
+    await resticOk(restic, ['backup', 'src'], { repo, password: PASSWORD, cwd: dir });
+    // What the targets hold before each restore: extra files and folders at several depths.
+    seed = path.join(dir, 'seed');
+    for (const d of ['src/a/extra', 'src/new/deep', 'other', 'src/c']) await mkdir(path.join(seed, d), { recursive: true });
+    await writeFile(path.join(seed, 'src/a/extra/f'), 'f\n');
+    await writeFile(path.join(seed, 'src/new/deep/g.txt'), 'g\n');
+    await writeFile(path.join(seed, 'other/o.LOG'), 'o\n');
+    await writeFile(path.join(seed, 'rootfile'), 'r\n');
+    await writeFile(path.join(seed, 'src/c/stale.log'), 's\n');
+    await writeFile(path.join(seed, 'src/top'), 'changed\n');
+    await writeFile(path.join(dir, 'include-list'), '\ufeff# case-blind\n\n  /SRC/${PART}  \n*.TXT\n');
+    await writeFile(path.join(dir, 'exclude-list'), '/src/c\n');
+  });
+  after(() => removeTree(dir));
+
+  async function compare(args: string[]): Promise<void> {
+    const i = ++n;
+    const ours = path.join(dir, `ours-${i}`);
+    const theirs = path.join(dir, `theirs-${i}`);
+    await cp(seed, ours, { recursive: true });
+    await cp(seed, theirs, { recursive: true });
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, PART: 'a' };
+    const a = await runCli(['restore', '--no-cache', '-v', 'latest', '--target', ours, ...args], { env, cwd: dir });
+    assert.equal(a.code, 0, `stowage restore ${args.join(' ')}: ${a.stderr}`);
+    const b = await resticOk(restic, ['restore', '-vv', 'latest', '--target', theirs, ...args], { repo, password: PASSWORD, cwd: dir, env: { PART: 'a' } });
+    assert.deepEqual(await listing(ours), await listing(theirs), args.join(' '));
+    const deleted = (out: string, root: string) => out.split('\n').filter((l) => l.startsWith('deleted ')).map((l) => path.relative(root, l.replace(/^deleted\s+/, ''))).sort();
+    assert.deepEqual(deleted(a.stdout, ours), deleted(b.stdout, theirs), `deleted paths with ${args.join(' ')}`);
+  }
+
+  it('--delete removes what the snapshot lacks', () => compare(['--delete']));
+  it('--delete with --include removes only inside the selection', () => compare(['--delete', '--include', '/src/a']));
+  it('--delete with --iexclude and --exclude-file: excluded paths stay, an extra folder goes whole', () => compare(['--delete', '--iexclude', '*.LOG', '--exclude-file', path.join(dir, 'exclude-list')]));
+  it('--iinclude-file (BOM, comment, $VAR) and --iinclude', () => compare(['--iinclude-file', path.join(dir, 'include-list'), '--iinclude', '/SRC/D']));
+  it('--include-file', () => compare(['--include-file', path.join(dir, 'exclude-list')]));
+  // Each mode against the same target: a file as the snapshot has it (restored earlier, so the
+  // same size and mtime), one changed but with an older mtime, one changed with a newer mtime.
+  for (const mode of ['always', 'if-changed', 'if-newer', 'never']) {
+    it(`--overwrite ${mode}: the same files replaced and left (contents and mtimes)`, async () => {
+      const i = ++n;
+      const base = path.join(dir, `overwrite-${i}`);
+      const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+      await resticOk(restic, ['restore', 'latest', '--target', base], { repo, password: PASSWORD });
+      // Same size, other content, same mtime: only a content check would see it (restic's
+      // if-changed does not look, and neither do we).
+      await writeFile(path.join(base, 'src/a/keep.txt'), 'KEEP\n');
+      const keepTime = (await lstat(path.join(dir, 'src/a/keep.txt'))).mtime;
+      await utimes(path.join(base, 'src/a/keep.txt'), keepTime, keepTime);
+      await writeFile(path.join(base, 'src/top'), 'older\n');
+      await utimes(path.join(base, 'src/top'), new Date('2001-01-01T00:00:00Z'), new Date('2001-01-01T00:00:00Z'));
+      await writeFile(path.join(base, 'src/c/app.log'), 'newer\n');
+      await utimes(path.join(base, 'src/c/app.log'), new Date('2099-01-01T00:00:00Z'), new Date('2099-01-01T00:00:00Z'));
+      const ours = `${base}-ours`;
+      const theirs = `${base}-theirs`;
+      await cp(base, ours, { recursive: true, preserveTimestamps: true });
+      await cp(base, theirs, { recursive: true, preserveTimestamps: true });
+      const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--overwrite', mode], { env });
+      assert.equal(a.code, 0, a.stderr);
+      await resticOk(restic, ['restore', 'latest', '--target', theirs, '--overwrite', mode], { repo, password: PASSWORD });
+      const withTimes = async (root: string) => {
+        const out: string[] = [];
+        for (const f of ['src/a/keep.txt', 'src/top', 'src/c/app.log', 'src/d/e/q.txt']) {
+          const st = await lstat(path.join(root, f), { bigint: true });
+          out.push(`${f} = ${await readFile(path.join(root, f), 'utf8')} @ ${st.mtimeNs}`);
+        }
+        return out;
+      };
+      assert.deepEqual(await withTimes(ours), await withTimes(theirs));
+      assert.deepEqual(await listing(ours), await listing(theirs));
+    });
+  }
+
+  it('--verify: the files written are read back (as many as restic verifies); one that does not match is reported', async () => {
+    const i = ++n;
+    const ours = path.join(dir, `verify-${i}-ours`);
+    const theirs = path.join(dir, `verify-${i}-theirs`);
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+    const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--verify', '--include', '/src/a'], { env });
+    assert.equal(a.code, 0, a.stderr);
+    const b = await resticOk(restic, ['restore', 'latest', '--target', theirs, '--verify', '--include', '/src/a'], { repo, password: PASSWORD });
+    const count = (out: string) => /finished verifying (\d+) files/.exec(out)?.[1];
+    assert.equal(count(a.stdout), count(b.stdout));
+    assert.equal(count(a.stdout), '2');
+    // Files --overwrite leaves alone are not verified (a changed one does not fail the restore).
+    await writeFile(path.join(ours, 'src/a/keep.txt'), 'KEEP\n');
+    const c = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--verify', '--overwrite', 'never'], { env });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(count(c.stdout), '3', 'the three files not there before are written and verified');
+    // A file that does not match its blobs (changed after the restore wrote it) is reported.
+    const r = await Repository.open(new LocalBackend(repo), { password: PASSWORD });
+    try {
+      const indexed = await r.loadIndex();
+      const snap = await loadSnapshot(r, 'latest');
+      const node = await findNodeByPath(indexed, snap.snapshot.tree, 'src/a/keep.txt', 'latest');
+      const entry = { path: Buffer.from(path.join(ours, 'src/a/keep.txt')), node };
+      assert.deepEqual((await verifyFiles(indexed, [entry], undefined)).errors.length, 1);
+      await writeFile(path.join(ours, 'src/a/keep.txt'), 'keep\n');
+      assert.deepEqual(await verifyFiles(indexed, [entry], undefined), { files: 1, errors: [] });
+      await writeFile(path.join(ours, 'src/a/keep.txt'), 'keep\nmore\n');
+      assert.match((await verifyFiles(indexed, [entry], undefined)).errors[0]!.message, /size/);
+    } finally {
+      await r.backend.close();
+    }
+  });
+
+  it('include and exclude together are refused, as by restic', async () => {
+    const res = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), '-i', 'a', '--iexclude', 'b'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD } });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /mutually exclusive/);
+  });
+});
