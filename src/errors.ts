@@ -183,7 +183,9 @@ export class IntegrityError extends StowageError {
  * `limit` is the cap in bytes, `size` the size seen when known (stored size, or more than limit).
  */
 export class SizeLimitError extends IntegrityError {
+  /** The cap in bytes. */
   readonly limit: number;
+  /** The size seen, when known (the stored size, or a size past `limit` found while inflating). */
   readonly size: number | undefined;
   constructor(message: string, where: { file?: string; blob?: string }, limit: number, size?: number) {
     super(message, where);

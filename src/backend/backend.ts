@@ -74,7 +74,7 @@ export interface Backend {
    * Optional: reads a byte range as one request whose bytes arrive in pieces, in order, as the
    * caller asks for them (a big range never sits in memory whole). The pieces together are the
    * range; a stream that ends before `length` bytes was cut short (the caller checks). Backends
-   * without it are read with {@link loadPieces}: `load` of at most {@link STREAM_PIECE} bytes each.
+   * without it are read with `loadPieces`: `load` of at most `STREAM_PIECE` bytes each.
    */
   loadStream?(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array>;
   /** Size of a file. Throws NotFoundError when it does not exist. */

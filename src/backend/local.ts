@@ -143,7 +143,7 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /** A byte range read piece by piece ({@link IO_CHUNK} bytes each) from one open file. */
+  /** A byte range read piece by piece (`IO_CHUNK` bytes each) from one open file. */
   async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
     throwIfAborted(options.signal);
     checkHandle(h);

@@ -34,6 +34,7 @@ export interface RepositoryHandlerOptions {
   maxDiffChanges?: number;
   /** Most hits a find answer lists (default 1000). */
   maxFindHits?: number;
+  /** Where the handler reports failed requests (default: silent). */
   logger?: Logger;
 }
 

@@ -295,6 +295,14 @@ describe('corruption of every file type is detected', () => {
             tally.harmless++;
             continue;
           }
+          if (kind === 'lock' && damaged !== null && damaged.length === 0) {
+            // An empty lock file is what an interrupted upload leaves on a backend without atomic
+            // uploads; restic ≥ 0.15.1 ignores it, and so does Stowage (not damage to report).
+            const repo = await Repository.open(new LocalBackend(p.dir), { password: PASSWORD });
+            assert.deepEqual((await listLocks(repo)).filter((l) => `locks/${l.id}` === file), [], `${label}: an empty lock is ignored`);
+            tally.harmless++;
+            continue;
+          }
           tally.injected++;
           const counts = (tally.byKind[kind] ??= [0, 0]);
           counts[1]++;

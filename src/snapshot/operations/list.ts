@@ -8,6 +8,7 @@ import { readIndexFile } from '../../repository/index-loader.ts';
 
 /** What restic's `list` lists. */
 export const LIST_KINDS = ['blobs', 'packs', 'index', 'snapshots', 'keys', 'locks'] as const;
+/** One of the kinds restic's `list` lists ({@link LIST_KINDS}). */
 export type ListKind = (typeof LIST_KINDS)[number];
 
 const FOLDER = { packs: 'data', index: 'index', snapshots: 'snapshots', keys: 'keys', locks: 'locks' } as const;

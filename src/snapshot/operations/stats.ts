@@ -13,6 +13,7 @@ import { TreeLoader } from '../engine/tree-loader.ts';
 
 /** restic's counting modes of `stats --mode`. */
 export const STATS_MODES = ['restore-size', 'files-by-contents', 'blobs-per-file', 'raw-data'] as const;
+/** One of restic's `stats` counting modes ({@link STATS_MODES}). */
 export type StatsMode = (typeof STATS_MODES)[number];
 
 /** Options of {@link snapshotStats}. */
