@@ -2,7 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { withIndexedRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
+import { withIndexedRepo, compressionFrom, exitWith, formatBytes, maxMemoryFrom } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -74,6 +74,7 @@ export const backupCommand: Command = {
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
           threads,
+          memoryLimit: maxMemoryFrom(ctx),
           time,
           signal: ctx.signal,
           onError: (p, e) => {

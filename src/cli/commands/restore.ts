@@ -3,7 +3,7 @@ import { planRestore, restore } from '../../snapshot/operations/restore/index.ts
 import { formatDuration } from '../progress.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
-import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
+import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree, maxMemoryFrom } from '../context.ts';
 
 export const restoreCommand: Command = {
   summary: 'Extract a snapshot into a folder',
@@ -58,6 +58,7 @@ export const restoreCommand: Command = {
           target,
           include,
           exclude,
+          memoryLimit: maxMemoryFrom(ctx),
           signal: ctx.signal,
           onWarning: (p, m) => {
             progress.clear();

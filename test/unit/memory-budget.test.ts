@@ -1,0 +1,142 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidInputError } from '../../src/errors.ts';
+import { BUDGET_COSTS, MIN_MEMORY_LIMIT, checkMemoryLimit, planBudget, readContainerLimits } from '../../src/memory-budget.ts';
+import { backup } from '../../src/snapshot/operations/backup/index.ts';
+import { restore } from '../../src/snapshot/operations/restore/index.ts';
+import { MemoryBackend } from '../../src/backend/memory.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { main } from '../../src/cli/main.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const MiB = 1024 * 1024;
+
+/** A fake cgroup tree: `files` maps paths under the root to contents, `membership` is /proc/self/cgroup. */
+async function fakeCgroup(membership: string, files: Record<string, string>): Promise<{ root: string; procSelfCgroup: string }> {
+  const dir = await tmpDir('stowage-cgroup');
+  const root = join(dir, 'sys-fs-cgroup');
+  for (const [p, content] of Object.entries(files)) {
+    await mkdir(join(root, p, '..'), { recursive: true });
+    await writeFile(join(root, p), content + '\n');
+  }
+  await mkdir(root, { recursive: true });
+  const procSelfCgroup = join(dir, 'proc-self-cgroup');
+  await writeFile(procSelfCgroup, membership);
+  return { root, procSelfCgroup };
+}
+
+test('readContainerLimits: cgroup v2 memory.max and cpu.max, the smallest along the path', async () => {
+  const paths = await fakeCgroup('0::/kubepods/pod1/ctr\n', {
+    'memory.max': 'max',
+    'cpu.max': 'max 100000',
+    'kubepods/pod1/memory.max': String(512 * MiB),
+    'kubepods/pod1/ctr/memory.max': String(256 * MiB),
+    'kubepods/pod1/ctr/cpu.max': '150000 100000',
+  });
+  assert.deepEqual(readContainerLimits(paths), { memoryBytes: 256 * MiB, cpus: 1.5 });
+});
+
+test('readContainerLimits: a parent limit binds a child without one; "max" is no limit', async () => {
+  const paths = await fakeCgroup('0::/a/b\n', { 'a/memory.max': String(300 * MiB), 'a/b/memory.max': 'max', 'a/b/cpu.max': 'max 100000' });
+  assert.deepEqual(readContainerLimits(paths), { memoryBytes: 300 * MiB });
+});
+
+test('readContainerLimits: a container that sees the host path but has its own cgroup at the root', async () => {
+  const paths = await fakeCgroup('0::/system.slice/docker-abc.scope\n', { 'memory.max': String(128 * MiB), 'cpu.max': '50000 100000' });
+  assert.deepEqual(readContainerLimits(paths), { memoryBytes: 128 * MiB, cpus: 0.5 });
+});
+
+test('readContainerLimits: cgroup v1 memory and cpu controllers; v1 "unlimited" is no limit', async () => {
+  const v1 = await fakeCgroup('12:memory:/docker/abc\n5:cpu,cpuacct:/docker/abc\n0::/\n', {
+    'memory/memory.limit_in_bytes': '9223372036854771712',
+    'memory/docker/abc/memory.limit_in_bytes': String(200 * MiB),
+    'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000',
+    'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000',
+  });
+  assert.deepEqual(readContainerLimits(v1), { memoryBytes: 200 * MiB, cpus: 2 });
+  const unlimited = await fakeCgroup('4:memory:/x\n1:cpu:/x\n', { 'memory/x/memory.limit_in_bytes': '9223372036854771712', 'cpu/x/cpu.cfs_quota_us': '-1', 'cpu/x/cpu.cfs_period_us': '100000' });
+  assert.deepEqual(readContainerLimits(unlimited), {});
+});
+
+test('readContainerLimits: no cgroup information at all is no limit', async () => {
+  const dir = await tmpDir('stowage-cgroup');
+  assert.deepEqual(readContainerLimits({ root: join(dir, 'none'), procSelfCgroup: join(dir, 'missing') }), {});
+});
+
+test('planBudget: without a limit, one worker per core (bounded by the CPU quota) and the backend connections', () => {
+  assert.deepEqual(planBudget('backup', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 8, packBuffers: 5, connections: 4 });
+  assert.equal(planBudget('backup', { connections: 4, cpus: 8, container: { cpus: 1.5 } }).workers, 2);
+  assert.deepEqual(planBudget('restore', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 8, packBuffers: 5, connections: 4 });
+});
+
+test('planBudget: workers, pack buffers and connections derived from the limit', () => {
+  // 256 MiB on 8 cores: 96 for Node and the index, 3 workers of 40, 2 pack buffers of 17 (one storing).
+  assert.deepEqual(planBudget('backup', { memoryLimit: 256 * MiB, connections: 4, cpus: 8, container: {} }), { memoryLimit: 256 * MiB, workers: 3, packBuffers: 2, connections: 1 });
+  assert.deepEqual(planBudget('backup', { memoryLimit: 512 * MiB, connections: 4, cpus: 2, container: {} }), { memoryLimit: 512 * MiB, workers: 2, packBuffers: 5, connections: 4 });
+  // The minimum: one worker, two buffers (one filling, one storing).
+  assert.deepEqual(planBudget('backup', { memoryLimit: MIN_MEMORY_LIMIT, connections: 4, cpus: 8, container: {} }), { memoryLimit: MIN_MEMORY_LIMIT, workers: 1, packBuffers: 2, connections: 1 });
+  // The container's limit when none is given; the option wins over it.
+  assert.equal(planBudget('backup', { connections: 4, cpus: 8, container: { memoryBytes: 256 * MiB } }).memoryLimit, 256 * MiB);
+  assert.equal(planBudget('backup', { memoryLimit: 1024 * MiB, connections: 4, cpus: 8, container: { memoryBytes: 256 * MiB } }).workers, 8);
+  const r = planBudget('restore', { memoryLimit: 256 * MiB, connections: 4, cpus: 8, container: {} });
+  assert.ok(r.workers * BUDGET_COSTS.decodeWorker + r.connections * BUDGET_COSTS.restoreStream + BUDGET_COSTS.base <= 256 * MiB, JSON.stringify(r));
+  assert.ok(r.workers >= 1 && r.connections >= 1);
+  // Whatever the limit, the plan fits it (from the smallest plan's 170 MiB up).
+  for (let mib = 176; mib <= 2048; mib += 16) {
+    const p = planBudget('backup', { memoryLimit: mib * MiB, connections: 4, cpus: 16, container: {} });
+    assert.ok(BUDGET_COSTS.base + p.workers * BUDGET_COSTS.fileWorker + p.packBuffers * BUDGET_COSTS.packBuffer <= mib * MiB, `${mib} MiB: ${JSON.stringify(p)}`);
+  }
+});
+
+test('memoryLimit: a bad value is an InvalidInputError, before anything is read', async () => {
+  for (const bad of [0, -1, 1.5, Number.NaN, MIN_MEMORY_LIMIT - 1, '256M' as unknown as number]) assert.throws(() => checkMemoryLimit(bad), InvalidInputError);
+  const repo = await Repository.init(new MemoryBackend(), { password: 'pw', kdf: { N: 1024, r: 8, p: 1 } });
+  await assert.rejects(backup(repo, { paths: ['/nonexistent-path'], memoryLimit: 1000 }), InvalidInputError);
+  await assert.rejects(restore(repo, 'latest', { target: '/nonexistent-target', memoryLimit: -5 }), InvalidInputError);
+});
+
+test('CLI: --max-memory and $STOWAGE_MAX_MEMORY take restic sizes; a bad one is an error (exit 1)', async () => {
+  const dir = await tmpDir('stowage-maxmem');
+  const env = { RESTIC_REPOSITORY: join(dir, 'repo'), RESTIC_PASSWORD: 'pw' };
+  const out: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  const writeOut = process.stdout.write.bind(process.stdout);
+  process.stderr.write = ((s: string) => (out.push(String(s)), true)) as typeof process.stderr.write;
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  try {
+    assert.equal(await main(['init'], env), 0);
+    await mkdir(join(dir, 'src'));
+    await writeFile(join(dir, 'src', 'a'), 'hello');
+    assert.equal(await main(['--max-memory', '10x', 'backup', join(dir, 'src')], env), 1);
+    assert.equal(await main(['--max-memory', '1M', 'backup', join(dir, 'src')], env), 1);
+    assert.equal(await main(['backup', join(dir, 'src')], { ...env, STOWAGE_MAX_MEMORY: 'lots' }), 1);
+    assert.equal(await main(['--max-memory', '200M', 'backup', join(dir, 'src')], env), 0);
+  } finally {
+    process.stderr.write = write;
+    process.stdout.write = writeOut;
+  }
+  assert.match(out.join(''), /--max-memory/);
+  assert.match(out.join(''), /STOWAGE_MAX_MEMORY/);
+});
+
+test('a backup under a small memoryLimit completes and its peak RSS stays below the default one', async () => {
+  const dir = await tmpDir('stowage-budget');
+  await mkdir(join(dir, 'src'));
+  for (let i = 0; i < 12; i++) await writeFile(join(dir, 'src', `f${i}`), randomBytes(8 * MiB));
+  const child = fileURLToPath(new URL('../helpers/budget-child.ts', import.meta.url));
+  const run = (limit: string, repo: string) => {
+    const r = spawnSync(process.execPath, [child, join(dir, 'src'), join(dir, repo), limit], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { filesNew: number; maxRSS: number };
+  };
+  const small = run(String(MIN_MEMORY_LIMIT), 'small');
+  assert.equal(small.filesNew, 12);
+  // Measured here: ~187 MiB with a 64 MiB budget (one worker, two pack buffers), ~288 MiB by
+  // default on 2 cores (two workers, five pack buffers); Node and its modules alone take ~80.
+  assert.ok(small.maxRSS < 230 * MiB, `peak RSS ${(small.maxRSS / MiB).toFixed(0)} MiB`);
+});
