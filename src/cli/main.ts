@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `stowage` command: restic's flags, environment and exit codes, on the Stowage library.
+import './node-flags.ts';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';

@@ -140,3 +140,35 @@ test('a backup under a small memoryLimit completes and its peak RSS stays below 
   // default on 2 cores (two workers, five pack buffers); Node and its modules alone take ~80.
   assert.ok(small.maxRSS < 230 * MiB, `peak RSS ${(small.maxRSS / MiB).toFixed(0)} MiB`);
 });
+
+test('CLI: run directly, it re-executes itself (same PID) with a small main-thread young generation', async () => {
+  const dir = await tmpDir('stowage-reexec');
+  const log = join(dir, 'log');
+  const preload = join(dir, 'preload.mjs');
+  await writeFile(preload, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, execArgv: process.execArgv }) + '\\n');\n`);
+  const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+  const run = (extra: NodeJS.ProcessEnv, command = 'backup') => {
+    const r = spawnSync(process.execPath, [cli, command, '--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--import=${preload}`, ...extra } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Usage/);
+  };
+  const { readFile, rm } = await import('node:fs/promises');
+  const starts = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[] });
+  run({});
+  const [first, second, ...rest] = await starts();
+  assert.equal(rest.length, 0);
+  assert.ok(!first!.execArgv.some((a) => a.startsWith('--max-semi-space-size')));
+  assert.ok(second!.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(second));
+  assert.equal(second!.pid, first!.pid);
+  // Turned off, or a size the user chose: started once, as given.
+  await rm(log);
+  run({ STOWAGE_NODE_REEXEC: '0' });
+  assert.equal((await starts()).length, 1);
+  await rm(log);
+  run({ NODE_OPTIONS: `--import=${preload} --max-semi-space-size=8` });
+  assert.equal((await starts()).length, 1);
+  // A short command starts once.
+  await rm(log);
+  run({}, 'snapshots');
+  assert.equal((await starts()).length, 1);
+});
