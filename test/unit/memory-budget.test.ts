@@ -11,6 +11,7 @@ import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { restore } from '../../src/snapshot/operations/restore/index.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository } from '../../src/repository/repository.ts';
+import { LocalBackend } from '../../src/backend/local.ts';
 import { main } from '../../src/cli/main.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -171,4 +172,52 @@ test('CLI: run directly, it re-executes itself (same PID) with a small main-thre
   await rm(log);
   run({}, 'snapshots');
   assert.equal((await starts()).length, 1);
+});
+
+test('a restore under the smallest memoryLimit reads one pack at a time and restores every byte', async () => {
+  const dir = await tmpDir('stowage-budget-restore');
+  const { readFile } = await import('node:fs/promises');
+  await mkdir(join(dir, 'src'));
+  // Incompressible files over several 16 MiB packs, so that a restore has packs to read at once.
+  const files = Array.from({ length: 6 }, () => randomBytes(8 * MiB));
+  for (const [i, b] of files.entries()) await writeFile(join(dir, 'src', `f${i}`), b);
+  // Counts the pack reads in flight (a stream is in flight until it has been read to the end).
+  const local = new LocalBackend(join(dir, 'repo'), { connections: 4 });
+  let inFlight = 0;
+  let most = 0;
+  const counted = new Proxy(local, {
+    get(target, prop, receiver) {
+      if (prop === 'loadStream') {
+        return (h: Parameters<NonNullable<LocalBackend['loadStream']>>[0], o: Parameters<NonNullable<LocalBackend['loadStream']>>[1]) => {
+          const inner = target.loadStream!(h, o);
+          return (async function* () {
+            inFlight++;
+            most = Math.max(most, inFlight);
+            try {
+              yield* inner;
+            } finally {
+              inFlight--;
+            }
+          })();
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const repo = await (await Repository.init(counted, { password: 'pw', kdf: { N: 1024, r: 8, p: 1 } })).loadIndex();
+  try {
+    const { snapshotId } = await backup(repo, { paths: [join(dir, 'src')], memoryLimit: MIN_MEMORY_LIMIT, scan: false, compression: 'off' });
+    most = 0;
+    const res = await restore(repo, snapshotId, { target: join(dir, 'out'), memoryLimit: MIN_MEMORY_LIMIT });
+    assert.equal(res.filesRestored, 6);
+    for (const [i, b] of files.entries()) assert.ok((await readFile(join(dir, 'out', dir, 'src', `f${i}`))).equals(b), `f${i}`);
+    assert.equal(most, 1, 'packs read at once under a 64 MiB budget');
+    // Without a budget, the backend's four connections are used.
+    most = 0;
+    await restore(repo, snapshotId, { target: join(dir, 'out2') });
+    assert.ok(most > 1, `packs read at once without a budget: ${most}`);
+  } finally {
+    await repo.close();
+  }
 });
