@@ -97,8 +97,14 @@ test('planBudget: workers, pack buffers and connections derived from the limit',
 test('memoryLimit: a bad value is an InvalidInputError, before anything is read', async () => {
   for (const bad of [0, -1, 1.5, Number.NaN, MIN_MEMORY_LIMIT - 1, '256M' as unknown as number]) assert.throws(() => checkMemoryLimit(bad), InvalidInputError);
   const repo = await Repository.init(new MemoryBackend(), { password: 'pw', kdf: { N: 1024, r: 8, p: 1 } });
-  await assert.rejects(backup(repo, { paths: ['/nonexistent-path'], memoryLimit: 1000 }), InvalidInputError);
-  await assert.rejects(restore(repo, 'latest', { target: '/nonexistent-target', memoryLimit: -5 }), InvalidInputError);
+  // An existing source: the only thing wrong is the limit, and nothing is stored.
+  const src = await tmpDir('stowage-budget-src');
+  await writeFile(join(src, 'a'), 'x');
+  await assert.rejects(backup(repo, { paths: [src], memoryLimit: 1000 }), (e: Error) => e instanceof InvalidInputError && /memoryLimit/.test(e.message));
+  const snapshots: string[] = [];
+  for await (const id of repo.listIds('snapshots')) snapshots.push(id);
+  assert.deepEqual(snapshots, []);
+  await assert.rejects(restore(repo, 'latest', { target: '/nonexistent-target', memoryLimit: -5 }), (e: Error) => e instanceof InvalidInputError && /memoryLimit/.test(e.message));
 });
 
 test('CLI: --max-memory and $STOWAGE_MAX_MEMORY take restic sizes; a bad one is an error (exit 1)', async () => {
