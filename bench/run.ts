@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureCorpus, FULL_BIG, FULL_SMALL, QUICK_BIG, QUICK_SMALL, type Corpus } from './corpus.ts';
 import { ensureGnuTime, measure } from './lib/measure.ts';
+import { makeMemoryCgroup, type MemoryCgroup } from './lib/cgroup.ts';
 import { buildFigures, indexRows, markdownTable, type IndexMemoryResult, type Sample, type StepName, type ToolId } from './lib/report.ts';
 import { ensurePruneRepo, FULL_PRUNE, QUICK_PRUNE, repoSize, type PruneRepo } from './prune-repo.ts';
 
@@ -46,6 +47,7 @@ const { values: opts } = parseArgs({
     runs: { type: 'string' },
     'big-auto': { type: 'boolean', default: true },
     restic014: { type: 'boolean', default: true },
+    cgroup: { type: 'boolean', default: true },
     keep: { type: 'boolean', default: false },
     cli: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -60,6 +62,7 @@ if (opts.help) {
       '  --runs N         repeat every measurement N times and report the median (default 2, quick 1)\n' +
       '  --no-big-auto    skip the first backup of the big corpus with compression auto\n' +
       '  --no-restic014   skip the restic 0.14 column (measured in run 1 only, when /usr/bin/restic exists)\n' +
+      '  --no-cgroup      skip the first backups in a 256 MiB memory cgroup\n' +
       '  --keep           keep the repositories under $STOWAGE_BENCH_DIR/work after the run\n' +
       '  --cli PATH       measure another build: PATH is its dist/cli/main.js (default: this checkout\'s)\n' +
       '  --remote         the remote bench instead (MinIO and rest-server behind a proxy); --remote --help for its flags\n',
@@ -95,6 +98,8 @@ interface Scenario {
   corpus: Corpus;
   compression: 'off' | 'auto';
   steps: StepName[];
+  /** The backup runs in a memory cgroup of this many MiB made by the bench (bench/lib/cgroup.ts). */
+  memoryMiB?: number;
 }
 
 function firstLine(cmd: string, args: string[]): string {
@@ -231,13 +236,25 @@ async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, sam
     sample.error = `skipped: ${earlier.step} failed`;
     return sample;
   }
+  let cgroup: MemoryCgroup | undefined;
   try {
-    const usage = await measure(tool.command, [...tool.prefix, ...argsFor(step, s, target)], {
+    let cmd = { command: tool.command, args: [...tool.prefix, ...argsFor(step, s, target)] };
+    if (s.memoryMiB && step === 'backup') {
+      const made = makeMemoryCgroup(`stowage-bench-${process.pid}`, s.memoryMiB * MiB);
+      if (typeof made === 'string') throw new Error(made);
+      cgroup = made;
+      cmd = cgroup.wrap(cmd.command, cmd.args);
+    }
+    const usage = await measure(cmd.command, cmd.args, {
       env: childEnv(repo, cache),
       logFile,
       timeFile: join(work, 'time.out'),
       cwd: work,
     });
+    if (cgroup) {
+      const u = cgroup.usage();
+      sample.cgroup = { limitMiB: s.memoryMiB!, peakMiB: u.peakBytes === undefined ? undefined : u.peakBytes / MiB, limitHits: u.limitHits };
+    }
     sample.usage = usage;
     sample.mibPerSecond = s.corpus.bytes / MiB / usage.wallSeconds;
     const out = readFileSync(logFile, 'utf8');
@@ -257,6 +274,7 @@ async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, sam
     sample.error = (e as Error).message;
   } finally {
     if (step === 'restore') rmSync(target, { recursive: true, force: true });
+    cgroup?.remove();
   }
   logSample(sample);
   return sample;
@@ -388,6 +406,16 @@ async function main(): Promise<void> {
     { id: 'small-auto', corpus: small, compression: 'auto', steps: ['init', 'backup', 'rebackup', 'restore'] },
   ];
   if (opts['big-auto']) scenarios.push({ id: 'big-auto', corpus: big, compression: 'auto', steps: ['init', 'backup'] });
+  // The first backups again, in a 256 MiB memory cgroup the bench makes (skipped, with the reason, where it cannot).
+  if (opts.cgroup) {
+    const probe = makeMemoryCgroup(`stowage-bench-probe-${process.pid}`, 256 * MiB);
+    if (typeof probe === 'string') log(`no 256 MiB cgroup rows: ${probe}`);
+    else {
+      probe.remove();
+      scenarios.push({ id: 'big-off-256m', corpus: big, compression: 'off', steps: ['init', 'backup'], memoryMiB: 256 });
+      scenarios.push({ id: 'small-auto-256m', corpus: small, compression: 'auto', steps: ['init', 'backup'], memoryMiB: 256 });
+    }
+  }
 
   // The floor under every Stowage RSS figure: a bare Node process, and the CLI with its modules loaded.
   const baseline = {
@@ -456,6 +484,14 @@ async function main(): Promise<void> {
     md.push('');
     md.push(`Repository after prune (before: ${pruneSource.packs} packs, ${(pruneSource.bytes / MiB).toFixed(1)} MiB):`);
     for (const p of pruned) md.push(`- run ${p.run} ${toolList.find((t) => t.id === p.tool)!.label}: ${p.repoAfter!.packs} packs, ${(p.repoAfter!.bytes / MiB).toFixed(1)} MiB`);
+  }
+  const caged = samples.filter((x) => x.cgroup);
+  if (caged.length) {
+    md.push('');
+    md.push('In a memory cgroup (peak RSS above is the process\'s own, from rusage; the cgroup also charges page cache, and reclaims it at the limit):');
+    for (const c of caged) {
+      md.push(`- run ${c.run} ${c.scenario} ${toolList.find((t) => t.id === c.tool)!.label}: ${c.error ? `FAILED (${c.error})` : 'completed'}; cgroup limit ${c.cgroup!.limitMiB} MiB, peak charged ${c.cgroup!.peakMiB?.toFixed(0) ?? '?'} MiB, limit hit ${c.cgroup!.limitHits ?? '?'} times`);
+    }
   }
   if (failures.length || indexFailures.length) {
     md.push('');

@@ -141,3 +141,5 @@ export { repositoryMetrics, backupMetrics, toPrometheusText, PromClientAdapter, 
 export type { MetricSample, MetricType, RepositoryMetricsOptions, BackupMetricsOptions, PromClientAdapterOptions, PromClientModule, PromMetricConfig, PromMetric, PromRegistry } from './operator/metrics.ts';
 export { checkPart, checkPartFromEnv, checkRepositoryPart, mergeCheckParts, JOB_COMPLETION_INDEX, CHECK_PARTS_VARIABLE } from './operator/split.ts';
 export type { CheckPart, CheckPartReport, CheckPartOptions, MergeCheckPartsOptions } from './operator/split.ts';
+export { readContainerLimits, planBudget, checkMemoryLimit, MIN_MEMORY_LIMIT, BUDGET_COSTS } from './memory-budget.ts';
+export type { ContainerLimits, CgroupPaths, BudgetPlan, BudgetInput } from './memory-budget.ts';

@@ -20,6 +20,8 @@ export interface Sample {
   error?: string;
   /** Something odd that does not invalidate the sample (e.g. a re-backup that found changes). */
   warning?: string;
+  /** Under a memory cgroup: the peak charged to it (MiB) and how often the limit was hit. */
+  cgroup?: { limitMiB: number; peakMiB?: number; limitHits?: number };
   /** prune: the pack files and bytes the repository holds afterwards. */
   repoAfter?: { packs: number; bytes: number };
   logFile: string;
@@ -55,6 +57,9 @@ export const FIGURES: readonly FigureDef[] = [
   { scenario: 'big-off', step: 'check', label: 'check --read-data, big', judge: 'time', target: 0.7, rssTarget: true },
   { scenario: 'prune', step: 'prune', label: 'prune after forgetting half the snapshots', judge: 'time', target: 0.7, rssTarget: true, noThroughputRow: true },
   { scenario: 'big-off', step: 'snapshots', label: 'snapshots (open repo, key derivation)', judge: 'none', rssTarget: false },
+  // The same first backups in a 256 MiB memory cgroup (issue 17: must complete, not be killed).
+  { scenario: 'big-off-256m', step: 'backup', label: 'first backup, big, --compression off, 256 MiB cgroup', judge: 'throughput', target: 2.0, rssTarget: true },
+  { scenario: 'small-auto-256m', step: 'backup', label: 'first backup, small, compression auto, 256 MiB cgroup', judge: 'throughput', target: 1.5, rssTarget: true },
 ];
 
 export interface ToolFigure {

@@ -17,6 +17,8 @@ import type { TreeNode } from '../snapshot/model/node.ts';
 import { formatGoFileMode } from '../snapshot/model/mode.ts';
 import { LOG_LEVELS, type Logger, type LogLevel } from '../logger.ts';
 import type { ProgressOperation, ProgressReporter } from './progress.ts';
+import { parseSize } from '../snapshot/operations/prune.ts';
+import { checkMemoryLimit } from '../memory-budget.ts';
 
 export interface CommandContext {
   flags: Flags;
@@ -201,6 +203,19 @@ export async function withIndexedRepo<T>(ctx: CommandContext, lock: 'shared' | '
 
 export function compressionFrom(ctx: CommandContext): CompressionMode {
   return parseCompressionMode(ctx.flags.string('compression') ?? ctx.env.RESTIC_COMPRESSION ?? 'auto');
+}
+
+/**
+ * --max-memory SIZE, else $STOWAGE_MAX_MEMORY: the memory budget of a backup or restore in bytes
+ * (restic's size syntax: a number with an optional k/m/g/t suffix, powers of 1024); undefined
+ * when neither is set (the library then follows the container's cgroup limit, if any).
+ */
+export function maxMemoryFrom(ctx: CommandContext): number | undefined {
+  const flag = ctx.flags.string('max-memory');
+  const value = flag ?? (ctx.env.STOWAGE_MAX_MEMORY || undefined);
+  if (value === undefined) return undefined;
+  const what = flag !== undefined ? '--max-memory' : '$STOWAGE_MAX_MEMORY';
+  return checkMemoryLimit(parseSize(value.trim(), what), what);
 }
 
 export function packSizeFrom(ctx: CommandContext): number | undefined {

@@ -5,7 +5,7 @@ import type { IndexedRepository } from '../../repository/repository.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
 import { parseGroupBy } from './forget.ts';
-import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes } from '../context.ts';
+import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes, maxMemoryFrom } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -99,6 +99,7 @@ export const backupCommand: Command = {
           withAtime: f.bool('with-atime'),
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
+          memoryLimit: maxMemoryFrom(ctx),
           time,
           signal: ctx.signal,
           onError: (p, e) => {

@@ -5,7 +5,7 @@ import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
-import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree } from '../context.ts';
+import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree, maxMemoryFrom } from '../context.ts';
 
 export const restoreCommand: Command = {
   summary: 'Extract a snapshot into a folder',
@@ -86,6 +86,7 @@ export const restoreCommand: Command = {
               ctx.out(`deleted   ${p}\n`);
             }
           },
+          memoryLimit: maxMemoryFrom(ctx),
           signal: ctx.signal,
           onWarning: (p, m) => {
             progress.clear();

@@ -23,6 +23,7 @@ import { saveCommandOutput, saveStream } from './stdin.ts';
 import { BackupRun } from './walk.ts';
 import { writeSnapshot } from './snapshot.ts';
 import type { BackupOptions, BackupResult } from './types.ts';
+import { checkMemoryLimit, planBudget } from '../../../memory-budget.ts';
 
 export type { BackupProgress };
 export type { StdinStream, StdinCommand, BackupOptions, BackupResult } from './types.ts';
@@ -59,6 +60,7 @@ export { sameNodes } from './same.ts';
 export async function backup(repository: AnyRepository, options: BackupOptions): Promise<BackupResult> {
   const signal = options.signal;
   throwIfAborted(signal);
+  checkMemoryLimit(options.memoryLimit);
   const repo = await withIndex(repository, { signal });
   const start = goTimeNow();
   // A caller's time may be a plain { epochNs, offsetMinutes }: results carry GoTime values.
@@ -69,9 +71,11 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   // A dry run stores nothing and takes no lock (restic neither).
   const locking = options.lock === false || options.dryRun ? Promise.resolve(undefined) : Lock.acquire(repo.repo, { exclusive: false, retryLock: options.retryLock, signal });
   locking.catch(() => undefined);
-  const writer = repo.blobWriter({ compression: options.compression ?? 'auto', signal, ready: locking, dryRun: options.dryRun === true });
+  // Workers and pack buffers sized to the memory budget (or the container's limits).
+  const budget = planBudget('backup', { memoryLimit: options.memoryLimit, connections: repo.backend.connections });
+  const writer = repo.blobWriter({ compression: options.compression ?? 'auto', signal, ready: locking, packBuffers: budget.packBuffers, dryRun: options.dryRun === true });
   const helper = SysHelper.start();
-  const run = new BackupRun(repo, writer, helper, options);
+  const run = new BackupRun(repo, writer, helper, { ...options, threads: options.threads ?? budget.workers });
   run.errors.push(...targets.missing);
   let command: RunningCommand | undefined;
   // Without the lock, stop reading at once (and report the lock's error, not the stop's).

@@ -81,8 +81,16 @@ export interface BackupOptions {
   compression?: CompressionMode;
   /** The snapshot's time (default: when the backup starts); restic --time. */
   time?: GoTime;
-  /** Worker threads for chunking and sealing (default: one per core). */
+  /** Worker threads for chunking and sealing (default: one per core, or what `memoryLimit` allows). */
   threads?: number;
+  /**
+   * The memory the backup should fit in, in bytes (at least 64 MiB; `InvalidInputError` else):
+   * sizes the worker threads and the data pack buffers (and so the packs stored at once). Default:
+   * the container's cgroup memory limit when there is one, else no limit (one worker per core,
+   * the backend's connections + 1 pack buffers). The workers are also bounded by the cgroup's
+   * CPU quota. A target the sizing aims for, not a cap enforced on every allocation.
+   */
+  memoryLimit?: number;
   /**
    * Aborts the backup: it rejects with `AbortedError`, no snapshot is written, and the packs
    * already stored stay (unreferenced until a later backup reuses them or prune removes them).

@@ -26,14 +26,19 @@ export class ContentWriter {
   readonly #target: TargetFolder;
   readonly #metadata: MetadataWriter;
   readonly #output: RestoreOutput;
+  /** Decode workers and packs read at once (the memory budget); default one per core, the backend's connections. */
+  readonly #workers: number | undefined;
+  readonly #connections: number;
 
-  constructor(repo: IndexedRepository, env: { signal: AbortSignal | undefined; owners: boolean; target: TargetFolder; metadata: MetadataWriter; output: RestoreOutput }) {
+  constructor(repo: IndexedRepository, env: { signal: AbortSignal | undefined; owners: boolean; target: TargetFolder; metadata: MetadataWriter; output: RestoreOutput; workers?: number; connections?: number }) {
     this.#repo = repo;
     this.#signal = env.signal;
     this.#owners = env.owners;
     this.#target = env.target;
     this.#metadata = env.metadata;
     this.#output = env.output;
+    this.#workers = env.workers;
+    this.#connections = Math.max(1, env.connections ?? repo.backend.connections);
   }
 
   /**
@@ -43,7 +48,7 @@ export class ContentWriter {
    */
   async write(plan: ContentPlan): Promise<void> {
     const needsPacks = plan.jobs.length > 0 || plan.oversized.length > 0;
-    const pool = needsPacks ? new DecodePool({ key: this.#repo.repo.masterKeyForWorkers() }) : undefined;
+    const pool = needsPacks ? new DecodePool({ key: this.#repo.repo.masterKeyForWorkers(), threads: this.#workers }) : undefined;
     try {
       await this.createFiles(plan);
       if (pool) await this.readPacks(plan, pool);
@@ -77,7 +82,7 @@ export class ContentWriter {
     try {
       // One request per connection, each kept streaming: a range waits for a worker only while
       // the workers already hold (or wait for) as many ranges as they and the requests can use.
-      const connections = Math.max(1, this.#repo.backend.connections);
+      const connections = this.#connections;
       const decoding = new Semaphore(pool.capacity + connections);
       await runSettled(plan.streams, connections, (s) => this.runStream(s, plan, pool, decoding));
       for (const b of plan.oversized) {

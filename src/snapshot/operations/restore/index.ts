@@ -27,6 +27,7 @@ import { verifyFiles } from './verify.ts';
 import { TargetFolder } from './target.ts';
 import { NO_TARGET, walkRestoreTree } from './walk.ts';
 import type { RestoreOptions, RestoreResult } from './types.ts';
+import { checkMemoryLimit, planBudget } from '../../../memory-budget.ts';
 
 export type { RestoreOptions, RestoreProgress, RestoreResult } from './types.ts';
 export type { RestorePlanSummary } from './plan.ts';
@@ -52,6 +53,7 @@ export { checkNodeName } from './walk.ts';
  * ```
  */
 export async function restore(repository: AnyRepository, source: TreeSource, options: RestoreOptions): Promise<RestoreResult> {
+  checkMemoryLimit(options.memoryLimit);
   const repo = await withIndex(repository, { signal: options.signal });
   const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
   const helper = SysHelper.start();
@@ -152,7 +154,8 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   output.report();
   // Files get their owner, mode and times as soon as they are complete, while others are
   // still being written; links, special files and folders after all contents.
-  await new ContentWriter(repo, { signal: options.signal, owners, target, metadata, output }).write(plan.contents);
+  const budget = planBudget('restore', { memoryLimit: options.memoryLimit, connections: repo.backend.connections });
+  await new ContentWriter(repo, { signal: options.signal, owners, target, metadata, output, workers: budget.workers, connections: budget.connections }).write(plan.contents);
   const specials = new SpecialMaker(target, helper, helperOk, metadata, output);
   for (const s of plan.specials) {
     if (await specials.create(s)) metadata.finishEntry(s, true);

@@ -69,6 +69,13 @@ export interface RestoreOptions {
    * written to all files that need them), so there is no number of files in flight to choose.
    */
   concurrency?: number;
+  /**
+   * The memory the restore should fit in, in bytes (at least 64 MiB; `InvalidInputError` else):
+   * sizes the decode worker threads and the packs read at once. Default: the container's cgroup
+   * memory limit when there is one, else no limit (one worker per core, the backend's
+   * connections). The workers are also bounded by the cgroup's CPU quota.
+   */
+  memoryLimit?: number;
   /** Which snapshot `"latest"` means when the source is `"latest"` (hosts, tags, paths). */
   snapshotFilter?: SnapshotFilter;
   /** Aborts the restore; it rejects with `AbortedError` and what was written stays. */
