@@ -57,7 +57,7 @@ export { dumpFile } from './snapshot/operations/dump.ts';
 export type { DumpOptions, DumpedFile } from './snapshot/operations/dump.ts';
 export { parseSnapshotRef, resolveSnapshotRef, resolveTreeSource, findNodeByPath, findTreeByPath } from './snapshot/engine/select.ts';
 export type { ResolvedSnapshotRef, TreeSource } from './snapshot/engine/select.ts';
-export type { RestoreOptions, RestoreResult, RestoreProgress, RestorePlanOptions, RestorePlanItem, RestorePlanSummary, OverwriteMode } from './snapshot/operations/restore/index.ts';
+export type { RestoreOptions, RestoreResult, RestoreProgress, RestorePlanOptions, RestorePlanItem, RestorePlanSummary, OverwriteMode, VerifyResult } from './snapshot/operations/restore/index.ts';
 export { systemCapabilities } from './snapshot/engine/syshelper.ts';
 export type { SystemCapabilities, SysHelperOptions, MetadataLoss, MetadataKind } from './snapshot/engine/syshelper.ts';
 export { scanTotals, treeTotals } from './snapshot/engine/progress.ts';

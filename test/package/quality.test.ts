@@ -86,7 +86,7 @@ describe('the published package', () => {
   it('ships only dist/, src/, docs/, examples/, README.md, LICENSE, CHANGELOG.md and package.json', async (t) => {
     const pack = await packList();
     const files = pack.files;
-    const allowed = (f: string) => /^(dist|src|examples)\//.test(f) || (f.startsWith('docs/') && f.endsWith('.md')) || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
+    const allowed = (f: string) => /^(dist|src|examples)\//.test(f) || (f.startsWith('docs/') && /\.(md|png)$/.test(f)) || ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f);
     assert.deepEqual(files.filter((f) => !allowed(f)), [], 'files outside the allowed set');
     assert.deepEqual(files.filter((f) => /^(test|bench|docs\/api|\.ci)\//.test(f) || /\.test\.(js|ts)$/.test(f)), []);
     // src/ is there for the source maps: TypeScript sources only, each compiled into dist/.

@@ -39,11 +39,19 @@ const RESULT_FUNCTIONS = [
   'observeRepository', 'stashRepositoryStatus', 'buildStashRepositoryStatus', 'stashHostBackupStats', 'stashSnapshotStats',
   'kubeStashRepositoryStatus', 'buildKubeStashRepositoryStatus', 'kubeStashSnapshotComponent', 'upsertCondition',
   'repositoryMetrics', 'backupMetrics', 'checkRepositoryPart', 'mergeCheckParts',
+  'rewrite', 'recover', 'planBudget', 'readContainerLimits',
 ] as const;
 
 /** Exported functions that return no repository data (why, for each). */
 const NOT_RESULTS: Record<string, string> = {
   b2OptionsFromEnv: 'backend options from the environment',
+  checkMemoryLimit: 'the option given, validated',
+  checkRewriteOptions: 'nothing (throws for bad options)',
+  createRepositoryHandler: 'a request handler',
+  retentionOf: 'the retention calls of a backend',
+  versionsOf: 'the version calls of a backend',
+  keepHorizon: 'a Date',
+  extendRetention: 'plain data (Dates, numbers, names); needs an Object Lock backend, serialised by `retention extend --json` in test/interop/object-lock.test.ts',
   swiftOptionsFromEnv: 'backend options from the environment',
   backendFromStash: 'a backend',
   backendFromKubeStash: 'a backend',
@@ -104,7 +112,7 @@ const OTHER_METHODS: Record<string, string> = {
   'Repository.listIds': 'IDs', 'Repository.refreshListings': 'IDs', 'Repository.resolveId': 'an ID', 'Repository.seal': 'bytes', 'Repository.open': 'bytes',
   'Repository.masterKeyForWorkers': 'key material', 'Repository.loadIndex': 'a repository object',
   'IndexedRepository.backend': 'a backend', 'IndexedRepository.config': 'the config (no times)',
-  'IndexedRepository.logger': 'a logger', 'IndexedRepository.loadBlob': 'bytes', 'IndexedRepository.decodeBlob': 'bytes',
+  'IndexedRepository.logger': 'a logger', 'IndexedRepository.loadBlob': 'bytes', 'IndexedRepository.locateBlob': 'index locations (IDs and numbers)', 'IndexedRepository.decodeBlob': 'bytes',
   'IndexedRepository.blobWriter': 'a writer',
   'Repository.close': 'nothing', 'IndexedRepository.close': 'nothing', 'Repository.closed': 'a boolean',
   'IndexedRepository.refresh': 'index file IDs, counts and a boolean (no times)',
@@ -409,5 +417,12 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     const partJson = assertJson(part, 'checkRepositoryPart') as api.CheckPartReport;
     // A part's JSON (as a pod writes it) merges as well as the object does.
     assertJson(api.mergeCheckParts([partJson]), 'mergeCheckParts');
+  });
+  it('rewrite, recover and the memory budget serialise', async () => {
+    assertJson(await api.rewrite(indexed, { snapshots: [bigSnapshot], excludes: ['/nothing-matches-this'], dryRun: true }), 'rewrite');
+    assertJson(await api.recover(indexed), 'recover');
+    const limits = api.readContainerLimits();
+    assertJson(limits, 'readContainerLimits');
+    assertJson(api.planBudget('backup', { memoryLimit: 256 * 1024 * 1024, connections: 5, container: limits }), 'planBudget');
   });
 });
