@@ -299,18 +299,31 @@ export class GCSBackend implements Backend {
 }
 
 /**
- * Collects a download stream, expecting `expected` bytes when given; destroys the stream (which
- * ends the request) when the signal fires.
+ * Collects a download stream, expecting `expected` bytes when given; ends the request when the
+ * signal fires (rejecting at once with AbortedError).
  */
 async function readAll(stream: Readable, expected: number | undefined, file: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let total = 0;
+  let responded = false;
+  stream.once('response', () => (responded = true));
+  let rejectAborted: (e: AbortedError) => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => (rejectAborted = reject));
+  aborted.catch(() => undefined);
   const onAbort = (): void => {
-    stream.destroy(new AbortedError());
+    if (responded) stream.destroy(new AbortedError());
+    else {
+      // The SDK pipes its response into this stream right after emitting 'response'; destroyed
+      // before that, its pipeline throws where nothing can catch it (ERR_STREAM_UNABLE_TO_PIPE).
+      // So the stream is ended just after the response, and the caller is answered now.
+      stream.on('error', () => undefined);
+      stream.once('response', () => setImmediate(() => stream.destroy(new AbortedError())));
+    }
+    rejectAborted(new AbortedError());
   };
   if (signal?.aborted) onAbort();
   signal?.addEventListener('abort', onAbort, { once: true });
-  try {
+  const collect = async (): Promise<void> => {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       total += chunk.length;
       if (expected !== undefined && total > expected) {
@@ -318,6 +331,11 @@ async function readAll(stream: Readable, expected: number | undefined, file: str
       }
       chunks.push(chunk);
     }
+  };
+  try {
+    const reading = collect();
+    reading.catch(() => undefined); // after an abort, the stream's own end is of no interest
+    await Promise.race([reading, aborted]);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

@@ -32,6 +32,10 @@ const src = path.join(work, 'src');
 await mkdir(src, { recursive: true });
 await writeFile(path.join(src, 'big'), randomBytes(2_700_000));
 await writeFile(path.join(src, 'small'), 'small\n');
+// Two more small files, so the data pack holds at least three blobs however the big file chunks
+// (restic's chunker polynomial is random: 2.7 MB is one chunk about one time in ten).
+await writeFile(path.join(src, 'small-2'), 'small 2\n');
+await writeFile(path.join(src, 'small-3'), 'small 3\n');
 const r19 = resticBin('0.19');
 
 async function makeRepo(name: string, version: '1' | '2') {
