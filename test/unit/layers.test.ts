@@ -12,7 +12,7 @@ const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sr
 
 /** Layers, bottom first; a module may import from its own layer and any layer listed before it. */
 const LAYERS: Array<{ name: string; match: (file: string) => boolean }> = [
-  { name: 'base', match: (f) => ['errors.ts', 'logger.ts', 'redact.ts', 'runtime.ts', 'version.ts'].includes(f) },
+  { name: 'base', match: (f) => ['errors.ts', 'logger.ts', 'redact.ts', 'runtime.ts', 'version.ts', 'memory-budget.ts'].includes(f) },
   { name: 'backend', match: (f) => f.startsWith('backend/') },
   { name: 'repository', match: (f) => f.startsWith('repository/') },
   { name: 'snapshot/model', match: (f) => f.startsWith('snapshot/model/') },
