@@ -1,24 +1,35 @@
-// The JSON API of createRepositoryHandler against a real repository, with Node's fetch as the
-// client and GNU tar reading the folder downloads.
-import { test, before, after } from 'node:test';
+// The JSON API of createRepositoryHandler against real repositories — a local folder and a bucket
+// on MinIO — with Node's fetch as the client and GNU tar, unzip and Python reading the downloads.
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { S3Backend } from '../../src/backend/s3.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { startMinio, type MinioServer } from '../servers/minio.ts';
 import { LONG_NAME, makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
 
-const dir = await tmpDir('stowage-serve-api');
+const dirs = { local: await tmpDir('stowage-serve-api-local'), minio: await tmpDir('stowage-serve-api-minio') };
+
+for (const kind of ['local', 'minio'] as const) describe(`the JSON API on a ${kind} repository`, () => {
+const dir = dirs[kind];
 let fx: Fixture;
 let srv: Running;
+let minio: MinioServer | undefined;
 
 before(async () => {
-  fx = await makeFixture(dir);
+  if (kind === 'minio') {
+    minio = await startMinio();
+    const backend = new S3Backend({ endpoint: minio.endpoint, bucket: `serve-api-${process.pid}`, prefix: 'repo', credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
+    fx = await makeFixture(dir, { backend });
+  } else fx = await makeFixture(dir);
   srv = await startServer(fx.repo);
 });
 after(async () => {
-  await srv.close();
-  await fx.repo.close();
+  await srv?.close();
+  await fx?.repo.close();
+  await minio?.stop();
 });
 
 const json = async (path: string, status = 200) => {
@@ -157,4 +168,5 @@ test('a folder of many small files (read ahead in runs of one pack) tars byte fo
   execFileSync('tar', ['-xf', join(dir, 'many.tar'), '-C', out]);
   for (const [name, body] of want) assert.ok((await readFile(join(out, 'many', name))).equals(body), name);
   assert.equal((await readdir(join(out, 'many'))).length, 600);
+});
 });
