@@ -74,3 +74,18 @@ export function kubernetesTime(time: GoTime | Date): string {
 export function goTimeDiffNs(a: GoTime, b: GoTime): bigint {
   return b.epochNs - a.epochNs;
 }
+
+/**
+ * A backup session's length in nanoseconds: `durationMs` when the caller measured it, else from
+ * the earliest start to the latest end of its backups; undefined with neither.
+ */
+export function backupSpanNs(
+  entries: readonly { result: { summary: { backupStart: GoTime; backupEnd: GoTime } } }[],
+  durationMs: number | undefined,
+): bigint | undefined {
+  if (durationMs !== undefined) return BigInt(Math.round(durationMs * 1e6));
+  if (entries.length === 0) return undefined;
+  const starts = entries.map((e) => e.result.summary.backupStart.epochNs);
+  const ends = entries.map((e) => e.result.summary.backupEnd.epochNs);
+  return ends.reduce((a, b) => (b > a ? b : a)) - starts.reduce((a, b) => (b < a ? b : a));
+}

@@ -6,7 +6,7 @@ import type { AnyRepository } from '../repository/repository.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { SnapshotEntry } from '../snapshot/engine/select.ts';
 import type { BackupResult } from '../snapshot/operations/backup/types.ts';
-import { formatGoDuration, formatStashBytes, kubernetesTime } from './format.ts';
+import { backupSpanNs, formatGoDuration, formatStashBytes, kubernetesTime } from './format.ts';
 import { observeRepository, type ObserveOptions, type RepositoryObservation } from './observe.ts';
 
 /** A kmodules `Condition` as KubeStash's CRDs declare it. */
@@ -213,13 +213,7 @@ export function kubeStashSnapshotComponent(entries: readonly KubeStashBackupEntr
   const out: KubeStashComponent = { path: options.path, phase: options.error === undefined ? 'Succeeded' : 'Failed' };
   const obs = options.observation;
   if (obs?.stats) out.size = formatStashBytes(obs.stats.rawDataSize);
-  let ns: bigint | undefined;
-  if (options.durationMs !== undefined) ns = BigInt(Math.round(options.durationMs * 1e6));
-  else if (entries.length > 0) {
-    const starts = entries.map((e) => e.result.summary.backupStart.epochNs);
-    const ends = entries.map((e) => e.result.summary.backupEnd.epochNs);
-    ns = ends.reduce((a, b) => (b > a ? b : a)) - starts.reduce((a, b) => (b < a ? b : a));
-  }
+  const ns = backupSpanNs(entries, options.durationMs);
   if (ns !== undefined) out.duration = formatGoDuration(ns);
   if (obs?.check) out.integrity = obs.check.ok;
   if (options.error !== undefined) out.error = typeof options.error === 'string' ? options.error : options.error.message;

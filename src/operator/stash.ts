@@ -5,7 +5,7 @@ import type { AnyRepository } from '../repository/repository.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { BackupResult } from '../snapshot/operations/backup/types.ts';
 import type { ForgetResult } from '../snapshot/operations/forget.ts';
-import { formatGoDuration, formatStashBytes, formatStashSeconds, kubernetesTime } from './format.ts';
+import { backupSpanNs, formatGoDuration, formatStashBytes, formatStashSeconds, kubernetesTime } from './format.ts';
 import { observeRepository, type ObserveOptions, type RepositoryObservation } from './observe.ts';
 
 /**
@@ -165,13 +165,7 @@ export function stashHostBackupStats(entries: readonly StashBackupEntry[], optio
   const out: StashHostBackupStats = { hostname: options.hostname };
   out.phase = options.error === undefined ? 'Succeeded' : 'Failed';
   if (entries.length > 0) out.snapshots = entries.map(stashSnapshotStats);
-  let ns: bigint | undefined;
-  if (options.durationMs !== undefined) ns = BigInt(Math.round(options.durationMs * 1e6));
-  else if (entries.length > 0) {
-    const starts = entries.map((e) => e.result.summary.backupStart.epochNs);
-    const ends = entries.map((e) => e.result.summary.backupEnd.epochNs);
-    ns = ends.reduce((a, b) => (b > a ? b : a)) - starts.reduce((a, b) => (b < a ? b : a));
-  }
+  const ns = backupSpanNs(entries, options.durationMs);
   if (ns !== undefined) out.duration = formatGoDuration(ns);
   if (options.error !== undefined) out.error = typeof options.error === 'string' ? options.error : options.error.message;
   return out;
