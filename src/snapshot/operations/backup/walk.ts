@@ -14,7 +14,7 @@ import type { SysHelper, Xattr } from '../../engine/syshelper.ts';
 import { IdNames } from '../../engine/fsmeta.ts';
 import { TreeLoader } from '../../engine/tree-loader.ts';
 import { findParentSnapshot, listSnapshots, loadSnapshot } from '../../engine/select.ts';
-import { latestSnapshot, type SnapshotGroupBy } from '../../model/snapshot.ts';
+import { latestSnapshot } from '../../model/snapshot.ts';
 import { BackupMeter } from '../../engine/progress.ts';
 import { PathFilter } from '../../model/filter.ts';
 import { goModeFromPosix, nodeTypeFromPosix } from '../../model/mode.ts';
