@@ -118,24 +118,26 @@ export class LocalBackend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
+    return this.#withRange(h, options, async (fh, offset, length, file) => {
+      const out = new Uint8Array(length);
+      await readFully(fh, out, offset, file, options.signal);
+      return out;
+    });
+  }
+
+  /** A byte range read piece by piece (`IO_CHUNK` bytes each) from one open file. */
+  async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
     const file = describeFile(h);
     let fh: OsFileHandle | undefined;
     try {
-      fh = await open(this.pathOf(h), 'r');
-      throwIfAborted(options.signal);
-      const { size } = await fh.stat();
-      const { offset, length } = resolveRange(options, size, file);
-      const out = new Uint8Array(length);
-      for (let done = 0; done < length; ) {
-        const { bytesRead } = await fh.read(out, done, Math.min(IO_CHUNK, length - done), offset + done);
-        // The file shrank after fstat; restic's files never change, so the stored copy is damaged.
-        if (bytesRead === 0) throw new IntegrityError(`unexpected end of file at byte ${offset + done} while reading`, { file });
-        done += bytesRead;
-        throwIfAborted(options.signal);
+      const range = await this.#openRange(h, options);
+      fh = range.fh;
+      for (let done = 0; done < range.length; ) {
+        const piece = new Uint8Array(Math.min(IO_CHUNK, range.length - done));
+        await readFully(fh, piece, range.offset + done, file, options.signal);
+        done += piece.length;
+        yield piece;
       }
-      return out;
     } catch (err) {
       throw fsErrorToStowage(err, 'load', file, this.location);
     } finally {
@@ -143,28 +145,28 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /** A byte range read piece by piece (`IO_CHUNK` bytes each) from one open file. */
-  async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
+  /** Opens the file and resolves the requested range against its size. */
+  async #openRange(h: FileHandle, options: LoadOptions): Promise<{ fh: OsFileHandle; offset: number; length: number }> {
     throwIfAborted(options.signal);
     checkHandle(h);
+    const fh = await open(this.pathOf(h), 'r');
+    try {
+      throwIfAborted(options.signal);
+      const { size } = await fh.stat();
+      return { fh, ...resolveRange(options, size, describeFile(h)) };
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  async #withRange<T>(h: FileHandle, options: LoadOptions, read: (fh: OsFileHandle, offset: number, length: number, file: string) => Promise<T>): Promise<T> {
     const file = describeFile(h);
     let fh: OsFileHandle | undefined;
     try {
-      fh = await open(this.pathOf(h), 'r');
-      const { size } = await fh.stat();
-      const { offset, length } = resolveRange(options, size, file);
-      for (let done = 0; done < length; ) {
-        throwIfAborted(options.signal);
-        const piece = new Uint8Array(Math.min(IO_CHUNK, length - done));
-        let filled = 0;
-        while (filled < piece.length) {
-          const { bytesRead } = await fh.read(piece, filled, piece.length - filled, offset + done + filled);
-          if (bytesRead === 0) throw new IntegrityError(`unexpected end of file at byte ${offset + done + filled} while reading`, { file });
-          filled += bytesRead;
-        }
-        done += piece.length;
-        yield piece;
-      }
+      const range = await this.#openRange(h, options);
+      fh = range.fh;
+      return await read(fh, range.offset, range.length, file);
     } catch (err) {
       throw fsErrorToStowage(err, 'load', file, this.location);
     } finally {
@@ -358,4 +360,15 @@ function hasCode(err: unknown, code: string): boolean {
 
 function isMissing(err: unknown): boolean {
   return hasCode(err, 'ENOENT') || hasCode(err, 'ENOTDIR');
+}
+
+/** Fills `out` from byte `position` of an open file. The file ending early means the stored copy is
+ * damaged: restic's files never change after they are written. */
+async function readFully(fh: OsFileHandle, out: Uint8Array, position: number, file: string, signal?: AbortSignal): Promise<void> {
+  for (let filled = 0; filled < out.length; ) {
+    throwIfAborted(signal);
+    const { bytesRead } = await fh.read(out, filled, Math.min(IO_CHUNK, out.length - filled), position + filled);
+    if (bytesRead === 0) throw new IntegrityError(`unexpected end of file at byte ${position + filled} while reading`, { file });
+    filled += bytesRead;
+  }
 }
