@@ -112,6 +112,8 @@ export { prune, planPrune, executePrune, findUsedBlobs, parseMaxUnused, BlobHand
 export type { PruneOptions, PrunePlanOptions, PruneExecuteOptions, PrunePlan, PruneResult, PruneStats, PruneProgress, PrunePhase, PruneMessageLevel, PruneRetentionReport } from './snapshot/operations/prune.ts';
 export { parseReadDataSubset } from './snapshot/operations/check/index.ts';
 export { repairIndex, repairSnapshots } from './snapshot/operations/repair.ts';
+export { repairPacks } from './snapshot/operations/repair-packs.ts';
+export type { RepairPacksOptions, RepairPacksResult } from './snapshot/operations/repair-packs.ts';
 export type { RepairIndexOptions, RepairIndexResult, RepairSnapshotsOptions, RepairSnapshotsResult, RepairedSnapshot, RepairChange, RepairChangeKind, RepairIndexProgress, RepairSnapshotsProgress } from './snapshot/operations/repair.ts';
 export { copy, planCopy, executeCopy } from './snapshot/operations/copy.ts';
 export type { CopyOptions, CopyPlan, CopyResult, CopyProgress, CopyEvent, CopyPlanItem } from './snapshot/operations/copy.ts';

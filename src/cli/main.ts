@@ -98,7 +98,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return EXIT.error;
   }
   const controller = new AbortController();
-  const onSignal = () => controller.abort(new AbortedError('interrupted'));
+  // As restic: one line on stderr, then the command stops cleanly (locks removed, nothing
+  // half-written visible) and exits 130.
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`\rsignal ${sig === 'SIGINT' ? 'interrupt' : 'terminated'} received, cleaning up\n`);
+    controller.abort(new AbortedError('interrupted'));
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   // The status line of the running command, if any: taken off the terminal before other output.

@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import type { CallOptions } from '../backend/backend.ts';
 import { Semaphore } from './concurrency.ts';
 import type { PackId } from './id.ts';
-import { encodeIndexFile, type IndexPack } from './index-file.ts';
+import { decodeIndexFile, encodeIndexFile, type IndexPack } from './index-file.ts';
+import { throwIfAborted } from '../errors.ts';
 import type { Repository } from './repository.ts';
 
 /** restic starts a new index file once the current one holds this many blobs. */
@@ -86,4 +87,33 @@ function fingerprint(pack: IndexPack): string {
   const h = createHash('sha256');
   for (const b of pack.blobs) h.update(`${b.type[0]}${b.id}@${b.offset}+${b.length}/${b.uncompressedLength},`);
   return `${pack.id}:${h.digest('base64')}`;
+}
+
+/**
+ * Writes the packs the given index files list, minus the `dropped` ones, into new index files
+ * (batched as restic does; a pack listed twice is written once) and returns their IDs. Reads one
+ * old index file at a time; `indexFiles` (an IndexedRepository's) learns each new file. The old
+ * files are left for the caller to delete once this has returned.
+ */
+export async function rewriteIndexFiles(
+  repo: Repository,
+  indexFiles: Map<string, PackId[]>,
+  obsolete: readonly string[],
+  dropped: ReadonlySet<string>,
+  options: CallOptions & { onProgress?: (done: number, total: number) => void } = {},
+): Promise<string[]> {
+  const { signal } = options;
+  const writer = new IndexWriter(repo, { signal, indexFiles });
+  let done = 0;
+  for (const indexId of obsolete) {
+    throwIfAborted(signal);
+    const content = decodeIndexFile(await repo.loadUnpacked('index', indexId, { signal }), `index/${indexId}`);
+    for (const p of content.packs) {
+      if (dropped.has(p.id)) continue;
+      if (writer.add(p) && writer.full) await writer.write();
+    }
+    options.onProgress?.(++done, obsolete.length);
+  }
+  await writer.write();
+  return writer.written;
 }

@@ -13,7 +13,7 @@ import {
   Lock, MemoryBackend, Repository, backup, checkRepository, copy, decodeTree, diffSnapshots, executeCopy, executePrune,
   filterSnapshots, findByPattern, findIds, findParentSnapshot, findUsedBlobs, forget, groupSnapshots, isGoTime,
   latestPerGroup, latestSnapshot, listLocks, listSnapshots, loadSnapshot, parseGoTime, planCopy, planPrune,
-  planRetention, planRestore, prune, repairIndex, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree,
+  planRetention, planRestore, prune, repairIndex, repairPacks, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree,
   dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
   type BlobId, type IndexedRepository, type SnapshotEntry, type TreeNode,
 } from '../../src/index.ts';
@@ -33,7 +33,7 @@ const RESULT_FUNCTIONS = [
   'backup', 'restore', 'planRestore', 'listSnapshots', 'loadSnapshot', 'findParentSnapshot', 'latestPerGroup', 'walkTree',
   'repositoryStats', 'checkRepository', 'forget', 'planRetention', 'planPrune', 'executePrune', 'prune',
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
-  'repairIndex', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
+  'repairIndex', 'repairPacks', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
   'latestSnapshot', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
   'systemCapabilities', 'runtimeSupport', 'listCaches', 'removeOldCaches', 'snapshotStats', 'listFiles', 'listBlobs',
   'observeRepository', 'stashRepositoryStatus', 'buildStashRepositoryStatus', 'stashHostBackupStats', 'stashSnapshotStats',
@@ -394,6 +394,10 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     assertJson(prunePlan, 'planPrune');
     assertJson(await executePrune(indexed, prunePlan), 'executePrune');
     assertJson(await prune(await repo.loadIndex(), { dryRun: true }), 'prune');
+    // An intact pack: its blobs move to a new pack, the repository stays whole.
+    const somePack = [...(await repo.loadIndex()).index.packs().keys()][0]!;
+    const salvaged = assertJson(await repairPacks(repo, [somePack]), 'repairPacks') as { lost: unknown[]; packsRemoved: string[] };
+    assert.deepEqual([salvaged.lost, salvaged.packsRemoved], [[], [somePack]]);
   });
   it('operator statuses, metrics and check parts serialise', async () => {
     const observation = await api.observeRepository(indexed);

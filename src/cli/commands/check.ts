@@ -100,7 +100,9 @@ async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnT
     if (report.errors.some((e) => e.code === 'INDEX_UNREADABLE')) {
       ctx.err("\nThe repository index is damaged and must be repaired. You must run `stowage repair index' to correct this.\n\n");
     } else if (report.brokenPacks.length > 0) {
-      ctx.err(`\nThe repository contains damaged pack files: ${report.brokenPacks.join(' ')}\n`);
+      // restic's advice, with this command's name.
+      ctx.err('\nThe repository contains damaged pack files. These damaged files must be removed to repair the repository. This can be done using the following commands. Please read the troubleshooting guide at https://restic.readthedocs.io/en/stable/077_troubleshooting.html first.\n\n');
+      ctx.err(`stowage repair packs ${report.brokenPacks.join(' ')}\nstowage repair snapshots --forget\n\n`);
     }
     if (report.damagedSnapshots.length > 0) {
       ctx.err(`Snapshots with damaged data: ${report.damagedSnapshots.map((s) => s.slice(0, 8)).join(' ')}\n`);

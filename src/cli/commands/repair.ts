@@ -2,14 +2,16 @@
 // repair snapshots takes none). restic has no JSON output for them; with --json the result
 // object is printed.
 import { InvalidInputError } from '../../errors.ts';
+import { writeFile } from 'node:fs/promises';
 import { repairIndex, repairSnapshots } from '../../snapshot/operations/repair.ts';
+import { repairPacks } from '../../snapshot/operations/repair-packs.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
 
 export const repairCommand: Command = {
-  summary: 'Repair the repository: rebuild the index, or rewrite damaged snapshots',
-  usage: 'index [--read-all-packs] | snapshots [--dry-run] [--forget] [snapshotID ...]',
+  summary: 'Repair the repository: rebuild the index, salvage damaged packs, or rewrite damaged snapshots',
+  usage: 'index [--read-all-packs] | packs PACKID... | snapshots [--dry-run] [--forget] [snapshotID ...]',
   flags: [
     { name: 'read-all-packs', kind: 'bool', help: 'index: read every pack instead of trusting index entries that match' },
     { name: 'dry-run', short: 'n', kind: 'bool', help: 'snapshots: only print what would be done' },
@@ -28,6 +30,24 @@ export const repairCommand: Command = {
           const result = await repairIndex(repo, { readAllPacks: ctx.flags.bool('read-all-packs'), lock: false, signal: ctx.signal, onMessage: say });
           if (ctx.json) ctx.out(JSON.stringify(result) + '\n');
           else say('done');
+          return 0;
+        });
+      case 'packs':
+        // As restic: a copy of each pack in the current folder (pack-<id>, never overwritten),
+        // the intact blobs stored again, the index rewritten without the packs, the packs deleted.
+        if (args.length === 0) throw new InvalidInputError('no ids specified');
+        return withRepo(ctx, 'exclusive', async (repo) => {
+          const result = await repairPacks(repo, args, {
+            lock: false,
+            signal: ctx.signal,
+            onPackBytes: (id, bytes) => writeFile(`pack-${id}`, bytes, { flag: 'wx' }),
+            onMessage: (m, level) => {
+              if (level === 'warning') ctx.err(m + '\n');
+              else say(m);
+            },
+          });
+          if (ctx.json) ctx.out(JSON.stringify(result) + '\n');
+          ctx.err('\nUse `stowage repair snapshots --forget` to remove the corrupted data blobs from all snapshots\n');
           return 0;
         });
       case 'snapshots': {
@@ -54,7 +74,7 @@ export const repairCommand: Command = {
         });
       }
       default:
-        throw new InvalidInputError('repair needs a subcommand: index or snapshots');
+        throw new InvalidInputError('repair needs a subcommand: index, packs or snapshots');
     }
   },
 };

@@ -19,7 +19,7 @@ import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, Unsuppo
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
 import type { MasterIndex } from '../../repository/master-index.ts';
 import { decodeIndexFile } from '../../repository/index-file.ts';
-import { IndexWriter } from '../../repository/index-writer.ts';
+import { rewriteIndexFiles } from '../../repository/index-writer.ts';
 import { DEFAULT_PACK_SIZE, MIN_PACK_SIZE, entrySize, packFile } from '../../repository/pack.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
 import { BlobHandleSet } from '../../repository/blob-set.ts';
@@ -782,7 +782,7 @@ async function execute(indexed: IndexedRepository, plan: PrunePlan, options: Pru
   const obsoleteIndexes = [...indexed.indexFiles].filter(([, packs]) => packs.some((p) => dropped.has(p))).map(([id]) => id);
   if (obsoleteIndexes.length > 0) {
     say('rebuilding index', 'info');
-    result.indexFilesWritten.push(...(await rewriteIndexFiles(indexed, obsoleteIndexes, dropped, options)));
+    result.indexFilesWritten.push(...(await rewriteIndexFiles(indexed.repo, indexed.indexFiles, obsoleteIndexes, dropped, { signal, onProgress: (done, total) => options.onProgress?.({ phase: 'index', done, total }) })));
     throwIfAborted(signal);
     say('deleting obsolete index files', 'info');
     result.indexFilesRemoved = await removeFiles('index', obsoleteIndexes, 'delete-index');
@@ -806,28 +806,6 @@ async function repackPacks(indexed: IndexedRepository, plan: PrunePlan, options:
     signal: options.signal, compression: options.compression, packSize: options.packSize,
     onProgress: (done, total) => options.onProgress?.({ phase: 'repack', done, total }),
   });
-}
-
-/**
- * Writes the packs of the given index files, minus the dropped ones, into new index files
- * (batched by IndexWriter, which writes a pack listed twice once). Reads one old index file at a time.
- */
-async function rewriteIndexFiles(indexed: IndexedRepository, obsolete: readonly string[], dropped: ReadonlySet<string>, options: PruneExecuteOptions): Promise<string[]> {
-  const { signal } = options;
-  const repo = indexed.repo;
-  const writer = new IndexWriter(repo, { signal, indexFiles: indexed.indexFiles });
-  let done = 0;
-  for (const indexId of obsolete) {
-    throwIfAborted(signal);
-    const content = decodeIndexFile(await repo.loadUnpacked('index', indexId, { signal }), `index/${indexId}`);
-    for (const p of content.packs) {
-      if (dropped.has(p.id)) continue;
-      if (writer.add(p) && writer.full) await writer.write();
-    }
-    options.onProgress?.({ phase: 'index', done: ++done, total: obsolete.length });
-  }
-  await writer.write();
-  return writer.written;
 }
 
 // ---------------------------------------------------------------------------------------------
