@@ -35,6 +35,15 @@ const TEMP_PREFIX = '.tmp-';
 const DIR_MODE = 0o700;
 const TEMP_FILE_MODE = 0o600;
 const FINAL_FILE_MODE = 0o400;
+/** In a group-accessible repository (its config readable by the group), as restic: group rwx. */
+const GROUP_DIR_MODE = 0o770;
+const GROUP_FINAL_FILE_MODE = 0o440;
+
+/** The modes new folders and files get (folders through the umask, files exactly). */
+interface Modes {
+  dir: number;
+  file: number;
+}
 
 /**
  * A repository in a folder of this machine (a local disk, an NFS or SMB mount, a Kubernetes
@@ -46,6 +55,11 @@ const FINAL_FILE_MODE = 0o400;
  * `InvalidInputError` for an empty path or a bad `connections`; nothing is touched on disk until
  * the first call. `create()` (run by `Repository.init`) makes the folders.
  *
+ * New files are made read-only (0400) in folders made 0700; in a group-accessible repository
+ * (its `config` file readable by the group, as after restic's documented `chmod -R g+rX`), 0440
+ * in folders made 0770 (less the umask), as restic ≥ 0.14 does, so the group can still read
+ * what is added. The config's mode is read once, at the first write.
+ *
  * @example
  * ```ts
  * const repo = await Repository.open(new LocalBackend('/srv/restic-repo'), { password: 'secret' });
@@ -56,6 +70,7 @@ export class LocalBackend implements Backend {
   readonly connections: number;
   /** The absolute path of the repository folder. */
   readonly root: string;
+  #modes: Promise<Modes> | undefined;
 
   constructor(path: string, opts: LocalBackendOptions = {}) {
     if (typeof path !== 'string' || path === '') throw new InvalidInputError('local backend path must be a non-empty string');
@@ -64,14 +79,24 @@ export class LocalBackend implements Backend {
     this.connections = checkConnections(opts.connections ?? DEFAULT_CONNECTIONS, this.location);
   }
 
+  /** restic's rule: group access for new files and folders if the config file is group-readable. */
+  #writeModes(): Promise<Modes> {
+    this.#modes ??= stat(join(this.root, 'config')).then(
+      (st) => ((st.mode & 0o040) !== 0 ? { dir: GROUP_DIR_MODE, file: GROUP_FINAL_FILE_MODE } : { dir: DIR_MODE, file: FINAL_FILE_MODE }),
+      () => ({ dir: DIR_MODE, file: FINAL_FILE_MODE }),
+    );
+    return this.#modes;
+  }
+
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
-    const folders = ['keys', 'snapshots', 'index', 'locks', 'tmp', 'data'];
+    const modes = await this.#writeModes();
+    const folders = ['keys', 'snapshots', 'index', 'locks', 'data'];
     for (let i = 0; i < 256; i++) folders.push(`data/${i.toString(16).padStart(2, '0')}`);
     for (const folder of folders) {
       throwIfAborted(options.signal);
       try {
-        await mkdir(join(this.root, folder), { recursive: true, mode: DIR_MODE });
+        await mkdir(join(this.root, folder), { recursive: true, mode: modes.dir });
       } catch (err) {
         throw fsErrorToStowage(err, 'create', folder, this.location);
       }
@@ -86,9 +111,10 @@ export class LocalBackend implements Backend {
     const folder = dirname(finalPath);
     const tempPath = join(folder, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
 
+    const modes = await this.#writeModes();
     let fh: OsFileHandle | undefined;
     try {
-      fh = await openNew(tempPath, folder);
+      fh = await openNew(tempPath, folder, modes.dir);
       throwIfAborted(options.signal);
       for (let pos = 0; pos < data.length; ) {
         const { bytesWritten } = await fh.write(data, pos, Math.min(IO_CHUNK, data.length - pos), pos);
@@ -114,7 +140,7 @@ export class LocalBackend implements Backend {
       throw fsErrorToStowage(err, 'save', file, this.location);
     }
     // Best effort: some filesystems (SMB, some NFS exports) refuse mode changes.
-    await chmod(finalPath, FINAL_FILE_MODE).catch(() => {});
+    await chmod(finalPath, modes.file).catch(() => {});
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
@@ -296,12 +322,12 @@ export class LocalBackend implements Backend {
 }
 
 /** Creates the temp file exclusively, making its folder (e.g. a missing data/XX) on demand. */
-async function openNew(path: string, folder: string): Promise<OsFileHandle> {
+async function openNew(path: string, folder: string, dirMode: number): Promise<OsFileHandle> {
   try {
     return await open(path, 'wx', TEMP_FILE_MODE);
   } catch (err) {
     if (!hasCode(err, 'ENOENT')) throw err;
-    await mkdir(folder, { recursive: true, mode: DIR_MODE });
+    await mkdir(folder, { recursive: true, mode: dirMode });
     return await open(path, 'wx', TEMP_FILE_MODE);
   }
 }

@@ -266,14 +266,6 @@ export async function findSubtree(repo: IndexedRepository, root: BlobId, sub: st
 }
 
 
-export function nodeJson(path: string, n: TreeNode): Record<string, unknown> {
-  return {
-    name: n.name, type: n.type, path, uid: n.uid, gid: n.gid, size: n.size ?? 0, mode: n.mode,
-    permissions: formatGoFileMode(n.mode), mtime: formatGoTime(n.mtime), atime: formatGoTime(n.atime), ctime: formatGoTime(n.ctime),
-    inode: n.inode === undefined ? undefined : Number(n.inode), struct_type: 'node', message_type: 'node',
-  };
-}
-
 /**
  * Prints the message a command ends with and returns its exit code: the text on stderr, or with
  * --json restic's documented `exit_error` message (`{"message_type":"exit_error","code":N,

@@ -46,8 +46,8 @@ describe('LocalBackend on disk', () => {
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  it("creates restic's folders: keys, snapshots, index, locks, tmp and data/00..ff", async () => {
-    assert.deepEqual((await readdir(root)).sort(), ['data', 'index', 'keys', 'locks', 'snapshots', 'tmp']);
+  it("creates restic's folders: keys, snapshots, index, locks and data/00..ff", async () => {
+    assert.deepEqual((await readdir(root)).sort(), ['data', 'index', 'keys', 'locks', 'snapshots']);
     const shards = (await readdir(join(root, 'data'))).sort();
     assert.equal(shards.length, 256);
     assert.equal(shards[0], '00');

@@ -13,7 +13,7 @@ import {
   Lock, MemoryBackend, Repository, backup, checkRepository, copy, decodeTree, diffSnapshots, executeCopy, executePrune,
   filterSnapshots, findByPattern, findIds, findParentSnapshot, findUsedBlobs, forget, groupSnapshots, isGoTime,
   latestPerGroup, latestSnapshot, listLocks, listSnapshots, loadSnapshot, parseGoTime, planCopy, planPrune,
-  planRetention, planRestore, prune, repairIndex, repairPacks, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree,
+  planRetention, planRestore, prune, repairIndex, repairPacks, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree, listTree,
   dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
   type BlobId, type IndexedRepository, type SnapshotEntry, type TreeNode,
 } from '../../src/index.ts';
@@ -30,7 +30,7 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d
  * step with src/index.ts: the first test fails for an export in neither list.
  */
 const RESULT_FUNCTIONS = [
-  'backup', 'restore', 'planRestore', 'listSnapshots', 'loadSnapshot', 'findParentSnapshot', 'latestPerGroup', 'walkTree',
+  'backup', 'restore', 'planRestore', 'listSnapshots', 'loadSnapshot', 'findParentSnapshot', 'latestPerGroup', 'walkTree', 'listTree',
   'repositoryStats', 'checkRepository', 'forget', 'planRetention', 'planPrune', 'executePrune', 'prune',
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
   'repairIndex', 'repairPacks', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
@@ -310,6 +310,7 @@ describe('results are JSON-safe and print times as restic writes them', () => {
       assert.equal(`${node.mtime}`, bigMtime, where);
     }
     assertJson(walked, 'walkTree');
+    assertJson(await collect(listTree(indexed, entry.snapshot.tree, { dirs: ['/'] })), 'listTree');
     assertJson(hits, 'findByPattern');
     assertJson(decoded, 'decodeTree');
     // Small values stay numbers, and nodes with nothing big have no toJSON of their own.

@@ -84,7 +84,7 @@ const TYPE_MODE: Partial<Record<TreeNode['type'], number>> = {
 };
 
 /** restic's formatNode: the path, or with --long "mode uid gid size mtime path[ -> target]". */
-function formatNode(path: string, n: TreeNode, long: boolean, human: boolean): string {
+export function formatNode(path: string, n: TreeNode, long: boolean, human: boolean): string {
   if (!long) return path;
   const size = human ? formatBytes(Number(n.size ?? 0)) : String(n.size ?? 0).padStart(6);
   const mode = formatGoFileMode(((TYPE_MODE[n.type] ?? 0) | n.mode) >>> 0);

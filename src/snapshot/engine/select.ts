@@ -76,6 +76,56 @@ export async function* walkTree(repository: AnyRepository, treeId: BlobId, prefi
   }
 }
 
+/** Options of {@link listTree}. */
+export interface ListTreeOptions extends CallOptions {
+  /**
+   * Absolute paths inside the tree ("/home/user"); without any, every node is listed. Each is
+   * listed itself with its direct children (restic's `ls SNAPSHOT DIR...`), or its whole subtree
+   * with `recursive`.
+   */
+  dirs?: readonly string[];
+  /** List everything below each of `dirs`, not only its direct children. */
+  recursive?: boolean;
+}
+
+/**
+ * restic's `ls` selection: walks a tree depth first in tree order and yields the nodes within one
+ * of `dirs` (the dir itself and its direct children, or its whole subtree with `recursive`),
+ * descending only where a dir lies deeper. A dir that names nothing in the tree lists nothing.
+ * Paths are cleaned as restic cleans them ("/a/./b/", "/a/../b", "//a"); a relative one is an
+ * InvalidInputError, as in restic.
+ */
+export async function* listTree(repository: AnyRepository, treeId: BlobId, options: ListTreeOptions = {}): AsyncGenerator<{ path: string; node: TreeNode }> {
+  const dirs = (options.dirs ?? []).map((d) => {
+    if (!d.startsWith('/')) throw new InvalidInputError(`path filter ${JSON.stringify(d)}: all path filters must be absolute, starting with a forward slash '/'`);
+    return cleanPathParts(d);
+  });
+  const repo = await withIndex(repository, options);
+  const isPrefix = (base: readonly string[], p: readonly string[]) => base.length <= p.length && base.every((part, i) => p[i] === part);
+  async function* walk(tree: BlobId, parts: string[]): AsyncGenerator<{ path: string; node: TreeNode }> {
+    for (const node of decodeTree(await repo.loadBlob('tree', tree, options), tree)) {
+      const p = [...parts, node.name];
+      const path = '/' + p.join('/');
+      const within = dirs.length === 0 || dirs.some((d) => isPrefix(d, p));
+      if (within) yield { path, node };
+      const descend = (within && (options.recursive || dirs.length === 0)) || dirs.some((d) => isPrefix(p, d));
+      if (descend && node.type === 'dir' && node.subtree) yield* walk(node.subtree, p);
+    }
+  }
+  yield* walk(treeId, []);
+}
+
+/** The parts of an absolute path after Go's path.Clean ("." dropped, ".." taken back). */
+function cleanPathParts(path: string): string[] {
+  const out: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') out.pop();
+    else out.push(part);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Selecting several snapshots (restic's FindFilteredSnapshots)
 

@@ -138,7 +138,8 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   const owners = options.owners ?? process.getuid?.() === 0;
   const output = new RestoreOutput(options);
   const target = new TargetFolder();
-  await mkdir(targetPath, { recursive: true });
+  // As restic: folders made for the target (and its missing parents) are 0700; one already there is left as it is.
+  await mkdir(targetPath, { recursive: true, mode: 0o700 });
   const helperOk = await helper.ready();
   const metadata = new MetadataWriter(helper, helperOk, owners, output);
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
