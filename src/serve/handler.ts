@@ -2,7 +2,7 @@
 // and web page, and optionally WebDAV laid out as `restic mount`. It reads only: no lock is
 // taken, and every method that could write is answered 405 before anything is read.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AbortedError, NotFoundError } from '../errors.ts';
+import { AbortedError, InvalidInputError, NotFoundError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
 import { handleApi } from './api.ts';
@@ -15,6 +15,16 @@ import { DAV_PREFIX, handleDav } from './webdav.ts';
 
 /** Options of {@link createRepositoryHandler}. */
 export interface RepositoryHandlerOptions {
+  /**
+   * The path the handler is mounted at on the caller's server, e.g. `/backups` (default: the
+   * root). The page, the API and WebDAV are answered below it (`/backups/`, `/backups/api/…`,
+   * `/backups/dav/…`; WebDAV hrefs carry it), and any request outside it gets 404. The handler
+   * expects the full request path in `req.url` (a plain node:http server routing by prefix); when
+   * a framework strips the mount path from `req.url` but keeps the full one in `req.originalUrl`
+   * (Express's `app.use('/backups', handler)`), that one is used. Segments may use letters,
+   * digits and `-._~!$&'()*+,;=:@`; InvalidInputError otherwise.
+   */
+  basePath?: string;
   /** The JSON API under /api/ and the web page at / (default true). */
   web?: boolean;
   /** WebDAV (read-only, class 1) under /dav/ (default false). */
@@ -56,6 +66,17 @@ export interface RepositoryHandler {
   stats(): RepositoryHandlerStats;
 }
 
+/** `basePath` checked and without its trailing '/' ('' for the root). */
+export function normalizeBasePath(basePath: string | undefined): string {
+  if (basePath === undefined || basePath === '' || basePath === '/') return '';
+  const trimmed = basePath.endsWith('/') ? basePath.slice(0, -1) : basePath;
+  const segments = trimmed.split('/').slice(1);
+  if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..' || !/^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$/.test(s))) {
+    throw new InvalidInputError(`basePath ${JSON.stringify(basePath.slice(0, 200))}: expected a path such as /backups (segments of letters, digits and -._~!$&'()*+,;=:@; no '.', '..' or '//')`);
+  }
+  return trimmed;
+}
+
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH', 'MKCOL', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNLOCK']);
 
 /**
@@ -66,8 +87,17 @@ const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH', 'MKCOL', 'COPY'
  * @example
  * const handler = createRepositoryHandler(repo, { webdav: true });
  * http.createServer(handler).listen(8080, '127.0.0.1');
+ *
+ * @example
+ * // Below a path of the caller's own server:
+ * const backups = createRepositoryHandler(repo, { basePath: '/backups', webdav: true });
+ * http.createServer((req, res) => {
+ *   if (req.url === '/backups' || req.url?.startsWith('/backups/')) return backups(req, res);
+ *   res.end('my dashboard');
+ * }).listen(8080, '127.0.0.1');
  */
 export function createRepositoryHandler(repository: AnyRepository, options: RepositoryHandlerOptions = {}): RepositoryHandler {
+  const base = normalizeBasePath(options.basePath);
   const logger = options.logger ?? silentLogger;
   const web = options.web ?? true;
   const webdav = options.webdav ?? false;
@@ -88,10 +118,22 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
 
   const serve = async (req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> => {
     const method = req.method ?? 'GET';
-    const url = req.url ?? '/';
+    const full = (base && (req as { originalUrl?: unknown }).originalUrl) || req.url || '/';
+    const url = typeof full === 'string' ? full : '/';
     const q = url.indexOf('?');
-    const rawPath = q < 0 ? url : url.slice(0, q);
+    const fullPath = q < 0 ? url : url.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    if (base && fullPath !== base && !fullPath.startsWith(base + '/')) {
+      // Not this handler's part of the caller's URL space: nothing about the repository is said.
+      req.resume();
+      return sendText(res, 404, 'not found\n', method === 'HEAD');
+    }
+    if (base && fullPath === base && (method === 'GET' || method === 'HEAD') && web) {
+      // The page's links are relative: it must be loaded from <base>/.
+      req.resume();
+      return sendText(res, 308, `${base}/\n`, method === 'HEAD', { location: `${base}/${q < 0 ? '' : url.slice(q)}` });
+    }
+    const rawPath = fullPath.slice(base.length) || '/';
     if (!auth.check(req)) {
       // The same answer for every path and method: nothing about the repository is revealed.
       req.resume();
@@ -134,9 +176,9 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
         return void res.end();
       }
       if (webdav && (rawPath === DAV_PREFIX || rawPath.startsWith(DAV_PREFIX + '/'))) {
-        return await handleDav(req, res, rawPath.slice(DAV_PREFIX.length), await view(), budget, signal);
+        return await handleDav(req, res, rawPath.slice(DAV_PREFIX.length), base + DAV_PREFIX, await view(), budget, signal);
       }
-      if (method === 'PROPFIND') throw new NotFoundError(`WebDAV path ${rawPath.slice(0, 80)} (WebDAV is under ${DAV_PREFIX}/)`);
+      if (method === 'PROPFIND') throw new NotFoundError(`WebDAV path ${rawPath.slice(0, 80)} (WebDAV is under ${base}${DAV_PREFIX}/)`);
       throw new NotFoundError(`path ${rawPath.slice(0, 80)}`);
     } catch (e) {
       sendError(req, res, e, logger, isApi);

@@ -1,5 +1,6 @@
 // The web page in a real headless browser: Debian's chromium driven by puppeteer-core (npm),
-// against a repository in a local folder and one in a MinIO bucket (one browser for both).
+// against a repository in a local folder (the handler at the server's root) and one in a MinIO
+// bucket (the handler mounted at /backups on a plain node:http server); one browser for both.
 // Skipped, with the reason printed, when puppeteer-core or chromium is not installed
 // ($STOWAGE_PUPPETEER_CORE may name the module, $STOWAGE_CHROMIUM the browser). With
 // STOWAGE_UPDATE_SCREENSHOT=1 the screenshot is written to docs/serve-page.png.
@@ -52,7 +53,7 @@ before(async () => {
     fx = await makeFixture(dir, { backend, bigBytes: 256 * 1024 });
   } else fx = await makeFixture(dir, { bigBytes: 256 * 1024 });
   const sha = createHash('sha1').update('pw').digest('base64');
-  srv = await startServer(fx.repo, { auth: { htpasswd: `viewer:{SHA}${sha}\n` } });
+  srv = await startServer(fx.repo, { auth: { htpasswd: `viewer:{SHA}${sha}\n` }, basePath: kind === 'minio' ? '/backups' : undefined });
   page = await browser.newPage();
   await page.setViewport({ width: 1100, height: 560 });
   await page.authenticate({ username: 'viewer', password: 'pw' });
@@ -74,7 +75,9 @@ async function show(hash: string): Promise<void> {
 const texts = (sel: string): Promise<string[]> => page.$$eval(sel, (els: any[]) => els.map((e) => e.textContent ?? ''));
 
 test('snapshot list with host, tag and path filters', { skip }, async () => {
-  await page.goto(srv.base + '/', { waitUntil: 'load' });
+  // Through a prefix, the address without its '/' is sent to the one with it (the page's links are relative).
+  await page.goto(srv.base + (kind === 'minio' ? '' : '/'), { waitUntil: 'load' });
+  assert.equal(new URL(page.url()).pathname, new URL(srv.base + '/').pathname);
   await page.waitForSelector('body[data-ready]');
   assert.equal((await texts('#snapshots tbody tr')).length, 2);
   await page.type('#filters input[name=host]', 'beta');
@@ -103,6 +106,8 @@ test('folder browsing, file preview and download, folder as tar', { skip }, asyn
   const head = await page.evaluate((u: string) => fetch(u).then((r) => r.headers.get('content-disposition')), dl);
   assert.match(head, /attachment/);
   const tar = await page.$eval('#tar', (a: any) => a.href);
+  assert.ok(tar.startsWith(`${srv.base}/api/snapshots/`), tar);
+  assert.ok(href.startsWith(`${srv.base}/api/snapshots/`), href);
   const tarInfo = await page.evaluate((u: string) => fetch(u).then(async (r) => [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength]), tar);
   assert.deepEqual(tarInfo.slice(0, 2), [200, 'application/x-tar']);
   assert.ok(tarInfo[2] >= 3 * 512);
