@@ -4,7 +4,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AbortedError, InvalidInputError, NotFoundError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logger.ts';
+import os from 'node:os';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
+import { DecodePool } from '../snapshot/engine/decode-pool.ts';
 import { handleApi } from './api.ts';
 import { createAuthenticator, type ServeAuth } from './auth.ts';
 import { ByteBudget } from './budget.ts';
@@ -36,6 +38,12 @@ export interface RepositoryHandlerOptions {
    * wait for room instead of loading more.
    */
   memoryLimit?: number;
+  /**
+   * Worker threads that verify, decrypt and decompress the blobs of tar and zip downloads (the
+   * engine's decode workers, started at the first archive; default: one per core, at most 4).
+   * 0 decodes on the request thread.
+   */
+  decodeThreads?: number;
   /** How long a snapshot listing is reused (default 5000 ms). */
   snapshotTtlMs?: number;
   /** Refresh the index this often (IndexedRepository.startAutoRefresh) until close(); default: never. */
@@ -56,6 +64,8 @@ export interface RepositoryHandlerStats {
   memoryInUse: number;
   memoryPeak: number;
   memoryLimit: number;
+  /** Decode worker threads running for archives (0 until the first tar or zip, or with decodeThreads 0). */
+  decodeWorkers: number;
 }
 
 /** A node:http request handler with a way to stop it. */
@@ -115,6 +125,12 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
       throw e;
     }));
   const allowed = ['GET', 'HEAD', 'OPTIONS', ...(webdav ? ['PROPFIND'] : [])];
+  const threads = Math.floor(options.decodeThreads ?? Math.min(4, os.availableParallelism()));
+  if (!(threads >= 0)) throw new InvalidInputError(`decodeThreads must be 0 or more, not ${options.decodeThreads}`);
+  let pool: DecodePool | undefined;
+  let closed = false;
+  const archivePool = (repo: IndexedRepository): DecodePool | undefined =>
+    threads === 0 || closed ? undefined : (pool ??= new DecodePool({ key: repo.repo.masterKeyForWorkers(), threads }));
 
   const serve = async (req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> => {
     const method = req.method ?? 'GET';
@@ -150,9 +166,11 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
     const isApi = rawPath === '/api' || rawPath.startsWith('/api/');
     try {
       if (web && isApi && method !== 'PROPFIND') {
+        const v = await view();
         return await handleApi(req, res, rawPath.slice(4), query, {
-          view: await view(),
+          view: v,
           budget,
+          pool: () => archivePool(v.repo),
           signal,
           maxDiffChanges: options.maxDiffChanges ?? 10000,
           maxFindHits: options.maxFindHits ?? 1000,
@@ -198,9 +216,11 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
     });
   }) as RepositoryHandler;
   handler.close = async () => {
+    closed = true;
     stopRefresh?.();
     for (const c of open) c.abort(new AbortedError('the server is closing'));
+    await pool?.close();
   };
-  handler.stats = () => ({ activeResponses: open.size, memoryInUse: budget.inUse, memoryPeak: budget.peak, memoryLimit: budget.limit });
+  handler.stats = () => ({ activeResponses: open.size, memoryInUse: budget.inUse, memoryPeak: budget.peak, memoryLimit: budget.limit, decodeWorkers: pool && !closed ? threads : 0 });
   return handler;
 }

@@ -173,6 +173,31 @@ test('a folder of many small files (read ahead in runs of one pack) tars byte fo
   execFileSync('tar', ['-xf', join(dir, 'many.tar'), '-C', out]);
   for (const [name, body] of want) assert.ok((await readFile(join(out, 'many', name))).equals(body), name);
   assert.equal((await readdir(join(out, 'many'))).length, 600);
+  // The contents were decoded by the engine's decode workers.
+  assert.ok(srv.handler.stats().decodeWorkers >= 1);
+  assert.equal(srv.handler.stats().memoryInUse, 0);
+  // Three tars and a zip at once within a 1 MiB budget (segments of the next files wait for
+  // room; none waits holding any), with workers and without: the same bytes, the budget kept.
+  // (Not backend-specific: the local run only.)
+  if (kind !== 'local') return;
+  const tight = await startServer(fx.repo, { memoryLimit: 1024 * 1024, decodeThreads: 1 });
+  const here = await startServer(fx.repo, { memoryLimit: 1024 * 1024, decodeThreads: 0 });
+  try {
+    const whole = await readFile(join(dir, 'many.tar'));
+    const urls = [tight.base, tight.base, here.base].map((b) => `${b}/api/snapshots/${id}/tar${encodeURI(many)}`);
+    const [zip, ...tars] = await Promise.all([`${tight.base}/api/snapshots/${id}/zip${encodeURI(many)}`, ...urls].map(async (u) => Buffer.from(await (await fetch(u)).arrayBuffer())));
+    for (const t of tars) assert.ok(t.equals(whole));
+    assert.equal(zip.readUInt32LE(0), 0x04034b50);
+    for (const s of [tight.handler.stats(), here.handler.stats()]) {
+      assert.ok(s.memoryPeak <= s.memoryLimit, `peak ${s.memoryPeak}`);
+      assert.equal(s.memoryInUse, 0);
+    }
+    assert.equal(tight.handler.stats().decodeWorkers, 1);
+    assert.equal(here.handler.stats().decodeWorkers, 0);
+  } finally {
+    await tight.close();
+    await here.close();
+  }
 });
 
 test('mounted below a prefix: only the prefix is answered; the address without its slash is redirected', { skip: kind !== 'minio' }, async () => {
