@@ -1,4 +1,4 @@
-// `node bench/serve.ts [--work DIR] [--files N] [--big-mib N]`: the figures the serve issue asks
+// `node bench/serve.ts [--work DIR] [--files N] [--big-mib N] [--cli dist/cli/main.js]`: the figures the serve issue asks
 // for, on a repository restic 0.19 wrote:
 //   - time to first byte of a file in an N-file snapshot (default 100 000) through `stowage
 //     serve`: the first request after start (cold: snapshot list and trees read) and later ones;
@@ -13,12 +13,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { work: { type: 'string', default: '/tmp/stowage-bench-serve' }, files: { type: 'string', default: '100000' }, 'big-mib': { type: 'string', default: '256' } } });
+const { values } = parseArgs({ options: { work: { type: 'string', default: '/tmp/stowage-bench-serve' }, files: { type: 'string', default: '100000' }, 'big-mib': { type: 'string', default: '256' }, cli: { type: 'string' } } });
 const WORK = values.work!;
 const FILES = Number(values.files);
 const BIG_MIB = Number(values['big-mib']);
 const RESTIC = process.env.STOWAGE_RESTIC_019 ?? '/var/cache/stowage/bin/restic';
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const CLI = values.cli ?? fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const env = { ...process.env, RESTIC_REPOSITORY: join(WORK, 'repo'), RESTIC_PASSWORD: 'bench' };
 const data = join(WORK, 'data');
 const log = (s: string) => process.stderr.write(s + '\n');

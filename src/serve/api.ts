@@ -10,6 +10,7 @@ import { encodeSnapshot, filterSnapshots, type SnapshotEntry, type SnapshotFilte
 import { diffTrees, type DiffChange } from '../snapshot/operations/diff.ts';
 import { findByPattern } from '../snapshot/operations/find.ts';
 import { repositoryStats } from '../snapshot/operations/stats.ts';
+import type { DecodePool } from '../snapshot/engine/decode-pool.ts';
 import type { ByteBudget } from './budget.ts';
 import { ResponseSink } from './content.ts';
 import { pathNames, sendFile, sendJson } from './http.ts';
@@ -21,6 +22,8 @@ import type { RepositoryView } from './view.ts';
 export interface ApiContext {
   view: RepositoryView;
   budget: ByteBudget;
+  /** The decode workers for archives (created at the first use; undefined: decode here). */
+  pool: () => DecodePool | undefined;
   signal: AbortSignal;
   maxDiffChanges: number;
   maxFindHits: number;
@@ -90,7 +93,7 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, rest:
     });
     if (head) return void res.end();
     const prefix = Buffer.concat([nodeNameToBytes(base), Buffer.from('/')]);
-    await (zip ? writeZip : writeTar)(view, node.subtree!, prefix, new ResponseSink(res, signal), ctx.budget);
+    await (zip ? writeZip : writeTar)(view, node.subtree!, prefix, new ResponseSink(res, signal), ctx.budget, ctx.pool());
     return void res.end();
   }
   if (rest === '/diff') {

@@ -2,9 +2,11 @@
 // and web page, and optionally WebDAV laid out as `restic mount`. It reads only: no lock is
 // taken, and every method that could write is answered 405 before anything is read.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AbortedError, NotFoundError } from '../errors.ts';
+import { AbortedError, InvalidInputError, NotFoundError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logger.ts';
+import os from 'node:os';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../repository/repository.ts';
+import { DecodePool } from '../snapshot/engine/decode-pool.ts';
 import { handleApi } from './api.ts';
 import { createAuthenticator, type ServeAuth } from './auth.ts';
 import { ByteBudget } from './budget.ts';
@@ -15,6 +17,16 @@ import { DAV_PREFIX, handleDav } from './webdav.ts';
 
 /** Options of {@link createRepositoryHandler}. */
 export interface RepositoryHandlerOptions {
+  /**
+   * The path the handler is mounted at on the caller's server, e.g. `/backups` (default: the
+   * root). The page, the API and WebDAV are answered below it (`/backups/`, `/backups/api/…`,
+   * `/backups/dav/…`; WebDAV hrefs carry it), and any request outside it gets 404. The handler
+   * expects the full request path in `req.url` (a plain node:http server routing by prefix); when
+   * a framework strips the mount path from `req.url` but keeps the full one in `req.originalUrl`
+   * (Express's `app.use('/backups', handler)`), that one is used. Segments may use letters,
+   * digits and `-._~!$&'()*+,;=:@`; InvalidInputError otherwise.
+   */
+  basePath?: string;
   /** The JSON API under /api/ and the web page at / (default true). */
   web?: boolean;
   /** WebDAV (read-only, class 1) under /dav/ (default false). */
@@ -26,6 +38,12 @@ export interface RepositoryHandlerOptions {
    * wait for room instead of loading more.
    */
   memoryLimit?: number;
+  /**
+   * Worker threads that verify, decrypt and decompress the blobs of tar and zip downloads (the
+   * engine's decode workers, started at the first archive; default: one per core, at most 4).
+   * 0 decodes on the request thread.
+   */
+  decodeThreads?: number;
   /** How long a snapshot listing is reused (default 5000 ms). */
   snapshotTtlMs?: number;
   /** Refresh the index this often (IndexedRepository.startAutoRefresh) until close(); default: never. */
@@ -46,6 +64,8 @@ export interface RepositoryHandlerStats {
   memoryInUse: number;
   memoryPeak: number;
   memoryLimit: number;
+  /** Decode worker threads running for archives (0 until the first tar or zip, or with decodeThreads 0). */
+  decodeWorkers: number;
 }
 
 /** A node:http request handler with a way to stop it. */
@@ -54,6 +74,17 @@ export interface RepositoryHandler {
   /** Aborts open responses and stops the auto-refresh; the repository stays open (the caller's). */
   close(): Promise<void>;
   stats(): RepositoryHandlerStats;
+}
+
+/** `basePath` checked and without its trailing '/' ('' for the root). */
+export function normalizeBasePath(basePath: string | undefined): string {
+  if (basePath === undefined || basePath === '' || basePath === '/') return '';
+  const trimmed = basePath.endsWith('/') ? basePath.slice(0, -1) : basePath;
+  const segments = trimmed.split('/').slice(1);
+  if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..' || !/^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$/.test(s))) {
+    throw new InvalidInputError(`basePath ${JSON.stringify(basePath.slice(0, 200))}: expected a path such as /backups (segments of letters, digits and -._~!$&'()*+,;=:@; no '.', '..' or '//')`);
+  }
+  return trimmed;
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH', 'MKCOL', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNLOCK']);
@@ -66,8 +97,17 @@ const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH', 'MKCOL', 'COPY'
  * @example
  * const handler = createRepositoryHandler(repo, { webdav: true });
  * http.createServer(handler).listen(8080, '127.0.0.1');
+ *
+ * @example
+ * // Below a path of the caller's own server:
+ * const backups = createRepositoryHandler(repo, { basePath: '/backups', webdav: true });
+ * http.createServer((req, res) => {
+ *   if (req.url === '/backups' || req.url?.startsWith('/backups/')) return backups(req, res);
+ *   res.end('my dashboard');
+ * }).listen(8080, '127.0.0.1');
  */
 export function createRepositoryHandler(repository: AnyRepository, options: RepositoryHandlerOptions = {}): RepositoryHandler {
+  const base = normalizeBasePath(options.basePath);
   const logger = options.logger ?? silentLogger;
   const web = options.web ?? true;
   const webdav = options.webdav ?? false;
@@ -85,13 +125,31 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
       throw e;
     }));
   const allowed = ['GET', 'HEAD', 'OPTIONS', ...(webdav ? ['PROPFIND'] : [])];
+  const threads = Math.floor(options.decodeThreads ?? Math.min(4, os.availableParallelism()));
+  if (!(threads >= 0)) throw new InvalidInputError(`decodeThreads must be 0 or more, not ${options.decodeThreads}`);
+  let pool: DecodePool | undefined;
+  let closed = false;
+  const archivePool = (repo: IndexedRepository): DecodePool | undefined =>
+    threads === 0 || closed ? undefined : (pool ??= new DecodePool({ key: repo.repo.masterKeyForWorkers(), threads }));
 
   const serve = async (req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> => {
     const method = req.method ?? 'GET';
-    const url = req.url ?? '/';
+    const full = (base && (req as { originalUrl?: unknown }).originalUrl) || req.url || '/';
+    const url = typeof full === 'string' ? full : '/';
     const q = url.indexOf('?');
-    const rawPath = q < 0 ? url : url.slice(0, q);
+    const fullPath = q < 0 ? url : url.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    if (base && fullPath !== base && !fullPath.startsWith(base + '/')) {
+      // Not this handler's part of the caller's URL space: nothing about the repository is said.
+      req.resume();
+      return sendText(res, 404, 'not found\n', method === 'HEAD');
+    }
+    if (base && fullPath === base && (method === 'GET' || method === 'HEAD') && web) {
+      // The page's links are relative: it must be loaded from <base>/.
+      req.resume();
+      return sendText(res, 308, `${base}/\n`, method === 'HEAD', { location: `${base}/${q < 0 ? '' : url.slice(q)}` });
+    }
+    const rawPath = fullPath.slice(base.length) || '/';
     if (!auth.check(req)) {
       // The same answer for every path and method: nothing about the repository is revealed.
       req.resume();
@@ -108,9 +166,11 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
     const isApi = rawPath === '/api' || rawPath.startsWith('/api/');
     try {
       if (web && isApi && method !== 'PROPFIND') {
+        const v = await view();
         return await handleApi(req, res, rawPath.slice(4), query, {
-          view: await view(),
+          view: v,
           budget,
+          pool: () => archivePool(v.repo),
           signal,
           maxDiffChanges: options.maxDiffChanges ?? 10000,
           maxFindHits: options.maxFindHits ?? 1000,
@@ -134,9 +194,9 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
         return void res.end();
       }
       if (webdav && (rawPath === DAV_PREFIX || rawPath.startsWith(DAV_PREFIX + '/'))) {
-        return await handleDav(req, res, rawPath.slice(DAV_PREFIX.length), await view(), budget, signal);
+        return await handleDav(req, res, rawPath.slice(DAV_PREFIX.length), base + DAV_PREFIX, await view(), budget, signal);
       }
-      if (method === 'PROPFIND') throw new NotFoundError(`WebDAV path ${rawPath.slice(0, 80)} (WebDAV is under ${DAV_PREFIX}/)`);
+      if (method === 'PROPFIND') throw new NotFoundError(`WebDAV path ${rawPath.slice(0, 80)} (WebDAV is under ${base}${DAV_PREFIX}/)`);
       throw new NotFoundError(`path ${rawPath.slice(0, 80)}`);
     } catch (e) {
       sendError(req, res, e, logger, isApi);
@@ -156,9 +216,11 @@ export function createRepositoryHandler(repository: AnyRepository, options: Repo
     });
   }) as RepositoryHandler;
   handler.close = async () => {
+    closed = true;
     stopRefresh?.();
     for (const c of open) c.abort(new AbortedError('the server is closing'));
+    await pool?.close();
   };
-  handler.stats = () => ({ activeResponses: open.size, memoryInUse: budget.inUse, memoryPeak: budget.peak, memoryLimit: budget.limit });
+  handler.stats = () => ({ activeResponses: open.size, memoryInUse: budget.inUse, memoryPeak: budget.peak, memoryLimit: budget.limit, decodeWorkers: pool && !closed ? threads : 0 });
   return handler;
 }

@@ -1,21 +1,19 @@
 // A folder of a snapshot as a tar stream (POSIX ustar, with PAX records for what ustar cannot
 // hold: long or non-ASCII names and link targets, sizes from 8 GiB, large IDs), written entry by
-// entry to the response with back-pressure; file contents go through writeFileRange and its
-// memory budget. Names are the exact bytes the snapshot stored.
+// entry to the response with back-pressure; file contents come from ArchiveContents (read ahead
+// in pack order, decoded by the worker pool, within the memory budget). Names are the exact bytes
+// the snapshot stored.
 import type { BlobId } from '../repository/id.ts';
 import { goTimeToDate } from '../repository/gotime.ts';
 import { nodeNameToBytes, type TreeNode } from '../snapshot/model/node.ts';
 import { posixPermissionsFromGo } from '../snapshot/model/mode.ts';
+import type { DecodePool } from '../snapshot/engine/decode-pool.ts';
+import { ArchiveContents } from './archive.ts';
 import type { ByteBudget } from './budget.ts';
-import { fileLayout, writeFileRange, type ResponseSink } from './content.ts';
+import type { ResponseSink } from './content.ts';
 import type { RepositoryView } from './view.ts';
 
 const BLOCK = 512;
-/** Files of one blob read ahead of the one being written, and the largest such file. */
-const PREFETCH_FILES = 256;
-const PREFETCH_MAX_SIZE = 1024 * 1024;
-/** At most this much file data read ahead at once (well inside the blob LRU). */
-const PREFETCH_BYTES = 4 * 1024 * 1024;
 const ZEROS = new Uint8Array(BLOCK * 2);
 
 /** What a tar stream wrote. */
@@ -26,28 +24,11 @@ export interface TarSummary {
 
 /**
  * The entries of the folder `tree`, depth first in name order, each with its archive path
- * (`prefix` + names; folders end with '/', and come before what they hold). The blobs of the next
- * small files are read into the server's blob LRU ahead of the consumer, neighbours in a pack with
- * one request: a folder of small files is otherwise bound by one read's latency per file.
+ * (`prefix` + names; folders end with '/', and come before what they hold).
  */
 export async function* archiveEntries(view: RepositoryView, tree: BlobId, prefix: Buffer, signal: AbortSignal): AsyncGenerator<{ path: Buffer; node: TreeNode }> {
   const folder = await view.folder(tree, { signal });
-  const nodes = folder.nodes;
-  let ahead = 0;
-  for (let i = 0; i < nodes.length; i++) {
-    const node = nodes[i]!;
-    if (ahead - i < PREFETCH_FILES / 2 && ahead < nodes.length) {
-      const ids: BlobId[] = [];
-      let bytes = 0;
-      for (; ahead < nodes.length && ahead < i + PREFETCH_FILES && bytes < PREFETCH_BYTES; ahead++) {
-        const n = nodes[ahead]!;
-        if (n.type === 'file' && n.content && n.content.length === 1 && Number(n.size ?? 0) <= PREFETCH_MAX_SIZE) {
-          ids.push(n.content[0]!);
-          bytes += Number(n.size ?? 0);
-        }
-      }
-      view.prefetchMany(ids);
-    }
+  for (const node of folder.nodes) {
     const name = Buffer.concat([prefix, nodeNameToBytes(node.name)]);
     if (node.type === 'dir') {
       const path = Buffer.concat([name, Buffer.from('/')]);
@@ -59,9 +40,10 @@ export async function* archiveEntries(view: RepositoryView, tree: BlobId, prefix
 
 /**
  * Writes the folder `tree` as a tar whose entries start with `prefix` ("name/"; "" for none),
- * followed by the two zero blocks that end a tar.
+ * followed by the two zero blocks that end a tar. File contents are decoded by `pool` (on this
+ * thread without one).
  */
-export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffer, sink: ResponseSink, budget: ByteBudget): Promise<TarSummary> {
+export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffer, sink: ResponseSink, budget: ByteBudget, pool?: DecodePool): Promise<TarSummary> {
   const summary: TarSummary = { entries: 0, bytes: 0 };
   const put = async (b: Uint8Array) => {
     summary.bytes += b.length;
@@ -71,22 +53,27 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
     await put(entryHeader(undefined, prefix, '5', 0));
     summary.entries++;
   }
-  for await (const { path, node } of archiveEntries(view, tree, prefix, sink.signal)) {
-    if (node.type === 'dir') {
-      await put(entryHeader(node, path, '5', 0));
-    } else if (node.type === 'file') {
-      const layout = await fileLayout(view.repo, node, sink.signal);
-      await put(entryHeader(node, path, '0', layout.size));
-      await writeFileRange(view, layout, 0, layout.size, sink, budget);
-      summary.bytes += layout.size;
-      const pad = (BLOCK - (layout.size % BLOCK)) % BLOCK;
-      if (pad > 0) await put(ZEROS.subarray(0, pad));
-    } else {
-      const flag = { symlink: '2', chardev: '3', dev: '4', fifo: '6' }[node.type as string];
-      if (flag === undefined) continue; // sockets and irregular files have no tar form worth restoring
-      await put(entryHeader(node, path, flag, 0));
+  const contents = new ArchiveContents(view, archiveEntries(view, tree, prefix, sink.signal), sink, budget, pool);
+  try {
+    for (let entry = await contents.next(); entry; entry = await contents.next()) {
+      const { path, node, layout } = entry;
+      if (node.type === 'dir') {
+        await put(entryHeader(node, path, '5', 0));
+      } else if (node.type === 'file' && layout) {
+        await put(entryHeader(node, path, '0', layout.size));
+        await contents.writeFile(entry);
+        summary.bytes += layout.size;
+        const pad = (BLOCK - (layout.size % BLOCK)) % BLOCK;
+        if (pad > 0) await put(ZEROS.subarray(0, pad));
+      } else {
+        const flag = { symlink: '2', chardev: '3', dev: '4', fifo: '6' }[node.type as string];
+        if (flag === undefined) continue; // sockets and irregular files have no tar form worth restoring
+        await put(entryHeader(node, path, flag, 0));
+      }
+      summary.entries++;
     }
-    summary.entries++;
+  } finally {
+    contents.close();
   }
   await put(ZEROS);
   await sink.flush();

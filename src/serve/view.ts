@@ -8,7 +8,6 @@ import { mapLimit } from '../repository/concurrency.ts';
 import type { IndexedRepository } from '../repository/repository.ts';
 import { goTimeFromNs } from '../repository/gotime.ts';
 import type { BlobId, SnapshotId } from '../repository/id.ts';
-import type { BlobLocation } from '../repository/master-index.ts';
 import { sortByTime } from '../snapshot/engine/select.ts';
 import type { TreeNode } from '../snapshot/model/node.ts';
 import { decodeSnapshot, type SnapshotEntry } from '../snapshot/model/snapshot.ts';
@@ -86,54 +85,6 @@ export class RepositoryView {
       }
     }
     return data;
-  }
-
-  /**
-   * Starts loading data blobs that will be read soon (a tar's next small files). Blobs stored near
-   * each other in one pack are read with one ranged request (runs of up to 4 MiB, gaps up to
-   * 64 KiB), then each is verified and decoded on its own as loadBlob would; a run that fails
-   * leaves its blobs to loadBlob (with its refresh on a miss).
-   */
-  prefetchMany(ids: readonly BlobId[]): void {
-    const locs: BlobLocation[] = [];
-    for (const id of ids) {
-      if (this.#blobs.has(id) || this.#loading.has(id)) continue;
-      const loc = this.repo.index.lookup(id, 'data')[0];
-      if (loc) locs.push(loc);
-    }
-    locs.sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : a.offset - b.offset));
-    let run: typeof locs = [];
-    const start = (r: typeof locs) => {
-      if (r.length === 0) return;
-      if (r.length === 1) return void this.prefetch(r[0]!.id);
-      const from = r[0]!.offset;
-      const to = r[r.length - 1]!.offset + r[r.length - 1]!.length;
-      const read = this.repo.backend.load({ type: 'data', name: r[0]!.packId }, { offset: from, length: to - from });
-      read.catch(() => {});
-      for (const loc of r) {
-        if (this.#loading.has(loc.id)) continue;
-        const one = read
-          .then((buf) => this.#keep(loc.id, this.repo.decodeBlob(loc, buf.subarray(loc.offset - from, loc.offset - from + loc.length))))
-          .catch(() => this.repo.loadBlob('data', loc.id).then((data) => this.#keep(loc.id, data)))
-          .finally(() => this.#loading.delete(loc.id));
-        one.catch(() => {});
-        this.#loading.set(loc.id, one);
-      }
-    };
-    for (const loc of locs) {
-      const last = run[run.length - 1];
-      if (last && (last.packId !== loc.packId || loc.offset - (last.offset + last.length) > 64 * 1024 || loc.offset + loc.length - run[0]!.offset > 4 * 1024 * 1024)) {
-        start(run);
-        run = [];
-      }
-      if (!last || loc.offset >= last.offset + last.length || last.packId !== loc.packId) run.push(loc);
-    }
-    start(run);
-  }
-
-  /** Starts loading a data blob into the LRU unless it is there or on its way (a tar reading ahead). */
-  prefetch(id: BlobId): void {
-    if (!this.#blobs.has(id) && !this.#loading.has(id)) this.dataBlob(id).catch(() => {});
   }
 
   /** Every snapshot, oldest first; the list is at most `snapshotTtlMs` old. */

@@ -122,11 +122,14 @@ async function resolve(view: RepositoryView, names: string[], signal: AbortSigna
   return { kind: 'node', node, time: node.name === '' ? entry.snapshot.time : node.mtime, snapshot: entry };
 }
 
-/** Answers GET, HEAD and PROPFIND below /dav (`rest` is the path after the prefix). */
-export async function handleDav(req: IncomingMessage, res: ServerResponse, rest: string, view: RepositoryView, budget: ByteBudget, signal: AbortSignal): Promise<void> {
+/**
+ * Answers GET, HEAD and PROPFIND below /dav (`rest` is the path after the prefix, `hrefBase` the
+ * URL path of the WebDAV root as clients see it, e.g. "/backups/dav").
+ */
+export async function handleDav(req: IncomingMessage, res: ServerResponse, rest: string, hrefBase: string, view: RepositoryView, budget: ByteBudget, signal: AbortSignal): Promise<void> {
   const names = pathNames(rest);
   const target = await resolve(view, names, signal);
-  const self = DAV_PREFIX + '/' + names.map(encodeName).join('/');
+  const self = hrefBase + '/' + names.map(encodeName).join('/');
   const isDir = target.kind === 'meta' || target.node.type === 'dir';
   if (req.method === 'PROPFIND') {
     const depth = (req.headers.depth ?? 'infinity').toString().trim().toLowerCase();

@@ -10,8 +10,10 @@ import type { BlobId } from '../repository/id.ts';
 import { goTimeToDate, type GoTime } from '../repository/gotime.ts';
 import { nodeNameToBytes } from '../snapshot/model/node.ts';
 import { posixModeFromGo } from '../snapshot/model/mode.ts';
+import type { DecodePool } from '../snapshot/engine/decode-pool.ts';
+import { ArchiveContents } from './archive.ts';
 import type { ByteBudget } from './budget.ts';
-import { fileLayout, writeFileRange, type ResponseSink } from './content.ts';
+import type { ResponseSink } from './content.ts';
 import { archiveEntries } from './tar.ts';
 import type { RepositoryView } from './view.ts';
 
@@ -30,42 +32,46 @@ interface Central {
   flags: number;
 }
 
-/** Writes the folder `tree` as a zip whose entries start with `prefix`. */
-export async function writeZip(view: RepositoryView, tree: BlobId, prefix: Buffer, sink: ResponseSink, budget: ByteBudget): Promise<{ entries: number; bytes: number }> {
+/** Writes the folder `tree` as a zip whose entries start with `prefix`; file contents as writeTar's. */
+export async function writeZip(view: RepositoryView, tree: BlobId, prefix: Buffer, sink: ResponseSink, budget: ByteBudget, pool?: DecodePool): Promise<{ entries: number; bytes: number }> {
   const central: Central[] = [];
   let offset = 0;
   const put = async (b: Uint8Array) => {
     offset += b.length;
     await sink.write(b);
   };
-  const entries = archiveEntries(view, tree, prefix, sink.signal);
-  for await (const { path, node } of entries) {
-    const [time, date] = dosTime(node.mtime);
-    const mode = posixModeFromGo(node.mode, node.type);
-    const start = offset;
-    if (node.type === 'dir') {
-      await put(localHeader(path, UTF8, time, date, false));
-      central.push({ name: path, crc: 0, size: 0, offset: start, mode, time, date, flags: UTF8 });
-    } else if (node.type === 'file' || node.type === 'symlink') {
-      const flags = UTF8 | DESCRIPTOR;
-      let crc = 0;
-      let size: number;
-      if (node.type === 'file') {
-        const layout = await fileLayout(view.repo, node, sink.signal);
-        size = layout.size;
-        await put(localHeader(path, flags, time, date, size >= MAX32));
-        await writeFileRange(view, layout, 0, size, sink, budget, (b) => (crc = crc32(b, crc)));
-        offset += size;
-      } else {
-        const target = Buffer.from(node.linktargetRaw ?? nodeNameToBytes(node.linktarget ?? ''));
-        size = target.length;
-        crc = crc32(target);
-        await put(localHeader(path, flags, time, date, false));
-        await put(target);
+  const contents = new ArchiveContents(view, archiveEntries(view, tree, prefix, sink.signal), sink, budget, pool);
+  try {
+    for (let entry = await contents.next(); entry; entry = await contents.next()) {
+      const { path, node, layout } = entry;
+      const [time, date] = dosTime(node.mtime);
+      const mode = posixModeFromGo(node.mode, node.type);
+      const start = offset;
+      if (node.type === 'dir') {
+        await put(localHeader(path, UTF8, time, date, false));
+        central.push({ name: path, crc: 0, size: 0, offset: start, mode, time, date, flags: UTF8 });
+      } else if (node.type === 'file' || node.type === 'symlink') {
+        const flags = UTF8 | DESCRIPTOR;
+        let crc = 0;
+        let size: number;
+        if (node.type === 'file') {
+          size = layout!.size;
+          await put(localHeader(path, flags, time, date, size >= MAX32));
+          await contents.writeFile(entry, (b) => (crc = crc32(b, crc)));
+          offset += size;
+        } else {
+          const target = Buffer.from(node.linktargetRaw ?? nodeNameToBytes(node.linktarget ?? ''));
+          size = target.length;
+          crc = crc32(target);
+          await put(localHeader(path, flags, time, date, false));
+          await put(target);
+        }
+        await put(descriptor(crc, size, size >= MAX32));
+        central.push({ name: path, crc, size, offset: start, mode, time, date, flags });
       }
-      await put(descriptor(crc, size, size >= MAX32));
-      central.push({ name: path, crc, size, offset: start, mode, time, date, flags });
     }
+  } finally {
+    contents.close();
   }
   const cdStart = offset;
   for (const c of central) await put(centralEntry(c));

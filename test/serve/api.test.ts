@@ -1,14 +1,19 @@
-// The JSON API of createRepositoryHandler against real repositories — a local folder and a bucket
-// on MinIO — with Node's fetch as the client and GNU tar, unzip and Python reading the downloads.
+// The JSON API of createRepositoryHandler against real repositories — a local folder (the handler
+// at the server's root) and a bucket on MinIO (the handler mounted at /backups on a plain
+// node:http server) — with Node's fetch as the client and GNU tar, unzip and Python reading the
+// downloads.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { S3Backend } from '../../src/backend/s3.ts';
+import { createRepositoryHandler } from '../../src/serve/handler.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { startMinio, type MinioServer } from '../servers/minio.ts';
-import { LONG_NAME, makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
+import { LONG_NAME, makeFixture, OWN_PAGE, startServer, type Fixture, type Running } from './fixture.ts';
 
 const dirs = { local: await tmpDir('stowage-serve-api-local'), minio: await tmpDir('stowage-serve-api-minio') };
 
@@ -24,7 +29,7 @@ before(async () => {
     const backend = new S3Backend({ endpoint: minio.endpoint, bucket: `serve-api-${process.pid}`, prefix: 'repo', credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
     fx = await makeFixture(dir, { backend });
   } else fx = await makeFixture(dir);
-  srv = await startServer(fx.repo);
+  srv = await startServer(fx.repo, { basePath: kind === 'minio' ? '/backups' : undefined });
 });
 after(async () => {
   await srv?.close();
@@ -168,5 +173,71 @@ test('a folder of many small files (read ahead in runs of one pack) tars byte fo
   execFileSync('tar', ['-xf', join(dir, 'many.tar'), '-C', out]);
   for (const [name, body] of want) assert.ok((await readFile(join(out, 'many', name))).equals(body), name);
   assert.equal((await readdir(join(out, 'many'))).length, 600);
+  // The contents were decoded by the engine's decode workers.
+  assert.ok(srv.handler.stats().decodeWorkers >= 1);
+  assert.equal(srv.handler.stats().memoryInUse, 0);
+  // Three tars and a zip at once within a 1 MiB budget (segments of the next files wait for
+  // room; none waits holding any), with workers and without: the same bytes, the budget kept.
+  // (Not backend-specific: the local run only.)
+  if (kind !== 'local') return;
+  const tight = await startServer(fx.repo, { memoryLimit: 1024 * 1024, decodeThreads: 1 });
+  const here = await startServer(fx.repo, { memoryLimit: 1024 * 1024, decodeThreads: 0 });
+  try {
+    const whole = await readFile(join(dir, 'many.tar'));
+    const urls = [tight.base, tight.base, here.base].map((b) => `${b}/api/snapshots/${id}/tar${encodeURI(many)}`);
+    const [zip, ...tars] = await Promise.all([`${tight.base}/api/snapshots/${id}/zip${encodeURI(many)}`, ...urls].map(async (u) => Buffer.from(await (await fetch(u)).arrayBuffer())));
+    for (const t of tars) assert.ok(t.equals(whole));
+    assert.equal(zip.readUInt32LE(0), 0x04034b50);
+    for (const s of [tight.handler.stats(), here.handler.stats()]) {
+      assert.ok(s.memoryPeak <= s.memoryLimit, `peak ${s.memoryPeak}`);
+      assert.equal(s.memoryInUse, 0);
+    }
+    assert.equal(tight.handler.stats().decodeWorkers, 1);
+    assert.equal(here.handler.stats().decodeWorkers, 0);
+  } finally {
+    await tight.close();
+    await here.close();
+  }
+});
+
+test('mounted below a prefix: only the prefix is answered; the address without its slash is redirected', { skip: kind !== 'minio' }, async () => {
+  assert.equal(await (await fetch(srv.origin + '/')).text(), OWN_PAGE);
+  // The operator's router hands /backupsX/… to the handler too (a plain startsWith): the handler refuses it.
+  for (const path of ['/backupsX/api/snapshots', '/backupsX', '/backup/api/snapshots']) {
+    const r = await fetch(srv.origin + path);
+    assert.equal(r.status, 404, path);
+    assert.doesNotMatch(await r.text(), /snapshot|api/i, path);
+  }
+  const bare = await fetch(srv.base + '?x=1', { redirect: 'manual' });
+  assert.equal(bare.status, 308);
+  assert.equal(bare.headers.get('location'), '/backups/?x=1');
+  const page = await fetch(srv.base + '/');
+  assert.match(page.headers.get('content-type')!, /text\/html/);
+  assert.match(await page.text(), /<script src="app.js">/);
+  assert.equal((await fetch(srv.base + '/app.js')).status, 200);
+  assert.equal((await json('/api/snapshots')).length >= 2, true);
+});
+
+test('an Express-style mount (req.url stripped, req.originalUrl kept) answers with the prefix in WebDAV hrefs', { skip: kind !== 'local' }, async () => {
+  const handler = createRepositoryHandler(fx.repo, { basePath: '/mnt/repo/', webdav: true });
+  const server = createServer((req, res) => {
+    if (!req.url?.startsWith('/mnt/repo')) return void res.writeHead(404).end();
+    Object.assign(req, { originalUrl: req.url, url: req.url.slice('/mnt/repo'.length) || '/' });
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    assert.equal(((await (await fetch(`${origin}/mnt/repo/api/snapshots`)).json()) as unknown[]).length >= 2, true);
+    const dav = await (await fetch(`${origin}/mnt/repo/dav/`, { method: 'PROPFIND', headers: { depth: '1' } })).text();
+    assert.match(dav, /<D:href>\/mnt\/repo\/dav\/ids\/<\/D:href>/);
+  } finally {
+    await handler.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  for (const bad of ['backups', '/a//b', '/a/../b', '/a b', '/%2e%2e', '/a?b']) {
+    assert.throws(() => createRepositoryHandler(fx.repo, { basePath: bad }), (e: any) => e.code === 'INVALID_INPUT' && e.message.includes('basePath'), bad);
+  }
 });
 });

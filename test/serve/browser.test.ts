@@ -1,14 +1,18 @@
-// The web page in a real headless browser: Debian's chromium driven by puppeteer-core (npm).
+// The web page in a real headless browser: Debian's chromium driven by puppeteer-core (npm),
+// against a repository in a local folder (the handler at the server's root) and one in a MinIO
+// bucket (the handler mounted at /backups on a plain node:http server); one browser for both.
 // Skipped, with the reason printed, when puppeteer-core or chromium is not installed
 // ($STOWAGE_PUPPETEER_CORE may name the module, $STOWAGE_CHROMIUM the browser). With
 // STOWAGE_UPDATE_SCREENSHOT=1 the screenshot is written to docs/serve-page.png.
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { S3Backend } from '../../src/backend/s3.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { startMinio, type MinioServer } from '../servers/minio.ts';
 import { makeFixture, startServer, type Fixture, type Running } from './fixture.ts';
 
 const CHROMIUM = process.env.STOWAGE_CHROMIUM ?? '/usr/bin/chromium';
@@ -23,19 +27,33 @@ try {
 if (!skip && !existsSync(CHROMIUM)) skip = `no chromium at ${CHROMIUM} (apt-get install chromium, or set STOWAGE_CHROMIUM)`;
 if (skip) console.log(`# browser tests skipped: ${skip}`);
 
-const dir = skip ? '' : await tmpDir('stowage-serve-browser');
+const dirs = skip ? { local: '', minio: '' } : { local: await tmpDir('stowage-serve-browser-local'), minio: await tmpDir('stowage-serve-browser-minio') };
+let browser: any;
+before(async () => {
+  if (skip) return;
+  browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+});
+after(async () => {
+  await browser?.close();
+});
+
+for (const kind of ['local', 'minio'] as const) describe(`the page on a ${kind} repository`, () => {
+const dir = dirs[kind];
 let fx: Fixture;
 let srv: Running;
-let browser: any;
+let minio: MinioServer | undefined;
 let page: any;
 const errors: string[] = [];
 
 before(async () => {
   if (skip) return;
-  fx = await makeFixture(dir, { bigBytes: 256 * 1024 });
+  if (kind === 'minio') {
+    minio = await startMinio();
+    const backend = new S3Backend({ endpoint: minio.endpoint, bucket: `serve-page-${process.pid}`, prefix: 'repo', credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
+    fx = await makeFixture(dir, { backend, bigBytes: 256 * 1024 });
+  } else fx = await makeFixture(dir, { bigBytes: 256 * 1024 });
   const sha = createHash('sha1').update('pw').digest('base64');
-  srv = await startServer(fx.repo, { auth: { htpasswd: `viewer:{SHA}${sha}\n` } });
-  browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  srv = await startServer(fx.repo, { auth: { htpasswd: `viewer:{SHA}${sha}\n` }, basePath: kind === 'minio' ? '/backups' : undefined });
   page = await browser.newPage();
   await page.setViewport({ width: 1100, height: 560 });
   await page.authenticate({ username: 'viewer', password: 'pw' });
@@ -43,9 +61,10 @@ before(async () => {
   page.on('console', (m: any) => m.type() === 'error' && errors.push(`console: ${m.text()}`));
 });
 after(async () => {
-  await browser?.close();
+  await page?.close();
   await srv?.close();
   await fx?.repo.close();
+  await minio?.stop();
 });
 
 /** Goes to a hash route and waits until the page says it rendered it. */
@@ -56,7 +75,9 @@ async function show(hash: string): Promise<void> {
 const texts = (sel: string): Promise<string[]> => page.$$eval(sel, (els: any[]) => els.map((e) => e.textContent ?? ''));
 
 test('snapshot list with host, tag and path filters', { skip }, async () => {
-  await page.goto(srv.base + '/', { waitUntil: 'load' });
+  // Through a prefix, the address without its '/' is sent to the one with it (the page's links are relative).
+  await page.goto(srv.base + (kind === 'minio' ? '' : '/'), { waitUntil: 'load' });
+  assert.equal(new URL(page.url()).pathname, new URL(srv.base + '/').pathname);
   await page.waitForSelector('body[data-ready]');
   assert.equal((await texts('#snapshots tbody tr')).length, 2);
   await page.type('#filters input[name=host]', 'beta');
@@ -85,6 +106,8 @@ test('folder browsing, file preview and download, folder as tar', { skip }, asyn
   const head = await page.evaluate((u: string) => fetch(u).then((r) => r.headers.get('content-disposition')), dl);
   assert.match(head, /attachment/);
   const tar = await page.$eval('#tar', (a: any) => a.href);
+  assert.ok(tar.startsWith(`${srv.base}/api/snapshots/`), tar);
+  assert.ok(href.startsWith(`${srv.base}/api/snapshots/`), href);
   const tarInfo = await page.evaluate((u: string) => fetch(u).then(async (r) => [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength]), tar);
   assert.deepEqual(tarInfo.slice(0, 2), [200, 'application/x-tar']);
   assert.ok(tarInfo[2] >= 3 * 512);
@@ -107,10 +130,11 @@ test('diff between two snapshots and search by name', { skip }, async () => {
 
 test('the page runs under its CSP with no error; screenshot', { skip }, async () => {
   await show(`#/snap/${fx.second.slice(0, 8)}/${fx.src.slice(1)}/`);
-  const out = process.env.STOWAGE_UPDATE_SCREENSHOT === '1'
+  const out = process.env.STOWAGE_UPDATE_SCREENSHOT === '1' && kind === 'local'
     ? fileURLToPath(new URL('../../docs/serve-page.png', import.meta.url))
     : join(dir, 'serve-page.png');
   await page.screenshot({ path: out });
   assert.ok(existsSync(out));
   assert.deepEqual(errors, []);
+});
 });

@@ -1,6 +1,6 @@
 // `stowage serve` as a user runs it: HTTPS from cert/key files, basic auth from an htpasswd file
 // ({SHA} entries) and a bearer token; bad credentials get one and the same 401 whatever the path
-// or method; SIGINT stops it.
+// or method; --base-path puts all of it below a prefix; SIGINT stops it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -29,7 +29,7 @@ before(async () => {
   const sha = createHash('sha1').update('s3cret pass').digest('base64');
   await writeFile(join(dir, 'htpasswd'), `# users\nalice:{SHA}${sha}\n`);
   await writeFile(join(dir, 'token'), 'tok-123456\n');
-  child = spawn(process.execPath, [CLI, 'serve', '--json', '--webdav', '--web', '--listen', '127.0.0.1:0', '--htpasswd-file', join(dir, 'htpasswd'), '--token-file', join(dir, 'token'), '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem'), '--no-cache'], {
+  child = spawn(process.execPath, [CLI, 'serve', '--json', '--webdav', '--web', '--listen', '127.0.0.1:0', '--base-path', '/backups/', '--htpasswd-file', join(dir, 'htpasswd'), '--token-file', join(dir, 'token'), '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem'), '--no-cache'], {
     env: { PATH: process.env.PATH ?? '', HOME: dir, RESTIC_REPOSITORY: fx.repoDir, RESTIC_PASSWORD: PASSWORD },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -43,7 +43,7 @@ before(async () => {
       break;
     }
   }
-  assert.match(base, /^https:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(base, /^https:\/\/127\.0\.0\.1:\d+\/backups$/);
 });
 after(async () => {
   if (child.exitCode === null) {
@@ -80,6 +80,15 @@ test('HTTPS with basic auth ({SHA}) or a bearer token', async () => {
   assert.equal((await get('/api/snapshots', { authorization: 'Bearer tok-123456' })).status, 200);
   const dav = await get('/dav/ids/', { ...basic('alice', 's3cret pass'), depth: '1' }, 'PROPFIND');
   assert.equal(dav.status, 207);
+  assert.match(dav.body, /<D:href>\/backups\/dav\/ids\/<\/D:href>/);
+  // --base-path: nothing is answered outside it.
+  const root = base.slice(0, -'/backups'.length);
+  base = root;
+  try {
+    assert.equal((await get('/api/snapshots', basic('alice', 's3cret pass'))).status, 404);
+  } finally {
+    base = root + '/backups';
+  }
 });
 
 test('bad credentials get the same 401 for existing and missing paths and for any method', async () => {

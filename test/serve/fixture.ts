@@ -50,19 +50,42 @@ export async function makeFixture(dir: string, options: { backend?: Backend; big
 export interface Running {
   server: Server;
   handler: RepositoryHandler;
+  /** Where the handler answers: the server's root, or the server's root + basePath. */
   base: string;
+  /** The server's root (the same as base without basePath). */
+  origin: string;
   close(): Promise<void>;
 }
 
+/** What the operator's own server answers at its root when the handler is mounted below a prefix. */
+export const OWN_PAGE = 'the operator\'s own page\n';
+
+/**
+ * A server on a free port of 127.0.0.1 running the handler. With `options.basePath` it is mounted
+ * the way an operator embeds it: a plain node:http server that answers its own routes (`/` and
+ * `/healthz`) and hands every other request whose path starts with the prefix to the handler (a
+ * plain startsWith, so `/backupsX` reaches the handler too, which must refuse it); anything else
+ * gets the server's own 404.
+ */
 export async function startServer(repo: IndexedRepository | Repository, options: RepositoryHandlerOptions = {}): Promise<Running> {
   const handler = createRepositoryHandler(repo, options);
-  const server = createServer(handler);
+  const prefix = options.basePath;
+  const server = createServer(prefix
+    ? (req, res) => {
+        const url = req.url ?? '/';
+        if (url === '/' || url === '/healthz') return void res.end(OWN_PAGE);
+        if (url.startsWith(prefix)) return handler(req, res);
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('the operator\'s 404\n');
+      }
+    : handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  const origin = `http://127.0.0.1:${port}`;
   return {
     server,
     handler,
-    base: `http://127.0.0.1:${port}`,
+    base: origin + (prefix ?? ''),
+    origin,
     async close() {
       await handler.close();
       server.closeAllConnections();

@@ -6,7 +6,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { InvalidInputError } from '../../errors.ts';
-import { createRepositoryHandler } from '../../serve/handler.ts';
+import { createRepositoryHandler, normalizeBasePath } from '../../serve/handler.ts';
 import { parseDuration } from '../args.ts';
 import type { Command } from '../context.ts';
 import { openRepo } from '../context.ts';
@@ -34,6 +34,7 @@ export const serveCommand: Command = {
     { name: 'listen', kind: 'string', arg: 'HOST:PORT', help: 'address to listen on (default 127.0.0.1:8080)' },
     { name: 'web', kind: 'bool', help: 'serve the web page and JSON API (default unless only --webdav is given)' },
     { name: 'webdav', kind: 'bool', help: 'serve WebDAV under /dav/ (laid out as restic mount)' },
+    { name: 'base-path', kind: 'string', arg: 'PATH', help: 'serve everything below this path (e.g. /backups, behind a reverse proxy); other paths get 404' },
     { name: 'htpasswd-file', kind: 'string', arg: 'FILE', help: 'require basic auth from this htpasswd file ({SHA} entries: htpasswd -s)' },
     { name: 'token-file', kind: 'string', arg: 'FILE', help: 'accept "Authorization: Bearer <token>" with the token in this file ($STOWAGE_SERVE_TOKEN)' },
     { name: 'tls-cert', kind: 'string', arg: 'FILE', help: 'serve HTTPS with this certificate (PEM; needs --tls-key)' },
@@ -44,6 +45,7 @@ export const serveCommand: Command = {
   async run(ctx) {
     const f = ctx.flags;
     const { host, port } = parseListen(f.string('listen') ?? '127.0.0.1:8080');
+    const basePath = normalizeBasePath(f.string('base-path'));
     const webdav = f.bool('webdav');
     const web = f.bool('web') || !webdav;
     const htpasswdFile = f.string('htpasswd-file');
@@ -59,7 +61,7 @@ export const serveCommand: Command = {
     const repo = await openRepo(ctx);
     try {
       const indexed = await repo.loadIndex({ signal: ctx.signal });
-      const handler = createRepositoryHandler(indexed, { web, webdav, auth, refreshIntervalMs: refresh, memoryLimit: mib * 1024 * 1024, logger: ctx.logger });
+      const handler = createRepositoryHandler(indexed, { basePath, web, webdav, auth, refreshIntervalMs: refresh, memoryLimit: mib * 1024 * 1024, logger: ctx.logger });
       const server: Server = cert && key
         ? createHttpsServer({ cert: readSecretFile(cert, 'certificate'), key: readSecretFile(key, 'key') }, handler)
         : createHttpServer(handler);
@@ -72,7 +74,7 @@ export const serveCommand: Command = {
       });
       const addr = server.address() as AddressInfo;
       const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      const base = `${cert ? 'https' : 'http'}://${shown}:${addr.port}`;
+      const base = `${cert ? 'https' : 'http'}://${shown}:${addr.port}${basePath}`;
       const what = [web ? `web page ${base}/` : '', webdav ? `WebDAV ${base}/dav/` : ''].filter(Boolean).join(', ');
       const authText = auth.htpasswd || auth.tokens.length ? '' : ' (no authentication)';
       ctx.err(`serving ${what}${authText}; Ctrl-C stops\n`);

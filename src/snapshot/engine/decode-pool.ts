@@ -1,4 +1,5 @@
-// A pool of decode workers (see decode-worker.ts) for restore and check --read-data: the caller
+// A pool of decode workers (see decode-worker.ts) for restore, check --read-data and serve's
+// archives: the caller
 // reads a byte range of a pack and `run` hands it to the least busy worker, resolving with what
 // the worker found. The bytes move to the worker without a copy when the caller owns them.
 // At most two jobs wait at each worker (one worked on, one next), so a caller that reads ahead
@@ -36,6 +37,8 @@ export interface RunOptions {
   finish?: DecodeJob['finish'];
   /** `bytes` is a whole pack: also hash it and read its header. */
   wholePack?: boolean;
+  /** Hand each verified blob's plaintext back (DecodeDone.plain) instead of writing it. */
+  returnPlain?: boolean;
 }
 
 // ownedBytes moved beside discard (repack needs it too); re-exported for the engine's users.
@@ -94,7 +97,7 @@ export class DecodePool {
     const w = await this.#acquire();
     const buffer = options.transfer ? (bytes.buffer as ArrayBuffer) : new Uint8Array(bytes).buffer;
     const job = this.#nextJob++;
-    const msg: DecodeJob = { type: 'job', job, bytes: buffer, file, blobs, finish: options.finish, wholePack: options.wholePack };
+    const msg: DecodeJob = { type: 'job', job, bytes: buffer, file, blobs, finish: options.finish, wholePack: options.wholePack, returnPlain: options.returnPlain };
     try {
       return await new Promise<DecodeDone>((resolve, reject) => {
         if (this.#failure) {

@@ -1,7 +1,8 @@
 // Worker thread for reading blobs back: verifies (MAC), decrypts, decompresses and hashes the
-// blobs of a byte range of a pack, and either only reports what failed (check --read-data) or
-// also writes each verified blob to the files that need it (restore). For check it also hashes
-// the whole pack and reads its header.
+// blobs of a byte range of a pack, and either only reports what failed (check --read-data),
+// also writes each verified blob to the files that need it (restore), or hands each verified
+// blob's plaintext back (serve's archives). For check it also hashes the whole pack and reads its
+// header.
 //
 // The bytes arrive as a transferred ArrayBuffer (no copy) and are freed as soon as the job is
 // done. Jobs run one after the other. Nothing is written before a blob has passed every check.
@@ -44,6 +45,8 @@ export interface DecodeJob {
   finish?: Array<[Uint8Array, number, number, number]>;
   /** The bytes are a whole pack: hash it and read its header too. */
   wholePack?: boolean;
+  /** Hand every verified blob's plaintext back (DecodeDone.plain), each in its own ArrayBuffer. */
+  returnPlain?: boolean;
 }
 export interface DecodeDone {
   type: 'done';
@@ -57,6 +60,8 @@ export interface DecodeDone {
   /** wholePack: the SHA-256 of the bytes, and the header's blobs or why it cannot be read. */
   packHash?: string;
   header?: PackedBlob[] | string;
+  /** returnPlain: per blob, its plaintext (transferred, exactly its length) or null when it failed. */
+  plain?: Array<ArrayBuffer | null>;
 }
 
 /**
@@ -121,6 +126,7 @@ if (port) {
     const bytes = new Uint8Array(job.bytes);
     const errors: Array<string | null> = [];
     const done: DecodeDone = { type: 'done', job: job.job, errors };
+    if (job.returnPlain) done.plain = [];
     const failedPaths = new Set<string>();
     if (job.wholePack) done.packHash = createHash('sha256').update(bytes).digest('hex');
     // Files stay open while the job runs (a file's blobs often lie next to each other), up to
@@ -135,6 +141,13 @@ if (port) {
           continue;
         }
         const r = decode(b, bytes, job.file);
+        if (done.plain) {
+          // The plaintext moves back without a copy when it has a buffer of its own (inflated).
+          const own = typeof r !== 'string' && r.buffer !== plain.buffer && r.byteOffset === 0 && r.byteLength === r.buffer.byteLength && r.buffer instanceof ArrayBuffer;
+          done.plain.push(typeof r === 'string' ? null : own ? (r.buffer as ArrayBuffer) : new Uint8Array(r).buffer);
+          errors.push(typeof r === 'string' ? r : null);
+          continue;
+        }
         if (typeof r === 'string') {
           errors.push(r);
           for (const [rawPath] of b.writes ?? []) failedPaths.add(Buffer.from(rawPath.buffer, rawPath.byteOffset, rawPath.byteLength).toString('latin1'));
@@ -207,6 +220,9 @@ if (port) {
       port.postMessage({ type: 'ready' });
       return;
     }
-    queue = queue.then(async () => port.postMessage(await run(m)));
+    queue = queue.then(async () => {
+      const done = await run(m);
+      port.postMessage(done, done.plain?.filter((b): b is ArrayBuffer => b !== null) ?? []);
+    });
   });
 }
