@@ -21,7 +21,9 @@ export type { AzureBackendOptions } from './backend/azure.ts';
 export { SwiftBackend, swiftOptionsFromEnv } from './backend/swift.ts';
 export type { SwiftBackendOptions } from './backend/swift.ts';
 export { B2Backend, b2OptionsFromEnv } from './backend/b2.ts';
-export type { B2BackendOptions } from './backend/b2.ts';
+export type { B2BackendOptions, B2FileLockOptions } from './backend/b2.ts';
+export { VersionsAsOfView } from './backend/as-of-view.ts';
+export type { ListedVersion, VersionSource } from './backend/as-of-view.ts';
 export { RestBackend } from './backend/rest.ts';
 export type { RestBackendOptions } from './backend/rest.ts';
 // Wrappers around any backend.

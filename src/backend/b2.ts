@@ -6,14 +6,27 @@
 // Tokens expire (after at most 24 h): a call refused with expired_auth_token or bad_auth_token
 // re-authorizes once and is repeated. Upload URLs are pooled, one upload at a time each, and
 // replaced when B2 refuses one (401, or 503 "too busy"), as B2's upload protocol asks.
+//
+// File Lock (B2's Object Lock, native API): with `fileLock`, create() makes the bucket with
+// fileLockEnabled, every upload but lock files carries X-Bz-File-Retention-Mode and
+// -Retain-Until-Timestamp, and remove() hides a name (b2_hide_file) instead of deleting its
+// versions, which B2 refuses while they are retained. Retentions are read from the listing
+// (fileRetention) and extended with b2_update_file_retention; the versions give a read-only view
+// of the repository at an instant (viewAsOf). See docs/immutability.md.
 
 import { createHash } from 'node:crypto';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { S3ObjectLockOptions } from './s3.ts';
+import { VersionsAsOfView, type ListedVersion } from './as-of-view.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, normalizePrefix, optionalPackage,
   parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix, uploadChecksumsOption,
+  checkObjectLockOptions, uploadRetentionOf,
 } from './shared.ts';
+
+/** B2 File Lock retention for uploads (the same shape as S3's): a mode and exactly one of `retainDays`, `retainSeconds`, `retainUntil`. */
+export type B2FileLockOptions = S3ObjectLockOptions;
 
 /** Options of {@link B2Backend}. {@link b2OptionsFromEnv} builds them from restic's variables. */
 export interface B2BackendOptions {
@@ -40,6 +53,13 @@ export interface B2BackendOptions {
   authorizeUrl?: string;
   /** Milliseconds one request may take before it fails as transient (default 10 minutes). */
   timeoutMs?: number;
+  /**
+   * B2 File Lock: every upload except lock files carries this retention (governance or
+   * compliance, until now + the period). The bucket must have File Lock enabled; `create()`
+   * makes a missing bucket so and refuses an existing one without it (ObjectLockError). remove()
+   * then hides names instead of deleting their versions. See docs/immutability.md.
+   */
+  fileLock?: B2FileLockOptions;
 }
 
 /** Names per listing call: B2 bills listings per 1000 names. */
@@ -64,9 +84,13 @@ interface B2Client {
   getUploadUrl(args: { bucketId: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   uploadFile(args: { uploadUrl: string; uploadAuthToken: string; fileName: string; data: Buffer; hash: string; mime: string; contentLength: number; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   listFileNames(args: { bucketId: string; startFileName?: string; maxFileCount: number; prefix: string; delimiter?: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
-  listFileVersions(args: { bucketId: string; startFileName?: string; startFileId?: string; maxFileCount: number; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  listFileVersions(args: { bucketId: string; startFileName?: string; startFileId?: string; maxFileCount: number; axios?: Record<string, unknown>; axiosOverride?: Record<string, unknown> }): Promise<AxiosResponse>;
   deleteFileVersion(args: { fileId: string; fileName: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   downloadFileByName(args: { bucketName: string; fileName: string; responseType: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  downloadFileById(args: { fileId: string; responseType: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  hideFile(args: { bucketId: string; fileName: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  getFileInfo(args: { fileId: string; axios?: Record<string, unknown>; axiosOverride?: Record<string, unknown> }): Promise<AxiosResponse>;
+  apiUrl: string | null;
 }
 
 interface AxiosResponse {
@@ -82,6 +106,9 @@ interface B2File {
   fileName: string;
   action: string;
   contentLength: number;
+  uploadTimestamp: number;
+  /** undefined: the listing did not say (no readFileRetentions, or an old API); null: none. */
+  retention: ObjectRetention | null | undefined;
 }
 
 interface UploadTarget {
@@ -107,10 +134,10 @@ const loadSdk = optionalPackage('backblaze-b2', 'B2', async (): Promise<B2Constr
  * A repository in a Backblaze B2 bucket through B2's native API, file names as restic's b2 backend
  * writes them, so restic's `b2:` backend shares it. Needs the optional peer dependency
  * `backblaze-b2`, loaded on the first request (`UnsupportedError` naming the package without it).
- * Re-authorizes when a token expires; `remove()` deletes every version of a name. 5 requests in
- * flight by default.
+ * Re-authorizes when a token expires; `remove()` deletes every version of a name (with
+ * `fileLock`: hides it). 5 requests in flight by default.
  */
-export class B2Backend implements Backend {
+export class B2Backend implements Backend, RetentionCapable, VersionedCapable {
   readonly location: string;
   readonly connections: number;
   /** The bucket that holds the repository. */
@@ -125,6 +152,9 @@ export class B2Backend implements Backend {
   #generation = 0;
   /** Idle upload URLs; each takes one upload at a time. */
   #uploadTargets: UploadTarget[] = [];
+  readonly #fileLock: B2FileLockOptions | undefined;
+  /** File name → the fileId getRetention last saw, used once by the putRetention that follows it. */
+  readonly #seenIds = new Map<string, string>();
 
   constructor(opts: B2BackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('b2 backend options must be an object');
@@ -144,14 +174,133 @@ export class B2Backend implements Backend {
     this.#timeoutMs = positiveInteger(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', this.location);
     this.#opts = { ...opts };
     this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'b2');
+    this.#fileLock = opts.fileLock === undefined ? undefined : checkObjectLockOptions(opts.fileLock, `fileLock for ${this.location}`);
+  }
+
+  /** True with `fileLock`: every upload but lock files is retained. */
+  get locksUploads(): boolean {
+    return this.#fileLock !== undefined;
+  }
+
+  /** The retention the next upload of `h` gets, or undefined (no fileLock, or a lock file). */
+  uploadRetention(h: FileHandle, now: Date = new Date()): ObjectRetention | undefined {
+    return uploadRetentionOf(this.#fileLock, h, now);
+  }
+
+  /**
+   * The retention of the current version of a file, from its listing entry (b2_list_file_names:
+   * one request), or undefined when it has none. Needs the readFileRetentions capability.
+   */
+  async getRetention(h: FileHandle, options: CallOptions = {}): Promise<ObjectRetention | undefined> {
+    const file = startCall(h, options.signal);
+    const current = await this.#current(h, 'get retention of', file, options.signal);
+    if (current.retention === undefined) {
+      throw new BackendError(`get retention of ${file} (in ${this.location}): the listing does not show retentions (the key needs readFileRetentions)`, { transient: false });
+    }
+    this.#seenIds.set(current.fileName, current.fileId);
+    return current.retention ?? undefined;
+  }
+
+  /**
+   * Sets the current version's retention (b2_update_file_retention: one request after a
+   * getRetention of the same file, else two). B2 refuses to shorten a retention or to turn a
+   * compliance one into governance; callers extend only. backblaze-b2 1.7 has no call for
+   * b2_update_file_retention, so it is sent through the SDK's request path (its auth header and
+   * errors) with the endpoint set to it.
+   */
+  async putRetention(h: FileHandle, retention: ObjectRetention, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    if (retention.mode !== 'GOVERNANCE' && retention.mode !== 'COMPLIANCE') throw new InvalidInputError(`retention mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(retention.mode)}`);
+    const until = retention.retainUntil.getTime();
+    if (!Number.isSafeInteger(until)) throw new InvalidInputError(`retention of ${file}: retainUntil must be a valid Date`);
+    const name = this.#fileName(h);
+    let fileId = this.#seenIds.get(name);
+    this.#seenIds.delete(name);
+    fileId ??= (await this.#current(h, 'set retention of', file, options.signal)).fileId;
+    const id = fileId;
+    await this.#call('set retention of', file, options.signal, (c, axios) => {
+      if (!c.apiUrl) throw new BackendError(`set retention of ${file}: not authorized yet`, { transient: true });
+      return c.getFileInfo({
+        fileId: id,
+        axios,
+        axiosOverride: {
+          url: `${c.apiUrl}/b2api/v2/b2_update_file_retention`,
+          data: { fileName: name, fileRetention: { mode: retention.mode.toLowerCase(), retainUntilTimestamp: until } },
+        },
+      });
+    });
+  }
+
+  /**
+   * A read-only view of the repository as it was at `asOf`, from the bucket's file versions (B2
+   * keeps every version; hide markers make a name missing from their time on). Reads download by
+   * fileId. See {@link VersionsAsOfView}.
+   */
+  viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): VersionsAsOfView {
+    return new VersionsAsOfView(
+      {
+        location: this.location,
+        connections: this.connections,
+        prefix: this.prefix,
+        keyOf: (h) => this.#fileName(h),
+        listVersions: (keyPrefix, signal) => this.#listVersions(keyPrefix, signal),
+        loadVersion: (h, versionId, o) => this.#loadVersion(h, versionId, o),
+        close: () => this.close(),
+      },
+      asOf,
+      options,
+    );
+  }
+
+  /** The listing entry of a file's current version; NotFoundError when it has none (or is hidden). */
+  async #current(h: FileHandle, op: string, file: string, signal: AbortSignal | undefined): Promise<B2File> {
+    const bucketId = await this.#bucketId(signal, op, file, false);
+    if (!bucketId) throw new NotFoundError(file);
+    const name = this.#fileName(h);
+    const res = await this.#call(op, file, signal, (c, axios) => c.listFileNames({ bucketId, startFileName: name, maxFileCount: 1, prefix: name, axios }));
+    const first = listedFiles(res, `${op} ${file}`)[0];
+    if (!first || first.fileName !== name) throw new NotFoundError(file);
+    return first;
+  }
+
+  /** Every version (uploads and hide markers) of the names under `keyPrefix` (b2_list_file_versions, 1000 a page). */
+  async *#listVersions(keyPrefix: string, signal: AbortSignal | undefined): AsyncGenerator<ListedVersion> {
+    const bucketId = await this.#bucketId(signal, 'list versions', keyPrefix, false);
+    if (!bucketId) return;
+    let startFileName: string | undefined;
+    let startFileId: string | undefined;
+    for (;;) {
+      const res = await this.#call('list versions', keyPrefix, signal, (c, axios) =>
+        c.listFileVersions({ bucketId, startFileName, startFileId, maxFileCount: LIST_PAGE, axios, axiosOverride: { data: { prefix: keyPrefix } } }),
+      );
+      // B2 lists the versions of a name newest first, as the view wants them.
+      for (const f of listedFiles(res, `list versions ${keyPrefix}`)) {
+        if (!f.fileName.startsWith(keyPrefix) || (f.action !== 'upload' && f.action !== 'hide')) continue;
+        yield { key: f.fileName, versionId: f.fileId, lastModified: new Date(f.uploadTimestamp), size: f.contentLength, deleted: f.action === 'hide' };
+      }
+      const data = res.data as { nextFileName?: unknown; nextFileId?: unknown } | null;
+      if (typeof data?.nextFileName !== 'string' || data.nextFileName === '') return;
+      startFileName = data.nextFileName;
+      startFileId = typeof data.nextFileId === 'string' ? data.nextFileId : undefined;
+      throwIfAborted(signal);
+    }
+  }
+
+  async #loadVersion(h: FileHandle, fileId: string, options: LoadOptions): Promise<Uint8Array> {
+    return this.#download(h, options, (c, axios) => c.downloadFileById({ fileId, responseType: 'arraybuffer', axios }));
   }
 
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
     const auth = await this.#authorized(options.signal, 'create', this.bucket);
-    if (auth.bucketId) return;
+    if (auth.bucketId) {
+      if (this.#fileLock) await this.#checkFileLock(auth.client, options.signal);
+      return;
+    }
     try {
-      await this.#call('create bucket', this.bucket, options.signal, (c, axios) => c.createBucket({ bucketName: this.bucket, bucketType: 'allPrivate', axios }));
+      await this.#call('create bucket', this.bucket, options.signal, (c, axios) =>
+        c.createBucket({ bucketName: this.bucket, bucketType: 'allPrivate', axios, ...(this.#fileLock ? { axiosOverride: { data: { fileLockEnabled: true } } } : {}) }),
+      );
     } catch (err) {
       // Created by someone else in the meantime is fine; taken by another account is not.
       if (!(err instanceof BackendError && err.message.includes('duplicate_bucket_name'))) throw err;
@@ -159,6 +308,28 @@ export class B2Backend implements Backend {
     const id = await this.#lookUpBucket(auth.client, options.signal);
     if (!id) throw new BackendError(`create ${this.location}: bucket name ${this.bucket} is taken by another account`, { transient: false });
     auth.bucketId = id;
+    if (this.#fileLock) await this.#checkFileLock(auth.client, options.signal);
+  }
+
+  /** Throws ObjectLockError unless the bucket has File Lock enabled (every locked upload would fail). */
+  async #checkFileLock(client: B2Client, signal: AbortSignal | undefined): Promise<void> {
+    let res: AxiosResponse;
+    try {
+      res = await this.#sdkCall((c, axios) => c.getBucket({ bucketName: this.bucket, axios }), signal, client);
+    } catch (err) {
+      throw this.#toError(err, 'find bucket', this.bucket, signal);
+    }
+    const buckets = (res.data as { buckets?: Array<{ bucketName?: unknown; fileLockConfiguration?: { isClientAuthorizedToRead?: unknown; value?: { isFileLockEnabled?: unknown } | null } }> } | null)?.buckets;
+    const lock = Array.isArray(buckets) ? buckets.find((b) => b.bucketName === this.bucket)?.fileLockConfiguration : undefined;
+    if (lock?.isClientAuthorizedToRead === false) {
+      throw new ObjectLockError(`cannot tell whether bucket ${this.bucket} (${this.location}) has File Lock enabled: the key needs readBucketRetentions`, { bucket: this.bucket });
+    }
+    if (lock?.value?.isFileLockEnabled !== true) {
+      throw new ObjectLockError(
+        `bucket ${this.bucket} (${this.location}) does not have File Lock enabled; fileLock needs a bucket with it (b2_update_bucket fileLockEnabled, or a new bucket made by create())`,
+        { bucket: this.bucket },
+      );
+    }
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
@@ -169,13 +340,17 @@ export class B2Backend implements Backend {
     const sha1 = this.#checksums ? createHash('sha1').update(data).digest('hex') : 'do_not_verify';
     // A view, not a copy (the SDK deep-merges its arguments and would copy a Uint8Array's whole buffer).
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const retention = this.uploadRetention(h);
+    const lockHeaders = retention
+      ? { axiosOverride: { headers: { 'X-Bz-File-Retention-Mode': retention.mode.toLowerCase(), 'X-Bz-File-Retention-Retain-Until-Timestamp': String(retention.retainUntil.getTime()) } } }
+      : {};
     for (let attempt = 0; ; attempt++) {
       const target = this.#uploadTargets.pop() ?? (await this.#newUploadTarget(bucketId, options.signal, file));
       try {
         const { client } = await this.#authorized(options.signal, 'save', file);
         await this.#sdkCall(
           (c, axios) =>
-            c.uploadFile({ uploadUrl: target.uploadUrl, uploadAuthToken: target.authorizationToken, fileName: this.#fileName(h), data: body, hash: sha1, mime: 'application/octet-stream', contentLength: body.length, axios }),
+            c.uploadFile({ uploadUrl: target.uploadUrl, uploadAuthToken: target.authorizationToken, fileName: this.#fileName(h), data: body, hash: sha1, mime: 'application/octet-stream', contentLength: body.length, axios, ...lockHeaders }),
           options.signal,
           client,
         );
@@ -183,6 +358,9 @@ export class B2Backend implements Backend {
         return;
       } catch (err) {
         const failure = this.#toError(err, 'save', file, options.signal);
+        if (retention && failure instanceof BackendError && failure.status === 400 && /file lock|object lock/i.test(failure.message)) {
+          throw new ObjectLockError(`save ${file}: bucket ${this.bucket} (${this.location}) does not have File Lock enabled; fileLock needs a bucket with it`, { bucket: this.bucket, file, cause: failure });
+        }
         // The upload URL is spent: B2 wants a new one after a 401 or a "too busy" 503.
         const replaceUrl = failure instanceof BackendError && (failure.status === 401 || failure.status === 503 || failure.status === 408);
         if (replaceUrl && attempt === 0) continue;
@@ -192,6 +370,11 @@ export class B2Backend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    return this.#download(h, options, (c, axios) => c.downloadFileByName({ bucketName: this.bucket, fileName: this.#fileName(h), responseType: 'arraybuffer', axios }));
+  }
+
+  /** A download (by name, or one version by fileId) of a file or a range of it. */
+  async #download(h: FileHandle, options: LoadOptions, get: (client: B2Client, axios: Record<string, unknown>) => Promise<AxiosResponse>): Promise<Uint8Array> {
     const file = startCall(h, options.signal);
     if (options.length === 0) return emptyRead(() => this.stat(h, options), options, file);
     const range = rangeHeader(options, file);
@@ -199,9 +382,7 @@ export class B2Backend implements Backend {
 
     let res: AxiosResponse;
     try {
-      res = await this.#call('load', file, options.signal, (c, axios) =>
-        c.downloadFileByName({ bucketName: this.bucket, fileName: this.#fileName(h), responseType: 'arraybuffer', axios: { ...axios, headers: range ? { Range: range } : {} } }),
-      );
+      res = await this.#call('load', file, options.signal, (c, axios) => get(c, { ...axios, headers: range ? { Range: range } : {} }));
     } catch (err) {
       if (err instanceof BackendError && err.status === 404) throw new NotFoundError(file);
       if (err instanceof BackendError && err.status === 416) {
@@ -273,6 +454,8 @@ export class B2Backend implements Backend {
     const bucketId = await this.#bucketId(options.signal, 'remove', file, false);
     if (!bucketId) throw new NotFoundError(file);
     const name = this.#fileName(h);
+    // Under File Lock a name is hidden, as S3 puts a delete marker: the retained versions stay.
+    if (this.#fileLock && h.type !== 'locks') return this.#hide(bucketId, name, file, options.signal);
     // Every version (uploads and hide markers) goes: B2 would otherwise bring back an older one.
     const versions: B2File[] = [];
     let startFileName: string | undefined = name;
@@ -295,10 +478,27 @@ export class B2Backend implements Backend {
         await this.#call('remove', file, options.signal, (c, axios) => c.deleteFileVersion({ fileId: v.fileId, fileName: v.fileName, axios }));
       } catch (err) {
         // Deleted by a concurrent remove: the goal is reached all the same.
-        if (!(err instanceof BackendError && err.message.includes('file_not_present'))) throw err;
+        if (err instanceof BackendError && err.message.includes('file_not_present')) continue;
+        // Retained (a bucket's default retention, or a retention set by someone else): hide the
+        // name instead, as under fileLock; the retained versions stay until their date.
+        if (err instanceof BackendError && err.status === 401 && err.message.includes('access_denied') && existed) {
+          return this.#hide(bucketId, name, file, options.signal);
+        }
+        throw err;
       }
     }
     if (!existed) throw new NotFoundError(file);
+  }
+
+  /** b2_hide_file: the name disappears from listings and downloads; its versions stay. */
+  async #hide(bucketId: string, name: string, file: string, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await this.#call('remove', file, signal, (c, axios) => c.hideFile({ bucketId, fileName: name, axios }));
+    } catch (err) {
+      // Missing, or hidden already: removed.
+      if (err instanceof BackendError && (err.status === 404 || err.message.includes('already_hidden') || err.message.includes('no_such_file'))) throw new NotFoundError(file);
+      throw err;
+    }
   }
 
   async close(): Promise<void> {
@@ -473,8 +673,27 @@ function listedFiles(res: AxiosResponse, what: string): B2File[] {
   return files.map((f: Record<string, unknown>) => {
     const size = Number(f.contentLength);
     if (typeof f.fileName !== 'string' || !Number.isSafeInteger(size) || size < 0) throw new BackendError(`${what}: malformed listing entry`, { transient: false });
-    return { fileId: String(f.fileId), fileName: f.fileName, action: String(f.action), contentLength: size };
+    const timestamp = Number(f.uploadTimestamp);
+    return {
+      fileId: String(f.fileId),
+      fileName: f.fileName,
+      action: String(f.action),
+      contentLength: size,
+      uploadTimestamp: Number.isSafeInteger(timestamp) ? timestamp : 0,
+      retention: parseFileRetention(f.fileRetention),
+    };
   });
+}
+
+/** A listing's fileRetention: undefined when not readable, null when none, else mode and date. */
+function parseFileRetention(value: unknown): ObjectRetention | null | undefined {
+  const r = value as { isClientAuthorizedToRead?: unknown; value?: { mode?: unknown; retainUntilTimestamp?: unknown } | null } | null | undefined;
+  if (!r || r.isClientAuthorizedToRead !== true) return undefined;
+  const mode = r.value?.mode;
+  const until = Number(r.value?.retainUntilTimestamp);
+  if (mode !== 'governance' && mode !== 'compliance') return null;
+  if (!Number.isSafeInteger(until)) return null;
+  return { mode: mode === 'governance' ? 'GOVERNANCE' : 'COMPLIANCE', retainUntil: new Date(until) };
 }
 
 function toBytes(data: unknown): Uint8Array {

@@ -290,7 +290,10 @@ const EXTENDED_OPTIONS: Readonly<Record<LocationKind, Readonly<Record<string, Ex
   gs: { connections: CONNECTIONS, region: { help: 'where create() makes a missing bucket (default us)' } },
   azure: { connections: CONNECTIONS, 'access-tier': { help: 'Hot, Cool, Cold or Archive (Archive applies to data packs only)' } },
   swift: { connections: CONNECTIONS },
-  b2: { connections: CONNECTIONS },
+  b2: {
+    connections: CONNECTIONS,
+    'file-lock': { help: 'B2 File Lock retention of every upload but locks, MODE:PERIOD, e.g. governance:30d (s, m, h, d, y); the bucket needs File Lock' },
+  },
   rest: { connections: CONNECTIONS },
 };
 
@@ -455,7 +458,8 @@ async function createBackend(parsed: ParsedLocation, options: OpenBackendOptions
     }
     case 'b2': {
       refuseTls(options, kind);
-      const merged = { bucket: parsed.bucket, prefix: parsed.prefix, connections, ...b2OptionsFromEnv(env), ...overrides.b2 };
+      const fileLock = ext.get('file-lock');
+      const merged = { bucket: parsed.bucket, prefix: parsed.prefix, connections, ...(fileLock ? { fileLock: parseObjectLockOption(fileLock, 'b2.file-lock') } : {}), ...b2OptionsFromEnv(env), ...overrides.b2 };
       if (!merged.applicationKeyId || !merged.applicationKey) throw new InvalidInputError(`${where}: set B2_ACCOUNT_ID and B2_ACCOUNT_KEY`);
       return new B2Backend(merged as B2BackendOptions);
     }
@@ -494,12 +498,12 @@ function s3Options(parsed: S3Location, env: Readonly<Record<string, string | und
 
 const PERIOD_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400, y: 365 * 86_400 };
 
-/** `-o s3.object-lock=governance:30d` → { mode: 'GOVERNANCE', retainSeconds: 2592000 } (a bare number is days). */
-export function parseObjectLockOption(value: string): NonNullable<S3BackendOptions['objectLock']> {
+/** `-o s3.object-lock=governance:30d` (or `b2.file-lock=…`) → { mode: 'GOVERNANCE', retainSeconds: 2592000 } (a bare number is days). */
+export function parseObjectLockOption(value: string, option = 's3.object-lock'): NonNullable<S3BackendOptions['objectLock']> {
   const m = /^(governance|compliance):([0-9]+)([smhdy]?)$/i.exec(value.trim());
   if (!m || Number(m[2]) <= 0) {
     throw new InvalidInputError(
-      `option s3.object-lock must be MODE:PERIOD with MODE governance or compliance and PERIOD a positive number with s, m, h, d or y (days if none), e.g. governance:30d; got ${JSON.stringify(value)}`,
+      `option ${option} must be MODE:PERIOD with MODE governance or compliance and PERIOD a positive number with s, m, h, d or y (days if none), e.g. governance:30d; got ${JSON.stringify(value)}`,
     );
   }
   const mode = m[1]!.toUpperCase() as 'GOVERNANCE' | 'COMPLIANCE';

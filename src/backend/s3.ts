@@ -12,7 +12,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
-  transientErrors, underPrefix, uploadChecksumsOption,
+  transientErrors, underPrefix, uploadChecksumsOption, checkObjectLockOptions, uploadRetentionOf,
 } from './shared.ts';
 
 /**
@@ -167,7 +167,7 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
     if (opts.storageClass !== undefined && (typeof opts.storageClass !== 'string' || opts.storageClass === '')) {
       throw new InvalidInputError(`storageClass for ${this.location} must be a non-empty string`);
     }
-    this.#objectLock = opts.objectLock === undefined ? undefined : checkObjectLock(opts.objectLock, this.location);
+    this.#objectLock = opts.objectLock === undefined ? undefined : checkObjectLockOptions(opts.objectLock, `objectLock for ${this.location}`);
     // A copy: changing the caller's object later must not change this backend.
     this.#opts = { ...opts, credentials: opts.credentials && { ...opts.credentials } };
     this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'S3');
@@ -225,10 +225,7 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
 
   /** The retention the next upload of `h` gets, or undefined (no objectLock, or a lock file). */
   uploadRetention(h: FileHandle, now: Date = new Date()): S3ObjectRetention | undefined {
-    const lock = this.#objectLock;
-    if (!lock || h.type === 'locks') return undefined;
-    const retainUntil = lock.retainUntil ?? new Date(now.getTime() + (lock.retainSeconds ?? (lock.retainDays ?? 0) * 86_400) * 1000);
-    return { mode: lock.mode, retainUntil };
+    return uploadRetentionOf(this.#objectLock, h, now);
   }
 
   /**
@@ -741,21 +738,6 @@ function listedAs(type: FileType, rel: string | undefined, size: number | undefi
   // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
   const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
   return name !== undefined && isIdName(name) ? { name, size } : undefined;
-}
-
-function checkObjectLock(lock: S3ObjectLockOptions, location: string): S3ObjectLockOptions {
-  const bad = (why: string): InvalidInputError => new InvalidInputError(`objectLock for ${location}: ${why}`);
-  if (lock === null || typeof lock !== 'object') throw bad('must be an object');
-  if (lock.mode !== 'GOVERNANCE' && lock.mode !== 'COMPLIANCE') throw bad(`mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(lock.mode)}`);
-  const given = [lock.retainDays, lock.retainSeconds, lock.retainUntil].filter((v) => v !== undefined).length;
-  if (given !== 1) throw bad('give exactly one of retainDays, retainSeconds, retainUntil');
-  for (const [name, v] of [['retainDays', lock.retainDays], ['retainSeconds', lock.retainSeconds]] as const) {
-    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw bad(`${name} must be a positive number`);
-  }
-  if (lock.retainUntil !== undefined && !(lock.retainUntil instanceof Date && Number.isFinite(lock.retainUntil.getTime()))) {
-    throw bad('retainUntil must be a valid Date');
-  }
-  return { ...lock };
 }
 
 function checkBucket(bucket: unknown): string {

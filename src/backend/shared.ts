@@ -5,7 +5,7 @@
 // Nothing here talks to a storage.
 
 import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
-import type { FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import type { FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, UnsupportedError, throwIfAborted } from '../errors.ts';
 
 // ---- handles, names and options ----------------------------------------------------------------
@@ -432,3 +432,34 @@ export class TransientErrors {
 
 /** The transient-failure rules every backend shares; drivers extend them (see {@link TransientErrors}). */
 export const transientErrors = new TransientErrors({ codes: [...NETWORK_CODES, ...CHECKSUM_MISMATCH_CODES] });
+
+/** What an object-lock option of a backend holds (S3 `objectLock`, B2 `fileLock`, …): a mode and one way to give the period. */
+export interface LockOptionsShape {
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  retainDays?: number;
+  retainSeconds?: number;
+  retainUntil?: Date;
+}
+
+/** Checks an object-lock option (`what` names it in the InvalidInputError) and returns a copy. */
+export function checkObjectLockOptions<T extends LockOptionsShape>(lock: T, what: string): T {
+  const bad = (why: string): InvalidInputError => new InvalidInputError(`${what}: ${why}`);
+  if (lock === null || typeof lock !== 'object') throw bad('must be an object');
+  if (lock.mode !== 'GOVERNANCE' && lock.mode !== 'COMPLIANCE') throw bad(`mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(lock.mode)}`);
+  const given = [lock.retainDays, lock.retainSeconds, lock.retainUntil].filter((v) => v !== undefined).length;
+  if (given !== 1) throw bad('give exactly one of retainDays, retainSeconds, retainUntil');
+  for (const [name, v] of [['retainDays', lock.retainDays], ['retainSeconds', lock.retainSeconds]] as const) {
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw bad(`${name} must be a positive number`);
+  }
+  if (lock.retainUntil !== undefined && !(lock.retainUntil instanceof Date && Number.isFinite(lock.retainUntil.getTime()))) {
+    throw bad('retainUntil must be a valid Date');
+  }
+  return { ...lock };
+}
+
+/** The retention an upload of `h` gets under `lock` (none for lock files, or without a lock option). */
+export function uploadRetentionOf(lock: LockOptionsShape | undefined, h: FileHandle, now: Date = new Date()): ObjectRetention | undefined {
+  if (!lock || h.type === 'locks') return undefined;
+  const retainUntil = lock.retainUntil ?? new Date(now.getTime() + (lock.retainSeconds ?? (lock.retainDays ?? 0) * 86_400) * 1000);
+  return { mode: lock.mode, retainUntil };
+}

@@ -4,6 +4,8 @@
 //       extend gives restic's unlocked snapshot a retention
 //   (b) a locked version cannot be deleted (DeleteObject with its VersionId) nor overwritten (a new
 //       version appears, the old one stays readable)
+// (c) and (e) are the storage-independent scenarios of lock-scenarios.ts, run here on MinIO (and on
+// B2 File Lock in test/backend/b2-file-lock.test.ts), followed by the restic and CLI steps.
 //   (c) prune under lock: packs still retained are neither deleted nor repacked; the plan reports
 //       them (with their dates), what is reclaimable now, and the retention reads it made; once
 //       a retention has passed the next prune deletes the pack; restic 0.19 checks the result
@@ -32,25 +34,20 @@ import type { ObjectVersion } from '@aws-sdk/client-s3';
 import { S3Backend } from '../../src/backend/s3.ts';
 import type { S3BackendOptions } from '../../src/backend/s3.ts';
 import { parseObjectLockOption } from '../../src/backend/location.ts';
-import { InvalidInputError, ObjectLockError, ReadOnlyError } from '../../src/errors.ts';
-import { restore } from '../../src/snapshot/operations/restore/index.ts';
-import { checkRepository } from '../../src/snapshot/operations/check/index.ts';
-import { listSnapshots } from '../../src/snapshot/engine/select.ts';
+import { InvalidInputError, ObjectLockError } from '../../src/errors.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
-import { findUsedBlobs, planPrune, prune } from '../../src/snapshot/operations/prune.ts';
+import { findUsedBlobs } from '../../src/snapshot/operations/prune.ts';
 import { extendRetention } from '../../src/snapshot/operations/retention.ts';
 import { goTimeFromDate } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { startMinio } from '../servers/minio.ts';
+import { asOfAfterAttack, DAY, FAST_KDF, makeSource, PASSWORD, pruneUnderLock, type LockedStore } from './lock-scenarios.ts';
 import { resticBin, resticJson, resticOk } from '../helpers/restic.ts';
 import { runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
-const PASSWORD = 'object lock password';
-const FAST_KDF = { N: 1024, r: 8, p: 1 };
-const DAY = 86_400_000;
 
 const minio = await startMinio();
 after(() => minio.stop());
@@ -88,12 +85,22 @@ async function allVersions(bucket: string, prefix: string): Promise<{ versions: 
   return { versions, markers };
 }
 
-async function makeSource(dir: string, tag: string): Promise<string> {
-  const src = join(dir, tag);
-  await mkdir(join(src, 'sub'), { recursive: true });
-  await writeFile(join(src, 'a.bin'), randomBytes(600_000));
-  await writeFile(join(src, 'sub', 'b.txt'), `file of ${tag}\n`);
-  return src;
+/** The bucket as lock-scenarios.ts sees it; the attacker uses the S3 API with the backup's credentials. */
+function minioStore(bucket: string): LockedStore {
+  return {
+    backend: (lock) => lockedBackend(bucket, { objectLock: { mode: 'GOVERNANCE', ...lock } }),
+    currentKeys: (prefix) => currentKeys(bucket, prefix),
+    retentionOf: async (key) => {
+      const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return head.ObjectLockMode && head.ObjectLockRetainUntilDate ? { mode: head.ObjectLockMode as 'GOVERNANCE' | 'COMPLIANCE', retainUntil: head.ObjectLockRetainUntilDate } : undefined;
+    },
+    attackDelete: async (key) => {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    },
+    attackPut: async (key, body) => {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    },
+  };
 }
 
 async function currentKeys(bucket: string, prefix: string): Promise<Set<string>> {
@@ -208,70 +215,25 @@ describe('S3 Object Lock on MinIO', () => {
   it('prune keeps packs under retention, reports them, and deletes them once the retention has passed', async () => {
     const work = await tmpDir('stowage-lock-prune');
     const bucket = newBucket('prune');
-    const long = lockedBackend(bucket);
-    const SHORT_S = 4;
-    const short = lockedBackend(bucket, { objectLock: { mode: 'GOVERNANCE', retainSeconds: SHORT_S } });
-    try {
-      // v1 with a day's retention, v2 and v3 with seconds; v1 and v2 are then forgotten.
-      const repoLong = await Repository.init(long, { password: PASSWORD, kdf: FAST_KDF });
-      const v1 = await backup(await repoLong.loadIndex(), { paths: [await makeSource(work, 'one')] });
-      await repoLong.close();
-      const packs1 = await currentKeys(bucket, 'repo/data/');
-      const repo = await Repository.open(short, { password: PASSWORD });
-      const v2Start = Date.now();
-      const v2 = await backup(await repo.loadIndex(), { paths: [await makeSource(work, 'two')] });
-      const packs2 = new Set([...(await currentKeys(bucket, 'repo/data/'))].filter((k) => !packs1.has(k)));
-      await backup(await repo.loadIndex(), { paths: [await makeSource(work, 'three')] });
-      for (const id of [v1.snapshotId, v2.snapshotId]) await short.remove({ type: 'snapshots', name: id });
-      assert.ok(packs1.size >= 2 && packs2.size >= 2, `${packs1.size} and ${packs2.size} packs`);
+    const { packs1, packs2 } = await pruneUnderLock(minioStore(bucket), work);
+    for (const k of packs2) assert.ok(await isDeleted(bucket, k), `${k} deleted`);
+    for (const k of packs1) assert.ok(!(await isDeleted(bucket, k)), `${k} kept`);
 
-      // Within v2's retention: nothing may go; every unused pack is reported with its date.
-      const early = await planPrune(await repo.loadIndex(), { maxUnused: '0' });
-      assert.deepEqual([early.remove, early.repack, early.removeUnreferenced], [[], [], []]);
-      const r = early.retention!;
-      assert.ok(r, 'the plan has a retention report (default on with objectLock)');
-      assert.equal(r.requests, packs1.size + packs2.size, 'one retention read per pack the plan wanted to delete');
-      assert.equal(r.locked.packs, packs1.size + packs2.size);
-      assert.deepEqual(r.reclaimableNow, { packs: 0, bytes: 0 });
-      assert.equal(early.stats.packs.remove, 0);
-      assert.equal(early.stats.bytes.removeTotal, 0);
-      const soon = r.later.filter((l) => l.retainUntil.getTime() < v2Start + 60_000).map((l) => `repo/${l.file}`);
-      const late = r.later.filter((l) => l.retainUntil.getTime() > Date.now() + DAY - 600_000).map((l) => `repo/${l.file}`);
-      assert.deepEqual(new Set(soon), packs2);
-      assert.deepEqual(new Set(late), packs1);
-      assert.ok(r.later.every((l) => l.bytes > 0 && l.mode === 'GOVERNANCE'));
+    const opts = { repo: `s3:${minio.endpoint}/${bucket}/repo`, password: PASSWORD, env: resticEnv() };
+    await resticOk(resticBin('0.19'), ['check', '--read-data'], opts);
 
-      // After v2's retention: its packs go (delete markers), v1's stay current.
-      const waitMs = Math.max(...r.later.filter((l) => soon.includes(`repo/${l.file}`)).map((l) => l.retainUntil.getTime())) - Date.now() + 1500;
-      await new Promise((res) => setTimeout(res, Math.max(0, waitMs)));
-      const done = await prune(await repo.loadIndex(), { maxUnused: '0' });
-      assert.deepEqual(new Set(done.plan.remove.map((id) => `repo/data/${id.slice(0, 2)}/${id}`)), packs2);
-      assert.equal(done.plan.retention!.locked.packs, packs1.size);
-      assert.equal(done.plan.retention!.reclaimableNow.packs, packs2.size);
-      assert.equal(done.plan.retention!.reclaimableNow.bytes, done.stats.bytes.removeTotal);
-      for (const k of packs2) assert.ok(await isDeleted(bucket, k), `${k} deleted`);
-      for (const k of packs1) assert.ok(!(await isDeleted(bucket, k)), `${k} kept`);
-      await repo.close();
-
-      const opts = { repo: `s3:${minio.endpoint}/${bucket}/repo`, password: PASSWORD, env: resticEnv() };
-      await resticOk(resticBin('0.19'), ['check', '--read-data'], opts);
-
-      // The CLI reports the same through -o s3.object-lock (prune --dry-run --json).
-      const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: opts.repo, HOME: work };
-      const cli = await runCli(['-o', 's3.object-lock=governance:1d', 'prune', '--dry-run', '--json', '--no-cache'], { env });
-      assert.equal(cli.code, 0, cli.stderr);
-      const summary = JSON.parse(cli.stdout.trim().split('\n').pop()!) as { retention: { requests: number; locked: { packs: number }; later: Array<{ file: string }> } };
-      assert.equal(summary.retention.locked.packs, packs1.size);
-      assert.deepEqual(new Set(summary.retention.later.map((l) => `repo/${l.file}`)), packs1);
-      const text = await runCli(['-o', 's3.object-lock=governance:1d', 'prune', '--dry-run', '--no-cache'], { env });
-      assert.equal(text.code, 0, text.stderr);
-      assert.match(text.stdout, new RegExp(`object retention: ${summary.retention.requests} retention reads`));
-      assert.match(text.stdout, new RegExp(`locked \\(kept\\): +${packs1.size} packs / `));
-      assert.match(text.stdout, /reclaimable from \d{4}-\d{2}-\d{2}: /);
-    } finally {
-      await long.close();
-      await short.close();
-    }
+    // The CLI reports the same through -o s3.object-lock (prune --dry-run --json).
+    const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: opts.repo, HOME: work };
+    const cli = await runCli(['-o', 's3.object-lock=governance:1d', 'prune', '--dry-run', '--json', '--no-cache'], { env });
+    assert.equal(cli.code, 0, cli.stderr);
+    const summary = JSON.parse(cli.stdout.trim().split('\n').pop()!) as { retention: { requests: number; locked: { packs: number }; later: Array<{ file: string }> } };
+    assert.equal(summary.retention.locked.packs, packs1.size);
+    assert.deepEqual(new Set(summary.retention.later.map((l) => `repo/${l.file}`)), packs1);
+    const text = await runCli(['-o', 's3.object-lock=governance:1d', 'prune', '--dry-run', '--no-cache'], { env });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`object retention: ${summary.retention.requests} retention reads`));
+    assert.match(text.stdout, new RegExp(`locked \\(kept\\): +${packs1.size} packs / `));
+    assert.match(text.stdout, /reclaimable from \d{4}-\d{2}-\d{2}: /);
   });
 
   it('retention extend sets each object to the horizon of the longest-kept snapshot reaching it (daily 3, weekly 2, monthly 2)', async () => {
@@ -385,43 +347,8 @@ describe('S3 Object Lock on MinIO', () => {
   it('point-in-time recovery: the view as of before an attack restores byte-exact, and copies into a clean repository', async () => {
     const work = await tmpDir('stowage-lock-asof');
     const bucket = newBucket('asof');
-    const b = lockedBackend(bucket);
-    const pause = () => new Promise((res) => setTimeout(res, 1200));
-    try {
-      const repo = await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF });
-      const srcs = [await makeSource(work, 'first'), await makeSource(work, 'second')];
-      const ids: string[] = [];
-      for (const src of srcs) ids.push((await backup(await repo.loadIndex(), { paths: [src], hostname: 'victim' })).snapshotId);
-      await repo.close();
-      await pause();
-      const beforeAttack = new Date();
-      await pause();
-
-      // The attack, with the backup's own credentials.
-      const current = await currentKeys(bucket, 'repo/');
-      for (const k of current) {
-        if (k.startsWith('repo/snapshots/')) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: k }));
-        if (k.startsWith('repo/index/') || k.startsWith('repo/keys/')) await client.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: Buffer.from('{"encrypted":"gone"}') }));
-      }
-      for (let i = 0; i < 3; i++) {
-        await client.send(new PutObjectCommand({ Bucket: bucket, Key: `repo/snapshots/${randomBytes(32).toString('hex')}`, Body: randomBytes(200) }));
-      }
-      await assert.rejects(Repository.open(b, { password: PASSWORD }), 'the live repository no longer opens');
-
-      // The view as of before the attack.
-      const view = await Repository.open(b, { password: PASSWORD, asOf: beforeAttack });
-      const snaps = await listSnapshots(view);
-      assert.deepEqual(snaps.map((e) => e.id).sort(), [...ids].sort());
-      const indexed = await view.loadIndex();
-      for (const [i, id] of ids.entries()) {
-        const out = join(work, `restored-${i}`);
-        await restore(indexed, snaps.find((e) => e.id === id)!.snapshot.tree, { target: out });
-        assert.deepEqual(await compareTrees(srcs[i]!, join(out, srcs[i]!)), [], `snapshot ${id} restores byte-exact`);
-      }
-      const report = await checkRepository(view, { readData: true });
-      assert.deepEqual(report.errors, []);
-      await assert.rejects(view.backend.save({ type: 'snapshots', name: 'a'.repeat(64) }, new Uint8Array(1)), ReadOnlyError);
-      await view.close();
+    {
+      const { beforeAttack, ids, srcs } = await asOfAfterAttack(minioStore(bucket), work);
 
       // The CLI: --as-of lists the snapshots; copy --from-as-of fills a clean repository restic checks.
       const env = { ...resticEnv(), RESTIC_PASSWORD: PASSWORD, HOME: work };
@@ -442,8 +369,6 @@ describe('S3 Object Lock on MinIO', () => {
       const out = join(work, 'restic-restore');
       await resticOk(resticBin('0.19'), ['restore', 'latest', '--path', srcs[1]!, '--target', out], opts);
       assert.deepEqual(await compareTrees(srcs[1]!, join(out, srcs[1]!)), []);
-    } finally {
-      await b.close();
     }
   });
 

@@ -6,8 +6,18 @@
 // errors as {status, code, message} with B2's codes. Test hooks add faults: tokens that
 // expire after N calls, upload URLs that answer 503.
 //
+// File Lock (Object Lock in B2's newer documents) as B2's native API documents it: a bucket created
+// with fileLockEnabled (or enabled once by b2_update_bucket), its defaultRetention (mode and a
+// period in days or years, applied to uploads that name none); an upload's retention in the
+// X-Bz-File-Retention-Mode and X-Bz-File-Retention-Retain-Until-Timestamp headers (milliseconds);
+// fileRetention in every file answer and the same two headers on downloads; b2_update_file_retention
+// (a compliance retention can only be extended, a governance one shortened or removed only with
+// bypassGovernance and that capability); b2_delete_file_version refused while a version is retained
+// (401 access_denied, as b2sdk's own simulator answers; not checked against B2). Uploading a new
+// version and hiding a name stay allowed: the retained version stays.
+//
 // Not emulated: large files (b2_start_large_file…), b2_copy_file, keys management, CORS,
-// lifecycle rules, Object Lock, server-side encryption, the v1 and v3 API paths.
+// lifecycle rules, legal holds, server-side encryption, the v1 and v3 API paths.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -38,6 +48,14 @@ export interface StoredVersion {
   fileInfo: Record<string, string>;
   uploadTimestamp: number;
   data: Buffer;
+  /** The version's File Lock retention (mode as B2 spells it), or null. */
+  retention: FileRetention | null;
+}
+
+export interface FileRetention {
+  mode: 'governance' | 'compliance';
+  /** Milliseconds since the epoch. */
+  retainUntilTimestamp: number;
 }
 
 export interface B2Emulator {
@@ -83,6 +101,11 @@ const ALL_CAPABILITIES = [
   'shareFiles',
   'writeFiles',
   'deleteFiles',
+  'readBucketRetentions',
+  'writeBucketRetentions',
+  'readFileRetentions',
+  'writeFileRetentions',
+  'bypassGovernance',
 ];
 
 const API = '/b2api/v2/';
@@ -99,6 +122,8 @@ interface Bucket {
   /** Names in B2's order (UTF-8 bytes), rebuilt after a change. */
   sorted: string[] | undefined;
   revision: number;
+  fileLockEnabled: boolean;
+  defaultRetention: { mode: 'governance' | 'compliance'; period: { duration: number; unit: 'days' | 'years' } } | null;
 }
 
 interface AccountToken {
@@ -235,7 +260,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       bucketInfo: {},
       corsRules: [],
       defaultServerSideEncryption: { isClientAuthorizedToRead: true, value: { algorithm: null, mode: null } },
-      fileLockConfiguration: { isClientAuthorizedToRead: true, value: { defaultRetention: { mode: null, period: null }, isFileLockEnabled: false } },
+      fileLockConfiguration: { isClientAuthorizedToRead: true, value: { defaultRetention: b.defaultRetention ?? { mode: null, period: null }, isFileLockEnabled: b.fileLockEnabled } },
       lifecycleRules: [],
       options: ['s3'],
       replicationConfiguration: { isClientAuthorizedToRead: true, value: null },
@@ -270,7 +295,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       fileId: v.fileId,
       fileInfo: v.fileInfo,
       fileName: v.fileName,
-      fileRetention: { isClientAuthorizedToRead: true, value: null },
+      fileRetention: { isClientAuthorizedToRead: true, value: b.fileLockEnabled ? (v.retention ? { ...v.retention } : { mode: null, retainUntilTimestamp: null }) : null },
       legalHold: { isClientAuthorizedToRead: true, value: null },
       replicationStatus: null,
       serverSideEncryption: { algorithm: null, mode: null },
@@ -386,9 +411,77 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       }
       if (body.bucketType !== 'allPrivate' && body.bucketType !== 'allPublic') throw new B2Failure(400, 'bad_request', 'bucketType must be allPrivate or allPublic');
       if (findBucketByName(name)) throw new B2Failure(400, 'duplicate_bucket_name', 'Bucket name is already in use.');
-      const bucket: Bucket = { bucketId: randomBytes(12).toString('hex'), bucketName: name, bucketType: body.bucketType, files: new Map(), sorted: undefined, revision: 1 };
+      if (body.fileLockEnabled !== undefined && typeof body.fileLockEnabled !== 'boolean') throw new B2Failure(400, 'bad_request', 'fileLockEnabled must be a boolean');
+      const bucket: Bucket = {
+        bucketId: randomBytes(12).toString('hex'), bucketName: name, bucketType: body.bucketType, files: new Map(), sorted: undefined, revision: 1,
+        fileLockEnabled: body.fileLockEnabled === true, defaultRetention: null,
+      };
       buckets.set(bucket.bucketId, bucket);
       return bucketJson(bucket);
+    },
+
+    b2_update_bucket(req, url, body) {
+      const key = checkAccountToken(req, url);
+      requireCapability(key, 'writeBuckets');
+      checkAccountId(body);
+      const bucket = bucketById(body?.bucketId);
+      requireBucketAccess(key, bucket);
+      if (body.ifRevisionIs !== undefined && Number(body.ifRevisionIs) !== bucket.revision) throw new B2Failure(409, 'conflict', `revision is ${bucket.revision}, not ${body.ifRevisionIs}`);
+      if (body.fileLockEnabled !== undefined) {
+        if (body.fileLockEnabled !== true) throw new B2Failure(400, 'bad_request', 'File Lock cannot be disabled once enabled');
+        bucket.fileLockEnabled = true;
+      }
+      if (body.defaultRetention !== undefined) {
+        requireCapability(key, 'writeBucketRetentions');
+        if (!bucket.fileLockEnabled) throw new B2Failure(400, 'bad_request', 'defaultRetention needs a bucket with File Lock enabled');
+        const d = body.defaultRetention;
+        if (d === null || typeof d !== 'object') throw new B2Failure(400, 'bad_request', 'defaultRetention must be an object');
+        if (d.mode === null || d.mode === undefined) bucket.defaultRetention = null;
+        else {
+          const duration = d.period?.duration;
+          if ((d.mode !== 'governance' && d.mode !== 'compliance') || !Number.isInteger(duration) || duration <= 0 || (d.period.unit !== 'days' && d.period.unit !== 'years')) {
+            throw new B2Failure(400, 'bad_request', 'defaultRetention needs mode governance or compliance and a period {duration: a positive integer, unit: days or years}');
+          }
+          bucket.defaultRetention = { mode: d.mode, period: { duration, unit: d.period.unit } };
+        }
+      }
+      if (body.bucketType !== undefined) {
+        if (body.bucketType !== 'allPrivate' && body.bucketType !== 'allPublic') throw new B2Failure(400, 'bad_request', 'bucketType must be allPrivate or allPublic');
+        bucket.bucketType = body.bucketType;
+      }
+      bucket.revision++;
+      return bucketJson(bucket);
+    },
+
+    b2_update_file_retention(req, url, body) {
+      const key = checkAccountToken(req, url);
+      requireCapability(key, 'writeFileRetentions');
+      const fileName: unknown = body?.fileName;
+      const fileId: unknown = body?.fileId;
+      if (typeof fileName !== 'string' || typeof fileId !== 'string' || !fileName || !fileId) throw new B2Failure(400, 'bad_request', 'fileName and fileId are required');
+      const found = findVersion(fileId);
+      if (!found || found.version.fileName !== fileName) throw new B2Failure(400, 'file_not_present', `File not present: ${fileName} ${fileId}`);
+      requireBucketAccess(key, found.bucket);
+      requireNamePrefix(key, fileName);
+      if (!found.bucket.fileLockEnabled) throw new B2Failure(400, 'bad_request', `File Lock is not enabled on bucket ${found.bucket.bucketName}`);
+      if (found.version.action !== 'upload') throw new B2Failure(400, 'bad_request', 'a hide marker has no retention');
+      const wanted = parseRetention(body.fileRetention?.mode, body.fileRetention?.retainUntilTimestamp, 'fileRetention');
+      if (body.bypassGovernance !== undefined && typeof body.bypassGovernance !== 'boolean') throw new B2Failure(400, 'bad_request', 'bypassGovernance must be a boolean');
+      const bypass = body.bypassGovernance === true;
+      if (bypass) requireCapability(key, 'bypassGovernance');
+      const now = Date.now();
+      const current = found.version.retention;
+      if (current && current.retainUntilTimestamp > now) {
+        const shorter = !wanted || wanted.retainUntilTimestamp < current.retainUntilTimestamp;
+        if (current.mode === 'compliance' && (shorter || wanted?.mode !== 'compliance')) {
+          throw new B2Failure(401, 'access_denied', `${fileName} is under a compliance retention until ${current.retainUntilTimestamp}: it can only be extended`);
+        }
+        if (current.mode === 'governance' && shorter && !bypass) {
+          throw new B2Failure(401, 'access_denied', `${fileName} is under a governance retention until ${current.retainUntilTimestamp}: shortening or removing it needs bypassGovernance`);
+        }
+      }
+      found.version.retention = wanted;
+      return { fileId, fileName, fileRetention: wanted ? { ...wanted } : { mode: null, retainUntilTimestamp: null } };
     },
 
     b2_delete_bucket(req, url, body) {
@@ -500,6 +593,13 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       if (!found || found.version.fileName !== fileName) throw new B2Failure(400, 'file_not_present', `File not present: ${fileName} ${fileId}`);
       requireBucketAccess(key, found.bucket);
       requireNamePrefix(key, fileName);
+      const retained = found.version.retention;
+      if (retained && retained.retainUntilTimestamp > Date.now()) {
+        if (body.bypassGovernance !== undefined && typeof body.bypassGovernance !== 'boolean') throw new B2Failure(400, 'bad_request', 'bypassGovernance must be a boolean');
+        const bypass = body.bypassGovernance === true && retained.mode === 'governance';
+        if (body.bypassGovernance === true) requireCapability(key, 'bypassGovernance');
+        if (!bypass) throw new B2Failure(401, 'access_denied', `${fileName} (${fileId}) is protected by a ${retained.mode} retention until ${retained.retainUntilTimestamp}`);
+      }
       const list = found.bucket.files.get(fileName)!;
       list.splice(list.indexOf(found.version), 1);
       if (list.length === 0) {
@@ -520,7 +620,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       const latest = bucket.files.get(fileName)?.[0];
       if (!latest) throw new B2Failure(404, 'no_such_file', `File not present: ${fileName}`);
       if (latest.action === 'hide') throw new B2Failure(400, 'already_hidden', `File already hidden: ${fileName}`);
-      const marker: StoredVersion = { fileId: newFileId(bucket), fileName, action: 'hide', contentLength: 0, contentSha1: null, contentType: 'application/x-bz-hide-marker', fileInfo: {}, uploadTimestamp: Date.now(), data: Buffer.alloc(0) };
+      const marker: StoredVersion = { fileId: newFileId(bucket), fileName, action: 'hide', contentLength: 0, contentSha1: null, contentType: 'application/x-bz-hide-marker', fileInfo: {}, uploadTimestamp: Date.now(), data: Buffer.alloc(0), retention: null };
       addVersion(bucket, marker);
       return fileJson(bucket, marker);
     },
@@ -576,6 +676,24 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
     }
     if (Object.keys(fileInfo).length > MAX_INFO_HEADERS) throw new B2Failure(400, 'bad_request', `too many file info headers: at most ${MAX_INFO_HEADERS}`);
 
+    const modeHeader = req.headers['x-bz-file-retention-mode'];
+    const untilHeader = req.headers['x-bz-file-retention-retain-until-timestamp'];
+    let retention: FileRetention | null = null;
+    if (modeHeader !== undefined || untilHeader !== undefined) {
+      if (!bucket.fileLockEnabled) throw new B2Failure(400, 'bad_request', `File Lock is not enabled on bucket ${bucket.bucketName}: an upload cannot carry a retention`);
+      if (!(entry.key.capabilities ?? ALL_CAPABILITIES).includes('writeFileRetentions')) throw new B2Failure(401, 'unauthorized', 'application key does not have the writeFileRetentions capability');
+      if (typeof modeHeader !== 'string' || typeof untilHeader !== 'string') {
+        throw new B2Failure(400, 'bad_request', 'X-Bz-File-Retention-Mode and X-Bz-File-Retention-Retain-Until-Timestamp must be given together');
+      }
+      retention = parseRetention(modeHeader, /^\d+$/.test(untilHeader) ? Number(untilHeader) : untilHeader, 'X-Bz-File-Retention-*');
+    } else if (bucket.defaultRetention) {
+      const { mode, period } = bucket.defaultRetention;
+      const until = new Date();
+      if (period.unit === 'days') until.setUTCDate(until.getUTCDate() + period.duration);
+      else until.setUTCFullYear(until.getUTCFullYear() + period.duration);
+      retention = { mode, retainUntilTimestamp: until.getTime() };
+    }
+
     const version: StoredVersion = {
       fileId: newFileId(bucket),
       fileName,
@@ -586,6 +704,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       fileInfo,
       uploadTimestamp: Date.now(),
       data: Buffer.from(content),
+      retention,
     };
     addVersion(bucket, version);
     return fileJson(bucket, version);
@@ -609,6 +728,10 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
       'X-Bz-Upload-Timestamp': String(version.uploadTimestamp),
     };
     for (const [k, v] of Object.entries(version.fileInfo)) headers[`X-Bz-Info-${k}`] = encodeName(v);
+    if (bucket.fileLockEnabled && version.retention) {
+      headers['X-Bz-File-Retention-Mode'] = version.retention.mode;
+      headers['X-Bz-File-Retention-Retain-Until-Timestamp'] = String(version.retention.retainUntilTimestamp);
+    }
 
     let status = 200;
     let body = version.data;
@@ -717,7 +840,7 @@ export async function startB2Emulator(opts: B2EmulatorOptions = {}): Promise<B2E
     versions(bucketName) {
       const b = findBucketByName(bucketName);
       if (!b) return [];
-      return sortedNames(b).flatMap((n) => b.files.get(n)!.map((v) => ({ ...v, fileInfo: { ...v.fileInfo } })));
+      return sortedNames(b).flatMap((n) => b.files.get(n)!.map((v) => ({ ...v, fileInfo: { ...v.fileInfo }, retention: v.retention && { ...v.retention } })));
     },
     expireTokensAfter(n) {
       tokenCallLimit = n;
@@ -791,6 +914,18 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   if (m[2] !== '' && Number(m[2]) < start) return undefined;
   if (start >= size) return 'unsatisfiable';
   return { start, end };
+}
+
+/** A retention as B2 takes it: mode governance or compliance and a future retain-until in ms; mode null (or absent) clears it. */
+function parseRetention(mode: unknown, until: unknown, what: string): FileRetention | null {
+  if (mode === null || mode === undefined) {
+    if (until !== null && until !== undefined) throw new B2Failure(400, 'bad_request', `${what}: a retain-until timestamp needs a mode`);
+    return null;
+  }
+  if (mode !== 'governance' && mode !== 'compliance') throw new B2Failure(400, 'bad_request', `${what}: mode must be governance or compliance, got ${JSON.stringify(mode)}`);
+  if (typeof until !== 'number' || !Number.isSafeInteger(until)) throw new B2Failure(400, 'bad_request', `${what}: retainUntilTimestamp must be an integer (milliseconds), got ${JSON.stringify(until)}`);
+  if (until <= Date.now()) throw new B2Failure(400, 'bad_request', `${what}: retainUntilTimestamp ${until} is not in the future`);
+  return { mode, retainUntilTimestamp: until };
 }
 
 function parseJson(data: Buffer): Json {
