@@ -156,6 +156,7 @@ export async function openRepo(ctx: CommandContext, options: { cache?: boolean |
     holdListings: true,
     prefetch: options.prefetch,
     password: ctx.password(),
+    insecureNoPassword: ctx.flags.bool('insecure-no-password'),
     keyHint: ctx.flags.string('key-hint') ?? ctx.env.RESTIC_KEY_HINT,
     signal: ctx.signal,
     logger: ctx.logger,

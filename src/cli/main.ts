@@ -11,7 +11,7 @@ import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
 import { ProgressReporter, progressIntervalFromEnv } from './progress.ts';
 import { versionLine } from './commands/version.ts';
-import { goTrimSpace, readTextFile, resolvePassword } from './secrets.ts';
+import { checkedPassword, goTrimSpace, readTextFile, resolvePassword } from './secrets.ts';
 
 export const EXIT = { ok: 0, error: 1, partial: 3, noRepository: 10, locked: 11, wrongPassword: 12, interrupted: 130 } as const;
 
@@ -20,6 +20,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'repository-file', kind: 'string', arg: 'FILE', help: 'file to read the repository location from ($RESTIC_REPOSITORY_FILE)' },
   { name: 'password-file', short: 'p', kind: 'string', arg: 'FILE', help: 'file to read the password from ($RESTIC_PASSWORD_FILE)' },
   { name: 'password-command', kind: 'string', arg: 'CMD', help: 'command that prints the password ($RESTIC_PASSWORD_COMMAND)' },
+  { name: 'insecure-no-password', kind: 'bool', help: 'use an empty password for the repository, must be passed to every command (insecure)' },
   { name: 'key-hint', kind: 'string', arg: 'KEY', help: 'key ID to try first ($RESTIC_KEY_HINT)' },
   { name: 'json', kind: 'bool', help: 'print machine-readable JSON' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'print only errors' },
@@ -171,8 +172,7 @@ function repoLocation(flags: Flags, env: NodeJS.ProcessEnv): string {
 
 function password(flags: Flags, env: NodeJS.ProcessEnv): string {
   const pw = resolvePassword(flags.string('password-file') ?? env.RESTIC_PASSWORD_FILE, flags.string('password-command') ?? env.RESTIC_PASSWORD_COMMAND, env.RESTIC_PASSWORD);
-  if (pw !== undefined) return pw;
-  throw new InvalidInputError('Resolving password failed: no password given (set $RESTIC_PASSWORD, $RESTIC_PASSWORD_FILE or use --password-file)');
+  return checkedPassword(pw, flags.bool('insecure-no-password'), 'insecure-no-password');
 }
 
 function invokedDirectly(): boolean {

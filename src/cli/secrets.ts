@@ -34,6 +34,21 @@ export function readTextFile(path: string): string {
 }
 
 /**
+ * restic ≥ 0.17's rule for a resolved password (undefined: none given; restic, which would then
+ * read one from stdin, finds it empty): with `--<flag>` (insecure-no-password,
+ * from-insecure-no-password) it must be empty and '' is used; without, an empty one is refused
+ * with restic's message.
+ */
+export function checkedPassword(pw: string | undefined, insecureNoPassword: boolean, flag: string): string {
+  if (insecureNoPassword) {
+    if (pw) throw new InvalidInputError(`--${flag} must not be specified together with providing a password via a cli option or environment variable`);
+    return '';
+  }
+  if (pw) return pw;
+  throw new InvalidInputError(`an empty password is not allowed by default. Pass the flag \`--${flag}\` to restic to disable this check`);
+}
+
+/**
  * restic's password resolution: a file and a command together are an error; the command's
  * output or the file's text, trimmed; else the variable's value (empty counts as none).
  */

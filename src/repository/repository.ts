@@ -34,8 +34,13 @@ export type UnpackedType = 'snapshots' | 'index' | 'locks';
 
 /** Options of {@link Repository.init}. */
 export interface InitOptions extends CallOptions {
-  /** The password of the first key; must not be empty. */
+  /** The password of the first key; must not be empty (unless `insecureNoPassword`). */
   password: string;
+  /**
+   * Make the first key with an empty password, as restic ≥ 0.17's `init --insecure-no-password`
+   * (`password` must then be `''`). Anyone who can read the repository can then decrypt it.
+   */
+  insecureNoPassword?: boolean;
   /** Repository format version: 2 (default, compression) or 1 (readable by restic ≥ 0.9). */
   version?: 1 | 2;
   /** scrypt parameters for the first key (default N=32768, r=8, p=1, as restic calibrates here). */
@@ -54,6 +59,11 @@ export interface InitOptions extends CallOptions {
 export interface OpenOptions extends CallOptions {
   /** The password of one of the repository's keys. */
   password: string;
+  /**
+   * Open with an empty password (`password` must then be `''`): a repository made with restic
+   * ≥ 0.17's `--insecure-no-password`, or a key added with `--new-insecure-no-password`.
+   */
+  insecureNoPassword?: boolean;
   /** Key ID (or unique prefix) to try first. */
   keyHint?: string;
   /** At most this many keys are tried (restic: 20). */
@@ -177,7 +187,7 @@ export class Repository {
     assertRuntime();
     await initCrypto();
     const signal = options.signal;
-    requirePassword(options.password);
+    requirePassword(options.password, options.insecureNoPassword);
     const exists = await backend.stat({ type: 'config', name: '' }, { signal }).then(() => true, (e) => {
       if (e instanceof NotFoundError) return false;
       throw e;
@@ -212,7 +222,7 @@ export class Repository {
     assertRuntime();
     await initCrypto();
     const signal = options.signal;
-    requirePassword(options.password);
+    requirePassword(options.password, options.insecureNoPassword);
     if (options.asOf !== undefined) {
       const versions = versionsOf(backend);
       if (!versions) throw new UnsupportedError(`${backend.location} keeps no object versions, so it cannot be opened as of ${String(options.asOf)}`);
@@ -305,9 +315,9 @@ export class Repository {
     return out.sort((a, b) => a.written.localeCompare(b.written)).map(({ written: _, ...k }) => k);
   }
 
-  /** Adds a key (a new password) for the same master key. */
-  async addKey(password: string, options: CallOptions & { kdf?: ScryptParams; username?: string; hostname?: string } = {}): Promise<KeyId> {
-    requirePassword(password);
+  /** Adds a key (a new password) for the same master key; `insecureNoPassword` with `''` adds an empty one (restic's `--new-insecure-no-password`). */
+  async addKey(password: string, options: CallOptions & { kdf?: ScryptParams; username?: string; hostname?: string; insecureNoPassword?: boolean } = {}): Promise<KeyId> {
+    requirePassword(password, options.insecureNoPassword);
     const kf = await createKeyFile(password, this.#key, { params: options.kdf ?? DEFAULT_SCRYPT, username: options.username, hostname: options.hostname });
     await this.backend.save({ type: 'keys', name: kf.id }, kf.bytes, options);
     return kf.id;
@@ -324,7 +334,7 @@ export class Repository {
   }
 
   /** Replaces the current key with one for a new password (add new, then remove old). */
-  async changePassword(password: string, options: CallOptions & { kdf?: ScryptParams } = {}): Promise<KeyId> {
+  async changePassword(password: string, options: CallOptions & { kdf?: ScryptParams; insecureNoPassword?: boolean } = {}): Promise<KeyId> {
     const id = await this.addKey(password, options);
     await this.backend.remove({ type: 'keys', name: this.keyId }, options);
     (this as { keyId: KeyId }).keyId = id;
@@ -1077,8 +1087,14 @@ export class BlobWriter {
   }
 }
 
-function requirePassword(p: string): void {
-  if (typeof p !== 'string' || p.length === 0) throw new InvalidInputError('an empty password is not allowed');
+/** A password is a non-empty string; with `insecureNoPassword` (restic ≥ 0.17's flag), exactly ''. */
+function requirePassword(p: string, insecureNoPassword = false): void {
+  if (typeof p !== 'string') throw new InvalidInputError('the password must be a string');
+  if (insecureNoPassword) {
+    if (p !== '') throw new InvalidInputError('insecureNoPassword must not be given together with a password');
+  } else if (p.length === 0) {
+    throw new InvalidInputError('an empty password is not allowed (insecureNoPassword: true opens or makes a repository without one)');
+  }
 }
 
 /**

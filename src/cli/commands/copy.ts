@@ -13,7 +13,7 @@ import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { FILTER_FLAGS, backendFor, compressionFrom, filterFrom, formatBytes, packSizeFrom, parseAsOf, withRepo } from '../context.ts';
 import type { ProgressReporter } from '../progress.ts';
-import { goTrimSpace, readTextFile, resolvePassword } from '../secrets.ts';
+import { checkedPassword, goTrimSpace, readTextFile, resolvePassword } from '../secrets.ts';
 
 export const FROM_REPO_FLAGS: FlagSpec[] = [
   { name: 'from-repo', kind: 'string', arg: 'REPOSITORY', help: 'source repository (default: $RESTIC_FROM_REPOSITORY)' },
@@ -21,6 +21,7 @@ export const FROM_REPO_FLAGS: FlagSpec[] = [
   { name: 'from-repository-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository location from ($RESTIC_FROM_REPOSITORY_FILE)' },
   { name: 'from-password-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository password from ($RESTIC_FROM_PASSWORD_FILE)' },
   { name: 'from-password-command', kind: 'string', arg: 'CMD', help: 'command that prints the source repository password ($RESTIC_FROM_PASSWORD_COMMAND)' },
+  { name: 'from-insecure-no-password', kind: 'bool', help: 'use an empty password for the source repository (insecure)' },
   { name: 'from-key-hint', kind: 'string', arg: 'KEY', help: 'key ID to try first for the source repository ($RESTIC_FROM_KEY_HINT)' },
 ];
 
@@ -42,15 +43,16 @@ export async function openFromRepo(ctx: CommandContext): Promise<Repository> {
     throw new InvalidInputError('Options --from-repo and --from-repository-file are mutually exclusive, please specify only one');
   }
   const location = repo !== '' ? repo : goTrimSpace(readTextFile(repoFile));
-  const password = resolvePassword(f.string('from-password-file') ?? env.RESTIC_FROM_PASSWORD_FILE, f.string('from-password-command') ?? env.RESTIC_FROM_PASSWORD_COMMAND, env.RESTIC_FROM_PASSWORD);
-  if (password === undefined) {
-    throw new InvalidInputError('Resolving password failed: no password for the source repository (use --from-password-file, --from-password-command or $RESTIC_FROM_PASSWORD)');
-  }
+  const insecureNoPassword = f.bool('from-insecure-no-password');
+  const password = checkedPassword(
+    resolvePassword(f.string('from-password-file') ?? env.RESTIC_FROM_PASSWORD_FILE, f.string('from-password-command') ?? env.RESTIC_FROM_PASSWORD_COMMAND, env.RESTIC_FROM_PASSWORD),
+    insecureNoPassword, 'from-insecure-no-password',
+  );
   const backend = await backendFor({ ...ctx, repoLocation: () => location });
   try {
     const asOf = f.string('from-as-of');
     return await Repository.open(backend, {
-      password, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal, logger: ctx.logger,
+      password, insecureNoPassword, keyHint: f.string('from-key-hint') ?? env.RESTIC_FROM_KEY_HINT, signal: ctx.signal, logger: ctx.logger,
       ...(asOf !== undefined ? { asOf: parseAsOf(asOf, 'from-as-of') } : {}),
     });
   } catch (e) {

@@ -24,9 +24,17 @@ export const initCommand: Command = {
     } else if (hasFromRepo(ctx)) {
       throw new InvalidInputError('Secondary repository must only be specified when copying the chunker parameters');
     }
+    let password: string;
+    try {
+      password = ctx.password();
+    } catch (e) {
+      // restic's init says these twice: "Fatal: Fatal: an empty password is not allowed …".
+      if (e instanceof InvalidInputError) throw new InvalidInputError(`Fatal: ${e.message}`);
+      throw e;
+    }
     const backend = await backendFor(ctx);
     try {
-      const repo = await Repository.init(backend, { password: ctx.password(), version, chunkerPolynomial, signal: ctx.signal, logger: ctx.logger });
+      const repo = await Repository.init(backend, { password, insecureNoPassword: ctx.flags.bool('insecure-no-password'), version, chunkerPolynomial, signal: ctx.signal, logger: ctx.logger });
       if (ctx.json) ctx.out(JSON.stringify({ message_type: 'initialized', id: repo.config.id, repository: backend.location }) + '\n');
       else if (!ctx.quiet) {
         ctx.out(`created restic repository ${repo.config.id.slice(0, 10)} at ${backend.location}\n\n` +

@@ -1,6 +1,6 @@
 import { InvalidInputError } from '../../errors.ts';
 import type { Command } from '../context.ts';
-import { withRepo, formatTime } from '../context.ts';
+import { exitWith, withRepo, formatTime } from '../context.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { goTrimSpace, readTextFile } from '../secrets.ts';
 
@@ -9,16 +9,26 @@ export const keyCommand: Command = {
   usage: 'list|add|remove ID|passwd',
   flags: [
     { name: 'new-password-file', kind: 'string', arg: 'FILE', help: 'file with the new password (add, passwd)' },
+    { name: 'new-insecure-no-password', kind: 'bool', help: 'add an empty password for the repository (insecure)' },
     { name: 'user', kind: 'string', arg: 'NAME', help: 'username stored in the new key' },
     { name: 'host', kind: 'string', arg: 'NAME', help: 'hostname stored in the new key' },
   ],
   async run(ctx) {
     const [sub, id] = ctx.flags.positional;
-    const newPassword = async () => {
-      const f = ctx.flags.string('new-password-file') ?? ctx.env.RESTIC_NEW_PASSWORD_FILE;
-      if (!f) throw new InvalidInputError('no new password given (use --new-password-file)');
-      return goTrimSpace(readTextFile(f));
-    };
+    const insecureNoPassword = ctx.flags.bool('new-insecure-no-password');
+    // restic prints these two without "Fatal:" (exit 1), before it opens the repository.
+    const refuse = (message: string) => exitWith(ctx, 1, message);
+    const newPasswordFile = ctx.flags.string('new-password-file') ?? ctx.env.RESTIC_NEW_PASSWORD_FILE;
+    let newPassword = '';
+    if (sub === 'add' || sub === 'passwd') {
+      if (insecureNoPassword) {
+        if (newPasswordFile) return refuse('only either --new-password-file or --new-insecure-no-password may be specified');
+      } else {
+        if (!newPasswordFile) throw new InvalidInputError('no new password given (use --new-password-file or --new-insecure-no-password)');
+        newPassword = goTrimSpace(readTextFile(newPasswordFile));
+        if (newPassword === '') return refuse('an empty password is not allowed by default. Pass the flag `--new-insecure-no-password` to restic to disable this check');
+      }
+    }
     switch (sub) {
       case 'list':
         return withRepo(ctx, 'none', async (repo) => {
@@ -32,7 +42,7 @@ export const keyCommand: Command = {
         }, { prefetch: [] });
       case 'add':
         return withRepo(ctx, 'shared', async (repo) => {
-          const k = await repo.addKey(await newPassword(), { username: ctx.flags.string('user'), hostname: ctx.flags.string('host') });
+          const k = await repo.addKey(newPassword, { insecureNoPassword, username: ctx.flags.string('user'), hostname: ctx.flags.string('host') });
           if (!ctx.quiet) ctx.out(`saved new key with ID ${k}\n`);
           return 0;
         });
@@ -45,7 +55,7 @@ export const keyCommand: Command = {
         });
       case 'passwd':
         return withRepo(ctx, 'exclusive', async (repo) => {
-          await repo.changePassword(await newPassword());
+          await repo.changePassword(newPassword, { insecureNoPassword });
           if (!ctx.quiet) ctx.out('saved new key\n');
           return 0;
         });
