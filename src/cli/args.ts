@@ -11,6 +11,8 @@ export interface FlagSpec {
   help: string;
   /** Shown in help after the flag, e.g. "DIR". */
   arg?: string;
+  /** A bool that is a counter in restic (pflag's CountVar, e.g. --verbose): `--flag=N` is on for N > 0. */
+  counter?: boolean;
 }
 
 export interface ParsedArgs {
@@ -28,7 +30,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): 
   // one, from the next argument.
   const apply = (spec: FlagSpec, inline: string | undefined): void => {
     if (spec.kind === 'bool') {
-      flags.set(spec.name, inline === undefined ? true : parseBool(inline, spec.name));
+      if (spec.counter && inline !== undefined && /^\d+$/.test(inline)) flags.set(spec.name, Number(inline) > 0);
+      else flags.set(spec.name, inline === undefined ? true : parseBool(inline, spec.name));
       return;
     }
     const value = inline ?? argv[++i];

@@ -24,7 +24,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'key-hint', kind: 'string', arg: 'KEY', help: 'key ID to try first ($RESTIC_KEY_HINT)' },
   { name: 'json', kind: 'bool', help: 'print machine-readable JSON' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'print only errors' },
-  { name: 'verbose', short: 'v', kind: 'bool', help: 'print more detail' },
+  { name: 'verbose', short: 'v', kind: 'bool', counter: true, help: 'print more detail (--verbose=N: restic\'s levels, any N > 0 is on)' },
   { name: 'no-lock', kind: 'bool', help: 'do not lock the repository (read-only commands)' },
   { name: 'retry-lock', kind: 'string', arg: 'DURATION', help: 'retry to lock the repository for this long (e.g. 5m)' },
   { name: 'as-of', kind: 'string', arg: 'TIME', help: 'read the repository as it was at TIME (RFC 3339), read-only, from object versions (versioned S3 buckets)' },

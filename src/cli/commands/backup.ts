@@ -1,9 +1,10 @@
+import { existsSync } from 'node:fs';
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import { backup } from '../../snapshot/operations/backup/index.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { readPatternFiles } from '../patterns.ts';
+import { readFilesFrom, readPatternFiles } from '../patterns.ts';
 import { parseGroupBy } from './forget.ts';
 import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes, maxMemoryFrom } from '../context.ts';
 
@@ -34,7 +35,9 @@ export const backupCommand: Command = {
     { name: 'stdin-from-command', kind: 'bool', help: 'run COMMAND (after --) and back up its standard output; fails, storing nothing, if it exits non-zero' },
     { name: 'stdin-filename', kind: 'string', arg: 'NAME', help: 'file name for --stdin and --stdin-from-command (default "stdin")' },
     { name: 'time', kind: 'string', arg: 'TIME', help: 'snapshot time instead of now ("2006-01-02 15:04:05")' },
-    { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the paths to back up from a file (one per line)' },
+    { name: 'files-from', kind: 'list', arg: 'FILE', help: 'read the files to backup from FILE (one glob pattern a line; "-" is stdin) (repeatable)' },
+    { name: 'files-from-verbatim', kind: 'list', arg: 'FILE', help: 'read the files to backup from FILE (one path a line, taken as it is) (repeatable)' },
+    { name: 'files-from-raw', kind: 'list', arg: 'FILE', help: 'read the files to backup from FILE (NUL-terminated paths) (repeatable)' },
   ],
   async run(ctx) {
     const f = ctx.flags;
@@ -45,14 +48,16 @@ export const backupCommand: Command = {
     // With --stdin-from-command the arguments are the command, not paths (as restic).
     const fromCommand = f.bool('stdin-from-command');
     const commandLine = fromCommand ? [...f.positional] : [];
-    const paths = fromCommand ? [] : [...f.positional];
-    for (const file of f.list('files-from')) {
-      const { readFileSync } = await import('node:fs');
-      paths.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
-    }
     const stdin = f.bool('stdin') || fromCommand;
+    const lists = { patterns: f.list('files-from'), verbatim: f.list('files-from-verbatim'), raw: f.list('files-from-raw') };
+    const listed = lists.patterns.length + lists.verbatim.length + lists.raw.length > 0;
+    if (stdin && listed) throw new InvalidInputError('--stdin and --files-from cannot be used together');
+    // As restic: the listed files first (globs expanded), then the arguments.
+    const paths = fromCommand ? [] : [
+      ...(listed ? await readFilesFrom(lists, () => readAll(process.stdin), (m) => ctx.err(`${m}\n`)) : []),
+      ...f.positional,
+    ];
     if (fromCommand && commandLine.length === 0) throw new InvalidInputError('no command was specified as argument (stowage backup --stdin-from-command -- COMMAND [ARG...])');
-    if (stdin && f.list('files-from').length) throw new InvalidInputError('--stdin and --files-from cannot be used together');
     if (!stdin && paths.length === 0) throw new InvalidInputError('nothing to backup, please specify target files/dirs');
     if (stdin && paths.length) throw new InvalidInputError('--stdin was specified and files/dirs were listed as arguments');
     let time: import('../../repository/gotime.ts').GoTime | undefined;
@@ -74,6 +79,10 @@ export const backupCommand: Command = {
     const threads = readConcurrency(ctx);
     // The index is read while the lock is taken and refreshed once it is held, so no prune can
     // have removed what the index promises (withIndexedRepo); a dry run stores nothing and takes no lock.
+    // restic's --verbose lines around the summary; the scan's totals are what "scan finished" reports.
+    const verboseText = ctx.verbose && !ctx.json && !ctx.quiet;
+    const startedAt = performance.now();
+    let scanned: { files: number; bytes: number; seconds: number } | undefined;
     const run = async (repo: IndexedRepository): Promise<number> => {
       const progress = ctx.progress('backup');
       let res: Awaited<ReturnType<typeof backup>>;
@@ -108,8 +117,9 @@ export const backupCommand: Command = {
             ctx.err(`error: ${e.message}\n`);
           },
           // Totals for the percentage and ETA: the backup scans the sources beside its work.
-          scan: progress.enabled,
+          scan: progress.enabled || verboseText,
           onProgress: (p) => {
+            if (p.totalsComplete && !scanned) scanned = { files: p.totalFiles ?? 0, bytes: p.totalBytes ?? 0, seconds: (performance.now() - startedAt) / 1000 };
             if (p.totalsComplete) progress.setTotals({ files: p.totalFiles ?? 0, dirs: p.totalDirs ?? 0, bytes: p.totalBytes ?? 0 });
             progress.update(p);
           },
@@ -131,8 +141,21 @@ export const backupCommand: Command = {
           ...(res.skipped ? {} : { snapshot_id: res.snapshotId }),
         }) + '\n');
       } else if (!ctx.quiet) {
+        // restic names the parent before it starts (a stream or command's output has none).
+        if (verboseText) ctx.out('open repository\n');
+        if (!stdin) ctx.out(res.snapshot.parent ? `using parent snapshot ${res.snapshot.parent.slice(0, 8)}\n` : 'no parent snapshot found, will read all files\n');
+        if (verboseText) {
+          ctx.out('load index files\n');
+          if (stdin) ctx.out('read data from stdin\n');
+          else {
+            const targets = `[${paths.filter((p) => existsSync(p)).join(' ')}]`;
+            const scan = scanned ?? { files: s.totalFilesProcessed, bytes: s.totalBytesProcessed, seconds: (performance.now() - startedAt) / 1000 };
+            ctx.out(`start scan on ${targets}\nstart backup on ${targets}\nscan finished in ${scan.seconds.toFixed(3)}s: ${scan.files} files, ${formatBytes(scan.bytes)}\n`);
+          }
+        }
         ctx.out(`\nFiles:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified\n` +
           `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified\n` +
+          (verboseText ? `Data Blobs:  ${s.dataBlobs} new\nTree Blobs:  ${s.treeBlobs} new\n` : '') +
           `${res.dryRun ? 'Would add to the repository' : 'Added to the repository'}: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
           `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${(Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9).toFixed(2)}s\n` +
           (res.dryRun ? '' : res.skipped ? 'skipped creating snapshot\n' : `snapshot ${res.snapshotId.slice(0, 8)} saved\n`));
@@ -169,4 +192,11 @@ function readConcurrency(ctx: CommandContext): number | undefined {
   }
   const n = Number(value.trim());
   return n > 0 ? Math.min(n, 256) : undefined;
+}
+
+/** Everything a stream gives, until it ends. */
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(chunks);
 }

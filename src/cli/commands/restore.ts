@@ -5,6 +5,7 @@ import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
+import { snapshotString } from './copy.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree, maxMemoryFrom } from '../context.ts';
 
 export const restoreCommand: Command = {
@@ -48,11 +49,12 @@ export const restoreCommand: Command = {
       const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags, ctx.env));
       const repo = await r.loadIndex({ signal: ctx.signal });
       const tree = sub ? await findSubtree(repo, snap.snapshot.tree, sub) : snap.snapshot.tree;
-      if (!ctx.quiet && !ctx.json) ctx.out(`restoring snapshot ${snap.id.slice(0, 8)} to ${target}\n`);
+      // restic's first line: "restoring snapshot 1a2b3c4d of [/a] at <Go time> by user@host to DIR".
+      if (!ctx.quiet && !ctx.json) ctx.out(`restoring ${snapshotString(snap)} to ${target}\n`);
+      const started = performance.now();
       if (ctx.flags.bool('dry-run')) {
         // restic 0.19's shape: "restored  PATH[ with size N B]" per entry (restic: -vv; here
         // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
-        const started = performance.now();
         let items = 0;
         let bytes = 0;
         await planRestore(repo, tree, {
@@ -103,7 +105,7 @@ export const restoreCommand: Command = {
       }
       if (ctx.json) {
         ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
-      } else if (!ctx.quiet) ctx.out(`Summary: Restored ${res.filesRestored} files (${formatBytes(res.bytesRestored)})${res.deleted !== undefined ? `, deleted ${res.deleted} files/dirs` : ''}\n`);
+      } else if (!ctx.quiet) ctx.out(restoreSummary(res, (performance.now() - started) / 1000));
       if (res.verified) {
         // As restic: each mismatch reported, then a fatal count.
         for (const e of res.verified.errors) ctx.err(`ignoring error for ${e.path}: ${e.message}\n`);
@@ -114,3 +116,15 @@ export const restoreCommand: Command = {
     });
   },
 };
+
+/**
+ * restic 0.19's last line of a restore: "Summary: Restored N files/dirs (SIZE) in M:SS", where N
+ * counts files, folders and other entries alike; entries left as they were (`--overwrite`) add
+ * ", skipped K files/dirs SIZE", and `--delete` ", deleted K files/dirs" when it removed something.
+ */
+export function restoreSummary(res: { filesRestored: number; dirsRestored: number; othersRestored?: number; bytesRestored: number; filesSkipped?: number; bytesSkipped?: number; deleted?: number }, seconds: number): string {
+  let line = `Summary: Restored ${res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0)} files/dirs (${formatBytes(res.bytesRestored)}) in ${formatDuration(seconds)}`;
+  if (res.filesSkipped) line += `, skipped ${res.filesSkipped} files/dirs ${formatBytes(res.bytesSkipped ?? 0)}`;
+  if (res.deleted) line += `, deleted ${res.deleted} files/dirs`;
+  return `${line}\n`;
+}

@@ -125,3 +125,13 @@ function componentRegex(c: string): string {
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
+
+/**
+ * Go's `filepath.Match` for one path component: `*`, `?`, `[…]` (with `^` negation) and `\`
+ * escapes, none of them matching `/`; a leading dot needs no special care (Go matches it).
+ *
+ * @throws InvalidInputError for a malformed pattern (an empty class).
+ */
+export function matchComponent(pattern: string, name: string): boolean {
+  return compileComponent(pattern).test(name);
+}

@@ -144,7 +144,10 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   const metadata = new MetadataWriter(helper, helperOk, owners, output);
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
   const skipped = await skipExisting(walked, options.overwrite ?? 'always');
-  if (options.overwrite && options.overwrite !== 'always') output.result.filesSkipped = skipped;
+  if (options.overwrite && options.overwrite !== 'always') {
+    output.result.filesSkipped = skipped.count;
+    output.result.bytesSkipped = skipped.bytes;
+  }
   if (options.delete) {
     output.result.deleted = await deleteExtraneous(walked, (p) => options.onDelete?.(p.toString('utf8')), options.signal);
   }

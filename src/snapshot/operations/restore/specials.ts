@@ -30,6 +30,13 @@ export class SpecialMaker {
    * fifo or device that cannot be made is a warning, as in restic, never the restore's end.
    */
   async create(s: RestoreEntry): Promise<boolean> {
+    // Counted apart from files, for restic's summary (which counts every kind of entry).
+    const made = await this.#make(s);
+    if (made) this.#output.result.othersRestored = (this.#output.result.othersRestored ?? 0) + 1;
+    return made;
+  }
+
+  async #make(s: RestoreEntry): Promise<boolean> {
     const { node } = s;
     switch (node.type) {
       case 'symlink': {

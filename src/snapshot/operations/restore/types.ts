@@ -92,8 +92,10 @@ export interface RestoreOptions {
 
 /** What {@link restore} wrote. */
 export interface RestoreResult {
-  /** Files written (all kinds but folders). */
+  /** Regular files written (hard-linked names included). */
   filesRestored: number;
+  /** Symlinks, fifos and devices made (absent when there were none). */
+  othersRestored?: number;
   /** Folders created. */
   dirsRestored: number;
   /** Bytes of file contents written. */
@@ -102,6 +104,8 @@ export interface RestoreResult {
   verified?: VerifyResult;
   /** Entries left as they were by `overwrite` (absent with `always`). */
   filesSkipped?: number;
+  /** Bytes of the files among them (absent with `always`). */
+  bytesSkipped?: number;
   /** Files and folders removed by `delete` (absent without it). */
   deleted?: number;
   /** Metadata that could not be applied (also reported to `onWarning`). */
