@@ -165,7 +165,7 @@ function ustarBlock(f: UstarFields): Buffer {
   octal(b, 337, 8, f.minor);
   b.fill(0x20, 148, 156);
   let sum = 0;
-  for (const c of b) sum += c;
+  for (let i = 0; i < BLOCK; i++) sum += b[i]!;
   b.write(sum.toString(8).padStart(6, '0') + '\x00 ', 148, 8, 'latin1');
   return b;
 }

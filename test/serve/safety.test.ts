@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { goTimeFromNs } from '../../src/repository/gotime.ts';
@@ -161,3 +161,32 @@ async function waitFor(cond: () => boolean, what: string): Promise<void> {
   }
   assert.fail(`timed out waiting for ${what}: ${JSON.stringify(srv.handler.stats())}`);
 }
+
+test('a damaged blob is never served: its tar is cut off, the decode workers and the budget go on', async () => {
+  const folder = join(dir, 'damaged');
+  await mkdir(join(folder, 'sub'), { recursive: true });
+  for (let i = 0; i < 40; i++) await writeFile(join(folder, 'sub', `f${i}`), `file ${i} `.repeat(20 + i));
+  await writeFile(join(folder, 'victim'), 'this content will be damaged in its pack\n'.repeat(10));
+  const { backup } = await import('../../src/snapshot/operations/backup/index.ts');
+  const { decodeTree } = await import('../../src/snapshot/model/tree.ts');
+  const id = (await backup(fx.repo, { paths: [folder], hostname: 'damaged' })).snapshotId;
+  // The victim's blob, found from the snapshot's trees, flipped in its pack file.
+  const node = await (async () => {
+    let tree = (JSON.parse(Buffer.from(await fx.repo.repo.loadUnpacked('snapshots', id)).toString()) as any).tree;
+    for (const part of folder.split('/').filter(Boolean)) tree = decodeTree(await fx.repo.loadBlob('tree', tree), tree).find((n) => n.name === part)!.subtree;
+    return decodeTree(await fx.repo.loadBlob('tree', tree), tree).find((n) => n.name === 'victim')!;
+  })();
+  const loc = fx.repo.index.lookup(node.content![0]!, 'data')[0]!;
+  const packPath = join(fx.repoDir, 'data', loc.packId.slice(0, 2), loc.packId);
+  await chmod(packPath, 0o644);
+  const pack = await readFile(packPath);
+  pack[loc.offset + 20] ^= 0xff;
+  await writeFile(packPath, pack);
+  const url = (p: string) => `${srv.base}/api/snapshots/${id}/tar${encodeURI(folder)}${p}`;
+  await assert.rejects(fetch(url('')).then((r) => r.arrayBuffer()));
+  await waitFor(() => srv.handler.stats().activeResponses === 0 && srv.handler.stats().memoryInUse === 0, 'the cut response to free its memory');
+  // The folder beside it (same packs, other blobs) still downloads whole.
+  const tar = Buffer.from(await (await fetch(url('/sub'))).arrayBuffer());
+  assert.ok(tar.includes(Buffer.from('file 39 file 39 ')));
+  assert.ok(srv.handler.stats().decodeWorkers >= 1);
+});

@@ -13,6 +13,7 @@ import zlib from 'node:zlib';
 import { IntegrityError } from '../../errors.ts';
 import { discard, openInto, type CryptoKey } from '../../repository/crypto.ts';
 import { decompress } from '../../repository/compression.ts';
+import { ZstdDecoder } from '../../repository/zstd-decoder.ts';
 import { readPackHeader, type PackedBlob } from '../../repository/pack.ts';
 
 export interface DecodeInit {
@@ -102,19 +103,40 @@ if (port) {
     return plain;
   };
 
+  const decoder = new ZstdDecoder();
+
   /** The blob's verified plaintext (valid until the next call), or why it is not intact. */
   const decode = (b: DecodeBlob, bytes: Uint8Array, file: string): Uint8Array | string => {
     if (b.at < 0 || b.at + b.length > bytes.length) return new IntegrityError(`blob is truncated (${Math.max(0, bytes.length - b.at)} of ${b.length} bytes)`, { file, blob: b.id }).message;
     const sealed = bytes.subarray(b.at, b.at + b.length);
     let out: Uint8Array;
+    let reused = false;
+    let compressed: Uint8Array | undefined;
     try {
       const n = openInto(key, sealed, plainRoom(b.length), { file, blob: b.id });
       out = plain.subarray(0, n);
-      if (b.uncompressedLength) out = inflate(out, b.uncompressedLength, { file, blob: b.id });
+      if (b.uncompressedLength) {
+        compressed = out;
+        const fast = decoder.decompress(out, b.uncompressedLength);
+        reused = fast !== undefined;
+        out = fast ?? inflate(out, b.uncompressedLength, { file, blob: b.id });
+      }
     } catch (e) {
       return (e as Error).message;
     }
-    if (createHash('sha256').update(out).digest('hex') !== b.id) {
+    let digest = createHash('sha256').update(out).digest('hex');
+    if (reused && digest !== b.id) {
+      // The kept context may have been left inside an earlier, damaged frame: once more with a fresh one.
+      decoder.reset();
+      discard(out);
+      try {
+        out = inflate(compressed!, b.uncompressedLength, { file, blob: b.id });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      digest = createHash('sha256').update(out).digest('hex');
+    }
+    if (digest !== b.id) {
       if (out.buffer !== plain.buffer) discard(out);
       // Worded as IndexedRepository.decodeBlob words it.
       return new IntegrityError('blob content does not match its ID (SHA-256)', { file, blob: b.id }).message;
