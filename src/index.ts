@@ -15,7 +15,7 @@ export { S3Backend } from './backend/s3.ts';
 export type { S3BackendOptions, S3ObjectLockOptions, S3ObjectRetention, S3ObjectVersion } from './backend/s3.ts';
 export { S3AsOfView } from './backend/s3.ts';
 export { GCSBackend } from './backend/gcs.ts';
-export type { GCSBackendOptions } from './backend/gcs.ts';
+export type { GCSBackendOptions, GCSObjectRetentionOptions } from './backend/gcs.ts';
 export { AzureBackend } from './backend/azure.ts';
 export type { AzureBackendOptions } from './backend/azure.ts';
 export { SwiftBackend, swiftOptionsFromEnv } from './backend/swift.ts';
