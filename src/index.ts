@@ -17,7 +17,7 @@ export { S3AsOfView } from './backend/s3.ts';
 export { GCSBackend } from './backend/gcs.ts';
 export type { GCSBackendOptions, GCSObjectRetentionOptions } from './backend/gcs.ts';
 export { AzureBackend } from './backend/azure.ts';
-export type { AzureBackendOptions } from './backend/azure.ts';
+export type { AzureBackendOptions, AzureImmutabilityOptions } from './backend/azure.ts';
 export { SwiftBackend, swiftOptionsFromEnv } from './backend/swift.ts';
 export type { SwiftBackendOptions } from './backend/swift.ts';
 export { B2Backend, b2OptionsFromEnv } from './backend/b2.ts';

@@ -292,7 +292,11 @@ const EXTENDED_OPTIONS: Readonly<Record<LocationKind, Readonly<Record<string, Ex
     region: { help: 'where create() makes a missing bucket (default us)' },
     'object-retention': { help: 'object retention of every upload but locks, MODE:PERIOD, governance (Unlocked) or compliance (Locked), e.g. governance:30d' },
   },
-  azure: { connections: CONNECTIONS, 'access-tier': { help: 'Hot, Cool, Cold or Archive (Archive applies to data packs only)' } },
+  azure: {
+    connections: CONNECTIONS,
+    'access-tier': { help: 'Hot, Cool, Cold or Archive (Archive applies to data packs only)' },
+    immutability: { help: 'version-level immutability policy on every upload but locks, MODE:PERIOD, governance (Unlocked) or compliance (Locked), e.g. governance:30d' },
+  },
   swift: { connections: CONNECTIONS },
   b2: {
     connections: CONNECTIONS,
@@ -543,6 +547,8 @@ function azureOptions(
     if (!match) throw new InvalidInputError(`option azure.access-tier must be one of ${AZURE_TIERS.join(', ')}, got ${JSON.stringify(tier)}`);
     out.accessTier = match;
   }
+  const immutability = ext.get('immutability');
+  if (immutability) out.immutability = parseObjectLockOption(immutability, 'azure.immutability');
   const merged = { ...out, ...overrides };
   if (!merged.accountName && !merged.endpoint && !merged.connectionString) {
     throw new InvalidInputError(`${where}: AZURE_ACCOUNT_NAME is not set`);
