@@ -4,18 +4,34 @@
 //
 // A block blob becomes visible only when its upload is committed (one Put Blob, or a
 // Put Block List after staged blocks), so every save is atomic for readers.
+//
+// Version-level immutability: with `immutability`, every upload but lock files carries an
+// immutability policy (x-ms-immutability-policy-until-date and -mode: Unlocked for GOVERNANCE,
+// Locked for COMPLIANCE), putRetention extends it (Set Blob Immutability Policy), and create()
+// refuses a container without version-level immutability support (the data-plane API cannot turn
+// it on). With blob versioning on, the versions give a read-only view at an instant (viewAsOf).
 
 import { createHash, randomBytes } from 'node:crypto';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as AzureBlob from '@azure/storage-blob';
 import { nodeHttps } from './node-http.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { S3ObjectLockOptions } from './s3.ts';
+import { VersionsAsOfView, type ListedVersion } from './as-of-view.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
   optionalPackage, positiveInteger, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption,
+  checkObjectLockOptions, uploadRetentionOf,
 } from './shared.ts';
+
+/**
+ * Azure version-level immutability for uploads (the same shape as S3's objectLock): GOVERNANCE is
+ * Azure's `Unlocked` policy mode, COMPLIANCE its `Locked` mode; exactly one of `retainDays`,
+ * `retainSeconds`, `retainUntil`.
+ */
+export type AzureImmutabilityOptions = S3ObjectLockOptions;
 
 /** The access tiers Azure offers for block blobs. */
 export type AzureAccessTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
@@ -78,6 +94,13 @@ export interface AzureBackendOptions {
   accessTier?: AzureAccessTier;
   /** Requests in flight at once (default 5, like restic). */
   connections?: number;
+  /**
+   * A version-level immutability policy on every upload except lock files (Unlocked for
+   * GOVERNANCE, Locked for COMPLIANCE). The container must support version-level immutability
+   * (set up in the portal, the CLI or ARM, with blob versioning on the account); `create()`
+   * refuses one without it (ObjectLockError). See docs/immutability.md.
+   */
+  immutability?: AzureImmutabilityOptions;
 }
 
 type AzureModule = typeof AzureBlob;
@@ -104,7 +127,7 @@ const transient = transientErrors.extend({ codes: ['REQUEST_SEND_ERROR'] });
  * loaded on the first request (`UnsupportedError` naming the package without it). The constructor
  * checks the options (`InvalidInputError`) and contacts nothing. 5 requests in flight by default.
  */
-export class AzureBackend implements Backend {
+export class AzureBackend implements Backend, RetentionCapable, VersionedCapable {
   readonly location: string;
   readonly connections: number;
   /** The container that holds the repository. */
@@ -119,6 +142,7 @@ export class AzureBackend implements Backend {
   readonly #secrets: string[];
   /** The SDK client, made on the first request. */
   readonly #client = madeOnce(() => this.makeContainerClient());
+  readonly #immutability: AzureImmutabilityOptions | undefined;
 
   constructor(opts: AzureBackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('Azure backend options must be an object');
@@ -144,21 +168,124 @@ export class AzureBackend implements Backend {
     this.connections = checkConnections(opts.connections ?? 5, this.location);
     this.#singlePutThreshold = positiveInteger(opts.singlePutThreshold ?? SINGLE_PUT_MAX, 'singlePutThreshold', this.location);
     if (this.#singlePutThreshold > SINGLE_PUT_MAX) throw new InvalidInputError(`singlePutThreshold for ${this.location} must be at most 256 MiB`);
+    this.#immutability = opts.immutability === undefined ? undefined : checkObjectLockOptions(opts.immutability, `immutability for ${this.location}`);
+  }
+
+  /** True with `immutability`: every upload but lock files gets an immutability policy. */
+  get locksUploads(): boolean {
+    return this.#immutability !== undefined;
+  }
+
+  /** The policy the next upload of `h` gets, or undefined (no immutability option, or a lock file). */
+  uploadRetention(h: FileHandle, now: Date = new Date()): ObjectRetention | undefined {
+    return uploadRetentionOf(this.#immutability, h, now);
+  }
+
+  /** The current version's immutability policy (Get Blob Properties: one request), or undefined. */
+  async getRetention(h: FileHandle, options: CallOptions = {}): Promise<ObjectRetention | undefined> {
+    const file = startCall(h, options.signal);
+    const blob = (await this.#client()).getBlobClient(this.keyOf(h));
+    try {
+      const props = await blob.getProperties({ abortSignal: options.signal });
+      const until = props.immutabilityPolicyExpiresOn;
+      if (!(until instanceof Date)) return undefined;
+      const mode = String(props.immutabilityPolicyMode ?? '').toLowerCase();
+      if (mode === 'unlocked') return { mode: 'GOVERNANCE', retainUntil: until };
+      if (mode === 'locked') return { mode: 'COMPLIANCE', retainUntil: until };
+      return undefined;
+    } catch (err) {
+      throw this.toStowage(err, 'get retention of', file, options.signal);
+    }
+  }
+
+  /**
+   * Sets the current version's immutability policy (Set Blob Immutability Policy: one request).
+   * Azure lets a Locked policy only be extended; callers extend only.
+   */
+  async putRetention(h: FileHandle, retention: ObjectRetention, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    const blob = (await this.#client()).getBlobClient(this.keyOf(h));
+    try {
+      await blob.setImmutabilityPolicy(toAzurePolicy(retention), { abortSignal: options.signal });
+    } catch (err) {
+      throw this.toStowage(err, 'set retention of', file, options.signal);
+    }
+  }
+
+  /**
+   * A read-only view of the repository as it was at `asOf`, from blob versions (the account needs
+   * blob versioning): each file is its newest version created at or before the instant. Azure's
+   * version listing does not say when a blob was deleted, so a file deleted before the instant
+   * still shows its last version in the view. See {@link VersionsAsOfView} and docs/immutability.md.
+   */
+  viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): VersionsAsOfView {
+    return new VersionsAsOfView(
+      {
+        location: this.location,
+        connections: this.connections,
+        prefix: this.prefix,
+        keyOf: (h) => this.keyOf(h),
+        listVersions: (keyPrefix, signal) => this.listVersions(keyPrefix, signal),
+        loadVersion: (h, versionId, o) => this.loadBlob(h, o, versionId),
+        close: () => this.close(),
+      },
+      asOf,
+      options,
+    );
+  }
+
+  /** Every version under `keyPrefix` (List Blobs with include=versions), at the time its version ID names. */
+  private async *listVersions(keyPrefix: string, signal: AbortSignal | undefined): AsyncGenerator<ListedVersion> {
+    const container = await this.#client();
+    const pages = container.listBlobsFlat({ prefix: keyPrefix, includeVersions: true, abortSignal: signal }).byPage({ maxPageSize: LIST_PAGE_SIZE });
+    const all: ListedVersion[] = [];
+    while (true) {
+      let page: IteratorResult<AzureBlob.ContainerListBlobFlatSegmentResponse>;
+      try {
+        page = await pages.next();
+      } catch (err) {
+        if (statusOf(err) === 404) return;
+        throw this.toStowage(err, 'list versions', keyPrefix || '/', signal);
+      }
+      if (page.done) break;
+      for (const item of page.value.segment.blobItems) {
+        // A version ID is the time the version was made (RFC 3339, 100 ns).
+        const time = item.versionId ? Date.parse(item.versionId) : Number.NaN;
+        if (!item.versionId || !Number.isFinite(time)) continue;
+        all.push({ key: item.name, versionId: item.versionId, lastModified: new Date(time), size: item.properties.contentLength ?? 0, deleted: false });
+      }
+    }
+    // Newest first per name (version IDs sort by time), as the view wants them.
+    all.sort((a, b) => (a.key !== b.key ? (a.key < b.key ? -1 : 1) : a.versionId < b.versionId ? 1 : a.versionId > b.versionId ? -1 : 0));
+    yield* all;
   }
 
   async create(options: CallOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
     const container = await this.#client();
     try {
-      await container.getProperties({ abortSignal: options.signal });
+      const props = await container.getProperties({ abortSignal: options.signal });
+      if (this.#immutability && props.isImmutableStorageWithVersioningEnabled !== true) {
+        throw new ObjectLockError(
+          `container ${this.container} (${this.location}) does not support version-level immutability; immutability needs a container with it (enable it in the portal, az CLI or ARM, with blob versioning on the account)`,
+          { bucket: this.container },
+        );
+      }
       return;
     } catch (err) {
+      if (err instanceof ObjectLockError) throw err;
       const status = statusOf(err);
       // A SAS scoped to the container may not read its properties (403 Authorization…): the
       // container exists then, or later calls fail with a clear error (restic does the same).
       // A bad key or signature (403 AuthenticationFailed) is reported here.
       if (status === 403 && errorCodeOf(err) !== 'AuthenticationFailed') return;
       if (status !== 404) throw this.toStowage(err, 'create', `container ${this.container}`, options.signal);
+    }
+    if (this.#immutability) {
+      throw new ObjectLockError(
+        `container ${this.container} (${this.location}) does not exist; immutability needs a container with version-level immutability, which the blob API cannot create (use the portal, az CLI or ARM)`,
+        { bucket: this.container },
+      );
     }
     try {
       await container.create({ abortSignal: options.signal });
@@ -175,6 +302,8 @@ export class AzureBackend implements Backend {
     throwIfAborted(options.signal);
     const tier = this.tierFor(h);
     const blobHTTPHeaders = { blobContentType: 'application/octet-stream' };
+    const retention = this.uploadRetention(h);
+    const immutabilityPolicy = retention ? toAzurePolicy(retention) : undefined;
     try {
       if (data.length <= this.#singlePutThreshold) {
         // One Put Blob; the service checks the MD5 against the bytes it received.
@@ -184,11 +313,12 @@ export class AzureBackend implements Backend {
           abortSignal: options.signal,
           tier,
           blobHTTPHeaders,
+          immutabilityPolicy,
           transactionalContentMD5: this.#checksums ? createHash('md5').update(data).digest() : undefined,
         };
         await blob.upload(data, data.length, uploadOptions);
       } else {
-        await this.stageAndCommit(blob, data, { signal: options.signal, tier, blobHTTPHeaders });
+        await this.stageAndCommit(blob, data, { signal: options.signal, tier, blobHTTPHeaders, immutabilityPolicy });
       }
     } catch (err) {
       throw this.toStowage(err, 'save', file, options.signal);
@@ -203,7 +333,7 @@ export class AzureBackend implements Backend {
   private async stageAndCommit(
     blob: AzureBlob.BlockBlobClient,
     data: Uint8Array,
-    o: { signal: AbortSignal | undefined; tier: AzureBlob.BlockBlobTier | undefined; blobHTTPHeaders: AzureBlob.BlobHTTPHeaders },
+    o: { signal: AbortSignal | undefined; tier: AzureBlob.BlockBlobTier | undefined; blobHTTPHeaders: AzureBlob.BlobHTTPHeaders; immutabilityPolicy: AzureBlob.BlobImmutabilityPolicy | undefined },
   ): Promise<void> {
     const blockSize = Math.max(Math.min(this.#singlePutThreshold, MAX_BLOCK), Math.ceil(data.length / MAX_BLOCKS));
     // Block IDs must all have the same length (before base64); a random run tag keeps a retry's
@@ -221,12 +351,18 @@ export class AzureBackend implements Backend {
       ids.push(id);
     }
     throwIfAborted(o.signal);
-    await blob.commitBlockList(ids, { abortSignal: o.signal, tier: o.tier, blobHTTPHeaders: o.blobHTTPHeaders });
+    await blob.commitBlockList(ids, { abortSignal: o.signal, tier: o.tier, blobHTTPHeaders: o.blobHTTPHeaders, immutabilityPolicy: o.immutabilityPolicy });
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    return this.loadBlob(h, options, undefined);
+  }
+
+  /** Reads the current blob, or one version of it (x-ms-version-id… as the versionid query). */
+  private async loadBlob(h: FileHandle, options: LoadOptions, versionId: string | undefined): Promise<Uint8Array> {
     const file = startCall(h, options.signal);
-    const blob = (await this.#client()).getBlobClient(this.keyOf(h));
+    const current = (await this.#client()).getBlobClient(this.keyOf(h));
+    const blob = versionId === undefined ? current : current.withVersion(versionId);
     const { offset, length } = await sdkRange(options, file, () => this.stat(h, options));
     if (length === 0) return new Uint8Array(0);
     try {
@@ -454,6 +590,13 @@ function errorCodeOf(err: unknown): string | undefined {
   if (typeof e?.code === 'string' && e.code !== '') return e.code;
   const header = e?.response?.headers?.get?.('x-ms-error-code');
   return typeof header === 'string' && header !== '' ? header : undefined;
+}
+
+/** GOVERNANCE → Azure's Unlocked policy mode, COMPLIANCE → Locked. */
+function toAzurePolicy(r: ObjectRetention): AzureBlob.BlobImmutabilityPolicy {
+  if (r.mode !== 'GOVERNANCE' && r.mode !== 'COMPLIANCE') throw new InvalidInputError(`retention mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(r.mode)}`);
+  if (!(r.retainUntil instanceof Date) || !Number.isFinite(r.retainUntil.getTime())) throw new InvalidInputError('retainUntil must be a valid Date');
+  return { expiriesOn: r.retainUntil, policyMode: r.mode === 'GOVERNANCE' ? 'Unlocked' : 'Locked' };
 }
 
 function statusOf(err: unknown): number | undefined {

@@ -70,6 +70,9 @@ const VERSION_PAGE = 100;
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 
+/** The fileIds getRetention remembers for the putRetention after it (the oldest go first). */
+const SEEN_IDS_MAX = 4096;
+
 /** The largest file one b2_upload_file takes; larger ones need the large-file API. */
 const MAX_SIMPLE_UPLOAD = 5_000_000_000;
 
@@ -197,6 +200,8 @@ export class B2Backend implements Backend, RetentionCapable, VersionedCapable {
     if (current.retention === undefined) {
       throw new BackendError(`get retention of ${file} (in ${this.location}): the listing does not show retentions (the key needs readFileRetentions)`, { transient: false });
     }
+    // Bounded: a prune reads many retentions and writes none.
+    if (this.#seenIds.size >= SEEN_IDS_MAX) this.#seenIds.delete(this.#seenIds.keys().next().value!);
     this.#seenIds.set(current.fileName, current.fileId);
     return current.retention ?? undefined;
   }
@@ -481,7 +486,8 @@ export class B2Backend implements Backend, RetentionCapable, VersionedCapable {
         if (err instanceof BackendError && err.message.includes('file_not_present')) continue;
         // Retained (a bucket's default retention, or a retention set by someone else): hide the
         // name instead, as under fileLock; the retained versions stay until their date.
-        if (err instanceof BackendError && err.status === 401 && err.message.includes('access_denied') && existed) {
+        if (err instanceof BackendError && err.status === 401 && err.message.includes('access_denied')) {
+          if (!existed) throw new NotFoundError(file);
           return this.#hide(bucketId, name, file, options.signal);
         }
         throw err;

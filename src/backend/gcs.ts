@@ -8,17 +8,33 @@
 // The SDK cannot cancel a request it has sent. Reads (load, stat, list) stop waiting and throw
 // AbortedError as soon as the signal fires; writes (save, remove) check the signal before they
 // send anything, and once sent they finish and report what really happened.
+//
+// Object retention (GCS's per-object WORM): with `objectRetention`, create() makes a missing
+// bucket with object retention and versioning enabled, every upload but lock files carries
+// `retention: {mode: 'Unlocked'|'Locked', retainUntilTime}` (GOVERNANCE/COMPLIANCE), and
+// putRetention PATCHes it (extend only, so never with overrideUnlockedRetention). In a versioned
+// bucket the generations give a read-only view of the repository at an instant (viewAsOf).
 
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type * as Gcs from '@google-cloud/storage';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { S3ObjectLockOptions } from './s3.ts';
+import { VersionsAsOfView, type ListedVersion } from './as-of-view.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
   optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption, crc32cBase64,
+  checkObjectLockOptions, uploadRetentionOf,
 } from './shared.ts';
+
+/**
+ * GCS object retention for uploads (the same shape as S3's objectLock): GOVERNANCE is GCS's
+ * `Unlocked` mode, COMPLIANCE its `Locked` mode; exactly one of `retainDays`, `retainSeconds`,
+ * `retainUntil`.
+ */
+export type GCSObjectRetentionOptions = S3ObjectLockOptions;
 
 /** The fields of a service account key file that matter here (the rest pass through). */
 export interface GCSServiceAccountKey {
@@ -59,6 +75,13 @@ export interface GCSBackendOptions {
   region?: string;
   /** Requests in flight at once (default 5, like restic). */
   connections?: number;
+  /**
+   * Object retention on every upload except lock files (GCS `retention`, mode Unlocked for
+   * GOVERNANCE, Locked for COMPLIANCE). The bucket must have object retention enabled; `create()`
+   * makes a missing bucket so (with versioning) and refuses an existing one without it
+   * (ObjectLockError). See docs/immutability.md.
+   */
+  objectRetention?: GCSObjectRetentionOptions;
 }
 
 type GcsModule = typeof Gcs;
@@ -78,7 +101,7 @@ const transient = transientErrors.extend({ codes: ['FILE_NO_UPLOAD'] });
  * loaded on the first request (`UnsupportedError` naming the package without it). The constructor
  * checks the options (`InvalidInputError`) and contacts nothing. 5 requests in flight by default.
  */
-export class GCSBackend implements Backend {
+export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
   readonly location: string;
   readonly connections: number;
   /** The bucket that holds the repository. */
@@ -91,6 +114,7 @@ export class GCSBackend implements Backend {
   readonly #secrets: string[];
   /** The SDK client, made on the first request. */
   readonly #client = madeOnce(() => this.makeBucketClient());
+  readonly #retention: GCSObjectRetentionOptions | undefined;
 
   constructor(opts: GCSBackendOptions) {
     if (opts === null || typeof opts !== 'object') throw new InvalidInputError('GCS backend options must be an object');
@@ -110,6 +134,107 @@ export class GCSBackend implements Backend {
     const where = opts.apiEndpoint ? ` (${stripUrlSecrets(opts.apiEndpoint)})` : '';
     this.location = `gs:${this.bucket}:/${this.prefix}${where}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
+    this.#retention = opts.objectRetention === undefined ? undefined : checkObjectLockOptions(opts.objectRetention, `objectRetention for ${this.location}`);
+  }
+
+  /** True with `objectRetention`: every upload but lock files is retained. */
+  get locksUploads(): boolean {
+    return this.#retention !== undefined;
+  }
+
+  /** The retention the next upload of `h` gets, or undefined (no objectRetention, or a lock file). */
+  uploadRetention(h: FileHandle, now: Date = new Date()): ObjectRetention | undefined {
+    return uploadRetentionOf(this.#retention, h, now);
+  }
+
+  /** The live generation's retention (objects.get: one request), or undefined when it has none. */
+  async getRetention(h: FileHandle, options: CallOptions = {}): Promise<ObjectRetention | undefined> {
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
+    try {
+      const [metadata] = await raceAbort(object.getMetadata(), options.signal);
+      return fromGcsRetention(metadata.retention);
+    } catch (err) {
+      throw this.toStowage(err, 'get retention of', file, options.signal);
+    }
+  }
+
+  /**
+   * Sets the live generation's retention (objects.patch with `retention`: one request). Only
+   * extending is meant: GCS needs overrideUnlockedRetention to shorten or remove an Unlocked
+   * retention or to lock it, and this call never sends it, so GCS refuses those.
+   */
+  async putRetention(h: FileHandle, retention: ObjectRetention, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
+    throwIfAborted(options.signal);
+    try {
+      await object.setMetadata({ retention: toGcsRetention(retention) });
+    } catch (err) {
+      throw this.toStowage(err, 'set retention of', file, undefined);
+    }
+  }
+
+  /**
+   * A read-only view of the repository as it was at `asOf`, from the bucket's object generations
+   * (the bucket must have versioning on): each file is the generation live at that instant
+   * (created at or before it, not yet noncurrent). See {@link VersionsAsOfView}.
+   */
+  viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): VersionsAsOfView {
+    return new VersionsAsOfView(
+      {
+        location: this.location,
+        connections: this.connections,
+        prefix: this.prefix,
+        keyOf: (h) => this.keyOf(h),
+        listVersions: (keyPrefix, signal) => this.listGenerations(keyPrefix, signal),
+        loadVersion: (h, generation, o) => this.loadObject(h, o, generation),
+        close: () => this.close(),
+      },
+      asOf,
+      options,
+    );
+  }
+
+  /**
+   * Every generation under `keyPrefix` (objects.list with versions=true), as versions at their
+   * timeCreated, and a deletion at timeDeleted where a generation went noncurrent without a
+   * newer one taking its place at once (a delete rather than an overwrite).
+   */
+  private async *listGenerations(keyPrefix: string, signal: AbortSignal | undefined): AsyncGenerator<ListedVersion> {
+    const bucket = await this.#client();
+    const byName = new Map<string, Array<{ generation: bigint; created: Date; deleted: Date | undefined; size: number }>>();
+    let query: Gcs.GetFilesOptions | null = { prefix: keyPrefix, versions: true, autoPaginate: false, maxResults: LIST_PAGE_SIZE };
+    while (query) {
+      let files: Gcs.File[];
+      let next: Gcs.GetFilesOptions | null;
+      try {
+        [files, next] = await raceAbort(bucket.getFiles(query), signal);
+      } catch (err) {
+        if (statusOf(err) === 404) return;
+        throw this.toStowage(err, 'list versions', keyPrefix, signal);
+      }
+      for (const object of files) {
+        const m = object.metadata;
+        const created = new Date(String(m.timeCreated));
+        if (m.generation === undefined || !Number.isFinite(created.getTime())) throw new BackendError(`list versions ${keyPrefix} (in ${this.location}): an entry without generation or timeCreated`, { transient: false });
+        const deleted = m.timeDeleted ? new Date(String(m.timeDeleted)) : undefined;
+        const list = byName.get(object.name) ?? [];
+        list.push({ generation: BigInt(String(m.generation)), created, deleted, size: sizeOf(m.size, object.name) });
+        byName.set(object.name, list);
+      }
+      throwIfAborted(signal);
+      query = next?.pageToken ? next : null;
+    }
+    for (const [key, gens] of byName) {
+      gens.sort((a, b) => (a.generation < b.generation ? 1 : a.generation > b.generation ? -1 : 0));
+      // Newest first, so that at equal times the newer entry is listed first.
+      for (const [i, g] of gens.entries()) {
+        const newer = gens[i - 1];
+        if (g.deleted && (!newer || newer.created.getTime() > g.deleted.getTime())) yield { key, versionId: '', lastModified: g.deleted, size: 0, deleted: true };
+        yield { key, versionId: String(g.generation), lastModified: g.created, size: g.size, deleted: false };
+      }
+    }
   }
 
   async create(options: CallOptions = {}): Promise<void> {
@@ -124,14 +249,32 @@ export class GCSBackend implements Backend {
       if (statusOf(err) === 403) return;
       throw this.toStowage(err, 'create', what, options.signal);
     }
-    if (exists) return;
-    throwIfAborted(options.signal);
+    if (!exists) {
+      throwIfAborted(options.signal);
+      const locked = this.#retention ? { enableObjectRetention: true, versioning: { enabled: true } } : {};
+      try {
+        await bucket.storage.createBucket(this.bucket, { location: this.#opts.region ?? 'US', ...locked });
+      } catch (err) {
+        // Created by someone else in between.
+        if (statusOf(err) !== 409) throw this.toStowage(err, 'create', what, undefined);
+      }
+    }
+    if (this.#retention) await this.checkRetentionEnabled(bucket, options.signal);
+  }
+
+  /** Throws ObjectLockError unless the bucket has object retention enabled (every retained upload would fail). */
+  private async checkRetentionEnabled(bucket: Gcs.Bucket, signal: AbortSignal | undefined): Promise<void> {
+    let metadata: Gcs.BucketMetadata;
     try {
-      await bucket.storage.createBucket(this.bucket, { location: this.#opts.region ?? 'US' });
+      [metadata] = await raceAbort(bucket.getMetadata(), signal);
     } catch (err) {
-      // Created by someone else in between.
-      if (statusOf(err) === 409) return;
-      throw this.toStowage(err, 'create', what, undefined);
+      throw this.toStowage(err, 'create', `bucket ${this.bucket}`, signal);
+    }
+    if ((metadata as { objectRetention?: { mode?: unknown } }).objectRetention?.mode !== 'Enabled') {
+      throw new ObjectLockError(
+        `bucket ${this.bucket} (${this.location}) does not have object retention enabled; objectRetention needs a bucket created with it (a new bucket made by create() has it)`,
+        { bucket: this.bucket },
+      );
     }
   }
 
@@ -145,9 +288,12 @@ export class GCSBackend implements Backend {
       // metadata and refuses a mismatch (400, transient), so damaged bytes are never stored.
       // The SDK also compares the CRC32C the service reports with its own afterwards.
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      const metadata = this.#checksums
-        ? { contentType: 'application/octet-stream', md5Hash: createHash('md5').update(body).digest('base64'), crc32c: crc32cBase64(body) }
-        : { contentType: 'application/octet-stream' };
+      const retention = this.uploadRetention(h);
+      const metadata = {
+        contentType: 'application/octet-stream',
+        ...(this.#checksums ? { md5Hash: createHash('md5').update(body).digest('base64'), crc32c: crc32cBase64(body) } : {}),
+        ...(retention ? { retention: toGcsRetention(retention) } : {}),
+      };
       await object.save(body, { resumable: false, validation: this.#checksums ? 'crc32c' : false, metadata });
     } catch (err) {
       throw this.toStowage(err, 'save', file, undefined);
@@ -155,8 +301,13 @@ export class GCSBackend implements Backend {
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
+    return this.loadObject(h, options, undefined);
+  }
+
+  /** Reads the live object, or one generation of it. */
+  private async loadObject(h: FileHandle, options: LoadOptions, generation: string | undefined): Promise<Uint8Array> {
     const file = startCall(h, options.signal);
-    const object = (await this.#client()).file(this.keyOf(h));
+    const object = (await this.#client()).file(this.keyOf(h), generation === undefined ? {} : { generation: Number(generation) });
     const { offset, length } = await sdkRange(options, file, () => this.stat(h, options));
     if (length === 0) return new Uint8Array(0);
     try {
@@ -347,6 +498,22 @@ async function readAll(stream: Readable, expected: number | undefined, file: str
     at += chunk.length;
   }
   return out;
+}
+
+/** GOVERNANCE → GCS `Unlocked`, COMPLIANCE → `Locked`, the date as RFC 3339. */
+function toGcsRetention(r: ObjectRetention): { mode: 'Unlocked' | 'Locked'; retainUntilTime: string } {
+  if (r.mode !== 'GOVERNANCE' && r.mode !== 'COMPLIANCE') throw new InvalidInputError(`retention mode must be GOVERNANCE or COMPLIANCE, got ${JSON.stringify(r.mode)}`);
+  if (!(r.retainUntil instanceof Date) || !Number.isFinite(r.retainUntil.getTime())) throw new InvalidInputError('retainUntil must be a valid Date');
+  return { mode: r.mode === 'GOVERNANCE' ? 'Unlocked' : 'Locked', retainUntilTime: r.retainUntil.toISOString() };
+}
+
+function fromGcsRetention(value: unknown): ObjectRetention | undefined {
+  const r = value as { mode?: unknown; retainUntilTime?: unknown } | null | undefined;
+  const until = typeof r?.retainUntilTime === 'string' ? new Date(r.retainUntilTime) : undefined;
+  if (!until || !Number.isFinite(until.getTime())) return undefined;
+  if (r?.mode === 'Unlocked') return { mode: 'GOVERNANCE', retainUntil: until };
+  if (r?.mode === 'Locked') return { mode: 'COMPLIANCE', retainUntil: until };
+  return undefined;
 }
 
 function sizeOf(size: unknown, file: string): number {

@@ -287,8 +287,16 @@ const EXTENDED_OPTIONS: Readonly<Record<LocationKind, Readonly<Record<string, Ex
     'bucket-lookup': { help: 'auto, dns (bucket in the host name) or path (bucket in the path)' },
     'object-lock': { help: 'retention of every upload but locks, MODE:PERIOD, e.g. governance:30d or compliance:1y (s, m, h, d, y)' },
   },
-  gs: { connections: CONNECTIONS, region: { help: 'where create() makes a missing bucket (default us)' } },
-  azure: { connections: CONNECTIONS, 'access-tier': { help: 'Hot, Cool, Cold or Archive (Archive applies to data packs only)' } },
+  gs: {
+    connections: CONNECTIONS,
+    region: { help: 'where create() makes a missing bucket (default us)' },
+    'object-retention': { help: 'object retention of every upload but locks, MODE:PERIOD, governance (Unlocked) or compliance (Locked), e.g. governance:30d' },
+  },
+  azure: {
+    connections: CONNECTIONS,
+    'access-tier': { help: 'Hot, Cool, Cold or Archive (Archive applies to data packs only)' },
+    immutability: { help: 'version-level immutability policy on every upload but locks, MODE:PERIOD, governance (Unlocked) or compliance (Locked), e.g. governance:30d' },
+  },
   swift: { connections: CONNECTIONS },
   b2: {
     connections: CONNECTIONS,
@@ -454,6 +462,8 @@ async function createBackend(parsed: ParsedLocation, options: OpenBackendOptions
       if (env.GOOGLE_APPLICATION_CREDENTIALS && !direct) out.keyFilename = env.GOOGLE_APPLICATION_CREDENTIALS;
       const region = ext.get('region');
       if (region) out.region = region;
+      const retention = ext.get('object-retention');
+      if (retention) out.objectRetention = parseObjectLockOption(retention, 'gs.object-retention');
       return new GCSBackend({ ...out, ...overrides.gs });
     }
     case 'b2': {
@@ -537,6 +547,8 @@ function azureOptions(
     if (!match) throw new InvalidInputError(`option azure.access-tier must be one of ${AZURE_TIERS.join(', ')}, got ${JSON.stringify(tier)}`);
     out.accessTier = match;
   }
+  const immutability = ext.get('immutability');
+  if (immutability) out.immutability = parseObjectLockOption(immutability, 'azure.immutability');
   const merged = { ...out, ...overrides };
   if (!merged.accountName && !merged.endpoint && !merged.connectionString) {
     throw new InvalidInputError(`${where}: AZURE_ACCOUNT_NAME is not set`);

@@ -27,7 +27,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'verbose', short: 'v', kind: 'bool', counter: true, help: 'print more detail (--verbose=N: restic\'s levels, any N > 0 is on)' },
   { name: 'no-lock', kind: 'bool', help: 'do not lock the repository (read-only commands)' },
   { name: 'retry-lock', kind: 'string', arg: 'DURATION', help: 'retry to lock the repository for this long (e.g. 5m)' },
-  { name: 'as-of', kind: 'string', arg: 'TIME', help: 'read the repository as it was at TIME (RFC 3339), read-only, from object versions (versioned S3 buckets)' },
+  { name: 'as-of', kind: 'string', arg: 'TIME', help: 'read the repository as it was at TIME (RFC 3339), read-only, from object versions (S3 versions, B2 file versions, GCS generations, Azure blob versions)' },
   { name: 'no-cache', kind: 'bool', help: 'do not use a local cache' },
   { name: 'cache-dir', kind: 'string', arg: 'DIR', help: 'set the cache folder (default: $RESTIC_CACHE_DIR, $XDG_CACHE_HOME/stowage, ~/.cache/stowage)' },
   { name: 'cleanup-cache', kind: 'bool', help: 'remove caches not used for 30 days' },

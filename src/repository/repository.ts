@@ -79,7 +79,7 @@ export interface OpenOptions extends CallOptions {
   cache?: CacheOptions | false;
   /**
    * Open the repository as it was at this instant, read-only, from the storage's object versions
-   * (a versioned S3 bucket: `S3Backend.viewAsOf`, found through wrappers). Every file is its newest
+   * (a versioned S3 bucket, B2 file versions, GCS generations, Azure blob versions: the driver's `viewAsOf`, found through wrappers). Every file is its newest
    * version at or before `asOf`; writes throw ReadOnlyError (locks are kept in memory); no cache
    * is used (a cache mirrors the present). UnsupportedError when the backend keeps no versions.
    */

@@ -17,7 +17,7 @@ import { checkedPassword, goTrimSpace, readTextFile, resolvePassword } from '../
 
 export const FROM_REPO_FLAGS: FlagSpec[] = [
   { name: 'from-repo', kind: 'string', arg: 'REPOSITORY', help: 'source repository (default: $RESTIC_FROM_REPOSITORY)' },
-  { name: 'from-as-of', kind: 'string', arg: 'TIME', help: 'copy from the source as it was at TIME (RFC 3339), from object versions (versioned S3 buckets)' },
+  { name: 'from-as-of', kind: 'string', arg: 'TIME', help: 'copy from the source as it was at TIME (RFC 3339), from object versions (S3, B2, GCS, Azure)' },
   { name: 'from-repository-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository location from ($RESTIC_FROM_REPOSITORY_FILE)' },
   { name: 'from-password-file', kind: 'string', arg: 'FILE', help: 'file to read the source repository password from ($RESTIC_FROM_PASSWORD_FILE)' },
   { name: 'from-password-command', kind: 'string', arg: 'CMD', help: 'command that prints the source repository password ($RESTIC_FROM_PASSWORD_COMMAND)' },
