@@ -128,7 +128,11 @@ export class ArchiveContents {
     this.#startAhead();
   }
 
-  /** Gives back every reservation (the response ended, or failed). */
+  /**
+   * Gives back every reservation once its reads have settled, and stops the walk: for a response
+   * that failed. (After the last entry nothing needs it: each blob's bytes are given back as the
+   * socket takes them.)
+   */
   close(): void {
     for (const seg of this.#segments) {
       const r = seg.reservation;

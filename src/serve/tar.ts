@@ -72,8 +72,9 @@ export async function writeTar(view: RepositoryView, tree: BlobId, prefix: Buffe
       }
       summary.entries++;
     }
-  } finally {
+  } catch (e) {
     contents.close();
+    throw e;
   }
   await put(ZEROS);
   await sink.flush();

@@ -70,8 +70,9 @@ export async function writeZip(view: RepositoryView, tree: BlobId, prefix: Buffe
         central.push({ name: path, crc, size, offset: start, mode, time, date, flags });
       }
     }
-  } finally {
+  } catch (e) {
     contents.close();
+    throw e;
   }
   const cdStart = offset;
   for (const c of central) await put(centralEntry(c));

@@ -239,5 +239,6 @@ test('an Express-style mount (req.url stripped, req.originalUrl kept) answers wi
   for (const bad of ['backups', '/a//b', '/a/../b', '/a b', '/%2e%2e', '/a?b']) {
     assert.throws(() => createRepositoryHandler(fx.repo, { basePath: bad }), (e: any) => e.code === 'INVALID_INPUT' && e.message.includes('basePath'), bad);
   }
+  assert.throws(() => createRepositoryHandler(fx.repo, { decodeThreads: -1 }), (e: any) => e.code === 'INVALID_INPUT' && e.message.includes('decodeThreads'));
 });
 });

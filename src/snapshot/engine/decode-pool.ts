@@ -6,6 +6,7 @@
 // waits here instead of holding more packs in memory.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
+import { AbortedError } from '../../errors.ts';
 import type { CryptoKey } from '../../repository/crypto.ts';
 import type { DecodeBlob, DecodeDone, DecodeInit, DecodeJob } from './decode-worker.ts';
 
@@ -135,9 +136,11 @@ export class DecodePool {
     for (const wake of this.#waiters.splice(0)) wake();
   }
 
+  /** Stops the workers; jobs still with them (a server closing mid-download) are rejected. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#fail(new AbortedError('the decode workers were stopped'));
     await Promise.all(this.#workers.map((w) => w.worker.terminate()));
   }
 }
