@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend/backend.ts';
+import { describeFile, loadInPieces, readLocalFile, saveFromFile, type Backend, type LocalFile, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend/backend.ts';
 import { ForwardingBackend } from '../backend/wrappers/forwarding.ts';
 import { ListingBackend } from './listing.ts';
 import { AbortedError, throwIfAborted } from '../errors.ts';
@@ -329,6 +329,13 @@ export class CachedBackend extends ForwardingBackend {
   override async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     await this.inner.save(h, data, options);
     if (this.#cacheable(h) && sha256hex(data) === h.name) await this.#store(h, this.#path(h.type, h.name), data);
+  }
+
+  override async saveFile(h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+    await saveFromFile(this.inner, h, file, options);
+    if (!this.#cacheable(h)) return;
+    const data = await readLocalFile(file, describeFile(h), options.signal);
+    if (sha256hex(data) === h.name) await this.#store(h, this.#path(h.type, h.name), data);
   }
 
   override async remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
