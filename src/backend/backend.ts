@@ -92,7 +92,9 @@ export interface Backend {
   /**
    * Optional: reads a byte range as one request whose bytes arrive in pieces, in order, as the
    * caller asks for them (a big range never sits in memory whole). The pieces together are the
-   * range; a stream that ends before `length` bytes was cut short (the caller checks). Backends
+   * range; a stream that ends before `length` bytes was cut short (the caller checks). Each piece
+   * is the caller's once handed on (nothing else keeps or reuses it: restore frees pieces it has
+   * copied out). Backends
    * without it are read with `loadPieces`: `load` of at most `STREAM_PIECE` bytes each.
    */
   loadStream?(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array>;

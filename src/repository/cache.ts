@@ -277,7 +277,7 @@ export class CachedBackend extends ForwardingBackend {
 
   /** A cached kind of file is read through `load` (fetched whole and cached); the others stream from the backend. */
   override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
-    return this.#cacheable(h) ? loadInPieces((o) => this.load(h, o), options, describeFile(h)) : super.loadStream(h, options);
+    return this.#cacheable(h) ? ownPieces(loadInPieces((o) => this.load(h, o), options, describeFile(h))) : super.loadStream(h, options);
   }
 
   /** The whole file: from the cache when it matches its name, else from the backend (then cached). */
@@ -435,4 +435,12 @@ function sha256hex(b: Uint8Array): string {
 
 function errCode(e: unknown): string | undefined {
   return (e as { code?: string })?.code;
+}
+
+/**
+ * Pieces the caller may free (see `Backend.loadStream`): a piece that is a whole file shared by
+ * concurrent reads of it (`#whole`) is handed on as a copy; a part of one cannot be freed anyway.
+ */
+async function* ownPieces(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const p of pieces) yield p.byteOffset === 0 && p.byteLength === p.buffer.byteLength ? p.slice() : p;
 }
