@@ -84,7 +84,7 @@ export interface Backend {
    * Optional: stores the bytes of a local file as `save` stores bytes, atomically, without holding
    * them in memory whole (the local backend links or copies the file). The file does not change
    * while a save from it runs, so a save can be repeated from it. Backends without it are given
-   * the file's bytes through `save` ({@link saveFromFile}).
+   * the file's bytes through `save` (`saveFromFile`).
    */
   saveFile?(h: FileHandle, file: LocalFile, options?: CallOptions): Promise<void>;
   /** Reads a file or a byte range of it. Throws NotFoundError when it does not exist. */
