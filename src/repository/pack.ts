@@ -2,7 +2,7 @@
 //   EncBlob_1 ‖ … ‖ EncBlob_n ‖ IV ‖ AES-CTR(header) ‖ MAC ‖ u32le(len(encrypted header))
 // Header entry: type byte, u32le stored length, [u32le plaintext length if compressed], 32-byte ID.
 import { createHash } from 'node:crypto';
-import { writeSync } from 'node:fs';
+import { ftruncateSync, writeSync } from 'node:fs';
 import { IntegrityError } from '../errors.ts';
 import { CRYPTO_OVERHEAD, open, seal, type CryptoKey } from './crypto.ts';
 import { bytesToId, type BlobId, type BlobType, type PackId } from './id.ts';
@@ -156,6 +156,8 @@ export class PackWriter {
     tail.set(sealedHeader, 0);
     tail.writeUInt32LE(sealedHeader.length, sealedHeader.length);
     writeAll(fd, tail, this.#size);
+    // A blob whose write failed part-way left bytes past the pack's end: cut them off.
+    ftruncateSync(fd, this.#size + tail.length);
     this.#hash.update(tail);
     return { id: this.#hash.digest('hex') as PackId, size: this.#size + tail.length, blobs: this.#blobs.slice() };
   }
