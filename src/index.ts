@@ -5,7 +5,7 @@ export { VERSION, PROGRAM_VERSION } from './version.ts';
 export type { RuntimeSupport, RuntimeCapability } from './runtime.ts';
 export { silentLogger, consoleLogger, formatFields, LOG_LEVELS } from './logger.ts';
 export type { Logger, LogLevel, LogFields, ConsoleLoggerOptions, LogStream } from './logger.ts';
-export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions, RemoveOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend/backend.ts';
+export type { Backend, FileHandle, FileInfo, FileType, CallOptions, LoadOptions, RemoveOptions, LocalFile, ObjectRetention, RetentionCapable, VersionedCapable } from './backend/backend.ts';
 export { FILE_TYPES, retentionOf, versionsOf } from './backend/backend.ts';
 export { LocalBackend } from './backend/local.ts';
 export { MemoryBackend } from './backend/memory.ts';

@@ -1,7 +1,8 @@
 // The one interface every storage implements. A backend moves bytes and nothing else:
 // no crypto, no retries (see the wrappers), no JSON.
 
-import { IntegrityError } from '../errors.ts';
+import { open as openFile } from 'node:fs/promises';
+import { IntegrityError, throwIfAborted } from '../errors.ts';
 
 /** The kinds of files in a repository; each kind has its own folder in restic's layout. */
 export type FileType = 'config' | 'keys' | 'snapshots' | 'index' | 'data' | 'locks';
@@ -22,6 +23,17 @@ export interface FileInfo {
   /** The file's name (its ID). */
   readonly name: string;
   /** Its size in bytes. */
+  readonly size: number;
+}
+
+/**
+ * A file on the local disk whose bytes are to be stored (a data pack written to a temporary file
+ * while it was built; see {@link Backend.saveFile}).
+ */
+export interface LocalFile {
+  /** Its path. */
+  readonly path: string;
+  /** Its size in bytes: what a save stores, and what it checks the file still holds. */
   readonly size: number;
 }
 
@@ -68,12 +80,21 @@ export interface Backend {
    * Saving a name that exists replaces it (names are content hashes, so the bytes are equal).
    */
   save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void>;
+  /**
+   * Optional: stores the bytes of a local file as `save` stores bytes, atomically, without holding
+   * them in memory whole (the local backend links or copies the file). The file does not change
+   * while a save from it runs, so a save can be repeated from it. Backends without it are given
+   * the file's bytes through `save` (`saveFromFile`).
+   */
+  saveFile?(h: FileHandle, file: LocalFile, options?: CallOptions): Promise<void>;
   /** Reads a file or a byte range of it. Throws NotFoundError when it does not exist. */
   load(h: FileHandle, options?: LoadOptions): Promise<Uint8Array>;
   /**
    * Optional: reads a byte range as one request whose bytes arrive in pieces, in order, as the
    * caller asks for them (a big range never sits in memory whole). The pieces together are the
-   * range; a stream that ends before `length` bytes was cut short (the caller checks). Backends
+   * range; a stream that ends before `length` bytes was cut short (the caller checks). Each piece
+   * is the caller's once handed on (nothing else keeps or reuses it: restore frees pieces it has
+   * copied out). Backends
    * without it are read with `loadPieces`: `load` of at most `STREAM_PIECE` bytes each.
    */
   loadStream?(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array>;
@@ -201,4 +222,49 @@ export async function* loadInPieces(load: (options: LoadOptions) => Promise<Uint
     done += piece.length;
     yield piece;
   }
+}
+
+/**
+ * Stores a local file through `backend.saveFile`, or, for a backend without it, reads the file
+ * and hands its bytes to `save`. A file that no longer holds `file.size` bytes is an
+ * `IntegrityError` (it changed under the save).
+ */
+export async function saveFromFile(backend: Backend, h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+  if (backend.saveFile) return backend.saveFile(h, file, options);
+  return backend.save(h, await readLocalFile(file, describeFile(h), options.signal), options);
+}
+
+/** The bytes of a {@link LocalFile}, checked to be `file.size` long. */
+export async function readLocalFile(file: LocalFile, what: string, signal?: AbortSignal): Promise<Uint8Array> {
+  throwIfAborted(signal);
+  const fh = await openFile(file.path, 'r');
+  try {
+    const data = Buffer.allocUnsafeSlow(file.size);
+    let pos = 0;
+    while (pos < file.size) {
+      const { bytesRead } = await fh.read(data, pos, file.size - pos, pos);
+      if (bytesRead === 0) break;
+      pos += bytesRead;
+    }
+    const extra = pos === file.size ? (await fh.read(Buffer.alloc(1), 0, 1, pos)).bytesRead : 0;
+    if (pos !== file.size || extra !== 0) throw new IntegrityError(`the local file ${file.path} to be saved as ${what} no longer holds ${file.size} bytes`, { file: what });
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Whether saves from local files reach the storage without being read into memory: the backend
+ * beneath the wrappers (anything with an `inner` backend) has its own `saveFile`.
+ */
+export function savesFiles(backend: Backend): boolean {
+  let b: unknown = backend;
+  for (let depth = 0; depth < 32; depth++) {
+    const r = b as { inner?: unknown; saveFile?: unknown } | null;
+    if (r === null || typeof r !== 'object') return false;
+    if (r.inner === undefined || r.inner === null) return typeof r.saveFile === 'function';
+    b = r.inner;
+  }
+  return false;
 }

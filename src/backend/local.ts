@@ -3,12 +3,13 @@
 // way restic's own local backend writes it: temp file, fsync, rename, fsync the folder, read-only.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, opendir, rename, stat, chmod, unlink } from 'node:fs/promises';
+import { mkdir, open, opendir, rename, stat, chmod, unlink, link, copyFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import type { FileHandle as OsFileHandle } from 'node:fs/promises';
 import type { Dir } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describeFile, layoutPath } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import { checkConnections, checkHandle, checkType, fileInfo, isIdName, resolveRange, transientErrors } from './shared.ts';
 
@@ -141,6 +142,46 @@ export class LocalBackend implements Backend {
     }
     // Best effort: some filesystems (SMB, some NFS exports) refuse mode changes.
     await chmod(finalPath, modes.file).catch(() => {});
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes (temp file, fsync, rename, folder fsync,
+   * read-only), without reading it: the temp file is a hard link to it when both are on one file
+   * system (the file must then not be written to afterwards; its mode becomes read-only), else a
+   * copy the kernel makes.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    checkHandle(h);
+    const file = describeFile(h);
+    const finalPath = this.pathOf(h);
+    const folder = dirname(finalPath);
+    const tempPath = join(folder, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    let fh: OsFileHandle | undefined;
+    try {
+      await linkOrCopy(local.path, tempPath, folder);
+      throwIfAborted(options.signal);
+      fh = await open(tempPath, 'r');
+      const { size } = await fh.stat();
+      if (size !== local.size) throw new IntegrityError(`the local file ${local.path} holds ${size} bytes, not the ${local.size} to be saved`, { file });
+      await syncTolerant(fh);
+      await fh.close();
+      fh = undefined;
+      throwIfAborted(options.signal);
+      await rename(tempPath, finalPath);
+      // Renaming a link onto a link of the same file (a repeated save) leaves both names: drop ours.
+      await unlink(tempPath).catch(() => {});
+    } catch (err) {
+      await fh?.close().catch(() => {});
+      await unlink(tempPath).catch(() => {});
+      throw fsErrorToStowage(err, 'save', file, this.location);
+    }
+    try {
+      await syncFolder(folder);
+    } catch (err) {
+      throw fsErrorToStowage(err, 'save', file, this.location);
+    }
+    await chmod(finalPath, FINAL_FILE_MODE).catch(() => {});
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
@@ -330,6 +371,29 @@ async function openNew(path: string, folder: string, dirMode: number): Promise<O
     await mkdir(folder, { recursive: true, mode: dirMode });
     return await open(path, 'wx', TEMP_FILE_MODE);
   }
+}
+
+/**
+ * A new name `dest` for the file `src`: a hard link, or where links are refused (another file
+ * system, EXDEV; a file system without them) a copy, made exclusively; the folder (a missing
+ * data/XX) is made on demand.
+ */
+async function linkOrCopy(src: string, dest: string, folder: string): Promise<void> {
+  try {
+    await link(src, dest);
+    return;
+  } catch (err) {
+    if (hasCode(err, 'ENOENT')) {
+      await mkdir(folder, { recursive: true, mode: DIR_MODE });
+      try {
+        await link(src, dest);
+        return;
+      } catch {
+        // a copy says what is wrong (e.g. the source is missing)
+      }
+    }
+  }
+  await copyFile(src, dest, fsConstants.COPYFILE_EXCL);
 }
 
 /** fsync, ignoring filesystems that do not implement it (SMB on macOS, some FUSE mounts). */

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { LockedError } from '../repository/lock.ts';
 import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
-import { COMMANDS } from './commands/index.ts';
+import { commandLoader } from './commands/lazy.ts';
 import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
 import { ProgressReporter, progressIntervalFromEnv } from './progress.ts';
@@ -43,7 +43,8 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'version', kind: 'bool', help: 'print version information and exit' },
 ];
 
-function usage(): string {
+async function usage(): Promise<string> {
+  const { COMMANDS } = await import('./commands/index.ts');
   const cmds = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(12)} ${c.summary}`).join('\n');
   return `stowage — encrypted, deduplicated backups in restic's repository format\n\nUsage: stowage [flags] COMMAND [args]\n\nCommands:\n${cmds}\n\n` +
     `Run "stowage COMMAND --help" for a command's flags.\n\n` + formatHelp('stowage [flags] COMMAND', 'Global flags:', GLOBAL_FLAGS).split('\n').slice(4).join('\n');
@@ -66,15 +67,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       process.stdout.write(versionLine() + '\n');
       return EXIT.ok;
     }
-    process.stdout.write(usage());
+    process.stdout.write(await usage());
     return argv.includes('--help') || argv.includes('-h') ? EXIT.ok : EXIT.error;
   }
   const name = argv[cmdIndex]!;
-  const cmd = COMMANDS[name];
-  if (!cmd) {
+  const load = commandLoader(name);
+  if (!load) {
     process.stderr.write(`unknown command "${name}" for "stowage"\nRun 'stowage --help' for usage.\n`);
     return EXIT.error;
   }
+  const cmd = await load();
   const specs = [...GLOBAL_FLAGS, ...cmd.flags];
   let flags: Flags;
   try {

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend/backend.ts';
+import { describeFile, loadInPieces, readLocalFile, saveFromFile, type Backend, type LocalFile, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend/backend.ts';
 import { ForwardingBackend } from '../backend/wrappers/forwarding.ts';
 import { ListingBackend } from './listing.ts';
 import { AbortedError, throwIfAborted } from '../errors.ts';
@@ -277,7 +277,7 @@ export class CachedBackend extends ForwardingBackend {
 
   /** A cached kind of file is read through `load` (fetched whole and cached); the others stream from the backend. */
   override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
-    return this.#cacheable(h) ? loadInPieces((o) => this.load(h, o), options, describeFile(h)) : super.loadStream(h, options);
+    return this.#cacheable(h) ? ownPieces(loadInPieces((o) => this.load(h, o), options, describeFile(h))) : super.loadStream(h, options);
   }
 
   /** The whole file: from the cache when it matches its name, else from the backend (then cached). */
@@ -329,6 +329,13 @@ export class CachedBackend extends ForwardingBackend {
   override async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     await this.inner.save(h, data, options);
     if (this.#cacheable(h) && sha256hex(data) === h.name) await this.#store(h, this.#path(h.type, h.name), data);
+  }
+
+  override async saveFile(h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+    await saveFromFile(this.inner, h, file, options);
+    if (!this.#cacheable(h)) return;
+    const data = await readLocalFile(file, describeFile(h), options.signal);
+    if (sha256hex(data) === h.name) await this.#store(h, this.#path(h.type, h.name), data);
   }
 
   override async remove(h: FileHandle, options: RemoveOptions = {}): Promise<void> {
@@ -428,4 +435,12 @@ function sha256hex(b: Uint8Array): string {
 
 function errCode(e: unknown): string | undefined {
   return (e as { code?: string })?.code;
+}
+
+/**
+ * Pieces the caller may free (see `Backend.loadStream`): a piece that is a whole file shared by
+ * concurrent reads of it (`#whole`) is handed on as a copy; a part of one cannot be freed anyway.
+ */
+async function* ownPieces(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const p of pieces) yield p.byteOffset === 0 && p.byteLength === p.buffer.byteLength ? p.slice() : p;
 }

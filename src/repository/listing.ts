@@ -6,7 +6,8 @@
 // at the last renew() (IndexedRepository.refresh, Repository.refreshListings), never older, and
 // this process's own saves and removes through it are applied to it. Other types (keys, locks,
 // data) pass through: locks must always be current, and keys and data are listed once anyway.
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, RemoveOptions } from '../backend/backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LocalFile, RemoveOptions } from '../backend/backend.ts';
+import { saveFromFile } from '../backend/backend.ts';
 import { raceAbort } from '../backend/shared.ts';
 import { ForwardingBackend } from '../backend/wrappers/forwarding.ts';
 import { AbortedError, NotFoundError } from '../errors.ts';
@@ -124,10 +125,19 @@ export class ListingBackend extends ForwardingBackend {
 
   override async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     await this.inner.save(h, data, options);
+    this.#saved(h, data.length);
+  }
+
+  override async saveFile(h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+    await saveFromFile(this.inner, h, file, options);
+    this.#saved(h, file.size);
+  }
+
+  #saved(h: FileHandle, size: number): void {
     const held = this.#held.get(h.type);
     if (held) {
       held.removed.delete(h.name);
-      held.added.set(h.name, data.length);
+      held.added.set(h.name, size);
     }
   }
 

@@ -2,6 +2,7 @@
 //   EncBlob_1 ‖ … ‖ EncBlob_n ‖ IV ‖ AES-CTR(header) ‖ MAC ‖ u32le(len(encrypted header))
 // Header entry: type byte, u32le stored length, [u32le plaintext length if compressed], 32-byte ID.
 import { createHash } from 'node:crypto';
+import { ftruncateSync, writeSync } from 'node:fs';
 import { IntegrityError } from '../errors.ts';
 import { CRYPTO_OVERHEAD, open, seal, type CryptoKey } from './crypto.ts';
 import { bytesToId, type BlobId, type BlobType, type PackId } from './id.ts';
@@ -52,7 +53,9 @@ export function expectedPackSize(blobs: Iterable<{ length: number; uncompressedL
  * Collects sealed blobs of one type into a pack; `finish` seals the header and names the pack.
  * Blobs are copied into one buffer as they arrive (so the senders' buffers are free at once and a
  * finished pack needs no second copy) and hashed right after the copy, while the bytes are still
- * in cache: finishing a pack only hashes its header.
+ * in cache: finishing a pack only hashes its header. Given a file descriptor instead
+ * (`PackWriter.toFile`), blobs are written to that file as they arrive and nothing of the pack
+ * but its header is held in memory.
  */
 export class PackWriter {
   readonly blobType: BlobType;
@@ -63,11 +66,23 @@ export class PackWriter {
   readonly #blobs: PackedBlob[] = [];
   #size = 0;
   #headerSize = 0;
+  /** The file the pack is written to, when it is not built in memory. */
+  #fd: number | undefined;
 
   constructor(key: CryptoKey, blobType: BlobType, expectedSize = 1 << 20, buffer?: Buffer) {
     this.#key = key;
     this.blobType = blobType;
     this.#buf = buffer && buffer.length >= expectedSize ? buffer : Buffer.allocUnsafeSlow(expectedSize);
+  }
+
+  /**
+   * A writer that writes each blob to `fd` (a new, empty file open for writing) as it is added,
+   * holding only the header in memory; finish it with {@link finishFile}. The caller closes `fd`.
+   */
+  static toFile(key: CryptoKey, blobType: BlobType, fd: number): PackWriter {
+    const w = new PackWriter(key, blobType, 0, Buffer.alloc(0));
+    w.#fd = fd;
+    return w;
   }
 
   /** Bytes the pack holds so far (blobs only). */
@@ -85,6 +100,14 @@ export class PackWriter {
   /** Adds a sealed blob. `uncompressedLength` is 0 for an uncompressed blob. */
   add(id: BlobId, sealed: Uint8Array, uncompressedLength: number): void {
     const blob: PackedBlob = { type: this.blobType, id, offset: this.#size, length: sealed.length, uncompressedLength };
+    if (this.#fd !== undefined) {
+      writeAll(this.#fd, sealed, this.#size);
+      this.#hash.update(sealed);
+      this.#blobs.push(blob);
+      this.#size += sealed.length;
+      this.#headerSize += entrySize(blob);
+      return;
+    }
     this.#reserve(sealed.length);
     this.#buf.set(sealed, this.#size);
     this.#hash.update(this.#buf.subarray(this.#size, this.#size + sealed.length));
@@ -111,6 +134,7 @@ export class PackWriter {
    * is a view of the pack's buffer from offset 0; once stored, the buffer may be reused.
    */
   finish(): { id: PackId; bytes: Buffer; blobs: PackedBlob[] } {
+    if (this.#fd !== undefined) throw new Error('PackWriter.finish: this pack is written to a file, use finishFile');
     const start = this.#size;
     const sealedHeader = seal(this.#key, encodePackHeader(this.#blobs));
     this.#reserve(sealedHeader.length + 4);
@@ -122,6 +146,26 @@ export class PackWriter {
     this.#buf = Buffer.alloc(0);
     return { id: this.#hash.digest('hex') as PackId, bytes, blobs: this.#blobs.slice() };
   }
+
+  /** Seals the header, writes it after the blobs in the file, and returns the pack's ID and size. */
+  finishFile(): { id: PackId; size: number; blobs: PackedBlob[] } {
+    const fd = this.#fd;
+    if (fd === undefined) throw new Error('PackWriter.finishFile: this pack is built in memory, use finish');
+    const sealedHeader = seal(this.#key, encodePackHeader(this.#blobs));
+    const tail = Buffer.allocUnsafe(sealedHeader.length + 4);
+    tail.set(sealedHeader, 0);
+    tail.writeUInt32LE(sealedHeader.length, sealedHeader.length);
+    writeAll(fd, tail, this.#size);
+    // A blob whose write failed part-way left bytes past the pack's end: cut them off.
+    ftruncateSync(fd, this.#size + tail.length);
+    this.#hash.update(tail);
+    return { id: this.#hash.digest('hex') as PackId, size: this.#size + tail.length, blobs: this.#blobs.slice() };
+  }
+}
+
+/** Writes all of `bytes` to `fd` at `position` (a short write goes on where it stopped). */
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
 /** The plaintext pack header listing these blobs, in order. */

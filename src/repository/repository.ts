@@ -2,9 +2,12 @@
 //   Repository         — opened (master key + config): keys, unpacked files (snapshots, locks)
 //   IndexedRepository  — index loaded: blobs can be read and written
 import os from 'node:os';
-import { createHash } from 'node:crypto';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType } from '../backend/backend.ts';
-import { describeFile, versionsOf } from '../backend/backend.ts';
+import { join } from 'node:path';
+import { unlink } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LocalFile } from '../backend/backend.ts';
+import { describeFile, saveFromFile, savesFiles, versionsOf } from '../backend/backend.ts';
 import { wrapBackend } from '../backend/wrappers/stack.ts';
 import { assertRuntime } from '../runtime.ts';
 import { raceAbort } from '../backend/shared.ts';
@@ -544,6 +547,16 @@ export interface BlobWriterOptions extends CallOptions {
    * in-memory index (backup --dry-run). `stats` tell what would have been added.
    */
   dryRun?: boolean;
+  /**
+   * Where data packs are written as they are built, when the backend stores local files without
+   * reading them into memory (the local backend links or copies them; see `Backend.saveFile`):
+   * default `os.tmpdir()` (restic writes its packs to temporary files too). Each blob goes to the
+   * pack's file as it is added, so no data pack is held in memory (`packBuffers` is then unused);
+   * a file is removed once its pack is stored (a process killed meanwhile leaves its
+   * `stowage-pack-*` files behind). `false` builds packs in memory, as for other backends. A
+   * folder where no file can be made turns this off for the rest of the run.
+   */
+  tempDir?: string | false;
 }
 
 /**
@@ -865,14 +878,19 @@ const PACK_OVERSHOOT = 8 * 1024 * 1024 + 64 * 1024;
  * writes an index file once its packs are stored — so the index never names a missing pack.
  *
  * Data packs are built in a few buffers that are reused once a pack is stored: one pack being
- * filled plus `connections` being stored. A blob that needs a new pack waits for a free buffer,
- * which is the back-pressure from storage to the readers, and bounds the memory packs take.
+ * filled plus `connections` being stored — or, when the backend stores local files itself, in
+ * temporary files (`tempDir`), each stored from its file once finished. A blob that needs a new pack waits for a free buffer, which is the back-pressure
+ * from storage to the readers, and bounds the memory packs take.
  */
 export class BlobWriter {
   readonly #repo: IndexedRepository;
   readonly #compression: CompressionMode;
   readonly #packSize: number;
   readonly #maxBuffers: number;
+  /** Where data packs are written as they are built; undefined: in memory. */
+  #tempDir: string | undefined;
+  /** The files of data packs being written to temporary files. */
+  readonly #files = new Map<PackWriter, { path: string; fd: number }>();
   readonly #signal: AbortSignal | undefined;
   readonly #onPack: BlobWriterOptions['onPack'];
   readonly #ready: Promise<unknown>;
@@ -902,6 +920,8 @@ export class BlobWriter {
     this.#onPack = options.onPack;
     this.#ready = options.ready ?? Promise.resolve();
     this.#dryRun = options.dryRun === true;
+    const tempDir = options.tempDir ?? os.tmpdir();
+    this.#tempDir = tempDir !== false && !this.#dryRun && savesFiles(repo.backend) ? tempDir : undefined;
     this.#ready.catch(() => undefined);
     this.#index = new IndexWriter(repo.repo, { signal: options.signal, ready: this.#ready, indexFiles: repo.indexFiles });
   }
@@ -947,6 +967,10 @@ export class BlobWriter {
     if (this.#failure) throw this.#failure;
     if (this.has(type, id)) return false;
     let packer = this.#packers.get(type);
+    if (!packer && type === 'data') {
+      packer = this.#openFilePack();
+      if (packer) this.#packers.set(type, packer);
+    }
     if (!packer && type === 'data' && this.#freeBuffers.length === 0 && this.#buffers >= this.#maxBuffers) {
       // Every buffer holds a pack being stored: copy the blob out before waiting for one.
       const copy = Buffer.from(sealed);
@@ -1005,7 +1029,12 @@ export class BlobWriter {
     while (this.#uploads.size >= Math.max(1, this.#repo.backend.connections)) {
       await Promise.race([...this.#uploads].map((u) => u.promise));
     }
-    if (this.#failure) throw this.#failure;
+    if (this.#failure) {
+      this.#drop(packer);
+      throw this.#failure;
+    }
+    const file = this.#files.get(packer);
+    if (file) return this.#uploadFile(packer, file);
     const finished = packer.finish();
     const { id, blobs } = finished;
     // Handed on as a plain Uint8Array: a backend that keeps data.slice() must get a copy, and
@@ -1043,6 +1072,72 @@ export class BlobWriter {
     if (this.#index.full) await this.#writeIndex();
   }
 
+  /** Finishes a data pack written to a temporary file and stores it from there; the file is removed after. */
+  async #uploadFile(packer: PackWriter, file: { path: string; fd: number }): Promise<void> {
+    this.#files.delete(packer);
+    let finished: ReturnType<PackWriter['finishFile']>;
+    try {
+      finished = packer.finishFile();
+    } catch (err) {
+      closeQuietly(file.fd);
+      await unlink(file.path).catch(() => undefined);
+      throw err;
+    }
+    closeSync(file.fd);
+    const { id, blobs, size } = finished;
+    const local: LocalFile = { path: file.path, size };
+    const entry: PendingUpload = { promise: Promise.resolve() };
+    entry.promise = (async () => {
+      try {
+        await this.#ready;
+        await saveFromFile(this.#repo.backend, { type: 'data', name: id }, local, { signal: this.#signal });
+        // Only now may the index mention these blobs.
+        this.#repo.index.addPack({ id, blobs });
+        this.#index.add({ id, blobs });
+        this.stats.packs++;
+        this.#onPack?.(id, blobs, size);
+      } catch (e) {
+        this.#failure ??= e;
+      } finally {
+        this.#uploads.delete(entry);
+        await unlink(local.path).catch(() => undefined);
+      }
+    })();
+    this.#uploads.add(entry);
+    if (this.#index.full) await this.#writeIndex();
+  }
+
+  /**
+   * A data pack written to a new file in the temporary folder as blobs arrive; undefined when packs
+   * are built in memory, or when no file can be made there (the folder is then not tried again).
+   */
+  #openFilePack(): PackWriter | undefined {
+    const dir = this.#tempDir;
+    if (dir === undefined) return undefined;
+    const path = join(dir, `stowage-pack-${randomBytes(8).toString('hex')}`);
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx', 0o600);
+    } catch (err) {
+      this.#tempDir = undefined;
+      this.#repo.logger.debug('data packs are built in memory: no file can be made in the temporary folder', { dir, error: String((err as Error).message ?? err) });
+      return undefined;
+    }
+    const packer = PackWriter.toFile(this.#repo.repo.masterKeyForWorkers(), 'data', fd);
+    this.#files.set(packer, { path, fd });
+    return packer;
+  }
+
+  /** Drops an open pack that will not be stored: its buffer is free again, its file removed. */
+  #drop(packer: PackWriter): void {
+    const file = this.#files.get(packer);
+    if (file) {
+      this.#files.delete(packer);
+      closeQuietly(file.fd);
+      unlink(file.path).catch(() => undefined);
+    } else if (packer.blobType === 'data') this.#releaseBuffer(undefined);
+  }
+
   async #writeIndex(): Promise<void> {
     const id = await this.#index.write();
     if (id === undefined) return;
@@ -1055,7 +1150,7 @@ export class BlobWriter {
     for (const [type, packer] of this.#packers) {
       this.#packers.delete(type);
       if (packer.count > 0) await this.#upload(packer);
-      else if (type === 'data') this.#releaseBuffer(undefined);
+      else this.#drop(packer);
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
     // Index what did land even when an upload failed, so those packs are not left unreferenced.
@@ -1078,12 +1173,20 @@ export class BlobWriter {
   async abandon(): Promise<void> {
     // A straggler of the failed run (a sibling folder still being walked) adds nothing more.
     this.#failure ??= new AbortedError('the run was abandoned after an error');
-    for (const type of [...this.#packers.keys()]) {
+    for (const [type, packer] of [...this.#packers]) {
       this.#packers.delete(type);
-      if (type === 'data') this.#releaseBuffer(undefined);
+      this.#drop(packer);
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
     await this.#writeIndex().catch(() => undefined);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // nothing to do: the file is being dropped
   }
 }
 

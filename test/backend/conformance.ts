@@ -4,7 +4,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { FILE_TYPES, describeFile, loadPieces } from '../../src/backend/backend.ts';
+import { mkdtemp, rm, writeFile, readFile, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FILE_TYPES, describeFile, loadPieces, saveFromFile } from '../../src/backend/backend.ts';
 import type { Backend, FileHandle, FileInfo, FileType } from '../../src/backend/backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError } from '../../src/errors.ts';
 
@@ -348,6 +351,39 @@ export function backendConformance(name: string, make: () => Promise<BackendUnde
         await b.save(h, second);
         assert.deepEqual(await b.load(h), second);
         assert.deepEqual(await collect(b.list('snapshots')), [{ name: h.name, size: 60 }]);
+      }));
+
+    it('saves a local file (saveFile, or save of its bytes), again under the same name, leaving the file as it was', () =>
+      withBackend(async (b) => {
+        const dir = await mkdtemp(join(tmpdir(), 'stowage-conformance-'));
+        try {
+          const data = randomData(3 * MiB + 17);
+          const h = { type: 'data' as const, name: digest(data) };
+          const path = join(dir, 'pack');
+          await writeFile(path, data, { mode: 0o600 });
+          await saveFromFile(b, h, { path, size: data.length });
+          // A retry saves from the same file (after a lost response: the file is already there).
+          await saveFromFile(b, h, { path, size: data.length });
+          assert.equal(digest(await b.load(h)), digest(data));
+          assert.deepEqual(await collect(b.list('data')), [{ name: h.name, size: data.length }]);
+          assert.equal(digest(await readFile(path)), digest(data));
+          // The local file is the sender's to remove; the stored file stays.
+          await rm(path);
+          assert.equal(digest(await b.load(h)), digest(data));
+          // A file that no longer holds its size is refused, and nothing is stored.
+          const other = randomData(1000);
+          const h2 = { type: 'data' as const, name: digest(other) };
+          await writeFile(path, other);
+          await truncate(path, 500);
+          await assert.rejects(saveFromFile(b, h2, { path, size: other.length }), (err: unknown) => {
+            assert.ok(err instanceof IntegrityError, `expected IntegrityError, got ${String(err)}`);
+            assert.ok(err.message.includes(describeFile(h2)), err.message);
+            return true;
+          });
+          await assertNotFound(b.stat(h2), h2);
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
       }));
 
     it('lands 50 concurrent saves intact', () =>

@@ -3,12 +3,13 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   BackendError, IntegrityError, InvalidInputError, NotFoundError, RepositoryExistsError, RepositoryNotFoundError,
   WrongPasswordError,
 } from '../../src/errors.ts';
-import type { Backend, CallOptions, FileHandle } from '../../src/backend/backend.ts';
+import type { Backend, CallOptions, FileHandle, LocalFile } from '../../src/backend/backend.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { initCrypto } from '../../src/repository/crypto.ts';
@@ -421,4 +422,59 @@ test('BlobWriter: blobs waiting for a pack buffer all go on when one is free, ev
   await Promise.race([writer.flush(), hung]);
   assert.equal(writer.stats.dataBlobs, 3);
   assert.equal(writer.stats.packs, 2, 'the two small blobs share the second pack');
+});
+
+test('BlobWriter: on a backend that saves local files, data packs are written to temporary files and stored from them; tree packs, index files and other backends stay in memory', async () => {
+  const temp = await tmpDir('stowage-spill');
+  const repoDir = await tmpDir('stowage-spill-repo');
+  class FileSaves extends LocalBackend {
+    readonly fromFiles: { type: string; inTemp: boolean; size: number; onDisk: number }[] = [];
+    readonly fromBytes: string[] = [];
+    override async saveFile(h: FileHandle, file: LocalFile, options?: CallOptions): Promise<void> {
+      this.fromFiles.push({ type: h.type, inTemp: dirname(file.path) === temp, size: file.size, onDisk: (await stat(file.path)).size });
+      return super.saveFile(h, file, options);
+    }
+    override async save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void> {
+      this.fromBytes.push(h.type);
+      return super.save(h, data, options);
+    }
+  }
+  const backend = new FileSaves(repoDir);
+  const { repo } = await init(2, backend);
+  const indexed = await repo.loadIndex();
+  const writer = indexed.blobWriter({ packSize: 64 * 1024, tempDir: temp, compression: 'off' });
+  const blobs = Array.from({ length: 12 }, () => randomBytes(30_000));
+  const ids = [];
+  for (const b of blobs) ids.push((await writer.saveBlob('data', b)).id);
+  const tree = await writer.saveBlob('tree', Buffer.from('{"nodes":[]}\n'));
+  await writer.flush();
+  assert.ok(backend.fromFiles.length >= 4, `data packs saved from files: ${backend.fromFiles.length}`);
+  for (const f of backend.fromFiles) {
+    assert.equal(f.type, 'data');
+    assert.ok(f.inTemp, 'the file is in the temporary folder');
+    assert.equal(f.onDisk, f.size);
+  }
+  assert.equal(backend.fromFiles.length, writer.stats.packs - 1, 'every data pack, the tree pack not');
+  assert.deepEqual(backend.fromBytes.filter((t) => t === 'data'), ['data'], 'one pack saved from memory: the tree pack');
+  assert.deepEqual(await readdir(temp), [], 'the temporary files are removed once stored');
+  const reopened = await (await Repository.open(new LocalBackend(repoDir), { password: 'secret' })).loadIndex();
+  for (let i = 0; i < blobs.length; i++) assert.equal(sha(await reopened.loadBlob('data', ids[i]!)), sha(blobs[i]!));
+  assert.equal((await reopened.loadBlob('tree', tree.id)).length, 13);
+
+  // A backend without saveFile (memory), and tempDir false, keep packs in memory; a folder that
+  // cannot be written to falls back to memory too.
+  for (const [what, make, tempDir] of [
+    ['memory backend', () => new MemoryBackend(), temp],
+    ['tempDir false', () => new FileSaves(repoDir), false],
+    ['missing folder', () => new FileSaves(repoDir), join(temp, 'missing')],
+  ] as const) {
+    const b = make();
+    const r = b instanceof MemoryBackend ? (await init(2, b)).repo : await Repository.open(b, { password: 'secret' });
+    const w = (await r.loadIndex()).blobWriter({ packSize: 64 * 1024, tempDir, compression: 'off' });
+    for (const blob of blobs.slice(0, 4)) await w.saveBlob('data', Buffer.concat([blob, Buffer.from(what)]));
+    await w.flush();
+    assert.ok(w.stats.packs >= 2, what);
+    if (b instanceof FileSaves) assert.equal(b.fromFiles.length, 0, what);
+    assert.deepEqual(await readdir(temp), [], what);
+  }
 });

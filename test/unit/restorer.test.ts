@@ -387,3 +387,28 @@ test('planRestore reads the snapshot and the index, and leaves the target alone'
   assert.deepEqual([doneSome.dirsRestored, doneSome.filesRestored, doneSome.bytesRestored], [some.dirs, some.files, some.bytes]);
   assert.equal(all.dirs - some.dirs, 3); // b, d, d/e
 });
+
+test('restore frees each piece of a pack read once it is copied out (a local read is its own buffer)', async () => {
+  const base = await tmpDir('stowage-pieces');
+  const src = join(base, 'src');
+  await mkdir(src);
+  const content = randomBytes(3 * 1024 * 1024 + 123);
+  await writeFile(join(src, 'big.bin'), content);
+  const pieces: Uint8Array[] = [];
+  class Pieces extends MemoryBackend {
+    override async *loadStream(h: Parameters<MemoryBackend['load']>[0], options: { offset?: number; length: number; signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
+      const all = await this.load(h, options);
+      for (let at = 0; at < all.length; at += 256 * 1024) {
+        const piece = new Uint8Array(all.subarray(at, at + 256 * 1024)); // its own buffer, as a local read's
+        pieces.push(piece);
+        yield piece;
+      }
+    }
+  }
+  const repo = await (await Repository.init(new Pieces(), { password: 'pw', kdf: KDF })).loadIndex();
+  const r = await backup(repo, { paths: [src], compression: 'off' });
+  await restore(repo, r.snapshot.tree, { target: join(base, 'out') });
+  assert.ok(Buffer.from(await readFile(join(base, 'out', src.slice(1), 'big.bin'))).equals(content));
+  assert.ok(pieces.length >= 12, `pieces read: ${pieces.length}`);
+  assert.deepEqual(pieces.filter((p) => p.byteLength !== 0).length, 0, 'every piece was freed after its bytes were copied');
+});

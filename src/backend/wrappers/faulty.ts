@@ -3,7 +3,7 @@
 // report an error. Faults come from a seeded generator, so a failing run can be repeated.
 // Stored bytes are never altered: every fault is one a careful caller can notice.
 
-import { describeFile, loadInPieces, type RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, saveFromFile, type LocalFile, type RemoveOptions } from '../backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import { BackendError, IntegrityError, InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { systemClock } from './clock.ts';
@@ -129,6 +129,13 @@ export class FaultyBackend extends ForwardingBackend {
     const file = describeFile(h);
     const fault = await this.#before('save', file, options.signal);
     await this.inner.save(h, data, options);
+    this.#after(fault, 'save', file);
+  }
+
+  override async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = describeFile(h);
+    const fault = await this.#before('save', file, options.signal);
+    await saveFromFile(this.inner, h, local, options);
     this.#after(fault, 'save', file);
   }
 

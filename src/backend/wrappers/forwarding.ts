@@ -1,7 +1,7 @@
 // The base of the wrappers: a Backend that hands every call to the backend it wraps, so each
 // wrapper (retry, limits, observe, faulty) overrides only the calls it changes.
 
-import { loadPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
+import { loadPieces, saveFromFile, type Backend, type LocalFile, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
 
 /**
  * A backend that forwards every call unchanged to the backend it wraps, with the same `location`
@@ -29,6 +29,11 @@ export class ForwardingBackend implements Backend {
 
   save(h: FileHandle, data: Uint8Array, options?: CallOptions): Promise<void> {
     return this.#inner.save(h, data, options);
+  }
+
+  /** The inner backend's `saveFile`, or its `save` of the file's bytes when it has none. */
+  saveFile(h: FileHandle, file: LocalFile, options?: CallOptions): Promise<void> {
+    return saveFromFile(this.#inner, h, file, options);
   }
 
   load(h: FileHandle, options?: LoadOptions): Promise<Uint8Array> {

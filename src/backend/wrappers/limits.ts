@@ -2,7 +2,7 @@
 // which lets lock files through) and, optionally, an average upload and download bandwidth
 // (restic's --limit-upload/-download).
 
-import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, saveFromFile, type Backend, type LocalFile, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
 import { InvalidInputError, throwIfAborted } from '../../errors.ts';
 import { abortedErrorOf, checkConnections } from '../shared.ts';
 import { systemClock } from './clock.ts';
@@ -219,6 +219,13 @@ export class LimitedBackend extends ForwardingBackend {
     return this.#withConnection(h, options.signal, async () => {
       await this.#upload?.take(data.length, options.signal);
       await this.inner.save(h, data, options);
+    });
+  }
+
+  override saveFile(h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+    return this.#withConnection(h, options.signal, async () => {
+      await this.#upload?.take(file.size, options.signal);
+      await saveFromFile(this.inner, h, file, options);
     });
   }
 

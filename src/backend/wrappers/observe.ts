@@ -1,7 +1,7 @@
 // Reports every backend call to a hook, for logs and metrics: what was done to which file, how
 // many bytes, how long it took, how it failed. Events carry no credentials and no file contents.
 
-import { describeFile, loadInPieces, type Backend, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, saveFromFile, type Backend, type LocalFile, type CallOptions, type FileHandle, type FileInfo, type FileType, type LoadOptions, type RemoveOptions } from '../backend.ts';
 import { BackendError, StowageError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -72,6 +72,10 @@ export class ObservedBackend extends ForwardingBackend {
 
   override save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     return this.#observe({ op: 'save', ...fileOf(h), bytes: data.length }, () => this.inner.save(h, data, options), () => ({}));
+  }
+
+  override saveFile(h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+    return this.#observe({ op: 'save', ...fileOf(h), bytes: file.size }, () => saveFromFile(this.inner, h, file, options), () => ({}));
   }
 
   override load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {

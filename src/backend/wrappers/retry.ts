@@ -2,7 +2,7 @@
 // connection resets, truncated reads. Exponential backoff with full jitter, bounded by attempts
 // and by elapsed time, as restic's retry backend does (its cap is 15 minutes; ours defaults to 5).
 
-import { describeFile, loadInPieces, type RemoveOptions } from '../backend.ts';
+import { describeFile, loadInPieces, saveFromFile, type LocalFile, type RemoveOptions } from '../backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from '../backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../../errors.ts';
 import { redactSecrets } from '../../redact.ts';
@@ -275,6 +275,11 @@ export class RetryBackend extends ForwardingBackend {
   // Backends replace atomically, so repeating a save that may have landed is harmless.
   override save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     return this.#retry('save', describeFile(h), options.signal, () => this.inner.save(h, data, options));
+  }
+
+  // The file does not change, so each attempt reads it again.
+  override saveFile(h: FileHandle, file: LocalFile, options: CallOptions = {}): Promise<void> {
+    return this.#retry('save', describeFile(h), options.signal, () => saveFromFile(this.inner, h, file, options));
   }
 
   override load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {

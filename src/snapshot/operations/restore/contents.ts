@@ -9,6 +9,7 @@ import { AbortedError, throwIfAborted } from '../../../errors.ts';
 import type { IndexedRepository } from '../../../repository/repository.ts';
 import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
 import { DecodePool, ownedBytes, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { discard } from '../../../repository/crypto.ts';
 import { posixPermissionsFromGo } from '../../model/mode.ts';
 import type { MetadataWriter } from './metadata.ts';
 import type { RestoreOutput } from './output.ts';
@@ -148,6 +149,9 @@ export class ContentWriter {
           handed.push(done);
         }
         pos += piece.length;
+        // Copied out: a piece that is its own buffer (a local read) is freed now, not when V8
+        // gets to its external memory (only after tens of MiB of pieces have piled up).
+        discard(piece);
         // After the last range the stream ends on its own (read to its end, an HTTP body keeps
         // its connection for the next request); a failure stops it early.
         if (failed) break;
