@@ -157,9 +157,10 @@ export class LocalBackend implements Backend {
     const finalPath = this.pathOf(h);
     const folder = dirname(finalPath);
     const tempPath = join(folder, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const modes = await this.#writeModes();
     let fh: OsFileHandle | undefined;
     try {
-      await linkOrCopy(local.path, tempPath, folder);
+      await linkOrCopy(local.path, tempPath, folder, modes.dir);
       throwIfAborted(options.signal);
       fh = await open(tempPath, 'r');
       const { size } = await fh.stat();
@@ -181,7 +182,7 @@ export class LocalBackend implements Backend {
     } catch (err) {
       throw fsErrorToStowage(err, 'save', file, this.location);
     }
-    await chmod(finalPath, FINAL_FILE_MODE).catch(() => {});
+    await chmod(finalPath, modes.file).catch(() => {});
   }
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
@@ -378,22 +379,23 @@ async function openNew(path: string, folder: string, dirMode: number): Promise<O
  * system, EXDEV; a file system without them) a copy, made exclusively; the folder (a missing
  * data/XX) is made on demand.
  */
-async function linkOrCopy(src: string, dest: string, folder: string): Promise<void> {
-  try {
-    await link(src, dest);
-    return;
-  } catch (err) {
-    if (hasCode(err, 'ENOENT')) {
-      await mkdir(folder, { recursive: true, mode: DIR_MODE });
-      try {
-        await link(src, dest);
-        return;
-      } catch {
-        // a copy says what is wrong (e.g. the source is missing)
-      }
+async function linkOrCopy(src: string, dest: string, folder: string, dirMode: number): Promise<void> {
+  const attempt = async () => {
+    try {
+      await link(src, dest);
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) throw err;
+      await copyFile(src, dest, fsConstants.COPYFILE_EXCL);
     }
+  };
+  try {
+    await attempt();
+  } catch (err) {
+    if (!hasCode(err, 'ENOENT')) throw err;
+    // A missing data/XX folder is made; a missing source fails again and says so.
+    await mkdir(folder, { recursive: true, mode: dirMode });
+    await attempt();
   }
-  await copyFile(src, dest, fsConstants.COPYFILE_EXCL);
 }
 
 /** fsync, ignoring filesystems that do not implement it (SMB on macOS, some FUSE mounts). */
