@@ -448,7 +448,9 @@ async function createBackend(parsed: ParsedLocation, options: OpenBackendOptions
       if (env.STORAGE_EMULATOR_HOST) out.apiEndpoint = emulatorEndpoint(env.STORAGE_EMULATOR_HOST);
       // Google's libraries read this variable from process.env themselves; read it from `env` so a given env wins.
       const direct = overrides.gs?.credentials !== undefined || overrides.gs?.keyFilename !== undefined;
-      if (env.GOOGLE_APPLICATION_CREDENTIALS && !direct) out.keyFilename = env.GOOGLE_APPLICATION_CREDENTIALS;
+      // restic: a set $GOOGLE_ACCESS_TOKEN is the credential, before any default credentials.
+      if (env.GOOGLE_ACCESS_TOKEN && !direct) out.accessToken = env.GOOGLE_ACCESS_TOKEN;
+      else if (env.GOOGLE_APPLICATION_CREDENTIALS && !direct) out.keyFilename = env.GOOGLE_APPLICATION_CREDENTIALS;
       const region = ext.get('region');
       if (region) out.region = region;
       return new GCSBackend({ ...out, ...overrides.gs });
