@@ -481,6 +481,19 @@ function s3Options(parsed: S3Location, env: Readonly<Record<string, string | und
   } else if (accessKeyId || secretAccessKey) {
     throw new InvalidInputError(`${where}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together`);
   }
+  // restic ≥ 0.18: the key assumes a role (STS) and the temporary key is used.
+  if (env.RESTIC_AWS_ASSUME_ROLE_ARN) {
+    if (!out.credentials) throw new InvalidInputError(`${where}: RESTIC_AWS_ASSUME_ROLE_ARN needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to assume the role with`);
+    const optional = (v: string | undefined) => (v ? v : undefined);
+    out.assumeRole = {
+      roleArn: env.RESTIC_AWS_ASSUME_ROLE_ARN,
+      sessionName: optional(env.RESTIC_AWS_ASSUME_ROLE_SESSION_NAME),
+      externalId: optional(env.RESTIC_AWS_ASSUME_ROLE_EXTERNAL_ID),
+      policy: optional(env.RESTIC_AWS_ASSUME_ROLE_POLICY),
+      region: optional(env.RESTIC_AWS_ASSUME_ROLE_REGION),
+      stsEndpoint: optional(env.RESTIC_AWS_ASSUME_ROLE_STS_ENDPOINT),
+    };
+  }
   const storageClass = ext.get('storage-class');
   if (storageClass) out.storageClass = storageClass;
   const lock = ext.get('object-lock');
