@@ -83,6 +83,7 @@ export { backendFromStash, decodeSecretData, stashKind } from './backend/stash.t
 export type { StashBackendSpec, StashSecretData, StashRepository, StashKind, StashOpenOptions } from './backend/stash.ts';
 // Options and types the backends' and wrappers' signatures mention.
 export type { S3Credentials } from './backend/s3.ts';
+export type { S3AssumeRoleOptions } from './backend/sts.ts';
 export type { GCSServiceAccountKey } from './backend/gcs.ts';
 export type { AzureAccessTier, AzureTokenCredential } from './backend/azure.ts';
 export type { LocalBackendOptions } from './backend/local.ts';

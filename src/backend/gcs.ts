@@ -67,6 +67,12 @@ export interface GCSBackendOptions {
   /** Path of a service account key file, instead of `credentials`. */
   keyFilename?: string;
   /**
+   * An OAuth2 access token sent as the bearer of every request (restic's $GOOGLE_ACCESS_TOKEN), in
+   * place of `credentials`, `keyFilename` and the default credentials; sent to a custom
+   * `apiEndpoint` too, as restic sends it.
+   */
+  accessToken?: string;
+  /**
    * The API origin, for emulators and private endpoints, e.g. "http://127.0.0.1:4443".
    * Requests to a custom endpoint are sent without credentials (as emulators expect).
    */
@@ -123,6 +129,9 @@ export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
     if (opts.credentials !== undefined && opts.keyFilename !== undefined) {
       throw new InvalidInputError('GCS backend takes credentials or keyFilename, not both');
     }
+    if (opts.accessToken !== undefined && (typeof opts.accessToken !== 'string' || opts.accessToken === '')) {
+      throw new InvalidInputError('GCS accessToken must be a non-empty string');
+    }
     // An emulator named the way restic and Google's Go library take it ($STORAGE_EMULATOR_HOST).
     if (opts.apiEndpoint === undefined && process.env.STORAGE_EMULATOR_HOST) opts = { ...opts, apiEndpoint: emulatorEndpoint(process.env.STORAGE_EMULATOR_HOST) };
     if (opts.apiEndpoint !== undefined && !/^https?:\/\/[^/?#]+\/?$/.test(opts.apiEndpoint)) {
@@ -130,7 +139,7 @@ export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
     }
     this.#opts = { ...opts };
     this.#checksums = uploadChecksumsOption(opts.uploadChecksums, 'GCS');
-    this.#secrets = secretParts(opts.credentials);
+    this.#secrets = [...secretParts(opts.credentials), ...(opts.accessToken ? [opts.accessToken] : [])];
     const where = opts.apiEndpoint ? ` (${stripUrlSecrets(opts.apiEndpoint)})` : '';
     this.location = `gs:${this.bucket}:/${this.prefix}${where}`;
     this.connections = checkConnections(opts.connections ?? 5, this.location);
@@ -386,7 +395,9 @@ export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
     const gcs = await loadGcs();
     const o = this.#opts;
     let credentials: GCSServiceAccountKey | undefined;
-    if (typeof o.credentials === 'string') {
+    if (o.accessToken !== undefined) {
+      // Nothing else is read: the token is the credential (restic's StaticTokenSource).
+    } else if (typeof o.credentials === 'string') {
       credentials = parseKey(o.credentials, 'credentials');
     } else if (o.credentials !== undefined) {
       credentials = o.credentials;
@@ -410,6 +421,7 @@ export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
         projectId: o.projectId ?? credentials?.project_id,
         credentials: credentials as never,
         apiEndpoint: o.apiEndpoint?.replace(/\/+$/, ''),
+        ...(o.accessToken !== undefined ? { authClient: staticTokenClient(o.accessToken, o.projectId) as never, useAuthWithCustomEndpoint: true } : {}),
         // No retries here: the retry wrapper above the backend decides, with its own backoff.
         retryOptions: { autoRetry: false },
       });
@@ -542,6 +554,23 @@ function checkBucketName(name: unknown): string {
     throw new InvalidInputError(`GCS bucket name ${JSON.stringify(name)?.slice(0, 80)} is not valid (lowercase letters, digits, "-", "_", ".")`);
   }
   return name;
+}
+
+/**
+ * The part of Google's AuthClient the SDK uses for the requests this backend makes (simple
+ * uploads, reads, lists, deletes): a fixed bearer token, as restic's oauth2.StaticTokenSource.
+ */
+function staticTokenClient(token: string, projectId: string | undefined) {
+  const headers = { Authorization: `Bearer ${token}` };
+  return {
+    getRequestHeaders: async () => ({ ...headers }),
+    getAccessToken: async () => ({ token }),
+    getProjectId: async () => {
+      if (projectId === undefined) throw new InvalidInputError('GCS with an access token needs a project ID ($GOOGLE_PROJECT_ID) to create a bucket');
+      return projectId;
+    },
+    getCredentials: async () => ({}),
+  };
 }
 
 /** The private key of the credentials, so it can be cut out of any message. */

@@ -459,7 +459,9 @@ async function createBackend(parsed: ParsedLocation, options: OpenBackendOptions
       if (env.STORAGE_EMULATOR_HOST) out.apiEndpoint = emulatorEndpoint(env.STORAGE_EMULATOR_HOST);
       // Google's libraries read this variable from process.env themselves; read it from `env` so a given env wins.
       const direct = overrides.gs?.credentials !== undefined || overrides.gs?.keyFilename !== undefined;
-      if (env.GOOGLE_APPLICATION_CREDENTIALS && !direct) out.keyFilename = env.GOOGLE_APPLICATION_CREDENTIALS;
+      // restic: a set $GOOGLE_ACCESS_TOKEN is the credential, before any default credentials.
+      if (env.GOOGLE_ACCESS_TOKEN && !direct) out.accessToken = env.GOOGLE_ACCESS_TOKEN;
+      else if (env.GOOGLE_APPLICATION_CREDENTIALS && !direct) out.keyFilename = env.GOOGLE_APPLICATION_CREDENTIALS;
       const region = ext.get('region');
       if (region) out.region = region;
       const retention = ext.get('object-retention');
@@ -492,6 +494,19 @@ function s3Options(parsed: S3Location, env: Readonly<Record<string, string | und
     out.credentials = { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) };
   } else if (accessKeyId || secretAccessKey) {
     throw new InvalidInputError(`${where}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together`);
+  }
+  // restic ≥ 0.18: the key assumes a role (STS) and the temporary key is used.
+  if (env.RESTIC_AWS_ASSUME_ROLE_ARN) {
+    if (!out.credentials) throw new InvalidInputError(`${where}: RESTIC_AWS_ASSUME_ROLE_ARN needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to assume the role with`);
+    const optional = (v: string | undefined) => (v ? v : undefined);
+    out.assumeRole = {
+      roleArn: env.RESTIC_AWS_ASSUME_ROLE_ARN,
+      sessionName: optional(env.RESTIC_AWS_ASSUME_ROLE_SESSION_NAME),
+      externalId: optional(env.RESTIC_AWS_ASSUME_ROLE_EXTERNAL_ID),
+      policy: optional(env.RESTIC_AWS_ASSUME_ROLE_POLICY),
+      region: optional(env.RESTIC_AWS_ASSUME_ROLE_REGION),
+      stsEndpoint: optional(env.RESTIC_AWS_ASSUME_ROLE_STS_ENDPOINT),
+    };
   }
   const storageClass = ext.get('storage-class');
   if (storageClass) out.storageClass = storageClass;

@@ -14,6 +14,7 @@ import {
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
   transientErrors, underPrefix, uploadChecksumsOption, checkObjectLockOptions, uploadRetentionOf,
 } from './shared.ts';
+import { assumeRoleProvider, checkAssumeRole, type S3AssumeRoleOptions } from './sts.ts';
 
 /**
  * An S3 access key, as restic's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
@@ -52,6 +53,11 @@ export interface S3BackendOptions {
   forcePathStyle?: boolean;
   /** Access key; without it the SDK's default chain applies (AWS_* variables, profiles, instance roles). */
   credentials?: S3Credentials;
+  /**
+   * Assume this role with `credentials` (an STS AssumeRole call, as restic ≥ 0.18's
+   * RESTIC_AWS_ASSUME_ROLE_*) and use the temporary key it returns, renewed before it expires.
+   */
+  assumeRole?: S3AssumeRoleOptions;
   /** PEM certificate(s) of a private CA that signed the endpoint's TLS certificate. */
   caCert?: string | Uint8Array;
   /** Accept any TLS certificate (self-signed, wrong host name). For tests only. */
@@ -164,6 +170,10 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
       throw new InvalidInputError(`multipartThreshold for ${this.location} must be between 5 MiB and 5 GiB`);
     }
     if (opts.credentials !== undefined) checkCredentials(opts.credentials);
+    if (opts.assumeRole !== undefined) {
+      checkAssumeRole(opts.assumeRole);
+      if (opts.credentials === undefined) throw new InvalidInputError('S3 assumeRole needs credentials (the access key that assumes the role)');
+    }
     if (opts.storageClass !== undefined && (typeof opts.storageClass !== 'string' || opts.storageClass === '')) {
       throw new InvalidInputError(`storageClass for ${this.location} must be a non-empty string`);
     }
@@ -518,7 +528,7 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
       endpoint: this.#endpoint?.href,
       region: this.#region,
       forcePathStyle: opts.forcePathStyle ?? this.#endpoint !== undefined,
-      credentials: opts.credentials,
+      credentials: opts.assumeRole && opts.credentials ? assumeRoleProvider(opts.credentials, opts.assumeRole, opts.region) : opts.credentials,
       // Retries belong to the retry wrapper, so one request is one attempt.
       maxAttempts: 1,
       // Buffer bodies with a Content-MD5; no aws-chunked trailers, which not every server speaks.

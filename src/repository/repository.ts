@@ -24,7 +24,7 @@ import { isId, type AnyId, type BlobId, type BlobType, type KeyId, type PackId }
 import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { IndexWriter } from './index-writer.ts';
 import type { IndexPack } from './index-file.ts';
-import { DEFAULT_PACK_SIZE, PackWriter, packFile, type PackedBlob } from './pack.ts';
+import { DEFAULT_PACK_SIZE, PackWriter, entrySize, packFile, type PackedBlob } from './pack.ts';
 import { ZstdEncoder } from './zstd-encoder.ts';
 import { parseGoTime, type GoTime } from './gotime.ts';
 import { mapLimit } from './concurrency.ts';
@@ -906,7 +906,10 @@ export class BlobWriter {
   readonly #bufferWaiters: Array<() => void> = [];
   readonly #index: IndexWriter;
   #failure: unknown;
-  /** What was written so far: blobs, plaintext and packed bytes added, packs and index files. */
+  /**
+   * What was written so far: blobs, plaintext and packed bytes added (trees and data, each with
+   * its pack header entry, as restic's `data_added` and `data_added_packed`), packs and index files.
+   */
   readonly stats = { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0, packs: 0, indexFiles: 0 };
   /** IDs of the index files written so far. */
   readonly writtenIndexFiles: string[] = [];
@@ -987,11 +990,12 @@ export class BlobWriter {
     }
     this.#inRun.add(`${type}:${id}`);
     packer.add(id, sealed, uncompressedLength);
-    if (type === 'data') {
-      this.stats.dataBlobs++;
-      this.stats.dataAdded += plainLength;
-    } else this.stats.treeBlobs++;
-    this.stats.dataAddedPacked += sealed.length;
+    // As restic ≥ 0.17 counts them: trees as well as data, the plaintext added and what the
+    // pack holds for it (the sealed blob and its header entry, 37 bytes, 41 when compressed).
+    if (type === 'data') this.stats.dataBlobs++;
+    else this.stats.treeBlobs++;
+    this.stats.dataAdded += plainLength;
+    this.stats.dataAddedPacked += sealed.length + entrySize({ uncompressedLength });
     if (packer.size >= this.#packSize || packer.headerFull) {
       this.#packers.delete(type);
       await this.#upload(packer);

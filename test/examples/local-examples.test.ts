@@ -104,11 +104,13 @@ describe('examples/db-dump-stream.ts', () => {
     const dumped = await runCliBytes(['dump', 'latest', '/database.sql'], env);
     assert.equal(createHash('sha256').update(dumped).digest('hex'), m[4]);
 
-    // A second run deduplicates against the first: the same dump adds no data.
+    // A second run deduplicates against the first: the same dump adds no data, only the trees
+    // (the file's new mtime), which restic's data_added counts too.
     const again = await runExample(example, ['6'], env);
     assert.equal(again.code, 0, describeRun(again));
     const second = (await listSnapshots(await openRepo(repoDir))).at(-1)!;
-    assert.equal(second.snapshot.summary?.dataAdded, 0);
+    assert.equal(second.snapshot.summary?.dataBlobs, 0);
+    assert.ok((second.snapshot.summary?.dataAdded ?? 0) < 4096, String(second.snapshot.summary?.dataAdded));
   });
 
   it('forgets the snapshot and exits 1 when the dump command fails halfway', async () => {

@@ -115,7 +115,8 @@ describe('interop with the real restic', () => {
       const repo = await Repository.open(new LocalBackend(repoDir), { password: PASSWORD });
       const res = await backup(await repo.loadIndex(), { paths: [src], parent: null });
       assert.equal(res.summary.dataBlobs, 0, `restic ${name}: Stowage added data blobs that restic had stored`);
-      assert.equal(res.summary.dataAdded, 0);
+      // data_added counts trees too (as restic's): only those whose folders' times moved since.
+      assert.ok(res.summary.dataAdded < 64 * 1024, String(res.summary.dataAdded));
       await resticOk(bin, ['check', '--read-data'], opts);
     }
   });

@@ -1,13 +1,15 @@
 import { formatGoTime } from '../../repository/gotime.ts';
 import { listSnapshots, loadSnapshot, latestPerGroup, type SnapshotEntry } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
-import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson, formatTime } from '../context.ts';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson, formatBytes, formatTime } from '../context.ts';
 
 export const snapshotsCommand: Command = {
   summary: 'List snapshots',
   usage: '[flags] [SNAPSHOT...]',
   flags: [...FILTER_FLAGS, { name: 'latest', kind: 'string', arg: 'N', help: 'only the last N snapshots of each host and path set' },
-    { name: 'compact', short: 'c', kind: 'bool', help: 'accepted for compatibility' }],
+    { name: 'compact', short: 'c', kind: 'bool', help: 'use compact output format' }],
   async run(ctx) {
     return withRepo(ctx, 'none', async (repo) => {
       let list = await listSnapshots(repo, { ...filterFrom(ctx.flags, ctx.env), signal: ctx.signal });
@@ -22,26 +24,74 @@ export const snapshotsCommand: Command = {
         ctx.out(JSON.stringify(list.map(snapshotJson)) + '\n');
         return 0;
       }
-      ctx.out(snapshotTable(list));
+      ctx.out(snapshotTable(list, { compact: ctx.flags.bool('compact'), env: ctx.env }));
       return 0;
     }, { prefetch: ['snapshots'] });
   },
 };
 
 /**
- * restic's table: each column as wide as its widest value, two spaces apart, so a long host or tag
- * list never runs into the next column; a snapshot's further paths on lines of their own.
+ * restic 0.19's table (its PrintSnapshots): ID, Time, Host, Tags, Paths and, when any snapshot has
+ * a summary, Size (its total_bytes_processed); with `compact`, ID, Time, Host, Tags (one a line)
+ * and Size. Columns as wide as their widest line, two spaces apart, lines trimmed at the end; a
+ * blank line between snapshots when one has several paths; the footer names the time zone as Go
+ * names the local one.
  */
-export function snapshotTable(list: readonly SnapshotEntry[]): string {
-  const header = ['ID', 'Time', 'Host', 'Tags', 'Paths'];
-  const rows = list.map((e) => [e.id.slice(0, 8), formatTime(formatGoTime(e.snapshot.time)), e.snapshot.hostname ?? '', (e.snapshot.tags ?? []).join(','), e.snapshot.paths]);
-  const widths = header.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  const indent = widths.reduce((a, w) => a + w + 2, 0);
-  const pathWidth = Math.max(5, ...rows.flatMap((r) => (r[4] as string[]).map((p) => p.length)));
-  const rule = '-'.repeat(indent + pathWidth);
-  const line = (cells: string[], paths: readonly string[]) =>
-    cells.map((c, i) => c.padEnd(widths[i]! + 2)).join('') + (paths[0] ?? '') + '\n' + paths.slice(1).map((p) => ' '.repeat(indent) + p + '\n').join('');
-  let out = line(header.slice(0, 4), ['Paths']) + rule + '\n';
-  for (const r of rows) out += line(r.slice(0, 4) as string[], r[4] as string[]);
-  return out + rule + `\n${list.length} snapshot${list.length === 1 ? '' : 's'}\n`;
+export function snapshotTable(list: readonly SnapshotEntry[], options: { compact?: boolean; env?: NodeJS.ProcessEnv } = {}): string {
+  // restic prints nothing at all when nothing is selected.
+  if (list.length === 0) return '';
+  const compact = options.compact ?? false;
+  const hasSize = list.some((e) => e.snapshot.summary !== undefined);
+  const header = compact ? ['ID', 'Time', 'Host', 'Tags  '] : ['ID', 'Time', 'Host      ', 'Tags      ', 'Paths'];
+  if (hasSize) header.push('Size');
+  const rows = list.map((e) => {
+    const s = e.snapshot;
+    const tags = s.tags ?? [];
+    const row = [e.id.slice(0, 8), formatTime(formatGoTime(s.time)), s.hostname ?? '', tags.join(compact ? '\n' : ',')];
+    if (!compact) row.push(s.paths.join('\n'));
+    if (hasSize) row.push(s.summary ? formatBytes(Number(s.summary.totalBytesProcessed)) : '');
+    return row;
+  });
+  const multiline = !compact && list.some((e) => e.snapshot.paths.length > 1);
+  return resticTable(header, rows, `Timestamps shown in ${goLocalZoneName(options.env ?? process.env)}\n${list.length} snapshots`, multiline);
+}
+
+/** restic's ui/table: header, rule, rows (a cell may hold several lines), rule, footer. */
+function resticTable(header: string[], rows: string[][], footer: string, blankBetweenRows: boolean): string {
+  const width = (s: string) => [...s].length;
+  const widths = header.map((h, i) => Math.max(...h.split('\n').map(width), ...rows.flatMap((r) => r[i]!.split('\n').map(width))));
+  const rule = '-'.repeat(widths.reduce((a, w) => a + w, 0) + 2 * (widths.length - 1)) + '\n';
+  const lines = (cells: string[]) => {
+    const split = cells.map((c) => c.split('\n'));
+    const n = Math.max(1, ...split.map((l) => l.length));
+    let out = '';
+    for (let i = 0; i < n; i++) out += split.map((l, j) => (l[i] ?? '') + ' '.repeat(Math.max(0, widths[j]! - width(l[i] ?? '')))).join('  ').trimEnd() + '\n';
+    return out;
+  };
+  let out = lines(header) + rule;
+  rows.forEach((r, i) => {
+    out += (blankBetweenRows && i > 0 ? '\n' : '') + lines(r);
+  });
+  return out + rule + footer + '\n';
+}
+
+/** The name Go gives the local time zone (time.Local), as restic's footer shows it. */
+function goLocalZoneName(env: NodeJS.ProcessEnv): string {
+  if (env.TZ === undefined) return 'local time';
+  const tz = env.TZ.startsWith(':') ? env.TZ.slice(1) : env.TZ;
+  if (tz.startsWith('/')) {
+    if (existsSync(tz)) return tz === '/etc/localtime' ? 'local time' : tz;
+  } else if (tz !== '' && tz !== 'UTC' && (existsSync(path.join('/usr/share/zoneinfo', tz)) || validZone(tz))) {
+    return tz;
+  }
+  return 'UTC';
+}
+
+function validZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,48 @@
+// `stowage snapshots` prints restic 0.19.1's table byte for byte on one repository: the Size
+// column (a snapshot's total_bytes_processed; empty for restic 0.14's snapshots, which have no
+// summary), several paths (a blank line between snapshots), tags, a long hostname, --compact,
+// the footer's time zone as Go names it, nothing when nothing matches; and --json the same.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { runCli } from '../helpers/cli.ts';
+import { resticBin, resticOk, runRestic } from '../helpers/restic.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const PASSWORD = 'snapshots table';
+const work = await tmpDir('stowage-snapshots');
+const repo = path.join(work, 'repo');
+const ropts = { repo, password: PASSWORD, cwd: work };
+for (const d of ['a', 'b']) {
+  await mkdir(path.join(work, d));
+  await writeFile(path.join(work, d, 'f'), `${d}\n`.repeat(700));
+}
+await resticOk(resticBin('0.19'), ['init'], ropts);
+await resticOk(resticBin('0.14'), ['backup', 'a', '--tag', 'old,second', '--host', 'a-rather-long-hostname'], ropts);
+await resticOk(resticBin('0.19'), ['backup', 'a', 'b', '--tag', 'x'], ropts);
+const own = await runCli(['backup', '--no-cache', 'b', '--host', 'stowage'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD }, cwd: work });
+assert.equal(own.code, 0, own.stderr);
+
+test('snapshots: restic 0.19.1\'s table, Size column included, and its JSON', async () => {
+  const cases: Array<{ args: string[]; tz?: string }> = [
+    { args: [] },
+    { args: ['--compact'] },
+    { args: ['--tag', 'x'] },
+    { args: ['--tag', 'nothing'] },
+    { args: ['--json'] },
+    { args: ['--host', 'stowage'], tz: 'Europe/Berlin' },
+    { args: ['--host', 'stowage'], tz: 'unset' },
+  ];
+  for (const { args, tz = 'UTC' } of cases) {
+    const what = `snapshots ${args.join(' ')} (TZ ${tz})`;
+    const [theirs, ours] = await Promise.all([
+      // An undefined variable is left out of the child's environment.
+      runRestic(resticBin('0.19'), ['snapshots', ...args], { ...ropts, env: { TZ: tz === 'unset' ? undefined! : tz } }),
+      runCli(['snapshots', '--no-cache', ...args], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, ...(tz === 'unset' ? {} : { TZ: tz }) } }),
+    ]);
+    assert.equal(theirs.code, 0, theirs.stderr);
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.equal(ours.stdout, theirs.stdout, what);
+  }
+});
