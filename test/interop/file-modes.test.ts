@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
@@ -111,6 +112,8 @@ test('a group-accessible repository: both write files 0440 and folders 0770 less
   const resticLock = await resticLockMode(repo);
 
   await writeFile(path.join(src, 'g'), 'more data for Stowage\n');
+  // Large enough that its pack is written to a temporary file and stored from it (saveFile).
+  await writeFile(path.join(src, 'h'), randomBytes(3 << 20));
   await dropEmptyDataDirs(repo);
   before = await modes(repo);
   const b = await runCli(['backup', '--no-cache', src], { env: envOf(repo) });
