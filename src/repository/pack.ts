@@ -101,6 +101,25 @@ export class PackWriter {
     this.#buf = grown;
   }
 
+  /**
+   * Appends the blobs of `other` (same type) after this pack's, as restic merges the small packs
+   * left open when a run ends. `other` is empty afterwards; its buffer is the caller's again.
+   */
+  merge(other: PackWriter): Buffer {
+    for (const b of other.#blobs) this.add(b.id, other.#buf.subarray(b.offset, b.offset + b.length), b.uncompressedLength);
+    return other.takeBuffer();
+  }
+
+  /** Hands this pack's buffer back (for reuse) and leaves the pack empty and unusable. */
+  takeBuffer(): Buffer {
+    const buf = this.#buf;
+    this.#buf = Buffer.alloc(0);
+    this.#blobs.length = 0;
+    this.#size = 0;
+    this.#headerSize = 0;
+    return buf;
+  }
+
   /** Whether another blob would push the header past restic's limit. */
   get headerFull(): boolean {
     return this.#headerSize + COMPRESSED_ENTRY_SIZE + CRYPTO_OVERHEAD + 4 > MAX_HEADER_SIZE;
