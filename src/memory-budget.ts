@@ -160,7 +160,7 @@ function clamp(n: number, lo: number, hi: number): number {
  * Sizes a backup (`kind: 'backup'`: file workers, pack buffers, connections) or a restore or check
  * (`'restore'`: decode workers, connections) to fit `memoryLimit`, else the container's limit; with
  * neither, one worker per core (bounded by the CPU quota), the backend's connections and
- * connections + 1 pack buffers, as without a budget. Within a limit, workers come first (they are
+ * connections + 2 pack buffers (two packs filled at once), as without a budget. Within a limit, workers come first (they are
  * the throughput), then pack buffers and connections; at the least one worker, one connection and
  * two pack buffers.
  */
@@ -170,13 +170,15 @@ export function planBudget(kind: 'backup' | 'restore', input: BudgetInput): Budg
   const cpus = Math.max(1, Math.min(input.cpus ?? os.availableParallelism(), quota));
   const connections = Math.max(1, input.connections);
   const limit = checkMemoryLimit(input.memoryLimit) ?? container.memoryBytes;
-  if (limit === undefined) return { memoryLimit: undefined, workers: cpus, packBuffers: connections + 1, connections };
+  // Two data packs are filled at once (blobs spread over both at random, as restic ≥ 0.18 does
+  // against chunk-size fingerprinting), so connections + 2 buffers keep every connection storing.
+  if (limit === undefined) return { memoryLimit: undefined, workers: cpus, packBuffers: connections + 2, connections };
   const avail = limit - BUDGET_COSTS.base;
   const c = BUDGET_COSTS;
   if (kind === 'backup') {
     const workers = clamp(Math.floor((avail - 2 * c.packBuffer) / c.fileWorker), 1, cpus);
-    const packBuffers = clamp(Math.floor((avail - workers * c.fileWorker) / c.packBuffer), 2, connections + 1);
-    return { memoryLimit: limit, workers, packBuffers, connections: Math.min(connections, packBuffers - 1) };
+    const packBuffers = clamp(Math.floor((avail - workers * c.fileWorker) / c.packBuffer), 2, connections + 2);
+    return { memoryLimit: limit, workers, packBuffers, connections: Math.max(1, Math.min(connections, packBuffers - 2)) };
   }
   const workers = clamp(Math.floor((avail - c.restoreStream) / c.decodeWorker), 1, cpus);
   const streams = clamp(Math.floor((avail - workers * c.decodeWorker) / c.restoreStream), 1, connections);

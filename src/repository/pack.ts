@@ -2,7 +2,7 @@
 //   EncBlob_1 ‖ … ‖ EncBlob_n ‖ IV ‖ AES-CTR(header) ‖ MAC ‖ u32le(len(encrypted header))
 // Header entry: type byte, u32le stored length, [u32le plaintext length if compressed], 32-byte ID.
 import { createHash } from 'node:crypto';
-import { ftruncateSync, writeSync } from 'node:fs';
+import { ftruncateSync, readSync, writeSync } from 'node:fs';
 import { IntegrityError } from '../errors.ts';
 import { CRYPTO_OVERHEAD, open, seal, type CryptoKey } from './crypto.ts';
 import { bytesToId, type BlobId, type BlobType, type PackId } from './id.ts';
@@ -76,7 +76,8 @@ export class PackWriter {
   }
 
   /**
-   * A writer that writes each blob to `fd` (a new, empty file open for writing) as it is added,
+   * A writer that writes each blob to `fd` (a new, empty file open for reading and writing: a
+   * merge reads its blobs back) as it is added,
    * holding only the header in memory; finish it with {@link finishFile}. The caller closes `fd`.
    */
   static toFile(key: CryptoKey, blobType: BlobType, fd: number): PackWriter {
@@ -122,6 +123,37 @@ export class PackWriter {
     const grown = Buffer.allocUnsafeSlow(Math.max(need, this.#buf.length * 2));
     grown.set(this.#buf.subarray(0, this.#size));
     this.#buf = grown;
+  }
+
+  /**
+   * Appends the blobs of `other` (same type) after this pack's, as restic merges the small packs
+   * left open when a run ends. `other` is empty afterwards; its buffer is the caller's again.
+   */
+  merge(other: PackWriter): Buffer {
+    for (const b of other.#blobs) this.add(b.id, other.#blobBytes(b), b.uncompressedLength);
+    return other.takeBuffer();
+  }
+
+  /** A blob's sealed bytes as this pack holds them (read back from its file when it has one). */
+  #blobBytes(b: PackedBlob): Uint8Array {
+    if (this.#fd === undefined) return this.#buf.subarray(b.offset, b.offset + b.length);
+    const out = Buffer.allocUnsafe(b.length);
+    for (let done = 0; done < b.length; ) {
+      const n = readSync(this.#fd, out, done, b.length - done, b.offset + done);
+      if (n === 0) throw new Error(`PackWriter.merge: the pack file ended before blob ${b.id}`);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Hands this pack's buffer back (for reuse) and leaves the pack empty and unusable. */
+  takeBuffer(): Buffer {
+    const buf = this.#buf;
+    this.#buf = Buffer.alloc(0);
+    this.#blobs.length = 0;
+    this.#size = 0;
+    this.#headerSize = 0;
+    return buf;
   }
 
   /** Whether another blob would push the header past restic's limit. */

@@ -11,7 +11,7 @@ import type { PackId } from './id.ts';
 import { MasterIndex, type BlobLocation } from './master-index.ts';
 import { packFile } from './pack.ts';
 import { blobBytes, loadPackRead, planPackReads, type PackReadLimits } from './pack-reader.ts';
-import { IndexedRepository, type BlobWriter } from './repository.ts';
+import { IndexedRepository, OPEN_PACKS, type BlobWriter } from './repository.ts';
 
 /** Reads cover kept blobs across gaps up to 1 MiB, up to 8 MiB each: never a whole pack at once. */
 const REPACK_READS: PackReadLimits = { maxGap: 1024 * 1024, maxSpan: 8 * 1024 * 1024 };
@@ -57,9 +57,9 @@ export async function repack(indexed: IndexedRepository, packs: Iterable<PackId>
   // The writer gets an empty index: the blobs are in the index already (in the packs that go),
   // and must be stored again.
   const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map(), { refreshOnMiss: false });
-  // Two pack buffers: one filled while the other is stored. Repacking reads and copies much faster
-  // than a pack is stored, so more would only hold memory (restic keeps packs in temp files).
-  const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal, packBuffers: 2 });
+  // The two packs being filled (OPEN_PACKS) and one being stored. Repacking reads and copies much
+  // faster than a pack is stored, so more would only hold memory (restic keeps packs in temp files).
+  const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal, packBuffers: OPEN_PACKS + 1 });
   const packIds = [...perPack.keys()];
   let done = 0;
   // One connection stays free for the uploads, as in restic.

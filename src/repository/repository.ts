@@ -5,7 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { unlink } from 'node:fs/promises';
 import { closeSync, openSync } from 'node:fs';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LocalFile } from '../backend/backend.ts';
 import { describeFile, saveFromFile, savesFiles, versionsOf } from '../backend/backend.ts';
 import { wrapBackend } from '../backend/wrappers/stack.ts';
@@ -531,8 +531,9 @@ export interface BlobWriterOptions extends CallOptions {
   /** Target pack size in bytes (restic: 16 MiB). */
   packSize?: number;
   /**
-   * Data packs held in memory at once: the one being filled plus those being stored (default:
-   * the backend's connections + 1). Fewer bound memory at the cost of waiting for storage.
+   * Data packs held in memory at once: the two being filled (blobs go into either at random) plus those being
+   * stored (default: the backend's connections + 2). Fewer bound memory at the cost of waiting for
+   * storage; with two, a full pack is stored before the next blob of its slot can start a new one.
    */
   packBuffers?: number;
   /** Called after each pack is stored. */
@@ -870,6 +871,13 @@ interface PendingUpload {
   promise: Promise<void>;
 }
 
+/**
+ * Packs open at once per blob type, each blob going into one of them at random: restic 0.18's
+ * mitigation of chunk-size fingerprinting (restic #5291). Which of a file's consecutive chunks share
+ * a pack is then unknowable from outside, so pack sizes do not reveal where a file was chunked.
+ */
+export const OPEN_PACKS = 2;
+
 /** Room for the blob that takes a data pack past its target size (chunks are at most 8 MiB). */
 const PACK_OVERSHOOT = 8 * 1024 * 1024 + 64 * 1024;
 
@@ -897,7 +905,8 @@ export class BlobWriter {
   readonly #dryRun: boolean;
   /** Compresses trees (and small data) here, keeping its context between blobs. */
   #encoder: ZstdEncoder | undefined;
-  readonly #packers = new Map<BlobType, PackWriter>();
+  /** The open packs of each type ({@link OPEN_PACKS} slots; an empty slot gets a pack when chosen). */
+  readonly #packers = new Map<BlobType, Array<PackWriter | undefined>>([['data', []], ['tree', []]]);
   readonly #inRun = new Set<string>();
   readonly #uploads = new Set<PendingUpload>();
   /** Data pack buffers not in use, and how many exist; waiters get the next one released. */
@@ -918,7 +927,7 @@ export class BlobWriter {
     this.#repo = repo;
     this.#compression = options.compression ?? 'auto';
     this.#packSize = options.packSize ?? DEFAULT_PACK_SIZE;
-    this.#maxBuffers = Math.max(1, options.packBuffers ?? this.#repo.backend.connections + 1);
+    this.#maxBuffers = Math.max(1, options.packBuffers ?? this.#repo.backend.connections + OPEN_PACKS);
     this.#signal = options.signal;
     this.#onPack = options.onPack;
     this.#ready = options.ready ?? Promise.resolve();
@@ -969,10 +978,15 @@ export class BlobWriter {
   async addSealed(type: BlobType, id: BlobId, sealed: Uint8Array, uncompressedLength: number, plainLength: number): Promise<boolean> {
     if (this.#failure) throw this.#failure;
     if (this.has(type, id)) return false;
-    let packer = this.#packers.get(type);
+    // A random slot for each blob, from the system's CSPRNG (as restic): see OPEN_PACKS.
+    const slots = this.#packers.get(type)!;
+    let slot = randomInt(OPEN_PACKS);
+    let packer = slots[slot];
     if (!packer && type === 'data') {
       packer = this.#openFilePack();
-      if (packer) this.#packers.set(type, packer);
+      if (packer) slots[slot] = packer;
+      // With no more buffers than open packs, a new pack could never get one: use an open one.
+      else if (slots.filter(Boolean).length >= this.#maxBuffers) packer = slots[(slot = slots.findIndex(Boolean))];
     }
     if (!packer && type === 'data' && this.#freeBuffers.length === 0 && this.#buffers >= this.#maxBuffers) {
       // Every buffer holds a pack being stored: copy the blob out before waiting for one.
@@ -984,7 +998,7 @@ export class BlobWriter {
       packer = type === 'data'
         ? new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, this.#packSize + PACK_OVERSHOOT, this.#takeBuffer())
         : new PackWriter(this.#repo.repo.masterKeyForWorkers(), type, 1 << 20);
-      this.#packers.set(type, packer);
+      slots[slot] = packer;
       // Blobs waiting for a buffer can go into this pack now.
       if (type === 'data') this.#wakeWaiters();
     }
@@ -997,7 +1011,7 @@ export class BlobWriter {
     this.stats.dataAdded += plainLength;
     this.stats.dataAddedPacked += sealed.length + entrySize({ uncompressedLength });
     if (packer.size >= this.#packSize || packer.headerFull) {
-      this.#packers.delete(type);
+      slots[slot] = undefined;
       await this.#upload(packer);
     }
     return true;
@@ -1121,7 +1135,7 @@ export class BlobWriter {
     const path = join(dir, `stowage-pack-${randomBytes(8).toString('hex')}`);
     let fd: number;
     try {
-      fd = openSync(path, 'wx', 0o600);
+      fd = openSync(path, 'wx+', 0o600);
     } catch (err) {
       this.#tempDir = undefined;
       this.#repo.logger.debug('data packs are built in memory: no file can be made in the temporary folder', { dir, error: String((err as Error).message ?? err) });
@@ -1132,14 +1146,14 @@ export class BlobWriter {
     return packer;
   }
 
-  /** Drops an open pack that will not be stored: its buffer is free again, its file removed. */
-  #drop(packer: PackWriter): void {
+  /** Drops an open pack that will not be stored: its buffer (`buffer`, to reuse) is free again, its file removed. */
+  #drop(packer: PackWriter, buffer?: Buffer): void {
     const file = this.#files.get(packer);
     if (file) {
       this.#files.delete(packer);
       closeQuietly(file.fd);
       unlink(file.path).catch(() => undefined);
-    } else if (packer.blobType === 'data') this.#releaseBuffer(undefined);
+    } else if (packer.blobType === 'data') this.#releaseBuffer(buffer);
   }
 
   async #writeIndex(): Promise<void> {
@@ -1151,10 +1165,21 @@ export class BlobWriter {
 
   /** Finishes open packs, waits for every upload, then writes the index for them. */
   async flush(): Promise<void> {
-    for (const [type, packer] of this.#packers) {
-      this.#packers.delete(type);
-      if (packer.count > 0) await this.#upload(packer);
-      else this.#drop(packer);
+    for (const [type, slots] of this.#packers) {
+      // As restic: the open packs are merged while together they stay below the target size, so a
+      // small run (one small file split in two chunks) does not store each chunk in a pack of its own.
+      const open = slots.splice(0).filter((p): p is PackWriter => p !== undefined);
+      let into: PackWriter | undefined;
+      for (const p of open) {
+        if (p.count === 0) this.#drop(p, p.takeBuffer());
+        else if (!into) into = p;
+        else if (into.size + p.size < this.#packSize && !into.headerFull) this.#drop(p, into.merge(p));
+        else {
+          await this.#upload(into);
+          into = p;
+        }
+      }
+      if (into) await this.#upload(into);
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
     // Index what did land even when an upload failed, so those packs are not left unreferenced.
@@ -1177,9 +1202,8 @@ export class BlobWriter {
   async abandon(): Promise<void> {
     // A straggler of the failed run (a sibling folder still being walked) adds nothing more.
     this.#failure ??= new AbortedError('the run was abandoned after an error');
-    for (const [type, packer] of [...this.#packers]) {
-      this.#packers.delete(type);
-      this.#drop(packer);
+    for (const slots of this.#packers.values()) {
+      for (const p of slots.splice(0)) if (p) this.#drop(p);
     }
     while (this.#uploads.size) await Promise.all([...this.#uploads].map((u) => u.promise));
     await this.#writeIndex().catch(() => undefined);

@@ -70,16 +70,16 @@ test('readContainerLimits: no cgroup information at all is no limit', async () =
 });
 
 test('planBudget: without a limit, one worker per core (bounded by the CPU quota) and the backend connections', () => {
-  assert.deepEqual(planBudget('backup', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 8, packBuffers: 5, connections: 4 });
+  assert.deepEqual(planBudget('backup', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 8, packBuffers: 6, connections: 4 });
   assert.equal(planBudget('backup', { connections: 4, cpus: 8, container: { cpus: 1.5 } }).workers, 2);
-  assert.deepEqual(planBudget('restore', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 8, packBuffers: 5, connections: 4 });
+  assert.deepEqual(planBudget('restore', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 8, packBuffers: 6, connections: 4 });
 });
 
 test('planBudget: workers, pack buffers and connections derived from the limit', () => {
-  // 256 MiB on 8 cores: 96 for Node and the index, 3 workers of 40, 2 pack buffers of 17 (one storing).
+  // 256 MiB on 8 cores: 96 for Node and the index, 3 workers of 40, 2 pack buffers of 17 (both filling: storing waits for one).
   assert.deepEqual(planBudget('backup', { memoryLimit: 256 * MiB, connections: 4, cpus: 8, container: {} }), { memoryLimit: 256 * MiB, workers: 3, packBuffers: 2, connections: 1 });
-  assert.deepEqual(planBudget('backup', { memoryLimit: 512 * MiB, connections: 4, cpus: 2, container: {} }), { memoryLimit: 512 * MiB, workers: 2, packBuffers: 5, connections: 4 });
-  // The minimum: one worker, two buffers (one filling, one storing).
+  assert.deepEqual(planBudget('backup', { memoryLimit: 512 * MiB, connections: 4, cpus: 2, container: {} }), { memoryLimit: 512 * MiB, workers: 2, packBuffers: 6, connections: 4 });
+  // The minimum: one worker, two buffers (the two packs being filled; one is stored when full).
   assert.deepEqual(planBudget('backup', { memoryLimit: MIN_MEMORY_LIMIT, connections: 4, cpus: 8, container: {} }), { memoryLimit: MIN_MEMORY_LIMIT, workers: 1, packBuffers: 2, connections: 1 });
   // The container's limit when none is given; the option wins over it.
   assert.equal(planBudget('backup', { connections: 4, cpus: 8, container: { memoryBytes: 256 * MiB } }).memoryLimit, 256 * MiB);

@@ -292,10 +292,16 @@ test('packs are finished once they reach packSize', async () => {
   const w = idx.blobWriter({ packSize, compression: 'off', onPack: (_id, list) => packSizes.push(list.reduce((s, b) => s + b.length, 0)) });
   for (let i = 0; i < 40; i++) await w.saveBlob('data', randomBytes(700));
   await w.flush();
-  // 40 blobs of 732 stored bytes, 6 per full pack (4392 ≥ 4096): 6 full packs and one of 4.
-  assert.equal(w.stats.packs, 7);
-  assert.deepEqual(packSizes.slice().sort((a, b) => a - b), [4 * 732, ...Array(6).fill(6 * 732)]);
-  assert.equal(idx.index.packs().size, 7);
+  // 40 blobs of 732 stored bytes, 6 per full pack (4392 ≥ 4096). Two packs are open at once (blobs
+  // go to either at random, as restic ≥ 0.18); at the end they are merged if that stays below
+  // packSize: one left-over pack, or two that together hold 6 blobs or more.
+  const full = packSizes.filter((n) => n === 6 * 732);
+  const rest = packSizes.filter((n) => n !== 6 * 732).map((n) => n / 732).sort();
+  assert.equal(full.length * 6 + rest.reduce((a, b) => a + b, 0), 40);
+  assert.ok(rest.length <= 2 && rest.every((n) => Number.isInteger(n) && n < 6), `left-over packs of ${rest.join(', ')} blobs`);
+  if (rest.length === 2) assert.ok(rest[0]! + rest[1]! >= 6, `packs of ${rest.join(' and ')} blobs should have been merged`);
+  assert.equal(w.stats.packs, packSizes.length);
+  assert.equal(idx.index.packs().size, packSizes.length);
   assert.equal(backend.saves.filter((h) => h.type === 'index').length, 1);
 });
 

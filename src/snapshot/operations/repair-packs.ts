@@ -108,18 +108,29 @@ async function salvage(indexed: IndexedRepository, ids: ReadonlySet<string>, opt
   const target = new IndexedRepository(indexed.repo, new MasterIndex(), new Map(), { refreshOnMiss: false });
   const writer = target.blobWriter({ compression: options.compression, packSize: options.packSize, signal });
   const stored = new Set<string>();
+  const lostKeys = new Set<string>();
+  const lose = (loc: BlobLocation, packId: string, message: string): void => {
+    const key = `${loc.type}:${loc.id}`;
+    if (lostKeys.has(key)) return;
+    lostKeys.add(key);
+    result.lost.push({ type: loc.type, id: loc.id, pack: packId, message });
+  };
   const reupload = async (packId: string, blobs: readonly BlobLocation[], bytes: Uint8Array | undefined): Promise<void> => {
     for (const loc of blobs) {
       throwIfAborted(signal);
-      // A truncated pack: what lies past its end is gone (restic stops at the end, silently).
-      if (!bytes || loc.offset + loc.length > bytes.length) break;
+      // A missing or truncated pack: what lies past its end is gone (restic stops there silently;
+      // the result lists those blobs as lost).
+      if (!bytes || loc.offset + loc.length > bytes.length) {
+        lose(loc, packId, bytes ? 'the pack file is truncated' : 'the pack file does not exist');
+        continue;
+      }
       let plain: Uint8Array;
       try {
         plain = indexed.decodeBlob(loc, bytes.subarray(loc.offset, loc.offset + loc.length));
       } catch (e) {
         if (e instanceof AbortedError) throw e;
         say(`failed to load blob ${loc.id}: ${(e as Error).message}`, 'warning');
-        result.lost.push({ type: loc.type, id: loc.id, pack: packId, message: (e as Error).message });
+        lose(loc, packId, (e as Error).message);
         continue;
       }
       await writer.saveBlob(loc.type, plain);
@@ -155,6 +166,8 @@ async function salvage(indexed: IndexedRepository, ids: ReadonlySet<string>, opt
     if (indexBlobs.length === 0 && !packBlobs?.length) say(`no blobs found for pack ${packId}`, 'warning');
   }
   await writer.flush();
+  // A blob lost from one copy of the header but salvaged from another is not lost.
+  result.lost = result.lost.filter((b) => !stored.has(`${b.type}:${b.id}`));
   result.packsWritten = writer.stats.packs;
   for (const [id, packs] of target.indexFiles) {
     result.indexFilesWritten.push(id);

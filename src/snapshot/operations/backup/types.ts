@@ -87,7 +87,7 @@ export interface BackupOptions {
    * The memory the backup should fit in, in bytes (at least 64 MiB; `InvalidInputError` else):
    * sizes the worker threads and the data pack buffers (and so the packs stored at once). Default:
    * the container's cgroup memory limit when there is one, else no limit (one worker per core,
-   * the backend's connections + 1 pack buffers). The workers are also bounded by the cgroup's
+   * the backend's connections + 2 pack buffers). The workers are also bounded by the cgroup's
    * CPU quota. A target the sizing aims for, not a cap enforced on every allocation.
    */
   memoryLimit?: number;
