@@ -65,6 +65,13 @@ export interface RestoreOptions {
   /** Restore owners (uid/gid). Default: when running as root. */
   owners?: boolean;
   /**
+   * Owners by the user and group names the snapshot recorded, as restic ≥ 0.17's
+   * `--ownership-by-name`: each name looked up in this machine's /etc/passwd and /etc/group, a name
+   * not found there (or none recorded) giving 0, as restic gives it; the recorded uid and gid are
+   * not used. Takes effect where owners are restored (`owners`).
+   */
+  ownershipByName?: boolean;
+  /**
    * Kept for compatibility; contents are now restored pack by pack (every pack read once, blobs
    * written to all files that need them), so there is no number of files in flight to choose.
    */

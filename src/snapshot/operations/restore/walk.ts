@@ -1,11 +1,13 @@
 // The walk over the snapshot's trees: which entries are restored (include, exclude), at which
 // path in the target. Folders are made as they are reached, through `makeDir`, so that the
 // restore creates them while it reads the trees below; a dry run passes no-ops.
+import { readFile } from 'node:fs/promises';
 import { IntegrityError, throwIfAborted } from '../../../errors.ts';
 import type { BlobId } from '../../../repository/id.ts';
 import { goStringToBytes } from '../../model/gojson.ts';
 import { PathFilter } from '../../model/filter.ts';
 import type { TreeLoader } from '../../engine/tree-loader.ts';
+import type { TreeNode } from '../../model/node.ts';
 import type { RestoreEntry } from './types.ts';
 
 /** Rejects names that could leave the folder they belong to. */
@@ -53,6 +55,35 @@ export interface WalkOptions {
   iinclude?: readonly string[];
   iexclude?: readonly string[];
   signal?: AbortSignal | undefined;
+  /** Owners by name (RestoreOptions.ownershipByName): nodes carry the local uid and gid of their names. */
+  ownershipByName?: boolean;
+}
+
+/** The ids of the names in an /etc/passwd or /etc/group style file ("name:x:id:…"), read once. */
+const localIds = new Map<string, Promise<Map<string, number>>>();
+function idsOf(file: string): Promise<Map<string, number>> {
+  let ids = localIds.get(file);
+  if (!ids) {
+    ids = readFile(file, 'utf8').then(
+      (text) => {
+        const out = new Map<string, number>();
+        for (const line of text.split('\n')) {
+          const [name, , id] = line.split(':');
+          if (name && !name.startsWith('#') && id !== undefined && /^\d+$/.test(id) && !out.has(name)) out.set(name, Number(id));
+        }
+        return out;
+      },
+      () => new Map<string, number>(),
+    );
+    localIds.set(file, ids);
+  }
+  return ids;
+}
+
+/** restic's lchown by name: the local ids of the recorded names, 0 for a name not found. */
+async function ownedByName(nodes: TreeNode[]): Promise<TreeNode[]> {
+  const [users, groups] = await Promise.all([idsOf('/etc/passwd'), idsOf('/etc/group')]);
+  return nodes.map((n) => ({ ...n, uid: users.get(n.user ?? '') ?? 0, gid: groups.get(n.group ?? '') ?? 0 }));
 }
 
 /** Patterns, plain and case-blind (matched against the lower-cased path, as restic). */
@@ -99,6 +130,7 @@ class Walk {
   readonly #exclude: Patterns;
   readonly #signal: AbortSignal | undefined;
   readonly #target: WalkTarget;
+  readonly #byName: boolean;
   #failed = false;
 
   constructor(trees: TreeLoader, options: WalkOptions, target: WalkTarget) {
@@ -107,6 +139,7 @@ class Walk {
     this.#exclude = new Patterns(options.exclude, options.iexclude);
     this.#signal = options.signal;
     this.#target = target;
+    this.#byName = options.ownershipByName ?? false;
   }
 
   selected(rel: string, isDir: boolean, insideIncluded: boolean): 'yes' | 'no' | 'descend' {
@@ -119,7 +152,8 @@ class Walk {
   async walk(treeId: BlobId, dir: Buffer, rel: string, forced = false): Promise<boolean> {
     throwIfAborted(this.#signal);
     if (this.#failed) return false;
-    const nodes = await this.#trees.load(treeId);
+    const loaded = await this.#trees.load(treeId);
+    const nodes = this.#byName ? await ownedByName(loaded) : loaded;
     this.found.visited.push({ path: dir, rel, names: new Set(nodes.map((n) => n.name)) });
     const names = nodes.map((node) => {
       const nameBytes = Buffer.from(goStringToBytes(node.name));
