@@ -591,7 +591,8 @@ export function shapeLine(line: string, w: string): string {
   let s = line.split(w).join('$W');
   s = s.replace(/\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?( [+-]\d{4})?( [A-Z]{2,5})?/g, 'TIME');
   s = s.replace(/\d{4}-\d{2}-\d{2}/g, 'DATE');
-  s = s.replace(/restic-check-cache-\d+/g, 'restic-check-cache-N');
+  // check's temporary cache: restic's and Stowage's names for it, in the same cache folder.
+  s = s.replace(/(restic|stowage)-check-cache-[A-Za-z0-9]+/g, 'CHECK-CACHE');
   s = s.replace(/\b[0-9a-f]{8,64}\b/g, 'ID');
   s = s.replace(/\b\d+:\d{2}(:\d{2})?\b/g, 'DUR');
   s = s.replace(/\b\d+(\.\d+)?(ns|µs|us|ms|s|m|h)\b/g, 'DUR');
@@ -679,7 +680,8 @@ function stdoutShape(ex: DocExample, out: Buffer, w: string): string[] {
   }
   let lines = text.split('\n');
   if (ex.grep) lines = lines.filter((l) => l.includes(ex.grep!));
-  return lines.map((l) => shapeLine(l, w)).filter(Boolean);
+  const shaped = lines.map((l) => shapeLine(l, w)).filter(Boolean);
+  return ex.unordered ? shaped.sort() : shaped;
 }
 
 // ---------------------------------------------------------------------------------------------
