@@ -439,7 +439,7 @@ function runSetup(step: SetupStep, w: string, info: FixtureInfo): void {
       utimesSync(f, T0, T0);
       writeFileSync(join(w, 'tmp/restore', w, 'home/user/work/foo/extra.txt'), 'not in the snapshot\n');
       writeFileSync(join(w, 'tmp/restore', w, 'home/user/work/extra.txt'), 'not in the snapshot\n');
-      for (const d of ['home/user/work/foo', 'home/user/work']) utimesSync(join(w, 'tmp/restore', w, d), T1, T1);
+      for (const d of ['home/user/work/foo/extra.txt', 'home/user/work/extra.txt', 'home/user/work/foo', 'home/user/work']) utimesSync(join(w, 'tmp/restore', w, d), T1, T1);
       return;
     }
     case 'no-copy-repo':
