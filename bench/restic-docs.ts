@@ -880,6 +880,28 @@ export function markdown(results: ExampleResult[]): string {
   ].join('\n');
 }
 
+/**
+ * Judges stored results again (`--rejudge FILE`): text and JSON shapes recomputed from the stored
+ * stdout with today's normalisation, effects as stored, docs/compatibility.md as it is now.
+ */
+export function rejudge(file: string): ExampleResult[] {
+  const stored = JSON.parse(readFileSync(file, 'utf8')) as { base?: string; results: ExampleResult[] };
+  const documented = documentedDifferences();
+  const byId = new Map(EXAMPLES.map((e) => [e.id, e]));
+  return stored.results.map((r) => {
+    const ex = byId.get(r.id);
+    const w = layout(stored.base).w;
+    if (ex && ['text', 'json', 'jsonl', undefined].includes(ex.stdout)) {
+      r.restic.shape = stdoutShape(ex, Buffer.from(r.restic.stdout), w);
+      r.stowage.shape = stdoutShape(ex, Buffer.from(r.stowage.stdout), w);
+    }
+    const { verdict, why } = judge(r.restic, r.stowage);
+    const out: ExampleResult = { ...r, verdict, why, documented: undefined };
+    if (verdict !== 'same' && documented.has(r.id)) out.documented = documented.get(r.id);
+    return out;
+  });
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { values } = parseArgs({
     options: {
@@ -888,8 +910,13 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       cli: { type: 'string' },
       verbose: { type: 'boolean', default: false },
       out: { type: 'string' },
+      rejudge: { type: 'string' },
     },
   });
+  if (values.rejudge) {
+    process.stdout.write(`${markdown(rejudge(values.rejudge))}\n`);
+    process.exit(0);
+  }
   const only = values.only?.split(',');
   const results = await runExamples({
     only: (ex) => (!only || only.includes(ex.id)) && (!values.chapter || ex.chapter.startsWith(values.chapter)),
@@ -898,7 +925,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   mkdirSync(join(repoRoot, 'bench/results'), { recursive: true });
-  writeFileSync(values.out ?? join(repoRoot, 'bench/results/restic-docs.json'), JSON.stringify({ restic: RESTIC, when: new Date().toISOString(), tally: tally(results), results }, null, 2));
+  writeFileSync(values.out ?? join(repoRoot, 'bench/results/restic-docs.json'), JSON.stringify({ restic: RESTIC, base: layout(process.env.STOWAGE_DOCS_DIR).base, when: new Date().toISOString(), tally: tally(results), results }, null, 2));
   process.stdout.write(`${markdown(results)}\n`);
   if (values.verbose) {
     for (const r of results.filter((x) => x.verdict !== 'same')) {

@@ -16,8 +16,14 @@ export const keyCommand: Command = {
     const [sub, id] = ctx.flags.positional;
     const newPassword = async () => {
       const f = ctx.flags.string('new-password-file') ?? ctx.env.RESTIC_NEW_PASSWORD_FILE;
-      if (!f) throw new InvalidInputError('no new password given (use --new-password-file)');
-      return goTrimSpace(readTextFile(f));
+      if (f) return goTrimSpace(readTextFile(f));
+      // As restic where standard input is no terminal: the new password is its first line.
+      if (process.stdin.isTTY) throw new InvalidInputError('no new password given (use --new-password-file, or pipe it to standard input)');
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+      const first = Buffer.concat(chunks).toString('utf8').split('\n')[0]!.replace(/\r$/, '');
+      if (first === '') throw new InvalidInputError('an empty password is not allowed (no new password on standard input)');
+      return first;
     };
     switch (sub) {
       case 'list':
