@@ -23,6 +23,7 @@ const SUBSET = new Set([
   '040-p-missing-source', // exit 3, snapshot written
   '045-445', // check: temporary cache, lock, the snapshot counter
   '045-489', // check --read-data: the pack counter
+  '045-551', // check --read-data-subset=50M: restic's line (size capped, share)
   '050-26', // restore: first line and summary
   '040-p-files-from-verbatim', // --files-from-verbatim
   '060-58', // forget ID: the deletion counter
