@@ -439,7 +439,7 @@ function runSetup(step: SetupStep, w: string, info: FixtureInfo): void {
       utimesSync(f, T0, T0);
       writeFileSync(join(w, 'tmp/restore', w, 'home/user/work/foo/extra.txt'), 'not in the snapshot\n');
       writeFileSync(join(w, 'tmp/restore', w, 'home/user/work/extra.txt'), 'not in the snapshot\n');
-      for (const d of ['home/user/work/foo', 'home/user/work']) utimesSync(join(w, 'tmp/restore', w, d), T1, T1);
+      for (const d of ['home/user/work/foo/extra.txt', 'home/user/work/extra.txt', 'home/user/work/foo', 'home/user/work']) utimesSync(join(w, 'tmp/restore', w, d), T1, T1);
       return;
     }
     case 'no-copy-repo':
@@ -591,7 +591,8 @@ export function shapeLine(line: string, w: string): string {
   let s = line.split(w).join('$W');
   s = s.replace(/\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?( [+-]\d{4})?( [A-Z]{2,5})?/g, 'TIME');
   s = s.replace(/\d{4}-\d{2}-\d{2}/g, 'DATE');
-  s = s.replace(/restic-check-cache-\d+/g, 'restic-check-cache-N');
+  // check's temporary cache: restic's and Stowage's names for it, in the same cache folder.
+  s = s.replace(/(restic|stowage)-check-cache-[A-Za-z0-9]+/g, 'CHECK-CACHE');
   s = s.replace(/\b[0-9a-f]{8,64}\b/g, 'ID');
   s = s.replace(/\b\d+:\d{2}(:\d{2})?\b/g, 'DUR');
   s = s.replace(/\b\d+(\.\d+)?(ns|µs|us|ms|s|m|h)\b/g, 'DUR');
@@ -679,7 +680,8 @@ function stdoutShape(ex: DocExample, out: Buffer, w: string): string[] {
   }
   let lines = text.split('\n');
   if (ex.grep) lines = lines.filter((l) => l.includes(ex.grep!));
-  return lines.map((l) => shapeLine(l, w)).filter(Boolean);
+  const shaped = lines.map((l) => shapeLine(l, w)).filter(Boolean);
+  return ex.unordered ? shaped.sort() : shaped;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -878,6 +880,28 @@ export function markdown(results: ExampleResult[]): string {
   ].join('\n');
 }
 
+/**
+ * Judges stored results again (`--rejudge FILE`): text and JSON shapes recomputed from the stored
+ * stdout with today's normalisation, effects as stored, docs/compatibility.md as it is now.
+ */
+export function rejudge(file: string): ExampleResult[] {
+  const stored = JSON.parse(readFileSync(file, 'utf8')) as { base?: string; results: ExampleResult[] };
+  const documented = documentedDifferences();
+  const byId = new Map(EXAMPLES.map((e) => [e.id, e]));
+  return stored.results.map((r) => {
+    const ex = byId.get(r.id);
+    const w = layout(stored.base).w;
+    if (ex && ['text', 'json', 'jsonl', undefined].includes(ex.stdout)) {
+      r.restic.shape = stdoutShape(ex, Buffer.from(r.restic.stdout), w);
+      r.stowage.shape = stdoutShape(ex, Buffer.from(r.stowage.stdout), w);
+    }
+    const { verdict, why } = judge(r.restic, r.stowage);
+    const out: ExampleResult = { ...r, verdict, why, documented: undefined };
+    if (verdict !== 'same' && documented.has(r.id)) out.documented = documented.get(r.id);
+    return out;
+  });
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { values } = parseArgs({
     options: {
@@ -886,8 +910,13 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       cli: { type: 'string' },
       verbose: { type: 'boolean', default: false },
       out: { type: 'string' },
+      rejudge: { type: 'string' },
     },
   });
+  if (values.rejudge) {
+    process.stdout.write(`${markdown(rejudge(values.rejudge))}\n`);
+    process.exit(0);
+  }
   const only = values.only?.split(',');
   const results = await runExamples({
     only: (ex) => (!only || only.includes(ex.id)) && (!values.chapter || ex.chapter.startsWith(values.chapter)),
@@ -896,7 +925,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   mkdirSync(join(repoRoot, 'bench/results'), { recursive: true });
-  writeFileSync(values.out ?? join(repoRoot, 'bench/results/restic-docs.json'), JSON.stringify({ restic: RESTIC, when: new Date().toISOString(), tally: tally(results), results }, null, 2));
+  writeFileSync(values.out ?? join(repoRoot, 'bench/results/restic-docs.json'), JSON.stringify({ restic: RESTIC, base: layout(process.env.STOWAGE_DOCS_DIR).base, when: new Date().toISOString(), tally: tally(results), results }, null, 2));
   process.stdout.write(`${markdown(results)}\n`);
   if (values.verbose) {
     for (const r of results.filter((x) => x.verdict !== 'same')) {

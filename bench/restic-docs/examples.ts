@@ -51,6 +51,12 @@ export interface DocExample {
   stdout?: 'text' | 'json' | 'jsonl' | 'bytes' | 'tar' | 'zip';
   /** A `| grep WORD` of the docs, applied to stdout. */
   grep?: string;
+  /**
+   * Compare the text's lines in any order: commands that go through several snapshots (copy,
+   * rewrite) take them in restic in the order of their IDs (its listing), which means nothing;
+   * Stowage takes them oldest first.
+   */
+  unordered?: boolean;
   /** Not run, and why (not counted). */
   skip?: string;
 }
@@ -186,21 +192,22 @@ export const EXAMPLES: DocExample[] = [
   ex(C045, 191, 'restic ls latest --sort extension'),
   probe(C045, 'ls-ncdu', 'restic ls latest --ncdu | ncdu -f -', { args: 'ls latest --ncdu', stdout: 'json' }),
   probe(C045, 'ls-human', 'ls --long --human-readable', { args: 'ls --long --human-readable latest' }),
-  ex(C045, 210, 'restic -r /srv/restic-repo-copy copy --from-repo /srv/restic-repo --verbose'),
-  ex(C045, 280, 'restic -r /srv/restic-repo-copy copy --from-repo /srv/restic-repo --host luigi --path /srv --tag foo,bar'),
-  ex(C045, 287, 'restic -r /srv/restic-repo-copy copy --from-repo /srv/restic-repo 410b18a2 4e5d5487 latest'),
+  ex(C045, 210, 'restic -r /srv/restic-repo-copy copy --from-repo /srv/restic-repo --verbose', { unordered: true }),
+  ex(C045, 280, 'restic -r /srv/restic-repo-copy copy --from-repo /srv/restic-repo --host luigi --path /srv --tag foo,bar', { unordered: true }),
+  ex(C045, 287, 'restic -r /srv/restic-repo-copy copy --from-repo /srv/restic-repo 410b18a2 4e5d5487 latest', { unordered: true }),
   ex(C045, 308, 'restic -r /srv/restic-repo-copy init --from-repo /srv/restic-repo --copy-chunker-params', { setup: ['no-copy-repo'] }),
   probe(C045, 'copy-from-repository-file', 'copy --from-repository-file --from-password-file', {
     args: 'copy --from-repository-file /tmp/repo-location --from-password-file /tmp/password -r /srv/restic-repo-copy',
+    unordered: true,
   }),
-  ex(C045, 324, 'restic -r /srv/restic-repo rewrite --exclude secret-file'),
-  ex(C045, 335, 'restic -r /srv/restic-repo rewrite --exclude secret-file 6160ddb2'),
-  ex(C045, 395, 'restic -r /srv/restic-repo rewrite --new-host newhost --new-time "1999-01-01 11:11:11"', { args: 'rewrite --new-host newhost --new-time "1999-01-01 11:11:11" @work6' }),
-  probe(C045, 'rewrite-forget', 'rewrite --forget', { args: 'rewrite --exclude secret-file --forget' }),
-  probe(C045, 'rewrite-dry-run', 'rewrite --dry-run', { args: 'rewrite --exclude secret-file --dry-run' }),
-  probe(C045, 'rewrite-summary', 'rewrite --snapshot-summary', { args: 'rewrite --snapshot-summary @work1' }),
-  probe(C045, 'rewrite-iexclude', 'rewrite --iexclude', { args: 'rewrite --iexclude SECRET-FILE @work6' }),
-  probe(C045, 'rewrite-exclude-file', 'rewrite --exclude-file', { args: 'rewrite --exclude-file excludes.txt @work6' }),
+  ex(C045, 324, 'restic -r /srv/restic-repo rewrite --exclude secret-file', { unordered: true }),
+  ex(C045, 335, 'restic -r /srv/restic-repo rewrite --exclude secret-file 6160ddb2', { unordered: true }),
+  ex(C045, 395, 'restic -r /srv/restic-repo rewrite --new-host newhost --new-time "1999-01-01 11:11:11"', { args: 'rewrite --new-host newhost --new-time "1999-01-01 11:11:11" @work6', unordered: true }),
+  probe(C045, 'rewrite-forget', 'rewrite --forget', { args: 'rewrite --exclude secret-file --forget', unordered: true }),
+  probe(C045, 'rewrite-dry-run', 'rewrite --dry-run', { args: 'rewrite --exclude secret-file --dry-run', unordered: true }),
+  probe(C045, 'rewrite-summary', 'rewrite --snapshot-summary', { args: 'rewrite --snapshot-summary @work1', unordered: true }),
+  probe(C045, 'rewrite-iexclude', 'rewrite --iexclude', { args: 'rewrite --iexclude SECRET-FILE @work6', unordered: true }),
+  probe(C045, 'rewrite-exclude-file', 'rewrite --exclude-file', { args: 'rewrite --exclude-file excludes.txt @work6', unordered: true }),
   ex(C045, 427, 'restic -r /srv/restic-repo --no-cache restore c23e491f --target /tmp/restore-work', { setup: ['corrupt-index'] }),
   ex(C045, 445, 'restic -r /srv/restic-repo check'),
   ex(C045, 489, 'restic -r /srv/restic-repo check --read-data'),

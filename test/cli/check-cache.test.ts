@@ -1,5 +1,6 @@
 // `stowage check` reads trees as restic's check does: through a temporary cache, one whole read
 // per tree pack instead of one ranged read per tree, and the temporary folder is removed after.
+// As restic 0.19, that folder is made inside the cache folder and named on the first line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -24,10 +25,13 @@ test('check fetches tree packs whole through a temporary cache it removes; --no-
   const cached = await runCli(['check'], { env: { ...env, STOWAGE_LOG_LEVEL: 'debug' } });
   assert.equal(cached.code, 0, cached.stderr);
   assert.match(cached.stdout, /no errors were found/);
+  const cacheBase = path.join(work, 'cache', 'stowage');
+  assert.ok(cached.stdout.startsWith(`using temporary cache in ${cacheBase}/stowage-check-cache-`), cached.stdout);
   const uncached = await runCli(['check', '--no-cache'], { env: { ...env, STOWAGE_LOG_LEVEL: 'debug' } });
   assert.equal(uncached.code, 0, uncached.stderr);
   // 60 folders + their parents are > 60 trees, all in one tree pack.
   assert.ok(dataLoads(uncached.stderr) > 60, `tree by tree: ${dataLoads(uncached.stderr)} reads`);
   assert.equal(dataLoads(cached.stderr), 1, 'one read of the one tree pack');
-  assert.deepEqual((await readdir(tmp)).filter((n) => n.startsWith('stowage-check-cache-')), [], 'the temporary cache is removed');
+  assert.deepEqual((await readdir(cacheBase)).filter((n) => n.startsWith('stowage-check-cache-')), [], 'the temporary cache is removed');
+  assert.deepEqual((await readdir(tmp)).filter((n) => n.startsWith('stowage-check-cache-')), [], 'nothing in the temporary folder');
 });

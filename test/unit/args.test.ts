@@ -7,7 +7,7 @@ import { Flags, formatHelp, parseArgs, parseDuration, type FlagSpec } from '../.
 const SPECS: FlagSpec[] = [
   { name: 'repo', short: 'r', kind: 'string', arg: 'REPOSITORY', help: 'repository' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'quiet' },
-  { name: 'verbose', short: 'v', kind: 'bool', help: 'verbose' },
+  { name: 'verbose', short: 'v', kind: 'bool', counter: true, help: 'verbose' },
   { name: 'exclude', short: 'e', kind: 'list', arg: 'PATTERN', help: 'exclude' },
   { name: 'dry-run', kind: 'bool', help: 'dry run' },
   { name: 'keep-last', kind: 'string', help: 'keep' },
@@ -114,4 +114,11 @@ test('parseDuration reads Go durations into milliseconds', () => {
   for (const bad of ['', '10', 'h', '1x', '1h 30m', ' 1h', '1h-', '-1h', '1.5.3h', '1d', 'abc', '00']) {
     assert.throws(() => parseDuration(bad), (e: unknown) => e instanceof InvalidInputError && e.message.includes(JSON.stringify(bad)), bad);
   }
+});
+
+test("a counter (restic's --verbose): --verbose=N is on for N > 0, a plain bool still refuses a number", () => {
+  assert.equal(parse('--verbose=2').bool('verbose'), true);
+  assert.equal(parse('--verbose=0').bool('verbose'), false);
+  assert.equal(parse('--verbose=true').bool('verbose'), true);
+  assert.throws(() => parse('--quiet=2'), InvalidInputError);
 });

@@ -4,7 +4,7 @@
 // in restic's shape; each error line also carries the problem's code, file, blob and snapshots.
 // On a terminal a status line counts each phase; restic has no JSON status for check, so --json
 // prints none.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkRepository, parseReadDataSubset, type CheckPhase, type CheckReport } from '../../snapshot/operations/check/index.ts';
@@ -13,7 +13,8 @@ import type { Repository } from '../../repository/repository.ts';
 import { listSnapshots, loadSnapshot } from '../../snapshot/engine/select.ts';
 import { findSnapshotByPrefix } from '../../snapshot/model/snapshot.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
+import { FILTER_FLAGS, cacheDirFrom, filterFrom, withRepo } from '../context.ts';
+import { formatDuration } from '../progress.ts';
 
 export const checkCommand: Command = {
   summary: 'Check the repository for errors',
@@ -34,7 +35,9 @@ export const checkCommand: Command = {
     const text = !ctx.json;
     // As restic: a temporary cache (removed after), so trees are read pack by pack from the
     // storage and never from a cached copy; --with-cache uses the existing cache instead.
-    const temporary = ctx.flags.bool('with-cache') || ctx.flags.bool('no-cache') ? undefined : await mkdtemp(path.join(tmpdir(), 'stowage-check-cache-'));
+    // Made, as restic makes it, inside the cache folder (else in the temporary folder).
+    const temporary = ctx.flags.bool('with-cache') || ctx.flags.bool('no-cache') ? undefined : await temporaryCache(cacheDirFrom(ctx));
+    if (temporary && text && !ctx.quiet) ctx.out(`using temporary cache in ${temporary}\n`);
     try {
       return await checkWith(ctx, readData, subset, text, temporary);
     } finally {
@@ -45,19 +48,50 @@ export const checkCommand: Command = {
 
 async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnType<typeof parseReadDataSubset> | undefined, text: boolean, temporary: string | undefined): Promise<number> {
   return withRepo(ctx, 'exclusive', async (repo) => {
+    const say = text && !ctx.quiet;
+    if (say && !ctx.flags.bool('no-lock')) ctx.out('create exclusive lock for repository\n');
     const snapshotIds = await selectSnapshots(ctx, repo);
     const progress = ctx.progress('check');
+    // restic prints its progress bars' last state even where it draws none: the snapshots whose
+    // trees were checked, then the packs read.
+    const started = performance.now();
+    let snapshotsLine = say;
+    let packs: { done: number; total: number } | undefined;
+    let treesStarted = false;
+    let readStarted = false;
+    const printPacksLine = (): void => {
+      if (say && packs) ctx.out(finalLine(packs.done, packs.total, 'packs'));
+      packs = undefined;
+    };
+    const finalLine = (done: number, total: number, what: string): string =>
+      `[${formatDuration((performance.now() - started) / 1000)}] ${(total === 0 ? 100 : (done / total) * 100).toFixed(2)}%  ${done} / ${total} ${what}\n`;
+    const printSnapshotsLine = async (): Promise<void> => {
+      if (!snapshotsLine) return;
+      snapshotsLine = false;
+      const n = snapshotIds?.length ?? (await listSnapshots(repo, { signal: ctx.signal })).length;
+      ctx.out(finalLine(n, n, 'snapshots'));
+    };
     let report: CheckReport;
     try {
+      let pending = Promise.resolve();
       report = await checkRepository(repo, {
         readData,
         readDataSubset: subset,
         snapshotIds,
         signal: ctx.signal,
         onMessage: (m) => {
-          if (text && !ctx.quiet) ctx.out(m + '\n');
+          if (!say) return;
+          pending = pending.then(async () => {
+            // A message after the trees' phase ends it, one after the reading ends that.
+            if (treesStarted) await printSnapshotsLine();
+            if (readStarted) printPacksLine();
+            ctx.out(m + '\n');
+            if (m.startsWith('check snapshots')) treesStarted = true;
+            if (m.startsWith('read ')) readStarted = true;
+          });
         },
         onProgress: (p) => {
+          if (p.phase === 'read-data' && p.total !== undefined) packs = { done: p.done, total: p.total };
           const label = CHECK_STEPS[p.phase];
           if (!label) return;
           // The trees' total grows as they are discovered: no percentage for it.
@@ -65,9 +99,12 @@ async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnT
           progress.step({ label, done: p.done, total, bytes: p.phase === 'read-data' ? (p.bytes ?? 0) : undefined });
         },
       });
+      await pending;
     } finally {
       progress.finish();
     }
+    await printSnapshotsLine();
+    printPacksLine();
     if (ctx.json) {
       for (const e of report.errors) ctx.err(JSON.stringify({ message_type: 'error', ...e }) + '\n');
       ctx.out(JSON.stringify({
@@ -142,4 +179,14 @@ async function selectSnapshots(ctx: CommandContext, repo: Repository): Promise<s
     else out.add(findSnapshotByPrefix(all, a));
   }
   return [...out];
+}
+
+/** A fresh folder for check's cache: in `base` (made if missing) as restic does, else in the system's temporary folder. */
+async function temporaryCache(base: string): Promise<string> {
+  try {
+    await mkdir(base, { recursive: true });
+    return await mkdtemp(path.join(base, 'stowage-check-cache-'));
+  } catch {
+    return mkdtemp(path.join(tmpdir(), 'stowage-check-cache-'));
+  }
 }

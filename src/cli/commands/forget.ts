@@ -7,6 +7,7 @@ import { forget, type ForgetPruneOptions } from '../../snapshot/operations/forge
 import type { PruneMessageLevel, PruneStats } from '../../snapshot/operations/prune.ts';
 import { compareGoStrings } from '../../snapshot/model/gojson.ts';
 import { pruneStatus } from './prune.ts';
+import { formatDuration } from '../progress.ts';
 import {
   type ForgetPlan,
   type RetentionGroup,
@@ -119,6 +120,7 @@ export const forgetCommand: Command = {
     if (progress) pruneOptions.onProgress = pruneStatus(progress);
 
     let json: string | undefined;
+    const started = performance.now();
     try {
       return await withRepo(ctx, 'none', async (repo) => {
         const result = await forget(repo, {
@@ -144,6 +146,11 @@ export const forgetCommand: Command = {
         });
         if (ctx.verbose && !ctx.json && !dryRun) for (const id of result.removed) ctx.out(`removed snapshots/${id}\n`);
         for (const f of result.failed) ctx.err(`unable to remove snapshots/${f.id} from the repository: ${f.error}\n`);
+        // restic's deletion counter, in its last state (printed where no status line is drawn too).
+        const deleted = result.removed.length + result.failed.length;
+        if (text && !ctx.quiet && !dryRun && deleted > 0) {
+          ctx.out(`[${formatDuration((performance.now() - started) / 1000)}] 100.00%  ${deleted} / ${deleted} files deleted\n`);
+        }
         // restic prints the JSON only when a policy made groups.
         if (json !== undefined && result.groups.length > 0) ctx.out(json);
         if (text && result.prune) printPruneSummary(ctx, result.prune.stats, dryRun);

@@ -24,8 +24,10 @@ export const keyCommand: Command = {
       if (insecureNoPassword) {
         if (newPasswordFile) return refuse('only either --new-password-file or --new-insecure-no-password may be specified');
       } else {
-        if (!newPasswordFile) throw new InvalidInputError('no new password given (use --new-password-file or --new-insecure-no-password)');
-        newPassword = goTrimSpace(readTextFile(newPasswordFile));
+        if (newPasswordFile) newPassword = goTrimSpace(readTextFile(newPasswordFile));
+        // As restic where standard input is no terminal: the new password is its first line.
+        else if (process.stdin.isTTY) throw new InvalidInputError('no new password given (use --new-password-file or --new-insecure-no-password, or pipe it to standard input)');
+        else newPassword = await firstLineOfStdin();
         if (newPassword === '') return refuse('an empty password is not allowed by default. Pass the flag `--new-insecure-no-password` to restic to disable this check');
       }
     }
@@ -64,3 +66,9 @@ export const keyCommand: Command = {
     }
   },
 };
+
+async function firstLineOfStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+  return Buffer.concat(chunks).toString('utf8').split('\n')[0]!.replace(/\r$/, '');
+}

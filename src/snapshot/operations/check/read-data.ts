@@ -85,7 +85,13 @@ function choosePacks(ctx: CheckContext, packs: ReadonlyMap<PackId, PackedBlob[]>
   const s = subset;
   if (s.kind === 'group') ctx.say(`read group #${s.n} of ${chosen.size} ${filtered}data packs (out of total ${sizes.size} packs in ${s.t} groups)`);
   else if (s.kind === 'percent') ctx.say(`read ${s.percent.toFixed(1)}% of ${filtered}packfiles`);
-  else ctx.say(`read ${s.bytes} bytes of ${filtered}data packs`);
+  else {
+    // As restic: the size asked for, capped to the packs' total, and its share of them.
+    let total = 0;
+    for (const size of sizes.values()) total += size;
+    const bytes = Math.min(s.bytes, total);
+    ctx.say(`read ${bytes} bytes (${(total === 0 ? 100 : (bytes / total) * 100).toFixed(1)}%) of ${filtered}data packs`);
+  }
   return chosen;
 }
 
