@@ -19,6 +19,7 @@ export const restoreCommand: Command = {
     { name: 'dry-run', kind: 'bool', help: 'do not write any data, just show what would be done (with --verbose: every entry)' },
     { name: 'overwrite', kind: 'string', arg: 'BEHAVIOR', help: 'overwrite behavior, one of (always|if-changed|if-newer|never) (default always)' },
     { name: 'verify', kind: 'bool', help: 'verify restored files content' },
+    { name: 'sparse', kind: 'bool', help: 'restore files as sparse' },
     { name: 'ownership-by-name', kind: 'bool', help: 'restore file ownership by user name and group name (except POSIX ACLs)' },
     { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
     { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
@@ -83,6 +84,7 @@ export const restoreCommand: Command = {
           delete: ctx.flags.bool('delete'),
           overwrite,
           verify: ctx.flags.bool('verify'),
+          sparse: ctx.flags.bool('sparse'),
           ownershipByName: ctx.flags.bool('ownership-by-name'),
           onDelete: (p) => {
             if (ctx.verbose && !ctx.quiet && !ctx.json) {

@@ -45,6 +45,24 @@ export interface RunOptions {
 // ownedBytes moved beside discard (repack needs it too); re-exported for the engine's users.
 export { ownedBytes } from '../../repository/crypto.ts';
 
+const ZEROS = new Uint8Array(64 * 1024);
+
+/**
+ * How many bytes at the start of b are zero: what restore --sparse leaves unwritten (a hole in a
+ * file already of its full length), as restic's sparse writes skip a blob's all-zero prefix.
+ */
+export function zeroPrefixLength(b: Uint8Array): number {
+  let i = 0;
+  // Compared with a zero buffer a block at a time (natively), then the first differing block byte by byte.
+  while (i < b.length) {
+    const n = Math.min(ZEROS.length, b.length - i);
+    if (Buffer.compare(b.subarray(i, i + n), ZEROS.subarray(0, n)) !== 0) break;
+    i += n;
+  }
+  while (i < b.length && b[i] === 0) i++;
+  return i;
+}
+
 export class DecodePool {
   readonly #workers: WorkerState[] = [];
   readonly #waiters: Array<() => void> = [];

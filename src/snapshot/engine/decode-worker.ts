@@ -15,6 +15,7 @@ import { discard, openInto, type CryptoKey } from '../../repository/crypto.ts';
 import { decompress } from '../../repository/compression.ts';
 import { ZstdDecoder } from '../../repository/zstd-decoder.ts';
 import { readPackHeader, type PackedBlob } from '../../repository/pack.ts';
+import { zeroPrefixLength } from './decode-pool.ts';
 
 export interface DecodeInit {
   type: 'init';
@@ -22,14 +23,16 @@ export interface DecodeInit {
 }
 /**
  * One blob at `at` in the job's bytes. `writes` (restore only): [file path, offset in the file,
- * create], where create means the file does not exist yet and this job creates it (exclusively).
+ * create, sparse], where create means the file does not exist yet and this job creates it
+ * (exclusively), and sparse (restore --sparse) that the file already has its full length and the
+ * blob's all-zero beginning is not written (left a hole), as restic's sparse writes leave it.
  */
 export interface DecodeBlob {
   at: number;
   length: number;
   uncompressedLength: number;
   id: string;
-  writes?: Array<[Uint8Array, number, boolean]>;
+  writes?: Array<[Uint8Array, number, boolean, boolean?]>;
 }
 export interface DecodeJob {
   type: 'job';
@@ -176,8 +179,9 @@ if (port) {
           continue;
         }
         let path: Buffer | undefined;
+        let zeros: number | undefined; // r's all-zero beginning, once a sparse file needs it
         try {
-          for (const [rawPath, offset, create] of b.writes ?? []) {
+          for (const [rawPath, offset, create, sparse] of b.writes ?? []) {
             path = Buffer.from(rawPath.buffer, rawPath.byteOffset, rawPath.byteLength);
             const k = path.toString('latin1');
             let f = open.get(k);
@@ -194,7 +198,8 @@ if (port) {
               open.set(k, f);
               if (creating) created.add(k);
             }
-            for (let o = 0; o < r.length; ) o += writeSync(f.fd, r, o, r.length - o, offset + o);
+            const from = sparse ? (zeros ??= zeroPrefixLength(r)) : 0;
+            for (let o = from; o < r.length; ) o += writeSync(f.fd, r, o, r.length - o, offset + o);
           }
           errors.push(null);
         } catch (e) {

@@ -8,7 +8,8 @@ import { constants as fsc } from 'node:fs';
 import { AbortedError, throwIfAborted } from '../../../errors.ts';
 import type { IndexedRepository } from '../../../repository/repository.ts';
 import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
-import { DecodePool, ownedBytes, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { DecodePool, ownedBytes, zeroPrefixLength, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { MIN_SIZE } from '../../engine/chunker.ts';
 import { discard } from '../../../repository/crypto.ts';
 import { posixPermissionsFromGo } from '../../model/mode.ts';
 import type { MetadataWriter } from './metadata.ts';
@@ -18,6 +19,7 @@ import type { PackStream } from './ranges.ts';
 import { loadPieces } from '../../../backend/backend.ts';
 import type { TargetFolder } from './target.ts';
 import { packFile } from '../../../repository/pack.ts';
+import { sha256Hex, type BlobId } from '../../../repository/id.ts';
 
 /** Writes the files' contents and their hard links; complete files get their metadata at once. */
 export class ContentWriter {
@@ -30,8 +32,10 @@ export class ContentWriter {
   /** Decode workers and packs read at once (the memory budget); default one per core, the backend's connections. */
   readonly #workers: number | undefined;
   readonly #connections: number;
+  /** restore --sparse. */
+  readonly #sparse: boolean;
 
-  constructor(repo: IndexedRepository, env: { signal: AbortSignal | undefined; owners: boolean; target: TargetFolder; metadata: MetadataWriter; output: RestoreOutput; workers?: number; connections?: number }) {
+  constructor(repo: IndexedRepository, env: { signal: AbortSignal | undefined; owners: boolean; target: TargetFolder; metadata: MetadataWriter; output: RestoreOutput; workers?: number; connections?: number; sparse?: boolean }) {
     this.#repo = repo;
     this.#signal = env.signal;
     this.#owners = env.owners;
@@ -40,6 +44,7 @@ export class ContentWriter {
     this.#output = env.output;
     this.#workers = env.workers;
     this.#connections = Math.max(1, env.connections ?? repo.backend.connections);
+    this.#sparse = env.sparse ?? false;
   }
 
   /**
@@ -65,15 +70,33 @@ export class ContentWriter {
     }
   }
 
-  /** Creates every file that no single job creates (and empty files, complete at once). */
+  /**
+   * Creates every file that no single job creates (and empty files, complete at once). With
+   * sparse, the files restic restores sparse — those holding the all-zero chunk, or of one blob
+   * — are all created here, at their full length (so what is not written reads as zeros).
+   */
   async createFiles(plan: ContentPlan): Promise<void> {
+    if (this.#sparse) {
+      for (const t of plan.tasks) {
+        const content = t.pending.node.content ?? [];
+        if (content.length === 1 || content.includes(zeroChunkId())) {
+          t.sparse = true;
+          plan.jobOf.set(t, -1);
+        }
+      }
+    }
     await mapLimit(plan.tasks, 32, async (t) => {
+      // A file is always made anew (never rewritten in place), so a hole never shows old data.
       await this.#target.removeExisting(t.pending.path);
       const j = plan.jobOf.get(t);
       if (j !== undefined && j >= 0) return;
       // O_NOFOLLOW | O_EXCL: never write through a link that appeared in the target.
       const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-      await fh.close();
+      try {
+        if (t.sparse) await fh.truncate(t.size);
+      } finally {
+        await fh.close();
+      }
       if (t.remaining === 0) this.fileDone(t);
     });
   }
@@ -179,7 +202,7 @@ export class ContentWriter {
       length: b.loc.length,
       uncompressedLength: b.loc.uncompressedLength,
       id: b.loc.id,
-      writes: b.writes.map(([t, offset]) => [t.pending.path, offset, jobOf.get(t) === j] as [Uint8Array, number, boolean]),
+      writes: b.writes.map(([t, offset]) => [t.pending.path, offset, jobOf.get(t) === j, t.sparse === true] as [Uint8Array, number, boolean, boolean]),
     }));
     // The files this job creates and completes get their owner and mode from the worker.
     const finishing = [...new Set(job.blobs.flatMap((b) => b.writes.map(([t]) => t)))].filter((t) => jobOf.get(t) === j);
@@ -216,10 +239,12 @@ export class ContentWriter {
    */
   async restoreAlone(b: PlannedBlob): Promise<void> {
     const plain = await this.#repo.loadBlob('data', b.loc.id, { signal: this.#signal });
+    let zeros: number | undefined;
     for (const [t, offset] of b.writes) {
       const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
       try {
-        for (let o = 0; o < plain.length; ) o += (await fh.write(plain, o, plain.length - o, offset + o)).bytesWritten;
+        const from = t.sparse ? (zeros ??= zeroPrefixLength(plain)) : 0;
+        for (let o = from; o < plain.length; ) o += (await fh.write(plain, o, plain.length - o, offset + o)).bytesWritten;
       } finally {
         await fh.close();
       }
@@ -245,6 +270,17 @@ export class ContentWriter {
     this.#output.report();
     this.#metadata.finishEntry(t.pending, !t.ownerModeSet);
   }
+}
+
+let zeroChunk: BlobId | undefined;
+
+/**
+ * The ID of the chunk an all-zero stretch is cut into: over zeros the rolling hash is 0, a cut as
+ * soon as the chunker's minimum size is reached. What restic's restorer looks for to restore a
+ * file sparse.
+ */
+function zeroChunkId(): BlobId {
+  return (zeroChunk ??= sha256Hex<BlobId>(new Uint8Array(MIN_SIZE)));
 }
 
 /** Where a range lies in its pack. */

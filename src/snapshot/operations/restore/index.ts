@@ -159,7 +159,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   // Files get their owner, mode and times as soon as they are complete, while others are
   // still being written; links, special files and folders after all contents.
   const budget = planBudget('restore', { memoryLimit: options.memoryLimit, connections: repo.backend.connections });
-  await new ContentWriter(repo, { signal: options.signal, owners, target, metadata, output, workers: budget.workers, connections: budget.connections }).write(plan.contents);
+  await new ContentWriter(repo, { signal: options.signal, owners, target, metadata, output, workers: budget.workers, connections: budget.connections, sparse: options.sparse }).write(plan.contents);
   const specials = new SpecialMaker(target, helper, helperOk, metadata, output);
   for (const s of plan.specials) {
     if (await specials.create(s)) metadata.finishEntry(s, true);

@@ -21,6 +21,8 @@ export interface FileTask {
   missing: Set<number>;
   /** Some content has been written (the file is in work until complete). */
   started?: boolean;
+  /** Restored sparse (restore --sparse): made its full length up front, all-zero blob beginnings left as holes. */
+  sparse?: boolean;
 }
 
 /** One blob of a pack and the places (file, offset) it is written to. */

@@ -53,6 +53,12 @@ export interface RestoreOptions {
    * replaces only when the snapshot's mtime is later; `never` leaves it. Folders are always restored.
    */
   overwrite?: OverwriteMode;
+  /**
+   * Restore files sparse, as restic's --sparse: a file holding the all-zero chunk (a stretch of
+   * zeros of at least 512 KiB), or of one blob, is made its full length first and the all-zero
+   * beginning of each of its blobs is not written, so the file system can leave holes there.
+   */
+  sparse?: boolean;
   /** Read every file written back and check it against its blobs (restic's --verify; files `overwrite` left alone are not read). */
   verify?: boolean;
   /**
