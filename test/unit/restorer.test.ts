@@ -20,6 +20,7 @@ import { checkNodeName, planRestore, restore } from '../../src/snapshot/operatio
 import { planContents, planRestore as planEntries, summarizePlan } from '../../src/snapshot/operations/restore/plan.ts';
 import { MAX_GAP, MAX_READ, STREAM_GAP, packRanges, packStreams } from '../../src/snapshot/operations/restore/ranges.ts';
 import { NotFoundError } from '../../src/errors.ts';
+import { zeroPrefixLength } from '../../src/snapshot/engine/decode-pool.ts';
 import type { BlobLocation } from '../../src/repository/master-index.ts';
 import type { PackId } from '../../src/repository/id.ts';
 import { CRYPTO_OVERHEAD } from '../../src/repository/crypto.ts';
@@ -411,4 +412,17 @@ test('restore frees each piece of a pack read once it is copied out (a local rea
   assert.ok(Buffer.from(await readFile(join(base, 'out', src.slice(1), 'big.bin'))).equals(content));
   assert.ok(pieces.length >= 12, `pieces read: ${pieces.length}`);
   assert.deepEqual(pieces.filter((p) => p.byteLength !== 0).length, 0, 'every piece was freed after its bytes were copied');
+});
+
+test('zeroPrefixLength: the all-zero beginning restore --sparse leaves unwritten', () => {
+  assert.equal(zeroPrefixLength(new Uint8Array(0)), 0);
+  assert.equal(zeroPrefixLength(new Uint8Array([1, 0, 0])), 0);
+  assert.equal(zeroPrefixLength(new Uint8Array(3)), 3);
+  // Across the 64 KiB blocks it compares at once, and ending inside one.
+  for (const at of [1, 65_535, 65_536, 65_537, 200_000]) {
+    const b = new Uint8Array(300_000);
+    b[at] = 7;
+    assert.equal(zeroPrefixLength(b), at, `non-zero byte at ${at}`);
+  }
+  assert.equal(zeroPrefixLength(new Uint8Array(200_001)), 200_001);
 });
