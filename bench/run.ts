@@ -30,6 +30,8 @@ const benchDir = fileURLToPath(new URL('.', import.meta.url));
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const RESTIC_019 = '/var/cache/stowage/bin/restic';
 const RESTIC_014 = '/usr/bin/restic';
+// Built by bench/tools/kopia.sh (not by CI).
+const KOPIA = '/var/cache/stowage/bin/kopia';
 const PASSWORD = 'stowage-bench';
 // restic's default, spelled out: both tools must make the same plan.
 const PRUNE_ARGS = ['prune', '--max-unused', '5%'];
@@ -48,6 +50,7 @@ const { values: opts } = parseArgs({
     'big-auto': { type: 'boolean', default: true },
     restic014: { type: 'boolean', default: true },
     cgroup: { type: 'boolean', default: true },
+    kopia: { type: 'boolean' },
     keep: { type: 'boolean', default: false },
     cli: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -57,12 +60,14 @@ const { values: opts } = parseArgs({
 
 if (opts.help) {
   process.stdout.write(
-    'Usage: npm run bench -- [--quick] [--runs N] [--no-big-auto] [--no-restic014] [--keep] [--cli PATH]\n' +
+    'Usage: npm run bench -- [--quick] [--runs N] [--no-big-auto] [--no-restic014] [--no-cgroup] [--[no-]kopia] [--keep] [--cli PATH]\n' +
       '  --quick          2 × 64 MiB big corpus, 2 000 small files, 1 run\n' +
       '  --runs N         repeat every measurement N times and report the median (default 2, quick 1)\n' +
       '  --no-big-auto    skip the first backup of the big corpus with compression auto\n' +
       '  --no-restic014   skip the restic 0.14 column (measured in run 1 only, when /usr/bin/restic exists)\n' +
       '  --no-cgroup      skip the first backups in a 256 MiB memory cgroup\n' +
+      `  --kopia          also run kopia 0.21.1 (${KOPIA}, bench/tools/kopia.sh builds it): first backup and restore, big and small\n` +
+      '  --no-kopia       skip kopia (the default when its binary is missing)\n' +
       '  --keep           keep the repositories under $STOWAGE_BENCH_DIR/work after the run\n' +
       '  --cli PATH       measure another build: PATH is its dist/cli/main.js (default: this checkout\'s)\n' +
       '  --remote         the remote bench instead (MinIO and rest-server behind a proxy); --remote --help for its flags\n',
@@ -78,6 +83,14 @@ const stowageRoot = dirname(stowageDist);
 const runs = opts.runs !== undefined ? Number(opts.runs) : quick ? 1 : 2;
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number ≥ 1, got ${JSON.stringify(opts.runs)}`);
 const withRestic014 = opts.restic014 && existsSync(RESTIC_014);
+// kopia: on by default when its binary is there; --kopia without it is an error, not a silent skip.
+if (opts.kopia === true && !existsSync(KOPIA)) throw new Error(`--kopia: ${KOPIA} is missing; build it with bench/tools/kopia.sh`);
+const withKopia = opts.kopia ?? existsSync(KOPIA);
+// What kopia runs: the first backups and restores of the two main scenarios (issue 17 item 5).
+const KOPIA_SCENARIOS = new Set(['big-off', 'small-auto']);
+const KOPIA_STEPS = new Set<StepName>(['init', 'backup', 'restore']);
+// kopia's default password-based key derivation (kopia repository create --help).
+const KOPIA_KDF = 'scrypt-65536-8-1 (kopia default)';
 const root = process.env.STOWAGE_BENCH_DIR || '/tmp/stowage-bench';
 const work = join(root, quick ? 'work-quick' : 'work');
 const logs = join(work, 'logs');
@@ -139,7 +152,65 @@ function tools(): Tool[] {
     { id: 'restic', label: 'restic 0.19.1', command: RESTIC_019, prefix: [], version: firstLine(RESTIC_019, ['version']) },
   ];
   if (withRestic014) list.push({ id: 'restic014', label: 'restic 0.14', command: RESTIC_014, prefix: [], version: firstLine(RESTIC_014, ['version']) });
+  if (withKopia) list.push({ id: 'kopia', label: 'kopia 0.21.1', command: KOPIA, prefix: [], version: `kopia ${firstLine(KOPIA, ['--version']).split(' ')[0]} (built from the Go module proxy by bench/tools/kopia.sh)` });
   return list;
+}
+
+/** Whether a tool runs this step of this scenario (kopia runs only some; everyone else all). */
+function toolRunsStep(tool: Tool, s: Scenario, step: StepName): boolean {
+  return tool.id !== 'kopia' || (KOPIA_SCENARIOS.has(s.id) && KOPIA_STEPS.has(step));
+}
+
+/**
+ * kopia's environment: the password, and its config file, cache and logs inside the bench's
+ * per-repository cache folder, so nothing lands in $HOME and a fresh repository starts cold.
+ */
+function kopiaEnv(cache: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('KOPIA_') && !k.startsWith('RESTIC_') && k !== 'NODE_OPTIONS') env[k] = v;
+  return {
+    ...env,
+    KOPIA_PASSWORD: PASSWORD,
+    KOPIA_CONFIG_PATH: join(cache, 'repository.config'),
+    KOPIA_CACHE_DIRECTORY: join(cache, 'cache'),
+    KOPIA_LOG_DIR: join(cache, 'logs'),
+    KOPIA_CHECK_FOR_UPDATES: 'false',
+  };
+}
+
+/** An untimed kopia command; returns stdout, or throws with its last lines. */
+function kopiaUntimed(cache: string, args: string[], logFile: string): string {
+  const r = spawnSync(KOPIA, args, { env: kopiaEnv(cache), encoding: 'utf8', maxBuffer: 64 * MiB });
+  appendFileSync(logFile, `$ kopia ${args.join(' ')} (untimed)\n${r.stdout}${r.stderr}`);
+  if (r.status !== 0) throw new Error(`kopia ${args.slice(0, 2).join(' ')} exited with ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' / ')}`);
+  return r.stdout;
+}
+
+/** The newest snapshot of path in kopia's repository: its ID and the file count it recorded. */
+function kopiaLatest(cache: string, path: string, logFile: string): { id: string; files: number } {
+  const list = JSON.parse(kopiaUntimed(cache, ['snapshot', 'list', path, '--json'], logFile)) as { id: string; startTime: string; stats?: { fileCount?: number } }[];
+  const last = list.sort((a, b) => a.startTime.localeCompare(b.startTime)).at(-1);
+  if (!last) throw new Error(`kopia lists no snapshot of ${path}`);
+  return { id: last.id, files: last.stats?.fileCount ?? -1 };
+}
+
+/**
+ * kopia's command for a step. Its repository is kopia's own format (filesystem storage), so the
+ * steps map: init → repository create filesystem (plus, untimed afterwards, the compression
+ * policy), backup → snapshot create, restore → snapshot restore of the newest snapshot's ID
+ * (looked up untimed before).
+ */
+function kopiaArgs(step: StepName, s: Scenario, repo: string, cache: string, target: string, logFile: string): string[] {
+  switch (step) {
+    case 'init':
+      return ['repository', 'create', 'filesystem', '--path', repo, '--cache-directory', join(cache, 'cache'), '--no-check-for-updates'];
+    case 'backup':
+      return ['snapshot', 'create', s.corpus.path, '--no-progress'];
+    case 'restore':
+      return ['snapshot', 'restore', kopiaLatest(cache, s.corpus.path, logFile).id, target];
+    default:
+      throw new Error(`kopia does not run ${step} in this bench`);
+  }
 }
 
 /** The environment every child gets: no inherited RESTIC_* settings, a per-repository cache. */
@@ -237,8 +308,10 @@ async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, sam
     return sample;
   }
   let cgroup: MemoryCgroup | undefined;
+  const kopia = tool.id === 'kopia';
   try {
-    let cmd = { command: tool.command, args: [...tool.prefix, ...argsFor(step, s, target)] };
+    if (kopia && step === 'init') mkdirSync(cache, { recursive: true });
+    let cmd = { command: tool.command, args: [...tool.prefix, ...(kopia ? kopiaArgs(step, s, repo, cache, target, logFile) : argsFor(step, s, target))] };
     if (s.memoryMiB && step === 'backup') {
       const made = makeMemoryCgroup(`stowage-bench-${process.pid}`, s.memoryMiB * MiB);
       if (typeof made === 'string') throw new Error(made);
@@ -246,7 +319,7 @@ async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, sam
       cmd = cgroup.wrap(cmd.command, cmd.args);
     }
     const usage = await measure(cmd.command, cmd.args, {
-      env: childEnv(repo, cache),
+      env: kopia ? kopiaEnv(cache) : childEnv(repo, cache),
       logFile,
       timeFile: join(work, 'time.out'),
       cwd: work,
@@ -259,7 +332,14 @@ async function runStep(run: number, step: StepName, s: Scenario, tool: Tool, sam
     sample.mibPerSecond = s.corpus.bytes / MiB / usage.wallSeconds;
     const out = readFileSync(logFile, 'utf8');
     if (usage.exitCode !== 0) sample.error = `exit ${usage.exitCode}: ${out.trim().split('\n').slice(-3).join(' / ')}`;
-    else if (step === 'backup' || step === 'rebackup') {
+    else if (kopia && step === 'init' && s.compression === 'auto') {
+      // restic's "auto" is zstd at its fastest level; kopia compresses nothing unless a policy says so.
+      kopiaUntimed(cache, ['policy', 'set', '--global', '--compression', 'zstd-fastest'], logFile);
+    } else if (kopia && step === 'backup') {
+      // kopia prints no "Files: … new" line; the snapshot's manifest records what it saw (untimed).
+      const files = kopiaLatest(cache, s.corpus.path, logFile).files;
+      if (files !== s.corpus.files) sample.error = `kopia's snapshot records ${files} files, expected ${s.corpus.files}`;
+    } else if (step === 'backup' || step === 'rebackup') {
       const c = backupCounts(out);
       if (!c) sample.warning = 'no "Files: … new, … changed" line in the output';
       else if (step === 'backup' && c.added !== s.corpus.files) sample.error = `backed up ${c.added} new files, expected ${s.corpus.files}`;
@@ -436,14 +516,15 @@ async function main(): Promise<void> {
     for (const s of scenarios) {
       for (const step of s.steps) {
         for (const tool of order) {
+          if (!toolRunsStep(tool, s, step)) continue;
           samples.push(await runStep(run, step, s, tool, samples));
-          if (step === 'init') kdf[tool.id] ??= kdfParams(join(work, `repo-${s.id}-${tool.id}`));
+          if (step === 'init') kdf[tool.id] ??= tool.id === 'kopia' ? KOPIA_KDF : kdfParams(join(work, `repo-${s.id}-${tool.id}`));
         }
       }
       if (!opts.keep) for (const tool of order) rmSync(join(work, `repo-${s.id}-${tool.id}`), { recursive: true, force: true });
       if (!opts.keep) for (const tool of order) rmSync(join(work, `cache-${s.id}-${tool.id}`), { recursive: true, force: true });
     }
-    samples.push(...(await runPrune(run, pruneSource, order)));
+    samples.push(...(await runPrune(run, pruneSource, order.filter((t) => t.id !== 'kopia'))));
     indexRuns.push(runIndexMemory(run));
   }
   const finishedAt = new Date();
@@ -463,7 +544,7 @@ async function main(): Promise<void> {
   };
 
   const md: string[] = [];
-  md.push(`## Stowage vs restic${quick ? ' (quick)' : ''} — ${startedAt.toISOString()}`);
+  md.push(`## Stowage vs restic${withKopia ? ' and kopia' : ''}${quick ? ' (quick)' : ''} — ${startedAt.toISOString()}`);
   md.push('');
   md.push(`- machine: ${machine.cpu}, ${machine.memoryGiB} GiB; load average ${machine.loadAverageBefore.join(' ')} before, ${machine.loadAverageAfter.join(' ')} after; ${((finishedAt.getTime() - startedAt.getTime()) / 60000).toFixed(1)} min`);
   for (const t of toolList) md.push(`- ${t.label}: ${t.version}; key derivation ${kdf[t.id] ?? 'unknown'}`);
@@ -476,8 +557,15 @@ async function main(): Promise<void> {
   );
   md.push(`- index: bench/index-memory.ts on the build under test, synthetic entries; restic's 56 bytes per blob is the size of its documented in-memory index entry, not a measurement`);
   md.push(`- ${runs} run(s), median reported${withRestic014 && runs > 1 ? ' (restic 0.14: run 1 only)' : ''}; warm page cache; local repositories under ${work}; MiB/s = source bytes / wall; ratio = Stowage / restic 0.19.1 for that row`);
+  if (withKopia) {
+    md.push(
+      `- kopia: its own repository format on filesystem storage (\`repository create filesystem\`), its default splitter, hash and encryption; ` +
+        `compression none for big and \`zstd-fastest\` for small (a global policy set untimed after create); first backup (\`snapshot create --no-progress\`) and restore (\`snapshot restore <ID>\`) of big and small only; ` +
+        `its config, cache and logs under the bench's per-repository cache folder; Stowage / kopia is reported only, no target`,
+    );
+  }
   md.push('');
-  md.push(markdownTable([...figures, { rows: index }], withRestic014));
+  md.push(markdownTable([...figures, { rows: index }], withRestic014, withKopia));
   // What each prune left behind: the tools should end up with about the same repository.
   const pruned = samples.filter((s) => s.step === 'prune' && s.repoAfter);
   if (pruned.length) {

@@ -3,7 +3,7 @@
 import type { Usage } from './measure.ts';
 import { median } from './measure.ts';
 
-export type ToolId = 'stowage' | 'restic' | 'restic014';
+export type ToolId = 'stowage' | 'restic' | 'restic014' | 'kopia';
 export type StepName = 'init' | 'backup' | 'rebackup' | 'restore' | 'check' | 'snapshots' | 'prune';
 
 /** One command of one tool in one run. */
@@ -81,8 +81,14 @@ export interface Row {
   stowage?: number;
   restic?: number;
   restic014?: number;
+  /** kopia 0.21.1, on the rows it runs (first backup and restore of big-off and small-auto). */
+  kopia?: number;
   /** Stowage's value over restic 0.19's for this row's metric. */
   ratio?: number;
+  /** Stowage's value over kopia's for this row's metric (reported only; no target). */
+  ratioKopia?: number;
+  /** kopia ran this figure (so an empty kopia cell is a failure, not "not run"). */
+  kopiaAttempted?: boolean;
   /** e.g. "≥ 2.0×"; absent when the row is reported only. */
   target?: string;
   met?: boolean;
@@ -140,7 +146,10 @@ function rowsFor(def: FigureDef, t: Partial<Record<ToolId, ToolFigure>>): Row[] 
     const stowage = get('stowage');
     const restic = get('restic');
     const ratio = stowage !== undefined && restic !== undefined && restic > 0 ? stowage / restic : undefined;
-    const r: Row = { figure: def.label, metric, stowage, restic, restic014: get('restic014'), ratio };
+    const kopia = get('kopia');
+    const ratioKopia = stowage !== undefined && kopia !== undefined && kopia > 0 ? stowage / kopia : undefined;
+    const r: Row = { figure: def.label, metric, stowage, restic, restic014: get('restic014'), kopia, ratio, ratioKopia };
+    if (t.kopia) r.kopiaAttempted = true;
     if (judge) {
       r.target = `${judge.atLeast ? '≥' : '≤'} ${judge.target.toFixed(1)}×`;
       // A tool that failed every run cannot meet its target.
@@ -226,17 +235,23 @@ function num(v: number | undefined, metric: Metric): string {
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
-/** The comparison table as markdown; the restic 0.14 column appears when it was measured. */
-export function markdownTable(figures: readonly { rows: readonly Row[] }[], withRestic014: boolean): string {
-  const head = ['figure', 'Stowage', 'restic 0.19.1', 'ratio', 'target', 'met?', ...(withRestic014 ? ['restic 0.14'] : [])];
+/**
+ * The comparison table as markdown; the restic 0.14 column appears when it was measured, the
+ * kopia columns (its value and Stowage / kopia) when kopia was.
+ */
+export function markdownTable(figures: readonly { rows: readonly Row[] }[], withRestic014: boolean, withKopia = false): string {
+  const head = ['figure', 'Stowage', 'restic 0.19.1', 'ratio', ...(withKopia ? ['kopia 0.21.1', 'Stowage / kopia'] : []), 'target', 'met?', ...(withRestic014 ? ['restic 0.14'] : [])];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const f of figures) {
     for (const r of f.rows) {
+      // kopia runs only some figures: an empty cell there means "not run", not FAIL.
+      const kopiaRan = r.kopia !== undefined || r.ratioKopia !== undefined;
       const cells = [
         `${r.figure}: ${r.metric}`,
         r.text?.stowage ?? num(r.stowage, r.metric),
         r.text?.restic ?? num(r.restic, r.metric),
         r.ratio === undefined ? '—' : `${r.ratio.toFixed(2)}×`,
+        ...(withKopia ? [r.text?.kopia ?? (kopiaRan || r.kopiaAttempted ? num(r.kopia, r.metric) : '—'), r.ratioKopia === undefined ? '—' : `${r.ratioKopia.toFixed(2)}×`] : []),
         r.target ?? '',
         r.met === undefined ? '' : r.met ? 'yes' : '**no**',
         ...(withRestic014 ? [r.text?.restic014 ?? num(r.restic014, r.metric)] : []),
