@@ -39,6 +39,8 @@ export const keyCommand: Command = {
           else {
             ctx.out(' ID        User        Host        Created\n' + '-'.repeat(60) + '\n');
             for (const k of keys) ctx.out(`${k.current ? '*' : ' '}${k.id.slice(0, 8).padEnd(10)}${k.username.padEnd(12)}${k.hostname.padEnd(12)}${formatTime(formatGoTime(k.created))}\n`);
+            // restic closes the table with a second rule.
+            ctx.out('-'.repeat(60) + '\n');
           }
           return 0;
         }, { prefetch: [] });
