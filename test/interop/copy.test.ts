@@ -223,7 +223,10 @@ describe('copy between repositories', () => {
     // restic copies the same snapshot into a twin repository; the outputs agree up to new IDs.
     const twin = path.join(work, 'dst-cli-twin');
     const twinOpts = { repo: twin, password: DST_PASSWORD };
-    await resticOk(r19(), ['init', '--from-repo', srcRepoDir, '--from-password-file', pwFile, '--copy-chunker-params'], twinOpts);
+    const twinInit = await resticOk(r19(), ['init', '--from-repo', srcRepoDir, '--from-password-file', pwFile, '--copy-chunker-params'], twinOpts);
+    // restic's lines, the new ID and the location aside.
+    const initLines = (s: string) => s.replace(/^created restic repository [0-9a-f]{10} at .*$/m, 'created restic repository ID at LOCATION');
+    assert.equal(initLines(init.stdout), initLines(twinInit.stdout));
     const theirs = await resticOk(r19(), ['copy', '--from-repo', srcRepoDir, '--from-password-file', pwFile, '--tag', 'one'], { ...twinOpts, env: { TZ: 'UTC' } });
     const ours = await runCli(['copy', '--from-repo', srcRepoDir, '--from-password-file', pwFile, '--tag', 'one'], { env });
     assert.equal(ours.code, 0, ours.stderr);

@@ -37,7 +37,8 @@ export const initCommand: Command = {
       const repo = await Repository.init(backend, { password, insecureNoPassword: ctx.flags.bool('insecure-no-password'), version, chunkerPolynomial, signal: ctx.signal, logger: ctx.logger });
       if (ctx.json) ctx.out(JSON.stringify({ message_type: 'initialized', id: repo.config.id, repository: backend.location }) + '\n');
       else if (!ctx.quiet) {
-        ctx.out(`created restic repository ${repo.config.id.slice(0, 10)} at ${backend.location}\n\n` +
+        ctx.out(`created restic repository ${repo.config.id.slice(0, 10)} at ${backend.location}\n` +
+          (chunkerPolynomial !== undefined ? ' with chunker parameters copied from secondary repository\n' : '') + '\n' +
           'Please note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost.\n');
       }
     } finally {
