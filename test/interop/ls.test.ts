@@ -2,7 +2,7 @@
 // repository restic made: each DIR lists itself and its direct children, --recursive its whole
 // subtree, a file path itself, several dirs their union in tree order; paths cleaned as restic
 // cleans them; the header, --long, --human-readable, --json, ID:subfolder and the refusal of a
-// relative DIR byte for byte. The library's listTree gives the same paths.
+// relative DIR byte for byte; --sort, --reverse and --ncdu too. The library's listTree gives the same paths.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
@@ -44,6 +44,13 @@ const CASES: string[][] = [
   ['latest', '--json', '/src/a', '/src/d'],
   ['--json', 'latest:/src/a', '/b'],
   ['latest', 'src/a'],
+  // --sort/--reverse sort the whole listing (ties by path); --ncdu prints ncdu's export.
+  ['latest', '-l', '--sort', 'size', '--reverse'],
+  ['latest', '--json', '--sort', 'time', '/src/a', '/src/d'],
+  ['latest', '-s', 'extension', '--reverse', '--recursive', '/src/a'],
+  ['latest', '--ncdu'],
+  ['latest', '--ncdu', '/src/a/b', '/src/d'],
+  ['latest', '--ncdu', '--reverse'],
 ];
 
 test('ls SNAPSHOT DIR...: the same output and exit code as restic 0.19.1', async () => {

@@ -1,7 +1,9 @@
 // `stowage snapshots` prints restic 0.19.1's table byte for byte on one repository: the Size
 // column (a snapshot's total_bytes_processed; empty for restic 0.14's snapshots, which have no
 // summary), several paths (a blank line between snapshots), tags, a long hostname, --compact,
-// the footer's time zone as Go names it, nothing when nothing matches; and --json the same.
+// the footer's time zone as Go names it, nothing when nothing matches; and --json the same;
+// --group-by's headed tables and grouped JSON (restic prints groups in Go map order, so the
+// test compares them as a set).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -44,5 +46,25 @@ test('snapshots: restic 0.19.1\'s table, Size column included, and its JSON', as
     assert.equal(theirs.code, 0, theirs.stderr);
     assert.equal(ours.code, 0, ours.stderr);
     assert.equal(ours.stdout, theirs.stdout, what);
+  }
+});
+
+/** Groups of a --group-by output, in a fixed order: restic's come in Go map order. */
+function groupsOf(stdout: string, json: boolean): string[] {
+  if (json) return (JSON.parse(stdout) as unknown[]).map((g) => JSON.stringify(g)).sort();
+  return stdout.split(/^(?=snapshots for \()/m).sort();
+}
+
+test('snapshots --group-by: restic 0.19.1\'s group headers and tables, and its grouped JSON', async () => {
+  const cases = [['--group-by', 'host'], ['--group-by', 'host,paths,tags', '--compact'], ['-g', 'tags', '--latest', '1'], ['--group-by', 'host,tags', '--json'], ['--group-by', 'paths', '--tag', 'nothing', '--json']];
+  for (const args of cases) {
+    const [theirs, ours] = await Promise.all([
+      runRestic(resticBin('0.19'), ['snapshots', ...args], { ...ropts, env: { TZ: 'UTC' } }),
+      runCli(['snapshots', '--no-cache', ...args], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, TZ: 'UTC' } }),
+    ]);
+    assert.equal(theirs.code, 0, theirs.stderr);
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.ok(theirs.stdout.length > 0);
+    assert.deepEqual(groupsOf(ours.stdout, args.includes('--json')), groupsOf(theirs.stdout, args.includes('--json')), args.join(' '));
   }
 });

@@ -1,5 +1,8 @@
 import { formatGoTime } from '../../repository/gotime.ts';
-import { listSnapshots, loadSnapshot, latestPerGroup, type SnapshotEntry } from '../../snapshot/engine/select.ts';
+import { listSnapshots, loadSnapshot, latestPerGroup, sortByTime, type SnapshotEntry } from '../../snapshot/engine/select.ts';
+import { compareGoStrings } from '../../snapshot/model/gojson.ts';
+import { groupSnapshots, type SnapshotGroupKey } from '../../snapshot/model/snapshot.ts';
+import { parseGroupBy } from './forget.ts';
 import type { Command } from '../context.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -9,7 +12,8 @@ export const snapshotsCommand: Command = {
   summary: 'List snapshots',
   usage: '[flags] [SNAPSHOT...]',
   flags: [...FILTER_FLAGS, { name: 'latest', kind: 'string', arg: 'N', help: 'only the last N snapshots of each host and path set' },
-    { name: 'compact', short: 'c', kind: 'bool', help: 'use compact output format' }],
+    { name: 'compact', short: 'c', kind: 'bool', help: 'use compact output format' },
+    { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: 'group snapshots by host, paths and/or tags, separated by comma' }],
   async run(ctx) {
     return withRepo(ctx, 'none', async (repo) => {
       let list = await listSnapshots(repo, { ...filterFrom(ctx.flags, ctx.env), signal: ctx.signal });
@@ -19,16 +23,42 @@ export const snapshotsCommand: Command = {
         list = list.filter((e) => wanted.has(e.id));
       }
       const n = ctx.flags.int('latest');
-      if (n !== undefined) list = latestPerGroup(list, n);
-      if (ctx.json) {
-        ctx.out(JSON.stringify(list.map(snapshotJson)) + '\n');
+      const by = parseGroupBy(ctx.flags.string('group-by') ?? '');
+      const grouped = by.host === true || by.paths === true || by.tags === true;
+      // Like restic's GroupSnapshots: paths always sorted, tags too when grouping by them.
+      list = list.map((e) => ({
+        ...e,
+        snapshot: { ...e.snapshot, paths: [...e.snapshot.paths].sort(compareGoStrings), ...(by.tags && e.snapshot.tags ? { tags: [...e.snapshot.tags].sort(compareGoStrings) } : {}) },
+      }));
+      if (!grouped) {
+        if (n !== undefined) list = latestPerGroup(list, n);
+        if (ctx.json) ctx.out(JSON.stringify(list.map(snapshotJson)) + '\n');
+        else ctx.out(snapshotTable(list, { compact: ctx.flags.bool('compact'), env: ctx.env }));
         return 0;
       }
-      ctx.out(snapshotTable(list, { compact: ctx.flags.bool('compact'), env: ctx.env }));
+      // restic's groups come in Go map order (random); these come in the order of their oldest snapshot.
+      const groups = groupSnapshots(list, by).map((g) => {
+        const byTime = sortByTime([...g.snapshots]);
+        return { key: g.key, snapshots: n !== undefined && n > 0 ? byTime.slice(-n) : byTime };
+      });
+      if (ctx.json) {
+        ctx.out(JSON.stringify(groups.map((g) => ({ group_key: g.key, snapshots: g.snapshots.map(snapshotJson) }))) + '\n');
+        return 0;
+      }
+      for (const g of groups) ctx.out(groupHeader(g.key) + snapshotTable(g.snapshots, { compact: ctx.flags.bool('compact'), env: ctx.env }));
       return 0;
     }, { prefetch: ['snapshots'] });
   },
 };
+
+/** restic's line above a group's table: "snapshots for (host [h], tags [a, b], paths [/p]):", or nothing for an empty key. */
+function groupHeader(key: SnapshotGroupKey): string {
+  const parts: string[] = [];
+  if (key.hostname !== '') parts.push(`host [${key.hostname}]`);
+  if (key.tags !== null) parts.push(`tags [${key.tags.join(', ')}]`);
+  if (key.paths !== null) parts.push(`paths [${key.paths.join(', ')}]`);
+  return parts.length ? `snapshots for (${parts.join(', ')}):\n` : '';
+}
 
 /**
  * restic 0.19's table (its PrintSnapshots): ID, Time, Host, Tags, Paths and, when any snapshot has

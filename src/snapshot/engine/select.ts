@@ -86,6 +86,11 @@ export interface ListTreeOptions extends CallOptions {
   dirs?: readonly string[];
   /** List everything below each of `dirs`, not only its direct children. */
   recursive?: boolean;
+  /**
+   * Also yield the nodes on the way to `dirs` (restic's "prefix directories", which its `ls
+   * --ncdu` prints), marked `prefix: true`.
+   */
+  prefixes?: boolean;
 }
 
 /**
@@ -95,19 +100,20 @@ export interface ListTreeOptions extends CallOptions {
  * Paths are cleaned as restic cleans them ("/a/./b/", "/a/../b", "//a"); a relative one is an
  * InvalidInputError, as in restic.
  */
-export async function* listTree(repository: AnyRepository, treeId: BlobId, options: ListTreeOptions = {}): AsyncGenerator<{ path: string; node: TreeNode }> {
+export async function* listTree(repository: AnyRepository, treeId: BlobId, options: ListTreeOptions = {}): AsyncGenerator<{ path: string; node: TreeNode; prefix?: true }> {
   const dirs = (options.dirs ?? []).map((d) => {
     if (!d.startsWith('/')) throw new InvalidInputError(`path filter ${JSON.stringify(d)}: all path filters must be absolute, starting with a forward slash '/'`);
     return cleanPathParts(d);
   });
   const repo = await withIndex(repository, options);
   const isPrefix = (base: readonly string[], p: readonly string[]) => base.length <= p.length && base.every((part, i) => p[i] === part);
-  async function* walk(tree: BlobId, parts: string[]): AsyncGenerator<{ path: string; node: TreeNode }> {
+  async function* walk(tree: BlobId, parts: string[]): AsyncGenerator<{ path: string; node: TreeNode; prefix?: true }> {
     for (const node of decodeTree(await repo.loadBlob('tree', tree, options), tree)) {
       const p = [...parts, node.name];
       const path = '/' + p.join('/');
       const within = dirs.length === 0 || dirs.some((d) => isPrefix(d, p));
       if (within) yield { path, node };
+      else if (options.prefixes && dirs.some((d) => isPrefix(p, d))) yield { path, node, prefix: true };
       const descend = (within && (options.recursive || dirs.length === 0)) || dirs.some((d) => isPrefix(p, d));
       if (descend && node.type === 'dir' && node.subtree) yield* walk(node.subtree, p);
     }
