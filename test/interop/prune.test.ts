@@ -148,6 +148,18 @@ function runRunner(repoDir: string, o: { killAfterOps?: number; killAfterMs?: nu
   });
 }
 
+/** Output lines with what varies from run to run (IDs, numbers, sizes, durations) replaced. */
+function shapes(text: string): string[] {
+  return text.split('\n').map((l) => l
+    .replace(/\b[0-9a-f]{8,64}\b/g, 'ID')
+    .replace(/\b\d+:\d{2}(:\d{2})?\b/g, 'DUR')
+    .replace(/\b\d+(\.\d+)? ?(B|KiB|MiB|GiB|TiB)\b/g, 'SIZE')
+    .replace(/\d+(\.\d+)?/g, 'N')
+    .replace(/\s+/g, ' ').trim())
+    // The helper runs restic with --no-cache, which restic warns about.
+    .filter((l) => l && !l.startsWith('warning: running prune without a cache'));
+}
+
 describe('prune interop with the real restic', () => {
   let work: string;
   let dirs: string[];
@@ -228,12 +240,17 @@ describe('prune interop with the real restic', () => {
     assert.equal(noLock.code, 1);
     assert.match(noLock.stderr, /--no-lock is only applicable in combination with --dry-run/);
 
+    const resticDry = await resticOk(resticVersions()[1]!.bin, ['prune', '--dry-run'], { repo: theirs, password: PASSWORD });
+    const plainDry = await runCli(['prune', '--dry-run'], { env });
+    assert.deepEqual(shapes(plainDry.stdout), shapes(resticDry.stdout), 'prune --dry-run prints restic 0.19\'s lines');
     const run = await runCli(['prune'], { env });
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /repacking packs\n/);
     assert.match(run.stdout, /removing \d+ old packs\n/);
     assert.match(run.stdout, /done\n$/);
-    await resticOk(resticVersions()[1]!.bin, ['prune'], { repo: theirs, password: PASSWORD });
+    const resticRun = await resticOk(resticVersions()[1]!.bin, ['prune'], { repo: theirs, password: PASSWORD });
+    // restic's lines in restic's order, its counters' last states included.
+    assert.deepEqual(shapes(run.stdout), shapes(resticRun.stdout), 'prune prints restic 0.19\'s lines');
 
     await resticCheck(repoDir, true);
     assert.equal(await assertAllRestore(repoDir, work, 'Stowage repository'), KEEP.length);
