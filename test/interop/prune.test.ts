@@ -259,6 +259,25 @@ describe('prune interop with the real restic', () => {
     assert.equal(ours, 0);
   });
 
+  it('(b2) `forget --prune` prints restic 0.19\'s prune lines in its order', async () => {
+    assert.ok(stowageBase, 'runs after (b)');
+    const ours = path.join(work, 'forget-prune-ours');
+    const theirs = path.join(work, 'forget-prune-theirs');
+    await cp(stowageBase, ours, { recursive: true });
+    await cp(stowageBase, theirs, { recursive: true });
+    const args = ['forget', '--keep-last', '1', '--group-by', 'host', '--prune'];
+    const run = await runCli(args, { env: { RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: ours } });
+    assert.equal(run.code, 0, run.stderr);
+    const resticRun = await resticOk(resticVersions()[1]!.bin, args, { repo: theirs, password: PASSWORD });
+    // From the snapshots' deletion counter on (the tables are compared in forget's tests).
+    const tail = (out: string): string[] => {
+      const lines = shapes(out);
+      return lines.slice(lines.findIndex((l) => l.endsWith('files deleted')));
+    };
+    assert.ok(tail(resticRun.stdout).length > 10);
+    assert.deepEqual(tail(run.stdout), tail(resticRun.stdout));
+  });
+
   it('(c) a prune killed at any point leaves a repository restic accepts, and the next prune completes', async (t) => {
     assert.ok(stowageBase, 'runs after (b)');
     // A full run first, to count its operations (saves and removes) and time them.

@@ -206,7 +206,7 @@ function percent(n: number, d: number): string {
  * The statistics as restic prints them (the first and last blocks only with --verbose). Each
  * entry is one message of restic's printer, which ends every message with one newline.
  */
-function printStats(ctx: CommandContext, s: PruneStats): void {
+export function printStats(ctx: CommandContext, s: PruneStats): void {
   const lines: string[] = [];
   const v = (l: string) => {
     if (ctx.verbose) lines.push(l);

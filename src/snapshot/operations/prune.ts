@@ -113,6 +113,8 @@ export interface PruneExecuteOptions extends CallOptions {
 export interface PruneOptions extends PrunePlanOptions, PruneExecuteOptions {
   /** Plan and report only; change nothing (restic --dry-run). */
   dryRun?: boolean;
+  /** Called with the plan once it is made, before anything is changed (restic prints its statistics here). */
+  onPlan?: (plan: PrunePlan) => void;
 }
 
 /** restic's prune statistics (its JSON "summary", in camelCase). Sizes are stored bytes. */
@@ -826,6 +828,7 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
       current = await indexed.repo.loadIndex({ signal });
     }
     const plan = await planPrune(current, options);
+    options.onPlan?.(plan);
     if (options.dryRun) {
       return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
     }
