@@ -38,17 +38,22 @@ const RESTIC_COUNTERS: Readonly<Partial<Record<PrunePhase, string>>> = {
  */
 export class PruneCounters {
   readonly #out: (text: string) => void;
-  #last: { phase: PrunePhase; done: number; total: number; started: number } | undefined;
+  readonly #labels: Readonly<Record<string, string | undefined>>;
+  #last: { phase: string; done: number; total: number; started: number } | undefined;
 
-  /** `out` receives each line; pass a no-op where nothing is printed (--json, --quiet). */
-  constructor(out: (text: string) => void) {
+  /**
+   * `out` receives each line; pass a no-op where nothing is printed (--json, --quiet). `labels`
+   * names restic's counter of each phase (default: prune's); phases without one print nothing.
+   */
+  constructor(out: (text: string) => void, labels: Readonly<Record<string, string | undefined>> = RESTIC_COUNTERS) {
     this.#out = out;
+    this.#labels = labels;
   }
 
   /** Records a step; prints the previous phase's counter when the phase changed. */
-  step(p: PruneProgress): void {
+  step(p: PruneProgress | { phase: string; done: number; total?: number }): void {
     if (this.#last && this.#last.phase !== p.phase) this.flush();
-    if (!RESTIC_COUNTERS[p.phase]) return;
+    if (!this.#labels[p.phase]) return;
     const started = this.#last?.started ?? performance.now();
     this.#last = { phase: p.phase, done: p.done, total: p.total ?? p.done, started };
   }
@@ -59,7 +64,7 @@ export class PruneCounters {
     this.#last = undefined;
     if (!c) return;
     const pct = c.total === 0 ? 100 : (c.done / c.total) * 100;
-    this.#out(`[${formatDuration((performance.now() - c.started) / 1000)}] ${pct.toFixed(2)}%  ${c.done} / ${c.total} ${RESTIC_COUNTERS[c.phase]}\n`);
+    this.#out(`[${formatDuration((performance.now() - c.started) / 1000)}] ${pct.toFixed(2)}%  ${c.done} / ${c.total} ${this.#labels[c.phase]}\n`);
   }
 }
 
