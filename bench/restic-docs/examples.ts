@@ -319,7 +319,8 @@ export const EXAMPLES: DocExample[] = [
   // 077: troubleshooting
   ex(C077, 51, 'restic check --read-data', { setup: ['damage-pack'] }),
   ex(C077, 132, 'restic repair index', { setup: ['delete-pack'] }),
-  probe(C077, 'repair-snapshots-dry-run', 'restic repair snapshots --dry-run', { args: 'repair snapshots --dry-run', setup: ['delete-pack', 'repair-index'] }),
-  ex(C077, 178, 'restic repair snapshots --forget', { setup: ['delete-pack', 'repair-index'] }),
+  // restic goes through the snapshots in the order it lists and loads them (not by time).
+  probe(C077, 'repair-snapshots-dry-run', 'restic repair snapshots --dry-run', { args: 'repair snapshots --dry-run', setup: ['delete-pack', 'repair-index'], unordered: true }),
+  ex(C077, 178, 'restic repair snapshots --forget', { setup: ['delete-pack', 'repair-index'], unordered: true }),
   ex(C077, 202, 'restic check --read-data', { setup: ['delete-pack', 'repair-index', 'repair-snapshots'] }),
 ];

@@ -264,3 +264,16 @@ function civilFromDays(days: number): { year: number; month: number; day: number
   const month = mp < 10 ? mp + 3 : mp - 9;
   return { year: yoe + era * 400 + (month <= 2 ? 1 : 0), month, day };
 }
+
+/**
+ * Go's time.Time.String() for a time read from JSON: "2006-01-02 15:04:05.999999999 -0700 MST".
+ * A zero offset prints as UTC; other offsets repeat the offset where Go would print a zone name
+ * it does not know.
+ */
+export function goTimeString(t: GoTime): string {
+  const rfc = formatGoTime(t); // 2006-01-02T15:04:05.999999999Z07:00
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:\d{2})$/.exec(rfc);
+  if (!m) return rfc;
+  const zone = m[3] === 'Z' ? '+0000 UTC' : `${m[3]!.replace(':', '')} ${m[3]!.replace(':', '')}`;
+  return `${m[1]} ${m[2]} ${zone}`;
+}

@@ -64,6 +64,16 @@ async function listing(bin: string, repo: string, id: string): Promise<string[]>
   return lines.filter((l) => l.struct_type === 'node').map((l) => `${l.type} ${l.path} ${l.size ?? ''}`).sort();
 }
 
+/** Output lines with IDs, numbers and durations replaced (sorted when the order means nothing). */
+function outputShape(text: string, sorted: boolean): string[] {
+  const lines = text.split('\n').map((l) => l
+    .replace(/\b[0-9a-f]{8,64}\b/g, 'ID')
+    .replace(/\b\d+:\d{2}(:\d{2})?\b/g, 'DUR')
+    .replace(/\d+(\.\d+)?/g, 'N')
+    .replace(/\s+/g, ' ').trim()).filter(Boolean);
+  return sorted ? lines.sort() : lines;
+}
+
 describe('check and repair with the real restic', () => {
   let work: string;
   let src: string;
@@ -182,7 +192,12 @@ describe('check and repair with the real restic', () => {
     for (const args of [['repair', 'index'], ['repair', 'snapshots', '--forget']]) {
       const res = await runCli(args, { env: env(dir) });
       assert.equal(res.code, 0, `stowage ${args.join(' ')}: ${res.stderr}`);
-      await resticOk(r019, args, { repo: byRestic, password: PASSWORD });
+      const theirs = await resticOk(r019, args, { repo: byRestic, password: PASSWORD });
+      // restic's lines (its counters' last states, "snapshot ID of [PATHS] at TIME by USER@HOST",
+      // each snapshot's outcome after it); restic takes the snapshots in listing order.
+      const sorted = args[1] === 'snapshots';
+      assert.deepEqual(outputShape(res.stdout, sorted), outputShape(theirs.stdout, sorted), `stowage ${args.join(' ')} prints restic's lines`);
+      if (args[1] === 'index') assert.match(res.stderr, /^removing not found pack file [0-9a-f]{64}$/m);
     }
 
     for (const { name, bin } of resticVersions()) {

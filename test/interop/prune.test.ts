@@ -148,6 +148,18 @@ function runRunner(repoDir: string, o: { killAfterOps?: number; killAfterMs?: nu
   });
 }
 
+/** Output lines with what varies from run to run (IDs, numbers, sizes, durations) replaced. */
+function shapes(text: string): string[] {
+  return text.split('\n').map((l) => l
+    .replace(/\b[0-9a-f]{8,64}\b/g, 'ID')
+    .replace(/\b\d+:\d{2}(:\d{2})?\b/g, 'DUR')
+    .replace(/\b\d+(\.\d+)? ?(B|KiB|MiB|GiB|TiB)\b/g, 'SIZE')
+    .replace(/\d+(\.\d+)?/g, 'N')
+    .replace(/\s+/g, ' ').trim())
+    // The helper runs restic with --no-cache, which restic warns about.
+    .filter((l) => l && !l.startsWith('warning: running prune without a cache'));
+}
+
 describe('prune interop with the real restic', () => {
   let work: string;
   let dirs: string[];
@@ -228,18 +240,42 @@ describe('prune interop with the real restic', () => {
     assert.equal(noLock.code, 1);
     assert.match(noLock.stderr, /--no-lock is only applicable in combination with --dry-run/);
 
+    const resticDry = await resticOk(resticVersions()[1]!.bin, ['prune', '--dry-run'], { repo: theirs, password: PASSWORD });
+    const plainDry = await runCli(['prune', '--dry-run'], { env });
+    assert.deepEqual(shapes(plainDry.stdout), shapes(resticDry.stdout), 'prune --dry-run prints restic 0.19\'s lines');
     const run = await runCli(['prune'], { env });
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /repacking packs\n/);
     assert.match(run.stdout, /removing \d+ old packs\n/);
     assert.match(run.stdout, /done\n$/);
-    await resticOk(resticVersions()[1]!.bin, ['prune'], { repo: theirs, password: PASSWORD });
+    const resticRun = await resticOk(resticVersions()[1]!.bin, ['prune'], { repo: theirs, password: PASSWORD });
+    // restic's lines in restic's order, its counters' last states included.
+    assert.deepEqual(shapes(run.stdout), shapes(resticRun.stdout), 'prune prints restic 0.19\'s lines');
 
     await resticCheck(repoDir, true);
     assert.equal(await assertAllRestore(repoDir, work, 'Stowage repository'), KEEP.length);
     const [ours, restics] = [await wasted(repoDir), await wasted(theirs)];
     assert.ok(ours <= restics, `Stowage leaves ${ours} unused bytes, restic ${restics}`);
     assert.equal(ours, 0);
+  });
+
+  it('(b2) `forget --prune` prints restic 0.19\'s prune lines in its order', async () => {
+    assert.ok(stowageBase, 'runs after (b)');
+    const ours = path.join(work, 'forget-prune-ours');
+    const theirs = path.join(work, 'forget-prune-theirs');
+    await cp(stowageBase, ours, { recursive: true });
+    await cp(stowageBase, theirs, { recursive: true });
+    const args = ['forget', '--keep-last', '1', '--group-by', 'host', '--prune'];
+    const run = await runCli(args, { env: { RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: ours } });
+    assert.equal(run.code, 0, run.stderr);
+    const resticRun = await resticOk(resticVersions()[1]!.bin, args, { repo: theirs, password: PASSWORD });
+    // From the snapshots' deletion counter on (the tables are compared in forget's tests).
+    const tail = (out: string): string[] => {
+      const lines = shapes(out);
+      return lines.slice(lines.findIndex((l) => l.endsWith('files deleted')));
+    };
+    assert.ok(tail(resticRun.stdout).length > 10);
+    assert.deepEqual(tail(run.stdout), tail(resticRun.stdout));
   });
 
   it('(c) a prune killed at any point leaves a repository restic accepts, and the next prune completes', async (t) => {

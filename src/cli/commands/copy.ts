@@ -6,7 +6,9 @@
 import { InvalidInputError } from '../../errors.ts';
 import { Repository } from '../../repository/repository.ts';
 import { withLock, withOptionalLock } from '../../repository/lock.ts';
-import { formatGoTime, type GoTime } from '../../repository/gotime.ts';
+import { goTimeString } from '../../repository/gotime.ts';
+
+export { goTimeString };
 import { copy, type CopyEvent, type CopyProgress } from '../../snapshot/operations/copy.ts';
 import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import type { FlagSpec } from '../args.ts';
@@ -216,17 +218,4 @@ function formatSeconds(sec: number): string {
 export function snapshotString(e: SnapshotEntry): string {
   const s = e.snapshot;
   return `snapshot ${e.id.slice(0, 8)} of [${s.paths.join(' ')}] at ${goTimeString(s.time)} by ${s.username ?? ''}@${s.hostname ?? ''}`;
-}
-
-/**
- * Go's time.Time.String() for a time read from JSON: "2006-01-02 15:04:05.999999999 -0700 MST".
- * A zero offset prints as UTC; other offsets repeat the offset where Go would print a zone name
- * it does not know.
- */
-export function goTimeString(t: GoTime): string {
-  const rfc = formatGoTime(t); // 2006-01-02T15:04:05.999999999Z07:00
-  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:\d{2})$/.exec(rfc);
-  if (!m) return rfc;
-  const zone = m[3] === 'Z' ? '+0000 UTC' : `${m[3]!.replace(':', '')} ${m[3]!.replace(':', '')}`;
-  return `${m[1]} ${m[2]} ${zone}`;
 }

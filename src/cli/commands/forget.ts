@@ -4,9 +4,9 @@ import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
 import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import { forget, type ForgetPruneOptions } from '../../snapshot/operations/forget.ts';
-import type { PruneMessageLevel, PruneStats } from '../../snapshot/operations/prune.ts';
+import type { PruneMessageLevel, PruneProgress } from '../../snapshot/operations/prune.ts';
 import { compareGoStrings } from '../../snapshot/model/gojson.ts';
-import { pruneStatus } from './prune.ts';
+import { PruneCounters, printStats, pruneStatus } from './prune.ts';
 import { formatDuration } from '../progress.ts';
 import {
   type ForgetPlan,
@@ -19,7 +19,7 @@ import {
 import type { SnapshotFilter, SnapshotGroupBy } from '../../snapshot/model/snapshot.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { compressionFrom, formatBytes, formatTime, packSizeFrom, snapshotJson, withRepo } from '../context.ts';
+import { compressionFrom, formatTime, packSizeFrom, snapshotJson, withRepo } from '../context.ts';
 
 /** restic's exit status when some snapshot files could not be removed. */
 const EXIT_PARTIAL = 3;
@@ -96,13 +96,28 @@ export const forgetCommand: Command = {
 
     let removing = 0;
     let announced = false;
+    let deletedLine = false;
+    const started = performance.now();
+    // restic's deletion counter, in its last state (printed where no status line is drawn too).
+    const printDeleted = (deleted: number): void => {
+      if (deletedLine || !text || dryRun || deleted === 0) return;
+      deletedLine = true;
+      ctx.out(`[${formatDuration((performance.now() - started) / 1000)}] 100.00%  ${deleted} / ${deleted} files deleted\n`);
+    };
+    const counters = new PruneCounters((line) => {
+      if (text) ctx.out(line);
+    });
+    const announce = (): void => {
+      if (announced) return;
+      announced = true;
+      printDeleted(removing);
+      ctx.out(dryRun ? `${removing} snapshots would be removed, running prune dry run\n` : `${removing} snapshots have been removed, running prune\n`);
+    };
     const onPruneMessage = (m: string, level: PruneMessageLevel) => {
       if (level === 'warning') return ctx.err(m + '\n');
       if (!text || (level === 'verbose' && !ctx.verbose)) return;
-      if (!announced) {
-        announced = true;
-        ctx.out(dryRun ? `${removing} snapshots would be removed, running prune dry run\n` : `${removing} snapshots have been removed, running prune\n`);
-      }
+      announce();
+      counters.flush();
       ctx.out(m + '\n');
     };
     const pruneOptions: ForgetPruneOptions = {
@@ -115,12 +130,24 @@ export const forgetCommand: Command = {
       compression: compressionFrom(ctx),
       packSize: packSizeFrom(ctx),
       onMessage: onPruneMessage,
+      onPlan: (plan) => {
+        counters.flush();
+        if (!text) return;
+        announce();
+        if (dryRun) ctx.out('\nWould have made the following changes:\n');
+        printStats(ctx, plan.stats);
+      },
     };
     const progress = ctx.flags.bool('prune') ? ctx.progress('prune') : undefined;
-    if (progress) pruneOptions.onProgress = pruneStatus(progress);
+    if (progress) {
+      const status = pruneStatus(progress);
+      pruneOptions.onProgress = (p: PruneProgress) => {
+        status(p);
+        counters.step(p);
+      };
+    }
 
     let json: string | undefined;
-    const started = performance.now();
     try {
       return await withRepo(ctx, 'none', async (repo) => {
         const result = await forget(repo, {
@@ -146,14 +173,10 @@ export const forgetCommand: Command = {
         });
         if (ctx.verbose && !ctx.json && !dryRun) for (const id of result.removed) ctx.out(`removed snapshots/${id}\n`);
         for (const f of result.failed) ctx.err(`unable to remove snapshots/${f.id} from the repository: ${f.error}\n`);
-        // restic's deletion counter, in its last state (printed where no status line is drawn too).
-        const deleted = result.removed.length + result.failed.length;
-        if (text && !ctx.quiet && !dryRun && deleted > 0) {
-          ctx.out(`[${formatDuration((performance.now() - started) / 1000)}] 100.00%  ${deleted} / ${deleted} files deleted\n`);
-        }
+        counters.flush();
+        printDeleted(result.removed.length + result.failed.length);
         // restic prints the JSON only when a policy made groups.
         if (json !== undefined && result.groups.length > 0) ctx.out(json);
-        if (text && result.prune) printPruneSummary(ctx, result.prune.stats, dryRun);
         if (result.failed.length > 0) {
           ctx.err('Fatal: failed to remove one or more snapshots\n');
           return EXIT_PARTIAL;
@@ -270,19 +293,6 @@ function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<stri
       ctx.out('\n');
     }
   }
-}
-
-/** The prune's outcome in restic's words (the full statistics are `stowage prune`'s). */
-function printPruneSummary(ctx: CommandContext, s: PruneStats, dryRun: boolean): void {
-  const n = (x: number) => String(x).padStart(10);
-  ctx.out(
-    (dryRun ? '\nWould have made the following changes:\n' : '\n') +
-      `to repack:    ${n(s.blobs.repack)} blobs / ${formatBytes(s.bytes.repack)}\n` +
-      `this removes: ${n(s.blobs.repackRemove)} blobs / ${formatBytes(s.bytes.repackRemove)}\n` +
-      `to delete:    ${n(s.blobs.remove)} blobs / ${formatBytes(s.bytes.remove + s.bytes.unreferenced)}\n` +
-      `total prune:  ${n(s.blobs.removeTotal)} blobs / ${formatBytes(s.bytes.removeTotal)}\n` +
-      `remaining:    ${n(s.blobs.remaining)} blobs / ${formatBytes(s.bytes.remaining)}\n`,
-  );
 }
 
 /** restic's snapshot table: oldest first, one line per tag, reason and path. */

@@ -2,7 +2,7 @@ import { InvalidInputError } from '../../errors.ts';
 import { executePrune, planPrune, type PruneMessageLevel, type PrunePhase, type PruneProgress, type PruneRetentionReport, type PruneStats } from '../../snapshot/operations/prune.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, formatBytes, packSizeFrom, withRepo } from '../context.ts';
-import type { ProgressReporter } from '../progress.ts';
+import { formatDuration, type ProgressReporter } from '../progress.ts';
 
 // `prune`: restic's plan, statistics and messages. On a terminal a status line counts each step
 // (restic's progress counters); restic has no JSON status for prune, so --json prints only the
@@ -19,6 +19,54 @@ export const PRUNE_STEPS: Readonly<Record<PrunePhase, string>> = {
   'delete-index': 'old index files deleted',
   'delete-packs': 'packs deleted',
 };
+
+/** restic's progress counters of a prune, by phase (the scan of the trees has none). */
+const RESTIC_COUNTERS: Readonly<Partial<Record<PrunePhase, string>>> = {
+  snapshots: 'snapshots',
+  packs: 'packs processed',
+  unreferenced: 'files deleted',
+  repack: 'packs repacked',
+  index: 'indexes processed',
+  'delete-index': 'old indexes deleted',
+  'delete-packs': 'files deleted',
+};
+
+/**
+ * restic's prune counters in their last state, one line as each ends (restic prints them where it
+ * draws no bar too): `[0:00] 100.00%  21 / 21 packs processed`. A counter ends when the phase
+ * changes, a message is printed, or {@link PruneCounters.flush} is called.
+ */
+export class PruneCounters {
+  readonly #out: (text: string) => void;
+  readonly #labels: Readonly<Record<string, string | undefined>>;
+  #last: { phase: string; done: number; total: number; started: number } | undefined;
+
+  /**
+   * `out` receives each line; pass a no-op where nothing is printed (--json, --quiet). `labels`
+   * names restic's counter of each phase (default: prune's); phases without one print nothing.
+   */
+  constructor(out: (text: string) => void, labels: Readonly<Record<string, string | undefined>> = RESTIC_COUNTERS) {
+    this.#out = out;
+    this.#labels = labels;
+  }
+
+  /** Records a step; prints the previous phase's counter when the phase changed. */
+  step(p: PruneProgress | { phase: string; done: number; total?: number }): void {
+    if (this.#last && this.#last.phase !== p.phase) this.flush();
+    if (!this.#labels[p.phase]) return;
+    const started = this.#last?.started ?? performance.now();
+    this.#last = { phase: p.phase, done: p.done, total: p.total ?? p.done, started };
+  }
+
+  /** Prints the counter of the phase in progress, if any. */
+  flush(): void {
+    const c = this.#last;
+    this.#last = undefined;
+    if (!c) return;
+    const pct = c.total === 0 ? 100 : (c.done / c.total) * 100;
+    this.#out(`[${formatDuration((performance.now() - c.started) / 1000)}] ${pct.toFixed(2)}%  ${c.done} / ${c.total} ${this.#labels[c.phase]}\n`);
+  }
+}
 
 /** A prune's onProgress that draws the status line. */
 export function pruneStatus(progress: ProgressReporter): (p: PruneProgress) => void {
@@ -45,15 +93,26 @@ export const pruneCommand: Command = {
     const repackUncompressed = ctx.flags.bool('repack-uncompressed');
     if (repackUncompressed && compression === 'off') throw new InvalidInputError('disabled compression and `--repack-uncompressed` are mutually exclusive');
     const packSize = packSizeFrom(ctx);
+    const text = !ctx.json && !ctx.quiet;
+    const counters = new PruneCounters((line) => {
+      if (text) ctx.out(line);
+    });
     const onMessage = (m: string, level: PruneMessageLevel) => {
       if (level === 'warning') ctx.err(m + '\n');
-      else if (!ctx.json && !ctx.quiet && (level === 'info' || ctx.verbose)) ctx.out(m + '\n');
+      else if (text && (level === 'info' || ctx.verbose)) {
+        counters.flush();
+        ctx.out(m + '\n');
+      }
     };
     // The lock is taken before the index is loaded, so the plan sees everything that exists.
     return withRepo(ctx, 'exclusive', async (repo) => {
       const progress = ctx.progress('prune');
+      const status = pruneStatus(progress);
+      const onProgress = (p: PruneProgress): void => {
+        status(p);
+        counters.step(p);
+      };
       try {
-        onMessage('loading indexes...', 'info');
         const indexed = await repo.loadIndex({ signal: ctx.signal, onProgress: (done, total) => progress.step({ label: 'index files loaded', done, total }) });
         const plan = await planPrune(indexed, {
           maxUnused: ctx.flags.string('max-unused') ?? '5%',
@@ -66,8 +125,9 @@ export const pruneCommand: Command = {
           ...(ctx.flags.bool('respect-retention') ? { retention: true } : {}),
           signal: ctx.signal,
           onMessage,
-          onProgress: pruneStatus(progress),
+          onProgress,
         });
+        counters.flush();
         if (dryRun) onMessage('\nWould have made the following changes:', 'info');
         if (ctx.json) ctx.out(JSON.stringify({ ...resticSummary(plan.stats), ...(plan.retention ? { retention: retentionJson(plan.retention) } : {}) }) + '\n');
         else if (!ctx.quiet) {
@@ -84,7 +144,8 @@ export const pruneCommand: Command = {
         }
         // Files that could not be deleted were reported as warnings; like restic, they do not fail
         // the prune (the next one deletes them).
-        await executePrune(indexed, plan, { lock: false, compression, packSize, signal: ctx.signal, onMessage, onProgress: pruneStatus(progress) });
+        await executePrune(indexed, plan, { lock: false, compression, packSize, signal: ctx.signal, onMessage, onProgress });
+        counters.flush();
         return 0;
       } finally {
         progress.finish();
@@ -150,7 +211,7 @@ function percent(n: number, d: number): string {
  * The statistics as restic prints them (the first and last blocks only with --verbose). Each
  * entry is one message of restic's printer, which ends every message with one newline.
  */
-function printStats(ctx: CommandContext, s: PruneStats): void {
+export function printStats(ctx: CommandContext, s: PruneStats): void {
   const lines: string[] = [];
   const v = (l: string) => {
     if (ctx.verbose) lines.push(l);

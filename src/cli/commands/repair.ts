@@ -7,7 +7,15 @@ import { repairIndex, repairSnapshots } from '../../snapshot/operations/repair.t
 import { repairPacks } from '../../snapshot/operations/repair-packs.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
+import { PruneCounters } from './prune.ts';
 import { FILTER_FLAGS, filterFrom, withRepo } from '../context.ts';
+
+/** restic's counters of `repair index`, by phase. */
+const INDEX_COUNTERS: Readonly<Record<string, string>> = {
+  'read-packs': 'packs',
+  'write-index': 'indexes processed',
+  'delete-index': 'old indexes deleted',
+};
 
 export const repairCommand: Command = {
   summary: 'Repair the repository: rebuild the index, salvage damaged packs, or rewrite damaged snapshots',
@@ -27,7 +35,23 @@ export const repairCommand: Command = {
       case 'index':
         if (args.length > 0) throw new InvalidInputError('repair index takes no arguments');
         return withRepo(ctx, 'exclusive', async (repo) => {
-          const result = await repairIndex(repo, { readAllPacks: ctx.flags.bool('read-all-packs'), lock: false, signal: ctx.signal, onMessage: say });
+          // restic's counters in their last state, as each phase ends.
+          const counters = new PruneCounters((line) => say(line.slice(0, -1)), INDEX_COUNTERS);
+          const result = await repairIndex(repo, {
+            readAllPacks: ctx.flags.bool('read-all-packs'),
+            lock: false,
+            signal: ctx.signal,
+            onMessage: (m, level) => {
+              if (level === 'warning') {
+                if (!ctx.json) ctx.err(m + '\n');
+                return;
+              }
+              counters.flush();
+              say(m);
+            },
+            onProgress: (p) => counters.step(p),
+          });
+          counters.flush();
           if (ctx.json) ctx.out(JSON.stringify(result) + '\n');
           else say('done');
           return 0;

@@ -113,6 +113,8 @@ export interface PruneExecuteOptions extends CallOptions {
 export interface PruneOptions extends PrunePlanOptions, PruneExecuteOptions {
   /** Plan and report only; change nothing (restic --dry-run). */
   dryRun?: boolean;
+  /** Called with the plan once it is made, before anything is changed (restic prints its statistics here). */
+  onPlan?: (plan: PrunePlan) => void;
 }
 
 /** restic's prune statistics (its JSON "summary", in camelCase). Sizes are stored bytes. */
@@ -337,15 +339,13 @@ export async function planPrune(repository: AnyRepository, options: PrunePlanOpt
   const snapshots: string[] = [];
   const ignored = new Set(options.ignoreSnapshots ?? []);
   for await (const id of repo.listIds('snapshots', { signal })) if (!ignored.has(id)) snapshots.push(id);
-  const roots = await mapLimit(snapshots, 8, async (id, i) => {
-    const tree = decodeSnapshot(await repo.loadUnpacked('snapshots', id, { signal }), id).tree;
-    options.onProgress?.({ phase: 'snapshots', done: i + 1, total: snapshots.length });
-    return tree;
-  });
+  const roots = await mapLimit(snapshots, 8, async (id) => decodeSnapshot(await repo.loadUnpacked('snapshots', id, { signal }), id).tree);
   say(`finding data that is still in use for ${snapshots.length} snapshots`, 'info');
   const getUsedBlobs = options.getUsedBlobs ?? findUsedBlobs;
   const used = await getUsedBlobs(indexed, roots, { signal, onProgress: options.onProgress });
   throwIfAborted(signal);
+  // The snapshots whose trees were walked (restic's counter; the trees are walked together).
+  options.onProgress?.({ phase: 'snapshots', done: snapshots.length, total: snapshots.length });
 
   say('searching used packs...', 'info');
   const stats = emptyStats();
@@ -784,7 +784,6 @@ async function execute(indexed: IndexedRepository, plan: PrunePlan, options: Pru
     say('rebuilding index', 'info');
     result.indexFilesWritten.push(...(await rewriteIndexFiles(indexed.repo, indexed.indexFiles, obsoleteIndexes, dropped, { signal, onProgress: (done, total) => options.onProgress?.({ phase: 'index', done, total }) })));
     throwIfAborted(signal);
-    say('deleting obsolete index files', 'info');
     result.indexFilesRemoved = await removeFiles('index', obsoleteIndexes, 'delete-index');
     for (const id of result.indexFilesRemoved) indexed.indexFiles.delete(id);
   }
@@ -829,6 +828,7 @@ export async function prune(repository: AnyRepository, options: PruneOptions = {
       current = await indexed.repo.loadIndex({ signal });
     }
     const plan = await planPrune(current, options);
+    options.onPlan?.(plan);
     if (options.dryRun) {
       return { dryRun: true, stats: plan.stats, plan, packsWritten: 0, indexFilesWritten: [], indexFilesRemoved: [], packsRemoved: 0, failedRemovals: [] };
     }

@@ -18,7 +18,7 @@ import type { BlobWriter, IndexedRepository, Repository } from '../../repository
 import { baseRepository, sha256hex, type AnyRepository } from '../../repository/repository.ts';
 import { withOptionalLock } from '../../repository/lock.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';
-import { formatGoTime } from '../../repository/gotime.ts';
+import { goTimeString } from '../../repository/gotime.ts';
 import type { BlobId, PackId, SnapshotId } from '../../repository/id.ts';
 import type { IndexPack } from '../../repository/index-file.ts';
 import { IndexWriter } from '../../repository/index-writer.ts';
@@ -58,7 +58,7 @@ export interface RepairIndexOptions extends CallOptions, LockingOptions {
   /** Read the header of every pack instead of trusting index entries whose pack size matches. */
   readAllPacks?: boolean;
   /** Human-readable lines, as restic prints them. */
-  onMessage?: (m: string) => void;
+  onMessage?: (m: string, level?: 'info' | 'warning') => void;
   /** Called as each phase advances. */
   onProgress?: (p: RepairIndexProgress) => void;
 }
@@ -138,7 +138,7 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
       if (!options.readAllPacks) say(`adding pack file to index ${f.name}`);
       result.packsAdded.push(f.name);
     } else {
-      say(`reindexing pack file ${f.name} with unexpected size ${f.size} instead of ${expectedPackSize(blobs)}`);
+      say(`reindexing pack file ${f.name} with unexpected size ${f.size} instead of ${expectedPackSize(blobs)}`, 'warning');
       result.packsReindexed.push(f.name);
       kept.delete(f.name as PackId);
     }
@@ -146,7 +146,7 @@ async function rebuildIndex(repo: Repository, options: RepairIndexOptions): Prom
   }
   for (const pack of [...kept.keys()]) {
     if (stored.has(pack)) continue;
-    say(`removing not found pack file ${pack}`);
+    say(`removing not found pack file ${pack}`, 'warning');
     result.packsRemoved.push(pack);
     kept.delete(pack);
   }
@@ -307,6 +307,9 @@ export async function repairSnapshots(repository: AnyRepository, options: Repair
   });
 }
 
+/** A change with the ID of the tree that holds its node (restic reports a tree's changes once). */
+type TracedChange = RepairChange & { origin?: string };
+
 /** How loading and rewriting one tree went: its new ID and the changes under it (relative paths). */
 type TreeOutcome = { ok: true; id: BlobId; changes: RepairChange[] } | { ok: false; reason: string };
 
@@ -334,13 +337,20 @@ class SnapshotRepair {
     const { entries, unreadable } = await this.selectSnapshots();
     const result: RepairSnapshotsResult = { dryRun: o.dryRun === true, snapshots: [], modified: 0, unreadable, treesWritten: 0 };
     let done = 0;
+    const reported = new Set<string>();
+    // As restic, one snapshot at a time: its header, its changes, then what became of it (its
+    // trees are stored before the snapshot that refers to them).
     for (const e of entries) {
       throwIfAborted(o.signal);
       const s = e.snapshot;
-      this.say(`\nsnapshot ${e.id.slice(0, 8)} of [${s.paths.join(' ')}] at ${formatGoTime(s.time)}`);
+      this.say(`\nsnapshot ${e.id.slice(0, 8)} of [${s.paths.join(' ')}] at ${goTimeString(s.time)} by ${s.username ?? ''}@${s.hostname ?? ''}`);
       const root = await this.rewriteRoot(s.tree);
       const entry: RepairedSnapshot = { id: e.id, status: 'unchanged', tree: s.tree, forgotten: false, changes: root.changes };
-      for (const c of root.changes) this.say(describeChange(c));
+      // As restic, a tree's changes are printed with the first snapshot that has the tree.
+      root.changes.forEach((c, i) => {
+        if (!reported.has(root.origins[i]!)) this.say(describeChange(c));
+      });
+      for (const t of root.origins) reported.add(t);
       if (root.id === null) {
         entry.status = 'removed';
         entry.forgotten = true;
@@ -351,16 +361,6 @@ class SnapshotRepair {
       }
       if (entry.status !== 'unchanged') result.modified++;
       result.snapshots.push(entry);
-      o.onProgress?.({ phase: 'snapshots', done: ++done, total: entries.length });
-    }
-
-    // Trees first, then the snapshots that refer to them, then the deletions.
-    if (this.writer) {
-      await this.writer.flush();
-      result.treesWritten = this.writer.stats.treeBlobs;
-    }
-    for (const [i, entry] of result.snapshots.entries()) {
-      const s = entries[i]!.snapshot;
       if (entry.status === 'removed') {
         if (o.dryRun) this.say(`would delete empty snapshot ${entry.id.slice(0, 8)}`);
         else {
@@ -368,19 +368,24 @@ class SnapshotRepair {
           this.say(`removed empty snapshot ${entry.id.slice(0, 8)}`);
         }
       } else if (entry.status === 'rewritten') {
-        if (o.dryRun) {
-          this.say(`would save new snapshot${o.forget ? '\nwould remove old snapshot' : ''}`);
-          continue;
-        }
-        const repaired: Snapshot = { ...s, tree: entry.newTree as BlobId, original: entry.id as SnapshotId };
-        if (!o.forget && !(s.tags ?? []).includes('repaired')) repaired.tags = [...(s.tags ?? []), 'repaired'];
-        entry.newId = await this.repo.repo.saveUnpacked('snapshots', encodeSnapshot(repaired), { signal: o.signal });
-        this.say(`saved new snapshot ${entry.newId.slice(0, 8)}`);
-        if (o.forget) {
-          await this.repo.backend.remove({ type: 'snapshots', name: entry.id }, { signal: o.signal });
-          this.say(`removed old snapshot ${entry.id.slice(0, 8)}`);
+        if (o.dryRun) this.say(`would save new snapshot${o.forget ? '\nwould remove old snapshot' : ''}`);
+        else {
+          await this.writer!.flush();
+          const repaired: Snapshot = { ...s, tree: entry.newTree as BlobId, original: entry.id as SnapshotId };
+          if (!o.forget && !(s.tags ?? []).includes('repaired')) repaired.tags = [...(s.tags ?? []), 'repaired'];
+          entry.newId = await this.repo.repo.saveUnpacked('snapshots', encodeSnapshot(repaired), { signal: o.signal });
+          this.say(`saved new snapshot ${entry.newId.slice(0, 8)}`);
+          if (o.forget) {
+            await this.repo.backend.remove({ type: 'snapshots', name: entry.id }, { signal: o.signal });
+            this.say(`removed old snapshot ${entry.id.slice(0, 8)}`);
+          }
         }
       }
+      o.onProgress?.({ phase: 'snapshots', done: ++done, total: entries.length });
+    }
+    if (this.writer) {
+      await this.writer.flush();
+      result.treesWritten = this.writer.stats.treeBlobs;
     }
     const n = result.modified;
     this.say(n === 0 ? `\nno snapshots ${o.dryRun ? 'would be' : 'were'} modified` : `\n${o.dryRun ? 'would modify' : 'modified'} ${n} snapshots`);
@@ -408,10 +413,15 @@ class SnapshotRepair {
     return { entries: sortByTime(entries), unreadable };
   }
 
-  async rewriteRoot(tree: string): Promise<{ id: BlobId | null; changes: RepairChange[] }> {
+  /** The root's rewrite; `origins` holds, for each change, the ID of the tree that holds its node. */
+  async rewriteRoot(tree: string): Promise<{ id: BlobId | null; changes: RepairChange[]; origins: string[] }> {
     const r = await this.outcome(tree);
-    if (!r.ok) return { id: null, changes: [{ kind: 'root-unreadable', path: '/', detail: r.reason }] };
-    return { id: r.id, changes: r.changes.map((c) => ({ ...c, path: '/' + c.path })) };
+    if (!r.ok) return { id: null, changes: [{ kind: 'root-unreadable', path: '/', detail: r.reason }], origins: [tree] };
+    return {
+      id: r.id,
+      changes: r.changes.map(({ origin: _origin, ...c }: TracedChange) => ({ ...c, path: '/' + c.path })),
+      origins: r.changes.map((c: TracedChange) => c.origin ?? tree),
+    };
   }
 
   outcome(tree: string): Promise<TreeOutcome> {
@@ -457,6 +467,8 @@ class SnapshotRepair {
       return { node: { ...node, subtree: sub.id }, changes: own };
     }));
     for (const r of rewritten) changes.push(...r.changes);
+    // The changes made here name this tree (those from below keep theirs).
+    for (const c of changes as TracedChange[]) c.origin ??= tree;
     const id = await this.saveTree(rewritten.flatMap((r) => (r.node ? [r.node] : [])));
     return { ok: true, id, changes };
   }
