@@ -1,7 +1,8 @@
 // `stowage snapshots` prints restic 0.19.1's table byte for byte on one repository: the Size
 // column (a snapshot's total_bytes_processed; empty for restic 0.14's snapshots, which have no
 // summary), several paths (a blank line between snapshots), tags, a long hostname, --compact,
-// the footer's time zone as Go names it, nothing when nothing matches; and --json the same.
+// the footer's time zone as Go names it, nothing when nothing matches; and --json the same;
+// and forget --dry-run's keep (with Reasons) and remove tables, which are the same table.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -44,5 +45,23 @@ test('snapshots: restic 0.19.1\'s table, Size column included, and its JSON', as
     assert.equal(theirs.code, 0, theirs.stderr);
     assert.equal(ours.code, 0, ours.stderr);
     assert.equal(ours.stdout, theirs.stdout, what);
+  }
+});
+
+test('forget --dry-run: keep and remove tables in restic 0.19.1\'s columns (Reasons, Size)', async () => {
+  const cases: string[][] = [
+    ['--keep-last', '1', '--group-by', ''],
+    ['--keep-last', '1', '--group-by', '', '--compact'],
+    ['--keep-last', '1', '--keep-tag', 'x'],
+    ['--tag', 'old', '--unsafe-allow-remove-all', '--keep-last', '0'],
+  ];
+  for (const args of cases) {
+    const [theirs, ours] = await Promise.all([
+      runRestic(resticBin('0.19'), ['forget', '--no-lock', '--dry-run', ...args], { ...ropts, env: { TZ: 'UTC' } }),
+      runCli(['forget', '--no-cache', '--no-lock', '--dry-run', ...args], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, TZ: 'UTC' } }),
+    ]);
+    assert.equal(theirs.code, 0, theirs.stderr);
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.equal(ours.stdout, theirs.stdout, `forget ${args.join(' ')}`);
   }
 });
