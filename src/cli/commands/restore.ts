@@ -1,6 +1,7 @@
 import { InvalidInputError, StowageError } from '../../errors.ts';
 import { planRestore, restore } from '../../snapshot/operations/restore/index.ts';
 import { formatDuration } from '../progress.ts';
+import { formatGoDuration } from '../../operator/format.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
@@ -114,7 +115,9 @@ export const restoreCommand: Command = {
         // As restic: each mismatch reported, then a fatal count.
         for (const e of res.verified.errors) ctx.err(`ignoring error for ${e.path}: ${e.message}\n`);
         if (res.verified.errors.length > 0) throw new StowageError('INTEGRITY', `There were ${res.verified.errors.length} errors`);
-        if (!ctx.quiet && !ctx.json) ctx.out(`verifying files in ${target}\nfinished verifying ${res.verified.files} files in ${target}\n`);
+        // restic's time: Go's duration rounded to the millisecond ("12ms", "1.234s").
+        const took = formatGoDuration(BigInt(Math.round(res.verified.durationMs)) * 1_000_000n);
+        if (!ctx.quiet && !ctx.json) ctx.out(`verifying files in ${target}\nfinished verifying ${res.verified.files} files in ${target} (took ${took})\n`);
       }
       return 0;
     });
