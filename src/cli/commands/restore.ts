@@ -60,12 +60,14 @@ export const restoreCommand: Command = {
         // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
         let items = 0;
         let bytes = 0;
+        let onTheWay = 0;
         await planRestore(repo, tree, {
           ...selection,
           signal: ctx.signal,
           onItem: (item) => {
             items++;
             bytes += item.size;
+            if (item.onTheWay) onTheWay++;
             if (!ctx.verbose) return;
             const p = item.path.toString();
             if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: 'restored', item: p, size: item.size }) + '\n');
@@ -73,7 +75,7 @@ export const restoreCommand: Command = {
           },
         });
         if (ctx.json) ctx.out(JSON.stringify({ message_type: 'summary', total_files: items, files_restored: items, total_bytes: bytes, bytes_restored: bytes }) + '\n');
-        else if (!ctx.quiet) ctx.out(`Summary: Restored ${items} files/dirs (${formatBytes(bytes)}) in ${formatDuration((performance.now() - started) / 1000)}\n`);
+        else if (!ctx.quiet) ctx.out(restoreSummary({ filesRestored: items, dirsRestored: 0, bytesRestored: bytes, dirsOnTheWay: onTheWay }, (performance.now() - started) / 1000));
         return 0;
       }
       const progress = ctx.progress('restore');
@@ -126,11 +128,23 @@ export const restoreCommand: Command = {
 
 /**
  * restic 0.19's last line of a restore: "Summary: Restored N files/dirs (SIZE) in M:SS", where N
- * counts files, folders and other entries alike; entries left as they were (`--overwrite`) add
- * ", skipped K files/dirs SIZE", and `--delete` ", deleted K files/dirs" when it removed something.
+ * counts files, folders and other entries alike. restic counts what it set out to restore apart
+ * from what it finished: folders made only on the way to included entries are finished but were
+ * not counted in, links and special files `--overwrite` leaves were counted in but not finished;
+ * when the two differ the line is "Restored N / M files/dirs (SIZE / SIZE)". Entries left as they
+ * were (`--overwrite`) add ", skipped K files/dirs SIZE", and `--delete` ", deleted K files/dirs"
+ * when it removed something.
  */
-export function restoreSummary(res: { filesRestored: number; dirsRestored: number; othersRestored?: number; bytesRestored: number; filesSkipped?: number; bytesSkipped?: number; deleted?: number }, seconds: number): string {
-  let line = `Summary: Restored ${res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0)} files/dirs (${formatBytes(res.bytesRestored)}) in ${formatDuration(seconds)}`;
+export function restoreSummary(
+  res: { filesRestored: number; dirsRestored: number; othersRestored?: number; bytesRestored: number; filesSkipped?: number; bytesSkipped?: number; deleted?: number; dirsOnTheWay?: number; othersSkipped?: number },
+  seconds: number,
+): string {
+  const finished = res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0);
+  const total = finished - (res.dirsOnTheWay ?? 0) + (res.othersSkipped ?? 0);
+  const bytes = formatBytes(res.bytesRestored);
+  let line = total === finished
+    ? `Summary: Restored ${finished} files/dirs (${bytes}) in ${formatDuration(seconds)}`
+    : `Summary: Restored ${finished} / ${total} files/dirs (${bytes} / ${bytes}) in ${formatDuration(seconds)}`;
   if (res.filesSkipped) line += `, skipped ${res.filesSkipped} files/dirs ${formatBytes(res.bytesSkipped ?? 0)}`;
   if (res.deleted) line += `, deleted ${res.deleted} files/dirs`;
   return `${line}\n`;
