@@ -185,6 +185,15 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       assert.equal(summary(b.stdout), want, `restic ${args.join(' ')}`);
       assert.equal(summary(a.stdout), summary(b.stdout), args.join(' '));
     }
+    // --json's summary: restic's keys and counts (Go leaves out what is 0).
+    const jsonSummary = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((m) => m.message_type === 'summary') ?? {};
+    const noTime = (m: Record<string, unknown>) => JSON.stringify(Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'seconds_elapsed')));
+    for (const args of [['--include', '/src2/s/b'], ['--overwrite', 'never']]) {
+      const a = await runCli(['restore', '--no-cache', '--json', 'latest', '--target', path.join(dir, 'sum', 'json-ours'), ...args], { env });
+      assert.equal(a.code, 0, a.stderr);
+      const b = await resticOk(restic, ['restore', '--json', 'latest', '--target', path.join(dir, 'sum', 'json-theirs'), ...args], { repo: repo2, password: PASSWORD });
+      assert.equal(noTime(jsonSummary(a.stdout)), noTime(jsonSummary(b.stdout)), `--json ${args.join(' ')}`);
+    }
   });
 
   it('include and exclude together are refused, as by restic', async () => {

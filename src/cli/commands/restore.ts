@@ -74,8 +74,9 @@ export const restoreCommand: Command = {
             else if (!ctx.quiet) ctx.out(`restored  ${p}${item.type === 'file' ? ` with size ${formatBytes(item.size)}` : ''}\n`);
           },
         });
-        if (ctx.json) ctx.out(JSON.stringify({ message_type: 'summary', total_files: items, files_restored: items, total_bytes: bytes, bytes_restored: bytes }) + '\n');
-        else if (!ctx.quiet) ctx.out(restoreSummary({ filesRestored: items, dirsRestored: 0, bytesRestored: bytes, dirsOnTheWay: onTheWay }, (performance.now() - started) / 1000));
+        const counts = { filesRestored: items, dirsRestored: 0, bytesRestored: bytes, dirsOnTheWay: onTheWay };
+        if (ctx.json) ctx.out(restoreSummaryJson(counts, (performance.now() - started) / 1000));
+        else if (!ctx.quiet) ctx.out(restoreSummary(counts, (performance.now() - started) / 1000));
         return 0;
       }
       const progress = ctx.progress('restore');
@@ -111,7 +112,7 @@ export const restoreCommand: Command = {
         progress.finish();
       }
       if (ctx.json) {
-        ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
+        ctx.out(restoreSummaryJson(res, (performance.now() - started) / 1000));
       } else if (!ctx.quiet) ctx.out(restoreSummary(res, (performance.now() - started) / 1000));
       if (res.verified) {
         // As restic: each mismatch reported, then a fatal count.
@@ -135,12 +136,8 @@ export const restoreCommand: Command = {
  * were (`--overwrite`) add ", skipped K files/dirs SIZE", and `--delete` ", deleted K files/dirs"
  * when it removed something.
  */
-export function restoreSummary(
-  res: { filesRestored: number; dirsRestored: number; othersRestored?: number; bytesRestored: number; filesSkipped?: number; bytesSkipped?: number; deleted?: number; dirsOnTheWay?: number; othersSkipped?: number },
-  seconds: number,
-): string {
-  const finished = res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0);
-  const total = finished - (res.dirsOnTheWay ?? 0) + (res.othersSkipped ?? 0);
+export function restoreSummary(res: SummaryCounts, seconds: number): string {
+  const { finished, total } = entryCounts(res);
   const bytes = formatBytes(res.bytesRestored);
   let line = total === finished
     ? `Summary: Restored ${finished} files/dirs (${bytes}) in ${formatDuration(seconds)}`
@@ -148,4 +145,41 @@ export function restoreSummary(
   if (res.filesSkipped) line += `, skipped ${res.filesSkipped} files/dirs ${formatBytes(res.bytesSkipped ?? 0)}`;
   if (res.deleted) line += `, deleted ${res.deleted} files/dirs`;
   return `${line}\n`;
+}
+
+/** What a restore's summary is made of (a RestoreResult has all of it). */
+interface SummaryCounts {
+  filesRestored: number;
+  dirsRestored: number;
+  othersRestored?: number;
+  bytesRestored: number;
+  filesSkipped?: number;
+  bytesSkipped?: number;
+  deleted?: number;
+  dirsOnTheWay?: number;
+  othersSkipped?: number;
+}
+
+/** restic's two entry counts: those it finished and those it counted in (see {@link restoreSummary}). */
+function entryCounts(res: SummaryCounts): { finished: number; total: number } {
+  const finished = res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0);
+  return { finished, total: finished - (res.dirsOnTheWay ?? 0) + (res.othersSkipped ?? 0) };
+}
+
+/** restic 0.19's JSON summary: its keys in its order, each left out when 0 (Go's omitempty). */
+export function restoreSummaryJson(res: SummaryCounts, seconds: number): string {
+  const { finished, total } = entryCounts(res);
+  const fields: Array<[string, number]> = [
+    ['seconds_elapsed', Math.floor(seconds)],
+    ['total_files', total],
+    ['files_restored', finished],
+    ['files_skipped', res.filesSkipped ?? 0],
+    ['files_deleted', res.deleted ?? 0],
+    ['total_bytes', res.bytesRestored],
+    ['bytes_restored', res.bytesRestored],
+    ['bytes_skipped', res.bytesSkipped ?? 0],
+  ];
+  const out: Record<string, string | number> = { message_type: 'summary' };
+  for (const [k, v] of fields) if (v !== 0) out[k] = v;
+  return JSON.stringify(out) + '\n';
 }
