@@ -1165,7 +1165,7 @@ export class BlobWriter {
 
   /** Finishes open packs, waits for every upload, then writes the index for them. */
   async flush(): Promise<void> {
-    for (const [type, slots] of this.#packers) {
+    for (const slots of this.#packers.values()) {
       // As restic: the open packs are merged while together they stay below the target size, so a
       // small run (one small file split in two chunks) does not store each chunk in a pack of its own.
       const open = slots.splice(0).filter((p): p is PackWriter => p !== undefined);

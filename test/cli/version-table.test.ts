@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { runCli } from '../helpers/cli.ts';
+import { resticBin } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 test('version and --version print the package version; --json in restic\'s shape', async () => {
@@ -16,6 +18,12 @@ test('version and --version print the package version; --json in restic\'s shape
   const j = JSON.parse((await runCli(['version', '--json'])).stdout) as Record<string, unknown>;
   assert.equal(j.message_type, 'version');
   assert.equal(j.version, pkg.version);
+  // restic 0.19.1's keys in its order; go_version is Node's version, go_os and go_arch as Go names them.
+  const theirs = JSON.parse(execFileSync(resticBin('0.19'), ['version', '--json'], { encoding: 'utf8' })) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(j), Object.keys(theirs));
+  assert.equal(j.go_version, process.version);
+  assert.equal(j.go_os, theirs.go_os);
+  assert.equal(j.go_arch, theirs.go_arch);
 });
 
 test('the snapshots table keeps long hosts and tags in their columns', { timeout: 120_000 }, async () => {

@@ -101,6 +101,19 @@ describe('check and repair with the real restic', () => {
     }
   });
 
+  it('check --read-data-subset n/t prints restic 0.19.1\'s "read group" line as it is (no closing parenthesis)', async () => {
+    const repo = path.join(work, 'subset');
+    await resticOk(resticBin('0.19'), ['init'], { repo, password: PASSWORD });
+    await resticOk(resticBin('0.19'), ['backup', path.join(src, 'dir/sub')], { repo, password: PASSWORD });
+    const groupLine = (out: string) => out.split('\n').find((l) => l.startsWith('read group'));
+    const theirs = await runRestic(resticBin('0.19'), ['check', '--read-data-subset', '1/3'], { repo, password: PASSWORD });
+    const ours = await runCli(['check', '--read-data-subset', '1/3'], { env: env(repo) });
+    assert.equal(theirs.code, 0, theirs.stderr);
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.ok(groupLine(theirs.stdout), theirs.stdout);
+    assert.equal(groupLine(ours.stdout), groupLine(theirs.stdout));
+  });
+
   for (const writer of ['stowage', 'restic'] as const) {
     it(`repair index of a ${writer}-written repository whose index files were all deleted`, async () => {
       const dir = path.join(work, `noindex-${writer}`);

@@ -4,7 +4,7 @@
 // same: the same paths, the same file contents, and (with --delete) the same paths reported deleted.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, readdir, lstat, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, lstat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
@@ -130,6 +130,10 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
     const count = (out: string) => /finished verifying (\d+) files/.exec(out)?.[1];
     assert.equal(count(a.stdout), count(b.stdout));
     assert.equal(count(a.stdout), '2');
+    // restic's line names the time taken: "finished verifying 2 files in DIR (took 12ms)".
+    const took = (out: string, dir: string) => out.split('\n').find((l) => l.startsWith('finished verifying'))?.replace(dir, 'DIR').replace(/\(took (\d+(\.\d+)?(ms|s)|0s)\)$/, '(took DUR)');
+    assert.equal(took(a.stdout, ours), took(b.stdout, theirs));
+    assert.equal(took(a.stdout, ours), 'finished verifying 2 files in DIR (took DUR)');
     // Files --overwrite leaves alone are not verified (a changed one does not fail the restore).
     await writeFile(path.join(ours, 'src/a/keep.txt'), 'KEEP\n');
     const c = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--verify', '--overwrite', 'never'], { env });
@@ -144,11 +148,51 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       const entry = { path: Buffer.from(path.join(ours, 'src/a/keep.txt')), node };
       assert.deepEqual((await verifyFiles(indexed, [entry], undefined)).errors.length, 1);
       await writeFile(path.join(ours, 'src/a/keep.txt'), 'keep\n');
-      assert.deepEqual(await verifyFiles(indexed, [entry], undefined), { files: 1, errors: [] });
+      const clean = await verifyFiles(indexed, [entry], undefined);
+      assert.deepEqual({ files: clean.files, errors: clean.errors }, { files: 1, errors: [] });
       await writeFile(path.join(ours, 'src/a/keep.txt'), 'keep\nmore\n');
       assert.match((await verifyFiles(indexed, [entry], undefined)).errors[0]!.message, /size/);
     } finally {
       await r.backend.close();
+    }
+  });
+
+  it('the summary line: "Restored N / M files/dirs (SIZE / SIZE)" where restic counts in and finishes apart', async () => {
+    // Folders made on the way to an include are finished but not counted in; a link --overwrite
+    // leaves is counted in but not finished.
+    const src = path.join(dir, 'sum', 'src2');
+    await mkdir(path.join(src, 's'), { recursive: true });
+    await writeFile(path.join(src, 'a'), 'a\n');
+    await writeFile(path.join(src, 's/b'), 'b\n');
+    await symlink('a', path.join(src, 'l'));
+    const repo2 = path.join(dir, 'sum', 'repo');
+    await resticOk(restic, ['init'], { repo: repo2, password: PASSWORD });
+    await resticOk(restic, ['backup', 'src2'], { repo: repo2, password: PASSWORD, cwd: path.join(dir, 'sum') });
+    const env = { RESTIC_REPOSITORY: repo2, RESTIC_PASSWORD: PASSWORD };
+    const summary = (out: string) => out.split('\n').find((l) => l.startsWith('Summary:'))?.replace(/ in \d+:\d+/, ' in DUR');
+    const cases: Array<{ args: string[]; into: string; want: string }> = [
+      { args: ['--include', '/src2/s/b'], into: 'included', want: 'Summary: Restored 3 / 1 files/dirs (2 B / 2 B) in DUR' },
+      { args: [], into: 'all', want: 'Summary: Restored 5 files/dirs (4 B) in DUR' },
+      { args: ['--overwrite', 'if-newer'], into: 'all', want: 'Summary: Restored 2 / 3 files/dirs (0 B / 0 B) in DUR, skipped 3 files/dirs 4 B' },
+      { args: ['--overwrite', 'never'], into: 'all', want: 'Summary: Restored 2 / 3 files/dirs (0 B / 0 B) in DUR, skipped 3 files/dirs 4 B' },
+    ];
+    for (const { args, into, want } of cases) {
+      const ours = path.join(dir, 'sum', `ours-${into}`);
+      const theirs = path.join(dir, 'sum', `theirs-${into}`);
+      const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, ...args], { env });
+      assert.equal(a.code, 0, a.stderr);
+      const b = await resticOk(restic, ['restore', 'latest', '--target', theirs, ...args], { repo: repo2, password: PASSWORD });
+      assert.equal(summary(b.stdout), want, `restic ${args.join(' ')}`);
+      assert.equal(summary(a.stdout), summary(b.stdout), args.join(' '));
+    }
+    // --json's summary: restic's keys and counts (Go leaves out what is 0).
+    const jsonSummary = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((m) => m.message_type === 'summary') ?? {};
+    const noTime = (m: Record<string, unknown>) => JSON.stringify(Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'seconds_elapsed')));
+    for (const args of [['--include', '/src2/s/b'], ['--overwrite', 'never']]) {
+      const a = await runCli(['restore', '--no-cache', '--json', 'latest', '--target', path.join(dir, 'sum', 'json-ours'), ...args], { env });
+      assert.equal(a.code, 0, a.stderr);
+      const b = await resticOk(restic, ['restore', '--json', 'latest', '--target', path.join(dir, 'sum', 'json-theirs'), ...args], { repo: repo2, password: PASSWORD });
+      assert.equal(noTime(jsonSummary(a.stdout)), noTime(jsonSummary(b.stdout)), `--json ${args.join(' ')}`);
     }
   });
 

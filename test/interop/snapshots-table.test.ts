@@ -3,7 +3,8 @@
 // summary), several paths (a blank line between snapshots), tags, a long hostname, --compact,
 // the footer's time zone as Go names it, nothing when nothing matches; and --json the same;
 // --group-by's headed tables and grouped JSON (restic prints groups in Go map order, so the
-// test compares them as a set).
+// test compares them as a set);
+// and forget --dry-run's keep (with Reasons) and remove tables, which are the same table.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -66,5 +67,24 @@ test('snapshots --group-by: restic 0.19.1\'s group headers and tables, and its g
     assert.equal(ours.code, 0, ours.stderr);
     assert.ok(theirs.stdout.length > 0);
     assert.deepEqual(groupsOf(ours.stdout, args.includes('--json')), groupsOf(theirs.stdout, args.includes('--json')), args.join(' '));
+  }
+});
+
+test('forget --dry-run: keep and remove tables in restic 0.19.1\'s columns (Reasons, Size)', async () => {
+  const cases: string[][] = [
+    ['--keep-last', '1', '--group-by', ''],
+    ['--keep-last', '1', '--group-by', '', '--compact'],
+    // One group each: restic prints several groups in Go's (random) map order.
+    ['--keep-last', '1', '--keep-tag', 'x', '--group-by', ''],
+    ['--tag', 'old', '--unsafe-allow-remove-all', '--keep-last', '0'],
+  ];
+  for (const args of cases) {
+    const [theirs, ours] = await Promise.all([
+      runRestic(resticBin('0.19'), ['forget', '--no-lock', '--dry-run', ...args], { ...ropts, env: { TZ: 'UTC' } }),
+      runCli(['forget', '--no-cache', '--no-lock', '--dry-run', ...args], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD, TZ: 'UTC' } }),
+    ]);
+    assert.equal(theirs.code, 0, theirs.stderr);
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.equal(ours.stdout, theirs.stdout, `forget ${args.join(' ')}`);
   }
 });

@@ -1,12 +1,12 @@
 // `stowage forget`: restic's forget — keep rules, --group-by, snapshot filters, explicit IDs,
 // --dry-run, --prune, and --json in restic 0.19's shape.
 import { InvalidInputError } from '../../errors.ts';
-import { formatGoTime } from '../../repository/gotime.ts';
 import type { SnapshotEntry } from '../../snapshot/engine/select.ts';
 import { forget, type ForgetPruneOptions } from '../../snapshot/operations/forget.ts';
 import type { PruneMessageLevel, PruneProgress } from '../../snapshot/operations/prune.ts';
 import { compareGoStrings } from '../../snapshot/model/gojson.ts';
 import { PruneCounters, printStats, pruneStatus } from './prune.ts';
+import { snapshotTable } from './snapshots.ts';
 import { formatDuration } from '../progress.ts';
 import {
   type ForgetPlan,
@@ -19,7 +19,7 @@ import {
 import type { SnapshotFilter, SnapshotGroupBy } from '../../snapshot/model/snapshot.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { compressionFrom, formatTime, packSizeFrom, snapshotJson, withRepo } from '../context.ts';
+import { compressionFrom, packSizeFrom, snapshotJson, withRepo } from '../context.ts';
 
 /** restic's exit status when some snapshot files could not be removed. */
 const EXIT_PARTIAL = 3;
@@ -282,41 +282,22 @@ function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<stri
       if (g.key.paths) info.push(`paths [${g.key.paths.join(', ')}]`);
       if (info.length) ctx.out(`snapshots for (${info.join(', ')}):\n`);
     }
+    // restic's grouping sorts every snapshot's paths in place, so its tables show them sorted.
+    const entries = (ids: readonly string[]) =>
+      ids.map((id) => {
+        const e = byId.get(id)!;
+        return { id: e.id, snapshot: { ...e.snapshot, paths: [...e.snapshot.paths].sort(compareGoStrings) } };
+      });
     if (g.keep.length) {
       ctx.out(`keep ${g.keep.length} snapshots:\n`);
-      ctx.out(snapshotTable(g.keep.map((k) => ({ entry: byId.get(k.id)!, reasons: k.matches })), compact, true));
+      const reasons = new Map(g.keep.map((k) => [k.id as string, k.matches]));
+      ctx.out(snapshotTable(entries(g.keep.map((k) => k.id)), { compact, env: ctx.env, reasons }));
       ctx.out('\n');
     }
     if (g.remove.length) {
       ctx.out(`remove ${g.remove.length} snapshots:\n`);
-      ctx.out(snapshotTable(g.remove.map((r) => ({ entry: byId.get(r.id)!, reasons: [] })), compact, false));
+      ctx.out(snapshotTable(entries(g.remove.map((r) => r.id)), { compact, env: ctx.env }));
       ctx.out('\n');
     }
   }
-}
-
-/** restic's snapshot table: oldest first, one line per tag, reason and path. */
-function snapshotTable(rows: { entry: SnapshotEntry; reasons: string[] }[], compact: boolean, withReasons: boolean): string {
-  const sorted = [...rows].sort((a, b) => (a.entry.snapshot.time.epochNs < b.entry.snapshot.time.epochNs ? -1 : a.entry.snapshot.time.epochNs > b.entry.snapshot.time.epochNs ? 1 : 0));
-  const header = ['ID', 'Time', 'Host', ...(compact ? [] : ['Tags']), ...(withReasons ? ['Reasons'] : []), ...(compact ? [] : ['Paths'])];
-  const cells = sorted.map(({ entry, reasons }) => {
-    const s = entry.snapshot;
-    return [
-      [entry.id.slice(0, 8)],
-      [formatTime(formatGoTime(s.time))],
-      [s.hostname ?? ''],
-      ...(compact ? [] : [s.tags ?? []]),
-      ...(withReasons ? [reasons] : []),
-      ...(compact ? [] : [[...s.paths].sort(compareGoStrings)]),
-    ];
-  });
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => Math.max(0, ...r[i]!.map((x) => x.length)))));
-  const line = (cols: string[]) => cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n';
-  const rule = '-'.repeat(widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1)) + '\n';
-  let out = line(header) + rule;
-  for (const r of cells) {
-    const height = Math.max(1, ...r.map((c) => c.length));
-    for (let i = 0; i < height; i++) out += line(r.map((c) => c[i] ?? ''));
-  }
-  return out + rule + `${rows.length} snapshots\n`;
 }

@@ -1,6 +1,7 @@
 import { InvalidInputError, StowageError } from '../../errors.ts';
 import { planRestore, restore } from '../../snapshot/operations/restore/index.ts';
 import { formatDuration } from '../progress.ts';
+import { formatGoDuration } from '../../operator/format.ts';
 import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
@@ -59,20 +60,23 @@ export const restoreCommand: Command = {
         // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
         let items = 0;
         let bytes = 0;
+        let onTheWay = 0;
         await planRestore(repo, tree, {
           ...selection,
           signal: ctx.signal,
           onItem: (item) => {
             items++;
             bytes += item.size;
+            if (item.onTheWay) onTheWay++;
             if (!ctx.verbose) return;
             const p = item.path.toString();
             if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: 'restored', item: p, size: item.size }) + '\n');
             else if (!ctx.quiet) ctx.out(`restored  ${p}${item.type === 'file' ? ` with size ${formatBytes(item.size)}` : ''}\n`);
           },
         });
-        if (ctx.json) ctx.out(JSON.stringify({ message_type: 'summary', total_files: items, files_restored: items, total_bytes: bytes, bytes_restored: bytes }) + '\n');
-        else if (!ctx.quiet) ctx.out(`Summary: Restored ${items} files/dirs (${formatBytes(bytes)}) in ${formatDuration((performance.now() - started) / 1000)}\n`);
+        const counts = { filesRestored: items, dirsRestored: 0, bytesRestored: bytes, dirsOnTheWay: onTheWay };
+        if (ctx.json) ctx.out(restoreSummaryJson(counts, (performance.now() - started) / 1000));
+        else if (!ctx.quiet) ctx.out(restoreSummary(counts, (performance.now() - started) / 1000));
         return 0;
       }
       const progress = ctx.progress('restore');
@@ -108,13 +112,15 @@ export const restoreCommand: Command = {
         progress.finish();
       }
       if (ctx.json) {
-        ctx.out(JSON.stringify({ message_type: 'summary', files_restored: res.filesRestored, total_files: res.filesRestored, bytes_restored: res.bytesRestored, total_bytes: res.bytesRestored }) + '\n');
+        ctx.out(restoreSummaryJson(res, (performance.now() - started) / 1000));
       } else if (!ctx.quiet) ctx.out(restoreSummary(res, (performance.now() - started) / 1000));
       if (res.verified) {
         // As restic: each mismatch reported, then a fatal count.
         for (const e of res.verified.errors) ctx.err(`ignoring error for ${e.path}: ${e.message}\n`);
         if (res.verified.errors.length > 0) throw new StowageError('INTEGRITY', `There were ${res.verified.errors.length} errors`);
-        if (!ctx.quiet && !ctx.json) ctx.out(`verifying files in ${target}\nfinished verifying ${res.verified.files} files in ${target}\n`);
+        // restic's time: Go's duration rounded to the millisecond ("12ms", "1.234s").
+        const took = formatGoDuration(BigInt(Math.round(res.verified.durationMs)) * 1_000_000n);
+        if (!ctx.quiet && !ctx.json) ctx.out(`verifying files in ${target}\nfinished verifying ${res.verified.files} files in ${target} (took ${took})\n`);
       }
       return 0;
     });
@@ -123,12 +129,57 @@ export const restoreCommand: Command = {
 
 /**
  * restic 0.19's last line of a restore: "Summary: Restored N files/dirs (SIZE) in M:SS", where N
- * counts files, folders and other entries alike; entries left as they were (`--overwrite`) add
- * ", skipped K files/dirs SIZE", and `--delete` ", deleted K files/dirs" when it removed something.
+ * counts files, folders and other entries alike. restic counts what it set out to restore apart
+ * from what it finished: folders made only on the way to included entries are finished but were
+ * not counted in, links and special files `--overwrite` leaves were counted in but not finished;
+ * when the two differ the line is "Restored N / M files/dirs (SIZE / SIZE)". Entries left as they
+ * were (`--overwrite`) add ", skipped K files/dirs SIZE", and `--delete` ", deleted K files/dirs"
+ * when it removed something.
  */
-export function restoreSummary(res: { filesRestored: number; dirsRestored: number; othersRestored?: number; bytesRestored: number; filesSkipped?: number; bytesSkipped?: number; deleted?: number }, seconds: number): string {
-  let line = `Summary: Restored ${res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0)} files/dirs (${formatBytes(res.bytesRestored)}) in ${formatDuration(seconds)}`;
+export function restoreSummary(res: SummaryCounts, seconds: number): string {
+  const { finished, total } = entryCounts(res);
+  const bytes = formatBytes(res.bytesRestored);
+  let line = total === finished
+    ? `Summary: Restored ${finished} files/dirs (${bytes}) in ${formatDuration(seconds)}`
+    : `Summary: Restored ${finished} / ${total} files/dirs (${bytes} / ${bytes}) in ${formatDuration(seconds)}`;
   if (res.filesSkipped) line += `, skipped ${res.filesSkipped} files/dirs ${formatBytes(res.bytesSkipped ?? 0)}`;
   if (res.deleted) line += `, deleted ${res.deleted} files/dirs`;
   return `${line}\n`;
+}
+
+/** What a restore's summary is made of (a RestoreResult has all of it). */
+interface SummaryCounts {
+  filesRestored: number;
+  dirsRestored: number;
+  othersRestored?: number;
+  bytesRestored: number;
+  filesSkipped?: number;
+  bytesSkipped?: number;
+  deleted?: number;
+  dirsOnTheWay?: number;
+  othersSkipped?: number;
+}
+
+/** restic's two entry counts: those it finished and those it counted in (see {@link restoreSummary}). */
+function entryCounts(res: SummaryCounts): { finished: number; total: number } {
+  const finished = res.filesRestored + res.dirsRestored + (res.othersRestored ?? 0);
+  return { finished, total: finished - (res.dirsOnTheWay ?? 0) + (res.othersSkipped ?? 0) };
+}
+
+/** restic 0.19's JSON summary: its keys in its order, each left out when 0 (Go's omitempty). */
+export function restoreSummaryJson(res: SummaryCounts, seconds: number): string {
+  const { finished, total } = entryCounts(res);
+  const fields: Array<[string, number]> = [
+    ['seconds_elapsed', Math.floor(seconds)],
+    ['total_files', total],
+    ['files_restored', finished],
+    ['files_skipped', res.filesSkipped ?? 0],
+    ['files_deleted', res.deleted ?? 0],
+    ['total_bytes', res.bytesRestored],
+    ['bytes_restored', res.bytesRestored],
+    ['bytes_skipped', res.bytesSkipped ?? 0],
+  ];
+  const out: Record<string, string | number> = { message_type: 'summary' };
+  for (const [k, v] of fields) if (v !== 0) out[k] = v;
+  return JSON.stringify(out) + '\n';
 }

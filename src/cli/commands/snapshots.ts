@@ -61,23 +61,32 @@ function groupHeader(key: SnapshotGroupKey): string {
 }
 
 /**
- * restic 0.19's table (its PrintSnapshots): ID, Time, Host, Tags, Paths and, when any snapshot has
- * a summary, Size (its total_bytes_processed); with `compact`, ID, Time, Host, Tags (one a line)
- * and Size. Columns as wide as their widest line, two spaces apart, lines trimmed at the end; a
- * blank line between snapshots when one has several paths; the footer names the time zone as Go
- * names the local one.
+ * restic 0.19's table (its PrintSnapshots), oldest first: ID, Time, Host, Tags, Reasons (when
+ * given, as forget's keep table has them), Paths and, when any snapshot has a summary, Size (its
+ * total_bytes_processed); with `compact`, ID, Time, Host, Tags (one a line) and Size. Columns as
+ * wide as their widest line, two spaces apart, lines trimmed at the end; a blank line between
+ * snapshots when one has several paths; the footer names the time zone as Go names the local one.
  */
-export function snapshotTable(list: readonly SnapshotEntry[], options: { compact?: boolean; env?: NodeJS.ProcessEnv } = {}): string {
+export function snapshotTable(
+  list: readonly SnapshotEntry[],
+  options: { compact?: boolean; env?: NodeJS.ProcessEnv; reasons?: ReadonlyMap<string, readonly string[]> } = {},
+): string {
   // restic prints nothing at all when nothing is selected.
   if (list.length === 0) return '';
   const compact = options.compact ?? false;
+  const reasons = compact ? undefined : options.reasons;
   const hasSize = list.some((e) => e.snapshot.summary !== undefined);
-  const header = compact ? ['ID', 'Time', 'Host', 'Tags  '] : ['ID', 'Time', 'Host      ', 'Tags      ', 'Paths'];
+  // restic sorts stably by time, the older first.
+  const sorted = [...list].sort((a, b) => (a.snapshot.time.epochNs < b.snapshot.time.epochNs ? -1 : a.snapshot.time.epochNs > b.snapshot.time.epochNs ? 1 : 0));
+  const header = compact ? ['ID', 'Time', 'Host', 'Tags  '] : ['ID', 'Time', 'Host      ', 'Tags      '];
+  if (reasons) header.push('Reasons');
+  if (!compact) header.push('Paths');
   if (hasSize) header.push('Size');
-  const rows = list.map((e) => {
+  const rows = sorted.map((e) => {
     const s = e.snapshot;
     const tags = s.tags ?? [];
     const row = [e.id.slice(0, 8), formatTime(formatGoTime(s.time)), s.hostname ?? '', tags.join(compact ? '\n' : ',')];
+    if (reasons) row.push((reasons.get(e.id) ?? []).join('\n'));
     if (!compact) row.push(s.paths.join('\n'));
     if (hasSize) row.push(s.summary ? formatBytes(Number(s.summary.totalBytesProcessed)) : '');
     return row;

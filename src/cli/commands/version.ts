@@ -12,10 +12,21 @@ export const versionCommand: Command = {
   flags: [],
   async run(ctx) {
     if (ctx.json) {
-      ctx.out(JSON.stringify({ message_type: 'version', version: VERSION, node_version: process.version, os: process.platform, arch: process.arch }) + '\n');
+      // restic's keys; go_version carries Node's version ("v24.…"), go_os and go_arch Go's names.
+      ctx.out(JSON.stringify({ message_type: 'version', version: VERSION, go_version: process.version, go_os: goOs(process.platform), go_arch: goArch(process.arch) }) + '\n');
     } else {
       ctx.out(versionLine() + '\n');
     }
     return 0;
   },
 };
+
+/** Go's GOOS for Node's platform name (they differ for Windows and SunOS). */
+function goOs(platform: string): string {
+  return ({ win32: 'windows', sunos: 'solaris' } as Record<string, string>)[platform] ?? platform;
+}
+
+/** Go's GOARCH for Node's architecture name. */
+function goArch(arch: string): string {
+  return ({ x64: 'amd64', ia32: '386', ppc64: 'ppc64le', mipsel: 'mipsle' } as Record<string, string>)[arch] ?? arch;
+}

@@ -18,7 +18,6 @@ import { retentionOf, type CallOptions, type RetentionCapable } from '../../back
 import { AbortedError, IntegrityError, InvalidInputError, NotFoundError, UnsupportedError, throwIfAborted } from '../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../repository/repository.ts';
 import type { MasterIndex } from '../../repository/master-index.ts';
-import { decodeIndexFile } from '../../repository/index-file.ts';
 import { rewriteIndexFiles } from '../../repository/index-writer.ts';
 import { DEFAULT_PACK_SIZE, MIN_PACK_SIZE, entrySize, packFile } from '../../repository/pack.ts';
 import { CRYPTO_OVERHEAD } from '../../repository/crypto.ts';

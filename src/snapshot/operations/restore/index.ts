@@ -87,6 +87,8 @@ export interface RestorePlanItem {
   type: string;
   /** Content bytes of a file; 0 for anything else. */
   size: number;
+  /** A folder made only on the way to included entries below it (not itself included). */
+  onTheWay?: boolean;
 }
 
 /**
@@ -116,7 +118,10 @@ export async function planRestore(repository: AnyRepository, source: TreeSource,
     const inSnapshot = (p: Buffer): Buffer => p.subarray(root.length === 1 ? 1 : root.length);
     for (const e of plan.files) options.onItem({ path: inSnapshot(e.path), type: e.node.type, size: size(e) });
     for (const e of plan.specials) options.onItem({ path: inSnapshot(e.path), type: e.node.type, size: 0 });
-    for (let i = plan.dirs.length - 1; i >= 0; i--) options.onItem({ path: inSnapshot(plan.dirs[i]!.path), type: 'dir', size: 0 });
+    for (let i = plan.dirs.length - 1; i >= 0; i--) {
+      const d = plan.dirs[i]!;
+      options.onItem({ path: inSnapshot(d.path), type: 'dir', size: 0, ...(d.onTheWay ? { onTheWay: true } : {}) });
+    }
   }
   return summarizePlan(plan);
 }
@@ -147,12 +152,15 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   if (options.overwrite && options.overwrite !== 'always') {
     output.result.filesSkipped = skipped.count;
     output.result.bytesSkipped = skipped.bytes;
+    if (skipped.others) output.result.othersSkipped = skipped.others;
   }
   if (options.delete) {
     output.result.deleted = await deleteExtraneous(walked, (p) => options.onDelete?.(p.toString('utf8')), options.signal);
   }
   const plan: RestorePlan = await planWithIndex(repo, walked, options.signal);
   output.result.dirsRestored = plan.dirs.length;
+  const onTheWay = plan.dirs.filter((d) => d.onTheWay).length;
+  if (onTheWay) output.result.dirsOnTheWay = onTheWay;
   output.totals.bytes = plan.contents.totalBytes;
   output.totals.files = plan.files.length;
   output.report();

@@ -14,9 +14,9 @@ export type OverwriteMode = 'always' | 'if-changed' | 'if-newer' | 'never';
 
 export const OVERWRITE_MODES: readonly OverwriteMode[] = ['always', 'if-changed', 'if-newer', 'never'];
 
-/** Takes the entries the mode leaves alone out of `walked`; returns how many. */
-export async function skipExisting(walked: Walked, mode: OverwriteMode): Promise<{ count: number; bytes: number }> {
-  if (mode === 'always') return { count: 0, bytes: 0 };
+/** Takes the entries the mode leaves alone out of `walked`; returns how many (`others`: not files), and the files' bytes. */
+export async function skipExisting(walked: Walked, mode: OverwriteMode): Promise<{ count: number; bytes: number; others: number }> {
+  if (mode === 'always') return { count: 0, bytes: 0, others: 0 };
   const skipped = new Set<RestoreEntry>();
   for (const e of [...walked.files, ...walked.specials]) {
     const st = await lstat(e.path, { bigint: true }).catch(() => undefined);
@@ -28,12 +28,16 @@ export async function skipExisting(walked: Walked, mode: OverwriteMode): Promise
     else leave = node.type === 'file' && st.isFile() && st.size === BigInt(node.size ?? 0) && st.mtimeNs === node.mtime.epochNs;
     if (leave) skipped.add(e);
   }
-  if (skipped.size === 0) return { count: 0, bytes: 0 };
+  if (skipped.size === 0) return { count: 0, bytes: 0, others: 0 };
   const keep = (list: RestoreEntry[]) => list.filter((e) => !skipped.has(e));
   walked.files = keep(walked.files);
   walked.specials = keep(walked.specials);
   walked.created = keep(walked.created);
   let bytes = 0;
-  for (const e of skipped) if (e.node.type === 'file') bytes += Number(e.node.size ?? 0);
-  return { count: skipped.size, bytes };
+  let others = 0;
+  for (const e of skipped) {
+    if (e.node.type === 'file') bytes += Number(e.node.size ?? 0);
+    else others++;
+  }
+  return { count: skipped.size, bytes, others };
 }

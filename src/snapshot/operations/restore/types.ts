@@ -121,6 +121,10 @@ export interface RestoreResult {
   bytesSkipped?: number;
   /** Files and folders removed by `delete` (absent without it). */
   deleted?: number;
+  /** Folders among `dirsRestored` made only on the way to included entries (absent when none). */
+  dirsOnTheWay?: number;
+  /** Links, fifos and devices among `filesSkipped` (absent when none). */
+  othersSkipped?: number;
   /** Metadata that could not be applied (also reported to `onWarning`). */
   warnings: Array<{ path: string; message: string }>;
   /**
@@ -139,4 +143,6 @@ export interface RestoreEntry {
   node: TreeNode;
   /** A folder made on the way to an include that matched nothing below it, removed again. */
   dropped?: boolean;
+  /** A folder made only on the way to included entries below it (not itself included). */
+  onTheWay?: boolean;
 }

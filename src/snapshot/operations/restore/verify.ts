@@ -15,17 +15,21 @@ export interface VerifyResult {
   files: number;
   /** Files whose contents or size differ from the snapshot's, with what differs. */
   errors: Array<{ path: string; message: string }>;
+  /** How long reading back took, in milliseconds. */
+  durationMs: number;
 }
 
 /** Reads back and checks `files`. */
 export async function verifyFiles(repo: IndexedRepository, files: readonly RestoreEntry[], signal: AbortSignal | undefined): Promise<VerifyResult> {
-  const result: VerifyResult = { files: 0, errors: [] };
+  const started = performance.now();
+  const result: VerifyResult = { files: 0, errors: [], durationMs: 0 };
   for (const e of files) {
     throwIfAborted(signal);
     const message = await verifyOne(repo, e).catch((err: unknown) => (err as Error).message);
     result.files++;
     if (message) result.errors.push({ path: e.path.toString('utf8'), message });
   }
+  result.durationMs = performance.now() - started;
   return result;
 }
 

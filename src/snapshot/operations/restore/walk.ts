@@ -182,7 +182,7 @@ class Walk {
       if (!node.subtree) throw new IntegrityError(`folder ${childRel} has no subtree`, { blob: treeId });
       if (this.#failed) break;
       await this.#target.makeDir(p, dir);
-      const entry: RestoreEntry = { path: p, node };
+      const entry: RestoreEntry = sel === 'descend' ? { path: p, node, onTheWay: true } : { path: p, node };
       this.found.created.push(entry);
       if (sel === 'yes') any = true;
       branches.push(this.walk(node.subtree, p, childRel, sel === 'yes').then(
