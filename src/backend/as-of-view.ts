@@ -1,11 +1,11 @@
 // A repository as it was at an instant, read from a storage that keeps old versions of each name
 // (B2 file versions, GCS generations, Azure blob versions): the storage driver lists versions and
 // reads one by its ID; this file picks, for each name, the newest version at or before the instant.
-// The S3 driver has its own (S3AsOfView), written first; this one is the same rules for the others.
+// Every versioned driver (S3, B2, GCS, Azure) builds its view on this one class.
 
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
 import { InvalidInputError, NotFoundError, ReadOnlyError, throwIfAborted } from '../errors.ts';
-import { checkType, fileInfo, isIdName, listConfig, startCall, underPrefix } from './shared.ts';
+import { checkType, fileInfo, listConfig, listedAs, startCall, underPrefix } from './shared.ts';
 
 /** One stored version of a name, as a driver lists it. */
 export interface ListedVersion {
@@ -40,6 +40,19 @@ export interface VersionSource {
   loadVersion(h: FileHandle, versionId: string, options: LoadOptions): Promise<Uint8Array>;
   /** Releases the storage's connections. */
   close(): Promise<void>;
+}
+
+/** The parts of a driver a view uses as they are: where it is, its connections, its prefix, close. */
+export interface VersionedDriver {
+  readonly location: string;
+  readonly connections: number;
+  readonly prefix: string;
+  close(): Promise<void>;
+}
+
+/** A {@link VersionSource} from a driver and its three version calls. */
+export function versionSource(driver: VersionedDriver, access: Pick<VersionSource, 'keyOf' | 'listVersions' | 'loadVersion'>): VersionSource {
+  return { location: driver.location, connections: driver.connections, prefix: driver.prefix, close: () => driver.close(), ...access };
 }
 
 /**
@@ -123,10 +136,8 @@ export class VersionsAsOfView implements Backend {
     for (const [key, v] of await this.#newestAsOf(folder, options.signal)) {
       this.#resolved.set(key, v);
       if (!v) continue;
-      const parts = key.slice(folder.length).split('/');
-      // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
-      const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
-      if (name !== undefined && isIdName(name)) yield { name, size: v.size };
+      const info = listedAs(type, key.slice(folder.length), v.size);
+      if (info) yield info;
     }
   }
 

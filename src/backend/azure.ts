@@ -18,7 +18,7 @@ import type * as AzureBlob from '@azure/storage-blob';
 import { nodeHttps } from './node-http.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import type { S3ObjectLockOptions } from './s3.ts';
-import { VersionsAsOfView, type ListedVersion } from './as-of-view.ts';
+import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
@@ -219,19 +219,12 @@ export class AzureBackend implements Backend, RetentionCapable, VersionedCapable
    * still shows its last version in the view. See {@link VersionsAsOfView} and docs/immutability.md.
    */
   viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): VersionsAsOfView {
-    return new VersionsAsOfView(
-      {
-        location: this.location,
-        connections: this.connections,
-        prefix: this.prefix,
-        keyOf: (h) => this.keyOf(h),
-        listVersions: (keyPrefix, signal) => this.listVersions(keyPrefix, signal),
-        loadVersion: (h, versionId, o) => this.loadBlob(h, o, versionId),
-        close: () => this.close(),
-      },
-      asOf,
-      options,
-    );
+    const view = versionSource(this, {
+      keyOf: (h) => this.keyOf(h),
+      listVersions: (keyPrefix, signal) => this.listVersions(keyPrefix, signal),
+      loadVersion: (h, versionId, o) => this.loadBlob(h, o, versionId),
+    });
+    return new VersionsAsOfView(view, asOf, options);
   }
 
   /** Every version under `keyPrefix` (List Blobs with include=versions), at the time its version ID names. */

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import type { S3ObjectLockOptions } from './s3.ts';
-import { VersionsAsOfView, type ListedVersion } from './as-of-view.ts';
+import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, normalizePrefix, optionalPackage,
@@ -242,19 +242,12 @@ export class B2Backend implements Backend, RetentionCapable, VersionedCapable {
    * fileId. See {@link VersionsAsOfView}.
    */
   viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): VersionsAsOfView {
-    return new VersionsAsOfView(
-      {
-        location: this.location,
-        connections: this.connections,
-        prefix: this.prefix,
-        keyOf: (h) => this.#fileName(h),
-        listVersions: (keyPrefix, signal) => this.#listVersions(keyPrefix, signal),
-        loadVersion: (h, versionId, o) => this.#loadVersion(h, versionId, o),
-        close: () => this.close(),
-      },
-      asOf,
-      options,
-    );
+    const view = versionSource(this, {
+      keyOf: (h) => this.#fileName(h),
+      listVersions: (keyPrefix, signal) => this.#listVersions(keyPrefix, signal),
+      loadVersion: (h, versionId, o) => this.#loadVersion(h, versionId, o),
+    });
+    return new VersionsAsOfView(view, asOf, options);
   }
 
   /** The listing entry of a file's current version; NotFoundError when it has none (or is hidden). */

@@ -21,7 +21,7 @@ import type { Readable } from 'node:stream';
 import type * as Gcs from '@google-cloud/storage';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import type { S3ObjectLockOptions } from './s3.ts';
-import { VersionsAsOfView, type ListedVersion } from './as-of-view.ts';
+import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
@@ -190,19 +190,12 @@ export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
    * (created at or before it, not yet noncurrent). See {@link VersionsAsOfView}.
    */
   viewAsOf(asOf: Date, options: { closeBackend?: boolean } = {}): VersionsAsOfView {
-    return new VersionsAsOfView(
-      {
-        location: this.location,
-        connections: this.connections,
-        prefix: this.prefix,
-        keyOf: (h) => this.keyOf(h),
-        listVersions: (keyPrefix, signal) => this.listGenerations(keyPrefix, signal),
-        loadVersion: (h, generation, o) => this.loadObject(h, o, generation),
-        close: () => this.close(),
-      },
-      asOf,
-      options,
-    );
+    const view = versionSource(this, {
+      keyOf: (h) => this.keyOf(h),
+      listVersions: (keyPrefix, signal) => this.listGenerations(keyPrefix, signal),
+      loadVersion: (h, generation, o) => this.loadObject(h, o, generation),
+    });
+    return new VersionsAsOfView(view, asOf, options);
   }
 
   /**

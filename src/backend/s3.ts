@@ -10,11 +10,12 @@ import { describeFile, type RemoveOptions } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, ReadOnlyError, StowageError, throwIfAborted } from '../errors.ts';
 import {
-  checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets,
+  checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, listConfig, listedAs, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
   transientErrors, underPrefix, uploadChecksumsOption, checkObjectLockOptions, uploadRetentionOf,
 } from './shared.ts';
 import { assumeRoleProvider, checkAssumeRole, type S3AssumeRoleOptions } from './sts.ts';
+import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 
 /**
  * An S3 access key, as restic's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
@@ -630,124 +631,23 @@ export interface S3ObjectVersion {
  * had no version yet, is missing. Reads are GetObject/HeadObject with the version ID, listings
  * ListObjectVersions. Read-only: save and remove throw {@link ReadOnlyError}, except for lock
  * files, which are kept in this object's memory (commands that lock work; nothing is written).
+ * The rules are {@link VersionsAsOfView}'s, as for the other versioned storages.
  */
-export class S3AsOfView implements Backend {
-  readonly location: string;
-  readonly connections: number;
-  /** The instant the view shows. */
-  readonly asOf: Date;
-  readonly #s3: S3Backend;
-  /** Key → the version it resolves to (null: missing at asOf). */
-  readonly #resolved = new Map<string, S3ObjectVersion | null>();
-  readonly #locks = new Map<string, Uint8Array>();
-  readonly #closeBackend: boolean;
-
+export class S3AsOfView extends VersionsAsOfView {
   /** With `closeBackend`, closing the view closes `s3` too (as closing a repository closes its backend). */
   constructor(s3: S3Backend, asOf: Date, options: { closeBackend?: boolean } = {}) {
-    this.#closeBackend = options.closeBackend === true;
-    if (!(asOf instanceof Date) || !Number.isFinite(asOf.getTime())) throw new InvalidInputError('asOf must be a valid Date');
-    this.#s3 = s3;
-    this.asOf = new Date(asOf.getTime());
-    this.location = `${s3.location} (as of ${this.asOf.toISOString()})`;
-    this.connections = s3.connections;
-  }
-
-  async create(): Promise<void> {
-    throw new ReadOnlyError(`bucket ${this.#s3.bucket}`, `the view ${this.location}`);
-  }
-
-  async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    const file = startCall(h, options.signal);
-    if (h.type !== 'locks') throw new ReadOnlyError(file, `the view ${this.location}`);
-    this.#locks.set(h.name, Uint8Array.from(data));
-  }
-
-  async remove(h: FileHandle, options: CallOptions = {}): Promise<void> {
-    const file = startCall(h, options.signal);
-    if (h.type !== 'locks') throw new ReadOnlyError(file, `the view ${this.location}`);
-    if (!this.#locks.delete(h.name)) throw new NotFoundError(file);
-  }
-
-  async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
-    const file = startCall(h, options.signal);
-    if (h.type === 'locks') {
-      const bytes = this.#locks.get(h.name);
-      if (!bytes) throw new NotFoundError(file);
-      const start = options.offset ?? 0;
-      return bytes.slice(start, options.length === undefined ? undefined : start + options.length);
-    }
-    const v = await this.resolve(h, options.signal);
-    if (!v) throw new NotFoundError(file);
-    return this.#s3.load(h, { ...options, versionId: v.versionId });
-  }
-
-  async stat(h: FileHandle, options: CallOptions = {}): Promise<FileInfo> {
-    const file = startCall(h, options.signal);
-    if (h.type === 'locks') {
-      const bytes = this.#locks.get(h.name);
-      if (!bytes) throw new NotFoundError(file);
-      return fileInfo(h, bytes.length);
-    }
-    const v = await this.resolve(h, options.signal);
-    if (!v) throw new NotFoundError(file);
-    return fileInfo(h, v.size);
-  }
-
-  async *list(type: FileType, options: CallOptions = {}): AsyncGenerator<FileInfo> {
-    throwIfAborted(options.signal);
-    checkType(type);
-    if (type === 'locks') {
-      for (const [name, bytes] of this.#locks) yield { name, size: bytes.length };
-      return;
-    }
-    if (type === 'config') return yield* listConfig(() => this.stat({ type, name: '' }, options));
-    const folder = underPrefix(this.#s3.prefix, `${type}/`);
-    const current = await this.newestAsOf(folder, options.signal);
-    for (const [key, v] of current) {
-      this.#resolved.set(key, v);
-      if (!v) continue;
-      const info = listedAs(type, key.slice(folder.length), v.size);
-      if (info) yield info;
-    }
-  }
-
-  async close(): Promise<void> {
-    // Otherwise the S3 backend belongs to the caller.
-    if (this.#closeBackend) await this.#s3.close();
-  }
-
-  /** The version of a file at asOf (listed once per key, then remembered). */
-  private async resolve(h: FileHandle, signal: AbortSignal | undefined): Promise<S3ObjectVersion | null> {
-    const key = this.#s3.keyOf(h);
-    if (this.#resolved.has(key)) return this.#resolved.get(key)!;
-    const found = (await this.newestAsOf(key, signal)).get(key) ?? null;
-    this.#resolved.set(key, found);
-    return found;
-  }
-
-  /** For each key under `keyPrefix`, its newest entry at or before asOf; null when that is a delete marker. */
-  private async newestAsOf(keyPrefix: string, signal: AbortSignal | undefined): Promise<Map<string, S3ObjectVersion | null>> {
-    const limit = this.asOf.getTime();
-    const newest = new Map<string, S3ObjectVersion>();
-    for await (const v of this.#s3.listVersions(keyPrefix, { signal })) {
-      if (v.lastModified.getTime() > limit) continue;
-      const seen = newest.get(v.key);
-      // Equal times (within S3's millisecond): the entry listed first wins, versions before delete markers.
-      if (!seen || v.lastModified.getTime() > seen.lastModified.getTime()) newest.set(v.key, v);
-    }
-    const out = new Map<string, S3ObjectVersion | null>();
-    for (const [key, v] of [...newest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out.set(key, v.deleteMarker ? null : v);
-    return out;
+    const view = versionSource(s3, {
+      keyOf: (h) => s3.keyOf(h),
+      listVersions: (keyPrefix, signal) => asListedVersions(s3.listVersions(keyPrefix, { signal })),
+      loadVersion: (h, versionId, o) => s3.load(h, { ...o, versionId }),
+    });
+    super(view, asOf, options);
   }
 }
 
-/** The listing entry for a key below "<prefix>/<type>/" if it is an ID-named file of that type. */
-function listedAs(type: FileType, rel: string | undefined, size: number | undefined): FileInfo | undefined {
-  if (rel === undefined || size === undefined) return undefined;
-  const parts = rel.split('/');
-  // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
-  const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
-  return name !== undefined && isIdName(name) ? { name, size } : undefined;
+/** S3's versions as the shared view lists them (within a page, versions come before delete markers). */
+async function* asListedVersions(versions: AsyncIterable<S3ObjectVersion>): AsyncGenerator<ListedVersion> {
+  for await (const v of versions) yield { key: v.key, versionId: v.versionId, lastModified: v.lastModified, size: v.size, deleted: v.deleteMarker };
 }
 
 function checkBucket(bucket: unknown): string {

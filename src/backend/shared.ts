@@ -463,3 +463,12 @@ export function uploadRetentionOf(lock: LockOptionsShape | undefined, h: FileHan
   const retainUntil = lock.retainUntil ?? new Date(now.getTime() + (lock.retainSeconds ?? (lock.retainDays ?? 0) * 86_400) * 1000);
   return { mode: lock.mode, retainUntil };
 }
+
+/** The listing entry for a key below "<prefix>/<type>/" if it is an ID-named file of that type. */
+export function listedAs(type: FileType, rel: string | undefined, size: number | undefined): FileInfo | undefined {
+  if (rel === undefined || size === undefined) return undefined;
+  const parts = rel.split('/');
+  // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
+  const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
+  return name !== undefined && isIdName(name) ? { name, size } : undefined;
+}
