@@ -105,29 +105,74 @@ export class LocalBackend implements Backend {
   }
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
+    await this.#install(h, options.signal, false, async (tempPath, folder, dirMode) => {
+      const fh = await openNew(tempPath, folder, dirMode);
+      try {
+        throwIfAborted(options.signal);
+        for (let pos = 0; pos < data.length; ) {
+          const { bytesWritten } = await fh.write(data, pos, Math.min(IO_CHUNK, data.length - pos), pos);
+          pos += bytesWritten;
+          throwIfAborted(options.signal);
+        }
+        return fh;
+      } catch (err) {
+        await fh.close().catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes (temp file, fsync, rename, folder fsync,
+   * read-only), without reading it: the temp file is a hard link to it when both are on one file
+   * system (the file must then not be written to afterwards; its mode becomes read-only), else a
+   * copy the kernel makes.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    await this.#install(h, options.signal, true, async (tempPath, folder, dirMode) => {
+      await linkOrCopy(local.path, tempPath, folder, dirMode);
+      throwIfAborted(options.signal);
+      const fh = await open(tempPath, 'r');
+      try {
+        const { size } = await fh.stat();
+        if (size !== local.size) throw new IntegrityError(`the local file ${local.path} holds ${size} bytes, not the ${local.size} to be saved`, { file: describeFile(h) });
+        return fh;
+      } catch (err) {
+        await fh.close().catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * How every file lands: `fill` makes the temp file beside its final place and returns it open;
+   * then fsync, rename into place, fsync the folder, read-only modes. Nothing is left behind on
+   * failure or abort, up to the rename. `linked`: the temp file is a hard link to the source, and
+   * renaming a link onto a link of the same file (a repeated save) leaves both names, so ours is dropped.
+   */
+  async #install(
+    h: FileHandle,
+    signal: AbortSignal | undefined,
+    linked: boolean,
+    fill: (tempPath: string, folder: string, dirMode: number) => Promise<OsFileHandle>,
+  ): Promise<void> {
+    throwIfAborted(signal);
     checkHandle(h);
     const file = describeFile(h);
     const finalPath = this.pathOf(h);
     const folder = dirname(finalPath);
     const tempPath = join(folder, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-
     const modes = await this.#writeModes();
     let fh: OsFileHandle | undefined;
     try {
-      fh = await openNew(tempPath, folder, modes.dir);
-      throwIfAborted(options.signal);
-      for (let pos = 0; pos < data.length; ) {
-        const { bytesWritten } = await fh.write(data, pos, Math.min(IO_CHUNK, data.length - pos), pos);
-        pos += bytesWritten;
-        throwIfAborted(options.signal);
-      }
+      fh = await fill(tempPath, folder, modes.dir);
       await syncTolerant(fh);
       await fh.close();
       fh = undefined;
       // The last point where an abort still leaves nothing behind.
-      throwIfAborted(options.signal);
+      throwIfAborted(signal);
       await rename(tempPath, finalPath);
+      if (linked) await unlink(tempPath).catch(() => {});
     } catch (err) {
       await fh?.close().catch(() => {});
       await unlink(tempPath).catch(() => {});
@@ -141,47 +186,6 @@ export class LocalBackend implements Backend {
       throw fsErrorToStowage(err, 'save', file, this.location);
     }
     // Best effort: some filesystems (SMB, some NFS exports) refuse mode changes.
-    await chmod(finalPath, modes.file).catch(() => {});
-  }
-
-  /**
-   * Stores a local file as `save` stores bytes (temp file, fsync, rename, folder fsync,
-   * read-only), without reading it: the temp file is a hard link to it when both are on one file
-   * system (the file must then not be written to afterwards; its mode becomes read-only), else a
-   * copy the kernel makes.
-   */
-  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
-    throwIfAborted(options.signal);
-    checkHandle(h);
-    const file = describeFile(h);
-    const finalPath = this.pathOf(h);
-    const folder = dirname(finalPath);
-    const tempPath = join(folder, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const modes = await this.#writeModes();
-    let fh: OsFileHandle | undefined;
-    try {
-      await linkOrCopy(local.path, tempPath, folder, modes.dir);
-      throwIfAborted(options.signal);
-      fh = await open(tempPath, 'r');
-      const { size } = await fh.stat();
-      if (size !== local.size) throw new IntegrityError(`the local file ${local.path} holds ${size} bytes, not the ${local.size} to be saved`, { file });
-      await syncTolerant(fh);
-      await fh.close();
-      fh = undefined;
-      throwIfAborted(options.signal);
-      await rename(tempPath, finalPath);
-      // Renaming a link onto a link of the same file (a repeated save) leaves both names: drop ours.
-      await unlink(tempPath).catch(() => {});
-    } catch (err) {
-      await fh?.close().catch(() => {});
-      await unlink(tempPath).catch(() => {});
-      throw fsErrorToStowage(err, 'save', file, this.location);
-    }
-    try {
-      await syncFolder(folder);
-    } catch (err) {
-      throw fsErrorToStowage(err, 'save', file, this.location);
-    }
     await chmod(finalPath, modes.file).catch(() => {});
   }
 
