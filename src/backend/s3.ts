@@ -529,7 +529,9 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
       endpoint: this.#endpoint?.href,
       region: this.#region,
       forcePathStyle: opts.forcePathStyle ?? this.#endpoint !== undefined,
-      credentials: opts.assumeRole && opts.credentials ? assumeRoleProvider(opts.credentials, opts.assumeRole, opts.region) : opts.credentials,
+      credentials: opts.assumeRole && opts.credentials
+        ? assumeRoleProvider(opts.credentials, opts.assumeRole, opts.region, { ca, insecureTls: opts.insecureTls, timeoutMs: this.#timeoutMs })
+        : opts.credentials,
       // Retries belong to the retry wrapper, so one request is one attempt.
       maxAttempts: 1,
       // Buffer bodies with a Content-MD5; no aws-chunked trailers, which not every server speaks.

@@ -4,6 +4,7 @@
 // kept until shortly before they expire and then asked for again.
 import { createHash, createHmac } from 'node:crypto';
 import { BackendError, InvalidInputError } from '../errors.ts';
+import { nodeHttp, nodeHttps } from './node-http.ts';
 
 /** What to assume: restic's RESTIC_AWS_ASSUME_ROLE_* variables. */
 export interface S3AssumeRoleOptions {
@@ -32,6 +33,16 @@ export interface AwsKey {
   expiration?: Date;
 }
 
+/** How the STS call connects: the S3 connection's trust (`--cacert`, `--insecure-tls`) and timeout. */
+export interface StsConnection {
+  /** Extra CA certificates (PEM) to trust. */
+  ca?: string | Uint8Array;
+  /** Accept any certificate (tests only). */
+  insecureTls?: boolean;
+  /** Gives up on a connection or answer that stalls this long. */
+  timeoutMs?: number;
+}
+
 /** How long before expiry the credentials are renewed. */
 const RENEW_BEFORE_MS = 5 * 60_000;
 
@@ -55,12 +66,12 @@ export function checkAssumeRole(o: S3AssumeRoleOptions): void {
  * A credentials provider for the AWS SDK: the role assumed with `base`, asked for once and again
  * shortly before the temporary key expires. Concurrent callers share one call.
  */
-export function assumeRoleProvider(base: AwsKey, o: S3AssumeRoleOptions, bucketRegion: string | undefined): () => Promise<AwsKey> {
+export function assumeRoleProvider(base: AwsKey, o: S3AssumeRoleOptions, bucketRegion: string | undefined, connection: StsConnection = {}): () => Promise<AwsKey> {
   let current: AwsKey | undefined;
   let pending: Promise<AwsKey> | undefined;
   return () => {
     if (current?.expiration && current.expiration.getTime() - Date.now() > RENEW_BEFORE_MS) return Promise.resolve(current);
-    pending ??= assumeRole(base, o, bucketRegion).then(
+    pending ??= assumeRole(base, o, bucketRegion, connection).then(
       (key) => {
         current = key;
         pending = undefined;
@@ -76,7 +87,7 @@ export function assumeRoleProvider(base: AwsKey, o: S3AssumeRoleOptions, bucketR
 }
 
 /** One AssumeRole call. BackendError (with the server's message) when it is refused. */
-export async function assumeRole(base: AwsKey, o: S3AssumeRoleOptions, bucketRegion: string | undefined): Promise<AwsKey> {
+export async function assumeRole(base: AwsKey, o: S3AssumeRoleOptions, bucketRegion: string | undefined, connection: StsConnection = {}): Promise<AwsKey> {
   const region = o.region || bucketRegion || '';
   const endpoint = new URL(o.stsEndpoint || defaultStsEndpoint(region));
   const signingRegion = region || 'us-east-1';
@@ -87,14 +98,14 @@ export async function assumeRole(base: AwsKey, o: S3AssumeRoleOptions, bucketReg
   const body = form.toString();
   const headers = signV4({ method: 'POST', url: endpoint, body, region: signingRegion, service: 'sts', key: base, contentType: 'application/x-www-form-urlencoded; charset=utf-8' });
   const where = `STS AssumeRole at ${endpoint.origin}`;
-  let res: Response;
+  let res: { status: number; text: string };
   try {
-    res = await fetch(new URL('/', endpoint), { method: 'POST', headers, body });
+    res = await post(new URL('/', endpoint), headers, body, connection);
   } catch (err) {
     throw new BackendError(`${where}: ${(err as Error).message}`, { cause: err, transient: true });
   }
-  const text = await res.text();
-  if (!res.ok) {
+  const text = res.text;
+  if (res.status < 200 || res.status > 299) {
     const message = /<Message>([\s\S]*?)<\/Message>/.exec(text)?.[1] ?? text.slice(0, 200);
     throw new BackendError(`${where} refused (${res.status}): ${message}`, { transient: res.status >= 500 || res.status === 429, status: res.status });
   }
@@ -104,6 +115,26 @@ export async function assumeRole(base: AwsKey, o: S3AssumeRoleOptions, bucketReg
   if (!accessKeyId || !secretAccessKey) throw new BackendError(`${where}: the answer holds no credentials`, { transient: false, status: res.status });
   const expiration = field('Expiration');
   return { accessKeyId, secretAccessKey, sessionToken: field('SessionToken'), expiration: expiration ? new Date(expiration) : undefined };
+}
+
+/** One POST over node:http(s), so that the S3 connection's CA and TLS settings apply to it too. */
+function post(url: URL, headers: Record<string, string>, body: string, c: StsConnection): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const ca = c.ca === undefined ? undefined : typeof c.ca === 'string' ? c.ca : Buffer.from(c.ca);
+    const options = { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, timeout: c.timeoutMs };
+    const req = url.protocol === 'https:'
+      ? nodeHttps().request(url, { ...options, ca, rejectUnauthorized: c.insecureTls !== true })
+      : nodeHttp().request(url, options);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${c.timeoutMs} ms`)));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.end(body);
+  });
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');

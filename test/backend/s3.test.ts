@@ -486,6 +486,26 @@ describe('S3Backend over TLS (MinIO https, self-signed certificate)', () => {
     }
   });
 
+  it('assumeRole: the STS call trusts the same CA certificate (and insecureTls) as the S3 requests', async () => {
+    const bucket = newBucket('tls-sts');
+    const assumeRole = { roleArn: 'arn:minio:iam:::role/stowage-test', stsEndpoint: tls.endpoint };
+    const trusted = backendOn(tls, { bucket, assumeRole });
+    const insecure = backendOn(tls, { bucket, caCert: undefined, insecureTls: true, assumeRole });
+    const untrusted = backendOn(tls, { bucket, caCert: undefined, assumeRole });
+    try {
+      await trusted.create();
+      const h = { type: 'keys' as const, name: newId() };
+      await trusted.save(h, new Uint8Array([4, 5]));
+      assert.deepEqual(await collect(insecure.list('keys')), [{ name: h.name, size: 2 }]);
+      await assert.rejects(collect(untrusted.list('keys')), (err: unknown) => {
+        assert.match(String((err as Error).message), /STS AssumeRole at https:.*(self[- ]signed|certificate)/i);
+        return true;
+      });
+    } finally {
+      for (const b of [trusted, insecure, untrusted]) await b.close();
+    }
+  });
+
   it('restic reads what Stowage wrote, and Stowage what restic wrote, over https with --cacert', async () => {
     const work = await tmpDir('stowage-s3-tls-interop');
     const src = await makeSourceTree(work);
