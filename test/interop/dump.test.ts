@@ -7,14 +7,15 @@
 // library's dump() streams the same tar and stops on abort.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { chmod, chown, link, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
 import { AbortedError } from '../../src/errors.ts';
 import { Repository, withIndex } from '../../src/repository/repository.ts';
 import { dump } from '../../src/snapshot/operations/dump.ts';
-import { runCli } from '../helpers/cli.ts';
+import { CLI, runCli } from '../helpers/cli.ts';
 import { resticBin, resticOk, runRestic } from '../helpers/restic.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -152,4 +153,15 @@ test('library: dump() streams restic\'s tar, and stops with AbortedError on abor
     for await (const _ of aborted.stream) void _;
   }, AbortedError);
   await repo.close();
+});
+
+test('a reader that goes away (`dump … | head`) ends the dump quietly', async () => {
+  const child = spawn(process.execPath, [CLI, 'dump', '--no-cache', first, '/'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  await once(child.stdout, 'data');
+  child.stdout.destroy();
+  const [code] = await once(child, 'close');
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
 });

@@ -43,8 +43,14 @@ export const dumpCommand: Command = {
           throw new InvalidInputError('cannot dump file: stdout is the terminal, please redirect output');
         }
         const out = target ?? process.stdout;
-        for await (const data of dumped.stream) {
-          if (!out.write(data)) await once(out, 'drain');
+        try {
+          for await (const data of dumped.stream) {
+            if (!out.write(data)) await once(out, 'drain');
+          }
+        } catch (e) {
+          // `stowage dump … | head`: the reader has gone; stop reading, as restic stops (SIGPIPE).
+          if ((e as NodeJS.ErrnoException).code !== 'EPIPE' || target) throw e;
+          dumped.stream.destroy();
         }
       } finally {
         if (target) {
