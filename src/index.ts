@@ -55,8 +55,8 @@ export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate, goTimeFromNs, 
 export { backup } from './snapshot/operations/backup/index.ts';
 export type { BackupOptions, BackupResult, BackupProgress, StdinStream, StdinCommand } from './snapshot/operations/backup/index.ts';
 export { restore, planRestore } from './snapshot/operations/restore/index.ts';
-export { dumpFile } from './snapshot/operations/dump.ts';
-export type { DumpOptions, DumpedFile } from './snapshot/operations/dump.ts';
+export { dump, dumpFile } from './snapshot/operations/dump.ts';
+export type { DumpArchiveOptions, DumpOptions, Dumped, DumpedFile } from './snapshot/operations/dump.ts';
 export { parseSnapshotRef, resolveSnapshotRef, resolveTreeSource, findNodeByPath, findTreeByPath } from './snapshot/engine/select.ts';
 export type { ResolvedSnapshotRef, TreeSource } from './snapshot/engine/select.ts';
 export type { RestoreOptions, RestoreResult, RestoreProgress, RestorePlanOptions, RestorePlanItem, RestorePlanSummary, OverwriteMode, VerifyResult } from './snapshot/operations/restore/index.ts';

@@ -11,11 +11,12 @@ import { diffTrees, type DiffChange } from '../snapshot/operations/diff.ts';
 import { findByPattern } from '../snapshot/operations/find.ts';
 import { repositoryStats } from '../snapshot/operations/stats.ts';
 import type { DecodePool } from '../snapshot/engine/decode-pool.ts';
-import type { ByteBudget } from './budget.ts';
+import type { ByteBudget } from '../snapshot/engine/archive/budget.ts';
 import { ResponseSink } from './content.ts';
 import { pathNames, sendFile, sendJson } from './http.ts';
-import { writeTar } from './tar.ts';
-import { writeZip } from './zip.ts';
+import { writeTar } from '../snapshot/engine/archive/tar.ts';
+import { writeZip } from '../snapshot/engine/archive/zip.ts';
+import { archiveEntries } from './archive.ts';
 import type { RepositoryView } from './view.ts';
 
 /** What the API needs from the handler. */
@@ -93,7 +94,10 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, rest:
     });
     if (head) return void res.end();
     const prefix = Buffer.concat([nodeNameToBytes(base), Buffer.from('/')]);
-    await (zip ? writeZip : writeTar)(view, node.subtree!, prefix, new ResponseSink(res, signal), ctx.budget, ctx.pool());
+    const sink = new ResponseSink(res, signal);
+    const entries = archiveEntries(view, node.subtree!, prefix, signal, !zip);
+    if (zip) await writeZip(view.repo, entries, sink, ctx.budget, ctx.pool());
+    else await writeTar(view.repo, entries, sink, ctx.budget, ctx.pool());
     return void res.end();
   }
   if (rest === '/diff') {

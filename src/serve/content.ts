@@ -4,38 +4,12 @@
 // once the socket took its bytes, so memory stays bounded whatever the file size or client count.
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { AbortedError, BlobNotFoundError, IntegrityError } from '../errors.ts';
-import { CRYPTO_OVERHEAD } from '../repository/crypto.ts';
-import type { IndexedRepository } from '../repository/repository.ts';
-import type { BlobId } from '../repository/id.ts';
+import { AbortedError, IntegrityError } from '../errors.ts';
 import type { TreeNode } from '../snapshot/model/node.ts';
-import type { ByteBudget, Reservation } from './budget.ts';
+import type { ByteBudget, Reservation } from '../snapshot/engine/archive/budget.ts';
+import type { ArchiveSink, FileLayout } from '../snapshot/engine/archive/contents.ts';
+export { fileLayout, type FileLayout } from '../snapshot/engine/archive/contents.ts';
 import type { RepositoryView } from './view.ts';
-
-/** A file's blobs with their plaintext offsets: `ends[i]` is the offset after blob i. */
-export interface FileLayout {
-  blobs: readonly BlobId[];
-  ends: Float64Array;
-  size: number;
-}
-
-/** The plaintext length of every blob of the file, from the index (one refresh on a miss). */
-export async function fileLayout(repo: IndexedRepository, node: TreeNode, signal?: AbortSignal): Promise<FileLayout> {
-  const blobs = node.content ?? [];
-  const ends = new Float64Array(blobs.length);
-  let at = 0;
-  for (let i = 0; i < blobs.length; i++) {
-    const id = blobs[i]!;
-    const loc = await repo.retryAfterRefresh(() => {
-      const found = repo.index.lookup(id, 'data')[0];
-      if (!found) throw new BlobNotFoundError('data', id);
-      return found;
-    }, { signal });
-    at += loc.uncompressedLength > 0 ? loc.uncompressedLength : loc.length - CRYPTO_OVERHEAD;
-    ends[i] = at;
-  }
-  return { blobs, ends, size: at };
-}
 
 /** A strong validator for a file: its content is named by its blob IDs. */
 export function contentEtag(node: TreeNode): string {
@@ -49,7 +23,7 @@ export function contentEtag(node: TreeNode): string {
  * reservation passed with a chunk is released when the socket has taken it, or when the response
  * closes, whichever comes first.
  */
-export class ResponseSink {
+export class ResponseSink implements ArchiveSink {
   readonly res: ServerResponse;
   readonly signal: AbortSignal;
   readonly #held = new Set<Reservation>();

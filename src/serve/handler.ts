@@ -9,7 +9,7 @@ import { withIndex, type AnyRepository, type IndexedRepository } from '../reposi
 import { DecodePool } from '../snapshot/engine/decode-pool.ts';
 import { handleApi } from './api.ts';
 import { createAuthenticator, type ServeAuth } from './auth.ts';
-import { ByteBudget } from './budget.ts';
+import { ByteBudget } from '../snapshot/engine/archive/budget.ts';
 import { sendError, sendText } from './http.ts';
 import { PAGE_HTML, PAGE_JS } from './page.ts';
 import { RepositoryView } from './view.ts';

@@ -5,7 +5,7 @@ import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFound
 import type { Logger } from '../logger.ts';
 import { goTimeToDate } from '../repository/gotime.ts';
 import { nodeNameFromBytes, nodeNameToBytes, type TreeNode } from '../snapshot/model/node.ts';
-import type { ByteBudget } from './budget.ts';
+import type { ByteBudget } from '../snapshot/engine/archive/budget.ts';
 import { contentEtag, fileLayout, parseRange, ResponseSink, writeFileRange } from './content.ts';
 import { checkName, MAX_DEPTH, type RepositoryView } from './view.ts';
 

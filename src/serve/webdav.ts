@@ -9,7 +9,7 @@ import { InvalidInputError, NotFoundError, UnsupportedError } from '../errors.ts
 import { formatGoTime, goTimeToDate, type GoTime } from '../repository/gotime.ts';
 import type { TreeNode } from '../snapshot/model/node.ts';
 import type { SnapshotEntry } from '../snapshot/model/snapshot.ts';
-import type { ByteBudget } from './budget.ts';
+import type { ByteBudget } from '../snapshot/engine/archive/budget.ts';
 import { contentEtag, ResponseSink } from './content.ts';
 import { encodeName, pathNames, sendFile, sendText } from './http.ts';
 import type { RepositoryView } from './view.ts';

@@ -14,7 +14,7 @@ import {
   filterSnapshots, findByPattern, findIds, findParentSnapshot, findUsedBlobs, forget, groupSnapshots, isGoTime,
   latestPerGroup, latestSnapshot, listLocks, listSnapshots, loadSnapshot, parseGoTime, planCopy, planPrune,
   planRetention, planRestore, prune, repairIndex, repairPacks, repairSnapshots, repositoryStats, restore, tag, unlock, walkTree, listTree,
-  dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
+  dump, dumpFile, resolveSnapshotRef, findNodeByPath, scanTotals, treeTotals, systemCapabilities, runtimeSupport,
   type BlobId, type IndexedRepository, type SnapshotEntry, type TreeNode,
 } from '../../src/index.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
@@ -34,7 +34,7 @@ const RESULT_FUNCTIONS = [
   'repositoryStats', 'checkRepository', 'forget', 'planRetention', 'planPrune', 'executePrune', 'prune',
   'findUsedBlobs', 'planCopy', 'executeCopy', 'copy', 'tag', 'diffSnapshots', 'findByPattern', 'findIds',
   'repairIndex', 'repairPacks', 'repairSnapshots', 'listLocks', 'unlock', 'decodeTree', 'groupSnapshots', 'filterSnapshots',
-  'latestSnapshot', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
+  'latestSnapshot', 'dump', 'dumpFile', 'resolveSnapshotRef', 'findNodeByPath', 'scanTotals', 'treeTotals',
   'systemCapabilities', 'runtimeSupport', 'listCaches', 'removeOldCaches', 'snapshotStats', 'listFiles', 'listBlobs',
   'observeRepository', 'stashRepositoryStatus', 'buildStashRepositoryStatus', 'stashHostBackupStats', 'stashSnapshotStats',
   'kubeStashRepositoryStatus', 'buildKubeStashRepositoryStatus', 'kubeStashSnapshotComponent', 'upsertCondition',
@@ -215,6 +215,9 @@ describe('results are JSON-safe and print times as restic writes them', () => {
     const dumpedJson = assertJson(dumped, 'dumpFile') as { node: { mtime: string }; size: number };
     assert.equal(dumpedJson.node.mtime, bigMtime);
     assert.equal(dumpedJson.size, 0);
+    const { stream: archived, ...folder } = await dump(indexed, bigSnapshot, '/');
+    archived.destroy();
+    assert.equal((assertJson(folder, 'dump') as { kind: string }).kind, 'tar');
     const cacheBase = await mkdtemp(path.join(tmpdir(), 'stowage-json-cache-'));
     try {
       await mkdir(path.join(cacheBase, 'cd'.repeat(32), 'index'), { recursive: true });

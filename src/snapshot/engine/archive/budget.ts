@@ -2,7 +2,7 @@
 // reserved here before it is loaded and given back when its bytes have been handed to the socket
 // (or the response ends), so many clients, large files and slow readers cost at most `limit`
 // bytes of blob data together, whatever their number.
-import { AbortedError } from '../errors.ts';
+import { AbortedError } from '../../../errors.ts';
 
 /** A reservation of bytes; `release()` may be called more than once (only the first counts). */
 export interface Reservation {
