@@ -94,6 +94,18 @@ test('planBudget: workers, pack buffers and connections derived from the limit',
   }
 });
 
+test('planBudget check: one decode worker fewer than cores (the main thread hashes), as many packs read at once, within the limit', () => {
+  assert.deepEqual(planBudget('check', { connections: 4, cpus: 2, container: {} }), { memoryLimit: undefined, workers: 1, packBuffers: 0, connections: 1 });
+  assert.deepEqual(planBudget('check', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 7, packBuffers: 0, connections: 4 });
+  assert.deepEqual(planBudget('check', { connections: 4, cpus: 1, container: {} }), { memoryLimit: undefined, workers: 1, packBuffers: 0, connections: 1 });
+  assert.deepEqual(planBudget('check', { memoryLimit: MIN_MEMORY_LIMIT, connections: 4, cpus: 8, container: {} }), { memoryLimit: MIN_MEMORY_LIMIT, workers: 1, packBuffers: 0, connections: 1 });
+  for (let mib = 160; mib <= 1024; mib += 16) {
+    const p = planBudget('check', { memoryLimit: mib * MiB, connections: 8, cpus: 16, container: {} });
+    assert.ok(BUDGET_COSTS.base + p.workers * BUDGET_COSTS.decodeWorker + p.connections * BUDGET_COSTS.checkStream <= mib * MiB, `${mib} MiB: ${JSON.stringify(p)}`);
+    assert.ok(p.connections <= p.workers);
+  }
+});
+
 test('memoryLimit: a bad value is an InvalidInputError, before anything is read', async () => {
   for (const bad of [0, -1, 1.5, Number.NaN, MIN_MEMORY_LIMIT - 1, '256M' as unknown as number]) assert.throws(() => checkMemoryLimit(bad), InvalidInputError);
   const repo = await Repository.init(new MemoryBackend(), { password: 'pw', kdf: { N: 1024, r: 8, p: 1 } });
