@@ -109,15 +109,19 @@ export const MIN_MEMORY_LIMIT = 64 * MiB;
  * What the budget assumes each part takes, resident (measured: bench/README.md, "Where the memory
  * goes"): Node with Stowage's modules, the index and the main thread's young generation; a file
  * worker (isolate, modules, a 9 MiB read buffer and a 10 MiB ring); a data pack buffer (16 MiB
- * filled, the overshoot for the last chunk rarely touched); a decode worker; a range in flight
- * during a restore.
+ * filled and the room for the chunk that takes it past that, up to 8 MiB, which stays resident
+ * once a reused buffer has held a big last chunk: measured 27 MiB each for the two packs being
+ * filled on a 1 GiB backup); a decode worker; a range in flight
+ * during a restore; a pack streamed by check --read-data (a piece read, a range of blobs being
+ * filled, the pack's tail).
  */
 export const BUDGET_COSTS = {
   base: 96 * MiB,
   fileWorker: 40 * MiB,
-  packBuffer: 17 * MiB,
+  packBuffer: 25 * MiB,
   decodeWorker: 30 * MiB,
   restoreStream: 12 * MiB,
+  checkStream: 8 * MiB,
 } as const;
 
 /** How a backup or restore is sized (see {@link planBudget}). */
@@ -126,9 +130,9 @@ export interface BudgetPlan {
   memoryLimit: number | undefined;
   /** Worker threads (file workers for a backup, decode workers for a restore or check). */
   workers: number;
-  /** Data pack buffers of a backup (one being filled, the others being stored). */
+  /** Data pack buffers of a backup (two being filled, the others being stored); 0 for check. */
   packBuffers: number;
-  /** Connections used at once (packs stored by a backup, packs read by a restore). */
+  /** Connections used at once (packs stored by a backup, packs read by a restore or check). */
   connections: number;
 }
 
@@ -157,19 +161,29 @@ function clamp(n: number, lo: number, hi: number): number {
 }
 
 /**
- * Sizes a backup (`kind: 'backup'`: file workers, pack buffers, connections) or a restore or check
- * (`'restore'`: decode workers, connections) to fit `memoryLimit`, else the container's limit; with
- * neither, one worker per core (bounded by the CPU quota), the backend's connections and
- * connections + 2 pack buffers (two packs filled at once), as without a budget. Within a limit, workers come first (they are
- * the throughput), then pack buffers and connections; at the least one worker, one connection and
- * two pack buffers.
+ * Sizes a backup (`kind: 'backup'`: file workers, pack buffers, connections), a restore
+ * (`'restore'`: decode workers, connections) or check --read-data (`'check'`: decode workers,
+ * packs read at once) to fit `memoryLimit`, else the container's limit; with neither, one worker
+ * per core (bounded by the CPU quota), the backend's connections and connections + 2 pack buffers
+ * (two packs filled at once), as without a budget. Check's main thread reads and hashes the packs,
+ * so it gets one worker fewer than cores (at least one) and reads as many packs at once as it has
+ * workers (each pack's ranges keep a worker busy; more would only wait, holding memory). Within a limit, workers come first (they are the throughput), then pack buffers
+ * and connections; at the least one worker, one connection and two pack buffers.
  */
-export function planBudget(kind: 'backup' | 'restore', input: BudgetInput): BudgetPlan {
+export function planBudget(kind: 'backup' | 'restore' | 'check', input: BudgetInput): BudgetPlan {
   const container = input.container ?? readContainerLimits();
   const quota = container.cpus !== undefined ? Math.max(1, Math.ceil(container.cpus)) : Infinity;
   const cpus = Math.max(1, Math.min(input.cpus ?? os.availableParallelism(), quota));
   const connections = Math.max(1, input.connections);
   const limit = checkMemoryLimit(input.memoryLimit) ?? container.memoryBytes;
+  if (kind === 'check') {
+    const most = Math.max(1, cpus - 1);
+    const c = BUDGET_COSTS;
+    const avail = limit === undefined ? Infinity : limit - c.base;
+    const workers = clamp(Math.floor((avail - c.checkStream) / c.decodeWorker), 1, most);
+    const streams = clamp(Math.floor((avail - workers * c.decodeWorker) / c.checkStream), 1, Math.min(connections, workers));
+    return { memoryLimit: limit, workers, packBuffers: 0, connections: streams };
+  }
   // Two data packs are filled at once (blobs spread over both at random, as restic ≥ 0.18 does
   // against chunk-size fingerprinting), so connections + 2 buffers keep every connection storing.
   if (limit === undefined) return { memoryLimit: undefined, workers: cpus, packBuffers: connections + 2, connections };

@@ -26,6 +26,12 @@ const DEFAULT_CONNECTIONS = 4;
 
 /** Large files are written and read in pieces of this size so an abort takes effect in between. */
 const IO_CHUNK = 4 * 1024 * 1024;
+/**
+ * The pieces of a streamed range (`loadStream`): each is a buffer of its own that the reader
+ * copies out and frees, so a reader holds one piece per stream; 1 MiB reads from the page cache
+ * cost no more per byte than bigger ones.
+ */
+const STREAM_PIECE_BYTES = 1024 * 1024;
 
 /** How many files of a folder are stat'ed at once while listing (hides NFS round trips). */
 const LIST_STAT_BATCH = 64;
@@ -197,7 +203,7 @@ export class LocalBackend implements Backend {
     });
   }
 
-  /** A byte range read piece by piece (`IO_CHUNK` bytes each) from one open file. */
+  /** A byte range read piece by piece (`STREAM_PIECE_BYTES` each) from one open file. */
   async *loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncGenerator<Uint8Array> {
     const file = describeFile(h);
     let fh: OsFileHandle | undefined;
@@ -205,7 +211,7 @@ export class LocalBackend implements Backend {
       const range = await this.#openRange(h, options);
       fh = range.fh;
       for (let done = 0; done < range.length; ) {
-        const piece = new Uint8Array(Math.min(IO_CHUNK, range.length - done));
+        const piece = new Uint8Array(Math.min(STREAM_PIECE_BYTES, range.length - done));
         await readFully(fh, piece, range.offset + done, file, options.signal);
         done += piece.length;
         yield piece;

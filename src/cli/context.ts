@@ -204,7 +204,7 @@ export function compressionFrom(ctx: CommandContext): CompressionMode {
 }
 
 /**
- * --max-memory SIZE, else $STOWAGE_MAX_MEMORY: the memory budget of a backup or restore in bytes
+ * --max-memory SIZE, else $STOWAGE_MAX_MEMORY: the memory budget of a backup, restore or check in bytes
  * (restic's size syntax: a number with an optional k/m/g/t suffix, powers of 1024); undefined
  * when neither is set (the library then follows the container's cgroup limit, if any).
  */

@@ -36,7 +36,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'option', short: 'o', kind: 'list', arg: 'KEY=VALUE', help: 'backend option, e.g. s3.connections=10 (repeatable)' },
   { name: 'cacert', kind: 'list', arg: 'FILE', help: 'PEM file of a CA to trust for TLS (repeatable; default: $RESTIC_CACERT)' },
   { name: 'insecure-tls', kind: 'bool', help: 'skip TLS certificate verification (testing only)' },
-  { name: 'max-memory', kind: 'string', arg: 'SIZE', help: 'memory for backup and restore to fit in, e.g. 256M: sizes workers, pack buffers, connections ($STOWAGE_MAX_MEMORY; default: the container\'s cgroup limit)' },
+  { name: 'max-memory', kind: 'string', arg: 'SIZE', help: 'memory for backup, restore and check --read-data to fit in, e.g. 256M: sizes workers, pack buffers, connections ($STOWAGE_MAX_MEMORY; default: the container\'s cgroup limit)' },
   { name: 'limit-upload', kind: 'string', arg: 'KiB/s', help: 'limit uploads to this rate' },
   { name: 'limit-download', kind: 'string', arg: 'KiB/s', help: 'limit downloads to this rate' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show help' },

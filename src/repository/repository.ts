@@ -5,7 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { unlink } from 'node:fs/promises';
 import { closeSync, openSync } from 'node:fs';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LocalFile } from '../backend/backend.ts';
 import { describeFile, saveFromFile, savesFiles, versionsOf } from '../backend/backend.ts';
 import { wrapBackend } from '../backend/wrappers/stack.ts';
@@ -31,6 +31,7 @@ import { mapLimit } from './concurrency.ts';
 import { silentLogger, type Logger } from '../logger.ts';
 import { CachedBackend, type CacheOptions } from './cache.ts';
 import { ListingBackend, collectFiles, type HeldType } from './listing.ts';
+import { sweepTempPacks, tempPackName } from './temp-packs.ts';
 
 /** The file types stored as one encrypted JSON document each (not in packs). */
 export type UnpackedType = 'snapshots' | 'index' | 'locks';
@@ -553,8 +554,9 @@ export interface BlobWriterOptions extends CallOptions {
    * reading them into memory (the local backend links or copies them; see `Backend.saveFile`):
    * default `os.tmpdir()` (restic writes its packs to temporary files too). Each blob goes to the
    * pack's file as it is added, so no data pack is held in memory (`packBuffers` is then unused);
-   * a file is removed once its pack is stored (a process killed meanwhile leaves its
-   * `stowage-pack-*` files behind). `false` builds packs in memory, as for other backends. A
+   * a file is removed once its pack is stored. A process killed meanwhile leaves its
+   * `stowage-pack-<pid>-…` files behind: the next BlobWriter with the same folder removes those
+   * whose process is gone (see `temp-packs.ts`). `false` builds packs in memory, as for other backends. A
    * folder where no file can be made turns this off for the rest of the run.
    */
   tempDir?: string | false;
@@ -897,6 +899,8 @@ export class BlobWriter {
   readonly #maxBuffers: number;
   /** Where data packs are written as they are built; undefined: in memory. */
   #tempDir: string | undefined;
+  /** The sweep of files killed processes left in the temporary folder, started with the writer. */
+  #sweep: Promise<unknown> = Promise.resolve();
   /** The files of data packs being written to temporary files. */
   readonly #files = new Map<PackWriter, { path: string; fd: number }>();
   readonly #signal: AbortSignal | undefined;
@@ -934,6 +938,12 @@ export class BlobWriter {
     this.#dryRun = options.dryRun === true;
     const tempDir = options.tempDir ?? os.tmpdir();
     this.#tempDir = tempDir !== false && !this.#dryRun && savesFiles(repo.backend) ? tempDir : undefined;
+    if (this.#tempDir !== undefined) {
+      const dir = this.#tempDir;
+      this.#sweep = sweepTempPacks(dir).then((removed) => {
+        if (removed.length) repo.logger.debug('removed temporary pack files left behind by processes that ended', { dir, files: removed.length });
+      }, () => undefined);
+    }
     this.#ready.catch(() => undefined);
     this.#index = new IndexWriter(repo.repo, { signal: options.signal, ready: this.#ready, indexFiles: repo.indexFiles });
   }
@@ -1132,7 +1142,7 @@ export class BlobWriter {
   #openFilePack(): PackWriter | undefined {
     const dir = this.#tempDir;
     if (dir === undefined) return undefined;
-    const path = join(dir, `stowage-pack-${randomBytes(8).toString('hex')}`);
+    const path = join(dir, tempPackName());
     let fd: number;
     try {
       fd = openSync(path, 'wx+', 0o600);
@@ -1165,6 +1175,7 @@ export class BlobWriter {
 
   /** Finishes open packs, waits for every upload, then writes the index for them. */
   async flush(): Promise<void> {
+    await this.#sweep;
     for (const slots of this.#packers.values()) {
       // As restic: the open packs are merged while together they stay below the target size, so a
       // small run (one small file split in two chunks) does not store each chunk in a pack of its own.

@@ -76,8 +76,8 @@ test('planBudget: without a limit, one worker per core (bounded by the CPU quota
 });
 
 test('planBudget: workers, pack buffers and connections derived from the limit', () => {
-  // 256 MiB on 8 cores: 96 for Node and the index, 3 workers of 40, 2 pack buffers of 17 (both filling: storing waits for one).
-  assert.deepEqual(planBudget('backup', { memoryLimit: 256 * MiB, connections: 4, cpus: 8, container: {} }), { memoryLimit: 256 * MiB, workers: 3, packBuffers: 2, connections: 1 });
+  // 256 MiB on 8 cores: 96 for Node and the index, 2 workers of 40, 3 pack buffers of 25 (two filling, one stored).
+  assert.deepEqual(planBudget('backup', { memoryLimit: 256 * MiB, connections: 4, cpus: 8, container: {} }), { memoryLimit: 256 * MiB, workers: 2, packBuffers: 3, connections: 1 });
   assert.deepEqual(planBudget('backup', { memoryLimit: 512 * MiB, connections: 4, cpus: 2, container: {} }), { memoryLimit: 512 * MiB, workers: 2, packBuffers: 6, connections: 4 });
   // The minimum: one worker, two buffers (the two packs being filled; one is stored when full).
   assert.deepEqual(planBudget('backup', { memoryLimit: MIN_MEMORY_LIMIT, connections: 4, cpus: 8, container: {} }), { memoryLimit: MIN_MEMORY_LIMIT, workers: 1, packBuffers: 2, connections: 1 });
@@ -87,10 +87,22 @@ test('planBudget: workers, pack buffers and connections derived from the limit',
   const r = planBudget('restore', { memoryLimit: 256 * MiB, connections: 4, cpus: 8, container: {} });
   assert.ok(r.workers * BUDGET_COSTS.decodeWorker + r.connections * BUDGET_COSTS.restoreStream + BUDGET_COSTS.base <= 256 * MiB, JSON.stringify(r));
   assert.ok(r.workers >= 1 && r.connections >= 1);
-  // Whatever the limit, the plan fits it (from the smallest plan's 170 MiB up).
-  for (let mib = 176; mib <= 2048; mib += 16) {
+  // Whatever the limit, the plan fits it (from the smallest plan's 186 MiB up).
+  for (let mib = 192; mib <= 2048; mib += 16) {
     const p = planBudget('backup', { memoryLimit: mib * MiB, connections: 4, cpus: 16, container: {} });
     assert.ok(BUDGET_COSTS.base + p.workers * BUDGET_COSTS.fileWorker + p.packBuffers * BUDGET_COSTS.packBuffer <= mib * MiB, `${mib} MiB: ${JSON.stringify(p)}`);
+  }
+});
+
+test('planBudget check: one decode worker fewer than cores (the main thread hashes), as many packs read at once, within the limit', () => {
+  assert.deepEqual(planBudget('check', { connections: 4, cpus: 2, container: {} }), { memoryLimit: undefined, workers: 1, packBuffers: 0, connections: 1 });
+  assert.deepEqual(planBudget('check', { connections: 4, cpus: 8, container: {} }), { memoryLimit: undefined, workers: 7, packBuffers: 0, connections: 4 });
+  assert.deepEqual(planBudget('check', { connections: 4, cpus: 1, container: {} }), { memoryLimit: undefined, workers: 1, packBuffers: 0, connections: 1 });
+  assert.deepEqual(planBudget('check', { memoryLimit: MIN_MEMORY_LIMIT, connections: 4, cpus: 8, container: {} }), { memoryLimit: MIN_MEMORY_LIMIT, workers: 1, packBuffers: 0, connections: 1 });
+  for (let mib = 160; mib <= 1024; mib += 16) {
+    const p = planBudget('check', { memoryLimit: mib * MiB, connections: 8, cpus: 16, container: {} });
+    assert.ok(BUDGET_COSTS.base + p.workers * BUDGET_COSTS.decodeWorker + p.connections * BUDGET_COSTS.checkStream <= mib * MiB, `${mib} MiB: ${JSON.stringify(p)}`);
+    assert.ok(p.connections <= p.workers);
   }
 });
 

@@ -13,7 +13,7 @@ import type { Repository } from '../../repository/repository.ts';
 import { listSnapshots, loadSnapshot } from '../../snapshot/engine/select.ts';
 import { findSnapshotByPrefix } from '../../snapshot/model/snapshot.ts';
 import type { Command, CommandContext } from '../context.ts';
-import { FILTER_FLAGS, cacheDirFrom, filterFrom, withRepo } from '../context.ts';
+import { FILTER_FLAGS, cacheDirFrom, filterFrom, maxMemoryFrom, withRepo } from '../context.ts';
 import { formatDuration } from '../progress.ts';
 
 export const checkCommand: Command = {
@@ -32,6 +32,7 @@ export const checkCommand: Command = {
     if (readData && subsetFlag !== undefined) throw new InvalidInputError('check flags --read-data and --read-data-subset cannot be used together');
     // Validate before opening the repository, as restic does.
     const subset = subsetFlag === undefined ? undefined : parseReadDataSubset(subsetFlag);
+    const memoryLimit = maxMemoryFrom(ctx);
     const text = !ctx.json;
     // As restic: a temporary cache (removed after), so trees are read pack by pack from the
     // storage and never from a cached copy; --with-cache uses the existing cache instead.
@@ -39,14 +40,14 @@ export const checkCommand: Command = {
     const temporary = ctx.flags.bool('with-cache') || ctx.flags.bool('no-cache') ? undefined : await temporaryCache(cacheDirFrom(ctx));
     if (temporary && text && !ctx.quiet) ctx.out(`using temporary cache in ${temporary}\n`);
     try {
-      return await checkWith(ctx, readData, subset, text, temporary);
+      return await checkWith(ctx, readData, subset, text, temporary, memoryLimit);
     } finally {
       if (temporary) await rm(temporary, { recursive: true, force: true });
     }
   },
 };
 
-async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnType<typeof parseReadDataSubset> | undefined, text: boolean, temporary: string | undefined): Promise<number> {
+async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnType<typeof parseReadDataSubset> | undefined, text: boolean, temporary: string | undefined, memoryLimit: number | undefined): Promise<number> {
   return withRepo(ctx, 'exclusive', async (repo) => {
     const say = text && !ctx.quiet;
     if (say && !ctx.flags.bool('no-lock')) ctx.out('create exclusive lock for repository\n');
@@ -78,6 +79,7 @@ async function checkWith(ctx: CommandContext, readData: boolean, subset: ReturnT
         readData,
         readDataSubset: subset,
         snapshotIds,
+        memoryLimit,
         signal: ctx.signal,
         onMessage: (m) => {
           if (!say) return;

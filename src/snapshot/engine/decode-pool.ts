@@ -36,8 +36,6 @@ export interface RunOptions {
   /** The caller gives `bytes` away (it spans its whole ArrayBuffer and nobody else holds it). */
   transfer?: boolean;
   finish?: DecodeJob['finish'];
-  /** `bytes` is a whole pack: also hash it and read its header. */
-  wholePack?: boolean;
   /** Hand each verified blob's plaintext back (DecodeDone.plain) instead of writing it. */
   returnPlain?: boolean;
 }
@@ -116,7 +114,7 @@ export class DecodePool {
     const w = await this.#acquire();
     const buffer = options.transfer ? (bytes.buffer as ArrayBuffer) : new Uint8Array(bytes).buffer;
     const job = this.#nextJob++;
-    const msg: DecodeJob = { type: 'job', job, bytes: buffer, file, blobs, finish: options.finish, wholePack: options.wholePack, returnPlain: options.returnPlain };
+    const msg: DecodeJob = { type: 'job', job, bytes: buffer, file, blobs, finish: options.finish, returnPlain: options.returnPlain };
     try {
       return await new Promise<DecodeDone>((resolve, reject) => {
         if (this.#failure) {

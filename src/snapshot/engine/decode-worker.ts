@@ -1,8 +1,7 @@
 // Worker thread for reading blobs back: verifies (MAC), decrypts, decompresses and hashes the
 // blobs of a byte range of a pack, and either only reports what failed (check --read-data),
 // also writes each verified blob to the files that need it (restore), or hands each verified
-// blob's plaintext back (serve's archives). For check it also hashes the whole pack and reads its
-// header.
+// blob's plaintext back (serve's archives).
 //
 // The bytes arrive as a transferred ArrayBuffer (no copy) and are freed as soon as the job is
 // done. Jobs run one after the other. Nothing is written before a blob has passed every check.
@@ -11,10 +10,9 @@ import { closeSync, constants as fsc, fchmodSync, fchownSync, openSync, writeSyn
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { IntegrityError } from '../../errors.ts';
-import { discard, openInto, type CryptoKey } from '../../repository/crypto.ts';
+import { discard, IV_SIZE, openInto, type CryptoKey } from '../../repository/crypto.ts';
 import { decompress } from '../../repository/compression.ts';
 import { ZstdDecoder } from '../../repository/zstd-decoder.ts';
-import { readPackHeader, type PackedBlob } from '../../repository/pack.ts';
 import { zeroPrefixLength } from './decode-pool.ts';
 
 export interface DecodeInit {
@@ -47,8 +45,6 @@ export interface DecodeJob {
    * the setuid and setgid bits).
    */
   finish?: Array<[Uint8Array, number, number, number]>;
-  /** The bytes are a whole pack: hash it and read its header too. */
-  wholePack?: boolean;
   /** Hand every verified blob's plaintext back (DecodeDone.plain), each in its own ArrayBuffer. */
   returnPlain?: boolean;
 }
@@ -61,9 +57,6 @@ export interface DecodeDone {
   finished?: Array<string | null | undefined>;
   /** A write that failed (the file system, not the data): the restore cannot go on. */
   writeError?: { code?: string; message: string; path: string };
-  /** wholePack: the SHA-256 of the bytes, and the header's blobs or why it cannot be read. */
-  packHash?: string;
-  header?: PackedBlob[] | string;
   /** returnPlain: per blob, its plaintext (transferred, exactly its length) or null when it failed. */
   plain?: Array<ArrayBuffer | null>;
 }
@@ -108,16 +101,21 @@ if (port) {
 
   const decoder = new ZstdDecoder();
 
-  /** The blob's verified plaintext (valid until the next call), or why it is not intact. */
-  const decode = (b: DecodeBlob, bytes: Uint8Array, file: string): Uint8Array | string => {
+  /**
+   * The blob's verified plaintext (valid until the next call), or why it is not intact. With
+   * `inPlace`, a blob that passes its MAC is decrypted over its own ciphertext in the job's bytes
+   * (the worker's own: transferred or copied), so no plaintext buffer as big as the biggest blob
+   * stays resident in the worker.
+   */
+  const decode = (b: DecodeBlob, bytes: Uint8Array, file: string, inPlace: boolean): Uint8Array | string => {
     if (b.at < 0 || b.at + b.length > bytes.length) return new IntegrityError(`blob is truncated (${Math.max(0, bytes.length - b.at)} of ${b.length} bytes)`, { file, blob: b.id }).message;
     const sealed = bytes.subarray(b.at, b.at + b.length);
     let out: Uint8Array;
     let reused = false;
     let compressed: Uint8Array | undefined;
     try {
-      const n = openInto(key, sealed, plainRoom(b.length), { file, blob: b.id });
-      out = plain.subarray(0, n);
+      const n = openInto(key, sealed, inPlace ? sealed.subarray(IV_SIZE) : plainRoom(b.length), { file, blob: b.id });
+      out = inPlace ? sealed.subarray(IV_SIZE, IV_SIZE + n) : plain.subarray(0, n);
       if (b.uncompressedLength) {
         compressed = out;
         const fast = decoder.decompress(out, b.uncompressedLength);
@@ -147,13 +145,19 @@ if (port) {
     return out;
   };
 
-  const run = async (job: DecodeJob): Promise<DecodeDone> => {
+  const run = (job: DecodeJob): DecodeDone => {
     const bytes = new Uint8Array(job.bytes);
+    // In place only when the blobs follow each other without overlapping (an index can be wrong).
+    let inPlace = true;
+    for (let i = 0, end = 0; i < job.blobs.length && inPlace; i++) {
+      const b = job.blobs[i]!;
+      inPlace = b.at >= end;
+      end = b.at + b.length;
+    }
     const errors: Array<string | null> = [];
     const done: DecodeDone = { type: 'done', job: job.job, errors };
     if (job.returnPlain) done.plain = [];
     const failedPaths = new Set<string>();
-    if (job.wholePack) done.packHash = createHash('sha256').update(bytes).digest('hex');
     // Files stay open while the job runs (a file's blobs often lie next to each other), up to
     // MAX_OPEN_FILES: one blob may belong to tens of thousands of files. The least recently
     // opened is closed first; a file this job created is reopened without O_CREAT.
@@ -165,7 +169,7 @@ if (port) {
           errors.push('not attempted');
           continue;
         }
-        const r = decode(b, bytes, job.file);
+        const r = decode(b, bytes, job.file, inPlace);
         if (done.plain) {
           // The plaintext moves back without a copy when it has a buffer of its own (inflated).
           const own = typeof r !== 'string' && r.buffer !== plain.buffer && r.byteOffset === 0 && r.byteLength === r.buffer.byteLength && r.buffer instanceof ArrayBuffer;
@@ -228,13 +232,6 @@ if (port) {
     } finally {
       for (const f of open.values()) closeSync(f.fd);
     }
-    if (job.wholePack) {
-      try {
-        done.header = await readPackHeader(key, bytes.length, bytes, async () => bytes, job.file);
-      } catch (e) {
-        done.header = (e as Error).message;
-      }
-    }
     discard(bytes);
     return done;
   };
@@ -247,8 +244,8 @@ if (port) {
       port.postMessage({ type: 'ready' });
       return;
     }
-    queue = queue.then(async () => {
-      const done = await run(m);
+    queue = queue.then(() => {
+      const done = run(m);
       port.postMessage(done, done.plain?.filter((b): b is ArrayBuffer => b !== null) ?? []);
     });
   });

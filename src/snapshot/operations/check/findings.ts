@@ -58,6 +58,8 @@ export class Damage {
   readonly missingPacks = new Set<string>();
   /** Pack → actual size, for packs shorter than the index says. */
   readonly shortPacks = new Map<string, number>();
+  /** Pack → stored size, for packs whose size differs from what the index implies (read-data reads what is stored). */
+  readonly packSizes = new Map<string, number>();
   readonly #badLocations = new Set<string>();
 
   constructor(index: MasterIndex) {

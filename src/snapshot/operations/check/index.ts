@@ -13,6 +13,7 @@
 import { InvalidInputError } from '../../../errors.ts';
 import { baseRepository, type AnyRepository } from '../../../repository/repository.ts';
 import { goTimeNow } from '../../../repository/gotime.ts';
+import { checkMemoryLimit } from '../../../memory-budget.ts';
 import { Findings, References, type CheckContext } from './findings.ts';
 import { checkIndexFiles } from './index-files.ts';
 import { checkPacks } from './packs.ts';
@@ -35,6 +36,7 @@ export { parseReadDataSubset, selectPacks, MAX_READ_GROUPS } from './subset.ts';
  * @throws BackendError when the storage fails after retries (damaged files are reported, not
  *   thrown).
  * @throws AbortedError when `signal` aborts.
+ * @throws InvalidInputError for `readData` with `readDataSubset`, or a `memoryLimit` below 64 MiB.
  *
  * @example
  * ```ts
@@ -47,6 +49,7 @@ export async function checkRepository(repository: AnyRepository, options: CheckO
   if (options.readData && options.readDataSubset !== undefined) {
     throw new InvalidInputError('readData and readDataSubset cannot be used together');
   }
+  checkMemoryLimit(options.memoryLimit);
   const subset = typeof options.readDataSubset === 'string' ? parseReadDataSubset(options.readDataSubset) : options.readDataSubset;
   const startTime = goTimeNow();
   const ctx: CheckContext = {

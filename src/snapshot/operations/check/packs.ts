@@ -26,6 +26,7 @@ export async function checkPacks(ctx: CheckContext, packs: ReadonlyMap<PackId, P
         code: 'PACK_SIZE_MISMATCH', message: `pack ${packId}: unexpected file size: got ${size}, expected ${expected}`, pack: packId, file: packFile(packId),
       });
       findings.broken.add(packId);
+      damage.packSizes.set(packId, size);
       if (size < expected) {
         damage.shortPacks.set(packId, size);
         findings.packBlobs.set(p, blobs.filter((b) => b.offset + b.length > size).map((b) => blobKey(b.type, b.id)));

@@ -1,15 +1,30 @@
-// Phase 4 (readData / readDataSubset): packs are read whole: hash, header against the index, and
-// every blob's MAC, decompression and hash, on decode workers.
-import { AbortedError, throwIfAborted } from '../../../errors.ts';
+// Phase 4 (readData / readDataSubset): packs are streamed, never held whole: each pack's SHA-256
+// is computed as its bytes arrive, its blobs are verified on decode workers in ranges of at most
+// RANGE_BYTES as soon as a range has arrived (MAC, decompression, hash), and its header, kept from
+// its last bytes, is compared with the index. Workers and packs read at once follow the memory
+// budget (`memoryLimit`, else the container's limit).
+import { createHash } from 'node:crypto';
+import { AbortedError, IntegrityError, throwIfAborted } from '../../../errors.ts';
 import type { Repository } from '../../../repository/repository.ts';
 import type { PackId } from '../../../repository/id.ts';
+import { loadPieces } from '../../../backend/backend.ts';
 import { uncachedBackend } from '../../../repository/cache.ts';
-import { expectedPackSize, type PackedBlob } from '../../../repository/pack.ts';
-import { mapLimit } from '../../../repository/concurrency.ts';
-import { DecodePool, ownedBytes, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { discard } from '../../../repository/crypto.ts';
+import { expectedPackSize, MAX_HEADER_SIZE, readPackHeader, type PackedBlob } from '../../../repository/pack.ts';
+import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
+import { planBudget } from '../../../memory-budget.ts';
+import { DecodePool, type DecodeBlob } from '../../engine/decode-pool.ts';
 import { blobKey, packFile, type CheckContext, type Damage } from './findings.ts';
 import { selectPacks } from './subset.ts';
 import type { CheckProblem, ReadDataSubset } from './types.ts';
+
+/**
+ * The most bytes of blobs handed to a worker at once (a bigger blob goes alone): small enough that
+ * the ranges in flight stay a few MiB, big enough that a message carries many small blobs.
+ */
+export const RANGE_BYTES = 1024 * 1024;
+/** The last bytes of a pack always kept for its header, even when the index says it is shorter. */
+const TAIL_MIN = 64 * 1024;
 
 /** What reading found and counted. */
 export interface ReadDataResult {
@@ -41,14 +56,18 @@ export async function readData(
   const list = [...chosen].filter((id) => !damage.missingPacks.has(id)).sort();
   if (list.length === 0) return result;
   let done = 0;
-  // Packs are verified on worker threads, whole packs in memory: few are read ahead, one for
-  // each worker and one more being read.
-  const pool = new DecodePool({ key: ctx.repo.masterKeyForWorkers() });
+  // The main thread reads and hashes the packs, so it counts as a worker: one decode worker
+  // fewer than cores, and as many packs read at once as workers, within the budget.
+  const budget = planBudget('check', { memoryLimit: ctx.options.memoryLimit, connections: ctx.repo.backend.connections });
+  const pool = new DecodePool({ key: ctx.repo.masterKeyForWorkers(), threads: budget.workers });
+  // One range with each worker: the next is filled meanwhile, and handed on when the worker is done.
+  const decoding = new Semaphore(budget.workers);
   try {
-    await mapLimit(list, pool.capacity / 2 + 1, async (packId) => {
+    await mapLimit(list, budget.connections, async (packId) => {
       throwIfAborted(ctx.options.signal);
       const blobs = packs.get(packId as PackId)!;
-      const verdict = await verifyTwice(ctx.repo, packId, blobs, pool, ctx.options.signal);
+      const size = damage.packSizes.get(packId) ?? expectedPackSize(blobs);
+      const verdict = await verifyTwice(packId, () => verifyPack(ctx.repo, packId, blobs, size, pool, decoding, ctx.options.signal));
       result.packsRead++;
       result.blobsRead += blobs.length;
       result.bytesRead += verdict.bytes;
@@ -97,10 +116,10 @@ function choosePacks(ctx: CheckContext, packs: ReadonlyMap<PackId, PackedBlob[]>
 }
 
 /** A pack that fails is read a second time: that tells damage in storage from damage in transit (restic does the same). */
-async function verifyTwice(repo: Repository, packId: string, blobs: PackedBlob[], pool: DecodePool, signal: AbortSignal | undefined): Promise<PackVerdict> {
-  const first = await verifyPack(repo, packId, blobs, pool, signal);
+async function verifyTwice(packId: string, verify: () => Promise<PackVerdict>): Promise<PackVerdict> {
+  const first = await verify();
   if (first.problems.length === 0) return first;
-  const again = await verifyPack(repo, packId, blobs, pool, signal);
+  const again = await verify();
   if (again.problems.length > 0) return again;
   return {
     ...again,
@@ -114,25 +133,53 @@ async function verifyTwice(repo: Repository, packId: string, blobs: PackedBlob[]
   };
 }
 
+/** A run of the pack's blobs handed to a worker at once: its byte range and the blobs (their places in the index's list). */
+interface Range {
+  start: number;
+  end: number;
+  blobs: number[];
+  /** The range's bytes as they arrive (allocated at its first byte). */
+  buf?: Uint8Array;
+  sent: boolean;
+}
+
 /**
- * Reads one pack and verifies everything in it; `bad` lists the blobs that cannot be read.
- * A decode worker hashes the pack, checks every blob and reads the header; the results are
- * compared with the index here.
+ * The pack's blobs in ranges of consecutive blobs, by offset, each at most {@link RANGE_BYTES}
+ * (a bigger blob is a range of its own). Blobs an index lists overlapping fall into one range, or
+ * into ranges that overlap: each gets its bytes.
  */
-async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[], pool: DecodePool, signal: AbortSignal | undefined): Promise<PackVerdict> {
+function rangesOf(blobs: readonly PackedBlob[]): Range[] {
+  const order = blobs.map((_, i) => i).sort((a, b) => blobs[a]!.offset - blobs[b]!.offset);
+  const ranges: Range[] = [];
+  let cur: Range | undefined;
+  for (const i of order) {
+    const b = blobs[i]!;
+    const end = b.offset + b.length;
+    if (cur && b.offset >= cur.start && Math.max(cur.end, end) - cur.start <= RANGE_BYTES) {
+      cur.end = Math.max(cur.end, end);
+      cur.blobs.push(i);
+      continue;
+    }
+    cur = { start: b.offset, end, blobs: [i], sent: false };
+    ranges.push(cur);
+  }
+  return ranges;
+}
+
+/**
+ * Reads one pack and verifies everything in it; `bad` lists the blobs that cannot be read. The
+ * pack is read in one request and never held whole: its SHA-256 is computed here as the pieces
+ * arrive, its blobs go to the decode workers in ranges as soon as a range is complete (MAC,
+ * decompression, hash), and its last bytes, which hold the header, are kept and read at the end.
+ * `size` is the pack's stored size (the listing's).
+ */
+async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[], size: number, pool: DecodePool, decoding: Semaphore, signal: AbortSignal | undefined): Promise<PackVerdict> {
   const file = packFile(packId);
   const problems: PackVerdict['problems'] = [];
   const packProblem = (message: string) => problems.push({ problem: { code: 'PACK_DAMAGED', message: `pack ${packId}: ${message}`, pack: packId, file }, bad: [] });
-  let bytes: Uint8Array;
-  try {
-    // The stored pack, not a cached copy: the point is to find damage in storage.
-    bytes = await uncachedBackend(repo.backend).load({ type: 'data', name: packId }, { signal });
-  } catch (e) {
-    if (e instanceof AbortedError) throw e;
-    return { bytes: 0, problems: [{ problem: { code: 'PACK_UNREADABLE', message: `pack ${packId}: download error: ${(e as Error).message}`, pack: packId, file }, bad: blobs }] };
-  }
-  const size = bytes.length;
   let end = 0;
+  let indexEnd = 0;
+  for (const b of blobs) indexEnd = Math.max(indexEnd, b.offset + b.length);
   for (const b of blobs) {
     if (b.offset !== end) {
       packProblem('index for pack contains gaps / overlapping blobs');
@@ -140,23 +187,97 @@ async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[],
     }
     end = b.offset + b.length;
   }
-  const jobBlobs: DecodeBlob[] = blobs.map((b) => ({ at: b.offset, length: b.length, uncompressedLength: b.uncompressedLength, id: b.id }));
-  // A fresh buffer from the backend moves to the worker as it is.
-  const done = await pool.run(bytes, file, jobBlobs, { transfer: ownedBytes(bytes), wholePack: true });
-  if (done.packHash !== packId) packProblem(`unexpected pack id ${done.packHash}`);
+  // The header follows the last blob: from there (at least the last TAIL_MIN bytes, in case the
+  // index is wrong about where the blobs end, at most what a header can be) the bytes are kept.
+  const tailStart = Math.max(0, Math.min(indexEnd, size - TAIL_MIN), size - MAX_HEADER_SIZE);
+  const tail = new Uint8Array(size - tailStart);
+  const ranges = rangesOf(blobs);
+  const errors: Array<string | null> = new Array<string | null>(blobs.length).fill(null);
+  const hash = createHash('sha256');
+  const handed: Array<Promise<void>> = [];
+  // The stored pack, not a cached copy: the point is to find damage in storage.
+  const backend = uncachedBackend(repo.backend);
+  const h = { type: 'data' as const, name: packId };
+  const send = async (r: Range, bytes: Uint8Array, transfer: boolean): Promise<void> => {
+    r.sent = true;
+    r.buf = undefined;
+    await decoding.acquire();
+    const jobBlobs: DecodeBlob[] = r.blobs.map((i) => {
+      const b = blobs[i]!;
+      return { at: b.offset - r.start, length: b.length, uncompressedLength: b.uncompressedLength, id: b.id };
+    });
+    const done = pool.run(bytes, file, jobBlobs, { transfer }).then((d) => {
+      r.blobs.forEach((i, k) => (errors[i] = d.errors[k] ?? null));
+    }).finally(() => decoding.release());
+    done.catch(() => undefined); // awaited below, with the others
+    handed.push(done);
+  };
+  let pos = 0;
+  let next = 0; // the first range not yet handed on
+  try {
+    for await (const piece of loadPieces(backend, h, { signal, offset: 0, length: size })) {
+      const pieceEnd = pos + piece.length;
+      if (pieceEnd > size) throw new IntegrityError(`read returned more than the ${size} bytes asked for`, { file });
+      hash.update(piece);
+      if (pieceEnd > tailStart) {
+        const from = Math.max(pos, tailStart);
+        tail.set(piece.subarray(from - pos), from - tailStart);
+      }
+      const complete: Range[] = [];
+      for (let k = next; k < ranges.length && ranges[k]!.start < pieceEnd; k++) {
+        const r = ranges[k]!;
+        if (r.sent || r.end <= pos) continue;
+        const from = Math.max(pos, r.start);
+        const to = Math.min(pieceEnd, r.end);
+        r.buf ??= new Uint8Array(r.end - r.start);
+        r.buf.set(piece.subarray(from - pos, to - pos), from - r.start);
+        if (to === r.end) complete.push(r);
+      }
+      pos = pieceEnd;
+      // Copied out: a piece that is its own buffer (a local read) is freed now, not when V8 gets
+      // to its external memory.
+      discard(piece);
+      // Each complete range's own buffer moves to a worker as it is.
+      for (const r of complete) await send(r, r.buf!, true);
+      while (next < ranges.length && ranges[next]!.sent) next++;
+    }
+    if (pos !== size) throw new IntegrityError(`read ended after ${pos} of ${size} bytes`, { file });
+  } catch (e) {
+    await Promise.allSettled(handed);
+    if (e instanceof AbortedError) throw e;
+    return { bytes: 0, problems: [{ problem: { code: 'PACK_UNREADABLE', message: `pack ${packId}: download error: ${(e as Error).message}`, pack: packId, file }, bad: blobs }] };
+  }
+  // Ranges past the end of a short pack: what there is of them, so the worker says how much is missing.
+  for (const r of ranges) {
+    if (r.sent) continue;
+    const have = Math.max(0, size - r.start);
+    await send(r, r.buf ? r.buf.subarray(0, have) : new Uint8Array(0), false);
+  }
+  // A worker that failed fails the check (as a storage error would), after every range settled.
+  const settled = await Promise.allSettled(handed);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  const packHash = hash.digest('hex');
+  if (packHash !== packId) packProblem(`unexpected pack id ${packHash}`);
   blobs.forEach((b, i) => {
-    const message = done.errors[i];
+    const message = errors[i];
     if (message !== null && message !== undefined) {
       problems.push({ problem: { code: 'BLOB_DAMAGED', message: `pack ${packId}: blob ${b.id}: ${message}`, pack: packId, file, blob: b.id }, bad: [b] });
     }
   });
-  if (typeof done.header === 'string') packProblem(done.header);
+  let header: PackedBlob[] | string;
+  try {
+    // A header longer than the bytes kept (an index wrong about where the blobs end) is read again from the end.
+    header = await readPackHeader(repo.masterKeyForWorkers(), size, tail, (n) => backend.load(h, { signal, offset: size - n, length: n }), file);
+  } catch (e) {
+    if (e instanceof AbortedError) throw e;
+    header = (e as Error).message;
+  }
+  if (typeof header === 'string') packProblem(header);
   else {
     const key = (b: PackedBlob) => `${b.type}:${b.id}:${b.offset}:${b.length}:${b.uncompressedLength}`;
-    const inPack = done.header ?? [];
-    const inHeader = new Set(inPack.map(key));
+    const inHeader = new Set(header.map(key));
     const inIndex = new Set(blobs.map(key));
-    for (const b of inPack) if (!inIndex.has(key(b))) packProblem(`blob ${b.id} is not contained in index or position is incorrect`);
+    for (const b of header) if (!inIndex.has(key(b))) packProblem(`blob ${b.id} is not contained in index or position is incorrect`);
     for (const b of blobs) if (!inHeader.has(key(b))) packProblem(`blob ${b.id} of the index is not in the pack header or its position is incorrect`);
   }
   return { bytes: size, problems };

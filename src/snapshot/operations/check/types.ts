@@ -115,6 +115,12 @@ export interface CheckOptions extends CallOptions {
   readDataSubset?: string | ReadDataSubset;
   /** Check only these snapshots (full IDs); read-data then reads only the packs they use. */
   snapshotIds?: readonly string[];
+  /**
+   * The memory budget of read-data in bytes (at least 64 MiB): sizes the decode workers and the
+   * packs read at once. Default: the container's cgroup limit, else one worker per core but one
+   * (the main thread hashes the packs) and up to the backend's connections.
+   */
+  memoryLimit?: number;
   /** Random numbers in [0, 1) for the percentage and size subsets (default Math.random). */
   random?: () => number;
   /** Human-readable progress lines, as restic prints them. */
