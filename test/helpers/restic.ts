@@ -169,7 +169,7 @@ function localInitTarget(args: readonly string[], opts: RunResticOptions): { dir
  * Re-seals the only key of a local repository `restic init` just made with CHEAP_KDF: the same
  * master key, user, host and creation time; the new key file is written before the old one goes.
  */
-async function cheapenResticKey(dir: string, password: string): Promise<void> {
+export async function cheapenResticKey(dir: string, password: string): Promise<void> {
   const keysDir = join(dir, 'keys');
   const names = await readdir(keysDir);
   if (names.length !== 1) return;
