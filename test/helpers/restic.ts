@@ -7,8 +7,11 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { AbortedError, InvalidInputError, NotFoundError, StowageError } from '../../src/errors.ts';
+import { parseGoTime } from '../../src/repository/gotime.ts';
+import { createKeyFile, openKeyFile, parseKeyFile } from '../../src/repository/keyfile.ts';
 
 export type ResticName = '0.14' | '0.19';
 
@@ -70,6 +73,12 @@ export interface RunResticOptions {
   /** Milliseconds before restic is killed and the call fails; default 120 s. */
   timeoutMs?: number;
   /**
+   * For `init`: keep the key restic wrote, with the scrypt parameters restic calibrates (about
+   * half a second of CPU at every open). By default a repository made by `restic init` in a local
+   * folder gets its key re-sealed with cheap parameters instead (see cheapenResticKey).
+   */
+  keepResticKdf?: boolean;
+  /**
    * A restic cache directory to use. Without it restic runs with --no-cache, so no cached
    * index or snapshot can hide what Stowage wrote to the repository.
    */
@@ -128,8 +137,75 @@ function killGroup(group: number): void {
   }
 }
 
-/** Runs `bin args…` against `opts.repo`; resolves with the exit code and output, never rejects on a non-zero exit. */
-export function runRestic(bin: string, args: readonly string[], opts: RunResticOptions): Promise<ResticResult> {
+/**
+ * scrypt parameters for the key of a repository `restic init` made: the smallest restic accepts.
+ * restic calibrates its own to ~0.5 s of scrypt on the machine (N=32768, r=8, p≈7 here), which every
+ * later restic or Stowage command pays again to open the repository; the tests run restic
+ * thousands of times. Opening keys with restic's calibrated parameters stays covered by
+ * test/unit/keyfile.test.ts (a key restic wrote) and the tests that pass `keepResticKdf`.
+ */
+export const CHEAP_KDF = Object.freeze({ N: 1024, r: 8, p: 1 });
+
+/** Where an `init` call puts the repository, if it is a local folder and restic's password is known. */
+function localInitTarget(args: readonly string[], opts: RunResticOptions): { dir: string; password: string } | undefined {
+  // `init` must be the command, not an option's value: only options (and their values) before it.
+  const at = args.indexOf('init');
+  if (at < 0 || !args.slice(0, at).every((a, i) => a.startsWith('-') || args[i - 1]?.startsWith('-'))) return undefined;
+  const env = opts.env ?? {};
+  if (env.RESTIC_REPOSITORY_FILE || env.RESTIC_PASSWORD_FILE || env.RESTIC_PASSWORD_COMMAND) return undefined;
+  if (args.some((a) => /^--(repository-file|password-file|password-command)(=|$)/.test(a))) return undefined;
+  let repo = env.RESTIC_REPOSITORY ?? opts.repo;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '-r' || args[i] === '--repo') repo = args[i + 1] ?? repo;
+    else if (args[i].startsWith('--repo=')) repo = args[i].slice('--repo='.length);
+  }
+  if (repo.startsWith('local:')) repo = repo.slice('local:'.length);
+  else if (/^[a-z0-9]+:/i.test(repo)) return undefined; // a remote backend
+  const password = args.includes('--insecure-no-password') ? '' : (env.RESTIC_PASSWORD ?? opts.password);
+  return { dir: isAbsolute(repo) ? repo : resolvePath(opts.cwd ?? process.cwd(), repo), password };
+}
+
+/**
+ * Re-seals the only key of a local repository `restic init` just made with CHEAP_KDF: the same
+ * master key, user, host and creation time; the new key file is written before the old one goes.
+ */
+export async function cheapenResticKey(dir: string, password: string): Promise<void> {
+  const keysDir = join(dir, 'keys');
+  const names = await readdir(keysDir);
+  if (names.length !== 1) return;
+  const [old] = names;
+  const json = parseKeyFile(await readFile(join(keysDir, old)), old);
+  if (json.N === CHEAP_KDF.N && json.r === CHEAP_KDF.r && json.p === CHEAP_KDF.p) return;
+  const master = await openKeyFile(password, json, old);
+  if (!master) throw new InvalidInputError(`the key restic wrote in ${dir} does not open with the test's password`);
+  const kf = await createKeyFile(password, master, {
+    params: CHEAP_KDF,
+    username: json.username,
+    hostname: json.hostname,
+    created: parseGoTime(json.created),
+  });
+  // With the old file's mode (restic's 0400, or 0440 in a group-accessible repository); a
+  // temporary name keeps a half-written key unlisted.
+  const { mode } = await stat(join(keysDir, old));
+  const tmp = join(dir, `.cheap-key-${kf.id}`);
+  await writeFile(tmp, kf.bytes, { mode: mode & 0o777 });
+  await rename(tmp, join(keysDir, kf.id));
+  await unlink(join(keysDir, old));
+}
+
+/**
+ * Runs `bin args…` against `opts.repo`; resolves with the exit code and output, never rejects on a
+ * non-zero exit. A successful `init` of a local repository gets a cheap key (see CHEAP_KDF) unless
+ * `opts.keepResticKdf`.
+ */
+export async function runRestic(bin: string, args: readonly string[], opts: RunResticOptions): Promise<ResticResult> {
+  const res = await spawnRestic(bin, args, opts);
+  const target = res.code === 0 && !opts.keepResticKdf ? localInitTarget(args, opts) : undefined;
+  if (target) await cheapenResticKey(target.dir, target.password);
+  return res;
+}
+
+function spawnRestic(bin: string, args: readonly string[], opts: RunResticOptions): Promise<ResticResult> {
   const fullArgs = opts.cacheDir ? [...args] : [...args, '--no-cache'];
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const what = `restic ${[...args].slice(0, 2).join(' ')} (${bin})`;

@@ -6,6 +6,7 @@
 // and message. Exit codes: 0 done, 1 a StowageError, 2 any other error.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { flushCompileCache } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -59,6 +60,19 @@ export interface RunOptions {
   nodeArgs?: string[];
 }
 
+// The children share one compile cache (Node's module compile cache: the type-stripped source
+// and V8's code cache, checked against each module's content), so only the first child pays for
+// compiling src/: a start takes ~0.1 s of CPU instead of ~0.3 s, twice per kill of a campaign.
+let compileCache: string | undefined;
+function compileCacheDir(): string {
+  if (!compileCache) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'stowage-runner-cache-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    compileCache = dir;
+  }
+  return compileCache;
+}
+
 /** Runs one spec in a child process on the same Node binary as the test. */
 export function runInChild(spec: RunnerSpec, options: RunOptions = {}): Promise<RunnerResult> {
   return new Promise((resolve, reject) => {
@@ -67,7 +81,7 @@ export function runInChild(spec: RunnerSpec, options: RunOptions = {}): Promise<
     const diagnostics = ['--report-on-signal', '--report-signal=SIGUSR2', `--report-directory=${reportDir}`];
     const child = spawn(process.execPath, [...diagnostics, ...(options.nodeArgs ?? []), fileURLToPath(import.meta.url), JSON.stringify(spec)], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' },
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', NODE_COMPILE_CACHE: compileCacheDir() },
     });
     let stdout = '';
     let stderr = '';
@@ -171,6 +185,8 @@ function errorJson(e: unknown): { name: string; code?: string; message: string; 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   await initCrypto();
   const spec = JSON.parse(process.argv[2] ?? '{}') as RunnerSpec;
+  // Written now, not at exit: most children are killed.
+  flushCompileCache();
   process.stdout.write('ready\n');
   try {
     const result = await run(spec);

@@ -13,7 +13,7 @@ import type { Manifest } from '../helpers/awkward-tree.ts';
 import { compareTrees } from '../helpers/compare-trees.ts';
 import type { CompareOptions } from '../helpers/compare-trees.ts';
 import { tmpDir, withTmpDir } from '../helpers/tmp.ts';
-import { resticJson, resticJsonLines, resticOk, resticVersionOf, resticVersions, runRestic } from '../helpers/restic.ts';
+import { CHEAP_KDF, cheapenResticKey, resticJson, resticJsonLines, resticOk, resticVersionOf, resticVersions, runRestic } from '../helpers/restic.ts';
 import { AbortedError } from '../../src/errors.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -352,6 +352,11 @@ describe('restic helpers', () => {
     const dir = await tmpDir('stowage-restic');
     const opts = { repo: join(dir, 'repo'), password: 'pw' };
     await resticOk(bin, ['init'], opts);
+    // restic's key was re-sealed with the cheap parameters (see the next test).
+    const keys = await readdir(join(opts.repo, 'keys'));
+    assert.equal(keys.length, 1);
+    const kdf = JSON.parse(await readFile(join(opts.repo, 'keys', keys[0]!), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual({ N: kdf.N, r: kdf.r, p: kdf.p }, CHEAP_KDF);
     const data = Buffer.from([0x00, 0xff, 0x0a, 0x80, 0x7f]);
     await resticOk(bin, ['backup', '--stdin', '--stdin-filename', 'blob.bin'], { ...opts, input: data });
     const dumped = await resticOk(bin, ['dump', 'latest', '/blob.bin'], opts);
@@ -363,5 +368,31 @@ describe('restic helpers', () => {
       (err: unknown) => err instanceof AbortedError && /timed out after 0.5 s/.test(err.message),
     );
     assert.ok(Date.now() - started < 10_000, 'the timeout did not wait for restic');
+  });
+
+  test('a key restic init wrote is re-sealed with cheap scrypt parameters: the same master key, user, host, time and mode', async () => {
+    const { bin } = resticVersions()[1];
+    const dir = await tmpDir('stowage-restic-kdf');
+    // A relative location and a password from RESTIC_PASSWORD in env, as some tests give them.
+    const opts = { repo: 'ignored', password: 'not this one', cwd: dir, env: { RESTIC_REPOSITORY: 'repo', RESTIC_PASSWORD: 'pw' } };
+    await resticOk(bin, ['init'], { ...opts, keepResticKdf: true });
+    const keysDir = join(dir, 'repo', 'keys');
+    const [old] = await readdir(keysDir);
+    const before = JSON.parse(await readFile(join(keysDir, old!), 'utf8')) as Record<string, unknown>;
+    assert.ok((before.N as number) * (before.p as number) > CHEAP_KDF.N * CHEAP_KDF.p, `restic calibrated N=${before.N} p=${before.p}`);
+    const master = (await resticOk(bin, ['cat', 'masterkey'], opts)).stdout;
+    const mode = (await stat(join(keysDir, old!))).mode;
+
+    await cheapenResticKey(join(dir, 'repo'), 'pw');
+    const now = await readdir(keysDir);
+    assert.equal(now.length, 1);
+    assert.notEqual(now[0], old);
+    const after = JSON.parse(await readFile(join(keysDir, now[0]!), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual({ N: after.N, r: after.r, p: after.p }, CHEAP_KDF);
+    assert.deepEqual([after.created, after.username, after.hostname], [before.created, before.username, before.hostname]);
+    assert.equal((await stat(join(keysDir, now[0]!))).mode, mode);
+    assert.deepEqual((await readdir(join(dir, 'repo'))).sort(), ['config', 'data', 'index', 'keys', 'locks', 'snapshots'], 'no temporary file is left');
+    assert.equal((await resticOk(bin, ['cat', 'masterkey'], opts)).stdout, master, 'restic opens it to the same master key');
+    assert.equal((await runRestic(bin, ['cat', 'masterkey'], { ...opts, env: { ...opts.env, RESTIC_PASSWORD: 'other' } })).code, 12);
   });
 });
