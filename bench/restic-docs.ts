@@ -681,7 +681,49 @@ function stdoutShape(ex: DocExample, out: Buffer, w: string): string[] {
   let lines = text.split('\n');
   if (ex.grep) lines = lines.filter((l) => l.includes(ex.grep!));
   const shaped = lines.map((l) => shapeLine(l, w)).filter(Boolean);
+  if (ex.unordered === 'groups') return sortGroups(shaped);
   return ex.unordered ? shaped.sort() : shaped;
+}
+
+/**
+ * forget's and `snapshots --group-by`'s groups in a fixed order, each kept whole: a group runs from
+ * its "snapshots for (…)" header or its first table to its table's "N snapshots" footer, a keep
+ * table and the remove table right after it being one group. Lines before the first group stay
+ * first, the others after the groups, each in its order. (Shaped lines: numbers are N.)
+ */
+export function sortGroups(lines: readonly string[]): string[] {
+  const head: string[] = [];
+  const tail: string[] = [];
+  const groups: string[][] = [];
+  let open: string[] | undefined;
+  /** The group just closed, when it holds a keep table only (a remove table may follow). */
+  let keepOnly: string[] | undefined;
+  let tables = 0;
+  for (const l of lines) {
+    const header = l.startsWith('snapshots for (');
+    const keep = /^keep N snapshots:$/.test(l);
+    const remove = /^remove N snapshots:$/.test(l);
+    if (!open && remove && keepOnly) {
+      open = keepOnly;
+      tables = 1;
+    } else if ((header || keep || remove) && !(open && tables === 0 && !header)) {
+      open = [];
+      tables = 0;
+      groups.push(open);
+    }
+    keepOnly = undefined;
+    if (!open) {
+      (groups.length ? tail : head).push(l);
+      continue;
+    }
+    open.push(l);
+    if (keep || remove) tables++;
+    if (/^N snapshots$/.test(l)) {
+      if (tables === 1 && open.some((x) => /^keep N snapshots:$/.test(x))) keepOnly = open;
+      open = undefined;
+    }
+  }
+  return [...head, ...groups.map((g) => g.join('\n')).sort(), ...tail];
 }
 
 // ---------------------------------------------------------------------------------------------

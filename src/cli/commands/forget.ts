@@ -165,7 +165,7 @@ export const forgetCommand: Command = {
             removing = plan.remove.length;
             const byId = new Map(snapshots.map((e) => [e.id as string, e]));
             if (ctx.json) json = forgetJson(plan.groups, byId, groupBy.tags === true);
-            else if (!ctx.quiet) printPlan(ctx, plan, byId);
+            else if (!ctx.quiet) printPlan(ctx, plan, byId, groupBy.tags === true);
             if (text && dryRun && plan.remove.length > 0) {
               ctx.out(`Would have removed the following snapshots:\n{${[...plan.remove].sort().map((id) => id.slice(0, 8)).join(' ')}}\n\n`);
             }
@@ -272,7 +272,7 @@ function goHtmlEscape(s: string): string {
   return s.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<string, SnapshotEntry>): void {
+function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<string, SnapshotEntry>, sortTags: boolean): void {
   const compact = ctx.flags.bool('compact');
   for (const g of plan.groups) {
     if (ctx.verbose) {
@@ -282,11 +282,14 @@ function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<stri
       if (g.key.paths) info.push(`paths [${g.key.paths.join(', ')}]`);
       if (info.length) ctx.out(`snapshots for (${info.join(', ')}):\n`);
     }
-    // restic's grouping sorts every snapshot's paths in place, so its tables show them sorted.
+    // restic's grouping sorts every snapshot's paths in place (and its tags when grouping by
+    // tags), so its tables show them sorted.
     const entries = (ids: readonly string[]) =>
       ids.map((id) => {
         const e = byId.get(id)!;
-        return { id: e.id, snapshot: { ...e.snapshot, paths: [...e.snapshot.paths].sort(compareGoStrings) } };
+        const snapshot = { ...e.snapshot, paths: [...e.snapshot.paths].sort(compareGoStrings) };
+        if (sortTags && snapshot.tags) snapshot.tags = [...snapshot.tags].sort(compareGoStrings);
+        return { id: e.id, snapshot };
       });
     if (g.keep.length) {
       ctx.out(`keep ${g.keep.length} snapshots:\n`);
