@@ -6,6 +6,7 @@ import { goQuoteIfNeeded } from '../../snapshot/model/gojson.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { readFilesFrom, readPatternFiles } from '../patterns.ts';
+import { FlagError } from '../args.ts';
 import { parseGroupBy } from './forget.ts';
 import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes, maxMemoryFrom, packSizeFrom } from '../context.ts';
 
@@ -303,10 +304,13 @@ function readConcurrency(ctx: CommandContext): number | undefined {
   const flag = ctx.flags.string('read-concurrency');
   const value = flag ?? (ctx.env.RESTIC_READ_CONCURRENCY || undefined);
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value.trim())) {
-    throw new InvalidInputError(flag !== undefined ? `invalid argument ${JSON.stringify(value)} for "--read-concurrency" flag` : `invalid value for RESTIC_READ_CONCURRENCY ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value)) {
+    // restic's words: pflag's for the flag (no "Fatal: "), its own for the variable.
+    const why = `strconv.ParseUint: parsing ${JSON.stringify(value)}: invalid syntax`;
+    if (flag !== undefined) throw new FlagError(`invalid argument ${JSON.stringify(value)} for "--read-concurrency" flag: ${why}`);
+    throw new InvalidInputError(`invalid value for RESTIC_READ_CONCURRENCY ${JSON.stringify(value)}: ${why}`);
   }
-  const n = Number(value.trim());
+  const n = Number(value);
   return n > 0 ? Math.min(n, 256) : undefined;
 }
 

@@ -17,7 +17,7 @@ import {
   splitTagList,
 } from '../../snapshot/model/retention.ts';
 import type { SnapshotFilter, SnapshotGroupBy } from '../../snapshot/model/snapshot.ts';
-import type { FlagSpec } from '../args.ts';
+import { FlagError, type FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, packSizeFrom, snapshotJson, withRepo } from '../context.ts';
 
@@ -192,10 +192,10 @@ export const forgetCommand: Command = {
 /** The keep flags as a policy (only the rules given). */
 export function policyFrom(ctx: CommandContext): RetentionPolicy {
   const policy: RetentionPolicy = {};
-  for (const [name, , field] of COUNT_FLAGS) {
+  for (const [name, short, field] of COUNT_FLAGS) {
     const s = ctx.flags.string(name);
     if (s === undefined) continue;
-    const n = parsePolicyCount(s, name);
+    const n = parsePolicyCount(s, `-${short}, --${name}`);
     if (n !== 0) policy[field] = n;
   }
   for (const [name, field] of WITHIN_FLAGS) {
@@ -212,12 +212,18 @@ export function policyFrom(ctx: CommandContext): RetentionPolicy {
   return policy;
 }
 
-/** restic's ForgetPolicyCount: a base-10 integer ≥ 0, or "unlimited" (-1). */
+/**
+ * restic's ForgetPolicyCount: a base-10 integer ≥ 0, or "unlimited" (-1). `flag` as pflag names
+ * it ("-l, --keep-last"); refused with pflag's message (FlagError: no "Fatal: ").
+ */
 export function parsePolicyCount(s: string, flag: string): number {
   if (s === 'unlimited') return -1;
   const n = /^[+-]?\d+$/.test(s) ? Number(s) : NaN;
-  if (!Number.isSafeInteger(n)) throw new InvalidInputError(`invalid argument ${JSON.stringify(s)} for --${flag}: not a whole number or 'unlimited'`);
-  if (n < 0) throw new InvalidInputError(`invalid argument ${JSON.stringify(s)} for --${flag}: negative values not allowed, use 'unlimited' instead`);
+  if (!Number.isSafeInteger(n)) {
+    const why = Number.isNaN(n) ? 'invalid syntax' : 'value out of range';
+    throw new FlagError(`invalid argument ${JSON.stringify(s)} for "${flag}" flag: strconv.ParseInt: parsing ${JSON.stringify(s)}: ${why}`);
+  }
+  if (n < 0) throw new FlagError(`invalid argument ${JSON.stringify(s)} for "${flag}" flag: negative values not allowed, use 'unlimited' instead`);
   return n;
 }
 
