@@ -686,41 +686,39 @@ function stdoutShape(ex: DocExample, out: Buffer, w: string): string[] {
 }
 
 /**
- * forget's and `snapshots --group-by`'s groups in a fixed order, each kept whole: a group runs from
- * its "snapshots for (…)" header or its first table to its table's "N snapshots" footer, a keep
- * table and the remove table right after it being one group. Lines before the first group stay
- * first, the others after the groups, each in its order. (Shaped lines: numbers are N.)
+ * forget's and `snapshots --group-by`'s groups in a fixed order, each kept whole. With group
+ * headers ("snapshots for (…)", restic's -v), a group runs from its header to the next one; without
+ * them, each table ("keep N snapshots:" or "remove N snapshots:" to its "N snapshots" footer; a
+ * table with no line above it, as restic prints a group of an empty key) is a unit, since a group's keep table followed by its remove table
+ * cannot be told from two groups. Lines before the first group stay first, lines after a footer
+ * that start no table go after the groups, each in its order. (Shaped lines: numbers are N.)
  */
 export function sortGroups(lines: readonly string[]): string[] {
+  const headers = lines.some((l) => l.startsWith('snapshots for ('));
   const head: string[] = [];
   const tail: string[] = [];
   const groups: string[][] = [];
   let open: string[] | undefined;
-  /** The group just closed, when it holds a keep table only (a remove table may follow). */
-  let keepOnly: string[] | undefined;
-  let tables = 0;
+  let afterFooter = false;
   for (const l of lines) {
     const header = l.startsWith('snapshots for (');
-    const keep = /^keep N snapshots:$/.test(l);
-    const remove = /^remove N snapshots:$/.test(l);
-    if (!open && remove && keepOnly) {
-      open = keepOnly;
-      tables = 1;
-    } else if ((header || keep || remove) && !(open && tables === 0 && !header)) {
+    const keepRemove = /^(keep|remove) N snapshots:$/.test(l);
+    // A table with no line above it (`snapshots --group-by`'s group of an empty key).
+    const bare = /^ID /.test(l) && (!open || afterFooter);
+    const table = keepRemove || bare;
+    if (header || bare || (keepRemove && !(headers && open))) {
       open = [];
-      tables = 0;
       groups.push(open);
-    }
-    keepOnly = undefined;
+    } else if (afterFooter && !table) open = undefined;
+    afterFooter = false;
     if (!open) {
       (groups.length ? tail : head).push(l);
       continue;
     }
     open.push(l);
-    if (keep || remove) tables++;
     if (/^N snapshots$/.test(l)) {
-      if (tables === 1 && open.some((x) => /^keep N snapshots:$/.test(x))) keepOnly = open;
-      open = undefined;
+      afterFooter = true;
+      if (!headers) open = undefined;
     }
   }
   return [...head, ...groups.map((g) => g.join('\n')).sort(), ...tail];
