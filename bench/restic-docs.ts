@@ -681,7 +681,47 @@ function stdoutShape(ex: DocExample, out: Buffer, w: string): string[] {
   let lines = text.split('\n');
   if (ex.grep) lines = lines.filter((l) => l.includes(ex.grep!));
   const shaped = lines.map((l) => shapeLine(l, w)).filter(Boolean);
+  if (ex.unordered === 'groups') return sortGroups(shaped);
   return ex.unordered ? shaped.sort() : shaped;
+}
+
+/**
+ * forget's and `snapshots --group-by`'s groups in a fixed order, each kept whole. With group
+ * headers ("snapshots for (…)", restic's -v), a group runs from its header to the next one; without
+ * them, each table ("keep N snapshots:" or "remove N snapshots:" to its "N snapshots" footer; a
+ * table with no line above it, as restic prints a group of an empty key) is a unit, since a group's keep table followed by its remove table
+ * cannot be told from two groups. Lines before the first group stay first, lines after a footer
+ * that start no table go after the groups, each in its order. (Shaped lines: numbers are N.)
+ */
+export function sortGroups(lines: readonly string[]): string[] {
+  const headers = lines.some((l) => l.startsWith('snapshots for ('));
+  const head: string[] = [];
+  const tail: string[] = [];
+  const groups: string[][] = [];
+  let open: string[] | undefined;
+  let afterFooter = false;
+  for (const l of lines) {
+    const header = l.startsWith('snapshots for (');
+    const keepRemove = /^(keep|remove) N snapshots:$/.test(l);
+    // A table with no line above it (`snapshots --group-by`'s group of an empty key).
+    const bare = /^ID /.test(l) && (!open || afterFooter);
+    const table = keepRemove || bare;
+    if (header || bare || (keepRemove && !(headers && open))) {
+      open = [];
+      groups.push(open);
+    } else if (afterFooter && !table) open = undefined;
+    afterFooter = false;
+    if (!open) {
+      (groups.length ? tail : head).push(l);
+      continue;
+    }
+    open.push(l);
+    if (/^N snapshots$/.test(l)) {
+      afterFooter = true;
+      if (!headers) open = undefined;
+    }
+  }
+  return [...head, ...groups.map((g) => g.join('\n')).sort(), ...tail];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ export type { LockInfo, LockOptions, LockHolder } from './repository/lock.ts';
 export type { GoTime } from './repository/gotime.ts';
 export { formatGoTime, parseGoTime, goTimeToDate, goTimeFromDate, goTimeFromNs, isGoTime } from './repository/gotime.ts';
 export { backup } from './snapshot/operations/backup/index.ts';
-export type { BackupOptions, BackupResult, BackupProgress, StdinStream, StdinCommand } from './snapshot/operations/backup/index.ts';
+export type { BackupOptions, BackupResult, BackupItem, BackupProgress, StdinStream, StdinCommand } from './snapshot/operations/backup/index.ts';
 export { restore, planRestore } from './snapshot/operations/restore/index.ts';
 export { dump, dumpFile } from './snapshot/operations/dump.ts';
 export type { DumpArchiveOptions, DumpOptions, Dumped, DumpedFile } from './snapshot/operations/dump.ts';

@@ -16,22 +16,27 @@ export interface FlagSpec {
 }
 
 export interface ParsedArgs {
-  flags: Map<string, string | boolean | string[]>;
+  /** A counter (see FlagSpec.counter) holds a number. */
+  flags: Map<string, string | boolean | number | string[]>;
   positional: string[];
 }
 
 export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): ParsedArgs {
   const byLong = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short!, s]));
-  const flags = new Map<string, string | boolean | string[]>();
+  const flags = new Map<string, string | boolean | number | string[]>();
   const positional: string[] = [];
   let i = 0;
   // Sets a flag from its inline value (after '=' or a shorthand) or, for a flag that takes
   // one, from the next argument.
   const apply = (spec: FlagSpec, inline: string | undefined): void => {
     if (spec.kind === 'bool') {
-      if (spec.counter && inline !== undefined && /^\d+$/.test(inline)) flags.set(spec.name, Number(inline) > 0);
-      else flags.set(spec.name, inline === undefined ? true : parseBool(inline, spec.name));
+      if (spec.counter) {
+        // pflag's count: each use adds one, --flag=N sets N.
+        const before = flags.get(spec.name);
+        if (inline === undefined) flags.set(spec.name, (typeof before === 'number' ? before : 0) + 1);
+        else flags.set(spec.name, /^\d+$/.test(inline) ? Number(inline) : parseBool(inline, spec.name) ? 1 : 0);
+      } else flags.set(spec.name, inline === undefined ? true : parseBool(inline, spec.name));
       return;
     }
     const value = inline ?? argv[++i];
@@ -63,7 +68,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): 
         if (!spec) throw new InvalidInputError(`unknown shorthand flag: '${name}' in ${a}`);
         const rest = a.slice(j + 1);
         if (spec.kind === 'bool' && !rest.startsWith('=')) {
-          flags.set(spec.name, true);
+          if (spec.counter) apply(spec, undefined);
+          else flags.set(spec.name, true);
           continue;
         }
         apply(spec, rest === '' ? undefined : rest.replace(/^=/, ''));
@@ -90,7 +96,13 @@ export class Flags {
     return this.#p.positional;
   }
   bool(name: string): boolean {
-    return this.#p.flags.get(name) === true;
+    const v = this.#p.flags.get(name);
+    return v === true || (typeof v === 'number' && v > 0);
+  }
+  /** A counter flag's value (-vv: 2); 0 when not given. */
+  count(name: string): number {
+    const v = this.#p.flags.get(name);
+    return typeof v === 'number' ? v : v === true ? 1 : 0;
   }
   string(name: string): string | undefined {
     const v = this.#p.flags.get(name);
@@ -135,3 +147,9 @@ export function parseDuration(s: string): number {
   if (consumed !== s.length || s.length === 0) throw new InvalidInputError(`invalid duration ${JSON.stringify(s)}`);
   return total;
 }
+
+/**
+ * A flag's value that its parser refuses: restic (pflag) prints the message alone, without
+ * "Fatal: ", and exits 1.
+ */
+export class FlagError extends InvalidInputError {}

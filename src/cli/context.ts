@@ -1,5 +1,5 @@
 // What every command shares: the context, opening and locking the repository, output helpers.
-import type { Flags, FlagSpec } from './args.ts';
+import { FlagError, type Flags, type FlagSpec } from './args.ts';
 import { InvalidInputError, NotFoundError } from '../errors.ts';
 import { openBackend } from '../backend/location.ts';
 import type { Backend } from '../backend/backend.ts';
@@ -24,6 +24,8 @@ export interface CommandContext {
   json: boolean;
   quiet: boolean;
   verbose: boolean;
+  /** restic's verbosity level: 0, 1 with -v, 2 with -vv (or --verbose=N); 0 with --quiet. */
+  verbosity: number;
   /** Writes to stdout; a status line on the terminal is cleared first. */
   out(s: string): void;
   /** Writes to stderr; a status line on the terminal is cleared first. */
@@ -145,6 +147,8 @@ export function parseAsOf(value: string, flag: string): Date {
 }
 
 export async function openRepo(ctx: CommandContext, options: { cache?: boolean | CacheOptions; prefetch?: readonly HeldType[] } = {}): Promise<Repository> {
+  // restic checks the pack size as it opens any repository, whatever the command.
+  packSizeFrom(ctx);
   const backend = await backendFor(ctx);
   const asOf = ctx.flags.string('as-of');
   return Repository.open(backend, {
@@ -216,11 +220,26 @@ export function maxMemoryFrom(ctx: CommandContext): number | undefined {
   return checkMemoryLimit(parseSize(value.trim(), what), what);
 }
 
-export function packSizeFrom(ctx: CommandContext): number | undefined {
-  const s = ctx.flags.string('pack-size') ?? ctx.env.RESTIC_PACK_SIZE;
-  if (!s) return undefined;
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 4 || n > 128) throw new InvalidInputError(`pack size ${s} MiB is outside 4..128`);
+/**
+ * --pack-size MiB, else $RESTIC_PACK_SIZE (an empty one is unset), as restic 0.19.1 takes them: an
+ * unsigned integer (the flag's errors are pflag's, the variable's restic's "invalid value for"),
+ * 0 for the default 16 MiB, else 4 to 128 MiB (restic's errors as it opens the repository).
+ * Undefined for the default.
+ */
+export function packSizeFrom(ctx: Pick<CommandContext, 'flags' | 'env'>): number | undefined {
+  const flag = ctx.flags.string('pack-size');
+  const value = flag ?? (ctx.env.RESTIC_PACK_SIZE || undefined);
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  const max = flag !== undefined ? Number.MAX_SAFE_INTEGER : 2 ** 32 - 1;
+  if (!(n <= max)) {
+    const why = `strconv.ParseUint: parsing ${JSON.stringify(value)}: ${Number.isNaN(n) ? 'invalid syntax' : 'value out of range'}`;
+    if (flag !== undefined) throw new FlagError(`invalid argument ${JSON.stringify(value)} for "--pack-size" flag: ${why}`);
+    throw new InvalidInputError(`invalid value for RESTIC_PACK_SIZE ${JSON.stringify(value)}: ${why}`);
+  }
+  if (n === 0) return undefined;
+  if (n < 4) throw new InvalidInputError('pack size smaller than minimum of 4 MiB');
+  if (n > 128) throw new InvalidInputError('pack size larger than limit of 128 MiB');
   return n * 1024 * 1024;
 }
 

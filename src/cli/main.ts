@@ -5,7 +5,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { StowageError, InvalidInputError, RepositoryNotFoundError, WrongPasswordError, AbortedError } from '../errors.ts';
 import { LockedError } from '../repository/lock.ts';
-import { parseArgs, Flags, formatHelp, parseDuration, type FlagSpec } from './args.ts';
+import { parseArgs, Flags, FlagError, formatHelp, parseDuration, type FlagSpec } from './args.ts';
 import { commandLoader } from './commands/lazy.ts';
 import { cliLogLevel, exitWith, type CommandContext } from './context.ts';
 import { consoleLogger, type LogLevel } from '../logger.ts';
@@ -122,6 +122,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     json: flags.bool('json'),
     quiet: flags.bool('quiet'),
     verbose: flags.bool('verbose'),
+    verbosity: flags.bool('quiet') ? 0 : flags.count('verbose'),
     out: (s) => {
       status?.clear();
       process.stdout.write(s);
@@ -158,6 +159,7 @@ function reportError(e: unknown, ctx: CommandContext): number {
   if (e instanceof RepositoryNotFoundError) return exitWith(ctx, EXIT.noRepository, `Fatal: ${msg}; create one with "stowage init"`);
   if (e instanceof LockedError) return exitWith(ctx, EXIT.locked, `Fatal: unable to create lock in backend: ${msg}\nthe "unlock" command can remove stale locks`);
   if (e instanceof AbortedError) return exitWith(ctx, EXIT.interrupted, `Fatal: ${msg}`);
+  if (e instanceof FlagError) return exitWith(ctx, EXIT.error, msg);
   if (e instanceof StowageError) return exitWith(ctx, EXIT.error, `Fatal: ${msg}`);
   return exitWith(ctx, EXIT.error, `Fatal: ${msg}${ctx.verbose && e instanceof Error ? '\n' + e.stack : ''}`);
 }

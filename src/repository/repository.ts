@@ -965,10 +965,13 @@ export class BlobWriter {
     return type === 'tree' || this.#compression !== 'off';
   }
 
-  /** Hashes, compresses and seals a blob here (trees, small data) and adds it unless known. */
-  async saveBlob(type: BlobType, plain: Uint8Array): Promise<{ id: BlobId; added: boolean }> {
+  /**
+   * Hashes, compresses and seals a blob here (trees, small data) and adds it unless known.
+   * `stored`: what the pack holds for it (the sealed blob and its header entry), 0 when known.
+   */
+  async saveBlob(type: BlobType, plain: Uint8Array): Promise<{ id: BlobId; added: boolean; stored: number }> {
     const id = sha256hex(plain) as BlobId;
-    if (this.has(type, id)) return { id, added: false };
+    if (this.has(type, id)) return { id, added: false, stored: 0 };
     let payload = plain;
     let ulen = 0;
     if (this.shouldCompress(type, plain.length)) {
@@ -976,8 +979,9 @@ export class BlobWriter {
       payload = this.#encoder.compress(plain);
       ulen = plain.length;
     }
-    await this.addSealed(type, id, this.#repo.repo.seal(payload), ulen, plain.length);
-    return { id, added: true };
+    const sealed = this.#repo.repo.seal(payload);
+    const added = await this.addSealed(type, id, sealed, ulen, plain.length);
+    return { id, added, stored: added ? sealed.length + entrySize({ uncompressedLength: ulen }) : 0 };
   }
 
   /**

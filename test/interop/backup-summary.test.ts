@@ -102,3 +102,57 @@ test('v2: data_added equals restic 0.19.1\'s; data_added_packed is the blobs and
   // Within the zstd encoders' difference of restic's number.
   assert.ok(Math.abs(b.data_added_packed - a.data_added_packed) < 200, `${b.data_added_packed} vs ${a.data_added_packed}`);
 });
+
+/**
+ * A -vv output with what varies masked (durations, snapshot IDs) and the per-item lines sorted:
+ * both tools print each file and folder as it is done, in the order their workers finish.
+ */
+function vvShape(stdout: string, masks: { sizes?: boolean } = {}): string {
+  const lines = stdout.replace(/\b[0-9a-f]{8}\b/g, 'ID').replace(/\d+\.\d{3}s/g, 'T').replace(/ in \d+:\d\d$/gm, ' in T').split('\n')
+    .map((l) => (masks.sizes ? l.replace(/\d+(\.\d+)? (B|KiB|MiB)/g, 'SIZE') : l));
+  const item = (l: string) => /^(new|modified|unchanged) /.test(l);
+  const first = lines.findIndex(item);
+  if (first < 0) return lines.join('\n');
+  return [...lines.slice(0, first), ...lines.filter(item).sort(), ...lines.filter((l, i) => i > first && !item(l))].join('\n');
+}
+
+test('backup -vv: restic 0.19.1\'s line per file and folder (new, modified, unchanged, sizes added and stored), and its verbose_status JSON', async () => {
+  const theirs = path.join(work, 'restic-vv');
+  const ours = path.join(work, 'stowage-vv');
+  await resticOk(restic, ['init', '--repository-version', '1'], { repo: theirs, password: PASSWORD });
+  const i = await runCli(['init', '--repository-version', '1'], { env: { RESTIC_REPOSITORY: ours, RESTIC_PASSWORD: PASSWORD } });
+  assert.equal(i.code, 0, i.stderr);
+  const both = async (args: string[]) => {
+    await settleAtimes();
+    const [a, b] = await Promise.all([
+      resticOk(restic, ['backup', ...args], { repo: theirs, password: PASSWORD, cwd: work }),
+      runCli(['backup', '--no-cache', ...args], { env: { RESTIC_REPOSITORY: ours, RESTIC_PASSWORD: PASSWORD }, cwd: work }),
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    return { theirs: a.stdout, ours: b.stdout };
+  };
+  // Everything new; v1 makes every size exact.
+  const first = await both(['-vv', 'src']);
+  assert.match(first.theirs, /^new {7}\/src\/sub\/deeper\/small, saved in /m);
+  assert.equal(vvShape(first.ours), vvShape(first.theirs));
+  // One file changed: it and the folders above it modified, the rest unchanged.
+  await writeFile(path.join(src, 'sub/other'), 'other, changed\n');
+  const second = await both(['--verbose', '--verbose', 'src']);
+  assert.match(second.theirs, /^unchanged \/src\/random$/m);
+  assert.equal(vvShape(second.ours), vvShape(second.theirs));
+  // An absolute path: the folders above it are counted and listed too (their sizes vary as
+  // other programs touch them). --no-scan: no scanner, so neither "start scan" nor "scan finished".
+  const abs = await both(['-vv', '--dry-run', '--no-scan', path.join(src, 'sub')]);
+  assert.match(abs.theirs, /^new {7}\/.*\/src\/, saved in /m);
+  assert.doesNotMatch(abs.theirs, /scan/);
+  assert.equal(vvShape(abs.ours, { sizes: true }), vvShape(abs.theirs, { sizes: true }));
+  // --json: a verbose_status message per item and for the scan, restic's fields and values.
+  await writeFile(path.join(src, 'sub/other'), 'other, changed again\n');
+  const json = await both(['-vv', '--json', 'src']);
+  const verbose = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((m) => m.message_type === 'verbose_status')
+    .map((m) => JSON.stringify({ ...m, duration: typeof m.duration === 'number' && (m.action === 'unchanged' ? m.duration === 0 : true) }))
+    .sort();
+  assert.ok(verbose(json.theirs).length >= 6, json.theirs);
+  assert.deepEqual(verbose(json.ours), verbose(json.theirs));
+});

@@ -221,6 +221,13 @@ describe('forget agrees with restic', () => {
       assert.equal(s.code, 1, s.stderr);
       assert.match(s.stderr, flags.length ? /refusing to delete the last snapshot/ : /no retention policy was specified/);
     }
+    // A keep flag's bad value: pflag's message byte for byte (no "Fatal: ").
+    for (const flags of [['--keep-daily', 'x'], ['--keep-last', '-1']]) {
+      const [r, s] = await Promise.all([runRestic(bin, ['forget', '--dry-run', ...flags], opts()), runCli(['forget', '--dry-run', ...flags], { env: cliEnv(repoDir) })]);
+      assert.equal(r.code, 1);
+      assert.equal(s.code, 1);
+      assert.equal(s.stderr, r.stderr, flags.join(' '));
+    }
     // --unsafe-allow-remove-all needs a filter, then removes everything the filter selects.
     assert.equal((await runCli(['forget', '--dry-run', '--unsafe-allow-remove-all'], { env: cliEnv(repoDir) })).code, 1);
     const flags = ['--unsafe-allow-remove-all', '--host', 'h1', '--tag', 'monthly'];

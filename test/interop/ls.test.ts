@@ -51,6 +51,9 @@ const CASES: string[][] = [
   ['latest', '--ncdu'],
   ['latest', '--ncdu', '/src/a/b', '/src/d'],
   ['latest', '--ncdu', '--reverse'],
+  // Refused as restic refuses them, its messages byte for byte (a flag's bad value without "Fatal: ").
+  ['latest', '--sort', 'foo'],
+  ['latest', '--sort', 'size', '--ncdu'],
 ];
 
 test('ls SNAPSHOT DIR...: the same output and exit code as restic 0.19.1', async () => {

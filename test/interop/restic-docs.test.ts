@@ -17,6 +17,7 @@ import { tmpDir } from '../helpers/tmp.ts';
 const SUBSET = new Set([
   '040-147', // backup: the parent line and the summary
   '040-24', // backup --verbose: restic's open/scan/backup lines, blob counts
+  '040-159', // backup -vv: restic's line per file and folder
   '040-593', // --files-from with a glob
   '040-587', // --files-from-raw
   '040-p-files-from-stdin', // --files-from -

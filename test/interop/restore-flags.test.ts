@@ -12,7 +12,7 @@ import { Repository } from '../../src/repository/repository.ts';
 import { findNodeByPath, loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { verifyFiles } from '../../src/snapshot/operations/restore/verify.ts';
 import { runCli } from '../helpers/cli.ts';
-import { resticBin, resticOk } from '../helpers/restic.ts';
+import { resticBin, resticOk, runRestic } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';
 
 const PASSWORD = 'restore flags interop';
@@ -200,5 +200,16 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
     const res = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), '-i', 'a', '--iexclude', 'b'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD } });
     assert.equal(res.code, 1);
     assert.match(res.stderr, /mutually exclusive/);
+  });
+
+  it('a bad --overwrite is refused with restic 0.19.1\'s message (pflag\'s: no "Fatal: ")', async () => {
+    const args = ['restore', 'latest', '--target', path.join(dir, 'never'), '--overwrite', 'sometimes'];
+    const [theirs, ours] = await Promise.all([
+      runRestic(resticBin('0.19'), args, { repo, password: PASSWORD }),
+      runCli([...args, '--no-cache'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD } }),
+    ]);
+    assert.equal(theirs.code, 1);
+    assert.equal(ours.code, 1);
+    assert.equal(ours.stderr, theirs.stderr);
   });
 });

@@ -22,7 +22,8 @@ for (const d of ['a', 'b']) {
   await writeFile(path.join(work, d, 'f'), `${d}\n`.repeat(700));
 }
 await resticOk(resticBin('0.19'), ['init'], ropts);
-await resticOk(resticBin('0.14'), ['backup', 'a', '--tag', 'old,second', '--host', 'a-rather-long-hostname'], ropts);
+// Tags out of order: grouping by tags shows them sorted (restic sorts them in place).
+await resticOk(resticBin('0.14'), ['backup', 'a', '--tag', 'second,old', '--host', 'a-rather-long-hostname'], ropts);
 await resticOk(resticBin('0.19'), ['backup', 'a', 'b', '--tag', 'x'], ropts);
 const own = await runCli(['backup', '--no-cache', 'b', '--host', 'stowage'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD }, cwd: work });
 assert.equal(own.code, 0, own.stderr);
@@ -78,6 +79,7 @@ test('forget --dry-run: keep and remove tables in restic 0.19.1\'s columns (Reas
     // One group each: restic prints several groups in Go's (random) map order.
     ['--keep-last', '1', '--keep-tag', 'x', '--group-by', ''],
     ['--tag', 'old', '--unsafe-allow-remove-all', '--keep-last', '0'],
+    ['--tag', 'old', '--group-by', 'tags', '--keep-last', '1'],
   ];
   for (const args of cases) {
     const [theirs, ours] = await Promise.all([

@@ -122,3 +122,14 @@ test("a counter (restic's --verbose): --verbose=N is on for N > 0, a plain bool 
   assert.equal(parse('--verbose=true').bool('verbose'), true);
   assert.throws(() => parse('--quiet=2'), InvalidInputError);
 });
+
+test("a counter counts as pflag's does: -vv and --verbose --verbose are 2, --verbose=N is N, -qv stays 1", () => {
+  assert.equal(parse().count('verbose'), 0);
+  assert.equal(parse('-v').count('verbose'), 1);
+  assert.equal(parse('-vv').count('verbose'), 2);
+  assert.equal(parse('--verbose', '--verbose').count('verbose'), 2);
+  assert.equal(parse('-v', '--verbose', '-v').count('verbose'), 3);
+  assert.equal(parse('--verbose=3').count('verbose'), 3);
+  assert.equal(parse('--verbose=0').count('verbose'), 0);
+  assert.equal(parse('-qv').count('verbose'), 1);
+});

@@ -1,12 +1,14 @@
 import { existsSync } from 'node:fs';
 import { InvalidInputError } from '../../errors.ts';
 import { formatGoTime } from '../../repository/gotime.ts';
-import { backup } from '../../snapshot/operations/backup/index.ts';
+import { backup, type BackupItem } from '../../snapshot/operations/backup/index.ts';
+import { goQuoteIfNeeded } from '../../snapshot/model/gojson.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { readFilesFrom, readPatternFiles } from '../patterns.ts';
+import { FlagError } from '../args.ts';
 import { parseGroupBy } from './forget.ts';
-import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes, maxMemoryFrom } from '../context.ts';
+import { withRepo, withIndexedRepo, compressionFrom, exitWith, formatBytes, maxMemoryFrom, packSizeFrom } from '../context.ts';
 
 export const backupCommand: Command = {
   summary: 'Create a new snapshot of files and folders',
@@ -26,6 +28,7 @@ export const backupCommand: Command = {
     { name: 'group-by', short: 'g', kind: 'string', arg: 'GROUP', help: 'group snapshots by host, paths and/or tags to choose the parent (default host,paths)' },
     { name: 'one-file-system', short: 'x', kind: 'bool', help: "exclude other file systems, don't cross filesystem boundaries and subvolumes" },
     { name: 'read-concurrency', kind: 'string', arg: 'N', help: 'worker threads reading and chunking files (default: $RESTIC_READ_CONCURRENCY, else one per core)' },
+    { name: 'no-scan', kind: 'bool', help: 'do not run scanner to estimate size of backup' },
     { name: 'dry-run', short: 'n', kind: 'bool', help: 'do not upload or write any data, just show what would be done' },
     { name: 'skip-if-unchanged', kind: 'bool', help: 'skip snapshot creation if identical to parent snapshot' },
     { name: 'exclude-caches', kind: 'bool', help: 'excludes cache directories that are marked with a CACHEDIR.TAG file' },
@@ -83,7 +86,27 @@ export const backupCommand: Command = {
     const verboseText = ctx.verbose && !ctx.json && !ctx.quiet;
     const startedAt = performance.now();
     let scanned: { files: number; bytes: number; seconds: number } | undefined;
+    const lines = new VerboseLines(ctx);
+    // restic's --no-scan: no scanner, so no totals (percentage, ETA) and no scan lines.
+    const noScan = f.bool('no-scan');
+    // The scan's targets as restic names them: the paths that exist, or the stream's file.
+    const targets = () => `[${stdin ? '/' + (f.string('stdin-filename') ?? 'stdin') : paths.filter((p) => existsSync(p)).join(' ')}]`;
+    // restic's lines before the first file: the parent, then (-v) the index and the scan's start.
+    const header = (parent: string | undefined) => {
+      if (ctx.json || ctx.quiet) {
+        lines.header('');
+        if (noScan) lines.scanned('');
+        return;
+      }
+      let out = verboseText ? 'open repository\n' : '';
+      if (!stdin) out += parent ? `using parent snapshot ${parent.slice(0, 8)}\n` : 'no parent snapshot found, will read all files\n';
+      if (verboseText) out += `load index files\n${stdin ? 'read data from stdin\n' : ''}${noScan ? '' : `start scan on ${targets()}\n`}start backup on ${targets()}\n`;
+      lines.header(out);
+      if (noScan) lines.scanned('');
+    };
     const run = async (repo: IndexedRepository): Promise<number> => {
+      // A stream has no parent: its header comes first.
+      if (stdin) header(undefined);
       const progress = ctx.progress('backup');
       let res: Awaited<ReturnType<typeof backup>>;
       try {
@@ -108,6 +131,7 @@ export const backupCommand: Command = {
           withAtime: f.bool('with-atime'),
           parent: f.bool('force') ? null : f.string('parent'),
           compression: compressionFrom(ctx),
+          packSize: packSizeFrom(ctx),
           memoryLimit: maxMemoryFrom(ctx),
           time,
           signal: ctx.signal,
@@ -117,9 +141,14 @@ export const backupCommand: Command = {
             ctx.err(`error: ${e.message}\n`);
           },
           // Totals for the percentage and ETA: the backup scans the sources beside its work.
-          scan: progress.enabled || verboseText,
+          scan: !noScan && (progress.enabled || verboseText || ctx.verbosity >= 2),
+          onParent: (parent) => header(parent),
+          onItem: ctx.verbosity >= 2 && !ctx.quiet ? (item) => lines.item(itemLine(item, ctx.json)) : undefined,
           onProgress: (p) => {
-            if (p.totalsComplete && !scanned) scanned = { files: p.totalFiles ?? 0, bytes: p.totalBytes ?? 0, seconds: (performance.now() - startedAt) / 1000 };
+            if (p.totalsComplete && !scanned) {
+              scanned = { files: p.totalFiles ?? 0, bytes: p.totalBytes ?? 0, seconds: (performance.now() - startedAt) / 1000 };
+              lines.scanned(scanLine(scanned, ctx.json, ctx.verbosity));
+            }
             if (p.totalsComplete) progress.setTotals({ files: p.totalFiles ?? 0, dirs: p.totalDirs ?? 0, bytes: p.totalBytes ?? 0 });
             progress.update(p);
           },
@@ -128,6 +157,9 @@ export const backupCommand: Command = {
         progress.finish();
       }
       const s = res.summary;
+      // A stream has no scan: restic counts its one file, 0 bytes, when the backup starts.
+      const scan = scanned ?? (stdin ? { files: 1, bytes: 0, seconds: (performance.now() - startedAt) / 1000 } : { files: s.totalFilesProcessed, bytes: s.totalBytesProcessed, seconds: (performance.now() - startedAt) / 1000 });
+      lines.finish(noScan ? '' : scanLine(scan, ctx.json, ctx.verbosity));
       if (ctx.json) {
         ctx.out(JSON.stringify({
           message_type: 'summary',
@@ -141,23 +173,14 @@ export const backupCommand: Command = {
           ...(res.skipped ? {} : { snapshot_id: res.snapshotId }),
         }) + '\n');
       } else if (!ctx.quiet) {
-        // restic names the parent before it starts (a stream or command's output has none).
-        if (verboseText) ctx.out('open repository\n');
-        if (!stdin) ctx.out(res.snapshot.parent ? `using parent snapshot ${res.snapshot.parent.slice(0, 8)}\n` : 'no parent snapshot found, will read all files\n');
-        if (verboseText) {
-          ctx.out('load index files\n');
-          if (stdin) ctx.out('read data from stdin\n');
-          else {
-            const targets = `[${paths.filter((p) => existsSync(p)).join(' ')}]`;
-            const scan = scanned ?? { files: s.totalFilesProcessed, bytes: s.totalBytesProcessed, seconds: (performance.now() - startedAt) / 1000 };
-            ctx.out(`start scan on ${targets}\nstart backup on ${targets}\nscan finished in ${scan.seconds.toFixed(3)}s: ${scan.files} files, ${formatBytes(scan.bytes)}\n`);
-          }
-        }
-        ctx.out(`\nFiles:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified\n` +
-          `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified\n` +
-          (verboseText ? `Data Blobs:  ${s.dataBlobs} new\nTree Blobs:  ${s.treeBlobs} new\n` : '') +
-          `${res.dryRun ? 'Would add to the repository' : 'Added to the repository'}: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)\n\n` +
-          `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${(Number(s.backupEnd.epochNs - s.backupStart.epochNs) / 1e9).toFixed(2)}s\n` +
+        // restic's Finish: counts right-aligned in 5 columns, sizes left-aligned in 5, the time as m:ss.
+        const n = (x: number) => String(x).padStart(5);
+        const b = (x: number) => formatBytes(x).padEnd(5);
+        ctx.out(`\nFiles:       ${n(s.filesNew)} new, ${n(s.filesChanged)} changed, ${n(s.filesUnmodified)} unmodified\n` +
+          `Dirs:        ${n(s.dirsNew)} new, ${n(s.dirsChanged)} changed, ${n(s.dirsUnmodified)} unmodified\n` +
+          (verboseText ? `Data Blobs:  ${n(s.dataBlobs)} new\nTree Blobs:  ${n(s.treeBlobs)} new\n` : '') +
+          `${res.dryRun ? 'Would add to the repository' : 'Added to the repository'}: ${b(s.dataAdded)} (${b(s.dataAddedPacked)} stored)\n\n` +
+          `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${goFormatSeconds(Number((s.backupEnd.epochNs - s.backupStart.epochNs) / 1_000_000_000n))}\n` +
           (res.dryRun ? '' : res.skipped ? 'skipped creating snapshot\n' : `snapshot ${res.snapshotId.slice(0, 8)} saved\n`));
       }
       if (res.errors.length) {
@@ -169,6 +192,100 @@ export const backupCommand: Command = {
     return withIndexedRepo(ctx, 'shared', run);
   },
 };
+
+/**
+ * restic's -vv lines in restic's order: the header (parent, scan start) first, then "scan
+ * finished" when the scan ends and the items as they finish. Items that finish before the scan
+ * are held back (restic's scan of the same tree usually ends first), at most ITEMS_HELD of them.
+ */
+class VerboseLines {
+  static readonly ITEMS_HELD = 1000;
+  readonly #ctx: CommandContext;
+  #headerDone = false;
+  #scan: string | undefined;
+  #scanDone = false;
+  #held: string[] = [];
+
+  constructor(ctx: CommandContext) {
+    this.#ctx = ctx;
+  }
+
+  header(text: string): void {
+    if (this.#headerDone) return;
+    this.#headerDone = true;
+    if (text) this.#ctx.out(text);
+    if (this.#scan !== undefined) this.scanned(this.#scan);
+  }
+
+  /** The "scan finished" line (JSON: its verbose_status), or '' for none. */
+  scanned(line: string): void {
+    if (this.#scanDone) return;
+    if (!this.#headerDone) {
+      this.#scan = line;
+      return;
+    }
+    this.#scanDone = true;
+    if (line) this.#ctx.out(line);
+    this.#flush();
+  }
+
+  item(line: string): void {
+    if (this.#headerDone && this.#scanDone) this.#ctx.out(line);
+    else {
+      this.#held.push(line);
+      if (this.#headerDone && this.#held.length >= VerboseLines.ITEMS_HELD) this.#flush();
+    }
+  }
+
+  /** The backup is done: whatever was held, and the scan's line if the scan did not end first. */
+  finish(scanLine: string): void {
+    this.header('');
+    this.scanned(scanLine);
+    this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#held.length) this.#ctx.out(this.#held.join(''));
+    this.#held = [];
+  }
+}
+
+/** restic's "scan finished" line (-v), or with --json its verbose_status message (-vv); '' when neither. */
+function scanLine(scan: { files: number; bytes: number; seconds: number }, json: boolean, verbosity: number): string {
+  if (json) {
+    if (verbosity < 2) return '';
+    return JSON.stringify({ message_type: 'verbose_status', action: 'scan_finished', item: '', duration: scan.seconds, data_size: scan.bytes, data_size_in_repo: 0, metadata_size: 0, metadata_size_in_repo: 0, total_files: scan.files }) + '\n';
+  }
+  if (verbosity < 1) return '';
+  return `scan finished in ${scan.seconds.toFixed(3)}s: ${scan.files} files, ${formatBytes(scan.bytes)}\n`;
+}
+
+/** restic's line for a file or folder done (-vv), or its verbose_status message. */
+export function itemLine(item: BackupItem, json: boolean): string {
+  const unchanged = item.action === 'unchanged';
+  if (json) {
+    return JSON.stringify({
+      message_type: 'verbose_status', action: item.action, item: item.path,
+      duration: unchanged ? 0 : item.seconds,
+      data_size: unchanged ? 0 : item.dataAdded, data_size_in_repo: unchanged ? 0 : item.dataAddedPacked,
+      metadata_size: unchanged ? 0 : item.treeAdded, metadata_size_in_repo: unchanged ? 0 : item.treeAddedPacked,
+      total_files: 0,
+    }) + '\n';
+  }
+  const p = goQuoteIfNeeded(item.path);
+  if (unchanged) return `unchanged ${p}\n`;
+  const verb = item.action === 'new' ? 'new      ' : 'modified ';
+  const meta = item.type === 'dir' ? `, ${formatBytes(item.treeAddedPacked)} metadata` : '';
+  return `${verb} ${p}, saved in ${item.seconds.toFixed(3)}s (${formatBytes(item.dataAdded)} added, ${formatBytes(item.dataAddedPacked)} stored${meta})\n`;
+}
+
+/** restic's FormatSeconds: m:ss, or h:mm:ss from an hour on. */
+function goFormatSeconds(sec: number): string {
+  const h = Math.floor(sec / 3600);
+  const m = Math.floor((sec % 3600) / 60);
+  const s = String(sec % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}
 
 /** restic's size flags: a number of bytes, or with k/K, m/M, g/G, t/T (powers of 1024). */
 export function parseSize(s: string): number {
@@ -187,10 +304,13 @@ function readConcurrency(ctx: CommandContext): number | undefined {
   const flag = ctx.flags.string('read-concurrency');
   const value = flag ?? (ctx.env.RESTIC_READ_CONCURRENCY || undefined);
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value.trim())) {
-    throw new InvalidInputError(flag !== undefined ? `invalid argument ${JSON.stringify(value)} for "--read-concurrency" flag` : `invalid value for RESTIC_READ_CONCURRENCY ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value)) {
+    // restic's words: pflag's for the flag (no "Fatal: "), its own for the variable.
+    const why = `strconv.ParseUint: parsing ${JSON.stringify(value)}: invalid syntax`;
+    if (flag !== undefined) throw new FlagError(`invalid argument ${JSON.stringify(value)} for "--read-concurrency" flag: ${why}`);
+    throw new InvalidInputError(`invalid value for RESTIC_READ_CONCURRENCY ${JSON.stringify(value)}: ${why}`);
   }
-  const n = Number(value.trim());
+  const n = Number(value);
   return n > 0 ? Math.min(n, 256) : undefined;
 }
 

@@ -17,7 +17,7 @@ import {
   splitTagList,
 } from '../../snapshot/model/retention.ts';
 import type { SnapshotFilter, SnapshotGroupBy } from '../../snapshot/model/snapshot.ts';
-import type { FlagSpec } from '../args.ts';
+import { FlagError, type FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../context.ts';
 import { compressionFrom, packSizeFrom, snapshotJson, withRepo } from '../context.ts';
 
@@ -165,7 +165,7 @@ export const forgetCommand: Command = {
             removing = plan.remove.length;
             const byId = new Map(snapshots.map((e) => [e.id as string, e]));
             if (ctx.json) json = forgetJson(plan.groups, byId, groupBy.tags === true);
-            else if (!ctx.quiet) printPlan(ctx, plan, byId);
+            else if (!ctx.quiet) printPlan(ctx, plan, byId, groupBy.tags === true);
             if (text && dryRun && plan.remove.length > 0) {
               ctx.out(`Would have removed the following snapshots:\n{${[...plan.remove].sort().map((id) => id.slice(0, 8)).join(' ')}}\n\n`);
             }
@@ -192,10 +192,10 @@ export const forgetCommand: Command = {
 /** The keep flags as a policy (only the rules given). */
 export function policyFrom(ctx: CommandContext): RetentionPolicy {
   const policy: RetentionPolicy = {};
-  for (const [name, , field] of COUNT_FLAGS) {
+  for (const [name, short, field] of COUNT_FLAGS) {
     const s = ctx.flags.string(name);
     if (s === undefined) continue;
-    const n = parsePolicyCount(s, name);
+    const n = parsePolicyCount(s, `-${short}, --${name}`);
     if (n !== 0) policy[field] = n;
   }
   for (const [name, field] of WITHIN_FLAGS) {
@@ -212,12 +212,18 @@ export function policyFrom(ctx: CommandContext): RetentionPolicy {
   return policy;
 }
 
-/** restic's ForgetPolicyCount: a base-10 integer ≥ 0, or "unlimited" (-1). */
+/**
+ * restic's ForgetPolicyCount: a base-10 integer ≥ 0, or "unlimited" (-1). `flag` as pflag names
+ * it ("-l, --keep-last"); refused with pflag's message (FlagError: no "Fatal: ").
+ */
 export function parsePolicyCount(s: string, flag: string): number {
   if (s === 'unlimited') return -1;
   const n = /^[+-]?\d+$/.test(s) ? Number(s) : NaN;
-  if (!Number.isSafeInteger(n)) throw new InvalidInputError(`invalid argument ${JSON.stringify(s)} for --${flag}: not a whole number or 'unlimited'`);
-  if (n < 0) throw new InvalidInputError(`invalid argument ${JSON.stringify(s)} for --${flag}: negative values not allowed, use 'unlimited' instead`);
+  if (!Number.isSafeInteger(n)) {
+    const why = Number.isNaN(n) ? 'invalid syntax' : 'value out of range';
+    throw new FlagError(`invalid argument ${JSON.stringify(s)} for "${flag}" flag: strconv.ParseInt: parsing ${JSON.stringify(s)}: ${why}`);
+  }
+  if (n < 0) throw new FlagError(`invalid argument ${JSON.stringify(s)} for "${flag}" flag: negative values not allowed, use 'unlimited' instead`);
   return n;
 }
 
@@ -272,7 +278,7 @@ function goHtmlEscape(s: string): string {
   return s.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<string, SnapshotEntry>): void {
+function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<string, SnapshotEntry>, sortTags: boolean): void {
   const compact = ctx.flags.bool('compact');
   for (const g of plan.groups) {
     if (ctx.verbose) {
@@ -282,11 +288,14 @@ function printPlan(ctx: CommandContext, plan: ForgetPlan, byId: ReadonlyMap<stri
       if (g.key.paths) info.push(`paths [${g.key.paths.join(', ')}]`);
       if (info.length) ctx.out(`snapshots for (${info.join(', ')}):\n`);
     }
-    // restic's grouping sorts every snapshot's paths in place, so its tables show them sorted.
+    // restic's grouping sorts every snapshot's paths in place (and its tags when grouping by
+    // tags), so its tables show them sorted.
     const entries = (ids: readonly string[]) =>
       ids.map((id) => {
         const e = byId.get(id)!;
-        return { id: e.id, snapshot: { ...e.snapshot, paths: [...e.snapshot.paths].sort(compareGoStrings) } };
+        const snapshot = { ...e.snapshot, paths: [...e.snapshot.paths].sort(compareGoStrings) };
+        if (sortTags && snapshot.tags) snapshot.tags = [...snapshot.tags].sort(compareGoStrings);
+        return { id: e.id, snapshot };
       });
     if (g.keep.length) {
       ctx.out(`keep ${g.keep.length} snapshots:\n`);

@@ -7,6 +7,7 @@ import { encodeSnapshot, type Snapshot } from '../../snapshot/model/snapshot.ts'
 import { formatGoFileMode } from '../../snapshot/model/mode.ts';
 import type { TreeNode } from '../../snapshot/model/node.ts';
 import type { Command } from '../context.ts';
+import { FlagError } from '../args.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, snapshotJson } from '../context.ts';
 import { snapshotString } from './copy.ts';
 import { formatNode } from './find.ts';
@@ -27,7 +28,7 @@ export const lsCommand: Command = {
     const [ref, ...dirs] = ctx.flags.positional;
     const sortFlag = ctx.flags.string('sort') ?? 'name';
     const sort = SORT_MODES[sortFlag];
-    if (sort === undefined) throw new InvalidInputError(`invalid argument ${JSON.stringify(sortFlag)} for "-s, --sort" flag: invalid sort mode ${JSON.stringify(sortFlag)}, must be one of (name|size|time=mtime|atime|ctime|extension)`);
+    if (sort === undefined) throw new FlagError(`invalid argument ${JSON.stringify(sortFlag)} for "-s, --sort" flag: invalid sort mode ${JSON.stringify(sortFlag)}, must be one of (name|size|time=mtime|atime|ctime|extension)`);
     const reverse = ctx.flags.bool('reverse');
     const ncdu = ctx.flags.bool('ncdu');
     if (!ref) throw new InvalidInputError("no snapshot ID specified, specify snapshot ID or use special ID 'latest'");

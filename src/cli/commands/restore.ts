@@ -6,6 +6,7 @@ import { loadSnapshot } from '../../snapshot/engine/select.ts';
 import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
+import { FlagError } from '../args.ts';
 import { snapshotString } from './copy.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree, maxMemoryFrom } from '../context.ts';
 
@@ -46,7 +47,7 @@ export const restoreCommand: Command = {
       throw new InvalidInputError('exclude and include patterns are mutually exclusive');
     }
     const overwrite = (ctx.flags.string('overwrite') ?? 'always') as OverwriteMode;
-    if (!OVERWRITE_MODES.includes(overwrite)) throw new InvalidInputError(`invalid argument ${JSON.stringify(overwrite)} for "--overwrite" flag: invalid overwrite behavior ${JSON.stringify(overwrite)}`);
+    if (!OVERWRITE_MODES.includes(overwrite)) throw new FlagError(`invalid argument ${JSON.stringify(overwrite)} for "--overwrite" flag: invalid overwrite behavior ${JSON.stringify(overwrite)}, must be one of (${OVERWRITE_MODES.join('|')})`);
     const [ref, sub] = splitSnapshotRef(refArg);
     return withRepo(ctx, 'shared', async (r) => {
       const snap = await loadSnapshot(r, ref, filterFrom(ctx.flags, ctx.env));

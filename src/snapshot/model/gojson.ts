@@ -285,6 +285,14 @@ const PRINTABLE = /[\p{L}\p{M}\p{N}\p{P}\p{S} ]/u;
 const ALL_PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]*$/u;
 
 /**
+ * restic's ui.Quote of a line it prints (a path): the line as it is when every rune is printable
+ * and none is U+FFFD, else strconv.Quote(line), quotes included.
+ */
+export function goQuoteIfNeeded(s: string): string {
+  return ALL_PRINTABLE.test(s) && !s.includes('\uFFFD') ? s : `"${goQuoteInner(s)}"`;
+}
+
+/**
  * strconv.Quote(name) without the surrounding quotes: how restic writes a node name before JSON
  * encoding it. `raw` is the name's bytes, or a Go-string-form string. `"` and `\` are escaped;
  * \a \b \f \n \r \t \v get short escapes; other non-printable runes become \xHH (below 0x80),

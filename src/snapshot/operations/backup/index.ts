@@ -26,7 +26,7 @@ import type { BackupOptions, BackupResult } from './types.ts';
 import { checkMemoryLimit, planBudget } from '../../../memory-budget.ts';
 
 export type { BackupProgress };
-export type { StdinStream, StdinCommand, BackupOptions, BackupResult } from './types.ts';
+export type { StdinStream, StdinCommand, BackupOptions, BackupResult, BackupItem } from './types.ts';
 export { buildVirtualTree } from './sources.ts';
 export { sameNodes } from './same.ts';
 
@@ -73,7 +73,7 @@ export async function backup(repository: AnyRepository, options: BackupOptions):
   locking.catch(() => undefined);
   // Workers and pack buffers sized to the memory budget (or the container's limits).
   const budget = planBudget('backup', { memoryLimit: options.memoryLimit, connections: repo.backend.connections });
-  const writer = repo.blobWriter({ compression: options.compression ?? 'auto', signal, ready: locking, packBuffers: budget.packBuffers, dryRun: options.dryRun === true });
+  const writer = repo.blobWriter({ compression: options.compression ?? 'auto', packSize: options.packSize, signal, ready: locking, packBuffers: budget.packBuffers, dryRun: options.dryRun === true });
   const helper = SysHelper.start();
   const run = new BackupRun(repo, writer, helper, { ...options, threads: options.threads ?? budget.workers });
   run.errors.push(...targets.missing);
@@ -130,7 +130,7 @@ function startWork(run: BackupRun, options: BackupOptions, present: readonly str
   }
   if (options.stdin) return { tree: saveStream(run, options.stdin.stream, stdinName), paths: ['/' + stdinName] };
   const paths = present.map((t) => path.resolve(t)).sort();
-  return { tree: run.resolveParent(paths).then((parentTree) => run.saveVirtual(buildVirtualTree(present), parentTree)), paths };
+  return { tree: run.resolveParent(paths).then((parentTree) => run.saveVirtual(buildVirtualTree(present), parentTree)).then((t) => t.id), paths };
 }
 
 /**

@@ -31,7 +31,8 @@ export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boole
   return true;
 }
 
-function sameNode(a: TreeNode, b: TreeNode): boolean {
+/** Whether two nodes encode the same (restic's Node.Equals): every field, zero values alike. */
+export function sameNode(a: TreeNode, b: TreeNode): boolean {
   return (
     a.name === b.name &&
     a.type === b.type &&

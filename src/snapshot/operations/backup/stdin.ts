@@ -65,9 +65,15 @@ export async function saveStream(run: BackupRun, stream: Readable, filename: str
   const ids: BlobId[] = [];
   let pending: Buffer[] = [];
   let size = 0;
+  const started = performance.now();
+  const added = { size: 0, packed: 0 };
   const emit = async (chunk: Uint8Array) => {
-    const { id } = await run.writer.saveBlob('data', chunk);
+    const { id, stored } = await run.writer.saveBlob('data', chunk);
     ids.push(id);
+    if (stored) {
+      added.size += chunk.length;
+      added.packed += stored;
+    }
   };
   for await (const buf of piecesOf(stream, filename)) {
     throwIfAborted(run.options.signal);
@@ -107,5 +113,6 @@ export async function saveStream(run: BackupRun, stream: Readable, filename: str
   run.meter.filesDone++;
   run.meter.finished('/' + filename);
   run.meter.report();
+  run.item({ path: '/' + filename, type: 'file', action: 'new', seconds: (performance.now() - started) / 1000, dataAdded: added.size, dataAddedPacked: added.packed, treeAdded: 0, treeAddedPacked: 0 });
   return run.saveTree([node]);
 }

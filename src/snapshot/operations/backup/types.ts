@@ -79,6 +79,12 @@ export interface BackupOptions {
    * in v1.
    */
   compression?: CompressionMode;
+  /**
+   * Target size of the data packs in bytes (default 16 MiB; restic --pack-size, which takes MiB,
+   * 4 to 128). Packs end once this is reached, so they may be a little larger. The memory budget
+   * (`memoryLimit`) counts 16 MiB per pack buffer.
+   */
+  packSize?: number;
   /** The snapshot's time (default: when the backup starts); restic --time. */
   time?: GoTime;
   /** Worker threads for chunking and sealing (default: one per core, or what `memoryLimit` allows). */
@@ -140,6 +146,39 @@ export interface BackupOptions {
   skipIfUnchanged?: boolean;
   /** A file or folder that cannot be read is recorded and skipped (restic exit 3). */
   onError?: (path: string, error: Error) => void;
+  /**
+   * Called once the parent snapshot is chosen, before any file is read: its ID, or undefined when
+   * there is none (restic prints "using parent snapshot" then). Not called for `stdin`.
+   */
+  onParent?: (parent: SnapshotId | undefined) => void;
+  /**
+   * Called for every file and folder once it is stored or found unchanged, in the order they
+   * finish (a folder after its contents), as restic's `backup -vv` prints them. Folders made from
+   * the targets' paths (`/home` for `/home/user`) count too; the snapshot root does not.
+   */
+  onItem?: (item: BackupItem) => void;
+}
+
+/** One file or folder done, as restic's `backup -vv` (and its `verbose_status` JSON) reports it. */
+export interface BackupItem {
+  /** The path in the snapshot, from its root ("/home/user/work.txt"); a folder's ends in "/". */
+  path: string;
+  type: 'file' | 'dir';
+  /**
+   * Against the parent snapshot: not in it; in it but its node differs ("modified": metadata,
+   * contents or, for a folder, anything below); or the same node.
+   */
+  action: 'new' | 'modified' | 'unchanged';
+  /** Seconds from the start of its saving to its end (0 for an unchanged item). */
+  seconds: number;
+  /** A file's data blobs that this backup added first: their plaintext bytes. 0 for folders. */
+  dataAdded: number;
+  /** What the packs hold for those blobs (each sealed blob and its header entry). */
+  dataAddedPacked: number;
+  /** A folder's tree blob, when this backup added it: its plaintext bytes. 0 for files. */
+  treeAdded: number;
+  /** What the pack holds for that tree blob (sealed blob and header entry). */
+  treeAddedPacked: number;
 }
 
 /** What {@link backup} wrote. */

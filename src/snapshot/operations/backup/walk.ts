@@ -21,9 +21,10 @@ import { goModeFromPosix, nodeTypeFromPosix } from '../../model/mode.ts';
 import { goStringFromBytes } from '../../model/gojson.ts';
 import type { TreeNode } from '../../model/node.ts';
 import { encodeTree } from '../../model/tree.ts';
-import { sameNodes, sortByName, unchanged } from './same.ts';
+import { sameNode, sameNodes, sortByName, unchanged } from './same.ts';
 import type { VirtualDir } from './sources.ts';
-import type { BackupOptions } from './types.ts';
+import type { BackupItem, BackupOptions } from './types.ts';
+import { entrySize } from '../../../repository/pack.ts';
 
 const SLASH = Buffer.from('/');
 
@@ -36,6 +37,8 @@ const STATS_AT_ONCE = 256;
 
 /** An entry of a folder being saved. */
 interface Entry {
+  /** Its path in the snapshot ("/home/user/x"), as restic's -vv lines name it. */
+  sn: string;
   raw: Buffer;
   full: Buffer;
   fullStr: string;
@@ -70,6 +73,11 @@ export class BackupRun {
   #closing: Promise<void> | undefined;
   /** Progress: counts, bytes and the files being read. */
   readonly meter: BackupMeter;
+  /**
+   * With `onItem`: data blobs added by the workers and not yet claimed by the file they came
+   * from (a file claims its own when it is done), their plaintext and stored bytes.
+   */
+  readonly #newBlobs: Map<string, { size: number; packed: number }> | undefined;
 
   constructor(repo: IndexedRepository, writer: BlobWriter, helper: SysHelper, options: BackupOptions) {
     this.repo = repo;
@@ -82,6 +90,26 @@ export class BackupRun {
     this.trees = new TreeLoader(repo, options.signal);
     const scan = options.stdin || options.scan === false ? undefined : { paths: options.paths ?? [], excludes: options.excludes, signal: options.signal };
     this.meter = new BackupMeter(options.onProgress, scan);
+    if (options.onItem) this.#newBlobs = new Map();
+  }
+
+  /** Reports a finished file or folder to `onItem`. */
+  item(item: BackupItem): void {
+    this.options.onItem?.(item);
+  }
+
+  /** The new blobs among a file's content: their bytes, taken out of the unclaimed ones. */
+  #claim(ids: readonly string[]): { size: number; packed: number } {
+    const sum = { size: 0, packed: 0 };
+    if (!this.#newBlobs) return sum;
+    for (const id of ids) {
+      const b = this.#newBlobs.get(id);
+      if (!b) continue;
+      sum.size += b.size;
+      sum.packed += b.packed;
+      this.#newBlobs.delete(id);
+    }
+    return sum;
   }
 
   /** The workers, started when the first file needs reading (a re-backup may need none). */
@@ -93,7 +121,14 @@ export class BackupRun {
       compress: this.writer.shouldCompress('data', 1),
       mode: this.writer.compression,
       threads: this.options.threads,
-      sink: (id, sealed, ulen, plainLength) => this.writer.addSealed('data', id as BlobId, sealed, ulen, plainLength),
+      sink: this.#newBlobs
+        ? async (id, sealed, ulen, plainLength) => {
+          const packed = sealed.length + entrySize({ uncompressedLength: ulen });
+          const added = await this.writer.addSealed('data', id as BlobId, sealed, ulen, plainLength);
+          if (added) this.#newBlobs?.set(id, { size: plainLength, packed });
+          return added;
+        }
+        : (id, sealed, ulen, plainLength) => this.writer.addSealed('data', id as BlobId, sealed, ulen, plainLength),
       has: (id) => this.writer.has('data', id as BlobId),
       // Bytes count as they are chunked, so a big file moves the progress (and its ETA) too.
       onBytes: this.options.onProgress
@@ -116,6 +151,12 @@ export class BackupRun {
   }
 
   async resolveParent(paths: string[]): Promise<TreeNode[] | undefined> {
+    const tree = await this.#findParent(paths);
+    this.options.onParent?.(this.parentId ?? undefined);
+    return tree;
+  }
+
+  async #findParent(paths: string[]): Promise<TreeNode[] | undefined> {
     const p = this.options.parent;
     if (p === null) return undefined;
     const hostname = this.options.hostname ?? os.hostname();
@@ -149,8 +190,26 @@ export class BackupRun {
   }
 
   async saveTree(nodes: TreeNode[]): Promise<BlobId> {
-    const { id } = await this.writer.saveBlob('tree', encodeTree(nodes));
-    return id;
+    return (await this.storeTree(nodes)).id;
+  }
+
+  /** Stores a tree unless known: its ID, and its plaintext and stored bytes when added (else 0). */
+  async storeTree(nodes: TreeNode[]): Promise<SavedTree> {
+    const plain = encodeTree(nodes);
+    const { id, added, stored } = await this.writer.saveBlob('tree', plain);
+    return { id, size: added ? plain.length : 0, stored };
+  }
+
+  /** Counts a folder done against its parent's node and reports it (restic's Node.Equals decides). */
+  dirDone(sn: string, prev: TreeNode | undefined, node: TreeNode, tree: SavedTree, started: number): void {
+    const action = !prev ? 'new' : sameNode(prev, node) ? 'unchanged' : 'modified';
+    if (action === 'new') this.stats.dirsNew++;
+    else if (action === 'unchanged') this.stats.dirsUnmodified++;
+    else this.stats.dirsChanged++;
+    this.meter.dirsDone++;
+    if (this.options.onItem) {
+      this.item({ path: sn + '/', type: 'dir', action, seconds: (performance.now() - started) / 1000, dataAdded: 0, dataAddedPacked: 0, treeAdded: tree.size, treeAddedPacked: tree.stored });
+    }
   }
 
   recordError(p: string, e: unknown): void {
@@ -159,30 +218,38 @@ export class BackupRun {
     this.options.onError?.(p, err);
   }
 
-  /** Saves a level of folders made from target paths (their metadata comes from the real folders). */
-  async saveVirtual(v: VirtualDir | { target: string }, parent: TreeNode[] | undefined): Promise<BlobId> {
+  /**
+   * Saves a level of folders made from target paths (their metadata comes from the real folders).
+   * `sn`: the level's path in the snapshot ('' for the root).
+   */
+  async saveVirtual(v: VirtualDir | { target: string }, parent: TreeNode[] | undefined, sn = ''): Promise<SavedTree> {
     if ('target' in v) {
       // "." (or a lone relative folder): its contents are the root.
       const st = await lstat(v.target, { bigint: true });
       if (!st.isDirectory()) throw new InvalidInputError(`${v.target} is not a folder`);
-      return (await this.saveDirContents(Buffer.from(v.target), parent, this.parentTreeId)).id;
+      return (await this.saveDirContents(Buffer.from(v.target), parent, this.parentTreeId, '')).tree;
     }
     const nodes: TreeNode[] = [];
     const targets: Entry[] = [];
     await Promise.all([...v.children].map(async ([name, child]) => {
       const prev = parent?.find((n) => n.name === name);
+      const childSn = sn + '/' + name;
       if ('target' in child) {
         const full = Buffer.from(child.target);
-        targets.push({ raw: Buffer.from(name), full, fullStr: child.target, prev });
+        targets.push({ sn: childSn, raw: Buffer.from(name), full, fullStr: child.target, prev });
       } else {
+        const started = performance.now();
         const st = await lstat(child.realPath, { bigint: true });
         const node = this.nodeFromStat(Buffer.from(name), Buffer.from(child.realPath), st, await this.xattrsOf(Buffer.from(child.realPath)));
-        node.subtree = await this.saveVirtual(child, prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined);
+        const tree = await this.saveVirtual(child, prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined, childSn);
+        node.subtree = tree.id;
+        // restic counts (and -vv lists) these folders as any other.
+        this.dirDone(childSn, prev, node, tree, started);
         nodes.push(node);
       }
     }));
     nodes.push(...(await this.saveEntries(targets.filter((t) => !this.isExcluded(t.fullStr)))));
-    return this.saveTree(sortByName(nodes));
+    return this.storeTree(sortByName(nodes));
   }
 
   #devices: Promise<Set<bigint>> | undefined;
@@ -221,7 +288,7 @@ export class BackupRun {
    * Saves a folder's entries and its tree. When every node equals the parent tree's (the common
    * case in a backup after the first), that tree is taken as it is: nothing to encode or hash.
    */
-  async saveDirContents(dir: Buffer, parent: TreeNode[] | undefined, parentId?: BlobId): Promise<{ id: BlobId; changed: boolean }> {
+  async saveDirContents(dir: Buffer, parent: TreeNode[] | undefined, parentId: BlobId | undefined, sn: string): Promise<{ id: BlobId; changed: boolean; tree: SavedTree }> {
     throwIfAborted(this.options.signal);
     const entries: Entry[] = [];
     await this.folderLimit.run(async () => {
@@ -237,7 +304,8 @@ export class BackupRun {
         const full = Buffer.concat([dir, SLASH, raw]);
         const fullStr = full.toString('utf8');
         if (this.isExcluded(fullStr)) continue;
-        entries.push({ raw, full, fullStr, prev: prevByName.get(goStringFromBytes(raw)) });
+        const name = goStringFromBytes(raw);
+        entries.push({ sn: sn + '/' + name, raw, full, fullStr, prev: prevByName.get(name) });
       }
       await this.statEntries(entries);
       if (this.options.oneFileSystem) {
@@ -261,9 +329,9 @@ export class BackupRun {
     });
     const nodes = sortByName(await this.saveEntries(entries));
     throwIfAborted(this.options.signal);
-    if (parentId && parent && sameNodes(nodes, parent)) return { id: parentId, changed: false };
-    const id = await this.saveTree(nodes);
-    return { id, changed: true };
+    if (parentId && parent && sameNodes(nodes, parent)) return { id: parentId, changed: false, tree: { id: parentId, size: 0, stored: 0 } };
+    const tree = await this.storeTree(nodes);
+    return { id: tree.id, changed: true, tree };
   }
 
   /**
@@ -328,14 +396,12 @@ export class BackupRun {
   /** A folder's node gets the tree of its contents (the parent's when nothing changed). */
   async saveDir(e: Entry, node: TreeNode): Promise<TreeNode | undefined> {
     const { full, fullStr, prev } = e;
+    const started = performance.now();
     try {
       const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
-      const { id } = await this.saveDirContents(full, prevTree, prevTree ? prev!.subtree : undefined);
+      const { id, tree } = await this.saveDirContents(full, prevTree, prevTree ? prev!.subtree : undefined, e.sn);
       node.subtree = id;
-      if (!prev) this.stats.dirsNew++;
-      else if (prev.subtree === id) this.stats.dirsUnmodified++;
-      else this.stats.dirsChanged++;
-      this.meter.dirsDone++;
+      this.dirDone(e.sn, prev, node, tree, started);
       return node;
     } catch (err) {
       if (err instanceof AbortedError) throw err;
@@ -350,12 +416,16 @@ export class BackupRun {
    */
   async saveFile(e: Entry, node: TreeNode, size: number): Promise<TreeNode | undefined> {
     const { full, fullStr, prev } = e;
+    const started = performance.now();
+    let action: BackupItem['action'];
+    let added = { size: 0, packed: 0 };
     // restic's --ignore-inode ignores the ctime too; --ignore-ctime only the ctime.
     const ignore = { ctime: this.options.ignoreCtime === true || this.options.ignoreInode === true, inode: this.options.ignoreInode === true };
     if (prev && prev.type === 'file' && unchanged(prev, node, ignore) && prev.content?.every((id) => this.writer.has('data', id))) {
       node.content = prev.content;
       this.stats.filesUnmodified++;
       this.stats.bytes += size;
+      action = 'unchanged';
     } else {
       throwIfAborted(this.options.signal);
       // The previous version's blobs that the repository has need hashing, not sealing.
@@ -368,9 +438,16 @@ export class BackupRun {
       }
       node.content = result.ids as BlobId[];
       node.size = result.size;
-      if (prev) this.stats.filesChanged++;
-      else this.stats.filesNew++;
+      added = this.#claim(result.ids);
+      // As restic: a file read again whose node comes out the same is unchanged.
+      action = !prev ? 'new' : sameNode(prev, node) ? 'unchanged' : 'modified';
+      if (action === 'new') this.stats.filesNew++;
+      else if (action === 'unchanged') this.stats.filesUnmodified++;
+      else this.stats.filesChanged++;
       this.stats.bytes += result.size;
+    }
+    if (this.options.onItem) {
+      this.item({ path: e.sn, type: 'file', action, seconds: (performance.now() - started) / 1000, dataAdded: added.size, dataAddedPacked: added.packed, treeAdded: 0, treeAddedPacked: 0 });
     }
     this.meter.filesDone++;
     // A file read by the workers has had its bytes counted as they were chunked.
@@ -414,6 +491,13 @@ export class BackupRun {
     if (xattrs?.length) node.extendedAttributes = xattrs;
     return node;
   }
+}
+
+/** A tree as stored: its ID, and its plaintext and stored bytes when this backup added it (else 0). */
+export interface SavedTree {
+  id: BlobId;
+  size: number;
+  stored: number;
 }
 
 /** The CACHEDIR.TAG signature (https://bford.info/cachedir/), as restic's --exclude-caches checks it. */
