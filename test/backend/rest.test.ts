@@ -102,7 +102,7 @@ backendConformance('RestBackend on rest-server', async () => ({
   backend: new RestBackend(newRepoUrl(unverified, 'conf')),
   // The server's folder goes away with the server.
   cleanup: async () => {},
-}), { idNamesOnly: true });
+}), { idNamesOnly: true, streamsFiles: true });
 
 describe('RestBackend on rest-server', () => {
   it("creates restic's folders with POST /?create=true; files land where rest-server keeps them", async () => {
@@ -352,6 +352,18 @@ describe('REST upload checks (rest-server, through a proxy that flips one byte o
     await b.create();
     return b;
   };
+
+  it('saveFile: a damaged upload streamed from a local file (Content-Length body) is refused and retried the same way', async () => {
+    const backend = await through(proxy);
+    try {
+      const { error, request } = await damagedUploadIsRefused({ backend, proxy, match, fromFile: true });
+      assert.equal(error.status, 400);
+      assert.match(error.message, /damaged on the way/);
+      assert.equal(request.headers['content-length'], String(96 * 1024));
+    } finally {
+      await backend.close();
+    }
+  });
 
   it('rest-server refuses a damaged upload (400, transient: the bytes match their name here); the retry stores it intact', async () => {
     const backend = await through(proxy);
