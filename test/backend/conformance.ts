@@ -463,20 +463,19 @@ export function backendConformance(name: string, make: () => Promise<BackendUnde
           }
         }));
 
-      it('saveFile: a 64 MiB file is sent without being held whole in memory', { skip: conformance.serverInProcess && 'the server runs in this process' }, () =>
+      it('saveFile: a 32 MiB file is sent without being held whole in memory', { skip: conformance.serverInProcess && 'the server runs in this process' }, () =>
         withBackend(async (b) => {
           const dir = await mkdtemp(join(tmpdir(), 'stowage-conformance-'));
           try {
             const path = join(dir, 'big');
-            const size = 64 * MiB;
+            const size = 32 * MiB;
             const data = randomData(size);
             await writeFile(path, data);
-            const want = digest(data);
             const h = { type: 'data' as const, name: newId() };
             // External memory (Buffers, ArrayBuffers) that survives a garbage collection, above
             // what it was before the save, sampled while it runs: what the save holds, not the
             // pieces it is done with (when V8 collects those is its own affair). Reading the file
-            // whole would hold its 64 MiB for the whole save.
+            // whole would hold its 32 MiB for the whole save.
             const gc = exposedGc();
             gc();
             const base = process.memoryUsage().arrayBuffers;
@@ -494,9 +493,10 @@ export function backendConformance(name: string, make: () => Promise<BackendUnde
             }
             assert.ok(peak < size / 4, `peak external memory during the save: ${(peak / MiB).toFixed(1)} MiB for a ${size / MiB} MiB file`);
             assert.equal((await b.stat(h)).size, size);
-            const pieces: Uint8Array[] = [];
-            for await (const piece of loadPieces(b, h, { offset: 0, length: size })) pieces.push(piece);
-            assert.equal(digest(Buffer.concat(pieces)), want);
+            // Its first and last MiB (the whole was read back by the test above, smaller).
+            for (const offset of [0, size - MiB]) {
+              assert.equal(digest(await b.load(h, { offset, length: MiB })), digest(data.subarray(offset, offset + MiB)), `the MiB at ${offset}`);
+            }
           } finally {
             await rm(dir, { recursive: true, force: true });
           }
