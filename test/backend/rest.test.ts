@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RestBackend } from '../../src/backend/rest.ts';
 import type { RestBackendOptions } from '../../src/backend/rest.ts';
@@ -22,7 +22,7 @@ import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { repositoryStats } from '../../src/snapshot/operations/stats.ts';
 import { backendConformance } from './conformance.ts';
 import { wrapBackend } from '../../src/backend/wrappers/stack.ts';
-import { loadPieces } from '../../src/backend/backend.ts';
+import { describeFile, loadPieces } from '../../src/backend/backend.ts';
 import type { BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { startRestServer } from '../servers/rest-server.ts';
 import type { RestServer } from '../servers/rest-server.ts';
@@ -265,6 +265,36 @@ describe('RestBackend: restore reads each pack with one request', () => {
       assert.ok(bytes <= packBytes, `${bytes} bytes read for ${packBytes} bytes of blobs`);
     } finally {
       await b.close();
+    }
+  });
+});
+
+describe('RestBackend: saveFile of a file cut short while it is sent', () => {
+  it('is an IntegrityError naming both files, the request is cut off, and rest-server stores nothing', async () => {
+    // A slow link (4 MiB/s), so the upload is still reading the file when it is truncated.
+    const proxy = await startTcpProxy({ targetPort: unverified.port, bytesPerSecond: 4 * MiB });
+    const b = new RestBackend(`${proxy.url}/cut-${++repos}/`);
+    const dir = await tmpDir('stowage-rest-cut');
+    try {
+      await b.create();
+      const path = join(dir, 'pack');
+      const size = 32 * MiB;
+      await writeFile(path, randomBytes(size));
+      const h = { type: 'data' as const, name: newId() };
+      const started = Date.now();
+      const save = b.saveFile(h, { path, size });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await truncate(path, MiB);
+      await assert.rejects(save, (err: unknown) => {
+        assert.ok(err instanceof IntegrityError, `expected IntegrityError, got ${String(err)}`);
+        assert.ok(err.message.includes(path) && err.message.includes(describeFile(h)), err.message);
+        return true;
+      });
+      assert.ok(Date.now() - started < 5000, 'the upload was cut off, not sent to its end');
+      await assert.rejects(b.stat(h), NotFoundError);
+    } finally {
+      await b.close();
+      await proxy.close();
     }
   });
 });
