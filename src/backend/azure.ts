@@ -16,7 +16,7 @@ import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as AzureBlob from '@azure/storage-blob';
 import { nodeHttps } from './node-http.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import type { S3ObjectLockOptions } from './s3.ts';
 import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
@@ -24,6 +24,7 @@ import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
   optionalPackage, positiveInteger, prefixedKey, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption,
   checkObjectLockOptions, uploadRetentionOf,
+  localFileDigests, uploadFromFile,
 } from './shared.ts';
 
 /**
@@ -291,30 +292,54 @@ export class AzureBackend implements Backend, RetentionCapable, VersionedCapable
 
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     const file = startCall(h, options.signal);
+    await this.upload(h, file, data.length, options.signal, {
+      body: (start, length) => data.subarray(start, start + length),
+      md5: async (start, length) => createHash('md5').update(data.subarray(start, start + length)).digest(),
+    });
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes, without holding it whole: each request (one Put
+   * Blob, or above `singlePutThreshold` each staged block) has its Content-MD5 computed in a
+   * first pass over its range of the file, then sends that range as it is read. A file that does
+   * not hold `file.size` bytes is an IntegrityError and nothing is stored.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    await uploadFromFile(local, file, options.signal, (stream, signal) =>
+      this.upload(h, file, local.size, signal, {
+        body: (start, length) => () => stream({ start, length }),
+        md5: async (start, length) => (await localFileDigests(local, file, ['md5'], { start, length, signal })).digests[0]!,
+      }),
+    );
+  }
+
+  /** One Put Blob, or staged blocks above the threshold, of `size` bytes that `source` gives by range. */
+  private async upload(h: FileHandle, file: string, size: number, signal: AbortSignal | undefined, source: UploadSource): Promise<void> {
     const blob = (await this.#client()).getBlockBlobClient(this.keyOf(h));
-    throwIfAborted(options.signal);
+    throwIfAborted(signal);
     const tier = this.tierFor(h);
     const blobHTTPHeaders = { blobContentType: 'application/octet-stream' };
     const retention = this.uploadRetention(h);
     const immutabilityPolicy = retention ? toAzurePolicy(retention) : undefined;
     try {
-      if (data.length <= this.#singlePutThreshold) {
+      if (size <= this.#singlePutThreshold) {
         // One Put Blob; the service checks the MD5 against the bytes it received.
         // The SDK passes transactionalContentMD5 through (as Content-MD5) but its typings omit it.
         // A mismatch is refused with 400 Md5Mismatch, transient.
         const uploadOptions: AzureBlob.BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array | undefined } = {
-          abortSignal: options.signal,
+          abortSignal: signal,
           tier,
           blobHTTPHeaders,
           immutabilityPolicy,
-          transactionalContentMD5: this.#checksums ? createHash('md5').update(data).digest() : undefined,
+          transactionalContentMD5: this.#checksums ? await source.md5(0, size) : undefined,
         };
-        await blob.upload(data, data.length, uploadOptions);
+        await blob.upload(source.body(0, size), size, uploadOptions);
       } else {
-        await this.stageAndCommit(blob, data, { signal: options.signal, tier, blobHTTPHeaders, immutabilityPolicy });
+        await this.stageAndCommit(blob, size, source, { signal, tier, blobHTTPHeaders, immutabilityPolicy });
       }
     } catch (err) {
-      throw this.toStowage(err, 'save', file, options.signal);
+      throw this.toStowage(err, 'save', file, signal);
     }
   }
 
@@ -325,21 +350,23 @@ export class AzureBackend implements Backend, RetentionCapable, VersionedCapable
    */
   private async stageAndCommit(
     blob: AzureBlob.BlockBlobClient,
-    data: Uint8Array,
+    size: number,
+    source: UploadSource,
     o: { signal: AbortSignal | undefined; tier: AzureBlob.BlockBlobTier | undefined; blobHTTPHeaders: AzureBlob.BlobHTTPHeaders; immutabilityPolicy: AzureBlob.BlobImmutabilityPolicy | undefined },
   ): Promise<void> {
-    const blockSize = Math.max(Math.min(this.#singlePutThreshold, MAX_BLOCK), Math.ceil(data.length / MAX_BLOCKS));
+    const blockSize = Math.max(Math.min(this.#singlePutThreshold, MAX_BLOCK), Math.ceil(size / MAX_BLOCKS));
     // Block IDs must all have the same length (before base64); a random run tag keeps a retry's
     // blocks apart from a failed attempt's.
     const run = randomBytes(8).toString('hex');
     const ids: string[] = [];
-    for (let start = 0; start < data.length; start += blockSize) {
+    for (let start = 0; start < size; start += blockSize) {
       throwIfAborted(o.signal);
-      const part = data.subarray(start, Math.min(start + blockSize, data.length));
+      const length = Math.min(blockSize, size - start);
       const id = Buffer.from(`${run}-${String(ids.length).padStart(6, '0')}`).toString('base64');
-      await blob.stageBlock(id, part, part.length, {
+      // Each block is read (and its digest computed) only when it is sent.
+      await blob.stageBlock(id, source.body(start, length), length, {
         abortSignal: o.signal,
-        transactionalContentMD5: this.#checksums ? createHash('md5').update(part).digest() : undefined,
+        transactionalContentMD5: this.#checksums ? await source.md5(start, length) : undefined,
       });
       ids.push(id);
     }
@@ -605,4 +632,10 @@ function isTransient(status: number | undefined, code: unknown, message: string)
   // A certificate the client does not trust stays untrusted however often it is tried.
   if (/certificate|self[- ]signed|CERT_|SSL|TLS/i.test(message)) return false;
   return transient.code(code);
+}
+
+/** The bytes of an upload by range (a buffer's, or a stream of a local file's range read as sent) and their MD5. */
+interface UploadSource {
+  body(start: number, length: number): Uint8Array | (() => Readable);
+  md5(start: number, length: number): Promise<Uint8Array>;
 }

@@ -15,7 +15,8 @@
 // of the repository at an instant (viewAsOf). See docs/immutability.md.
 
 import { createHash } from 'node:crypto';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { Readable } from 'node:stream';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import type { S3ObjectLockOptions } from './s3.ts';
 import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
@@ -23,6 +24,7 @@ import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, normalizePrefix, optionalPackage,
   parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, resolveRange, transientErrors, underPrefix, uploadChecksumsOption,
   checkObjectLockOptions, uploadRetentionOf,
+  localFileDigests, uploadFromFile,
 } from './shared.ts';
 
 /** B2 File Lock retention for uploads (the same shape as S3's): a mode and exactly one of `retainDays`, `retainSeconds`, `retainUntil`. */
@@ -85,7 +87,7 @@ interface B2Client {
   getBucket(args: { bucketName: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   createBucket(args: { bucketName: string; bucketType: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   getUploadUrl(args: { bucketId: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
-  uploadFile(args: { uploadUrl: string; uploadAuthToken: string; fileName: string; data: Buffer; hash: string; mime: string; contentLength: number; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
+  uploadFile(args: { uploadUrl: string; uploadAuthToken: string; fileName: string; data: Buffer | Readable; hash: string; mime: string; contentLength: number; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   listFileNames(args: { bucketId: string; startFileName?: string; maxFileCount: number; prefix: string; delimiter?: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
   listFileVersions(args: { bucketId: string; startFileName?: string; startFileId?: string; maxFileCount: number; axios?: Record<string, unknown>; axiosOverride?: Record<string, unknown> }): Promise<AxiosResponse>;
   deleteFileVersion(args: { fileId: string; fileName: string; axios?: Record<string, unknown> }): Promise<AxiosResponse>;
@@ -333,11 +335,30 @@ export class B2Backend implements Backend, RetentionCapable, VersionedCapable {
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     const file = startCall(h, options.signal);
     if (data.length > MAX_SIMPLE_UPLOAD) throw new UnsupportedError(`save ${file}: ${data.length} bytes is more than one B2 upload takes (large files are not supported)`);
-    const bucketId = await this.#bucketId(options.signal, 'save', file, true);
     // B2 checks the bytes it received against this SHA-1 and refuses a mismatch (400, transient).
     const sha1 = this.#checksums ? createHash('sha1').update(data).digest('hex') : 'do_not_verify';
     // A view, not a copy (the SDK deep-merges its arguments and would copy a Uint8Array's whole buffer).
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await this.#upload(h, file, sha1, () => body, body.length, options.signal);
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes, without holding it whole: a first pass over the
+   * file computes the SHA-1 (X-Bz-Content-Sha1), then the upload sends the file as it is read.
+   * A file that does not hold `file.size` bytes is an IntegrityError and the upload is cut off
+   * before its end, so nothing is stored.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    if (local.size > MAX_SIMPLE_UPLOAD) throw new UnsupportedError(`save ${file}: ${local.size} bytes is more than one B2 upload takes (large files are not supported)`);
+    const sha1 = this.#checksums ? (await localFileDigests(local, file, ['sha1'], { signal: options.signal })).digests[0]!.toString('hex') : 'do_not_verify';
+    await uploadFromFile(local, file, options.signal, (stream, signal) => this.#upload(h, file, sha1, () => stream(), local.size, signal));
+  }
+
+  /** One b2_upload_file of `size` bytes; `body` makes them anew for each attempt (a stream is read once). */
+  async #upload(h: FileHandle, file: string, sha1: string, body: () => Buffer | Readable, size: number, signal: AbortSignal | undefined): Promise<void> {
+    const options = { signal };
+    const bucketId = await this.#bucketId(options.signal, 'save', file, true);
     const retention = this.uploadRetention(h);
     const lockHeaders = retention
       ? { axiosOverride: { headers: { 'X-Bz-File-Retention-Mode': retention.mode.toLowerCase(), 'X-Bz-File-Retention-Retain-Until-Timestamp': String(retention.retainUntil.getTime()) } } }
@@ -348,7 +369,7 @@ export class B2Backend implements Backend, RetentionCapable, VersionedCapable {
         const { client } = await this.#authorized(options.signal, 'save', file);
         await this.#sdkCall(
           (c, axios) =>
-            c.uploadFile({ uploadUrl: target.uploadUrl, uploadAuthToken: target.authorizationToken, fileName: this.#fileName(h), data: body, hash: sha1, mime: 'application/octet-stream', contentLength: body.length, axios, ...lockHeaders }),
+            c.uploadFile({ uploadUrl: target.uploadUrl, uploadAuthToken: target.authorizationToken, fileName: this.#fileName(h), data: body(), hash: sha1, mime: 'application/octet-stream', contentLength: size, axios, ...lockHeaders }),
           options.signal,
           client,
         );

@@ -18,15 +18,16 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type * as Gcs from '@google-cloud/storage';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import type { S3ObjectLockOptions } from './s3.ts';
 import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, errorMessage, fileInfo, firstLine, isIdName, listConfig, madeOnce, maskSecrets, normalizePrefix,
   optionalPackage, prefixedKey, raceAbort, sdkRange, stripUrlSecrets, transientErrors, underPrefix, uploadChecksumsOption, crc32cBase64,
-  checkObjectLockOptions, uploadRetentionOf,
+  checkObjectLockOptions, uploadRetentionOf, crc32cBase64Of, localFileDigests, uploadFromFile,
 } from './shared.ts';
 
 /**
@@ -297,6 +298,33 @@ export class GCSBackend implements Backend, RetentionCapable, VersionedCapable {
         ...(retention ? { retention: toGcsRetention(retention) } : {}),
       };
       await object.save(body, { resumable: false, validation: this.#checksums ? 'crc32c' : false, metadata });
+    } catch (err) {
+      throw this.toStowage(err, 'save', file, undefined);
+    }
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes, without holding it whole: a first pass over the
+   * file computes the MD5 and CRC32C the upload's metadata carries, then the file is sent as it
+   * is read. A file that does not hold `file.size` bytes is an IntegrityError, and the upload is
+   * cut off before its end, so nothing is stored.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    const object = (await this.#client()).file(this.keyOf(h));
+    const retention = this.uploadRetention(h);
+    let sums = {};
+    if (this.#checksums) {
+      const { digests, crc32c } = await localFileDigests(local, file, ['md5'], { signal: options.signal, crc32c: true });
+      sums = { md5Hash: digests[0]!.toString('base64'), crc32c: crc32cBase64Of(crc32c) };
+    }
+    throwIfAborted(options.signal);
+    const metadata = { contentType: 'application/octet-stream', ...sums, ...(retention ? { retention: toGcsRetention(retention) } : {}) };
+    try {
+      // An abort while the file is sent fails its read, which cuts the upload off (see uploadFromFile).
+      await uploadFromFile(local, file, options.signal, (body) =>
+        pipeline(body(), object.createWriteStream({ resumable: false, validation: this.#checksums ? 'crc32c' : false, metadata })),
+      );
     } catch (err) {
       throw this.toStowage(err, 'save', file, undefined);
     }

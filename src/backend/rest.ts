@@ -6,14 +6,16 @@
 
 import { createHash } from 'node:crypto';
 import type * as http from 'node:http';
+import type { Readable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import { describeFile, type RemoveOptions } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, errorMessage, fileInfo, isIdName, listConfig,
   maskSecrets, positiveInteger, rangeHeader, redactUrlPassword, rangeFromAnswer, transientErrors,
+  localFileDigests, localFileEquals, uploadFromFile,
 } from './shared.ts';
 
 /** Options of {@link RestBackend}. */
@@ -60,6 +62,8 @@ interface RequestSpec {
   signal: AbortSignal | undefined;
   headers?: Record<string, string>;
   body?: Uint8Array;
+  /** A body read as it is sent (a local file), of `streamLength` bytes. */
+  stream?: { open: () => Readable; length: number };
 }
 
 /**
@@ -166,6 +170,55 @@ export class RestBackend implements Backend {
       throw err;
     }
     if (Buffer.from(existing).equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return;
+    const removed = await this.request({ method: 'DELETE', path: this.pathOf(h), op: 'save', file, signal: options.signal });
+    if (!ok(removed.status)) {
+      throw this.statusError(removed, 'save', file, 'the file exists with other content and the server refuses to replace it (append-only?)');
+    }
+    const again = await post();
+    if (!ok(again.status)) throw this.statusError(again, 'save', file);
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes, but sends it as it is read (256 KiB
+   * bytes at a time, with its Content-Length), never holding it whole. A file that does not hold
+   * `file.size` bytes cuts the request off (rest-server keeps nothing of a cut upload) and is an
+   * IntegrityError.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    const post = (): Promise<HttpResult> =>
+      uploadFromFile(local, file, options.signal, (body, signal) =>
+        this.request({
+          method: 'POST',
+          path: this.pathOf(h),
+          op: 'save',
+          file,
+          signal,
+          headers: { 'Content-Type': 'application/octet-stream' },
+          stream: { open: body, length: local.size },
+        }),
+      );
+    const res = await post();
+    if (ok(res.status)) return;
+    // As in save: bytes that hash to their name were damaged on the way.
+    if (res.status === 400 && h.type !== 'config' && isIdName(h.name)) {
+      const { digests } = await localFileDigests(local, file, ['sha256'], { signal: options.signal });
+      if (digests[0]!.toString('hex') === h.name) {
+        const err = this.statusError(res, 'save', file, 'the server found the bytes do not match their name, which they do here: damaged on the way');
+        throw new BackendError(err.message, { transient: true, status: 400 });
+      }
+    }
+    if (res.status !== 403) throw this.statusError(res, 'save', file);
+    // The file exists: the same bytes are this save already done; other bytes are replaced.
+    let same: boolean;
+    try {
+      const { size } = await this.stat(h, options);
+      same = size === local.size && (await localFileEquals(local, file, this.loadStream(h, { signal: options.signal, offset: 0, length: size })));
+    } catch (err) {
+      if (err instanceof NotFoundError) throw this.statusError(res, 'save', file);
+      throw err;
+    }
+    if (same) return;
     const removed = await this.request({ method: 'DELETE', path: this.pathOf(h), op: 'save', file, signal: options.signal });
     if (!ok(removed.status)) {
       throw this.statusError(removed, 'save', file, 'the file exists with other content and the server refuses to replace it (append-only?)');
@@ -305,6 +358,7 @@ export class RestBackend implements Backend {
     const headers: Record<string, string> = { Accept: MEDIA_V2, ...spec.headers };
     if (this.#authorization) headers.Authorization = this.#authorization;
     if (spec.body) headers['Content-Length'] = String(spec.body.byteLength);
+    if (spec.stream) headers['Content-Length'] = String(spec.stream.length);
     const lib = url.protocol === 'https:' ? nodeHttps() : nodeHttp();
     return new Promise<HttpResult>((resolve, reject) => {
       const fail = (err: unknown): void => reject(this.networkError(err, spec));
@@ -322,7 +376,12 @@ export class RestBackend implements Backend {
       req.setTimeout(this.#timeoutMs, () => {
         req.destroy(Object.assign(new Error(`no response for ${this.#timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
       });
-      req.end(spec.body ?? undefined);
+      if (!spec.stream) return req.end(spec.body ?? undefined);
+      const body = spec.stream.open();
+      // pipe does not pass the body's errors on: the request is cut off instead (the caller's
+      // signal fires too, see uploadFromFile), and a request never ends short of its length.
+      body.on('error', (err) => req.destroy(err));
+      body.pipe(req);
     });
   }
 

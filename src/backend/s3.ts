@@ -4,15 +4,16 @@
 // does not pull it in.
 
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { nodeHttp, nodeHttps } from './node-http.ts';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { describeFile, type RemoveOptions } from './backend.ts';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile, ObjectRetention, RetentionCapable, VersionedCapable } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, ObjectLockError, ReadOnlyError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkBytes, checkConnections, startCall, checkType, emptyRead, fileInfo, listConfig, listedAs, maskSecrets,
   normalizePrefix, optionalPackage, positiveInteger, prefixedKey, rangeHeader, redactUrlPassword, rangeFromAnswer,
-  transientErrors, underPrefix, uploadChecksumsOption, checkObjectLockOptions, uploadRetentionOf,
+  transientErrors, underPrefix, uploadChecksumsOption, checkObjectLockOptions, uploadRetentionOf, localFileDigests, uploadFromFile,
 } from './shared.ts';
 import { assumeRoleProvider, checkAssumeRole, type S3AssumeRoleOptions } from './sts.ts';
 import { VersionsAsOfView, versionSource, type ListedVersion } from './as-of-view.ts';
@@ -281,35 +282,61 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     const file = startCall(h, options.signal);
     checkBytes(data, file);
-    const { sdk, client } = await this.connect();
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await this.upload(h, file, body.length, options.signal, {
+      body: (start, length) => body.subarray(start, start + length),
+      md5: async (start, length) => md5Base64(body.subarray(start, start + length)),
+    });
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes, without holding it whole: a first pass over the
+   * file computes the Content-MD5 (when checksums or Object Lock want it), then the PUT (or each
+   * part of a multipart upload, above `multipartThreshold`) sends its range of the file as it is
+   * read. A file that does not hold `file.size` bytes is an IntegrityError and nothing is stored.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    await uploadFromFile(local, file, options.signal, (stream, signal) =>
+      this.upload(h, file, local.size, signal, {
+        body: (start, length) => stream({ start, length }),
+        md5: async (start, length) => (await localFileDigests(local, file, ['md5'], { start, length, signal })).digests[0]!.toString('base64'),
+      }),
+    );
+  }
+
+  /** A PUT, or a multipart upload above the threshold, of `size` bytes that `source` gives by range. */
+  private async upload(h: FileHandle, file: string, size: number, signal: AbortSignal | undefined, source: UploadSource): Promise<void> {
+    const { sdk, client } = await this.connect();
     const storageClass = h.type === 'data' ? (this.#opts.storageClass as S3Sdk.StorageClass | undefined) : undefined;
     const retention = this.uploadRetention(h);
     const lock = retention && { ObjectLockMode: retention.mode, ObjectLockRetainUntilDate: retention.retainUntil };
     // Object Lock refuses an upload without a checksum, so it is sent even when turned off.
     const md5 = this.#checksums || retention !== undefined;
     try {
-      if (body.length > this.#multipartThreshold) {
-        await this.saveInParts(sdk, client, h, body, storageClass, lock, md5, options.signal);
+      if (size > this.#multipartThreshold) {
+        await this.saveInParts(sdk, client, h, size, source, storageClass, lock, md5, signal);
         return;
       }
+      // The digest first: it goes in the request's headers, before the body.
+      const contentMd5 = md5 ? await source.md5(0, size) : undefined;
       await client.send(
         new sdk.PutObjectCommand({
           Bucket: this.bucket,
           Key: this.keyOf(h),
-          Body: body,
-          ContentLength: body.length,
+          Body: source.body(0, size),
+          ContentLength: size,
           // The server checks the bytes it received against this digest, as restic has it do
           // (BadDigest, transient, when a byte changed on the way).
-          ContentMD5: md5 ? md5Base64(body) : undefined,
+          ContentMD5: contentMd5,
           ContentType: 'application/octet-stream',
           StorageClass: storageClass,
           ...lock,
         }),
-        { abortSignal: options.signal },
+        { abortSignal: signal },
       );
     } catch (err) {
-      throw this.toStowage(err, 'save', file, options.signal);
+      throw this.toStowage(err, 'save', file, signal);
     }
   }
 
@@ -551,14 +578,15 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
     sdk: S3Module,
     client: S3Sdk.S3Client,
     h: FileHandle,
-    body: Buffer,
+    size: number,
+    source: UploadSource,
     storageClass: S3Sdk.StorageClass | undefined,
     lock: { ObjectLockMode: S3Sdk.ObjectLockMode; ObjectLockRetainUntilDate: Date } | undefined,
     md5: boolean,
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const key = this.keyOf(h);
-    const partSize = Math.max(MIN_PART_SIZE, Math.min(this.#multipartThreshold, MAX_PART_SIZE), Math.ceil(body.length / MAX_PARTS));
+    const partSize = Math.max(MIN_PART_SIZE, Math.min(this.#multipartThreshold, MAX_PART_SIZE), Math.ceil(size / MAX_PARTS));
     // Not abortable: an abort while the server starts the upload would lose its ID, and with
     // it the only way to clean the upload up.
     const started = await client.send(
@@ -568,18 +596,20 @@ export class S3Backend implements Backend, RetentionCapable, VersionedCapable {
     if (!uploadId) throw new BackendError(`save ${describeFile(h)} (in ${this.location}): the server started a multipart upload without an ID`, { transient: true });
     try {
       const parts: S3Sdk.CompletedPart[] = [];
-      for (let start = 0, partNumber = 1; start < body.length; start += partSize, partNumber++) {
+      for (let start = 0, partNumber = 1; start < size; start += partSize, partNumber++) {
         throwIfAborted(signal);
-        const part = body.subarray(start, Math.min(start + partSize, body.length));
+        const length = Math.min(partSize, size - start);
+        // Each part is read (and its digest computed) only when it is sent.
+        const contentMd5 = md5 ? await source.md5(start, length) : undefined;
         const res = await client.send(
           new sdk.UploadPartCommand({
             Bucket: this.bucket,
             Key: key,
             UploadId: uploadId,
             PartNumber: partNumber,
-            Body: part,
-            ContentLength: part.length,
-            ContentMD5: md5 ? md5Base64(part) : undefined,
+            Body: source.body(start, length),
+            ContentLength: length,
+            ContentMD5: contentMd5,
           }),
           { abortSignal: signal },
         );
@@ -682,6 +712,12 @@ function checkCredentials(c: S3Credentials): void {
     throw new InvalidInputError('S3 credentials need a non-empty accessKeyId and secretAccessKey');
   }
   if (c.sessionToken !== undefined && typeof c.sessionToken !== 'string') throw new InvalidInputError('S3 sessionToken must be a string');
+}
+
+/** The bytes of an upload by range (a buffer's, or a local file's read as sent) and their Content-MD5. */
+interface UploadSource {
+  body(start: number, length: number): Buffer | Readable;
+  md5(start: number, length: number): Promise<string>;
 }
 
 function md5Base64(data: Uint8Array): string {

@@ -4,9 +4,12 @@
 // loading an optional SDK, and which failures may pass (the retry wrapper uses that too).
 // Nothing here talks to a storage.
 
+import { createHash } from 'node:crypto';
+import { open as openFile, type FileHandle as OsFileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { FILE_TYPES, describeFile, layoutPath } from './backend.ts';
-import type { FileHandle, FileInfo, FileType, LoadOptions, ObjectRetention } from './backend.ts';
-import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, UnsupportedError, throwIfAborted } from '../errors.ts';
+import type { FileHandle, FileInfo, FileType, LoadOptions, LocalFile, ObjectRetention } from './backend.ts';
+import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, UnsupportedError, throwIfAborted } from '../errors.ts';
 
 // ---- handles, names and options ----------------------------------------------------------------
 
@@ -341,8 +344,8 @@ export const CHECKSUM_MISMATCH_CODES: readonly string[] = ['BadDigest', 'XAmzCon
 // CRC-32C (Castagnoli, reflected 0x82F63B78), as GCS wants it; Node's zlib has only CRC-32.
 let crc32cTable: Uint32Array | undefined;
 
-/** The CRC-32C of `data` as GCS writes it: the four big-endian bytes in base64. */
-export function crc32cBase64(data: Uint8Array): string {
+/** CRC-32C going on over `data` from `crc` (start with 0; {@link crc32cBase64Of} writes it out). */
+export function crc32cUpdate(crc: number, data: Uint8Array): number {
   if (!crc32cTable) {
     crc32cTable = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
@@ -352,11 +355,157 @@ export function crc32cBase64(data: Uint8Array): string {
     }
   }
   const table = crc32cTable;
-  let crc = 0xffffffff;
-  for (let i = 0; i < data.length; i++) crc = table[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  let c = (crc ^ 0xffffffff) >>> 0;
+  for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A CRC-32C as GCS writes it: the four big-endian bytes in base64. */
+export function crc32cBase64Of(crc: number): string {
   const out = Buffer.alloc(4);
-  out.writeUInt32BE((crc ^ 0xffffffff) >>> 0);
+  out.writeUInt32BE(crc >>> 0);
   return out.toString('base64');
+}
+
+/** The CRC-32C of `data` as GCS writes it: the four big-endian bytes in base64. */
+export function crc32cBase64(data: Uint8Array): string {
+  return crc32cBase64Of(crc32cUpdate(0, data));
+}
+
+// ---- saves from local files ----------------------------------------------------------------------
+
+/** The largest piece read from a local file being saved: what such a save holds in memory at a time. */
+export const FILE_PIECE = 256 * 1024;
+
+/** A byte range of a local file being saved: `length` bytes from `start` (default: the whole file). */
+export interface FileRange {
+  start?: number;
+  length?: number;
+}
+
+/**
+ * Opens a local file to be saved as `what`, checking it holds `file.size` bytes: an
+ * IntegrityError naming both when not, a permanent BackendError when it cannot be read.
+ */
+async function openLocal(file: LocalFile, what: string): Promise<OsFileHandle> {
+  let fh: OsFileHandle | undefined;
+  try {
+    fh = await openFile(file.path, 'r');
+    const { size } = await fh.stat();
+    if (size !== file.size) throw shortFile(file, what, size);
+    return fh;
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    throw localFileError(err, file, what);
+  }
+}
+
+function shortFile(file: LocalFile, what: string, size?: number): IntegrityError {
+  const holds = size === undefined ? 'no longer holds' : `holds ${size} bytes, not`;
+  return new IntegrityError(`the local file ${file.path} to be saved as ${what} ${holds} the ${file.size} bytes announced`, { file: what });
+}
+
+function localFileError(err: unknown, file: LocalFile, what: string): StowageError {
+  if (err instanceof StowageError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  return new BackendError(`save ${what}: cannot read the local file ${file.path}: ${typeof code === 'string' ? `${code}: ` : ''}${errorMessage(err)}`, { transient: false, cause: err });
+}
+
+/**
+ * A range of a local file being saved as `what`, read in pieces of at most {@link FILE_PIECE}
+ * bytes, each a fresh buffer (an upload may keep it until it is sent) unless `reuse` says the
+ * caller is done with each piece before it asks for the next. IntegrityError when the
+ * file does not hold `file.size` bytes or ends early; AbortedError when `signal` fires.
+ */
+export async function* localFilePieces(file: LocalFile, what: string, range: FileRange = {}, signal?: AbortSignal, reuse = false): AsyncGenerator<Buffer> {
+  throwIfAborted(signal);
+  const start = range.start ?? 0;
+  const length = range.length ?? file.size - start;
+  const fh = await openLocal(file, what);
+  // With `reuse`, one buffer for every piece: for a caller done with each piece before the next.
+  const shared = reuse ? Buffer.allocUnsafeSlow(Math.min(FILE_PIECE, length)) : undefined;
+  try {
+    for (let done = 0; done < length; ) {
+      throwIfAborted(signal);
+      const n = Math.min(FILE_PIECE, length - done);
+      const piece = shared ? shared.subarray(0, n) : Buffer.allocUnsafeSlow(n);
+      let filled = 0;
+      while (filled < piece.length) {
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await fh.read(piece, filled, piece.length - filled, start + done + filled));
+        } catch (err) {
+          throw localFileError(err, file, what);
+        }
+        if (bytesRead === 0) throw shortFile(file, what);
+        filled += bytesRead;
+      }
+      done += piece.length;
+      yield piece;
+    }
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+/**
+ * Digests of a range of a local file being saved (`algorithms` as `createHash` names them, and
+ * the CRC-32C when asked), in one pass of {@link FILE_PIECE}-byte reads: the first pass of a
+ * save whose request names its checksum before its body. Errors as {@link localFilePieces}.
+ */
+export async function localFileDigests(
+  file: LocalFile, what: string, algorithms: readonly string[], options: FileRange & { signal?: AbortSignal; crc32c?: boolean } = {},
+): Promise<{ digests: Buffer[]; crc32c: number }> {
+  const hashes = algorithms.map((a) => createHash(a));
+  let crc = 0;
+  for await (const piece of localFilePieces(file, what, options, options.signal, true)) {
+    for (const h of hashes) h.update(piece);
+    if (options.crc32c) crc = crc32cUpdate(crc, piece);
+  }
+  return { digests: hashes.map((h) => h.digest()), crc32c: crc };
+}
+
+/**
+ * Runs an upload whose body comes from a local file: `send` gets a maker of streams of ranges of
+ * the file (each read as it is sent, {@link FILE_PIECE} bytes at a time) and the signal to give
+ * its request. When reading the file fails (it is short: IntegrityError), that signal fires, so
+ * the request is cut off before the storage has the whole body (an HTTP client that pipes the
+ * body may not pass the stream's error on), and the save rejects with the file's error.
+ */
+export async function uploadFromFile<T>(
+  file: LocalFile, what: string, signal: AbortSignal | undefined,
+  send: (body: (range?: FileRange) => Readable, signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const cut = new AbortController();
+  const combined = signal ? AbortSignal.any([signal, cut.signal]) : cut.signal;
+  let failure: unknown;
+  const opened: Readable[] = [];
+  const body = (range: FileRange = {}): Readable => {
+    const pieces = localFilePieces(file, what, range, signal);
+    const stream = Readable.from(
+      (async function* () {
+        try {
+          yield* pieces;
+        } catch (err) {
+          failure ??= err;
+          cut.abort(err);
+          throw err;
+        }
+      })(),
+      { objectMode: false, highWaterMark: FILE_PIECE },
+    );
+    opened.push(stream);
+    return stream;
+  };
+  try {
+    return await send(body, combined);
+  } catch (err) {
+    if (failure !== undefined) throw failure;
+    throw err;
+  } finally {
+    // A request answered (or failed) before it read its whole body leaves the file open: close it.
+    for (const stream of opened) stream.destroy();
+  }
 }
 
 // ---- transient failures ------------------------------------------------------------------------
@@ -471,4 +620,30 @@ export function listedAs(type: FileType, rel: string | undefined, size: number |
   // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
   const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
   return name !== undefined && isIdName(name) ? { name, size } : undefined;
+}
+
+/**
+ * Whether `pieces` (a stored file read back, in order) hold exactly the bytes of a local file
+ * being saved as `what`: a repeated save finding the file already there. Reads the local file
+ * piece by piece alongside, never whole.
+ */
+export async function localFileEquals(file: LocalFile, what: string, pieces: AsyncIterable<Uint8Array>): Promise<boolean> {
+  const fh = await openLocal(file, what);
+  try {
+    let pos = 0;
+    for await (const piece of pieces) {
+      if (pos + piece.length > file.size) return false;
+      const mine = Buffer.allocUnsafeSlow(piece.length);
+      for (let filled = 0; filled < mine.length; ) {
+        const { bytesRead } = await fh.read(mine, filled, mine.length - filled, pos + filled);
+        if (bytesRead === 0) throw shortFile(file, what);
+        filled += bytesRead;
+      }
+      if (!mine.equals(piece)) return false;
+      pos += piece.length;
+    }
+    return pos === file.size;
+  } finally {
+    await fh.close().catch(() => {});
+  }
 }

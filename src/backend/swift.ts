@@ -9,12 +9,15 @@
 // and repeats that request.
 
 import { createHash } from 'node:crypto';
-import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions } from './backend.ts';
+import { Readable } from 'node:stream';
+import { nodeHttp, nodeHttps } from './node-http.ts';
+import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import {
   checkConnections, startCall, checkType, emptyRead, fileInfo, isIdName, listConfig, maskSecrets, normalizePrefix,
   parseContentRange, positiveInteger, prefixedKey, raceAbort, rangeHeader, redactUrlUserInfo as redactUrl, resolveRange, transientErrors,
   underPrefix, uploadChecksumsOption,
+  localFileDigests, uploadFromFile,
 } from './shared.ts';
 
 /**
@@ -108,7 +111,8 @@ interface RequestInit {
   object?: string;
   query?: Record<string, string>;
   headers?: Record<string, string>;
-  body?: Uint8Array;
+  /** The bytes, or a maker of a stream of them (a local file read as it is sent: one per attempt). */
+  body?: Uint8Array | (() => Readable);
   signal?: AbortSignal;
 }
 
@@ -173,16 +177,34 @@ export class SwiftBackend implements Backend {
   async save(h: FileHandle, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     const file = startCall(h, options.signal);
     // Swift checks the body against the ETag and refuses a damaged upload with 422.
-    const md5 = createHash('md5').update(data).digest('hex');
+    await this.#put(h, file, createHash('md5').update(data).digest('hex'), data, data.length, options.signal);
+  }
+
+  /**
+   * Stores a local file as `save` stores bytes, without holding it whole: a first pass over the
+   * file computes the MD5 the ETag header carries, then the PUT sends the file as it is read
+   * (with its Content-Length). A file that does not hold `file.size` bytes is an IntegrityError
+   * and the request is cut off before its end, so nothing is stored.
+   */
+  async saveFile(h: FileHandle, local: LocalFile, options: CallOptions = {}): Promise<void> {
+    const file = startCall(h, options.signal);
+    // The ETag also tells a concurrent save's object apart (see #put), so it is computed even without checksums.
+    const md5 = (await localFileDigests(local, file, ['md5'], { signal: options.signal })).digests[0]!.toString('hex');
+    await uploadFromFile(local, file, options.signal, (stream, signal) => this.#put(h, file, md5, () => stream(), local.size, signal));
+  }
+
+  async #put(h: FileHandle, file: string, md5: string, body: Uint8Array | (() => Readable), size: number, signal: AbortSignal | undefined): Promise<void> {
+    const contentType = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) };
     const res = await this.#request({
       op: 'save',
       file,
       method: 'PUT',
       object: this.#objectName(h),
-      headers: this.#checksums ? { 'Content-Type': 'application/octet-stream', ETag: md5 } : { 'Content-Type': 'application/octet-stream' },
-      body: data,
-      signal: options.signal,
+      headers: this.#checksums ? { ...contentType, ETag: md5 } : contentType,
+      body,
+      signal,
     });
+    const options = { signal };
     if (res.status === 422) {
       await discard(res);
       throw new BackendError(`save ${file} (in ${this.location}): the server received different bytes than were sent (ETag mismatch, HTTP 422)`, { transient: true, status: 422 });
@@ -330,15 +352,19 @@ export class SwiftBackend implements Backend {
     let url = `${session.storageUrl}/${encodeURIComponent(this.container)}`;
     if (init.object !== undefined) url += `/${init.object.split('/').map(encodeURIComponent).join('/')}`;
     if (init.query) url += `?${new URLSearchParams(init.query).toString()}`;
-    return await this.#fetch(url, { method: init.method, headers: { ...init.headers, 'X-Auth-Token': session.token }, body: init.body }, init);
+    const body = typeof init.body === 'function' ? init.body() : init.body;
+    return await this.#fetch(url, { method: init.method, headers: { ...init.headers, 'X-Auth-Token': session.token }, body }, init);
   }
 
   /** fetch with the caller's signal and the request timeout; network failures become StowageErrors. */
-  async #fetch(url: string, req: { method: string; headers: Record<string, string>; body?: Uint8Array | string }, what: { op: string; file: string; signal?: AbortSignal }): Promise<Response> {
+  async #fetch(url: string, req: { method: string; headers: Record<string, string>; body?: Uint8Array | string | Readable }, what: { op: string; file: string; signal?: AbortSignal }): Promise<Response> {
     throwIfAborted(what.signal);
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = what.signal ? AbortSignal.any([what.signal, timeout]) : timeout;
     try {
+      // A stream body (a local file) goes through node:http, which sends it as it is read: fetch
+      // holds a streamed request body whole until the request ends.
+      if (req.body instanceof Readable) return await streamedRequest(url, req.method, req.headers, req.body, signal);
       return await fetch(url, { method: req.method, headers: req.headers, body: req.body, signal, redirect: 'manual' });
     } catch (err) {
       throw this.#networkError(err, what.op, what.file, what.signal);
@@ -667,4 +693,27 @@ async function discard(res: Response): Promise<void> {
   } catch {
     // Already consumed or broken: nothing to release.
   }
+}
+
+/**
+ * One request whose body is a stream, sent with node:http(s) as it is read (its length in the
+ * headers), answered as a fetch Response. An error of the body, or the signal, cuts it off.
+ */
+function streamedRequest(url: string, method: string, headers: Record<string, string>, body: Readable, signal: AbortSignal): Promise<Response> {
+  const lib = url.startsWith('https:') ? nodeHttps() : nodeHttp();
+  return new Promise<Response>((resolve, reject) => {
+    const req = lib.request(url, { method, headers, signal }, (res) => {
+      const status = res.statusCode ?? 0;
+      const answer = new Headers();
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (value !== undefined) answer.set(name, Array.isArray(value) ? value.join(', ') : value);
+      }
+      const empty = status === 204 || status === 304 || method === 'HEAD';
+      if (empty) res.resume();
+      resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers: answer }));
+    });
+    req.on('error', reject);
+    body.on('error', (err) => req.destroy(err));
+    body.pipe(req);
+  });
 }

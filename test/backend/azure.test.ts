@@ -162,7 +162,7 @@ backendConformance('AzureBackend on azurite', async () => ({
   backend: backendOn(azurite, { container: newContainer('conf') }),
   // The blobs go away with the in-memory server.
   cleanup: async () => {},
-}));
+}), { streamsFiles: true });
 
 describe('AzureBackend on azurite', () => {
   let raw: BlobServiceClient;
@@ -415,6 +415,13 @@ describe('Azure upload checksums (azurite, through a proxy that flips one byte o
     assert.equal(error.status, 400);
     // Azure's code is Md5Mismatch; azurite answers InvalidOperation with this message.
     assert.match(error.message, /Provided contentMD5 doesn't match/);
+  });
+
+  it('saveFile: a Put Blob streamed from a local file carries its Content-MD5 and Content-Length; azurite refuses it damaged, the retry stores it', async () => {
+    const { error, request } = await damagedUploadIsRefused({ backend, proxy, match, fromFile: true });
+    assert.match(request.headers['content-md5'] ?? '', /^[A-Za-z0-9+/]{22}==$/);
+    assert.equal(request.headers['content-length'], String(96 * 1024));
+    assert.equal(error.status, 400);
   });
 
   // Put Block (…?comp=block&blockid=…), not Put Block List (comp=blocklist).

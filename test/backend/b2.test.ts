@@ -82,7 +82,7 @@ async function copyRepository(from: { list: B2Backend['list']; load: B2Backend['
 backendConformance('b2 (native API v2 emulator)', async () => ({
   backend: b2({ prefix: '/restic/repo/' }),
   cleanup: async () => {},
-}));
+}), { streamsFiles: true, serverInProcess: true });
 
 describe('B2Backend on the B2 emulator', () => {
   it('stores files under restic names below the prefix, and reports a restic-style location', async () => {
@@ -294,6 +294,13 @@ describe('B2 upload checksums (the emulator, through a proxy that flips one byte
     assert.match(request.headers['x-bz-content-sha1'] ?? '', /^[0-9a-f]{40}$/);
     assert.equal(error.status, 400);
     assert.match(error.message, /Checksum did not match data received/);
+  });
+
+  it('saveFile: an upload streamed from a local file carries the SHA-1 of a first pass and its Content-Length; the emulator refuses it damaged, the retry stores it', async () => {
+    const { error, request } = await damagedUploadIsRefused({ backend, proxy, match, fromFile: true });
+    assert.match(request.headers['x-bz-content-sha1'] ?? '', /^[0-9a-f]{40}$/);
+    assert.equal(request.headers['content-length'], String(96 * 1024));
+    assert.equal(error.status, 400);
   });
 
   it('without the checksum (do_not_verify) the damaged bytes are stored', async () => {

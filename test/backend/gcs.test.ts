@@ -158,7 +158,7 @@ backendConformance('GCSBackend on fake-gcs-server', async () => ({
   backend: backendOn(gcs, { bucket: newBucket('conf') }),
   // The objects go away with the in-memory server.
   cleanup: async () => {},
-}));
+}), { streamsFiles: true });
 
 describe('GCSBackend on fake-gcs-server', () => {
   let raw: Storage;
@@ -373,6 +373,12 @@ describe('GCS upload checksums (fake-gcs-server, through a proxy that flips one 
     assert.equal(error.status, 400, `refused by the server, not by the SDK's check afterwards: ${error.message}`);
     // fake-gcs-server compares the MD5 (its message names it); whether it would compare the
     // CRC32C alone is not shown here. Real GCS checks both.
+    assert.match(error.message, /doesn't match calculated MD5 hash/);
+  });
+
+  it('saveFile: an upload streamed from a local file carries the md5Hash of a first pass; the server refuses it damaged, the retry stores it', async () => {
+    const { error } = await damagedUploadIsRefused({ backend, proxy, match, offset, fromFile: true });
+    assert.equal(error.status, 400, error.message);
     assert.match(error.message, /doesn't match calculated MD5 hash/);
   });
 

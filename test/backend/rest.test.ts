@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RestBackend } from '../../src/backend/rest.ts';
 import type { RestBackendOptions } from '../../src/backend/rest.ts';
@@ -22,7 +22,7 @@ import { listSnapshots } from '../../src/snapshot/engine/select.ts';
 import { repositoryStats } from '../../src/snapshot/operations/stats.ts';
 import { backendConformance } from './conformance.ts';
 import { wrapBackend } from '../../src/backend/wrappers/stack.ts';
-import { loadPieces } from '../../src/backend/backend.ts';
+import { describeFile, loadPieces } from '../../src/backend/backend.ts';
 import type { BackendEvent } from '../../src/backend/wrappers/observe.ts';
 import { startRestServer } from '../servers/rest-server.ts';
 import type { RestServer } from '../servers/rest-server.ts';
@@ -102,7 +102,7 @@ backendConformance('RestBackend on rest-server', async () => ({
   backend: new RestBackend(newRepoUrl(unverified, 'conf')),
   // The server's folder goes away with the server.
   cleanup: async () => {},
-}), { idNamesOnly: true });
+}), { idNamesOnly: true, streamsFiles: true });
 
 describe('RestBackend on rest-server', () => {
   it("creates restic's folders with POST /?create=true; files land where rest-server keeps them", async () => {
@@ -269,6 +269,36 @@ describe('RestBackend: restore reads each pack with one request', () => {
   });
 });
 
+describe('RestBackend: saveFile of a file cut short while it is sent', () => {
+  it('is an IntegrityError naming both files, the request is cut off, and rest-server stores nothing', async () => {
+    // A slow link (4 MiB/s), so the upload is still reading the file when it is truncated.
+    const proxy = await startTcpProxy({ targetPort: unverified.port, bytesPerSecond: 4 * MiB });
+    const b = new RestBackend(`${proxy.url}/cut-${++repos}/`);
+    const dir = await tmpDir('stowage-rest-cut');
+    try {
+      await b.create();
+      const path = join(dir, 'pack');
+      const size = 32 * MiB;
+      await writeFile(path, randomBytes(size));
+      const h = { type: 'data' as const, name: newId() };
+      const started = Date.now();
+      const save = b.saveFile(h, { path, size });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await truncate(path, MiB);
+      await assert.rejects(save, (err: unknown) => {
+        assert.ok(err instanceof IntegrityError, `expected IntegrityError, got ${String(err)}`);
+        assert.ok(err.message.includes(path) && err.message.includes(describeFile(h)), err.message);
+        return true;
+      });
+      assert.ok(Date.now() - started < 5000, 'the upload was cut off, not sent to its end');
+      await assert.rejects(b.stat(h), NotFoundError);
+    } finally {
+      await b.close();
+      await proxy.close();
+    }
+  });
+});
+
 describe('RestBackend: a stream read to its end keeps its connection', () => {
   it('reads a range 5 times through the wrappers over one kept-alive connection', async () => {
     const proxy = await startTcpProxy({ targetPort: unverified.port });
@@ -352,6 +382,18 @@ describe('REST upload checks (rest-server, through a proxy that flips one byte o
     await b.create();
     return b;
   };
+
+  it('saveFile: a damaged upload streamed from a local file (Content-Length body) is refused and retried the same way', async () => {
+    const backend = await through(proxy);
+    try {
+      const { error, request } = await damagedUploadIsRefused({ backend, proxy, match, fromFile: true });
+      assert.equal(error.status, 400);
+      assert.match(error.message, /damaged on the way/);
+      assert.equal(request.headers['content-length'], String(96 * 1024));
+    } finally {
+      await backend.close();
+    }
+  });
 
   it('rest-server refuses a damaged upload (400, transient: the bytes match their name here); the retry stores it intact', async () => {
     const backend = await through(proxy);

@@ -129,7 +129,7 @@ backendConformance('S3Backend on MinIO', async () => ({
   backend: backendOn(minio, { bucket: newBucket('conf') }),
   // The server's folder goes away with the server.
   cleanup: async () => {},
-}));
+}), { streamsFiles: true });
 
 describe('S3Backend on MinIO', () => {
   let raw: S3Client;
@@ -355,10 +355,29 @@ describe('restic and Stowage share repositories through MinIO', () => {
     const work = await tmpDir('stowage-s3-interop-a');
     const src = await makeSourceTree(work);
     const b = backendOn(minio, { prefix: 'stowage/repo' });
+    // Which way the packs of data blobs go: from their temporary files through the driver's saveFile
+    // (streamed, never whole in memory), not as bytes through save.
+    const sent = { saveFile: 0, save: 0 };
+    const saveFile = b.saveFile.bind(b);
+    const save = b.save.bind(b);
+    b.saveFile = (h, file, options) => {
+      if (h.type === 'data') sent.saveFile++;
+      return saveFile(h, file, options);
+    };
+    b.save = (h, data, options) => {
+      if (h.type === 'data') sent.save++;
+      return save(h, data, options);
+    };
     try {
       const repo = await Repository.init(b, { password: PASSWORD, kdf: FAST_KDF });
       const res = await backup(await repo.loadIndex(), { paths: [src] });
       assert.deepEqual(res.errors, []);
+      let packs = 0;
+      for await (const _ of b.list('data')) packs++;
+      assert.ok(packs > 0);
+      // The data blobs' packs went through saveFile; the one pack of tree blobs is built in memory
+      // (tree packs are small, and the cache keeps them).
+      assert.deepEqual(sent, { saveFile: packs - 1, save: 1 }, 'every pack of data blobs went through saveFile');
       for (const { name, bin } of resticVersions()) {
         const opts = { repo: `s3:${minio.endpoint}/${b.bucket}/stowage/repo`, password: PASSWORD, env: resticEnv(minio) };
         await resticOk(bin, ['check', '--read-data'], opts);
@@ -411,6 +430,28 @@ describe('S3 upload checksums (MinIO, through a proxy that flips one byte of the
     // MinIO checks both the signed payload SHA-256 and the Content-MD5; either may answer first.
     assert.match(error.message, /BadDigest|XAmzContentSHA256Mismatch/);
     assert.equal(error.status, 400);
+  });
+
+  it('saveFile: a PutObject and an UploadPart streamed from a local file carry their Content-MD5; MinIO refuses them damaged, the retry stores them', async () => {
+    const { request, error } = await damagedUploadIsRefused({ backend, proxy, match, fromFile: true });
+    assert.match(request.headers['content-md5'] ?? '', /^[A-Za-z0-9+/]{22}==$/);
+    // A stream's payload is not signed, so the Content-MD5 is what refused it.
+    assert.equal(request.headers['x-amz-content-sha256'], 'UNSIGNED-PAYLOAD');
+    assert.match(error.message, /BadDigest/);
+    assert.equal(request.headers['content-length'], String(96 * 1024));
+    const multipart = backendOn(minio, { endpoint: proxy.url, multipartThreshold: 5 * MiB, bucket: newBucket('mpf') });
+    await multipart.create();
+    try {
+      const from = proxy.requests().length;
+      const part = await damagedUploadIsRefused({ backend: multipart, proxy, match: (r) => match(r) && r.path.includes('partNumber=2'), size: 11 * MiB, fromFile: true });
+      assert.match(part.request.headers['content-md5'] ?? '', /==$/);
+      // 11 MiB in 5 MiB parts: the damaged second part fails the upload, which the retry makes
+      // again from the file (parts 1, 2, then 1, 2, 3).
+      const parts = proxy.requests().slice(from).filter((r) => r.method === 'PUT' && r.path.includes('partNumber='));
+      assert.deepEqual(parts.map((r) => r.headers['content-length']).sort(), [1, 5, 5, 5, 5].map((n) => String(n * MiB)).sort(), 'two parts, then three');
+    } finally {
+      await multipart.close();
+    }
   });
 
   it('MinIO refuses a damaged UploadPart of a multipart save too', async () => {

@@ -74,7 +74,7 @@ async function makeSource(dir: string): Promise<string> {
 backendConformance('swift (Debian python3-swift, tempauth)', async () => ({
   backend: v1({ prefix: '/nested/repo/' }),
   cleanup: async () => {},
-}));
+}), { streamsFiles: true });
 
 describe('SwiftBackend on a real Swift', () => {
   it('stores objects under restic names below the prefix, and reports a restic-style location', async () => {
@@ -243,6 +243,13 @@ describe('Swift upload checksums (real Swift, through a proxy that flips one byt
   it('Swift refuses a damaged PUT (ETag, 422, transient); the retry stores it intact', async () => {
     const { error, request } = await damagedUploadIsRefused({ backend, proxy, match });
     assert.match(request.headers.etag ?? '', /^[0-9a-f]{32}$/);
+    assert.equal(error.status, 422);
+  });
+
+  it('saveFile: a PUT streamed from a local file carries the ETag of a first pass and its Content-Length; Swift refuses it damaged, the retry stores it', async () => {
+    const { error, request } = await damagedUploadIsRefused({ backend, proxy, match, fromFile: true });
+    assert.match(request.headers.etag ?? '', /^[0-9a-f]{32}$/);
+    assert.equal(request.headers['content-length'], String(96 * 1024));
     assert.equal(error.status, 422);
   });
 

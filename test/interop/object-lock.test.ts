@@ -384,6 +384,23 @@ describe('S3 Object Lock on MinIO', () => {
       assert.match(head.ETag ?? '', /-2"$/, 'uploaded in two parts');
       assert.equal(head.ObjectLockMode, 'GOVERNANCE');
       assert.ok(head.ObjectLockRetainUntilDate!.getTime() > Date.now() + DAY - 60_000);
+      // The same from a local file (saveFile: each part read from the file as it is sent, its
+      // Content-MD5, which Object Lock requires even with checksums off, from a first pass).
+      const unchecked = lockedBackend(bucket, { multipartThreshold: 5 * 1024 * 1024, uploadChecksums: false });
+      const dir = await tmpDir('stowage-lock-file');
+      try {
+        const data = randomBytes(6 * 1024 * 1024 + 5);
+        await writeFile(join(dir, 'pack'), data);
+        const fromFile = randomBytes(32).toString('hex');
+        await unchecked.saveFile({ type: 'data', name: fromFile }, { path: join(dir, 'pack'), size: data.length });
+        const fileHead = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: `repo/data/${fromFile.slice(0, 2)}/${fromFile}` }));
+        assert.equal(fileHead.ContentLength, data.length);
+        assert.match(fileHead.ETag ?? '', /-2"$/, 'uploaded in two parts');
+        assert.equal(fileHead.ObjectLockMode, 'GOVERNANCE');
+        assert.ok(Buffer.from(await unchecked.load({ type: 'data', name: fromFile })).equals(data));
+      } finally {
+        await unchecked.close();
+      }
     } finally {
       await b.close();
     }
