@@ -12,8 +12,12 @@ import { Repository } from '../../src/repository/repository.ts';
 import { findNodeByPath, loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { verifyFiles } from '../../src/snapshot/operations/restore/verify.ts';
 import { runCli } from '../helpers/cli.ts';
-import { resticBin, resticOk } from '../helpers/restic.ts';
+import { resticBin, resticOk, runRestic } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
 
 const PASSWORD = 'restore flags interop';
 
@@ -45,6 +49,12 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
     await writeFile(path.join(src, 'c/app.log'), 'log\n');
     await writeFile(path.join(src, 'd/e/q.txt'), 'q\n');
     await writeFile(path.join(src, 'top'), 'top\n');
+    // Extended attributes of three namespaces on a file and a folder (we run as root).
+    for (const p of ['a', 'a/keep.txt']) {
+      for (const [name, value] of [['user.one', '1'], ['user.two', '2'], ['security.s', 'S'], ['trusted.t', 'T']]) {
+        await execFileP('setfattr', ['-n', name, '-v', value, path.join(src, p)]);
+      }
+    }
     repo = path.join(dir, 'repo');
     await resticOk(restic, ['init'], { repo, password: PASSWORD });
     await resticOk(restic, ['backup', 'src'], { repo, password: PASSWORD, cwd: dir });
@@ -193,6 +203,36 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       assert.equal(a.code, 0, a.stderr);
       const b = await resticOk(restic, ['restore', '--json', 'latest', '--target', path.join(dir, 'sum', 'json-theirs'), ...args], { repo: repo2, password: PASSWORD });
       assert.equal(noTime(jsonSummary(a.stdout)), noTime(jsonSummary(b.stdout)), `--json ${args.join(' ')}`);
+    }
+  });
+
+  it('--include-xattr and --exclude-xattr: the same extended attributes as restic sets', async () => {
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+    // Every xattr below root, paths relative, in order.
+    const xattrs = async (root: string) => {
+      const { stdout } = await execFileP('getfattr', ['-R', '-d', '-m', '-', '--absolute-names', root]);
+      return stdout.split(root).join('ROOT');
+    };
+    const cases = [[], ['--include-xattr', 'user.*', '--include-xattr', 'security.*'], ['--exclude-xattr', 'user.*'], ['--exclude-xattr', 'user.one', '--exclude-xattr', 'trusted.*']];
+    for (const args of cases) {
+      const i = ++n;
+      const ours = path.join(dir, `xattr-${i}-ours`);
+      const theirs = path.join(dir, `xattr-${i}-theirs`);
+      const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, ...args], { env });
+      assert.equal(a.code, 0, a.stderr);
+      await resticOk(restic, ['restore', 'latest', '--target', theirs, ...args], { repo, password: PASSWORD });
+      const want = await xattrs(theirs);
+      assert.equal((await xattrs(ours)).split('ROOT').join(''), want.split('ROOT').join(''), args.join(' '));
+      if (args.length === 0) assert.match(want, /trusted\.t="T"[^]*user\.two="2"/);
+    }
+    // Refused by both: the two flags together, and a malformed pattern.
+    for (const [args, message] of [[['--include-xattr', 'user.*', '--exclude-xattr', 'user.one'], /exclude and include xattr patterns are mutually exclusive/], [['--exclude-xattr', 'user.[a'], /--exclude-xattr: invalid pattern\(s\) provided:\nuser\.\[a/]] as const) {
+      const a = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), ...args], { env });
+      const b = await runRestic(restic, ['restore', 'latest', '--target', path.join(dir, 'never'), ...args], { repo, password: PASSWORD });
+      assert.equal(b.code, 1, b.stderr);
+      assert.match(b.stderr, message);
+      assert.equal(a.code, 1, a.stderr);
+      assert.match(a.stderr, message);
     }
   });
 

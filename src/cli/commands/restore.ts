@@ -7,6 +7,7 @@ import type { Command } from '../context.ts';
 import { readPatternFiles } from '../patterns.ts';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
 import { snapshotString } from './copy.ts';
+import { xattrSelector } from '../../snapshot/operations/restore/metadata.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree, maxMemoryFrom } from '../context.ts';
 
 export const restoreCommand: Command = {
@@ -25,6 +26,8 @@ export const restoreCommand: Command = {
     { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
     { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file (repeatable)' },
+    { name: 'include-xattr', kind: 'list', arg: 'PATTERN', help: 'include xattr by pattern (can be specified multiple times)' },
+    { name: 'exclude-xattr', kind: 'list', arg: 'PATTERN', help: 'exclude xattr by pattern (can be specified multiple times)' },
     { name: 'iinclude', kind: 'list', arg: 'PATTERN', help: 'same as --include but ignores the casing of filenames' },
     { name: 'iexclude', kind: 'list', arg: 'PATTERN', help: 'same as --exclude but ignores the casing of filenames' },
     { name: 'iinclude-file', kind: 'list', arg: 'FILE', help: 'same as --include-file but ignores casing of filenames in patterns' },
@@ -45,6 +48,9 @@ export const restoreCommand: Command = {
     if ((selection.include.length || selection.iinclude.length) && (selection.exclude.length || selection.iexclude.length)) {
       throw new InvalidInputError('exclude and include patterns are mutually exclusive');
     }
+    const xattrs = { includeXattrs: ctx.flags.list('include-xattr'), excludeXattrs: ctx.flags.list('exclude-xattr') };
+    // Checked before anything is read (restic: once the index is loaded; the same error).
+    xattrSelector(xattrs.includeXattrs, xattrs.excludeXattrs);
     const overwrite = (ctx.flags.string('overwrite') ?? 'always') as OverwriteMode;
     if (!OVERWRITE_MODES.includes(overwrite)) throw new InvalidInputError(`invalid argument ${JSON.stringify(overwrite)} for "--overwrite" flag: invalid overwrite behavior ${JSON.stringify(overwrite)}`);
     const [ref, sub] = splitSnapshotRef(refArg);
@@ -85,6 +91,7 @@ export const restoreCommand: Command = {
         res = await restore(repo, tree, {
           target,
           ...selection,
+          ...xattrs,
           delete: ctx.flags.bool('delete'),
           overwrite,
           verify: ctx.flags.bool('verify'),

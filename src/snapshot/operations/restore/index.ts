@@ -17,7 +17,7 @@ import { SysHelper } from '../../engine/syshelper.ts';
 import { TreeLoader } from '../../engine/tree-loader.ts';
 import { resolveTreeSource, type TreeSource } from '../../engine/select.ts';
 import { ContentWriter } from './contents.ts';
-import { MetadataWriter } from './metadata.ts';
+import { MetadataWriter, xattrSelector } from './metadata.ts';
 import { RestoreOutput } from './output.ts';
 import { planRestore as planEntries, summarizePlan, type RestorePlan, type RestorePlanSummary } from './plan.ts';
 import { SpecialMaker } from './specials.ts';
@@ -46,6 +46,7 @@ export { checkNodeName } from './walk.ts';
  * @throws IntegrityError when stored data does not verify.
  * @throws NotFoundError when no snapshot matches `source`, or the index lacks a blob the tree needs.
  * @throws AbortedError when `signal` aborts.
+ * @throws InvalidInputError when both `includeXattrs` and `excludeXattrs` are given, or a pattern is malformed.
  *
  * @example
  * ```ts
@@ -54,6 +55,7 @@ export { checkNodeName } from './walk.ts';
  */
 export async function restore(repository: AnyRepository, source: TreeSource, options: RestoreOptions): Promise<RestoreResult> {
   checkMemoryLimit(options.memoryLimit);
+  xattrSelector(options.includeXattrs, options.excludeXattrs);
   const repo = await withIndex(repository, { signal: options.signal });
   const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
   const helper = SysHelper.start();
@@ -146,7 +148,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   // As restic: folders made for the target (and its missing parents) are 0700; one already there is left as it is.
   await mkdir(targetPath, { recursive: true, mode: 0o700 });
   const helperOk = await helper.ready();
-  const metadata = new MetadataWriter(helper, helperOk, owners, output);
+  const metadata = new MetadataWriter(helper, helperOk, owners, output, xattrSelector(options.includeXattrs, options.excludeXattrs));
   const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
   const skipped = await skipExisting(walked, options.overwrite ?? 'always');
   if (options.overwrite && options.overwrite !== 'always') {

@@ -54,6 +54,13 @@ export interface RestoreOptions {
    */
   overwrite?: OverwriteMode;
   /**
+   * Only the extended attributes whose names match these patterns are set (restic's
+   * --include-xattr; its pattern syntax, a name matched like a path: `user.*`). Default: all.
+   */
+  includeXattrs?: readonly string[];
+  /** The extended attributes whose names match these patterns are not set (restic's --exclude-xattr); not with `includeXattrs`. */
+  excludeXattrs?: readonly string[];
+  /**
    * Restore files sparse, as restic's --sparse: a file holding the all-zero chunk (a stretch of
    * zeros of at least 512 KiB), or of one blob, is made its full length first and the all-zero
    * beginning of each of its blobs is not written, so the file system can leave holes there.
