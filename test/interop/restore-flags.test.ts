@@ -4,7 +4,7 @@
 // same: the same paths, the same file contents, and (with --delete) the same paths reported deleted.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, readdir, lstat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, open, readFile, readdir, lstat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LocalBackend } from '../../src/backend/local.ts';
@@ -49,6 +49,11 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
     await writeFile(path.join(src, 'c/app.log'), 'log\n');
     await writeFile(path.join(src, 'd/e/q.txt'), 'q\n');
     await writeFile(path.join(src, 'top'), 'top\n');
+    // Big enough for several blobs (restic's chunker cuts at 512 KiB to 8 MiB): --overwrite
+    // writes only the blobs that differ.
+    const big = Buffer.alloc(3 << 20);
+    for (let i = 0, x = 7; i < big.length; i++) big[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+    await writeFile(path.join(src, 'big.bin'), big);
     // Extended attributes of three namespaces on a file and a folder (we run as root).
     for (const p of ['a', 'a/keep.txt']) {
       for (const [name, value] of [['user.one', '1'], ['user.two', '2'], ['security.s', 'S'], ['trusted.t', 'T']]) {
@@ -109,23 +114,40 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       await utimes(path.join(base, 'src/top'), new Date('2001-01-01T00:00:00Z'), new Date('2001-01-01T00:00:00Z'));
       await writeFile(path.join(base, 'src/c/app.log'), 'newer\n');
       await utimes(path.join(base, 'src/c/app.log'), new Date('2099-01-01T00:00:00Z'), new Date('2099-01-01T00:00:00Z'));
+      // The snapshot's contents with another mode: only metadata to restore.
+      await chmod(path.join(base, 'src/d/e/q.txt'), 0o600);
+      // One byte changed near the end, and a tail added: the first blobs are in place.
+      const bigFh = await open(path.join(base, 'src/big.bin'), 'r+');
+      await bigFh.write(Buffer.from('X'), 0, 1, (3 << 20) - 10);
+      await bigFh.write(Buffer.from('tail'), 0, 4, 3 << 20);
+      await bigFh.close();
       const ours = `${base}-ours`;
       const theirs = `${base}-theirs`;
       await cp(base, ours, { recursive: true, preserveTimestamps: true });
       await cp(base, theirs, { recursive: true, preserveTimestamps: true });
+      const inodes = async (root: string) => Promise.all(['src/big.bin', 'src/top', 'src/d/e/q.txt'].map(async (f) => (await lstat(path.join(root, f))).ino));
+      const [oursBefore, theirsBefore] = [await inodes(ours), await inodes(theirs)];
       const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--overwrite', mode], { env });
       assert.equal(a.code, 0, a.stderr);
-      await resticOk(restic, ['restore', 'latest', '--target', theirs, '--overwrite', mode], { repo, password: PASSWORD });
+      const b = await resticOk(restic, ['restore', 'latest', '--target', theirs, '--overwrite', mode], { repo, password: PASSWORD });
       const withTimes = async (root: string) => {
         const out: string[] = [];
-        for (const f of ['src/a/keep.txt', 'src/top', 'src/c/app.log', 'src/d/e/q.txt']) {
+        for (const f of ['src/a/keep.txt', 'src/top', 'src/c/app.log', 'src/d/e/q.txt', 'src/big.bin']) {
           const st = await lstat(path.join(root, f), { bigint: true });
-          out.push(`${f} = ${await readFile(path.join(root, f), 'utf8')} @ ${st.mtimeNs}`);
+          const content = f === 'src/big.bin' ? `${st.size} bytes` : await readFile(path.join(root, f), 'utf8');
+          out.push(`${f} = ${content} @ ${st.mtimeNs} mode ${(st.mode & 0o7777n).toString(8)}`);
         }
         return out;
       };
       assert.deepEqual(await withTimes(ours), await withTimes(theirs));
       assert.deepEqual(await listing(ours), await listing(theirs));
+      // Files are rewritten in place (the same inode) where restic does so, made anew where it does.
+      const same = (before: bigint[] | number[], after: bigint[] | number[]) => before.map((x, k) => x === after[k]);
+      assert.deepEqual(same(oursBefore, await inodes(ours)), same(theirsBefore, await inodes(theirs)), 'inodes kept');
+      // restic's summary: what it wrote, and what it found already there ("skipped").
+      const summary = (out: string) => out.split('\n').find((l) => l.startsWith('Summary:'))?.replace(/ in \d+:\d+/, ' in DUR');
+      assert.equal(summary(a.stdout), summary(b.stdout));
+      if (mode === 'always') assert.match(summary(b.stdout) ?? '', /, skipped \d+ files\/dirs/);
     });
   }
 
@@ -148,7 +170,7 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
     await writeFile(path.join(ours, 'src/a/keep.txt'), 'KEEP\n');
     const c = await runCli(['restore', '--no-cache', 'latest', '--target', ours, '--verify', '--overwrite', 'never'], { env });
     assert.equal(c.code, 0, c.stderr);
-    assert.equal(count(c.stdout), '3', 'the three files not there before are written and verified');
+    assert.equal(count(c.stdout), '4', 'the four files not there before are written and verified');
     // A file that does not match its blobs (changed after the restore wrote it) is reported.
     const r = await Repository.open(new LocalBackend(repo), { password: PASSWORD });
     try {

@@ -62,25 +62,38 @@ export const restoreCommand: Command = {
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring ${snapshotString(snap)} to ${target}\n`);
       const started = performance.now();
       if (ctx.flags.bool('dry-run')) {
-        // restic 0.19's shape: "restored  PATH[ with size N B]" per entry (restic: -vv; here
-        // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
-        let items = 0;
-        let bytes = 0;
-        let onTheWay = 0;
+        // restic 0.19's lines (restic: -vv; here --verbose), "restored", "updated", "unchanged"
+        // and "deleted", in its order (planRestore's), then "Summary: Restored N files/dirs
+        // (BYTES) in M:SS[, skipped …][, deleted …]"; the JSON as restic's. The target is read
+        // as restic reads it: its files compared with the snapshot's.
+        const counts = { filesRestored: 0, dirsRestored: 0, bytesRestored: 0, dirsOnTheWay: 0, filesSkipped: 0, bytesSkipped: 0, othersSkipped: 0, deleted: 0 };
         await planRestore(repo, tree, {
           ...selection,
+          target,
+          overwrite,
+          delete: ctx.flags.bool('delete'),
           signal: ctx.signal,
           onItem: (item) => {
-            items++;
-            bytes += item.size;
-            if (item.onTheWay) onTheWay++;
+            if (item.action === 'deleted') counts.deleted++;
+            else if (item.action === 'unchanged') {
+              counts.filesSkipped++;
+              counts.bytesSkipped += item.size;
+              // Links and special files were counted in before they were left (restic's count).
+              if (item.type !== 'file' || item.hardLink) counts.othersSkipped++;
+            } else {
+              counts.filesRestored++;
+              counts.bytesRestored += item.size;
+              if (item.onTheWay) counts.dirsOnTheWay++;
+            }
             if (!ctx.verbose) return;
             const p = item.path.toString();
-            if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: 'restored', item: p, size: item.size }) + '\n');
-            else if (!ctx.quiet) ctx.out(`restored  ${p}${item.type === 'file' ? ` with size ${formatBytes(item.size)}` : ''}\n`);
+            if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: item.action, item: p, size: item.size }) + '\n');
+            else if (!ctx.quiet) {
+              const sized = item.action === 'unchanged' || (item.action !== 'deleted' && item.type === 'file' && !item.hardLink);
+              ctx.out(`${item.action.padEnd(9)} ${p}${sized ? ` with size ${formatBytes(item.size)}` : ''}\n`);
+            }
           },
         });
-        const counts = { filesRestored: items, dirsRestored: 0, bytesRestored: bytes, dirsOnTheWay: onTheWay };
         if (ctx.json) ctx.out(restoreSummaryJson(counts, (performance.now() - started) / 1000));
         else if (!ctx.quiet) ctx.out(restoreSummary(counts, (performance.now() - started) / 1000));
         return 0;

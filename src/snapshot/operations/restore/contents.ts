@@ -78,6 +78,8 @@ export class ContentWriter {
   async createFiles(plan: ContentPlan): Promise<void> {
     if (this.#sparse) {
       for (const t of plan.tasks) {
+        // restic neither: holes cannot be punched into what the file holds.
+        if (t.inPlace) continue;
         const content = t.pending.node.content ?? [];
         if (content.length === 1 || content.includes(zeroChunkId())) {
           t.sparse = true;
@@ -86,7 +88,19 @@ export class ContentWriter {
       }
     }
     await mapLimit(plan.tasks, 32, async (t) => {
-      // A file is always made anew (never rewritten in place), so a hole never shows old data.
+      if (t.inPlace) {
+        // The target's own file (restore --overwrite found some of its blobs in place): only
+        // the others are written, and it is cut to its length. O_NOFOLLOW: never through a link.
+        const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+        try {
+          await fh.truncate(t.size);
+        } finally {
+          await fh.close();
+        }
+        if (t.remaining === 0) this.fileDone(t);
+        return;
+      }
+      // A file is otherwise made anew, so a hole never shows old data.
       await this.#target.removeExisting(t.pending.path);
       const j = plan.jobOf.get(t);
       if (j !== undefined && j >= 0) return;
