@@ -247,6 +247,23 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       assert.equal((await xattrs(ours)).split('ROOT').join(''), want.split('ROOT').join(''), args.join(' '));
       if (args.length === 0) assert.match(want, /trusted\.t="T"[^]*user\.two="2"/);
     }
+    // Over a target holding the snapshot's folder and file (left as they are) with xattrs the
+    // snapshot lacks: restic removes those its selection covers (user.extra), keeps the others.
+    const args = ['--exclude-xattr', 'user.kept'];
+    const [ours, theirs] = [path.join(dir, 'xattr-over-ours'), path.join(dir, 'xattr-over-theirs')];
+    for (const t of [ours, theirs]) {
+      await resticOk(restic, ['restore', 'latest', '--target', t], { repo, password: PASSWORD });
+      for (const p of ['src/a', 'src/a/keep.txt']) {
+        for (const name of ['user.extra', 'user.kept']) await execFileP('setfattr', ['-n', name, '-v', 'x', path.join(t, p)]);
+      }
+    }
+    const a = await runCli(['restore', '--no-cache', 'latest', '--target', ours, ...args], { env });
+    assert.equal(a.code, 0, a.stderr);
+    await resticOk(restic, ['restore', 'latest', '--target', theirs, ...args], { repo, password: PASSWORD });
+    const want = await xattrs(theirs);
+    assert.equal((await xattrs(ours)).split('ROOT').join(''), want.split('ROOT').join(''), 'over a restored target');
+    assert.ok(want.includes('user.kept') && !want.includes('user.extra'), want);
+
     // Refused by both: the two flags together, and a malformed pattern.
     for (const [args, message] of [[['--include-xattr', 'user.*', '--exclude-xattr', 'user.one'], /exclude and include xattr patterns are mutually exclusive/], [['--exclude-xattr', 'user.[a'], /--exclude-xattr: invalid pattern\(s\) provided:\nuser\.\[a/]] as const) {
       const a = await runCli(['restore', '--no-cache', 'latest', '--target', path.join(dir, 'never'), ...args], { env });

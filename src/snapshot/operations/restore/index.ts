@@ -197,6 +197,9 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   treeOrder(walked);
   const mode = options.overwrite ?? 'always';
   const existing = await checkExisting(walked, mode, blobSizes(repo), { signal: options.signal });
+  // Their xattrs the snapshot lacks are removed (as restic): files left or written in place, folders kept.
+  const kept = new Set([...existing.unchanged, ...[...existing.updated].filter(([, inPlace]) => inPlace).map(([e]) => e)]);
+  metadata.existed = (e) => (e.node.type === 'dir' ? !target.isFresh(e.path) : kept.has(e));
   if (mode !== 'always' || existing.count > 0) {
     output.result.filesSkipped = existing.count;
     output.result.bytesSkipped = existing.bytes;

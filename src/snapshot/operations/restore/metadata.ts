@@ -46,6 +46,12 @@ export class MetadataWriter {
   #times: RestoreEntry[] = [];
   /** Which xattrs are restored (restore --include-xattr / --exclude-xattr); all without one. */
   readonly #xattrSelected: (name: string) => boolean;
+  /**
+   * Whether an entry was in the target before the restore (a folder kept, a file written in
+   * place or left): its xattrs the snapshot lacks are removed, those the selection covers, as restic
+   * removes them. Entries made by the restore have none to remove.
+   */
+  existed: (e: RestoreEntry) => boolean = () => false;
 
   /** `helperOk`: whether the helper answered (asked before anything is restored). */
   constructor(helper: SysHelper, helperOk: boolean, owners: boolean, output: RestoreOutput, xattrSelected: (name: string) => boolean = () => true) {
@@ -136,6 +142,15 @@ export class MetadataWriter {
       } catch (err) {
         this.#output.warn(p, `xattr ${x.name}: ${(err as Error).message}`);
       }
+    }
+    if (!this.existed(e)) return;
+    try {
+      const keep = new Set(xattrs.map((x) => x.name));
+      for (const x of await this.#helper.listXattrs(p)) {
+        if (!keep.has(x.name) && this.#xattrSelected(x.name)) await this.#helper.removeXattr(p, x.name);
+      }
+    } catch (err) {
+      this.#output.warn(p, `xattrs: ${(err as Error).message}`);
     }
   }
 }
