@@ -196,7 +196,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   // Files in tree order: the first name of a hard link is the one restic restores.
   treeOrder(walked);
   const mode = options.overwrite ?? 'always';
-  const existing = await checkExisting(walked, mode, blobSizes(repo), { signal: options.signal });
+  const existing = await checkExisting(walked, mode, blobSizes(repo), { signal: options.signal, absent: (e) => target.inFreshDir(e.path) });
   // Their xattrs the snapshot lacks are removed (as restic): files left or written in place, folders kept.
   const kept = new Set([...existing.unchanged, ...[...existing.updated].filter(([, inPlace]) => inPlace).map(([e]) => e)]);
   metadata.existed = (e) => (e.node.type === 'dir' ? !target.isFresh(e.path) : kept.has(e));

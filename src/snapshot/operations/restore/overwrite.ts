@@ -58,18 +58,20 @@ export function furtherHardLinks(files: readonly RestoreEntry[]): Set<RestoreEnt
 
 /**
  * Looks at what the target has where the walk's files and special files go (walked.files in
- * tree order), and takes what `mode` leaves alone out of `walked` unless `dryRun`.
+ * tree order), and takes what `mode` leaves alone out of `walked`.
  * `blobSize` gives a data blob's plaintext length.
  */
 export async function checkExisting(
   walked: Walked,
   mode: OverwriteMode,
   blobSize: (id: BlobId) => number | undefined,
-  options: { dryRun?: boolean; signal?: AbortSignal | undefined } = {},
+  options: { signal?: AbortSignal | undefined; absent?: (e: RestoreEntry) => boolean } = {},
 ): Promise<ExistingEntries> {
   const out: ExistingEntries = { skipped: new Set(), unchanged: [], updated: new Map(), count: 0, bytes: 0, others: 0 };
   const further = furtherHardLinks(walked.files);
-  const entries = [...walked.files, ...walked.specials];
+  // What lies in a folder the restore just made is not looked for.
+  const absent = options.absent;
+  const entries = [...walked.files, ...walked.specials].filter((e) => !absent?.(e));
   await mapLimit(entries, 8, async (e) => {
     throwIfAborted(options.signal);
     if (mode === 'if-newer' || mode === 'never') {
@@ -96,7 +98,7 @@ export async function checkExisting(
   // Tree order, as restic reports them.
   const order = new Map(walked.files.map((e, i) => [e, i]));
   out.unchanged.sort((a, b) => order.get(a)! - order.get(b)!);
-  if (!options.dryRun && out.skipped.size > 0) {
+  if (out.skipped.size > 0) {
     const keep = (list: RestoreEntry[]) => list.filter((e) => !out.skipped.has(e));
     walked.files = keep(walked.files);
     walked.specials = keep(walked.specials);

@@ -21,6 +21,11 @@ export class TargetFolder implements WalkTarget {
     this.#freshDirs.add(p.toString('latin1'));
   }
 
+  /** Whether p lies in a folder this run created (so nothing is there yet). */
+  inFreshDir(p: Buffer): boolean {
+    return this.#freshDirs.has(path.dirname(p.toString('latin1')));
+  }
+
   /** Whether this run created the folder p. */
   isFresh(p: Buffer): boolean {
     return this.#freshDirs.has(p.toString('latin1'));
