@@ -280,4 +280,18 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
     assert.equal(res.code, 1);
     assert.match(res.stderr, /mutually exclusive/);
   });
+
+  it('--dry-run with --verify, and --target / --delete without a filter, are refused with restic\'s messages', async () => {
+    // Both refuse before opening the repository; a repository that is not there (and --dry-run)
+    // keeps a wrong answer from touching "/".
+    const none = path.join(dir, 'no-repo');
+    for (const args of [['--target', path.join(dir, 'never'), '--dry-run', '--verify'], ['--target', '/', '--delete', '--dry-run']]) {
+      const a = await runCli(['restore', '--no-cache', 'latest', ...args], { env: { RESTIC_REPOSITORY: none, RESTIC_PASSWORD: PASSWORD } });
+      const b = await runRestic(restic, ['restore', 'latest', ...args], { repo: none, password: PASSWORD });
+      assert.equal(b.code, 1, b.stderr);
+      assert.equal(a.code, 1, a.stderr);
+      const fatal = (err: string) => err.split('\n').find((l) => l.startsWith('Fatal: '));
+      assert.equal(fatal(a.stderr), fatal(b.stderr), args.join(' '));
+    }
+  });
 });

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { InvalidInputError, StowageError } from '../../errors.ts';
 import { planRestore, restore } from '../../snapshot/operations/restore/index.ts';
 import { formatDuration } from '../progress.ts';
@@ -48,6 +49,9 @@ export const restoreCommand: Command = {
     if ((selection.include.length || selection.iinclude.length) && (selection.exclude.length || selection.iexclude.length)) {
       throw new InvalidInputError('exclude and include patterns are mutually exclusive');
     }
+    const filtered = Object.values(selection).some((l) => l.length > 0);
+    if (ctx.flags.bool('dry-run') && ctx.flags.bool('verify')) throw new InvalidInputError('--dry-run and --verify are mutually exclusive');
+    if (ctx.flags.bool('delete') && path.resolve(target) === '/' && !filtered) throw new InvalidInputError("'--target / --delete' must be combined with an include or exclude filter");
     const xattrs = { includeXattrs: ctx.flags.list('include-xattr'), excludeXattrs: ctx.flags.list('exclude-xattr') };
     // Checked before anything is read (restic: once the index is loaded; the same error).
     xattrSelector(xattrs.includeXattrs, xattrs.excludeXattrs);
