@@ -11,7 +11,7 @@ import { LocalBackend } from '../../src/backend/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { findNodeByPath, loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { verifyFiles } from '../../src/snapshot/operations/restore/verify.ts';
-import { runCli } from '../helpers/cli.ts';
+import { CLI, runCli } from '../helpers/cli.ts';
 import { resticBin, resticOk, runRestic } from '../helpers/restic.ts';
 import { removeTree } from '../helpers/tmp.ts';
 import { execFile } from 'node:child_process';
@@ -150,6 +150,29 @@ describe('restore --delete and the pattern flags: the same target as restic 0.19
       if (mode === 'always') assert.match(summary(b.stdout) ?? '', /, skipped \d+ files\/dirs/);
     });
   }
+
+  it('a read-only file of the target written in place (not as root): made writable first, as restic does', { skip: process.getuid?.() !== 0 ? 'needs root to run as nobody' : false }, async () => {
+    // A folder nobody (65534) owns, with a copy of the repository and a target restic made.
+    const home = await mkdtemp(path.join(tmpdir(), 'stowage-restore-ro-'));
+    try {
+      await cp(repo, path.join(home, 'repo'), { recursive: true });
+      await resticOk(restic, ['restore', 'latest', '--target', path.join(home, 't')], { repo, password: PASSWORD });
+      const f = path.join(home, 't/src/big.bin');
+      const fh = await open(f, 'r+');
+      await fh.write(Buffer.from('X'), 0, 1, (3 << 20) - 10);
+      await fh.close();
+      await chmod(f, 0o444);
+      await execFileP('chown', ['-R', '65534:65534', home]);
+      await chmod(home, 0o755);
+      const env = { ...process.env, RESTIC_REPOSITORY: path.join(home, 'repo'), RESTIC_PASSWORD: PASSWORD, XDG_CACHE_HOME: path.join(home, 'cache') };
+      const args = ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, CLI, 'restore', 'latest', '--target', path.join(home, 't')];
+      await execFileP('setpriv', args, { env });
+      assert.deepEqual(await readFile(f), await readFile(path.join(dir, 'src/big.bin')));
+      assert.equal((await lstat(f)).mode & 0o777, 0o644);
+    } finally {
+      await removeTree(home);
+    }
+  });
 
   it('--verify: the files written are read back (as many as restic verifies); one that does not match is reported', async () => {
     const i = ++n;

@@ -3,7 +3,7 @@
 // range's blobs verified (MAC and SHA-256) and written to every place in every file that holds
 // them by the decode workers. A blob that fails is read again from any other copy the index knows
 // before the restore gives up.
-import { link, open } from 'node:fs/promises';
+import { chmod, link, open } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { AbortedError, throwIfAborted } from '../../../errors.ts';
 import type { IndexedRepository } from '../../../repository/repository.ts';
@@ -91,7 +91,13 @@ export class ContentWriter {
       if (t.inPlace) {
         // The target's own file (restore --overwrite found some of its blobs in place): only
         // the others are written, and it is cut to its length. O_NOFOLLOW: never through a link.
-        const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+        const openInPlace = () => open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+        // A read-only file is made writable first (its mode is restored with its metadata), as restic does.
+        const fh = await openInPlace().catch(async (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EACCES') throw e;
+          await chmod(t.pending.path, 0o600);
+          return openInPlace();
+        });
         try {
           await fh.truncate(t.size);
         } finally {
