@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.ts';
 import { resticBin, resticOk, runRestic } from '../helpers/restic.ts';
@@ -32,6 +32,7 @@ test('restore --dry-run lists and counts what restic 0.19 lists and counts, and 
   await writeFile(path.join(src, 'sub', 'b.bin'), Buffer.alloc(70_000, 7));
   await writeFile(path.join(src, 'sub', 'deeper', 'empty'), '');
   await symlink('a.txt', path.join(src, 'link'));
+  await link(path.join(src, 'sub', 'b.bin'), path.join(src, 'sub', 'hard'));
   const repo = path.join(work, 'repo');
   const password = 'dry run';
   await resticOk(resticBin('0.19'), ['init'], { repo, password });
@@ -57,4 +58,28 @@ test('restore --dry-run lists and counts what restic 0.19 lists and counts, and 
   assert.ok(text.stdout.includes(`restored  ${path.join(src, 'link')}\n`), text.stdout);
   assert.match(text.stdout, new RegExp(`Summary: Restored ${r.summary!.total_files} files/dirs \\(68\\.\\d+ KiB\\) in 0:0\\d\\n`));
   assert.equal(existsSync(target), false, 'nothing was written');
+
+  // Over a restored target, one file changed and one added: restic reads the target, and says
+  // which files are "unchanged", "updated" or "restored", and with --delete what is "deleted" —
+  // the same lines in the same order, and the same summary.
+  await resticOk(resticBin('0.19'), ['restore', 'latest', '--target', target], { repo, password });
+  const out = path.join(target, src);
+  await writeFile(path.join(out, 'a.txt'), 'HELLO\n');
+  await rm(path.join(out, 'sub', 'deeper', 'empty'));
+  await mkdir(path.join(out, 'sub', 'extra', 'in'), { recursive: true });
+  await writeFile(path.join(out, 'sub', 'extra', 'in', 'x'), 'x');
+  await writeFile(path.join(out, 'sub', 'extra', 'y'), 'y');
+  const normal = (stdout: string) => stdout.replace(/ in \d+:\d+/, ' in DUR');
+  for (const flags of [[], ['--delete'], ['--overwrite', 'never']]) {
+    const want = await resticOk(resticBin('0.19'), ['restore', 'latest', '--target', target, '--dry-run', '-vv', ...flags], { repo, password });
+    const got = await runCli(['restore', 'latest', '--target', target, '--dry-run', '--verbose', ...flags], { env });
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(normal(got.stdout), normal(want.stdout), flags.join(' '));
+    assert.match(want.stdout, flags[0] === '--delete' ? /^deleted {3}\S+\/sub\/extra\/y\n/m : /^unchanged \S+\/sub\/b\.bin with size/m);
+    if (flags[0] !== '--delete') continue;
+    const wantJson = await resticOk(resticBin('0.19'), ['restore', 'latest', '--target', target, '--dry-run', '-vv', '--json', ...flags], { repo, password });
+    const gotJson = await runCli(['restore', 'latest', '--target', target, '--dry-run', '--verbose', '--json', ...flags], { env });
+    assert.deepEqual(parse(gotJson.stdout), parse(wantJson.stdout), `--json ${flags.join(' ')}`);
+  }
+  assert.equal(await readFile(path.join(out, 'a.txt'), 'utf8'), 'HELLO\n', 'nothing was written');
 });

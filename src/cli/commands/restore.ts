@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { InvalidInputError, StowageError } from '../../errors.ts';
 import { planRestore, restore } from '../../snapshot/operations/restore/index.ts';
 import { formatDuration } from '../progress.ts';
@@ -8,6 +9,7 @@ import { readPatternFiles } from '../patterns.ts';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../snapshot/operations/restore/overwrite.ts';
 import { FlagError } from '../args.ts';
 import { snapshotString } from './copy.ts';
+import { xattrSelector } from '../../snapshot/operations/restore/metadata.ts';
 import { FILTER_FLAGS, filterFrom, withRepo, formatBytes, splitSnapshotRef, findSubtree, maxMemoryFrom } from '../context.ts';
 
 export const restoreCommand: Command = {
@@ -26,6 +28,8 @@ export const restoreCommand: Command = {
     { name: 'delete', kind: 'bool', help: 'delete files from target directory if they do not exist in snapshot' },
     { name: 'include-file', kind: 'list', arg: 'FILE', help: 'read include patterns from a file (repeatable)' },
     { name: 'exclude-file', kind: 'list', arg: 'FILE', help: 'read exclude patterns from a file (repeatable)' },
+    { name: 'include-xattr', kind: 'list', arg: 'PATTERN', help: 'include xattr by pattern (can be specified multiple times)' },
+    { name: 'exclude-xattr', kind: 'list', arg: 'PATTERN', help: 'exclude xattr by pattern (can be specified multiple times)' },
     { name: 'iinclude', kind: 'list', arg: 'PATTERN', help: 'same as --include but ignores the casing of filenames' },
     { name: 'iexclude', kind: 'list', arg: 'PATTERN', help: 'same as --exclude but ignores the casing of filenames' },
     { name: 'iinclude-file', kind: 'list', arg: 'FILE', help: 'same as --include-file but ignores casing of filenames in patterns' },
@@ -46,6 +50,12 @@ export const restoreCommand: Command = {
     if ((selection.include.length || selection.iinclude.length) && (selection.exclude.length || selection.iexclude.length)) {
       throw new InvalidInputError('exclude and include patterns are mutually exclusive');
     }
+    const filtered = Object.values(selection).some((l) => l.length > 0);
+    if (ctx.flags.bool('dry-run') && ctx.flags.bool('verify')) throw new InvalidInputError('--dry-run and --verify are mutually exclusive');
+    if (ctx.flags.bool('delete') && path.resolve(target) === '/' && !filtered) throw new InvalidInputError("'--target / --delete' must be combined with an include or exclude filter");
+    const xattrs = { includeXattrs: ctx.flags.list('include-xattr'), excludeXattrs: ctx.flags.list('exclude-xattr') };
+    // Checked before anything is read (restic: once the index is loaded; the same error).
+    xattrSelector(xattrs.includeXattrs, xattrs.excludeXattrs);
     const overwrite = (ctx.flags.string('overwrite') ?? 'always') as OverwriteMode;
     if (!OVERWRITE_MODES.includes(overwrite)) throw new FlagError(`invalid argument ${JSON.stringify(overwrite)} for "--overwrite" flag: invalid overwrite behavior ${JSON.stringify(overwrite)}, must be one of (${OVERWRITE_MODES.join('|')})`);
     const [ref, sub] = splitSnapshotRef(refArg);
@@ -57,25 +67,38 @@ export const restoreCommand: Command = {
       if (!ctx.quiet && !ctx.json) ctx.out(`restoring ${snapshotString(snap)} to ${target}\n`);
       const started = performance.now();
       if (ctx.flags.bool('dry-run')) {
-        // restic 0.19's shape: "restored  PATH[ with size N B]" per entry (restic: -vv; here
-        // --verbose), then "Summary: Restored N files/dirs (BYTES) in M:SS"; the JSON as restic's.
-        let items = 0;
-        let bytes = 0;
-        let onTheWay = 0;
+        // restic 0.19's lines (restic: -vv; here --verbose), "restored", "updated", "unchanged"
+        // and "deleted", in its order (planRestore's), then "Summary: Restored N files/dirs
+        // (BYTES) in M:SS[, skipped …][, deleted …]"; the JSON as restic's. The target is read
+        // as restic reads it: its files compared with the snapshot's.
+        const counts = { filesRestored: 0, dirsRestored: 0, bytesRestored: 0, dirsOnTheWay: 0, filesSkipped: 0, bytesSkipped: 0, othersSkipped: 0, deleted: 0 };
         await planRestore(repo, tree, {
           ...selection,
+          target,
+          overwrite,
+          delete: ctx.flags.bool('delete'),
           signal: ctx.signal,
           onItem: (item) => {
-            items++;
-            bytes += item.size;
-            if (item.onTheWay) onTheWay++;
+            if (item.action === 'deleted') counts.deleted++;
+            else if (item.action === 'unchanged') {
+              counts.filesSkipped++;
+              counts.bytesSkipped += item.size;
+              // Links and special files were counted in before they were left (restic's count).
+              if (item.type !== 'file' || item.hardLink) counts.othersSkipped++;
+            } else {
+              counts.filesRestored++;
+              counts.bytesRestored += item.size;
+              if (item.onTheWay) counts.dirsOnTheWay++;
+            }
             if (!ctx.verbose) return;
             const p = item.path.toString();
-            if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: 'restored', item: p, size: item.size }) + '\n');
-            else if (!ctx.quiet) ctx.out(`restored  ${p}${item.type === 'file' ? ` with size ${formatBytes(item.size)}` : ''}\n`);
+            if (ctx.json) ctx.out(JSON.stringify({ message_type: 'verbose_status', action: item.action, item: p, size: item.size }) + '\n');
+            else if (!ctx.quiet) {
+              const sized = item.action === 'unchanged' || (item.action !== 'deleted' && item.type === 'file' && !item.hardLink);
+              ctx.out(`${item.action.padEnd(9)} ${p}${sized ? ` with size ${formatBytes(item.size)}` : ''}\n`);
+            }
           },
         });
-        const counts = { filesRestored: items, dirsRestored: 0, bytesRestored: bytes, dirsOnTheWay: onTheWay };
         if (ctx.json) ctx.out(restoreSummaryJson(counts, (performance.now() - started) / 1000));
         else if (!ctx.quiet) ctx.out(restoreSummary(counts, (performance.now() - started) / 1000));
         return 0;
@@ -86,6 +109,7 @@ export const restoreCommand: Command = {
         res = await restore(repo, tree, {
           target,
           ...selection,
+          ...xattrs,
           delete: ctx.flags.bool('delete'),
           overwrite,
           verify: ctx.flags.bool('verify'),

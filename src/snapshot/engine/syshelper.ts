@@ -15,15 +15,15 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import os from 'node:os';
 
-const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxattr: number; utimensat: number; mknodat: number }> = {
-  x64: { llistxattr: 195, lgetxattr: 192, lsetxattr: 189, utimensat: 280, mknodat: 259 },
-  arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, utimensat: 88, mknodat: 33 },
+const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxattr: number; utimensat: number; mknodat: number; lremovexattr: number }> = {
+  x64: { llistxattr: 195, lgetxattr: 192, lsetxattr: 189, utimensat: 280, mknodat: 259, lremovexattr: 198 },
+  arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, utimensat: 88, mknodat: 33, lremovexattr: 15 },
 };
 
 // AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100. Answers: "OK [fields]" or "ERR errno".
 const PERL = String.raw`
 use strict; use warnings;
-my ($LIST, $GET, $SET, $UTIMENS, $MKNOD) = @ARGV;
+my ($LIST, $GET, $SET, $UTIMENS, $MKNOD, $REMOVE) = @ARGV;
 $| = 1;
 sub unhex { my $h = shift; return pack('H*', $h); }
 sub xattrs {
@@ -62,6 +62,9 @@ while (my $line = <STDIN>) {
   } elsif ($op eq 'S') {
     my $val = unhex($f[2]);
     my $r = syscall($SET, unhex($f[0]), unhex($f[1]), $val, length($val), 0);
+    print $r < 0 ? "ERR " . ($!+0) . "\n" : "OK\n";
+  } elsif ($op eq 'R') {
+    my $r = syscall($REMOVE, unhex($f[0]), unhex($f[1]));
     print $r < 0 ? "ERR " . ($!+0) . "\n" : "OK\n";
   } elsif ($op eq 'T') {
     my $ts = pack('q4', $f[1], $f[2], $f[3], $f[4]);
@@ -216,7 +219,7 @@ export class SysHelper {
     }
     const found = locatePerl(options);
     if ('reason' in found) return new SysHelper(undefined, undefined, found.reason);
-    const proc = spawn(found.perl, ['-e', PERL, String(nums.llistxattr), String(nums.lgetxattr), String(nums.lsetxattr), String(nums.utimensat), String(nums.mknodat)], {
+    const proc = spawn(found.perl, ['-e', PERL, String(nums.llistxattr), String(nums.lgetxattr), String(nums.lsetxattr), String(nums.utimensat), String(nums.mknodat), String(nums.lremovexattr)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     return new SysHelper(proc, found.perl, undefined);
@@ -320,6 +323,13 @@ export class SysHelper {
     const r = await this.#call(`S ${hex(path)} ${hex(name)} ${Buffer.from(value).toString('hex')}`);
     if (r === UNAVAILABLE) throw this.#unavailable('setxattr', path);
     if (r.startsWith('ERR')) throw new SysHelperError('setxattr', String(path), Number(r.slice(4)));
+  }
+
+  /** Removes an extended attribute (not following symlinks). */
+  async removeXattr(path: string | Buffer, name: string): Promise<void> {
+    const r = await this.#call(`R ${hex(path)} ${hex(name)}`);
+    if (r === UNAVAILABLE) throw this.#unavailable('removexattr', path);
+    if (r.startsWith('ERR')) throw new SysHelperError('removexattr', String(path), Number(r.slice(4)));
   }
 
   /** Sets atime and mtime with nanosecond precision, never following a symlink. */

@@ -135,3 +135,42 @@ function escapeRe(s: string): string {
 export function matchComponent(pattern: string, name: string): boolean {
   return compileComponent(pattern).test(name);
 }
+
+/**
+ * The patterns Go's `filepath.Match` calls malformed in one of their components, as restic's
+ * ValidatePatterns finds them: a `\` at the end, a `[` without its `]`, an empty class, or a
+ * class item starting with `-` or `]`. (A leading `!` negates and is not part of the pattern.)
+ */
+export function malformedPatterns(patterns: readonly string[]): string[] {
+  return patterns.filter((p) => p !== '' && path.posix.normalize(p.startsWith('!') ? p.slice(1) : p).split('/').some((c) => !goComponentValid(c)));
+}
+
+function goComponentValid(c: string): boolean {
+  for (let i = 0; i < c.length; i++) {
+    const ch = c[i];
+    if (ch === '\\') {
+      if (++i >= c.length) return false;
+    } else if (ch === '[') {
+      i++;
+      if (c[i] === '^') i++;
+      let items = 0;
+      // One escaped-or-plain character of a class; -1 when malformed.
+      const esc = (): number => {
+        if (i >= c.length || c[i] === '-' || c[i] === ']') return -1;
+        if (c[i] === '\\' && ++i >= c.length) return -1;
+        i++;
+        return 0;
+      };
+      for (;;) {
+        if (i < c.length && c[i] === ']' && items > 0) break;
+        if (esc() < 0) return false;
+        if (c[i] === '-') {
+          i++;
+          if (esc() < 0) return false;
+        }
+        items++;
+      }
+    }
+  }
+  return true;
+}

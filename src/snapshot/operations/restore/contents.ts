@@ -3,7 +3,7 @@
 // range's blobs verified (MAC and SHA-256) and written to every place in every file that holds
 // them by the decode workers. A blob that fails is read again from any other copy the index knows
 // before the restore gives up.
-import { link, open } from 'node:fs/promises';
+import { chmod, link, open } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { AbortedError, throwIfAborted } from '../../../errors.ts';
 import type { IndexedRepository } from '../../../repository/repository.ts';
@@ -78,6 +78,8 @@ export class ContentWriter {
   async createFiles(plan: ContentPlan): Promise<void> {
     if (this.#sparse) {
       for (const t of plan.tasks) {
+        // restic neither: holes cannot be punched into what the file holds.
+        if (t.inPlace) continue;
         const content = t.pending.node.content ?? [];
         if (content.length === 1 || content.includes(zeroChunkId())) {
           t.sparse = true;
@@ -86,7 +88,25 @@ export class ContentWriter {
       }
     }
     await mapLimit(plan.tasks, 32, async (t) => {
-      // A file is always made anew (never rewritten in place), so a hole never shows old data.
+      if (t.inPlace) {
+        // The target's own file (restore --overwrite found some of its blobs in place): only
+        // the others are written, and it is cut to its length. O_NOFOLLOW: never through a link.
+        const openInPlace = () => open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+        // A read-only file is made writable first (its mode is restored with its metadata), as restic does.
+        const fh = await openInPlace().catch(async (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EACCES') throw e;
+          await chmod(t.pending.path, 0o600);
+          return openInPlace();
+        });
+        try {
+          await fh.truncate(t.size);
+        } finally {
+          await fh.close();
+        }
+        if (t.remaining === 0) this.fileDone(t);
+        return;
+      }
+      // A file is otherwise made anew, so a hole never shows old data.
       await this.#target.removeExisting(t.pending.path);
       const j = plan.jobOf.get(t);
       if (j !== undefined && j >= 0) return;

@@ -6,7 +6,7 @@
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { throwIfAborted } from '../../../errors.ts';
 import { goStringFromBytes } from '../../model/gojson.ts';
-import type { Walked } from './walk.ts';
+import type { VisitedDir, Walked } from './walk.ts';
 
 const SLASH = Buffer.from('/');
 
@@ -40,4 +40,34 @@ export async function deleteExtraneous(walked: Walked, onDelete: (p: Buffer) => 
     }
   }
   return count;
+}
+
+/**
+ * What `deleteExtraneous` would remove from one folder, without removing it (a dry run): each
+ * path in the order restic reports it, everything in a folder before the folder (its walk of the
+ * folder, lexical, turned round).
+ */
+export async function listExtraneous(dir: VisitedDir, walked: Walked, signal: AbortSignal | undefined): Promise<Array<{ path: Buffer; isDir: boolean }>> {
+  const out: Array<{ path: Buffer; isDir: boolean }> = [];
+  const walk = async (p: Buffer, into: Array<{ path: Buffer; isDir: boolean }>): Promise<void> => {
+    throwIfAborted(signal);
+    const st = await lstat(p).catch(() => undefined);
+    if (!st) return;
+    into.push({ path: p, isDir: st.isDirectory() });
+    if (!st.isDirectory()) return;
+    const names = await readdir(p, { encoding: 'buffer' });
+    for (const name of names.sort(Buffer.compare)) await walk(Buffer.concat([p, SLASH, name]), into);
+  };
+  const names = await readdir(dir.path, { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+  for (const name of names.sort(Buffer.compare)) {
+    const goName = goStringFromBytes(name);
+    if (dir.names.has(goName)) continue;
+    const p = Buffer.concat([dir.path, SLASH, name]);
+    const st = await lstat(p).catch(() => undefined);
+    if (!st || walked.select(`${dir.rel}/${goName}`, st.isDirectory()) !== 'yes') continue;
+    const found: Array<{ path: Buffer; isDir: boolean }> = [];
+    await walk(p, found);
+    out.push(...found.reverse());
+  }
+  return out;
 }

@@ -8,6 +8,27 @@ import { describeMetadataLoss, type MetadataKind, type SysHelper } from '../../e
 import { posixPermissionsFromGo } from '../../model/mode.ts';
 import type { RestoreOutput } from './output.ts';
 import type { RestoreEntry } from './types.ts';
+import { InvalidInputError } from '../../../errors.ts';
+import { PathFilter, malformedPatterns } from '../../model/filter.ts';
+
+/**
+ * Which extended attributes a restore sets, as restic's --include-xattr and --exclude-xattr: a
+ * name is matched like a path against restic's patterns (`user.*`); with includes only matching
+ * names are set, with excludes all but matching ones, with neither all.
+ *
+ * @throws InvalidInputError when both are given, or a pattern is malformed.
+ */
+export function xattrSelector(include: readonly string[] = [], exclude: readonly string[] = []): (name: string) => boolean {
+  const inc = include.filter((p) => p !== '');
+  const exc = exclude.filter((p) => p !== '');
+  if (inc.length && exc.length) throw new InvalidInputError('exclude and include xattr patterns are mutually exclusive');
+  const [flag, patterns] = exc.length ? ['--exclude-xattr', exc] : ['--include-xattr', inc];
+  if (patterns.length === 0) return () => true;
+  const bad = malformedPatterns(patterns);
+  if (bad.length) throw new InvalidInputError(`${flag}: invalid pattern(s) provided:\n${bad.join('\n')}`);
+  const filter = new PathFilter(patterns);
+  return exc.length ? (name) => !filter.matches(name) : (name) => filter.matches(name);
+}
 
 /** Entries whose times go to the helper in one request. */
 const TIMES_PER_BATCH = 256;
@@ -23,13 +44,22 @@ export class MetadataWriter {
   readonly #limit = new Semaphore(16);
   readonly #tasks = new Set<Promise<void>>();
   #times: RestoreEntry[] = [];
+  /** Which xattrs are restored (restore --include-xattr / --exclude-xattr); all without one. */
+  readonly #xattrSelected: (name: string) => boolean;
+  /**
+   * Whether an entry was in the target before the restore (a folder kept, a file written in
+   * place or left): its xattrs the snapshot lacks are removed, those the selection covers, as restic
+   * removes them. Entries made by the restore have none to remove.
+   */
+  existed: (e: RestoreEntry) => boolean = () => false;
 
   /** `helperOk`: whether the helper answered (asked before anything is restored). */
-  constructor(helper: SysHelper, helperOk: boolean, owners: boolean, output: RestoreOutput) {
+  constructor(helper: SysHelper, helperOk: boolean, owners: boolean, output: RestoreOutput, xattrSelected: (name: string) => boolean = () => true) {
     this.#helper = helper;
     this.#helperOk = helperOk;
     this.#owners = owners;
     this.#output = output;
+    this.#xattrSelected = xattrSelected;
   }
 
   lose(kind: MetadataKind): void {
@@ -101,16 +131,26 @@ export class MetadataWriter {
         this.#output.warn(p, `owner/mode: ${(err as Error).message}`);
       }
     }
+    const xattrs = (node.extendedAttributes ?? []).filter((x) => this.#xattrSelected(x.name));
     if (!this.#helperOk) {
-      if (node.extendedAttributes?.length) this.lose('xattrs');
+      if (xattrs.length) this.lose('xattrs');
       return;
     }
-    for (const x of node.extendedAttributes ?? []) {
+    for (const x of xattrs) {
       try {
         await this.#helper.setXattr(p, x.name, x.value);
       } catch (err) {
         this.#output.warn(p, `xattr ${x.name}: ${(err as Error).message}`);
       }
+    }
+    if (!this.existed(e)) return;
+    try {
+      const keep = new Set(xattrs.map((x) => x.name));
+      for (const x of await this.#helper.listXattrs(p)) {
+        if (!keep.has(x.name) && this.#xattrSelected(x.name)) await this.#helper.removeXattr(p, x.name);
+      }
+    } catch (err) {
+      this.#output.warn(p, `xattrs: ${(err as Error).message}`);
     }
   }
 }

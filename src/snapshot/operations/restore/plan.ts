@@ -23,6 +23,8 @@ export interface FileTask {
   started?: boolean;
   /** Restored sparse (restore --sparse): made its full length up front, all-zero blob beginnings left as holes. */
   sparse?: boolean;
+  /** The target's file is written in place: only the blobs not already there, then cut to `size` (restore --overwrite). */
+  inPlace?: boolean;
 }
 
 /** One blob of a pack and the places (file, offset) it is written to. */
@@ -57,8 +59,10 @@ export interface ContentPlan {
    * are in no job.
    */
   jobOf: Map<FileTask, number>;
-  /** Bytes of content to write (a hard-linked file once). */
+  /** Bytes of content to write (a hard-linked file once), those already in place included. */
   totalBytes: number;
+  /** Of `totalBytes`, those already in place in files written in place (counted as restored, as restic counts them). */
+  inPlaceBytes: number;
 }
 
 /** Everything a restore does, in order: folders, contents, specials, metadata. */
@@ -79,8 +83,13 @@ export interface RestorePlan {
  *
  * @throws NotFoundError when the index has no location for a blob a file needs.
  */
-export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId) => BlobLocation | undefined): ContentPlan {
+export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId) => BlobLocation | undefined, existing: ExistingContents = {}): ContentPlan {
   const firstNames = new Map<string, Buffer>();
+  // A file left as it is holds its hard links' contents: they are linked to it.
+  for (const f of existing.unchanged ?? []) {
+    if (Number(f.node.links ?? 1) > 1 && f.node.inode !== undefined) firstNames.set(`${f.node.deviceId ?? 0}:${f.node.inode}`, f.path);
+  }
+  let inPlaceBytes = 0;
   const links: ContentPlan['links'] = [];
   const tasks: FileTask[] = [];
   const packs = new Map<PackId, Map<number, PlannedBlob>>();
@@ -98,12 +107,19 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
     }
     const task: FileTask = { pending: f, remaining: 0, size: 0, missing: new Set() };
     tasks.push(task);
-    for (const id of node.content ?? []) {
+    const inPlace = existing.inPlace?.get(f);
+    if (inPlace) task.inPlace = true;
+    for (const [i, id] of (node.content ?? []).entries()) {
       const loc = lookup(id);
       if (!loc) throw new NotFoundError(`data blob ${id}`);
+      const size = loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
+      if (inPlace?.[i]) {
+        task.size += size;
+        inPlaceBytes += size;
+        continue;
+      }
       let blobs = packs.get(loc.packId);
       if (!blobs) packs.set(loc.packId, (blobs = new Map()));
-      const size = loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
       let planned = blobs.get(loc.offset);
       if (!planned) blobs.set(loc.offset, (planned = { loc, size, writes: [] }));
       planned.writes.push([task, task.size]);
@@ -120,7 +136,16 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
     for (const blobs of cut.ranges) jobs.push({ packId, blobs });
     oversized.push(...cut.oversized);
   }
-  return { tasks, links, jobs, streams: packStreams(jobs), oversized, jobOf: creatingJobs(jobs, oversized), totalBytes };
+  const jobOf = creatingJobs(jobs, oversized);
+  // A file written in place is opened and cut to its length up front.
+  for (const t of tasks) if (t.inPlace) jobOf.set(t, -1);
+  return { tasks, links, jobs, streams: packStreams(jobs), oversized, jobOf, totalBytes, inPlaceBytes };
+}
+
+/** What the target already has (restore --overwrite): files left as they are, and which blobs of files written in place lie there. */
+export interface ExistingContents {
+  unchanged?: readonly RestoreEntry[];
+  inPlace?: ReadonlyMap<RestoreEntry, readonly boolean[] | undefined>;
 }
 
 /**
@@ -146,12 +171,13 @@ function creatingJobs(jobs: readonly ReadJob[], oversized: readonly PlannedBlob[
 export function planRestore(
   walked: { created: readonly RestoreEntry[]; files: readonly RestoreEntry[]; specials: readonly RestoreEntry[] },
   lookup: (id: BlobId) => BlobLocation | undefined,
+  existing: ExistingContents = {},
 ): RestorePlan {
   return {
     dirs: walked.created.filter((e) => e.node.type === 'dir' && !e.dropped),
     files: [...walked.files],
     specials: [...walked.specials],
-    contents: planContents(walked.files, lookup),
+    contents: planContents(walked.files, lookup, existing),
   };
 }
 

@@ -21,6 +21,16 @@ export class TargetFolder implements WalkTarget {
     this.#freshDirs.add(p.toString('latin1'));
   }
 
+  /** Whether p lies in a folder this run created (so nothing is there yet). */
+  inFreshDir(p: Buffer): boolean {
+    return this.#freshDirs.has(path.dirname(p.toString('latin1')));
+  }
+
+  /** Whether this run created the folder p. */
+  isFresh(p: Buffer): boolean {
+    return this.#freshDirs.has(p.toString('latin1'));
+  }
+
   /** Takes back a folder made on the way to an include that matched nothing; one that was there before stays. */
   async dropDir(p: Buffer): Promise<void> {
     if (!this.#freshDirs.has(p.toString('latin1'))) return;

@@ -49,10 +49,20 @@ export interface RestoreOptions {
   iexclude?: readonly string[];
   /**
    * What becomes of an entry the target has already (restic's --overwrite): `always` (default)
-   * replaces it; `if-changed` leaves a file with the snapshot's size and mtime; `if-newer`
-   * replaces only when the snapshot's mtime is later; `never` leaves it. Folders are always restored.
+   * replaces it, but a file is read first: one whose contents are the snapshot's is left (only
+   * its metadata restored), one that holds some of the snapshot's blobs in place has only the
+   * others written, in place; `if-changed` as `always`, but a file with the snapshot's size and
+   * mtime is taken to match unread; `if-newer` replaces only when the snapshot's mtime is later
+   * (a file compared as with `always`); `never` leaves it. Folders are always restored.
    */
   overwrite?: OverwriteMode;
+  /**
+   * Only the extended attributes whose names match these patterns are set (restic's
+   * --include-xattr; its pattern syntax, a name matched like a path: `user.*`). Default: all.
+   */
+  includeXattrs?: readonly string[];
+  /** The extended attributes whose names match these patterns are not set (restic's --exclude-xattr); not with `includeXattrs`. */
+  excludeXattrs?: readonly string[];
   /**
    * Restore files sparse, as restic's --sparse: a file holding the all-zero chunk (a stretch of
    * zeros of at least 512 KiB), or of one blob, is made its full length first and the all-zero
@@ -111,13 +121,16 @@ export interface RestoreResult {
   othersRestored?: number;
   /** Folders created. */
   dirsRestored: number;
-  /** Bytes of file contents written. */
+  /** Bytes of file contents written (as restic counts them: those a file written in place already held included). */
   bytesRestored: number;
   /** What `verify` found (absent without it). */
   verified?: VerifyResult;
-  /** Entries left as they were by `overwrite` (absent with `always`). */
+  /**
+   * Entries left as they were: by `overwrite`, or files whose contents were already the
+   * snapshot's (absent with `always` when there were none).
+   */
   filesSkipped?: number;
-  /** Bytes of the files among them (absent with `always`). */
+  /** Bytes of the files among them (absent with `filesSkipped`). */
   bytesSkipped?: number;
   /** Files and folders removed by `delete` (absent without it). */
   deleted?: number;
@@ -145,4 +158,6 @@ export interface RestoreEntry {
   dropped?: boolean;
   /** A folder made only on the way to included entries below it (not itself included). */
   onTheWay?: boolean;
+  /** A folder's entries, in tree order. */
+  children?: RestoreEntry[];
 }

@@ -37,6 +37,8 @@ export interface Walked {
   visited: VisitedDir[];
   /** The walk's selection of a path ("/a/b", relative to the restored tree). */
   select: (rel: string, isDir: boolean) => 'yes' | 'no' | 'descend';
+  /** The entries of the restored tree's top folder, in tree order (a folder's own in its `children`). */
+  top: RestoreEntry[];
 }
 
 /** A folder the walk went into: where it is in the target, its path in the tree, and its names (Go-string form). */
@@ -119,12 +121,12 @@ export async function walkRestoreTree(
   target: WalkTarget,
 ): Promise<Walked> {
   const walk = new Walk(trees, options, target);
-  await walk.walk(treeId, root, '');
+  await walk.walk(treeId, root, '', false, walk.found.top);
   return walk.found;
 }
 
 class Walk {
-  readonly found: Walked = { created: [], files: [], specials: [], visited: [], select: (rel, isDir) => this.selected(rel, isDir, false) };
+  readonly found: Walked = { created: [], files: [], specials: [], visited: [], select: (rel, isDir) => this.selected(rel, isDir, false), top: [] };
   readonly #trees: TreeLoader;
   readonly #include: Patterns;
   readonly #exclude: Patterns;
@@ -149,7 +151,7 @@ class Walk {
   }
 
   /** Walks one folder; true when something in it is restored. */
-  async walk(treeId: BlobId, dir: Buffer, rel: string, forced = false): Promise<boolean> {
+  async walk(treeId: BlobId, dir: Buffer, rel: string, forced: boolean, kids: RestoreEntry[]): Promise<boolean> {
     throwIfAborted(this.#signal);
     if (this.#failed) return false;
     const loaded = await this.#trees.load(treeId);
@@ -174,18 +176,21 @@ class Walk {
       if (sel === 'no') continue;
       const p = Buffer.concat([dir, SLASH, names[i]!]);
       if (node.type !== 'dir') {
-        (node.type === 'file' ? this.found.files : this.found.specials).push({ path: p, node });
-        this.found.created.push({ path: p, node });
+        const entry: RestoreEntry = { path: p, node };
+        (node.type === 'file' ? this.found.files : this.found.specials).push(entry);
+        this.found.created.push(entry);
+        kids.push(entry);
         any = true;
         continue;
       }
       if (!node.subtree) throw new IntegrityError(`folder ${childRel} has no subtree`, { blob: treeId });
       if (this.#failed) break;
       await this.#target.makeDir(p, dir);
-      const entry: RestoreEntry = sel === 'descend' ? { path: p, node, onTheWay: true } : { path: p, node };
+      const entry: RestoreEntry = sel === 'descend' ? { path: p, node, onTheWay: true, children: [] } : { path: p, node, children: [] };
       this.found.created.push(entry);
+      kids.push(entry);
       if (sel === 'yes') any = true;
-      branches.push(this.walk(node.subtree, p, childRel, sel === 'yes').then(
+      branches.push(this.walk(node.subtree, p, childRel, sel === 'yes', entry.children!).then(
         async (had) => {
           if (sel === 'descend' && !had) {
             // Only created on the way to a match that was not there: take it back.
@@ -206,4 +211,27 @@ class Walk {
     if (failed) throw (failed as PromiseRejectedResult).reason;
     return any;
   }
+}
+
+/**
+ * The walk's entries in restic's order: `files` as its first pass reaches them (depth first, each
+ * folder's entries in tree order), `after` as its second pass finishes them (depth first, a
+ * folder after what is in it): everything but files' first passes, sockets (restic skips them) and
+ * folders taken back. Walked.files is put in the first order.
+ */
+export function treeOrder(walked: Walked): { files: RestoreEntry[]; after: RestoreEntry[] } {
+  const files: RestoreEntry[] = [];
+  const after: RestoreEntry[] = [];
+  const visit = (list: readonly RestoreEntry[]): void => {
+    for (const e of list) {
+      if (e.node.type === 'socket' || e.dropped) continue;
+      if (e.node.type === 'file') files.push(e);
+      if (e.children) visit(e.children);
+      after.push(e);
+    }
+  };
+  visit(walked.top);
+  const kept = new Set(walked.files);
+  walked.files = files.filter((e) => kept.has(e));
+  return { files, after };
 }
