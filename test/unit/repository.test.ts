@@ -209,22 +209,26 @@ test('saveBlob dedups within a run, across runs, and after reopening', async () 
   const w = idx.blobWriter();
   const data = randomBytes(3000);
   const first = await w.saveBlob('data', data);
-  assert.deepEqual(first, { id: sha(data), added: true });
-  assert.deepEqual(await w.saveBlob('data', data), { id: sha(data), added: false });
+  // Stored: the sealed blob (random bytes stay uncompressed: 3000 + 16 IV + 16 MAC, maybe a
+  // zstd frame) and its header entry (37 or 41 bytes).
+  assert.equal(first.id, sha(data));
+  assert.equal(first.added, true);
+  assert.ok(first.stored >= 3000 + 32 + 37 && first.stored <= 3000 + 32 + 41 + 64, `stored ${first.stored}`);
+  assert.deepEqual(await w.saveBlob('data', data), { id: sha(data), added: false, stored: 0 });
   assert.equal(w.has('data', first.id), true);
   await w.flush();
   assert.equal(w.stats.dataBlobs, 1);
   assert.equal(w.stats.packs, 1);
   // A second writer on the same index knows it.
   const w2 = idx.blobWriter();
-  assert.deepEqual(await w2.saveBlob('data', data), { id: first.id, added: false });
+  assert.deepEqual(await w2.saveBlob('data', data), { id: first.id, added: false, stored: 0 });
   await w2.flush();
   assert.equal(w2.stats.packs, 0);
   assert.equal(w2.stats.indexFiles, 0, 'nothing new, no index file');
   // So does a fresh index loaded from the backend.
   const reopened = await (await Repository.open(backend, { password: 'secret' })).loadIndex();
   assert.equal(reopened.index.has(first.id, 'data'), true);
-  assert.deepEqual(await reopened.blobWriter().saveBlob('data', data), { id: first.id, added: false });
+  assert.deepEqual(await reopened.blobWriter().saveBlob('data', data), { id: first.id, added: false, stored: 0 });
   assert.equal((await names(repo, 'data')).length, 1);
 });
 
