@@ -584,7 +584,7 @@ async function main(): Promise<void> {
       `${pruneSource.files} files / ${(pruneSource.dataBytes / MiB).toFixed(0)} MiB that change from snapshot to snapshot, ${pruneSource.packs} packs, ${(pruneSource.bytes / MiB).toFixed(0)} MiB; ` +
       `the oldest ${pruneSource.forget.length} forgotten (untimed), then \`${PRUNE_ARGS.join(' ')}\`; checked afterwards with restic 0.19.1 \`check --read-data\``,
   );
-  md.push(`- index: bench/index-memory.ts on the build under test, synthetic entries; restic's 56 bytes per blob is the size of its documented in-memory index entry, not a measurement`);
+  if (indexRuns.length) md.push(`- index: bench/index-memory.ts on the build under test, synthetic entries; restic's 56 bytes per blob is the size of its documented in-memory index entry, not a measurement`);
   md.push(`- ${runs} run(s), median reported${withRestic014 && runs > 1 ? ' (restic 0.14: run 1 only)' : ''}; warm page cache; local repositories under ${work}; MiB/s = source bytes / wall; ratio = Stowage / restic 0.19.1 for that row`);
   if (withKopia) {
     md.push(
