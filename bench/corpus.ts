@@ -42,6 +42,13 @@ export const FULL_BIG: BigShape = { kind: 'big', files: 8, mibPerFile: 128 };
 export const FULL_SMALL: SmallShape = { kind: 'small', outer: 20, inner: 20, filesPerLeaf: 50 };
 export const QUICK_BIG: BigShape = { kind: 'big', files: 2, mibPerFile: 64 };
 export const QUICK_SMALL: SmallShape = { kind: 'small', outer: 20, inner: 20, filesPerLeaf: 5 };
+/** `--huge` (issue 17): 10 GiB, the big corpus ten times over (its first 8 files are the big corpus's). */
+export const HUGE_BIG: BigShape = { kind: 'big', files: 80, mibPerFile: 128 };
+/**
+ * `--many` (issue 17): 200 000 files of 1–8 KiB in 2 000 leaf directories of 100 files (20 × 100),
+ * about 880 MiB: ten times the small corpus's files in about its bytes, so per-file costs dominate.
+ */
+export const MANY_SMALL: SmallShape = { kind: 'small', outer: 20, inner: 100, filesPerLeaf: 100, maxKiB: 8 };
 
 /** The directory name encodes the shape, so quick and full corpora live side by side. */
 export function corpusName(shape: CorpusShape): string {
@@ -155,12 +162,15 @@ function writeSmall(dir: string, shape: SmallShape): Omit<Corpus, 'name' | 'path
   return { files: n, dirs: 1 + shape.outer + shape.outer * shape.inner, bytes };
 }
 
-// `node bench/corpus.ts [dir] [--quick]` generates the corpora without running the benchmark.
+// `node bench/corpus.ts [dir] [--quick] [--huge] [--many]` generates the corpora without running the benchmark.
 if (import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
   const root = args.find((a) => !a.startsWith('--')) ?? join(process.env.STOWAGE_BENCH_DIR || '/tmp/stowage-bench', 'corpus');
-  for (const shape of quick ? [QUICK_BIG, QUICK_SMALL] : [FULL_BIG, FULL_SMALL]) {
+  const shapes: CorpusShape[] = quick ? [QUICK_BIG, QUICK_SMALL] : [FULL_BIG, FULL_SMALL];
+  if (args.includes('--huge')) shapes.push(HUGE_BIG);
+  if (args.includes('--many')) shapes.push(MANY_SMALL);
+  for (const shape of shapes) {
     const c = ensureCorpus(root, shape, (s) => console.log(s));
     console.log(`${c.name}: ${c.path}, ${c.files} files, ${(c.bytes / MiB).toFixed(1)} MiB`);
   }

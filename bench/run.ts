@@ -4,6 +4,7 @@
 //   npm run bench -- --quick            small corpora, 1 run, a minute or two
 //   npm run bench -- --runs 3 --no-big-auto --no-restic014 --keep
 //   npm run bench -- --remote           S3 and rest-server behind a slow proxy (bench/remote.ts)
+//   npm run bench -- --huge --many      also 10 GiB and 200 000 files (issue 17: memory flat in the job's size)
 //
 // Every step runs once per tool before the next step starts, and the order of the tools rotates
 // from run to run, so load from elsewhere on the machine falls on both alike. Each tool pays its
@@ -19,10 +20,10 @@ import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureCorpus, FULL_BIG, FULL_SMALL, QUICK_BIG, QUICK_SMALL, type Corpus } from './corpus.ts';
+import { ensureCorpus, FULL_BIG, FULL_SMALL, HUGE_BIG, MANY_SMALL, QUICK_BIG, QUICK_SMALL, type Corpus } from './corpus.ts';
 import { ensureGnuTime, measure } from './lib/measure.ts';
 import { makeMemoryCgroup, type MemoryCgroup } from './lib/cgroup.ts';
-import { buildFigures, indexRows, markdownTable, type IndexMemoryResult, type Sample, type StepName, type ToolId } from './lib/report.ts';
+import { buildFigures, flatnessTable, indexRows, markdownTable, type IndexMemoryResult, type Sample, type StepName, type ToolId } from './lib/report.ts';
 import { ensurePruneRepo, FULL_PRUNE, QUICK_PRUNE, repoSize, type PruneRepo } from './prune-repo.ts';
 
 const MiB = 1024 * 1024;
@@ -53,6 +54,9 @@ const { values: opts } = parseArgs({
     kopia: { type: 'boolean' },
     keep: { type: 'boolean', default: false },
     cli: { type: 'string' },
+    huge: { type: 'boolean', default: false },
+    many: { type: 'boolean', default: false },
+    only: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   allowNegative: true,
@@ -60,7 +64,7 @@ const { values: opts } = parseArgs({
 
 if (opts.help) {
   process.stdout.write(
-    'Usage: npm run bench -- [--quick] [--runs N] [--no-big-auto] [--no-restic014] [--no-cgroup] [--[no-]kopia] [--keep] [--cli PATH]\n' +
+    'Usage: npm run bench -- [--quick] [--runs N] [--no-big-auto] [--no-restic014] [--no-cgroup] [--[no-]kopia] [--keep] [--cli PATH] [--huge] [--many] [--only LIST]\n' +
       '  --quick          2 × 64 MiB big corpus, 2 000 small files, 1 run\n' +
       '  --runs N         repeat every measurement N times and report the median (default 2, quick 1)\n' +
       '  --no-big-auto    skip the first backup of the big corpus with compression auto\n' +
@@ -70,6 +74,10 @@ if (opts.help) {
       '  --no-kopia       skip kopia (the default when its binary is missing)\n' +
       '  --keep           keep the repositories under $STOWAGE_BENCH_DIR/work after the run\n' +
       '  --cli PATH       measure another build: PATH is its dist/cli/main.js (default: this checkout\'s)\n' +
+      '  --huge           also 10 GiB (80 × 128 MiB, compression off): first backup and restore, one tool at a time\n' +
+      '  --many           also 200 000 files of 1–8 KiB in 2 000 folders (compression auto): backup, re-backup, restore\n' +
+      '  --only LIST      run only these comma-separated scenarios (big-off, small-auto, big-auto, huge-off, many-auto,\n' +
+      '                   big-off-256m, small-auto-256m) and, when named, prune and index\n' +
       '  --remote         the remote bench instead (MinIO and rest-server behind a proxy); --remote --help for its flags\n',
   );
   process.exit(0);
@@ -81,6 +89,9 @@ const stowageCli = resolve(opts.cli ?? join(repoRoot, 'dist', 'cli', 'main.js'))
 const stowageDist = dirname(dirname(stowageCli));
 const stowageRoot = dirname(stowageDist);
 const runs = opts.runs !== undefined ? Number(opts.runs) : quick ? 1 : 2;
+// --only: the scenarios (and prune, index) to run; without it, everything the other flags leave in.
+const only = opts.only === undefined ? undefined : new Set(opts.only.split(',').map((x) => x.trim()).filter((x) => x));
+const selected = (id: string): boolean => only === undefined || only.has(id);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number ≥ 1, got ${JSON.stringify(opts.runs)}`);
 const withRestic014 = opts.restic014 && existsSync(RESTIC_014);
 // kopia: on by default when its binary is there; --kopia without it is an error, not a silent skip.
@@ -113,6 +124,11 @@ interface Scenario {
   steps: StepName[];
   /** The backup runs in a memory cgroup of this many MiB made by the bench (bench/lib/cgroup.ts). */
   memoryMiB?: number;
+  /**
+   * Every step of one tool, then its repository removed, before the next tool starts: a 10 GiB
+   * corpus, two 10 GiB repositories and a 10 GiB restore target would not fit the disk at once.
+   */
+  oneToolAtATime?: boolean;
 }
 
 function firstLine(cmd: string, args: string[]): string {
@@ -475,16 +491,23 @@ async function main(): Promise<void> {
   const corpusRoot = join(root, 'corpus');
   const big = ensureCorpus(corpusRoot, quick ? QUICK_BIG : FULL_BIG, log);
   const small = ensureCorpus(corpusRoot, quick ? QUICK_SMALL : FULL_SMALL, log);
+  // Issue 17's size rows: generated only when asked for (10 GiB and 200 000 files take minutes).
+  const huge = opts.huge ? ensureCorpus(corpusRoot, HUGE_BIG, log) : undefined;
+  const many = opts.many ? ensureCorpus(corpusRoot, MANY_SMALL, log) : undefined;
   // Built once by restic 0.19.1 and cached like the corpora; every run prunes fresh copies of it.
-  const pruneSource = ensurePruneRepo(join(root, 'prune'), quick ? QUICK_PRUNE : FULL_PRUNE, RESTIC_019, PASSWORD, log);
+  const pruneSource = selected('prune') ? ensurePruneRepo(join(root, 'prune'), quick ? QUICK_PRUNE : FULL_PRUNE, RESTIC_019, PASSWORD, log) : undefined;
   log('warming the page cache …');
   warmPageCache(big);
   warmPageCache(small);
+  if (huge) warmPageCache(huge);
+  if (many) warmPageCache(many);
 
-  const scenarios: Scenario[] = [
+  let scenarios: Scenario[] = [
     { id: 'big-off', corpus: big, compression: 'off', steps: ['init', 'backup', 'rebackup', 'restore', 'check', 'snapshots'] },
     { id: 'small-auto', corpus: small, compression: 'auto', steps: ['init', 'backup', 'rebackup', 'restore'] },
   ];
+  if (huge) scenarios.push({ id: 'huge-off', corpus: huge, compression: 'off', steps: ['init', 'backup', 'restore'], oneToolAtATime: true });
+  if (many) scenarios.push({ id: 'many-auto', corpus: many, compression: 'auto', steps: ['init', 'backup', 'rebackup', 'restore'] });
   if (opts['big-auto']) scenarios.push({ id: 'big-auto', corpus: big, compression: 'auto', steps: ['init', 'backup'] });
   // The first backups again, in a 256 MiB memory cgroup the bench makes (skipped, with the reason, where it cannot).
   if (opts.cgroup) {
@@ -496,6 +519,7 @@ async function main(): Promise<void> {
       scenarios.push({ id: 'small-auto-256m', corpus: small, compression: 'auto', steps: ['init', 'backup'], memoryMiB: 256 });
     }
   }
+  scenarios = scenarios.filter((s) => selected(s.id));
 
   // The floor under every Stowage RSS figure: a bare Node process, and the CLI with its modules loaded.
   const baseline = {
@@ -514,18 +538,21 @@ async function main(): Promise<void> {
     const inRun = toolList.filter((t) => t.id !== 'restic014' || run === 1);
     const order = inRun.map((_, i) => inRun[(i + run - 1) % inRun.length]!);
     for (const s of scenarios) {
-      for (const step of s.steps) {
-        for (const tool of order) {
-          if (!toolRunsStep(tool, s, step)) continue;
-          samples.push(await runStep(run, step, s, tool, samples));
-          if (step === 'init') kdf[tool.id] ??= tool.id === 'kopia' ? KOPIA_KDF : kdfParams(join(work, `repo-${s.id}-${tool.id}`));
+      // Usually every tool runs a step before the next step; a huge scenario runs one tool at a time.
+      for (const group of s.oneToolAtATime ? order.map((t) => [t]) : [order]) {
+        for (const step of s.steps) {
+          for (const tool of group) {
+            if (!toolRunsStep(tool, s, step)) continue;
+            samples.push(await runStep(run, step, s, tool, samples));
+            if (step === 'init') kdf[tool.id] ??= tool.id === 'kopia' ? KOPIA_KDF : kdfParams(join(work, `repo-${s.id}-${tool.id}`));
+          }
         }
+        if (!opts.keep) for (const tool of group) rmSync(join(work, `repo-${s.id}-${tool.id}`), { recursive: true, force: true });
+        if (!opts.keep) for (const tool of group) rmSync(join(work, `cache-${s.id}-${tool.id}`), { recursive: true, force: true });
       }
-      if (!opts.keep) for (const tool of order) rmSync(join(work, `repo-${s.id}-${tool.id}`), { recursive: true, force: true });
-      if (!opts.keep) for (const tool of order) rmSync(join(work, `cache-${s.id}-${tool.id}`), { recursive: true, force: true });
     }
-    samples.push(...(await runPrune(run, pruneSource, order.filter((t) => t.id !== 'kopia'))));
-    indexRuns.push(runIndexMemory(run));
+    if (pruneSource) samples.push(...(await runPrune(run, pruneSource, order.filter((t) => t.id !== 'kopia'))));
+    if (selected('index')) indexRuns.push(runIndexMemory(run));
   }
   const finishedAt = new Date();
 
@@ -550,12 +577,14 @@ async function main(): Promise<void> {
   for (const t of toolList) md.push(`- ${t.label}: ${t.version}; key derivation ${kdf[t.id] ?? 'unknown'}`);
   md.push(`- RSS floor: bare node ${baseline.nodeRssMiB.toFixed(0)} MiB; \`stowage --help\` ${baseline.stowageHelpRssMiB.toFixed(0)} MiB`);
   md.push(`- big corpus: ${big.files} files, ${(big.bytes / MiB).toFixed(0)} MiB (AES-CTR keystream); small corpus: ${small.files} files in ${small.dirs} dirs, ${(small.bytes / MiB).toFixed(0)} MiB (half text, half random)`);
-  md.push(
+  if (huge) md.push(`- 10 GiB corpus: ${huge.files} files, ${(huge.bytes / MiB).toFixed(0)} MiB (AES-CTR keystream; each tool's init, backup and restore, then its repository removed, before the other tool's)`);
+  if (many) md.push(`- many-files corpus: ${many.files} files of 1–8 KiB in ${many.dirs} dirs, ${(many.bytes / MiB).toFixed(0)} MiB (half text, half random)`);
+  if (pruneSource) md.push(
     `- prune: copies of one restic 0.19.1 repository (compression auto, ${kdfParams(pruneSource.repo)} for both tools), ${pruneSource.snapshots.length} snapshots of ` +
       `${pruneSource.files} files / ${(pruneSource.dataBytes / MiB).toFixed(0)} MiB that change from snapshot to snapshot, ${pruneSource.packs} packs, ${(pruneSource.bytes / MiB).toFixed(0)} MiB; ` +
       `the oldest ${pruneSource.forget.length} forgotten (untimed), then \`${PRUNE_ARGS.join(' ')}\`; checked afterwards with restic 0.19.1 \`check --read-data\``,
   );
-  md.push(`- index: bench/index-memory.ts on the build under test, synthetic entries; restic's 56 bytes per blob is the size of its documented in-memory index entry, not a measurement`);
+  if (indexRuns.length) md.push(`- index: bench/index-memory.ts on the build under test, synthetic entries; restic's 56 bytes per blob is the size of its documented in-memory index entry, not a measurement`);
   md.push(`- ${runs} run(s), median reported${withRestic014 && runs > 1 ? ' (restic 0.14: run 1 only)' : ''}; warm page cache; local repositories under ${work}; MiB/s = source bytes / wall; ratio = Stowage / restic 0.19.1 for that row`);
   if (withKopia) {
     md.push(
@@ -565,10 +594,13 @@ async function main(): Promise<void> {
     );
   }
   md.push('');
-  md.push(markdownTable([...figures, { rows: index }], withRestic014, withKopia));
+  md.push(markdownTable([...figures, ...(indexRuns.length ? [{ rows: index }] : [])], withRestic014, withKopia));
+  // Issue 17: is the peak flat in the size of the job?
+  const flat = flatnessTable(figures);
+  if (flat) md.push('', 'Peak RSS of the bigger job over the same step on the base corpus (issue 17: 10 GiB within 10% of 1 GiB, many files within 20% of 20 000):', '', flat);
   // What each prune left behind: the tools should end up with about the same repository.
   const pruned = samples.filter((s) => s.step === 'prune' && s.repoAfter);
-  if (pruned.length) {
+  if (pruneSource && pruned.length) {
     md.push('');
     md.push(`Repository after prune (before: ${pruneSource.packs} packs, ${(pruneSource.bytes / MiB).toFixed(1)} MiB):`);
     for (const p of pruned) md.push(`- run ${p.run} ${toolList.find((t) => t.id === p.tool)!.label}: ${p.repoAfter!.packs} packs, ${(p.repoAfter!.bytes / MiB).toFixed(1)} MiB`);
@@ -605,7 +637,7 @@ async function main(): Promise<void> {
     machine,
     baseline,
     tools: toolList.map((t) => ({ id: t.id, label: t.label, version: t.version, keyDerivation: kdf[t.id] })),
-    corpora: [big, small],
+    corpora: [big, small, ...(huge ? [huge] : []), ...(many ? [many] : [])],
     pruneRepository: pruneSource,
     figures: figures.map((f) => ({ ...f.def, tools: f.tools, rows: f.rows })),
     indexMemory: { runs: indexRuns, rows: index },

@@ -60,7 +60,44 @@ export const FIGURES: readonly FigureDef[] = [
   // The same first backups in a 256 MiB memory cgroup (issue 17: must complete, not be killed).
   { scenario: 'big-off-256m', step: 'backup', label: 'first backup, big, --compression off, 256 MiB cgroup', judge: 'throughput', target: 2.0, rssTarget: true },
   { scenario: 'small-auto-256m', step: 'backup', label: 'first backup, small, compression auto, 256 MiB cgroup', judge: 'throughput', target: 1.5, rssTarget: true },
+  // Issue 17's size rows (`--huge`, `--many`), held to the same targets as their 1 GiB and 20 000-file rows.
+  { scenario: 'huge-off', step: 'backup', label: 'first backup, 10 GiB, --compression off', judge: 'throughput', target: 2.0, rssTarget: true },
+  { scenario: 'huge-off', step: 'restore', label: 'restore, 10 GiB', judge: 'throughput', target: 1.5, rssTarget: true },
+  { scenario: 'many-auto', step: 'backup', label: 'first backup, 200 000 files, compression auto', judge: 'throughput', target: 1.5, rssTarget: true },
+  { scenario: 'many-auto', step: 'rebackup', label: 're-backup (no change), 200 000 files', judge: 'time', target: 0.5, rssTarget: true },
+  { scenario: 'many-auto', step: 'restore', label: 'restore, 200 000 files', judge: 'throughput', target: 1.5, rssTarget: true },
 ];
+
+/**
+ * Issue 17's flatness targets: the peak RSS of a bigger job over the same step's on the base corpus
+ * (10 GiB within 10% of 1 GiB; many files within 20% of 20 000).
+ */
+export const FLATNESS: readonly { scenario: string; base: string; step: StepName; label: string; limit: number }[] = [
+  { scenario: 'huge-off', base: 'big-off', step: 'backup', label: 'first backup, 10 GiB ÷ 1 GiB', limit: 1.1 },
+  { scenario: 'huge-off', base: 'big-off', step: 'restore', label: 'restore, 10 GiB ÷ 1 GiB', limit: 1.1 },
+  { scenario: 'many-auto', base: 'small-auto', step: 'backup', label: 'first backup, 200 000 ÷ 20 000 files', limit: 1.2 },
+  { scenario: 'many-auto', base: 'small-auto', step: 'rebackup', label: 're-backup, 200 000 ÷ 20 000 files', limit: 1.2 },
+  { scenario: 'many-auto', base: 'small-auto', step: 'restore', label: 'restore, 200 000 ÷ 20 000 files', limit: 1.2 },
+];
+
+/** The flatness lines as markdown, for the pairs of figures this run has both of. */
+export function flatnessTable(figures: readonly FigureResult[]): string {
+  const rss = (scenario: string, step: StepName, tool: ToolId): number | undefined => {
+    const f = figures.find((x) => x.def.scenario === scenario && x.def.step === step)?.tools[tool];
+    return f && f.ok > 0 ? f.peakRssMiB : undefined;
+  };
+  const lines = ['| peak RSS | Stowage (MiB) | Stowage ratio | restic 0.19.1 (MiB) | restic ratio | target | met? |', '|---|---:|---:|---:|---:|---:|---:|'];
+  for (const f of FLATNESS) {
+    const [sBig, sBase, rBig, rBase] = [rss(f.scenario, f.step, 'stowage'), rss(f.base, f.step, 'stowage'), rss(f.scenario, f.step, 'restic'), rss(f.base, f.step, 'restic')];
+    if (sBig === undefined && rBig === undefined) continue;
+    const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+    const show = (v?: number, digits = 0) => (v === undefined ? '—' : v.toFixed(digits));
+    const sr = ratio(sBig, sBase);
+    const met = sr === undefined ? '—' : sr <= f.limit ? 'yes' : '**no**';
+    lines.push(`| ${f.label} | ${show(sBig)} / ${show(sBase)} | ${show(sr, 2)}× | ${show(rBig)} / ${show(rBase)} | ${show(ratio(rBig, rBase), 2)}× | ≤ ${f.limit.toFixed(1)}× | ${met} |`);
+  }
+  return lines.length > 2 ? lines.join('\n') : '';
+}
 
 export interface ToolFigure {
   /** Runs that succeeded out of the runs attempted. */
