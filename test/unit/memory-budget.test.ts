@@ -180,6 +180,7 @@ test('CLI: run directly, it re-executes itself (same PID) with a small main-thre
   assert.equal(rest.length, 0);
   assert.ok(!first!.execArgv.some((a) => a.startsWith('--max-semi-space-size')));
   assert.ok(second!.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(second));
+  assert.ok(second!.execArgv.includes('--optimize-for-size'), JSON.stringify(second));
   assert.equal(second!.pid, first!.pid);
   // And with two glibc arenas (fewer threads' freed memory kept resident) unless the user set it.
   assert.equal(first!.arenas, null);
