@@ -9,6 +9,10 @@
 // Only commands that go through many files or blobs do it: the second start parses the CLI's
 // modules again (~0.1–0.2 s here), which a short command like `snapshots` should not pay. An
 // argument that merely looks like such a command (a path named "backup") costs that start-up only.
+// The second start also gets MALLOC_ARENA_MAX=2 (unless the environment sets it): glibc gives each
+// thread that allocates (file workers, libuv's pool, V8's helpers) an arena of its own, which
+// keeps freed memory resident; with two the same 20 000-file backup peaked at 169–173 MiB where it
+// peaked at 176–190 with the default (bench/README.md, "Issue 17, small-file backup").
 import { realpathSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +21,22 @@ import { fileURLToPath } from 'node:url';
 export const MAIN_SEMI_SPACE_MIB = 1;
 
 const FLAG = '--max-semi-space-size';
+
+/**
+ * V8 flags of the re-executed process besides the semi-space: `--optimize-for-size` makes V8 grow
+ * its heaps less eagerly (and collect sooner), in every thread; a 20 000-file backup peaked
+ * ~25 MiB lower with it, for 5–10% more CPU time (more collections, leaner compiled code;
+ * bench/README.md, "Issue 17, small-file backup"). STOWAGE_NODE_REEXEC=0 runs without it.
+ */
+export const REEXEC_FLAGS: readonly string[] = ['--optimize-for-size'];
+
+/** glibc arenas for the re-executed process (glibc's default is 8 per core). */
+export const MALLOC_ARENAS = '2';
+
+/** The environment of the re-executed process: `env` with {@link MALLOC_ARENAS} unless it sets its own. */
+export function reexecEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return env.MALLOC_ARENA_MAX === undefined ? { ...env, MALLOC_ARENA_MAX: MALLOC_ARENAS } : env;
+}
 
 /** Commands that make garbage per file or blob (the others are short). */
 const HEAVY = new Set(['backup', 'restore', 'check', 'prune', 'forget', 'copy', 'repair', 'stats', 'dump', 'find', 'diff', 'ls']);
@@ -39,7 +59,8 @@ if (isMainThread && typeof execve === 'function' && process.platform !== 'win32'
   const main = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './main.ts' : './main.js', import.meta.url));
   if (wantsReexec(process.argv, process.execArgv, process.env, main)) {
     try {
-      execve(process.execPath, [process.execPath, `${FLAG}=${MAIN_SEMI_SPACE_MIB}`, ...process.execArgv, ...process.argv.slice(1)], process.env);
+      const flags = [`${FLAG}=${MAIN_SEMI_SPACE_MIB}`, ...REEXEC_FLAGS.filter((f) => !process.execArgv.includes(f))];
+      execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)], reexecEnv(process.env));
     } catch {
       // Not possible here (a sandbox that forbids exec): run with V8's default.
     }

@@ -164,21 +164,30 @@ test('CLI: run directly, it re-executes itself (same PID) with a small main-thre
   const dir = await tmpDir('stowage-reexec');
   const log = join(dir, 'log');
   const preload = join(dir, 'preload.mjs');
-  await writeFile(preload, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, execArgv: process.execArgv }) + '\\n');\n`);
+  await writeFile(preload, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, execArgv: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null }) + '\\n');\n`);
   const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
   const run = (extra: NodeJS.ProcessEnv, command = 'backup') => {
-    const r = spawnSync(process.execPath, [cli, command, '--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--import=${preload}`, ...extra } });
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--import=${preload}`, ...extra };
+    if (!('MALLOC_ARENA_MAX' in extra)) delete env.MALLOC_ARENA_MAX;
+    const r = spawnSync(process.execPath, [cli, command, '--help'], { encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /Usage/);
   };
   const { readFile, rm } = await import('node:fs/promises');
-  const starts = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[] });
+  const starts = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[]; arenas: string | null });
   run({});
   const [first, second, ...rest] = await starts();
   assert.equal(rest.length, 0);
   assert.ok(!first!.execArgv.some((a) => a.startsWith('--max-semi-space-size')));
   assert.ok(second!.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(second));
+  assert.ok(second!.execArgv.includes('--optimize-for-size'), JSON.stringify(second));
   assert.equal(second!.pid, first!.pid);
+  // And with two glibc arenas (fewer threads' freed memory kept resident) unless the user set it.
+  assert.equal(first!.arenas, null);
+  assert.equal(second!.arenas, '2');
+  await rm(log);
+  run({ MALLOC_ARENA_MAX: '4' });
+  assert.deepEqual((await starts()).map((s) => s.arenas), ['4', '4']);
   // Turned off, or a size the user chose: started once, as given.
   await rm(log);
   run({ STOWAGE_NODE_REEXEC: '0' });

@@ -9,8 +9,8 @@
 // main thread can read), where their MAC is computed in place. The main thread learns of them by
 // message (IDs and places, a few per message), copies them into its pack and then stores, in a
 // shared counter, how many blobs it has consumed; their room is then free. Whenever everything
-// written has been consumed, the ring is used from its start again, so when the main thread
-// keeps up only its first megabytes are ever touched. When the ring is full the worker waits on
+// written has been consumed, or once past RING_SOFT with its start free, the ring is used from its
+// start again, so when the main thread keeps up only its first megabytes are ever touched. When the ring is full the worker waits on
 // the counter (Atomics.wait), which is the back-pressure from packing and storing.
 import { parentPort } from 'node:worker_threads';
 import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
@@ -76,6 +76,12 @@ export interface BatchDone {
 export const MAX_SEALED = MAX_SIZE + (MAX_SIZE >> 7) + 64 * 1024 + CRYPTO_OVERHEAD;
 /** The ring holds one blob of any size, or several typical ones. */
 export const RING_SIZE = MAX_SEALED + 2 * 1024 * 1024;
+/**
+ * Blobs are placed from the ring's start again once this far in, if the start is free: the part
+ * of the ring a stream of small blobs touches (and so keeps resident) stays about this big plus
+ * what the main thread has not consumed yet, instead of the whole ring.
+ */
+export const RING_SOFT = 1024 * 1024;
 /** Reads of this size; the read buffer holds an unfinished chunk plus one read. */
 const READ_SIZE = 1024 * 1024;
 /** Blobs are announced once this many bytes wait, so the ring is released early. */
@@ -140,7 +146,11 @@ if (port) {
         const tail = liveStart[liveHead]!;
         const head = liveEnd[liveEnd.length - 1]!;
         if (head > tail) {
-          if (ring.length - head >= n) at = head;
+          // Back to the start once past RING_SOFT when the start is free, else onwards: the
+          // main thread lags a little behind, so a stream of small blobs would otherwise
+          // walk the whole ring and keep all of it resident.
+          if (tail >= n && head + n > RING_SOFT) at = 0;
+          else if (ring.length - head >= n) at = head;
           else if (tail >= n) at = 0;
         } else if (tail - head >= n) at = head;
       }
