@@ -411,6 +411,20 @@ function localFileError(err: unknown, file: LocalFile, what: string): StowageErr
   return new BackendError(`save ${what}: cannot read the local file ${file.path}: ${typeof code === 'string' ? `${code}: ` : ''}${errorMessage(err)}`, { transient: false, cause: err });
 }
 
+/** Fills `out` from byte `position` of a local file being saved as `what` (errors as {@link openLocal}). */
+async function fillFromLocal(fh: OsFileHandle, out: Uint8Array, position: number, file: LocalFile, what: string): Promise<void> {
+  for (let filled = 0; filled < out.length; ) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(out, filled, out.length - filled, position + filled));
+    } catch (err) {
+      throw localFileError(err, file, what);
+    }
+    if (bytesRead === 0) throw shortFile(file, what);
+    filled += bytesRead;
+  }
+}
+
 /**
  * A range of a local file being saved as `what`, read in pieces of at most {@link FILE_PIECE}
  * bytes, each a fresh buffer (an upload may keep it until it is sent) unless `reuse` says the
@@ -429,17 +443,7 @@ export async function* localFilePieces(file: LocalFile, what: string, range: Fil
       throwIfAborted(signal);
       const n = Math.min(FILE_PIECE, length - done);
       const piece = shared ? shared.subarray(0, n) : Buffer.allocUnsafeSlow(n);
-      let filled = 0;
-      while (filled < piece.length) {
-        let bytesRead: number;
-        try {
-          ({ bytesRead } = await fh.read(piece, filled, piece.length - filled, start + done + filled));
-        } catch (err) {
-          throw localFileError(err, file, what);
-        }
-        if (bytesRead === 0) throw shortFile(file, what);
-        filled += bytesRead;
-      }
+      await fillFromLocal(fh, piece, start + done, file, what);
       done += piece.length;
       yield piece;
     }
@@ -505,6 +509,28 @@ export async function uploadFromFile<T>(
   } finally {
     // A request answered (or failed) before it read its whole body leaves the file open: close it.
     for (const stream of opened) stream.destroy();
+  }
+}
+
+/**
+ * Whether `pieces` (a stored file read back, in order) hold exactly the bytes of a local file
+ * being saved as `what`: a repeated save finding the file already there. Reads the local file
+ * piece by piece alongside, never whole.
+ */
+export async function localFileEquals(file: LocalFile, what: string, pieces: AsyncIterable<Uint8Array>): Promise<boolean> {
+  const fh = await openLocal(file, what);
+  try {
+    let pos = 0;
+    for await (const piece of pieces) {
+      if (pos + piece.length > file.size) return false;
+      const mine = Buffer.allocUnsafeSlow(piece.length);
+      await fillFromLocal(fh, mine, pos, file, what);
+      if (!mine.equals(piece)) return false;
+      pos += piece.length;
+    }
+    return pos === file.size;
+  } finally {
+    await fh.close().catch(() => {});
   }
 }
 
@@ -620,30 +646,4 @@ export function listedAs(type: FileType, rel: string | undefined, size: number |
   // Data packs sit in two-digit folders; older repositories kept them flat, which restic also reads.
   const name = type === 'data' && parts.length === 2 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
   return name !== undefined && isIdName(name) ? { name, size } : undefined;
-}
-
-/**
- * Whether `pieces` (a stored file read back, in order) hold exactly the bytes of a local file
- * being saved as `what`: a repeated save finding the file already there. Reads the local file
- * piece by piece alongside, never whole.
- */
-export async function localFileEquals(file: LocalFile, what: string, pieces: AsyncIterable<Uint8Array>): Promise<boolean> {
-  const fh = await openLocal(file, what);
-  try {
-    let pos = 0;
-    for await (const piece of pieces) {
-      if (pos + piece.length > file.size) return false;
-      const mine = Buffer.allocUnsafeSlow(piece.length);
-      for (let filled = 0; filled < mine.length; ) {
-        const { bytesRead } = await fh.read(mine, filled, mine.length - filled, pos + filled);
-        if (bytesRead === 0) throw shortFile(file, what);
-        filled += bytesRead;
-      }
-      if (!mine.equals(piece)) return false;
-      pos += piece.length;
-    }
-    return pos === file.size;
-  } finally {
-    await fh.close().catch(() => {});
-  }
 }
