@@ -110,10 +110,17 @@ test('v2: data_added equals restic 0.19.1\'s; data_added_packed is the blobs and
 function vvShape(stdout: string, masks: { sizes?: boolean } = {}): string {
   const lines = stdout.replace(/\b[0-9a-f]{8}\b/g, 'ID').replace(/\d+\.\d{3}s/g, 'T').replace(/ in \d+:\d\d$/gm, ' in T').split('\n')
     .map((l) => (masks.sizes ? l.replace(/\d+(\.\d+)? (B|KiB|MiB)/g, 'SIZE') : l));
+  // The scanner runs beside the workers: its "scan finished" line may come before, among or after
+  // the per-item lines in either tool. It is kept, in one place: after "start backup".
+  const scan = lines.filter((l) => l.startsWith('scan finished in '));
+  const rest = lines.filter((l) => !l.startsWith('scan finished in '));
+  const start = rest.findIndex((l) => l.startsWith('start backup on '));
+  if (start >= 0) rest.splice(start + 1, 0, ...scan);
+  else rest.unshift(...scan);
   const item = (l: string) => /^(new|modified|unchanged) /.test(l);
-  const first = lines.findIndex(item);
-  if (first < 0) return lines.join('\n');
-  return [...lines.slice(0, first), ...lines.filter(item).sort(), ...lines.filter((l, i) => i > first && !item(l))].join('\n');
+  const first = rest.findIndex(item);
+  if (first < 0) return rest.join('\n');
+  return [...rest.slice(0, first), ...rest.filter(item).sort(), ...rest.filter((l, i) => i > first && !item(l))].join('\n');
 }
 
 test('backup -vv: restic 0.19.1\'s line per file and folder (new, modified, unchanged, sizes added and stored), and its verbose_status JSON', async () => {
