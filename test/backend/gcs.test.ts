@@ -238,10 +238,12 @@ describe('GCSBackend on fake-gcs-server', () => {
     setTimeout(() => controller.abort(), 5);
     await assert.rejects(load, AbortedError);
     const listing = collect(b.list('data', { signal: AbortSignal.timeout(1) }));
-    // Either the listing finished within 1 ms or it was cut short; it never hangs or lies.
+    // Either the listing finished within 1 ms or it was cut short; it never hangs or lies. Under
+    // load the connection the aborted load left may be reset before the 1 ms pass: that comes as
+    // a transient BackendError (retried by the retry wrapper), which is no lie either.
     await listing.then(
       (infos) => assert.deepEqual(infos, [{ name: h.name, size: 20 * MiB }]),
-      (err: unknown) => assert.ok(err instanceof AbortedError, String(err)),
+      (err: unknown) => assert.ok(err instanceof AbortedError || (err instanceof BackendError && err.transient), String(err)),
     );
   });
 
