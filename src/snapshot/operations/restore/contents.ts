@@ -10,7 +10,7 @@ import type { IndexedRepository } from '../../../repository/repository.ts';
 import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
 import { DecodePool, ownedBytes, zeroPrefixLength, type DecodeBlob } from '../../engine/decode-pool.ts';
 import { MIN_SIZE } from '../../engine/chunker.ts';
-import { discard } from '../../../repository/crypto.ts';
+import { discard, uninitializedBytes } from '../../../repository/crypto.ts';
 import { posixPermissionsFromGo } from '../../model/mode.ts';
 import type { MetadataWriter } from './metadata.ts';
 import type { RestoreOutput } from './output.ts';
@@ -178,7 +178,8 @@ export class ContentWriter {
             at += Math.min(start - here, piece.length - at); // a gap between ranges: skipped
             continue;
           }
-          buf ??= new Uint8Array(end - start);
+          // Filled completely before it is handed on: no zero fill first.
+          buf ??= uninitializedBytes(end - start);
           const n = Math.min(end - here, piece.length - at);
           buf.set(piece.subarray(at, at + n), here - start);
           at += n;
