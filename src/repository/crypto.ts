@@ -89,17 +89,6 @@ export function ownedBytes(b: Uint8Array): boolean {
 }
 
 /**
- * n bytes of uninitialized memory (no zero fill) in an ArrayBuffer of their own, as a plain
- * Uint8Array, so {@link ownedBytes} holds and the bytes can be transferred to a worker. For a
- * buffer the caller fills completely before anyone reads it (a pack range being read):
- * `new Uint8Array(n)` would write every byte twice.
- */
-export function uninitializedBytes(n: number): Uint8Array {
-  const b = Buffer.allocUnsafeSlow(n);
-  return new Uint8Array(b.buffer, b.byteOffset, n);
-}
-
-/**
  * Frees a buffer's memory now instead of at the next garbage collection. The caller must be its
  * only user. Only a buffer that spans its whole ArrayBuffer is freed (never a slice of Node's
  * shared pool). Without this, every thread that encrypts keeps tens of megabytes of dead
