@@ -271,7 +271,10 @@ function stageOf(stack: CallFrame[]): string {
     if (is(u, 'repository/zstd-encoder') || is(u, 'repository/zstd-decoder') || is(u, 'repository/compression') || n === 'inflate' || n === 'zstdDecompressSync') return 'zstd';
     if (n === 'readSync' || n === 'readFully' || (u === 'node:internal/fs/promises' && /read/i.test(n))) return 'read (syscalls)';
     if (n === 'writeSync' || n === 'writeAll' || (u === 'node:internal/fs/promises' && /write/i.test(n))) return 'write (syscalls)';
-    if (n === 'postMessage' || u === 'node:internal/worker/io' || u === 'node:internal/worker' || n === 'emitMessage' || n === '[worker eval]') return 'messages';
+    if (n === 'postMessage' || u === 'node:internal/worker/io' || u === 'node:internal/worker' || n === 'emitMessage') return 'messages';
+    // Our own code that no rule names: its own time, not its callers' (a worker's whole batch
+    // runs under its message handler).
+    if (/\/(src|dist)\//.test(u)) break;
   }
   // Left: the leaf's own JS, by where it is.
   const js = stack.find((f) => f.url && !f.url.startsWith('wasm://'));
