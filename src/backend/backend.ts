@@ -199,6 +199,17 @@ export function describeFile(h: FileHandle): string {
   return layoutPath(h);
 }
 
+/**
+ * n bytes of uninitialized memory (no zero fill) in an ArrayBuffer of their own, as a plain
+ * Uint8Array: what `load` and `loadStream` hand out (the caller may keep or transfer it, see
+ * `ownedBytes`), and what restore and check read a pack range into. Only for a buffer that is
+ * filled completely before anyone reads it: `new Uint8Array(n)` would write every byte twice.
+ */
+export function uninitializedBytes(n: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
 /** The largest `load` that {@link loadPieces} makes for a backend without `loadStream`. */
 export const STREAM_PIECE = 8 * 1024 * 1024;
 

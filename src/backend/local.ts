@@ -8,7 +8,7 @@ import { constants as fsConstants } from 'node:fs';
 import type { FileHandle as OsFileHandle } from 'node:fs/promises';
 import type { Dir } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { describeFile, layoutPath } from './backend.ts';
+import { describeFile, layoutPath, uninitializedBytes } from './backend.ts';
 import type { Backend, CallOptions, FileHandle, FileInfo, FileType, LoadOptions, LocalFile } from './backend.ts';
 import { AbortedError, BackendError, IntegrityError, InvalidInputError, NotFoundError, StowageError, throwIfAborted } from '../errors.ts';
 import { checkConnections, checkHandle, checkType, fileInfo, isIdName, resolveRange, transientErrors } from './shared.ts';
@@ -197,7 +197,8 @@ export class LocalBackend implements Backend {
 
   async load(h: FileHandle, options: LoadOptions = {}): Promise<Uint8Array> {
     return this.#withRange(h, options, async (fh, offset, length, file) => {
-      const out = new Uint8Array(length);
+      // readFully fills every byte or throws.
+      const out = uninitializedBytes(length);
       await readFully(fh, out, offset, file, options.signal);
       return out;
     });
@@ -211,7 +212,7 @@ export class LocalBackend implements Backend {
       const range = await this.#openRange(h, options);
       fh = range.fh;
       for (let done = 0; done < range.length; ) {
-        const piece = new Uint8Array(Math.min(STREAM_PIECE_BYTES, range.length - done));
+        const piece = uninitializedBytes(Math.min(STREAM_PIECE_BYTES, range.length - done));
         await readFully(fh, piece, range.offset + done, file, options.signal);
         done += piece.length;
         yield piece;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { AbortedError, IntegrityError, throwIfAborted } from '../../../errors.ts';
 import type { Repository } from '../../../repository/repository.ts';
 import type { PackId } from '../../../repository/id.ts';
-import { loadPieces } from '../../../backend/backend.ts';
+import { loadPieces, uninitializedBytes } from '../../../backend/backend.ts';
 import { uncachedBackend } from '../../../repository/cache.ts';
 import { discard } from '../../../repository/crypto.ts';
 import { expectedPackSize, MAX_HEADER_SIZE, readPackHeader, type PackedBlob } from '../../../repository/pack.ts';
@@ -229,7 +229,7 @@ async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[],
         if (r.sent || r.end <= pos) continue;
         const from = Math.max(pos, r.start);
         const to = Math.min(pieceEnd, r.end);
-        r.buf ??= new Uint8Array(r.end - r.start);
+        r.buf ??= uninitializedBytes(r.end - r.start); // filled completely before it is sent
         r.buf.set(piece.subarray(from - pos, to - pos), from - r.start);
         if (to === r.end) complete.push(r);
       }

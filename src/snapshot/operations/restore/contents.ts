@@ -16,7 +16,7 @@ import type { MetadataWriter } from './metadata.ts';
 import type { RestoreOutput } from './output.ts';
 import type { ContentPlan, FileTask, PlannedBlob, ReadJob } from './plan.ts';
 import type { PackStream } from './ranges.ts';
-import { loadPieces } from '../../../backend/backend.ts';
+import { loadPieces, uninitializedBytes } from '../../../backend/backend.ts';
 import type { TargetFolder } from './target.ts';
 import { packFile } from '../../../repository/pack.ts';
 import { sha256Hex, type BlobId } from '../../../repository/id.ts';
@@ -178,7 +178,8 @@ export class ContentWriter {
             at += Math.min(start - here, piece.length - at); // a gap between ranges: skipped
             continue;
           }
-          buf ??= new Uint8Array(end - start);
+          // Filled completely before it is handed on: no zero fill first.
+          buf ??= uninitializedBytes(end - start);
           const n = Math.min(end - here, piece.length - at);
           buf.set(piece.subarray(at, at + n), here - start);
           at += n;
