@@ -17,6 +17,7 @@ import { Repository } from '../../src/repository/repository.ts';
 import type { BlobLocation } from '../../src/repository/master-index.ts';
 import { checkRepository, type CheckReport } from '../../src/snapshot/operations/check/index.ts';
 import { RANGE_BYTES } from '../../src/snapshot/operations/check/read-data.ts';
+import { blobDecoder, verifyBlobs } from '../../src/snapshot/engine/decode-worker.ts';
 import { removeTree } from '../helpers/tmp.ts';
 
 const PASSWORD = 'check-stream';
@@ -129,4 +130,67 @@ test('damage in the middle of a pack names that blob and the pack hash; a stream
 
 test('memoryLimit is checked: below 64 MiB is an InvalidInputError', async () => {
   await assert.rejects(check(new Recorder(local), { memoryLimit: 1024 * 1024 }), InvalidInputError);
+});
+
+test('the next pack is read while the last ranges of the one before are verified, one stream at a time', async () => {
+  // A repository of its own: small packs, one range each.
+  const small = new LocalBackend(path.join(dir, 'small'));
+  const repo = await Repository.init(small, { password: PASSWORD, kdf: { N: 1024, r: 8, p: 1 } });
+  const w = (await repo.loadIndex()).blobWriter({ packSize: 64 * KiB });
+  for (let i = 0; i < 8; i++) await w.saveBlob('data', randomBytes(100 * KiB));
+  await w.flush();
+  await repo.close();
+  const events: string[] = [];
+  let open = 0;
+  let mostOpen = 0;
+  class Timeline extends ForwardingBackend {
+    override loadStream(h: FileHandle, options: LoadOptions & { length: number }): AsyncIterable<Uint8Array> {
+      const inner = super.loadStream(h, options);
+      if (h.type !== 'data') return inner;
+      events.push('stream');
+      return (async function* () {
+        mostOpen = Math.max(mostOpen, ++open);
+        try {
+          yield* inner;
+        } finally {
+          open--;
+        }
+      })();
+    }
+  }
+  const opened = await Repository.open(new Timeline(small), { password: PASSWORD });
+  try {
+    // One decode worker and one stream, whatever the machine.
+    const report = await checkRepository(opened, {
+      readData: true, memoryLimit: 134 * 1024 * 1024,
+      onProgress: (p) => { if (p.phase === 'read-data') events.push('verified'); },
+    });
+    assert.deepEqual(report.errors, []);
+    assert.ok(report.packsRead >= 6, `${report.packsRead} packs`);
+  } finally {
+    await opened.close();
+  }
+  assert.equal(mostOpen, 1, 'one pack streamed at a time');
+  // Without the overlap every pack's stream would start after the one before was verified.
+  const overlaps = events.filter((e, i) => e === 'stream' && i > 0 && events[i - 1] === 'stream').length;
+  assert.ok(overlaps >= 1, events.join(' '));
+});
+
+test('a range the main thread decodes itself (every worker busy) is verified as a worker verifies it', async () => {
+  const repo = await Repository.open(local, { password: PASSWORD });
+  const dec = blobDecoder(repo.masterKeyForWorkers());
+  await repo.close();
+  const [pack] = [...packSizes].sort((a, b) => b[1] - a[1])[0]!;
+  const bytes = await local.load({ type: 'data', name: pack });
+  const inPack = entries.filter((e) => e.packId === pack).sort((a, b) => a.offset - b.offset);
+  assert.ok(inPack.some((e) => e.uncompressedLength > 0), 'a compressed blob in the pack');
+  const jobBlobs = inPack.map((e) => ({ at: e.offset, length: e.length, uncompressedLength: e.uncompressedLength, id: e.id }));
+  const victim = Math.floor(inPack.length / 2);
+  const damaged = new Uint8Array(bytes);
+  damaged[inPack[victim]!.offset + 20]! ^= 0x01;
+  // Decrypted in place: each call gets its own copy.
+  assert.deepEqual(verifyBlobs(dec, new Uint8Array(bytes), 'the-pack', jobBlobs), jobBlobs.map(() => null));
+  const found = verifyBlobs(dec, damaged, 'the-pack', jobBlobs);
+  assert.deepEqual(found.map((m, i) => (m === null ? null : i)).filter((i) => i !== null), [victim]);
+  assert.match(found[victim]!, /MAC/);
 });

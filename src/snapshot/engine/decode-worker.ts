@@ -86,9 +86,23 @@ function inflate(data: Uint8Array, length: number, where: { file: string; blob: 
  */
 const MAX_OPEN_FILES = 32;
 
-const port = parentPort;
-if (port) {
-  let key: CryptoKey;
+/** See {@link blobDecoder}. */
+export interface BlobDecoder {
+  decode: (b: DecodeBlob, bytes: Uint8Array, file: string, inPlace: boolean) => Uint8Array | string;
+  /** Drops the kept zstd context. */
+  reset: () => void;
+  /** Whether a plaintext `decode` gave lies in the decoder's own buffer (reused by the next call). */
+  isShared: (b: Uint8Array) => boolean;
+}
+
+/**
+ * Decodes blobs with `key`: `decode` gives a blob's verified plaintext (valid until the next call)
+ * or why it is not intact. With `inPlace`, a blob that passes its MAC is decrypted over its own
+ * ciphertext in `bytes` (the caller's own), so no plaintext buffer as big as the biggest blob
+ * stays resident. A worker keeps one; check --read-data's main thread also decodes with one when
+ * every worker has its queue full. `reset` drops the kept zstd context.
+ */
+export function blobDecoder(key: CryptoKey): BlobDecoder {
   let plain: Buffer = Buffer.alloc(0);
 
   const plainRoom = (n: number): Buffer => {
@@ -101,12 +115,6 @@ if (port) {
 
   const decoder = new ZstdDecoder();
 
-  /**
-   * The blob's verified plaintext (valid until the next call), or why it is not intact. With
-   * `inPlace`, a blob that passes its MAC is decrypted over its own ciphertext in the job's bytes
-   * (the worker's own: transferred or copied), so no plaintext buffer as big as the biggest blob
-   * stays resident in the worker.
-   */
   const decode = (b: DecodeBlob, bytes: Uint8Array, file: string, inPlace: boolean): Uint8Array | string => {
     if (b.at < 0 || b.at + b.length > bytes.length) return new IntegrityError(`blob is truncated (${Math.max(0, bytes.length - b.at)} of ${b.length} bytes)`, { file, blob: b.id }).message;
     const sealed = bytes.subarray(b.at, b.at + b.length);
@@ -144,6 +152,33 @@ if (port) {
     }
     return out;
   };
+  return { decode, reset: () => decoder.reset(), isShared: (b) => b.buffer === plain.buffer };
+}
+
+/**
+ * Verifies the blobs of a range (`at` is the offset in `bytes`, which the caller owns and which
+ * are decrypted in place when the blobs do not overlap): per blob, null when intact, else why not.
+ * What a worker does for check --read-data, done by the caller's thread.
+ */
+export function verifyBlobs(dec: BlobDecoder, bytes: Uint8Array, file: string, blobs: readonly DecodeBlob[]): Array<string | null> {
+  let inPlace = true;
+  for (let i = 0, end = 0; i < blobs.length && inPlace; i++) {
+    inPlace = blobs[i]!.at >= end;
+    end = blobs[i]!.at + blobs[i]!.length;
+  }
+  return blobs.map((b) => {
+    const r = dec.decode(b, bytes, file, inPlace);
+    if (typeof r === 'string') return r;
+    if (!dec.isShared(r)) discard(r);
+    return null;
+  });
+}
+
+const port = parentPort;
+if (port) {
+  let key: CryptoKey;
+  let dec: BlobDecoder;
+  const decode = (b: DecodeBlob, bytes: Uint8Array, file: string, inPlace: boolean): Uint8Array | string => dec.decode(b, bytes, file, inPlace);
 
   const run = (job: DecodeJob): DecodeDone => {
     const bytes = new Uint8Array(job.bytes);
@@ -172,7 +207,7 @@ if (port) {
         const r = decode(b, bytes, job.file, inPlace);
         if (done.plain) {
           // The plaintext moves back without a copy when it has a buffer of its own (inflated).
-          const own = typeof r !== 'string' && r.buffer !== plain.buffer && r.byteOffset === 0 && r.byteLength === r.buffer.byteLength && r.buffer instanceof ArrayBuffer;
+          const own = typeof r !== 'string' && !dec.isShared(r) && r.byteOffset === 0 && r.byteLength === r.buffer.byteLength && r.buffer instanceof ArrayBuffer;
           done.plain.push(typeof r === 'string' ? null : own ? (r.buffer as ArrayBuffer) : new Uint8Array(r).buffer);
           errors.push(typeof r === 'string' ? r : null);
           continue;
@@ -211,7 +246,7 @@ if (port) {
           done.writeError = { code: err.code, message: err.message, path: path?.toString('utf8') ?? '' };
           errors.push(err.message);
         }
-        if (r.buffer !== plain.buffer) discard(r);
+        if (!dec.isShared(r)) discard(r);
       }
       if (job.finish && !done.writeError) {
         done.finished = job.finish.map(([rawPath, uid, gid, mode]) => {
@@ -241,6 +276,7 @@ if (port) {
   port.on('message', (m: DecodeInit | DecodeJob) => {
     if (m.type === 'init') {
       key = { encrypt: Buffer.from(m.key.encrypt), macK: Buffer.from(m.key.macK), macR: Buffer.from(m.key.macR) };
+      dec = blobDecoder(key);
       port.postMessage({ type: 'ready' });
       return;
     }

@@ -2,7 +2,10 @@
 // is computed as its bytes arrive, its blobs are verified on decode workers in ranges of at most
 // RANGE_BYTES as soon as a range has arrived (MAC, decompression, hash), and its header, kept from
 // its last bytes, is compared with the index. Workers and packs read at once follow the memory
-// budget (`memoryLimit`, else the container's limit).
+// budget (`memoryLimit`, else the container's limit). Nothing waits on anything it need not: the
+// next piece is read while this one is hashed, each worker has the next range queued, the main
+// thread decodes a range itself when every worker's queue is full, and the next pack is read
+// while the last ranges of the one before are decoded.
 import { createHash } from 'node:crypto';
 import { AbortedError, IntegrityError, throwIfAborted } from '../../../errors.ts';
 import type { Repository } from '../../../repository/repository.ts';
@@ -14,6 +17,7 @@ import { expectedPackSize, MAX_HEADER_SIZE, readPackHeader, type PackedBlob } fr
 import { mapLimit, Semaphore } from '../../../repository/concurrency.ts';
 import { planBudget } from '../../../memory-budget.ts';
 import { DecodePool, type DecodeBlob } from '../../engine/decode-pool.ts';
+import { blobDecoder, verifyBlobs, type BlobDecoder } from '../../engine/decode-worker.ts';
 import { blobKey, packFile, type CheckContext, type Damage } from './findings.ts';
 import { selectPacks } from './subset.ts';
 import type { CheckProblem, ReadDataSubset } from './types.ts';
@@ -60,14 +64,20 @@ export async function readData(
   // fewer than cores, and as many packs read at once as workers, within the budget.
   const budget = planBudget('check', { memoryLimit: ctx.options.memoryLimit, connections: ctx.repo.backend.connections });
   const pool = new DecodePool({ key: ctx.repo.masterKeyForWorkers(), threads: budget.workers });
-  // One range with each worker: the next is filled meanwhile, and handed on when the worker is done.
-  const decoding = new Semaphore(budget.workers);
+  let decoder: BlobDecoder | undefined;
+  const slots: Slots = {
+    // A pack whose bytes have all arrived gives its stream up: the next pack is read while its
+    // last ranges are decoded (a kept tail more in memory, no range more).
+    streams: new Semaphore(budget.connections),
+    withWorkers: 0,
+    decoder: () => (decoder ??= blobDecoder(ctx.repo.masterKeyForWorkers())),
+  };
   try {
-    await mapLimit(list, budget.connections, async (packId) => {
+    await mapLimit(list, budget.connections + 1, async (packId) => {
       throwIfAborted(ctx.options.signal);
       const blobs = packs.get(packId as PackId)!;
       const size = damage.packSizes.get(packId) ?? expectedPackSize(blobs);
-      const verdict = await verifyTwice(packId, () => verifyPack(ctx.repo, packId, blobs, size, pool, decoding, ctx.options.signal));
+      const verdict = await verifyTwice(packId, () => verifyPack(ctx.repo, packId, blobs, size, pool, slots, ctx.options.signal));
       result.packsRead++;
       result.blobsRead += blobs.length;
       result.bytesRead += verdict.bytes;
@@ -133,6 +143,45 @@ async function verifyTwice(packId: string, verify: () => Promise<PackVerdict>): 
   };
 }
 
+/** What the packs being verified share. */
+interface Slots {
+  /** Packs being read (streamed). */
+  streams: Semaphore;
+  /** Ranges with the decode workers (at most the pool's capacity: one decoded, one queued per worker). */
+  withWorkers: number;
+  /** The main thread's decoder, for a range that finds every worker's queue full. */
+  decoder: () => BlobDecoder;
+}
+
+/**
+ * The pieces of `source`, each next one asked for before the current one is handed out: reading
+ * the next piece overlaps hashing and copying this one (one piece more in memory).
+ */
+async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let pending = it.next();
+  let finished = false;
+  try {
+    for (;;) {
+      const r = await pending;
+      if (r.done) {
+        finished = true;
+        return;
+      }
+      pending = it.next();
+      // Awaited on the next turn; a consumer that leaves first must not leave it unhandled.
+      pending.catch(() => undefined);
+      yield r.value;
+    }
+  } catch (e) {
+    finished = true;
+    throw e;
+  } finally {
+    // Left early: the source is closed (once the read under way is done).
+    if (!finished && it.return) await it.return().catch(() => undefined);
+  }
+}
+
 /** A run of the pack's blobs handed to a worker at once: its byte range and the blobs (their places in the index's list). */
 interface Range {
   start: number;
@@ -173,7 +222,7 @@ function rangesOf(blobs: readonly PackedBlob[]): Range[] {
  * decompression, hash), and its last bytes, which hold the header, are kept and read at the end.
  * `size` is the pack's stored size (the listing's).
  */
-async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[], size: number, pool: DecodePool, decoding: Semaphore, signal: AbortSignal | undefined): Promise<PackVerdict> {
+async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[], size: number, pool: DecodePool, slots: Slots, signal: AbortSignal | undefined): Promise<PackVerdict> {
   const file = packFile(packId);
   const problems: PackVerdict['problems'] = [];
   const packProblem = (message: string) => problems.push({ problem: { code: 'PACK_DAMAGED', message: `pack ${packId}: ${message}`, pack: packId, file }, bad: [] });
@@ -198,24 +247,45 @@ async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[],
   // The stored pack, not a cached copy: the point is to find damage in storage.
   const backend = uncachedBackend(repo.backend);
   const h = { type: 'data' as const, name: packId };
-  const send = async (r: Range, bytes: Uint8Array, transfer: boolean): Promise<void> => {
+  // The range's bytes are ours (its own buffer, or a part of it): decoded in place, or moved to a worker.
+  const send = (r: Range, bytes: Uint8Array, transfer: boolean): void => {
     r.sent = true;
     r.buf = undefined;
-    await decoding.acquire();
     const jobBlobs: DecodeBlob[] = r.blobs.map((i) => {
       const b = blobs[i]!;
       return { at: b.offset - r.start, length: b.length, uncompressedLength: b.uncompressedLength, id: b.id };
     });
+    if (slots.withWorkers >= pool.capacity) {
+      // Every worker has one range being decoded and one queued: rather than wait, this thread
+      // decodes this one (with no zstd context kept for later).
+      const dec = slots.decoder();
+      const found = verifyBlobs(dec, bytes, file, jobBlobs);
+      dec.reset();
+      // Freed now, as a worker frees its job's bytes, not when V8 gets to its external memory.
+      if (transfer) discard(bytes);
+      r.blobs.forEach((i, k) => (errors[i] = found[k] ?? null));
+      return;
+    }
+    slots.withWorkers++;
     const done = pool.run(bytes, file, jobBlobs, { transfer }).then((d) => {
       r.blobs.forEach((i, k) => (errors[i] = d.errors[k] ?? null));
-    }).finally(() => decoding.release());
+    }).finally(() => slots.withWorkers--);
     done.catch(() => undefined); // awaited below, with the others
     handed.push(done);
   };
   let pos = 0;
   let next = 0; // the first range not yet handed on
+  await slots.streams.acquire();
+  let streaming = true;
+  const streamDone = () => {
+    if (streaming) slots.streams.release();
+    streaming = false;
+  };
   try {
-    for await (const piece of loadPieces(backend, h, { signal, offset: 0, length: size })) {
+    // A stream's pieces are small, so the next is read ahead; a backend without streams is read
+    // in loads of STREAM_PIECE, too big to hold one more.
+    const pieces = loadPieces(backend, h, { signal, offset: 0, length: size });
+    for await (const piece of backend.loadStream ? readAhead(pieces) : pieces) {
       const pieceEnd = pos + piece.length;
       if (pieceEnd > size) throw new IntegrityError(`read returned more than the ${size} bytes asked for`, { file });
       hash.update(piece);
@@ -238,11 +308,13 @@ async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[],
       // to its external memory.
       discard(piece);
       // Each complete range's own buffer moves to a worker as it is.
-      for (const r of complete) await send(r, r.buf!, true);
+      for (const r of complete) send(r, r.buf!, true);
       while (next < ranges.length && ranges[next]!.sent) next++;
     }
     if (pos !== size) throw new IntegrityError(`read ended after ${pos} of ${size} bytes`, { file });
+    streamDone();
   } catch (e) {
+    streamDone();
     await Promise.allSettled(handed);
     if (e instanceof AbortedError) throw e;
     return { bytes: 0, problems: [{ problem: { code: 'PACK_UNREADABLE', message: `pack ${packId}: download error: ${(e as Error).message}`, pack: packId, file }, bad: blobs }] };
@@ -251,7 +323,7 @@ async function verifyPack(repo: Repository, packId: string, blobs: PackedBlob[],
   for (const r of ranges) {
     if (r.sent) continue;
     const have = Math.max(0, size - r.start);
-    await send(r, r.buf ? r.buf.subarray(0, have) : new Uint8Array(0), false);
+    send(r, r.buf ? r.buf.subarray(0, have) : new Uint8Array(0), false);
   }
   // A worker that failed fails the check (as a storage error would), after every range settled.
   const settled = await Promise.allSettled(handed);
