@@ -412,6 +412,8 @@ export class BackupRun {
       if (node.type === 'symlink') node.linktarget = goStringFromBytes(await readlink(full, { encoding: 'buffer' }));
     } catch (err) {
       this.recordError(fullStr, err);
+      // A subtree read ahead for it no longer counts against the others' read-ahead.
+      if (e.prev?.type === 'dir' && e.prev.subtree) this.#ahead.delete(e.prev.subtree);
       return undefined;
     }
     if (node.type === 'dir') return this.saveDir(e, node, readAhead);
