@@ -12,7 +12,8 @@
 // The second start also gets MALLOC_ARENA_MAX=2 (unless the environment sets it): glibc gives each
 // thread that allocates (file workers, libuv's pool, V8's helpers) an arena of its own, which
 // keeps freed memory resident; with two the same 20 000-file backup peaked at 169–173 MiB where it
-// peaked at 176–190 with the default (bench/README.md, "Issue 17, small-file backup").
+// peaked at 176–190 with the default (bench/README.md, "Issue 17, small-file backup"), and glibc's
+// mmap and trim thresholds fixed at their defaults (MALLOC_THRESHOLD below).
 import { realpathSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -33,9 +34,27 @@ export const REEXEC_FLAGS: readonly string[] = ['--optimize-for-size'];
 /** glibc arenas for the re-executed process (glibc's default is 8 per core). */
 export const MALLOC_ARENAS = '2';
 
-/** The environment of the re-executed process: `env` with {@link MALLOC_ARENAS} unless it sets its own. */
+/**
+ * glibc's mmap and trim thresholds for the re-executed process, in bytes: its defaults (128 KiB),
+ * fixed. Left alone, glibc raises both after freeing a big block (up to 32 and 64 MiB), so that
+ * blocks of up to that size come from the main heap afterwards and up to twice that stays
+ * resident at its top once freed; a backup frees such blocks all along (an index file of 50 000
+ * blobs is ~7.5 MB). Measured: the main thread's malloc heap grew from 14 to 46 MiB between 20 000
+ * and 200 000 files, and the 200 000-file backup peaked 10–20 MiB lower with both fixed
+ * (bench/README.md, "Issue 17: what grows with the number of files").
+ */
+export const MALLOC_THRESHOLD = String(128 * 1024);
+
+/**
+ * The environment of the re-executed process: `env` with {@link MALLOC_ARENAS} and the
+ * {@link MALLOC_THRESHOLD}s, each unless it sets its own.
+ */
 export function reexecEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return env.MALLOC_ARENA_MAX === undefined ? { ...env, MALLOC_ARENA_MAX: MALLOC_ARENAS } : env;
+  const out = { ...env };
+  out.MALLOC_ARENA_MAX ??= MALLOC_ARENAS;
+  out.MALLOC_MMAP_THRESHOLD_ ??= MALLOC_THRESHOLD;
+  out.MALLOC_TRIM_THRESHOLD_ ??= MALLOC_THRESHOLD;
+  return out;
 }
 
 /** Commands that make garbage per file or blob (the others are short). */

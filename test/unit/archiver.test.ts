@@ -197,6 +197,53 @@ test('a second backup with a parent reads no unchanged file; a changed file is r
   assert.deepEqual(await compareTrees(src, restoredPath(target, src)), []);
 });
 
+test('a re-backup reads the parent\'s trees as folders get their turn, not all of a wide level at once', async () => {
+  // 2 folders of 120 folders of one file. The subfolders of a folder all start at once and wait
+  // for a place to be listed; their previous trees used to be read and decoded at that start, so
+  // the whole parent snapshot's trees were held (~90 MiB at 200 000 files).
+  const base = await tmpDir('stowage-wide-parent');
+  const src = join(base, 'src');
+  for (let t = 0; t < 2; t++) {
+    for (let i = 0; i < 120; i++) {
+      await mkdir(join(src, `t${t}`, `d${i}`), { recursive: true });
+      await writeFile(join(src, `t${t}`, `d${i}`, 'f'), `${t}/${i}`);
+    }
+  }
+  const repo = await newRepo();
+  await backup(repo, { paths: [src], hostname: 'h', scan: false });
+  await writeFile(join(src, 't1', 'd119', 'f'), 'changed');
+  const { TreeLoader } = await import('../../src/snapshot/engine/tree-loader.ts');
+  const proto = TreeLoader.prototype;
+  const { prefetch, load } = proto;
+  // Trees read (or being read) for folders not done yet: read ahead or loaded, minus folders done.
+  const touched = new Set<string>();
+  let done = 0;
+  let most = 0;
+  const note = () => (most = Math.max(most, touched.size - done));
+  proto.prefetch = function (ids) {
+    for (const id of ids) touched.add(id);
+    note();
+    return prefetch.call(this, ids);
+  };
+  proto.load = function (id) {
+    touched.add(id);
+    note();
+    return load.call(this, id);
+  };
+  try {
+    const second = await backup(repo, { paths: [src], hostname: 'h', scan: false, onItem: (item) => item.type === 'dir' && done++ });
+    assert.equal(second.summary.filesChanged, 1);
+    assert.equal(second.summary.filesUnmodified, 239);
+    assert.equal(second.summary.dirsUnmodified + second.summary.dirsChanged, done);
+  } finally {
+    proto.prefetch = prefetch;
+    proto.load = load;
+  }
+  assert.ok(touched.size >= 240, `${touched.size} trees read`);
+  // 64 read ahead, 8 folders being listed, a few loaded ones finishing: measured 87 (was every tree, 240+).
+  assert.ok(most <= 120, `${most} trees read for folders not done yet`);
+});
+
 test('stdin is stored as one file at the snapshot root', async () => {
   const base = await tmpDir('stowage-stdin');
   const repo = await newRepo();

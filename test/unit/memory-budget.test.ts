@@ -164,17 +164,17 @@ test('CLI: run directly, it re-executes itself (same PID) with a small main-thre
   const dir = await tmpDir('stowage-reexec');
   const log = join(dir, 'log');
   const preload = join(dir, 'preload.mjs');
-  await writeFile(preload, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, execArgv: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null }) + '\\n');\n`);
+  await writeFile(preload, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, execArgv: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null, mmap: process.env.MALLOC_MMAP_THRESHOLD_ ?? null, trim: process.env.MALLOC_TRIM_THRESHOLD_ ?? null }) + '\\n');\n`);
   const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
   const run = (extra: NodeJS.ProcessEnv, command = 'backup') => {
     const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--import=${preload}`, ...extra };
-    if (!('MALLOC_ARENA_MAX' in extra)) delete env.MALLOC_ARENA_MAX;
+    for (const name of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']) if (!(name in extra)) delete env[name];
     const r = spawnSync(process.execPath, [cli, command, '--help'], { encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /Usage/);
   };
   const { readFile, rm } = await import('node:fs/promises');
-  const starts = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[]; arenas: string | null });
+  const starts = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[]; arenas: string | null; mmap: string | null; trim: string | null });
   run({});
   const [first, second, ...rest] = await starts();
   assert.equal(rest.length, 0);
@@ -185,9 +185,12 @@ test('CLI: run directly, it re-executes itself (same PID) with a small main-thre
   // And with two glibc arenas (fewer threads' freed memory kept resident) unless the user set it.
   assert.equal(first!.arenas, null);
   assert.equal(second!.arenas, '2');
+  // And glibc's mmap and trim thresholds fixed at 128 KiB (not raised after a big block is freed).
+  assert.deepEqual([first!.mmap, first!.trim], [null, null]);
+  assert.deepEqual([second!.mmap, second!.trim], ['131072', '131072']);
   await rm(log);
-  run({ MALLOC_ARENA_MAX: '4' });
-  assert.deepEqual((await starts()).map((s) => s.arenas), ['4', '4']);
+  run({ MALLOC_ARENA_MAX: '4', MALLOC_TRIM_THRESHOLD_: '65536' });
+  assert.deepEqual((await starts()).map((s) => [s.arenas, s.mmap, s.trim]), [['4', null, '65536'], ['4', '131072', '65536']]);
   // Turned off, or a size the user chose: started once, as given.
   await rm(log);
   run({ STOWAGE_NODE_REEXEC: '0' });

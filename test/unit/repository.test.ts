@@ -309,6 +309,22 @@ test('packs are finished once they reach packSize', async () => {
   assert.equal(backend.saves.filter((h) => h.type === 'index').length, 1);
 });
 
+test('a long run: blobs of stored packs are compacted into the index, not held per blob until the end', async () => {
+  // 70 000 blobs of 8 bytes in packs of ~4 KiB: past the 65 536 staged blobs at which the
+  // BlobWriter compacts the index (the Map of staged IDs and the run's own set then stay small).
+  const { idx } = await indexed(1);
+  const w = idx.blobWriter({ packSize: 4096 });
+  const ids: string[] = [];
+  const bytes = randomBytes(8 * 70_000);
+  for (let i = 0; i < 70_000; i++) ids.push((await w.saveBlob('data', bytes.subarray(8 * i, 8 * i + 8))).id);
+  assert.ok(idx.index.stagedSize < 65_536, `${idx.index.stagedSize} blobs still staged`);
+  assert.ok(idx.index.has(ids[0] as BlobId, 'data') && w.has('data', ids[0] as BlobId));
+  await w.flush();
+  assert.equal(w.stats.dataBlobs, 70_000);
+  for (const id of [ids[0]!, ids[35_000]!, ids[69_999]!]) assert.deepEqual(await idx.loadBlob('data', id as BlobId), bytes.subarray(8 * ids.indexOf(id), 8 * ids.indexOf(id) + 8));
+  assert.equal(idx.index.size, 70_000);
+});
+
 test('a pack whose upload fails: flush rejects and no index names it', async () => {
   const backend = new RecordingBackend();
   const { repo, idx } = await indexed(2, backend);
