@@ -17,7 +17,7 @@ import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { checkNodeName, planRestore, restore } from '../../src/snapshot/operations/restore/index.ts';
-import { planContents, planRestore as planEntries, summarizePlan } from '../../src/snapshot/operations/restore/plan.ts';
+import { forEachWrite, NO_JOB, planContents, planRestore as planEntries, summarizePlan, type PlannedBlob } from '../../src/snapshot/operations/restore/plan.ts';
 import { MAX_GAP, MAX_READ, STREAM_GAP, packRanges, packStreams } from '../../src/snapshot/operations/restore/ranges.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import { zeroPrefixLength } from '../../src/snapshot/engine/decode-pool.ts';
@@ -316,16 +316,26 @@ test('the plan groups each file\'s blobs by pack, writes a shared blob to every 
   assert.deepEqual(plan.links.map((l) => [l.f.path.toString(), l.first.toString()]), [['/t/f2b', '/t/f2']]);
   assert.equal(plan.totalBytes, 250 + 60);
   // Pack a: blobs 1 and 2 in one read, in offset order; pack b: blob 3.
-  assert.deepEqual(plan.jobs.map((j) => [j.packId, j.blobs.map((b) => b.loc.id)]), [[hex('a'), [hex('1'), hex('2')]], [hex('b'), [hex('3')]]]);
+  assert.deepEqual(plan.jobs.map((j) => [j.packId, j.blobs.map((b) => b.id)]), [[hex('a'), [hex('1'), hex('2')]], [hex('b'), [hex('3')]]]);
   const [t1, t2, tEmpty] = plan.tasks;
   // Blob 1 is written twice into f1 (offsets 0 and 150); blob 2 into f1 at 100 and f2 at 10.
-  assert.deepEqual(plan.jobs[0]!.blobs[0]!.writes.map(([t, o]) => [t.pending.path.toString(), o]), [['/t/f1', 0], ['/t/f1', 150]]);
-  assert.deepEqual(plan.jobs[0]!.blobs[1]!.writes.map(([t, o]) => [t.pending.path.toString(), o]), [['/t/f1', 100], ['/t/f2', 10]]);
-  assert.deepEqual([t1!.remaining, t1!.size, [...t1!.missing]], [3, 250, [0, 100, 150]]);
+  const writes = (b: PlannedBlob) => {
+    const out: Array<[string, number]> = [];
+    forEachWrite(b, (t, o) => out.push([t.pending.path.toString(), o]));
+    return out;
+  };
+  assert.deepEqual(writes(plan.jobs[0]!.blobs[0]!), [['/t/f1', 0], ['/t/f1', 150]]);
+  assert.deepEqual(writes(plan.jobs[0]!.blobs[1]!), [['/t/f1', 100], ['/t/f2', 10]]);
+  assert.deepEqual([t1!.remaining, t1!.size], [3, 250]);
+  // Where each blob lies, as plain numbers: no location object kept per blob.
+  assert.deepEqual(plan.jobs[0]!.blobs.map((b) => [b.packId, b.offset, b.length, b.uncompressedLength, b.size, b.written]), [
+    [hex('a'), 0, 100 + CRYPTO_OVERHEAD, 0, 100, false],
+    [hex('a'), 100 + CRYPTO_OVERHEAD, 50 + CRYPTO_OVERHEAD, 0, 50, false],
+  ]);
   // f1 lies in one job, which creates it; f2 spans two, so it is created up front; the empty file in none.
-  assert.equal(plan.jobOf.get(t1!), 0);
-  assert.equal(plan.jobOf.get(t2!), -1);
-  assert.equal(plan.jobOf.get(tEmpty!), undefined);
+  assert.equal(t1!.job, 0);
+  assert.equal(t2!.job, -1);
+  assert.equal(tEmpty!.job, NO_JOB);
   assert.deepEqual(plan.oversized, []);
 });
 
@@ -334,7 +344,7 @@ test('the plan throws NotFoundError for a blob the index lacks', () => {
 });
 
 test('pack ranges: a new read past MAX_GAP or MAX_READ, oversized blobs alone', () => {
-  const at = (offset: number, length: number) => ({ loc: { type: 'data', id: hex('1'), packId: hex('a'), offset, length, uncompressedLength: 0 } as BlobLocation });
+  const at = (offset: number, length: number) => ({ packId: hex('a') as PackId, offset, length });
   const a = at(0, 1000), b = at(1000 + MAX_GAP, 1000), c = at(1000 + MAX_GAP + 1000 + MAX_GAP + 1, 1000);
   assert.deepEqual(packRanges([c, a, b]), { ranges: [[a, b], [c]], oversized: [] });
   const big = at(10 * MiB, MAX_JOB_BYTES + 1);
@@ -344,7 +354,7 @@ test('pack ranges: a new read past MAX_GAP or MAX_READ, oversized blobs alone', 
 });
 
 test('pack streams: one request per pack across ranges, a new one past STREAM_GAP or at another pack', () => {
-  const at = (pack: string, offset: number, length: number) => ({ loc: { type: 'data', id: hex('1'), packId: hex(pack), offset, length, uncompressedLength: 0 } as BlobLocation });
+  const at = (pack: string, offset: number, length: number) => ({ packId: hex(pack) as PackId, offset, length });
   // Three 4 MiB ranges of pack a, back to back: one request for all 12 MiB.
   const a = [0, 1, 2].map((k) => ({ packId: hex('a') as PackId, blobs: [at('a', k * MAX_READ, MAX_READ)] }));
   // Pack b: two ranges STREAM_GAP apart (one request), a third one byte further (another).
