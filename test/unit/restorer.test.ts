@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { IntegrityError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
-import { goTimeNow } from '../../src/repository/gotime.ts';
+import { goTimeFromNs, goTimeNow } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { GO_MODE_DIR } from '../../src/snapshot/model/mode.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
@@ -21,6 +21,8 @@ import { forEachWrite, NO_JOB, planContents, planRestore as planEntries, summari
 import { MAX_GAP, MAX_READ, STREAM_GAP, packRanges, packStreams } from '../../src/snapshot/operations/restore/ranges.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import { zeroPrefixLength } from '../../src/snapshot/engine/decode-pool.ts';
+import { TreeLoader } from '../../src/snapshot/engine/tree-loader.ts';
+import { NO_TARGET, restoreNode, walkRestoreTree } from '../../src/snapshot/operations/restore/walk.ts';
 import type { BlobLocation } from '../../src/repository/master-index.ts';
 import type { PackId } from '../../src/repository/id.ts';
 import { CRYPTO_OVERHEAD } from '../../src/repository/crypto.ts';
@@ -438,4 +440,25 @@ test('zeroPrefixLength: the all-zero beginning restore --sparse leaves unwritten
     assert.equal(zeroPrefixLength(b), at, `non-zero byte at ${at}`);
   }
   assert.equal(zeroPrefixLength(new Uint8Array(200_001)), 200_001);
+});
+
+test('the walk keeps what a restore reads of each node, and makes a file\'s path from its folder\'s and its name', async () => {
+  const t = goTimeNow();
+  const later = goTimeFromNs(t.epochNs + 1n, 0);
+  const node = { name: 'f\u{dcff}', type: 'file', mode: 0o640, mtime: t, atime: t, ctime: later, uid: 7, gid: 8, user: 'u', group: 'g', size: 3, links: 1, inode: 5, content: [hex('1') as BlobId] } as TreeNode;
+  const slim = restoreNode(node);
+  assert.deepEqual(Object.keys(slim).sort(), ['atime', 'content', 'deviceId', 'extendedAttributes', 'gid', 'inode', 'links', 'mode', 'mtime', 'size', 'type', 'uid']);
+  assert.equal(slim.content, node.content);
+  assert.deepEqual(Object.keys(restoreNode({ ...node, type: 'symlink', linktarget: 'x', content: null })).filter((k) => k.startsWith('link') || k === 'device'), ['links', 'linktarget', 'linktargetRaw', 'device']);
+  // Walked: the file's path is built from its folder's bytes and its own (not UTF-8 here).
+  const repo = await newRepo();
+  const w = repo.blobWriter();
+  const { id: tree } = await w.saveBlob('tree', encodeTree([node]));
+  await w.flush();
+  const walked = await walkRestoreTree(new TreeLoader(repo, undefined), tree, Buffer.from('/t/d'), {}, NO_TARGET);
+  assert.deepEqual(walked.files.map((e) => e.path), [Buffer.from([...Buffer.from('/t/d/f'), 0xff])]);
+  // The names of the folders visited are kept only for --delete.
+  assert.equal(walked.visited[0]!.names.size, 0);
+  const deleting = await walkRestoreTree(new TreeLoader(repo, undefined), tree, Buffer.from('/t/d'), { delete: true }, NO_TARGET);
+  assert.deepEqual([...deleting.visited[0]!.names], [node.name]);
 });
