@@ -447,9 +447,15 @@ test('the walk keeps what a restore reads of each node, and makes a file\'s path
   const later = goTimeFromNs(t.epochNs + 1n, 0);
   const node = { name: 'f\u{dcff}', type: 'file', mode: 0o640, mtime: t, atime: t, ctime: later, uid: 7, gid: 8, user: 'u', group: 'g', size: 3, links: 1, inode: 5, content: [hex('1') as BlobId] } as TreeNode;
   const slim = restoreNode(node);
-  assert.deepEqual(Object.keys(slim).sort(), ['atime', 'content', 'deviceId', 'extendedAttributes', 'gid', 'inode', 'links', 'mode', 'mtime', 'size', 'type', 'uid']);
+  // A plain file: no name, ctime, user or group; inode and device only for hard links.
+  assert.deepEqual(Object.keys(slim).sort(), ['atime', 'content', 'gid', 'mode', 'mtime', 'size', 'type', 'uid']);
   assert.equal(slim.content, node.content);
-  assert.deepEqual(Object.keys(restoreNode({ ...node, type: 'symlink', linktarget: 'x', content: null })).filter((k) => k.startsWith('link') || k === 'device'), ['links', 'linktarget', 'linktargetRaw', 'device']);
+  const xattrs = [{ name: 'user.a', value: new Uint8Array([1]) }];
+  const linked = restoreNode({ ...node, links: 2, deviceId: 9, extendedAttributes: xattrs });
+  assert.deepEqual([linked.links, linked.inode, linked.deviceId, linked.extendedAttributes], [2, 5, 9, xattrs]);
+  const link = restoreNode({ ...node, type: 'symlink', linktarget: 'x', linktargetRaw: new Uint8Array([0xff]), content: null });
+  assert.deepEqual([link.type, link.linktarget, link.linktargetRaw], ['symlink', 'x', new Uint8Array([0xff])]);
+  assert.equal(restoreNode({ ...node, type: 'dev', device: 0x801, content: null }).device, 0x801);
   // Walked: the file's path is built from its folder's bytes and its own (not UTF-8 here).
   const repo = await newRepo();
   const w = repo.blobWriter();

@@ -98,9 +98,9 @@ export interface RestorePlan {
   /** Folders to create (the ones kept), parents first. */
   dirs: RestoreEntry[];
   /** Files, every name of a hard link. */
-  files: RestoreEntry[];
+  files: readonly RestoreEntry[];
   /** Symlinks, fifos, devices and sockets. */
-  specials: RestoreEntry[];
+  specials: readonly RestoreEntry[];
   contents: ContentPlan;
 }
 
@@ -204,8 +204,8 @@ export function planRestore(
 ): RestorePlan {
   return {
     dirs: walked.created.filter((e) => e.node.type === 'dir' && !e.dropped),
-    files: [...walked.files],
-    specials: [...walked.specials],
+    files: walked.files,
+    specials: walked.specials,
     contents: planContents(walked.files, lookup, existing),
   };
 }

@@ -79,26 +79,28 @@ class LeafEntry implements RestoreEntry {
 /**
  * What the restore keeps of a tree node: the fields it reads (metadata, contents, hard links,
  * special files), not its name, ctime, user and group (taken into uid and gid already when owners
- * go by name), subtree or attributes of other systems: a copy of one fixed shape (120 bytes for a
- * file), where the decoded node also held a property store and those strings and times.
+ * go by name), subtree or attributes of other systems. The inode, device and link count only for
+ * a node with more than one link (all a hard link needs them for), extended attributes only when
+ * there are some: a plain file's copy has 8 fields (88 bytes), where the decoded node also held a
+ * property store and those strings and times. A folder's copy has its fields in another order, so
+ * that its mode (ModeDir is bit 31, past a small integer) does not make V8 keep every file's mode
+ * as a boxed number (16 bytes more each).
  */
 export function restoreNode(n: TreeNode): RestoreNode {
-  const base = {
-    type: n.type,
-    mode: n.mode,
-    mtime: n.mtime,
-    atime: n.atime,
-    uid: n.uid,
-    gid: n.gid,
-    size: n.size,
-    links: n.links,
-    inode: n.inode,
-    deviceId: n.deviceId,
-    content: n.content,
-    extendedAttributes: n.extendedAttributes,
-  };
-  if (n.type === 'file' || n.type === 'dir') return base;
-  return { ...base, linktarget: n.linktarget, linktargetRaw: n.linktargetRaw, device: n.device };
+  const out: RestoreNode =
+    n.type === 'dir'
+      ? { type: n.type, mtime: n.mtime, atime: n.atime, uid: n.uid, gid: n.gid, mode: n.mode, size: n.size, content: n.content }
+      : { type: n.type, mode: n.mode, mtime: n.mtime, atime: n.atime, uid: n.uid, gid: n.gid, size: n.size, content: n.content };
+  if (Number(n.links ?? 1) > 1) {
+    out.links = n.links;
+    if (n.inode !== undefined) out.inode = n.inode;
+    if (n.deviceId !== undefined) out.deviceId = n.deviceId;
+  }
+  if (n.extendedAttributes) out.extendedAttributes = n.extendedAttributes;
+  if (n.linktarget !== undefined) out.linktarget = n.linktarget;
+  if (n.linktargetRaw !== undefined) out.linktargetRaw = n.linktargetRaw;
+  if (n.device !== undefined) out.device = n.device;
+  return out;
 }
 
 /** What the walk selects by: restic's include and exclude patterns, and their case-blind forms. */
