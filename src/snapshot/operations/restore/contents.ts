@@ -57,6 +57,10 @@ export class ContentWriter {
     const pool = needsPacks ? new DecodePool({ key: this.#repo.repo.masterKeyForWorkers(), threads: this.#workers }) : undefined;
     try {
       await this.createFiles(plan);
+      // From here on a file is reached through its blobs not yet written (a failure finds what
+      // it must cut from them): the list of all goes, and each range's blobs go once it is
+      // written (decodeJob), so the plan shrinks as the restore goes instead of staying whole.
+      plan.tasks.length = 0;
       if (pool) await this.readPacks(plan, pool);
     } finally {
       await pool?.close();
@@ -148,9 +152,7 @@ export class ContentWriter {
       };
       for (const job of plan.jobs) for (const b of job.blobs) unwritten(b);
       for (const b of plan.oversized) unwritten(b);
-      for (const t of plan.tasks) {
-        const cut = cuts.get(t);
-        if (cut === undefined) continue;
+      for (const [t, cut] of cuts) {
         const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW).catch(() => undefined);
         await fh?.truncate(cut).catch(() => undefined);
         await fh?.close();
@@ -262,6 +264,8 @@ export class ContentWriter {
     }
     // Bytes move within big files too, not only when a file completes.
     if (this.#output.reports === reports) this.#output.report();
+    // Every blob of the range is written: the plan lets go of them (and of the files done).
+    job.blobs = [];
   }
 
   /**

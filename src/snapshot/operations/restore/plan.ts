@@ -77,7 +77,7 @@ export interface ReadJob {
 
 /** How the files' contents are written. */
 export interface ContentPlan {
-  /** Files to write (the first name of a hard link), in snapshot order. */
+  /** Files to write (the first name of a hard link), in snapshot order (emptied by the writer once the files are created: from then on a file is reached through its blobs). */
   tasks: FileTask[];
   /** Further names of hard links, each linked to its first name once that is written. */
   links: Array<{ f: RestoreEntry; first: Buffer }>;
