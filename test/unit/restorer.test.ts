@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { IntegrityError } from '../../src/errors.ts';
 import { MemoryBackend } from '../../src/backend/memory.ts';
 import { Repository, type IndexedRepository } from '../../src/repository/repository.ts';
-import { goTimeNow } from '../../src/repository/gotime.ts';
+import { goTimeFromNs, goTimeNow } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { GO_MODE_DIR } from '../../src/snapshot/model/mode.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
@@ -17,10 +17,12 @@ import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
 import { backup } from '../../src/snapshot/operations/backup/index.ts';
 import { checkNodeName, planRestore, restore } from '../../src/snapshot/operations/restore/index.ts';
-import { planContents, planRestore as planEntries, summarizePlan } from '../../src/snapshot/operations/restore/plan.ts';
+import { forEachWrite, NO_JOB, planContents, planRestore as planEntries, summarizePlan, type PlannedBlob } from '../../src/snapshot/operations/restore/plan.ts';
 import { MAX_GAP, MAX_READ, STREAM_GAP, packRanges, packStreams } from '../../src/snapshot/operations/restore/ranges.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import { zeroPrefixLength } from '../../src/snapshot/engine/decode-pool.ts';
+import { TreeLoader } from '../../src/snapshot/engine/tree-loader.ts';
+import { NO_TARGET, restoreNode, walkRestoreTree } from '../../src/snapshot/operations/restore/walk.ts';
 import type { BlobLocation } from '../../src/repository/master-index.ts';
 import type { PackId } from '../../src/repository/id.ts';
 import { CRYPTO_OVERHEAD } from '../../src/repository/crypto.ts';
@@ -316,16 +318,26 @@ test('the plan groups each file\'s blobs by pack, writes a shared blob to every 
   assert.deepEqual(plan.links.map((l) => [l.f.path.toString(), l.first.toString()]), [['/t/f2b', '/t/f2']]);
   assert.equal(plan.totalBytes, 250 + 60);
   // Pack a: blobs 1 and 2 in one read, in offset order; pack b: blob 3.
-  assert.deepEqual(plan.jobs.map((j) => [j.packId, j.blobs.map((b) => b.loc.id)]), [[hex('a'), [hex('1'), hex('2')]], [hex('b'), [hex('3')]]]);
+  assert.deepEqual(plan.jobs.map((j) => [j.packId, j.blobs.map((b) => b.id)]), [[hex('a'), [hex('1'), hex('2')]], [hex('b'), [hex('3')]]]);
   const [t1, t2, tEmpty] = plan.tasks;
   // Blob 1 is written twice into f1 (offsets 0 and 150); blob 2 into f1 at 100 and f2 at 10.
-  assert.deepEqual(plan.jobs[0]!.blobs[0]!.writes.map(([t, o]) => [t.pending.path.toString(), o]), [['/t/f1', 0], ['/t/f1', 150]]);
-  assert.deepEqual(plan.jobs[0]!.blobs[1]!.writes.map(([t, o]) => [t.pending.path.toString(), o]), [['/t/f1', 100], ['/t/f2', 10]]);
-  assert.deepEqual([t1!.remaining, t1!.size, [...t1!.missing]], [3, 250, [0, 100, 150]]);
+  const writes = (b: PlannedBlob) => {
+    const out: Array<[string, number]> = [];
+    forEachWrite(b, (t, o) => out.push([t.pending.path.toString(), o]));
+    return out;
+  };
+  assert.deepEqual(writes(plan.jobs[0]!.blobs[0]!), [['/t/f1', 0], ['/t/f1', 150]]);
+  assert.deepEqual(writes(plan.jobs[0]!.blobs[1]!), [['/t/f1', 100], ['/t/f2', 10]]);
+  assert.deepEqual([t1!.remaining, t1!.size], [3, 250]);
+  // Where each blob lies, as plain numbers: no location object kept per blob.
+  assert.deepEqual(plan.jobs[0]!.blobs.map((b) => [b.packId, b.offset, b.length, b.uncompressedLength, b.size, b.written]), [
+    [hex('a'), 0, 100 + CRYPTO_OVERHEAD, 0, 100, false],
+    [hex('a'), 100 + CRYPTO_OVERHEAD, 50 + CRYPTO_OVERHEAD, 0, 50, false],
+  ]);
   // f1 lies in one job, which creates it; f2 spans two, so it is created up front; the empty file in none.
-  assert.equal(plan.jobOf.get(t1!), 0);
-  assert.equal(plan.jobOf.get(t2!), -1);
-  assert.equal(plan.jobOf.get(tEmpty!), undefined);
+  assert.equal(t1!.job, 0);
+  assert.equal(t2!.job, -1);
+  assert.equal(tEmpty!.job, NO_JOB);
   assert.deepEqual(plan.oversized, []);
 });
 
@@ -334,7 +346,7 @@ test('the plan throws NotFoundError for a blob the index lacks', () => {
 });
 
 test('pack ranges: a new read past MAX_GAP or MAX_READ, oversized blobs alone', () => {
-  const at = (offset: number, length: number) => ({ loc: { type: 'data', id: hex('1'), packId: hex('a'), offset, length, uncompressedLength: 0 } as BlobLocation });
+  const at = (offset: number, length: number) => ({ packId: hex('a') as PackId, offset, length });
   const a = at(0, 1000), b = at(1000 + MAX_GAP, 1000), c = at(1000 + MAX_GAP + 1000 + MAX_GAP + 1, 1000);
   assert.deepEqual(packRanges([c, a, b]), { ranges: [[a, b], [c]], oversized: [] });
   const big = at(10 * MiB, MAX_JOB_BYTES + 1);
@@ -344,7 +356,7 @@ test('pack ranges: a new read past MAX_GAP or MAX_READ, oversized blobs alone', 
 });
 
 test('pack streams: one request per pack across ranges, a new one past STREAM_GAP or at another pack', () => {
-  const at = (pack: string, offset: number, length: number) => ({ loc: { type: 'data', id: hex('1'), packId: hex(pack), offset, length, uncompressedLength: 0 } as BlobLocation });
+  const at = (pack: string, offset: number, length: number) => ({ packId: hex(pack) as PackId, offset, length });
   // Three 4 MiB ranges of pack a, back to back: one request for all 12 MiB.
   const a = [0, 1, 2].map((k) => ({ packId: hex('a') as PackId, blobs: [at('a', k * MAX_READ, MAX_READ)] }));
   // Pack b: two ranges STREAM_GAP apart (one request), a third one byte further (another).
@@ -428,4 +440,31 @@ test('zeroPrefixLength: the all-zero beginning restore --sparse leaves unwritten
     assert.equal(zeroPrefixLength(b), at, `non-zero byte at ${at}`);
   }
   assert.equal(zeroPrefixLength(new Uint8Array(200_001)), 200_001);
+});
+
+test('the walk keeps what a restore reads of each node, and makes a file\'s path from its folder\'s and its name', async () => {
+  const t = goTimeNow();
+  const later = goTimeFromNs(t.epochNs + 1n, 0);
+  const node = { name: 'f\u{dcff}', type: 'file', mode: 0o640, mtime: t, atime: t, ctime: later, uid: 7, gid: 8, user: 'u', group: 'g', size: 3, links: 1, inode: 5, content: [hex('1') as BlobId] } as TreeNode;
+  const slim = restoreNode(node);
+  // A plain file: no name, ctime, user or group; inode and device only for hard links.
+  assert.deepEqual(Object.keys(slim).sort(), ['atime', 'content', 'gid', 'mode', 'mtime', 'size', 'type', 'uid']);
+  assert.equal(slim.content, node.content);
+  const xattrs = [{ name: 'user.a', value: new Uint8Array([1]) }];
+  const linked = restoreNode({ ...node, links: 2, deviceId: 9, extendedAttributes: xattrs });
+  assert.deepEqual([linked.links, linked.inode, linked.deviceId, linked.extendedAttributes], [2, 5, 9, xattrs]);
+  const link = restoreNode({ ...node, type: 'symlink', linktarget: 'x', linktargetRaw: new Uint8Array([0xff]), content: null });
+  assert.deepEqual([link.type, link.linktarget, link.linktargetRaw], ['symlink', 'x', new Uint8Array([0xff])]);
+  assert.equal(restoreNode({ ...node, type: 'dev', device: 0x801, content: null }).device, 0x801);
+  // Walked: the file's path is built from its folder's bytes and its own (not UTF-8 here).
+  const repo = await newRepo();
+  const w = repo.blobWriter();
+  const { id: tree } = await w.saveBlob('tree', encodeTree([node]));
+  await w.flush();
+  const walked = await walkRestoreTree(new TreeLoader(repo, undefined), tree, Buffer.from('/t/d'), {}, NO_TARGET);
+  assert.deepEqual(walked.files.map((e) => e.path), [Buffer.from([...Buffer.from('/t/d/f'), 0xff])]);
+  // The names of the folders visited are kept only for --delete.
+  assert.equal(walked.visited[0]!.names.size, 0);
+  const deleting = await walkRestoreTree(new TreeLoader(repo, undefined), tree, Buffer.from('/t/d'), { delete: true }, NO_TARGET);
+  assert.deepEqual([...deleting.visited[0]!.names], [node.name]);
 });

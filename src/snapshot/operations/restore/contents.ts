@@ -14,7 +14,7 @@ import { discard } from '../../../repository/crypto.ts';
 import { posixPermissionsFromGo } from '../../model/mode.ts';
 import type { MetadataWriter } from './metadata.ts';
 import type { RestoreOutput } from './output.ts';
-import type { ContentPlan, FileTask, PlannedBlob, ReadJob } from './plan.ts';
+import { forEachWrite, type ContentPlan, type FileTask, type PlannedBlob, type ReadJob } from './plan.ts';
 import type { PackStream } from './ranges.ts';
 import { loadPieces, uninitializedBytes } from '../../../backend/backend.ts';
 import type { TargetFolder } from './target.ts';
@@ -57,6 +57,10 @@ export class ContentWriter {
     const pool = needsPacks ? new DecodePool({ key: this.#repo.repo.masterKeyForWorkers(), threads: this.#workers }) : undefined;
     try {
       await this.createFiles(plan);
+      // From here on a file is reached through its blobs not yet written (a failure finds what
+      // it must cut from them): the list of all goes, and each range's blobs go once it is
+      // written (decodeJob), so the plan shrinks as the restore goes instead of staying whole.
+      plan.tasks.length = 0;
       if (pool) await this.readPacks(plan, pool);
     } finally {
       await pool?.close();
@@ -83,7 +87,7 @@ export class ContentWriter {
         const content = t.pending.node.content ?? [];
         if (content.length === 1 || content.includes(zeroChunkId())) {
           t.sparse = true;
-          plan.jobOf.set(t, -1);
+          t.job = -1;
         }
       }
     }
@@ -108,8 +112,7 @@ export class ContentWriter {
       }
       // A file is otherwise made anew, so a hole never shows old data.
       await this.#target.removeExisting(t.pending.path);
-      const j = plan.jobOf.get(t);
-      if (j !== undefined && j >= 0) return;
+      if (t.job >= 0) return;
       // O_NOFOLLOW | O_EXCL: never write through a link that appeared in the target.
       const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       try {
@@ -138,11 +141,19 @@ export class ContentWriter {
       // Blobs are written in pack order, not file order: a file left incomplete is cut where
       // its first missing blob starts, so that what is left is its verified beginning, with no
       // holes. O_NOFOLLOW: nothing outside the target is touched.
-      for (const t of plan.tasks) {
-        if (t.remaining === 0 || t.missing.size === 0) continue;
+      // Where each such file's first missing blob starts: the least offset among the writes of
+      // the blobs not written.
+      const cuts = new Map<FileTask, number>();
+      const unwritten = (b: PlannedBlob) => {
+        if (b.written) return;
+        forEachWrite(b, (t, offset) => {
+          if (t.remaining > 0 && !(offset >= (cuts.get(t) ?? Infinity))) cuts.set(t, offset);
+        });
+      };
+      for (const job of plan.jobs) for (const b of job.blobs) unwritten(b);
+      for (const b of plan.oversized) unwritten(b);
+      for (const [t, cut] of cuts) {
         const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_NOFOLLOW).catch(() => undefined);
-        let cut = Infinity;
-        for (const offset of t.missing) cut = Math.min(cut, offset);
         await fh?.truncate(cut).catch(() => undefined);
         await fh?.close();
       }
@@ -188,7 +199,7 @@ export class ContentWriter {
           buf = undefined;
           next++;
           await decoding.acquire();
-          const done = this.decodeJob(job, j, bytes, plan.jobOf, pool).finally(() => decoding.release());
+          const done = this.decodeJob(job, j, bytes, pool).finally(() => decoding.release());
           done.catch(() => (failed = true)); // awaited below, with the others
           handed.push(done);
         }
@@ -216,18 +227,20 @@ export class ContentWriter {
   }
 
   /** One range of a pack, read: verified and written by a worker (a blob that fails, here). */
-  async decodeJob(job: ReadJob, j: number, bytes: Uint8Array, jobOf: ReadonlyMap<FileTask, number>, pool: DecodePool): Promise<void> {
-    const first = job.blobs[0]!.loc;
-    const decodeBlobs: DecodeBlob[] = job.blobs.map((b) => ({
-      at: b.loc.offset - first.offset,
-      length: b.loc.length,
-      uncompressedLength: b.loc.uncompressedLength,
-      id: b.loc.id,
-      writes: b.writes.map(([t, offset]) => [t.pending.path, offset, jobOf.get(t) === j, t.sparse === true] as [Uint8Array, number, boolean, boolean]),
-    }));
+  async decodeJob(job: ReadJob, j: number, bytes: Uint8Array, pool: DecodePool): Promise<void> {
+    const first = job.blobs[0]!;
     // The files this job creates and completes get their owner and mode from the worker.
-    const finishing = [...new Set(job.blobs.flatMap((b) => b.writes.map(([t]) => t)))].filter((t) => jobOf.get(t) === j);
-    const finish = finishing.map((t): [Uint8Array, number, number, number] => {
+    const finishing = new Set<FileTask>();
+    const decodeBlobs: DecodeBlob[] = job.blobs.map((b) => {
+      const writes: Array<[Uint8Array, number, boolean, boolean]> = [];
+      forEachWrite(b, (t, offset) => {
+        writes.push([t.pending.path, offset, t.job === j, t.sparse]);
+        if (t.job === j) finishing.add(t);
+      });
+      return { at: b.offset - first.offset, length: b.length, uncompressedLength: b.uncompressedLength, id: b.id, writes };
+    });
+    const finished = [...finishing];
+    const finish = finished.map((t): [Uint8Array, number, number, number] => {
       const { node, path: fp } = t.pending;
       return [fp, this.#owners ? node.uid : -1, node.gid, node.mode === undefined ? -1 : posixPermissionsFromGo(node.mode)];
     });
@@ -236,7 +249,7 @@ export class ContentWriter {
     if (done.writeError) {
       throw Object.assign(new Error(`${done.writeError.path}: ${done.writeError.message}`), { code: done.writeError.code });
     }
-    finishing.forEach((t, k) => {
+    finished.forEach((t, k) => {
       const r = done.finished?.[k];
       if (r === undefined) return;
       t.ownerModeSet = true;
@@ -252,6 +265,8 @@ export class ContentWriter {
     }
     // Bytes move within big files too, not only when a file completes.
     if (this.#output.reports === reports) this.#output.report();
+    // Every blob of the range is written: the plan lets go of them (and of the files done).
+    job.blobs = [];
   }
 
   /**
@@ -259,9 +274,11 @@ export class ContentWriter {
    * index knows (loadBlob throws IntegrityError naming it when none is intact), then written here.
    */
   async restoreAlone(b: PlannedBlob): Promise<void> {
-    const plain = await this.#repo.loadBlob('data', b.loc.id, { signal: this.#signal });
+    const plain = await this.#repo.loadBlob('data', b.id, { signal: this.#signal });
     let zeros: number | undefined;
-    for (const [t, offset] of b.writes) {
+    const writes: Array<[FileTask, number]> = [];
+    forEachWrite(b, (t, offset) => writes.push([t, offset]));
+    for (const [t, offset] of writes) {
       const fh = await open(t.pending.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
       try {
         const from = t.sparse ? (zeros ??= zeroPrefixLength(plain)) : 0;
@@ -274,12 +291,12 @@ export class ContentWriter {
   }
 
   blobWritten(b: PlannedBlob): void {
-    for (const [t, offset] of b.writes) {
+    b.written = true;
+    forEachWrite(b, (t) => {
       this.#output.started(t);
       this.#output.result.bytesRestored += b.size;
-      t.missing.delete(offset);
       if (--t.remaining === 0) this.fileDone(t);
-    }
+    });
   }
 
   fileDone(t: FileTask): void {
@@ -306,8 +323,8 @@ function zeroChunkId(): BlobId {
 
 /** Where a range lies in its pack. */
 function rangeOf(job: ReadJob): { start: number; end: number } {
-  const last = job.blobs[job.blobs.length - 1]!.loc;
-  return { start: job.blobs[0]!.loc.offset, end: last.offset + last.length };
+  const last = job.blobs[job.blobs.length - 1]!;
+  return { start: job.blobs[0]!.offset, end: last.offset + last.length };
 }
 
 /**

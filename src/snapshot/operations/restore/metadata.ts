@@ -33,6 +33,9 @@ export function xattrSelector(include: readonly string[] = [], exclude: readonly
 /** Entries whose times go to the helper in one request. */
 const TIMES_PER_BATCH = 256;
 
+/** Entries whose owner, mode and xattrs are being set at once. */
+const METADATA_AT_ONCE = 16;
+
 /** Applies metadata in the background as entries complete, and counts what could not be. */
 export class MetadataWriter {
   readonly #helper: SysHelper;
@@ -41,8 +44,19 @@ export class MetadataWriter {
   readonly #output: RestoreOutput;
   /** Entries that lost something to the missing helper, per kind. */
   readonly lost: Partial<Record<MetadataKind, number>> = {};
-  readonly #limit = new Semaphore(16);
-  readonly #tasks = new Set<Promise<void>>();
+  readonly #limit = new Semaphore(METADATA_AT_ONCE);
+  /**
+   * Entries waiting for their metadata, from `#head` on, and whether each needs its owner and
+   * mode: a plain queue worked through by at most METADATA_AT_ONCE loops, so that an entry
+   * waiting costs two array slots (no promise or closure each) when files complete faster
+   * than their metadata is set (200 000 small files: a backlog of up to all of them).
+   */
+  #queue: RestoreEntry[] = [];
+  #queueOwnerMode: boolean[] = [];
+  #head = 0;
+  readonly #loops = new Set<Promise<void>>();
+  /** The first failure of a loop (thrown by done()). */
+  #failure: { error: unknown } | undefined;
   #times: RestoreEntry[] = [];
   /** Which xattrs are restored (restore --include-xattr / --exclude-xattr); all without one. */
   readonly #xattrSelected: (name: string) => boolean;
@@ -82,13 +96,32 @@ export class MetadataWriter {
    */
   finishEntry(e: RestoreEntry, ownerMode: boolean): void {
     if (e.node.type === 'socket') return;
-    const task = this.#limit.run(async () => {
+    this.#queue.push(e);
+    this.#queueOwnerMode.push(ownerMode);
+    if (this.#loops.size >= METADATA_AT_ONCE) return;
+    const loop = this.#work().catch((error: unknown) => {
+      this.#failure ??= { error };
+    });
+    this.#loops.add(loop);
+    void loop.finally(() => this.#loops.delete(loop));
+  }
+
+  /** Takes entries off the queue until it is empty. */
+  async #work(): Promise<void> {
+    while (this.#head < this.#queue.length && !this.#failure) {
+      const i = this.#head++;
+      const e = this.#queue[i]!;
+      const ownerMode = this.#queueOwnerMode[i]!;
+      this.#queue[i] = undefined as unknown as RestoreEntry;
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#queueOwnerMode = this.#queueOwnerMode.slice(this.#head);
+        this.#head = 0;
+      }
       await this.applyOwnerModeXattrs(e, ownerMode);
       this.#times.push(e);
       if (this.#times.length >= TIMES_PER_BATCH) await this.#flushTimes();
-    });
-    this.#tasks.add(task);
-    void task.finally(() => this.#tasks.delete(task)).catch(() => undefined);
+    }
   }
 
   async #flushTimes(): Promise<void> {
@@ -107,7 +140,8 @@ export class MetadataWriter {
 
   /** Waits for the metadata of every file and special file. */
   async done(): Promise<void> {
-    while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
+    while (this.#loops.size > 0) await Promise.all([...this.#loops]);
+    if (this.#failure) throw this.#failure.error;
     await this.#flushTimes();
   }
 

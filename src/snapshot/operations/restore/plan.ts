@@ -8,31 +8,65 @@ import { CRYPTO_OVERHEAD } from '../../../repository/crypto.ts';
 import { packRanges, packStreams, type PackStream } from './ranges.ts';
 import type { RestoreEntry } from './types.ts';
 
-/** A file whose content is to be written, with what the writing has done so far. */
+/**
+ * A file whose content is to be written, with what the writing has done so far. One per file of
+ * the snapshot, kept for the whole restore: every field is set when it is made (so all files share
+ * one shape and no property store), and nothing per blob lives here.
+ */
 export interface FileTask {
   pending: RestoreEntry;
   /** Blob writes still to do; the file is complete at 0. */
   remaining: number;
   /** The file's length: the plaintext lengths of its blobs. */
   size: number;
+  /**
+   * The job (index into ContentPlan.jobs) that creates and completes the file, when all its blobs
+   * lie in that one job; -1 for a file created up front (its blobs lie in several jobs, one is
+   * oversized, it is sparse or written in place); {@link NO_JOB} for one with no blob to write.
+   */
+  job: number;
   /** Owner and mode were set by the worker that completed the file. */
-  ownerModeSet?: boolean;
-  /** Offsets of the blobs not written yet. */
-  missing: Set<number>;
+  ownerModeSet: boolean;
   /** Some content has been written (the file is in work until complete). */
-  started?: boolean;
+  started: boolean;
   /** Restored sparse (restore --sparse): made its full length up front, all-zero blob beginnings left as holes. */
-  sparse?: boolean;
+  sparse: boolean;
   /** The target's file is written in place: only the blobs not already there, then cut to `size` (restore --overwrite). */
-  inPlace?: boolean;
+  inPlace: boolean;
 }
 
-/** One blob of a pack and the places (file, offset) it is written to. */
+/** FileTask.job of a file no job writes to (no content, or all of it already in place): created up front. */
+export const NO_JOB = -2;
+
+/**
+ * One blob of a pack and the places (file, offset) it is written to: the first in `file` and
+ * `at`, further ones (the same blob in other files, or twice in one) in `more` as pairs. Where it
+ * lies is kept as plain numbers, not the index's location object; `id` is the file node's own
+ * string and `packId` one string per pack.
+ */
 export interface PlannedBlob {
-  loc: BlobLocation;
+  id: BlobId;
+  packId: PackId;
+  /** Offset and length of the sealed blob in the pack. */
+  offset: number;
+  length: number;
+  /** Plaintext length when compressed, 0 when not (as BlobLocation). */
+  uncompressedLength: number;
   /** Plaintext length. */
   size: number;
-  writes: Array<[FileTask, number]>;
+  file: FileTask;
+  at: number;
+  /** Further writes: file, offset, file, offset, … (undefined when there are none). */
+  more: Array<FileTask | number> | undefined;
+  /** Written to every place (the files' unwritten parts are found from the blobs not written). */
+  written: boolean;
+}
+
+/** Calls fn for every place (file, offset) the blob is written to. */
+export function forEachWrite(b: PlannedBlob, fn: (t: FileTask, offset: number) => void): void {
+  fn(b.file, b.at);
+  const more = b.more;
+  if (more) for (let i = 0; i < more.length; i += 2) fn(more[i] as FileTask, more[i + 1] as number);
 }
 
 /** One read of a pack: a range holding these blobs (in offset order). */
@@ -43,7 +77,7 @@ export interface ReadJob {
 
 /** How the files' contents are written. */
 export interface ContentPlan {
-  /** Files to write (the first name of a hard link), in snapshot order. */
+  /** Files to write (the first name of a hard link), in snapshot order (emptied by the writer once the files are created: from then on a file is reached through its blobs). */
   tasks: FileTask[];
   /** Further names of hard links, each linked to its first name once that is written. */
   links: Array<{ f: RestoreEntry; first: Buffer }>;
@@ -53,12 +87,6 @@ export interface ContentPlan {
   streams: PackStream[];
   /** Blobs too big for a decode worker: each read and written alone. */
   oversized: PlannedBlob[];
-  /**
-   * The job that creates and completes each file whose blobs all lie in one job; -1 for a file
-   * created up front (its blobs lie in several jobs, or one is oversized). Files with no content
-   * are in no job.
-   */
-  jobOf: Map<FileTask, number>;
   /** Bytes of content to write (a hard-linked file once), those already in place included. */
   totalBytes: number;
   /** Of `totalBytes`, those already in place in files written in place (counted as restored, as restic counts them). */
@@ -70,9 +98,9 @@ export interface RestorePlan {
   /** Folders to create (the ones kept), parents first. */
   dirs: RestoreEntry[];
   /** Files, every name of a hard link. */
-  files: RestoreEntry[];
+  files: readonly RestoreEntry[];
   /** Symlinks, fifos, devices and sockets. */
-  specials: RestoreEntry[];
+  specials: readonly RestoreEntry[];
   contents: ContentPlan;
 }
 
@@ -92,7 +120,8 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
   let inPlaceBytes = 0;
   const links: ContentPlan['links'] = [];
   const tasks: FileTask[] = [];
-  const packs = new Map<PackId, Map<number, PlannedBlob>>();
+  // Per pack: its id (one string for all its blobs) and its needed blobs by offset.
+  const packs = new Map<PackId, { packId: PackId; byOffset: Map<number, PlannedBlob> }>();
   let totalBytes = 0;
   for (const f of files) {
     const { node } = f;
@@ -105,11 +134,12 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
       }
       firstNames.set(key, f.path);
     }
-    const task: FileTask = { pending: f, remaining: 0, size: 0, missing: new Set() };
-    tasks.push(task);
     const inPlace = existing.inPlace?.get(f);
-    if (inPlace) task.inPlace = true;
-    for (const [i, id] of (node.content ?? []).entries()) {
+    const task: FileTask = { pending: f, remaining: 0, size: 0, job: NO_JOB, ownerModeSet: false, started: false, sparse: false, inPlace: inPlace !== undefined };
+    tasks.push(task);
+    const content = node.content ?? [];
+    for (let i = 0; i < content.length; i++) {
+      const id = content[i]!;
       const loc = lookup(id);
       if (!loc) throw new NotFoundError(`data blob ${id}`);
       const size = loc.uncompressedLength || loc.length - CRYPTO_OVERHEAD;
@@ -118,12 +148,13 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
         inPlaceBytes += size;
         continue;
       }
-      let blobs = packs.get(loc.packId);
-      if (!blobs) packs.set(loc.packId, (blobs = new Map()));
-      let planned = blobs.get(loc.offset);
-      if (!planned) blobs.set(loc.offset, (planned = { loc, size, writes: [] }));
-      planned.writes.push([task, task.size]);
-      task.missing.add(task.size);
+      let pack = packs.get(loc.packId);
+      if (!pack) packs.set(loc.packId, (pack = { packId: loc.packId, byOffset: new Map() }));
+      const planned = pack.byOffset.get(loc.offset);
+      if (!planned) {
+        const { offset, length, uncompressedLength } = loc;
+        pack.byOffset.set(offset, { id, packId: pack.packId, offset, length, uncompressedLength, size, file: task, at: task.size, more: undefined, written: false });
+      } else (planned.more ??= []).push(task, task.size);
       task.size += size;
       task.remaining++;
     }
@@ -131,15 +162,16 @@ export function planContents(files: readonly RestoreEntry[], lookup: (id: BlobId
   }
   const jobs: ReadJob[] = [];
   const oversized: PlannedBlob[] = [];
-  for (const [packId, byOffset] of packs) {
+  for (const { packId, byOffset } of packs.values()) {
     const cut = packRanges(byOffset.values());
     for (const blobs of cut.ranges) jobs.push({ packId, blobs });
     oversized.push(...cut.oversized);
   }
-  const jobOf = creatingJobs(jobs, oversized);
+  packs.clear();
+  creatingJobs(jobs, oversized);
   // A file written in place is opened and cut to its length up front.
-  for (const t of tasks) if (t.inPlace) jobOf.set(t, -1);
-  return { tasks, links, jobs, streams: packStreams(jobs), oversized, jobOf, totalBytes, inPlaceBytes };
+  for (const t of tasks) if (t.inPlace) t.job = -1;
+  return { tasks, links, jobs, streams: packStreams(jobs), oversized, totalBytes, inPlaceBytes };
 }
 
 /** What the target already has (restore --overwrite): files left as they are, and which blobs of files written in place lie there. */
@@ -149,22 +181,19 @@ export interface ExistingContents {
 }
 
 /**
- * A file whose blobs all lie in one job is created by the worker that writes it; every other file
- * is created up front (-1), so that no two workers race to create one.
+ * A file whose blobs all lie in one job is created by the worker that writes it (FileTask.job);
+ * every other file is created up front (-1), so that no two workers race to create one.
  */
-function creatingJobs(jobs: readonly ReadJob[], oversized: readonly PlannedBlob[]): Map<FileTask, number> {
-  const jobOf = new Map<FileTask, number>();
+function creatingJobs(jobs: readonly ReadJob[], oversized: readonly PlannedBlob[]): void {
   for (let j = 0; j < jobs.length; j++) {
     for (const b of jobs[j]!.blobs) {
-      for (const [t] of b.writes) {
-        const seen = jobOf.get(t);
-        if (seen === undefined) jobOf.set(t, j);
-        else if (seen !== j) jobOf.set(t, -1);
-      }
+      forEachWrite(b, (t) => {
+        if (t.job === NO_JOB) t.job = j;
+        else if (t.job !== j) t.job = -1;
+      });
     }
   }
-  for (const b of oversized) for (const [t] of b.writes) jobOf.set(t, -1);
-  return jobOf;
+  for (const b of oversized) forEachWrite(b, (t) => (t.job = -1));
 }
 
 /** The whole plan from the entries a walk collected (`created`: everything, parents first). */
@@ -175,8 +204,8 @@ export function planRestore(
 ): RestorePlan {
   return {
     dirs: walked.created.filter((e) => e.node.type === 'dir' && !e.dropped),
-    files: [...walked.files],
-    specials: [...walked.specials],
+    files: walked.files,
+    specials: walked.specials,
     contents: planContents(walked.files, lookup, existing),
   };
 }
@@ -215,8 +244,8 @@ export function summarizePlan(plan: RestorePlan): RestorePlanSummary {
     readBytes += s.length;
   }
   for (const b of contents.oversized) {
-    packs.add(b.loc.packId);
-    readBytes += b.loc.length;
+    packs.add(b.packId);
+    readBytes += b.length;
   }
   return {
     dirs: plan.dirs.length,

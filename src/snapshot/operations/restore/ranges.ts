@@ -1,7 +1,6 @@
 // Which blobs of a pack one read fetches: restore's limits on the shared pack reader.
-import type { BlobLocation } from '../../../repository/master-index.ts';
 import type { PackId } from '../../../repository/id.ts';
-import { planPackReads } from '../../../repository/pack-reader.ts';
+import { planPackReads, type PackSpan } from '../../../repository/pack-reader.ts';
 import { MAX_JOB_BYTES } from '../../engine/decode-pool.ts';
 
 /**
@@ -24,12 +23,12 @@ export const MAX_READ = 4 * 1024 * 1024;
  * offset order, a new range where the gap to the next blob passes MAX_GAP or the range would pass
  * MAX_READ. Blobs over MAX_JOB_BYTES are left out of every range, as `oversized`.
  */
-export function packRanges<B extends { loc: BlobLocation }>(blobs: Iterable<B>): { ranges: B[][]; oversized: B[] } {
+export function packRanges<B extends PackSpan>(blobs: Iterable<B>): { ranges: B[][]; oversized: B[] } {
   const fitting: B[] = [];
   const oversized: B[] = [];
-  for (const b of blobs) (b.loc.length > MAX_JOB_BYTES ? oversized : fitting).push(b);
-  oversized.sort((x, y) => x.loc.offset - y.loc.offset);
-  const reads = planPackReads(fitting, { maxGap: MAX_GAP, maxSpan: MAX_READ }, (b) => b.loc);
+  for (const b of blobs) (b.length > MAX_JOB_BYTES ? oversized : fitting).push(b);
+  oversized.sort((x, y) => x.offset - y.offset);
+  const reads = planPackReads(fitting, { maxGap: MAX_GAP, maxSpan: MAX_READ });
   return { ranges: reads.map((r) => r.blobs), oversized };
 }
 
@@ -46,12 +45,12 @@ export interface PackStream {
  * wherever at most STREAM_GAP bytes lie between them: a pack whose needed blobs lie close together
  * is one request, however big, as in restic.
  */
-export function packStreams(ranges: ReadonlyArray<{ packId: PackId; blobs: ReadonlyArray<{ loc: BlobLocation }> }>): PackStream[] {
+export function packStreams(ranges: ReadonlyArray<{ packId: PackId; blobs: ReadonlyArray<PackSpan> }>): PackStream[] {
   const streams: PackStream[] = [];
   let current: PackStream | undefined;
   ranges.forEach((r, j) => {
-    const start = r.blobs[0]!.loc.offset;
-    const last = r.blobs[r.blobs.length - 1]!.loc;
+    const start = r.blobs[0]!.offset;
+    const last = r.blobs[r.blobs.length - 1]!;
     const end = last.offset + last.length;
     if (current && current.packId === r.packId && start >= current.offset + current.length && start - (current.offset + current.length) <= STREAM_GAP) {
       current.length = end - current.offset;

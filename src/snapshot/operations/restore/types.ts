@@ -149,11 +149,17 @@ export interface RestoreResult {
   metadataLoss?: MetadataLoss;
 }
 
+/** What a restore reads of an entry's tree node (walk.ts's restoreNode keeps only these). */
+export type RestoreNode = Pick<
+  TreeNode,
+  'type' | 'mode' | 'mtime' | 'atime' | 'uid' | 'gid' | 'size' | 'links' | 'inode' | 'deviceId' | 'content' | 'extendedAttributes' | 'linktarget' | 'linktargetRaw' | 'device'
+>;
+
 /** An entry of the snapshot to restore, at its path in the target. */
 export interface RestoreEntry {
   /** The path in the target (bytes: names need not be UTF-8). */
-  path: Buffer;
-  node: TreeNode;
+  readonly path: Buffer;
+  node: RestoreNode;
   /** A folder made on the way to an include that matched nothing below it, removed again. */
   dropped?: boolean;
   /** A folder made only on the way to included entries below it (not itself included). */

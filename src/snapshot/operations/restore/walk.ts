@@ -8,7 +8,7 @@ import { goStringToBytes } from '../../model/gojson.ts';
 import { PathFilter } from '../../model/filter.ts';
 import type { TreeLoader } from '../../engine/tree-loader.ts';
 import type { TreeNode } from '../../model/node.ts';
-import type { RestoreEntry } from './types.ts';
+import type { RestoreEntry, RestoreNode } from './types.ts';
 
 /** Rejects names that could leave the folder they belong to. */
 export function checkNodeName(name: Uint8Array, treeId: string): void {
@@ -49,6 +49,59 @@ export interface VisitedDir {
 }
 
 const SLASH = Buffer.from('/');
+const NO_NAMES: Set<string> = new Set();
+
+/**
+ * A file or special file the walk found: its folder's path (shared by its siblings) and its own
+ * name (bytes as a latin1 string), its path made when asked for. A restore keeps one per file for
+ * its whole run; a Buffer each (an object of ~100 bytes beside its bytes) would cost twice this.
+ */
+class LeafEntry implements RestoreEntry {
+  readonly #dir: Buffer;
+  readonly #name: string;
+  readonly node: RestoreNode;
+  constructor(dir: Buffer, name: string, node: RestoreNode) {
+    this.#dir = dir;
+    this.#name = name;
+    this.node = node;
+  }
+  get path(): Buffer {
+    const name = this.#name;
+    const dir = this.#dir;
+    const p = Buffer.allocUnsafe(dir.length + 1 + name.length);
+    dir.copy(p);
+    p[dir.length] = 0x2f;
+    p.write(name, dir.length + 1, 'latin1');
+    return p;
+  }
+}
+
+/**
+ * What the restore keeps of a tree node: the fields it reads (metadata, contents, hard links,
+ * special files), not its name, ctime, user and group (taken into uid and gid already when owners
+ * go by name), subtree or attributes of other systems. The inode, device and link count only for
+ * a node with more than one link (all a hard link needs them for), extended attributes only when
+ * there are some: a plain file's copy has 8 fields (88 bytes), where the decoded node also held a
+ * property store and those strings and times. A folder's copy has its fields in another order, so
+ * that its mode (ModeDir is bit 31, past a small integer) does not make V8 keep every file's mode
+ * as a boxed number (16 bytes more each).
+ */
+export function restoreNode(n: TreeNode): RestoreNode {
+  const out: RestoreNode =
+    n.type === 'dir'
+      ? { type: n.type, mtime: n.mtime, atime: n.atime, uid: n.uid, gid: n.gid, mode: n.mode, size: n.size, content: n.content }
+      : { type: n.type, mode: n.mode, mtime: n.mtime, atime: n.atime, uid: n.uid, gid: n.gid, size: n.size, content: n.content };
+  if (Number(n.links ?? 1) > 1) {
+    out.links = n.links;
+    if (n.inode !== undefined) out.inode = n.inode;
+    if (n.deviceId !== undefined) out.deviceId = n.deviceId;
+  }
+  if (n.extendedAttributes) out.extendedAttributes = n.extendedAttributes;
+  if (n.linktarget !== undefined) out.linktarget = n.linktarget;
+  if (n.linktargetRaw !== undefined) out.linktargetRaw = n.linktargetRaw;
+  if (n.device !== undefined) out.device = n.device;
+  return out;
+}
 
 /** What the walk selects by: restic's include and exclude patterns, and their case-blind forms. */
 export interface WalkOptions {
@@ -57,6 +110,8 @@ export interface WalkOptions {
   iinclude?: readonly string[];
   iexclude?: readonly string[];
   signal?: AbortSignal | undefined;
+  /** The names of every folder visited are kept (VisitedDir.names), for restore --delete; else those sets are empty. */
+  delete?: boolean | undefined;
   /** Owners by name (RestoreOptions.ownershipByName): nodes carry the local uid and gid of their names. */
   ownershipByName?: boolean;
 }
@@ -133,6 +188,7 @@ class Walk {
   readonly #signal: AbortSignal | undefined;
   readonly #target: WalkTarget;
   readonly #byName: boolean;
+  readonly #names: boolean;
   #failed = false;
 
   constructor(trees: TreeLoader, options: WalkOptions, target: WalkTarget) {
@@ -142,6 +198,7 @@ class Walk {
     this.#signal = options.signal;
     this.#target = target;
     this.#byName = options.ownershipByName ?? false;
+    this.#names = options.delete ?? false;
   }
 
   selected(rel: string, isDir: boolean, insideIncluded: boolean): 'yes' | 'no' | 'descend' {
@@ -156,7 +213,7 @@ class Walk {
     if (this.#failed) return false;
     const loaded = await this.#trees.load(treeId);
     const nodes = this.#byName ? await ownedByName(loaded) : loaded;
-    this.found.visited.push({ path: dir, rel, names: new Set(nodes.map((n) => n.name)) });
+    this.found.visited.push({ path: dir, rel, names: this.#names ? new Set(nodes.map((n) => n.name)) : NO_NAMES });
     const names = nodes.map((node) => {
       const nameBytes = Buffer.from(goStringToBytes(node.name));
       checkNodeName(nameBytes, treeId);
@@ -174,9 +231,8 @@ class Walk {
       const childRel = `${rel}/${node.name}`;
       const sel = this.selected(childRel, node.type === 'dir', forced);
       if (sel === 'no') continue;
-      const p = Buffer.concat([dir, SLASH, names[i]!]);
       if (node.type !== 'dir') {
-        const entry: RestoreEntry = { path: p, node };
+        const entry: RestoreEntry = new LeafEntry(dir, names[i]!.toString('latin1'), restoreNode(node));
         (node.type === 'file' ? this.found.files : this.found.specials).push(entry);
         this.found.created.push(entry);
         kids.push(entry);
@@ -185,8 +241,10 @@ class Walk {
       }
       if (!node.subtree) throw new IntegrityError(`folder ${childRel} has no subtree`, { blob: treeId });
       if (this.#failed) break;
+      const p = Buffer.concat([dir, SLASH, names[i]!]);
       await this.#target.makeDir(p, dir);
-      const entry: RestoreEntry = sel === 'descend' ? { path: p, node, onTheWay: true, children: [] } : { path: p, node, children: [] };
+      const slim = restoreNode(node);
+      const entry: RestoreEntry = sel === 'descend' ? { path: p, node: slim, onTheWay: true, children: [] } : { path: p, node: slim, children: [] };
       this.found.created.push(entry);
       kids.push(entry);
       if (sel === 'yes') any = true;
