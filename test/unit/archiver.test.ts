@@ -405,8 +405,8 @@ test('progress moves within a big file and ends at the bytes backed up; restore 
 
 test('a wide folder goes to the workers a few thousand files at a time, not all at once', async () => {
   // One folder of 6,000 files: queued all at once, 6,000 jobs (each with a promise and its
-  // entry's stat) waited at the pool together; 250,000 of them held ~370 MiB and made the
-  // pool's queue quadratic.
+  // entry's stat) waited at the pool together; 250,000 of them cost ~340 MiB of peak RSS and made
+  // the pool's queue quadratic.
   const base = await tmpDir('stowage-wide');
   const src = join(base, 'src');
   await mkdir(src);
@@ -415,17 +415,17 @@ test('a wide folder goes to the workers a few thousand files at a time, not all 
     await Promise.all(Array.from({ length: Math.min(500, files - i) }, (_, k) => writeFile(join(src, `f${i + k}`), i + k === 7 ? 'x' : '')));
   }
   const { FilePool } = await import('../../src/snapshot/engine/file-pool.ts');
-  const process = FilePool.prototype.process;
+  const original = FilePool.prototype.process;
   let peak = 0;
   FilePool.prototype.process = function (this: InstanceType<typeof FilePool>, job) {
     peak = Math.max(peak, this.pending + 1);
-    return process.call(this, job);
+    return original.call(this, job);
   };
   try {
     const r = await backup(await newRepo(), { paths: [src], hostname: 'h' });
     assert.equal(r.summary.filesNew, files);
   } finally {
-    FilePool.prototype.process = process;
+    FilePool.prototype.process = original;
   }
   assert.ok(peak > 0, 'the files went through the pool');
   assert.ok(peak <= 4096 + 512, `at most ~4096 files queued at once, saw ${peak}`);
