@@ -402,3 +402,31 @@ test('progress moves within a big file and ends at the bytes backed up; restore 
   assert.equal(result.filesRestored, 2);
   assert.equal(restored[restored.length - 1], 2, 'the last progress event counts the hard link too');
 });
+
+test('a wide folder goes to the workers a few thousand files at a time, not all at once', async () => {
+  // One folder of 6,000 files: queued all at once, 6,000 jobs (each with a promise and its
+  // entry's stat) waited at the pool together; 250,000 of them cost ~340 MiB of peak RSS and made
+  // the pool's queue quadratic.
+  const base = await tmpDir('stowage-wide');
+  const src = join(base, 'src');
+  await mkdir(src);
+  const files = 6000;
+  for (let i = 0; i < files; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, files - i) }, (_, k) => writeFile(join(src, `f${i + k}`), i + k === 7 ? 'x' : '')));
+  }
+  const { FilePool } = await import('../../src/snapshot/engine/file-pool.ts');
+  const original = FilePool.prototype.process;
+  let peak = 0;
+  FilePool.prototype.process = function (this: InstanceType<typeof FilePool>, job) {
+    peak = Math.max(peak, this.pending + 1);
+    return original.call(this, job);
+  };
+  try {
+    const r = await backup(await newRepo(), { paths: [src], hostname: 'h' });
+    assert.equal(r.summary.filesNew, files);
+  } finally {
+    FilePool.prototype.process = original;
+  }
+  assert.ok(peak > 0, 'the files went through the pool');
+  assert.ok(peak <= 4096 + 512, `at most ~4096 files queued at once, saw ${peak}`);
+});

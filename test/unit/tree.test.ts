@@ -8,7 +8,7 @@ import { IntegrityError, InvalidInputError } from '../../src/errors.ts';
 import { parseGoTime } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { goStringFromBytes, goStringToBytes } from '../../src/snapshot/model/gojson.ts';
-import type { TreeNode } from '../../src/snapshot/model/node.ts';
+import { type TreeNode, encodeNode } from '../../src/snapshot/model/node.ts';
 import {
   UnsafeNodeNameError,
   assertSafeNodeName,
@@ -94,6 +94,18 @@ test('encodeTree reproduces the real 0.14 tree byte for byte', () => {
   const current = Buffer.from(encodeTree(nodes)).toString('utf8');
   const lossy = '"linktarget":"bad\\ufffdtarget\\u003c\\u0026\\u003e"';
   assert.equal(current, REAL_TREE.toString('utf8').replace(lossy, `${lossy},"linktarget_raw":"${BADLINK_TARGET.toString('base64')}"`));
+});
+
+test('encodeTree of a wide tree with long multi-byte names gives the same bytes as its nodes joined', () => {
+  // encodeTree writes into one buffer that grows as it goes: long names of 2- to 4-byte UTF-8
+  // characters outgrow its first size, and each node must land whole and in order.
+  const base = decodeTree(REAL_TREE, REAL_TREE_ID).find((n) => n.name === 'a\nb')!;
+  const nodes = sortNodes(Array.from({ length: 600 }, (_, i): TreeNode => ({ ...base, name: `${'é€😀'.repeat(60 + (i % 7) * 40)}-${i}` })));
+  const expected = Buffer.from(`{"nodes":[${nodes.map((n) => encodeNode(n)).join(',')}]}\n`, 'utf8');
+  assert.ok(expected.length > 64 * 1024 + nodes.length * 256, 'the tree outgrows the first buffer');
+  const bytes = encodeTree(nodes);
+  assert.equal(Buffer.compare(Buffer.from(bytes), expected), 0);
+  assert.deepEqual(decodeTree(bytes, sha256(bytes)).map((n) => n.name), nodes.map((n) => n.name));
 });
 
 test('the empty directory tree is {"nodes":[]} and a newline', () => {

@@ -398,7 +398,19 @@ export class BackupRun {
       if (ids.length) this.trees.prefetch(ids);
     };
     readAhead();
-    const nodes = await Promise.all(entries.map((e) => (e.st ? this.saveEntry(e, readAhead) : undefined)));
+    // A wide folder's files go to the workers QUEUED_FILES_LIMIT at a time: queueing all of them
+    // at once held a job, a promise and a pending node per file (250 000 in one folder: ~370 MiB).
+    const started: Array<Promise<TreeNode | undefined>> = [];
+    for (let i = 0; i < entries.length; i++) {
+      if (i > 0 && i % QUEUED_FILES_LIMIT === 0 && this.#pool) await this.#pool.room(QUEUED_FILES_LIMIT);
+      const e = entries[i]!;
+      // Its stat, names and paths are let go once its node is made (only saveEntry holds them).
+      (entries as Array<Entry | undefined>)[i] = undefined;
+      const node = e.st ? this.saveEntry(e, readAhead) : Promise.resolve(undefined);
+      node.catch(() => undefined); // reported by Promise.all below, not as unhandled while pacing
+      started.push(node);
+    }
+    const nodes = await Promise.all(started);
     return nodes.filter((n): n is TreeNode => n !== undefined);
   }
 
