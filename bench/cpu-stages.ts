@@ -26,6 +26,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureCorpus, FULL_BIG } from './corpus.ts';
+import { readProfile, type CallFrame } from './lib/cpuprofile.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -230,23 +231,6 @@ async function runProfiled(args: string[], env: NodeJS.ProcessEnv, profDir: stri
 
 // ---------------------------------------------------------------- stages from profiles
 
-interface CallFrame {
-  functionName: string;
-  url: string;
-}
-interface ProfileNode {
-  id: number;
-  callFrame: CallFrame;
-  children?: number[];
-}
-interface CpuProfile {
-  nodes: ProfileNode[];
-  startTime: number;
-  endTime: number;
-  samples?: number[];
-  timeDeltas?: number[];
-}
-
 /**
  * Stage of a sample: the first rule, leaf to root, that a frame matches. Hashing is told apart
  * by who asked: a pack's SHA-256 (its name) is under pack.ts or the restore's pack check.
@@ -286,13 +270,7 @@ function stageOf(stack: CallFrame[]): string {
 
 /** Sampled milliseconds per stage of one profile. */
 function stageTimes(file: string): Map<string, number> {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const byId = new Map<number, ProfileNode>();
-  const parent = new Map<number, number>();
-  for (const n of p.nodes) {
-    byId.set(n.id, n);
-    for (const c of n.children ?? []) parent.set(c, n.id);
-  }
+  const { profile: p, byId, parent } = readProfile(file);
   const stageById = new Map<number, string>();
   const stage = (id: number): string => {
     let s = stageById.get(id);

@@ -3,14 +3,14 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 
-interface CallFrame {
+export interface CallFrame {
   functionName: string;
   url: string;
   lineNumber: number;
   columnNumber: number;
 }
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: CallFrame;
   children?: number[];
@@ -65,8 +65,8 @@ function frameLabel(cf: CallFrame, roots: readonly string[]): { name: string; lo
   return { name, location: `${path}:${cf.lineNumber + 1}` };
 }
 
-/** `roots`: directories that file locations are printed relative to (the first that matches). */
-export function analyzeProfile(file: string, roots: readonly string[] = []): ThreadProfile {
+/** A profile file read, with its nodes by ID and each node's parent (the root has none). */
+export function readProfile(file: string): { profile: CpuProfile; byId: Map<number, ProfileNode>; parent: Map<number, number> } {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
@@ -74,6 +74,12 @@ export function analyzeProfile(file: string, roots: readonly string[] = []): Thr
     byId.set(n.id, n);
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
+  return { profile, byId, parent };
+}
+
+/** `roots`: directories that file locations are printed relative to (the first that matches). */
+export function analyzeProfile(file: string, roots: readonly string[] = []): ThreadProfile {
+  const { profile, byId, parent } = readProfile(file);
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
   // Sample i lasts until sample i+1 is taken; the last one until the profile ends.
