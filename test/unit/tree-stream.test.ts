@@ -69,6 +69,8 @@ test('treeNodes accepts and rejects the shapes decodeTree does', () => {
     'duplicate nodes, the last not an array': `{"nodes":[${n}],"nodes":5}`,
     'duplicate nodes, the last null': `{"nodes":[${n}],"nodes":null}`,
     'duplicate nodes, the first invalid': `{"nodes":[${n},],"nodes":[]}`,
+    'duplicate nodes, the first with bad syntax in a node': `{"nodes":[{"a":,}],"nodes":[${n}]}`,
+    'duplicate nodes, the first bad, the last not an array': `{"nodes":[{"a":,}],"nodes":7}`,
     'duplicate nodes, the first not an array': `{"nodes":{"a":1},"nodes":[${n}]}`,
     'proto key': `{"__proto__":[],"nodes":[${n}],"constructor":1}`,
     'invalid extra value': `{"x":[1,],"nodes":[${n}]}`,
