@@ -38,6 +38,8 @@ function same(bytes: Uint8Array, what: string): void {
     } else {
       assert.ok(!('error' in got), `${label}: treeNodes throws ${'error' in got ? String(got.error) : ''}`);
       assert.deepStrictEqual(got.nodes, want.nodes, label);
+      // and it was streamed: a tree decodeTree accepts is never handed back to decodeTree
+      assert.ok(scanTreeNodes(bytes) !== undefined, `${label}: not scanned`);
     }
   }
 }
