@@ -491,7 +491,10 @@ export function backendConformance(name: string, make: () => Promise<BackendUnde
               clearInterval(timer);
               sample();
             }
-            assert.ok(peak < size / 4, `peak external memory during the save: ${(peak / MiB).toFixed(1)} MiB for a ${size / MiB} MiB file`);
+            // Half the file: reading it whole shows 32 MiB or more. A driver holding a few pieces
+            // shows ~1 MiB, but a sample can also count pieces already let go whose memory V8
+            // has not handed back yet (9.5 MiB once in CI, with the file sent in under 0.3 s).
+            assert.ok(peak < size / 2, `peak external memory during the save: ${(peak / MiB).toFixed(1)} MiB for a ${size / MiB} MiB file`);
             assert.equal((await b.stat(h)).size, size);
             // Its first and last MiB (the whole was read back by the test above, smaller).
             for (const offset of [0, size - MiB]) {

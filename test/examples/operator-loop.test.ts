@@ -108,12 +108,17 @@ describe('examples/operator-loop.ts on MinIO', () => {
     // Another client backs up: the next refresh sees new snapshots and index files.
     await writeFile(path.join(src, 'b'), randomBytes(30_000));
     await backup(repo, { paths: [src], hostname: 'app' });
-    const second = await next((e) => e.event === 'status', 'the status after a backup');
-    assert.match(second.reason ?? '', /snapshots/);
-    assert.equal(second.status?.snapshotCount, 2);
+    // A round may fall between the backup's index upload and its snapshot (data, index, then
+    // snapshot): that round recomputes for the index, and its recompute may already count the new
+    // snapshot (it lists snapshots itself), so no later round needs to.
+    const second = await next((e) => e.event === 'status' && e.status?.snapshotCount === 2, 'the status after a backup');
+    assert.match(second.reason ?? '', /snapshots|index/);
+    const recomputes = events.filter((e) => e.event === 'status');
+    assert.ok(recomputes.length <= 3, JSON.stringify(events));
+    for (const e of recomputes.slice(1, -1)) assert.match(e.reason ?? '', /index/);
     parsed = await scrape();
     assert.equal(metric(parsed, 'stash_appscode_com_repository_snapshot_count'), 2);
-    assert.equal(metric(parsed, 'stowage_operator_status_recomputes_total'), 2);
+    assert.equal(metric(parsed, 'stowage_operator_status_recomputes_total'), recomputes.length);
     const status = (await (await fetch(`http://127.0.0.1:${listening.port}/status`)).json()) as { status: { snapshotCount: number } };
     assert.equal(status.status.snapshotCount, 2);
     assert.ok(!events.some((e) => e.event === 'error'), JSON.stringify(events));
