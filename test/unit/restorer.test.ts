@@ -12,6 +12,7 @@ import { goTimeFromNs, goTimeNow } from '../../src/repository/gotime.ts';
 import type { BlobId } from '../../src/repository/id.ts';
 import { GO_MODE_DIR } from '../../src/snapshot/model/mode.ts';
 import type { TreeNode } from '../../src/snapshot/model/node.ts';
+import { goStringToBytes } from '../../src/snapshot/model/gojson.ts';
 import { encodeTree } from '../../src/snapshot/model/tree.ts';
 import { encodeSnapshot } from '../../src/snapshot/model/snapshot.ts';
 import { loadSnapshot } from '../../src/snapshot/engine/select.ts';
@@ -21,7 +22,7 @@ import { forEachWrite, NO_JOB, planContents, planRestore as planEntries, summari
 import { MAX_GAP, MAX_READ, STREAM_GAP, packRanges, packStreams } from '../../src/snapshot/operations/restore/ranges.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import { zeroPrefixLength } from '../../src/snapshot/engine/decode-pool.ts';
-import { TreeLoader } from '../../src/snapshot/engine/tree-loader.ts';
+import { TREE_BYTES, TreeLoader } from '../../src/snapshot/engine/tree-loader.ts';
 import { NO_TARGET, restoreNode, walkRestoreTree } from '../../src/snapshot/operations/restore/walk.ts';
 import type { BlobLocation } from '../../src/repository/master-index.ts';
 import type { PackId } from '../../src/repository/id.ts';
@@ -461,10 +462,46 @@ test('the walk keeps what a restore reads of each node, and makes a file\'s path
   const w = repo.blobWriter();
   const { id: tree } = await w.saveBlob('tree', encodeTree([node]));
   await w.flush();
-  const walked = await walkRestoreTree(new TreeLoader(repo, undefined), tree, Buffer.from('/t/d'), {}, NO_TARGET);
+  const walked = await walkRestoreTree(new TreeLoader(repo, undefined, TREE_BYTES), tree, Buffer.from('/t/d'), {}, NO_TARGET);
   assert.deepEqual(walked.files.map((e) => e.path), [Buffer.from([...Buffer.from('/t/d/f'), 0xff])]);
   // The names of the folders visited are kept only for --delete.
   assert.equal(walked.visited[0]!.names.size, 0);
-  const deleting = await walkRestoreTree(new TreeLoader(repo, undefined), tree, Buffer.from('/t/d'), { delete: true }, NO_TARGET);
+  const deleting = await walkRestoreTree(new TreeLoader(repo, undefined, TREE_BYTES), tree, Buffer.from('/t/d'), { delete: true }, NO_TARGET);
   assert.deepEqual([...deleting.visited[0]!.names], [node.name]);
+});
+
+test('the walk reads each folder\'s tree node by node: names, owners by name, and a damaged tree refused before any of it is made', async () => {
+  const t = goTimeNow();
+  const file = (name: string, user?: string): TreeNode => ({ name, type: 'file', mode: 0o644, mtime: t, atime: t, ctime: t, uid: 7, gid: 8, user, group: user, size: 0, content: [] });
+  const repo = await newRepo();
+  const w = repo.blobWriter();
+  const { id: empty } = await w.saveBlob('tree', encodeTree([]));
+  const names = ['ascii', 'nobody-owned', 'raw\u{dcff}', 'r\u00e4nd', 'z\u{1f600}'];
+  const { id: tree } = await w.saveBlob('tree', encodeTree([
+    file('ascii', 'root'),
+    { ...file('d'), type: 'dir', mode: GO_MODE_DIR + 0o755, content: null, subtree: empty },
+    file('nobody-owned', 'daemon'),
+    file('raw\u{dcff}'),
+    file('r\u00e4nd', 'no-such-user-here'),
+    file('z\u{1f600}'),
+  ]));
+  // A folder whose tree is damaged after its first node (a folder): nothing of it may be made.
+  const dirNode = Buffer.from(encodeTree([{ ...file('sub'), type: 'dir', mode: GO_MODE_DIR + 0o755, content: null, subtree: empty }])).toString();
+  const damaged = Buffer.from(dirNode.replace(']}', ',{"name":"x","type":"bogus"}]}'));
+  const { id: bad } = await w.saveBlob('tree', damaged);
+  await w.flush();
+
+  const walked = await walkRestoreTree(new TreeLoader(repo, undefined, TREE_BYTES), tree, Buffer.from('/t'), { ownershipByName: true, delete: true }, NO_TARGET);
+  assert.deepEqual(walked.files.map((e) => e.path), names.map((n) => Buffer.concat([Buffer.from('/t/'), goStringToBytes(n)])));
+  assert.deepEqual(walked.files.map((e) => [e.node.uid, e.node.gid]), [[0, 0], [1, 1], [0, 0], [0, 0], [0, 0]]);
+  assert.deepEqual(walked.created.filter((e) => e.node.type === 'dir').map((e) => e.path.toString()), ['/t/d']);
+  assert.deepEqual([...walked.visited[0]!.names], ['ascii', 'd', ...names.slice(1)]);
+  // without owners by name, the ids recorded
+  const plain = await walkRestoreTree(new TreeLoader(repo, undefined, TREE_BYTES), tree, Buffer.from('/t'), {}, NO_TARGET);
+  assert.deepEqual(plain.files.map((e) => [e.node.uid, e.node.gid]), names.map(() => [7, 8]));
+
+  const made: string[] = [];
+  const target = { makeDir: async (p: Buffer) => void made.push(p.toString()), dropDir: async () => undefined };
+  await assert.rejects(walkRestoreTree(new TreeLoader(repo, undefined, TREE_BYTES), bad, Buffer.from('/t'), {}, target), (err: unknown) => err instanceof IntegrityError && err.message.includes(bad));
+  assert.deepEqual(made, []);
 });

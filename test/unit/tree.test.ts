@@ -1,6 +1,6 @@
 // Tree blobs. The main fixture is a real tree written by restic 0.14.0 (Go 1.19) for a folder of
-// odd names (backup of /tmp/snapfix/src, stored here as its JSON text): decoding it and encoding
-// it again must give the same bytes, hence the same tree ID.
+// odd names (test/helpers/real-tree.ts): decoding it and encoding it again must give the same
+// bytes, hence the same tree ID.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -22,31 +22,7 @@ import {
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** The nodes of restic 0.14's tree bbbb84b8…, exactly as `restic cat blob` printed them. */
-const REAL_NODES = [
-  String.raw`{"name":"\u003c\u0026\u003e","type":"file","mode":12583405,"mtime":"2026-11-26T07:48:37.948977743Z","atime":"2026-11-26T07:48:37.948977743Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978577,"device_id":65024,"size":8,"links":1,"content":["e5f57f94ff4cf62d040a8e672507de0c0ac7f32cca69bb8aabac513686b031de"]}`,
-  String.raw`{"name":"a\\nb","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.948505283Z","atime":"2026-11-26T07:48:37.948505283Z","ctime":"2026-11-26T07:48:37.948505283Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978497,"device_id":65024,"size":8,"links":1,"content":["a96db6890367a8bc049841501ba1b0ab38bbdca062885d94f0130b17d162dea9"]}`,
-  String.raw`{"name":"badlink","type":"symlink","mode":134218239,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978737,"device_id":65024,"links":1,"linktarget":"bad\ufffdtarget\u003c\u0026\u003e","content":null}`,
-  String.raw`{"name":"bad\\xffbyte","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.948792509Z","atime":"2026-11-26T07:48:37.948792509Z","ctime":"2026-11-26T07:48:37.948792509Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978545,"device_id":65024,"size":8,"links":1,"content":["1be430e4f85c0a032f3bbb0e91898a8cbb18faced4d0732905d97625b6c0f0f3"]}`,
-  String.raw`{"name":"bell\\a\\b\\f\\v\\r","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978657,"device_id":65024,"size":9,"links":1,"content":["cdc0d9f54486822ef1532916eca0626235ab5466abd50d5a5b9cb1c3d0f63c9c"]}`,
-  String.raw`{"name":"blockdev","type":"dev","mode":67109248,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978785,"device_id":65024,"links":1,"device":1992,"content":null}`,
-  String.raw`{"name":"chardev","type":"chardev","mode":69206436,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978769,"device_id":65024,"links":1,"device":259,"content":null}`,
-  String.raw`{"name":"ctl\\x01\\x1b","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.94936698Z","atime":"2026-11-26T07:48:37.94936698Z","ctime":"2026-11-26T07:48:37.94936698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978641,"device_id":65024,"size":9,"links":1,"content":["834554dfcd2013b40a475a16c8bdef04c6955fdf5e7c68bfe3ddefd794146c0c"]}`,
-  String.raw`{"name":"emptydir","type":"dir","mode":2147484141,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978705,"device_id":65024,"content":null,"subtree":"ac08ce34ba4f8123618661bef2425f7028ffb9ac740578a3ee88684d2523fee8"}`,
-  String.raw`{"name":"fifo","type":"fifo","mode":33554852,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978753,"device_id":65024,"content":null}`,
-  String.raw`{"name":"hardlink","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.949170449Z","atime":"2026-11-26T07:48:37.949170449Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978609,"device_id":65024,"size":8,"links":2,"content":["9552d5b411b50ad5b69ebe53324d223698d5dea47a755fae495235e61fda9c62"]}`,
-  String.raw`{"name":"link","type":"symlink","mode":134218239,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978721,"device_id":65024,"links":1,"linktarget":"ränd.bin","content":null}`,
-  String.raw`{"name":"ls\\u2028sep","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.949267843Z","atime":"2026-11-26T07:48:37.949267843Z","ctime":"2026-11-26T07:48:37.949267843Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978625,"device_id":65024,"size":8,"links":1,"content":["3dc5a8ae7f1cf703fe175a94c7cdedc561f6ec941c330a13b23cb65bad40d654"]}`,
-  String.raw`{"name":"nbsp\\u00a0x","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.948702616Z","atime":"2026-11-26T07:48:37.948702616Z","ctime":"2026-11-26T07:48:37.948702616Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978529,"device_id":65024,"size":8,"links":1,"content":["b24a8844b57f2695c2e8f606fb3a39b3b759ddcdcb74ff4fa718abccf5c9ad91"]}`,
-  String.raw`{"name":"quote\\\"back\\\\slash","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.949073715Z","atime":"2026-11-26T07:48:37.949073715Z","ctime":"2026-11-26T07:48:37.949073715Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978593,"device_id":65024,"size":8,"links":1,"content":["784a1caa860c3f3d61f9a61518cd94ed8e25461543cf857a20fa6778792aef6f"]}`,
-  String.raw`{"name":"ränd.bin","type":"file","mode":420,"mtime":"2021-03-04T04:06:07.123456789Z","atime":"2021-03-04T04:06:07.123456789Z","ctime":"2026-11-26T07:48:37.952216858Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978481,"device_id":65024,"size":8,"links":1,"extended_attributes":[{"name":"user.comment","value":"aGkgAP8gdGhlcmU="},{"name":"user.a","value":""}],"content":["5cac75949d52bdd627c7bb0770e2848ffad0c122a159ffa463f4ec0a5f53c82e"]}`,
-  String.raw`{"name":"sub","type":"dir","mode":2148532717,"mtime":"2026-11-26T07:48:37.949466698Z","atime":"2026-11-26T07:48:37.949466698Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978673,"device_id":65024,"content":null,"subtree":"76ba0d63e45c010d98c407c6d041b14344df0da2d11bd7b75c65e155a540cbd2"}`,
-  String.raw`{"name":"tab\\there","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.949170449Z","atime":"2026-11-26T07:48:37.949170449Z","ctime":"2026-11-26T07:48:37.949466698Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978609,"device_id":65024,"size":8,"links":2,"content":["9552d5b411b50ad5b69ebe53324d223698d5dea47a755fae495235e61fda9c62"]}`,
-  String.raw`{"name":"x\\x7f","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.948609858Z","atime":"2026-11-26T07:48:37.948609858Z","ctime":"2026-11-26T07:48:37.948609858Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978513,"device_id":65024,"size":8,"links":1,"content":["b172c329ef45c8fdd02078e9b1cfe32f621b24c12bd95c8a6cc7266b363c84d2"]}`,
-  String.raw`{"name":"😀.txt","type":"file","mode":420,"mtime":"2026-11-26T07:48:37.948883544Z","atime":"2026-11-26T07:48:37.948883544Z","ctime":"2026-11-26T07:48:37.948883544Z","uid":0,"gid":0,"user":"root","group":"root","inode":9978561,"device_id":65024,"size":8,"links":1,"content":["c157b7351ceceaed9389ad82edeff73064ed6a05e3a4ff4561ef052a22e51606"]}`,
-]
-const REAL_TREE = Buffer.from(`{"nodes":[${REAL_NODES.join(',')}]}\n`, 'utf8');
-const REAL_TREE_ID = 'bbbb84b80e190770e60f7b84ad6232fc032d405f789322efc6de3ef316c77e69';
+import { REAL_NODES, REAL_TREE, REAL_TREE_ID } from '../helpers/real-tree.ts';
 /** The symlink target restic 0.14 stored lossily (it predates linktarget_raw). */
 const BADLINK_TARGET = Buffer.from('bad\xfftarget<&>', 'latin1');
 

@@ -3,7 +3,9 @@
 // A walk knows a folder's subtrees as soon as it has decoded the folder, and the trees of one
 // snapshot lie together in few packs. `prefetch` reads the subtrees that lie close to each other
 // in one request and decodes them as they arrive; `load` takes a prefetched tree or reads it
-// alone. Every tree is verified (MAC, hash) exactly as a single loadBlob would.
+// alone. Every tree is verified (MAC, hash) exactly as a single loadBlob would. What a tree is
+// handed out as is the loader's `decode`: its nodes (decodeTree) by default, or its plaintext
+// bytes for a walk that reads them node by node (treeNodes), so no TreeNode[] is held.
 import { AbortedError } from '../../errors.ts';
 import type { IndexedRepository } from '../../repository/repository.ts';
 import type { BlobId } from '../../repository/id.ts';
@@ -15,14 +17,22 @@ import { decodeTree } from '../model/tree.ts';
 /** Trees are wanted soon: little read across (64 KiB) to bring two into one request, at most 4 MiB. */
 const TREE_READS: PackReadLimits = { maxGap: 64 * 1024, maxSpan: 4 * 1024 * 1024 };
 
-export class TreeLoader {
+/** A tree's verified plaintext as a walk wants it. */
+export type TreeDecode<T> = (plaintext: Uint8Array, id: BlobId) => T;
+
+/** Hands a tree out as its plaintext bytes, for treeNodes. */
+export const TREE_BYTES: TreeDecode<Uint8Array> = (plaintext) => plaintext;
+
+export class TreeLoader<T = TreeNode[]> {
   readonly #repo: IndexedRepository;
   readonly #signal: AbortSignal | undefined;
-  readonly #pending = new Map<BlobId, Promise<TreeNode[]>>();
+  readonly #decode: TreeDecode<T>;
+  readonly #pending = new Map<BlobId, Promise<T>>();
 
-  constructor(repo: IndexedRepository, signal?: AbortSignal) {
+  constructor(repo: IndexedRepository, signal?: AbortSignal, decode?: TreeDecode<T>) {
     this.#repo = repo;
     this.#signal = signal;
+    this.#decode = decode ?? (decodeTree as unknown as TreeDecode<T>);
   }
 
   /** Starts reading these trees (the ones the index knows), grouped into few requests. */
@@ -48,7 +58,7 @@ export class TreeLoader {
     bytes.catch(() => undefined);
     for (const loc of read.blobs) {
       const tree = bytes.then(
-        (b) => decodeTree(this.#repo.decodeBlob(loc, blobBytes(read, b, loc)), loc.id),
+        (b) => this.#decode(this.#repo.decodeBlob(loc, blobBytes(read, b, loc)), loc.id),
         (e: unknown) => {
           if (e instanceof AbortedError) throw e;
           return this.#alone(loc.id);
@@ -63,12 +73,12 @@ export class TreeLoader {
     }
   }
 
-  async #alone(id: BlobId): Promise<TreeNode[]> {
-    return decodeTree(await this.#repo.loadBlob('tree', id, { signal: this.#signal }), id);
+  async #alone(id: BlobId): Promise<T> {
+    return this.#decode(await this.#repo.loadBlob('tree', id, { signal: this.#signal }), id);
   }
 
   /** The tree's nodes: prefetched if it was, else read now. Each prefetched tree is handed out once. */
-  load(id: BlobId): Promise<TreeNode[]> {
+  load(id: BlobId): Promise<T> {
     const p = this.#pending.get(id);
     if (p) {
       this.#pending.delete(id);

@@ -143,6 +143,174 @@ export function decodeTree(bytes: Uint8Array, treeId: string, options?: DecodeTr
   return nodes;
 }
 
+/**
+ * The nodes of a tree blob one at a time, decoded from its plaintext bytes without holding the
+ * whole tree: the peak is the bytes and one node's JSON, where decodeTree also holds a string of
+ * the whole document, its parsed objects and every node. Yields exactly the nodes decodeTree
+ * returns, and throws exactly when decodeTree throws, with the error decodeTree throws; but a
+ * node is yielded before the ones after it are read, so the error of a damaged tree can come
+ * after some of its nodes. A caller that must not act on part of a damaged tree collects what it
+ * needs first. Trees of an unusual shape (keys besides "nodes" that are large, hostile input) and
+ * every error are handled by decodeTree itself, so they cost what decodeTree costs.
+ */
+export function* treeNodes(bytes: Uint8Array, treeId: string, options?: DecodeTreeOptions): Generator<TreeNode, void, undefined> {
+  const spans = scanTreeNodes(bytes);
+  if (spans === undefined) {
+    // Not the usual shape, or not JSON at all: decodeTree gives the nodes or the error.
+    yield* decodeTree(bytes, treeId, options);
+    return;
+  }
+  const lenient = options?.lenient === true;
+  let previous: string | undefined;
+  for (let k = 0; k < spans.length; k += 2) {
+    let node: TreeNode;
+    try {
+      node = decodeNode(parseGoJson(bytes.subarray(spans[k]!, spans[k + 1]!)), treeId);
+      if (!lenient) {
+        assertSafeNodeName(node.name, treeId);
+        if (previous !== undefined && compareGoStrings(previous, node.name) >= 0) {
+          throw new IntegrityError(`tree nodes are not sorted by name or have a duplicate at ${JSON.stringify(node.name).slice(0, 80)}`, { blob: treeId });
+        }
+      }
+    } catch (err) {
+      // A tree with a defect may have more than one: decodeTree says which one it reports.
+      decodeTree(bytes, treeId, options);
+      throw err; // not reached while both agree
+    }
+    previous = node.name;
+    yield node;
+  }
+}
+
+const WS = new Uint8Array(256);
+for (const c of [0x20, 0x09, 0x0a, 0x0d]) WS[c] = 1;
+/** Where a JSON scalar ends: whitespace, ',', ']', '}' or ':'. */
+const SCALAR_END = new Uint8Array(256);
+for (const c of [0x20, 0x09, 0x0a, 0x0d, 0x2c, 0x5d, 0x7d, 0x3a]) SCALAR_END[c] = 1;
+const QUOTE = 0x22;
+const NODES_KEY = Buffer.from('"nodes"');
+
+/**
+ * The byte ranges (start, end, start, end, …) of the elements of a tree's "nodes" array, found by
+ * a scanner that follows strings, escapes and nesting without decoding anything. Undefined unless
+ * the bytes are a JSON object whose last "nodes" key holds an array, whose other values are valid
+ * JSON, and whose array elements are separated as JSON requires; each element is then valid JSON
+ * exactly when the whole document is (the caller parses each). Exported for tests.
+ */
+export function scanTreeNodes(b: Uint8Array): number[] | undefined {
+  const n = b.length;
+  const ws = (i: number) => {
+    while (i < n && WS[b[i]!] === 1) i++;
+    return i;
+  };
+  const valid = (start: number, end: number) => {
+    try {
+      parseGoJson(b.subarray(start, end));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let i = ws(0);
+  if (b[i] !== 0x7b) return undefined;
+  i = ws(i + 1);
+  let spans: number[] | undefined;
+  let spansStart = 0;
+  let spansEnd = 0;
+  for (;;) {
+    if (b[i] !== QUOTE) return undefined;
+    const keyEnd = skipString(b, i);
+    if (keyEnd < 0) return undefined;
+    let isNodes: boolean;
+    if (keyEnd - i === NODES_KEY.length && Buffer.compare(NODES_KEY, b.subarray(i, keyEnd)) === 0) isNodes = true;
+    else {
+      try {
+        isNodes = parseGoJson(b.subarray(i, keyEnd)) === 'nodes';
+      } catch {
+        return undefined;
+      }
+    }
+    i = ws(keyEnd);
+    if (b[i] !== 0x3a) return undefined;
+    const start = ws(i + 1);
+    let end: number;
+    if (isNodes && b[start] === 0x5b) {
+      // A later "nodes" wins (as in JSON.parse); the one it replaces must still be valid JSON.
+      if (spans !== undefined && !valid(spansStart, spansEnd)) return undefined;
+      spans = [];
+      let j = ws(start + 1);
+      if (b[j] === 0x5d) end = j + 1;
+      else {
+        for (;;) {
+          const e = skipValue(b, j);
+          if (e < 0) return undefined;
+          spans.push(j, e);
+          j = ws(e);
+          if (b[j] === 0x2c) j = ws(j + 1);
+          else if (b[j] === 0x5d) break;
+          else return undefined;
+        }
+        end = j + 1;
+      }
+      spansStart = start;
+      spansEnd = end;
+    } else {
+      end = skipValue(b, start);
+      if (end < 0 || !valid(start, end)) return undefined;
+      if (isNodes) {
+        if (spans !== undefined && !valid(spansStart, spansEnd)) return undefined;
+        spans = undefined; // "nodes" that is not an array: decodeTree names it
+      }
+    }
+    i = ws(end);
+    if (b[i] === 0x2c) {
+      i = ws(i + 1);
+      continue;
+    }
+    if (b[i] !== 0x7d) return undefined;
+    break;
+  }
+  return ws(i + 1) === n ? spans : undefined;
+}
+
+/** The end of the JSON string starting at b[i] (a quote), or -1. Escapes are skipped, not checked. */
+function skipString(b: Uint8Array, i: number): number {
+  const n = b.length;
+  for (i++; i < n; i++) {
+    const c = b[i]!;
+    if (c === QUOTE) return i + 1;
+    if (c === 0x5c) i++;
+  }
+  return -1;
+}
+
+/** The end of the JSON value starting at b[i], following strings and nesting only, or -1. */
+function skipValue(b: Uint8Array, i: number): number {
+  const n = b.length;
+  const c = b[i];
+  if (c === QUOTE) return skipString(b, i);
+  if (c === 0x7b || c === 0x5b) {
+    let depth = 0;
+    while (i < n) {
+      const d = b[i]!;
+      if (d === QUOTE) {
+        i = skipString(b, i);
+        if (i < 0) return -1;
+        continue;
+      }
+      if (d === 0x7b || d === 0x5b) depth++;
+      else if (d === 0x7d || d === 0x5d) {
+        if (--depth === 0) return i + 1;
+      }
+      i++;
+    }
+    return -1;
+  }
+  const start = i;
+  while (i < n && SCALAR_END[b[i]!] !== 1) i++;
+  return i > start ? i : -1;
+}
+
 const NULL_ID = '0'.repeat(64);
 
 /**

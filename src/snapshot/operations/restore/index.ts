@@ -14,7 +14,7 @@ import { AbortedError, InvalidInputError } from '../../../errors.ts';
 import { withIndex, type AnyRepository, type IndexedRepository } from '../../../repository/repository.ts';
 import type { BlobId } from '../../../repository/id.ts';
 import { SysHelper } from '../../engine/syshelper.ts';
-import { TreeLoader } from '../../engine/tree-loader.ts';
+import { TREE_BYTES, TreeLoader } from '../../engine/tree-loader.ts';
 import { resolveTreeSource, type TreeSource } from '../../engine/select.ts';
 import { ContentWriter } from './contents.ts';
 import { MetadataWriter, xattrSelector } from './metadata.ts';
@@ -130,7 +130,7 @@ export async function planRestore(repository: AnyRepository, source: TreeSource,
   const repo = await withIndex(repository, { signal: options.signal });
   const treeId = await resolveTreeSource(repo, source, { ...options.snapshotFilter, signal: options.signal });
   const root = Buffer.from(path.resolve(options.target ?? '/'));
-  const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, root, options, NO_TARGET);
+  const walked = await walkRestoreTree(new TreeLoader(repo, options.signal, TREE_BYTES), treeId, root, options, NO_TARGET);
   const order = treeOrder(walked);
   const further = furtherHardLinks(order.files);
   const existing = options.overwrite ? await checkExisting(walked, options.overwrite, blobSizes(repo), { signal: options.signal }) : undefined;
@@ -192,7 +192,7 @@ async function execute(repo: IndexedRepository, treeId: BlobId, options: Restore
   await mkdir(targetPath, { recursive: true, mode: 0o700 });
   const helperOk = await helper.ready();
   const metadata = new MetadataWriter(helper, helperOk, owners, output, xattrSelector(options.includeXattrs, options.excludeXattrs));
-  const walked = await walkRestoreTree(new TreeLoader(repo, options.signal), treeId, Buffer.from(targetPath), options, target);
+  const walked = await walkRestoreTree(new TreeLoader(repo, options.signal, TREE_BYTES), treeId, Buffer.from(targetPath), options, target);
   // Files in tree order: the first name of a hard link is the one restic restores.
   treeOrder(walked);
   const mode = options.overwrite ?? 'always';

@@ -7,7 +7,8 @@ import type { BlobId } from '../../../repository/id.ts';
 import { goStringToBytes } from '../../model/gojson.ts';
 import { PathFilter } from '../../model/filter.ts';
 import type { TreeLoader } from '../../engine/tree-loader.ts';
-import type { TreeNode } from '../../model/node.ts';
+import type { NodeType, TreeNode } from '../../model/node.ts';
+import { treeNodes } from '../../model/tree.ts';
 import type { RestoreEntry, RestoreNode } from './types.ts';
 
 /** Rejects names that could leave the folder they belong to. */
@@ -138,10 +139,26 @@ function idsOf(file: string): Promise<Map<string, number>> {
 }
 
 /** restic's lchown by name: the local ids of the recorded names, 0 for a name not found. */
-async function ownedByName(nodes: TreeNode[]): Promise<TreeNode[]> {
+async function ownersByName(): Promise<(n: TreeNode) => TreeNode> {
   const [users, groups] = await Promise.all([idsOf('/etc/passwd'), idsOf('/etc/group')]);
-  return nodes.map((n) => ({ ...n, uid: users.get(n.user ?? '') ?? 0, gid: groups.get(n.group ?? '') ?? 0 }));
+  return (n) => ({ ...n, uid: users.get(n.user ?? '') ?? 0, gid: groups.get(n.group ?? '') ?? 0 });
 }
+
+/**
+ * What the walk keeps of a folder's entry while it walks the folder: its name (Go-string form),
+ * its name's bytes as a latin1 string (the same string when the name is ASCII), its type and
+ * subtree, and the restore's slim node. The folder's tree is read node by node into these, so
+ * its TreeNode[] (~416 bytes a node, and more while JSON.parse builds it) is never held.
+ */
+interface WalkEntry {
+  name: string;
+  latin1: string;
+  type: NodeType;
+  subtree: BlobId | undefined;
+  node: RestoreNode;
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Patterns, plain and case-blind (matched against the lower-cased path, as restic). */
 class Patterns {
@@ -169,7 +186,7 @@ class Patterns {
  * branch in flight finish before it is reported.
  */
 export async function walkRestoreTree(
-  trees: TreeLoader,
+  trees: TreeLoader<Uint8Array>,
   treeId: BlobId,
   root: Buffer,
   options: WalkOptions,
@@ -182,7 +199,7 @@ export async function walkRestoreTree(
 
 class Walk {
   readonly found: Walked = { created: [], files: [], specials: [], visited: [], select: (rel, isDir) => this.selected(rel, isDir, false), top: [] };
-  readonly #trees: TreeLoader;
+  readonly #trees: TreeLoader<Uint8Array>;
   readonly #include: Patterns;
   readonly #exclude: Patterns;
   readonly #signal: AbortSignal | undefined;
@@ -191,7 +208,7 @@ class Walk {
   readonly #names: boolean;
   #failed = false;
 
-  constructor(trees: TreeLoader, options: WalkOptions, target: WalkTarget) {
+  constructor(trees: TreeLoader<Uint8Array>, options: WalkOptions, target: WalkTarget) {
     this.#trees = trees;
     this.#include = new Patterns(options.include, options.iinclude);
     this.#exclude = new Patterns(options.exclude, options.iexclude);
@@ -211,14 +228,18 @@ class Walk {
   async walk(treeId: BlobId, dir: Buffer, rel: string, forced: boolean, kids: RestoreEntry[]): Promise<boolean> {
     throwIfAborted(this.#signal);
     if (this.#failed) return false;
-    const loaded = await this.#trees.load(treeId);
-    const nodes = this.#byName ? await ownedByName(loaded) : loaded;
+    const bytes = await this.#trees.load(treeId);
+    const owners = this.#byName ? await ownersByName() : undefined;
+    // Every node is read (and its name checked) before anything of the folder is made.
+    const nodes: WalkEntry[] = [];
+    for (const read of treeNodes(bytes, treeId)) {
+      const n = owners ? owners(read) : read;
+      let latin1 = n.name;
+      if (NON_ASCII.test(latin1)) latin1 = goStringToBytes(n.name).toString('latin1');
+      checkNodeName(Buffer.from(latin1, 'latin1'), treeId);
+      nodes.push({ name: n.name, latin1, type: n.type, subtree: n.subtree, node: restoreNode(n) });
+    }
     this.found.visited.push({ path: dir, rel, names: this.#names ? new Set(nodes.map((n) => n.name)) : NO_NAMES });
-    const names = nodes.map((node) => {
-      const nameBytes = Buffer.from(goStringToBytes(node.name));
-      checkNodeName(nameBytes, treeId);
-      return nameBytes;
-    });
     // The subfolders' trees, read together while this folder is made: only those the walk may
     // enter (an include or exclude leaves the others, and their packs, unread).
     this.#trees.prefetch(
@@ -232,7 +253,7 @@ class Walk {
       const sel = this.selected(childRel, node.type === 'dir', forced);
       if (sel === 'no') continue;
       if (node.type !== 'dir') {
-        const entry: RestoreEntry = new LeafEntry(dir, names[i]!.toString('latin1'), restoreNode(node));
+        const entry: RestoreEntry = new LeafEntry(dir, node.latin1, node.node);
         (node.type === 'file' ? this.found.files : this.found.specials).push(entry);
         this.found.created.push(entry);
         kids.push(entry);
@@ -241,9 +262,9 @@ class Walk {
       }
       if (!node.subtree) throw new IntegrityError(`folder ${childRel} has no subtree`, { blob: treeId });
       if (this.#failed) break;
-      const p = Buffer.concat([dir, SLASH, names[i]!]);
+      const p = Buffer.concat([dir, SLASH, Buffer.from(node.latin1, 'latin1')]);
       await this.#target.makeDir(p, dir);
-      const slim = restoreNode(node);
+      const slim = node.node;
       const entry: RestoreEntry = sel === 'descend' ? { path: p, node: slim, onTheWay: true, children: [] } : { path: p, node: slim, children: [] };
       this.found.created.push(entry);
       kids.push(entry);
