@@ -3,6 +3,7 @@
 import { IntegrityError, shownValue } from '../errors.ts';
 import { CRYPTO_OVERHEAD } from './crypto.ts';
 import { isId, type BlobId, type IndexId, type PackId } from './id.ts';
+import { JsonBytes } from './json-bytes.ts';
 import type { PackedBlob } from './pack.ts';
 
 /** One pack as an index file lists it: its ID and the blobs it holds. */
@@ -17,30 +18,19 @@ export interface IndexFileContent {
 }
 
 export function encodeIndexFile(packs: readonly IndexPack[]): Uint8Array {
-  // Written pack by pack into one buffer: a file of 50 000 blobs is ~7.5 MB of JSON, which as one
-  // string (and its pieces, and the copy into a buffer) took three times that at once.
+  // Written pack by pack into one buffer (JsonBytes): a file of 50 000 blobs is ~7.5 MB of JSON.
   let blobs = 0;
   for (const p of packs) blobs += p.blobs.length;
-  let out = Buffer.allocUnsafe(16 + packs.length * 100 + blobs * 160);
-  let at = 0;
-  const put = (text: string) => {
-    const need = Buffer.byteLength(text);
-    if (at + need > out.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, at + need));
-      out.copy(bigger, 0, 0, at);
-      out = bigger;
-    }
-    at += out.write(text, at);
-  };
-  put('{"packs":[');
+  const out = new JsonBytes(16 + packs.length * 100 + blobs * 160);
+  out.write('{"packs":[');
   packs.forEach((p, i) => {
     const list = p.blobs.map((b) =>
       `{"id":"${b.id}","type":"${b.type}","offset":${b.offset},"length":${b.length}` +
       (b.uncompressedLength ? `,"uncompressed_length":${b.uncompressedLength}` : '') + '}');
-    put(`${i > 0 ? ',' : ''}{"id":"${p.id}","blobs":[${list.join(',')}]}`);
+    out.write(`${i > 0 ? ',' : ''}{"id":"${p.id}","blobs":[${list.join(',')}]}`);
   });
-  put(']}\n');
-  return out.subarray(0, at);
+  out.write(']}\n');
+  return out.bytes();
 }
 
 const U32 = 0xffffffff;

@@ -2,6 +2,7 @@
 // restic builds the bytes as `{"nodes":[` + nodes joined by `,` + `]}\n`; the tree ID is the
 // SHA-256 of exactly those bytes, so encodeTree writes the same.
 import { IntegrityError, InvalidInputError } from '../../errors.ts';
+import { JsonBytes } from '../../repository/json-bytes.ts';
 import { compareGoStrings, parseGoJson } from './gojson.ts';
 import { type NodeEncodingOptions, type TreeNode, decodeNode, encodeNode } from './node.ts';
 
@@ -51,7 +52,7 @@ export function sortNodes(nodes: readonly TreeNode[]): TreeNode[] {
 export function encodeTree(nodes: readonly TreeNode[], options?: NodeEncodingOptions): Uint8Array {
   // Each node is written into one growing buffer as it is encoded: a tree of 250 000 nodes once
   // held every node's JSON string, their join and the bytes at once (three copies, ~150 MiB).
-  const out = new TreeBytes(Math.min(64 * 1024 + nodes.length * 256, 16 * 1024 * 1024));
+  const out = new JsonBytes(Math.min(64 * 1024 + nodes.length * 256, 16 * 1024 * 1024));
   out.write('{"nodes":[');
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i]!;
@@ -68,34 +69,7 @@ export function encodeTree(nodes: readonly TreeNode[], options?: NodeEncodingOpt
     out.write(encodeNode(node, options));
   }
   out.write(']}\n');
-  return out.bytes();
-}
-
-/** A byte buffer that grows by doubling, written with UTF-8 strings. */
-class TreeBytes {
-  #buf: Buffer;
-  #length = 0;
-
-  constructor(initial: number) {
-    this.#buf = Buffer.allocUnsafe(initial);
-  }
-
-  write(s: string): void {
-    // A UTF-8 byte count at most 3 per UTF-16 unit: room for the worst case, then the exact write.
-    const most = s.length * 3;
-    if (this.#length + most > this.#buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#length + most));
-      this.#buf.copy(next, 0, 0, this.#length);
-      this.#buf = next;
-    }
-    this.#length += this.#buf.write(s, this.#length, 'utf8');
-  }
-
-  /** The bytes written; copied to their exact length when over a quarter of the room is spare. */
-  bytes(): Uint8Array {
-    const used = this.#buf.subarray(0, this.#length);
-    return this.#length < this.#buf.length * 0.75 ? Buffer.from(used) : used;
-  }
+  return out.trimmed();
 }
 
 /** Options of {@link decodeTree}. */
