@@ -13,7 +13,7 @@
 // thread that allocates (file workers, libuv's pool, V8's helpers) an arena of its own, which
 // keeps freed memory resident; with two the same 20 000-file backup peaked at 169–173 MiB where it
 // peaked at 176–190 with the default (bench/README.md, "Issue 17, small-file backup"), and glibc's
-// mmap and trim thresholds fixed at their defaults (MALLOC_THRESHOLD below).
+// mmap and trim thresholds fixed (MALLOC_MMAP_THRESHOLD and MALLOC_TRIM_THRESHOLD below).
 import { realpathSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -35,25 +35,35 @@ export const REEXEC_FLAGS: readonly string[] = ['--optimize-for-size'];
 export const MALLOC_ARENAS = '2';
 
 /**
- * glibc's mmap and trim thresholds for the re-executed process, in bytes: its defaults (128 KiB),
- * fixed. Left alone, glibc raises both after freeing a big block (up to 32 and 64 MiB), so that
- * blocks of up to that size come from the main heap afterwards and up to twice that stays
- * resident at its top once freed; a backup frees such blocks all along (an index file of 50 000
- * blobs is ~7.5 MB). Measured: the main thread's malloc heap grew from 14 to 46 MiB between 20 000
- * and 200 000 files, and the 200 000-file backup peaked 10–20 MiB lower with both fixed
- * (bench/README.md, "Issue 17: what grows with the number of files").
+ * glibc's mmap threshold for the re-executed process, in bytes: just above the 1 MiB pieces that
+ * packs are read in (restore, check, copy, prune), so they come from the heap and are used again
+ * once freed, while bigger blocks (ranges, index files) get mappings of their own and leave no
+ * freed memory behind. Left alone, glibc raises it after a big block is freed (up to 32 MiB) and
+ * keeps that much more resident; at its 128 KiB default every piece was a fresh mapping whose
+ * pages the kernel faulted in and zeroed: 0.8–1.1 million page faults per GiB restored or checked
+ * (restic: 70 000), 2.7 s of system time for a 1 GiB `check --read-data`. With this threshold
+ * and {@link MALLOC_TRIM_THRESHOLD}: check 4.5 → 3.2 s, restore 4.1 → 3.4 s, backup 4.9 → 4.6 s,
+ * peak RSS +1–4 MiB (bench/README.md, "Issue 17: page faults and glibc's thresholds").
  */
-export const MALLOC_THRESHOLD = String(128 * 1024);
+export const MALLOC_MMAP_THRESHOLD = String(1024 * 1024 + 128 * 1024);
 
 /**
- * The environment of the re-executed process: `env` with {@link MALLOC_ARENAS} and the
- * {@link MALLOC_THRESHOLD}s, each unless it sets its own.
+ * glibc's trim threshold for the re-executed process, in bytes: how much freed memory at the top
+ * of a heap stays there before it is given back (setting either threshold stops glibc from
+ * raising both). 32 MiB, so that pieces freed and taken again at the top of the heap are not
+ * given back and faulted in again each time; what stays is bounded by the few pieces in flight.
+ */
+export const MALLOC_TRIM_THRESHOLD = String(32 * 1024 * 1024);
+
+/**
+ * The environment of the re-executed process: `env` with {@link MALLOC_ARENAS},
+ * {@link MALLOC_MMAP_THRESHOLD} and {@link MALLOC_TRIM_THRESHOLD}, each unless it sets its own.
  */
 export function reexecEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out = { ...env };
   out.MALLOC_ARENA_MAX ??= MALLOC_ARENAS;
-  out.MALLOC_MMAP_THRESHOLD_ ??= MALLOC_THRESHOLD;
-  out.MALLOC_TRIM_THRESHOLD_ ??= MALLOC_THRESHOLD;
+  out.MALLOC_MMAP_THRESHOLD_ ??= MALLOC_MMAP_THRESHOLD;
+  out.MALLOC_TRIM_THRESHOLD_ ??= MALLOC_TRIM_THRESHOLD;
   return out;
 }
 

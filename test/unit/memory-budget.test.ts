@@ -185,12 +185,13 @@ test('CLI: run directly, it re-executes itself (same PID) with a small main-thre
   // And with two glibc arenas (fewer threads' freed memory kept resident) unless the user set it.
   assert.equal(first!.arenas, null);
   assert.equal(second!.arenas, '2');
-  // And glibc's mmap and trim thresholds fixed at 128 KiB (not raised after a big block is freed).
+  // And glibc's mmap and trim thresholds fixed (not raised after a big block is freed): 1 MiB pieces
+  // from the heap, kept at its top.
   assert.deepEqual([first!.mmap, first!.trim], [null, null]);
-  assert.deepEqual([second!.mmap, second!.trim], ['131072', '131072']);
+  assert.deepEqual([second!.mmap, second!.trim], [String(1024 * 1024 + 128 * 1024), String(32 * 1024 * 1024)]);
   await rm(log);
   run({ MALLOC_ARENA_MAX: '4', MALLOC_TRIM_THRESHOLD_: '65536' });
-  assert.deepEqual((await starts()).map((s) => [s.arenas, s.mmap, s.trim]), [['4', null, '65536'], ['4', '131072', '65536']]);
+  assert.deepEqual((await starts()).map((s) => [s.arenas, s.mmap, s.trim]), [['4', null, '65536'], ['4', String(1024 * 1024 + 128 * 1024), '65536']]);
   // Turned off, or a size the user chose: started once, as given.
   await rm(log);
   run({ STOWAGE_NODE_REEXEC: '0' });
