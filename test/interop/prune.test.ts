@@ -293,9 +293,17 @@ describe('prune interop with the real restic', () => {
       assert.ok(done.ops.some((op) => op.includes(kind)), `the prune does "${kind}"`);
     }
 
-    // Kill right after each operation (at most 12, spread over the run), and twice by the clock
-    // between operations (possibly in the middle of one).
-    const points = [...new Set(Array.from({ length: Math.min(12, ops - 1) }, (_, i) => 1 + Math.floor((i * (ops - 2)) / Math.max(1, Math.min(11, ops - 2)))))];
+    // Kill right after the first and the last operation of each run of one kind (save data, save
+    // index, remove index, remove data, …): every state between two kinds of change, and one in the
+    // middle of each run of removals (the crash campaign in test/reliability kills prunes at random
+    // moments besides). And twice by the clock between operations (possibly in the middle of one).
+    const kindOf = (op: string) => op.replace(/^op \d+ /, '').split('/')[0]!;
+    const points = [...new Set(done.ops.flatMap((op, i) => {
+      const k = kindOf(op);
+      const first = i === 0 || kindOf(done.ops[i - 1]!) !== k;
+      const last = i === done.ops.length - 1 || kindOf(done.ops[i + 1]!) !== k;
+      return (first || last) && i + 1 < ops ? [i + 1] : [];
+    }))];
     const kills: Array<{ ops?: number; ms?: number }> = [
       ...points.map((k) => ({ ops: k })),
       ...[0.35, 0.7].map((f) => ({ ms: Math.round(done.opWindowMs * f) })),

@@ -8,7 +8,7 @@
 //
 // STOWAGE_CRASH_SEED replays a campaign (the kill delays and the changes to the source tree; the
 // exact point a delay lands on still depends on the machine's speed). STOWAGE_CRASH_KILLS sets
-// the number of kills (default 120 — CI's share of the suite's time —, spread over two
+// the number of kills (default 90 — CI's share of the suite's time —, spread over two
 // repositories worked on at the same time; longer campaigns: STOWAGE_CRASH_KILLS=600).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,7 +33,7 @@ import { runInChild, type RunnerOp, type RunnerResult, type RunnerSpec } from '.
 const PASSWORD = 'crash campaign password';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
 const SEED = process.env.STOWAGE_CRASH_SEED !== undefined ? Number(process.env.STOWAGE_CRASH_SEED) : randomInt(2 ** 31);
-const KILLS = Math.max(2, Number(process.env.STOWAGE_CRASH_KILLS ?? 120));
+const KILLS = Math.max(2, Number(process.env.STOWAGE_CRASH_KILLS ?? 90));
 const LANES = 2;
 /** restic check (after restic unlock) every this many kills per lane. */
 const RESTIC_CHECK_EVERY = 5;
