@@ -12,10 +12,9 @@ export class JsonBytes {
   }
 
   write(s: string): void {
-    // A UTF-8 byte count is at most 3 per UTF-16 unit: room for the worst case, then the exact write.
-    const most = s.length * 3;
-    if (this.#length + most > this.#buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#length + most));
+    // A UTF-8 byte count is at most 3 per UTF-16 unit: when even that fits, no need to count.
+    if (this.#length + s.length * 3 > this.#buf.length && this.#length + Buffer.byteLength(s) > this.#buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#length + s.length * 3));
       this.#buf.copy(next, 0, 0, this.#length);
       this.#buf = next;
     }

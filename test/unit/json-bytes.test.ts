@@ -20,4 +20,14 @@ test('JsonBytes: grows past its first room, writes UTF-8 exactly, trims only whe
   full.write('abc');
   assert.equal(full.trimmed().byteLength, 3);
   assert.equal(new JsonBytes(0).bytes().byteLength, 0);
+
+  // Grown only when the bytes do not fit, not when the worst case (3 bytes a unit) would not.
+  const exact = new JsonBytes(1 << 16);
+  exact.write('x'.repeat((1 << 16) - 4096));
+  exact.write('y'.repeat(4096));
+  assert.equal(exact.bytes().byteLength, 1 << 16);
+  assert.equal(exact.bytes().buffer.byteLength, 1 << 16, 'filled exactly, not grown');
+  exact.write('z');
+  assert.ok(exact.bytes().buffer.byteLength >= 2 << 16);
+  assert.equal(Buffer.from(exact.bytes()).toString('latin1', (1 << 16) - 1), 'yz');
 });
