@@ -103,18 +103,16 @@ export function decodeTree(bytes: Uint8Array, treeId: string, options?: DecodeTr
     throw new IntegrityError(list === undefined ? 'tree has no "nodes" array' : 'tree "nodes" is not an array', { blob: treeId });
   }
   const nodes = list.map((n) => decodeNode(n, treeId));
-  if (options?.lenient !== true) {
-    for (let i = 0; i < nodes.length; i++) {
-      assertSafeNodeName(nodes[i]!.name, treeId);
-      if (i > 0 && compareGoStrings(nodes[i - 1]!.name, nodes[i]!.name) >= 0) {
-        throw new IntegrityError(
-          `tree nodes are not sorted by name or have a duplicate at ${JSON.stringify(nodes[i]!.name).slice(0, 80)}`,
-          { blob: treeId },
-        );
-      }
-    }
-  }
+  if (options?.lenient !== true) for (let i = 0; i < nodes.length; i++) checkNodeInTree(nodes[i - 1]?.name, nodes[i]!.name, treeId);
   return nodes;
+}
+
+/** A strict reader's rules per node: a safe name, after the one before it in name order (none twice). */
+function checkNodeInTree(previous: string | undefined, name: string, treeId: string): void {
+  assertSafeNodeName(name, treeId);
+  if (previous !== undefined && compareGoStrings(previous, name) >= 0) {
+    throw new IntegrityError(`tree nodes are not sorted by name or have a duplicate at ${JSON.stringify(name).slice(0, 80)}`, { blob: treeId });
+  }
 }
 
 /**
@@ -140,12 +138,7 @@ export function* treeNodes(bytes: Uint8Array, treeId: string, options?: DecodeTr
     let node: TreeNode;
     try {
       node = decodeNode(parseGoJson(bytes.subarray(spans[k]!, spans[k + 1]!)), treeId);
-      if (!lenient) {
-        assertSafeNodeName(node.name, treeId);
-        if (previous !== undefined && compareGoStrings(previous, node.name) >= 0) {
-          throw new IntegrityError(`tree nodes are not sorted by name or have a duplicate at ${JSON.stringify(node.name).slice(0, 80)}`, { blob: treeId });
-        }
-      }
+      if (!lenient) checkNodeInTree(previous, node.name, treeId);
     } catch (err) {
       // A tree with a defect may have more than one: decodeTree says which one it reports.
       decodeTree(bytes, treeId, options);
